@@ -1,0 +1,147 @@
+"""Frozen configuration objects shared by the CLI, the UI and the cache keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+POOLINGS = ("avg", "max", "avgmax")
+TOKEN_POOLINGS = ("cls", "mean")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PROJECTIONS = ("pca", "umap", "tsne", "none")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Bounds on what a dataset may cost; the hosted demo uses tighter ones than the CLI.
+
+    Attributes:
+        max_files: most entries an archive or folder may hold.
+        max_total_bytes: most uncompressed bytes an archive may expand to.
+        max_ratio: highest compression ratio of an archive entry (zip-bomb guard).
+        max_file_bytes: largest single image file.
+        max_pixels: largest image (width x height); bigger ones are skipped as pixel bombs.
+    """
+
+    max_files: int = 20_000
+    max_total_bytes: int = 2 * 1024**3
+    max_ratio: float = 200.0
+    max_file_bytes: int = 64 * 1024**2
+    max_pixels: int = 64_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """Which images to load.
+
+    Attributes:
+        source: `sample:<name>`, a folder path or a zip path.
+        max_images: stratified subsample to at most this many images (None: all).
+        random_state: seed of the subsample.
+    """
+
+    source: str = "sample:clothing"
+    max_images: int | None = None
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_images is not None and self.max_images < 1:
+            raise ValueError(f"max_images={self.max_images} must be at least 1 (or None for all)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractSpec:
+    """How to turn images into per-layer feature vectors.
+
+    Attributes:
+        model: torchvision registry name, e.g. `mobilenet_v2`.
+        weights: `auto` (the model's default pretrained weights), `none` (random init) or a file path.
+        layers: FX node names; empty means the model's default spread.
+        pooling: spatial pooling of NCHW/NHWC maps: avg, max or avgmax (concatenated).
+        token_pooling: pooling of token sequences (ViT): cls or mean.
+        precision: auto (bf16 where the CPU/GPU supports it), fp32 or bf16.
+        device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.
+        batch_size: images per forward pass.
+        random_state: seed of the random initialisation when weights is `none`.
+    """
+
+    model: str = "mobilenet_v2"
+    weights: str = "auto"
+    layers: tuple[str, ...] = ()
+    pooling: str = "avg"
+    token_pooling: str = "cls"
+    precision: str = "auto"
+    device: str = "auto"
+    batch_size: int = 32
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("token_pooling", self.token_pooling, TOKEN_POOLINGS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("device", self.device, DEVICES)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be at least 1")
+        if not isinstance(self.layers, tuple):
+            raise TypeError(f"layers must be a tuple of node names, got {type(self.layers).__name__}")
+
+    def replace(self, **changes: Any) -> ExtractSpec:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectionSpec:
+    """How to project each layer's features to 2-D or 3-D.
+
+    Attributes:
+        method: pca, umap, tsne or none.
+        n_components: 2 or 3.
+        n_neighbors: UMAP neighbourhood size.
+        min_dist: UMAP minimum distance.
+        perplexity: t-SNE perplexity.
+        random_state: seed; the default result is reproducible run to run.
+    """
+
+    method: str = "umap"
+    n_components: int = 2
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    perplexity: float = 30.0
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("projection", self.method, PROJECTIONS)
+        if self.n_components not in (2, 3):
+            raise ValueError(f"n_components={self.n_components} must be 2 or 3")
+        if self.n_neighbors < 2:
+            raise ValueError(f"n_neighbors={self.n_neighbors} must be at least 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSpec:
+    """How to score separability.
+
+    Attributes:
+        folds: most stratified folds for the probe and kNN (fewer when a class is smaller).
+        knn_k: neighbours of the kNN classifier.
+        probe_c: inverse L2 regularisation of the logistic-regression probe.
+        random_state: seed of the fold split.
+    """
+
+    folds: int = 5
+    knn_k: int = 5
+    probe_c: float = 1.0
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ValueError(f"folds={self.folds} must be at least 2")
+        if self.knn_k < 1:
+            raise ValueError(f"knn_k={self.knn_k} must be at least 1")

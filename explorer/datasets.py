@@ -1,0 +1,356 @@
+"""Image datasets: bundled samples, folders, zips and labels.csv, with a report of skipped files."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .archive import is_ignored_name, safe_extract_zip
+from .config import DataSpec, Limits
+from .images import IMAGE_SUFFIXES, ImageError, check_and_thumbnail, to_jpeg_bytes
+
+log = logging.getLogger(__name__)
+
+SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLES = ("clothing", "digits")
+LABELS_FILE = "labels.csv"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image: a display name (its path relative to the dataset root) and where its bytes are."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None  # invariant of the constructors below, not user input
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out of the dataset, and why."""
+
+    file: str
+    reason: str
+
+
+@dataclass
+class ImageDataset:
+    """A validated, de-duplicated list of images with optional labels.
+
+    Attributes:
+        source: what was loaded (`sample:clothing`, a folder or a zip path).
+        items: the usable images.
+        labels: one class name per item, or None when the dataset is unlabeled.
+        hashes: sha256 of each item's bytes (the cache key's view of the image).
+        thumbnails: small JPEG bytes per item, for hover images and grids.
+        skipped: files left out, with the reason.
+        duplicates: (file, the earlier file it duplicates) pairs; duplicates are left out.
+    """
+
+    source: str
+    items: tuple[ImageItem, ...]
+    labels: tuple[str, ...] | None
+    hashes: tuple[str, ...]
+    thumbnails: tuple[bytes, ...]
+    skipped: tuple[Skipped, ...] = ()
+    duplicates: tuple[tuple[str, str], ...] = ()
+    _tempdir: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def names(self) -> list[str]:
+        return [it.name for it in self.items]
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels)) if self.labels is not None else []
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.labels).items())) if self.labels is not None else {}
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 over the ordered image hashes: the dataset's identity in cache keys."""
+        return hashlib.sha256("\n".join(self.hashes).encode()).hexdigest()
+
+    def close(self) -> None:
+        """Delete the files unpacked for this dataset (uploads, zips)."""
+        if self._tempdir:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
+
+
+def _is_image_name(rel: str) -> bool:
+    return rel.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _list_files(root: Path, limits: Limits) -> list[str]:
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            continue  # a folder may hold links to anywhere; they are never followed
+        if p.is_file():
+            out.append(p.relative_to(root).as_posix())
+            if len(out) > limits.max_files:
+                raise ValueError(f"{root} holds over {limits.max_files} files; use a smaller dataset or --max-images")
+    return out
+
+
+def _strip_wrapper(root: Path, files: list[str]) -> tuple[Path, list[str]]:
+    """A zip of `clothing/dress/a.jpg` is treated like one of `dress/a.jpg`."""
+    while files:
+        firsts = {f.split("/", 1)[0] for f in files}
+        if len(firsts) != 1 or all("/" not in f for f in files):
+            break
+        (top,) = firsts
+        if not all("/" in f for f in files):
+            break
+        root = root / top
+        files = [f.split("/", 1)[1] for f in files]
+    return root, files
+
+
+def _read_labels_csv(path: Path) -> dict[str, str]:
+    """`filename,label` rows; a header row (`filename,label`) is optional."""
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    mapping: dict[str, str] = {}
+    for i, row in enumerate(csv.reader(io.StringIO(text))):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise ValueError(f"{path.name} line {i + 1}: expected 'filename,label', got {','.join(row)!r}")
+        name, label = row[0].strip(), row[1].strip()
+        if i == 0 and name.lower() in ("filename", "file", "path", "image") and label.lower() in ("label", "class"):
+            continue
+        if label:
+            mapping[name.replace("\\", "/")] = label
+    return mapping
+
+
+def _candidates(root: Path, limits: Limits) -> tuple[list[tuple[str, str | None]], list[Skipped]]:
+    """(relative file, label or None) for each image under root, plus the non-images skipped."""
+    files = [f for f in _list_files(root, limits) if not is_ignored_name(f)]
+    root, files = _strip_wrapper(root, files)
+    skipped: list[Skipped] = []
+    images: list[str] = []
+    labels_csv = None
+    for f in files:
+        if f == LABELS_FILE:
+            labels_csv = root / f
+        elif _is_image_name(f):
+            images.append(f)
+        else:
+            skipped.append(Skipped(f, "not an image file (by extension)"))
+    if labels_csv is not None:
+        mapping = _read_labels_csv(labels_csv)
+        by_base = {Path(k).name: v for k, v in mapping.items()}
+        out: list[tuple[str, str | None]] = []
+        for f in images:
+            label = mapping.get(f, by_base.get(Path(f).name))
+            if label is None:
+                skipped.append(Skipped(f, f"no label in {LABELS_FILE}"))
+            else:
+                out.append((str(root / f), label))
+        known = set(images) | {Path(f).name for f in images}
+        skipped += [Skipped(k, f"listed in {LABELS_FILE} but not found") for k in mapping if k not in known]
+        return out, skipped
+    in_folders = [f for f in images if "/" in f]
+    if in_folders:
+        out = [(str(root / f), f.split("/", 1)[0]) for f in in_folders]
+        skipped += [Skipped(f, "not inside a class folder") for f in images if "/" not in f]
+        return out, skipped
+    return [(str(root / f), None) for f in images], skipped
+
+
+def stratified_subsample(labels: list[str | None], max_images: int, random_state: int) -> np.ndarray:
+    """Indices of at most `max_images` items, keeping class proportions (largest-remainder rounding).
+
+    Args:
+        labels: one label per item (None for unlabeled items: one group).
+        max_images: how many to keep.
+        random_state: seed of the choice.
+
+    Returns:
+        Sorted indices.
+    """
+    n = len(labels)
+    if n <= max_images:
+        return np.arange(n)
+    rng = np.random.default_rng(random_state)
+    groups: dict[str | None, list[int]] = {}
+    for i, lab in enumerate(labels):
+        groups.setdefault(lab, []).append(i)
+    keys = sorted(groups, key=lambda k: (k is None, str(k)))
+    exact = np.array([len(groups[k]) * max_images / n for k in keys])
+    take = np.floor(exact).astype(int)
+    for j in np.argsort(-(exact - take), kind="stable")[: max_images - take.sum()]:
+        take[j] += 1
+    chosen = [rng.choice(groups[k], size=t, replace=False) for k, t in zip(keys, take) if t > 0]
+    return np.sort(np.concatenate(chosen))
+
+
+def _digits_items() -> list[tuple[ImageItem, str]]:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    out = []
+    for i, (img, target) in enumerate(zip(digits.images, digits.target)):
+        arr = np.clip(255 - img * 16, 0, 255).astype(np.uint8)  # dark ink on white, like a scan
+        buf = io.BytesIO()
+        Image.fromarray(arr, "L").save(buf, format="PNG")
+        out.append((ImageItem(f"{target}/digit_{i:04d}.png", data=buf.getvalue()), str(target)))
+    return out
+
+
+def _validate(
+    pairs: list[tuple[ImageItem, str | None]], limits: Limits, progress: Progress | None
+) -> tuple[list[int], list[str], list[bytes], list[Skipped]]:
+    def one(item: ImageItem) -> tuple[str, bytes] | Skipped:
+        try:
+            data = item.read_bytes()
+        except OSError as exc:
+            return Skipped(item.name, f"unreadable file: {exc}")
+        if len(data) > limits.max_file_bytes:
+            return Skipped(item.name, f"file of {len(data)} bytes is over the limit of {limits.max_file_bytes}")
+        try:
+            thumb, _ = check_and_thumbnail(data, max_pixels=limits.max_pixels)
+        except ImageError as exc:
+            return Skipped(item.name, str(exc))
+        return hashlib.sha256(data).hexdigest(), to_jpeg_bytes(thumb)
+
+    ok, hashes, thumbs, skipped = [], [], [], []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for i, res in enumerate(pool.map(one, [p[0] for p in pairs])):
+            if isinstance(res, Skipped):
+                skipped.append(res)
+            else:
+                ok.append(i)
+                hashes.append(res[0])
+                thumbs.append(res[1])
+            if progress is not None:
+                progress(i + 1, len(pairs))
+    return ok, hashes, thumbs, skipped
+
+
+def load_dataset(
+    spec: DataSpec,
+    *,
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+) -> ImageDataset:
+    """Load, validate and de-duplicate a dataset.
+
+    Args:
+        spec: what to load (`sample:<name>`, a folder, or a .zip) and how many images.
+        limits: bounds on files, sizes and pixels (defaults: Limits()).
+        progress: called with (done, total) while images are checked.
+
+    Returns:
+        An ImageDataset; call `close()` when done with a zip's dataset to delete its unpacked files.
+
+    Raises:
+        ValueError: unknown sample, missing path, unsafe archive, or no usable image.
+    """
+    limits = limits or Limits()
+    source = spec.source
+    tempdir = None
+    skipped: list[Skipped] = []
+    if source.startswith("sample:"):
+        name = source.split(":", 1)[1]
+        if name == "digits":
+            pairs = _digits_items()
+        elif name in SAMPLES:
+            cands, skipped = _candidates(SAMPLES_DIR / name, limits)
+            pairs = [(ImageItem(Path(p).relative_to(SAMPLES_DIR / name).as_posix(), path=Path(p)), lab) for p, lab in cands]
+        else:
+            raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise ValueError(f"{source!r} does not exist; give a folder, a .zip or sample:clothing")
+        if path.is_file():
+            if path.suffix.lower() != ".zip":
+                raise ValueError(f"{source!r} is a file but not a .zip; give a folder, a .zip or sample:clothing")
+            tempdir = tempfile.mkdtemp(prefix="explorer-upload-")
+            try:
+                report = safe_extract_zip(path, tempdir, limits)
+            except BaseException:
+                shutil.rmtree(tempdir, ignore_errors=True)
+                raise
+            skipped += [Skipped(f, r) for f, r in report.ignored]
+            path = Path(tempdir)
+        cands, more = _candidates(path, limits)
+        skipped += more
+        pairs = [(ImageItem(Path(p).relative_to(path).as_posix(), path=Path(p)), lab) for p, lab in cands]
+    try:
+        return _finish(source, pairs, skipped, spec, limits, progress, tempdir)
+    except BaseException:
+        if tempdir:
+            shutil.rmtree(tempdir, ignore_errors=True)
+        raise
+
+
+def _finish(
+    source: str,
+    pairs: list[tuple[ImageItem, str | None]],
+    skipped: list[Skipped],
+    spec: DataSpec,
+    limits: Limits,
+    progress: Progress | None,
+    tempdir: str | None,
+) -> ImageDataset:
+    if spec.max_images is not None:
+        keep = stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)
+        pairs = [pairs[i] for i in keep]
+    ok, hashes, thumbs, bad = _validate(pairs, limits, progress)
+    skipped += bad
+    seen: dict[str, str] = {}
+    items, labels, uniq_hashes, uniq_thumbs, dups = [], [], [], [], []
+    for i, h, t in zip(ok, hashes, thumbs):
+        item, label = pairs[i]
+        if h in seen:
+            dups.append((item.name, seen[h]))
+            skipped.append(Skipped(item.name, f"duplicate of {seen[h]}"))
+            continue
+        seen[h] = item.name
+        items.append(item)
+        labels.append(label)
+        uniq_hashes.append(h)
+        uniq_thumbs.append(t)
+    if not items:
+        raise ValueError(f"no usable images in {source!r} ({len(skipped)} files skipped)")
+    labeled = all(lab is not None for lab in labels)
+    log.info("dataset %s: %d images, %d skipped, %d duplicates", source, len(items), len(skipped), len(dups))
+    return ImageDataset(
+        source=source,
+        items=tuple(items),
+        labels=tuple(labels) if labeled else None,  # type: ignore[arg-type]
+        hashes=tuple(uniq_hashes),
+        thumbnails=tuple(uniq_thumbs),
+        skipped=tuple(skipped),
+        duplicates=tuple(dups),
+        _tempdir=tempdir,
+    )

@@ -1,0 +1,146 @@
+"""The one image loader: any supported file in, a plain 8-bit RGB PIL image out."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Transparent pixels are composited on this colour, so the same PNG always gives the same input.
+BACKGROUND = (255, 255, 255)
+THUMB_SIZE = 96
+
+IMAGE_SUFFIXES = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm",
+    ".heic", ".heif", ".avif", ".jfif",
+)  # fmt: skip
+
+
+class ImageError(ValueError):
+    """An image could not be used; the message is the reason shown to the user."""
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image, or a format Pillow cannot read (HEIC/AVIF need plugins)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"pixel bomb: {exc}") from exc
+    except OSError as exc:
+        raise ImageError(f"unreadable image: {exc}") from exc
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(f"pixel bomb: {w}x{h} = {w * h} pixels is over the limit of {max_pixels}")
+    if w < 1 or h < 1:
+        raise ImageError(f"empty image ({w}x{h})")
+    return img
+
+
+def _scale_high_bit(img: Image.Image) -> Image.Image:
+    """16/32-bit integer and float images are scaled to 8 bits, not clipped."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        if lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        scaled = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+    else:
+        hi = 65535.0 if int(arr.max(initial=0)) <= 65535 else float(np.iinfo(np.int32).max)
+        scaled = arr.astype(np.float64) / hi * 255.0
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), "L")
+
+
+def normalise(img: Image.Image) -> Image.Image:
+    """Make any decoded PIL image a loaded 8-bit RGB image.
+
+    EXIF orientation is applied; the first frame of an animation is used; alpha (and palette
+    transparency) is composited on BACKGROUND; 16-bit and float images are scaled to 8 bits;
+    CMYK, palette, greyscale and other modes are converted to RGB.
+
+    Args:
+        img: an opened PIL image (it is not modified).
+
+    Returns:
+        A new RGB image.
+    """
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _scale_high_bit(img).convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return img if mode == "RGB" else img.convert("RGB")
+
+
+def load_rgb(data: bytes, *, max_pixels: int) -> Image.Image:
+    """Decode image bytes fully into a normalised RGB image.
+
+    Args:
+        data: the file's bytes.
+        max_pixels: images with more pixels are refused as pixel bombs.
+
+    Returns:
+        An RGB PIL image.
+
+    Raises:
+        ImageError: with the reason the image cannot be used.
+    """
+    img = _open(data, max_pixels)
+    try:
+        img.load()
+        return normalise(img)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"broken image ({img.format}): {exc}") from exc
+
+
+def check_and_thumbnail(data: bytes, *, max_pixels: int, size: int = THUMB_SIZE) -> tuple[Image.Image, tuple[int, int]]:
+    """Validate an image cheaply and make its thumbnail.
+
+    JPEGs are decoded in draft mode (DCT scaling), which reads the whole entropy-coded stream,
+    so truncation is still caught at a fraction of a full decode's cost.
+
+    Args:
+        data: the file's bytes.
+        max_pixels: pixel-bomb limit.
+        size: longest side of the thumbnail.
+
+    Returns:
+        (thumbnail RGB image, original (width, height)).
+
+    Raises:
+        ImageError: with the reason the image cannot be used.
+    """
+    img = _open(data, max_pixels)
+    original = img.size
+    try:
+        if img.format == "JPEG":
+            img.draft("RGB", (size, size))
+        img.load()
+        rgb = normalise(img)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"broken image ({img.format}): {exc}") from exc
+    rgb.thumbnail((size, size))
+    return rgb, original
+
+
+def to_jpeg_bytes(img: Image.Image, quality: int = 80) -> bytes:
+    """Encode an RGB image as JPEG bytes (for thumbnails in plots and reports)."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()

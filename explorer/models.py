@@ -1,0 +1,137 @@
+"""Registry over torchvision's classification models: names, weights, preprocessing, building."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from typing import Any
+
+from . import weights as wts
+
+log = logging.getLogger(__name__)
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """torchvision classification model names, naturally sorted, optionally fnmatch-filtered.
+
+    Args:
+        pattern: e.g. `resnet*`; None lists all.
+    """
+    from torchvision import models
+
+    names = models.list_models(module=models)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return sorted(names, key=_natural_key)
+
+
+def check_model_name(name: str) -> None:
+    """Raise a ValueError naming close matches when `name` is not a classification model."""
+    names = list_models()
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `python -m explorer models` lists them"
+        raise ValueError(f"unknown model {name!r}{hint}")
+
+
+def default_weights(name: str) -> Any:
+    """The torchvision default weights enum member of a model (None if it has none)."""
+    from torchvision import models
+
+    check_model_name(name)
+    try:
+        return models.get_model_weights(name).DEFAULT
+    except (ValueError, AttributeError, KeyError):
+        return None
+
+
+def weights_availability(name: str) -> str:
+    """`offline`, `download` or `none` for a model's default pretrained weights."""
+    w = default_weights(name)
+    return "none" if w is None else wts.availability(w)
+
+
+def transforms(name: str) -> Any:
+    """The preprocessing that travels with the model's default weights (used for random init too)."""
+    w = default_weights(name)
+    if w is None:
+        raise ValueError(f"model {name!r} has no weights and so no preprocessing in torchvision")
+    return w.transforms()
+
+
+def crop_size(name: str) -> int:
+    """The square input size the model's preprocessing produces."""
+    return int(transforms(name).crop_size[0])
+
+
+def _pretrained_kwargs(name: str, w: Any) -> dict[str, Any]:
+    """The builder arguments torchvision itself sets when it builds `name` with weights `w`."""
+    kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"])}
+    if name in ("googlenet", "inception_v3"):
+        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
+    elif name.startswith("vit_"):
+        kwargs["image_size"] = w.meta["min_size"][0]
+    elif name == "maxvit_t":
+        kwargs["input_size"] = w.meta["min_size"]
+    return kwargs
+
+
+def _drop_aux_heads(name: str, model: Any) -> None:
+    """As torchvision does after loading: aux heads exist only to match the checkpoint."""
+    if name == "googlenet":
+        model.aux_logits = False
+        model.aux1 = None
+        model.aux2 = None
+    elif name == "inception_v3":
+        model.aux_logits = False
+        model.AuxLogits = None
+
+
+def build_model(name: str, resolved: wts.ResolvedWeights) -> Any:
+    """Build a model in eval mode with the given weights.
+
+    Args:
+        name: torchvision registry name.
+        resolved: from `resolve_weights`.
+
+    Returns:
+        A torch.nn.Module in eval mode on the CPU.
+    """
+    import torch
+    from torchvision import models
+
+    check_model_name(name)
+    builder = models.get_model_builder(name)
+    if resolved.kind == "random":
+        seed = int(resolved.identity.split(":", 1)[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = builder(weights=None)
+        return model.eval()
+    w = default_weights(name)
+    if resolved.kind == "file":
+        state = wts.load_state_dict(resolved.path)  # type: ignore[arg-type]
+        kwargs = _pretrained_kwargs(name, w) if w is not None else {}
+    else:
+        state = wts.load_state_dict(resolved.path) if resolved.path else wts.download_state_dict(w)
+        kwargs = _pretrained_kwargs(name, w)
+    model = builder(weights=None, **kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"weights {resolved.name} do not fit model {name!r}: {str(exc)[:300]}") from exc
+    _drop_aux_heads(name, model)
+    return model.eval()
+
+
+def resolve_weights(name: str, weights_arg: str, *, random_state: int = 0) -> wts.ResolvedWeights:
+    """Resolve `auto` / `none` / a file for model `name` (see weights.resolve)."""
+    check_model_name(name)
+    return wts.resolve(default_weights(name), weights_arg, random_state=random_state)
