@@ -102,6 +102,14 @@ class ImageDataset:
             self._tempdir = None
 
 
+_DOC_NAMES = ("readme", "license", "licence", "attribution", "notice")
+
+
+def _is_doc(rel: str) -> bool:
+    """README / LICENSE / ATTRIBUTION files travel with datasets; they are not reported as skipped."""
+    return Path(rel).stem.lower().split(".")[0] in _DOC_NAMES
+
+
 def _is_image_name(rel: str) -> bool:
     return rel.lower().endswith(IMAGE_SUFFIXES)
 
@@ -161,6 +169,8 @@ def _candidates(root: Path, limits: Limits) -> tuple[list[tuple[str, str | None]
             labels_csv = root / f
         elif _is_image_name(f):
             images.append(f)
+        elif _is_doc(f):
+            continue
         else:
             skipped.append(Skipped(f, "not an image file (by extension)"))
     if labels_csv is not None:

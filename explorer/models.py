@@ -41,33 +41,43 @@ def check_model_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}{hint}")
 
 
-def default_weights(name: str) -> Any:
-    """The torchvision default weights enum member of a model (None if it has none)."""
+def all_weights(name: str) -> list[Any]:
+    """The model's torchvision weights enum members, its DEFAULT first (empty if it has none)."""
     from torchvision import models
 
     check_model_name(name)
     try:
-        return models.get_model_weights(name).DEFAULT
+        enum = models.get_model_weights(name)
     except (ValueError, AttributeError, KeyError):
-        return None
+        return []
+    default = enum.DEFAULT
+    return [default] + [w for w in enum if w is not default]
+
+
+def default_weights(name: str) -> Any:
+    """The torchvision default weights enum member of a model (None if it has none)."""
+    ws = all_weights(name)
+    return ws[0] if ws else None
 
 
 def weights_availability(name: str) -> str:
-    """`offline`, `download` or `none` for a model's default pretrained weights."""
-    w = default_weights(name)
-    return "none" if w is None else wts.availability(w)
+    """`offline` when some pretrained weights file of the model is on this machine, else `download`."""
+    ws = all_weights(name)
+    if not ws:
+        return "none"
+    return "offline" if any(wts.availability(w) == "offline" for w in ws) else "download"
 
 
-def transforms(name: str) -> Any:
-    """The preprocessing that travels with the model's default weights (used for random init too)."""
-    w = default_weights(name)
+def transforms(name: str, tv_weights: Any = None) -> Any:
+    """The preprocessing that travels with the weights (the model's default ones if not given)."""
+    w = tv_weights if tv_weights is not None else default_weights(name)
     if w is None:
         raise ValueError(f"model {name!r} has no weights and so no preprocessing in torchvision")
     return w.transforms()
 
 
 def crop_size(name: str) -> int:
-    """The square input size the model's preprocessing produces."""
+    """The square input size the model's default preprocessing produces."""
     return int(transforms(name).crop_size[0])
 
 
@@ -115,7 +125,7 @@ def build_model(name: str, resolved: wts.ResolvedWeights) -> Any:
             torch.manual_seed(seed)
             model = builder(weights=None)
         return model.eval()
-    w = default_weights(name)
+    w = resolved.tv_weights
     if resolved.kind == "file":
         state = wts.load_state_dict(resolved.path)  # type: ignore[arg-type]
         kwargs = _pretrained_kwargs(name, w) if w is not None else {}
@@ -133,5 +143,4 @@ def build_model(name: str, resolved: wts.ResolvedWeights) -> Any:
 
 def resolve_weights(name: str, weights_arg: str, *, random_state: int = 0) -> wts.ResolvedWeights:
     """Resolve `auto` / `none` / a file for model `name` (see weights.resolve)."""
-    check_model_name(name)
-    return wts.resolve(default_weights(name), weights_arg, random_state=random_state)
+    return wts.resolve(all_weights(name), weights_arg, random_state=random_state)

@@ -29,16 +29,19 @@ class ResolvedWeights:
     """Which weights a model gets.
 
     Attributes:
-        kind: `pretrained` (torchvision's default weights), `file` (a user's file) or `random`.
+        kind: `pretrained` (torchvision weights), `file` (a user's file) or `random`.
         name: torchvision weights name (e.g. `MobileNet_V2_Weights.IMAGENET1K_V1`) or the file path.
         path: the local file, when one was found (None: torchvision will download it, or random).
         identity: what identifies the values in cache keys (sha256 of the file, or `random:<seed>`).
+        tv_weights: the torchvision weights enum member whose preprocessing and metadata apply
+            (for `file` and `random`: the model's default, for its preprocessing).
     """
 
     kind: str
     name: str
     path: Path | None
     identity: str
+    tv_weights: Any = None
 
 
 def file_sha256(path: Path) -> str:
@@ -105,38 +108,48 @@ def downloads_allowed() -> bool:
     return os.environ.get("EXPLORER_OFFLINE", "") not in ("1", "true", "yes")
 
 
-def resolve(default_weights: Any, weights_arg: str, *, random_state: int = 0) -> ResolvedWeights:
+def resolve(candidates: list[Any], weights_arg: str, *, random_state: int = 0) -> ResolvedWeights:
     """Decide which weights a model gets.
 
     Args:
-        default_weights: the model's torchvision default weights enum member (or None).
-        weights_arg: `auto`, `none`, or a path to a state-dict file.
+        candidates: the model's torchvision weights enum members, its DEFAULT first.
+        weights_arg: `auto` (the first candidate on this machine, else the default, downloaded),
+            `none`, a torchvision weights name (`IMAGENET1K_V1`), or a path to a state-dict file.
         random_state: seed of the random initialisation for `none`.
 
     Returns:
         ResolvedWeights.
 
     Raises:
-        WeightsUnavailableError: the file is missing offline and downloads are off.
-        ValueError: a path that does not exist.
+        WeightsUnavailableError: no file offline and downloads are off.
+        ValueError: a path that does not exist or an unknown weights name.
     """
+    default = candidates[0] if candidates else None
     if weights_arg == "none":
-        return ResolvedWeights("random", "random", None, f"random:{random_state}")
-    if weights_arg != "auto":
+        return ResolvedWeights("random", "random", None, f"random:{random_state}", default)
+    by_name = {str(w): w for w in candidates} | {w.name: w for w in candidates}
+    if weights_arg in by_name:
+        chosen = [by_name[weights_arg]]
+    elif weights_arg == "auto":
+        chosen = list(candidates)
+    else:
         path = Path(weights_arg).expanduser()
         if not path.is_file():
-            raise ValueError(f"--weights {weights_arg!r} is not a file; use auto, none or a .pth path")
-        return ResolvedWeights("file", str(path), path, file_sha256(path))
-    if default_weights is None:
+            names = ", ".join(w.name for w in candidates)
+            raise ValueError(f"--weights {weights_arg!r} is not a file nor one of: auto, none, {names}")
+        return ResolvedWeights("file", str(path), path, file_sha256(path), default)
+    if not chosen:
         raise WeightsUnavailableError("this model has no pretrained weights in torchvision; use --weights none")
-    fname = weights_file_name(default_weights)
-    path = find_offline(fname)
-    if path is not None:
-        return ResolvedWeights("pretrained", str(default_weights), path, file_sha256(path))
+    for w in chosen:
+        path = find_offline(weights_file_name(w))
+        if path is not None:
+            return ResolvedWeights("pretrained", str(w), path, file_sha256(path), w)
+    w = chosen[0]
+    fname = weights_file_name(w)
     if not downloads_allowed():
         raise WeightsUnavailableError(_missing_message(fname))
     m = _HASH_IN_NAME.search(fname)
-    return ResolvedWeights("pretrained", str(default_weights), None, f"torchvision:{fname}:{m.group(1) if m else ''}")
+    return ResolvedWeights("pretrained", str(w), None, f"torchvision:{fname}:{m.group(1) if m else ''}", w)
 
 
 def _missing_message(fname: str) -> str:

@@ -1,0 +1,158 @@
+"""Command line: `python -m explorer models | layers | compare`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from . import __version__
+
+log = logging.getLogger("explorer")
+
+EXIT_BAD_INPUT = 2
+
+
+class _Bar:
+    """One tqdm bar per stage, on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit="img" if stage.startswith("extract") else "it", file=sys.stderr, leave=False)
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    names = models.list_models(args.filter)
+    print(f"{'model':<22} weights")
+    for n in names:
+        print(f"{n:<22} {models.weights_availability(n)}")
+    print(f"\n{len(names)} models; 'offline' weights load here without a network, "
+          "'download' ones need internet (or the file in $EXPLORER_WEIGHTS_DIR); --weights none always works.")  # fmt: skip
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from . import layers
+
+    prof = layers.profile(args.model)
+    default = set(prof.default)
+    print(f"{'node':<48} {'shape':<18} {'layout':<7} {'dim':>6} {'size':>10}  marks")
+    for info in prof.layers:
+        if args.blocks and not (info.is_block or info.node in default):
+            continue
+        marks = " ".join(m for m, on in (("default", info.node in default), ("block", info.is_block),
+                                         ("bottleneck", info.is_bottleneck)) if on)  # fmt: skip
+        shape = "x".join(map(str, info.shape))
+        print(f"{info.node:<48} {shape:<18} {info.layout:<7} {info.dim:>6} {info.size:>10}  {marks}")
+    print(f"\ndefault layers: {','.join(prof.default)}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import export, pipeline
+    from .cache import FeatureCache
+    from .config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
+    from .datasets import load_dataset
+
+    model_names = [m.strip() for m in args.model.split(",") if m.strip()]
+    per_model = pipeline.parse_layers(model_names, args.layers)
+    specs = [
+        ExtractSpec(model=m, weights=args.weights, layers=per_model[m], pooling=args.pooling,
+                    token_pooling=args.tokens, precision=args.precision, device=args.device, batch_size=args.batch_size)
+        for m in model_names
+    ]  # fmt: skip
+    projection = ProjectionSpec(method=args.projection, n_components=args.components, random_state=args.seed)
+    bar = _Bar(enabled=not args.quiet)
+    t0 = time.perf_counter()
+    limits = Limits()
+    dataset = load_dataset(DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed), limits=limits,
+                           progress=lambda d, t: bar("checking images", d, t))  # fmt: skip
+    try:
+        comp = pipeline.compare(dataset, specs, projection=projection, metric=MetricSpec(random_state=args.seed),
+                                cache=FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache(),
+                                progress=bar, max_pixels=limits.max_pixels)  # fmt: skip
+        bar.close()
+        files = export.write_all(comp, args.out)
+    finally:
+        dataset.close()
+    if not args.quiet:
+        cols = ["model", "layer", "dim", "probe_acc", "knn_acc", "silhouette", "eff_dim"]
+        print(comp.metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(f"\n{len(dataset)} images, {len(dataset.skipped)} skipped; "
+              f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}")  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m explorer", description="What the bottleneck layers of pretrained image networks make of your images.")
+    p.add_argument("--version", action="version", version=f"explorer {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("models", help="list models and whether their weights are available offline")
+    m.add_argument("--filter", default=None, help="fnmatch pattern, e.g. 'resnet*'")
+    lay = sub.add_parser("layers", help="list a model's layers (FX nodes) with shapes, dims, defaults, bottlenecks")
+    lay.add_argument("--model", required=True)
+    lay.add_argument("--blocks", action="store_true", help="only block outputs and default picks")
+    c = sub.add_parser("compare", help="extract, score and project layers; write metrics, features and a report")
+    c.add_argument("--data", default="sample:clothing", help="folder, .zip, or sample:clothing / sample:digits")
+    c.add_argument("--model", default="mobilenet_v2", help="one or more torchvision model names, comma-separated")
+    c.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a .pth file")
+    c.add_argument("--layers", default="auto", help="auto | node,node,... | model:node,... with several models")
+    c.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
+    c.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")
+    c.add_argument("--projection", default="umap", choices=["umap", "pca", "tsne", "none"])
+    c.add_argument("--components", type=int, default=2, choices=[2, 3])
+    c.add_argument("--max-images", type=int, default=None, help="stratified subsample to at most N images")
+    c.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--cache-dir", default=None, help="feature cache (default $EXPLORER_CACHE_DIR or ~/.cache/bottleneck-explorer)")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; bad input exits 2 with one line on stderr and no traceback."""
+    from .runtime import configure
+
+    configure()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .extract import Cancelled
+
+    commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare}
+    try:
+        return commands[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (KeyboardInterrupt, Cancelled):
+        print("interrupted: finished chunks are cached; run the same command again to resume", file=sys.stderr)
+        return 130

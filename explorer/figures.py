@@ -1,0 +1,202 @@
+"""Plotly figure builders: arrays and DataFrames in, go.Figure out (no I/O, no Streamlit)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+FONT = dict(family="Inter, system-ui, sans-serif", size=13)
+ACCENT = "#4C6EF5"
+MUTED = "#ADB5BD"
+BOTTLENECK = "#E8590C"
+METRIC_COLORS = {"probe_acc": "#4C6EF5", "knn_acc": "#12B886", "silhouette": "#F59F00", "dim": "#868E96"}
+METRIC_NAMES = {"probe_acc": "linear probe acc.", "knn_acc": "kNN acc.", "silhouette": "silhouette (cosine)"}
+UNLABELED = "(unlabeled)"
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, str]:
+    """One stable colour per class, the same in every panel and figure."""
+    palette = qualitative.Plotly if len(classes) <= 10 else qualitative.Dark24 + qualitative.Light24
+    return {c: palette[i % len(palette)] for i, c in enumerate(sorted(classes))}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.01, xanchor="left"),
+        font=FONT,
+        height=height,
+        template="plotly_white",
+        margin=dict(l=60, r=30, t=60, b=60),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1, xanchor="right"),
+    )
+    return fig
+
+
+def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
+    """Pooled dimension and full C x H x W size of every layer across depth (log scale).
+
+    Args:
+        profile: a layers.LayerProfile.
+        chosen: node names to highlight.
+    """
+    layers = list(profile.layers)  # type: ignore[attr-defined]
+    x = [i.index for i in layers]
+    names = [i.node for i in layers]
+    shapes = ["x".join(map(str, i.shape)) for i in layers]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=x, y=[i.size for i in layers], name="full size (C×H×W)", mode="lines", line=dict(color=MUTED, width=1.5),
+        customdata=np.stack([names, shapes], axis=1), hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>size %{y:,}<extra></extra>",
+    ))  # fmt: skip
+    fig.add_trace(go.Scatter(
+        x=x, y=[i.dim for i in layers], name="pooled dimension", mode="lines+markers", line=dict(color=ACCENT, width=2),
+        marker=dict(size=4), customdata=np.stack([names, shapes], axis=1),
+        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>dim %{y:,}<extra></extra>",
+    ))  # fmt: skip
+    bn = [i for i in layers if i.is_bottleneck]
+    if bn:
+        fig.add_trace(go.Scatter(
+            x=[i.index for i in bn], y=[i.dim for i in bn], name="bottleneck", mode="markers",
+            marker=dict(symbol="triangle-down", size=10, color=BOTTLENECK), text=[i.node for i in bn],
+            hovertemplate="bottleneck %{text}<br>dim %{y:,}<extra></extra>",
+        ))  # fmt: skip
+    sel = [i for i in layers if i.node in set(chosen)]
+    if sel:
+        fig.add_trace(go.Scatter(
+            x=[i.index for i in sel], y=[i.dim for i in sel], name="chosen layers", mode="markers+text",
+            marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="#212529", width=2)),
+            text=[i.node for i in sel], textposition="top center", textfont=dict(size=10),
+            hovertemplate="%{text}<br>dim %{y:,}<extra></extra>",
+        ))  # fmt: skip
+    fig.update_yaxes(type="log", title="values per image (log)")
+    fig.update_xaxes(title="layer (execution order)")
+    return _layout(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]
+
+
+def separability(metrics: pd.DataFrame, *, show_dim: bool = True) -> go.Figure:
+    """Probe accuracy (± std), kNN accuracy and silhouette across depth, layer dimension on a second axis.
+
+    Args:
+        metrics: the metrics table (columns of pipeline.METRIC_COLUMNS).
+        show_dim: draw the dimension on the right axis.
+    """
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    models = list(dict.fromkeys(metrics["model"]))
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    for mi, model in enumerate(models):
+        df = metrics[metrics["model"] == model].sort_values("depth")
+        suffix = f" — {model}" if len(models) > 1 else ""
+        text = df["layer"].tolist()
+        for col in ("probe_acc", "knn_acc", "silhouette"):
+            if df[col].isna().all():
+                continue
+            err = dict(type="data", array=df["probe_acc_std"].fillna(0).tolist(), visible=True) if col == "probe_acc" else None
+            fig.add_trace(go.Scatter(
+                x=df["depth"], y=df[col], name=METRIC_NAMES[col] + suffix, mode="lines+markers", error_y=err,
+                line=dict(color=METRIC_COLORS[col], dash=dashes[mi % 4], width=2), text=text,
+                hovertemplate="%{text}<br>" + METRIC_NAMES[col] + " %{y:.3f}<extra>" + model + "</extra>",
+            ), secondary_y=False)  # fmt: skip
+        if show_dim:
+            fig.add_trace(go.Scatter(
+                x=df["depth"], y=df["dim"], name="dimension" + suffix, mode="lines+markers",
+                line=dict(color=METRIC_COLORS["dim"], dash=dashes[mi % 4], width=1), marker=dict(symbol="square", size=6),
+                text=text, hovertemplate="%{text}<br>dim %{y:,}<extra>" + model + "</extra>",
+            ), secondary_y=True)  # fmt: skip
+    fig.update_yaxes(title="score", range=[min(-0.05, float(np.nanmin(metrics["silhouette"].to_numpy(dtype=float), initial=0)) - 0.05), 1.05], secondary_y=False)
+    fig.update_yaxes(title="dimension (log)", type="log", secondary_y=True, showgrid=False)
+    fig.update_xaxes(title="relative depth (0 = input, 1 = output)")
+    if metrics["probe_acc"].isna().all():
+        fig.add_annotation(text="no labels: accuracy metrics not applicable", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    return _layout(fig, "Separability across depth")
+
+
+def cka_heatmap(names: Sequence[str], matrix: np.ndarray) -> go.Figure:
+    """Linear CKA between every pair of layers."""
+    fig = go.Figure(go.Heatmap(
+        z=matrix, x=list(names), y=list(names), zmin=0, zmax=1, colorscale="Viridis",
+        colorbar=dict(title="CKA"), hovertemplate="%{y}<br>%{x}<br>CKA %{z:.3f}<extra></extra>",
+        text=np.round(matrix, 2), texttemplate="%{text}" if len(names) <= 12 else None,
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, "Layer similarity (linear CKA)", height=max(420, 40 * len(names) + 160))
+
+
+def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> go.Figure:
+    """A confusion matrix (rows: true class, columns: predicted)."""
+    fig = go.Figure(go.Heatmap(
+        z=matrix, x=list(classes), y=list(classes), colorscale="Blues", text=matrix, texttemplate="%{text}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class")
+    return _layout(fig, title, height=460)
+
+
+def projections(
+    panels: dict[str, np.ndarray],
+    labels: Sequence[str] | None,
+    names: Sequence[str],
+    *,
+    titles: dict[str, str] | None = None,
+    cols: int = 4,
+    selected: Sequence[int] = (),
+) -> go.Figure:
+    """One scatter panel per layer, one colour per class across all panels.
+
+    Each point carries its dataset index in `customdata[0]` (not plotly's point index), so a
+    selection maps back to images whatever the trace order.
+
+    Args:
+        panels: {layer key: (N, 2 or 3) coordinates}.
+        labels: class per point, or None.
+        names: file name per point (hover text).
+        titles: optional panel titles.
+        cols: panels per row.
+        selected: dataset indices to ring.
+    """
+    keys = list(panels)
+    if not keys:
+        return _layout(go.Figure(), "No projections")
+    dim3 = panels[keys[0]].shape[1] == 3
+    cols = max(1, min(cols, len(keys)))
+    rows = math.ceil(len(keys) / cols)
+    titles = titles or {}
+    spec_type = "scene" if dim3 else "xy"
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=[titles.get(k, k) for k in keys],
+        specs=[[{"type": spec_type}] * cols for _ in range(rows)], horizontal_spacing=0.04, vertical_spacing=0.12 / rows,
+    )  # fmt: skip
+    labs = np.asarray(labels if labels is not None else [UNLABELED] * len(names))
+    colors = class_colors(sorted(set(labs.tolist())))
+    idx = np.arange(len(names))
+    name_arr = np.asarray(names)
+    for pi, key in enumerate(keys):
+        r, c = pi // cols + 1, pi % cols + 1
+        xy = panels[key]
+        for cls, color in colors.items():
+            m = labs == cls
+            common = dict(
+                name=str(cls), legendgroup=str(cls), showlegend=pi == 0, customdata=np.stack([idx[m], name_arr[m]], axis=1),
+                hovertemplate="%{customdata[1]}<br>" + str(cls) + "<extra></extra>",
+            )  # fmt: skip
+            if dim3:
+                fig.add_trace(go.Scatter3d(x=xy[m, 0], y=xy[m, 1], z=xy[m, 2], mode="markers",
+                                           marker=dict(size=3, color=color), **common), row=r, col=c)  # fmt: skip
+            else:
+                fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers",
+                                           marker=dict(size=6, color=color, opacity=0.85), **common), row=r, col=c)  # fmt: skip
+        if selected and not dim3:
+            s = np.asarray(selected, dtype=int)
+            fig.add_trace(go.Scatter(x=xy[s, 0], y=xy[s, 1], mode="markers", showlegend=False, hoverinfo="skip",
+                                     marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(color="#212529", width=2))),
+                          row=r, col=c)  # fmt: skip
+    fig.update_xaxes(showticklabels=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False)
+    fig.update_layout(dragmode="lasso" if not dim3 else "orbit", hovermode="closest")
+    return _layout(fig, "Projections by layer", height=max(380, 330 * rows + 80))

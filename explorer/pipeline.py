@@ -1,0 +1,345 @@
+"""From a dataset and model specs to features, scores, CKA and projections (cached at each step)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import layers as layers_mod
+from . import models
+from .cache import FeatureCache, library_versions, make_key
+from .config import ExtractSpec, MetricSpec, ProjectionSpec
+from .datasets import ImageDataset
+from .extract import FeatureExtractor, iter_features, resolve_device, resolve_precision
+from .metrics import LayerScores, cka_matrix, score_layer
+from .projection import Projection, align_chain, project
+from .weights import ResolvedWeights
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256  # images per resumable chunk of an extraction
+StageProgress = Callable[[str, int, int], None]
+ShouldStop = Callable[[], bool]
+
+METRIC_COLUMNS = [
+    "model", "layer", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
+    "knn_acc", "silhouette", "eff_dim", "n90",
+]  # fmt: skip
+
+
+@dataclass
+class ModelRun:
+    """One model's extraction: its resolved settings and {node: features}."""
+
+    label: str
+    spec: ExtractSpec
+    weights: ResolvedWeights
+    profile: layers_mod.LayerProfile
+    device: str
+    precision: str
+    layer_keys: dict[str, str]
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    computed: int = 0  # images that went through the model (0: every layer came from the cache)
+
+    def key(self, node: str, multi: bool) -> str:
+        return f"{self.label}:{node}" if multi else node
+
+
+@dataclass
+class Comparison:
+    """Everything a report or the dashboard shows."""
+
+    dataset: ImageDataset
+    runs: list[ModelRun]
+    metrics: pd.DataFrame
+    scores: dict[str, LayerScores]
+    cka_names: list[str]
+    cka: np.ndarray
+    projections: dict[str, Projection]
+    projection_spec: ProjectionSpec
+    metric_spec: MetricSpec
+
+    @property
+    def multi(self) -> bool:
+        return len(self.runs) > 1
+
+    def panels(self, align: bool = False) -> dict[str, np.ndarray]:
+        """{layer key: projection coords} in depth order, optionally Procrustes-aligned panel to panel."""
+        keys = list(self.projections)
+        coords = [self.projections[k].coords for k in keys]
+        if align and coords and coords[0].shape[1] == 2:
+            coords = align_chain(coords)
+        return dict(zip(keys, coords))
+
+    def features(self) -> dict[str, np.ndarray]:
+        """{layer key: features} over all runs, in order."""
+        return {r.key(n, self.multi): f for r in self.runs for n, f in r.features.items()}
+
+
+def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
+    """Split a `--layers` value among models.
+
+    Args:
+        model_names: the models being compared.
+        layers_arg: `auto`, `a,b,c` (one model) or `model:node,...` (any number of models).
+
+    Returns:
+        {model: nodes}; an empty tuple means the model's default spread.
+    """
+    out: dict[str, list[str]] = {m: [] for m in model_names}
+    if layers_arg.strip() in ("", "auto"):
+        return {m: () for m in model_names}
+    for item in (s.strip() for s in layers_arg.split(",")):
+        if not item:
+            continue
+        model, sep, node = item.partition(":")
+        if sep and model in out:
+            out[model].append(node)
+        elif len(model_names) == 1:
+            out[model_names[0]].append(item)
+        else:
+            raise ValueError(
+                f"layer {item!r}: with several models name layers as model:node (e.g. {model_names[0]}:flatten) or use auto"
+            )
+    return {m: tuple(v) for m, v in out.items()}
+
+
+def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, transform: Any, device: str, precision: str) -> dict:
+    return {
+        "dataset": dataset.content_hash,
+        "n_images": len(dataset),
+        "model": spec.model,
+        "weights": w.identity,
+        "preprocessing": repr(transform),
+        "pooling": spec.pooling,
+        "token_pooling": spec.token_pooling,
+        "precision": precision,
+        "device": device,
+        "libraries": library_versions(),
+    }
+
+
+def extract_features(
+    dataset: ImageDataset,
+    spec: ExtractSpec,
+    *,
+    cache: FeatureCache,
+    label: str | None = None,
+    progress: StageProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    max_pixels: int = 64_000_000,
+) -> ModelRun:
+    """Features of every chosen layer, from the cache where possible, else in one pass.
+
+    Layers already cached never touch the model; the rest run together, chunk by chunk, each
+    chunk stored as it finishes so an interrupted extraction resumes where it stopped.
+
+    Args:
+        dataset: the images.
+        spec: model, weights, layers (empty: defaults), pooling, precision, device.
+        cache: the feature store.
+        label: the run's name in layer keys (default: the model name).
+        progress: called with (stage, done, total).
+        should_stop: polled between batches; True raises extract.Cancelled.
+        max_pixels: pixel-bomb limit for decoding.
+
+    Returns:
+        A ModelRun with features for every chosen layer.
+    """
+    profile = layers_mod.profile(spec.model)
+    nodes = spec.layers or profile.default
+    profile.check(nodes)
+    nodes = profile.sort(nodes)
+    spec = spec.replace(layers=nodes)
+    weights = models.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+    transform = models.transforms(spec.model, weights.tv_weights)
+    device = resolve_device(spec.device)
+    precision = resolve_precision(spec.precision, device)
+    ctx = _context(dataset, spec, weights, transform, device, precision)
+    keys = {n: make_key("layer", {**ctx, "layer": n}) for n in nodes}
+    run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys)
+    for n in nodes:
+        got = cache.get(keys[n])
+        if got is not None and got.shape[0] == len(dataset):
+            run.features[n] = got
+    missing = [n for n in nodes if n not in run.features]
+    if not missing:
+        log.info("%s: all %d layers from the cache", run.label, len(nodes))
+        return run
+    run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in missing}
+    extractor = None
+    total = len(dataset)
+    for start in range(0, total, CHUNK):
+        stop = min(start + CHUNK, total)
+        chunk = cache.get_chunk(run_key, start, stop)
+        if chunk is None:
+            if extractor is None:
+                if progress:
+                    progress(f"loading {spec.model}", 0, 1)
+                model = models.build_model(spec.model, weights)
+                extractor = FeatureExtractor(
+                    model, missing, model_name=spec.model, pooling=spec.pooling,
+                    token_pooling=spec.token_pooling, device=device, precision=precision,
+                )  # fmt: skip
+            pieces: dict[str, list[np.ndarray]] = {n: [] for n in missing}
+            for _, feats in iter_features(
+                extractor, dataset.items[start:stop], transform, batch_size=spec.batch_size,
+                max_pixels=max_pixels, offset=start, total=total, should_stop=should_stop,
+                progress=(lambda d, t: progress(f"extracting {run.label}", d, t)) if progress else None,
+            ):  # fmt: skip
+                for n in missing:
+                    pieces[n].append(feats[n])
+            chunk = {n: np.concatenate(v) for n, v in pieces.items()}
+            cache.put_chunk(run_key, start, stop, chunk)
+            run.computed += stop - start
+        elif progress:
+            progress(f"extracting {run.label}", stop, total)
+        for n in missing:
+            parts[n].append(chunk[n])
+    for n in missing:
+        run.features[n] = np.concatenate(parts[n])
+        cache.put(keys[n], run.features[n])
+    cache.drop_chunks(run_key)
+    return run
+
+
+def _scores_to_arrays(s: LayerScores) -> dict[str, np.ndarray]:
+    nan = float("nan")
+    vals = [s.dim, s.probe_acc, s.probe_acc_std, s.knn_acc, s.silhouette, s.eff_dim, s.n90]
+    out = {"values": np.array([nan if v is None else v for v in vals], dtype=np.float64), "note": np.array(s.note)}
+    if s.confusion is not None:
+        out["confusion"] = s.confusion
+    return out
+
+
+def _scores_from_arrays(a: dict[str, np.ndarray]) -> LayerScores:
+    v = [None if np.isnan(x) else float(x) for x in a["values"]]
+    return LayerScores(int(v[0]), v[1], v[2], v[3], v[4], v[5] or 0.0, int(v[6] or 0), a.get("confusion"), str(a["note"]))
+
+
+def labels_array(dataset: ImageDataset) -> np.ndarray | None:
+    return np.asarray(dataset.labels) if dataset.labels is not None else None
+
+
+def score_run(
+    dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
+) -> dict[str, LayerScores]:
+    """Scores of every layer of a run, cached per layer key, labels and metric settings."""
+    y = labels_array(dataset)
+    labels_id = make_key("labels", {"labels": list(dataset.labels or [])})
+    out = {}
+    for i, (node, feats) in enumerate(run.features.items()):
+        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__})
+        got = cache.get_result(key)
+        if got is None:
+            scores = score_layer(feats, y, spec)
+            cache.put_result(key, _scores_to_arrays(scores))
+        else:
+            scores = _scores_from_arrays(got)
+        out[node] = scores
+        if progress:
+            progress(f"scoring {run.label}", i + 1, len(run.features))
+    return out
+
+
+def project_run(
+    run: ModelRun, spec: ProjectionSpec, cache: FeatureCache, progress: StageProgress | None = None
+) -> dict[str, Projection]:
+    """Projections of every layer of a run, cached per layer key and projection settings."""
+    out = {}
+    for i, (node, feats) in enumerate(run.features.items()):
+        key = make_key("projection", {"layer": run.layer_keys[node], "spec": spec.__dict__})
+        got = cache.get_result(key)
+        if got is None:
+            proj = project(feats, spec)
+            cache.put_result(key, {"coords": proj.coords, "method": np.array(proj.method), "message": np.array(proj.message)})
+        else:
+            proj = Projection(got["coords"], str(got["method"]), str(got["message"]))
+        out[node] = proj
+        if progress:
+            progress(f"projecting {run.label} ({spec.method.upper()})", i + 1, len(run.features))
+    return out
+
+
+def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool) -> pd.DataFrame:
+    """One row per (model, layer): the columns of metrics.csv."""
+    rows = []
+    for r in runs:
+        for node in r.features:
+            s = scores[r.key(node, multi)]
+            info = r.profile[node]
+            rows.append({
+                "model": r.label, "layer": node, "depth": round(info.depth, 4), "dim": s.dim,
+                "full_size": info.size, "bottleneck": info.is_bottleneck, "probe_acc": s.probe_acc,
+                "probe_acc_std": s.probe_acc_std, "knn_acc": s.knn_acc, "silhouette": s.silhouette,
+                "eff_dim": s.eff_dim, "n90": s.n90,
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def run_labels(specs: Sequence[ExtractSpec]) -> list[str]:
+    """Names of runs in layer keys: the model, or `model[random]` / `model[2]` to tell repeats apart."""
+    labels = []
+    for s in specs:
+        label = s.model if s.weights != "none" else f"{s.model}[random]"
+        while label in labels:
+            label = f"{label}'"
+        labels.append(label)
+    return labels
+
+
+def compare(
+    dataset: ImageDataset,
+    specs: Sequence[ExtractSpec],
+    *,
+    projection: ProjectionSpec,
+    metric: MetricSpec | None = None,
+    cache: FeatureCache | None = None,
+    progress: StageProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    max_pixels: int = 64_000_000,
+) -> Comparison:
+    """The whole analysis: extract, score, CKA and project every chosen layer of every model.
+
+    Args:
+        dataset: the images.
+        specs: one ExtractSpec per model (or per weights of a model).
+        projection: projection settings (method `none` skips projecting).
+        metric: metric settings.
+        cache: the feature store (default: FeatureCache()).
+        progress: called with (stage, done, total).
+        should_stop: polled between batches.
+        max_pixels: pixel-bomb limit for decoding.
+
+    Returns:
+        A Comparison.
+    """
+    if not specs:
+        raise ValueError("no model given")
+    metric = metric or MetricSpec()
+    cache = cache or FeatureCache()
+    labels = run_labels(specs)
+    runs = [
+        extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop, max_pixels=max_pixels)
+        for s, lab in zip(specs, labels)
+    ]
+    multi = len(runs) > 1
+    scores: dict[str, LayerScores] = {}
+    projections: dict[str, Projection] = {}
+    for r in runs:
+        scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, progress).items()}
+        if projection.method != "none":
+            projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, progress).items()}
+    feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
+    if progress:
+        progress("layer similarity (CKA)", 0, 1)
+    names, cka = cka_matrix(feats)
+    return Comparison(
+        dataset, runs, metrics_table(runs, scores, multi), scores, names, cka, projections, projection, metric
+    )
