@@ -137,7 +137,7 @@ class MetricSpec:
 
     folds: int = 5
     knn_k: int = 5
-    probe_c: float = 1.0
+    probe_c: float = 0.1
     random_state: int = 0
 
     def __post_init__(self) -> None:

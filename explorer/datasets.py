@@ -157,8 +157,8 @@ def _read_labels_csv(path: Path) -> dict[str, str]:
     return mapping
 
 
-def _candidates(root: Path, limits: Limits) -> tuple[list[tuple[str, str | None]], list[Skipped]]:
-    """(relative file, label or None) for each image under root, plus the non-images skipped."""
+def _candidates(root: Path, limits: Limits) -> tuple[Path, list[tuple[str, str | None]], list[Skipped]]:
+    """The data root (wrapper folder stripped), (path, label or None) per image, and files skipped."""
     files = [f for f in _list_files(root, limits) if not is_ignored_name(f)]
     root, files = _strip_wrapper(root, files)
     skipped: list[Skipped] = []
@@ -185,13 +185,13 @@ def _candidates(root: Path, limits: Limits) -> tuple[list[tuple[str, str | None]
                 out.append((str(root / f), label))
         known = set(images) | {Path(f).name for f in images}
         skipped += [Skipped(k, f"listed in {LABELS_FILE} but not found") for k in mapping if k not in known]
-        return out, skipped
+        return root, out, skipped
     in_folders = [f for f in images if "/" in f]
     if in_folders:
         out = [(str(root / f), f.split("/", 1)[0]) for f in in_folders]
         skipped += [Skipped(f, "not inside a class folder") for f in images if "/" not in f]
-        return out, skipped
-    return [(str(root / f), None) for f in images], skipped
+        return root, out, skipped
+    return root, [(str(root / f), None) for f in images], skipped
 
 
 def stratified_subsample(labels: list[str | None], max_images: int, random_state: int) -> np.ndarray:
@@ -293,8 +293,8 @@ def load_dataset(
         if name == "digits":
             pairs = _digits_items()
         elif name in SAMPLES:
-            cands, skipped = _candidates(SAMPLES_DIR / name, limits)
-            pairs = [(ImageItem(Path(p).relative_to(SAMPLES_DIR / name).as_posix(), path=Path(p)), lab) for p, lab in cands]
+            root, cands, skipped = _candidates(SAMPLES_DIR / name, limits)
+            pairs = [(ImageItem(Path(p).relative_to(root).as_posix(), path=Path(p)), lab) for p, lab in cands]
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
     else:
@@ -312,9 +312,9 @@ def load_dataset(
                 raise
             skipped += [Skipped(f, r) for f, r in report.ignored]
             path = Path(tempdir)
-        cands, more = _candidates(path, limits)
+        root, cands, more = _candidates(path, limits)
         skipped += more
-        pairs = [(ImageItem(Path(p).relative_to(path).as_posix(), path=Path(p)), lab) for p, lab in cands]
+        pairs = [(ImageItem(Path(p).relative_to(root).as_posix(), path=Path(p)), lab) for p, lab in cands]
     try:
         return _finish(source, pairs, skipped, spec, limits, progress, tempdir)
     except BaseException:

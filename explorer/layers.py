@@ -62,6 +62,19 @@ class LayerProfile:
     def nodes(self) -> list[str]:
         return [info.node for info in self.layers]
 
+    def resolve(self, nodes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """Node names as given; a module name (`features.3`) means its output node, as in torchvision's
+        create_feature_extractor (`features.3.add`)."""
+        known = set(self.nodes)
+        out = []
+        for n in nodes:
+            if n not in known:
+                inside = [m for m in self.nodes if m.startswith(n + ".")]
+                n = inside[-1] if inside else n
+            out.append(n)
+        self.check(out)
+        return tuple(out)
+
     def check(self, nodes: list[str] | tuple[str, ...]) -> None:
         """Raise a ValueError naming any node the model does not have."""
         known = set(self.nodes)

@@ -152,9 +152,7 @@ def extract_features(
         A ModelRun with features for every chosen layer.
     """
     profile = layers_mod.profile(spec.model)
-    nodes = spec.layers or profile.default
-    profile.check(nodes)
-    nodes = profile.sort(nodes)
+    nodes = profile.sort(profile.resolve(spec.layers or profile.default))
     spec = spec.replace(layers=nodes)
     weights = models.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
     transform = models.transforms(spec.model, weights.tv_weights)

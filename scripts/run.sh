@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (first time only) and start the dashboard on the bundled sample: http://localhost:8501
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# glibc malloc settings that double CPU throughput (bench/README.md); numba's cache makes UMAP start fast.
+export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=536870912
+export NUMBA_THREADING_LAYER=omp
+exec .venv/bin/python -m streamlit run app.py "$@"

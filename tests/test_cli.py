@@ -1,0 +1,91 @@
+"""The CLI contract: outputs of `compare`, and exit 2 with one line (no traceback) on bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", *args], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=600,
+    )  # fmt: skip
+
+
+def test_compare_writes_every_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = cli("compare", "--data", "sample:digits", "--max-images", "60", "--model", "mobilenet_v2",
+            "--projection", "pca", "--out", str(out), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert {"layer", "depth", "dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim"} <= set(metrics.columns)
+    assert len(metrics) == 8 and metrics["dim"].iloc[-1] == 1280
+    cka = pd.read_csv(out / "cka.csv", index_col=0)
+    assert cka.shape == (8, 8) and np.allclose(np.diag(cka.to_numpy()), 1.0)
+    with np.load(out / "features.npz", allow_pickle=False) as z:
+        assert z["flatten"].shape == (60, 1280) and z["labels"].shape == (60,) and z["paths"].shape == (60,)
+    proj = pd.read_csv(out / "projections.csv")
+    assert len(proj) == 8 * 60 and {"layer", "index", "x", "y", "label"} <= set(proj.columns)
+    assert list(pd.read_csv(out / "skipped.csv").columns) == ["file", "reason"]
+    html = (out / "report.html").read_text()
+    assert "Dimension profile" in html and "Separability across depth" in html and "linear CKA" in html
+    assert "Projections by layer" in html and "<script src=" not in html  # self-contained: plotly.js inlined
+
+
+def test_compare_two_models(tmp_path: Path) -> None:
+    r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "mobilenet_v2,resnet18",
+            "--weights", "none", "--layers", "mobilenet_v2:features.5,mobilenet_v2:flatten,resnet18:layer2,resnet18:flatten",
+            "--projection", "none", "--out", str(tmp_path), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(m["model"]) == ["mobilenet_v2[random]"] * 2 + ["resnet18[random]"] * 2
+    cka = pd.read_csv(tmp_path / "cka.csv", index_col=0)
+    assert cka.shape == (4, 4) and "resnet18[random]:layer2.1.relu_1" in cka.index
+
+
+def _unsafe_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("cats/ok.jpg", b"x")
+        zf.writestr("../../escape.jpg", b"x")
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, args, env, needle",
+    [
+        ("unsafe zip", ["--data", "{zip}"], {}, "archive refused"),
+        ("no images", ["--data", "{empty}"], {}, "no usable images"),
+        ("unknown model", ["--model", "resnet9000"], {}, "unknown model"),
+        ("unknown layer", ["--layers", "features.99"], {}, "has no layer"),
+        ("missing weights", ["--model", "resnet18"], {"EXPLORER_OFFLINE": "1"}, "not on this machine"),
+        ("missing path", ["--data", "/no/such/folder"], {}, "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, args: list, env: dict, needle: str) -> None:
+    (tmp_path / "empty").mkdir()
+    zpath = _unsafe_zip(tmp_path / "bad.zip")
+    args = [a.format(zip=zpath, empty=tmp_path / "empty") for a in args]
+    r = cli("compare", *args, "--projection", "none", "--max-images", "20", "--out", str(tmp_path / "o"), "-q", env=env)
+    assert r.returncode == 2, (case, r.stderr)
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "escape.jpg").exists()
+
+
+def test_models_and_layers_commands() -> None:
+    r = cli("models", "--filter", "mobilenet*")
+    assert r.returncode == 0 and "mobilenet_v2" in r.stdout and "offline" in r.stdout
+    r = cli("layers", "--model", "mobilenet_v2")
+    assert r.returncode == 0 and "features.2.conv.3" in r.stdout and "bottleneck" in r.stdout
+    assert "default layers: " in r.stdout

@@ -1,0 +1,82 @@
+"""Dataset layouts, labels, duplicates and subsampling."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer.config import DataSpec
+from explorer.datasets import load_dataset, stratified_subsample
+
+from .conftest import jpeg_bytes, make_class_folders, zip_folder
+
+
+def test_class_folders(class_folders: Path) -> None:
+    (class_folders / "red" / "notes.txt").write_text("hello")
+    (class_folders / "red" / "broken.jpg").write_bytes(b"not really a jpeg")
+    ds = load_dataset(DataSpec(source=str(class_folders)))
+    assert len(ds) == 18
+    assert ds.class_counts == {"blue": 6, "green": 6, "red": 6}
+    reasons = {s.file: s.reason for s in ds.skipped}
+    assert reasons["red/notes.txt"].startswith("not an image")
+    assert "red/broken.jpg" in reasons
+
+
+def test_zip_with_wrapper_folder_and_duplicates(tmp_path: Path) -> None:
+    data = make_class_folders(tmp_path / "d", per_class=4)
+    shutil.copy(data / "red" / "red_0.jpg", data / "red" / "copy_of_red_0.jpg")
+    ds = load_dataset(DataSpec(source=str(zip_folder(data, tmp_path / "a.zip", prefix="my_dataset/"))))
+    try:
+        assert ds.classes == ["blue", "green", "red"]
+        assert len(ds) == 12
+        assert ds.duplicates == (("red/red_0.jpg", "red/copy_of_red_0.jpg"),) or ds.duplicates == (
+            ("red/copy_of_red_0.jpg", "red/red_0.jpg"),
+        )
+        unpacked = ds.items[0].path
+        assert unpacked is not None and unpacked.exists()
+    finally:
+        ds.close()
+    assert not unpacked.exists()
+
+
+def test_flat_folder_with_labels_csv(tmp_path: Path) -> None:
+    for i in range(4):
+        (tmp_path / f"img{i}.jpg").write_bytes(jpeg_bytes((i * 40, 0, 0), noise=i))
+    (tmp_path / "labels.csv").write_text("filename,label\nimg0.jpg,a\nimg1.jpg,a\nimg2.jpg,b\nmissing.jpg,b\n")
+    ds = load_dataset(DataSpec(source=str(tmp_path)))
+    assert ds.labels == ("a", "a", "b")
+    reasons = {s.file: s.reason for s in ds.skipped}
+    assert "no label" in reasons["img3.jpg"] and "not found" in reasons["missing.jpg"]
+
+
+def test_unlabeled_flat_folder(tmp_path: Path) -> None:
+    for i in range(3):
+        (tmp_path / f"x{i}.jpg").write_bytes(jpeg_bytes((0, i * 50, 0), noise=i))
+    ds = load_dataset(DataSpec(source=str(tmp_path)))
+    assert ds.labels is None and len(ds) == 3
+
+
+def test_samples_and_errors(tmp_path: Path) -> None:
+    ds = load_dataset(DataSpec(source="sample:clothing"))
+    assert len(ds) == 400 and len(ds.classes) == 10 and not ds.skipped
+    digits = load_dataset(DataSpec(source="sample:digits", max_images=50))
+    assert len(digits) == 50 and set(digits.classes) <= {str(i) for i in range(10)}
+    with pytest.raises(ValueError, match="unknown sample"):
+        load_dataset(DataSpec(source="sample:nope"))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_dataset(DataSpec(source=str(tmp_path / "nothing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no usable images"):
+        load_dataset(DataSpec(source=str(tmp_path / "empty")))
+
+
+def test_stratified_subsample_keeps_proportions() -> None:
+    labels = ["a"] * 60 + ["b"] * 30 + ["c"] * 10
+    idx = stratified_subsample(labels, 20, random_state=0)
+    picked = np.asarray(labels)[idx]
+    assert len(idx) == 20 and len(set(idx.tolist())) == 20
+    assert (picked == "a").sum() == 12 and (picked == "b").sum() == 6 and (picked == "c").sum() == 2
+    assert stratified_subsample(labels, 20, random_state=0).tolist() == idx.tolist()

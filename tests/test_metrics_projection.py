@@ -1,0 +1,99 @@
+"""Metric sanity on synthetic data, CKA identities, projections with thresholds and small-N guards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.config import MetricSpec, ProjectionSpec
+from explorer.metrics import cka_matrix, effective_dim, linear_cka, score_layer
+from explorer.projection import align, project
+
+
+def _blobs(n_per: int = 40, k: int = 4, d: int = 30, sep: float = 12.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d)) * sep
+    x = np.concatenate([c + rng.normal(size=(n_per, d)) for c in centers])
+    y = np.repeat([f"c{i}" for i in range(k)], n_per)
+    return x, y
+
+
+def test_separated_blobs_score_near_one_and_shuffled_labels_near_chance() -> None:
+    x, y = _blobs()
+    good = score_layer(x, y, MetricSpec())
+    assert good.probe_acc > 0.97 and good.knn_acc > 0.97 and good.silhouette > 0.5
+    assert good.confusion.sum() == len(y) and np.trace(good.confusion) > 0.97 * len(y)
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=x.shape)
+    bad = score_layer(noise, rng.permutation(y), MetricSpec())
+    assert abs(bad.probe_acc - 0.25) < 0.12 and abs(bad.knn_acc - 0.25) < 0.12
+    assert abs(bad.silhouette) < 0.1
+
+
+def test_label_metrics_not_applicable_without_labels_or_classes() -> None:
+    x, y = _blobs()
+    none = score_layer(x, None, MetricSpec())
+    assert none.probe_acc is None and "no labels" in none.note and none.eff_dim > 0
+    one = score_layer(x, np.array(["a"] * len(x)), MetricSpec())
+    assert one.probe_acc is None and "2 classes" in one.note
+    singles = score_layer(x[:4], np.array(["a", "b", "c", "d"]), MetricSpec())
+    assert singles.probe_acc is None and "at least 2 images" in singles.note
+
+
+def test_folds_shrink_to_smallest_class() -> None:
+    x, y = _blobs(n_per=3, k=3)
+    s = score_layer(x, y, MetricSpec(folds=5))
+    assert s.probe_acc is not None  # 3 folds, not a crash
+
+
+def test_effective_dimensionality() -> None:
+    rng = np.random.default_rng(0)
+    iso = rng.normal(size=(4000, 10))
+    pr, n90 = effective_dim(iso)
+    assert 9.0 < pr <= 10.0 and n90 == 9
+    line = np.outer(rng.normal(size=500), rng.normal(size=20))
+    assert effective_dim(line)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_linear_cka_identities() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 20))
+    q, _ = np.linalg.qr(rng.normal(size=(20, 20)))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, 3.0 * x @ q + 5.0) == pytest.approx(1.0)  # invariant to rotation, scale, shift
+    y = rng.normal(size=(100, 50))
+    # the Gram-matrix form equals the feature-space form of Kornblith et al. 2019, eq. 5
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    direct = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
+    assert linear_cka(x, y) == pytest.approx(direct)
+    names, m = cka_matrix({"a": x, "b": y, "c": x @ q})
+    assert names == ["a", "b", "c"] and np.allclose(m, m.T) and m[0, 2] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+def test_projections_preserve_neighbourhoods(method: str) -> None:
+    from sklearn.manifold import trustworthiness
+
+    x, _ = _blobs(n_per=30, d=60)
+    p = project(x, ProjectionSpec(method=method))
+    assert p.coords.shape == (120, 2) and p.method == method and not p.message
+    assert trustworthiness(x, p.coords, n_neighbors=5) >= 0.8
+    again = project(x, ProjectionSpec(method=method))
+    np.testing.assert_allclose(p.coords, again.coords, rtol=1e-4, atol=1e-4)  # seeded: reproducible
+
+
+def test_tiny_inputs_fall_back_with_message() -> None:
+    x = np.random.default_rng(0).normal(size=(4, 8))
+    p = project(x, ProjectionSpec(method="umap", n_components=3))
+    assert p.method == "pca" and "at least" in p.message and p.coords.shape == (4, 3)
+    one = project(x[:1], ProjectionSpec(method="tsne"))
+    assert one.coords.shape == (1, 2)
+
+
+def test_align_recovers_a_rotation() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(50, 2))
+    theta = 1.1
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    moved = -(ref @ rot) * 2.5 + 7
+    np.testing.assert_allclose(align(ref, moved), ref, atol=1e-5)
