@@ -199,4 +199,6 @@ def projections(
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
     fig.update_layout(dragmode="lasso" if not dim3 else "orbit", hovermode="closest")
-    return _layout(fig, "Projections by layer", height=max(380, 330 * rows + 80))
+    fig = _layout(fig, "Projections by layer", height=max(400, 330 * rows + 120))
+    fig.update_layout(margin=dict(t=110), legend=dict(y=1.0 + 60 / fig.layout.height, yanchor="bottom", x=0, xanchor="left"))
+    return fig

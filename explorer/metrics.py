@@ -162,3 +162,13 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> L
         confusion=confusion_matrix(y, pred, labels=classes),
         note="",
     )
+
+
+def nearest_neighbours(x: np.ndarray, index: int, k: int = 6) -> np.ndarray:
+    """Indices of the k images closest (cosine) to image `index` in feature space, nearest first."""
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sims = xn @ xn[index]
+    sims[index] = -np.inf
+    k = min(k, len(x) - 1)
+    top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.array([], dtype=int)
+    return top[np.argsort(-sims[top])]

@@ -1,0 +1,15 @@
+"""Bottleneck Explorer: `streamlit run app.py`."""
+
+import logging
+
+import streamlit as st
+
+from explorer.runtime import configure
+
+configure()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+st.set_page_config(page_title="Bottleneck Explorer", page_icon="🔬", layout="wide")
+
+from explorer.ui import main  # noqa: E402  (after configure: numba/malloc settings first)
+
+main.render()

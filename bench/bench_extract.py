@@ -1,0 +1,126 @@
+"""Extraction benchmark (not a test): prints a table to paste into the README.
+
+Usage: .venv/bin/python bench/bench_extract.py [--model mobilenet_v2] [--images 400]
+Compares, on the bundled clothing sample: decoding alone; a plain forward pass to the deepest
+chosen layer; our one-pass multi-layer extraction; one pass per layer; fp32 vs bf16; cold vs cached;
+and (in a child process) glibc malloc tuning off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.simplefilter("ignore")
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from explorer.runtime import configure
+
+    configure(malloc=os.environ.get("EXPLORER_MALLOC_TUNE", "1") != "0")
+    import torch
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from explorer import layers, models, pipeline
+    from explorer.cache import FeatureCache
+    from explorer.config import DataSpec, ExtractSpec
+    from explorer.datasets import load_dataset
+    from explorer.extract import FeatureExtractor, cpu_supports_bf16
+    from explorer.images import load_rgb
+
+    ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images))
+    w = models.resolve_weights(args.model, "auto")
+    tf = models.transforms(args.model, w.tv_weights)
+    model = models.build_model(args.model, w)
+    nodes = list(layers.profile(args.model).default)
+    n = len(ds)
+    out: dict = {"images": n, "layers": len(nodes)}
+
+    t = time.perf_counter()
+    batch = torch.stack([tf(load_rgb(it.read_bytes(), max_pixels=10**8)) for it in ds.items])
+    out["decode_s"] = time.perf_counter() - t
+    bs = 32
+
+    def timed(fn) -> float:
+        fn(batch[:bs])  # warm-up (oneDNN picks kernels)
+        t0 = time.perf_counter()
+        for s in range(0, n, bs):
+            fn(batch[s : s + bs])
+        return time.perf_counter() - t0
+
+    precisions = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
+    for prec in precisions:
+        ac = torch.autocast("cpu", dtype=torch.bfloat16) if prec == "bf16" else torch.autocast("cpu", enabled=False)
+        plain = create_feature_extractor(model, return_nodes=[nodes[-1]]).to(memory_format=torch.channels_last)
+
+        def run_plain(x, plain=plain, ac=ac):
+            with torch.inference_mode(), ac:
+                return plain(x.contiguous(memory_format=torch.channels_last))
+
+        ex = FeatureExtractor(model, nodes, model_name=args.model, precision=prec)
+        out[f"plain_{prec}_s"] = timed(run_plain)
+        out[f"multi_{prec}_s"] = timed(ex)
+        if prec == precisions[-1]:
+            singles = [FeatureExtractor(model, [nd], model_name=args.model, precision=prec) for nd in nodes]
+            out[f"per_layer_{prec}_s"] = sum(timed(e) for e in singles)
+    best = precisions[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = FeatureCache(tmp)
+        spec = ExtractSpec(model=args.model, precision=best)
+        t = time.perf_counter()
+        pipeline.extract_features(ds, spec, cache=cache)
+        out["cold_extract_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pipeline.extract_features(ds, spec, cache=cache)
+        out["cached_extract_s"] = time.perf_counter() - t
+    out["best"] = best
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="mobilenet_v2")
+    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--child", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(measure(args)))
+        return
+    res = measure(args)
+    env = {**os.environ, "EXPLORER_MALLOC_TUNE": "0"}
+    for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
+        env.pop(k, None)
+    child = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--images", str(args.images)],
+                           capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    plain_malloc = json.loads(child.stdout.strip().splitlines()[-1])
+    n, best = res["images"], res["best"]
+    rate = lambda s: n / s  # noqa: E731
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model {args.model}, "
+          f"{n} images, {res['layers']} layers, batch 32\n")  # fmt: skip
+    print("| what | img/s | note |\n|---|---:|---|")
+    print(f"| decode + preprocess only | {rate(res['decode_s']):.0f} | PIL + weights' transforms, 1 thread |")
+    for prec in ("fp32", "bf16"):
+        if f"plain_{prec}_s" in res:
+            p, m = rate(res[f"plain_{prec}_s"]), rate(res[f"multi_{prec}_s"])
+            print(f"| plain forward to deepest layer, {prec} | {p:.0f} | channels_last, tuned malloc |")
+            print(f"| our extraction ({res['layers']} layers, pooled), {prec} | {m:.0f} | {m / p:.2f}x plain |")
+    print(f"| one pass per layer, {best} | {rate(res[f'per_layer_{best}_s']):.0f} | {res[f'per_layer_{best}_s'] / res[f'multi_{best}_s']:.1f}x slower than one pass |")
+    print(f"| cold extraction (decode + model + cache write), {best} | {rate(res['cold_extract_s']):.0f} | "
+          f"{res['cold_extract_s']:.2f}s; budget 1.5x decode + forward = {1.5 * res['decode_s'] + res[f'plain_{best}_s']:.2f}s |")  # fmt: skip
+    print(f"| cached (no model) | {rate(res['cached_extract_s']):.0f} | {res['cached_extract_s']:.3f}s |")
+    pm = plain_malloc
+    print(f"| glibc default malloc: plain fp32 / ours {best} | {rate(pm['plain_fp32_s']):.0f} / {rate(pm[f'multi_{best}_s']):.0f} | "
+          f"vs tuned {rate(res['plain_fp32_s']):.0f} / {rate(res[f'multi_{best}_s']):.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

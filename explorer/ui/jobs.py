@@ -1,0 +1,150 @@
+"""The process-wide bounded job queue of the dashboard (plain module objects, not st.cache entries).
+
+One or two worker threads run heavy work (extraction, UMAP, metrics) off the script thread; each
+session may have one active job; a full queue answers "busy" instead of piling up work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FRIENDLY_ERROR = "Something went wrong while analysing this dataset; the details are in the server log."
+
+
+class QueueFull(RuntimeError):
+    """The queue holds as many jobs as it may; the visitor should try again shortly."""
+
+
+class AlreadyRunning(RuntimeError):
+    """This session already has a job queued or running."""
+
+
+@dataclass
+class Job:
+    """A unit of heavy work and what the page shows about it."""
+
+    id: int
+    session: str
+    fn: Callable[[Job], Any]
+    state: str = "queued"  # queued | running | done | failed | cancelled
+    stage: str = "waiting for a worker"
+    done: int = 0
+    total: int = 0
+    result: Any = None
+    error: str = ""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    def should_stop(self) -> bool:
+        return self.cancel.is_set()
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+
+class JobQueue:
+    """A bounded FIFO of jobs served by a fixed number of daemon worker threads.
+
+    Args:
+        workers: worker threads (1-2: torch already uses every core within a job).
+        max_pending: most jobs waiting (not running) at once.
+    """
+
+    def __init__(self, workers: int = 1, max_pending: int = 8) -> None:
+        self.max_pending = max_pending
+        self._pending: deque[Job] = deque()
+        self._by_session: dict[str, Job] = {}
+        self._lock = threading.Condition()
+        self._ids = itertools.count(1)
+        self._threads = [threading.Thread(target=self._work, name=f"explorer-worker-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, session: str, fn: Callable[[Job], Any]) -> Job:
+        """Queue `fn(job)` for a session.
+
+        Raises:
+            AlreadyRunning: the session has an active job.
+            QueueFull: max_pending jobs are already waiting.
+        """
+        with self._lock:
+            current = self._by_session.get(session)
+            if current is not None and current.active:
+                raise AlreadyRunning("your previous analysis is still running")
+            if len(self._pending) >= self.max_pending:
+                raise QueueFull("the server is busy; please try again in a minute")
+            job = Job(next(self._ids), session, fn)
+            self._pending.append(job)
+            self._by_session[session] = job
+            self._lock.notify()
+            return job
+
+    def job_of(self, session: str) -> Job | None:
+        """The latest job of a session."""
+        return self._by_session.get(session)
+
+    def position(self, job: Job) -> int:
+        """1-based place among waiting jobs (0 when running or finished)."""
+        with self._lock:
+            for i, j in enumerate(self._pending):
+                if j is job:
+                    return i + 1
+        return 0
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def cancel(self, job: Job) -> None:
+        """Cancel a waiting job at once, or ask a running one to stop after its batch."""
+        job.cancel.set()
+        with self._lock:
+            if job in self._pending:
+                self._pending.remove(job)
+                job.state, job.finished = "cancelled", time.time()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending:
+                    self._lock.wait()
+                job = self._pending.popleft()
+                job.state = "running"
+            try:
+                job.result = job.fn(job)
+                job.state = "done"
+            except Exception as exc:  # every failure reaches the visitor as one sentence
+                from ..extract import Cancelled
+
+                if isinstance(exc, Cancelled):
+                    job.state, job.error = "cancelled", "cancelled"
+                elif isinstance(exc, (ValueError, TypeError)):
+                    log.info("job %d: bad input: %s", job.id, exc)
+                    job.state, job.error = "failed", str(exc).splitlines()[0]
+                else:
+                    log.exception("job %d failed", job.id)
+                    job.state, job.error = "failed", FRIENDLY_ERROR
+            finally:
+                job.finished = time.time()
+
+
+def _workers() -> int:
+    return max(1, min(2, int(os.environ.get("EXPLORER_WORKERS", "1"))))
+
+
+QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")))

@@ -1,0 +1,159 @@
+"""The dashboard page: sidebar inputs, the Run button, job progress, and the result views."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from .. import pipeline
+from ..config import DataSpec, ExtractSpec, ProjectionSpec
+from ..datasets import load_dataset
+from . import sidebar, views
+from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
+
+log = logging.getLogger(__name__)
+UPLOAD_ROOT = Path(tempfile.gettempdir()) / "explorer-uploads"
+_warm = threading.Event()
+
+
+@dataclass
+class Result:
+    """A finished analysis as the views need it."""
+
+    comparison: pipeline.Comparison
+    inputs: sidebar.Inputs
+
+
+def warm_up_umap() -> None:
+    """Pay numba's compilation once per server process, in the background (DESIGN.md: 18-23 s)."""
+    if _warm.is_set():
+        return
+    _warm.set()
+
+    def fit() -> None:
+        try:
+            import numpy as np
+
+            from ..projection import project
+
+            project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
+            log.info("UMAP warm-up done")
+        except Exception:  # warm-up is an optimisation only
+            log.exception("UMAP warm-up failed")
+
+    threading.Thread(target=fit, name="explorer-umap-warmup", daemon=True).start()
+
+
+def _session_id() -> str:
+    if "session_id" not in st.session_state:
+        st.session_state["session_id"] = uuid.uuid4().hex
+    return st.session_state["session_id"]
+
+
+def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
+    """The function a worker runs for these inputs."""
+
+    def work(job: Job) -> Result:
+        try:
+            job.progress("checking images", 0, 1)
+            ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.DEMO_LIMITS,
+                              progress=lambda d, t: job.progress("checking images", d, t))  # fmt: skip
+            try:
+                specs = [inputs.extract]
+                if inputs.random_baseline and inputs.extract.weights != "none":
+                    specs.append(inputs.extract.replace(weights="none"))
+                if inputs.second_model:
+                    specs.append(ExtractSpec(model=inputs.second_model, pooling=inputs.extract.pooling))
+                comp = pipeline.compare(ds, specs, projection=inputs.projection, progress=job.progress,
+                                        should_stop=job.should_stop, max_pixels=sidebar.DEMO_LIMITS.max_pixels)  # fmt: skip
+            finally:
+                ds.close()  # uploaded files are released as soon as the features exist
+            return Result(comp, inputs)
+        finally:
+            if cleanup is not None:
+                import shutil
+
+                shutil.rmtree(cleanup, ignore_errors=True)
+
+    return work
+
+
+def submit(inputs: sidebar.Inputs) -> None:
+    """Queue an analysis for this session, or say why not."""
+    source, cleanup = inputs.data, None
+    try:
+        if inputs.data.startswith("upload:"):
+            if inputs.upload is None:
+                st.session_state["notice"] = "Choose files to upload first."
+                return
+            source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
+            cleanup = Path(source).parent if source.endswith(".zip") else Path(source)
+        QUEUE.submit(_session_id(), make_job(inputs, source, cleanup))
+        st.session_state.pop("notice", None)
+    except (AlreadyRunning, QueueFull, ValueError) as exc:
+        st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
+        if cleanup is not None:
+            import shutil
+
+            shutil.rmtree(cleanup, ignore_errors=True)
+
+
+@st.fragment(run_every=1.0)
+def progress_panel() -> None:
+    """Shows queue position or progress; reruns the page when the job ends."""
+    job = QUEUE.job_of(_session_id())
+    if job is None:
+        return
+    if job.active:
+        pos = QUEUE.position(job)
+        if pos:
+            st.info(f"Waiting in the queue: position {pos}. Your analysis starts when a worker is free.", icon="⏳")
+        else:
+            frac = job.done / job.total if job.total else 0.0
+            st.progress(min(max(frac, 0.0), 1.0), text=f"{job.stage} — {job.done}/{job.total}")
+        if st.button("Cancel", key="cancel"):
+            QUEUE.cancel(job)
+    elif st.session_state.get("seen_job") != job.id:
+        st.session_state["seen_job"] = job.id
+        if job.state == "done":
+            st.session_state["result"] = job.result
+        elif job.state == "failed":
+            st.session_state["notice"] = job.error
+        st.rerun(scope="app")
+
+
+def _share_params(inputs: sidebar.Inputs) -> dict[str, str]:
+    p = {"data": inputs.data if inputs.data.startswith("sample:") else "sample:clothing",
+         "model": inputs.extract.model, "projection": inputs.projection.method}  # fmt: skip
+    if inputs.extract.layers:
+        p["layers"] = ",".join(inputs.extract.layers)
+    return p
+
+
+def render() -> None:
+    """The whole page."""
+    warm_up_umap()
+    st.markdown("## Bottleneck Explorer")
+    st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
+    inputs = sidebar.render()
+    clicked = st.sidebar.button("Run analysis", type="primary", key="run", use_container_width=True,
+                                help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.")  # fmt: skip
+    first_visit = "result" not in st.session_state and QUEUE.job_of(_session_id()) is None and not st.session_state.get("auto_done")
+    if clicked or first_visit:
+        st.session_state["auto_done"] = True
+        submit(inputs)
+    if st.session_state.get("notice"):
+        st.warning(st.session_state["notice"], icon="⚠️")
+    progress_panel()
+    result: Result | None = st.session_state.get("result")
+    if result is None:
+        st.caption("The first analysis of the bundled sample is on its way; results are cached for everyone after it.")
+        return
+    st.query_params.from_dict(_share_params(result.inputs))
+    views.render(result.comparison, result.inputs, _share_params(result.inputs))

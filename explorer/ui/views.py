@@ -1,0 +1,175 @@
+"""The result tabs: dataset, architecture, projections, separability, layer similarity, export."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from .. import export, figures
+from ..metrics import nearest_neighbours
+from ..pipeline import Comparison
+
+PLOT_CONFIG = {"displaylogo": False}
+
+
+def _thumbs(comp: Comparison, indices: list[int], caption: bool = True, cols: int = 8) -> None:
+    ds = comp.dataset
+    if not indices:
+        return
+    grid = st.columns(cols)
+    for j, i in enumerate(indices):
+        with grid[j % cols]:
+            label = ds.labels[i] if ds.labels is not None else ""
+            st.image(io.BytesIO(ds.thumbnails[i]), caption=f"{label}" if caption else None, use_container_width=True)
+
+
+def dataset_tab(comp: Comparison) -> None:
+    ds = comp.dataset
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Images", len(ds))
+    c2.metric("Classes", len(ds.classes) or "unlabeled")
+    c3.metric("Skipped files", len(ds.skipped))
+    if ds.labels is not None:
+        counts = ds.class_counts
+        colors = figures.class_colors(list(counts))
+        fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color=[colors[c] for c in counts]))
+        fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=40), template="plotly_white", yaxis_title="images")
+        st.plotly_chart(fig, config=PLOT_CONFIG, key="class_counts")
+    labels = np.asarray(ds.labels) if ds.labels is not None else np.array(["all"] * len(ds))
+    for cls in sorted(set(labels.tolist()))[:20]:
+        st.markdown(f"**{cls}**")
+        _thumbs(comp, np.flatnonzero(labels == cls)[:8].tolist(), caption=False)
+    if ds.skipped:
+        st.markdown("#### Skipped files")
+        st.dataframe(pd.DataFrame([(s.file, s.reason) for s in ds.skipped], columns=["file", "reason"]),
+                     hide_index=True, key="skipped_table")  # fmt: skip
+    if ds.duplicates:
+        st.markdown("#### Duplicates (left out)")
+        st.dataframe(pd.DataFrame(ds.duplicates, columns=["file", "same bytes as"]), hide_index=True, key="dup_table")
+
+
+def architecture_tab(comp: Comparison) -> None:
+    for r in comp.runs:
+        if r.label.endswith("[random]"):
+            continue
+        st.plotly_chart(figures.dimension_profile(r.profile, list(r.features)), config=PLOT_CONFIG, key=f"profile_{r.label}")
+    st.caption("Pooled dimension (what the probe sees) and the full C×H×W size per layer. ▼ bottlenecks are narrower "
+               "than the layers on either side; circled layers are the ones analysed.")  # fmt: skip
+
+
+def projections_tab(comp: Comparison, align: bool) -> None:
+    ds = comp.dataset
+    if not comp.projections:
+        st.info("No projections were computed.")
+        return
+    run = comp.runs[0]
+    keys = [run.key(n, comp.multi) for n in run.features]
+    panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
+    msgs = {p.message for p in comp.projections.values() if p.message}
+    for m in msgs:
+        st.info(m)
+    method = next(iter(comp.projections.values())).method.upper()
+    titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
+    fig = figures.projections(panels, ds.labels, ds.names, titles=titles, cols=4)
+    fig.update_layout(title_text=f"{method} of each layer{' (aligned)' if align else ''} — box or lasso to select")
+    event = st.plotly_chart(fig, config=PLOT_CONFIG, key="proj_chart", on_select="rerun", selection_mode=("box", "lasso", "points"))
+    picked: list[int] = []
+    for pt in (event.selection.points if event and event.selection else []):
+        cd = pt.get("customdata")
+        if cd is not None:
+            picked.append(int(cd[0]))
+    picked = sorted(set(picked))
+    if picked:
+        st.markdown(f"#### {len(picked)} selected images")
+        _thumbs(comp, picked[:48])
+    st.markdown("#### Nearest neighbours of one image, layer by layer")
+    default = picked[0] if picked else 0
+    idx = st.selectbox("Image", list(range(len(ds))), index=default, key="nn_image", format_func=lambda i: ds.names[i],
+                       help="Its 6 closest images (cosine) in each layer's original feature space.")  # fmt: skip
+    c0, rest = st.columns([1, 6])
+    c0.image(io.BytesIO(ds.thumbnails[idx]), caption=ds.names[idx])
+    with rest:
+        feats = comp.features()
+        for k in keys:
+            st.caption(k)
+            _thumbs(comp, nearest_neighbours(feats[k], idx, 6).tolist(), cols=6)
+
+
+def separability_tab(comp: Comparison) -> None:
+    m = comp.metrics
+    st.plotly_chart(figures.separability(m), config=PLOT_CONFIG, key="sep_chart")
+    notes = {s.note for s in comp.scores.values() if s.note}
+    for n in notes:
+        st.info(f"Label metrics {n}.")
+    st.dataframe(m, hide_index=True, key="metrics_table", column_config={
+        "probe_acc": st.column_config.NumberColumn("probe acc", format="%.3f"),
+        "probe_acc_std": st.column_config.NumberColumn("± std", format="%.3f"),
+        "knn_acc": st.column_config.NumberColumn("kNN acc", format="%.3f"),
+        "silhouette": st.column_config.NumberColumn(format="%.3f"),
+        "eff_dim": st.column_config.NumberColumn("eff. dim", format="%.1f"),
+    })  # fmt: skip
+    with_cm = [k for k, s in comp.scores.items() if s.confusion is not None]
+    if with_cm:
+        k = st.selectbox("Confusion matrix of the probe at layer", with_cm, index=len(with_cm) - 1, key="cm_layer")
+        st.plotly_chart(figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
+                        config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
+
+
+def similarity_tab(comp: Comparison, align: bool) -> None:
+    st.plotly_chart(figures.cka_heatmap(comp.cka_names, comp.cka), config=PLOT_CONFIG, key="cka_chart")
+    names = comp.cka_names
+    if len(names) < 2 or not comp.projections:
+        return
+    st.markdown("#### Compare two layers")
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Layer A", names, index=0, key="cka_a")
+    b = c2.selectbox("Layer B", names, index=len(names) - 1, key="cka_b")
+    i, j = names.index(a), names.index(b)
+    st.caption(f"Linear CKA between them: **{comp.cka[i, j]:.3f}** (1 = the same geometry up to rotation and scale).")
+    panels = comp.panels(align=False)
+    pair = {a: panels[a], b: panels[b]} if a != b else {a: panels[a]}
+    if align and a != b and pair[a].shape[1] == 2:
+        from ..projection import align as align_fn
+
+        pair[b] = align_fn(pair[a], pair[b])
+    st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")
+
+
+def export_tab(comp: Comparison, share: dict[str, str]) -> None:
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("metrics.csv", export.metrics_csv(comp), "metrics.csv", "text/csv", key="dl_metrics")
+    c1.download_button("cka.csv", export.cka_csv(comp), "cka.csv", "text/csv", key="dl_cka")
+    c2.download_button("features.npz", export.features_npz(comp), "features.npz", "application/octet-stream", key="dl_features")
+    c2.download_button("projections.csv", export.projections_csv(comp), "projections.csv", "text/csv", key="dl_proj")
+    c3.download_button("report.html", export.report.render(comp), "report.html", "text/html", key="dl_report")
+    c3.download_button("skipped.csv", export.skipped_csv(comp), "skipped.csv", "text/csv", key="dl_skipped")
+    st.markdown("#### Share this view")
+    st.code("?" + urlencode(share), language=None)
+    st.caption("Append to this app's address: it reopens with the same sample, model, layers and projection. "
+               "Uploaded data is never part of a link.")  # fmt: skip
+    cli = (f"python -m explorer compare --data {share['data']} --model {share['model']} "
+           f"--layers {share.get('layers', 'auto')} --projection {share['projection']} --out out/")  # fmt: skip
+    st.caption("The same analysis from the command line:")
+    st.code(cli, language="bash")
+
+
+def render(comp: Comparison, inputs: object, share: dict[str, str]) -> None:
+    align = bool(getattr(inputs, "align", True))
+    tabs = st.tabs(["Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export"])
+    with tabs[0]:
+        projections_tab(comp, align)
+    with tabs[1]:
+        separability_tab(comp)
+    with tabs[2]:
+        similarity_tab(comp, align)
+    with tabs[3]:
+        architecture_tab(comp)
+    with tabs[4]:
+        dataset_tab(comp)
+    with tabs[5]:
+        export_tab(comp, share)
