@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -44,9 +45,14 @@ def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
 
 def _umap(x: np.ndarray, spec: ProjectionSpec) -> np.ndarray:
     try:
+        import numba
         import umap
     except ImportError as exc:  # pragma: no cover - umap-learn is a requirement
         raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
+    # pynndescent swaps numba's `omp` layer for `workqueue` when TBB is missing, and workqueue aborts
+    # the process when two threads run UMAP at once (DESIGN.md); omp is thread-safe and we never fork.
+    if numba.config.THREADING_LAYER == "workqueue" and os.environ.get("NUMBA_THREADING_LAYER") == "omp":
+        numba.config.THREADING_LAYER = "omp"
     if x.shape[1] > UMAP_PCA_DIMS and x.shape[0] > UMAP_PCA_DIMS:
         x = _pca(x, UMAP_PCA_DIMS, spec.random_state)
     reducer = umap.UMAP(

@@ -15,6 +15,7 @@ from .. import pipeline
 from ..config import DataSpec, ExtractSpec, ProjectionSpec
 from ..datasets import load_dataset
 from . import sidebar, views
+from .cached import availability as cached_availability
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
                 if inputs.random_baseline and inputs.extract.weights != "none":
                     specs.append(inputs.extract.replace(weights="none"))
                 if inputs.second_model:
-                    specs.append(ExtractSpec(model=inputs.second_model, pooling=inputs.extract.pooling))
+                    # pretrained where its weights are on this machine, else a random-init baseline
+                    offline = cached_availability().get(inputs.second_model) == "offline"
+                    specs.append(ExtractSpec(model=inputs.second_model, weights="auto" if offline else "none",
+                                             pooling=inputs.extract.pooling))  # fmt: skip
                 comp = pipeline.compare(ds, specs, projection=inputs.projection, progress=job.progress,
                                         should_stop=job.should_stop, max_pixels=sidebar.DEMO_LIMITS.max_pixels)  # fmt: skip
             finally:
@@ -142,7 +146,7 @@ def render() -> None:
     st.markdown("## Bottleneck Explorer")
     st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
     inputs = sidebar.render()
-    clicked = st.sidebar.button("Run analysis", type="primary", key="run", use_container_width=True,
+    clicked = st.sidebar.button("Run analysis", type="primary", key="run", width="stretch",
                                 help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.")  # fmt: skip
     first_visit = "result" not in st.session_state and QUEUE.job_of(_session_id()) is None and not st.session_state.get("auto_done")
     if clicked or first_visit:

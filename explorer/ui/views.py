@@ -25,7 +25,7 @@ def _thumbs(comp: Comparison, indices: list[int], caption: bool = True, cols: in
     for j, i in enumerate(indices):
         with grid[j % cols]:
             label = ds.labels[i] if ds.labels is not None else ""
-            st.image(io.BytesIO(ds.thumbnails[i]), caption=f"{label}" if caption else None, use_container_width=True)
+            st.image(io.BytesIO(ds.thumbnails[i]), caption=f"{label}" if caption else None, width="stretch")
 
 
 def dataset_tab(comp: Comparison) -> None:

@@ -1,0 +1,97 @@
+"""AppTest: every view renders without exceptions, widgets found by key; app metrics equal the CLI's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _wait_for_job(at: AppTest, timeout: float = 600) -> None:
+    from explorer.ui.jobs import QUEUE
+
+    sid = at.session_state["session_id"]
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        job = QUEUE.job_of(sid)
+        if job is not None and not job.active:
+            assert job.state == "done", job.error
+            return
+        time.sleep(0.5)
+    raise AssertionError("the analysis did not finish")
+
+
+def _finish(at: AppTest) -> None:
+    _wait_for_job(at)
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+
+
+@pytest.fixture(scope="module")
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception
+    _finish(at)
+    return at
+
+
+def test_first_visit_shows_every_view(app: AppTest) -> None:
+    result = app.session_state["result"]
+    comp = result.comparison
+    assert comp.dataset.source == "sample:clothing" and len(comp.dataset) == 400
+    assert comp.runs[0].weights.kind == "pretrained"
+    assert [t.label for t in app.tabs] == ["Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export"]
+    charts = [e for e in app.main if getattr(e, "type", "") == "plotly_chart"] or app.get("plotly_chart")
+    assert len(charts) >= 5  # projections, separability, confusion, CKA, profile (+ class counts, pair)
+    assert len(app.dataframe) >= 1  # the metrics table
+    assert app.selectbox(key="cm_layer").value == "flatten"
+    assert app.selectbox(key="cka_a").value and app.selectbox(key="nn_image") is not None
+    assert not app.warning  # no notice: nothing refused or failed
+
+
+def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",
+                        "--model", "mobilenet_v2", "--projection", "umap", "--out", str(out), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cli = pd.read_csv(out / "metrics.csv")
+    ui = app.session_state["result"].comparison.metrics
+    assert list(cli["layer"]) == list(ui["layer"])
+    for col in ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim"):
+        pd.testing.assert_series_equal(cli[col].astype(float), ui[col].astype(float), check_names=False, rtol=1e-5)
+
+
+def test_projection_change_does_not_reextract(app: AppTest) -> None:
+    app.radio(key="projection").set_value("pca")
+    app.button(key="run").click()
+    app.run()
+    _finish(app)
+    comp = app.session_state["result"].comparison
+    assert next(iter(comp.projections.values())).method == "pca"
+    assert comp.runs[0].computed == 0  # every layer came from the cache: the model was not run
+
+
+def test_random_baseline_and_second_model(app: AppTest) -> None:
+    app.checkbox(key="baseline").check()
+    app.selectbox(key="second_model").set_value("resnet18")
+    app.slider(key="max_images").set_value(100)
+    app.button(key="run").click()
+    app.run()
+    _finish(app)
+    comp = app.session_state["result"].comparison
+    # resnet18's weights are not on this machine: it comes in with random weights
+    assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]"]
+    assert comp.cka.shape[0] == sum(len(r.features) for r in comp.runs)
