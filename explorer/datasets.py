@@ -40,7 +40,8 @@ class ImageItem:
     def read_bytes(self) -> bytes:
         if self.data is not None:
             return self.data
-        assert self.path is not None  # invariant of the constructors below, not user input
+        if self.path is None:
+            raise ValueError(f"image {self.name!r} has neither bytes nor a path")
         return self.path.read_bytes()
 
 
