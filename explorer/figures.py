@@ -116,13 +116,28 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True) -> go.Figure:
     return _layout(fig, "Separability across depth")
 
 
-def cka_heatmap(names: Sequence[str], matrix: np.ndarray) -> go.Figure:
-    """Linear CKA between every pair of layers."""
+def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, clickable: bool = False) -> go.Figure:
+    """Linear CKA between every pair of layers.
+
+    Args:
+        names: layer keys (rows and columns).
+        matrix: (L, L) CKA values.
+        clickable: overlay one invisible marker per cell carrying `customdata` = (row, column), so a
+            click selects the cell (plotly heatmaps themselves emit no selection events).
+    """
     fig = go.Figure(go.Heatmap(
         z=matrix, x=list(names), y=list(names), zmin=0, zmax=1, colorscale="Viridis",
         colorbar=dict(title="CKA"), hovertemplate="%{y}<br>%{x}<br>CKA %{z:.3f}<extra></extra>",
         text=np.round(matrix, 2), texttemplate="%{text}" if len(names) <= 12 else None,
     ))  # fmt: skip
+    if clickable and len(names):
+        rows, cols = np.indices(matrix.shape).reshape(2, -1)
+        fig.add_trace(go.Scatter(
+            x=[names[j] for j in cols], y=[names[i] for i in rows], mode="markers", showlegend=False,
+            marker=dict(size=max(8, min(40, 600 // max(1, len(names)))), symbol="square", color="rgba(0,0,0,0)"),
+            customdata=np.stack([rows, cols], axis=1), hovertemplate="%{y}<br>%{x}<br>click to compare<extra></extra>",
+        ))  # fmt: skip
+        fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, "Layer similarity (linear CKA)", height=max(420, 40 * len(names) + 160))
 

@@ -85,6 +85,62 @@ def test_first_visit_renders_projection(server, browser) -> None:
     page.close()
 
 
+def test_lasso_on_a_projection_shows_the_selected_images(server, browser) -> None:
+    page = _open(browser, server)
+    chart = page.locator(".st-key-proj_chart .js-plotly-plot")
+    box = chart.locator(".nsewdrag").first.bounding_box()  # the first layer's panel
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)):  # a lasso around the whole panel
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.wait_for_function("document.body.innerText.includes('selected images')", timeout=60_000)
+    header = page.get_by_text("selected images").first.inner_text()
+    assert int(header.split()[0]) >= 300  # (nearly) every one of the 400 points lies in the panel
+    assert page.locator('[data-testid="stImage"]').count() > 48  # the grid plus the neighbour rows
+    page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
+    page.close()
+
+
+def test_clicking_a_cka_cell_shows_that_pair(server, browser) -> None:
+    page = _open(browser, server)
+    page.get_by_role("tab", name="Layer similarity").click()
+    chart = page.locator(".st-key-cka_chart .js-plotly-plot")
+    chart.wait_for(timeout=60_000)
+    n = page.evaluate("() => document.querySelector('.st-key-cka_chart .js-plotly-plot').data[0].x.length")
+    names = page.evaluate("() => document.querySelector('.st-key-cka_chart .js-plotly-plot').data[0].x")
+    picker_a, picker_b = page.locator(".st-key-cka_a input"), page.locator(".st-key-cka_b input")
+    assert (picker_a.input_value(), picker_b.input_value()) == (names[0], names[-1])  # the default pair
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    row, col = 1, n - 2  # another cell: rows run top to bottom, columns left to right
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / n, box["y"] + (row + 0.5) * box["height"] / n)
+    page.wait_for_function(
+        "(want) => { const e = document.querySelector('.st-key-cka_a input'); return e && e.value === want; }",
+        arg=names[row], timeout=60_000,
+    )  # fmt: skip
+    assert page.locator(".st-key-cka_b input").input_value() == names[col]
+    page.locator(".st-key-cka_pair .js-plotly-plot").last.wait_for(timeout=60_000)
+    page.screenshot(path=str(ART / "cka_cell.png"), full_page=True)
+    page.close()
+
+
+def test_cancel_stops_a_running_analysis(server, browser) -> None:
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(server + "/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=1500&layers=features.9.conv.2")
+    page.wait_for_function("document.body.innerText.includes('extracting')", timeout=300_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("document.body.innerText.includes('Analysis cancelled')", timeout=120_000)
+    page.screenshot(path=str(ART / "cancelled.png"))
+    assert "Traceback" not in page.inner_text("body")
+    page.get_by_role("button", name="Run analysis").click()  # the session may start again
+    page.wait_for_function("document.body.innerText.includes('extracting') || document.querySelector('.js-plotly-plot')",
+                           timeout=300_000)  # fmt: skip
+    if page.get_by_role("button", name="Cancel").count():
+        page.get_by_role("button", name="Cancel").click()  # leave the worker free for the next test
+    page.close()
+
+
 def _upload_and_run(page, path: Path) -> None:
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
     page.get_by_role("option", name="Upload a zip").click()
@@ -124,8 +180,14 @@ def test_unsafe_zip_shows_message_and_app_keeps_working(server, browser, tmp_pat
     again.close()
 
 
-@pytest.mark.xfail(reason="known failure: the 4th concurrent session did not get a result within 10 min here; "
-                   "queue positions show (artifacts/session_*.png) but the cause is not yet found", strict=False)
+# Remembers whether the page ever showed a queue position (jobs may finish before the test looks).
+SAW_QUEUE_POSITION = """
+new MutationObserver(() => {
+  if (document.body && document.body.innerText.includes('Waiting in the queue')) window.__sawQueuePosition = true;
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
 def test_four_sessions_at_once_stay_served(server, browser) -> None:
     alive = {"ok": 0, "fail": 0}
     stop = threading.Event()
@@ -138,20 +200,27 @@ def test_four_sessions_at_once_stay_served(server, browser) -> None:
     t = threading.Thread(target=poll, daemon=True)
     t.start()
     pages = []
-    for i in range(4):  # each asks for a fresh, uncached analysis: PCA of random-init features
+    for i in range(4):  # each asks for a fresh, uncached analysis (a different layer each)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.goto(server + f"/?data=sample:digits&model=mobilenet_v2&projection=pca&layers=features.{3 + i}.add", wait_until="commit", timeout=180_000)
+        page.add_init_script(SAW_QUEUE_POSITION)
+        page.goto(server + f"/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=800&layers=features.{2 + i}.conv.2",
+                  wait_until="commit", timeout=180_000)  # fmt: skip
         pages.append(page)
     for i, page in enumerate(pages):
         page.wait_for_function(
             "document.body.innerText.includes('position') || document.querySelector('.js-plotly-plot') !== null "
             "|| document.body.innerText.includes('busy')",
-            timeout=600_000,
+            timeout=180_000,
         )  # fmt: skip
         page.screenshot(path=str(ART / f"session_{i}.png"))
-    for page in pages:
-        page.wait_for_selector(".js-plotly-plot", timeout=600_000)
+    waited = 0
+    for i, page in enumerate(pages):
+        page.wait_for_selector(".js-plotly-plot", timeout=300_000)
+        waited += page.evaluate("window.__sawQueuePosition === true")
+        page.wait_for_function(f"document.body.innerText.includes('features.{2 + i}.conv.2')", timeout=60_000)
+        page.screenshot(path=str(ART / f"session_{i}_result.png"))
         page.close()
     stop.set()
     t.join()
-    assert alive["fail"] == 0 and alive["ok"] > 0
+    assert waited >= 1, "with one worker, at least one of four fresh sessions waits in the queue"
+    assert alive["fail"] == 0 and alive["ok"] > 0, alive

@@ -129,12 +129,20 @@ def progress_panel() -> None:
             st.session_state["result"] = job.result
         elif job.state == "failed":
             st.session_state["notice"] = job.error
+        elif job.state == "cancelled":
+            st.session_state["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
         st.rerun(scope="app")
+
+
+def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
+    """Whether the sidebar asks for something other than the results on screen (uploads aside)."""
+    fields = ("data", "max_images", "extract", "projection", "second_model", "random_baseline")
+    return any(getattr(now, f) != getattr(shown, f) for f in fields) and not now.data.startswith("upload:")
 
 
 def _share_params(inputs: sidebar.Inputs) -> dict[str, str]:
     p = {"data": inputs.data if inputs.data.startswith("sample:") else "sample:clothing",
-         "model": inputs.extract.model, "projection": inputs.projection.method}  # fmt: skip
+         "model": inputs.extract.model, "projection": inputs.projection.method, "max_images": str(inputs.max_images)}  # fmt: skip
     if inputs.extract.layers:
         p["layers"] = ",".join(inputs.extract.layers)
     return p
@@ -159,5 +167,8 @@ def render() -> None:
     if result is None:
         st.caption("The first analysis of the bundled sample is on its way; results are cached for everyone after it.")
         return
+    if _changed(inputs, result.inputs):
+        st.info("The settings in the sidebar changed: press **Run analysis** to update. "
+                "Layers already extracted come from the cache.", icon="ℹ️")  # fmt: skip
     st.query_params.from_dict(_share_params(result.inputs))
     views.render(result.comparison, result.inputs, _share_params(result.inputs))

@@ -39,6 +39,15 @@ def _query(name: str, default: str) -> str:
     return st.query_params.get(name, default)
 
 
+def _query_int(name: str, default: int, lo: int, hi: int, step: int) -> int:
+    """An integer from the link, clamped to the widget's range (a hostile link cannot break the page)."""
+    try:
+        v = int(_query(name, str(default)))
+    except ValueError:
+        return default
+    return min(hi, max(lo, lo + (v - lo) // step * step))
+
+
 def _upload_widgets(choice: str) -> tuple | None:
     if choice == UPLOAD_ZIP:
         f = st.file_uploader("Zip of class folders", type=["zip"], key="upload_zip",
@@ -94,7 +103,7 @@ def render() -> Inputs:
                         help="The bundled sample, or your own images.")  # fmt: skip
     with sb:
         upload = _upload_widgets(data)
-    max_images = sb.slider("Max images", 50, DEMO_MAX_IMAGES, int(_query("max_images", "400")), step=50, key="max_images",
+    max_images = sb.slider("Max images", 50, DEMO_MAX_IMAGES, _query_int("max_images", 400, 50, DEMO_MAX_IMAGES, 50), step=50, key="max_images",
                            help="A stratified subsample keeps class proportions; fewer images run faster.")  # fmt: skip
 
     sb.markdown("### Model")
@@ -111,6 +120,10 @@ def render() -> Inputs:
     profile = cached.profile(model)
     q_layers = [n for n in _query("layers", "").split(",") if n]
     default_layers = [n for n in q_layers if n in profile.nodes] or list(profile.default)
+    unknown = [n for n in q_layers if n not in profile.nodes]
+    if unknown:
+        sb.warning(f"{model} has no layer {', '.join(unknown[:3])}{' …' if len(unknown) > 3 else ''}; "
+                   "the link's other layers (or the defaults) are used.", icon="⚠️")  # fmt: skip
     chosen = sb.multiselect("Layers", profile.nodes, default=default_layers, key=f"layers_{model}",
                             format_func=lambda n: _layer_label(profile, n),
                             help="FX node names. Pre-selected: a spread of block outputs through the pooled features. "

@@ -17,6 +17,14 @@ from ..pipeline import Comparison
 PLOT_CONFIG = {"displaylogo": False}
 
 
+def _customdata(point: dict) -> list:
+    """A selected point's customdata as a list (Streamlit hands arrays over as {"0": .., "1": ..})."""
+    cd = point.get("customdata")
+    if isinstance(cd, dict):
+        return [cd[k] for k in sorted(cd, key=int)]
+    return list(cd) if isinstance(cd, (list, tuple)) else []
+
+
 def _thumbs(comp: Comparison, indices: list[int], caption: bool = True, cols: int = 8) -> None:
     ds = comp.dataset
     if not indices:
@@ -80,8 +88,8 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     event = st.plotly_chart(fig, config=PLOT_CONFIG, key="proj_chart", on_select="rerun", selection_mode=("box", "lasso", "points"))
     picked: list[int] = []
     for pt in (event.selection.points if event and event.selection else []):
-        cd = pt.get("customdata")
-        if cd is not None:
+        cd = _customdata(pt)
+        if cd:
             picked.append(int(cd[0]))
     picked = sorted(set(picked))
     if picked:
@@ -120,15 +128,35 @@ def separability_tab(comp: Comparison) -> None:
                         config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
 
 
+def _clicked_cell(event: object) -> tuple[int, int] | None:
+    points = event.selection.points if event and getattr(event, "selection", None) else []  # type: ignore[attr-defined]
+    for pt in points:
+        cd = _customdata(pt)
+        if len(cd) == 2:
+            return int(cd[0]), int(cd[1])
+    return None
+
+
 def similarity_tab(comp: Comparison, align: bool) -> None:
-    st.plotly_chart(figures.cka_heatmap(comp.cka_names, comp.cka), config=PLOT_CONFIG, key="cka_chart")
     names = comp.cka_names
-    if len(names) < 2 or not comp.projections:
+    clickable = len(names) >= 2 and bool(comp.projections)
+    event = st.plotly_chart(figures.cka_heatmap(names, comp.cka, clickable=clickable), config=PLOT_CONFIG, key="cka_chart",
+                            on_select="rerun" if clickable else "ignore", selection_mode="points")  # fmt: skip
+    if not clickable:
         return
+    cell = _clicked_cell(event)
+    if cell is not None and st.session_state.get("cka_cell") != cell:
+        # a new click on the heatmap moves both pickers; the pickers stay usable on their own
+        st.session_state["cka_cell"] = cell
+        st.session_state["cka_a"], st.session_state["cka_b"] = names[cell[0]], names[cell[1]]
+    for key, default in (("cka_a", names[0]), ("cka_b", names[-1])):
+        if st.session_state.get(key) not in names:  # first view, or a new analysis with other layers
+            st.session_state[key] = default
     st.markdown("#### Compare two layers")
+    st.caption("Click a cell of the heatmap, or pick the two layers here.")
     c1, c2 = st.columns(2)
-    a = c1.selectbox("Layer A", names, index=0, key="cka_a")
-    b = c2.selectbox("Layer B", names, index=len(names) - 1, key="cka_b")
+    a = c1.selectbox("Layer A (row)", names, key="cka_a")
+    b = c2.selectbox("Layer B (column)", names, key="cka_b")
     i, j = names.index(a), names.index(b)
     st.caption(f"Linear CKA between them: **{comp.cka[i, j]:.3f}** (1 = the same geometry up to rotation and scale).")
     panels = comp.panels(align=False)
@@ -153,7 +181,8 @@ def export_tab(comp: Comparison, share: dict[str, str]) -> None:
     st.caption("Append to this app's address: it reopens with the same sample, model, layers and projection. "
                "Uploaded data is never part of a link.")  # fmt: skip
     cli = (f"python -m explorer compare --data {share['data']} --model {share['model']} "
-           f"--layers {share.get('layers', 'auto')} --projection {share['projection']} --out out/")  # fmt: skip
+           f"--layers {share.get('layers', 'auto')} --projection {share['projection']} "
+           f"--max-images {share.get('max_images', 400)} --out out/")  # fmt: skip
     st.caption("The same analysis from the command line:")
     st.code(cli, language="bash")
 

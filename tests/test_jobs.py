@@ -1,0 +1,84 @@
+"""The dashboard's process-wide job queue: order, quotas, busy answers, cancellation, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from explorer.extract import Cancelled
+from explorer.ui.jobs import FRIENDLY_ERROR, AlreadyRunning, Job, JobQueue, QueueFull
+
+
+def _wait(job: Job, timeout: float = 10) -> None:
+    t0 = time.time()
+    while job.active and time.time() - t0 < timeout:
+        time.sleep(0.01)
+    assert not job.active, f"job {job.id} still {job.state}"
+
+
+def _blocker(gate: threading.Event):
+    def fn(job: Job) -> str:
+        job.progress("working", 0, 1)
+        while not gate.wait(0.01):
+            if job.should_stop():
+                raise Cancelled("stopped")
+        return "finished"
+
+    return fn
+
+
+def test_fifo_positions_one_job_per_session_and_busy() -> None:
+    q = JobQueue(workers=1, max_pending=2)
+    gate = threading.Event()
+    running = q.submit("a", _blocker(gate))
+    while running.state != "running":
+        time.sleep(0.01)
+    b = q.submit("b", lambda job: "b")
+    c = q.submit("c", lambda job: "c")
+    assert (q.position(running), q.position(b), q.position(c)) == (0, 1, 2)
+    with pytest.raises(AlreadyRunning):
+        q.submit("b", lambda job: "again")
+    with pytest.raises(QueueFull):
+        q.submit("d", lambda job: "d")
+    gate.set()
+    for job in (running, b, c):
+        _wait(job)
+    assert [running.result, b.result, c.result] == ["finished", "b", "c"]
+    assert q.submit("b", lambda job: "next") is not b  # a finished session may submit again
+
+
+def test_cancel_waiting_and_running_jobs() -> None:
+    q = JobQueue(workers=1, max_pending=4)
+    gate = threading.Event()
+    running = q.submit("a", _blocker(gate))
+    waiting = q.submit("b", lambda job: "never")
+    while running.state != "running":
+        time.sleep(0.01)
+    q.cancel(waiting)
+    assert waiting.state == "cancelled" and q.pending() == 0 and waiting.result is None
+    q.cancel(running)  # stops at its next should_stop() check
+    _wait(running)
+    assert running.state == "cancelled" and running.result is None
+    gate.set()
+
+
+def test_failures_reach_the_visitor_as_one_sentence(caplog: pytest.LogCaptureFixture) -> None:
+    q = JobQueue(workers=1, max_pending=4)
+
+    def bad_input(job: Job) -> None:
+        raise ValueError("no images found in the upload\nsecond line")
+
+    def crash(job: Job) -> None:
+        raise RuntimeError("internal detail that visitors must not see")
+
+    j1, j2 = q.submit("a", bad_input), q.submit("b", crash)
+    _wait(j1)
+    _wait(j2)
+    assert (j1.state, j1.error) == ("failed", "no images found in the upload")
+    assert (j2.state, j2.error) == ("failed", FRIENDLY_ERROR)
+    assert "internal detail" in caplog.text  # the full trace goes to the log
+    ok = q.submit("c", lambda job: 42)  # the worker survived both
+    _wait(ok)
+    assert ok.result == 42
