@@ -29,7 +29,7 @@ def features_npz(comp: Comparison) -> bytes:
     arrays["paths"] = np.asarray(comp.dataset.names, dtype=str)
     arrays["labels"] = np.asarray(comp.dataset.labels if comp.dataset.labels is not None else [""] * len(comp.dataset), dtype=str)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez(buf, **arrays)  # float features barely compress; compressing cost 0.25 s of a 4 s compare
     return buf.getvalue()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -127,6 +128,17 @@ class FeatureExtractor:
         return {n: t.float().cpu().numpy() for n, t in pooled.items()}
 
 
+DECODE_NICE = 10
+
+
+def _lower_priority() -> None:
+    """Run this (decode) thread below the model's threads: when cores are scarce it fills their idle
+    gaps instead of pre-empting them (an OpenMP region waits for its slowest thread). Measured on
+    2 cores: 400 images 3.2 s at equal priority, 2.4-2.6 s niced (bench/README.md)."""
+    with contextlib.suppress(AttributeError, OSError, PermissionError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICE)
+
+
 def _batches(
     items: Sequence[ImageItem], transform: Any, batch_size: int, max_pixels: int, workers: int
 ) -> Iterator[Any]:
@@ -141,7 +153,7 @@ def _batches(
 
     def producer() -> None:
         try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+            with ThreadPoolExecutor(max_workers=workers, initializer=_lower_priority) as pool:
                 for s in range(0, len(items), batch_size):
                     if stop.is_set():
                         return

@@ -120,6 +120,15 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> L
     Returns:
         LayerScores.
     """
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: these matrices are small, and two OpenBLAS threads made the probe 7x slower
+    # on a 2-core machine (bench/README.md); results are identical.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _score(np.nan_to_num(np.asarray(x, dtype=np.float64)), labels, spec)
+
+
+def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerScores:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import confusion_matrix, silhouette_score
     from sklearn.model_selection import StratifiedKFold
@@ -127,7 +136,6 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> L
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x = np.nan_to_num(np.asarray(x, dtype=np.float64))
     eff, n90 = effective_dim(x)
     note = label_note(labels, spec.folds)
     if note:
