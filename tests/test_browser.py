@@ -125,6 +125,22 @@ def test_clicking_a_cka_cell_shows_that_pair(server, browser) -> None:
     page.close()
 
 
+def test_export_tab_downloads_the_report_and_metrics(server, browser, tmp_path: Path) -> None:
+    page = _open(browser, server)
+    page.get_by_role("tab", name="Export").click()
+    with page.expect_download(timeout=120_000) as got:
+        page.get_by_role("button", name="report.html").click()
+    report = tmp_path / "report.html"
+    got.value.save_as(report)
+    html = report.read_text()
+    assert html.count('class="plotly-graph-div"') >= 4 and "<script src=" not in html  # self-contained
+    with page.expect_download(timeout=60_000) as got:
+        page.get_by_role("button", name="metrics.csv").click()
+    got.value.save_as(tmp_path / "metrics.csv")
+    assert (tmp_path / "metrics.csv").read_text().startswith("model,layer,depth,dim")
+    page.close()
+
+
 def test_cancel_stops_a_running_analysis(server, browser) -> None:
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(server + "/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=1500&layers=features.9.conv.2")

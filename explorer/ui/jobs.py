@@ -71,6 +71,7 @@ class JobQueue:
         self._by_session: dict[str, Job] = {}
         self._lock = threading.Condition()
         self._ids = itertools.count(1)
+        self._running = 0
         self._threads = [threading.Thread(target=self._work, name=f"explorer-worker-{i}", daemon=True) for i in range(workers)]
         for t in self._threads:
             t.start()
@@ -110,6 +111,11 @@ class JobQueue:
         with self._lock:
             return len(self._pending)
 
+    def idle(self) -> bool:
+        """No job waiting or running."""
+        with self._lock:
+            return not self._pending and self._running == 0
+
     def cancel(self, job: Job) -> None:
         """Cancel a waiting job at once, or ask a running one to stop after its batch."""
         job.cancel.set()
@@ -125,6 +131,7 @@ class JobQueue:
                     self._lock.wait()
                 job = self._pending.popleft()
                 job.state = "running"
+                self._running += 1
             try:
                 job.result = job.fn(job)
                 job.state = "done"
@@ -141,6 +148,8 @@ class JobQueue:
                     job.state, job.error = "failed", FRIENDLY_ERROR
             finally:
                 job.finished = time.time()
+                with self._lock:
+                    self._running -= 1
 
 
 def _workers() -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ import streamlit as st
 
 from .. import pipeline
 from ..config import DataSpec, ExtractSpec, ProjectionSpec
-from ..datasets import load_dataset
+from ..datasets import ImageDataset, load_dataset
 from . import sidebar, views
 from .cached import availability as cached_availability
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
@@ -32,13 +34,23 @@ class Result:
 
 
 def warm_up_umap() -> None:
-    """Pay numba's compilation once per server process, in the background (DESIGN.md: 18-23 s)."""
+    """Pay numba's compilation once per server process, in the background (DESIGN.md: 18-23 s).
+
+    Compiling holds the GIL most of the time, so it waits until the job queue has been idle for a
+    moment: started at once, it tripled the first page's time on a restart with everything cached.
+    A UMAP job that comes first simply compiles for itself.
+    """
     if _warm.is_set():
         return
     _warm.set()
 
     def fit() -> None:
         try:
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < 3.0:
+                time.sleep(0.5)
+                if not QUEUE.idle():
+                    quiet_since = time.monotonic()
             import numpy as np
 
             from ..projection import project
@@ -57,14 +69,23 @@ def _session_id() -> str:
     return st.session_state["session_id"]
 
 
+@functools.lru_cache(maxsize=8)
+def _sample(source: str, max_images: int) -> ImageDataset:
+    """Bundled samples never change: checked once per server process, shared by every visitor."""
+    return load_dataset(DataSpec(source=source, max_images=max_images), limits=sidebar.DEMO_LIMITS)
+
+
 def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
     """The function a worker runs for these inputs."""
 
     def work(job: Job) -> Result:
         try:
             job.progress("checking images", 0, 1)
-            ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.DEMO_LIMITS,
-                              progress=lambda d, t: job.progress("checking images", d, t))  # fmt: skip
+            if source.startswith("sample:"):
+                ds = _sample(source, inputs.max_images)
+            else:
+                ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.DEMO_LIMITS,
+                                  progress=lambda d, t: job.progress("checking images", d, t))  # fmt: skip
             try:
                 specs = [inputs.extract]
                 if inputs.random_baseline and inputs.extract.weights != "none":
@@ -150,7 +171,6 @@ def _share_params(inputs: sidebar.Inputs) -> dict[str, str]:
 
 def render() -> None:
     """The whole page."""
-    warm_up_umap()
     st.markdown("## Bottleneck Explorer")
     st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
     inputs = sidebar.render()
@@ -160,6 +180,7 @@ def render() -> None:
     if clicked or first_visit:
         st.session_state["auto_done"] = True
         submit(inputs)
+    warm_up_umap()  # after the first job is queued, so that it waits for it
     if st.session_state.get("notice"):
         st.warning(st.session_state["notice"], icon="⚠️")
     progress_panel()

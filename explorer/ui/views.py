@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from urllib.parse import urlencode
 
@@ -169,13 +170,17 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
 
 
 def export_tab(comp: Comparison, share: dict[str, str]) -> None:
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("metrics.csv", export.metrics_csv(comp), "metrics.csv", "text/csv", key="dl_metrics")
-    c1.download_button("cka.csv", export.cka_csv(comp), "cka.csv", "text/csv", key="dl_cka")
-    c2.download_button("features.npz", export.features_npz(comp), "features.npz", "application/octet-stream", key="dl_features")
-    c2.download_button("projections.csv", export.projections_csv(comp), "projections.csv", "text/csv", key="dl_proj")
-    c3.download_button("report.html", export.report.render(comp), "report.html", "text/html", key="dl_report")
-    c3.download_button("skipped.csv", export.skipped_csv(comp), "skipped.csv", "text/csv", key="dl_skipped")
+    # Files are made when clicked (callables), not on every rerun, and not kept in session memory.
+    files = [
+        ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
+        ("features.npz", export.features_npz, "application/octet-stream"),
+        ("projections.csv", export.projections_csv, "text/csv"),
+        ("report.html", export.report.render, "text/html"), ("skipped.csv", export.skipped_csv, "text/csv"),
+    ]  # fmt: skip
+    cols = st.columns(3)
+    for i, (name, make, mime) in enumerate(files):
+        cols[i // 2].download_button(name, functools.partial(make, comp), name, mime, key=f"dl_{name.split('.')[0]}",
+                                     on_click="ignore")  # fmt: skip
     st.markdown("#### Share this view")
     st.code("?" + urlencode(share), language=None)
     st.caption("Append to this app's address: it reopens with the same sample, model, layers and projection. "
