@@ -18,6 +18,7 @@ BOTTLENECK = "#E8590C"
 METRIC_COLORS = {"probe_acc": "#4C6EF5", "knn_acc": "#12B886", "silhouette": "#F59F00", "dim": "#868E96"}
 METRIC_NAMES = {"probe_acc": "linear probe acc.", "knn_acc": "kNN acc.", "silhouette": "silhouette (cosine)"}
 UNLABELED = "(unlabeled)"
+WEBGL_ABOVE = 1000  # points per panel
 
 
 def class_colors(classes: Sequence[str]) -> dict[str, str]:
@@ -191,6 +192,9 @@ def projections(
     colors = class_colors(sorted(set(labs.tolist())))
     idx = np.arange(len(names))
     name_arr = np.asarray(names)
+    # SVG draws a few thousand points faster than WebGL sets up one context per panel (browsers
+    # without a GPU emulate WebGL); WebGL only pays off for large datasets.
+    scatter = go.Scattergl if len(names) > WEBGL_ABOVE else go.Scatter
     for pi, key in enumerate(keys):
         r, c = pi // cols + 1, pi % cols + 1
         xy = panels[key]
@@ -204,7 +208,7 @@ def projections(
                 fig.add_trace(go.Scatter3d(x=xy[m, 0], y=xy[m, 1], z=xy[m, 2], mode="markers",
                                            marker=dict(size=3, color=color), **common), row=r, col=c)  # fmt: skip
             else:
-                fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers",
+                fig.add_trace(scatter(x=xy[m, 0], y=xy[m, 1], mode="markers",
                                            marker=dict(size=6, color=color, opacity=0.85), **common), row=r, col=c)  # fmt: skip
         if selected and not dim3:
             s = np.asarray(selected, dtype=int)

@@ -144,15 +144,32 @@ def progress_panel() -> None:
             st.progress(min(max(frac, 0.0), 1.0), text=f"{job.stage} — {job.done}/{job.total}")
         if st.button("Cancel", key="cancel"):
             QUEUE.cancel(job)
-    elif st.session_state.get("seen_job") != job.id:
-        st.session_state["seen_job"] = job.id
-        if job.state == "done":
-            st.session_state["result"] = job.result
-        elif job.state == "failed":
-            st.session_state["notice"] = job.error
-        elif job.state == "cancelled":
-            st.session_state["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
+    elif _collect(job):
         st.rerun(scope="app")
+
+
+def _collect(job: Job) -> bool:
+    """Move a finished job's result or message into the session once; True when something changed."""
+    if job.active or st.session_state.get("seen_job") == job.id:
+        return False
+    st.session_state["seen_job"] = job.id
+    if job.state == "done":
+        st.session_state["result"] = job.result
+    elif job.state == "failed":
+        st.session_state["notice"] = job.error
+    elif job.state == "cancelled":
+        st.session_state["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
+    return True
+
+
+def _wait_briefly(seconds: float = 2.0) -> None:
+    """A cached analysis takes a fraction of a second: show it in this run instead of after a poll."""
+    job = QUEUE.job_of(_session_id())
+    deadline = time.monotonic() + seconds
+    while job is not None and job.active and QUEUE.position(job) <= 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if job is not None:
+        _collect(job)
 
 
 def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
@@ -180,6 +197,7 @@ def render() -> None:
     if clicked or first_visit:
         st.session_state["auto_done"] = True
         submit(inputs)
+        _wait_briefly()
     warm_up_umap()  # after the first job is queued, so that it waits for it
     if st.session_state.get("notice"):
         st.warning(st.session_state["notice"], icon="⚠️")
@@ -192,4 +210,6 @@ def render() -> None:
         st.info("The settings in the sidebar changed: press **Run analysis** to update. "
                 "Layers already extracted come from the cache.", icon="ℹ️")  # fmt: skip
     st.query_params.from_dict(_share_params(result.inputs))
+    t0 = time.perf_counter()
     views.render(result.comparison, result.inputs, _share_params(result.inputs))
+    log.debug("views rendered in %.2f s", time.perf_counter() - t0)
