@@ -134,7 +134,7 @@ DECODE_NICE = 10
 def _lower_priority() -> None:
     """Run this (decode) thread below the model's threads: when cores are scarce it fills their idle
     gaps instead of pre-empting them (an OpenMP region waits for its slowest thread). Measured on
-    2 cores: 400 images 3.2 s at equal priority, 2.4-2.6 s niced (bench/README.md)."""
+    2 cores: 400 images 3.2 s at equal priority, 2.4-2.6 s niced (README.md, "Measured")."""
     with contextlib.suppress(AttributeError, OSError, PermissionError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICE)
 

@@ -123,7 +123,7 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> L
     from threadpoolctl import threadpool_limits
 
     # One BLAS thread: these matrices are small, and two OpenBLAS threads made the probe 7x slower
-    # on a 2-core machine (bench/README.md); results are identical.
+    # on a 2-core machine (README.md, "Measured"); results are identical.
     with threadpool_limits(limits=1, user_api="blas"):
         return _score(np.nan_to_num(np.asarray(x, dtype=np.float64)), labels, spec)
 
@@ -144,7 +144,7 @@ def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerS
     classes = np.unique(y)
     k = n_folds(y, spec.folds)
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=spec.random_state)
-    # tol=1e-3: 3.5x faster than sklearn's 1e-4 with the same accuracy within 0.01 (bench/README.md)
+    # tol=1e-3: 3.5x faster than sklearn's 1e-4 with the same accuracy within 0.01 (README.md, "Measured")
     probe_accs, knn_accs = [], []
     pred = np.empty_like(y)
     for train, test in cv.split(x, y):

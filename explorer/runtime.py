@@ -12,7 +12,7 @@ from .fsutil import default_cache_root
 log = logging.getLogger(__name__)
 
 # With glibc's defaults every batch's large activation buffers are mmap'ed and unmapped again,
-# paying page faults each time; measured here this halves CPU throughput (see bench/README).
+# paying page faults each time; measured here this halves CPU throughput (README.md, "Measured").
 MALLOC_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
@@ -57,3 +57,21 @@ def configure(*, malloc: bool = True) -> None:
     if malloc and os.environ.get("EXPLORER_MALLOC_TUNE", "1") != "0":
         ok = tune_malloc()
         log.debug("malloc tuning %s", "applied" if ok else "not available")
+
+
+def size_threads(threads: int) -> None:
+    """Size torch's and numba's thread pools for the calling thread (a job worker).
+
+    With W workers on C cores each gets C // W threads, so two jobs at once do not fight over the
+    cores. Both settings apply to the calling thread's parallel regions.
+    """
+    import torch
+
+    threads = max(1, threads)
+    torch.set_num_threads(threads)
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except (ImportError, ValueError) as exc:  # numba is optional for extraction
+        log.debug("numba threads not set: %s", exc)

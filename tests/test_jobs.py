@@ -82,3 +82,17 @@ def test_failures_reach_the_visitor_as_one_sentence(caplog: pytest.LogCaptureFix
     ok = q.submit("c", lambda job: 42)  # the worker survived both
     _wait(ok)
     assert ok.result == 42
+
+
+def test_workers_size_torch_and_numba_threads() -> None:
+    import numba
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        q = JobQueue(workers=1, max_pending=2, threads_per_worker=1)
+        job = q.submit("a", lambda job: (torch.get_num_threads(), numba.get_num_threads()))
+        _wait(job, timeout=60)
+        assert job.result == (1, 1)
+    finally:
+        torch.set_num_threads(before)

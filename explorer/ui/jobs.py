@@ -65,8 +65,9 @@ class JobQueue:
         max_pending: most jobs waiting (not running) at once.
     """
 
-    def __init__(self, workers: int = 1, max_pending: int = 8) -> None:
+    def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None) -> None:
         self.max_pending = max_pending
+        self.threads_per_worker = threads_per_worker
         self._pending: deque[Job] = deque()
         self._by_session: dict[str, Job] = {}
         self._lock = threading.Condition()
@@ -125,6 +126,13 @@ class JobQueue:
                 job.state, job.finished = "cancelled", time.time()
 
     def _work(self) -> None:
+        if self.threads_per_worker:
+            try:
+                from ..runtime import size_threads
+
+                size_threads(self.threads_per_worker)
+            except Exception:  # sizing is an optimisation; the worker must live on
+                log.exception("could not size the worker's thread pools")
         while True:
             with self._lock:
                 while not self._pending:
@@ -156,4 +164,5 @@ def _workers() -> int:
     return max(1, min(2, int(os.environ.get("EXPLORER_WORKERS", "1"))))
 
 
-QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")))
+QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")),
+                 threads_per_worker=max(1, (os.cpu_count() or 1) // _workers()))  # fmt: skip
