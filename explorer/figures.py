@@ -219,5 +219,7 @@ def projections(
     fig.update_yaxes(showticklabels=False, zeroline=False)
     fig.update_layout(dragmode="lasso" if not dim3 else "orbit", hovermode="closest")
     fig = _layout(fig, "Projections by layer", height=max(400, 330 * rows + 120))
-    fig.update_layout(margin=dict(t=110), legend=dict(y=1.0 + 60 / fig.layout.height, yanchor="bottom", x=0, xanchor="left"))
+    # title at the very top, the class legend in its own row below it, then the panel titles
+    fig.update_layout(margin=dict(t=110), title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
+                      legend=dict(y=1.0 + 36 / fig.layout.height, yanchor="bottom", x=0, xanchor="left"))  # fmt: skip
     return fig
