@@ -98,7 +98,8 @@ def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
                 comp = pipeline.compare(ds, specs, projection=inputs.projection, progress=job.progress,
                                         should_stop=job.should_stop, max_pixels=sidebar.DEMO_LIMITS.max_pixels)  # fmt: skip
             finally:
-                ds.close()  # uploaded files are released as soon as the features exist
+                if not source.startswith("sample:"):  # samples are shared; uploads are released at once
+                    ds.close()
             return Result(comp, inputs)
         finally:
             if cleanup is not None:
