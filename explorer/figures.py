@@ -110,11 +110,18 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True) -> go.Figure:
                 text=text, hovertemplate="%{text}<br>dim %{y:,}<extra>" + model + "</extra>",
             ), secondary_y=True)  # fmt: skip
     fig.update_yaxes(title="score", range=[min(-0.05, float(np.nanmin(metrics["silhouette"].to_numpy(dtype=float), initial=0)) - 0.05), 1.05], secondary_y=False)
-    fig.update_yaxes(title="dimension (log)", type="log", secondary_y=True, showgrid=False)
+    dims = metrics["dim"].dropna().to_numpy(dtype=float)
+    dims = dims[dims > 0]
+    lo, hi = (int(np.floor(np.log2(dims.min()))), int(np.ceil(np.log2(dims.max())))) if len(dims) else (0, 12)
+    ticks = [2**k for k in range(lo, hi + 1)]  # layer widths are mostly powers of two: label those
+    fig.update_yaxes(title="dimension (log₂)", type="log", secondary_y=True, showgrid=False,
+                     tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])  # fmt: skip
     fig.update_xaxes(title="relative depth (0 = input, 1 = output)")
     if metrics["probe_acc"].isna().all():
         fig.add_annotation(text="no labels: accuracy metrics not applicable", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    return _layout(fig, "Separability across depth")
+    fig = _layout(fig, "Separability across depth")
+    fig.update_layout(margin=dict(r=80))  # room for the right axis' labels
+    return fig
 
 
 def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, clickable: bool = False) -> go.Figure:
