@@ -46,7 +46,7 @@ def server():
     port = _port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXPLORER_WORKERS": "1", "EXPLORER_MAX_PENDING": "8"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--server.port", str(port),
                              "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     t0 = time.time()

@@ -1,0 +1,44 @@
+"""Start the dashboard with the heavy libraries already imported: `python -m explorer.ui.serve [streamlit options]`.
+
+Streamlit runs app.py only when the first visitor connects, so that visitor would otherwise wait
+for torch, torchvision, scikit-learn and plotly to import (several seconds on a small machine)
+even when every result is cached on disk. Importing them here, before the server starts, moves
+that wait to start-up, where nobody is looking. The options are passed to `streamlit run app.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def preload() -> float:
+    """Import what the first page needs; returns the seconds it took."""
+    t = time.perf_counter()
+    from ..runtime import configure
+
+    configure()
+    import plotly.graph_objects  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import torchvision.models.feature_extraction  # noqa: F401
+
+    from .. import models, pipeline  # noqa: F401
+
+    models.list_models()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> None:
+    seconds = preload()
+    print(f"Bottleneck Explorer: libraries imported in {seconds:.1f}s; starting the server", file=sys.stderr)
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
+    sys.exit(cli.main())
+
+
+if __name__ == "__main__":
+    main()
