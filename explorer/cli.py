@@ -31,11 +31,13 @@ class _Bar:
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit="img" if stage.startswith("extract") else "it", file=sys.stderr, leave=False)
+            # redirected to a file or a CI log: a line every few seconds, not one per image
+            every = 0.1 if sys.stderr.isatty() else 5.0
+            self.bar = tqdm(total=total, desc=stage, unit="img" if stage.startswith("extract") else "it", file=sys.stderr,
+                            leave=False, mininterval=every, maxinterval=max(every, 10.0))  # fmt: skip
         if self.bar is not None:
             self.bar.total = total
-            self.bar.n = done
-            self.bar.refresh()
+            self.bar.update(done - self.bar.n)  # update() honours mininterval; refresh() printed every call
 
     def close(self) -> None:
         if self.bar is not None:
