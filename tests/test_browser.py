@@ -171,11 +171,37 @@ def test_upload_zip_runs_end_to_end(server, browser, tmp_path: Path) -> None:
     page = _open(browser, server)
     _upload_and_run(page, archive)
     page.get_by_role("tab", name="Dataset").click()
-    page.wait_for_function("document.body.innerText.includes('green') && document.body.innerText.includes('24')", timeout=300_000)
+    page.wait_for_function("/Images\\s*24\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
+    assert "green" in page.inner_text("body")
     page.screenshot(path=str(ART / "upload_dataset.png"), full_page=True)
     page.get_by_role("tab", name="Separability").click()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ART / "upload_separability.png"))
+    page.close()
+
+
+def test_upload_images_with_labels_csv_and_a_broken_file(server, browser, tmp_path: Path) -> None:
+    data = make_class_folders(tmp_path / "src", per_class=6)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["filename,label"]
+    for img in sorted(data.rglob("*.jpg")):
+        (flat / img.name).write_bytes(img.read_bytes())
+        rows.append(f"{img.name},{img.parent.name}")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    (flat / "broken.jpg").write_bytes(b"this is not a jpeg")
+    page = _open(browser, server)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Upload images").click()
+    page.locator('input[type="file"]').set_input_files(sorted(str(p) for p in flat.iterdir()))
+    page.wait_for_timeout(2000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Dataset").click()
+    # the Dataset tab's counters for this upload: 18 images in 3 classes, 1 file skipped
+    page.wait_for_function("/Images\\s*18\\s*Classes\\s*3\\s*Skipped files\\s*1/.test(document.body.innerText)", timeout=300_000)
+    body = page.inner_text("body")
+    assert "green" in body and "Traceback" not in body
+    page.screenshot(path=str(ART / "upload_files_dataset.png"), full_page=True)
     page.close()
 
 
