@@ -4,10 +4,10 @@ import logging
 
 import streamlit as st
 
-from explorer.runtime import configure
+from explorer.runtime import SERVER_LOG_FORMAT, configure
 
 configure()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(level=logging.INFO, format=SERVER_LOG_FORMAT)
 st.set_page_config(page_title="Bottleneck Explorer", page_icon="🔬", layout="wide")
 
 from explorer.ui import main  # noqa: E402  (after configure: numba/malloc settings first)

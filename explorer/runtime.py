@@ -19,6 +19,7 @@ MALLOC_ENV = {
     "MALLOC_TOP_PAD_": "536870912",
 }
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+SERVER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _configured = False
 
 

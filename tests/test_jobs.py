@@ -38,6 +38,7 @@ def test_fifo_positions_one_job_per_session_and_busy() -> None:
     b = q.submit("b", lambda job: "b")
     c = q.submit("c", lambda job: "c")
     assert (q.position(running), q.position(b), q.position(c)) == (0, 1, 2)
+    assert not q.has_free_worker() and not q.idle()
     with pytest.raises(AlreadyRunning):
         q.submit("b", lambda job: "again")
     with pytest.raises(QueueFull):
@@ -46,6 +47,10 @@ def test_fifo_positions_one_job_per_session_and_busy() -> None:
     for job in (running, b, c):
         _wait(job)
     assert [running.result, b.result, c.result] == ["finished", "b", "c"]
+    t0 = time.time()
+    while not q.idle() and time.time() - t0 < 5:  # the counter drops just after the job's state
+        time.sleep(0.01)
+    assert q.idle() and q.has_free_worker()
     assert q.submit("b", lambda job: "next") is not b  # a finished session may submit again
 
 

@@ -112,6 +112,11 @@ class JobQueue:
         with self._lock:
             return len(self._pending)
 
+    def has_free_worker(self) -> bool:
+        """A worker is not busy (a job at position 1 starts at once)."""
+        with self._lock:
+            return self._running < len(self._threads)
+
     def idle(self) -> bool:
         """No job waiting or running."""
         with self._lock:

@@ -167,7 +167,11 @@ def _wait_briefly(seconds: float = 2.0) -> None:
     """A cached analysis takes a fraction of a second: show it in this run instead of after a poll."""
     job = QUEUE.job_of(_session_id())
     deadline = time.monotonic() + seconds
-    while job is not None and job.active and QUEUE.position(job) <= 1 and time.monotonic() < deadline:
+    # only while it runs or is about to: a visitor behind others sees their queue position at once
+    while job is not None and job.active and time.monotonic() < deadline:
+        pos = QUEUE.position(job)
+        if pos > 1 or (pos == 1 and not QUEUE.has_free_worker()):
+            break
         time.sleep(0.05)
     if job is not None:
         _collect(job)

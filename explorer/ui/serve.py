@@ -8,11 +8,13 @@ that wait to start-up, where nobody is looking. The options are passed to `strea
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
+log = logging.getLogger(__name__)
 
 
 def preload() -> float:
@@ -32,8 +34,11 @@ def preload() -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    seconds = preload()
-    print(f"Bottleneck Explorer: libraries imported in {seconds:.1f}s; starting the server", file=sys.stderr)
+    from ..runtime import SERVER_LOG_FORMAT
+
+    # this is the process entry point; app.py's basicConfig is then a no-op
+    logging.basicConfig(level=logging.INFO, format=SERVER_LOG_FORMAT)
+    log.info("libraries imported in %.1fs; starting the server", preload())
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
