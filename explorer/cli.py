@@ -91,8 +91,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     bar = _Bar(enabled=not args.quiet)
     t0 = time.perf_counter()
     limits = Limits()
-    dataset = load_dataset(DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed), limits=limits,
-                           progress=lambda d, t: bar("checking images", d, t))  # fmt: skip
+    spec = DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed)
+    # the CLI writes no thumbnails: checking the images without them is about twice as fast
+    dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("checking images", d, t), thumbnails=False)
     try:
         comp = pipeline.compare(dataset, specs, projection=projection, metric=MetricSpec(random_state=args.seed),
                                 cache=FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache(),

@@ -9,13 +9,15 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from .datasets import ImageItem
 from .images import load_rgb
 from .pooling import pool_auto
+from .preprocess import Preprocess
+from .tracing import FX
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,8 @@ class FeatureExtractor:
         self.token_pooling = token_pooling
         self.device = device
         self.precision = precision
-        fx = create_feature_extractor(model, return_nodes={n: n for n in self.nodes}).eval()
+        with FX.exclusive():  # tracing patches torch.nn.Module.__call__ process-wide (tracing.py)
+            fx = create_feature_extractor(model, return_nodes={n: n for n in self.nodes}).eval()
         # channels_last lets oneDNN/cuDNN run convolutions without layout conversions.
         self.memory_format = torch.channels_last if device in ("cpu", "cuda") else torch.contiguous_format
         self.fx = fx.to(device=device, memory_format=self.memory_format)
@@ -119,7 +122,7 @@ class FeatureExtractor:
         import torch
 
         batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), self._autocast():
+        with FX.shared(), torch.inference_mode(), self._autocast():
             out = self.fx(batch)
             pooled = {
                 n: pool_auto(out[n], model=self.model_name, pooling=self.pooling, token_pooling=self.token_pooling)
@@ -137,102 +140,152 @@ def _lower_priority() -> None:
     2 cores: 400 images 3.2 s at equal priority, 2.4-2.6 s niced (README.md, "Measured")."""
     with contextlib.suppress(AttributeError, OSError, PermissionError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICE)
+    _one_omp_thread()
 
 
-def _batches(
-    items: Sequence[ImageItem], transform: Any, batch_size: int, max_pixels: int, workers: int
-) -> Iterator[Any]:
-    """Decode and preprocess batches in a background thread, one batch ahead of the model."""
-    import torch
+def _one_omp_thread() -> None:
+    """Give the calling thread's tensor ops one OpenMP thread. Without that, libgomp gives every
+    thread that starts a parallel region a team of its own (one thread per core), which spins
+    beside the model's team."""
+    from threadpoolctl import threadpool_limits
 
-    def prep(item: ImageItem) -> Any:
-        return transform(load_rgb(item.read_bytes(), max_pixels=max_pixels))
+    threadpool_limits(limits=1, user_api="openmp")
 
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
 
-    def producer() -> None:
+def spans(n: int, batch_size: int, chunk: int | None = None) -> list[tuple[int, int]]:
+    """Batch index ranges over n items; with `chunk`, no batch crosses a multiple of it."""
+    step = chunk or n or 1
+    return [(s, min(s + batch_size, c + step, n)) for c in range(0, n, step) for s in range(c, min(c + step, n), batch_size)]
+
+
+class Prefetch:
+    """Decodes and preprocesses batches for the model: ahead of it, or between its batches.
+
+    With `background` (for a GPU) a thread decodes a few batches ahead while the device computes;
+    it starts at construction, so decoding also overlaps whatever the caller does next (building the
+    model). On the CPU the model's threads already use every core, so decoding beside them only
+    slows both: there each batch is decoded when asked for, by `workers` threads, between forward
+    passes (README.md, "Measured"). Iterate to get (start, stop, batch); close() (or `with`) stops.
+
+    Args:
+        items: images to decode.
+        transform: the weights' preprocessing (PIL image -> tensor).
+        spans: (start, stop) index ranges of the batches, in order.
+        max_pixels: pixel-bomb limit for decoding.
+        workers: decoding threads.
+        background: decode ahead in a thread (GPU) or on demand (CPU).
+        depth: decoded batches held ready in the background (each batch x 3 x H x W float32).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[ImageItem],
+        transform: Any,
+        spans: Sequence[tuple[int, int]],
+        *,
+        max_pixels: int = 64_000_000,
+        workers: int = 1,
+        background: bool = True,
+        depth: int = 2,
+    ) -> None:
+        self.ranges = list(spans)
+        self._items, self._pre = items, Preprocess(transform)
+        self._max_pixels, self._workers = max_pixels, workers
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._produce, name="explorer-decode", daemon=True)
+            self._thread.start()
+
+    def _prep(self, item: ImageItem) -> Any:
+        return self._pre.image(load_rgb(item.read_bytes(), max_pixels=self._max_pixels))
+
+    def _put(self, got: Any) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._q.put(got, timeout=0.1)
+                return True
+        return False
+
+    def _batches(self, lower_priority: bool) -> Iterator[tuple[int, int, Any]]:
+        workers = self._workers
+        pool = ThreadPoolExecutor(workers, initializer=_lower_priority if lower_priority else _one_omp_thread) if workers > 1 else None
         try:
-            with ThreadPoolExecutor(max_workers=workers, initializer=_lower_priority) as pool:
-                for s in range(0, len(items), batch_size):
-                    if stop.is_set():
-                        return
-                    tensors = list(pool.map(prep, items[s : s + batch_size]))
-                    q.put(torch.stack(tensors))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            q.put(exc)
+            for s, e in self.ranges:
+                if self._stop.is_set():
+                    return
+                items = self._items[s:e]
+                yield s, e, self._pre.batch(pool.map(self._prep, items) if pool else map(self._prep, items))
         finally:
-            q.put(None)
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
-    thread = threading.Thread(target=producer, name="explorer-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            got = q.get()
-            if got is None:
-                return
-            if isinstance(got, BaseException):
-                raise got
-            yield got
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                q.get_nowait()
-            thread.join(timeout=0.05)
+    def _produce(self) -> None:
+        _lower_priority()  # this thread decodes (with workers > 1: stacks and normalises) batches
+        try:
+            for got in self._batches(lower_priority=True):
+                if not self._put(got):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+        self._put(None)
+
+    def __iter__(self) -> Iterator[tuple[int, int, Any]]:
+        if self._thread is None:
+            yield from self._batches(lower_priority=False)
+            return
+        try:
+            while (got := self._q.get()) is not None:
+                if isinstance(got, BaseException):
+                    raise got
+                yield got
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop decoding and wait for the background thread (it drops what it was doing)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def iter_features(
+def run_batches(
     extractor: FeatureExtractor,
-    items: Sequence[ImageItem],
-    transform: Any,
+    batches: Prefetch,
     *,
-    batch_size: int = 32,
-    max_pixels: int = 64_000_000,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
     offset: int = 0,
     total: int | None = None,
-    decode_workers: int = 1,
-) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield (start index, {node: features}) batch by batch.
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """Yield (start, stop, {node: features}) for each decoded batch.
 
     Args:
         extractor: the FeatureExtractor.
-        items: images to run.
-        transform: the weights' preprocessing (PIL image -> tensor).
-        batch_size: images per forward pass.
-        max_pixels: pixel-bomb limit for decoding.
+        batches: the decoded batches.
         progress: called with (done, total) after each batch.
         should_stop: polled between batches; True raises Cancelled.
-        offset: index of items[0] in the whole dataset (for progress and start indices).
-        total: size of the whole dataset (default offset + len(items)).
-        decode_workers: decoding threads.
+        offset: images done before these (for progress).
+        total: images in the whole job (for progress; default offset + what these batches hold).
 
     Raises:
         Cancelled: when should_stop() returned True.
     """
-    total = offset + len(items) if total is None else total
+    total = offset + sum(e - s for s, e in batches.ranges) if total is None else total
     done = offset
-    for batch in _batches(items, transform, batch_size, max_pixels, decode_workers):
+    for s, e, batch in batches:
         if should_stop is not None and should_stop():
             raise Cancelled("extraction cancelled")
         feats = extractor(batch)
-        yield done, feats
-        done += len(batch)
+        yield s, e, feats
+        done += e - s
         if progress is not None:
             progress(done, total)
 
-
-def extract(
-    extractor: FeatureExtractor,
-    items: Sequence[ImageItem],
-    transform: Any,
-    **kwargs: Any,
-) -> dict[str, np.ndarray]:
-    """All features at once: {node: (len(items), D) float32 array}. Keyword args as iter_features."""
-    parts: dict[str, list[np.ndarray]] = {n: [] for n in extractor.nodes}
-    for _, feats in iter_features(extractor, items, transform, **kwargs):
-        for n, a in feats.items():
-            parts[n].append(a)
-    return {n: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for n, v in parts.items()}

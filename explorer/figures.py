@@ -27,12 +27,27 @@ def class_colors(classes: Sequence[str]) -> dict[str, str]:
     return {c: palette[i % len(palette)] for i, c in enumerate(sorted(classes))}
 
 
+_AXIS = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", ticks="", zerolinecolor="#EBF0F8", zerolinewidth=2,
+             automargin=True, title=dict(standoff=15))  # fmt: skip
+_SCENE_AXIS = dict(backgroundcolor="white", gridcolor="#DFE8F3", linecolor="#EBF0F8", showbackground=True, ticks="",
+                   zerolinecolor="#EBF0F8", gridwidth=2)  # fmt: skip
+TEMPLATE = go.layout.Template(
+    layout=dict(
+        paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"), colorway=qualitative.Plotly,
+        hovermode="closest", hoverlabel=dict(align="left"), xaxis=_AXIS, yaxis=_AXIS,
+        scene=dict(xaxis=_SCENE_AXIS, yaxis=_SCENE_AXIS, zaxis=_SCENE_AXIS),
+    )
+)  # fmt: skip
+"""The layout part of plotly's `plotly_white`. The named template carries defaults for every trace type:
+validating and copying it cost 0.4 s of a cold `compare` and 0.2 s per report after that."""
+
+
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     fig.update_layout(
         title=dict(text=title, x=0.01, xanchor="left"),
         font=FONT,
         height=height,
-        template="plotly_white",
+        template=TEMPLATE,
         margin=dict(l=60, r=30, t=60, b=60),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1, xanchor="right"),
     )

@@ -107,19 +107,19 @@ def load_rgb(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageError(f"broken image ({img.format}): {exc}") from exc
 
 
-def check_and_thumbnail(data: bytes, *, max_pixels: int, size: int = THUMB_SIZE) -> tuple[Image.Image, tuple[int, int]]:
-    """Validate an image cheaply and make its thumbnail.
+def check_image(data: bytes, *, max_pixels: int, size: int = THUMB_SIZE) -> tuple[Image.Image, tuple[int, int]]:
+    """Validate an image cheaply: decode it, at reduced scale where the format allows.
 
-    JPEGs are decoded in draft mode (DCT scaling), which reads the whole entropy-coded stream,
-    so truncation is still caught at a fraction of a full decode's cost.
+    JPEGs are decoded in draft mode (DCT scaling) to no less than `size`, which reads the whole
+    entropy-coded stream, so truncation is still caught at a fraction of a full decode's cost.
 
     Args:
         data: the file's bytes.
         max_pixels: pixel-bomb limit.
-        size: longest side of the thumbnail.
+        size: the smallest side the reduced decode may have.
 
     Returns:
-        (thumbnail RGB image, original (width, height)).
+        (normalised RGB image, possibly reduced; original (width, height)).
 
     Raises:
         ImageError: with the reason the image cannot be used.
@@ -130,11 +130,23 @@ def check_and_thumbnail(data: bytes, *, max_pixels: int, size: int = THUMB_SIZE)
         if img.format == "JPEG":
             img.draft("RGB", (size, size))
         img.load()
-        rgb = normalise(img)
+        return normalise(img), original
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"broken image ({img.format}): {exc}") from exc
+
+
+def check_and_thumbnail(data: bytes, *, max_pixels: int, size: int = THUMB_SIZE) -> tuple[Image.Image, tuple[int, int]]:
+    """check_image, then a thumbnail whose longest side is `size`.
+
+    Returns:
+        (thumbnail RGB image, original (width, height)).
+
+    Raises:
+        ImageError: with the reason the image cannot be used.
+    """
+    rgb, original = check_image(data, max_pixels=max_pixels, size=size)
     rgb.thumbnail((size, size))
     return rgb, original
 

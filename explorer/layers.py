@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import models
+from .tracing import FX
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
         with torch.no_grad():
             return fx(torch.zeros(2, 3, size, size, device=device))
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), FX.exclusive():  # tracing patches torch modules process-wide (tracing.py)
         warnings.simplefilter("ignore")
         try:
             out = run("meta")

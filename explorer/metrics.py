@@ -128,6 +128,18 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> L
         return _score(np.nan_to_num(np.asarray(x, dtype=np.float64)), labels, spec)
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def cosine_distances(x: np.ndarray) -> np.ndarray:
+    """(N, N) cosine distances 1 - cos with a zero diagonal; a zero row is at distance 1 from all others."""
+    xn = _unit_rows(x)
+    d = np.clip(1.0 - xn @ xn.T, 0.0, 2.0)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
 def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerScores:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import confusion_matrix, silhouette_score
@@ -144,6 +156,8 @@ def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerS
     classes = np.unique(y)
     k = n_folds(y, spec.folds)
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=spec.random_state)
+    # kNN and silhouette share one cosine distance matrix instead of recomputing it per fold
+    dist = cosine_distances(x)
     # tol=1e-3: 3.5x faster than sklearn's 1e-4 with the same accuracy within 0.01 (README.md, "Measured")
     probe_accs, knn_accs = [], []
     pred = np.empty_like(y)
@@ -152,11 +166,11 @@ def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerS
         probe.fit(x[train], y[train])
         pred[test] = probe.predict(x[test])
         probe_accs.append(float(np.mean(pred[test] == y[test])))
-        knn = KNeighborsClassifier(n_neighbors=min(spec.knn_k, len(train)), metric="cosine")
-        knn.fit(x[train], y[train])
-        knn_accs.append(float(np.mean(knn.predict(x[test]) == y[test])))
+        knn = KNeighborsClassifier(n_neighbors=min(spec.knn_k, len(train)), metric="precomputed")
+        knn.fit(dist[np.ix_(train, train)], y[train])
+        knn_accs.append(float(np.mean(knn.predict(dist[np.ix_(test, train)]) == y[test])))
     try:
-        sil = float(silhouette_score(x, y, metric="cosine")) if len(classes) < len(y) else None
+        sil = float(silhouette_score(dist, y, metric="precomputed")) if len(classes) < len(y) else None
     except ValueError:
         sil = None
     return LayerScores(
@@ -174,7 +188,7 @@ def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerS
 
 def nearest_neighbours(x: np.ndarray, index: int, k: int = 6) -> np.ndarray:
     """Indices of the k images closest (cosine) to image `index` in feature space, nearest first."""
-    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    xn = _unit_rows(x)
     sims = xn @ xn[index]
     sims[index] = -np.inf
     k = min(k, len(x) - 1)

@@ -15,7 +15,7 @@ from . import models
 from .cache import FeatureCache, library_versions, make_key
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .datasets import ImageDataset
-from .extract import FeatureExtractor, iter_features, resolve_device, resolve_precision
+from .extract import FeatureExtractor, Prefetch, resolve_device, resolve_precision, run_batches, spans
 from .metrics import LayerScores, cka_matrix, score_layer
 from .projection import Projection, align_chain, project
 from .weights import ResolvedWeights
@@ -151,6 +151,8 @@ def extract_features(
     Returns:
         A ModelRun with features for every chosen layer.
     """
+    import torch
+
     profile = layers_mod.profile(spec.model)
     nodes = profile.sort(profile.resolve(spec.layers or profile.default))
     spec = spec.replace(layers=nodes)
@@ -170,38 +172,40 @@ def extract_features(
         log.info("%s: all %d layers from the cache", run.label, len(nodes))
         return run
     run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
-    parts: dict[str, list[np.ndarray]] = {n: [] for n in missing}
-    extractor = None
     total = len(dataset)
-    for start in range(0, total, CHUNK):
-        stop = min(start + CHUNK, total)
-        chunk = cache.get_chunk(run_key, start, stop)
-        if chunk is None:
-            if extractor is None:
-                if progress:
-                    progress(f"loading {spec.model}", 0, 1)
-                model = models.build_model(spec.model, weights)
-                extractor = FeatureExtractor(
-                    model, missing, model_name=spec.model, pooling=spec.pooling,
-                    token_pooling=spec.token_pooling, device=device, precision=precision,
-                )  # fmt: skip
+    bounds = [(s, min(s + CHUNK, total)) for s in range(0, total, CHUNK)]
+    chunks = {s: got for s, e in bounds if (got := cache.get_chunk(run_key, s, e)) is not None}
+    todo = [(s, e) for s, e in bounds if s not in chunks]
+    if todo:
+        items = [it for s, e in todo for it in dataset.items[s:e]]
+        if progress:
+            progress(f"loading {spec.model}", 0, 1)
+        # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
+        with Prefetch(
+            items, transform, spans(len(items), spec.batch_size, CHUNK), max_pixels=max_pixels,
+            workers=torch.get_num_threads(), background=device != "cpu",
+        ) as batches:  # fmt: skip
+            extractor = FeatureExtractor(
+                models.build_model(spec.model, weights), missing, model_name=spec.model, pooling=spec.pooling,
+                token_pooling=spec.token_pooling, device=device, precision=precision,
+            )  # fmt: skip
             pieces: dict[str, list[np.ndarray]] = {n: [] for n in missing}
-            for _, feats in iter_features(
-                extractor, dataset.items[start:stop], transform, batch_size=spec.batch_size,
-                max_pixels=max_pixels, offset=start, total=total, should_stop=should_stop,
+            for _, stop, feats in run_batches(
+                extractor, batches, should_stop=should_stop, offset=total - len(items), total=total,
                 progress=(lambda d, t: progress(f"extracting {run.label}", d, t)) if progress else None,
             ):  # fmt: skip
                 for n in missing:
                     pieces[n].append(feats[n])
-            chunk = {n: np.concatenate(v) for n, v in pieces.items()}
-            cache.put_chunk(run_key, start, stop, chunk)
-            run.computed += stop - start
-        elif progress:
-            progress(f"extracting {run.label}", stop, total)
-        for n in missing:
-            parts[n].append(chunk[n])
+                if stop % CHUNK == 0 or stop == len(items):  # a chunk is complete: store it at once
+                    start, end = todo[(stop - 1) // CHUNK]
+                    chunks[start] = {n: np.concatenate(v) for n, v in pieces.items()}
+                    cache.put_chunk(run_key, start, end, chunks[start])
+                    run.computed += end - start
+                    pieces = {n: [] for n in missing}
+    elif progress:
+        progress(f"extracting {run.label}", total, total)
     for n in missing:
-        run.features[n] = np.concatenate(parts[n])
+        run.features[n] = np.concatenate([chunks[s][n] for s, _ in bounds])
         cache.put(keys[n], run.features[n])
     cache.drop_chunks(run_key)
     return run

@@ -25,6 +25,19 @@ def test_class_folders(class_folders: Path) -> None:
     assert "red/broken.jpg" in reasons
 
 
+def test_without_thumbnails_the_same_files_are_kept_and_skipped(class_folders: Path) -> None:
+    """The CLI checks images without making thumbnails: the same verdict on every file."""
+    (class_folders / "red" / "broken.jpg").write_bytes(jpeg_bytes((200, 0, 0))[:200])  # truncated
+    (class_folders / "blue" / "copy.jpg").write_bytes((class_folders / "blue" / "blue_0.jpg").read_bytes())
+    with_thumbs = load_dataset(DataSpec(source=str(class_folders)))
+    without = load_dataset(DataSpec(source=str(class_folders)), thumbnails=False)
+    assert len(with_thumbs.thumbnails) == len(with_thumbs) == 18
+    assert without.thumbnails == ()
+    assert without.names == with_thumbs.names and without.hashes == with_thumbs.hashes
+    assert without.skipped == with_thumbs.skipped
+    assert {s.file for s in without.skipped} == {"red/broken.jpg", "blue/copy.jpg"}
+
+
 def test_zip_with_wrapper_folder_and_duplicates(tmp_path: Path) -> None:
     data = make_class_folders(tmp_path / "d", per_class=4)
     shutil.copy(data / "red" / "red_0.jpg", data / "red" / "copy_of_red_0.jpg")

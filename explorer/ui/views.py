@@ -47,7 +47,7 @@ def dataset_tab(comp: Comparison) -> None:
         counts = ds.class_counts
         colors = figures.class_colors(list(counts))
         fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color=[colors[c] for c in counts]))
-        fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=40), template="plotly_white", yaxis_title="images")
+        fig.update_layout(height=260, margin=dict(l=40, r=10, t=30, b=40), template=figures.TEMPLATE, yaxis_title="images")
         st.plotly_chart(fig, config=PLOT_CONFIG, key="class_counts")
     labels = np.asarray(ds.labels) if ds.labels is not None else np.array(["all"] * len(ds))
     for cls in sorted(set(labels.tolist()))[:20]:
