@@ -36,6 +36,7 @@ def measure(args: argparse.Namespace) -> dict:
     from explorer.config import DataSpec, ExtractSpec
     from explorer.datasets import load_dataset
     from explorer.extract import FeatureExtractor, cpu_supports_bf16
+    from explorer.fold import fold_batchnorm
     from explorer.images import load_rgb
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images))
@@ -61,14 +62,22 @@ def measure(args: argparse.Namespace) -> dict:
     precisions = ["fp32"] + (["bf16"] if cpu_supports_bf16() else [])
     for prec in precisions:
         ac = torch.autocast("cpu", dtype=torch.bfloat16) if prec == "bf16" else torch.autocast("cpu", enabled=False)
-        plain = create_feature_extractor(model, return_nodes=[nodes[-1]]).to(memory_format=torch.channels_last)
+        plain = create_feature_extractor(model, return_nodes=[nodes[-1]]).eval().to(memory_format=torch.channels_last)
+        folded = create_feature_extractor(model, return_nodes=[nodes[-1]]).eval()
+        fold_batchnorm(folded)
+        folded = folded.to(memory_format=torch.channels_last)
 
         def run_plain(x, plain=plain, ac=ac):
             with torch.inference_mode(), ac:
                 return plain(x.contiguous(memory_format=torch.channels_last))
 
+        def run_folded(x, folded=folded, ac=ac):
+            with torch.inference_mode(), ac:
+                return folded(x.contiguous(memory_format=torch.channels_last))
+
         ex = FeatureExtractor(model, nodes, model_name=args.model, precision=prec)
         out[f"plain_{prec}_s"] = timed(run_plain)
+        out[f"folded_{prec}_s"] = timed(run_folded)
         out[f"multi_{prec}_s"] = timed(ex)
         if prec == precisions[-1]:
             singles = [FeatureExtractor(model, [nd], model_name=args.model, precision=prec) for nd in nodes]
@@ -101,6 +110,7 @@ def baseline(args: argparse.Namespace) -> dict:
     from explorer.config import DataSpec
     from explorer.datasets import load_dataset
     from explorer.extract import cpu_supports_bf16
+    from explorer.fold import fold_batchnorm
     from explorer.images import load_rgb
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images), thumbnails=False)
@@ -109,17 +119,23 @@ def baseline(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     batch = torch.stack([tf(load_rgb(it.read_bytes(), max_pixels=10**8)) for it in ds.items])
     decode = time.perf_counter() - t
-    plain = create_feature_extractor(models.build_model(args.model, w), return_nodes=[layers.profile(args.model).default[-1]])
-    plain = plain.to(memory_format=torch.channels_last)
+    model = models.build_model(args.model, w)
+    node = layers.profile(args.model).default[-1]
     bf16 = cpu_supports_bf16()
     ac = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
-    with torch.inference_mode(), ac:
-        plain(batch[:32].contiguous(memory_format=torch.channels_last))
-        t = time.perf_counter()
-        for s in range(0, len(batch), 32):
-            plain(batch[s : s + 32].contiguous(memory_format=torch.channels_last))
-        forward = time.perf_counter() - t
-    return {"decode_s": decode, "forward_s": forward, "precision": "bf16" if bf16 else "fp32"}
+    out = {"decode_s": decode, "precision": "bf16" if bf16 else "fp32"}
+    for key, fold in (("forward_s", False), ("forward_folded_s", True)):
+        plain = create_feature_extractor(model, return_nodes=[node]).eval()
+        if fold:
+            fold_batchnorm(plain)
+        plain = plain.to(memory_format=torch.channels_last)
+        with torch.inference_mode(), ac:
+            plain(batch[:32].contiguous(memory_format=torch.channels_last))
+            t = time.perf_counter()
+            for s in range(0, len(batch), 32):
+                plain(batch[s : s + 32].contiguous(memory_format=torch.channels_last))
+            out[key] = time.perf_counter() - t
+    return out
 
 
 def cold_compare(args: argparse.Namespace) -> dict:
@@ -184,7 +200,9 @@ def main() -> None:
         if f"plain_{prec}_s" in res:
             p, m = rate(res[f"plain_{prec}_s"]), rate(res[f"multi_{prec}_s"])
             print(f"| plain forward to deepest layer, {prec} | {p:.0f} | channels_last, tuned malloc |")
-            print(f"| our extraction ({res['layers']} layers, pooled), {prec} | {m:.0f} | {m / p:.2f}x plain |")
+            print(f"| plain forward, BatchNorm folded, {prec} | {rate(res[f'folded_{prec}_s']):.0f} | as ours folds it |")
+            print(f"| our extraction ({res['layers']} layers, pooled), {prec} | {m:.0f} | {m / p:.2f}x plain, "
+                  f"{m / rate(res[f'folded_{prec}_s']):.2f}x plain folded |")  # fmt: skip
     print(f"| one pass per layer, {best} | {rate(res[f'per_layer_{best}_s']):.0f} | {res[f'per_layer_{best}_s'] / res[f'multi_{best}_s']:.1f}x slower than one pass |")
     print(f"| cold extraction (decode + model + cache write), {best} | {rate(res['cold_extract_s']):.0f} | "
           f"{res['cold_extract_s']:.2f}s; budget 1.5x decode + forward = {1.5 * res['decode_s'] + res[f'plain_{best}_s']:.2f}s |")  # fmt: skip
@@ -206,6 +224,9 @@ def main() -> None:
           f"({runs(bases, 'decode_s')}) + plain {bases[0]['precision']} forward {fwd:.2f}s ({runs(bases, 'forward_s')}) "
           f"= {dec + fwd:.2f}s; cold compare {cc:.2f}s = {cc / (dec + fwd):.2f}x (decode + forward); "
           f"limit 1.5x (decode + forward) = {1.5 * (dec + fwd):.2f}s; 1.5x decode + forward = {1.5 * dec + fwd:.2f}s")  # fmt: skip
+    ff = med(bases, "forward_folded_s")
+    print(f"with the forward pass BatchNorm-folded as ours ({runs(bases, 'forward_folded_s')}): decode + forward = "
+          f"{dec + ff:.2f}s; cold compare = {cc / (dec + ff):.2f}x; 1.5x decode + forward = {1.5 * dec + ff:.2f}s")  # fmt: skip
 
 
 if __name__ == "__main__":

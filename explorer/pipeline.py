@@ -119,6 +119,7 @@ def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, trans
         "pooling": spec.pooling,
         "token_pooling": spec.token_pooling,
         "precision": precision,
+        "graph": "batchnorm folded",  # extract.FeatureExtractor(fold_bn=True): features differ in rounding
         "device": device,
         "libraries": library_versions(),
     }

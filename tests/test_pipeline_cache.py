@@ -31,7 +31,7 @@ def test_every_input_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
     variants = {
         "dataset": "0" * 64, "n_images": 99, "model": "resnet18", "weights": "random:0",
         "preprocessing": "ImageClassification(crop_size=[200])", "pooling": "max", "token_pooling": "mean",
-        "precision": "fp32", "device": "cuda", "libraries": {**ctx["libraries"], "torch": "9.9"},
+        "precision": "fp32", "graph": "as traced", "device": "cuda", "libraries": {**ctx["libraries"], "torch": "9.9"},
     }  # fmt: skip
     assert set(variants) == set(ctx), "a context field has no variant in this test"
     for field, value in variants.items():

@@ -1,0 +1,97 @@
+"""First-visit benchmark (not a test): seconds from page load to the projection panels on screen.
+
+Usage: .venv/bin/python bench/bench_first_visit.py [--visitors 3]
+Starts the dashboard the way scripts/run.sh does (python -m explorer.ui.serve, tuned malloc) with an
+empty cache folder, and measures in headless Debian chromium (Playwright): the first visit to a
+fresh server with nothing cached (extraction, scoring, UMAP compile and fit), the first visit after
+a server restart with the results cached on disk, and later visitors to that running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "536870912"}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+            return r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+def start(cache: str) -> tuple[subprocess.Popen, str]:
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": cache, "NUMBA_THREADING_LAYER": "omp"}
+    cmd = [sys.executable, "-m", "explorer.ui.serve", "--server.port", str(port), "--server.address", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not _healthy(url):
+        if proc.poll() is not None or time.time() - t0 > 180:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.3)
+    return proc, url
+
+
+def visit(browser, url: str) -> float:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    t = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector(".st-key-proj_chart .js-plotly-plot", timeout=900_000)
+    took = time.perf_counter() - t
+    page.close()
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--visitors", type=int, default=3, help="later visitors timed on the restarted server")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with tempfile.TemporaryDirectory() as cache, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        proc, url = start(cache)
+        try:
+            rows.append(("cold: empty cache, fresh server (extract + score + UMAP compile + fit)", [visit(browser, url)]))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        proc, url = start(cache)
+        try:
+            rows.append(("server restarted, results cached on disk", [visit(browser, url)]))
+            rows.append(("later visitors to the running server", [visit(browser, url) for _ in range(args.visitors)]))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        browser.close()
+    print(f"machine: {os.cpu_count()} cores; default analysis (sample:clothing, mobilenet_v2, 8 layers, UMAP)\n")
+    print("| first visit | projections on screen after |\n|---|---:|")
+    for what, secs in rows:
+        print(f"| {what} | {', '.join(f'{s:.1f} s' for s in secs)} |")
+
+
+if __name__ == "__main__":
+    main()
