@@ -140,9 +140,10 @@ DECODE_NICE = 10
 
 
 def _lower_priority() -> None:
-    """Run this (decode) thread below the model's threads: when cores are scarce it fills their idle
-    gaps instead of pre-empting them (an OpenMP region waits for its slowest thread). Measured on
-    2 cores: 400 images 3.2 s at equal priority, 2.4-2.6 s niced (README.md, "Measured")."""
+    """Run this background decode thread below the thread that drives the model: when cores are
+    scarce it fills that thread's idle gaps instead of pre-empting it. (With the model on the CPU an
+    OpenMP region waits for its slowest thread: 400 images took 3.2 s at equal priority and 2.4-2.6 s
+    niced, and decoding between batches instead was no slower, so the CPU now does that.)"""
     with contextlib.suppress(AttributeError, OSError, PermissionError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICE)
     _one_omp_thread()
@@ -163,8 +164,8 @@ def spans(n: int, batch_size: int, chunk: int | None = None) -> list[tuple[int, 
     return [(s, min(s + batch_size, c + step, n)) for c in range(0, n, step) for s in range(c, min(c + step, n), batch_size)]
 
 
-class Prefetch:
-    """Decodes and preprocesses batches for the model: ahead of it, or between its batches.
+class BatchDecoder:
+    """Decodes and preprocesses batches for the model: ahead of it in a thread, or between its batches.
 
     With `background` (for a GPU) a thread decodes a few batches ahead while the device computes;
     it starts at construction, so decoding also overlaps whatever the caller does next (building the
@@ -263,7 +264,7 @@ class Prefetch:
 
 def run_batches(
     extractor: FeatureExtractor,
-    batches: Prefetch,
+    batches: BatchDecoder,
     *,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,

@@ -15,7 +15,7 @@ from . import models
 from .cache import FeatureCache, library_versions, make_key
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .datasets import ImageDataset
-from .extract import FeatureExtractor, Prefetch, resolve_device, resolve_precision, run_batches, spans
+from .extract import FeatureExtractor, BatchDecoder, resolve_device, resolve_precision, run_batches, spans
 from .metrics import LayerScores, cka_matrix, score_layer
 from .projection import Projection, align_chain, project
 from .weights import ResolvedWeights
@@ -182,7 +182,7 @@ def extract_features(
         if progress:
             progress(f"loading {spec.model}", 0, 1)
         # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
-        with Prefetch(
+        with BatchDecoder(
             items, transform, spans(len(items), spec.batch_size, CHUNK), max_pixels=max_pixels,
             workers=torch.get_num_threads(), background=device != "cpu",
         ) as batches:  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from explorer import layers
-from explorer.extract import FeatureExtractor, Prefetch, run_batches, spans
+from explorer.extract import FeatureExtractor, BatchDecoder, run_batches, spans
 from explorer.tracing import SharedExclusiveLock
 
 from .test_layers_extract import Tiny
@@ -113,20 +113,20 @@ def test_prefetch_order_progress_and_errors() -> None:
     items = [_Item(i) for i in range(10)]
     seen = []
     ex = FeatureExtractor(Tiny().eval(), ["flatten"], model_name="tiny")
-    with Prefetch(items, _to_tensor, spans(10, 4)) as batches:
+    with BatchDecoder(items, _to_tensor, spans(10, 4)) as batches:
         for s, e, feats in run_batches(ex, batches, progress=lambda d, t: seen.append((d, t))):
             assert feats["flatten"].shape == (e - s, 2)
             # channel 0 of the 1x1 conv sums R+G+B: R = i/255 per image, in order
             np.testing.assert_allclose(feats["flatten"][:, 0], np.arange(s, e) / 255, rtol=1e-5)
     assert seen == [(4, 10), (8, 10), (10, 10)]
     bad = [_Item(0), _Item(1, fail=True)]
-    with pytest.raises(OSError, match="item 1 unreadable"), Prefetch(bad, _to_tensor, spans(2, 1)) as batches:
+    with pytest.raises(OSError, match="item 1 unreadable"), BatchDecoder(bad, _to_tensor, spans(2, 1)) as batches:
         list(run_batches(ex, batches))
 
 
 def test_prefetch_closed_unread_stops_its_thread() -> None:
     before = {t.ident for t in threading.enumerate()}
-    p = Prefetch([_Item(i) for i in range(64)], _to_tensor, spans(64, 1), depth=1)
+    p = BatchDecoder([_Item(i) for i in range(64)], _to_tensor, spans(64, 1), depth=1)
     time.sleep(0.05)  # the producer fills its queue and waits
     p.close()
     assert not any(t.name == "explorer-decode" and t.ident not in before for t in threading.enumerate())
