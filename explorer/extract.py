@@ -200,6 +200,7 @@ class BatchDecoder:
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = None
+        self._inline: Iterator | None = None  # the on-demand decoder, while iterated
         if background:
             self._thread = threading.Thread(target=self._produce, name="explorer-decode", daemon=True)
             self._thread.start()
@@ -239,7 +240,11 @@ class BatchDecoder:
 
     def __iter__(self) -> Iterator[tuple[int, int, Any]]:
         if self._thread is None:
-            yield from self._batches(lower_priority=False)
+            self._inline = self._batches(lower_priority=False)
+            try:
+                yield from self._inline
+            finally:
+                self.close()
             return
         try:
             while (got := self._q.get()) is not None:
@@ -250,8 +255,10 @@ class BatchDecoder:
             self.close()
 
     def close(self) -> None:
-        """Stop decoding and wait for the background thread (it drops what it was doing)."""
+        """Stop decoding: shut the decode threads down (a background thread drops what it was doing)."""
         self._stop.set()
+        if self._inline is not None:  # not left to garbage collection: its pool threads stop now
+            self._inline.close()
         if self._thread is not None:
             self._thread.join()
 

@@ -23,6 +23,7 @@ from .weights import ResolvedWeights
 log = logging.getLogger(__name__)
 
 CHUNK = 256  # images per resumable chunk of an extraction
+FOLD_BATCHNORM = True  # fold.py: part of every layer's cache key
 StageProgress = Callable[[str, int, int], None]
 ShouldStop = Callable[[], bool]
 
@@ -119,7 +120,7 @@ def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, trans
         "pooling": spec.pooling,
         "token_pooling": spec.token_pooling,
         "precision": precision,
-        "graph": "batchnorm folded",  # extract.FeatureExtractor(fold_bn=True): features differ in rounding
+        "graph": "batchnorm folded" if FOLD_BATCHNORM else "as traced",  # folded features differ in rounding
         "device": device,
         "libraries": library_versions(),
     }
@@ -188,7 +189,7 @@ def extract_features(
         ) as batches:  # fmt: skip
             extractor = FeatureExtractor(
                 models.build_model(spec.model, weights), missing, model_name=spec.model, pooling=spec.pooling,
-                token_pooling=spec.token_pooling, device=device, precision=precision,
+                token_pooling=spec.token_pooling, device=device, precision=precision, fold_bn=FOLD_BATCHNORM,
             )  # fmt: skip
             pieces: dict[str, list[np.ndarray]] = {n: [] for n in missing}
             for _, stop, feats in run_batches(

@@ -64,3 +64,13 @@ def test_closed_unread_stops_its_thread() -> None:
     time.sleep(0.05)  # the producer fills its queue and waits
     p.close()
     assert not any(t.name == "explorer-decode" and t.ident not in before for t in threading.enumerate())
+
+
+def test_decoding_between_batches_stops_its_threads_when_left_early() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    with BatchDecoder([_Item(i) for i in range(64)], _to_tensor, spans(64, 4), workers=2, background=False) as batches:
+        it = iter(batches)
+        next(it)  # the consumer stops after one batch (an error, a cancel) and still holds the iterator
+    time.sleep(0.05)
+    assert {t.ident for t in threading.enumerate()} <= before
+    del it
