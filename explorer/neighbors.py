@@ -1,5 +1,5 @@
 """One cosine k-nearest-neighbour graph per layer (faiss), and what is read off it: kNN accuracy,
-neighbourhood overlap between layers, an image's neighbours, and UMAP's input graph."""
+neighbourhood overlap between layers, and (to be wired) an image's neighbours and UMAP's input graph."""
 
 from __future__ import annotations
 
@@ -154,17 +154,3 @@ def overlap_matrix(graphs: dict[str, KnnGraph], k: int = OVERLAP_K) -> np.ndarra
         for j in range(i + 1, len(names)):
             out[i, j] = out[j, i] = neighbourhood_overlap(graphs[a], graphs[names[j]], k)
     return out
-
-
-def nearest_neighbours(x: np.ndarray, index: int, k: int = 6, graph: KnnGraph | None = None) -> np.ndarray:
-    """Indices of the k images closest (cosine) to image `index`, nearest first: from the layer's
-    graph when it holds k neighbours, else by one exact scan (O(N D))."""
-    if graph is not None and graph.k >= k:
-        return graph.indices[index, :k].copy()
-    xn = np.asarray(x, dtype=np.float32)
-    q = xn[index] / max(float(np.linalg.norm(xn[index])), 1e-12)
-    sims = (xn @ q) / np.maximum(np.linalg.norm(xn, axis=1), 1e-12)
-    sims[index] = -np.inf
-    k = min(k, len(xn) - 1)
-    top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.array([], dtype=int)
-    return top[np.argsort(-sims[top])]

@@ -88,12 +88,10 @@ def _predict(x, wb):  # type: ignore[no-untyped-def]
     return (x @ wb[0] + wb[1]).argmax(1)
 
 
-def _standardised(x: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray):  # type: ignore[no-untyped-def]
-    import torch
-
-    t = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))  # rows come sorted: sequential reads of a memory map
-    t -= torch.from_numpy(mean)
-    t /= torch.from_numpy(std)
+def _standardise(t, mean, std):  # type: ignore[no-untyped-def]
+    """Standardise a float32 tensor in place with the training rows' statistics."""
+    t -= mean
+    t /= std
     return t
 
 
@@ -171,8 +169,9 @@ def probe(
     accs, chosen = [], []
     outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     for fold, (train, test) in enumerate(outer.split(np.zeros(len(y)), y)):
-        mean, std = _moments(x, train)
-        xtr = _standardised(x, train, mean, std)
+        xtr = torch.from_numpy(np.asarray(x[train], dtype=np.float32))  # train is sorted: sequential reads of a memory map
+        mean, std = _moments(xtr)
+        xtr = _standardise(xtr, mean, std)
         eig, vec = _principal_axes(xtr)
         xtr = xtr @ vec
         ytr = torch.from_numpy(y[train].astype(np.int64))
@@ -182,24 +181,25 @@ def probe(
             c_fold, init = c, None
         wb = fit_logistic(xtr, ytr, n_classes, c_fold, init=init, eigvals=eig)
         del xtr
-        xte = _standardised(x, test, mean, std) @ vec
+        xte = _standardise(torch.from_numpy(np.asarray(x[test], dtype=np.float32)), mean, std) @ vec
         pred[test] = _predict(xte, wb).numpy()
         accs.append(float(np.mean(pred[test] == y[test])))
         chosen.append(float(c_fold))
     return ProbeResult(float(np.mean(accs)), float(np.std(accs)), pred, tuple(chosen))
 
 
-def _moments(x: np.ndarray, rows: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and standard deviation over `rows` (sorted), in float64 chunks; a constant
-    feature gets a standard deviation of 1, as in scikit-learn's StandardScaler."""
-    s = np.zeros(x.shape[1])
-    ss = np.zeros(x.shape[1])
-    for a in range(0, len(rows), chunk):
-        c = np.asarray(x[rows[a : a + chunk]], dtype=np.float64)
+def _moments(t, chunk: int = 16384):  # type: ignore[no-untyped-def]
+    """Per-feature mean and standard deviation of a float32 tensor, summed in float64 chunks; a
+    constant feature gets a standard deviation of 1, as in scikit-learn's StandardScaler."""
+    import torch
+
+    s = torch.zeros(t.shape[1], dtype=torch.float64)
+    ss = torch.zeros(t.shape[1], dtype=torch.float64)
+    for a in range(0, t.shape[0], chunk):
+        c = t[a : a + chunk].double()
         s += c.sum(0)
         ss += (c * c).sum(0)
-    mean = s / len(rows)
-    var = np.maximum(ss / len(rows) - mean**2, 0.0)
-    std = np.sqrt(var)
-    std[std < 1e-8 * np.maximum(np.abs(mean), 1.0)] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
+    mean = s / t.shape[0]
+    std = (ss / t.shape[0] - mean**2).clamp(min=0).sqrt()
+    std[std < 1e-8 * mean.abs().clamp(min=1.0)] = 1.0
+    return mean.float(), std.float()
