@@ -41,6 +41,19 @@ def library_versions() -> dict[str, str]:
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "pillow": PIL.__version__}
 
 
+def analysis_versions() -> dict[str, str]:
+    """Versions of the libraries whose numerics shape derived results (scores, graphs, projections)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("numpy", "scipy", "scikit-learn", "umap-learn", "pynndescent", "numba", "faiss-cpu"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     def write(fh: Any) -> None:
         buf = io.BytesIO()

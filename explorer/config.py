@@ -130,18 +130,21 @@ class MetricSpec:
 
     Attributes:
         folds: most stratified folds for the probe and kNN (fewer when a class is smaller).
-        knn_k: neighbours of the kNN classifier.
-        probe_c: inverse L2 regularisation of the logistic-regression probe.
+        knn_k: neighbours of the kNN classifier (at most neighbors.GRAPH_K, the graph's).
+        probe_c: inverse L2 regularisation of the logistic-regression probe; None chooses it per
+            fold by nested cross-validation over probe.C_GRID.
         random_state: seed of the fold split.
     """
 
     folds: int = 5
     knn_k: int = 5
-    probe_c: float = 0.1
+    probe_c: float | None = None
     random_state: int = 0
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ValueError(f"folds={self.folds} must be at least 2")
-        if self.knn_k < 1:
-            raise ValueError(f"knn_k={self.knn_k} must be at least 1")
+        if not 1 <= self.knn_k <= 15:
+            raise ValueError(f"knn_k={self.knn_k} must be between 1 and 15 (the neighbour graph keeps 15)")
+        if self.probe_c is not None and self.probe_c <= 0:
+            raise ValueError(f"probe_c={self.probe_c} must be positive (or None to choose it by nested CV)")

@@ -18,9 +18,23 @@ def metrics_csv(comp: Comparison) -> bytes:
     return comp.metrics.to_csv(index=False, float_format="%.6g").encode()
 
 
+def _layer_matrix_csv(comp: Comparison, matrix: np.ndarray) -> bytes:
+    return pd.DataFrame(matrix, index=comp.cka_names, columns=comp.cka_names).to_csv(float_format="%.6g").encode()
+
+
 def cka_csv(comp: Comparison) -> bytes:
-    """cka.csv: the square linear-CKA matrix over every (model, layer) pair."""
-    return pd.DataFrame(comp.cka, index=comp.cka_names, columns=comp.cka_names).to_csv(float_format="%.6g").encode()
+    """cka.csv: the square linear-CKA matrix (plain, biased estimator) over every (model, layer) pair."""
+    return _layer_matrix_csv(comp, comp.cka)
+
+
+def cka_debiased_csv(comp: Comparison) -> bytes:
+    """cka_debiased.csv: linear CKA from the unbiased HSIC estimator, same rows and columns."""
+    return _layer_matrix_csv(comp, comp.similarity.cka_debiased)
+
+
+def neighbour_overlap_csv(comp: Comparison) -> bytes:
+    """neighbour_overlap.csv: the mean shared share of the 10 nearest neighbours, same rows and columns."""
+    return _layer_matrix_csv(comp, comp.overlap)
 
 
 def features_npz(comp: Comparison) -> bytes:
@@ -62,6 +76,8 @@ def write_all(comp: Comparison, out_dir: str | Path) -> dict[str, Path]:
     files = {
         "metrics.csv": metrics_csv(comp),
         "cka.csv": cka_csv(comp),
+        "cka_debiased.csv": cka_debiased_csv(comp),
+        "neighbour_overlap.csv": neighbour_overlap_csv(comp),
         "features.npz": features_npz(comp),
         "projections.csv": projections_csv(comp),
         "skipped.csv": skipped_csv(comp),

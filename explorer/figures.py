@@ -139,18 +139,28 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True) -> go.Figure:
     return fig
 
 
-def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, clickable: bool = False) -> go.Figure:
-    """Linear CKA between every pair of layers.
+LAYER_MATRICES = {
+    "cka": ("Layer similarity (linear CKA)", "CKA"),
+    "cka_debiased": ("Layer similarity (debiased linear CKA)", "debiased<br>CKA"),
+    "overlap": ("Neighbourhood overlap (share of the 10 nearest neighbours kept)", "overlap"),
+}
+
+
+def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", clickable: bool = False) -> go.Figure:
+    """A layer-by-layer matrix: linear CKA, debiased CKA or neighbourhood overlap.
 
     Args:
         names: layer keys (rows and columns).
-        matrix: (L, L) CKA values.
+        matrix: (L, L) values.
+        kind: a key of LAYER_MATRICES (title and colour-bar label).
         clickable: overlay one invisible marker per cell carrying `customdata` = (row, column), so a
             click selects the cell (plotly heatmaps themselves emit no selection events).
     """
+    title, label = LAYER_MATRICES[kind]
+    short = label.replace("<br>", " ")
     fig = go.Figure(go.Heatmap(
         z=matrix, x=list(names), y=list(names), zmin=0, zmax=1, colorscale="Viridis",
-        colorbar=dict(title="CKA"), hovertemplate="%{y}<br>%{x}<br>CKA %{z:.3f}<extra></extra>",
+        colorbar=dict(title=label), hovertemplate=f"%{{y}}<br>%{{x}}<br>{short} %{{z:.3f}}<extra></extra>",
         text=np.round(matrix, 2), texttemplate="%{text}" if len(names) <= 12 else None,
     ))  # fmt: skip
     if clickable and len(names):
@@ -162,7 +172,7 @@ def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, clickable: bool = F
         ))  # fmt: skip
         fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Layer similarity (linear CKA)", height=max(420, 40 * len(names) + 160))
+    return _layout(fig, title, height=max(420, 40 * len(names) + 160))
 
 
 def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> go.Figure:

@@ -1,4 +1,4 @@
-"""Separability and similarity metrics per layer: probe, kNN, silhouette, effective dim, linear CKA."""
+"""Separability per layer, with memory linear in N: probe, kNN, silhouette, effective dimensionality."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import MetricSpec
+from .neighbors import KnnGraph, knn_accuracy, knn_graph
+from .probe import probe
+
+ROW_CHUNK = 16384
 
 
 @dataclass(frozen=True)
@@ -16,12 +20,15 @@ class LayerScores:
     Attributes:
         dim: feature dimension.
         probe_acc, probe_acc_std: linear-probe accuracy, mean and std over stratified folds.
-        knn_acc: k-nearest-neighbour accuracy (cosine), same folds.
-        silhouette: silhouette coefficient with cosine distance, by class.
+        knn_acc: leave-one-out k-nearest-neighbour accuracy (cosine), read off the layer's graph.
+        silhouette: silhouette coefficient with cosine distance, by class (exact).
         eff_dim: participation ratio of the covariance spectrum.
         n90: principal components needed for 90 % of the variance.
-        confusion: the probe's out-of-fold confusion matrix (classes sorted), or None.
-        note: why label metrics are not applicable, or "".
+        confusion: the probe's out-of-fold confusion matrix (all classes sorted), or None.
+        note: why label metrics are not applicable, or which classes they leave out ("" if none).
+        probe_c: the probe's inverse regularisation (the one chosen most often over the folds).
+        probe_train: training images per probe fold (a stratified sample beyond probe.MAX_TRAIN).
+        knn_recall: recall of the layer's neighbour graph (1.0: exact search).
     """
 
     dim: int
@@ -33,14 +40,29 @@ class LayerScores:
     n90: int
     confusion: np.ndarray | None = field(default=None, repr=False)
     note: str = ""
+    probe_c: float | None = None
+    probe_train: int | None = None
+    knn_recall: float | None = None
 
 
 def spectrum(x: np.ndarray) -> np.ndarray:
-    """Eigenvalues of the covariance of `x` (descending), via the smaller of the two Gram matrices."""
-    xc = x - x.mean(0)
-    n = max(x.shape[0] - 1, 1)
-    s = np.linalg.svd(xc.astype(np.float64), compute_uv=False)
-    return (s**2) / n
+    """Eigenvalues of the covariance of `x` (descending), from a D x D covariance summed over row
+    chunks (or the N x N Gram matrix when there are fewer rows than features): memory O(min(N, D)^2)."""
+    n, d = x.shape
+    mean = np.zeros(d)
+    for a in range(0, n, ROW_CHUNK):
+        mean += np.asarray(x[a : a + ROW_CHUNK], dtype=np.float64).sum(0)
+    mean /= max(n, 1)
+    if n < d:
+        xc = np.asarray(x, dtype=np.float64) - mean
+        lam = np.linalg.eigvalsh(xc @ xc.T)
+    else:
+        cov = np.zeros((d, d))
+        for a in range(0, n, ROW_CHUNK):
+            c = np.asarray(x[a : a + ROW_CHUNK], dtype=np.float64) - mean
+            cov += c.T @ c
+        lam = np.linalg.eigvalsh(cov)
+    return np.clip(lam[::-1], 0, None) / max(n - 1, 1)
 
 
 def effective_dim(x: np.ndarray) -> tuple[float, int]:
@@ -57,143 +79,134 @@ def effective_dim(x: np.ndarray) -> tuple[float, int]:
     return pr, min(n90, len(lam))
 
 
-def _gram_centered(x: np.ndarray) -> np.ndarray:
-    xc = x - x.mean(0)
-    return xc.astype(np.float64) @ xc.astype(np.float64).T
+@dataclass(frozen=True)
+class LabelPlan:
+    """Which images the label metrics use.
 
-
-def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear centred kernel alignment between two representations of the same N inputs.
-
-    CKA(X, Y) = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F), computed through the N x N Gram
-    matrices so that wide layers cost O(N^2 D) (Kornblith et al. 2019, "Similarity of Neural
-    Network Representations Revisited", eq. 5 and section 3).
+    Attributes:
+        rows: sorted indices of the images scored.
+        y: their class indices into `classes`.
+        classes: every class of the dataset, sorted.
+        folds: stratified folds.
+        left_out: classes left out, each with too few images for the folds.
+        note: why label metrics are not applicable ("" when they are).
     """
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"CKA needs the same images in both layers: {x.shape[0]} vs {y.shape[0]} rows")
-    kx, ky = _gram_centered(x), _gram_centered(y)
-    denom = np.linalg.norm(kx) * np.linalg.norm(ky)
-    return float((kx * ky).sum() / denom) if denom > 0 else 0.0
+
+    rows: np.ndarray
+    y: np.ndarray
+    classes: np.ndarray
+    folds: int
+    left_out: tuple[str, ...]
+    note: str
+
+    def describe(self) -> str:
+        """The note a score carries: why it is missing, or which classes it leaves out."""
+        if self.note or not self.left_out:
+            return self.note
+        return f"label metrics leave out {len(self.left_out)} class(es) with fewer than {self.folds} images: {', '.join(self.left_out)}"
 
 
-def cka_matrix(features: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
-    """Linear CKA between every pair of layers (symmetric, ones on the diagonal)."""
-    names = list(features)
-    grams = {k: _gram_centered(v) for k, v in features.items()}
-    norms = {k: np.linalg.norm(g) for k, g in grams.items()}
-    out = np.eye(len(names))
-    for i, a in enumerate(names):
-        for j in range(i + 1, len(names)):
-            b = names[j]
-            denom = norms[a] * norms[b]
-            out[i, j] = out[j, i] = (grams[a] * grams[b]).sum() / denom if denom > 0 else 0.0
-    return names, out
-
-
-def n_folds(labels: np.ndarray, folds: int) -> int:
-    """Stratified folds: `folds`, fewer when the smallest class is smaller; 0 when not possible."""
-    _, counts = np.unique(labels, return_counts=True)
-    if len(counts) < 2:
-        return 0
-    return int(min(folds, counts.min())) if counts.min() >= 2 else 0
-
-
-def label_note(labels: np.ndarray | None, folds: int) -> str:
-    """Why label metrics cannot be computed ("" when they can)."""
+def label_plan(labels: np.ndarray | None, folds: int) -> LabelPlan:
+    """Classes with at least `folds` images are scored and the rest left out (and named). When
+    fewer than two classes have that many, the folds shrink to the smallest class (at least 2
+    images) instead, as small datasets need."""
+    empty = np.array([], dtype=np.int64)
     if labels is None:
-        return "not applicable: the dataset has no labels"
-    if len(np.unique(labels)) < 2:
-        return "not applicable: needs at least 2 classes"
-    if n_folds(labels, folds) < 2:
-        return "not applicable: every class needs at least 2 images for cross-validation"
-    return ""
+        return LabelPlan(empty, empty, np.array([]), 0, (), "not applicable: the dataset has no labels")
+    classes, y = np.unique(np.asarray(labels), return_inverse=True)
+    counts = np.bincount(y, minlength=len(classes))
+    if len(classes) < 2:
+        return LabelPlan(empty, empty, classes, 0, (), "not applicable: needs at least 2 classes")
+    keep = counts >= folds
+    k = folds
+    if keep.sum() < 2:
+        keep = counts >= 2
+        k = int(counts[keep].min()) if keep.sum() >= 2 else 0
+    if keep.sum() < 2:
+        return LabelPlan(empty, empty, classes, 0, (), "not applicable: every class needs at least 2 images for cross-validation")
+    rows = np.flatnonzero(keep[y])
+    return LabelPlan(rows, y[rows], classes, k, tuple(str(c) for c in classes[~keep]), "")
 
 
-def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerScores:
-    """All per-layer metrics for one feature matrix.
+def cosine_silhouette(x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> float | None:
+    """Mean silhouette coefficient with cosine distance, exact, in O(N * classes * D).
+
+    The mean cosine distance from image i to a class c is 1 - u_i . s_c / n_c, where u are the
+    unit-length rows and s_c the sum of c's unit rows (with i's own term removed for its own
+    class), so no N x N matrix is needed. Zero rows are at distance 1 from everything, and an image
+    alone in its class scores 0, as in scikit-learn's silhouette_score.
 
     Args:
-        x: (N, D) features (not modified).
-        labels: (N,) class labels, or None for an unlabeled dataset.
-        spec: folds, k, regularisation, seed.
+        x: (N, D) features.
+        y: (len(rows),) class indices of the rows scored.
+        rows: the rows of `x` scored (default: all).
 
     Returns:
-        LayerScores.
+        The mean silhouette, or None with fewer than 2 classes.
     """
-    import sklearn
-    from threadpoolctl import threadpool_limits
-
-    # One BLAS thread: these matrices are small, and two OpenBLAS threads made the probe 7x slower
-    # on a 2-core machine (README.md, "Measured"); results are identical. The inputs are made finite
-    # here and the estimators' parameters are fixed, so sklearn's per-call checks are skipped (20 %
-    # of the scoring time).
-    with threadpool_limits(limits=1, user_api="blas"), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        return _score(np.nan_to_num(np.asarray(x, dtype=np.float64)), labels, spec)
+    rows = np.arange(x.shape[0]) if rows is None else rows
+    n_classes = int(y.max()) + 1 if len(y) else 0
+    if n_classes < 2 or len(np.unique(y)) < 2:
+        return None
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    sums = np.zeros((n_classes, x.shape[1]))
+    for a in range(0, len(rows), ROW_CHUNK):
+        np.add.at(sums, y[a : a + ROW_CHUNK], _unit_rows(np.asarray(x[rows[a : a + ROW_CHUNK]], dtype=np.float64)))
+    total = 0.0
+    for a in range(0, len(rows), ROW_CHUNK):
+        u = _unit_rows(np.asarray(x[rows[a : a + ROW_CHUNK]], dtype=np.float64))
+        yc, at = y[a : a + ROW_CHUNK], np.arange(len(u))
+        sim = u @ sums.T  # (chunk, classes): summed cosine similarity to each class, self included
+        own_n = counts[yc] - 1
+        own = (own_n - (sim[at, yc] - (u * u).sum(1))) / np.maximum(own_n, 1)  # self term is 1, or 0 for a zero row
+        dist = 1.0 - sim / counts
+        dist[at, yc] = np.inf
+        other = dist.min(1)
+        s = np.where(own_n > 0, (other - own) / np.maximum(np.maximum(own, other), 1e-300), 0.0)
+        total += float(s.sum())
+    return total / len(rows)
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def cosine_distances(x: np.ndarray) -> np.ndarray:
-    """(N, N) cosine distances 1 - cos with a zero diagonal; a zero row is at distance 1 from all others."""
-    xn = _unit_rows(x)
-    d = np.clip(1.0 - xn @ xn.T, 0.0, 2.0)
-    np.fill_diagonal(d, 0.0)
-    return d
+def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, graph: KnnGraph | None = None) -> LayerScores:
+    """All per-layer metrics for one feature matrix, in memory linear in N.
 
+    Args:
+        x: (N, D) features (array or memory map; not modified).
+        labels: (N,) class labels, or None for an unlabeled dataset.
+        spec: folds, k, regularisation (None: chosen by nested CV), seed.
+        graph: the layer's kNN graph (built here when not given).
 
-def _score(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec) -> LayerScores:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import confusion_matrix, silhouette_score
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    Returns:
+        LayerScores.
+    """
+    from sklearn.metrics import confusion_matrix
 
     eff, n90 = effective_dim(x)
-    note = label_note(labels, spec.folds)
-    if note:
-        return LayerScores(x.shape[1], None, None, None, None, eff, n90, None, note)
-    y = np.asarray(labels)
-    classes = np.unique(y)
-    k = n_folds(y, spec.folds)
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=spec.random_state)
-    # kNN and silhouette share one cosine distance matrix instead of recomputing it per fold
-    dist = cosine_distances(x)
-    # tol=1e-3: 3.5x faster than sklearn's 1e-4 with the same accuracy within 0.01 (README.md, "Measured")
-    probe_accs, knn_accs = [], []
-    pred = np.empty_like(y)
-    for train, test in cv.split(x, y):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=spec.probe_c, tol=1e-3, max_iter=1000))
-        probe.fit(x[train], y[train])
-        pred[test] = probe.predict(x[test])
-        probe_accs.append(float(np.mean(pred[test] == y[test])))
-        knn = KNeighborsClassifier(n_neighbors=min(spec.knn_k, len(train)), metric="precomputed")
-        knn.fit(dist[np.ix_(train, train)], y[train])
-        knn_accs.append(float(np.mean(knn.predict(dist[np.ix_(test, train)]) == y[test])))
-    try:
-        sil = float(silhouette_score(dist, y, metric="precomputed")) if len(classes) < len(y) else None
-    except ValueError:
-        sil = None
+    plan = label_plan(labels, spec.folds)
+    if plan.note:
+        return LayerScores(x.shape[1], None, None, None, None, eff, n90, None, plan.note)
+    graph = graph if graph is not None and graph.k >= spec.knn_k else knn_graph(x, max(spec.knn_k, 1))
+    mask = np.zeros(x.shape[0], dtype=bool)
+    mask[plan.rows] = True
+    all_y = np.unique(np.asarray(labels), return_inverse=True)[1]
+    knn = knn_accuracy(graph, all_y, min(spec.knn_k, x.shape[0] - 1), mask=mask)
+    result = probe(x, plan.y, plan.folds, rows=plan.rows, c=spec.probe_c, random_state=spec.random_state)
+    k = len(plan.classes)
     return LayerScores(
         dim=x.shape[1],
-        probe_acc=float(np.mean(probe_accs)),
-        probe_acc_std=float(np.std(probe_accs)),
-        knn_acc=float(np.mean(knn_accs)),
-        silhouette=sil,
+        probe_acc=result.accuracy,
+        probe_acc_std=result.accuracy_std,
+        knn_acc=knn,
+        silhouette=cosine_silhouette(x, plan.y, plan.rows),
         eff_dim=eff,
         n90=n90,
-        confusion=confusion_matrix(y, pred, labels=classes),
-        note="",
+        confusion=confusion_matrix(plan.y, result.predictions, labels=np.arange(k)),
+        note=plan.describe(),
+        probe_c=result.c,
+        probe_train=result.n_train,
+        knn_recall=graph.recall,
     )
-
-
-def nearest_neighbours(x: np.ndarray, index: int, k: int = 6) -> np.ndarray:
-    """Indices of the k images closest (cosine) to image `index` in feature space, nearest first."""
-    xn = _unit_rows(x)
-    sims = xn @ xn[index]
-    sims[index] = -np.inf
-    k = min(k, len(x) - 1)
-    top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.array([], dtype=int)
-    return top[np.argsort(-sims[top])]

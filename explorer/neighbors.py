@@ -16,6 +16,8 @@ EXACT_MAX_COST = 2e11  # exact search when N^2 * D stays under this (about 10 s 
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 40, 64  # recall ~0.98 on 100k x 1280 (README)
 RECALL_QUERIES = 1000  # random images whose exact neighbours measure an approximate graph's recall
 ROW_CHUNK = 16384
+SETTINGS = {"k": GRAPH_K, "overlap_k": OVERLAP_K, "exact_max_cost": EXACT_MAX_COST, "hnsw": [HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH],
+            "recall_queries": RECALL_QUERIES}  # fmt: skip  (part of derived results' cache keys)
 
 
 @dataclass(frozen=True)

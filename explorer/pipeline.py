@@ -12,12 +12,15 @@ import pandas as pd
 
 from . import layers as layers_mod
 from . import models
-from .cache import FeatureCache, library_versions, make_key
+from . import neighbors, probe, projection as projection_mod
+from .cache import FeatureCache, analysis_versions, library_versions, make_key
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .datasets import ImageDataset
 from .extract import FeatureExtractor, BatchDecoder, resolve_device, resolve_precision, run_batches, spans
-from .metrics import LayerScores, cka_matrix, score_layer
+from .metrics import LayerScores, score_layer
+from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .projection import Projection, align_chain, project
+from .similarity import Similarity, layer_similarity
 from .weights import ResolvedWeights
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ ShouldStop = Callable[[], bool]
 
 METRIC_COLUMNS = [
     "model", "layer", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
-    "knn_acc", "silhouette", "eff_dim", "n90",
+    "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim", "n90",
 ]  # fmt: skip
 
 
@@ -59,8 +62,9 @@ class Comparison:
     runs: list[ModelRun]
     metrics: pd.DataFrame
     scores: dict[str, LayerScores]
-    cka_names: list[str]
-    cka: np.ndarray
+    similarity: Similarity
+    overlap: np.ndarray  # neighbourhood overlap between layers, in the order of similarity.names
+    graphs: dict[str, KnnGraph]
     projections: dict[str, Projection]
     projection_spec: ProjectionSpec
     metric_spec: MetricSpec
@@ -68,6 +72,19 @@ class Comparison:
     @property
     def multi(self) -> bool:
         return len(self.runs) > 1
+
+    @property
+    def cka_names(self) -> list[str]:
+        return self.similarity.names
+
+    @property
+    def cka(self) -> np.ndarray:
+        """Plain linear CKA (see similarity.Similarity for the debiased one)."""
+        return self.similarity.cka
+
+    def neighbours(self, key: str, index: int, k: int = 6) -> np.ndarray:
+        """The k images nearest (cosine) to image `index` in layer `key`, nearest first."""
+        return self.graphs[key].indices[index, :k]
 
     def panels(self, align: bool = False) -> dict[str, np.ndarray]:
         """{layer key: projection coords} in depth order, optionally Procrustes-aligned panel to panel."""
@@ -213,18 +230,51 @@ def extract_features(
     return run
 
 
+_SCORE_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train", "knn_recall")
+
+
 def _scores_to_arrays(s: LayerScores) -> dict[str, np.ndarray]:
-    nan = float("nan")
-    vals = [s.dim, s.probe_acc, s.probe_acc_std, s.knn_acc, s.silhouette, s.eff_dim, s.n90]
-    out = {"values": np.array([nan if v is None else v for v in vals], dtype=np.float64), "note": np.array(s.note)}
+    vals = [getattr(s, f) for f in _SCORE_FIELDS]
+    out = {"values": np.array([np.nan if v is None else v for v in vals], dtype=np.float64), "note": np.array(s.note)}
     if s.confusion is not None:
         out["confusion"] = s.confusion
     return out
 
 
 def _scores_from_arrays(a: dict[str, np.ndarray]) -> LayerScores:
-    v = [None if np.isnan(x) else float(x) for x in a["values"]]
-    return LayerScores(int(v[0]), v[1], v[2], v[3], v[4], v[5] or 0.0, int(v[6] or 0), a.get("confusion"), str(a["note"]))
+    v = dict(zip(_SCORE_FIELDS, (None if np.isnan(x) else float(x) for x in a["values"])))
+    for f in ("dim", "n90", "probe_train"):
+        v[f] = None if v[f] is None else int(v[f])
+    v["eff_dim"] = v["eff_dim"] or 0.0
+    v["n90"] = v["n90"] or 0
+    return LayerScores(**v, confusion=a.get("confusion"), note=str(a["note"]))  # type: ignore[arg-type]
+
+
+def analysis_settings() -> dict[str, Any]:
+    """Every library version and hard-coded setting that shapes a derived result (part of its key)."""
+    return {"versions": analysis_versions(), "neighbors": neighbors.SETTINGS, "probe": probe.SETTINGS,
+            "projection": projection_mod.SETTINGS}  # fmt: skip
+
+
+def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None = None) -> dict[str, KnnGraph]:
+    """The cosine kNN graph of every layer of a run (neighbors.py), cached per layer key."""
+    out = {}
+    for i, (node, feats) in enumerate(run.features.items()):
+        if progress:
+            progress(f"neighbour graphs {run.label}", i, len(run.features))
+        key = make_key("graph", {"layer": run.layer_keys[node], "k": GRAPH_K, "settings": analysis_settings()})
+        got = cache.get_result(key)
+        if got is None:
+            g = knn_graph(feats, GRAPH_K)
+            idx_dtype = np.int32 if feats.shape[0] < 2**31 else np.int64
+            cache.put_result(key, {"indices": g.indices.astype(idx_dtype), "distances": g.distances,
+                                   "method": np.array(g.method), "recall": np.array(g.recall)})  # fmt: skip
+        else:
+            g = KnnGraph(got["indices"].astype(np.int64), got["distances"], str(got["method"]), float(got["recall"]))
+        out[node] = g
+    if progress:
+        progress(f"neighbour graphs {run.label}", len(run.features), len(run.features))
+    return out
 
 
 def labels_array(dataset: ImageDataset) -> np.ndarray | None:
@@ -232,17 +282,25 @@ def labels_array(dataset: ImageDataset) -> np.ndarray | None:
 
 
 def score_run(
-    dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
+    dataset: ImageDataset,
+    run: ModelRun,
+    spec: MetricSpec,
+    cache: FeatureCache,
+    graphs: dict[str, KnnGraph],
+    progress: StageProgress | None = None,
 ) -> dict[str, LayerScores]:
-    """Scores of every layer of a run, cached per layer key, labels and metric settings."""
+    """Scores of every layer of a run, cached per layer key, labels, metric settings and versions."""
     y = labels_array(dataset)
     labels_id = make_key("labels", {"labels": list(dataset.labels or [])})
+    settings = analysis_settings()
     out = {}
     for i, (node, feats) in enumerate(run.features.items()):
-        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__})
+        if progress:
+            progress(f"scoring {run.label}", i, len(run.features))
+        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__, "settings": settings})
         got = cache.get_result(key)
         if got is None:
-            scores = score_layer(feats, y, spec)
+            scores = score_layer(feats, y, spec, graphs.get(node))
             cache.put_result(key, _scores_to_arrays(scores))
         else:
             scores = _scores_from_arrays(got)
@@ -253,15 +311,23 @@ def score_run(
 
 
 def project_run(
-    run: ModelRun, spec: ProjectionSpec, cache: FeatureCache, progress: StageProgress | None = None
+    run: ModelRun,
+    spec: ProjectionSpec,
+    cache: FeatureCache,
+    graphs: dict[str, KnnGraph] | None = None,
+    progress: StageProgress | None = None,
 ) -> dict[str, Projection]:
-    """Projections of every layer of a run, cached per layer key and projection settings."""
+    """Projections of every layer of a run (UMAP from the layer's kNN graph), cached per layer key,
+    projection settings and versions."""
+    settings = analysis_settings()
     out = {}
     for i, (node, feats) in enumerate(run.features.items()):
-        key = make_key("projection", {"layer": run.layer_keys[node], "spec": spec.__dict__})
+        if progress:
+            progress(f"projecting {run.label} ({spec.method.upper()})", i, len(run.features))
+        key = make_key("projection", {"layer": run.layer_keys[node], "spec": spec.__dict__, "settings": settings})
         got = cache.get_result(key)
         if got is None:
-            proj = project(feats, spec)
+            proj = project(feats, spec, graph=(graphs or {}).get(node))
             cache.put_result(key, {"coords": proj.coords, "method": np.array(proj.method), "message": np.array(proj.message)})
         else:
             proj = Projection(got["coords"], str(got["method"]), str(got["message"]))
@@ -281,7 +347,8 @@ def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: b
             rows.append({
                 "model": r.label, "layer": node, "depth": round(info.depth, 4), "dim": s.dim,
                 "full_size": info.size, "bottleneck": info.is_bottleneck, "probe_acc": s.probe_acc,
-                "probe_acc_std": s.probe_acc_std, "knn_acc": s.knn_acc, "silhouette": s.silhouette,
+                "probe_acc_std": s.probe_acc_std, "probe_c": s.probe_c, "probe_train": s.probe_train,
+                "knn_acc": s.knn_acc, "knn_recall": s.knn_recall, "silhouette": s.silhouette,
                 "eff_dim": s.eff_dim, "n90": s.n90,
             })  # fmt: skip
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
@@ -328,6 +395,7 @@ def compare(
         raise ValueError("no model given")
     metric = metric or MetricSpec()
     cache = cache or FeatureCache()
+    projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = run_labels(specs)
     runs = [
         extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop, max_pixels=max_pixels)
@@ -336,14 +404,20 @@ def compare(
     multi = len(runs) > 1
     scores: dict[str, LayerScores] = {}
     projections: dict[str, Projection] = {}
+    graphs: dict[str, KnnGraph] = {}
     for r in runs:
-        scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, progress).items()}
+        run_graphs = graph_run(r, cache, progress)
+        graphs |= {r.key(n, multi): g for n, g in run_graphs.items()}
+        scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
         if projection.method != "none":
-            projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, progress).items()}
+            projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
     feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
     if progress:
         progress("layer similarity (CKA)", 0, 1)
-    names, cka = cka_matrix(feats)
+    similarity = layer_similarity(feats)
+    if progress:
+        progress("neighbourhood overlap", 0, 1)
+    overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
     return Comparison(
-        dataset, runs, metrics_table(runs, scores, multi), scores, names, cka, projections, projection, metric
+        dataset, runs, metrics_table(runs, scores, multi), scores, similarity, overlap, graphs, projections, projection, metric
     )

@@ -10,11 +10,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ProjectionSpec
+from .neighbors import KnnGraph
 
 log = logging.getLogger(__name__)
 
 UMAP_PCA_DIMS = 50  # UMAP on wide layers first reduces with PCA: same picture, much less time
 MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}
+TSNE_MAX_POINTS = 10_000  # t-SNE (Barnes-Hut, scikit-learn) beyond this takes many minutes per layer on a small machine
+SETTINGS = {"umap_pca_dims": UMAP_PCA_DIMS, "min_points": MIN_POINTS, "umap_graph": "cosine kNN graph (neighbors.py)",
+            "pca_solver": "covariance_eigh when N >= D"}  # fmt: skip  (part of derived results' cache keys)
+
+
+def check_size(method: str, n: int) -> None:
+    """Refuse a projection that cannot finish in reasonable time on `n` images, naming what can.
+
+    Raises:
+        ValueError: t-SNE asked for more than TSNE_MAX_POINTS images.
+    """
+    if method == "tsne" and n > TSNE_MAX_POINTS:
+        raise ValueError(
+            f"t-SNE is limited to {TSNE_MAX_POINTS:,} images (this dataset has {n:,}): beyond that it takes many "
+            "minutes per layer; use --projection umap (same neighbourhood picture, scales to 100,000s) or pca, "
+            "or fewer images with --max-images"
+        )
 
 
 @dataclass(frozen=True)
@@ -39,11 +57,13 @@ def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
     usable = max(min(k, n, d), 1)
     out = np.zeros((n, k), dtype=np.float32)
     if n >= 2:
-        out[:, :usable] = PCA(n_components=usable, random_state=random_state).fit_transform(x)[:, :usable]
+        # from the D x D covariance when N >= D: no N x D copy, and a memory map is read in place
+        solver = "covariance_eigh" if n >= d else "full"
+        out[:, :usable] = PCA(n_components=usable, svd_solver=solver, random_state=random_state).fit_transform(x)[:, :usable]
     return out
 
 
-def _umap(x: np.ndarray, spec: ProjectionSpec) -> np.ndarray:
+def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> np.ndarray:
     try:
         import numba
         import umap
@@ -53,18 +73,36 @@ def _umap(x: np.ndarray, spec: ProjectionSpec) -> np.ndarray:
     # the process when two threads run UMAP at once (DESIGN.md); omp is thread-safe and we never fork.
     if numba.config.THREADING_LAYER == "workqueue" and os.environ.get("NUMBA_THREADING_LAYER") == "omp":
         numba.config.THREADING_LAYER = "omp"
+    n_neighbors = min(spec.n_neighbors, x.shape[0] - 1)
+    knn = _umap_knn(graph, n_neighbors)
     if x.shape[1] > UMAP_PCA_DIMS and x.shape[0] > UMAP_PCA_DIMS:
         x = _pca(x, UMAP_PCA_DIMS, spec.random_state)
     reducer = umap.UMAP(
         n_components=spec.n_components,
-        n_neighbors=min(spec.n_neighbors, x.shape[0] - 1),
+        n_neighbors=n_neighbors,
         min_dist=spec.min_dist,
         random_state=spec.random_state,
         init="spectral" if x.shape[0] > spec.n_components + 1 else "random",
+        metric="cosine",
+        precomputed_knn=knn,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded => 1 thread, as wanted
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform() needed
         return reducer.fit_transform(x)
+
+
+def _umap_knn(graph: KnnGraph | None, n_neighbors: int) -> tuple:
+    """UMAP's precomputed_knn from the layer's graph: each image first (itself, at distance 0),
+    then its n_neighbors - 1 nearest others; (None, None, None) when the graph is too small."""
+    if graph is None or graph.k < n_neighbors - 1:
+        return (None, None, None)
+    n = graph.indices.shape[0]
+    idx = np.empty((n, n_neighbors), dtype=np.int64)
+    dist = np.empty((n, n_neighbors), dtype=np.float32)
+    idx[:, 0], dist[:, 0] = np.arange(n), 0.0
+    idx[:, 1:], dist[:, 1:] = graph.indices[:, : n_neighbors - 1], graph.distances[:, : n_neighbors - 1]
+    return (idx, dist, None)
 
 
 def _tsne(x: np.ndarray, spec: ProjectionSpec) -> np.ndarray:
@@ -78,19 +116,21 @@ def _tsne(x: np.ndarray, spec: ProjectionSpec) -> np.ndarray:
     ).fit_transform(x)
 
 
-def project(features: np.ndarray, spec: ProjectionSpec) -> Projection:
+def project(features: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> Projection:
     """Project one layer's features.
 
     Args:
-        features: (N, D) array (not modified).
+        features: (N, D) array or memory map (not modified).
         spec: method, components and parameters.
+        graph: the layer's cosine kNN graph, which UMAP then reuses instead of searching again.
 
     Returns:
         A Projection; with too few points for the method it falls back to PCA and says so.
     """
-    x = np.nan_to_num(np.asarray(features, dtype=np.float32))
+    x = features if features.dtype == np.float32 else np.asarray(features, dtype=np.float32)
     n = x.shape[0]
     method = spec.method
+    check_size(method, n)
     if method == "none":
         return Projection(np.zeros((n, spec.n_components), np.float32), "none")
     message = ""
@@ -100,7 +140,7 @@ def project(features: np.ndarray, spec: ProjectionSpec) -> Projection:
     if method == "pca":
         coords = _pca(x, spec.n_components, spec.random_state)
     elif method == "umap":
-        coords = _umap(x, spec)
+        coords = _umap(x, spec, graph)
     else:
         coords = _tsne(x, spec)
     return Projection(np.asarray(coords, dtype=np.float32), method, message)

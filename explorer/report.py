@@ -20,6 +20,16 @@ td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 """
 
 
+MATRIX_NOTES = {
+    "cka": "Linear CKA (Kornblith et al. 2019), the usual biased estimator: 1 = the same geometry up to rotation and "
+    "scale. With fewer images than dimensions it reads high even for unrelated layers.",
+    "cka_debiased": "Debiased linear CKA (unbiased HSIC, Song et al. 2012; Nguyen et al. 2021): near 0 for unrelated "
+    "layers whatever the number of images; can be slightly negative.",
+    "overlap": "Neighbourhood overlap: the mean share of an image's 10 nearest neighbours (cosine) that two layers have "
+    "in common; how much of a layer's local structure survives to the other.",
+}
+
+
 def _fig_html(fig: object) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})  # type: ignore[attr-defined]
 
@@ -37,7 +47,10 @@ def render(comp: Comparison) -> str:
     for r in comp.runs:
         parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.features)))}</div>")
     parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics))}</div>")
-    parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(comp.cka_names, comp.cka))}</div>")
+    names = comp.cka_names
+    for kind, matrix in (("cka", comp.cka), ("cka_debiased", comp.similarity.cka_debiased), ("overlap", comp.overlap)):
+        parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind))}"
+                     f"<p>{html.escape(MATRIX_NOTES[kind])}</p></div>")  # fmt: skip
     if comp.projections:
         panels = comp.panels(align=True)
         fig = figures.projections(panels, ds.labels, ds.names)  # type: ignore[arg-type]

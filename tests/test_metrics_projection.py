@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from explorer.config import MetricSpec, ProjectionSpec
-from explorer.metrics import cka_matrix, effective_dim, linear_cka, score_layer
-from explorer.projection import align, project
+from explorer.metrics import cosine_silhouette, effective_dim, score_layer
+from explorer.neighbors import knn_graph
+from explorer.projection import TSNE_MAX_POINTS, align, project
+from explorer.similarity import layer_similarity
 
 
 def _blobs(n_per: int = 40, k: int = 4, d: int = 30, sep: float = 12.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +45,26 @@ def test_label_metrics_not_applicable_without_labels_or_classes() -> None:
 def test_folds_shrink_to_smallest_class() -> None:
     x, y = _blobs(n_per=3, k=3)
     s = score_layer(x, y, MetricSpec(folds=5))
-    assert s.probe_acc is not None  # 3 folds, not a crash
+    assert s.probe_acc is not None and not s.note  # 3 folds, not a crash
+
+
+def test_classes_too_small_for_the_folds_are_left_out_and_named() -> None:
+    x, y = _blobs(n_per=30, k=4)
+    y = y.astype("<U8")
+    y[:3] = "tiny"  # 3 images: fewer than 5 folds need
+    s = score_layer(x, y, MetricSpec(folds=5))
+    assert s.probe_acc is not None and "tiny" in s.note and "1 class" in s.note
+    assert s.confusion.shape == (5, 5) and s.confusion.sum() == len(y) - 3  # every class shown, tiny's row empty
+
+
+def test_silhouette_in_linear_time_equals_sklearn() -> None:
+    from sklearn.metrics import silhouette_score
+
+    x, y = _blobs(n_per=50, k=4, sep=1.5)
+    x[3] = 0.0  # a zero row: distance 1 from everything, as sklearn's cosine distance
+    codes = np.unique(y, return_inverse=True)[1]
+    codes[-1] = 4  # a class of one image scores 0
+    assert cosine_silhouette(x, codes) == pytest.approx(silhouette_score(x, codes, metric="cosine"), abs=1e-10)
 
 
 def test_effective_dimensionality() -> None:
@@ -59,15 +80,10 @@ def test_linear_cka_identities() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(100, 20))
     q, _ = np.linalg.qr(rng.normal(size=(20, 20)))
-    assert linear_cka(x, x) == pytest.approx(1.0)
-    assert linear_cka(x, 3.0 * x @ q + 5.0) == pytest.approx(1.0)  # invariant to rotation, scale, shift
     y = rng.normal(size=(100, 50))
-    # the Gram-matrix form equals the feature-space form of Kornblith et al. 2019, eq. 5
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    direct = np.linalg.norm(yc.T @ xc) ** 2 / (np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc))
-    assert linear_cka(x, y) == pytest.approx(direct)
-    names, m = cka_matrix({"a": x, "b": y, "c": x @ q})
-    assert names == ["a", "b", "c"] and np.allclose(m, m.T) and m[0, 2] == pytest.approx(1.0)
+    sim = layer_similarity({"a": x, "b": 3.0 * x @ q + 5.0, "c": y})  # invariant to rotation, scale, shift
+    assert sim.names == ["a", "b", "c"] and np.allclose(sim.cka, sim.cka.T) and sim.cka[0, 1] == pytest.approx(1.0)
+    assert sim.cka_debiased[0, 1] == pytest.approx(1.0) and abs(sim.cka_debiased[0, 2]) < 0.1
 
 
 @pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
@@ -80,6 +96,24 @@ def test_projections_preserve_neighbourhoods(method: str) -> None:
     assert trustworthiness(x, p.coords, n_neighbors=5) >= 0.8
     again = project(x, ProjectionSpec(method=method))
     np.testing.assert_allclose(p.coords, again.coords, rtol=1e-4, atol=1e-4)  # seeded: reproducible
+
+
+def test_umap_reuses_the_layer_graph() -> None:
+    from sklearn.manifold import trustworthiness
+
+    x, _ = _blobs(n_per=30, d=60)
+    graph = knn_graph(x, 15)
+    p = project(x, ProjectionSpec(method="umap"), graph=graph)
+    assert trustworthiness(x, p.coords, n_neighbors=5, metric="cosine") >= 0.8
+    shuffled = graph.__class__(np.random.default_rng(0).permutation(graph.indices), graph.distances, "exact", 1.0)
+    q = project(x, ProjectionSpec(method="umap"), graph=shuffled)  # the graph, not the features, drives it
+    assert trustworthiness(x, q.coords, n_neighbors=5, metric="cosine") < 0.7
+
+
+def test_tsne_refuses_beyond_its_size_and_names_the_alternatives() -> None:
+    x = np.zeros((TSNE_MAX_POINTS + 1, 2), np.float32)
+    with pytest.raises(ValueError, match="umap.*pca"):
+        project(x, ProjectionSpec(method="tsne"))
 
 
 def test_tiny_inputs_fall_back_with_message() -> None:

@@ -11,8 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from .. import export, figures
-from ..metrics import nearest_neighbours
+from .. import export, figures, report
 from ..pipeline import Comparison
 
 PLOT_CONFIG = {"displaylogo": False}
@@ -103,10 +102,9 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     c0, rest = st.columns([1, 6])
     c0.image(io.BytesIO(ds.thumbnails[idx]), caption=ds.names[idx])
     with rest:
-        feats = comp.features()
         for k in keys:
             st.caption(k)
-            _thumbs(comp, nearest_neighbours(feats[k], idx, 6).tolist(), cols=6)
+            _thumbs(comp, comp.neighbours(k, idx, 6).tolist(), cols=6)
 
 
 def separability_tab(comp: Comparison) -> None:
@@ -118,7 +116,10 @@ def separability_tab(comp: Comparison) -> None:
     st.dataframe(m, hide_index=True, key="metrics_table", column_config={
         "probe_acc": st.column_config.NumberColumn("probe acc", format="%.3f"),
         "probe_acc_std": st.column_config.NumberColumn("± std", format="%.3f"),
+        "probe_c": st.column_config.NumberColumn("probe C", format="%g", help="chosen by nested cross-validation"),
+        "probe_train": st.column_config.NumberColumn("probe train", help="training images per fold"),
         "knn_acc": st.column_config.NumberColumn("kNN acc", format="%.3f"),
+        "knn_recall": st.column_config.NumberColumn("graph recall", format="%.3f", help="1 = exact neighbour search"),
         "silhouette": st.column_config.NumberColumn(format="%.3f"),
         "eff_dim": st.column_config.NumberColumn("eff. dim", format="%.1f"),
     })  # fmt: skip
@@ -138,11 +139,18 @@ def _clicked_cell(event: object) -> tuple[int, int] | None:
     return None
 
 
+SIMILARITY_KINDS = {"Linear CKA": "cka", "Debiased CKA": "cka_debiased", "Neighbourhood overlap": "overlap"}
+
+
 def similarity_tab(comp: Comparison, align: bool) -> None:
     names = comp.cka_names
+    matrices = {"cka": comp.cka, "cka_debiased": comp.similarity.cka_debiased, "overlap": comp.overlap}
+    shown = st.radio("Measure", list(SIMILARITY_KINDS), horizontal=True, key="similarity_kind")
+    kind = SIMILARITY_KINDS[shown or "Linear CKA"]
+    st.caption(report.MATRIX_NOTES[kind])
     clickable = len(names) >= 2 and bool(comp.projections)
-    event = st.plotly_chart(figures.cka_heatmap(names, comp.cka, clickable=clickable), config=PLOT_CONFIG, key="cka_chart",
-                            on_select="rerun" if clickable else "ignore", selection_mode="points")  # fmt: skip
+    event = st.plotly_chart(figures.cka_heatmap(names, matrices[kind], kind=kind, clickable=clickable), config=PLOT_CONFIG,
+                            key="cka_chart", on_select="rerun" if clickable else "ignore", selection_mode="points")  # fmt: skip
     if not clickable:
         return
     cell = _clicked_cell(event)
@@ -159,7 +167,8 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     a = c1.selectbox("Layer A (row)", names, key="cka_a")
     b = c2.selectbox("Layer B (column)", names, key="cka_b")
     i, j = names.index(a), names.index(b)
-    st.caption(f"Linear CKA between them: **{comp.cka[i, j]:.3f}** (1 = the same geometry up to rotation and scale).")
+    st.caption(f"Linear CKA between them: **{comp.cka[i, j]:.3f}** (1 = the same geometry up to rotation and scale); "
+               f"debiased CKA **{matrices['cka_debiased'][i, j]:.3f}**; neighbourhood overlap **{comp.overlap[i, j]:.3f}**.")  # fmt: skip
     panels = comp.panels(align=False)
     pair = {a: panels[a], b: panels[b]} if a != b else {a: panels[a]}
     if align and a != b and pair[a].shape[1] == 2:
@@ -173,13 +182,15 @@ def export_tab(comp: Comparison, share: dict[str, str]) -> None:
     # Files are made when clicked (callables), not on every rerun, and not kept in session memory.
     files = [
         ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
+        ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"),
+        ("neighbour_overlap.csv", export.neighbour_overlap_csv, "text/csv"),
         ("features.npz", export.features_npz, "application/octet-stream"),
         ("projections.csv", export.projections_csv, "text/csv"),
         ("report.html", export.report.render, "text/html"), ("skipped.csv", export.skipped_csv, "text/csv"),
     ]  # fmt: skip
     cols = st.columns(3)
     for i, (name, make, mime) in enumerate(files):
-        cols[i // 2].download_button(name, functools.partial(make, comp), name, mime, key=f"dl_{name.split('.')[0]}",
+        cols[i % 3].download_button(name, functools.partial(make, comp), name, mime, key=f"dl_{name.split('.')[0]}",
                                      on_click="ignore")  # fmt: skip
     st.markdown("#### Share this view")
     st.code("?" + urlencode(share), language=None)
