@@ -1,4 +1,10 @@
-"""Content-addressed on-disk feature store: complete keys, atomic npz writes, resumable chunks."""
+"""Content-addressed on-disk store: complete keys; layer features as memory-mappable .npy files
+written chunk by chunk as an extraction runs (resumable); derived results as small atomic npz files.
+
+Why .npy: numpy reads it memory-mapped with no extra library, it holds no pickle, and
+`open_memmap` lets an extraction write rows in place as chunks finish, so no layer is ever held
+whole in RAM. (safetensors maps too but cannot be written in parts; zarr would add a dependency
+and chunk files for what is one dense float32 matrix per layer.)"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +75,91 @@ def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:  # a damaged entry is a miss, and is removed
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:  # a damaged entry is a miss, and is removed
         log.warning("dropping unreadable cache file %s: %s", path, exc)
         path.unlink(missing_ok=True)
         return None
 
 
+def _open_npy(path: Path, mode: str = "r") -> np.ndarray | None:
+    """A 2-D float32 .npy file memory-mapped, or None (and the file removed) when it is damaged."""
+    try:
+        arr = np.load(path, mmap_mode=mode, allow_pickle=False)
+        if arr.ndim == 2 and arr.dtype == np.float32:
+            return arr
+        reason = f"{arr.ndim}-D {arr.dtype}"
+    except (OSError, ValueError, EOFError) as exc:
+        reason = str(exc)
+    log.warning("dropping unreadable cache file %s: %s", path, reason)
+    path.unlink(missing_ok=True)
+    return None
+
+
+class LayerWriter:
+    """An extraction in progress: one preallocated N x D .npy per layer, written in place as
+    chunks finish, and a list of the finished chunks (updated atomically after the rows are
+    flushed), so a killed run resumes after its last finished chunk and never trusts half-written rows.
+
+    Args:
+        folder: where the partial files live (one per run key).
+        nodes: the layers being extracted.
+        n_rows: images in the dataset.
+    """
+
+    def __init__(self, folder: Path, nodes: list[str], n_rows: int) -> None:
+        self.folder, self.nodes, self.n_rows = folder, list(nodes), n_rows
+        self._maps: dict[str, np.ndarray] = {}
+        self.done: set[int] = set()
+        state = self._read_state()
+        if state is not None:
+            maps = {n: _open_npy(self._path(i), "r+") for i, n in enumerate(self.nodes) if self._path(i).is_file()}
+            if all(m is not None and m.shape[0] == n_rows for m in maps.values()) and len(maps) == len(self.nodes):
+                self._maps = maps  # type: ignore[assignment]
+                self.done = set(state["done"])
+            else:  # damaged: start again
+                self._maps = {}
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _path(self, i: int) -> Path:
+        return self.folder / f"layer{i:03d}.npy"
+
+    def _read_state(self) -> dict | None:
+        try:
+            state = json.loads((self.folder / "done.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("nodes") == self.nodes and state.get("n_rows") == self.n_rows else None
+
+    def write(self, start: int, feats: dict[str, np.ndarray]) -> None:
+        """Put rows [start, start + len) of every layer in place (allocating the files on first use)."""
+        for i, n in enumerate(self.nodes):
+            block = feats[n]
+            if n not in self._maps:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._maps[n] = np.lib.format.open_memmap(self._path(i), mode="w+", dtype=np.float32, shape=(self.n_rows, block.shape[1]))
+            self._maps[n][start : start + len(block)] = block
+
+    def mark_done(self, start: int) -> None:
+        """Record chunk `start` as finished, after flushing its rows to disk."""
+        for m in self._maps.values():
+            m.flush()  # type: ignore[attr-defined]
+        self.done.add(start)
+        state = {"nodes": self.nodes, "n_rows": self.n_rows, "done": sorted(self.done)}
+        atomic_write(self.folder / "done.json", lambda fh: fh.write(json.dumps(state).encode()))
+
+    def finish(self, final: dict[str, Path]) -> None:
+        """Move every finished layer file to its place in the store, and remove the partial folder."""
+        for m in self._maps.values():
+            m.flush()  # type: ignore[attr-defined]
+        self._maps.clear()
+        for i, n in enumerate(self.nodes):
+            final[n].parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._path(i), final[n])
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class FeatureCache:
-    """Per-layer feature arrays and in-progress extraction chunks under one root.
+    """Per-layer feature arrays, extractions in progress and derived results under one root.
 
     Args:
         root: cache folder (default: `EXPLORER_CACHE_DIR` or the user cache folder).
@@ -83,48 +168,35 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
 
-    def _layer_path(self, key: str) -> Path:
-        return self.root / "features" / key[:2] / f"{key}.npz"
-
-    def _chunk_dir(self, run_key: str) -> Path:
-        return self.root / "partial" / run_key
+    def layer_path(self, key: str) -> Path:
+        """Where a layer's features live (a float32 .npy file)."""
+        return self.root / "features" / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
-        """The cached array for a layer key, or None."""
-        path = self._layer_path(key)
-        if not path.is_file():
-            return None
-        got = _load_npz(path)
-        return None if got is None else got["features"]
+        """The cached features of a layer key, memory-mapped read-only, or None (a damaged file is a miss)."""
+        path = self.layer_path(key)
+        return _open_npy(path) if path.is_file() else None
 
     def put(self, key: str, features: np.ndarray) -> None:
-        """Store a layer's features (atomically)."""
-        _save_npz(self._layer_path(key), {"features": np.ascontiguousarray(features, dtype=np.float32)})
+        """Store a layer's features whole (atomically)."""
+        arr = np.ascontiguousarray(features, dtype=np.float32)
+        atomic_write(self.layer_path(key), lambda fh: np.save(fh, arr, allow_pickle=False))
+
+    def writer(self, run_key: str, nodes: list[str], n_rows: int) -> LayerWriter:
+        """The in-place writer of an extraction (resuming the finished chunks of an earlier one)."""
+        return LayerWriter(self.root / "partial" / run_key, nodes, n_rows)
 
     def _result_path(self, key: str) -> Path:
         return self.root / "results" / key[:2] / f"{key}.npz"
 
     def get_result(self, key: str) -> dict[str, np.ndarray] | None:
-        """A cached derived result (projection, scores) as named arrays, or None."""
+        """A cached derived result (projection, scores, graph) as named arrays, or None."""
         path = self._result_path(key)
         return _load_npz(path) if path.is_file() else None
 
     def put_result(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """Store a derived result (atomically)."""
         _save_npz(self._result_path(key), arrays)
-
-    def get_chunk(self, run_key: str, start: int, stop: int) -> dict[str, np.ndarray] | None:
-        """A finished chunk [start, stop) of an interrupted extraction, or None."""
-        path = self._chunk_dir(run_key) / f"{start:08d}-{stop:08d}.npz"
-        return _load_npz(path) if path.is_file() else None
-
-    def put_chunk(self, run_key: str, start: int, stop: int, feats: dict[str, np.ndarray]) -> None:
-        """Store a finished chunk so an interrupted extraction resumes after it."""
-        _save_npz(self._chunk_dir(run_key) / f"{start:08d}-{stop:08d}.npz", feats)
-
-    def drop_chunks(self, run_key: str) -> None:
-        """Remove an extraction's chunks once its layers are stored whole."""
-        shutil.rmtree(self._chunk_dir(run_key), ignore_errors=True)
 
     def size_bytes(self) -> int:
         """Total size of the cache on disk."""

@@ -31,7 +31,7 @@ StageProgress = Callable[[str, int, int], None]
 ShouldStop = Callable[[], bool]
 
 METRIC_COLUMNS = [
-    "model", "layer", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
+    "model", "layer", "node", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
     "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim", "n90",
 ]  # fmt: skip
 
@@ -47,7 +47,8 @@ class ModelRun:
     device: str
     precision: str
     layer_keys: dict[str, str]
-    features: dict[str, np.ndarray] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)  # {layer as the user named it: FX node it resolved to}
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # by the user's layer names, memory-mapped
     computed: int = 0  # images that went through the model (0: every layer came from the cache)
 
     def key(self, node: str, multi: bool) -> str:
@@ -173,28 +174,28 @@ def extract_features(
     import torch
 
     profile = layers_mod.profile(spec.model)
-    nodes = profile.sort(profile.resolve(spec.layers or profile.default))
-    spec = spec.replace(layers=nodes)
+    names = resolve_names(profile, spec.layers or profile.default)
+    spec = spec.replace(layers=tuple(names))
     weights = models.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
     transform = models.transforms(spec.model, weights.tv_weights)
     device = resolve_device(spec.device)
     precision = resolve_precision(spec.precision, device)
     ctx = _context(dataset, spec, weights, transform, device, precision)
-    keys = {n: make_key("layer", {**ctx, "layer": n}) for n in nodes}
-    run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys)
-    for n in nodes:
-        got = cache.get(keys[n])
+    keys = {name: make_key("layer", {**ctx, "layer": node}) for name, node in names.items()}  # the node is the identity
+    run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys, names)
+    for name in names:
+        got = cache.get(keys[name])
         if got is not None and got.shape[0] == len(dataset):
-            run.features[n] = got
-    missing = [n for n in nodes if n not in run.features]
+            run.features[name] = got
+    missing = [name for name in names if name not in run.features]
     if not missing:
-        log.info("%s: all %d layers from the cache", run.label, len(nodes))
+        log.info("%s: all %d layers from the cache", run.label, len(names))
         return run
     run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
     total = len(dataset)
     bounds = [(s, min(s + CHUNK, total)) for s in range(0, total, CHUNK)]
-    chunks = {s: got for s, e in bounds if (got := cache.get_chunk(run_key, s, e)) is not None}
-    todo = [(s, e) for s, e in bounds if s not in chunks]
+    writer = cache.writer(run_key, missing, total)
+    todo = [(s, e) for s, e in bounds if s not in writer.done]
     if todo:
         items = [it for s, e in todo for it in dataset.items[s:e]]
         if progress:
@@ -205,32 +206,45 @@ def extract_features(
             workers=torch.get_num_threads(), background=device != "cpu",
         ) as batches:  # fmt: skip
             extractor = FeatureExtractor(
-                models.build_model(spec.model, weights), missing, model_name=spec.model, pooling=spec.pooling,
+                models.build_model(spec.model, weights), [names[n] for n in missing], model_name=spec.model, pooling=spec.pooling,
                 token_pooling=spec.token_pooling, device=device, precision=precision, fold_bn=FOLD_BATCHNORM,
             )  # fmt: skip
-            pieces: dict[str, list[np.ndarray]] = {n: [] for n in missing}
-            for _, stop, feats in run_batches(
+            for start, stop, feats in run_batches(
                 extractor, batches, should_stop=should_stop, offset=total - len(items), total=total,
                 progress=(lambda d, t: progress(f"extracting {run.label}", d, t)) if progress else None,
             ):  # fmt: skip
-                for n in missing:
-                    pieces[n].append(feats[n])
-                if stop % CHUNK == 0 or stop == len(items):  # a chunk is complete: store it at once
-                    start, end = todo[(stop - 1) // CHUNK]
-                    chunks[start] = {n: np.concatenate(v) for n, v in pieces.items()}
-                    cache.put_chunk(run_key, start, end, chunks[start])
-                    run.computed += end - start
-                    pieces = {n: [] for n in missing}
+                chunk_start, chunk_end = todo[start // CHUNK]  # batches never cross a chunk (spans)
+                for f in feats.values():
+                    np.nan_to_num(f, copy=False)  # a non-finite activation would poison every metric
+                writer.write(chunk_start + start % CHUNK, {n: feats[names[n]] for n in missing})
+                if stop % CHUNK == 0 or stop == len(items):  # the chunk is complete: mark it at once
+                    writer.mark_done(chunk_start)
+                    run.computed += chunk_end - chunk_start
     elif progress:
         progress(f"extracting {run.label}", total, total)
+    writer.finish({n: cache.layer_path(keys[n]) for n in missing})
     for n in missing:
-        run.features[n] = np.concatenate([chunks[s][n] for s, _ in bounds])
-        cache.put(keys[n], run.features[n])
-    cache.drop_chunks(run_key)
+        got = cache.get(keys[n])
+        if got is None:
+            raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(keys[n])}")
+        run.features[n] = got
     return run
 
 
 _SCORE_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train", "knn_recall")
+
+
+def resolve_names(profile: layers_mod.LayerProfile, requested: Sequence[str]) -> dict[str, str]:
+    """{layer as asked for: FX node}, in execution order; a name that resolves to a node already
+    asked for (by another name) is dropped. `features.14` stays `features.14` in every output,
+    though it is extracted at its output node `features.14.conv.3`."""
+    nodes = profile.resolve(tuple(requested))
+    order = {n: i for i, n in enumerate(profile.nodes)}
+    out: dict[str, str] = {}
+    for name, node in sorted(zip(requested, nodes), key=lambda p: order[p[1]]):
+        if node not in out.values():
+            out[name] = node
+    return out
 
 
 def _scores_to_arrays(s: LayerScores) -> dict[str, np.ndarray]:
@@ -341,11 +355,11 @@ def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: b
     """One row per (model, layer): the columns of metrics.csv."""
     rows = []
     for r in runs:
-        for node in r.features:
-            s = scores[r.key(node, multi)]
-            info = r.profile[node]
+        for name in r.features:
+            s = scores[r.key(name, multi)]
+            info = r.profile[r.nodes[name]]
             rows.append({
-                "model": r.label, "layer": node, "depth": round(info.depth, 4), "dim": s.dim,
+                "model": r.label, "layer": name, "node": info.node, "depth": round(info.depth, 4), "dim": s.dim,
                 "full_size": info.size, "bottleneck": info.is_bottleneck, "probe_acc": s.probe_acc,
                 "probe_acc_std": s.probe_acc_std, "probe_c": s.probe_c, "probe_train": s.probe_train,
                 "knn_acc": s.knn_acc, "knn_recall": s.knn_recall, "silhouette": s.silhouette,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import pandas as pd
 
 from . import __version__, figures
@@ -20,6 +21,7 @@ td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 """
 
 
+REPORT_MAX_POINTS = 10_000  # points per projection panel in the report; projections.csv has them all
 MATRIX_NOTES = {
     "cka": "Linear CKA (Kornblith et al. 2019), the usual biased estimator: 1 = the same geometry up to rotation and "
     "scale. With fewer images than dimensions it reads high even for unrelated layers.",
@@ -45,7 +47,7 @@ def render(comp: Comparison) -> str:
         f"{len(ds.classes)} classes · {html.escape(runs)} · explorer {__version__}</div>",
     ]
     for r in comp.runs:
-        parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.features)))}</div>")
+        parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
     parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics))}</div>")
     names = comp.cka_names
     for kind, matrix in (("cka", comp.cka), ("cka_debiased", comp.similarity.cka_debiased), ("overlap", comp.overlap)):
@@ -53,9 +55,16 @@ def render(comp: Comparison) -> str:
                      f"<p>{html.escape(MATRIX_NOTES[kind])}</p></div>")  # fmt: skip
     if comp.projections:
         panels = comp.panels(align=True)
-        fig = figures.projections(panels, ds.labels, ds.names)  # type: ignore[arg-type]
+        labels, names, shown = ds.labels, ds.names, ""
+        if len(ds) > REPORT_MAX_POINTS:  # a file that opens: a stated random sample of the points
+            keep = np.sort(np.random.default_rng(0).choice(len(ds), REPORT_MAX_POINTS, replace=False))
+            panels = {k: v[keep] for k, v in panels.items()}
+            labels = [labels[i] for i in keep] if labels is not None else None
+            names = [names[i] for i in keep]
+            shown = f"; a random {REPORT_MAX_POINTS:,} of the {len(ds):,} images"
+        fig = figures.projections(panels, labels, names)  # type: ignore[arg-type]
         method = next(iter(comp.projections.values())).method.upper()
-        fig.update_layout(title_text=f"Projections by layer ({method}, aligned)")
+        fig.update_layout(title_text=f"Projections by layer ({method}, aligned{shown})")
         parts.append(f"<div class=card>{_fig_html(fig)}</div>")
     table = comp.metrics.copy()
     parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")

@@ -50,7 +50,8 @@ def test_compare_two_models(tmp_path: Path) -> None:
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert list(m["model"]) == ["mobilenet_v2[random]"] * 2 + ["resnet18[random]"] * 2
     cka = pd.read_csv(tmp_path / "cka.csv", index_col=0)
-    assert cka.shape == (4, 4) and "resnet18[random]:layer2.1.relu_1" in cka.index
+    assert cka.shape == (4, 4) and "resnet18[random]:layer2" in cka.index  # the name as given, not layer2.1.relu_1
+    assert list(m["node"]) == ["features.5.add", "flatten", "layer2.1.relu_1", "flatten"]
 
 
 def _unsafe_zip(path: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from explorer import cache as cache_mod
@@ -64,10 +65,11 @@ def test_cached_layers_do_not_touch_the_model(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(models, "build_model", boom)
     again = pipeline.extract_features(ds, spec, cache=cache)
     assert again.computed == 0
-    for n in ("features.3.add", "flatten"):
+    for n in ("features.3", "flatten"):
         np.testing.assert_array_equal(first.features[n], again.features[n])
     comp = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert list(comp.metrics["layer"]) == ["features.3.add", "flatten"]
+    assert list(comp.metrics["layer"]) == ["features.3", "flatten"]  # as asked for ...
+    assert list(comp.metrics["node"]) == ["features.3.add", "flatten"]  # ... with the node it resolved to beside it
 
 
 def test_interrupted_extraction_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,14 +92,44 @@ def test_interrupted_extraction_resumes(tmp_path: Path, monkeypatch: pytest.Monk
     assert not (tmp_path / "c" / "partial").exists() or not any((tmp_path / "c" / "partial").iterdir())
 
 
-def test_cache_files_are_plain_npz(tmp_path: Path) -> None:
+def test_features_are_memory_mapped_npy_and_a_damaged_file_is_a_miss(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path)
     cache.put("ab" * 32, np.ones((3, 2)))
-    path = next(tmp_path.rglob("*.npz"))
-    with np.load(path, allow_pickle=False) as z:
-        assert z["features"].dtype == np.float32
-    path.write_bytes(b"garbage")
+    got = cache.get("ab" * 32)
+    assert isinstance(got, np.memmap) and got.dtype == np.float32 and got.shape == (3, 2)
+    path = next(tmp_path.rglob("*.npy"))
+    assert np.load(path, allow_pickle=False).sum() == 6  # a plain .npy file
+    path.write_bytes(path.read_bytes()[:-4])  # truncated
     assert cache.get("ab" * 32) is None and not path.exists()
+
+
+def test_a_damaged_result_file_is_recomputed(tmp_path: Path) -> None:
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=30))
+    cache = FeatureCache(tmp_path / "c")
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",))
+    first = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
+    results = sorted((tmp_path / "c" / "results").rglob("*.npz"))
+    assert len(results) == 3  # graph, scores, projection
+    for p in results:
+        p.write_bytes(b"PK\x03\x04 not really a zip")  # BadZipFile on reading
+    again = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
+    pd.testing.assert_frame_equal(first.metrics, again.metrics)
+    np.testing.assert_allclose(first.panels()["features.3"], again.panels()["features.3"], atol=1e-5)
+
+
+def test_names_stay_as_asked_in_every_output(tmp_path: Path) -> None:
+    from explorer import export
+
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=30))
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.14", "features.7"))
+    comp = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=FeatureCache(tmp_path / "c"))
+    files = export.write_all(comp, tmp_path / "out")
+    assert list(pd.read_csv(files["metrics.csv"])["layer"]) == ["features.7", "features.14"]  # execution order
+    for name in ("cka.csv", "cka_debiased.csv", "neighbour_overlap.csv"):
+        assert list(pd.read_csv(files[name], index_col=0).index) == ["features.7", "features.14"]
+    with np.load(files["features.npz"], allow_pickle=False) as z:
+        assert {"features.7", "features.14"} <= set(z.files)
+    assert set(pd.read_csv(files["projections.csv"])["layer"]) == {"features.7", "features.14"}
 
 
 def test_parse_layers() -> None:

@@ -65,7 +65,7 @@ def architecture_tab(comp: Comparison) -> None:
     for r in comp.runs:
         if r.label.endswith("[random]"):
             continue
-        st.plotly_chart(figures.dimension_profile(r.profile, list(r.features)), config=PLOT_CONFIG, key=f"profile_{r.label}")
+        st.plotly_chart(figures.dimension_profile(r.profile, list(r.nodes.values())), config=PLOT_CONFIG, key=f"profile_{r.label}")
     st.caption("Pooled dimension (what the probe sees) and the full C×H×W size per layer. ▼ bottlenecks are narrower "
                "than the layers on either side; circled layers are the ones analysed.")  # fmt: skip
 
