@@ -90,12 +90,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     projection = ProjectionSpec(method=args.projection, n_components=args.components, random_state=args.seed)
     bar = _Bar(enabled=not args.quiet)
     t0 = time.perf_counter()
-    limits = Limits()
+    limits = Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
+                    max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
+    metric = MetricSpec(folds=args.folds, knn_k=args.knn_k, probe_c=None if args.probe_c == "auto" else float(args.probe_c),
+                        random_state=args.seed)  # fmt: skip
     spec = DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed)
     # the CLI writes no thumbnails: checking the images without them is about twice as fast
     dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("checking images", d, t), thumbnails=False)
     try:
-        comp = pipeline.compare(dataset, specs, projection=projection, metric=MetricSpec(random_state=args.seed),
+        comp = pipeline.compare(dataset, specs, projection=projection, metric=metric,
                                 cache=FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache(),
                                 progress=bar, max_pixels=limits.max_pixels)  # fmt: skip
         bar.close()
@@ -111,6 +114,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import Limits
+
     p = argparse.ArgumentParser(prog="python -m explorer", description="What the bottleneck layers of pretrained image networks make of your images.")
     p.add_argument("--version", action="version", version=f"explorer {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -130,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--projection", default="umap", choices=["umap", "pca", "tsne", "none"])
     c.add_argument("--components", type=int, default=2, choices=[2, 3])
     c.add_argument("--max-images", type=int, default=None, help="stratified subsample to at most N images")
+    lim = Limits()
+    c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")
+    c.add_argument("--max-file-mb", type=float, default=lim.max_file_bytes / 1024**2, help="largest image file, MB")
+    c.add_argument("--max-pixels", type=int, default=lim.max_pixels, help="largest image, width x height (pixel-bomb guard)")
+    c.add_argument("--max-archive-gb", type=float, default=lim.max_total_bytes / 1024**3, help="most a zip may expand to, GB")
+    c.add_argument("--folds", type=int, default=5, help="stratified folds of the probe")
+    c.add_argument("--knn-k", type=int, default=5, help="neighbours that vote in kNN accuracy (1-15)")
+    c.add_argument("--probe-c", default="auto", help="auto (nested CV over 0.01, 0.1, 1, 10) or a fixed inverse regularisation")
     c.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     c.add_argument("--batch-size", type=int, default=32)

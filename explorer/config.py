@@ -23,14 +23,14 @@ class Limits:
     """Bounds on what a dataset may cost; the hosted demo uses tighter ones than the CLI.
 
     Attributes:
-        max_files: most entries an archive or folder may hold.
+        max_files: most images a dataset may keep (after max_images), and most entries an archive may hold.
         max_total_bytes: most uncompressed bytes an archive may expand to.
         max_ratio: highest compression ratio of an archive entry (zip-bomb guard).
         max_file_bytes: largest single image file.
         max_pixels: largest image (width x height); bigger ones are skipped as pixel bombs.
     """
 
-    max_files: int = 20_000
+    max_files: int = 1_000_000
     max_total_bytes: int = 2 * 1024**3
     max_ratio: float = 200.0
     max_file_bytes: int = 64 * 1024**2

@@ -9,7 +9,8 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,16 +116,24 @@ def _is_image_name(rel: str) -> bool:
     return rel.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _list_files(root: Path, limits: Limits) -> list[str]:
-    out = []
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
+def _list_files(root: Path, rel: str = "") -> Iterator[str]:
+    """Relative paths of the regular files under `root` in sorted order (as sorted paths), found
+    lazily with os.scandir (no stat per file, nothing held but one folder's names); links are
+    never followed."""
+    try:
+        with os.scandir(root / rel if rel else root) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", root / rel, exc)
+        return
+    for e in entries:
+        if e.is_symlink():
             continue  # a folder may hold links to anywhere; they are never followed
-        if p.is_file():
-            out.append(p.relative_to(root).as_posix())
-            if len(out) > limits.max_files:
-                raise ValueError(f"{root} holds over {limits.max_files} files; use a smaller dataset or --max-images")
-    return out
+        path = f"{rel}/{e.name}" if rel else e.name
+        if e.is_dir(follow_symlinks=False):
+            yield from _list_files(root, path)
+        elif e.is_file(follow_symlinks=False):
+            yield path
 
 
 def _strip_wrapper(root: Path, files: list[str]) -> tuple[Path, list[str]]:
@@ -158,9 +167,9 @@ def _read_labels_csv(path: Path) -> dict[str, str]:
     return mapping
 
 
-def _candidates(root: Path, limits: Limits) -> tuple[Path, list[tuple[str, str | None]], list[Skipped]]:
+def _candidates(root: Path) -> tuple[Path, list[tuple[str, str | None]], list[Skipped]]:
     """The data root (wrapper folder stripped), (path, label or None) per image, and files skipped."""
-    files = [f for f in _list_files(root, limits) if not is_ignored_name(f)]
+    files = [f for f in _list_files(root) if not is_ignored_name(f)]
     root, files = _strip_wrapper(root, files)
     skipped: list[Skipped] = []
     images: list[str] = []
@@ -301,7 +310,7 @@ def load_dataset(
         if name == "digits":
             pairs = _digits_items()
         elif name in SAMPLES:
-            root, cands, skipped = _candidates(SAMPLES_DIR / name, limits)
+            root, cands, skipped = _candidates(SAMPLES_DIR / name)
             pairs = [(ImageItem(Path(p).relative_to(root).as_posix(), path=Path(p)), lab) for p, lab in cands]
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
@@ -320,7 +329,7 @@ def load_dataset(
                 raise
             skipped += [Skipped(f, r) for f, r in report.ignored]
             path = Path(tempdir)
-        root, cands, more = _candidates(path, limits)
+        root, cands, more = _candidates(path)
         skipped += more
         pairs = [(ImageItem(Path(p).relative_to(root).as_posix(), path=Path(p)), lab) for p, lab in cands]
     try:
@@ -344,6 +353,11 @@ def _finish(
     if spec.max_images is not None:
         keep = stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)
         pairs = [pairs[i] for i in keep]
+    if len(pairs) > limits.max_files:  # the limit is on what is kept, after --max-images
+        raise ValueError(
+            f"{source!r} has {len(pairs):,} images, over the limit of {limits.max_files:,}; "
+            "keep a stratified sample with --max-images N, or raise the limit with --max-files"
+        )
     ok, hashes, thumbs, bad = _validate(pairs, limits, progress, thumbnails)
     skipped += bad
     seen: dict[str, str] = {}

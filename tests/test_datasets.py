@@ -93,3 +93,17 @@ def test_stratified_subsample_keeps_proportions() -> None:
     assert len(idx) == 20 and len(set(idx.tolist())) == 20
     assert (picked == "a").sum() == 12 and (picked == "b").sum() == 6 and (picked == "c").sum() == 2
     assert stratified_subsample(labels, 20, random_state=0).tolist() == idx.tolist()
+
+
+def test_the_file_limit_applies_to_what_max_images_keeps(tmp_path: Path) -> None:
+    from explorer.config import Limits
+
+    data = make_class_folders(tmp_path / "d", per_class=8)  # 3 classes x 8 images
+    (data / "nested" / "deeper").mkdir(parents=True)
+    (data / "nested" / "deeper" / "n.jpg").write_bytes(jpeg_bytes((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"over the limit of 10.*--max-images"):
+        load_dataset(DataSpec(source=str(data)), limits=Limits(max_files=10), thumbnails=False)
+    kept = load_dataset(DataSpec(source=str(data), max_images=10), limits=Limits(max_files=10), thumbnails=False)
+    assert len(kept) == 10
+    everything = load_dataset(DataSpec(source=str(data)), thumbnails=False)
+    assert everything.names == sorted(everything.names) and "nested/deeper/n.jpg" in everything.names
