@@ -1,0 +1,184 @@
+"""Scale benchmark (not a test): `compare` at several dataset sizes, time per stage and peak RSS,
+against the decode + plain-forward floor measured in the same run.
+
+Usage:
+    .venv/bin/python bench/scale_dataset.py /work/scale/clothing100k --images 100000   # once
+    .venv/bin/python bench/bench_scale.py /work/scale/clothing100k --sizes 10000,50000,100000 \
+        --projection pca --out bench/results/scale
+
+Each size runs in a fresh child process with an empty cache, exactly as `python -m explorer compare
+--data DATA --max-images N --projection P` does (dataset check, extraction, graphs, scores, CKA,
+overlap, projections, files); the parent reads the child's peak RSS from wait4. The floor is a
+plain decode + preprocess pass and a plain forward pass of the whole model (same precision, batch,
+channels_last) over `--floor-images` images of the same dataset, scaled to N. Writes results.json,
+a markdown table (table.md) and a log-log picture of time and memory against N (scale.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def child_compare(data: str, n: int, projection: str, out: Path) -> dict:
+    """One `compare` run in this (fresh) process; returns seconds per stage."""
+    from explorer.runtime import configure
+
+    configure()
+    from explorer import export, pipeline
+    from explorer.cache import FeatureCache
+    from explorer.config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
+    from explorer.datasets import load_dataset
+
+    marks: list[tuple[str, float]] = []
+    t0 = time.perf_counter()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        name = stage.split(" mobilenet_v2")[0].split(" (")[0]
+        if not marks or marks[-1][0] != name:
+            marks.append((name, time.perf_counter()))
+
+    progress("checking images", 0, 1)
+    ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
+    with tempfile.TemporaryDirectory(dir=out) as cache_dir:
+        comp = pipeline.compare(ds, [ExtractSpec(model="mobilenet_v2")], projection=ProjectionSpec(method=projection),
+                                metric=MetricSpec(), cache=FeatureCache(cache_dir), progress=progress)  # fmt: skip
+        progress("writing files", 0, 1)
+        export.write_all(comp, out / f"out{n}")
+        end = time.perf_counter()
+    stages: dict[str, float] = {}
+    for (name, t), (_, t_next) in zip(marks, marks[1:] + [("end", end)]):
+        stages[name] = stages.get(name, 0.0) + t_next - t
+    recall = {k: s.knn_recall for k, s in comp.scores.items()}
+    return {"n": len(ds), "total_s": end - t0, "stages": stages, "graph_recall": recall,
+            "precision": comp.runs[0].precision, "probe_train": int(comp.metrics["probe_train"].max())}  # fmt: skip
+
+
+def child_floor(data: str, n: int, batch: int = 32) -> dict:
+    """Decode + preprocess, then a plain forward pass of MobileNetV2, over n images of the dataset."""
+    from explorer.runtime import configure
+
+    configure()
+    import torch
+
+    from explorer import models
+    from explorer.config import DataSpec, Limits
+    from explorer.datasets import load_dataset
+    from explorer.extract import resolve_precision
+    from explorer.images import load_rgb
+
+    ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
+    w = models.resolve_weights("mobilenet_v2", "auto")
+    tf = models.transforms("mobilenet_v2", w.tv_weights)
+    model = models.build_model("mobilenet_v2", w).eval().to(memory_format=torch.channels_last)
+    precision = resolve_precision("auto", "cpu")
+    decode = forward = 0.0
+    for s in range(0, len(ds), batch):
+        t = time.perf_counter()
+        x = torch.stack([tf(load_rgb(it.read_bytes(), max_pixels=10**8)) for it in ds.items[s : s + batch]])
+        t2 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            model(x.contiguous(memory_format=torch.channels_last))
+        decode += t2 - t
+        forward += time.perf_counter() - t2
+    return {"n": len(ds), "decode_s": decode, "forward_s": forward, "precision": precision}
+
+
+def run_child(args: list[str]) -> tuple[dict, float]:
+    """Run this script as a child; returns its JSON answer and its peak RSS in GB."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"child {args} failed with status {status}")
+    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024**2
+
+
+def picture(results: list[dict], floor_rate: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = [r["n"] for r in results]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.loglog(ns, [r["total_s"] for r in results], "o-", label="compare, whole run")
+    a.loglog(ns, [r["stages"].get("loading", 0) + r["stages"].get("extracting", 0) for r in results], "s-", label="extraction")
+    a.loglog(ns, [r["after_extraction_s"] for r in results], "^-", label="after extraction")
+    a.loglog(ns, [n / floor_rate for n in ns], "k--", label="decode + forward floor")
+    lo = ns[0]
+    a.loglog(ns, [results[0]["total_s"] * n / lo for n in ns], ":", color="grey", label="linear in N")
+    a.set_xlabel("images")
+    a.set_ylabel("seconds")
+    a.legend(fontsize=8)
+    b.loglog(ns, [r["peak_rss_gb"] for r in results], "o-", label="peak RSS")
+    b.loglog(ns, [results[0]["peak_rss_gb"] * n / lo for n in ns], ":", color="grey", label="linear in N")
+    b.axhline(6, color="red", lw=0.8, label="6 GB budget")
+    b.set_xlabel("images")
+    b.set_ylabel("GB")
+    b.legend(fontsize=8)
+    fig.suptitle("compare, MobileNetV2, 8 default layers, " + results[0]["projection"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data")
+    p.add_argument("--sizes", default="10000,50000,100000")
+    p.add_argument("--projection", default="pca")
+    p.add_argument("--floor-images", type=int, default=2000)
+    p.add_argument("--out", default="bench/results/scale")
+    p.add_argument("--child", choices=["compare", "floor"], help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.child == "compare":
+        print(json.dumps(child_compare(args.data, args.n, args.projection, out)))
+        return
+    if args.child == "floor":
+        print(json.dumps(child_floor(args.data, args.n)))
+        return
+    floor, _ = run_child([args.data, "--child", "floor", "--n", str(args.floor_images)])
+    floor_rate = floor["n"] / (floor["decode_s"] + floor["forward_s"])
+    print(f"floor over {floor['n']} images: decode {floor['decode_s']:.1f}s + forward {floor['forward_s']:.1f}s "
+          f"({floor_rate:.1f} img/s, {floor['precision']})", flush=True)  # fmt: skip
+    results = []
+    for n in map(int, args.sizes.split(",")):
+        r, rss = run_child([args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out)])
+        r["peak_rss_gb"] = rss
+        r["projection"] = args.projection
+        r["after_extraction_s"] = sum(v for k, v in r["stages"].items() if k not in ("checking images", "loading", "extracting"))
+        r["floor_s"] = r["n"] / floor_rate
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
+    meta = {"cpu": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "floor": floor}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    stages = sorted({k for r in results for k in r["stages"]}, key=lambda k: min(list(r["stages"]).index(k) for r in results if k in r["stages"]))
+    lines = [f"{meta['cpu']}, {meta['cores']} cores, {meta['date']}, projection {args.projection}, {results[0]['precision']}", "",
+             "| images | " + " | ".join(stages) + " | whole run | after extraction / extraction | floor | whole / floor | peak RSS |",
+             "|---:|" + "---:|" * (len(stages) + 5)]  # fmt: skip
+    for r in results:
+        ext = r["stages"].get("loading", 0) + r["stages"].get("extracting", float("nan"))  # model build + forward passes
+        lines.append(f"| {r['n']:,} | " + " | ".join(f"{r['stages'].get(k, 0):.1f}" for k in stages)
+                     + f" | {r['total_s']:.1f} | {r['after_extraction_s'] / ext:.0%} | {r['floor_s']:.1f} | "
+                     f"{r['total_s'] / r['floor_s']:.2f}x | {r['peak_rss_gb']:.2f} GB |")  # fmt: skip
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    picture(results, floor_rate, out / "scale.png")
+
+
+if __name__ == "__main__":
+    main()
