@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import models
+from .pooling import infer_layout
 from .tracing import FX
 
 log = logging.getLogger(__name__)
@@ -94,25 +95,6 @@ class LayerProfile:
         """The given nodes in execution order, without repeats."""
         order = {n: i for i, n in enumerate(self.nodes)}
         return tuple(sorted(set(nodes), key=order.__getitem__))
-
-
-def infer_layout(shape: tuple[int, ...], model: str) -> str:
-    """Guess a tensor's layout from its (batch-less) shape.
-
-    Swin keeps its maps channels-last (N, H, W, C): there the two spatial sizes come first.
-    """
-    if len(shape) == 1:
-        return "vector"
-    if len(shape) == 2:
-        return "tokens"
-    if len(shape) == 3:
-        a, b, c = shape
-        if a == b and c != a:
-            return "nhwc"
-        if a == b == c and model.startswith("swin"):
-            return "nhwc"
-        return "nchw"
-    return "other"
 
 
 def _pooled_dim(shape: tuple[int, ...], layout: str) -> int:

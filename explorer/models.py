@@ -81,15 +81,23 @@ def crop_size(name: str) -> int:
     return int(transforms(name).crop_size[0])
 
 
+def _input_size_kwargs(name: str, w: Any) -> dict[str, Any]:
+    """The builder arguments that fix the input size of `name` to what weights `w` expect (ViTs
+    and MaxViT are built for one image size; vit_h_14's default weights take 518 px, not 224)."""
+    if w is None:
+        return {}
+    if name.startswith("vit_"):
+        return {"image_size": w.meta["min_size"][0]}
+    if name == "maxvit_t":
+        return {"input_size": w.meta["min_size"]}
+    return {}
+
+
 def _pretrained_kwargs(name: str, w: Any) -> dict[str, Any]:
     """The builder arguments torchvision itself sets when it builds `name` with weights `w`."""
-    kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"])}
+    kwargs: dict[str, Any] = {"num_classes": len(w.meta["categories"]), **_input_size_kwargs(name, w)}
     if name in ("googlenet", "inception_v3"):
         kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
-    elif name.startswith("vit_"):
-        kwargs["image_size"] = w.meta["min_size"][0]
-    elif name == "maxvit_t":
-        kwargs["input_size"] = w.meta["min_size"]
     return kwargs
 
 
@@ -123,7 +131,8 @@ def build_model(name: str, resolved: wts.ResolvedWeights) -> Any:
         seed = int(resolved.identity.split(":", 1)[1])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = builder(weights=None)
+            # built for the input size of the preprocessing it is given (the default weights')
+            model = builder(weights=None, **_input_size_kwargs(name, default_weights(name)))
         return model.eval()
     w = resolved.tv_weights
     if resolved.kind == "file":

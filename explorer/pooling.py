@@ -5,7 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from .config import POOLINGS, TOKEN_POOLINGS
-from .layers import infer_layout
+
+
+def infer_layout(shape: tuple[int, ...], model: str) -> str:
+    """Guess a tensor's layout from its (batch-less) shape.
+
+    Swin keeps its maps channels-last (N, H, W, C): there the two spatial sizes come first.
+    """
+    if len(shape) == 1:
+        return "vector"
+    if len(shape) == 2:
+        return "tokens"
+    if len(shape) == 3:
+        a, b, c = shape
+        if a == b and c != a:
+            return "nhwc"
+        if a == b == c and model.startswith("swin"):
+            return "nhwc"
+        return "nchw"
+    return "other"
 
 
 def pool(t: Any, *, layout: str, pooling: str = "avg", token_pooling: str = "cls") -> Any:
@@ -45,5 +63,5 @@ def pool(t: Any, *, layout: str, pooling: str = "avg", token_pooling: str = "cls
 
 
 def pool_auto(t: Any, *, model: str, pooling: str = "avg", token_pooling: str = "cls") -> Any:
-    """Pool a batch, inferring its layout from its shape (see layers.infer_layout)."""
+    """Pool a batch, inferring its layout from its shape (see infer_layout)."""
     return pool(t, layout=infer_layout(tuple(t.shape[1:]), model), pooling=pooling, token_pooling=token_pooling)

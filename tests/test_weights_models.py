@@ -74,3 +74,21 @@ def test_unknown_model_and_weights_names() -> None:
         models.resolve_weights("mobilenet_v2", "no_such_weights")
     assert len(models.list_models()) >= 80
     assert models.list_models("resnet*")[:3] == ["resnet18", "resnet34", "resnet50"]
+
+
+def test_random_weights_are_built_for_the_preprocessing_input_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vit_h_14's preprocessing crops to 518 px: a random vit_h_14 built for 224 crashed on it."""
+    import torchvision
+
+    seen: dict = {}
+
+    def fake_builder(**kwargs: object) -> torch.nn.Module:
+        seen.update(kwargs)
+        return torch.nn.Identity()
+
+    monkeypatch.setattr(torchvision.models, "get_model_builder", lambda name: fake_builder)
+    models.build_model("vit_h_14", models.resolve_weights("vit_h_14", "none"))
+    assert seen == {"weights": None, "image_size": models.crop_size("vit_h_14")} and seen["image_size"] == 518
+    seen.clear()
+    models.build_model("resnet18", models.resolve_weights("resnet18", "none"))
+    assert seen == {"weights": None}
