@@ -132,12 +132,18 @@ class LayerWriter:
 
     def write(self, start: int, feats: dict[str, np.ndarray]) -> None:
         """Put rows [start, start + len) of every layer in place (allocating the files on first use)."""
+        n = len(next(iter(feats.values())))
+        self.write_rows(slice(start, start + n), feats)
+
+    def write_rows(self, rows: slice | np.ndarray, feats: dict[str, np.ndarray]) -> None:
+        """Put the given rows of every layer in place; a non-finite value is stored as a finite one
+        (nan as 0), as it would poison every metric."""
         for i, n in enumerate(self.nodes):
-            block = feats[n]
+            block = np.nan_to_num(np.asarray(feats[n], dtype=np.float32))
             if n not in self._maps:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self._maps[n] = np.lib.format.open_memmap(self._path(i), mode="w+", dtype=np.float32, shape=(self.n_rows, block.shape[1]))
-            self._maps[n][start : start + len(block)] = block
+            self._maps[n][rows] = block
 
     def mark_done(self, start: int) -> None:
         """Record chunk `start` as finished, after flushing its rows to disk."""

@@ -88,6 +88,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         for m in model_names
     ]  # fmt: skip
     projection = ProjectionSpec(method=args.projection, n_components=args.components, random_state=args.seed)
+    ray = None
+    if args.engine == "ray":
+        from .distributed import RayEngine
+
+        ray = RayEngine(address=args.ray_address, actors=args.ray_actors)
     bar = _Bar(enabled=not args.quiet)
     t0 = time.perf_counter()
     limits = Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
@@ -100,7 +105,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     try:
         comp = pipeline.compare(dataset, specs, projection=projection, metric=metric,
                                 cache=FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache(),
-                                progress=bar, max_pixels=limits.max_pixels)  # fmt: skip
+                                progress=bar, max_pixels=limits.max_pixels, ray=ray)  # fmt: skip
         bar.close()
         files = export.write_all(comp, args.out)
     finally:
@@ -146,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--engine", default="local", choices=["local", "ray"], help="where extraction runs: here, or on Ray (Ray Data)")
+    c.add_argument("--ray-address", default=None, help="a running Ray cluster (HOST:6379 or auto); default: a local Ray instance")
+    c.add_argument("--ray-actors", type=int, default=None, help="model-holding actors (default: one per GPU, else per 4 CPUs)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--cache-dir", default=None, help="feature cache (default $EXPLORER_CACHE_DIR or ~/.cache/bottleneck-explorer)")
     c.add_argument("--out", required=True, help="output folder")

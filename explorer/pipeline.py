@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ import pandas as pd
 from . import layers as layers_mod
 from . import models
 from . import neighbors, probe, projection as projection_mod
-from .cache import FeatureCache, analysis_versions, library_versions, make_key
+from .cache import FeatureCache, LayerWriter, analysis_versions, library_versions, make_key
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .datasets import ImageDataset
 from .extract import FeatureExtractor, BatchDecoder, resolve_device, resolve_precision, run_batches, spans
@@ -22,6 +22,9 @@ from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .projection import Projection, align_chain, project
 from .similarity import Similarity, layer_similarity
 from .weights import ResolvedWeights
+
+if TYPE_CHECKING:
+    from .distributed import RayEngine
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,7 @@ def extract_features(
     progress: StageProgress | None = None,
     should_stop: ShouldStop | None = None,
     max_pixels: int = 64_000_000,
+    ray: RayEngine | None = None,
 ) -> ModelRun:
     """Features of every chosen layer, from the cache where possible, else in one pass.
 
@@ -167,19 +171,23 @@ def extract_features(
         progress: called with (stage, done, total).
         should_stop: polled between batches; True raises extract.Cancelled.
         max_pixels: pixel-bomb limit for decoding.
+        ray: run the forward passes on a Ray cluster (distributed.py) instead of in this process;
+            the features go to the same store under the same keys.
 
     Returns:
         A ModelRun with features for every chosen layer.
     """
-    import torch
 
     profile = layers_mod.profile(spec.model)
     names = resolve_names(profile, spec.layers or profile.default)
     spec = spec.replace(layers=tuple(names))
     weights = models.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
     transform = models.transforms(spec.model, weights.tv_weights)
-    device = resolve_device(spec.device)
-    precision = resolve_precision(spec.precision, device)
+    if ray is not None:
+        device, precision = ray.device_and_precision(spec)
+    else:
+        device = resolve_device(spec.device)
+        precision = resolve_precision(spec.precision, device)
     ctx = _context(dataset, spec, weights, transform, device, precision)
     keys = {name: make_key("layer", {**ctx, "layer": node}) for name, node in names.items()}  # the node is the identity
     run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys, names)
@@ -197,29 +205,9 @@ def extract_features(
     writer = cache.writer(run_key, missing, total)
     todo = [(s, e) for s, e in bounds if s not in writer.done]
     if todo:
-        items = [it for s, e in todo for it in dataset.items[s:e]]
-        if progress:
-            progress(f"loading {spec.model}", 0, 1)
-        # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
-        with BatchDecoder(
-            items, transform, spans(len(items), spec.batch_size, CHUNK), max_pixels=max_pixels,
-            workers=torch.get_num_threads(), background=device != "cpu",
-        ) as batches:  # fmt: skip
-            extractor = FeatureExtractor(
-                models.build_model(spec.model, weights), [names[n] for n in missing], model_name=spec.model, pooling=spec.pooling,
-                token_pooling=spec.token_pooling, device=device, precision=precision, fold_bn=FOLD_BATCHNORM,
-            )  # fmt: skip
-            for start, stop, feats in run_batches(
-                extractor, batches, should_stop=should_stop, offset=total - len(items), total=total,
-                progress=(lambda d, t: progress(f"extracting {run.label}", d, t)) if progress else None,
-            ):  # fmt: skip
-                chunk_start, chunk_end = todo[start // CHUNK]  # batches never cross a chunk (spans)
-                for f in feats.values():
-                    np.nan_to_num(f, copy=False)  # a non-finite activation would poison every metric
-                writer.write(chunk_start + start % CHUNK, {n: feats[names[n]] for n in missing})
-                if stop % CHUNK == 0 or stop == len(items):  # the chunk is complete: mark it at once
-                    writer.mark_done(chunk_start)
-                    run.computed += chunk_end - chunk_start
+        fill = ray.extract if ray is not None else _extract_here
+        fill(dataset, run, [names[n] for n in missing], todo, writer, transform,
+             progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
     elif progress:
         progress(f"extracting {run.label}", total, total)
     writer.finish({n: cache.layer_path(keys[n]) for n in missing})
@@ -232,6 +220,46 @@ def extract_features(
 
 
 _SCORE_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train", "knn_recall")
+
+
+def _extract_here(
+    dataset: ImageDataset,
+    run: ModelRun,
+    nodes: list[str],
+    todo: list[tuple[int, int]],
+    writer: LayerWriter,
+    transform: Any,
+    *,
+    progress: StageProgress | None,
+    should_stop: ShouldStop | None,
+    max_pixels: int,
+) -> None:
+    """Run the chunks `todo` through the model in this process, into `writer` (one list per layer
+    node, in the order of `writer.nodes`)."""
+    import torch
+
+    spec, total = run.spec, len(dataset)
+    items = [it for s, e in todo for it in dataset.items[s:e]]
+    if progress:
+        progress(f"loading {spec.model}", 0, 1)
+    # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
+    with BatchDecoder(
+        items, transform, spans(len(items), spec.batch_size, CHUNK), max_pixels=max_pixels,
+        workers=torch.get_num_threads(), background=run.device != "cpu",
+    ) as batches:  # fmt: skip
+        extractor = FeatureExtractor(
+            models.build_model(spec.model, run.weights), nodes, model_name=spec.model, pooling=spec.pooling,
+            token_pooling=spec.token_pooling, device=run.device, precision=run.precision, fold_bn=FOLD_BATCHNORM,
+        )  # fmt: skip
+        for start, stop, feats in run_batches(
+            extractor, batches, should_stop=should_stop, offset=total - len(items), total=total,
+            progress=(lambda d, t: progress(f"extracting {run.label}", d, t)) if progress else None,
+        ):  # fmt: skip
+            chunk_start, chunk_end = todo[start // CHUNK]  # batches never cross a chunk (spans)
+            writer.write(chunk_start + start % CHUNK, {layer: feats[node] for layer, node in zip(writer.nodes, nodes)})
+            if stop % CHUNK == 0 or stop == len(items):  # the chunk is complete: mark it at once
+                writer.mark_done(chunk_start)
+                run.computed += chunk_end - chunk_start
 
 
 def resolve_names(profile: layers_mod.LayerProfile, requested: Sequence[str]) -> dict[str, str]:
@@ -389,6 +417,7 @@ def compare(
     progress: StageProgress | None = None,
     should_stop: ShouldStop | None = None,
     max_pixels: int = 64_000_000,
+    ray: RayEngine | None = None,
 ) -> Comparison:
     """The whole analysis: extract, score, CKA and project every chosen layer of every model.
 
@@ -401,6 +430,7 @@ def compare(
         progress: called with (stage, done, total).
         should_stop: polled between batches.
         max_pixels: pixel-bomb limit for decoding.
+        ray: extract on a Ray cluster (distributed.RayEngine); the rest runs here.
 
     Returns:
         A Comparison.
@@ -411,10 +441,15 @@ def compare(
     cache = cache or FeatureCache()
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = run_labels(specs)
-    runs = [
-        extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop, max_pixels=max_pixels)
-        for s, lab in zip(specs, labels)
-    ]
+    try:
+        runs = [
+            extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop,
+                             max_pixels=max_pixels, ray=ray)  # fmt: skip
+            for s, lab in zip(specs, labels)
+        ]
+    finally:
+        if ray is not None:
+            ray.stop()
     multi = len(runs) > 1
     scores: dict[str, LayerScores] = {}
     projections: dict[str, Projection] = {}

@@ -1,0 +1,39 @@
+"""The Ray path (distributed.py) on a local 2-CPU Ray instance: the same features as the local
+path, under the same keys, so a later local run finds them in the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer import pipeline
+from explorer.cache import FeatureCache
+from explorer.config import DataSpec, ExtractSpec
+from explorer.datasets import load_dataset
+
+pytest.importorskip("ray")
+
+
+def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.distributed import RayEngine
+
+    monkeypatch.setattr(pipeline, "CHUNK", 16)  # several chunks, and a short last one
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=40), thumbnails=False)
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.3", "flatten"), precision="fp32", batch_size=8)
+    ray_cache = FeatureCache(tmp_path / "ray")
+    engine = RayEngine(num_cpus=2)
+    try:
+        on_ray = pipeline.extract_features(ds, spec, cache=ray_cache, ray=engine)
+    finally:
+        engine.stop()
+    assert on_ray.computed == 40
+    partial = tmp_path / "ray" / "partial"
+    assert not partial.exists() or not any(partial.iterdir())  # finished: nothing half-done left
+    here = pipeline.extract_features(ds, spec, cache=FeatureCache(tmp_path / "local"))
+    assert on_ray.layer_keys == here.layer_keys
+    for name in ("features.3", "flatten"):
+        np.testing.assert_allclose(on_ray.features[name], here.features[name], rtol=1e-4, atol=1e-5)
+    again = pipeline.extract_features(ds, spec, cache=ray_cache)  # a local run after the Ray one
+    assert again.computed == 0
