@@ -25,7 +25,8 @@ class LayerScores:
         eff_dim: participation ratio of the covariance spectrum.
         n90: principal components needed for 90 % of the variance.
         confusion: the probe's out-of-fold confusion matrix (all classes sorted), or None.
-        note: why label metrics are not applicable, or which classes they leave out ("" if none).
+        note: why label metrics are not applicable, or which classes they leave out ("" if none);
+            reads after "Label metrics ".
         probe_c: the probe's inverse regularisation (the one chosen most often over the folds).
         probe_train: training images per probe fold (a stratified sample beyond probe.MAX_TRAIN).
         knn_recall: recall of the layer's neighbour graph (1.0: exact search).
@@ -103,7 +104,7 @@ class LabelPlan:
         """The note a score carries: why it is missing, or which classes it leaves out."""
         if self.note or not self.left_out:
             return self.note
-        return f"label metrics leave out {len(self.left_out)} class(es) with fewer than {self.folds} images: {', '.join(self.left_out)}"
+        return f"leave out {len(self.left_out)} class(es) with fewer than {self.folds} images: {', '.join(self.left_out)}"
 
 
 def label_plan(labels: np.ndarray | None, folds: int) -> LabelPlan:

@@ -70,7 +70,7 @@ def render(comp: Comparison) -> str:
     parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")
     notes = {s.note for s in comp.scores.values() if s.note}
     if notes:
-        parts.append("<div class=card>" + "<br>".join(html.escape(n) for n in sorted(notes)) + "</div>")
+        parts.append("<div class=card>" + "<br>".join("Label metrics " + html.escape(n) for n in sorted(notes)) + "</div>")
     if ds.skipped:
         sk = pd.DataFrame([(s.file, s.reason) for s in ds.skipped], columns=["file", "reason"])
         parts.append(f"<h2>Skipped files ({len(sk)})</h2><div class=card>" + sk.to_html(index=False, escape=True) + "</div>")

@@ -70,7 +70,8 @@ def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
     cli = pd.read_csv(out / "metrics.csv")
     ui = app.session_state["result"].comparison.metrics
     assert list(cli["layer"]) == list(ui["layer"])
-    for col in ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim"):
+    assert list(cli["node"]) == list(ui["node"])
+    for col in ("dim", "probe_acc", "probe_acc_std", "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim"):
         pd.testing.assert_series_equal(cli[col].astype(float), ui[col].astype(float), check_names=False, rtol=1e-5)
 
 
