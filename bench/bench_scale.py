@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def child_compare(data: str, n: int, projection: str, out: Path) -> dict:
+def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str | None = None) -> dict:
     """One `compare` run in this (fresh) process; returns seconds per stage."""
     from explorer.runtime import configure
 
@@ -50,9 +50,9 @@ def child_compare(data: str, n: int, projection: str, out: Path) -> dict:
 
     progress("checking images", 0, 1)
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
-    with tempfile.TemporaryDirectory(dir=out) as cache_dir:
+    with tempfile.TemporaryDirectory(dir=out) as fresh:
         comp = pipeline.compare(ds, [ExtractSpec(model="mobilenet_v2")], projection=ProjectionSpec(method=projection),
-                                metric=MetricSpec(), cache=FeatureCache(cache_dir), progress=progress)  # fmt: skip
+                                metric=MetricSpec(), cache=FeatureCache(cache_dir or fresh), progress=progress)  # fmt: skip
         progress("writing files", 0, 1)
         export.write_all(comp, out / f"out{n}")
         end = time.perf_counter()
@@ -139,24 +139,30 @@ def main() -> None:
     p.add_argument("--projection", default="pca")
     p.add_argument("--floor-images", type=int, default=2000)
     p.add_argument("--out", default="bench/results/scale")
+    p.add_argument("--cache-dir", default=None, help="keep the cache here (default: a fresh one per size, removed after)")
+    p.add_argument("--skip-floor", action="store_true", help="no floor pass (e.g. for a projection-only rerun)")
     p.add_argument("--child", choices=["compare", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.child == "compare":
-        print(json.dumps(child_compare(args.data, args.n, args.projection, out)))
+        print(json.dumps(child_compare(args.data, args.n, args.projection, out, args.cache_dir)))
         return
     if args.child == "floor":
         print(json.dumps(child_floor(args.data, args.n)))
         return
-    floor, _ = run_child([args.data, "--child", "floor", "--n", str(args.floor_images)])
+    if args.skip_floor:
+        floor = {"n": 1, "decode_s": float("nan"), "forward_s": float("nan"), "precision": "not measured"}
+    else:
+        floor, _ = run_child([args.data, "--child", "floor", "--n", str(args.floor_images)])
     floor_rate = floor["n"] / (floor["decode_s"] + floor["forward_s"])
     print(f"floor over {floor['n']} images: decode {floor['decode_s']:.1f}s + forward {floor['forward_s']:.1f}s "
           f"({floor_rate:.1f} img/s, {floor['precision']})", flush=True)  # fmt: skip
     results = []
     for n in map(int, args.sizes.split(",")):
-        r, rss = run_child([args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out)])
+        extra = ["--cache-dir", args.cache_dir] if args.cache_dir else []
+        r, rss = run_child([args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out), *extra])
         r["peak_rss_gb"] = rss
         r["projection"] = args.projection
         r["after_extraction_s"] = sum(v for k, v in r["stages"].items() if k not in ("checking images", "loading", "extracting"))

@@ -183,7 +183,7 @@ def probe(
     rows: np.ndarray | None = None,
     c: float | None = None,
     grid: tuple[float, ...] = C_GRID,
-    max_train: int = MAX_TRAIN,
+    max_train: int | None = None,
     random_state: int = 0,
 ) -> ProbeResult:
     """Cross-validated accuracy of a linear probe.
@@ -203,7 +203,7 @@ def probe(
         rows: sorted rows of `x` to use (default: all).
         c: a fixed C (no inner search), or None to choose it by nested cross-validation.
         grid: the candidate values of C.
-        max_train: most training rows per fold.
+        max_train: most training rows per fold (default MAX_TRAIN).
         random_state: seed of the fold splits and samples.
 
     Returns:
@@ -213,6 +213,7 @@ def probe(
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(y)
+    max_train = MAX_TRAIN if max_train is None else max_train
     rows = np.arange(x.shape[0]) if rows is None else np.asarray(rows)
     n_classes = int(y.max()) + 1
     pred = np.empty(len(y), dtype=np.int64)

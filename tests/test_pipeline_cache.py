@@ -138,3 +138,34 @@ def test_parse_layers() -> None:
     assert pipeline.parse_layers(["a", "b"], "a:x,b:y") == {"a": ("x",), "b": ("y",)}
     with pytest.raises(ValueError, match="model:node"):
         pipeline.parse_layers(["a", "b"], "x")
+
+
+def test_the_100k_code_paths_at_small_n(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What only runs at scale, forced at 120 images: HNSW graphs with measured recall, probe folds on
+    a training sample with C chosen on one holdout split, CKA one layer at a time, every reader in
+    several row chunks; the scores stay close to the small-N paths'."""
+    from explorer import metrics, neighbors, probe, similarity
+
+    ds = load_dataset(DataSpec(source="sample:clothing", max_images=120), thumbnails=False)
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.7", "features.14", "flatten"))
+    small = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="umap"), cache=FeatureCache(tmp_path / "a"))
+    monkeypatch.setattr(neighbors, "EXACT_MAX_COST", 0.0)
+    monkeypatch.setattr(neighbors, "RECALL_QUERIES", 50)
+    monkeypatch.setattr(probe, "MAX_TRAIN", 80)
+    monkeypatch.setattr(probe, "INNER_HOLDOUT_FROM", 40)
+    monkeypatch.setattr(probe, "INNER_MAX_ROWS", 60)
+    monkeypatch.setattr(similarity, "MAX_JOINT_BYTES", 1)
+    for mod in (metrics, neighbors, probe):
+        monkeypatch.setattr(mod, "ROW_CHUNK", 32)
+    monkeypatch.setattr(similarity, "ROW_CHUNK", 32)
+    big = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="umap"), cache=FeatureCache(tmp_path / "b"))
+    m, s = big.metrics, small.metrics
+    assert set(big.graphs[k].method for k in big.graphs) == {"hnsw"} and (m["knn_recall"] > 0.9).all()
+    assert (m["probe_train"] == 80).all() and (s["probe_train"] == 96).all()
+    np.testing.assert_allclose(m["knn_acc"], s["knn_acc"], atol=0.05)
+    np.testing.assert_allclose(m["probe_acc"], s["probe_acc"], atol=0.1)
+    np.testing.assert_allclose(m["silhouette"], s["silhouette"], atol=1e-6)  # exact either way
+    np.testing.assert_allclose(m["eff_dim"], s["eff_dim"], rtol=1e-6)
+    np.testing.assert_allclose(big.cka, small.cka, atol=1e-6)
+    np.testing.assert_allclose(big.similarity.cka_debiased, small.similarity.cka_debiased, atol=1e-6)
+    assert all(p.coords.shape == (120, 2) and np.isfinite(p.coords).all() for p in big.projections.values())
