@@ -216,6 +216,7 @@ def extract_features(
         if got is None:
             raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(keys[n])}")
         run.features[n] = got
+    run.features = {n: run.features[n] for n in names}  # execution order, cached or not
     return run
 
 
@@ -234,8 +235,8 @@ def _extract_here(
     should_stop: ShouldStop | None,
     max_pixels: int,
 ) -> None:
-    """Run the chunks `todo` through the model in this process, into `writer` (one list per layer
-    node, in the order of `writer.nodes`)."""
+    """Run the chunks `todo` through the model in this process, into `writer` (`nodes`: the FX
+    node of each of `writer.nodes`, in order)."""
     import torch
 
     spec, total = run.spec, len(dataset)
