@@ -137,7 +137,7 @@ def test_export_tab_downloads_the_report_and_metrics(server, browser, tmp_path: 
     with page.expect_download(timeout=60_000) as got:
         page.get_by_role("button", name="metrics.csv").click()
     got.value.save_as(tmp_path / "metrics.csv")
-    assert (tmp_path / "metrics.csv").read_text().startswith("model,layer,depth,dim")
+    assert (tmp_path / "metrics.csv").read_text().startswith("model,layer,node,depth,dim")
     page.close()
 
 
