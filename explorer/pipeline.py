@@ -293,10 +293,11 @@ def _scores_from_arrays(a: dict[str, np.ndarray]) -> LayerScores:
     return LayerScores(**v, confusion=a.get("confusion"), note=str(a["note"]))  # type: ignore[arg-type]
 
 
-def analysis_settings() -> dict[str, Any]:
-    """Every library version and hard-coded setting that shapes a derived result (part of its key)."""
-    return {"versions": analysis_versions(), "neighbors": neighbors.SETTINGS, "probe": probe.SETTINGS,
-            "projection": projection_mod.SETTINGS}  # fmt: skip
+def analysis_settings(*parts: str) -> dict[str, Any]:
+    """The library versions and the hard-coded settings of the given modules (`neighbors`, `probe`,
+    `projection`) that shape a derived result: part of its key."""
+    settings = {"neighbors": neighbors.SETTINGS, "probe": probe.SETTINGS, "projection": projection_mod.SETTINGS}
+    return {"versions": analysis_versions(), **{p: settings[p] for p in parts}}
 
 
 def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None = None) -> dict[str, KnnGraph]:
@@ -305,7 +306,7 @@ def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
             progress(f"neighbour graphs {run.label}", i, len(run.features))
-        key = make_key("graph", {"layer": run.layer_keys[node], "k": GRAPH_K, "settings": analysis_settings()})
+        key = make_key("graph", {"layer": run.layer_keys[node], "k": GRAPH_K, "settings": analysis_settings("neighbors")})
         got = cache.get_result(key)
         if got is None:
             g = knn_graph(feats, GRAPH_K)
@@ -335,7 +336,7 @@ def score_run(
     """Scores of every layer of a run, cached per layer key, labels, metric settings and versions."""
     y = labels_array(dataset)
     labels_id = make_key("labels", {"labels": list(dataset.labels or [])})
-    settings = analysis_settings()
+    settings = analysis_settings("neighbors", "probe")
     out = {}
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
@@ -362,7 +363,7 @@ def project_run(
 ) -> dict[str, Projection]:
     """Projections of every layer of a run (UMAP from the layer's kNN graph), cached per layer key,
     projection settings and versions."""
-    settings = analysis_settings()
+    settings = analysis_settings("neighbors", "projection")
     out = {}
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:

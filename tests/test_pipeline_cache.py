@@ -169,3 +169,24 @@ def test_the_100k_code_paths_at_small_n(tmp_path: Path, monkeypatch: pytest.Monk
     np.testing.assert_allclose(big.cka, small.cka, atol=1e-6)
     np.testing.assert_allclose(big.similarity.cka_debiased, small.similarity.cka_debiased, atol=1e-6)
     assert all(p.coords.shape == (120, 2) and np.isfinite(p.coords).all() for p in big.projections.values())
+
+
+def test_derived_results_are_keyed_by_library_versions_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import probe
+
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=30), thumbnails=False)
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",))
+    cache = FeatureCache(tmp_path / "c")
+
+    def results() -> int:
+        return len(list((tmp_path / "c" / "results").rglob("*.npz")))
+
+    pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
+    assert results() == 3  # graph, scores, projection
+    monkeypatch.setattr(probe, "SETTINGS", {**probe.SETTINGS, "tol": 1e-6})
+    pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
+    assert results() == 4  # new scores only: the graph and the projection do not depend on the probe
+    real = pipeline.analysis_versions
+    monkeypatch.setattr(pipeline, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
+    pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
+    assert results() == 7  # a library upgrade recomputes everything derived
