@@ -48,7 +48,7 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
         if not marks or marks[-1][0] != name:
             marks.append((name, time.perf_counter()))
 
-    progress("checking images", 0, 1)
+    progress("reading images", 0, 1)
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
     with tempfile.TemporaryDirectory(dir=out) as fresh:
         comp = pipeline.compare(ds, [ExtractSpec(model="mobilenet_v2")], projection=ProjectionSpec(method=projection),
@@ -165,7 +165,7 @@ def main() -> None:
         r, rss = run_child([args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out), *extra])
         r["peak_rss_gb"] = rss
         r["projection"] = args.projection
-        r["after_extraction_s"] = sum(v for k, v in r["stages"].items() if k not in ("checking images", "loading", "extracting"))
+        r["after_extraction_s"] = sum(v for k, v in r["stages"].items() if k not in ("reading images", "checking images", "loading", "extracting"))
         r["floor_s"] = r["n"] / floor_rate
         results.append(r)
         print(json.dumps(r), flush=True)

@@ -110,12 +110,14 @@ class LayerWriter:
         self.folder, self.nodes, self.n_rows = folder, list(nodes), n_rows
         self._maps: dict[str, np.ndarray] = {}
         self.done: set[int] = set()
+        self.unreadable: dict[int, str] = {}  # row -> why the image could not be decoded (its row is a blank's)
         state = self._read_state()
         if state is not None:
             maps = {n: _open_npy(self._path(i), "r+") for i, n in enumerate(self.nodes) if self._path(i).is_file()}
             if all(m is not None and m.shape[0] == n_rows for m in maps.values()) and len(maps) == len(self.nodes):
                 self._maps = maps  # type: ignore[assignment]
                 self.done = set(state["done"])
+                self.unreadable = {int(r): why for r, why in state.get("unreadable", {}).items()}
             else:  # damaged: start again
                 self._maps = {}
                 shutil.rmtree(self.folder, ignore_errors=True)
@@ -150,7 +152,7 @@ class LayerWriter:
         for m in self._maps.values():
             m.flush()  # type: ignore[attr-defined]
         self.done.add(start)
-        state = {"nodes": self.nodes, "n_rows": self.n_rows, "done": sorted(self.done)}
+        state = {"nodes": self.nodes, "n_rows": self.n_rows, "done": sorted(self.done), "unreadable": self.unreadable}
         atomic_write(self.folder / "done.json", lambda fh: fh.write(json.dumps(state).encode()))
 
     def finish(self, final: dict[str, Path]) -> None:

@@ -100,8 +100,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     metric = MetricSpec(folds=args.folds, knn_k=args.knn_k, probe_c=None if args.probe_c == "auto" else float(args.probe_c),
                         random_state=args.seed)  # fmt: skip
     spec = DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed)
-    # the CLI writes no thumbnails: checking the images without them is about twice as fast
-    dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("checking images", d, t), thumbnails=False)
+    # no thumbnails: each file's header is checked here, and extraction decodes each image once
+    dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False)
     try:
         comp = pipeline.compare(dataset, specs, projection=projection, metric=metric,
                                 cache=FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache(),
@@ -113,7 +113,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.quiet:
         cols = ["model", "layer", "dim", "probe_acc", "knn_acc", "silhouette", "eff_dim"]
         print(comp.metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        print(f"\n{len(dataset)} images, {len(dataset.skipped)} skipped; "
+        print(f"\n{len(comp.dataset)} images, {len(comp.dataset.skipped)} skipped; "
               f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}")  # fmt: skip
     return 0
 

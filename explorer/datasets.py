@@ -12,14 +12,14 @@ from collections import Counter
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .archive import is_ignored_name, safe_extract_zip
 from .config import DataSpec, Limits
-from .images import IMAGE_SUFFIXES, ImageError, check_and_thumbnail, check_image, to_jpeg_bytes
+from .images import IMAGE_SUFFIXES, ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,22 @@ class ImageDataset:
     def content_hash(self) -> str:
         """sha256 over the ordered image hashes: the dataset's identity in cache keys."""
         return hashlib.sha256("\n".join(self.hashes).encode()).hexdigest()
+
+    def without(self, rows: dict[int, str]) -> ImageDataset:
+        """This dataset less the given rows, each reported in `skipped` with its reason; the files
+        unpacked for it (if any) stay this dataset's to close."""
+        keep = [i for i in range(len(self.items)) if i not in rows]
+        if not keep:
+            raise ValueError(f"no usable images in {self.source!r}: none of the {len(self.items)} could be decoded")
+        return replace(
+            self,
+            items=tuple(self.items[i] for i in keep),
+            labels=tuple(self.labels[i] for i in keep) if self.labels is not None else None,
+            hashes=tuple(self.hashes[i] for i in keep),
+            thumbnails=tuple(self.thumbnails[i] for i in keep) if self.thumbnails else (),
+            skipped=self.skipped + tuple(Skipped(self.items[i].name, why) for i, why in sorted(rows.items())),
+            _tempdir=None,
+        )
 
     def close(self) -> None:
         """Delete the files unpacked for this dataset (uploads, zips)."""
@@ -259,8 +275,8 @@ def _validate(
             thumb = b""
             if thumbnails:
                 thumb = to_jpeg_bytes(check_and_thumbnail(data, max_pixels=limits.max_pixels)[0])
-            else:
-                check_image(data, max_pixels=limits.max_pixels)
+            else:  # the header only: extraction decodes each image once, and reports what fails there
+                check_header(data, max_pixels=limits.max_pixels)
         except ImageError as exc:
             return Skipped(item.name, str(exc))
         return hashlib.sha256(data).hexdigest(), thumb
@@ -292,8 +308,10 @@ def load_dataset(
         spec: what to load (`sample:<name>`, a folder, or a .zip) and how many images.
         limits: bounds on files, sizes and pixels (defaults: Limits()).
         progress: called with (done, total) while images are checked.
-        thumbnails: make the small JPEGs that hover images and grids show (the dashboard); without
-            them (`thumbnails` is empty) checking the sample is about twice as fast.
+        thumbnails: make the small JPEGs that hover images and grids show (the dashboard), which
+            decodes each image at reduced scale; without them (`thumbnails` is empty) only each
+            file's header is checked, and the one full decode is extraction's, which leaves out and
+            reports an image that fails there (pipeline.compare).
 
     Returns:
         An ImageDataset; call `close()` when done with a zip's dataset to delete its unpacked files.

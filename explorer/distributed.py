@@ -51,14 +51,13 @@ class _ModelActor:
         )  # fmt: skip
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .images import load_rgb
+        def reader(path: str, data: bytes) -> Callable[[], bytes]:
+            return lambda: bytes(data) if len(data) else Path(path).read_bytes()
 
-        def read(path: str, data: bytes) -> bytes:
-            return bytes(data) if len(data) else Path(path).read_bytes()
-
-        images = [self.pre.image(load_rgb(read(p, d), max_pixels=self.max_pixels)) for p, d in zip(batch["path"], batch["data"])]
-        feats = self.extractor(self.pre.batch(images))
-        return {"row": np.asarray(batch["row"]), **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}
+        decoded = [self.pre.decode(reader(p, d), self.max_pixels) for p, d in zip(batch["path"], batch["data"])]
+        feats = self.extractor(self.pre.batch([t for t, _ in decoded]))
+        return {"row": np.asarray(batch["row"]), "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
+                **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}  # fmt: skip
 
 
 @dataclass
@@ -164,6 +163,7 @@ class RayEngine:
             got = np.asarray(batch["row"], dtype=np.int64)
             order = np.argsort(got)
             writer.write_rows(got[order], {layer: np.asarray(batch[f"f{i}"])[order] for i, layer in enumerate(writer.nodes)})
+            writer.unreadable |= {int(r): str(why) for r, why in zip(got, batch["unreadable"]) if why}
             for start, count in zip(*np.unique(got // CHUNK * CHUNK, return_counts=True)):
                 need[int(start)] -= int(count)
                 if need[int(start)] == 0:

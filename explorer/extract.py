@@ -15,7 +15,6 @@ import numpy as np
 
 from .datasets import ImageItem
 from .fold import fold_batchnorm
-from .images import load_rgb
 from .pooling import pool_auto
 from .preprocess import Preprocess
 from .tracing import FX
@@ -172,6 +171,8 @@ class BatchDecoder:
     model). On the CPU the model's threads already use every core, so decoding beside them only
     slows both: there each batch is decoded when asked for, by `workers` threads, between forward
     passes (README.md, "Measured"). Iterate to get (start, stop, batch); close() (or `with`) stops.
+    This is the only full decode of an image: one that fails here is replaced by a blank and
+    recorded in `unreadable`, and the caller leaves it out.
 
     Args:
         items: images to decode.
@@ -201,12 +202,16 @@ class BatchDecoder:
         self._stop = threading.Event()
         self._thread = None
         self._inline: Iterator | None = None  # the on-demand decoder, while iterated
+        self.unreadable: dict[int, str] = {}  # index in items -> why it could not be decoded (a blank stood in)
         if background:
             self._thread = threading.Thread(target=self._produce, name="explorer-decode", daemon=True)
             self._thread.start()
 
-    def _prep(self, item: ImageItem) -> Any:
-        return self._pre.image(load_rgb(item.read_bytes(), max_pixels=self._max_pixels))
+    def _prep(self, index: int) -> Any:
+        tensor, reason = self._pre.decode(self._items[index].read_bytes, self._max_pixels)
+        if reason is not None:
+            self.unreadable[index] = reason
+        return tensor
 
     def _put(self, got: Any) -> bool:
         while not self._stop.is_set():
@@ -222,8 +227,7 @@ class BatchDecoder:
             for s, e in self.ranges:
                 if self._stop.is_set():
                     return
-                items = self._items[s:e]
-                yield s, e, self._pre.batch(pool.map(self._prep, items) if pool else map(self._prep, items))
+                yield s, e, self._pre.batch(pool.map(self._prep, range(s, e)) if pool else map(self._prep, range(s, e)))
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

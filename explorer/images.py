@@ -107,6 +107,20 @@ def load_rgb(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ImageError(f"broken image ({img.format}): {exc}") from exc
 
 
+def check_header(data: bytes, *, max_pixels: int) -> tuple[int, int]:
+    """Validate an image without decoding it: a format Pillow reads, a size within the pixel-bomb
+    limit. A file that passes can still fail to decode (truncated data): extraction, which decodes
+    every image once, leaves such images out and reports them.
+
+    Returns:
+        The image's (width, height).
+
+    Raises:
+        ImageError: with the reason the image cannot be used.
+    """
+    return _open(data, max_pixels).size
+
+
 def check_image(data: bytes, *, max_pixels: int, size: int = THUMB_SIZE) -> tuple[Image.Image, tuple[int, int]]:
     """Validate an image cheaply: decode it, at reduced scale where the format allows.
 

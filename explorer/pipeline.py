@@ -57,6 +57,13 @@ class ModelRun:
     def key(self, node: str, multi: bool) -> str:
         return f"{self.label}:{node}" if multi else node
 
+    def without_rows(self, rows: Sequence[int]) -> None:
+        """Leave out the given image rows (images that could not be decoded) from every layer's
+        features (a copy in memory of the rows kept), and key the results derived from them apart."""
+        drop = np.asarray(sorted(rows), dtype=np.int64)
+        self.features = {n: np.delete(f, drop, axis=0) for n, f in self.features.items()}
+        self.layer_keys = {n: make_key("rows", {"layer": k, "without": drop.tolist()}) for n, k in self.layer_keys.items()}
+
 
 @dataclass
 class Comparison:
@@ -210,6 +217,7 @@ def extract_features(
              progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
     elif progress:
         progress(f"extracting {run.label}", total, total)
+    _record_unreadable(cache, dataset, max_pixels, writer.unreadable)  # before the features: these imply it
     writer.finish({n: cache.layer_path(keys[n]) for n in missing})
     for n in missing:
         got = cache.get(keys[n])
@@ -218,6 +226,31 @@ def extract_features(
         run.features[n] = got
     run.features = {n: run.features[n] for n in names}  # execution order, cached or not
     return run
+
+
+def _unreadable_key(dataset: ImageDataset, max_pixels: int) -> str:
+    return make_key("unreadable", {"dataset": dataset.content_hash, "max_pixels": max_pixels})
+
+
+def _record_unreadable(cache: FeatureCache, dataset: ImageDataset, max_pixels: int, found: dict[int, str]) -> None:
+    """Add the images an extraction could not decode to the dataset's record (written even when
+    empty: a run whose features are cached finds the record beside them)."""
+    known = unreadable_images(cache, dataset, max_pixels)
+    if known and not set(found) - set(known):
+        return
+    merged = sorted((known | found).items())
+    cache.put_result(_unreadable_key(dataset, max_pixels), {
+        "rows": np.array([r for r, _ in merged], dtype=np.int64), "reasons": np.array([w for _, w in merged], dtype=str),
+    })  # fmt: skip
+
+
+def unreadable_images(cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> dict[int, str]:
+    """{row: reason} of the dataset's images that passed the header check but could not be decoded
+    by any extraction so far."""
+    got = cache.get_result(_unreadable_key(dataset, max_pixels))
+    if got is None:
+        return {}
+    return {int(r): str(w) for r, w in zip(got["rows"], got["reasons"])}
 
 
 _SCORE_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train", "knn_recall")
@@ -240,7 +273,8 @@ def _extract_here(
     import torch
 
     spec, total = run.spec, len(dataset)
-    items = [it for s, e in todo for it in dataset.items[s:e]]
+    rows = [r for s, e in todo for r in range(s, e)]  # the dataset row of each item decoded here
+    items = [dataset.items[r] for r in rows]
     if progress:
         progress(f"loading {spec.model}", 0, 1)
     # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
@@ -258,6 +292,7 @@ def _extract_here(
         ):  # fmt: skip
             chunk_start, chunk_end = todo[start // CHUNK]  # batches never cross a chunk (spans)
             writer.write(chunk_start + start % CHUNK, {layer: feats[node] for layer, node in zip(writer.nodes, nodes)})
+            writer.unreadable |= {rows[i]: why for i, why in batches.unreadable.items() if start <= i < stop}
             if stop % CHUNK == 0 or stop == len(items):  # the chunk is complete: mark it at once
                 writer.mark_done(chunk_start)
                 run.computed += chunk_end - chunk_start
@@ -452,6 +487,12 @@ def compare(
     finally:
         if ray is not None:
             ray.stop()
+    unreadable = unreadable_images(cache, dataset, max_pixels)
+    if unreadable:  # found by the one full decode, extraction's: leave them out and say so
+        log.warning("%d images could not be decoded and are left out", len(unreadable))
+        dataset = dataset.without(unreadable)
+        for r in runs:
+            r.without_rows(list(unreadable))
     multi = len(runs) > 1
     scores: dict[str, LayerScores] = {}
     projections: dict[str, Projection] = {}

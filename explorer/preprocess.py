@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from PIL import Image
+
+from .images import BACKGROUND, ImageError, load_rgb
 from .tracing import FX
 
 
@@ -37,12 +40,28 @@ class Preprocess:
         img = F.resize(img, t.resize_size, interpolation=t.interpolation, antialias=t.antialias)
         return F.pil_to_tensor(F.center_crop(img, t.crop_size))
 
-    def batch(self, images: Sequence[Any]) -> Any:
+    def decode(self, read: Callable[[], bytes], max_pixels: int) -> tuple[Any, str | None]:
+        """Read and decode one image into `image`'s tensor: (tensor, None), or (None, the reason)
+        when the file cannot be read or decoded; `batch` puts a blank in its place so that the
+        batch goes on, and the caller leaves the image out."""
+        try:
+            return self.image(load_rgb(read(), max_pixels=max_pixels)), None
+        except ImageError as exc:
+            return None, str(exc)
+        except OSError as exc:
+            return None, f"unreadable file: {exc}"
+
+    def batch(self, images: Iterable[Any]) -> Any:
         """Tensors from `image` -> the (N, 3, H, W) float batch the transform would have produced."""
         import torch
         import torchvision.transforms.functional as F
 
-        x = torch.stack(list(images))
+        images = list(images)
+        if any(t is None for t in images):  # images `decode` could not read: blanks of the others' shape
+            good = next((t for t in images if t is not None), None)
+            blank = torch.zeros_like(good) if good is not None else self.image(Image.new("RGB", (32, 32), BACKGROUND))
+            images = [blank if t is None else t for t in images]
+        x = torch.stack(images)
         if not self.split:
             return x
         t = self.transform

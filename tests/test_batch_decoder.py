@@ -1,4 +1,4 @@
-"""Decoding batches for the model: order, chunk-aligned spans, progress, errors, stopping."""
+"""Decoding batches for the model: order, chunk-aligned spans, progress, unreadable images, stopping."""
 
 from __future__ import annotations
 
@@ -53,9 +53,12 @@ def test_order_progress_and_errors(background: bool) -> None:
             # channel 0 of the 1x1 conv sums R+G+B: R = i/255 per image, in order
             np.testing.assert_allclose(feats["flatten"][:, 0], np.arange(s, e) / 255, rtol=1e-5)
     assert seen == [(4, 10), (8, 10), (10, 10)]
-    bad = [_Item(0), _Item(1, fail=True)]
-    with pytest.raises(OSError, match="item 1 unreadable"), BatchDecoder(bad, _to_tensor, spans(2, 1), background=background) as batches:
-        list(run_batches(ex, batches))
+    bad = [_Item(0), _Item(1, fail=True), _Item(2)]  # alone in its batch, and beside a good one
+    for batch_size in (1, 2):
+        with BatchDecoder(bad, _to_tensor, spans(3, batch_size), background=background) as batches:
+            got = np.concatenate([f["flatten"] for _, _, f in run_batches(ex, batches)])
+        assert got.shape == (3, 2)  # a blank stood in for the unreadable image, reported:
+        assert batches.unreadable == {1: "unreadable file: item 1 unreadable"}
 
 
 def test_closed_unread_stops_its_thread() -> None:

@@ -3,6 +3,7 @@ path, under the same keys, so a later local run finds them in the cache."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: 
 
     monkeypatch.setattr(pipeline, "CHUNK", 16)  # several chunks, and a short last one
     ds = load_dataset(DataSpec(source="sample:digits", max_images=40), thumbnails=False)
+    broken = ds.items[21]  # its header passes; its pixels do not decode: both paths leave it out alike
+    ds = replace(ds, items=ds.items[:21] + (replace(broken, data=broken.data[: len(broken.data) // 2]),) + ds.items[22:])
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3", "flatten"), precision="fp32", batch_size=8)
     ray_cache = FeatureCache(tmp_path / "ray")
     engine = RayEngine(num_cpus=2)
@@ -37,3 +40,6 @@ def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: 
         np.testing.assert_allclose(on_ray.features[name], here.features[name], rtol=1e-4, atol=1e-5)
     again = pipeline.extract_features(ds, spec, cache=ray_cache)  # a local run after the Ray one
     assert again.computed == 0
+    found = pipeline.unreadable_images(ray_cache, ds, 64_000_000)
+    assert list(found) == [21] and "broken image" in found[21]
+    assert pipeline.unreadable_images(FeatureCache(tmp_path / "local"), ds, 64_000_000) == found
