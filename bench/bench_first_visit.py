@@ -1,12 +1,14 @@
 """First-visit benchmark (not a test): seconds from page load to the projection panels on screen.
 
-Usage: .venv/bin/python bench/bench_first_visit.py [--visitors 3]
+Usage: .venv/bin/python bench/bench_first_visit.py [--visitors 3] [--against REV]
 Starts the dashboard the way scripts/run.sh does (python -m explorer.ui.serve, tuned malloc) with an
 empty cache folder, and measures in headless Debian chromium (Playwright): the first visit to a
 fresh server with nothing cached (extraction, scoring, UMAP compile and fit), the first visit after
 a server restart with the results cached on disk, and later visitors to that running server: at
 once (while the background UMAP warm-up compiles numba code, ~20 s of 2-core CPU) and after the
-server has logged that the warm-up is done.
+server has logged that the warm-up is done. With `--against REV` the same visits are made, in the
+same run, one after the other, to a server started from a git worktree of REV (the previous commit, say),
+so that the two columns share the machine's speed of the moment.
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start(cache: str, log: Path) -> tuple[subprocess.Popen, str]:
+def start(cache: str, log: Path, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = _port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": cache, "NUMBA_THREADING_LAYER": "omp"}
     cmd = [sys.executable, "-m", "explorer.ui.serve", "--server.port", str(port), "--server.address", "127.0.0.1"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.time()
     while not _healthy(url):
         if proc.poll() is not None or time.time() - t0 > 180:
@@ -69,42 +71,65 @@ def visit(browser, url: str) -> float:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     t = time.perf_counter()
     page.goto(url)
-    page.wait_for_selector(".st-key-proj_chart .js-plotly-plot", timeout=900_000)
+    # the projection panels drawn: scatter.js marks its plot when plotly has drawn it (older
+    # commits drew them with st.plotly_chart under the key proj_chart)
+    page.wait_for_selector(".st-key-proj .js-plotly-plot[data-drawn], .st-key-proj_chart .js-plotly-plot", timeout=900_000)
     took = time.perf_counter() - t
     page.close()
     return took
 
 
+def measure(browser, root: Path, visitors: int, cache: str) -> list[tuple[str, list[float]]]:
+    """The four kinds of first visit against a server started from `root`, with `cache` empty at first."""
+    log = Path(cache) / "server.log"
+    rows = []
+    proc, url = start(cache, log, root)
+    try:
+        rows.append(("cold: empty cache, fresh server (extract + score + UMAP compile + fit)", [visit(browser, url)]))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc, url = start(cache, log, root)
+    try:
+        rows.append(("server restarted, results cached on disk", [visit(browser, url)]))
+        rows.append(("later visitors, at once (UMAP warm-up compiling)", [visit(browser, url) for _ in range(visitors)]))
+        wait_for_log(log, "UMAP warm-up done")
+        rows.append(("later visitors after the warm-up", [visit(browser, url) for _ in range(visitors)]))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--visitors", type=int, default=3, help="later visitors timed on the restarted server")
+    ap.add_argument("--against", help="also measure this git revision (a worktree of it), in the same run")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    rows = []
-    with tempfile.TemporaryDirectory() as cache, sync_playwright() as p:
-        log = Path(cache) / "server.log"
+    roots = {"this checkout": ROOT}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        if args.against:
+            other = Path(tmp) / "other"
+            subprocess.run(["git", "worktree", "add", "--detach", str(other), args.against], cwd=ROOT, check=True,
+                           capture_output=True)  # fmt: skip
+            roots[args.against] = other
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        proc, url = start(cache, log)
+        results: dict[str, list[tuple[str, list[float]]]] = {}
         try:
-            rows.append(("cold: empty cache, fresh server (extract + score + UMAP compile + fit)", [visit(browser, url)]))
+            for name, root in roots.items():
+                with tempfile.TemporaryDirectory(dir=tmp) as cache:
+                    results[name] = measure(browser, root, args.visitors, cache)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        proc, url = start(cache, log)
-        try:
-            rows.append(("server restarted, results cached on disk", [visit(browser, url)]))
-            rows.append(("later visitors, at once (UMAP warm-up compiling)", [visit(browser, url) for _ in range(args.visitors)]))
-            wait_for_log(log, "UMAP warm-up done")
-            rows.append(("later visitors after the warm-up", [visit(browser, url) for _ in range(args.visitors)]))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        browser.close()
+            browser.close()
+            if args.against:
+                subprocess.run(["git", "worktree", "remove", "--force", str(roots[args.against])], cwd=ROOT, check=False)
     print(f"machine: {os.cpu_count()} cores; default analysis (sample:clothing, mobilenet_v2, 8 layers, UMAP)\n")
-    print("| first visit | projections on screen after |\n|---|---:|")
-    for what, secs in rows:
-        print(f"| {what} | {', '.join(f'{s:.1f} s' for s in secs)} |")
+    names = list(results)
+    print("| first visit | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
+    for i, (what, _) in enumerate(results[names[0]]):
+        print(f"| {what} | " + " | ".join(", ".join(f"{s:.1f} s" for s in results[n][i][1]) for n in names) + " |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,48 @@ class Limits:
     max_ratio: float = 200.0
     max_file_bytes: int = 64 * 1024**2
     max_pixels: int = 64_000_000
+
+
+DEMO_LIMITS = Limits(max_files=5000, max_total_bytes=1024**3, max_file_bytes=25 * 1024**2, max_pixels=40_000_000)
+MODES = ("local", "demo")
+MODE_ENV = "EXPLORER_MODE"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppMode:
+    """Who the dashboard serves: `local`, one person on their own machine (the CLI's limits, folders
+    on the server opened by path), or `demo`, the shared public deployment (tight caps, uploads only).
+
+    Attributes:
+        name: `local` or `demo`.
+        limits: bounds on a dataset.
+        max_images: the most images one analysis may keep.
+        server_paths: whether a folder or zip on the server may be opened by its path.
+    """
+
+    name: str
+    limits: Limits
+    max_images: int
+    server_paths: bool
+
+    def __post_init__(self) -> None:
+        _check_choice("mode", self.name, MODES)
+
+
+LOCAL = AppMode(name="local", limits=Limits(), max_images=Limits().max_files, server_paths=True)
+DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=False)
+
+
+def app_mode(environ: Mapping[str, str] = os.environ) -> AppMode:
+    """The dashboard's mode, from EXPLORER_MODE (`local` when unset; the demo launcher sets `demo`).
+
+    Raises:
+        ValueError: an unknown mode (a typo must not open a public server to server paths).
+    """
+    name = environ.get(MODE_ENV, "local").strip().lower()
+    if name not in MODES:
+        raise ValueError(f"{MODE_ENV}={name!r} is not one of {', '.join(MODES)}")
+    return LOCAL if name == "local" else DEMO
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -120,6 +120,14 @@ class ImageDataset:
             self._tempdir = None
 
 
+def thumbnail_bytes(item: ImageItem, *, max_pixels: int) -> bytes | None:
+    """A small JPEG of one image, made on demand (None when the file can no longer be read)."""
+    try:
+        return to_jpeg_bytes(check_and_thumbnail(item.read_bytes(), max_pixels=max_pixels)[0])
+    except (ImageError, OSError):
+        return None
+
+
 _DOC_NAMES = ("readme", "license", "licence", "attribution", "notice")
 
 

@@ -47,17 +47,32 @@ def app() -> AppTest:
     return at
 
 
+def _open_view(at: AppTest, name: str) -> None:
+    at.session_state["view"] = name  # the lazy tabs' state: only the open view is built
+    at.run()
+    assert not at.exception, at.exception
+
+
+def _charts(at: AppTest) -> list:
+    return [e for e in at.main if getattr(e, "type", "") == "plotly_chart"] or list(at.get("plotly_chart"))
+
+
 def test_first_visit_shows_every_view(app: AppTest) -> None:
     result = app.session_state["result"]
     comp = result.comparison
     assert comp.dataset.source == "sample:clothing" and len(comp.dataset) == 400
     assert comp.runs[0].weights.kind == "pretrained"
     assert [t.label for t in app.tabs] == ["Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export"]
-    charts = [e for e in app.main if getattr(e, "type", "") == "plotly_chart"] or app.get("plotly_chart")
-    assert len(charts) >= 5  # projections, separability, confusion, CKA, profile (+ class counts, pair)
-    assert len(app.dataframe) >= 1  # the metrics table
+    assert app.text_input(key="find") is not None  # the projections view is open first
+    assert not _charts(app)  # ...and only it: the other views' plotly figures are not built
+    _open_view(app, "Separability")
+    assert len(_charts(app)) == 2 and len(app.dataframe) >= 1  # separability, confusion; the metrics table
     assert app.selectbox(key="cm_layer").value == "flatten"
-    assert app.selectbox(key="cka_a").value and app.selectbox(key="nn_image") is not None
+    _open_view(app, "Layer similarity")
+    assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
+    _open_view(app, "Architecture")
+    assert len(_charts(app)) == 1
+    _open_view(app, "Projections")
     assert not app.warning  # no notice: nothing refused or failed
 
 
@@ -88,7 +103,7 @@ def test_projection_change_does_not_reextract(app: AppTest) -> None:
 def test_random_baseline_and_second_model(app: AppTest) -> None:
     app.checkbox(key="baseline").check()
     app.selectbox(key="second_model").set_value("resnet18")
-    app.slider(key="max_images").set_value(100)
+    app.number_input(key="max_images").set_value(100)  # local mode (the default): any number
     app.button(key="run").click()
     app.run()
     _finish(app)

@@ -4,6 +4,7 @@ Screenshots are saved under artifacts/ (look at them)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -41,12 +42,13 @@ def _health(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def serve(mode: str):
+    """The dashboard as scripts/run.sh starts it, in `mode`, on a free loopback port."""
     port = _port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXPLORER_WORKERS": "1", "EXPLORER_MAX_PENDING": "8"}
-    proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--server.port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", mode, "--server.port", str(port),
                              "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     t0 = time.time()
@@ -54,9 +56,23 @@ def server():
         assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
         assert time.time() - t0 < 120, "server did not start"
         time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve("local") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def demo_server():
+    with serve("demo") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -85,21 +101,121 @@ def test_first_visit_renders_projection(server, browser) -> None:
     page.close()
 
 
-def test_lasso_on_a_projection_shows_the_selected_images(server, browser) -> None:
-    page = _open(browser, server)
-    chart = page.locator(".st-key-proj_chart .js-plotly-plot")
-    box = chart.locator(".nsewdrag").first.bounding_box()  # the first layer's panel
+PLOT = ".st-key-proj .js-plotly-plot"
+DRAWN = PLOT + "[data-drawn]"
+
+
+def _lasso_first_panel(page) -> None:
+    box = page.locator(PLOT + " .nsewdrag").first.bounding_box()  # the first layer's panel
     x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
     page.mouse.move(x0, y0)
     page.mouse.down()
     for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)):  # a lasso around the whole panel
         page.mouse.move(x, y, steps=8)
     page.mouse.up()
+
+
+def _selected_per_trace(page, plot: str) -> list[int]:
+    return page.evaluate(
+        "(sel) => { const gd = document.querySelector(sel); const n = gd.data.filter(t => t.type === 'scattergl' && t.x.length > 1).length;"
+        " return gd.data.slice(0, n).map(t => (t.selectedpoints || []).length); }", plot)  # fmt: skip
+
+
+def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    _lasso_first_panel(page)
     page.wait_for_function("document.body.innerText.includes('selected images')", timeout=60_000)
     header = page.get_by_text("selected images").first.inner_text()
-    assert int(header.split()[0]) >= 300  # (nearly) every one of the 400 points lies in the panel
-    assert page.locator('[data-testid="stImage"]').count() > 48  # the grid plus the neighbour rows
+    n = int(header.split()[0].replace(",", ""))
+    assert n >= 300  # (nearly) every one of the 400 points lies in the panel
+    counts = _selected_per_trace(page, PLOT)
+    assert len(counts) == 8 and set(counts) == {n}  # the same images highlighted in all 8 panels
+    assert page.locator('[data-testid="stImage"]').count() >= 48  # the grid of the first 48
     page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
+    page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view
+    page.wait_for_selector(".st-key-cka_pair .js-plotly-plot[data-drawn]", timeout=60_000)
+    page.wait_for_function(
+        "(n) => { const gd = document.querySelector('.st-key-cka_pair .js-plotly-plot');"
+        " return gd && gd.data[0].selectedpoints && gd.data[0].selectedpoints.length === n; }", arg=n, timeout=30_000)  # fmt: skip
+    page.screenshot(path=str(ART / "lasso_in_cka_pair.png"), full_page=True)
+    page.close()
+
+
+def _point_on_screen(page, trace: int, index: int) -> tuple[float, float]:
+    return tuple(page.evaluate(
+        """([sel, t, i]) => { const gd = document.querySelector(sel); const tr = gd._fullData[t];
+        const xa = gd._fullLayout[tr.xaxis.replace('x', 'xaxis')], ya = gd._fullLayout[tr.yaxis.replace('y', 'yaxis')];
+        const r = gd.getBoundingClientRect();
+        return [r.left + xa._offset + xa.d2p(tr.x[i]), r.top + ya._offset + ya.d2p(tr.y[i])]; }""", [PLOT, trace, index]))  # fmt: skip
+
+
+def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(PLOT).scroll_into_view_if_needed()
+    x, y = _point_on_screen(page, 7, 123)  # a point of the last panel
+    page.mouse.click(x, y)
+    page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
+    side = page.locator('[data-testid="stColumn"]').filter(has=page.locator('[data-testid="stImage"]')).first
+    assert side.locator('[data-testid="stImage"]').count() >= 1  # the image itself, beside the chart
+    rings = page.evaluate(f"() => document.querySelector('{PLOT}').data.slice(8, 16).map(t => t.x.length)")
+    assert rings == [1] * 8  # ringed in every panel
+    path = page.evaluate(f"() => document.querySelector('{PLOT}').data[16].x.length")
+    assert path == 8  # its path through the 8 aligned panels
+    assert page.locator('[data-testid="stImage"]').count() >= 1 + 8 * 6  # + 6 neighbours per layer
+    page.screenshot(path=str(ART / "clicked_point.png"), full_page=True)
+    page.close()
+
+
+def test_search_by_class_highlights_and_follows_an_image(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    cls = page.evaluate("() => document.querySelector('.explorer-legend').innerText.split('\\n')[0].trim()")
+    field = page.locator(".st-key-find input")
+    field.fill(cls)
+    field.press("Enter")
+    page.wait_for_function("/[0-9,]+ matches/.test(document.body.innerText)", timeout=60_000)
+    n = int(page.get_by_text("matches").first.inner_text().split()[0].replace(",", ""))
+    assert n > 0
+    page.wait_for_function(f"() => {{ const gd = document.querySelector('{PLOT}'); return (gd.data[0].selectedpoints || []).length === {n}; }}",
+                           timeout=30_000)  # fmt: skip
+    page.locator(".st-key-find_pick").click()
+    page.get_by_role("option").first.click()
+    page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
+    page.screenshot(path=str(ART / "search.png"), full_page=True)
+    page.close()
+
+
+def test_a_local_folder_is_opened_by_its_path(server, browser, tmp_path: Path) -> None:
+    data = make_class_folders(tmp_path / "mine", per_class=5)
+    page = _open(browser, server)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="A folder or zip on this machine").click()
+    path = page.locator(".st-key-data_path input")
+    path.fill(str(data))
+    path.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
+    assert "Mode: local" in page.inner_text("body")
+    page.screenshot(path=str(ART / "local_folder.png"), full_page=True)
+    page.close()
+
+
+def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, browser) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server + "/?data=/etc&max_images=50000")
+    page.wait_for_selector(".js-plotly-plot", timeout=600_000)
+    body = page.inner_text("body")
+    assert "opens only its bundled samples and your uploads, not a path on the server" in body
+    assert "analyses at most 2,000 images per run" in body
+    assert "Mode: demo" in body
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    assert page.get_by_role("option", name="A folder or zip on this machine").count() == 0
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ART / "demo_refusals.png"), full_page=True)
     page.close()
 
 

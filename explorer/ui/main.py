@@ -70,9 +70,9 @@ def _session_id() -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _sample(source: str, max_images: int) -> ImageDataset:
+def _sample(source: str, max_images: int | None) -> ImageDataset:
     """Bundled samples never change: checked once per server process, shared by every visitor."""
-    return load_dataset(DataSpec(source=source, max_images=max_images), limits=sidebar.DEMO_LIMITS)
+    return load_dataset(DataSpec(source=source, max_images=max_images), limits=sidebar.MODE.limits, thumbnails=False)
 
 
 def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
@@ -84,8 +84,9 @@ def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
             if source.startswith("sample:"):
                 ds = _sample(source, inputs.max_images)
             else:
-                ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.DEMO_LIMITS,
-                                  progress=lambda d, t: job.progress("checking images", d, t))  # fmt: skip
+                ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
+                                  progress=lambda d, t: job.progress("reading images", d, t),
+                                  thumbnails=cleanup is not None)  # fmt: skip  (an upload is deleted after the job: its thumbnails now)
             try:
                 specs = [inputs.extract]
                 if inputs.random_baseline and inputs.extract.weights != "none":
@@ -96,7 +97,7 @@ def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
                     specs.append(ExtractSpec(model=inputs.second_model, weights="auto" if offline else "none",
                                              pooling=inputs.extract.pooling))  # fmt: skip
                 comp = pipeline.compare(ds, specs, projection=inputs.projection, progress=job.progress,
-                                        should_stop=job.should_stop, max_pixels=sidebar.DEMO_LIMITS.max_pixels)  # fmt: skip
+                                        should_stop=job.should_stop, max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
             finally:
                 if not source.startswith("sample:"):  # samples are shared; uploads are released at once
                     ds.close()
@@ -114,6 +115,9 @@ def submit(inputs: sidebar.Inputs) -> None:
     """Queue an analysis for this session, or say why not."""
     source, cleanup = inputs.data, None
     try:
+        if inputs.data == sidebar.SERVER_PATH:
+            st.session_state["notice"] = "Type the path of a folder or zip on this machine first."
+            return
         if inputs.data.startswith("upload:"):
             if inputs.upload is None:
                 st.session_state["notice"] = "Choose files to upload first."
@@ -184,8 +188,9 @@ def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
 
 
 def _share_params(inputs: sidebar.Inputs) -> dict[str, str]:
-    p = {"data": inputs.data if inputs.data.startswith("sample:") else "sample:clothing",
-         "model": inputs.extract.model, "projection": inputs.projection.method, "max_images": str(inputs.max_images)}  # fmt: skip
+    local_path = sidebar.MODE.server_paths and not inputs.data.startswith(("sample:", "upload:"))
+    p = {"data": inputs.data if inputs.data.startswith("sample:") or local_path else "sample:clothing",
+         "model": inputs.extract.model, "projection": inputs.projection.method, "max_images": str(inputs.max_images or 0)}  # fmt: skip
     if inputs.extract.layers:
         p["layers"] = ",".join(inputs.extract.layers)
     return p
@@ -204,6 +209,8 @@ def render() -> None:
         submit(inputs)
         _wait_briefly()
     warm_up_umap()  # after the first job is queued, so that it waits for it
+    for text in inputs.notices:
+        st.warning(text, icon="⚠️")
     if st.session_state.get("notice"):
         st.warning(st.session_state["notice"], icon="⚠️")
     progress_panel()

@@ -3,15 +3,19 @@
 Streamlit runs app.py only when the first visitor connects, so that visitor would otherwise wait
 for torch, torchvision, scikit-learn and plotly to import (several seconds on a small machine)
 even when every result is cached on disk. Importing them here, before the server starts, moves
-that wait to start-up, where nobody is looking. The options are passed to `streamlit run app.py`.
+that wait to start-up, where nobody is looking. `--mode local|demo` sets the dashboard's mode
+(config.AppMode, default local); the other options are passed to `streamlit run app.py`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
+
+from ..config import MODE_ENV, app_mode
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 log = logging.getLogger(__name__)
@@ -38,10 +42,16 @@ def main(argv: list[str] | None = None) -> None:
 
     # this is the process entry point; app.py's basicConfig is then a no-op
     logging.basicConfig(level=logging.INFO, format=SERVER_LOG_FORMAT)
-    log.info("libraries imported in %.1fs; starting the server", preload())
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--mode" in args:  # ours, not Streamlit's: the app reads it from the environment
+        i = args.index("--mode")
+        os.environ[MODE_ENV] = args[i + 1] if i + 1 < len(args) else ""
+        del args[i : i + 2]
+    mode = app_mode()  # refuses an unknown mode before the server starts
+    log.info("mode %s; libraries imported in %.1fs; starting the server", mode.name, preload())
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
+    sys.argv = ["streamlit", "run", str(APP), *args]
     sys.exit(cli.main())
 
 

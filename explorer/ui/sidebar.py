@@ -9,15 +9,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..config import ExtractSpec, Limits, ProjectionSpec
+from ..config import AppMode, ExtractSpec, ProjectionSpec, app_mode
 from . import cached
 
 SAMPLES = {"sample:clothing": "Clothing photos (bundled, 400 images)", "sample:digits": "Handwritten digits (scikit-learn)"}
-UPLOAD_ZIP, UPLOAD_FILES = "upload:zip", "upload:files"
+UPLOAD_ZIP, UPLOAD_FILES, SERVER_PATH = "upload:zip", "upload:files", "path:"
+SOURCE_LABELS = {UPLOAD_ZIP: "Upload a zip", UPLOAD_FILES: "Upload images", SERVER_PATH: "A folder or zip on this machine"}
 MAX_UPLOAD_BYTES = 200 * 1024**2
 MAX_UPLOAD_FILES = 2000
-DEMO_MAX_IMAGES = 2000
-DEMO_LIMITS = Limits(max_files=5000, max_total_bytes=1024**3, max_file_bytes=25 * 1024**2, max_pixels=40_000_000)
+MODE: AppMode = app_mode()  # fixed for the server process (EXPLORER_MODE; the launcher's --mode)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -27,12 +27,13 @@ class Inputs:
 
     data: str
     upload: tuple | None
-    max_images: int
+    max_images: int | None
     extract: ExtractSpec
     projection: ProjectionSpec
     second_model: str | None
     random_baseline: bool
     align: bool
+    notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
 
 
 def _query(name: str, default: str) -> str:
@@ -92,19 +93,49 @@ def _layer_label(profile: object, node: str) -> str:
     return f"{node} · {info.dim}-d{mark}"
 
 
+def _max_images_input(sb: object, notices: list[str]) -> int | None:
+    """How many images to keep: a slider up to the demo's cap, or in local mode any number (0 = all)."""
+    help_text = "A stratified subsample keeps class proportions; fewer images run faster."
+    if MODE.name == "local":
+        v = _query_int("max_images", 0, 0, MODE.max_images, 1)
+        n = sb.number_input("Max images (0 = all)", 0, MODE.max_images, v, step=1000, key="max_images", help=help_text)  # type: ignore[attr-defined]
+        return int(n) or None
+    cap = MODE.max_images
+    asked = _query_int("max_images", 400, 50, 10**9, 1)
+    if asked > cap:
+        notices.append(f"This public demo analyses at most {cap:,} images per run, so {cap:,} of the {asked:,} "
+                       "asked for are used; run it on your own machine for more.")  # fmt: skip
+    v = _query_int("max_images", 400, 50, cap, 50)
+    return int(sb.slider("Max images", 50, cap, v, step=50, key="max_images", help=help_text))  # type: ignore[attr-defined]
+
+
 def render() -> Inputs:
     """Draw the sidebar and return the visitor's choices."""
     sb = st.sidebar
+    notices: list[str] = []
+    sb.caption(f"Mode: **{MODE.name}** — " + ("your own machine: folders by path, no image cap." if MODE.name == "local"
+               else f"shared public demo: samples and uploads, up to {MODE.max_images:,} images."))  # fmt: skip
     sb.markdown("### Data")
-    options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES]
+    options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES] + ([SERVER_PATH] if MODE.server_paths else [])
     q_data = _query("data", "sample:clothing")
+    q_path = ""
+    if q_data not in options and not q_data.startswith("upload:"):  # a link that names a folder or zip
+        if MODE.server_paths:
+            q_data, q_path = SERVER_PATH, q_data
+        else:
+            notices.append("This public demo opens only its bundled samples and your uploads, not a path on the server; "
+                           "the clothing sample is shown instead.")  # fmt: skip
     data = sb.selectbox("Dataset", options, index=options.index(q_data) if q_data in options else 0, key="data",
-                        format_func=lambda o: SAMPLES.get(o, {"upload:zip": "Upload a zip", "upload:files": "Upload images"}.get(o, o)),
+                        format_func=lambda o: SAMPLES.get(o, SOURCE_LABELS.get(o, o)),
                         help="The bundled sample, or your own images.")  # fmt: skip
     with sb:
         upload = _upload_widgets(data)
-    max_images = sb.slider("Max images", 50, DEMO_MAX_IMAGES, _query_int("max_images", 400, 50, DEMO_MAX_IMAGES, 50), step=50, key="max_images",
-                           help="A stratified subsample keeps class proportions; fewer images run faster.")  # fmt: skip
+    if data == SERVER_PATH:
+        path = sb.text_input("Path", q_path, key="data_path", placeholder="/data/my-photos or /data/set.zip",
+                             help="A folder of class folders (or images with a labels.csv), or a zip of one, "
+                                  "on the machine this app runs on.").strip()  # fmt: skip
+        data = path or SERVER_PATH
+    max_images = _max_images_input(sb, notices)
 
     sb.markdown("### Model")
     names = cached.model_names()
@@ -153,4 +184,5 @@ def render() -> Inputs:
     extract = ExtractSpec(model=model, weights="auto" if weights == "pretrained" else "none", layers=tuple(chosen), pooling=pooling)
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
                                 min_dist=min_dist, perplexity=perplexity)  # fmt: skip
-    return Inputs(data, upload, max_images, extract, projection, None if second == "(none)" else second, baseline, align)
+    return Inputs(data, upload, max_images, extract, projection, None if second == "(none)" else second, baseline, align,
+                  tuple(notices))  # fmt: skip

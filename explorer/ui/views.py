@@ -12,7 +12,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from .. import export, figures, report
+from ..datasets import ImageItem, thumbnail_bytes
 from ..pipeline import Comparison
+from . import scatter
+from .sidebar import MODE
 
 PLOT_CONFIG = {"displaylogo": False}
 
@@ -25,6 +28,19 @@ def _customdata(point: dict) -> list:
     return list(cd) if isinstance(cd, (list, tuple)) else []
 
 
+@functools.lru_cache(maxsize=4096)  # ~5 KB each: at most ~20 MB, whatever the dataset's size
+def _thumbnail(item: ImageItem, max_pixels: int) -> bytes | None:
+    return thumbnail_bytes(item, max_pixels=max_pixels)
+
+
+def thumbnail(comp: Comparison, i: int) -> bytes | None:
+    """Image i's thumbnail, made when first looked at (None: it can no longer be read)."""
+    ds = comp.dataset
+    if ds.thumbnails:
+        return ds.thumbnails[i]
+    return _thumbnail(ds.items[i], MODE.limits.max_pixels)
+
+
 def _thumbs(comp: Comparison, indices: list[int], caption: bool = True, cols: int = 8) -> None:
     ds = comp.dataset
     if not indices:
@@ -33,7 +49,11 @@ def _thumbs(comp: Comparison, indices: list[int], caption: bool = True, cols: in
     for j, i in enumerate(indices):
         with grid[j % cols]:
             label = ds.labels[i] if ds.labels is not None else ""
-            st.image(io.BytesIO(ds.thumbnails[i]), caption=f"{label}" if caption else None, width="stretch")
+            data = thumbnail(comp, i)
+            if data is None:
+                st.caption(f"{ds.names[i]}: no longer readable")
+            else:
+                st.image(io.BytesIO(data), caption=f"{label}" if caption else None, width="stretch")
 
 
 def dataset_tab(comp: Comparison) -> None:
@@ -70,6 +90,53 @@ def architecture_tab(comp: Comparison) -> None:
                "than the layers on either side; circled layers are the ones analysed.")  # fmt: skip
 
 
+MAX_3D_PANELS = 4  # each 3-D panel is a WebGL context of its own; browsers allow 8-16 per page
+MAX_3D_POINTS = 20_000
+
+
+def _find(comp: Comparison, text: str) -> list[int]:
+    """Images whose file name contains `text`, or whose class is `text` (case-insensitive)."""
+    ds, q = comp.dataset, text.strip().lower()
+    if not q:
+        return []
+    labels = ds.labels or ()
+    return [i for i, name in enumerate(ds.names) if q in name.lower() or (labels and labels[i].lower() == q)]
+
+
+def _colour_groups(comp: Comparison) -> tuple[np.ndarray, list[str], list[str]]:
+    """(each image's group index, the groups' names, their colours): by class."""
+    ds = comp.dataset
+    legend = ds.classes or ["all images"]
+    colors = figures.class_colors(legend)
+    codes = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
+    return codes, legend, [colors[c] for c in legend]
+
+
+def _points(comp: Comparison, keys: list[str], align: bool) -> tuple[dict, bytes]:
+    """The panels' blob for scatter.js, made once per result and alignment (kept in the session)."""
+    memo = st.session_state.setdefault("_points", {})
+    tag = (id(comp), align, tuple(keys))
+    if tag not in memo:
+        memo.clear()
+        panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
+        titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
+        memo[tag] = scatter.pack(panels, *_colour_groups(comp), comp.dataset.names, titles=titles, aligned=align)
+    return memo[tag]
+
+
+def _picked_image(comp: Comparison, idx: int | None) -> None:
+    ds = comp.dataset
+    if idx is None:
+        st.caption("Click a point to see its image here; box or lasso to select many.")
+        return
+    data = thumbnail(comp, idx)
+    if data is not None:
+        st.image(io.BytesIO(data), width="stretch")
+    st.text(ds.names[idx])  # as text: file names come from visitors
+    if ds.labels is not None:
+        st.text(f"class: {ds.labels[idx]}")
+
+
 def projections_tab(comp: Comparison, align: bool) -> None:
     ds = comp.dataset
     if not comp.projections:
@@ -77,34 +144,67 @@ def projections_tab(comp: Comparison, align: bool) -> None:
         return
     run = comp.runs[0]
     keys = [run.key(n, comp.multi) for n in run.features]
-    panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
-    msgs = {p.message for p in comp.projections.values() if p.message}
-    for m in msgs:
+    for m in {p.message for p in comp.projections.values() if p.message}:
         st.info(m)
     method = next(iter(comp.projections.values())).method.upper()
+    if next(iter(comp.projections.values())).coords.shape[1] == 3:
+        _projections_3d(comp, keys, align, method)
+        return
+    st.markdown(f"#### {method} of each layer{' (aligned)' if align else ''}")
+    find = st.text_input("Find images", key="find", placeholder="a file name, or part of one, or a class",
+                         help="Matches are highlighted in every panel; pick one to follow it across the layers.")  # fmt: skip
+    matches = _find(comp, find) if find else None
+    if matches is not None:
+        if not matches:
+            st.caption("No image matches.")
+        else:
+            shown = matches[:1000]
+            choice = st.selectbox(f"{len(matches):,} matches" + (" (the first 1,000 listed)" if len(matches) > 1000 else ""),
+                                  shown, index=None, key="find_pick", format_func=lambda i: ds.names[i],
+                                  placeholder="pick one to follow it")  # fmt: skip
+            if choice is not None and st.session_state.get("find_last") != choice:
+                st.session_state["find_last"] = choice
+                st.session_state["picked"] = choice
+    chart, side = st.columns([5, 1])
+    with chart:
+        selection, clicked = scatter.layer_scatter(_points(comp, keys, align), key="proj")
+    if clicked is not None:
+        st.session_state["picked"] = clicked
+    picked = st.session_state.get("picked")
+    if picked is not None and not 0 <= picked < len(ds):
+        picked = st.session_state["picked"] = None
+    scatter.control("proj", highlight=matches if matches is not None else None, picked=picked)
+    st.session_state["selection"] = selection
+    with side:
+        _picked_image(comp, picked)
+    if selection:
+        st.markdown(f"#### {len(selection):,} selected images" + (" (the first 48)" if len(selection) > 48 else ""))
+        _thumbs(comp, selection[:48])
+    st.markdown("#### Nearest neighbours, layer by layer")
+    if picked is None:
+        st.caption("Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space.")
+        return
+    st.caption(f"The 6 closest images to {ds.names[picked]!r} in each layer's original feature space (cosine).")
+    for k in keys:
+        st.caption(k)
+        _thumbs(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
+
+
+def _projections_3d(comp: Comparison, keys: list[str], align: bool, method: str) -> None:
+    ds = comp.dataset
+    if len(ds) > MAX_3D_POINTS:
+        st.warning(f"3-D views are drawn up to {MAX_3D_POINTS:,} points; this dataset has {len(ds):,}. "
+                   "Choose 2-D in the sidebar to see every point.")  # fmt: skip
+        return
+    shown = keys[:MAX_3D_PANELS]
+    if len(keys) > MAX_3D_PANELS:
+        shown = st.multiselect(f"Layers to draw in 3-D (at most {MAX_3D_PANELS}: each 3-D panel needs a WebGL context of its own)",
+                               keys, default=keys[-MAX_3D_PANELS:], max_selections=MAX_3D_PANELS, key="panels_3d")  # fmt: skip
+    panels = {k: v for k, v in comp.panels(align=align).items() if k in shown}
     titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
-    fig = figures.projections(panels, ds.labels, ds.names, titles=titles, cols=4)
-    fig.update_layout(title_text=f"{method} of each layer{' (aligned)' if align else ''} — box or lasso to select")
-    event = st.plotly_chart(fig, config=PLOT_CONFIG, key="proj_chart", on_select="rerun", selection_mode=("box", "lasso", "points"))
-    picked: list[int] = []
-    for pt in (event.selection.points if event and event.selection else []):
-        cd = _customdata(pt)
-        if cd:
-            picked.append(int(cd[0]))
-    picked = sorted(set(picked))
-    if picked:
-        st.markdown(f"#### {len(picked)} selected images")
-        _thumbs(comp, picked[:48])
-    st.markdown("#### Nearest neighbours of one image, layer by layer")
-    default = picked[0] if picked else 0
-    idx = st.selectbox("Image", list(range(len(ds))), index=default, key="nn_image", format_func=lambda i: ds.names[i],
-                       help="Its 6 closest images (cosine) in each layer's original feature space.")  # fmt: skip
-    c0, rest = st.columns([1, 6])
-    c0.image(io.BytesIO(ds.thumbnails[idx]), caption=ds.names[idx])
-    with rest:
-        for k in keys:
-            st.caption(k)
-            _thumbs(comp, comp.neighbours(k, idx, 6).tolist(), cols=6)
+    fig = figures.projections(panels, ds.labels, ds.names, titles=titles, cols=2)
+    fig.update_layout(title_text=f"{method} of each layer (3-D)")
+    st.plotly_chart(fig, config=PLOT_CONFIG, key="proj_chart_3d")
 
 
 def separability_tab(comp: Comparison) -> None:
@@ -175,7 +275,13 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
         from ..projection import align as align_fn
 
         pair[b] = align_fn(pair[a], pair[b])
-    st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")
+    if pair[a].shape[1] == 3:
+        st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")
+        return
+    points = scatter.pack(pair, *_colour_groups(comp), comp.dataset.names, cols=2, aligned=align)
+    scatter.layer_scatter(points, key="cka_pair")
+    selected = st.session_state.get("selection") or None  # the projections tab's selection, highlighted here too
+    scatter.control("cka_pair", highlight=selected, picked=st.session_state.get("picked"))
 
 
 def export_tab(comp: Comparison, share: dict[str, str]) -> None:
@@ -198,23 +304,24 @@ def export_tab(comp: Comparison, share: dict[str, str]) -> None:
                "Uploaded data is never part of a link.")  # fmt: skip
     cli = (f"python -m explorer compare --data {share['data']} --model {share['model']} "
            f"--layers {share.get('layers', 'auto')} --projection {share['projection']} "
-           f"--max-images {share.get('max_images', 400)} --out out/")  # fmt: skip
+           + (f"--max-images {share['max_images']} " if share.get("max_images", "0") != "0" else "") + "--out out/")  # fmt: skip
     st.caption("The same analysis from the command line:")
     st.code(cli, language="bash")
 
 
+VIEWS = ("Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export")
+
+
 def render(comp: Comparison, inputs: object, share: dict[str, str]) -> None:
+    """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view)."""
     align = bool(getattr(inputs, "align", True))
-    tabs = st.tabs(["Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export"])
-    with tabs[0]:
-        projections_tab(comp, align)
-    with tabs[1]:
-        separability_tab(comp)
-    with tabs[2]:
-        similarity_tab(comp, align)
-    with tabs[3]:
-        architecture_tab(comp)
-    with tabs[4]:
-        dataset_tab(comp)
-    with tabs[5]:
-        export_tab(comp, share)
+    tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
+    draw = {
+        "Projections": lambda: projections_tab(comp, align), "Separability": lambda: separability_tab(comp),
+        "Layer similarity": lambda: similarity_tab(comp, align), "Architecture": lambda: architecture_tab(comp),
+        "Dataset": lambda: dataset_tab(comp), "Export": lambda: export_tab(comp, share),
+    }  # fmt: skip
+    for name, tab in zip(VIEWS, tabs):
+        if tab.open:
+            with tab:
+                draw[name]()

@@ -1,0 +1,210 @@
+// Every layer's projection in one plotly figure: one WebGL context for all panels, all points.
+// The points arrive once as one binary blob (scatter.py, `pack`); selections are linked across the
+// panels here in the browser and sent to Python as image indices; a picked image is ringed in every
+// panel and its path through the aligned panels drawn in the last one.
+// `explorer_scatter_control` (small, changes often) forwards a highlight or a pick from Python.
+// Everything from the data (names, classes, titles) is set as text, never as HTML.
+
+const REGISTRY = (window.__explorerScatter = window.__explorerScatter || new Map());
+
+function loadPlotly(url) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__explorerPlotlyLoading) {
+    window.__explorerPlotlyLoading = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = url;
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => reject(new Error("could not load " + url));
+      document.head.appendChild(s);
+    });
+  }
+  return window.__explorerPlotlyLoading;
+}
+
+function unpack(buffer) {
+  const bytes = buffer instanceof Uint8Array ? buffer : new Uint8Array(buffer);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headLen = view.getUint32(0, true);
+  const head = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + headLen)));
+  const copy = (offset, count, Type) => {
+    const out = new Type(count);
+    new Uint8Array(out.buffer).set(bytes.subarray(offset, offset + count * Type.BYTES_PER_ELEMENT));
+    return out;
+  };
+  let at = head.data_offset;
+  const coords = head.panels.map(() => {
+    const a = copy(at, head.n * head.dims, Float32Array);
+    at += head.n * head.dims * 4;
+    return a;
+  });
+  const codes = copy(at, head.n, Uint16Array);
+  at += head.n * 2;
+  const names = head.names_bytes ? new TextDecoder().decode(bytes.subarray(at, at + head.names_bytes)).split("\n") : null;
+  return { head, coords, codes, names };
+}
+
+// plotly reads a subset of HTML in hover text and annotations (links included): escape it all
+function esc(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function column(a, dims, d) {
+  const n = a.length / dims;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = a[i * dims + d];
+  return out;
+}
+
+function build(Plotly, root, points, setStateValue, setTriggerValue) {
+  const { head, coords, codes, names } = points;
+  const { n, panels, palette, legend } = head;
+  const cols = Math.min(head.cols, panels.length);
+  const rows = Math.ceil(panels.length / cols);
+  const colors = new Array(n);
+  for (let i = 0; i < n; i++) colors[i] = palette[codes[i]];
+  const hover = names ? names.map((nm, i) => esc(nm) + "<br>" + esc(legend[codes[i]])) : null;
+  const layout = {
+    grid: { rows, columns: cols, pattern: "independent", xgap: 0.06, ygap: 0.12 },
+    height: Math.max(300, rows * head.panel_height),
+    margin: { l: 10, r: 10, t: 30, b: 10 },
+    dragmode: "lasso",
+    hovermode: "closest",
+    showlegend: false,
+    annotations: [],
+    paper_bgcolor: "white",
+    plot_bgcolor: "white",
+    uirevision: "keep",
+  };
+  const traces = panels.map((p, k) => {
+    const ax = k === 0 ? "" : String(k + 1);
+    layout["xaxis" + ax] = { showticklabels: false, zeroline: false, showgrid: false };
+    layout["yaxis" + ax] = { showticklabels: false, zeroline: false, showgrid: false };
+    layout.annotations.push({
+      text: esc(p.title), xref: "x" + ax + " domain", yref: "y" + ax + " domain", x: 0.5, y: 1.0,
+      xanchor: "center", yanchor: "bottom", showarrow: false, font: { size: 12 },
+    });
+    return {
+      type: "scattergl", mode: "markers", x: column(coords[k], head.dims, 0), y: column(coords[k], head.dims, 1),
+      xaxis: "x" + ax, yaxis: "y" + ax, marker: { color: colors, size: head.marker_size, opacity: 0.8 },
+      text: hover, hoverinfo: hover ? "text" : "none", unselected: { marker: { opacity: 0.06 } },
+      selected: { marker: { opacity: 1.0 } },
+    };
+  });
+  const nPanels = traces.length;
+  // one more trace per panel for the picked image's ring, and one for its path in the last panel
+  panels.forEach((p, k) => {
+    const ax = k === 0 ? "" : String(k + 1);
+    traces.push({ type: "scattergl", mode: "markers", x: [], y: [], xaxis: "x" + ax, yaxis: "y" + ax, hoverinfo: "skip",
+      marker: { size: 16, color: "rgba(0,0,0,0)", line: { color: "black", width: 2.5 } } });
+  });
+  const lastAx = nPanels === 1 ? "" : String(nPanels);
+  traces.push({ type: "scatter", mode: "lines+markers+text", x: [], y: [], xaxis: "x" + lastAx, yaxis: "y" + lastAx,
+    hoverinfo: "text", textposition: "top center", textfont: { size: 10 },
+    line: { color: "black", width: 1.5 }, marker: { size: 6, color: "black" } });
+  const config = { displaylogo: false, responsive: true, scrollZoom: true,
+    modeBarButtonsToRemove: ["toImage", "autoScale2d"] };
+
+  root.innerHTML = "";
+  const legendEl = document.createElement("div");
+  legendEl.className = "explorer-legend";
+  legend.forEach((name, c) => {
+    const item = document.createElement("span");
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    dot.style.background = palette[c];
+    item.appendChild(dot);
+    item.appendChild(document.createTextNode(name)); // text, never HTML
+    legendEl.appendChild(item);
+  });
+  const plotEl = document.createElement("div");
+  plotEl.className = "explorer-plot";
+  root.appendChild(legendEl);
+  root.appendChild(plotEl);
+
+  const state = { plotEl, nPanels, coords, dims: head.dims, panels, selected: null, picked: null };
+
+  state.applySelection = (indices) => {
+    state.selected = indices;
+    const sel = indices === null ? null : indices;
+    Plotly.restyle(plotEl, { selectedpoints: Array.from({ length: nPanels }, () => sel) }, [...Array(nPanels).keys()]);
+  };
+  state.applyPick = (i) => {
+    state.picked = i;
+    const xs = [], ys = [];
+    const ringX = [], ringY = [];
+    for (let k = 0; k < nPanels; k++) {
+      const has = i !== null && i >= 0 && i < n;
+      const x = has ? coords[k][i * head.dims] : null;
+      const y = has ? coords[k][i * head.dims + 1] : null;
+      ringX.push(has ? [x] : []);
+      ringY.push(has ? [y] : []);
+      if (has && head.aligned) { xs.push(x); ys.push(y); }
+    }
+    const ringIdx = [...Array(nPanels).keys()].map((k) => nPanels + k);
+    Plotly.restyle(plotEl, { x: ringX, y: ringY }, ringIdx);
+    // the path: the image's place in each aligned panel, drawn in the last panel's coordinates
+    Plotly.restyle(plotEl, { x: [xs], y: [ys], text: [xs.map((_, k) => String(k + 1))],
+      hovertext: [panels.map((p) => esc(p.title))] }, [2 * nPanels]);
+  };
+
+  Plotly.newPlot(plotEl, traces, layout, config).then(() => {
+    plotEl.setAttribute("data-drawn", String(n));
+    plotEl.on("plotly_selected", (ev) => {
+      if (!ev || !ev.points) return;
+      const picked = new Set();
+      for (const p of ev.points) if (p.curveNumber < nPanels) picked.add(p.pointIndex);
+      const indices = Array.from(picked).sort((a, b) => a - b);
+      state.applySelection(indices);
+      setStateValue("selection", indices);
+    });
+    plotEl.on("plotly_deselect", () => {
+      state.applySelection(null);
+      setStateValue("selection", []);
+    });
+    plotEl.on("plotly_click", (ev) => {
+      const p = ev && ev.points && ev.points.find((q) => q.curveNumber < nPanels);
+      if (!p) return;
+      state.applyPick(p.pointIndex);
+      setTriggerValue("clicked", p.pointIndex);
+    });
+    state.ready = true;
+    const cmd = window.__explorerScatterCommands && window.__explorerScatterCommands.get(head.instance);
+    if (cmd) applyCommand(state, cmd);
+  });
+  return state;
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue, setTriggerValue } = component;
+  const root = parentElement.querySelector(".explorer-scatter");
+  if (!root || !data) return;
+  const points = unpack(data);
+  const instance = points.head.instance;
+  const prev = REGISTRY.get(instance);
+  if (prev && prev.digest === points.head.digest && prev.root === root) return; // same points: nothing to redraw
+  const entry = { digest: points.head.digest, root, state: null };
+  REGISTRY.set(instance, entry);
+  loadPlotly(points.head.plotly_url)
+    .then((Plotly) => {
+      entry.state = build(Plotly, root, points, setStateValue, setTriggerValue);
+    })
+    .catch((err) => {
+      root.textContent = "The projection chart could not be drawn: " + err.message;
+    });
+  return () => {
+    if (REGISTRY.get(instance) === entry) REGISTRY.delete(instance);
+    if (entry.state && window.Plotly) window.Plotly.purge(entry.state.plotEl);
+  };
+}
+
+// Commands from `explorer_scatter_control` (scatter.py): { instance, highlight?: [indices] | null,
+// picked: index | null }; the last one per instance is applied again after a redraw.
+function applyCommand(st, cmd) {
+  if (cmd.highlight !== undefined) st.applySelection(cmd.highlight);
+  if (cmd.picked !== undefined) st.applyPick(cmd.picked);
+}
+
+window.__explorerScatterControl = (cmd) => {
+  const entry = REGISTRY.get(cmd.instance);
+  if (entry && entry.state && entry.state.ready) applyCommand(entry.state, cmd);
+};
