@@ -131,7 +131,7 @@ def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, brows
     assert n >= 300  # (nearly) every one of the 400 points lies in the panel
     counts = _selected_per_trace(page, PLOT)
     assert len(counts) == 8 and set(counts) == {n}  # the same images highlighted in all 8 panels
-    assert page.locator('[data-testid="stImage"]').count() >= 48  # the grid of the first 48
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000)  # the grid
     page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
     page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view
     page.wait_for_selector(".st-key-cka_pair .js-plotly-plot[data-drawn]", timeout=60_000)
@@ -163,7 +163,8 @@ def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -
     assert rings == [1] * 8  # ringed in every panel
     path = page.evaluate(f"() => document.querySelector('{PLOT}').data[16].x.length")
     assert path == 8  # its path through the 8 aligned panels
-    assert page.locator('[data-testid="stImage"]').count() >= 1 + 8 * 6  # + 6 neighbours per layer
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 8 * 6",
+                           timeout=30_000)  # fmt: skip  (+ 6 neighbours per layer)
     page.screenshot(path=str(ART / "clicked_point.png"), full_page=True)
     page.close()
 
