@@ -176,6 +176,11 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
 
+    @property
+    def reads_dir(self) -> Path:
+        """Where what reading a folder's files found is remembered (read_index.py)."""
+        return self.root / "reads"
+
     def layer_path(self, key: str) -> Path:
         """Where a layer's features live (a float32 .npy file)."""
         return self.root / "features" / key[:2] / f"{key}.npy"

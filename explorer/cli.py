@@ -101,10 +101,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                         random_state=args.seed)  # fmt: skip
     spec = DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed)
     # no thumbnails: each file's header is checked here, and extraction decodes each image once
-    dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False)
+    cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
+    dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
+                           read_index=cache.reads_dir)  # fmt: skip
     try:
-        comp = pipeline.compare(dataset, specs, projection=projection, metric=metric,
-                                cache=FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache(),
+        comp = pipeline.compare(dataset, specs, projection=projection, metric=metric, cache=cache,
                                 progress=bar, max_pixels=limits.max_pixels, ray=ray)  # fmt: skip
         bar.close()
         files = export.write_all(comp, args.out)

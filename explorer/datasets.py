@@ -6,10 +6,10 @@ import csv
 import hashlib
 import io
 import logging
+import os
 import shutil
 import tempfile
 from collections import Counter
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -20,6 +20,7 @@ import numpy as np
 from .archive import is_ignored_name, safe_extract_zip
 from .config import DataSpec, Limits
 from .images import IMAGE_SUFFIXES, ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
+from .read_index import ReadIndex
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,8 @@ def _read_labels_csv(path: Path) -> dict[str, str]:
 
 
 def _candidates(root: Path) -> tuple[Path, list[tuple[str, str | None]], list[Skipped]]:
-    """The data root (wrapper folder stripped), (path, label or None) per image, and files skipped."""
+    """The data root (wrapper folder stripped), (path relative to it, label or None) per image, and
+    files skipped."""
     files = [f for f in _list_files(root) if not is_ignored_name(f)]
     root, files = _strip_wrapper(root, files)
     skipped: list[Skipped] = []
@@ -216,16 +218,16 @@ def _candidates(root: Path) -> tuple[Path, list[tuple[str, str | None]], list[Sk
             if label is None:
                 skipped.append(Skipped(f, f"no label in {LABELS_FILE}"))
             else:
-                out.append((str(root / f), label))
+                out.append((f, label))
         known = set(images) | {Path(f).name for f in images}
         skipped += [Skipped(k, f"listed in {LABELS_FILE} but not found") for k in mapping if k not in known]
         return root, out, skipped
     in_folders = [f for f in images if "/" in f]
     if in_folders:
-        out = [(str(root / f), f.split("/", 1)[0]) for f in in_folders]
+        out = [(f, f.split("/", 1)[0]) for f in in_folders]
         skipped += [Skipped(f, "not inside a class folder") for f in images if "/" not in f]
         return root, out, skipped
-    return root, [(str(root / f), None) for f in images], skipped
+    return root, [(f, None) for f in images], skipped
 
 
 def stratified_subsample(labels: list[str | None], max_images: int, random_state: int) -> np.ndarray:
@@ -270,9 +272,13 @@ def _digits_items() -> list[tuple[ImageItem, str]]:
 
 
 def _validate(
-    pairs: list[tuple[ImageItem, str | None]], limits: Limits, progress: Progress | None, thumbnails: bool
+    pairs: list[tuple[ImageItem, str | None]],
+    limits: Limits,
+    progress: Progress | None,
+    thumbnails: bool,
+    index: ReadIndex | None = None,
 ) -> tuple[list[int], list[str], list[bytes], list[Skipped]]:
-    def one(item: ImageItem) -> tuple[str, bytes] | Skipped:
+    def read(item: ImageItem) -> tuple[str, bytes] | Skipped:
         try:
             data = item.read_bytes()
         except OSError as exc:
@@ -289,9 +295,28 @@ def _validate(
             return Skipped(item.name, str(exc))
         return hashlib.sha256(data).hexdigest(), thumb
 
+    def one(item: ImageItem) -> tuple[str, bytes] | Skipped:
+        got = read(item)
+        if index is None or item.path is None:
+            return got
+        if isinstance(got, Skipped):
+            if not got.reason.startswith("unreadable file"):  # a passing I/O error is not remembered
+                index.record(item.path, "", got.reason)
+        else:
+            index.record(item.path, got[0], None)
+        return got
+
+    # files the index knows unchanged cost a stat here; only the others are read, on two threads
+    items = [p[0] for p in pairs]
+    known = [index.lookup(it.path) if index is not None and it.path is not None else None for it in items]
     ok, hashes, thumbs, skipped = [], [], [], []
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for i, res in enumerate(pool.map(one, [p[0] for p in pairs])):
+    with ThreadPoolExecutor(max_workers=2) as pool:  # (index.record from two threads: one dict item each, GIL-atomic)
+        todo = iter(pool.map(one, [it for it, k in zip(items, known) if k is None]))
+        for i, (item, k) in enumerate(zip(items, known)):
+            if k is None:
+                res = next(todo)
+            else:
+                res = Skipped(item.name, k[1]) if k[1] is not None else (k[0], b"")
             if isinstance(res, Skipped):
                 skipped.append(res)
             else:
@@ -300,6 +325,8 @@ def _validate(
                 thumbs.append(res[1])
             if progress is not None:
                 progress(i + 1, len(pairs))
+    if index is not None:
+        index.save()
     return ok, hashes, thumbs, skipped
 
 
@@ -309,6 +336,7 @@ def load_dataset(
     limits: Limits | None = None,
     progress: Progress | None = None,
     thumbnails: bool = True,
+    read_index: Path | None = None,
 ) -> ImageDataset:
     """Load, validate and de-duplicate a dataset.
 
@@ -320,6 +348,8 @@ def load_dataset(
             decodes each image at reduced scale; without them (`thumbnails` is empty) only each
             file's header is checked, and the one full decode is extraction's, which leaves out and
             reports an image that fails there (pipeline.compare).
+        read_index: a folder where, without thumbnails, what reading a folder's files found is
+            remembered (read_index.py): reopening unchanged files costs a stat each, not a read.
 
     Returns:
         An ImageDataset; call `close()` when done with a zip's dataset to delete its unpacked files.
@@ -330,6 +360,7 @@ def load_dataset(
     limits = limits or Limits()
     source = spec.source
     tempdir = None
+    index = None
     skipped: list[Skipped] = []
     if source.startswith("sample:"):
         name = source.split(":", 1)[1]
@@ -337,7 +368,7 @@ def load_dataset(
             pairs = _digits_items()
         elif name in SAMPLES:
             root, cands, skipped = _candidates(SAMPLES_DIR / name)
-            pairs = [(ImageItem(Path(p).relative_to(root).as_posix(), path=Path(p)), lab) for p, lab in cands]
+            pairs = [(ImageItem(rel, path=root / rel), lab) for rel, lab in cands]
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
     else:
@@ -357,9 +388,11 @@ def load_dataset(
             path = Path(tempdir)
         root, cands, more = _candidates(path)
         skipped += more
-        pairs = [(ImageItem(Path(p).relative_to(root).as_posix(), path=Path(p)), lab) for p, lab in cands]
+        pairs = [(ImageItem(rel, path=root / rel), lab) for rel, lab in cands]
+        if read_index is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
+            index = ReadIndex(read_index, root, f"{limits.max_file_bytes}:{limits.max_pixels}")
     try:
-        return _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails)
+        return _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index)
     except BaseException:
         if tempdir:
             shutil.rmtree(tempdir, ignore_errors=True)
@@ -375,6 +408,7 @@ def _finish(
     progress: Progress | None,
     tempdir: str | None,
     thumbnails: bool,
+    index: ReadIndex | None = None,
 ) -> ImageDataset:
     if spec.max_images is not None:
         keep = stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)
@@ -384,7 +418,7 @@ def _finish(
             f"{source!r} has {len(pairs):,} images, over the limit of {limits.max_files:,}; "
             "keep a stratified sample with --max-images N, or raise the limit with --max-files"
         )
-    ok, hashes, thumbs, bad = _validate(pairs, limits, progress, thumbnails)
+    ok, hashes, thumbs, bad = _validate(pairs, limits, progress, thumbnails, index)
     skipped += bad
     seen: dict[str, str] = {}
     items, labels, uniq_hashes, uniq_thumbs, dups = [], [], [], [], []

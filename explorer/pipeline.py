@@ -228,6 +228,28 @@ def extract_features(
     return run
 
 
+def _similarity_run(
+    runs: list[ModelRun], multi: bool, graphs: dict[str, KnnGraph], cache: FeatureCache, progress: StageProgress | None
+) -> tuple[Similarity, np.ndarray]:
+    """Plain and debiased CKA and the neighbourhood overlap between every pair of layers, cached
+    under the layers' keys (5 s of a cached 100k analysis's 8 layers otherwise, on every visit)."""
+    feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
+    layer_keys = [r.layer_keys[n] for r in runs for n in r.features]
+    key = make_key("similarity", {"layers": layer_keys, "names": list(feats), "settings": analysis_settings("neighbors")})
+    got = cache.get_result(key)
+    if got is not None and list(got["names"]) == list(feats):
+        return Similarity(list(feats), got["cka"], got["cka_debiased"]), got["overlap"]
+    if progress:
+        progress("layer similarity (CKA)", 0, 1)
+    similarity = layer_similarity(feats)
+    if progress:
+        progress("neighbourhood overlap", 0, 1)
+    overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
+    cache.put_result(key, {"names": np.array(similarity.names, dtype=str), "cka": similarity.cka,
+                           "cka_debiased": similarity.cka_debiased, "overlap": overlap})  # fmt: skip
+    return similarity, overlap
+
+
 def _unreadable_key(dataset: ImageDataset, max_pixels: int) -> str:
     return make_key("unreadable", {"dataset": dataset.content_hash, "max_pixels": max_pixels})
 
@@ -503,13 +525,7 @@ def compare(
         scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
         if projection.method != "none":
             projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
-    feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
-    if progress:
-        progress("layer similarity (CKA)", 0, 1)
-    similarity = layer_similarity(feats)
-    if progress:
-        progress("neighbourhood overlap", 0, 1)
-    overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
+    similarity, overlap = _similarity_run(runs, multi, graphs, cache, progress)
     return Comparison(
         dataset, runs, metrics_table(runs, scores, multi), scores, similarity, overlap, graphs, projections, projection, metric
     )

@@ -107,3 +107,30 @@ def test_the_file_limit_applies_to_what_max_images_keeps(tmp_path: Path) -> None
     assert len(kept) == 10
     everything = load_dataset(DataSpec(source=str(data)), thumbnails=False)
     assert everything.names == sorted(everything.names) and "nested/deeper/n.jpg" in everything.names
+
+
+def test_reopening_a_folder_reads_only_the_files_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import datasets
+
+    data = make_class_folders(tmp_path / "data", per_class=4)
+    (data / "red" / "broken.jpg").write_bytes(b"not an image")
+    index = tmp_path / "reads"
+    first = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)
+    reads: list[str] = []
+    real = datasets.ImageItem.read_bytes
+
+    def counting(self: datasets.ImageItem) -> bytes:
+        reads.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(datasets.ImageItem, "read_bytes", counting)
+    again = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)
+    assert reads == [] and again.hashes == first.hashes and again.skipped == first.skipped  # a stat each
+    (data / "blue" / "blue_1.jpg").write_bytes((data / "green" / "green_0.jpg").read_bytes())  # changed content
+    third = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)
+    assert reads == ["blue/blue_1.jpg"]
+    assert ("blue/blue_1.jpg", "green/green_0.jpg") in third.duplicates or ("green/green_0.jpg", "blue/blue_1.jpg") in third.duplicates
+    (index / next(index.iterdir()).name).write_text("{damaged")
+    reads.clear()
+    fourth = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)  # a damaged index: read all
+    assert len(reads) == 13 and fourth.hashes == third.hashes

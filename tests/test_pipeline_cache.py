@@ -109,7 +109,7 @@ def test_a_damaged_result_file_is_recomputed(tmp_path: Path) -> None:
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",))
     first = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     results = sorted((tmp_path / "c" / "results").rglob("*.npz"))
-    assert len(results) == 4  # graph, scores, projection, the (empty) record of undecodable images
+    assert len(results) == 5  # graph, scores, projection, similarity, the (empty) record of undecodable images
     for p in results:
         p.write_bytes(b"PK\x03\x04 not really a zip")  # BadZipFile on reading
     again = pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
@@ -182,11 +182,11 @@ def test_derived_results_are_keyed_by_library_versions_and_settings(tmp_path: Pa
         return len(list((tmp_path / "c" / "results").rglob("*.npz")))
 
     pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 4  # graph, scores, projection, the record of undecodable images
+    assert results() == 5  # graph, scores, projection, similarity, the record of undecodable images
     monkeypatch.setattr(probe, "SETTINGS", {**probe.SETTINGS, "tol": 1e-6})
     pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 5  # new scores only: the graph and the projection do not depend on the probe
+    assert results() == 6  # new scores only: the graph, projection and similarity do not depend on the probe
     real = pipeline.analysis_versions
     monkeypatch.setattr(pipeline, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 8  # a library upgrade recomputes everything derived from the features
+    assert results() == 10  # a library upgrade recomputes everything derived from the features

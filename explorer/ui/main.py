@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from .. import pipeline
+from ..cache import FeatureCache
 from ..config import DataSpec, ExtractSpec, ProjectionSpec
 from ..datasets import ImageDataset, load_dataset
 from . import sidebar, views
@@ -86,7 +87,8 @@ def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
             else:
                 ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
                                   progress=lambda d, t: job.progress("reading images", d, t),
-                                  thumbnails=cleanup is not None)  # fmt: skip  (an upload is deleted after the job: its thumbnails now)
+                                  thumbnails=cleanup is not None,  # an upload is deleted after the job: its thumbnails now
+                                  read_index=None if cleanup is not None else FeatureCache().reads_dir)  # fmt: skip
             try:
                 specs = [inputs.extract]
                 if inputs.random_baseline and inputs.extract.weights != "none":
@@ -167,7 +169,7 @@ def _collect(job: Job) -> bool:
     return True
 
 
-def _wait_briefly(seconds: float = 2.0) -> None:
+def _wait_briefly(seconds: float = 4.0) -> None:
     """A cached analysis takes a fraction of a second: show it in this run instead of after a poll."""
     job = QUEUE.job_of(_session_id())
     deadline = time.monotonic() + seconds

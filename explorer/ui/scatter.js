@@ -147,15 +147,21 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
       hovertext: [panels.map((p) => esc(p.title))] }, [2 * nPanels]);
   };
 
+  const t0 = performance.now();
   Plotly.newPlot(plotEl, traces, layout, config).then(() => {
+    // for benchmarks: when the points arrived (ms after navigation) and how long plotly took
+    window.__explorerTimes = { ...(window.__explorerTimes || {}), [head.instance]: { ...state.times, plotly_ms: performance.now() - t0, drawn: performance.now() } };
     plotEl.setAttribute("data-drawn", String(n));
     plotEl.on("plotly_selected", (ev) => {
       if (!ev || !ev.points) return;
       const picked = new Set();
       for (const p of ev.points) if (p.curveNumber < nPanels) picked.add(p.pointIndex);
       const indices = Array.from(picked).sort((a, b) => a - b);
+      const t = performance.now();
+      setStateValue("selection", indices); // first: Python fetches the images while the panels restyle
       state.applySelection(indices);
-      setStateValue("selection", indices);
+      const times = (window.__explorerTimes || {})[head.instance];
+      if (times) times.selection = { event_at: t, restyle_ms: performance.now() - t };
     });
     plotEl.on("plotly_deselect", () => {
       state.applySelection(null);
@@ -178,6 +184,7 @@ export default function (component) {
   const { data, parentElement, setStateValue, setTriggerValue } = component;
   const root = parentElement.querySelector(".explorer-scatter");
   if (!root || !data) return;
+  const received = performance.now();
   const points = unpack(data);
   const instance = points.head.instance;
   const prev = REGISTRY.get(instance);
@@ -186,7 +193,10 @@ export default function (component) {
   REGISTRY.set(instance, entry);
   loadPlotly(points.head.plotly_url)
     .then((Plotly) => {
+      const loaded = performance.now();
       entry.state = build(Plotly, root, points, setStateValue, setTriggerValue);
+      const prev = (window.__explorerTimes || {})[instance] || {};
+      entry.state.times = { received, plotly_loaded: loaded, built: performance.now(), builds: (prev.builds || 0) + 1 };
     })
     .catch((err) => {
       root.textContent = "The projection chart could not be drawn: " + err.message;
