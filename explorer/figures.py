@@ -95,12 +95,13 @@ def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
     return _layout(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]
 
 
-def separability(metrics: pd.DataFrame, *, show_dim: bool = True) -> go.Figure:
+def separability(metrics: pd.DataFrame, *, show_dim: bool = True, chance: float | None = None) -> go.Figure:
     """Probe accuracy (± std), kNN accuracy and silhouette across depth, layer dimension on a second axis.
 
     Args:
         metrics: the metrics table (columns of pipeline.METRIC_COLUMNS).
         show_dim: draw the dimension on the right axis.
+        chance: the accuracy of always answering the most frequent class, drawn as a line.
     """
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     models = list(dict.fromkeys(metrics["model"]))
@@ -132,10 +133,34 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True) -> go.Figure:
     fig.update_yaxes(title="dimension (log₂)", type="log", secondary_y=True, showgrid=False,
                      tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])  # fmt: skip
     fig.update_xaxes(title="relative depth (0 = input, 1 = output)")
+    if chance is not None and not metrics["probe_acc"].isna().all():
+        fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), secondary_y=False,
+                      annotation_text=f"chance {chance:.2f} (most frequent class)", annotation_position="bottom left",
+                      annotation_font=dict(size=11, color="#666"))  # fmt: skip
     if metrics["probe_acc"].isna().all():
         fig.add_annotation(text="no labels: accuracy metrics not applicable", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig = _layout(fig, "Separability across depth")
     fig.update_layout(margin=dict(r=80))  # room for the right axis' labels
+    return fig
+
+
+def per_class_accuracy(confusion: np.ndarray, classes: Sequence[str], title: str) -> go.Figure:
+    """The probe's out-of-fold accuracy for each class (the confusion matrix's diagonal over its rows)."""
+    cm = np.asarray(confusion, dtype=float)
+    counts = cm.sum(1)
+    keep = counts > 0  # classes left out of the label metrics have no row
+    acc = np.diag(cm)[keep] / counts[keep]
+    names = [c for c, k in zip(classes, keep) if k]
+    colors = class_colors(list(classes))
+    order = np.argsort(acc)
+    fig = go.Figure(go.Bar(
+        x=acc[order], y=[names[i] for i in order], orientation="h", marker_color=[colors[names[i]] for i in order],
+        text=[f"{a:.2f}" for a in acc[order]], textposition="outside",
+        customdata=counts[keep][order], hovertemplate="%{y}: %{x:.3f} of %{customdata:.0f} images<extra></extra>",
+    ))  # fmt: skip
+    fig.update_xaxes(range=[0, 1.08], title="out-of-fold probe accuracy")
+    fig = _layout(fig, title)
+    fig.update_layout(height=max(260, 26 * len(names) + 110))
     return fig
 
 

@@ -25,6 +25,8 @@ class LayerScores:
         eff_dim: participation ratio of the covariance spectrum.
         n90: principal components needed for 90 % of the variance.
         confusion: the probe's out-of-fold confusion matrix (all classes sorted), or None.
+        predicted: each image's out-of-fold probe prediction, as an index into the dataset's sorted
+            classes (-1 for images of classes left out), or None.
         note: why label metrics are not applicable, or which classes they leave out ("" if none);
             reads after "Label metrics ".
         probe_c: the probe's inverse regularisation (the one chosen most often over the folds).
@@ -40,6 +42,7 @@ class LayerScores:
     eff_dim: float
     n90: int
     confusion: np.ndarray | None = field(default=None, repr=False)
+    predicted: np.ndarray | None = field(default=None, repr=False)
     note: str = ""
     probe_c: float | None = None
     probe_train: int | None = None
@@ -189,7 +192,7 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, grap
     eff, n90 = effective_dim(x)
     plan = label_plan(labels, spec.folds)
     if plan.note:
-        return LayerScores(x.shape[1], None, None, None, None, eff, n90, None, plan.note)
+        return LayerScores(x.shape[1], None, None, None, None, eff, n90, note=plan.note)
     graph = graph if graph is not None and graph.k >= spec.knn_k else knn_graph(x, max(spec.knn_k, 1))
     mask = np.zeros(x.shape[0], dtype=bool)
     mask[plan.rows] = True
@@ -197,6 +200,8 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, grap
     knn = knn_accuracy(graph, all_y, min(spec.knn_k, x.shape[0] - 1), mask=mask)
     result = probe(x, plan.y, plan.folds, rows=plan.rows, c=spec.probe_c, random_state=spec.random_state)
     k = len(plan.classes)
+    predicted = np.full(x.shape[0], -1, dtype=np.int16)
+    predicted[plan.rows] = result.predictions  # indices into plan.classes: every class, sorted
     return LayerScores(
         dim=x.shape[1],
         probe_acc=result.accuracy,
@@ -206,6 +211,7 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, grap
         eff_dim=eff,
         n90=n90,
         confusion=confusion_matrix(plan.y, result.predictions, labels=np.arange(k)),
+        predicted=predicted,
         note=plan.describe(),
         probe_c=result.c,
         probe_train=result.n_train,

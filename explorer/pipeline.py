@@ -85,6 +85,12 @@ class Comparison:
         return len(self.runs) > 1
 
     @property
+    def chance_accuracy(self) -> float | None:
+        """The accuracy of always answering the most frequent class (None: fewer than 2 classes)."""
+        counts = self.dataset.class_counts
+        return max(counts.values()) / sum(counts.values()) if len(counts) >= 2 else None
+
+    @property
     def cka_names(self) -> list[str]:
         return self.similarity.names
 
@@ -275,6 +281,7 @@ def unreadable_images(cache: FeatureCache, dataset: ImageDataset, max_pixels: in
     return {int(r): str(w) for r, w in zip(got["rows"], got["reasons"])}
 
 
+SCORES_SCHEMA = 2  # what a cached scores result holds (2: + out-of-fold predictions)
 _SCORE_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train", "knn_recall")
 
 
@@ -338,6 +345,8 @@ def _scores_to_arrays(s: LayerScores) -> dict[str, np.ndarray]:
     out = {"values": np.array([np.nan if v is None else v for v in vals], dtype=np.float64), "note": np.array(s.note)}
     if s.confusion is not None:
         out["confusion"] = s.confusion
+    if s.predicted is not None:
+        out["predicted"] = s.predicted
     return out
 
 
@@ -347,7 +356,7 @@ def _scores_from_arrays(a: dict[str, np.ndarray]) -> LayerScores:
         v[f] = None if v[f] is None else int(v[f])
     v["eff_dim"] = v["eff_dim"] or 0.0
     v["n90"] = v["n90"] or 0
-    return LayerScores(**v, confusion=a.get("confusion"), note=str(a["note"]))  # type: ignore[arg-type]
+    return LayerScores(**v, confusion=a.get("confusion"), predicted=a.get("predicted"), note=str(a["note"]))  # type: ignore[arg-type]
 
 
 def analysis_settings(*parts: str) -> dict[str, Any]:
@@ -398,7 +407,8 @@ def score_run(
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
             progress(f"scoring {run.label}", i, len(run.features))
-        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__, "settings": settings})
+        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__, "settings": settings,
+                                  "fields": SCORES_SCHEMA})  # fmt: skip
         got = cache.get_result(key)
         if got is None:
             scores = score_layer(feats, y, spec, graphs.get(node))

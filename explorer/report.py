@@ -48,7 +48,7 @@ def render(comp: Comparison) -> str:
     ]
     for r in comp.runs:
         parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
-    parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics))}</div>")
+    parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}</div>")
     names = comp.cka_names
     for kind, matrix in (("cka", comp.cka), ("cka_debiased", comp.similarity.cka_debiased), ("overlap", comp.overlap)):
         parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind))}"

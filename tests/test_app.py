@@ -66,7 +66,7 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert app.text_input(key="find") is not None  # the projections view is open first
     assert not _charts(app)  # ...and only it: the other views' plotly figures are not built
     _open_view(app, "Separability")
-    assert len(_charts(app)) == 2 and len(app.dataframe) >= 1  # separability, confusion; the metrics table
+    assert len(_charts(app)) == 3 and len(app.dataframe) >= 1  # separability, per-class accuracy, confusion; the table
     assert app.selectbox(key="cm_layer").value == "flatten"
     _open_view(app, "Layer similarity")
     assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
@@ -111,3 +111,18 @@ def test_random_baseline_and_second_model(app: AppTest) -> None:
     # resnet18's weights are not on this machine: it comes in with random weights
     assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]"]
     assert comp.cka.shape[0] == sum(len(r.features) for r in comp.runs)
+
+
+def test_colour_by_probe_correctness_matches_the_probe_accuracy(app: AppTest) -> None:
+    from explorer.ui.views import _colour_groups
+
+    comp = app.session_state["result"].comparison
+    keys = list(comp.projections)
+    codes, legend, palette = _colour_groups(comp, keys, "probe correct / wrong")
+    assert legend == ["correct", "wrong", "not scored"] and codes.shape == (len(keys), len(comp.dataset))
+    for row, k in zip(codes, keys):  # each panel coloured by its own layer's out-of-fold predictions
+        assert abs((row == 0).mean() - comp.scores[k].probe_acc) < 1e-9
+    pred, legend, _ = _colour_groups(comp, keys, "probe prediction")
+    assert legend[:-1] == comp.dataset.classes and pred.max() < len(comp.dataset.classes)
+    truth, legend, _ = _colour_groups(comp, keys, "class")
+    assert [legend[i] for i in truth[:5]] == list(comp.dataset.labels[:5])

@@ -188,6 +188,22 @@ def test_search_by_class_highlights_and_follows_an_image(server, browser) -> Non
     page.close()
 
 
+def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    before = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].marker.color.slice(0, 50).join()")
+    page.get_by_text("probe correct / wrong").click()
+    page.wait_for_function("document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
+                           timeout=60_000)  # fmt: skip
+    page.wait_for_selector(DRAWN, timeout=60_000)
+    colours = page.evaluate(f"() => document.querySelector('{PLOT}').data.slice(0, 8).map(t => new Set(t.marker.color).size)")
+    assert all(1 <= c <= 3 for c in colours)  # correct, wrong (and not scored)
+    after = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].marker.color.slice(0, 50).join()")
+    assert after != before
+    page.screenshot(path=str(ART / "colour_by_correct.png"), full_page=True)
+    page.close()
+
+
 def test_a_local_folder_is_opened_by_its_path(server, browser, tmp_path: Path) -> None:
     data = make_class_folders(tmp_path / "mine", per_class=5)
     page = _open(browser, server)

@@ -37,8 +37,12 @@ function unpack(buffer) {
     at += head.n * head.dims * 4;
     return a;
   });
-  const codes = copy(at, head.n, Uint16Array);
-  at += head.n * 2;
+  const rows = head.codes_per_panel ? head.panels.length : 1;
+  const codes = [];
+  for (let r = 0; r < rows; r++) {
+    codes.push(copy(at, head.n, Uint16Array));
+    at += head.n * 2;
+  }
   const names = head.names_bytes ? new TextDecoder().decode(bytes.subarray(at, at + head.names_bytes)).split("\n") : null;
   return { head, coords, codes, names };
 }
@@ -60,9 +64,9 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
   const { n, panels, palette, legend } = head;
   const cols = Math.min(head.cols, panels.length);
   const rows = Math.ceil(panels.length / cols);
-  const colors = new Array(n);
-  for (let i = 0; i < n; i++) colors[i] = palette[codes[i]];
-  const hover = names ? names.map((nm, i) => esc(nm) + "<br>" + esc(legend[codes[i]])) : null;
+  // colours and hover text per row of codes (one row shared by every panel, or one per panel)
+  const colors = codes.map((row) => Array.from(row, (c) => palette[c]));
+  const hover = names ? codes.map((row) => names.map((nm, i) => esc(nm) + "<br>" + esc(legend[row[i]]))) : null;
   const layout = {
     grid: { rows, columns: cols, pattern: "independent", xgap: 0.06, ygap: 0.12 },
     height: Math.max(300, rows * head.panel_height),
@@ -85,8 +89,8 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
     });
     return {
       type: "scattergl", mode: "markers", x: column(coords[k], head.dims, 0), y: column(coords[k], head.dims, 1),
-      xaxis: "x" + ax, yaxis: "y" + ax, marker: { color: colors, size: head.marker_size, opacity: 0.8 },
-      text: hover, hoverinfo: hover ? "text" : "none", unselected: { marker: { opacity: 0.06 } },
+      xaxis: "x" + ax, yaxis: "y" + ax, marker: { color: colors[k % colors.length], size: head.marker_size, opacity: 0.8 },
+      text: hover ? hover[k % hover.length] : null, hoverinfo: hover ? "text" : "none", unselected: { marker: { opacity: 0.06 } },
       selected: { marker: { opacity: 1.0 } },
     };
   });

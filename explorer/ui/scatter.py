@@ -66,7 +66,8 @@ def pack(
 
     Args:
         panels: {title key: n x 2 coordinates}, in display order.
-        codes: each point's index into `legend` / `palette`.
+        codes: each point's index into `legend` / `palette`: (n,) for every panel alike, or
+            (panels, n), a row per panel.
         legend: the colour groups' names.
         palette: one CSS colour per group.
         names: a hover label per point (None: no hover text).
@@ -74,7 +75,8 @@ def pack(
         aligned: whether the panels share orientation (then a picked image's path is drawn).
         cols: panels per row.
     """
-    n = len(codes)
+    codes = np.asarray(codes)
+    n = codes.shape[-1]
     coords = [np.ascontiguousarray(p[:, :2], dtype="<f4") for p in panels.values()]
     if any(c.shape[0] != n for c in coords):
         raise ValueError("every panel needs one row per point")
@@ -83,8 +85,10 @@ def pack(
         "n": n, "dims": 2, "cols": cols, "panel_height": PANEL_HEIGHT, "aligned": aligned,
         "marker_size": 5 if n <= 2_000 else 3 if n <= 20_000 else 2,
         "panels": [{"title": (titles or {}).get(k, k)} for k in panels], "legend": legend, "palette": palette,
-        "names_bytes": len(name_bytes),
+        "names_bytes": len(name_bytes), "codes_per_panel": codes.ndim == 2,
     }  # fmt: skip
+    if codes.ndim == 2 and codes.shape[0] != len(coords):
+        raise ValueError("one row of colour codes per panel")
     body = b"".join([*(c.tobytes() for c in coords), np.ascontiguousarray(codes, dtype="<u2").tobytes(), name_bytes])
     return head, body
 

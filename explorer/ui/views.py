@@ -103,24 +103,35 @@ def _find(comp: Comparison, text: str) -> list[int]:
     return [i for i, name in enumerate(ds.names) if q in name.lower() or (labels and labels[i].lower() == q)]
 
 
-def _colour_groups(comp: Comparison) -> tuple[np.ndarray, list[str], list[str]]:
-    """(each image's group index, the groups' names, their colours): by class."""
+COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")
+NOT_SCORED = "not scored"
+
+
+def _colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "class") -> tuple[np.ndarray, list[str], list[str]]:
+    """(each image's group index, per panel when the groups are the layer's own; the groups' names;
+    their colours): by class, by each layer's out-of-fold probe prediction, or by whether it was right."""
     ds = comp.dataset
     legend = ds.classes or ["all images"]
     colors = figures.class_colors(legend)
-    codes = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
-    return codes, legend, [colors[c] for c in legend]
+    truth = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
+    predicted = [comp.scores[k].predicted for k in keys or []]
+    if by == "class" or not keys or any(p is None for p in predicted):
+        return truth, legend, [colors[c] for c in legend]
+    pred = np.stack([np.asarray(p, dtype=np.int64) for p in predicted])  # (panels, n); -1: not scored
+    if by == "probe prediction":
+        return np.where(pred < 0, len(legend), pred), [*legend, NOT_SCORED], [*(colors[c] for c in legend), "#C8C8C8"]
+    return np.where(pred < 0, 2, (pred != truth).astype(np.int64)), ["correct", "wrong", NOT_SCORED], ["#2CA02C", "#D62728", "#C8C8C8"]
 
 
-def _points(comp: Comparison, keys: list[str], align: bool) -> tuple[dict, bytes]:
-    """The panels' blob for scatter.js, made once per result and alignment (kept in the session)."""
+def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[dict, bytes]:
+    """The panels' blob for scatter.js, made once per result, alignment and colouring (kept in the session)."""
     memo = st.session_state.setdefault("_points", {})
-    tag = (id(comp), align, tuple(keys))
+    tag = (id(comp), align, tuple(keys), by)
     if tag not in memo:
         memo.clear()
         panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
         titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
-        memo[tag] = scatter.pack(panels, *_colour_groups(comp), comp.dataset.names, titles=titles, aligned=align)
+        memo[tag] = scatter.pack(panels, *_colour_groups(comp, list(panels), by), comp.dataset.names, titles=titles, aligned=align)
     return memo[tag]
 
 
@@ -165,9 +176,13 @@ def projections_tab(comp: Comparison, align: bool) -> None:
             if choice is not None and st.session_state.get("find_last") != choice:
                 st.session_state["find_last"] = choice
                 st.session_state["picked"] = choice
+    labeled = ds.labels is not None and all(comp.scores[k].predicted is not None for k in keys)
+    by = st.radio("Colour by", COLOUR_BY if labeled else COLOUR_BY[:1], horizontal=True, key="colour_by",
+                  help="Class; or, in each panel, that layer's linear probe: its out-of-fold prediction, or whether it "
+                       "was right (grey: classes too small to score).")  # fmt: skip
     chart, side = st.columns([5, 1])
     with chart:
-        selection, clicked = scatter.layer_scatter(_points(comp, keys, align), key="proj")
+        selection, clicked = scatter.layer_scatter(_points(comp, keys, align, by or "class"), key="proj")
     if clicked is not None:
         st.session_state["picked"] = clicked
     picked = st.session_state.get("picked")
@@ -209,7 +224,7 @@ def _projections_3d(comp: Comparison, keys: list[str], align: bool, method: str)
 
 def separability_tab(comp: Comparison) -> None:
     m = comp.metrics
-    st.plotly_chart(figures.separability(m), config=PLOT_CONFIG, key="sep_chart")
+    st.plotly_chart(figures.separability(m, chance=comp.chance_accuracy), config=PLOT_CONFIG, key="sep_chart")
     notes = {s.note for s in comp.scores.values() if s.note}
     for n in notes:
         st.info(f"Label metrics {n}.")
@@ -225,9 +240,12 @@ def separability_tab(comp: Comparison) -> None:
     })  # fmt: skip
     with_cm = [k for k, s in comp.scores.items() if s.confusion is not None]
     if with_cm:
-        k = st.selectbox("Confusion matrix of the probe at layer", with_cm, index=len(with_cm) - 1, key="cm_layer")
-        st.plotly_chart(figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
-                        config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
+        k = st.selectbox("The probe at layer", with_cm, index=len(with_cm) - 1, key="cm_layer")
+        left, right = st.columns(2)
+        left.plotly_chart(figures.per_class_accuracy(comp.scores[k].confusion, comp.dataset.classes, f"Accuracy per class — {k}"),
+                          config=PLOT_CONFIG, key="class_acc_chart")  # fmt: skip
+        right.plotly_chart(figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
+                           config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
 
 
 def _clicked_cell(event: object) -> tuple[int, int] | None:
