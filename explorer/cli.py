@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from . import __version__
+from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
 
 log = logging.getLogger("explorer")
 
@@ -74,20 +75,38 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from . import export, pipeline
-    from .cache import FeatureCache
-    from .config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
-    from .datasets import load_dataset
+def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
+    """What `compare` analyses: the data, one ExtractSpec per run, the projection and the metrics
+    (the dashboard's "same analysis from the command line" is checked against this)."""
+    from . import pipeline
 
     model_names = [m.strip() for m in args.model.split(",") if m.strip()]
     per_model = pipeline.parse_layers(model_names, args.layers)
+    weights = [w.strip() for w in args.weights.split(",")]
+    if len(weights) not in (1, len(model_names)):
+        raise ValueError(f"--weights has {len(weights)} values for {len(model_names)} models; give one, or one per model")
+    weights = weights * len(model_names) if len(weights) == 1 else weights
     specs = [
-        ExtractSpec(model=m, weights=args.weights, layers=per_model[m], pooling=args.pooling,
-                    token_pooling=args.tokens, precision=args.precision, device=args.device, batch_size=args.batch_size)
-        for m in model_names
+        ExtractSpec(model=m, weights=w, layers=per_model[m], pooling=args.pooling, token_pooling=args.tokens,
+                    precision=args.precision, device=args.device, batch_size=args.batch_size, random_state=args.seed)
+        for m, w in zip(model_names, weights)
     ]  # fmt: skip
-    projection = ProjectionSpec(method=args.projection, n_components=args.components, random_state=args.seed)
+    if args.random_baseline and specs[0].weights != "none":  # the first model again, with random weights
+        specs.insert(1, specs[0].replace(weights="none"))
+    projection = ProjectionSpec(method=args.projection, n_components=args.components, n_neighbors=args.n_neighbors,
+                                min_dist=args.min_dist, perplexity=args.perplexity, random_state=args.seed)  # fmt: skip
+    metric = MetricSpec(folds=args.folds, knn_k=args.knn_k, probe_c=None if args.probe_c == "auto" else float(args.probe_c),
+                        random_state=args.seed)  # fmt: skip
+    return DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed), specs, projection, metric
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import export, pipeline
+    from .cache import FeatureCache
+    from .config import Limits
+    from .datasets import load_dataset
+
+    spec, specs, projection, metric = analysis_from_args(args)
     ray = None
     if args.engine == "ray":
         from .distributed import RayEngine
@@ -97,9 +116,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     limits = Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
                     max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
-    metric = MetricSpec(folds=args.folds, knn_k=args.knn_k, probe_c=None if args.probe_c == "auto" else float(args.probe_c),
-                        random_state=args.seed)  # fmt: skip
-    spec = DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed)
     # no thumbnails: each file's header is checked here, and extraction decodes each image once
     cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
     dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
@@ -134,12 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="extract, score and project layers; write metrics, features and a report")
     c.add_argument("--data", default="sample:clothing", help="folder, .zip, or sample:clothing / sample:digits")
     c.add_argument("--model", default="mobilenet_v2", help="one or more torchvision model names, comma-separated")
-    c.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a .pth file")
+    c.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a .pth file; "
+                   "one for every model, or one per model, comma-separated")
     c.add_argument("--layers", default="auto", help="auto | node,node,... | model:node,... with several models")
     c.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
     c.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")
     c.add_argument("--projection", default="umap", choices=["umap", "pca", "tsne", "none"])
     c.add_argument("--components", type=int, default=2, choices=[2, 3])
+    c.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbourhood size")
+    c.add_argument("--min-dist", type=float, default=0.1, help="UMAP minimum distance")
+    c.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    c.add_argument("--random-baseline", action="store_true",
+                   help="add the first model again with random weights (a baseline: what the architecture alone does)")
     c.add_argument("--max-images", type=int, default=None, help="stratified subsample to at most N images")
     lim = Limits()
     c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")

@@ -126,3 +126,43 @@ def test_colour_by_probe_correctness_matches_the_probe_accuracy(app: AppTest) ->
     assert legend[:-1] == comp.dataset.classes and pred.max() < len(comp.dataset.classes)
     truth, legend, _ = _colour_groups(comp, keys, "class")
     assert [legend[i] for i in truth[:5]] == list(comp.dataset.labels[:5])
+
+
+def _varied_inputs():
+    from explorer.config import ExtractSpec, ProjectionSpec
+    from explorer.ui import sidebar
+
+    return sidebar.Inputs(
+        data="sample:digits", upload=None, max_images=60,
+        extract=ExtractSpec(model="mobilenet_v2", weights="auto", layers=("features.4.conv.3", "flatten"), pooling="max"),
+        projection=ProjectionSpec(method="umap", n_components=3, n_neighbors=30, min_dist=0.25),
+        second_model="resnet18", random_baseline=True, align=False,
+    )  # fmt: skip
+
+
+def test_the_cli_snippet_means_the_same_analysis_as_the_page() -> None:
+    import shlex
+
+    from explorer.cli import analysis_from_args, build_parser
+    from explorer.ui import reproduce
+
+    inputs = _varied_inputs()
+    argv = shlex.split(reproduce.cli_command(inputs))
+    assert argv[:4] == ["python", "-m", "explorer", "compare"]
+    args = build_parser().parse_args(argv[3:])
+    page = reproduce.analysis(inputs, inputs.data)
+    assert analysis_from_args(args) == page
+    assert [s.weights for s in page[1]] == ["auto", "none", "none"]  # + random baseline; resnet18 has no offline weights
+
+
+def test_the_share_link_reopens_the_same_inputs() -> None:
+    from explorer.ui import reproduce
+
+    inputs = _varied_inputs()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for k, v in reproduce.share_params(inputs).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    _finish(at)
+    assert at.session_state["result"].inputs == inputs

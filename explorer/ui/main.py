@@ -15,10 +15,9 @@ import streamlit as st
 
 from .. import pipeline
 from ..cache import FeatureCache
-from ..config import DataSpec, ExtractSpec, ProjectionSpec
+from ..config import DataSpec, ProjectionSpec
 from ..datasets import ImageDataset, load_dataset
-from . import sidebar, views
-from .cached import availability as cached_availability
+from . import reproduce, sidebar, views
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 
 log = logging.getLogger(__name__)
@@ -90,15 +89,8 @@ def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
                                   thumbnails=cleanup is not None,  # an upload is deleted after the job: its thumbnails now
                                   read_index=None if cleanup is not None else FeatureCache().reads_dir)  # fmt: skip
             try:
-                specs = [inputs.extract]
-                if inputs.random_baseline and inputs.extract.weights != "none":
-                    specs.append(inputs.extract.replace(weights="none"))
-                if inputs.second_model:
-                    # pretrained where its weights are on this machine, else a random-init baseline
-                    offline = cached_availability().get(inputs.second_model) == "offline"
-                    specs.append(ExtractSpec(model=inputs.second_model, weights="auto" if offline else "none",
-                                             pooling=inputs.extract.pooling))  # fmt: skip
-                comp = pipeline.compare(ds, specs, projection=inputs.projection, progress=job.progress,
+                _, specs, projection, metric = reproduce.analysis(inputs, source)
+                comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
                                         should_stop=job.should_stop, max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
             finally:
                 if not source.startswith("sample:"):  # samples are shared; uploads are released at once
@@ -189,15 +181,6 @@ def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
     return any(getattr(now, f) != getattr(shown, f) for f in fields) and not now.data.startswith("upload:")
 
 
-def _share_params(inputs: sidebar.Inputs) -> dict[str, str]:
-    local_path = sidebar.MODE.server_paths and not inputs.data.startswith(("sample:", "upload:"))
-    p = {"data": inputs.data if inputs.data.startswith("sample:") or local_path else "sample:clothing",
-         "model": inputs.extract.model, "projection": inputs.projection.method, "max_images": str(inputs.max_images or 0)}  # fmt: skip
-    if inputs.extract.layers:
-        p["layers"] = ",".join(inputs.extract.layers)
-    return p
-
-
 def render() -> None:
     """The whole page."""
     st.markdown("## Bottleneck Explorer")
@@ -223,7 +206,7 @@ def render() -> None:
     if _changed(inputs, result.inputs):
         st.info("The settings in the sidebar changed: press **Run analysis** to update. "
                 "Layers already extracted come from the cache.", icon="ℹ️")  # fmt: skip
-    st.query_params.from_dict(_share_params(result.inputs))
+    st.query_params.from_dict(reproduce.share_params(result.inputs))
     t0 = time.perf_counter()
-    views.render(result.comparison, result.inputs, _share_params(result.inputs))
+    views.render(result.comparison, result.inputs)
     log.debug("views rendered in %.2f s", time.perf_counter() - t0)

@@ -49,6 +49,15 @@ def _query_int(name: str, default: int, lo: int, hi: int, step: int) -> int:
     return min(hi, max(lo, lo + (v - lo) // step * step))
 
 
+def _query_float(name: str, default: float, lo: float, hi: float) -> float:
+    """A number from the link, clamped to the widget's range."""
+    try:
+        v = float(_query(name, str(default)))
+    except ValueError:
+        return default
+    return min(hi, max(lo, v)) if v == v else default  # (NaN: the default)
+
+
 def _upload_widgets(choice: str) -> tuple | None:
     if choice == UPLOAD_ZIP:
         f = st.file_uploader("Zip of class folders", type=["zip"], key="upload_zip",
@@ -146,7 +155,8 @@ def render() -> Inputs:
                          help="The torchvision classification zoo. ✓ marks weights available offline here; others "
                               "download if the server can reach the internet, or run with random weights.")  # fmt: skip
     pretrained_ok = avail.get(model) == "offline" or not cached.offline_only()
-    weights = sb.radio("Weights", ["pretrained", "random init"], index=0 if pretrained_ok else 1, key="weights", horizontal=True,
+    q_random = _query("weights", "pretrained") == "random"
+    weights = sb.radio("Weights", ["pretrained", "random init"], index=0 if pretrained_ok and not q_random else 1, key="weights", horizontal=True,
                        help="Random initialisation is a baseline: what the architecture alone does.")  # fmt: skip
     profile = cached.profile(model)
     q_layers = [n for n in _query("layers", "").split(",") if n]
@@ -160,11 +170,15 @@ def render() -> Inputs:
                             help="FX node names. Pre-selected: a spread of block outputs through the pooled features. "
                                  "▼ marks bottlenecks (narrower than the layers around them).")  # fmt: skip
     with sb.expander("Options", expanded=False):
-        pooling = st.selectbox("Pooling of feature maps", ["avg", "max", "avgmax"], key="pooling",
+        poolings = ["avg", "max", "avgmax"]
+        q_pool = _query("pooling", "avg")
+        pooling = st.selectbox("Pooling of feature maps", poolings, index=poolings.index(q_pool) if q_pool in poolings else 0, key="pooling",
                                help="How a C×H×W map becomes one vector: average, max, or both concatenated.")  # fmt: skip
+        q_second = _query("second_model", "(none)")
         second = st.selectbox("Compare with a second model", ["(none)"] + names, key="second_model",
+                              index=(["(none)"] + names).index(q_second) if q_second in names else 0,
                               help="Its default layers are added; curves share one chart, CKA spans both.")  # fmt: skip
-        baseline = st.checkbox("Add a random-weights baseline", key="baseline",
+        baseline = st.checkbox("Add a random-weights baseline", key="baseline", value=_query("baseline", "0") == "1",
                                help="The same model with random weights, as a dashed curve.")  # fmt: skip
 
     sb.markdown("### Projection")
@@ -172,14 +186,16 @@ def render() -> Inputs:
     q_proj = _query("projection", "umap")
     method = sb.radio("Method", methods, index=methods.index(q_proj) if q_proj in methods else 0, key="projection", horizontal=True,
                       format_func=str.upper, help="PCA is instant and linear; UMAP and t-SNE show neighbourhoods.")  # fmt: skip
-    dims = sb.radio("View", ["2-D", "3-D"], key="dims", horizontal=True)
+    dims = sb.radio("View", ["2-D", "3-D"], key="dims", horizontal=True, index=1 if _query("dims", "2") == "3" else 0)
     n_neighbors, min_dist, perplexity = 15, 0.1, 30.0
     if method == "umap":
-        n_neighbors = sb.slider("UMAP neighbours", 5, 100, 15, key="n_neighbors", help="Larger: more global structure.")
-        min_dist = sb.slider("UMAP min distance", 0.0, 0.99, 0.1, key="min_dist", help="Smaller: tighter clusters.")
+        n_neighbors = sb.slider("UMAP neighbours", 5, 100, _query_int("n_neighbors", 15, 5, 100, 1), key="n_neighbors",
+                                help="Larger: more global structure.")  # fmt: skip
+        min_dist = sb.slider("UMAP min distance", 0.0, 0.99, _query_float("min_dist", 0.1, 0.0, 0.99), key="min_dist",
+                             help="Smaller: tighter clusters.")  # fmt: skip
     elif method == "tsne":
-        perplexity = float(sb.slider("t-SNE perplexity", 5, 50, 30, key="perplexity"))
-    align = sb.checkbox("Align panels", value=True, key="align",
+        perplexity = float(sb.slider("t-SNE perplexity", 5, 50, int(_query_float("perplexity", 30, 5, 50)), key="perplexity"))
+    align = sb.checkbox("Align panels", value=_query("align", "1") != "0", key="align",
                         help="Rotate each panel onto the previous one (Procrustes) so a point keeps its place.")  # fmt: skip
     extract = ExtractSpec(model=model, weights="auto" if weights == "pretrained" else "none", layers=tuple(chosen), pooling=pooling)
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,

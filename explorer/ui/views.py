@@ -14,7 +14,7 @@ import streamlit as st
 from .. import export, figures, report
 from ..datasets import ImageItem, thumbnail_bytes
 from ..pipeline import Comparison
-from . import scatter
+from . import reproduce, scatter, sidebar
 from .sidebar import MODE
 
 PLOT_CONFIG = {"displaylogo": False}
@@ -302,7 +302,7 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     scatter.control("cka_pair", highlight=selected, picked=st.session_state.get("picked"))
 
 
-def export_tab(comp: Comparison, share: dict[str, str]) -> None:
+def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     # Files are made when clicked (callables), not on every rerun, and not kept in session memory.
     files = [
         ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
@@ -317,27 +317,24 @@ def export_tab(comp: Comparison, share: dict[str, str]) -> None:
         cols[i % 3].download_button(name, functools.partial(make, comp), name, mime, key=f"dl_{name.split('.')[0]}",
                                      on_click="ignore")  # fmt: skip
     st.markdown("#### Share this view")
-    st.code("?" + urlencode(share), language=None)
-    st.caption("Append to this app's address: it reopens with the same sample, model, layers and projection. "
-               "Uploaded data is never part of a link.")  # fmt: skip
-    cli = (f"python -m explorer compare --data {share['data']} --model {share['model']} "
-           f"--layers {share.get('layers', 'auto')} --projection {share['projection']} "
-           + (f"--max-images {share['max_images']} " if share.get("max_images", "0") != "0" else "") + "--out out/")  # fmt: skip
-    st.caption("The same analysis from the command line:")
-    st.code(cli, language="bash")
+    st.code("?" + urlencode(reproduce.share_params(inputs)), language=None)
+    st.caption("Append to this app's address: it reopens with the same data, model, layers, weights, baseline, "
+               "second model, pooling and projection settings. Uploaded data is never part of a link.")  # fmt: skip
+    st.caption("The same analysis from the command line (same numbers; an upload is named by a placeholder for your copy):")
+    st.code(reproduce.cli_command(inputs), language="bash")
 
 
 VIEWS = ("Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export")
 
 
-def render(comp: Comparison, inputs: object, share: dict[str, str]) -> None:
+def render(comp: Comparison, inputs: sidebar.Inputs) -> None:
     """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view)."""
     align = bool(getattr(inputs, "align", True))
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     draw = {
         "Projections": lambda: projections_tab(comp, align), "Separability": lambda: separability_tab(comp),
         "Layer similarity": lambda: similarity_tab(comp, align), "Architecture": lambda: architecture_tab(comp),
-        "Dataset": lambda: dataset_tab(comp), "Export": lambda: export_tab(comp, share),
+        "Dataset": lambda: dataset_tab(comp), "Export": lambda: export_tab(comp, inputs),
     }  # fmt: skip
     for name, tab in zip(VIEWS, tabs):
         if tab.open:
