@@ -19,34 +19,20 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
+
+from serving import free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "536870912"}
 PLOT = ".st-key-proj .js-plotly-plot"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
-            return r.read().strip() == b"ok"
-    except OSError:
-        return False
 
 
 def _chromium_rss_mb() -> float:
@@ -121,7 +107,7 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": args.cache_dir, "NUMBA_THREADING_LAYER": "omp"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +116,7 @@ def main() -> None:
             proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", "local", "--server.port", str(port),
                                      "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
         try:
-            while not _healthy(base):
+            while not healthy(base):
                 if proc.poll() is not None:
                     raise RuntimeError(log.read_text()[-3000:])
                 time.sleep(0.3)

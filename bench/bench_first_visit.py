@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from serving import free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,29 +30,15 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--n
 MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "536870912"}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
-            return r.read().strip() == b"ok"
-    except OSError:
-        return False
-
-
 def start(cache: str, log: Path, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": cache, "NUMBA_THREADING_LAYER": "omp"}
     cmd = [sys.executable, "-m", "explorer.ui.serve", "--server.port", str(port), "--server.address", "127.0.0.1"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.time()
-    while not _healthy(url):
+    while not healthy(url):
         if proc.poll() is not None or time.time() - t0 > 180:
             raise RuntimeError("the server did not start")
         time.sleep(0.3)
