@@ -166,3 +166,15 @@ def test_the_share_link_reopens_the_same_inputs() -> None:
     assert not at.exception, at.exception
     _finish(at)
     assert at.session_state["result"].inputs == inputs
+
+
+def test_a_link_may_name_a_layer_by_its_module() -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["layers"] = "features.14,flatten"
+    at.query_params["max_images"] = "60"
+    at.query_params["projection"] = "pca"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="layers_mobilenet_v2").value == ["features.14.conv.3", "flatten"]
+    assert not at.warning  # nothing reported unknown
+    _finish(at)

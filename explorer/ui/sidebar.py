@@ -96,6 +96,14 @@ def write_upload(upload: tuple, dest_root: Path) -> str:
     return str(folder)
 
 
+def _resolve(profile: object, name: str) -> str | None:
+    """The FX node a layer name from a link means (a node, or a module's output node), or None."""
+    try:
+        return profile.resolve((name,))[0]  # type: ignore[attr-defined]
+    except ValueError:
+        return None
+
+
 def _layer_label(profile: object, node: str) -> str:
     info = profile[node]  # type: ignore[index]
     mark = " ▼ bottleneck" if info.is_bottleneck else ""
@@ -160,8 +168,9 @@ def render() -> Inputs:
                        help="Random initialisation is a baseline: what the architecture alone does.")  # fmt: skip
     profile = cached.profile(model)
     q_layers = [n for n in _query("layers", "").split(",") if n]
-    default_layers = [n for n in q_layers if n in profile.nodes] or list(profile.default)
-    unknown = [n for n in q_layers if n not in profile.nodes]
+    resolved = {n: _resolve(profile, n) for n in q_layers}  # a module name (features.14) means its output node
+    default_layers = list(dict.fromkeys(r for r in resolved.values() if r)) or list(profile.default)
+    unknown = [n for n, r in resolved.items() if r is None]
     if unknown:
         sb.warning(f"{model} has no layer {', '.join(unknown[:3])}{' …' if len(unknown) > 3 else ''}; "
                    "the link's other layers (or the defaults) are used.", icon="⚠️")  # fmt: skip
