@@ -72,7 +72,8 @@ def visit(browser, url: str) -> dict[str, float]:
     out["points_arrived_s"] = times.get("received", float("nan")) / 1000  # after navigation start
     out["plotly_draw_s"] = times.get("plotly_ms", float("nan")) / 1000
     out["detail"] = times
-    out["points_per_panel"] = float(page.evaluate(f"() => document.querySelector('{PLOT}').data[0].x.length"))
+    out["points_per_panel"] = float(page.evaluate(
+        f"() => document.querySelector('{PLOT}').data.filter(t => t.meta === 'points' && t.xaxis === 'x').reduce((a, t) => a + t.x.length, 0)"))  # fmt: skip
     box = page.locator(PLOT + " .nsewdrag").first.bounding_box()
     cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 5
     page.mouse.move(cx - r, cy - r)

@@ -115,10 +115,15 @@ def _lasso_first_panel(page) -> None:
     page.mouse.up()
 
 
-def _selected_per_trace(page, plot: str) -> list[int]:
-    return page.evaluate(
-        "(sel) => { const gd = document.querySelector(sel); const n = gd.data.filter(t => t.type === 'scattergl' && t.x.length > 1).length;"
-        " return gd.data.slice(0, n).map(t => (t.selectedpoints || []).length); }", plot)  # fmt: skip
+# scatter.js draws one trace per colour group per panel (meta "points"), one ring trace per panel
+# (meta "ring") and the path (meta "path")
+SELECTED_PER_PANEL = """(sel) => { const gd = document.querySelector(sel); const per = {};
+  for (const t of gd.data) if (t.meta === 'points') per[t.xaxis] = (per[t.xaxis] || 0) + (t.selectedpoints || []).length;
+  return Object.values(per); }"""
+
+
+def _selected_per_panel(page, plot: str) -> list[int]:
+    return page.evaluate(SELECTED_PER_PANEL, plot)
 
 
 def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, browser) -> None:
@@ -129,39 +134,41 @@ def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, brows
     header = page.get_by_text("selected images").first.inner_text()
     n = int(header.split()[0].replace(",", ""))
     assert n >= 300  # (nearly) every one of the 400 points lies in the panel
-    counts = _selected_per_trace(page, PLOT)
+    counts = _selected_per_panel(page, PLOT)
     assert len(counts) == 8 and set(counts) == {n}  # the same images highlighted in all 8 panels
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000)  # the grid
     page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
     page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view
     page.wait_for_selector(".st-key-cka_pair .js-plotly-plot[data-drawn]", timeout=60_000)
-    page.wait_for_function(
-        "(n) => { const gd = document.querySelector('.st-key-cka_pair .js-plotly-plot');"
-        " return gd && gd.data[0].selectedpoints && gd.data[0].selectedpoints.length === n; }", arg=n, timeout=30_000)  # fmt: skip
+    page.wait_for_function(f"(n) => {{ const c = ({SELECTED_PER_PANEL})('.st-key-cka_pair .js-plotly-plot'); return c.length === 2 && c.every(v => v === n); }}",
+                           arg=n, timeout=30_000)  # fmt: skip
     page.screenshot(path=str(ART / "lasso_in_cka_pair.png"), full_page=True)
     page.close()
 
 
-def _point_on_screen(page, trace: int, index: int) -> tuple[float, float]:
+def _point_on_screen(page, axis: str) -> tuple[float, float]:
+    """Where the first point of the panel on `axis` (x, x2, ...) is drawn."""
     return tuple(page.evaluate(
-        """([sel, t, i]) => { const gd = document.querySelector(sel); const tr = gd._fullData[t];
+        """([sel, axis]) => { const gd = document.querySelector(sel);
+        const t = gd._fullData.findIndex(tr => tr.meta === 'points' && tr.xaxis === axis && tr.x.length > 0); const i = 0;
+        const tr = gd._fullData[t];
         const xa = gd._fullLayout[tr.xaxis.replace('x', 'xaxis')], ya = gd._fullLayout[tr.yaxis.replace('y', 'yaxis')];
         const r = gd.getBoundingClientRect();
-        return [r.left + xa._offset + xa.d2p(tr.x[i]), r.top + ya._offset + ya.d2p(tr.y[i])]; }""", [PLOT, trace, index]))  # fmt: skip
+        return [r.left + xa._offset + xa.d2p(tr.x[i]), r.top + ya._offset + ya.d2p(tr.y[i])]; }""", [PLOT, axis]))  # fmt: skip
 
 
 def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
-    x, y = _point_on_screen(page, 7, 123)  # a point of the last panel
+    x, y = _point_on_screen(page, "x8")  # a point of the last panel
     page.mouse.click(x, y)
     page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
     side = page.locator('[data-testid="stColumn"]').filter(has=page.locator('[data-testid="stImage"]')).first
     assert side.locator('[data-testid="stImage"]').count() >= 1  # the image itself, beside the chart
-    rings = page.evaluate(f"() => document.querySelector('{PLOT}').data.slice(8, 16).map(t => t.x.length)")
+    rings = page.evaluate(f"() => document.querySelector('{PLOT}').data.filter(t => t.meta === 'ring').map(t => t.x.length)")
     assert rings == [1] * 8  # ringed in every panel
-    path = page.evaluate(f"() => document.querySelector('{PLOT}').data[16].x.length")
+    path = page.evaluate(f"() => document.querySelector('{PLOT}').data.find(t => t.meta === 'path').x.length")
     assert path == 8  # its path through the 8 aligned panels
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 8 * 6",
                            timeout=30_000)  # fmt: skip  (+ 6 neighbours per layer)
@@ -179,8 +186,7 @@ def test_search_by_class_highlights_and_follows_an_image(server, browser) -> Non
     page.wait_for_function("/[0-9,]+ matches/.test(document.body.innerText)", timeout=60_000)
     n = int(page.get_by_text("matches").first.inner_text().split()[0].replace(",", ""))
     assert n > 0
-    page.wait_for_function(f"() => {{ const gd = document.querySelector('{PLOT}'); return (gd.data[0].selectedpoints || []).length === {n}; }}",
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(f"() => ({SELECTED_PER_PANEL})('{PLOT}').every(v => v === {n})", timeout=30_000)
     page.locator(".st-key-find_pick").click()
     page.get_by_role("option").first.click()
     page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
@@ -191,15 +197,14 @@ def test_search_by_class_highlights_and_follows_an_image(server, browser) -> Non
 def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)
-    before = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].marker.color.slice(0, 50).join()")
+    colours = f"() => [...new Set(document.querySelector('{PLOT}').data.filter(t => t.meta === 'points' && t.x.length).map(t => t.marker.color))]"
+    assert len(page.evaluate(colours)) == 10  # one per class
     page.get_by_text("probe correct / wrong").click()
     page.wait_for_function("document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
                            timeout=60_000)  # fmt: skip
     page.wait_for_selector(DRAWN, timeout=60_000)
-    colours = page.evaluate(f"() => document.querySelector('{PLOT}').data.slice(0, 8).map(t => new Set(t.marker.color).size)")
-    assert all(1 <= c <= 3 for c in colours)  # correct, wrong (and not scored)
-    after = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].marker.color.slice(0, 50).join()")
-    assert after != before
+    page.wait_for_function(f"() => ({colours})().length <= 3", timeout=30_000)
+    assert set(page.evaluate(colours)) <= {"#2CA02C", "#D62728", "#C8C8C8"}  # correct, wrong (and not scored)
     page.screenshot(path=str(ART / "colour_by_correct.png"), full_page=True)
     page.close()
 
