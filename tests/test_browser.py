@@ -134,8 +134,9 @@ def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, brows
     header = page.get_by_text("selected images").first.inner_text()
     n = int(header.split()[0].replace(",", ""))
     assert n >= 300  # (nearly) every one of the 400 points lies in the panel
-    counts = _selected_per_panel(page, PLOT)
-    assert len(counts) == 8 and set(counts) == {n}  # the same images highlighted in all 8 panels
+    # the same images highlighted in all 8 panels (the other panels after the images have loaded)
+    page.wait_for_function(f"(n) => {{ const c = ({SELECTED_PER_PANEL})('{PLOT}'); return c.length === 8 && c.every(v => v === n); }}",
+                           arg=n, timeout=30_000)  # fmt: skip
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000)  # the grid
     page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
     page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view

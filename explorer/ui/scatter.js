@@ -193,11 +193,13 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
       const picked = new Set();
       for (const p of ev.points) if (p.curveNumber < nMain) picked.add(meta[p.curveNumber].idx[p.pointIndex]);
       const indices = Array.from(picked).sort((a, b) => a - b);
-      const t = performance.now();
-      setStateValue("selection", indices); // first: Python fetches the images while the panels restyle
-      state.applySelection(indices);
-      const times = (window.__explorerTimes || {})[head.instance];
-      if (times) times.selection = { event_at: t, restyle_ms: performance.now() - t };
+      state.selected = indices;
+      // Python answers with the images and then, through the control, the highlight in the other
+      // panels (scatter.py `control`): redrawing 100,000s of points holds the browser's main thread
+      // (seconds in software WebGL), so it comes after the images, not before them
+      window.__explorerTimes = window.__explorerTimes || {};
+      (window.__explorerTimes[head.instance] = window.__explorerTimes[head.instance] || {}).selection = { event_at: performance.now() };
+      setStateValue("selection", indices);
     });
     plotEl.on("plotly_deselect", () => {
       state.applySelection(null);
@@ -253,5 +255,16 @@ function applyCommand(st, cmd) {
 
 window.__explorerScatterControl = (cmd) => {
   const entry = REGISTRY.get(cmd.instance);
-  if (entry && entry.state && entry.state.ready) applyCommand(entry.state, cmd);
+  if (!entry || !entry.state || !entry.state.ready) return;
+  // after this render's images (the selection's) have loaded, or 3 s: the redraw holds the main thread
+  const since = performance.now();
+  const apply = () => {
+    const loading = Array.from(document.images).some((img) => !img.complete);
+    if (loading && performance.now() - since < 3000) return setTimeout(apply, 100);
+    const t = performance.now();
+    applyCommand(entry.state, cmd);
+    const times = (window.__explorerTimes || {})[cmd.instance];
+    if (times && times.selection) Object.assign(times.selection, { restyle_at: t, restyle_ms: performance.now() - t });
+  };
+  setTimeout(apply, 100);
 };

@@ -188,13 +188,14 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     picked = st.session_state.get("picked")
     if picked is not None and not 0 <= picked < len(ds):
         picked = st.session_state["picked"] = None
-    scatter.control("proj", highlight=matches if matches is not None else None, picked=picked)
     st.session_state["selection"] = selection
     with side:
         _picked_image(comp, picked)
     if selection:
         st.markdown(f"#### {len(selection):,} selected images" + (" (the first 48)" if len(selection) > 48 else ""))
         _thumbs(comp, selection[:48])
+    # after the images: the highlight in every panel (a search's matches, else the selection) and the ring
+    scatter.control("proj", highlight=matches if matches is not None else (selection or None), picked=picked)
     st.markdown("#### Nearest neighbours, layer by layer")
     if picked is None:
         st.caption("Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space.")
