@@ -67,6 +67,7 @@ class ImageDataset:
         thumbnails: small JPEG bytes per item, for hover images and grids (empty when not asked for).
         skipped: files left out, with the reason.
         duplicates: (file, the earlier file it duplicates) pairs; duplicates are left out.
+        metadata: labels.csv's further columns: name -> one value per item (text, as written).
     """
 
     source: str
@@ -76,6 +77,7 @@ class ImageDataset:
     thumbnails: tuple[bytes, ...]
     skipped: tuple[Skipped, ...] = ()
     duplicates: tuple[tuple[str, str], ...] = ()
+    metadata: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _tempdir: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -110,6 +112,7 @@ class ImageDataset:
             labels=tuple(self.labels[i] for i in keep) if self.labels is not None else None,
             hashes=tuple(self.hashes[i] for i in keep),
             thumbnails=tuple(self.thumbnails[i] for i in keep) if self.thumbnails else (),
+            metadata={c: tuple(v[i] for i in keep) for c, v in self.metadata.items()},
             skipped=self.skipped + tuple(Skipped(self.items[i].name, why) for i, why in sorted(rows.items())),
             _tempdir=None,
         )
@@ -175,26 +178,65 @@ def _strip_wrapper(root: Path, files: list[str]) -> tuple[Path, list[str]]:
     return root, files
 
 
-def _read_labels_csv(path: Path) -> dict[str, str]:
-    """`filename,label` rows; a header row (`filename,label`) is optional."""
+@dataclass(frozen=True)
+class LabelsTable:
+    """What a labels.csv says: each file's label, and the values of any further columns.
+
+    Attributes:
+        labels: file name -> label.
+        columns: the names of the columns after the label (from the header row; `column 3`, ...
+            without one).
+        extra: file name -> its values in those columns.
+    """
+
+    labels: dict[str, str]
+    columns: tuple[str, ...] = ()
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _read_labels_csv(path: Path) -> LabelsTable:
+    """`filename,label[,more columns]` rows; a header row (`filename,label,...`) is optional and
+    names the further columns."""
     text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    mapping: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    extra: dict[str, tuple[str, ...]] = {}
+    columns: list[str] = []
     for i, row in enumerate(csv.reader(io.StringIO(text))):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) < 2:
             raise ValueError(f"{path.name} line {i + 1}: expected 'filename,label', got {','.join(row)!r}")
-        name, label = row[0].strip(), row[1].strip()
+        cells = [c.strip() for c in row]
+        name, label = cells[0], cells[1]
         if i == 0 and name.lower() in ("filename", "file", "path", "image") and label.lower() in ("label", "class"):
+            columns = [c or f"column {j + 3}" for j, c in enumerate(cells[2:])]
             continue
+        if len(cells) - 2 > len(columns):
+            columns += [f"column {j + 3}" for j in range(len(columns), len(cells) - 2)]
         if label:
-            mapping[name.replace("\\", "/")] = label
-    return mapping
+            key = name.replace("\\", "/")
+            labels[key] = label
+            extra[key] = tuple(cells[2:])
+    if not columns:
+        return LabelsTable(labels)
+    width = len(columns)
+    return LabelsTable(labels, tuple(columns), {k: (v + ("",) * width)[:width] for k, v in extra.items()})
 
 
-def _candidates(root: Path) -> tuple[Path, list[tuple[str, str | None]], list[Skipped]]:
-    """The data root (wrapper folder stripped), (path relative to it, label or None) per image, and
-    files skipped."""
+@dataclass
+class Candidates:
+    """A folder's images before they are read: the data root (a wrapper folder stripped), (path
+    relative to it, label or None) per image, the files skipped, and labels.csv's further columns
+    (their names, and each image's values by its path)."""
+
+    root: Path
+    images: list[tuple[str, str | None]]
+    skipped: list[Skipped]
+    columns: tuple[str, ...] = ()
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _candidates(root: Path) -> Candidates:
     files = [f for f in _list_files(root) if not is_ignored_name(f)]
     root, files = _strip_wrapper(root, files)
     skipped: list[Skipped] = []
@@ -210,24 +252,27 @@ def _candidates(root: Path) -> tuple[Path, list[tuple[str, str | None]], list[Sk
         else:
             skipped.append(Skipped(f, "not an image file (by extension)"))
     if labels_csv is not None:
-        mapping = _read_labels_csv(labels_csv)
-        by_base = {Path(k).name: v for k, v in mapping.items()}
+        table = _read_labels_csv(labels_csv)
+        by_base = {Path(k).name: k for k in table.labels}
         out: list[tuple[str, str | None]] = []
+        extra: dict[str, tuple[str, ...]] = {}
         for f in images:
-            label = mapping.get(f, by_base.get(Path(f).name))
-            if label is None:
+            key = f if f in table.labels else by_base.get(Path(f).name)
+            if key is None:
                 skipped.append(Skipped(f, f"no label in {LABELS_FILE}"))
             else:
-                out.append((f, label))
+                out.append((f, table.labels[key]))
+                if table.columns:
+                    extra[f] = table.extra[key]
         known = set(images) | {Path(f).name for f in images}
-        skipped += [Skipped(k, f"listed in {LABELS_FILE} but not found") for k in mapping if k not in known]
-        return root, out, skipped
+        skipped += [Skipped(k, f"listed in {LABELS_FILE} but not found") for k in table.labels if k not in known]
+        return Candidates(root, out, skipped, table.columns, extra)
     in_folders = [f for f in images if "/" in f]
     if in_folders:
         out = [(f, f.split("/", 1)[0]) for f in in_folders]
         skipped += [Skipped(f, "not inside a class folder") for f in images if "/" not in f]
-        return root, out, skipped
-    return root, [(f, None) for f in images], skipped
+        return Candidates(root, out, skipped)
+    return Candidates(root, [(f, None) for f in images], skipped)
 
 
 def stratified_subsample(labels: list[str | None], max_images: int, random_state: int) -> np.ndarray:
@@ -361,14 +406,16 @@ def load_dataset(
     source = spec.source
     tempdir = None
     index = None
+    found: Candidates | None = None
     skipped: list[Skipped] = []
     if source.startswith("sample:"):
         name = source.split(":", 1)[1]
         if name == "digits":
             pairs = _digits_items()
         elif name in SAMPLES:
-            root, cands, skipped = _candidates(SAMPLES_DIR / name)
-            pairs = [(ImageItem(rel, path=root / rel), lab) for rel, lab in cands]
+            found = _candidates(SAMPLES_DIR / name)
+            pairs = [(ImageItem(rel, path=found.root / rel), lab) for rel, lab in found.images]
+            skipped = found.skipped
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
     else:
@@ -386,13 +433,16 @@ def load_dataset(
                 raise
             skipped += [Skipped(f, r) for f, r in report.ignored]
             path = Path(tempdir)
-        root, cands, more = _candidates(path)
-        skipped += more
-        pairs = [(ImageItem(rel, path=root / rel), lab) for rel, lab in cands]
+        found = _candidates(path)
+        skipped += found.skipped
+        pairs = [(ImageItem(rel, path=found.root / rel), lab) for rel, lab in found.images]
         if read_index is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
-            index = ReadIndex(read_index, root, f"{limits.max_file_bytes}:{limits.max_pixels}")
+            index = ReadIndex(read_index, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
     try:
-        return _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index)
+        ds = _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index)
+        if found is not None and found.columns:
+            ds.metadata = {c: tuple(found.extra[it.name][j] for it in ds.items) for j, c in enumerate(found.columns)}
+        return ds
     except BaseException:
         if tempdir:
             shutil.rmtree(tempdir, ignore_errors=True)

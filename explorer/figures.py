@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
 FONT = dict(family="Inter, system-ui, sans-serif", size=13)
@@ -25,6 +25,48 @@ def class_colors(classes: Sequence[str]) -> dict[str, str]:
     """One stable colour per class, the same in every panel and figure."""
     palette = qualitative.Plotly if len(classes) <= 10 else qualitative.Dark24 + qualitative.Light24
     return {c: palette[i % len(palette)] for i, c in enumerate(sorted(classes))}
+
+
+MAX_COLOUR_GROUPS = 20  # distinct values of a column coloured apart; the rarer ones are "other"
+NUMBER_BINS = 8  # a numeric column with more distinct values is coloured by quantile ranges
+OTHER, EMPTY = "(other)", "(empty)"
+
+
+def value_groups(values: Sequence[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Colour groups for a column of text values (a labels.csv column): (each row's group, the groups'
+    names, their colours). Up to MAX_COLOUR_GROUPS values are their own groups; a numeric column with
+    more is cut into NUMBER_BINS quantile ranges (a sequential scale); any other keeps its most
+    frequent values and puts the rest in "(other)"."""
+    vals = np.array([v if v else EMPTY for v in values], dtype=object)
+    uniq, inverse, counts = np.unique(vals, return_inverse=True, return_counts=True)
+    numbers = pd.to_numeric(pd.Series(vals), errors="coerce")
+    given = vals != EMPTY
+    numeric = given.any() and numbers[given].notna().mean() > 0.95
+    if len(uniq) <= MAX_COLOUR_GROUPS:
+        if numeric:  # 2, 9, 10 rather than 10, 2, 9
+            order = np.argsort(pd.to_numeric(pd.Series(uniq), errors="coerce").fillna(np.inf).to_numpy(), kind="stable")
+            rank = np.empty(len(uniq), dtype=np.int64)
+            rank[order] = np.arange(len(uniq))
+            uniq, inverse = uniq[order], rank[inverse]
+        names = [str(u) for u in uniq]
+        colors = class_colors(names)
+        return inverse.astype(np.int64), names, [colors[n] for n in names]
+    if numeric:
+        cut, edges = pd.qcut(numbers, NUMBER_BINS, duplicates="drop", retbins=True)
+        codes = cut.cat.codes.to_numpy().astype(np.int64)
+        names = [f"{a:.4g} to {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
+        scale = sample_colorscale("Viridis", [i / max(len(names) - 1, 1) for i in range(len(names))])
+        if (codes < 0).any():  # not a number
+            codes[codes < 0] = len(names)
+            names.append(OTHER)
+            scale.append("#C8C8C8")
+        return codes, names, scale
+    top = np.argsort(-counts, kind="stable")[: MAX_COLOUR_GROUPS - 1]
+    names = [str(uniq[t]) for t in top]
+    remap = np.full(len(uniq), len(names), dtype=np.int64)
+    remap[top] = np.arange(len(top))
+    colors = class_colors(names)
+    return remap[inverse], [*names, OTHER], [*(colors[n] for n in names), "#C8C8C8"]
 
 
 _AXIS = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", ticks="", zerolinecolor="#EBF0F8", zerolinewidth=2,

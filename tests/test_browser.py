@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -210,8 +211,11 @@ def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> Non
     page.close()
 
 
-def test_a_local_folder_is_opened_by_its_path(server, browser, tmp_path: Path) -> None:
+def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_column(server, browser, tmp_path: Path) -> None:
     data = make_class_folders(tmp_path / "mine", per_class=5)
+    rows = ["filename,label,shade"] + [f"{p.relative_to(data).as_posix()},{p.parent.name},{'light' if i % 3 else '[dark](https://example.com/x)'}"
+                                       for i, p in enumerate(sorted(data.rglob("*.jpg")))]  # fmt: skip
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
     page = _open(browser, server)
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
     page.get_by_role("option", name="A folder or zip on this machine").click()
@@ -224,14 +228,25 @@ def test_a_local_folder_is_opened_by_its_path(server, browser, tmp_path: Path) -
     page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
     assert "Mode: local" in page.inner_text("body")
     page.screenshot(path=str(ART / "local_folder.png"), full_page=True)
+    page.get_by_role("tab", name="Projections").click()
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.get_by_text("labels.csv: shade").click()  # the column after the label
+    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
+    colours = f"() => [...new Set(document.querySelector('{PLOT}').data.filter(t => t.meta === 'points' && t.x.length).map(t => t.marker.color))]"
+    page.wait_for_function(f"() => ({colours})().length === 2", timeout=30_000)
+    assert "[dark](https://example.com/x)" in page.inner_text(".explorer-legend")  # a value is text, not a link
+    assert page.locator('a[href^="https://example.com"]').count() == 0
+    page.screenshot(path=str(ART / "colour_by_column.png"), full_page=True)
     page.close()
 
 
 def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, browser) -> None:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    page.goto(demo_server + "/?data=/etc&max_images=50000")
+    page.goto(demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)"))
     page.wait_for_selector(".js-plotly-plot", timeout=600_000)
     body = page.inner_text("body")
+    assert "has no layer [Sign in](https://example.com/x)" in body  # the link's words as text...
+    assert page.locator('a[href^="https://example.com"]').count() == 0  # ...never a link on the page
     assert "opens only its bundled samples and your uploads, not a path on the server" in body
     assert "analyses at most 2,000 images per run" in body
     assert "Mode: demo" in body

@@ -65,6 +65,38 @@ def test_flat_folder_with_labels_csv(tmp_path: Path) -> None:
     assert "no label" in reasons["img3.jpg"] and "not found" in reasons["missing.jpg"]
 
 
+def test_labels_csv_further_columns_stay_with_their_images(tmp_path: Path) -> None:
+    """The columns after the label are kept per image (named by the header), aligned with the items
+    after subsampling, skipped files and duplicates, and after `without()`."""
+    rows = ["filename,label,photographer,year"]
+    for i in range(8):
+        (tmp_path / f"img{i}.jpg").write_bytes(jpeg_bytes((i * 30, 0, 0), noise=i))
+        rows.append(f"img{i}.jpg,{'ab'[i % 2]},p{i},{2000 + i}" if i != 5 else "img5.jpg,b,p5")  # a short row
+    (tmp_path / "img7.jpg").write_bytes((tmp_path / "img6.jpg").read_bytes())  # a duplicate, left out
+    (tmp_path / "img3.jpg").write_bytes(b"broken")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(DataSpec(source=str(tmp_path)))
+    assert list(ds.metadata) == ["photographer", "year"]
+    for j, name in enumerate(ds.names):
+        i = int(name[3])
+        assert ds.metadata["photographer"][j] == f"p{i}"
+        assert ds.metadata["year"][j] == ("" if i == 5 else str(2000 + i))
+    fewer = ds.without({0: "test"})
+    assert fewer.metadata["photographer"] == ds.metadata["photographer"][1:]
+    sub = load_dataset(DataSpec(source=str(tmp_path), max_images=4), thumbnails=False)
+    assert [f"p{name[3]}" for name in sub.names] == list(sub.metadata["photographer"])
+
+
+def test_labels_csv_without_a_header_names_its_further_columns(tmp_path: Path) -> None:
+    for i in range(2):
+        (tmp_path / f"img{i}.jpg").write_bytes(jpeg_bytes((i * 90, 0, 0), noise=i))
+    (tmp_path / "labels.csv").write_text("img0.jpg,a,x\nimg1.jpg,b,y\n")
+    ds = load_dataset(DataSpec(source=str(tmp_path)))
+    assert ds.metadata == {"column 3": ("x", "y")}
+    (tmp_path / "labels.csv").write_text("img0.jpg,a\nimg1.jpg,b\n")
+    assert load_dataset(DataSpec(source=str(tmp_path))).metadata == {}
+
+
 def test_unlabeled_flat_folder(tmp_path: Path) -> None:
     for i in range(3):
         (tmp_path / f"x{i}.jpg").write_bytes(jpeg_bytes((0, i * 50, 0), noise=i))

@@ -150,7 +150,7 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
   root.appendChild(legendEl);
   root.appendChild(plotEl);
 
-  const state = { plotEl, nPanels, nMain, coords, dims: head.dims, panels, selected: null, picked: null };
+  const state = { plotEl, n, nPanels, nMain, coords, dims: head.dims, panels, selected: null, picked: null };
 
   state.applySelection = (indices) => {
     state.selected = indices;
@@ -256,15 +256,22 @@ function applyCommand(st, cmd) {
 window.__explorerScatterControl = (cmd) => {
   const entry = REGISTRY.get(cmd.instance);
   if (!entry || !entry.state || !entry.state.ready) return;
-  // after this render's images (the selection's) have loaded, or 3 s: the redraw holds the main thread
+  // after this render's images (the selection's) are on the page and loaded, or 3 s: the redraw holds
+  // the main thread. Streamlit may add the images after this command arrives, so wait until the
+  // page's images have been complete and unchanged in number for 3 checks in a row.
   const since = performance.now();
+  const small = entry.state.n * entry.state.nPanels < 200000; // a quick redraw: no need to wait
+  let quiet = 0, count = -1;
   const apply = () => {
-    const loading = Array.from(document.images).some((img) => !img.complete);
-    if (loading && performance.now() - since < 3000) return setTimeout(apply, 100);
+    const imgs = Array.from(document.images);
+    quiet = imgs.length === count && imgs.every((img) => img.complete) ? quiet + 1 : 0;
+    count = imgs.length;
+    if (!small && quiet < 3 && performance.now() - since < 3000) return setTimeout(apply, 100);
     const t = performance.now();
     applyCommand(entry.state, cmd);
     const times = (window.__explorerTimes || {})[cmd.instance];
     if (times && times.selection) Object.assign(times.selection, { restyle_at: t, restyle_ms: performance.now() - t });
   };
-  setTimeout(apply, 100);
+  if (small) apply();
+  else setTimeout(apply, 100);
 };

@@ -11,6 +11,7 @@ import streamlit as st
 
 from ..config import AppMode, ExtractSpec, ProjectionSpec, app_mode
 from . import cached
+from .text import code
 
 SAMPLES = {"sample:clothing": "Clothing photos (bundled, 400 images)", "sample:digits": "Handwritten digits (scikit-learn)"}
 UPLOAD_ZIP, UPLOAD_FILES, SERVER_PATH = "upload:zip", "upload:files", "path:"
@@ -172,7 +173,8 @@ def render() -> Inputs:
     default_layers = list(dict.fromkeys(r for r in resolved.values() if r)) or list(profile.default)
     unknown = [n for n, r in resolved.items() if r is None]
     if unknown:
-        sb.warning(f"{model} has no layer {', '.join(unknown[:3])}{' …' if len(unknown) > 3 else ''}; "
+        named = ", ".join(code(n[:80]) for n in unknown[:3])  # the link's words, shown as text
+        sb.warning(f"{model} has no layer {named}{' …' if len(unknown) > 3 else ''}; "
                    "the link's other layers (or the defaults) are used.", icon="⚠️")  # fmt: skip
     chosen = sb.multiselect("Layers", profile.nodes, default=default_layers, key=f"layers_{model}",
                             format_func=lambda n: _layer_label(profile, n),

@@ -16,6 +16,7 @@ from ..datasets import ImageItem, thumbnail_bytes
 from ..pipeline import Comparison
 from . import reproduce, scatter, sidebar
 from .sidebar import MODE
+from .text import code
 
 PLOT_CONFIG = {"displaylogo": False}
 
@@ -70,7 +71,7 @@ def dataset_tab(comp: Comparison) -> None:
         st.plotly_chart(fig, config=PLOT_CONFIG, key="class_counts")
     labels = np.asarray(ds.labels) if ds.labels is not None else np.array(["all"] * len(ds))
     for cls in sorted(set(labels.tolist()))[:20]:
-        st.markdown(f"**{cls}**")
+        st.markdown(code(cls))
         _thumbs(comp, np.flatnonzero(labels == cls)[:8].tolist(), caption=False)
     if ds.skipped:
         st.markdown("#### Skipped files")
@@ -104,13 +105,27 @@ def _find(comp: Comparison, text: str) -> list[int]:
 
 
 COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")
+COLUMN = "labels.csv: "  # + a further column's name: colour by its values
 NOT_SCORED = "not scored"
+
+
+def _colour_label(option: str) -> str:
+    return COLUMN + code(option[len(COLUMN) :]) if option.startswith(COLUMN) else option
+
+
+def _colour_options(comp: Comparison, keys: list[str]) -> list[str]:
+    ds = comp.dataset
+    scored = ds.labels is not None and all(comp.scores[k].predicted is not None for k in keys)
+    return [*(COLOUR_BY if scored else COLOUR_BY[:1]), *(COLUMN + c for c in ds.metadata)]
 
 
 def _colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "class") -> tuple[np.ndarray, list[str], list[str]]:
     """(each image's group index, per panel when the groups are the layer's own; the groups' names;
-    their colours): by class, by each layer's out-of-fold probe prediction, or by whether it was right."""
+    their colours): by class, by each layer's out-of-fold probe prediction, by whether it was right, or
+    by a further column of labels.csv (`COLUMN` + its name)."""
     ds = comp.dataset
+    if by.startswith(COLUMN) and by[len(COLUMN) :] in ds.metadata:
+        return figures.value_groups(ds.metadata[by[len(COLUMN) :]])
     legend = ds.classes or ["all images"]
     colors = figures.class_colors(legend)
     truth = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
@@ -146,6 +161,8 @@ def _picked_image(comp: Comparison, idx: int | None) -> None:
     st.text(ds.names[idx])  # as text: file names come from visitors
     if ds.labels is not None:
         st.text(f"class: {ds.labels[idx]}")
+    for column, values in ds.metadata.items():
+        st.text(f"{column}: {values[idx]}")
 
 
 def projections_tab(comp: Comparison, align: bool) -> None:
@@ -176,10 +193,10 @@ def projections_tab(comp: Comparison, align: bool) -> None:
             if choice is not None and st.session_state.get("find_last") != choice:
                 st.session_state["find_last"] = choice
                 st.session_state["picked"] = choice
-    labeled = ds.labels is not None and all(comp.scores[k].predicted is not None for k in keys)
-    by = st.radio("Colour by", COLOUR_BY if labeled else COLOUR_BY[:1], horizontal=True, key="colour_by",
+    by = st.radio("Colour by", _colour_options(comp, keys), horizontal=True, key="colour_by", format_func=_colour_label,
                   help="Class; or, in each panel, that layer's linear probe: its out-of-fold prediction, or whether it "
-                       "was right (grey: classes too small to score).")  # fmt: skip
+                       "was right (grey: classes too small to score); or the values of a further column of labels.csv "
+                       f"(up to {figures.MAX_COLOUR_GROUPS} values, numbers in {figures.NUMBER_BINS} ranges).")  # fmt: skip
     chart, side = st.columns([5, 1])
     with chart:
         selection, clicked = scatter.layer_scatter(_points(comp, keys, align, by or "class"), key="proj")
