@@ -7,18 +7,20 @@
 
 const REGISTRY = (window.__explorerScatter = window.__explorerScatter || new Map());
 
+// plotly.js by URL (scatter.py picks the small bundle for SVG panels, the whole one for WebGL): each
+// loads once per page; both set window.Plotly, so each promise keeps the one its script made
 function loadPlotly(url) {
-  if (window.Plotly) return Promise.resolve(window.Plotly);
-  if (!window.__explorerPlotlyLoading) {
-    window.__explorerPlotlyLoading = new Promise((resolve, reject) => {
+  const loading = (window.__explorerPlotly = window.__explorerPlotly || new Map());
+  if (!loading.has(url)) {
+    loading.set(url, new Promise((resolve, reject) => {
       const s = document.createElement("script");
       s.src = url;
       s.onload = () => resolve(window.Plotly);
       s.onerror = () => reject(new Error("could not load " + url));
       document.head.appendChild(s);
-    });
+    }));
   }
-  return window.__explorerPlotlyLoading;
+  return loading.get(url);
 }
 
 function unpack(buffer) {
@@ -83,6 +85,8 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
   // fast (per-point colours made restyling 8 x 100k points 2-3 s, per group 0.3 s; README)
   const G = palette.length;
   const groups = codes.map((row) => groupRows(row, G));
+  // SVG draws a few thousand points sooner than a software WebGL context starts (first visit: README)
+  const kind = head.svg ? "scatter" : "scattergl";
   const layout = {
     grid: { rows, columns: cols, pattern: "independent", xgap: 0.06, ygap: 0.12 },
     height: Math.max(300, rows * head.panel_height),
@@ -109,7 +113,7 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
     for (let c = 0; c < G; c++) {
       const idx = g.idx[c];
       traces.push({
-        type: "scattergl", mode: "markers", meta: "points", x: gather(coords[k], head.dims, 0, idx),
+        type: kind, mode: "markers", meta: "points", x: gather(coords[k], head.dims, 0, idx),
         y: gather(coords[k], head.dims, 1, idx), xaxis: "x" + ax, yaxis: "y" + ax,
         marker: { color: palette[c], size: head.marker_size, opacity: 0.8 },
         text: names ? Array.from(idx, (i) => esc(names[i]) + "<br>" + esc(legend[c])) : null,
@@ -123,7 +127,7 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
   // one more trace per panel for the picked image's ring, and one for its path in the last panel
   panels.forEach((p, k) => {
     const ax = k === 0 ? "" : String(k + 1);
-    traces.push({ type: "scattergl", mode: "markers", meta: "ring", x: [], y: [], xaxis: "x" + ax, yaxis: "y" + ax, hoverinfo: "skip",
+    traces.push({ type: kind, mode: "markers", meta: "ring", x: [], y: [], xaxis: "x" + ax, yaxis: "y" + ax, hoverinfo: "skip",
       marker: { size: 16, color: "rgba(0,0,0,0)", line: { color: "black", width: 2.5 } } });
   });
   const lastAx = nPanels === 1 ? "" : String(nPanels);
@@ -234,6 +238,7 @@ export default function (component) {
     .then((Plotly) => {
       const loaded = performance.now();
       entry.state = build(Plotly, root, points, setStateValue, setTriggerValue);
+      entry.Plotly = Plotly;
       const prev = (window.__explorerTimes || {})[instance] || {};
       entry.state.times = { received, plotly_loaded: loaded, built: performance.now(), builds: (prev.builds || 0) + 1 };
     })
@@ -242,7 +247,7 @@ export default function (component) {
     });
   return () => {
     if (REGISTRY.get(instance) === entry) REGISTRY.delete(instance);
-    if (entry.state && window.Plotly) window.Plotly.purge(entry.state.plotEl);
+    if (entry.state) entry.Plotly.purge(entry.state.plotEl);
   };
 }
 
