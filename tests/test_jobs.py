@@ -101,3 +101,43 @@ def test_workers_size_torch_and_numba_threads() -> None:
         assert job.result == (1, 1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_results_live_in_their_session_not_in_the_queue() -> None:
+    """A taken result is forgotten by the queue; one nobody takes (the visitor left) expires after
+    the TTL; a finished job no longer holds its closure (the request, an upload's bytes)."""
+    q = JobQueue(workers=1, max_pending=4, ttl=0.2)
+    big = bytearray(10**6)
+    taken = q.submit("a", lambda job: len(big))
+    left = q.submit("b", lambda job: "nobody takes this")
+    _wait(taken)
+    _wait(left)
+    assert taken.fn is None and left.fn is None
+    assert q.take(taken) == 10**6 and taken.result is None
+    assert q.job_of("a") is None and q.sessions() == 1
+    time.sleep(0.3)
+    q.submit("c", lambda job: "c")  # a sweep runs on submit (and now and then on job_of)
+    assert q.job_of("b") is None and left.result == "nobody takes this"  # the queue let go of it
+
+
+@pytest.mark.parametrize("how", ["done", "failed", "cancelled while waiting", "cancelled while running"])
+def test_the_cleanup_runs_however_the_job_ends(how: str) -> None:
+    q = JobQueue(workers=1, max_pending=4)
+    gate = threading.Event()
+    cleaned = threading.Event()
+    first = q.submit("first", _blocker(gate))  # occupies the worker
+    if how == "cancelled while running":
+        job = first
+        first.cleanup = cleaned.set
+        while first.state != "running":
+            time.sleep(0.01)
+        q.cancel(first)
+    else:
+        fn = {"done": lambda job: 1, "failed": lambda job: 1 / 0, "cancelled while waiting": lambda job: 1}[how]
+        job = q.submit("second", fn, cleanup=cleaned.set)
+        if how == "cancelled while waiting":
+            q.cancel(job)
+            assert cleaned.is_set() and job.fn is None  # at once, without a worker
+        gate.set()
+    _wait(job)
+    assert cleaned.wait(5) and job.cleanup is None

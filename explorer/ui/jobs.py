@@ -1,7 +1,9 @@
 """The process-wide bounded job queue of the dashboard (plain module objects, not st.cache entries).
 
 One or two worker threads run heavy work (extraction, UMAP, metrics) off the script thread; each
-session may have one active job; a full queue answers "busy" instead of piling up work.
+session may have one active job; a full queue answers "busy" instead of piling up work. The queue
+keeps a job only until its session takes the result (`take`), or for `ttl` seconds after it ends
+when nobody does (a visitor who left): results live in their session, not in the process.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Job:
 
     id: int
     session: str
-    fn: Callable[[Job], Any]
+    fn: Callable[[Job], Any] | None
     state: str = "queued"  # queued | running | done | failed | cancelled
     stage: str = "waiting for a worker"
     done: int = 0
@@ -45,6 +47,16 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.time)
     finished: float | None = None
+    cleanup: Callable[[], None] | None = None  # run once when the job ends, however it ends
+
+    def release(self) -> None:
+        """Run the cleanup (delete the job's upload, say), once; a failure is logged, not raised."""
+        cleanup, self.cleanup = self.cleanup, None
+        if cleanup is not None:
+            try:
+                cleanup()
+            except Exception:
+                log.exception("job %d: cleanup failed", self.id)
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.stage, self.done, self.total = stage, done, total
@@ -65,8 +77,11 @@ class JobQueue:
         max_pending: most jobs waiting (not running) at once.
     """
 
-    def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None) -> None:
+    def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None,
+                 ttl: float = 600.0) -> None:  # fmt: skip
         self.max_pending = max_pending
+        self.ttl = ttl
+        self._swept = time.monotonic()
         self.threads_per_worker = threads_per_worker
         self._pending: deque[Job] = deque()
         self._by_session: dict[str, Job] = {}
@@ -77,28 +92,54 @@ class JobQueue:
         for t in self._threads:
             t.start()
 
-    def submit(self, session: str, fn: Callable[[Job], Any]) -> Job:
-        """Queue `fn(job)` for a session.
+    def submit(self, session: str, fn: Callable[[Job], Any], cleanup: Callable[[], None] | None = None) -> Job:
+        """Queue `fn(job)` for a session; `cleanup()` runs when the job ends (done, failed, cancelled
+        while waiting or running). When the job is refused, the caller keeps the cleanup.
 
         Raises:
             AlreadyRunning: the session has an active job.
             QueueFull: max_pending jobs are already waiting.
         """
         with self._lock:
+            self._sweep()
             current = self._by_session.get(session)
             if current is not None and current.active:
                 raise AlreadyRunning("your previous analysis is still running")
             if len(self._pending) >= self.max_pending:
                 raise QueueFull("the server is busy; please try again in a minute")
-            job = Job(next(self._ids), session, fn)
+            job = Job(next(self._ids), session, fn, cleanup=cleanup)
             self._pending.append(job)
             self._by_session[session] = job
             self._lock.notify()
             return job
 
     def job_of(self, session: str) -> Job | None:
-        """The latest job of a session."""
-        return self._by_session.get(session)
+        """The latest job of a session (until it is taken or expires)."""
+        with self._lock:
+            if time.monotonic() - self._swept > min(self.ttl, 30.0):
+                self._sweep()
+            return self._by_session.get(session)
+
+    def take(self, job: Job) -> Any:
+        """A finished job's result, handed to its session and forgotten here."""
+        with self._lock:
+            if self._by_session.get(job.session) is job and not job.active:
+                del self._by_session[job.session]
+            result, job.result = job.result, None
+            return result
+
+    def sessions(self) -> int:
+        """How many sessions the queue holds a job for."""
+        with self._lock:
+            return len(self._by_session)
+
+    def _sweep(self) -> None:
+        """Forget finished jobs nobody took within `ttl` seconds (called with the lock held)."""
+        self._swept = time.monotonic()
+        cutoff = time.time() - self.ttl
+        for session, job in list(self._by_session.items()):
+            if not job.active and job.finished is not None and job.finished < cutoff:
+                del self._by_session[session]
 
     def position(self, job: Job) -> int:
         """1-based place among waiting jobs (0 when running or finished)."""
@@ -126,9 +167,11 @@ class JobQueue:
         """Cancel a waiting job at once, or ask a running one to stop after its batch."""
         job.cancel.set()
         with self._lock:
-            if job in self._pending:
-                self._pending.remove(job)
-                job.state, job.finished = "cancelled", time.time()
+            if job not in self._pending:
+                return
+            self._pending.remove(job)
+            job.state, job.finished, job.fn = "cancelled", time.time(), None
+        job.release()
 
     def _work(self) -> None:
         if self.threads_per_worker:
@@ -160,6 +203,8 @@ class JobQueue:
                     log.exception("job %d failed", job.id)
                     job.state, job.error = "failed", FRIENDLY_ERROR
             finally:
+                job.fn = None  # the closure holds the request: not past the job
+                job.release()
                 job.finished = time.time()
                 with self._lock:
                     self._running -= 1
@@ -170,4 +215,5 @@ def _workers() -> int:
 
 
 QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")),
-                 threads_per_worker=max(1, (os.cpu_count() or 1) // _workers()))  # fmt: skip
+                 threads_per_worker=max(1, (os.cpu_count() or 1) // _workers()),
+                 ttl=float(os.environ.get("EXPLORER_RESULT_TTL", "600")))  # fmt: skip

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import streamlit as st
@@ -75,32 +76,28 @@ def _sample(source: str, max_images: int | None) -> ImageDataset:
     return load_dataset(DataSpec(source=source, max_images=max_images), limits=sidebar.MODE.limits, thumbnails=False)
 
 
-def make_job(inputs: sidebar.Inputs, source: str, cleanup: Path | None):
-    """The function a worker runs for these inputs."""
+def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
+    """The function a worker runs for these inputs (`fresh_upload`: `source` was written for this
+    job and is deleted after it, by the queue)."""
+    inputs = replace(inputs, upload=None)  # the bytes are on disk now: not kept with the job or its result
 
     def work(job: Job) -> Result:
+        job.progress("checking images", 0, 1)
+        if source.startswith("sample:"):
+            ds = _sample(source, inputs.max_images)
+        else:
+            ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
+                              progress=lambda d, t: job.progress("reading images", d, t),
+                              thumbnails=fresh_upload,  # an upload is deleted after the job: its thumbnails now
+                              read_index=None if fresh_upload else FeatureCache().reads_dir)  # fmt: skip
         try:
-            job.progress("checking images", 0, 1)
-            if source.startswith("sample:"):
-                ds = _sample(source, inputs.max_images)
-            else:
-                ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
-                                  progress=lambda d, t: job.progress("reading images", d, t),
-                                  thumbnails=cleanup is not None,  # an upload is deleted after the job: its thumbnails now
-                                  read_index=None if cleanup is not None else FeatureCache().reads_dir)  # fmt: skip
-            try:
-                _, specs, projection, metric = reproduce.analysis(inputs, source)
-                comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
-                                        should_stop=job.should_stop, max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
-            finally:
-                if not source.startswith("sample:"):  # samples are shared; uploads are released at once
-                    ds.close()
-            return Result(comp, inputs)
+            _, specs, projection, metric = reproduce.analysis(inputs, source)
+            comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
+                                    should_stop=job.should_stop, max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
         finally:
-            if cleanup is not None:
-                import shutil
-
-                shutil.rmtree(cleanup, ignore_errors=True)
+            if not source.startswith("sample:"):  # samples are shared; uploads are released at once
+                ds.close()
+        return Result(comp, inputs)
 
     return work
 
@@ -117,15 +114,14 @@ def submit(inputs: sidebar.Inputs) -> None:
                 st.session_state["notice"] = "Choose files to upload first."
                 return
             source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
-            cleanup = Path(source).parent if source.endswith(".zip") else Path(source)
-        QUEUE.submit(_session_id(), make_job(inputs, source, cleanup))
+            folder = Path(source).parent if source.endswith(".zip") else Path(source)
+            cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
+        QUEUE.submit(_session_id(), make_job(inputs, source, cleanup is not None), cleanup)
         st.session_state.pop("notice", None)
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
-        if cleanup is not None:
-            import shutil
-
-            shutil.rmtree(cleanup, ignore_errors=True)
+        if cleanup is not None:  # refused: the upload is ours to delete
+            cleanup()
 
 
 @st.fragment(run_every=1.0)
@@ -152,8 +148,9 @@ def _collect(job: Job) -> bool:
     if job.active or st.session_state.get("seen_job") == job.id:
         return False
     st.session_state["seen_job"] = job.id
+    result = QUEUE.take(job)  # the session holds it now; the queue forgets the job
     if job.state == "done":
-        st.session_state["result"] = job.result
+        st.session_state["result"] = result
     elif job.state == "failed":
         st.session_state["notice"] = job.error
     elif job.state == "cancelled":
