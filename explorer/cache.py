@@ -155,6 +155,11 @@ class LayerWriter:
         state = {"nodes": self.nodes, "n_rows": self.n_rows, "done": sorted(self.done), "unreadable": self.unreadable}
         atomic_write(self.folder / "done.json", lambda fh: fh.write(json.dumps(state).encode()))
 
+    def discard(self) -> None:
+        """Delete this unfinished extraction's files (a demo's cancelled or failed job)."""
+        self._maps.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def finish(self, final: dict[str, Path]) -> None:
         """Move every finished layer file to its place in the store, and remove the partial folder."""
         for m in self._maps.values():
@@ -171,10 +176,21 @@ class FeatureCache:
 
     Args:
         root: cache folder (default: `EXPLORER_CACHE_DIR` or the user cache folder).
+        keep_partial: keep an interrupted extraction's finished chunks for a later run to resume
+            (False: delete them when it is cancelled or fails; the demo's choice).
     """
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, keep_partial: bool = True) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
+        self.keep_partial = keep_partial
+
+    @staticmethod
+    def _used(path: Path) -> None:
+        """Mark a file as just used: its modification time is the cache's LRU clock (atime is often off)."""
+        try:
+            os.utime(path)
+        except OSError:
+            pass
 
     @property
     def reads_dir(self) -> Path:
@@ -188,7 +204,10 @@ class FeatureCache:
     def get(self, key: str) -> np.ndarray | None:
         """The cached features of a layer key, memory-mapped read-only, or None (a damaged file is a miss)."""
         path = self.layer_path(key)
-        return _open_npy(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        self._used(path)
+        return _open_npy(path)
 
     def put(self, key: str, features: np.ndarray) -> None:
         """Store a layer's features whole (atomically)."""
@@ -205,11 +224,65 @@ class FeatureCache:
     def get_result(self, key: str) -> dict[str, np.ndarray] | None:
         """A cached derived result (projection, scores, graph) as named arrays, or None."""
         path = self._result_path(key)
-        return _load_npz(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        self._used(path)
+        return _load_npz(path)
 
     def put_result(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """Store a derived result (atomically)."""
         _save_npz(self._result_path(key), arrays)
+
+    def evict(self, max_bytes: int) -> tuple[int, int]:
+        """Delete the least recently used features, results and read records until the cache holds at
+        most `max_bytes`; extractions in progress (`partial/`) are left alone. Safe while others read:
+        a memory-mapped file stays readable after its name is gone.
+
+        A dataset's record of unreadable images is read on every run that reads its features, after
+        them, so it is always more recent than they are and goes only after them.
+
+        Returns:
+            (files deleted, bytes freed).
+        """
+        entries = []
+        for sub in ("features", "results", "reads"):
+            for p in (self.root / sub).rglob("*"):
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                if p.is_file():
+                    entries.append((st.st_mtime, p, st.st_size))
+        total = sum(size for _, _, size in entries) + self._partial_bytes()
+        removed = freed = 0
+        for _, path, size in sorted(entries):
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed, freed = removed + 1, freed + size
+        if removed:
+            log.info("cache over %.1f GB: evicted %d files (%.1f GB)", max_bytes / 1024**3, removed, freed / 1024**3)
+        return removed, freed
+
+    def _partial_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.root / "partial").rglob("*") if p.is_file()) if (self.root / "partial").exists() else 0
+
+    def clean_leftovers(self, *, partial: bool) -> int:
+        """At start: delete the temporary files of writes a killed process left (`*.tmp`), and with
+        `partial` every unfinished extraction too (a demo does not resume; the CLI and local mode do).
+        Returns the number of paths removed."""
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for p in self.root.rglob("*.tmp"):
+            p.unlink(missing_ok=True)
+            removed += 1
+        if partial and (self.root / "partial").exists():
+            for p in (self.root / "partial").iterdir():
+                shutil.rmtree(p, ignore_errors=True)
+                removed += 1
+        return removed
 
     def size_bytes(self) -> int:
         """Total size of the cache on disk."""

@@ -47,38 +47,67 @@ MODE_ENV = "EXPLORER_MODE"
 @dataclass(frozen=True, kw_only=True)
 class AppMode:
     """Who the dashboard serves: `local`, one person on their own machine (the CLI's limits, folders
-    on the server opened by path), or `demo`, the shared public deployment (tight caps, uploads only).
+    on the server opened by path), or `demo`, the shared public deployment (tight caps, uploads only,
+    every job's cost, time and disk bounded).
 
     Attributes:
         name: `local` or `demo`.
         limits: bounds on a dataset.
         max_images: the most images one analysis may keep.
         server_paths: whether a folder or zip on the server may be opened by its path.
+        max_layers: the most layers one analysis may extract, all models together.
+        max_gflop: the most compute one analysis may ask for: the models' forward passes over its
+            images, in GFLOPs (None: no bound).
+        max_job_seconds: wall-clock budget of one analysis; past it, it is cancelled (None: none).
+        cache_max_bytes: size limit of the feature cache, least recently used entries evicted
+            beyond it (None: no limit).
+        keep_partial: whether an interrupted extraction's finished chunks are kept for a later run
+            to resume (local) or deleted on cancel, failure and start (demo).
+        downloads: whether model weights may be downloaded (never for a demo's visitor).
     """
 
     name: str
     limits: Limits
     max_images: int
     server_paths: bool
+    max_layers: int = 1000
+    max_gflop: float | None = None
+    max_job_seconds: float | None = None
+    cache_max_bytes: int | None = None
+    keep_partial: bool = True
+    downloads: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.name, MODES)
 
 
 LOCAL = AppMode(name="local", limits=Limits(), max_images=Limits().max_files, server_paths=True)
-DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=False)
+# demo: 2,000 images through resnet50 (4.1 GFLOPs each) is ~8,200 GFLOPs, about 3 minutes of 2 CPU
+# cores; a job gets at most 10 minutes whatever the estimate says
+DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=False, max_layers=16, max_gflop=10_000.0,
+               max_job_seconds=600.0, cache_max_bytes=5 * 1024**3, keep_partial=False, downloads=False)  # fmt: skip
+CACHE_MAX_ENV = "EXPLORER_CACHE_MAX_GB"
 
 
 def app_mode(environ: Mapping[str, str] = os.environ) -> AppMode:
-    """The dashboard's mode, from EXPLORER_MODE (`local` when unset; the demo launcher sets `demo`).
+    """The dashboard's mode, from EXPLORER_MODE (`local` when unset; the demo launcher sets `demo`);
+    EXPLORER_CACHE_MAX_GB sets the cache's size limit in either mode (0: no limit).
 
     Raises:
-        ValueError: an unknown mode (a typo must not open a public server to server paths).
+        ValueError: an unknown mode (a typo must not open a public server to server paths), or a
+            cache limit that is not a number.
     """
     name = environ.get(MODE_ENV, "local").strip().lower()
     if name not in MODES:
         raise ValueError(f"{MODE_ENV}={name!r} is not one of {', '.join(MODES)}")
-    return LOCAL if name == "local" else DEMO
+    mode = LOCAL if name == "local" else DEMO
+    if environ.get(CACHE_MAX_ENV, "").strip():
+        try:
+            gb = float(environ[CACHE_MAX_ENV])
+        except ValueError:
+            raise ValueError(f"{CACHE_MAX_ENV}={environ[CACHE_MAX_ENV]!r} is not a number of GB") from None
+        mode = dataclasses.replace(mode, cache_max_bytes=int(gb * 1024**3) if gb > 0 else None)
+    return mode
 
 
 @dataclass(frozen=True, kw_only=True)

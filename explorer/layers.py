@@ -187,16 +187,20 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
             return out
 
     def run(device: str) -> dict:
-        with torch.device(device), torch.random.fork_rng(devices=[]):
+        # only the trace holds the lock exclusively (it patches torch modules process-wide,
+        # tracing.py); building the model and running it, seconds on the CPU for a large RegNet,
+        # hold it shared, beside other visitors' extractions
+        with FX.shared(), torch.device(device), torch.random.fork_rng(devices=[]):
             model = builder(weights=None, **kwargs).eval()
         tracer = NodePathTracer(**_set_default_tracer_kwargs(None))
-        graph = tracer.trace(model)
+        with FX.exclusive():
+            graph = tracer.trace(model)
         rec = Record(torch.fx.GraphModule(tracer.root, graph), tracer.node_to_qualname)
-        with torch.no_grad():
+        with FX.shared(), torch.no_grad():
             rec.run(torch.zeros(2, 3, size, size, device=device))
         return rec.outputs
 
-    with warnings.catch_warnings(), FX.exclusive():  # tracing patches torch modules process-wide (tracing.py)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             out = run("meta")

@@ -60,6 +60,16 @@ def default_weights(name: str) -> Any:
     return ws[0] if ws else None
 
 
+def forward_gflops(name: str, pretrained: bool = True) -> float | None:
+    """GFLOPs of one image's forward pass, from torchvision's weight metadata (`_ops`): the default
+    weights' input size when pretrained, the smallest (the architecture's own size) for random init;
+    None when torchvision does not say."""
+    ops = [w.meta["_ops"] for w in all_weights(name) if "_ops" in w.meta]
+    if not ops:
+        return None
+    return float(ops[0] if pretrained else min(ops))
+
+
 def weights_availability(name: str) -> str:
     """`offline` when some pretrained weights file of the model is on this machine, else `download`."""
     ws = all_weights(name)

@@ -16,7 +16,7 @@ from . import neighbors, probe, projection as projection_mod
 from .cache import FeatureCache, LayerWriter, analysis_versions, library_versions, make_key
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .datasets import ImageDataset
-from .extract import FeatureExtractor, BatchDecoder, resolve_device, resolve_precision, run_batches, spans
+from .extract import BatchDecoder, Cancelled, FeatureExtractor, resolve_device, resolve_precision, run_batches, spans
 from .metrics import LayerScores, score_layer
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .projection import Projection, align_chain, project
@@ -219,8 +219,13 @@ def extract_features(
     todo = [(s, e) for s, e in bounds if s not in writer.done]
     if todo:
         fill = ray.extract if ray is not None else _extract_here
-        fill(dataset, run, [names[n] for n in missing], todo, writer, transform,
-             progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
+        try:
+            fill(dataset, run, [names[n] for n in missing], todo, writer, transform,
+                 progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
+        except BaseException:
+            if not cache.keep_partial:
+                writer.discard()
+            raise
     elif progress:
         progress(f"extracting {run.label}", total, total)
     _record_unreadable(cache, dataset, max_pixels, writer.unreadable)  # before the features: these imply it
@@ -476,6 +481,21 @@ def run_labels(specs: Sequence[ExtractSpec]) -> list[str]:
     return labels
 
 
+def _stoppable(progress: StageProgress | None, should_stop: ShouldStop | None) -> StageProgress | None:
+    """`progress`, which first raises Cancelled when `should_stop()` says so: the stages after
+    extraction report each layer, so a cancel or a deadline is honoured between layers."""
+    if should_stop is None:
+        return progress
+
+    def report(stage: str, done: int, total: int) -> None:
+        if should_stop():
+            raise Cancelled(f"stopped during {stage}")
+        if progress is not None:
+            progress(stage, done, total)
+
+    return report
+
+
 def compare(
     dataset: ImageDataset,
     specs: Sequence[ExtractSpec],
@@ -525,6 +545,7 @@ def compare(
         dataset = dataset.without(unreadable)
         for r in runs:
             r.without_rows(list(unreadable))
+    progress = _stoppable(progress, should_stop)  # scoring and projecting stop between layers too
     multi = len(runs) > 1
     scores: dict[str, LayerScores] = {}
     projections: dict[str, Projection] = {}

@@ -104,8 +104,11 @@ def availability(weights: Any) -> str:
 
 
 def downloads_allowed() -> bool:
-    """Downloads are off when EXPLORER_OFFLINE=1 (a locked-down hosted demo)."""
-    return os.environ.get("EXPLORER_OFFLINE", "") not in ("1", "true", "yes")
+    """Downloads are off when EXPLORER_OFFLINE=1, and always in the dashboard's demo mode (a visitor
+    never makes the server fetch a checkpoint)."""
+    from .config import app_mode
+
+    return os.environ.get("EXPLORER_OFFLINE", "") not in ("1", "true", "yes") and app_mode().downloads
 
 
 def resolve(candidates: list[Any], weights_arg: str, *, random_state: int = 0) -> ResolvedWeights:

@@ -257,6 +257,17 @@ def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, 
     page.close()
 
 
+def test_demo_mode_refuses_a_costly_model_with_what_would_fit(demo_server, browser) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server + "/?model=vit_h_14&weights=random")
+    page.wait_for_function("document.body.innerText.includes(\"over this demo's budget\")", timeout=300_000)
+    body = page.inner_text("body")
+    assert "400 images through vit_h_14 need about" in body and "at most 59 images" in body
+    assert "Traceback" not in body
+    page.screenshot(path=str(ART / "demo_costly_model.png"), full_page=True)
+    page.close()
+
+
 def test_clicking_a_cka_cell_shows_that_pair(server, browser) -> None:
     page = _open(browser, server)
     page.get_by_role("tab", name="Layer similarity").click()

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import app_mode
+
 log = logging.getLogger(__name__)
 
 FRIENDLY_ERROR = "Something went wrong while analysing this dataset; the details are in the server log."
@@ -48,6 +50,8 @@ class Job:
     submitted: float = field(default_factory=time.time)
     finished: float | None = None
     cleanup: Callable[[], None] | None = None  # run once when the job ends, however it ends
+    deadline: float | None = None  # time.monotonic() past which should_stop() stops it
+    timed_out: bool = False
 
     def release(self) -> None:
         """Run the cleanup (delete the job's upload, say), once; a failure is logged, not raised."""
@@ -62,6 +66,10 @@ class Job:
         self.stage, self.done, self.total = stage, done, total
 
     def should_stop(self) -> bool:
+        """Whether the job should stop: cancelled, or past its deadline (which cancels it)."""
+        if self.deadline is not None and not self.cancel.is_set() and time.monotonic() > self.deadline:
+            self.timed_out = True
+            self.cancel.set()
         return self.cancel.is_set()
 
     @property
@@ -78,9 +86,10 @@ class JobQueue:
     """
 
     def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None,
-                 ttl: float = 600.0) -> None:  # fmt: skip
+                 ttl: float = 600.0, max_seconds: float | None = None) -> None:  # fmt: skip
         self.max_pending = max_pending
         self.ttl = ttl
+        self.max_seconds = max_seconds
         self._swept = time.monotonic()
         self.threads_per_worker = threads_per_worker
         self._pending: deque[Job] = deque()
@@ -187,6 +196,8 @@ class JobQueue:
                     self._lock.wait()
                 job = self._pending.popleft()
                 job.state = "running"
+                if self.max_seconds is not None:
+                    job.deadline = time.monotonic() + self.max_seconds
                 self._running += 1
             try:
                 job.result = job.fn(job)
@@ -194,7 +205,12 @@ class JobQueue:
             except Exception as exc:  # every failure reaches the visitor as one sentence
                 from ..extract import Cancelled
 
-                if isinstance(exc, Cancelled):
+                if isinstance(exc, Cancelled) and job.timed_out:
+                    log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
+                    job.state, job.error = "failed", (
+                        f"This analysis ran past this server's limit of {(self.max_seconds or 0) / 60:.0f} minutes "
+                        "and was stopped; try fewer images, fewer layers or a smaller model")
+                elif isinstance(exc, Cancelled):
                     job.state, job.error = "cancelled", "cancelled"
                 elif isinstance(exc, (ValueError, TypeError)):
                     log.info("job %d: bad input: %s", job.id, exc)
@@ -216,4 +232,4 @@ def _workers() -> int:
 
 QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")),
                  threads_per_worker=max(1, (os.cpu_count() or 1) // _workers()),
-                 ttl=float(os.environ.get("EXPLORER_RESULT_TTL", "600")))  # fmt: skip
+                 ttl=float(os.environ.get("EXPLORER_RESULT_TTL", "600")), max_seconds=app_mode().max_job_seconds)  # fmt: skip

@@ -18,12 +18,32 @@ from .. import pipeline
 from ..cache import FeatureCache
 from ..config import DataSpec, ProjectionSpec
 from ..datasets import ImageDataset, load_dataset
-from . import reproduce, sidebar, views
+from . import budget, reproduce, sidebar, views
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 
 log = logging.getLogger(__name__)
 UPLOAD_ROOT = Path(tempfile.gettempdir()) / "explorer-uploads"
+UNPACKED = "explorer-upload-*"  # zips unpacked by datasets.load_dataset, in the temp folder
+STALE_S = 3600.0  # an upload folder untouched this long belongs to no running job (jobs last minutes)
+CACHE = FeatureCache(keep_partial=sidebar.MODE.keep_partial)
 _warm = threading.Event()
+
+
+def _start_up() -> None:
+    """Once per server process: delete what killed processes left (temporary files, a demo's
+    unfinished extractions, uploads nobody will collect), and bring the cache under its limit."""
+    removed = CACHE.clean_leftovers(partial=not sidebar.MODE.keep_partial)
+    cutoff = time.time() - STALE_S
+    stale = [p for p in [*UPLOAD_ROOT.glob("upload-*"), *Path(tempfile.gettempdir()).glob(UNPACKED)]
+             if p.is_dir() and p.stat().st_mtime < cutoff]  # fmt: skip
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    if sidebar.MODE.cache_max_bytes is not None:
+        CACHE.evict(sidebar.MODE.cache_max_bytes)
+    log.info("start-up: %d leftover cache files and %d stale upload folders removed", removed, len(stale))
+
+
+_start_up()
 
 
 @dataclass
@@ -89,17 +109,32 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
             ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
                               progress=lambda d, t: job.progress("reading images", d, t),
                               thumbnails=fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                              read_index=None if fresh_upload else FeatureCache().reads_dir)  # fmt: skip
+                              read_index=None if fresh_upload else CACHE.reads_dir)  # fmt: skip
         try:
             _, specs, projection, metric = reproduce.analysis(inputs, source)
-            comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
+            budget.check(specs, len(ds), sidebar.MODE)  # with the exact number of images
+            comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress, cache=CACHE,
                                     should_stop=job.should_stop, max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
         finally:
             if not source.startswith("sample:"):  # samples are shared; uploads are released at once
                 ds.close()
+            if sidebar.MODE.cache_max_bytes is not None:
+                CACHE.evict(sidebar.MODE.cache_max_bytes)
         return Result(comp, inputs)
 
     return work
+
+
+def _check_budget(inputs: sidebar.Inputs) -> None:
+    """Refuse at once what is over the mode's budget for as many images as the request can hold
+    (the job checks again with the exact number)."""
+    if inputs.data.startswith("sample:"):
+        n = len(_sample(inputs.data, inputs.max_images))
+    elif inputs.upload is not None and inputs.upload[0] == "files":
+        n = min(len(inputs.upload[1]), inputs.max_images or sidebar.MODE.max_images)
+    else:  # a zip or a folder: counted when the job opens it
+        return
+    budget.check(reproduce.analysis(inputs, inputs.data)[1], n, sidebar.MODE)
 
 
 def submit(inputs: sidebar.Inputs) -> None:
@@ -113,6 +148,8 @@ def submit(inputs: sidebar.Inputs) -> None:
             if inputs.upload is None:
                 st.session_state["notice"] = "Choose files to upload first."
                 return
+        _check_budget(inputs)
+        if inputs.data.startswith("upload:"):
             source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
             folder = Path(source).parent if source.endswith(".zip") else Path(source)
             cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
@@ -152,7 +189,7 @@ def _collect(job: Job) -> bool:
     if job.state == "done":
         st.session_state["result"] = result
     elif job.state == "failed":
-        st.session_state["notice"] = job.error
+        st.session_state["notice"] = job.error[:1].upper() + job.error[1:] + ("" if job.error.endswith(".") else ".")
     elif job.state == "cancelled":
         st.session_state["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
     return True
@@ -198,7 +235,9 @@ def render() -> None:
     progress_panel()
     result: Result | None = st.session_state.get("result")
     if result is None:
-        st.caption("The first analysis of the bundled sample is on its way; results are cached for everyone after it.")
+        job = QUEUE.job_of(_session_id())
+        if job is not None and job.active:
+            st.caption("The first analysis is on its way; results are cached for everyone after it.")
         return
     if _changed(inputs, result.inputs):
         st.info("The settings in the sidebar changed: press **Run analysis** to update. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from ..config import AppMode, ExtractSpec, ProjectionSpec, app_mode
+from ..fsutil import write_new_file
 from . import cached
 from .text import code
 
@@ -85,15 +87,25 @@ def write_upload(upload: tuple, dest_root: Path) -> str:
     total = sum(f.size for f in files)
     if total > MAX_UPLOAD_BYTES:
         raise ValueError(f"the upload is {total / 1e6:.0f} MB, over the limit of {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
+    dest_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder = dest_root / f"upload-{uuid.uuid4().hex}"
-    folder.mkdir(parents=True)
-    if kind == "zip":
-        path = folder / "dataset.zip"
-        path.write_bytes(files[0].getvalue())
-        return str(path)
-    for f in files:
-        name = _SAFE.sub("_", Path(f.name).name).lstrip(".") or f"file-{uuid.uuid4().hex[:8]}"
-        (folder / name).write_bytes(f.getvalue())
+    folder.mkdir(mode=0o700)  # explicit modes: this server's own files, whatever the process umask
+    try:
+        if kind == "zip":
+            path = folder / "dataset.zip"
+            write_new_file(path, files[0].getvalue())
+            return str(path)
+        written: dict[str, str] = {}
+        for f in files:
+            name = _SAFE.sub("_", Path(f.name).name).lstrip(".") or f"file-{uuid.uuid4().hex[:8]}"
+            if name in written:
+                raise ValueError(f"the uploaded files {written[name]!r} and {f.name!r} would both be saved as {name!r}; "
+                                 "rename one of them and upload again")  # fmt: skip
+            written[name] = f.name
+            write_new_file(folder / name, f.getvalue())
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return str(folder)
 
 
