@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -268,14 +269,21 @@ class FeatureCache:
     def _partial_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self.root / "partial").rglob("*") if p.is_file()) if (self.root / "partial").exists() else 0
 
-    def clean_leftovers(self, *, partial: bool) -> int:
-        """At start: delete the temporary files of writes a killed process left (`*.tmp`), and with
-        `partial` every unfinished extraction too (a demo does not resume; the CLI and local mode do).
-        Returns the number of paths removed."""
+    def clean_leftovers(self, *, partial: bool, min_age_s: float = 3600.0) -> int:
+        """At start: delete the temporary files that writes of a killed process left (`*.tmp`, older
+        than `min_age_s`: a live writer's file is seconds old), and with `partial` every unfinished
+        extraction too (a demo does not resume; the CLI and local mode do). Returns the number of
+        paths removed."""
         removed = 0
         if not self.root.exists():
             return 0
+        cutoff = time.time() - min_age_s
         for p in self.root.rglob("*.tmp"):
+            try:
+                if p.stat().st_mtime > cutoff:
+                    continue
+            except OSError:
+                continue
             p.unlink(missing_ok=True)
             removed += 1
         if partial and (self.root / "partial").exists():

@@ -118,6 +118,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
     # no thumbnails: each file's header is checked here, and extraction decodes each image once
     cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
+    cache.clean_leftovers(partial=False)  # a killed run's stale temporary files; its finished chunks resume
     dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
                            read_index=cache.reads_dir)  # fmt: skip
     try:

@@ -377,7 +377,7 @@ def test_unsafe_zip_shows_message_and_app_keeps_working(server, browser, tmp_pat
         zf.writestr("../../../tmp/evil.jpg", b"x")
     page = _open(browser, server)
     _upload_and_run(page, bad)
-    page.wait_for_function("document.body.innerText.includes('archive refused')", timeout=120_000)
+    page.wait_for_function("document.body.innerText.includes('Archive refused')", timeout=120_000)
     assert "Traceback" not in page.inner_text("body")
     page.screenshot(path=str(ART / "unsafe_zip.png"))
     assert _health(server)

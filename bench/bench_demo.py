@@ -1,0 +1,328 @@
+"""Soak and fault benchmark of the demo (not a test): visitor sessions through real headless browsers
+against a demo-mode server on a loopback address, then kill -9 of the server at random moments.
+
+Usage:
+    .venv/bin/python bench/bench_demo.py [--sessions 200] [--minutes 15] [--parallel 2] [--kills 10]
+        [--cache-max-gb 0.3] [--out bench/results/demo_soak.json]
+
+Visitors, in a fixed cycle: the bundled sample (the first visit's analysis), a small upload (a zip of
+30 photos drawn from the sample: a new dataset, so a real extraction), a hostile upload (a zip
+that climbs out of its folder), a hostile link (`?layers=` with a Markdown link; the page must show
+it as text), a cancel (an upload of 60 photos, cancelled once it runs), a costly model pick
+(vit_h_14, refused by the demo's budget) and an over-limit link (a server path, 50,000 images).
+Each visitor must end with a result, a queue position or one clear sentence; anything else
+(a traceback, a timeout, a link on the page) is an error. Meanwhile the server's RSS, the cache's
+size, the upload folders and the health endpoint's latency are sampled. Stops by itself after
+`--sessions` or `--minutes`, whichever comes first.
+
+Then, `--kills` times: a fresh analysis (a new stratified sample of the bundled photos) is started
+and the server killed with SIGKILL at a random moment of it; after a restart the same analysis is
+opened again and must draw, with no traceback in the log; `python -m explorer compare` on the same
+cache must then give the metrics of the same analysis run uninterrupted in a cache of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from serving import free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "explorer" / "samples" / "clothing"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "536870912"}
+DRAWN = ".st-key-proj .js-plotly-plot[data-drawn]"
+UPLOADS = Path(tempfile.gettempdir()) / "explorer-uploads"
+SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundled samples", "analyses at most",
+             "Analysis cancelled", "the server is busy", "Waiting in the queue")  # fmt: skip
+
+
+class Server:
+    """The demo as scripts/run.sh starts it, on a free loopback port."""
+
+    def __init__(self, cache: Path, log: Path, cache_max_gb: float) -> None:
+        self.cache, self.log, self.cache_max_gb = cache, log, cache_max_gb
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(self.cache), "NUMBA_THREADING_LAYER": "omp",
+               "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb), "EXPLORER_RESULT_TTL": "60"}  # fmt: skip
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", "demo", "--server.port", str(port),
+                                          "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        t0 = time.time()
+        while not healthy(self.url):
+            if self.proc.poll() is not None or time.time() - t0 > 180:
+                raise RuntimeError("the server did not start: " + self.log.read_text()[-2000:])
+            time.sleep(0.3)
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except (OSError, AttributeError):
+            pass
+        return float("nan")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+class Sampler(threading.Thread):
+    """Health latency every 0.5 s; RSS, cache size and upload folders every 2 s."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(daemon=True)
+        self.server, self.stop_flag = server, threading.Event()
+        self.health: list[float] = []
+        self.health_errors = 0
+        self.series: list[dict] = []
+
+    def run(self) -> None:
+        t0, last = time.time(), 0.0
+        while not self.stop_flag.is_set():
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(self.server.url + "/_stcore/health", timeout=10) as r:
+                    r.read()
+                self.health.append(time.perf_counter() - t)
+            except OSError:
+                self.health_errors += 1
+            if time.time() - last >= 2:
+                last = time.time()
+                self.series.append({"t": round(last - t0, 1), "rss_mb": self.server.rss_mb(),
+                                    "cache_mb": _dir_bytes(self.server.cache) / 1e6,
+                                    "upload_folders": len(list(UPLOADS.glob("upload-*"))) if UPLOADS.exists() else 0})  # fmt: skip
+            self.stop_flag.wait(0.5)
+
+
+def _zip_of_photos(n: int, rng: random.Random, evil: bool = False) -> bytes:
+    photos = sorted(SAMPLE.rglob("*.jpg"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in rng.sample(photos, n):
+            zf.writestr(f"{p.parent.name}/{p.name}", p.read_bytes())
+        if evil:
+            zf.writestr("../../../tmp/evil.jpg", b"x")
+    return buf.getvalue()
+
+
+def _outcome(page, until: float) -> str:
+    """result | queued | sentence | error: what the visitor ended with."""
+    while time.time() < until:
+        body = page.inner_text("body")
+        if "Traceback" in body:
+            return "error: traceback"
+        if page.locator('a[href*="evil.example"]').count():
+            return "error: a link from the request on the page"
+        if page.locator(DRAWN).count():
+            return "result"
+        for s in SENTENCES:
+            if s in body:
+                return "queued" if s == "Waiting in the queue" else "sentence"
+        page.wait_for_timeout(500)
+    return "error: timeout"
+
+
+def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        if kind == "sample":
+            page.goto(url)
+            return _outcome(page, time.time() + 300)
+        if kind == "hostile link":
+            page.goto(url + "/?layers=" + urllib.parse.quote("[Sign in](https://evil.example/x)"))
+            out = _outcome(page, time.time() + 300)
+            return out if out.startswith("error") or "has no layer" in page.inner_text("body") else "error: no warning"
+        if kind == "costly model":
+            page.goto(url + "/?model=vit_h_14&weights=random")
+            return _outcome(page, time.time() + 300)
+        if kind == "over limit":
+            page.goto(url + "/?data=/etc&max_images=50000")
+            _outcome(page, time.time() + 300)
+            body = page.inner_text("body")
+            return "sentence" if "not a path on the server" in body and "analyses at most" in body else "error: no refusal"
+        page.goto(url)
+        page.wait_for_selector(".js-plotly-plot, [data-testid=stAlert]", timeout=300_000)
+        archive = tmp / f"{kind.replace(' ', '_')}_{rng.randrange(10**9)}.zip"
+        archive.write_bytes(_zip_of_photos(60 if kind == "cancel" else 30, rng, evil=kind == "hostile upload"))
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+        page.get_by_role("option", name="Upload a zip").click()
+        page.locator('input[type="file"]').set_input_files(str(archive))
+        page.wait_for_timeout(1500)
+        page.get_by_role("button", name="Run analysis").click()
+        if kind == "cancel":
+            page.get_by_role("button", name="Cancel").click(timeout=120_000)
+            page.wait_for_function("document.body.innerText.includes('Analysis cancelled')", timeout=120_000)
+            return "sentence"
+        if kind == "hostile upload":
+            page.wait_for_function("document.body.innerText.includes('Archive refused')", timeout=300_000)
+            return "sentence"
+        page.get_by_role("tab", name="Dataset").click()
+        page.wait_for_function("/Images\\s*30/.test(document.body.innerText)", timeout=300_000)
+        return "result"
+    except Exception as exc:  # a visitor's failure is a finding, not the benchmark's end
+        return f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    finally:
+        page.close()
+
+
+KINDS = ("sample", "small upload", "hostile upload", "hostile link", "cancel", "costly model", "over limit")
+
+
+def soak(args: argparse.Namespace, tmp: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    server = Server(tmp / "cache", tmp / "server.log", args.cache_max_gb)
+    server.start()
+    sampler = Sampler(server)
+    sampler.start()
+    outcomes: list[dict] = []
+    rss_after: dict[int, float] = {}
+    lock = threading.Lock()
+    deadline = time.time() + args.minutes * 60
+    counter = iter(range(args.sessions))
+
+    def visitor(worker: int) -> None:
+        rng = random.Random(worker)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            for i in counter:
+                if time.time() > deadline:
+                    break
+                kind = KINDS[i % len(KINDS)]
+                t = time.perf_counter()
+                out = visit(browser, server.url, kind, rng, tmp)
+                with lock:
+                    outcomes.append({"session": i, "kind": kind, "outcome": out, "seconds": round(time.perf_counter() - t, 1)})
+                    done = len(outcomes)
+                    if done in (20, 50, 100, 150, 200) or done % 25 == 0:
+                        rss_after[done] = server.rss_mb()
+                    print(f"{done:4d} {kind:15s} {out}  (RSS {server.rss_mb():.0f} MB)", flush=True)
+            browser.close()
+
+    threads = [threading.Thread(target=visitor, args=(w,)) for w in range(args.parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    time.sleep(5)
+    rss_after[len(outcomes)] = server.rss_mb()
+    sampler.stop_flag.set()
+    sampler.join()
+    server.stop()
+    log = server.log.read_text(errors="replace")
+    h = sorted(sampler.health)
+    return {
+        "sessions": len(outcomes), "outcomes": outcomes, "rss_after_sessions_mb": rss_after,
+        "health_p50_s": h[len(h) // 2] if h else None, "health_p99_s": h[int(len(h) * 0.99)] if h else None,
+        "health_max_s": h[-1] if h else None, "health_errors": sampler.health_errors, "series": sampler.series,
+        "cache_limit_mb": args.cache_max_gb * 1024, "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
+        "upload_folders_left": len(list(UPLOADS.glob("upload-*"))) if UPLOADS.exists() else 0,
+        "tracebacks_in_log": log.count("Traceback"),
+    }  # fmt: skip
+
+
+def _metrics_csv(cache: Path, n: int, out: Path) -> str:
+    """metrics.csv of `compare` on the sample's stratified n images, with this cache folder."""
+    env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(cache)}
+    subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--model", "mobilenet_v2",
+                    "--max-images", str(n), "--projection", "pca", "--out", str(out)], cwd=ROOT, env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return (out / "metrics.csv").read_text()
+
+
+def kills(args: argparse.Namespace, tmp: Path) -> list[dict]:
+    """kill -9 during an analysis, restart, open it again; then the CLI on that cache must agree with
+    an uninterrupted run of its own."""
+    from playwright.sync_api import sync_playwright
+
+    rng = random.Random(7)
+    server = Server(tmp / "kill_cache", tmp / "kill_server.log", args.cache_max_gb)
+    rows = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for k in range(args.kills):
+            n = 100 + 29 * k  # a new dataset each time (a stratified sample of n): a real extraction
+            query = f"/?projection=pca&max_images={n}"
+            server.start()
+            page = browser.new_page()
+            page.goto(server.url + query)
+            at = rng.uniform(1, 25)
+            page.wait_for_timeout(at * 1000)
+            server.kill()
+            page.close()
+            server.start()
+            page = browser.new_page()
+            page.goto(server.url + query)
+            out = _outcome(page, time.time() + 600)
+            page.close()
+            server.stop()
+            same = _metrics_csv(tmp / "kill_cache", n, tmp / f"k{k}") == _metrics_csv(tmp / "clean_cache", n, tmp / f"c{k}")
+            rows.append({"kill": k, "images": n, "killed_after_s": round(at, 1), "after_restart": out,
+                         "metrics_equal_uninterrupted": same})  # fmt: skip
+            print(f"kill {k}: {n} images, after {at:.1f} s -> {out}; metrics equal to an uninterrupted run: {same}", flush=True)
+        browser.close()
+    log = server.log.read_text(errors="replace")
+    return [*rows, {"tracebacks_in_log": log.count("Traceback")}]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sessions", type=int, default=200)
+    ap.add_argument("--minutes", type=float, default=15)
+    ap.add_argument("--parallel", type=int, default=2, help="visitors at once")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--cache-max-gb", type=float, default=0.3, help="small, so that eviction happens")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_soak.json"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"machine": f"{os.cpu_count()} cores", "args": vars(args), "soak": soak(args, Path(tmp))}
+        if args.kills:
+            result["kills"] = kills(args, Path(tmp))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    s = result["soak"]
+    counts: dict[str, int] = {}
+    for o in s["outcomes"]:
+        key = o["outcome"] if o["outcome"].startswith("error") else o["outcome"]
+        counts[key] = counts.get(key, 0) + 1
+    print(json.dumps({k: v for k, v in s.items() if k not in ("outcomes", "series")}, indent=1))
+    print("outcomes:", counts)
+    if "kills" in result:
+        print("kills:", json.dumps(result["kills"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
