@@ -3,7 +3,7 @@ against a demo-mode server on a loopback address, then kill -9 of the server at 
 
 Usage:
     .venv/bin/python bench/bench_demo.py [--sessions 200] [--minutes 15] [--parallel 2] [--kills 10]
-        [--cache-max-gb 0.3] [--out bench/results/demo_soak.json]
+        [--cache-max-gb 0.005] [--out bench/results/demo_soak.json]
 
 Visitors, in a fixed cycle: the bundled sample (the first visit's analysis), a small upload (a zip of
 30 photos drawn from the sample: a new dataset, so a real extraction), a hostile upload (a zip
@@ -174,7 +174,7 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
             body = page.inner_text("body")
             return "sentence" if "not a path on the server" in body and "analyses at most" in body else "error: no refusal"
         page.goto(url)
-        page.wait_for_selector(".js-plotly-plot, [data-testid=stAlert]", timeout=300_000)
+        page.wait_for_selector(DRAWN, timeout=600_000)  # the first visit's analysis done: a session runs one at a time
         archive = tmp / f"{kind.replace(' ', '_')}_{rng.randrange(10**9)}.zip"
         archive.write_bytes(_zip_of_photos(60 if kind == "cancel" else 30, rng, evil=kind == "hostile upload"))
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
@@ -183,15 +183,20 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
         page.wait_for_timeout(1500)
         page.get_by_role("button", name="Run analysis").click()
         if kind == "cancel":
-            page.get_by_role("button", name="Cancel").click(timeout=120_000)
-            page.wait_for_function("document.body.innerText.includes('Analysis cancelled')", timeout=120_000)
-            return "sentence"
+            try:
+                page.get_by_role("button", name="Cancel").click(timeout=120_000)
+            except Exception:  # the analysis ended before the button could be pressed
+                pass
+            page.wait_for_function("document.body.innerText.includes('Analysis cancelled') || "
+                                   f"(document.querySelector('{DRAWN}') || {{}}).dataset?.drawn === '60'", timeout=300_000)  # fmt: skip
+            return "sentence" if "Analysis cancelled" in page.inner_text("body") else "result"
         if kind == "hostile upload":
             page.wait_for_function("document.body.innerText.includes('Archive refused')", timeout=300_000)
             return "sentence"
         page.get_by_role("tab", name="Dataset").click()
-        page.wait_for_function("/Images\\s*30/.test(document.body.innerText)", timeout=300_000)
-        return "result"
+        page.wait_for_function("/Images\\s*30/.test(document.body.innerText) || document.body.innerText.includes('the server is busy')",
+                               timeout=600_000)  # fmt: skip
+        return "result" if "busy" not in page.inner_text("body") else "sentence"
     except Exception as exc:  # a visitor's failure is a finding, not the benchmark's end
         return f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
     finally:
@@ -304,7 +309,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--parallel", type=int, default=2, help="visitors at once")
     ap.add_argument("--kills", type=int, default=10)
-    ap.add_argument("--cache-max-gb", type=float, default=0.3, help="small, so that eviction happens")
+    ap.add_argument("--cache-max-gb", type=float, default=0.005, help="small (5 MB: the sample's features are ~3 MB), so that eviction happens")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_soak.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
