@@ -59,6 +59,8 @@ class AppMode:
         max_gflop: the most compute one analysis may ask for: the models' forward passes over its
             images, in GFLOPs (None: no bound).
         max_job_seconds: wall-clock budget of one analysis; past it, it is cancelled (None: none).
+        max_jobs_per_client: analyses one visitor's address may have waiting or running, over all
+            its sessions (None: no limit; a visitor whose address is unknown is not limited).
         cache_max_bytes: size limit of the feature cache, least recently used entries evicted
             beyond it (None: no limit).
         keep_partial: whether an interrupted extraction's finished chunks are kept for a later run
@@ -73,6 +75,7 @@ class AppMode:
     max_layers: int = 1000
     max_gflop: float | None = None
     max_job_seconds: float | None = None
+    max_jobs_per_client: int | None = None
     cache_max_bytes: int | None = None
     keep_partial: bool = True
     downloads: bool = True
@@ -85,7 +88,8 @@ LOCAL = AppMode(name="local", limits=Limits(), max_images=Limits().max_files, se
 # demo: 2,000 images through resnet50 (4.1 GFLOPs each) is ~8,200 GFLOPs, about 3 minutes of 2 CPU
 # cores; a job gets at most 10 minutes whatever the estimate says
 DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=False, max_layers=16, max_gflop=10_000.0,
-               max_job_seconds=600.0, cache_max_bytes=5 * 1024**3, keep_partial=False, downloads=False)  # fmt: skip
+               max_job_seconds=600.0, max_jobs_per_client=2, cache_max_bytes=5 * 1024**3, keep_partial=False,
+               downloads=False)  # fmt: skip
 CACHE_MAX_ENV = "EXPLORER_CACHE_MAX_GB"
 
 

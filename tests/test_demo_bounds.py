@@ -196,3 +196,24 @@ def test_kill_9_during_extraction_then_a_rerun_gives_the_uninterrupted_results(t
     assert not list((tmp_path / "killed").rglob("*.tmp"))
     for f in (tmp_path / "killed" / "features").rglob("*.npy"):
         assert np.isfinite(np.load(f, mmap_mode="r")).all()
+
+
+def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept() -> None:
+    from explorer.ui import main
+
+    main.UPLOAD_ROOT.mkdir(parents=True, exist_ok=True)
+    stale = main.UPLOAD_ROOT / "upload-stale-test"
+    fresh = main.UPLOAD_ROOT / "upload-fresh-test"
+    for folder in (stale, fresh):
+        folder.mkdir(exist_ok=True)
+        (folder / "a.jpg").write_bytes(b"x")
+    old = time.time() - main.STALE_S - 60
+    os.utime(stale, (old, old))
+    try:
+        main._start_up()
+        assert not stale.exists() and fresh.exists()  # a fresh one may belong to a running job
+    finally:
+        import shutil
+
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)

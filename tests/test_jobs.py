@@ -141,3 +141,15 @@ def test_the_cleanup_runs_however_the_job_ends(how: str) -> None:
         gate.set()
     _wait(job)
     assert cleaned.wait(5) and job.cleanup is None
+
+
+def test_one_visitor_cannot_fill_the_queue_from_many_sessions() -> None:
+    q = JobQueue(workers=1, max_pending=8, max_per_client=2)
+    gate = threading.Event()
+    q.submit("s1", _blocker(gate), client="203.0.113.9")
+    q.submit("s2", _blocker(gate), client="203.0.113.9")
+    with pytest.raises(AlreadyRunning, match="from your address"):
+        q.submit("s3", _blocker(gate), client="203.0.113.9")  # a third session, the same address
+    q.submit("s4", _blocker(gate), client="198.51.100.7")  # someone else is served
+    q.submit("s5", _blocker(gate))  # an unknown address (a local connection) is not limited
+    gate.set()

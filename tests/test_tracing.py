@@ -78,3 +78,35 @@ def test_shared_exclusive_lock() -> None:
     assert got_exclusive.wait(5)
     t.join()
     w.join()
+
+
+def test_listing_a_large_model_holds_the_lock_alone_only_to_trace(monkeypatch) -> None:
+    """Listing a RegNet's layers builds and runs it on the CPU (its builder computes on tensors);
+    only the trace may keep other visitors' extractions waiting, not the build or the run."""
+    import contextlib
+
+    from explorer.tracing import FX
+
+    held = {"exclusive": 0.0}
+
+    class Timed:
+        shared = staticmethod(FX.shared)
+
+        @staticmethod
+        @contextlib.contextmanager
+        def exclusive():
+            with FX.exclusive():
+                t = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    held["exclusive"] += time.perf_counter() - t
+
+    monkeypatch.setattr(layers, "FX", Timed)
+    layers.profile.cache_clear()
+    t = time.perf_counter()
+    prof = layers.profile("regnet_y_3_2gf")
+    total = time.perf_counter() - t
+    layers.profile.cache_clear()
+    assert len(prof.nodes) > 50
+    assert held["exclusive"] < 0.5 * total, (held, total)

@@ -51,6 +51,7 @@ class Job:
     finished: float | None = None
     cleanup: Callable[[], None] | None = None  # run once when the job ends, however it ends
     deadline: float | None = None  # time.monotonic() past which should_stop() stops it
+    client: str | None = None  # the visitor's address, when known
     timed_out: bool = False
 
     def release(self) -> None:
@@ -86,8 +87,9 @@ class JobQueue:
     """
 
     def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None,
-                 ttl: float = 600.0, max_seconds: float | None = None) -> None:  # fmt: skip
+                 ttl: float = 600.0, max_seconds: float | None = None, max_per_client: int | None = None) -> None:  # fmt: skip
         self.max_pending = max_pending
+        self.max_per_client = max_per_client
         self.ttl = ttl
         self.max_seconds = max_seconds
         self._swept = time.monotonic()
@@ -101,12 +103,15 @@ class JobQueue:
         for t in self._threads:
             t.start()
 
-    def submit(self, session: str, fn: Callable[[Job], Any], cleanup: Callable[[], None] | None = None) -> Job:
+    def submit(self, session: str, fn: Callable[[Job], Any], cleanup: Callable[[], None] | None = None,
+               client: str | None = None) -> Job:  # fmt: skip
         """Queue `fn(job)` for a session; `cleanup()` runs when the job ends (done, failed, cancelled
-        while waiting or running). When the job is refused, the caller keeps the cleanup.
+        while waiting or running). When the job is refused, the caller keeps the cleanup. `client`
+        (the visitor's address, when known) may have at most `max_per_client` jobs waiting or
+        running over all its sessions: sessions are free to open.
 
         Raises:
-            AlreadyRunning: the session has an active job.
+            AlreadyRunning: the session, or the client, has as many active jobs as it may.
             QueueFull: max_pending jobs are already waiting.
         """
         with self._lock:
@@ -114,9 +119,14 @@ class JobQueue:
             current = self._by_session.get(session)
             if current is not None and current.active:
                 raise AlreadyRunning("your previous analysis is still running")
+            if client is not None and self.max_per_client is not None:
+                mine = sum(1 for j in self._by_session.values() if j.client == client and j.active)
+                if mine >= self.max_per_client:
+                    raise AlreadyRunning(f"{mine} analyses from your address are waiting or running, the most this "
+                                         "server takes from one visitor; wait for one to finish")  # fmt: skip
             if len(self._pending) >= self.max_pending:
                 raise QueueFull("the server is busy; please try again in a minute")
-            job = Job(next(self._ids), session, fn, cleanup=cleanup)
+            job = Job(next(self._ids), session, fn, cleanup=cleanup, client=client)
             self._pending.append(job)
             self._by_session[session] = job
             self._lock.notify()
@@ -232,4 +242,5 @@ def _workers() -> int:
 
 QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")),
                  threads_per_worker=max(1, (os.cpu_count() or 1) // _workers()),
-                 ttl=float(os.environ.get("EXPLORER_RESULT_TTL", "600")), max_seconds=app_mode().max_job_seconds)  # fmt: skip
+                 ttl=float(os.environ.get("EXPLORER_RESULT_TTL", "600")), max_seconds=app_mode().max_job_seconds,
+                 max_per_client=app_mode().max_jobs_per_client)  # fmt: skip

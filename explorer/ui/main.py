@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from ..config import DataSpec, ProjectionSpec
 from ..datasets import ImageDataset, load_dataset
 from . import budget, reproduce, sidebar, views
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
+from .text import plain
 
 log = logging.getLogger(__name__)
 UPLOAD_ROOT = Path(tempfile.gettempdir()) / "explorer-uploads"
@@ -82,6 +84,17 @@ def warm_up_umap() -> None:
             log.exception("UMAP warm-up failed")
 
     threading.Thread(target=fit, name="explorer-umap-warmup", daemon=True).start()
+
+
+def _client() -> str | None:
+    """The visitor's address: the first X-Forwarded-For entry behind a trusted reverse proxy
+    (EXPLORER_TRUSTED_PROXY=1: the proxy sets it), else the connection's; None when unknown (a
+    local connection)."""
+    if os.environ.get("EXPLORER_TRUSTED_PROXY", "") in ("1", "true", "yes"):
+        forwarded = st.context.headers.get("X-Forwarded-For", "")
+        if forwarded.strip():
+            return forwarded.split(",")[0].strip()
+    return st.context.ip_address
 
 
 def _session_id() -> str:
@@ -153,7 +166,7 @@ def submit(inputs: sidebar.Inputs) -> None:
             source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
             folder = Path(source).parent if source.endswith(".zip") else Path(source)
             cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
-        QUEUE.submit(_session_id(), make_job(inputs, source, cleanup is not None), cleanup)
+        QUEUE.submit(_session_id(), make_job(inputs, source, cleanup is not None), cleanup, client=_client())
         st.session_state.pop("notice", None)
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
@@ -229,9 +242,9 @@ def render() -> None:
         _wait_briefly()
     warm_up_umap()  # after the first job is queued, so that it waits for it
     for text in inputs.notices:
-        st.warning(text, icon="⚠️")
-    if st.session_state.get("notice"):
-        st.warning(st.session_state["notice"], icon="⚠️")
+        st.warning(plain(text), icon="⚠️")
+    if st.session_state.get("notice"):  # a job's error may quote a visitor's file name
+        st.warning(plain(st.session_state["notice"]), icon="⚠️")
     progress_panel()
     result: Result | None = st.session_state.get("result")
     if result is None:

@@ -16,7 +16,7 @@ from ..datasets import ImageItem, thumbnail_bytes
 from ..pipeline import Comparison
 from . import reproduce, scatter, sidebar
 from .sidebar import MODE
-from .text import code
+from .text import code, plain
 
 PLOT_CONFIG = {"displaylogo": False}
 
@@ -52,9 +52,9 @@ def _thumbs(comp: Comparison, indices: list[int], caption: bool = True, cols: in
             label = ds.labels[i] if ds.labels is not None else ""
             data = thumbnail(comp, i)
             if data is None:
-                st.caption(f"{ds.names[i]}: no longer readable")
+                st.caption(plain(f"{ds.names[i]}: no longer readable"))
             else:
-                st.image(io.BytesIO(data), caption=f"{label}" if caption else None, width="stretch")
+                st.image(io.BytesIO(data), caption=plain(label) if caption else None, width="stretch")
 
 
 def dataset_tab(comp: Comparison) -> None:
@@ -217,7 +217,7 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     if picked is None:
         st.caption("Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space.")
         return
-    st.caption(f"The 6 closest images to {ds.names[picked]!r} in each layer's original feature space (cosine).")
+    st.caption(f"The 6 closest images to {code(ds.names[picked])} in each layer's original feature space (cosine).")
     for k in keys:
         st.caption(k)
         _thumbs(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
@@ -245,7 +245,7 @@ def separability_tab(comp: Comparison) -> None:
     st.plotly_chart(figures.separability(m, chance=comp.chance_accuracy), config=PLOT_CONFIG, key="sep_chart")
     notes = {s.note for s in comp.scores.values() if s.note}
     for n in notes:
-        st.info(f"Label metrics {n}.")
+        st.info(plain(f"Label metrics {n}."))
     st.dataframe(m, hide_index=True, key="metrics_table", column_config={
         "probe_acc": st.column_config.NumberColumn("probe acc", format="%.3f"),
         "probe_acc_std": st.column_config.NumberColumn("± std", format="%.3f"),
