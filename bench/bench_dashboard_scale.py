@@ -26,12 +26,11 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from serving import free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736", "MALLOC_TOP_PAD_": "536870912"}
 PLOT = ".st-key-proj .js-plotly-plot"
 
 

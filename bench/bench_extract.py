@@ -186,7 +186,7 @@ def main() -> None:
         bases.append(child("--baseline"))
     res = measure(args)
     env = {**os.environ, "EXPLORER_MALLOC_TUNE": "0"}
-    for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
+    for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX"):
         env.pop(k, None)
     out = subprocess.run([sys.executable, __file__, "--child", *common], capture_output=True, text=True, env=env, check=True)
     plain_malloc = json.loads(out.stdout.strip().splitlines()[-1])
