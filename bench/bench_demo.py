@@ -217,6 +217,7 @@ KINDS = ("sample", "small upload", "hostile upload", "hostile link", "cancel", "
 def soak(args: argparse.Namespace, tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
+    before = set(UPLOADS.glob("upload-*")) if UPLOADS.exists() else set()  # not this run's to count
     server = Server(tmp / "cache", tmp / "server.log", args.cache_max_gb)
     server.start()
     sampler = Sampler(server)
@@ -251,7 +252,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     for t in threads:
         t.join()
     t0 = time.time()  # the last jobs finish (or are cancelled) before uploads are counted
-    while UPLOADS.exists() and list(UPLOADS.glob("upload-*")) and time.time() - t0 < 300:
+    while UPLOADS.exists() and set(UPLOADS.glob("upload-*")) - before and time.time() - t0 < 300:
         time.sleep(1)
     rss_after[len(outcomes)] = server.rss_mb()
     sampler.stop_flag.set()
@@ -266,7 +267,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
         "health_p50_s": h[len(h) // 2] if h else None, "health_p99_s": h[int(len(h) * 0.99)] if h else None,
         "health_max_s": h[-1] if h else None, "health_errors": sampler.health_errors, "series": sampler.series,
         "cache_limit_mb": args.cache_max_gb * 1024, "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
-        "upload_folders_left": len(list(UPLOADS.glob("upload-*"))) if UPLOADS.exists() else 0,
+        "upload_folders_left": len(set(UPLOADS.glob("upload-*")) - before) if UPLOADS.exists() else 0,
         "tracebacks_in_log": log.count("Traceback"),
     }  # fmt: skip
 
@@ -315,6 +316,30 @@ def kills(args: argparse.Namespace, tmp: Path) -> list[dict]:
     return [*rows, {"tracebacks_in_log": log.count("Traceback")}]
 
 
+def plot(result: dict, path: Path) -> None:
+    """The server's RSS, the cache's size and the health latency over the soak (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = result["soak"]["series"]
+    t = [p["t"] / 60 for p in series]
+    fig, (a, b) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    a.plot(t, [p["rss_mb"] for p in series], color="#4C6EF5", label="server RSS (MB)")
+    a.set_ylim(0, max(p["rss_mb"] for p in series) * 1.2)
+    a.set_ylabel("MB")
+    a.legend(loc="lower right")
+    a.set_title(f"demo soak: {result['soak']['sessions']} visitor sessions, {result['args']['parallel']} at a time")
+    b.plot(t, [p["cache_mb"] for p in series], color="#12B886", label="feature cache (MB)")
+    b.axhline(result["soak"]["cache_limit_mb"], color="#868E96", ls="--", lw=1, label="cache limit")
+    b.plot(t, [p["upload_folders"] for p in series], color="#E8590C", label="upload folders")
+    b.set_xlabel("minutes")
+    b.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=200)
@@ -330,6 +355,7 @@ def main() -> None:
             result["kills"] = kills(args, Path(tmp))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
+    plot(result, Path(args.out).with_suffix(".png"))
     s = result["soak"]
     counts: dict[str, int] = {}
     for o in s["outcomes"]:

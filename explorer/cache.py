@@ -235,8 +235,9 @@ class FeatureCache:
         _save_npz(self._result_path(key), arrays)
 
     def evict(self, max_bytes: int) -> tuple[int, int]:
-        """Delete the least recently used features, results and read records until the cache holds at
-        most `max_bytes`; extractions in progress (`partial/`) are left alone. Safe while others read:
+        """Delete the least recently used features, results and read records until the cache folder
+        holds at most `max_bytes`; extractions in progress (`partial/`) and numba's compiled code are
+        counted but left alone. Safe while others read:
         a memory-mapped file stays readable after its name is gone.
 
         A dataset's record of unreadable images is read on every run that reads its features, after
@@ -254,7 +255,7 @@ class FeatureCache:
                     continue
                 if p.is_file():
                     entries.append((st.st_mtime, p, st.st_size))
-        total = sum(size for _, _, size in entries) + self._partial_bytes()
+        total = self.size_bytes()  # the whole folder (numba's compiled code, extractions in progress too)
         removed = freed = 0
         for _, path, size in sorted(entries):
             if total <= max_bytes:
@@ -265,9 +266,6 @@ class FeatureCache:
         if removed:
             log.info("cache over %.1f GB: evicted %d files (%.1f GB)", max_bytes / 1024**3, removed, freed / 1024**3)
         return removed, freed
-
-    def _partial_bytes(self) -> int:
-        return sum(p.stat().st_size for p in (self.root / "partial").rglob("*") if p.is_file()) if (self.root / "partial").exists() else 0
 
     def clean_leftovers(self, *, partial: bool, min_age_s: float = 3600.0) -> int:
         """At start: delete the temporary files that writes of a killed process left (`*.tmp`, older
