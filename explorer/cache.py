@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 import zipfile
 from pathlib import Path
@@ -246,16 +247,18 @@ class FeatureCache:
         Returns:
             (files deleted, bytes freed).
         """
-        entries = []
-        for sub in ("features", "results", "reads"):
-            for p in (self.root / sub).rglob("*"):
-                try:
-                    st = p.stat()
-                except OSError:
-                    continue
-                if p.is_file():
-                    entries.append((st.st_mtime, p, st.st_size))
-        total = self.size_bytes()  # the whole folder (numba's compiled code, extractions in progress too)
+        evictable = {self.root / sub for sub in ("features", "results", "reads")}
+        entries, total = [], 0  # one walk: the whole folder counts, numba's code and extractions in progress too
+        for p in self.root.rglob("*") if self.root.exists() else ():
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            total += st.st_size
+            if not evictable.isdisjoint(p.parents):
+                entries.append((st.st_mtime, p, st.st_size))
         removed = freed = 0
         for _, path, size in sorted(entries):
             if total <= max_bytes:
