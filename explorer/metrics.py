@@ -163,7 +163,9 @@ def cosine_silhouette(x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = No
         sim = u @ sums.T  # (chunk, classes): summed cosine similarity to each class, self included
         own_n = counts[yc] - 1
         own = (own_n - (sim[at, yc] - (u * u).sum(1))) / np.maximum(own_n, 1)  # self term is 1, or 0 for a zero row
-        dist = 1.0 - sim / counts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = 1.0 - sim / counts
+        dist[:, counts == 0] = np.inf  # a class index no scored row has (classes left out) is no neighbour
         dist[at, yc] = np.inf
         other = dist.min(1)
         s = np.where(own_n > 0, (other - own) / np.maximum(np.maximum(own, other), 1e-300), 0.0)

@@ -65,6 +65,8 @@ def test_silhouette_in_linear_time_equals_sklearn() -> None:
     codes = np.unique(y, return_inverse=True)[1]
     codes[-1] = 4  # a class of one image scores 0
     assert cosine_silhouette(x, codes) == pytest.approx(silhouette_score(x, codes, metric="cosine"), abs=1e-10)
+    gaps = codes * 2  # class indices no row has (classes the label metrics leave out): no NaN
+    assert cosine_silhouette(x, gaps) == pytest.approx(silhouette_score(x, gaps, metric="cosine"), abs=1e-10)
 
 
 def test_effective_dimensionality() -> None:
