@@ -15,8 +15,11 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +188,8 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None, *, keep_partial: bool = True) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
         self.keep_partial = keep_partial
+        self._reserved: dict[int, int] = {}  # bytes held for the jobs writing now (reserve())
+        self._reserve_lock = threading.Lock()
 
     @staticmethod
     def _used(path: Path) -> None:
@@ -237,7 +242,7 @@ class FeatureCache:
 
     def evict(self, max_bytes: int) -> tuple[int, int]:
         """Delete the least recently used features, results and read records until the cache folder
-        holds at most `max_bytes`; extractions in progress (`partial/`) and numba's compiled code are
+        holds at most `max_bytes` less the room reserved for running jobs (reserve()); extractions in progress (`partial/`) and numba's compiled code are
         counted but left alone. Safe while others read:
         a memory-mapped file stays readable after its name is gone.
 
@@ -260,8 +265,10 @@ class FeatureCache:
             if not evictable.isdisjoint(p.parents):
                 entries.append((st.st_mtime, p, st.st_size))
         removed = freed = 0
+        with self._reserve_lock:
+            target = max_bytes - sum(self._reserved.values())
         for _, path, size in sorted(entries):
-            if total <= max_bytes:
+            if total <= target:
                 break
             path.unlink(missing_ok=True)
             total -= size
@@ -269,6 +276,25 @@ class FeatureCache:
         if removed:
             log.info("cache over %.1f GB: evicted %d files (%.1f GB)", max_bytes / 1024**3, removed, freed / 1024**3)
         return removed, freed
+
+    @contextmanager
+    def reserve(self, nbytes: int, max_bytes: int | None) -> Iterator[None]:
+        """Hold room for a job that will write at most `nbytes`: evict until the folder plus every
+        running job's reservation fits in `max_bytes`, so the folder stays under the limit while the
+        jobs write (files a running job has already written count twice meanwhile: eviction errs
+        on the side of room). No-op without a limit."""
+        if max_bytes is None:
+            yield
+            return
+        token = object()
+        with self._reserve_lock:
+            self._reserved[id(token)] = nbytes
+        self.evict(max_bytes)
+        try:
+            yield
+        finally:
+            with self._reserve_lock:
+                del self._reserved[id(token)]
 
     def clean_leftovers(self, *, partial: bool, min_age_s: float = 3600.0) -> int:
         """At start: delete the temporary files that writes of a killed process left (`*.tmp`, older

@@ -48,6 +48,24 @@ def tune_malloc() -> bool:
     return bool(ok)
 
 
+def release_free_memory() -> bool:
+    """Give the pages malloc holds free back to the system now (glibc's malloc_trim(0), which also
+    returns whole free pages inside the heap, not only its top). A long-running server calls it
+    after each job: with MALLOC_ENV's "never trim" the heap otherwise keeps every job's peak, so
+    the RSS between jobs would be the largest job's, not what is alive.
+
+    Returns:
+        True when memory was returned (False elsewhere than glibc, or when there was none).
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def configure(*, malloc: bool = True) -> None:
     """Set the process-wide knobs once, before heavy libraries start working.
 

@@ -78,6 +78,21 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert not app.warning  # no notice: nothing refused or failed
 
 
+def test_a_result_the_queue_let_go_is_reported_not_silently_missing(app: AppTest) -> None:
+    """A session whose job the queue forgot before the page took its result (the page was away
+    longer than the result TTL) says so, instead of showing the older result as if it were new."""
+    app.session_state["submitted_job"] = 10**9  # a job of this session the queue no longer holds
+    app.run()
+    assert not app.exception, app.exception
+    assert any("its result was let go" in w.value for w in app.warning)
+    assert app.session_state["seen_job"] == 10**9
+    app.run()  # said once: the next run does not start another rerun
+    assert not app.exception
+    del app.session_state["notice"]
+    app.run()
+    assert not app.warning
+
+
 def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",

@@ -4,6 +4,7 @@ cancellation honoured after extraction. Each test fails without its fix."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -37,6 +38,46 @@ def test_the_cache_evicts_the_least_recently_used_to_its_limit(tmp_path: Path) -
     assert removed == 6 and freed == 6 * per_file and cache.size_bytes() <= 4 * per_file
     kept = [k for k in keys if cache.layer_path(k).exists()]
     assert kept == [keys[0], keys[7], keys[8], keys[9]]
+
+
+def test_a_reservation_makes_room_before_a_job_writes(tmp_path: Path) -> None:
+    """The cache stays under its limit while jobs write, not only after them: each running job's
+    reservation is evicted for up front, and the reservations of concurrent jobs add up."""
+    cache = FeatureCache(tmp_path)
+    keys = _fill(cache, 10)
+    per_file = cache.layer_path(keys[0]).stat().st_size
+    limit = 10 * per_file
+    with cache.reserve(3 * per_file, limit):
+        assert cache.size_bytes() + 3 * per_file <= limit
+        with cache.reserve(2 * per_file, limit):  # a second job at once
+            assert cache.size_bytes() + 5 * per_file <= limit
+            assert [k for k in keys if cache.layer_path(k).exists()] == keys[5:]  # the oldest went
+        cache.evict(limit)  # a job's end: the other job's room is still held
+        assert cache.size_bytes() + 3 * per_file <= limit
+    assert not cache._reserved
+    with cache.reserve(10**12, None):  # no limit, nothing evicted
+        assert cache.size_bytes() == 5 * per_file
+
+
+def test_the_disk_estimate_bounds_what_an_analysis_writes(tmp_path: Path) -> None:
+    """budget.cache_bytes is an upper bound (and a close one) of the files a compare writes."""
+    from explorer.ui import budget
+
+    ds = load_dataset(DataSpec(source="sample:clothing", max_images=120))
+    specs = [ExtractSpec(model="mobilenet_v2", layers=("features.2.conv.2", "features.9.add", "flatten"), precision="fp32")]
+    cache = FeatureCache(tmp_path / "cache")
+    pipeline.compare(ds, specs, projection=ProjectionSpec(method="pca"), cache=cache)
+    written = sum(p.stat().st_size for sub in ("features", "results") for p in (tmp_path / "cache" / sub).rglob("*") if p.is_file())
+    estimate = budget.cache_bytes(specs, len(ds), len(ds.classes))
+    assert 0.8 * estimate <= written <= estimate
+    small = DEMO.__class__(**{**DEMO.__dict__, "cache_max_bytes": written // 2})
+    with pytest.raises(ValueError, match=r"more than this server's cache holds .* at most \d+ images") as err:
+        budget.check(specs, len(ds), small, len(ds.classes))
+    fits = int(re.search(r"at most (\d+) images", str(err.value)).group(1))
+    assert 0 < fits < len(ds)
+    budget.check(specs, fits, small, len(ds.classes))  # what the sentence says fits, fits
+    with pytest.raises(ValueError):
+        budget.check(specs, fits + 1, small, len(ds.classes))
 
 
 def test_leftovers_of_a_killed_process_are_cleaned_at_start(tmp_path: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
+import numpy as np
 import pytest
 
+from explorer import runtime
 from explorer.extract import Cancelled
 from explorer.ui.jobs import FRIENDLY_ERROR, AlreadyRunning, Job, JobQueue, QueueFull
 
@@ -118,6 +121,37 @@ def test_results_live_in_their_session_not_in_the_queue() -> None:
     time.sleep(0.3)
     q.submit("c", lambda job: "c")  # a sweep runs on submit (and now and then on job_of)
     assert q.job_of("b") is None and left.result == "nobody takes this"  # the queue let go of it
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the RSS from /proc")
+def test_a_finished_job_gives_its_peak_memory_back() -> None:
+    """With the server's malloc settings (never trim, no mmap) the heap would keep a job's peak
+    for good; the worker hands free pages back after each job."""
+    if not runtime.tune_malloc():
+        pytest.skip("not glibc")
+    q = JobQueue(workers=1, max_pending=2)
+
+    def peak(job: Job) -> float:
+        blocks = [np.ones(2_500_000) for _ in range(40)]  # 800 MB in 20 MB blocks, freed on return
+        return float(sum(b[0] for b in blocks))
+
+    import numba  # noqa: F401  (what the module's own queue workers import as they start: loaded before measuring)
+    import torch  # noqa: F401
+
+    time.sleep(0.5)
+    before = _rss_mb()
+    job = q.submit("a", peak)
+    _wait(job, timeout=60)
+    assert job.result == 40.0
+    t0 = time.time()  # the worker trims just after the job is marked done
+    while _rss_mb() - before >= 200 and time.time() - t0 < 5:
+        time.sleep(0.05)
+    assert _rss_mb() - before < 200
 
 
 @pytest.mark.parametrize("how", ["done", "failed", "cancelled while waiting", "cancelled while running"])

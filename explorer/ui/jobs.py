@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import app_mode
+from ..runtime import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class JobQueue:
             self._pending.append(job)
             self._by_session[session] = job
             self._lock.notify()
+            log.info("job %d (session %s): queued, %d waiting", job.id, session[:8], len(self._pending))
             return job
 
     def job_of(self, session: str) -> Job | None:
@@ -145,6 +147,7 @@ class JobQueue:
             if self._by_session.get(job.session) is job and not job.active:
                 del self._by_session[job.session]
             result, job.result = job.result, None
+            log.debug("job %d: %s taken by its session", job.id, job.state)
             return result
 
     def sessions(self) -> int:
@@ -159,6 +162,7 @@ class JobQueue:
         for session, job in list(self._by_session.items()):
             if not job.active and job.finished is not None and job.finished < cutoff:
                 del self._by_session[session]
+                log.info("job %d (session %s): %s, not taken within %.0f s: forgotten", job.id, session[:8], job.state, self.ttl)
 
     def position(self, job: Job) -> int:
         """1-based place among waiting jobs (0 when running or finished)."""
@@ -232,8 +236,10 @@ class JobQueue:
                 job.fn = None  # the closure holds the request: not past the job
                 job.release()
                 job.finished = time.time()
+                log.info("job %d: %s in %.1f s", job.id, job.state, job.finished - job.submitted)
                 with self._lock:
                     self._running -= 1
+                release_free_memory()  # the heap would keep this job's peak (runtime.py)
 
 
 def _workers() -> int:

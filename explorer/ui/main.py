@@ -125,9 +125,12 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
                               read_index=None if fresh_upload else CACHE.reads_dir)  # fmt: skip
         try:
             _, specs, projection, metric = reproduce.analysis(inputs, source)
-            budget.check(specs, len(ds), sidebar.MODE)  # with the exact number of images
-            comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress, cache=CACHE,
-                                    should_stop=job.should_stop, max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
+            budget.check(specs, len(ds), sidebar.MODE, len(ds.classes))  # with the exact number of images
+            room = budget.cache_bytes(specs, len(ds), len(ds.classes)) if sidebar.MODE.cache_max_bytes else 0
+            with CACHE.reserve(room, sidebar.MODE.cache_max_bytes):  # the cache stays under its limit while this writes
+                comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
+                                        cache=CACHE, should_stop=job.should_stop,
+                                        max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
         finally:
             if not source.startswith("sample:"):  # samples are shared; uploads are released at once
                 ds.close()
@@ -166,7 +169,8 @@ def submit(inputs: sidebar.Inputs) -> None:
             source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
             folder = Path(source).parent if source.endswith(".zip") else Path(source)
             cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
-        QUEUE.submit(_session_id(), make_job(inputs, source, cleanup is not None), cleanup, client=_client())
+        job = QUEUE.submit(_session_id(), make_job(inputs, source, cleanup is not None), cleanup, client=_client())
+        st.session_state["submitted_job"] = job.id
         st.session_state.pop("notice", None)
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
@@ -179,6 +183,8 @@ def progress_panel() -> None:
     """Shows queue position or progress; reruns the page when the job ends."""
     job = QUEUE.job_of(_session_id())
     if job is None:
+        if _outcome_not_shown():
+            st.rerun(scope="app")
         return
     if job.active:
         pos = QUEUE.position(job)
@@ -206,6 +212,22 @@ def _collect(job: Job) -> bool:
     elif job.state == "cancelled":
         st.session_state["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
     return True
+
+
+def _outcome_not_shown() -> bool:
+    """Whether this session's last job ended without the page showing how: the queue forgot it
+    before the session took it (the page did not poll within the result TTL; a notice says so), or
+    the full rerun that draws the outcome did not happen. Checked every second by the progress
+    panel, so that a visitor is never left looking at an older result."""
+    ss = st.session_state
+    submitted = ss.get("submitted_job")
+    if submitted is not None and ss.get("seen_job") != submitted:
+        ss["seen_job"] = submitted
+        ss["notice"] = ("Your analysis finished while this page was away, and its result was let go; press Run "
+                        "analysis to open it again (what it computed is cached).")  # fmt: skip
+        log.info("job %d: the session came back after its result was forgotten", submitted)
+        return True
+    return ss.get("seen_job") != ss.get("rendered_job")
 
 
 def _wait_briefly(seconds: float = 4.0) -> None:
@@ -245,6 +267,7 @@ def render() -> None:
         st.warning(plain(text), icon="⚠️")
     if st.session_state.get("notice"):  # a job's error may quote a visitor's file name
         st.warning(plain(st.session_state["notice"]), icon="⚠️")
+    st.session_state["rendered_job"] = st.session_state.get("seen_job")  # this run draws that job's outcome
     progress_panel()
     result: Result | None = st.session_state.get("result")
     if result is None:
