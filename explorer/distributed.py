@@ -136,7 +136,7 @@ class RayEngine:
         import ray.data
 
         from .extract import Cancelled
-        from .pipeline import CHUNK, FOLD_BATCHNORM
+        from .features import CHUNK, FOLD_BATCHNORM
 
         cpus, gpus = self._resources()
         on_gpu = run.device == "cuda"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explorer import pipeline
+from explorer import features, pipeline
 from explorer.cache import FeatureCache
 from explorer.config import DataSpec, ExtractSpec
 from explorer.datasets import load_dataset
@@ -20,7 +20,7 @@ pytest.importorskip("ray")
 def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer.distributed import RayEngine
 
-    monkeypatch.setattr(pipeline, "CHUNK", 16)  # several chunks, and a short last one
+    monkeypatch.setattr(features, "CHUNK", 16)  # several chunks, and a short last one
     ds = load_dataset(DataSpec(source="sample:digits", max_images=40), thumbnails=False)
     broken = ds.items[21]  # its header passes; its pixels do not decode: both paths leave it out alike
     ds = replace(ds, items=ds.items[:21] + (replace(broken, data=broken.data[: len(broken.data) // 2]),) + ds.items[22:])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from explorer import cache as cache_mod
-from explorer import models, pipeline
+from explorer import analysis, features, models, pipeline
 from explorer.cache import FeatureCache, make_key
 from explorer.config import DataSpec, ExtractSpec, ProjectionSpec
 from explorer.datasets import load_dataset
@@ -23,7 +23,7 @@ def _ctx(tmp: Path) -> tuple[dict, object]:
     spec = ExtractSpec(model="mobilenet_v2")
     w = models.resolve_weights("mobilenet_v2", "auto")
     tf = models.transforms("mobilenet_v2", w.tv_weights)
-    return pipeline._context(ds, spec, w, tf, "cpu", "bf16"), ds
+    return features._context(ds, spec, w, tf, "cpu", "bf16"), ds
 
 
 def test_every_input_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +73,7 @@ def test_cached_layers_do_not_touch_the_model(tmp_path: Path, monkeypatch: pytes
 
 
 def test_interrupted_extraction_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "CHUNK", 16)
+    monkeypatch.setattr(features, "CHUNK", 16)
     ds = load_dataset(DataSpec(source="sample:digits", max_images=48))
     cache = FeatureCache(tmp_path / "c")
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.5.add",), batch_size=8, precision="fp32")
@@ -186,7 +186,7 @@ def test_derived_results_are_keyed_by_library_versions_and_settings(tmp_path: Pa
     monkeypatch.setattr(probe, "SETTINGS", {**probe.SETTINGS, "tol": 1e-6})
     pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     assert results() == 6  # new scores only: the graph, projection and similarity do not depend on the probe
-    real = pipeline.analysis_versions
-    monkeypatch.setattr(pipeline, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
+    real = analysis.analysis_versions
+    monkeypatch.setattr(analysis, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     pipeline.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     assert results() == 10  # a library upgrade recomputes everything derived from the features

@@ -147,7 +147,7 @@ class JobQueue:
             if self._by_session.get(job.session) is job and not job.active:
                 del self._by_session[job.session]
             result, job.result = job.result, None
-            log.debug("job %d: %s taken by its session", job.id, job.state)
+            log.info("job %d: %s, taken by its session", job.id, job.state)
             return result
 
     def sessions(self) -> int:

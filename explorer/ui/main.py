@@ -178,9 +178,27 @@ def submit(inputs: sidebar.Inputs) -> None:
             cleanup()
 
 
-@st.fragment(run_every=1.0)
 def progress_panel() -> None:
-    """Shows queue position or progress; reruns the page when the job ends."""
+    """This session's job: a Cancel button and, while the job waits or runs, a panel that polls it.
+
+    Only a page with a job in flight polls (a fragment rerun every second): reruns while a visitor
+    uploads a file or presses a button can lose the file or the click (Streamlit issues #9079,
+    #10805), and an idle page should cost the server nothing. The Cancel button sits outside the
+    polling fragment for the same reason."""
+    job = QUEUE.job_of(_session_id())
+    if job is not None and job.active:
+        if st.button("Cancel", key="cancel"):
+            QUEUE.cancel(job)
+        _job_status()
+    elif job is not None and _collect(job):  # ended between this run's start and now
+        st.rerun(scope="app")
+    elif job is None and _outcome_not_shown():  # the queue let its result go while the page was away
+        st.rerun(scope="app")
+
+
+@st.fragment(run_every=1.0)
+def _job_status() -> None:
+    """Queue position or progress, polled; draws the page again when the job ends."""
     job = QUEUE.job_of(_session_id())
     if job is None:
         if _outcome_not_shown():
@@ -193,8 +211,6 @@ def progress_panel() -> None:
         else:
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0), text=f"{job.stage} — {job.done}/{job.total}")
-        if st.button("Cancel", key="cancel"):
-            QUEUE.cancel(job)
     elif _collect(job):
         st.rerun(scope="app")
 
@@ -227,7 +243,10 @@ def _outcome_not_shown() -> bool:
                         "analysis to open it again (what it computed is cached).")  # fmt: skip
         log.info("job %d: the session came back after its result was forgotten", submitted)
         return True
-    return ss.get("seen_job") != ss.get("rendered_job")
+    if ss.get("seen_job") != ss.get("rendered_job"):
+        log.info("job %s: its outcome is not on the page yet; the page is drawn again", ss.get("seen_job"))
+        return True
+    return False
 
 
 def _wait_briefly(seconds: float = 4.0) -> None:
