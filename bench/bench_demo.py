@@ -3,7 +3,7 @@ against a demo-mode server on a loopback address, then kill -9 of the server at 
 
 Usage:
     .venv/bin/python bench/bench_demo.py [--sessions 200] [--minutes 15] [--parallel 2] [--kills 10]
-        [--cache-max-gb 0.005] [--out bench/results/demo_soak.json]
+        [--cache-max-gb 0.02] [--out bench/results/demo_soak.json]
 
 Visitors, in a fixed cycle: the bundled sample (the first visit's analysis), a small upload (a zip of
 30 photos drawn from the sample: a new dataset, so a real extraction), a hostile upload (a zip
@@ -12,8 +12,11 @@ it as text), a cancel (an upload of 60 photos, cancelled once it runs), a costly
 (vit_h_14, refused by the demo's budget) and an over-limit link (a server path, 50,000 images).
 Each visitor must end with a result, a queue position or one clear sentence; anything else
 (a traceback, a timeout, a link on the page) is an error. Meanwhile the server's RSS, the cache's
-size, the upload folders and the health endpoint's latency are sampled. Stops by itself after
-`--sessions` or `--minutes`, whichever comes first.
+size, the upload folders and the health endpoint's latency are sampled. The RSS is also read at
+quiet moments, after the first 20 sessions, after 100 and at the end: the visitors stop starting
+sessions, the server's CPU falls idle (its jobs have ended), and the RSS then is what the server
+keeps, not what a running analysis happens to hold. Stops by itself after `--sessions` or
+`--minutes`, whichever comes first.
 
 Then, `--kills` times: a fresh analysis (a new stratified sample of the bundled photos) is started
 and the server killed with SIGKILL at a random moment of it; after a restart the same analysis is
@@ -51,7 +54,9 @@ DRAWN = ".st-key-proj .js-plotly-plot[data-drawn]"
 UPLOADS = Path(tempfile.gettempdir()) / "explorer-uploads"
 SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundled samples", "analyses at most",
              "Analysis cancelled", "the server is busy", "from your address", "still running",
+             "Choose files to upload first", "its result was let go", "more than this server's cache holds",
              "Waiting in the queue")  # fmt: skip
+QUIET_AT = (20, 100)  # sessions after which the RSS is also read at a quiet moment (and at the end)
 ANY_SENTENCE = " || ".join(f"document.body.innerText.includes({s!r})" for s in SENTENCES[:-1])
 
 
@@ -85,6 +90,26 @@ class Server:
         except (OSError, AttributeError):
             pass
         return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, AttributeError, IndexError, ValueError):
+            return float("nan")
+
+    def quiet_rss_mb(self, timeout: float = 180) -> tuple[float, float]:
+        """(RSS, seconds waited) once the server has used under 0.1 s of CPU in 3 s: no job runs."""
+        t0 = time.time()
+        last = self.cpu_seconds()
+        while time.time() - t0 < timeout:
+            time.sleep(3)
+            now = self.cpu_seconds()
+            if now - last < 0.1:
+                break
+            last = now
+        return self.rss_mb(), round(time.time() - t0, 1)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -127,6 +152,44 @@ class Sampler(threading.Thread):
                                     "cache_mb": _dir_bytes(self.server.cache) / 1e6,
                                     "upload_folders": len(list(UPLOADS.glob("upload-*"))) if UPLOADS.exists() else 0})  # fmt: skip
             self.stop_flag.wait(0.5)
+
+
+class QuietGate:
+    """Stops the visitors between sessions while the server's RSS is read at a quiet moment."""
+
+    def __init__(self, server: Server, visitors: int, done: list) -> None:
+        self.server, self.visitors, self.done = server, visitors, done
+        self.cond = threading.Condition()
+        self.holding, self.waiting = False, 0
+        self.readings: list[dict] = []
+
+    def after_session(self, count: int) -> None:
+        with self.cond:
+            if count in QUIET_AT:
+                self.holding = True
+
+    def _read_if_all_stopped(self) -> None:  # with the lock held
+        if self.holding and self.waiting >= self.visitors:
+            rss, waited = self.server.quiet_rss_mb()
+            self.readings.append({"after_sessions": len(self.done), "rss_mb": rss, "waited_s": waited})
+            print(f"quiet RSS after {len(self.done)} sessions: {rss:.0f} MB (server idle after {waited} s)", flush=True)
+            self.holding = False
+            self.cond.notify_all()
+
+    def before_session(self) -> None:
+        with self.cond:
+            if not self.holding:
+                return
+            self.waiting += 1
+            self._read_if_all_stopped()
+            while self.holding:
+                self.cond.wait()
+            self.waiting -= 1
+
+    def leave(self) -> None:
+        with self.cond:
+            self.visitors -= 1
+            self._read_if_all_stopped()
 
 
 def _zip_of_photos(n: int, rng: random.Random, evil: bool = False) -> bytes:
@@ -177,18 +240,21 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
             return "sentence" if "not a path on the server" in body and "analyses at most" in body else "error: no refusal"
         page.goto(url)
         page.wait_for_selector(DRAWN, timeout=600_000)  # the first visit's analysis done: a session runs one at a time
-        archive = tmp / f"{kind.replace(' ', '_')}_{rng.randrange(10**9)}.zip"
+        archive = tmp / f"photos_{rng.randrange(10**9)}.zip"
         archive.write_bytes(_zip_of_photos(60 if kind == "cancel" else 30, rng, evil=kind == "hostile upload"))
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
         page.get_by_role("option", name="Upload a zip").click()
         page.locator('input[type="file"]').set_input_files(str(archive))
-        page.wait_for_timeout(1500)
+        # uploaded: its chip is shown, without the spinner (a Run before that finds no file)
+        page.wait_for_selector('[data-testid="stFileChip"]', timeout=120_000)
+        page.wait_for_selector('[data-testid="stFileChipIconSpinner"]', state="detached", timeout=120_000)
         page.get_by_role("button", name="Run analysis").click()
         if kind == "cancel":
             try:
-                page.get_by_role("button", name="Cancel").click(timeout=120_000)
-            except Exception:  # the analysis ended before the button could be pressed
-                pass
+                # exact: the file chip's "Remove <name>.zip" button matches "cancel" in a name otherwise
+                page.get_by_role("button", name="Cancel", exact=True).click(timeout=120_000)
+            except Exception as exc:  # the analysis ended before the button could be pressed
+                print(f"cancel not pressed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
             # the upload's own result: panels of fewer points than the sample's 400 (identical photos count once)
             page.wait_for_function(f"(document.querySelector('{DRAWN}') || {{}}).dataset?.drawn < 400 || " + ANY_SENTENCE,
                                    timeout=300_000)  # fmt: skip
@@ -202,8 +268,11 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
     except Exception as exc:  # a visitor's failure is a finding, not the benchmark's end
         shots = ROOT / "bench" / "results" / "demo_errors"
         shots.mkdir(parents=True, exist_ok=True)
-        try:
-            page.screenshot(path=str(shots / f"{kind.replace(' ', '_')}_{int(time.time())}.png"), full_page=True)
+        stem = shots / f"{kind.replace(' ', '_')}_{time.strftime('%H%M%S')}"
+        try:  # the page, the sidebar (its own scroll) and the text, to match with the server log's times
+            page.screenshot(path=f"{stem}.png", full_page=True)
+            page.locator('[data-testid="stSidebar"]').screenshot(path=f"{stem}_sidebar.png")
+            Path(f"{stem}.txt").write_text(page.inner_text("body"))
         except Exception:
             pass
         return f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -224,15 +293,23 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     sampler.start()
     outcomes: list[dict] = []
     rss_after: dict[int, float] = {}
+    gate = QuietGate(server, args.parallel, outcomes)
     lock = threading.Lock()
     deadline = time.time() + args.minutes * 60
     counter = iter(range(args.sessions))
 
     def visitor(worker: int) -> None:
+        try:
+            visits(worker)
+        finally:
+            gate.leave()
+
+    def visits(worker: int) -> None:
         rng = random.Random(worker)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             for i in counter:
+                gate.before_session()
                 if time.time() > deadline:
                     break
                 kind = KINDS[i % len(KINDS)]
@@ -244,6 +321,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
                     if done in (20, 50, 100, 150, 200) or done % 25 == 0:
                         rss_after[done] = server.rss_mb()
                     print(f"{done:4d} {kind:15s} {out}  (RSS {server.rss_mb():.0f} MB)", flush=True)
+                gate.after_session(done)
             browser.close()
 
     threads = [threading.Thread(target=visitor, args=(w,)) for w in range(args.parallel)]
@@ -255,6 +333,9 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     while UPLOADS.exists() and set(UPLOADS.glob("upload-*")) - before and time.time() - t0 < 300:
         time.sleep(1)
     rss_after[len(outcomes)] = server.rss_mb()
+    rss, waited = server.quiet_rss_mb()
+    gate.readings.append({"after_sessions": len(outcomes), "rss_mb": rss, "waited_s": waited})
+    print(f"quiet RSS after {len(outcomes)} sessions: {rss:.0f} MB (server idle after {waited} s)", flush=True)
     sampler.stop_flag.set()
     sampler.join()
     server.stop()
@@ -264,9 +345,10 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     h = sorted(sampler.health)
     return {
         "sessions": len(outcomes), "outcomes": outcomes, "rss_after_sessions_mb": rss_after,
+        "quiet_rss": gate.readings,
         "health_p50_s": h[len(h) // 2] if h else None, "health_p99_s": h[int(len(h) * 0.99)] if h else None,
         "health_max_s": h[-1] if h else None, "health_errors": sampler.health_errors, "series": sampler.series,
-        "cache_limit_mb": args.cache_max_gb * 1024, "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
+        "cache_limit_mb": args.cache_max_gb * 1024**3 / 1e6, "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
         "upload_folders_left": len(set(UPLOADS.glob("upload-*")) - before) if UPLOADS.exists() else 0,
         "tracebacks_in_log": log.count("Traceback"),
     }  # fmt: skip
@@ -346,7 +428,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--parallel", type=int, default=2, help="visitors at once")
     ap.add_argument("--kills", type=int, default=10)
-    ap.add_argument("--cache-max-gb", type=float, default=0.005, help="small (5 MB: the sample's features are ~3 MB), so that eviction happens")
+    ap.add_argument("--cache-max-gb", type=float, default=0.02,
+                    help="small, so that eviction happens: 0.02 GB is 21 MB, about 5 sample analyses (3.7 MB each) "
+                         "beside numba's compiled code (3 MB)")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_soak.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

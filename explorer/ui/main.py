@@ -179,16 +179,14 @@ def submit(inputs: sidebar.Inputs) -> None:
 
 
 def progress_panel() -> None:
-    """This session's job: a Cancel button and, while the job waits or runs, a panel that polls it.
+    """This session's job: while it waits or runs, a panel that polls it (queue position or
+    progress, and a Cancel button); once it ended, its outcome.
 
-    Only a page with a job in flight polls (a fragment rerun every second): reruns while a visitor
-    uploads a file or presses a button can lose the file or the click (Streamlit issues #9079,
-    #10805), and an idle page should cost the server nothing. The Cancel button sits outside the
-    polling fragment for the same reason."""
+    Only a page with a job in flight polls (a fragment rerun every second): an idle page costs the
+    server nothing, and its uploads and widgets are not rerun under the visitor (Streamlit reports
+    uploads lost to frequent fragment reruns, issue #9079)."""
     job = QUEUE.job_of(_session_id())
     if job is not None and job.active:
-        if st.button("Cancel", key="cancel"):
-            QUEUE.cancel(job)
         _job_status()
     elif job is not None and _collect(job):  # ended between this run's start and now
         st.rerun(scope="app")
@@ -211,6 +209,7 @@ def _job_status() -> None:
         else:
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0), text=f"{job.stage} — {job.done}/{job.total}")
+        st.button("Cancel", key="cancel", on_click=QUEUE.cancel, args=(job,))
     elif _collect(job):
         st.rerun(scope="app")
 
