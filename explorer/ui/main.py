@@ -155,6 +155,7 @@ def _check_budget(inputs: sidebar.Inputs) -> None:
 
 def submit(inputs: sidebar.Inputs) -> None:
     """Queue an analysis for this session, or say why not."""
+    log.info("session %s: analysis asked for (%r)", _session_id()[:8], "an upload" if inputs.upload else inputs.data[:60])
     source, cleanup = inputs.data, None
     try:
         if inputs.data == sidebar.SERVER_PATH:
