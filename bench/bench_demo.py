@@ -126,6 +126,10 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+def _upload_folders() -> set[Path]:
+    return set(UPLOADS.glob("upload-*")) if UPLOADS.exists() else set()
+
+
 class Sampler(threading.Thread):
     """Health latency every 0.5 s; RSS, cache size and upload folders every 2 s."""
 
@@ -135,6 +139,7 @@ class Sampler(threading.Thread):
         self.health: list[float] = []
         self.health_errors = 0
         self.series: list[dict] = []
+        self.older_folders = _upload_folders()  # another run's, not this one's to count
 
     def run(self) -> None:
         t0, last = time.time(), 0.0
@@ -150,7 +155,7 @@ class Sampler(threading.Thread):
                 last = time.time()
                 self.series.append({"t": round(last - t0, 1), "rss_mb": self.server.rss_mb(),
                                     "cache_mb": _dir_bytes(self.server.cache) / 1e6,
-                                    "upload_folders": len(list(UPLOADS.glob("upload-*"))) if UPLOADS.exists() else 0})  # fmt: skip
+                                    "upload_folders": len(_upload_folders() - self.older_folders)})
             self.stop_flag.wait(0.5)
 
 
@@ -286,7 +291,7 @@ KINDS = ("sample", "small upload", "hostile upload", "hostile link", "cancel", "
 def soak(args: argparse.Namespace, tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
-    before = set(UPLOADS.glob("upload-*")) if UPLOADS.exists() else set()  # not this run's to count
+    before = _upload_folders()  # not this run's to count
     server = Server(tmp / "cache", tmp / "server.log", args.cache_max_gb)
     server.start()
     sampler = Sampler(server)
@@ -330,7 +335,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     for t in threads:
         t.join()
     t0 = time.time()  # the last jobs finish (or are cancelled) before uploads are counted
-    while UPLOADS.exists() and set(UPLOADS.glob("upload-*")) - before and time.time() - t0 < 300:
+    while _upload_folders() - before and time.time() - t0 < 300:
         time.sleep(1)
     rss_after[len(outcomes)] = server.rss_mb()
     rss, waited = server.quiet_rss_mb()
@@ -349,7 +354,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
         "health_p50_s": h[len(h) // 2] if h else None, "health_p99_s": h[int(len(h) * 0.99)] if h else None,
         "health_max_s": h[-1] if h else None, "health_errors": sampler.health_errors, "series": sampler.series,
         "cache_limit_mb": args.cache_max_gb * 1024**3 / 1e6, "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
-        "upload_folders_left": len(set(UPLOADS.glob("upload-*")) - before) if UPLOADS.exists() else 0,
+        "upload_folders_left": len(_upload_folders() - before),
         "tracebacks_in_log": log.count("Traceback"),
     }  # fmt: skip
 
@@ -415,9 +420,9 @@ def plot(result: dict, path: Path) -> None:
     a.set_title(f"demo soak: {result['soak']['sessions']} visitor sessions, {result['args']['parallel']} at a time")
     b.plot(t, [p["cache_mb"] for p in series], color="#12B886", label="feature cache (MB)")
     b.axhline(result["soak"]["cache_limit_mb"], color="#868E96", ls="--", lw=1, label="cache limit")
-    b.plot(t, [p["upload_folders"] for p in series], color="#E8590C", label="upload folders")
+    b.plot(t, [p["upload_folders"] for p in series], color="#E8590C", label="upload folders (this run's)")
     b.set_xlabel("minutes")
-    b.legend(loc="upper right")
+    b.legend(loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
