@@ -93,6 +93,23 @@ def test_a_result_the_queue_let_go_is_reported_not_silently_missing(app: AppTest
     assert not app.warning
 
 
+def test_a_run_click_whose_own_run_was_stopped_is_still_honoured(app: AppTest) -> None:
+    """A click's run can be stopped before it reaches the button by the visitor's next interaction
+    (a tab clicked at once); the button's callback has then left the click in the session, and the
+    next run must act on it (without it, the click was lost: 1 upload in 18 in a browser under load)."""
+    from explorer.ui.main import RUN_ASKED
+
+    before = app.session_state["submitted_job"]
+    app.session_state[RUN_ASKED] = True  # what the callback leaves when its run is stopped early
+    app.run()
+    assert not app.exception, app.exception
+    assert app.session_state["submitted_job"] != before
+    assert RUN_ASKED not in app.session_state
+    _finish(app)
+    app.run()  # acted on once
+    assert app.session_state["submitted_job"] == app.session_state["seen_job"]
+
+
 def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",

@@ -19,7 +19,7 @@ from .. import pipeline
 from ..cache import FeatureCache
 from ..config import DataSpec, ProjectionSpec
 from ..datasets import ImageDataset, load_dataset
-from . import budget, reproduce, sidebar, views
+from . import budget, reproduce, sidebar, state, views
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 from .text import plain
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 UPLOAD_ROOT = Path(tempfile.gettempdir()) / "explorer-uploads"
 UNPACKED = "explorer-upload-*"  # zips unpacked by datasets.load_dataset, in the temp folder
 STALE_S = 3600.0  # an upload folder untouched this long belongs to no running job (jobs last minutes)
+RUN_ASKED = "run_asked"  # session key: a Run click not yet acted on
 CACHE = FeatureCache(keep_partial=sidebar.MODE.keep_partial)
 _warm = threading.Event()
 
@@ -153,30 +154,35 @@ def _check_budget(inputs: sidebar.Inputs) -> None:
     budget.check(reproduce.analysis(inputs, inputs.data)[1], n, sidebar.MODE)
 
 
-def submit(inputs: sidebar.Inputs) -> None:
-    """Queue an analysis for this session, or say why not."""
-    log.info("session %s: analysis asked for (%r)", _session_id()[:8], "an upload" if inputs.upload else inputs.data[:60])
+def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict) -> None:
+    """Queue an analysis for this session, or say why not; `also`: more session values to set.
+
+    The session's state is written once, at the end (`state.write`): every access to it is where
+    a rerun the visitor asked for meanwhile stops the script, and between a job queued and its id
+    recorded that lost the job's outcome."""
+    log.info("session %s: analysis asked for (%r)", session[:8], "an upload" if inputs.upload else inputs.data[:60])
     source, cleanup = inputs.data, None
     try:
         if inputs.data == sidebar.SERVER_PATH:
-            st.session_state["notice"] = "Type the path of a folder or zip on this machine first."
-            return
-        if inputs.data.startswith("upload:"):
-            if inputs.upload is None:
-                st.session_state["notice"] = "Choose files to upload first."
-                return
+            raise ValueError("type the path of a folder or zip on this machine first")
+        if inputs.data.startswith("upload:") and inputs.upload is None:
+            raise ValueError("choose files to upload first")
         _check_budget(inputs)
         if inputs.data.startswith("upload:"):
             source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
             folder = Path(source).parent if source.endswith(".zip") else Path(source)
             cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
-        job = QUEUE.submit(_session_id(), make_job(inputs, source, cleanup is not None), cleanup, client=_client())
-        st.session_state["submitted_job"] = job.id
-        st.session_state.pop("notice", None)
+        job = QUEUE.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client)
     except (AlreadyRunning, QueueFull, ValueError) as exc:
-        st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
         if cleanup is not None:  # refused: the upload is ours to delete
             cleanup()
+        state.write({**also, "notice": str(exc)[:1].upper() + str(exc)[1:] + "."})
+        return
+    except BaseException:
+        if cleanup is not None:  # not queued: the upload is ours to delete
+            cleanup()
+        raise
+    state.write({**also, "submitted_job": job.id, "notice": state.DELETE})
 
 
 def progress_panel() -> None:
@@ -219,14 +225,15 @@ def _collect(job: Job) -> bool:
     """Move a finished job's result or message into the session once; True when something changed."""
     if job.active or st.session_state.get("seen_job") == job.id:
         return False
-    st.session_state["seen_job"] = job.id
     result = QUEUE.take(job)  # the session holds it now; the queue forgets the job
+    values: dict = {"seen_job": job.id}
     if job.state == "done":
-        st.session_state["result"] = result
+        values["result"] = result
     elif job.state == "failed":
-        st.session_state["notice"] = job.error[:1].upper() + job.error[1:] + ("" if job.error.endswith(".") else ".")
+        values["notice"] = job.error[:1].upper() + job.error[1:] + ("" if job.error.endswith(".") else ".")
     elif job.state == "cancelled":
-        st.session_state["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
+        values["notice"] = "Analysis cancelled; the layers finished so far stay cached for the next run."
+    state.write(values)  # all of it, or a rerun asked for now would lose the result the queue let go
     return True
 
 
@@ -238,9 +245,9 @@ def _outcome_not_shown() -> bool:
     ss = st.session_state
     submitted = ss.get("submitted_job")
     if submitted is not None and ss.get("seen_job") != submitted:
-        ss["seen_job"] = submitted
-        ss["notice"] = ("Your analysis finished while this page was away, and its result was let go; press Run "
-                        "analysis to open it again (what it computed is cached).")  # fmt: skip
+        state.write({"seen_job": submitted,
+                     "notice": ("Your analysis finished while this page was away, and its result was let go; press "
+                                "Run analysis to open it again (what it computed is cached).")})  # fmt: skip
         log.info("job %d: the session came back after its result was forgotten", submitted)
         return True
     if ss.get("seen_job") != ss.get("rendered_job"):
@@ -269,17 +276,28 @@ def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
     return any(getattr(now, f) != getattr(shown, f) for f in fields) and not now.data.startswith("upload:")
 
 
+def _ask_for_analysis() -> None:
+    """The Run button's callback: the click is kept in the session until a run of the page reaches
+    the button. A click's own run can be stopped before it gets there by the next interaction (a
+    tab clicked at once): Streamlit then reruns with that interaction's widget states, where the
+    button reads False, and the click was lost (1 upload in 18 in a browser test under load)."""
+    st.session_state[RUN_ASKED] = True
+
+
 def render() -> None:
     """The whole page."""
     st.markdown("## Bottleneck Explorer")
     st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
     inputs = sidebar.render()
-    clicked = st.sidebar.button("Run analysis", type="primary", key="run", width="stretch",
-                                help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.")  # fmt: skip
-    first_visit = "result" not in st.session_state and QUEUE.job_of(_session_id()) is None and not st.session_state.get("auto_done")
+    st.sidebar.button("Run analysis", type="primary", key="run", width="stretch", on_click=_ask_for_analysis,
+                      help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.")  # fmt: skip
+    session, client = _session_id(), _client()
+    first_visit = "result" not in st.session_state and QUEUE.job_of(session) is None and not st.session_state.get("auto_done")
+    # the last access to the state before a job is queued: a rerun asked for by then stops the
+    # script before the pop, and the click waits in the state for the next run
+    clicked = st.session_state.pop(RUN_ASKED, False)
     if clicked or first_visit:
-        st.session_state["auto_done"] = True
-        submit(inputs)
+        submit(inputs, session, client, also={"auto_done": True})
         _wait_briefly()
     warm_up_umap()  # after the first job is queued, so that it waits for it
     for text in inputs.notices:
