@@ -1,0 +1,122 @@
+"""Whether a *Run analysis* click followed at once by another interaction reaches an analysis.
+
+Each visitor (a headless chromium on loopback, against the demo as scripts/run.sh starts it):
+opens the page, waits for the sample's result, chooses a 30-photo zip, clicks *Run analysis* and
+at once the *Dataset* tab, then waits 60 s for the upload's result or a sentence. A click that
+got neither is "lost": the BackMsgs the page sent around it are printed (decoded), a screenshot is
+kept in bench/results/run_clicks/, and Run is clicked once more to tell a lost click from a
+stuck page. Several visitors at once load the 2 cores as a busy demo does.
+
+    .venv/bin/python bench/bench_run_clicks.py --visitors 3 --rounds 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_demo as demo  # noqa: E402
+
+OUT = demo.ROOT / "bench" / "results" / "run_clicks"
+DONE = "/Images\\s*30/.test(document.body.innerText) || " + demo.ANY_SENTENCE
+
+
+def _decode(frame: bytes | str) -> object:
+    """A sent websocket frame as a short summary: a rerun's triggers and tab, or the message kind."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+
+    try:
+        msg = BackMsg.FromString(frame if isinstance(frame, bytes) else frame.encode())
+    except Exception:
+        return f"undecodable ({len(frame)} bytes)"
+    kind = msg.WhichOneof("type")
+    if kind != "rerun_script":
+        return kind
+    states = [(w.id.rsplit("-", 1)[-1], w.WhichOneof("value"), str(getattr(w, w.WhichOneof("value")))[:40])
+              for w in msg.rerun_script.widget_states.widgets
+              if w.WhichOneof("value") and ("trigger" in w.WhichOneof("value") or w.id.endswith("-view"))]  # fmt: skip
+    return {"rerun": states, "fragment": msg.rerun_script.fragment_id}
+
+
+def visitor(url: str, worker: int, rounds: int, tmp: Path, outcomes: list) -> None:
+    from playwright.sync_api import sync_playwright
+
+    rng = random.Random(worker)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=demo.CHROMIUM, args=demo.ARGS)
+        for i in range(rounds):
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            sent: list[tuple[float, object]] = []
+            page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append((time.time(), f))))
+            page.goto(url)
+            page.wait_for_selector(demo.DRAWN, timeout=600_000)
+            archive = tmp / f"photos_{worker}_{i}.zip"
+            archive.write_bytes(demo._zip_of_photos(30, rng))
+            page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+            page.get_by_role("option", name="Upload a zip").click()
+            page.locator('input[type="file"]').set_input_files(str(archive))
+            page.wait_for_selector('[data-testid="stFileChip"]', timeout=120_000)
+            page.wait_for_selector('[data-testid="stFileChipIconSpinner"]', state="detached", timeout=120_000)
+            t_click = time.time()
+            page.get_by_role("button", name="Run analysis").click()
+            page.get_by_role("tab", name="Dataset").click()
+            try:
+                page.wait_for_function(DONE, timeout=60_000)
+                outcomes.append({"worker": worker, "round": i, "outcome": "reached"})
+                print(f"{time.strftime('%H:%M:%S')} visitor {worker} round {i}: reached", flush=True)
+            except Exception:
+                around = [(round(t - t_click, 2), _decode(f)) for t, f in sent if abs(t - t_click) < 3]
+                OUT.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(OUT / f"lost_{worker}_{i}.png"), full_page=True)
+                page.get_by_role("button", name="Run analysis").click()
+                try:
+                    page.wait_for_function(DONE, timeout=60_000)
+                    again = "reached"
+                except Exception:
+                    again = "lost"
+                outcomes.append({"worker": worker, "round": i, "outcome": "lost", "second_click": again,
+                                 "clicked_at": time.strftime("%H:%M:%S", time.localtime(t_click)), "sent": around})  # fmt: skip
+                print(f"{time.strftime('%H:%M:%S')} visitor {worker} round {i}: LOST (second click {again}); "
+                      f"sent around the click: {around}", flush=True)  # fmt: skip
+            page.close()
+        browser.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--visitors", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--out", default=str(OUT / "run_clicks.json"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        server = demo.Server(tmp / "cache", tmp / "server.log", 0.02)
+        server.start()
+        outcomes: list[dict] = []
+        try:
+            threads = [threading.Thread(target=visitor, args=(server.url, w, args.rounds, tmp, outcomes))
+                       for w in range(args.visitors)]  # fmt: skip
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            server.stop()
+            OUT.mkdir(parents=True, exist_ok=True)
+            (OUT / "server.log").write_text(server.log.read_text(errors="replace"))
+    lost = sum(o["outcome"] == "lost" for o in outcomes)
+    result = {"visitors": args.visitors, "rounds": args.rounds, "clicks": len(outcomes), "lost": lost, "outcomes": outcomes}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"{lost} of {len(outcomes)} clicks lost; {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
