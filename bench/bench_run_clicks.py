@@ -67,9 +67,11 @@ def visitor(url: str, worker: int, rounds: int, tmp: Path, outcomes: list) -> No
             t_click = time.time()
             page.get_by_role("button", name="Run analysis").click()
             page.get_by_role("tab", name="Dataset").click()
+            uploads = [t for t, f in sent if t < t_click and _decode(f) == "file_urls_request"]
+            after_upload = round(t_click - uploads[-1], 2) if uploads else None  # s from the upload's start
             try:
                 page.wait_for_function(DONE, timeout=60_000)
-                outcomes.append({"worker": worker, "round": i, "outcome": "reached"})
+                outcomes.append({"worker": worker, "round": i, "outcome": "reached", "after_upload_s": after_upload})
                 print(f"{time.strftime('%H:%M:%S')} visitor {worker} round {i}: reached", flush=True)
             except Exception:
                 around = [(round(t - t_click, 2), _decode(f)) for t, f in sent if abs(t - t_click) < 3]
@@ -81,7 +83,7 @@ def visitor(url: str, worker: int, rounds: int, tmp: Path, outcomes: list) -> No
                     again = "reached"
                 except Exception:
                     again = "lost"
-                outcomes.append({"worker": worker, "round": i, "outcome": "lost", "second_click": again,
+                outcomes.append({"worker": worker, "round": i, "outcome": "lost", "second_click": again, "after_upload_s": after_upload,
                                  "clicked_at": time.strftime("%H:%M:%S", time.localtime(t_click)), "sent": around})  # fmt: skip
                 print(f"{time.strftime('%H:%M:%S')} visitor {worker} round {i}: LOST (second click {again}); "
                       f"sent around the click: {around}", flush=True)  # fmt: skip
