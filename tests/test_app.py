@@ -96,7 +96,7 @@ def test_a_result_the_queue_let_go_is_reported_not_silently_missing(app: AppTest
 def test_a_run_click_whose_own_run_was_stopped_is_still_honoured(app: AppTest) -> None:
     """A click's run can be stopped before it reaches the button by the visitor's next interaction
     (a tab clicked at once); the button's callback has then left the click in the session, and the
-    next run must act on it (without it, the click was lost: 1 upload in 18 in a browser under load)."""
+    next run must act on it (without it, the click is lost)."""
     from explorer.ui.main import RUN_ASKED
 
     before = app.session_state["submitted_job"]

@@ -280,7 +280,7 @@ def _ask_for_analysis() -> None:
     """The Run button's callback: the click is kept in the session until a run of the page reaches
     the button. A click's own run can be stopped before it gets there by the next interaction (a
     tab clicked at once): Streamlit then reruns with that interaction's widget states, where the
-    button reads False, and the click was lost (1 upload in 18 in a browser test under load)."""
+    button reads False, and the click is lost (bench/bench_run_clicks.py)."""
     st.session_state[RUN_ASKED] = True
 
 

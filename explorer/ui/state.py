@@ -4,8 +4,9 @@ Every `st.session_state` access is a point where Streamlit stops the running scr
 browser has asked for another run meanwhile: it raises a RerunException before the access. Two
 writes that belong together (a job queued and its id recorded; a result taken from the queue and
 stored) were then cut after the first: a visitor who clicked Run and then a tab within a moment
-lost the analysis, or saw the previous result with no word (1 upload in 20-30 in a browser under
-load). `write` makes each of its writes happen, then lets the interruption stop the run.
+lost the analysis (seen in the server log, with its upload folder left behind), or would see the
+previous result with no word. `write` makes each of its writes happen, then lets the interruption
+stop the run.
 """
 
 from __future__ import annotations
