@@ -8,12 +8,19 @@ kept in bench/results/run_clicks/, and Run is clicked once more to tell a lost c
 stuck page. Several visitors at once load the 2 cores as a busy demo does.
 
     .venv/bin/python bench/bench_run_clicks.py --visitors 3 --rounds 12
+
+`--widen-ms 300` makes the server pause that long at the start of every script run, after it took
+the run's request and before it applies the request's widget states (a `sitecustomize` on the
+server's path delays `ScriptRunContext.reset`). A click is lost when another request arrives in
+that window (Streamlit then raises the newer rerun at its first yield point, before the click's
+trigger was applied); widening it shows whether the dashboard still honours such clicks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -26,6 +33,22 @@ import bench_demo as demo  # noqa: E402
 
 OUT = demo.ROOT / "bench" / "results" / "run_clicks"
 DONE = "/Images\\s*30/.test(document.body.innerText) || " + demo.ANY_SENTENCE
+
+
+WIDEN_START = """\
+import time
+from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext
+
+_reset = ScriptRunContext.reset
+
+
+def _slow_reset(self, *args, **kwargs):
+    time.sleep({seconds})
+    return _reset(self, *args, **kwargs)
+
+
+ScriptRunContext.reset = _slow_reset
+"""
 
 
 def _decode(frame: bytes | str) -> object:
@@ -96,9 +119,14 @@ def main() -> None:
     ap.add_argument("--visitors", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--out", default=str(OUT / "run_clicks.json"))
+    ap.add_argument("--widen-ms", type=float, default=0.0,
+                    help="pause every script run this long between taking its request and applying its widget states")  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.widen_ms:
+            (tmp / "sitecustomize.py").write_text(WIDEN_START.format(seconds=args.widen_ms / 1000))
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))
         server = demo.Server(tmp / "cache", tmp / "server.log", 0.02)
         server.start()
         outcomes: list[dict] = []
@@ -114,7 +142,7 @@ def main() -> None:
             OUT.mkdir(parents=True, exist_ok=True)
             (OUT / "server.log").write_text(server.log.read_text(errors="replace"))
     lost = sum(o["outcome"] == "lost" for o in outcomes)
-    result = {"visitors": args.visitors, "rounds": args.rounds, "clicks": len(outcomes), "lost": lost, "outcomes": outcomes}
+    result = {"visitors": args.visitors, "rounds": args.rounds, "widen_ms": args.widen_ms, "clicks": len(outcomes), "lost": lost, "outcomes": outcomes}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"{lost} of {len(outcomes)} clicks lost; {args.out}", flush=True)

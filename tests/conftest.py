@@ -47,3 +47,37 @@ def zip_folder(folder: Path, dest: Path, prefix: str = "") -> Path:
 @pytest.fixture
 def class_folders(tmp_path: Path) -> Path:
     return make_class_folders(tmp_path / "data")
+
+
+class NewerRequestAfterAClick:
+    """Streamlit's real script runner, with the visitor's next interaction arriving at the worst
+    moment: just after a run took a request that carries a click (a trigger), before it applied it.
+
+    The newer request carries the same widget states without the trigger, as the browser sends
+    them (it clears a trigger once sent). `injected` counts the requests made."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from dataclasses import replace
+
+        from streamlit.proto.WidgetStates_pb2 import WidgetStates
+        from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequests, ScriptRequestType
+
+        self.injected = 0
+        take = ScriptRequests.on_scriptrunner_ready
+
+        def take_then_receive_newer(requests: ScriptRequests):
+            taken = take(requests)
+            states = taken.rerun_data.widget_states if taken.type == ScriptRequestType.RERUN else None
+            clicks = [w for w in states.widgets if w.WhichOneof("value") == "trigger_value" and w.trigger_value] if states else []
+            if clicks and self.injected == 0:
+                newer = WidgetStates()
+                newer.widgets.extend(w for w in states.widgets if w.WhichOneof("value") != "trigger_value")
+                self.injected += requests.request_rerun(replace(taken.rerun_data, widget_states=newer))
+            return taken
+
+        monkeypatch.setattr(ScriptRequests, "on_scriptrunner_ready", take_then_receive_newer)
+
+
+@pytest.fixture
+def newer_request_after_a_click(monkeypatch: pytest.MonkeyPatch) -> NewerRequestAfterAClick:
+    return NewerRequestAfterAClick(monkeypatch)

@@ -110,6 +110,18 @@ def test_a_run_click_whose_own_run_was_stopped_is_still_honoured(app: AppTest) -
     assert app.session_state["submitted_job"] == app.session_state["seen_job"]
 
 
+def test_a_run_click_followed_at_once_by_another_request_is_honoured(app: AppTest, newer_request_after_a_click) -> None:
+    """Streamlit's runner took the click's request, and the visitor's next interaction arrived
+    before the run applied it (tests/test_click_applied.py): the analysis is still queued."""
+    before = app.session_state["submitted_job"]
+    app.button(key="run").click()
+    app.run()
+    assert not app.exception, app.exception
+    assert newer_request_after_a_click.injected == 1
+    assert app.session_state["submitted_job"] != before
+    _finish(app)
+
+
 def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",

@@ -280,12 +280,14 @@ def _ask_for_analysis() -> None:
     """The Run button's callback: the click is kept in the session until a run of the page reaches
     the button. A click's own run can be stopped before it gets there by the next interaction (a
     tab clicked at once): Streamlit then reruns with that interaction's widget states, where the
-    button reads False, and the click is lost (bench/bench_run_clicks.py)."""
+    button reads False, and the click is lost (bench/bench_run_clicks.py). The callback itself runs
+    before a newer request can stop the run (`state.apply_each_interaction_whole`)."""
     st.session_state[RUN_ASKED] = True
 
 
 def render() -> None:
     """The whole page."""
+    state.apply_each_interaction_whole()  # from the first run on: no click lost between two requests
     st.markdown("## Bottleneck Explorer")
     st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
     inputs = sidebar.render()

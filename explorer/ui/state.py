@@ -7,14 +7,20 @@ stored) were then cut after the first: a visitor who clicked Run and then a tab 
 lost the analysis (seen in the server log, with its upload folder left behind), or would see the
 previous result with no word. `write` makes each of its writes happen, then lets the interruption
 stop the run.
+
+`apply_each_interaction_whole` closes the same gap one step earlier, inside Streamlit: a run that
+took a click's request could be stopped by the next request before it applied the click
+(see there).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+from streamlit.runtime.state.safe_session_state import SafeSessionState
 
 DELETE = object()  # a value for `write`: remove the key
 _TRIES = 16  # a request that arrives during a retry interrupts it again; each one is taken once
@@ -42,3 +48,44 @@ def write(values: dict[str, Any]) -> None:
             raise RuntimeError(f"session state {key!r} could not be written: reruns kept interrupting")
     if pending is not None:
         raise pending
+
+
+def apply_each_interaction_whole() -> None:
+    """Make Streamlit apply a run's widget states, and call their callbacks, before a newer request
+    can stop that run. Idempotent; the app calls it on every run.
+
+    Streamlit (1.67) starts a run by taking the browser's request, then applies its widget states
+    and calls the changed widgets' callbacks (`SafeSessionState.on_script_will_rerun`). That step
+    begins with a yield point, and every session-state write in a callback is one too: a request
+    that arrived since the run began (a tab clicked just after Run) is raised there, before the
+    click's callback ran or before its write, and the run that replaces it carries only the newer
+    request's widget states. A button's click is a one-shot
+    trigger the browser does not send again, so it was lost: no callback, no analysis, nothing on
+    the page (bench/bench_run_clicks.py --widen-ms widens that window). Here those yields are
+    skipped while the states are applied; the yield Streamlit makes right after this step raises
+    the newer request, and the click's callback has run by then. Seen in a trace of the server (each
+    run's start delayed 0.3 s): a run took the upload's request; the click arrived; that run's first
+    yield took the click; the tab arrived 0.4 s later; the click's run yielded to it before it had
+    applied anything.
+    tests/test_click_applied.py shows the loss with Streamlit alone; when that test fails,
+    Streamlit no longer loses the click and this can go.
+    """
+    if getattr(SafeSessionState.on_script_will_rerun, "applies_interaction_whole", False):
+        return
+    original = SafeSessionState.on_script_will_rerun
+
+    @functools.wraps(original)
+    def on_script_will_rerun(self: SafeSessionState, *args: Any, **kwargs: Any) -> None:
+        yield_callback = self._yield_callback
+        object.__setattr__(self, "_yield_callback", _no_yield)  # its __setattr__ writes session state
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_yield_callback", yield_callback)
+
+    on_script_will_rerun.applies_interaction_whole = True  # type: ignore[attr-defined]
+    SafeSessionState.on_script_will_rerun = on_script_will_rerun  # type: ignore[method-assign]
+
+
+def _no_yield() -> None:
+    """A yield point that lets nothing in."""
