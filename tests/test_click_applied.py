@@ -66,3 +66,16 @@ def test_applying_twice_wraps_once(unpatched: None) -> None:
     patched = SafeSessionState.on_script_will_rerun
     state.apply_each_interaction_whole()
     assert SafeSessionState.on_script_will_rerun is patched
+
+
+def test_a_streamlit_without_it_is_left_alone(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A Streamlit that moved these internals: the page still works, and the log says what is lost."""
+    from explorer.ui import state
+
+    monkeypatch.setattr(state, "SafeSessionState", None)
+    monkeypatch.setattr(state, "_warned", [])
+    with caplog.at_level("WARNING", logger=state.__name__):
+        state.apply_each_interaction_whole()
+        state.apply_each_interaction_whole()
+    warnings = [r.getMessage() for r in caplog.records if r.name == state.__name__]
+    assert len(warnings) == 1 and "can be lost" in warnings[0]  # once, not on every run
