@@ -127,6 +127,23 @@ def _selected_per_panel(page, plot: str) -> list[int]:
     return page.evaluate(SELECTED_PER_PANEL, plot)
 
 
+def test_the_modebar_covers_no_panel_title(server, browser) -> None:
+    """Plotly's modebar (shown on hover, top right) sat over the top-right panel's title."""
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    box = page.locator(DRAWN).bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
+    bar = page.locator(PLOT + " .modebar").bounding_box()
+    titles = [t.bounding_box() for t in page.locator(PLOT + " .annotation-text").all()]
+    assert bar is not None and len(titles) == 8
+
+    def overlap(a: dict, b: dict) -> bool:
+        return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+
+    assert not [t for t in titles if overlap(bar, t)]
+    page.close()
+
+
 def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)

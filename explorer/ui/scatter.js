@@ -90,7 +90,7 @@ function build(Plotly, root, points, setStateValue, setTriggerValue) {
   const layout = {
     grid: { rows, columns: cols, pattern: "independent", xgap: 0.06, ygap: 0.12 },
     height: Math.max(300, rows * head.panel_height),
-    margin: { l: 10, r: 10, t: 30, b: 10 },
+    margin: { l: 10, r: 10, t: 56, b: 10 }, // the top row's titles below the modebar, not under it
     dragmode: "lasso",
     hovermode: "closest",
     showlegend: false,
