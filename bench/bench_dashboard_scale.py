@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,11 +25,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from serving import MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import ARGS, CHROMIUM, MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 PLOT = ".st-key-proj .js-plotly-plot"
 
 

@@ -32,8 +32,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,12 +42,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from serving import MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import ARGS, CHROMIUM, MALLOC, ROOT, DemoServer  # bench/serving.py (bench/ is on the path of a script run from it)
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "explorer" / "samples" / "clothing"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 DRAWN = ".st-key-proj .js-plotly-plot[data-drawn]"
 UPLOADS = Path(tempfile.gettempdir()) / "explorer-uploads"
 SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundled samples", "analyses at most",
@@ -58,68 +53,6 @@ SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundl
              "Waiting in the queue")  # fmt: skip
 QUIET_AT = (20, 100)  # sessions after which the RSS is also read at a quiet moment (and at the end)
 ANY_SENTENCE = " || ".join(f"document.body.innerText.includes({s!r})" for s in SENTENCES[:-1])
-
-
-class Server:
-    """The demo as scripts/run.sh starts it, on a free loopback port."""
-
-    def __init__(self, cache: Path, log: Path, cache_max_gb: float) -> None:
-        self.cache, self.log, self.cache_max_gb = cache, log, cache_max_gb
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(self.cache), "NUMBA_THREADING_LAYER": "omp",
-               "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb), "EXPLORER_RESULT_TTL": "60"}  # fmt: skip
-        with open(self.log, "a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", "demo", "--server.port", str(port),
-                                          "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-        t0 = time.time()
-        while not healthy(self.url):
-            if self.proc.poll() is not None or time.time() - t0 > 180:
-                raise RuntimeError("the server did not start: " + self.log.read_text()[-2000:])
-            time.sleep(0.3)
-
-    def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except (OSError, AttributeError):
-            pass
-        return float("nan")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, AttributeError, IndexError, ValueError):
-            return float("nan")
-
-    def quiet_rss_mb(self, timeout: float = 180) -> tuple[float, float]:
-        """(RSS, seconds waited) once the server has used under 0.1 s of CPU in 3 s: no job runs."""
-        t0 = time.time()
-        last = self.cpu_seconds()
-        while time.time() - t0 < timeout:
-            time.sleep(3)
-            now = self.cpu_seconds()
-            if now - last < 0.1:
-                break
-            last = now
-        return self.rss_mb(), round(time.time() - t0, 1)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
 
 
 def _dir_bytes(path: Path) -> int:
@@ -133,7 +66,7 @@ def _upload_folders() -> set[Path]:
 class Sampler(threading.Thread):
     """Health latency every 0.5 s; RSS, cache size and upload folders every 2 s."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: DemoServer) -> None:
         super().__init__(daemon=True)
         self.server, self.stop_flag = server, threading.Event()
         self.health: list[float] = []
@@ -162,7 +95,7 @@ class Sampler(threading.Thread):
 class QuietGate:
     """Stops the visitors between sessions while the server's RSS is read at a quiet moment."""
 
-    def __init__(self, server: Server, visitors: int, done: list) -> None:
+    def __init__(self, server: DemoServer, visitors: int, done: list) -> None:
         self.server, self.visitors, self.done = server, visitors, done
         self.cond = threading.Condition()
         self.holding, self.waiting = False, 0
@@ -292,7 +225,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     before = _upload_folders()  # not this run's to count
-    server = Server(tmp / "cache", tmp / "server.log", args.cache_max_gb)
+    server = DemoServer(tmp / "cache", tmp / "server.log", args.cache_max_gb)
     server.start()
     sampler = Sampler(server)
     sampler.start()
@@ -374,7 +307,7 @@ def kills(args: argparse.Namespace, tmp: Path) -> list[dict]:
     from playwright.sync_api import sync_playwright
 
     rng = random.Random(7)
-    server = Server(tmp / "kill_cache", tmp / "kill_server.log", args.cache_max_gb)
+    server = DemoServer(tmp / "kill_cache", tmp / "kill_server.log", args.cache_max_gb)
     rows = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

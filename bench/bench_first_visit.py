@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from serving import MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import ARGS, CHROMIUM, MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 def start(cache: str, log: Path, root: Path = ROOT) -> tuple[subprocess.Popen, str]:

@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_demo as demo  # noqa: E402
+import bench_demo as demo  # noqa: E402  (the demo page's markers and photo zips)
+from serving import ARGS, CHROMIUM, ROOT, DemoServer  # noqa: E402
 
-OUT = demo.ROOT / "bench" / "results" / "run_clicks"
+OUT = ROOT / "bench" / "results" / "run_clicks"
 DONE = "/Images\\s*30/.test(document.body.innerText) || " + demo.ANY_SENTENCE
 
 
@@ -73,7 +74,7 @@ def visitor(url: str, worker: int, rounds: int, tmp: Path, outcomes: list) -> No
 
     rng = random.Random(worker)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=demo.CHROMIUM, args=demo.ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for i in range(rounds):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             sent: list[tuple[float, object]] = []
@@ -127,7 +128,7 @@ def main() -> None:
         if args.widen_ms:
             (tmp / "sitecustomize.py").write_text(WIDEN_START.format(seconds=args.widen_ms / 1000))
             os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))
-        server = demo.Server(tmp / "cache", tmp / "server.log", 0.02)
+        server = DemoServer(tmp / "cache", tmp / "server.log", 0.02)
         server.start()
         outcomes: list[dict] = []
         try:

@@ -1,15 +1,25 @@
-"""What the browser benchmarks share: a free loopback port, the server's health check, and the
-malloc settings scripts/run.sh starts the server with (explorer/runtime.py)."""
+"""What the browser benchmarks share: a free loopback port, the server's health check, the malloc
+settings scripts/run.sh starts the server with (explorer/runtime.py), the headless chromium they
+drive, and the demo-mode server the demo benchmarks start and kill."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from explorer.runtime import MALLOC_ENV as MALLOC  # noqa: E402  (the repository root, put on the path above)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 def free_port() -> int:
@@ -24,3 +34,65 @@ def healthy(url: str) -> bool:
             return r.read().strip() == b"ok"
     except OSError:
         return False
+
+
+class DemoServer:
+    """The demo as scripts/run.sh starts it, on a free loopback port."""
+
+    def __init__(self, cache: Path, log: Path, cache_max_gb: float) -> None:
+        self.cache, self.log, self.cache_max_gb = cache, log, cache_max_gb
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(self.cache), "NUMBA_THREADING_LAYER": "omp",
+               "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb), "EXPLORER_RESULT_TTL": "60"}  # fmt: skip
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", "demo", "--server.port", str(port),
+                                          "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        t0 = time.time()
+        while not healthy(self.url):
+            if self.proc.poll() is not None or time.time() - t0 > 180:
+                raise RuntimeError("the server did not start: " + self.log.read_text()[-2000:])
+            time.sleep(0.3)
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except (OSError, AttributeError):
+            pass
+        return float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, AttributeError, IndexError, ValueError):
+            return float("nan")
+
+    def quiet_rss_mb(self, timeout: float = 180) -> tuple[float, float]:
+        """(RSS, seconds waited) once the server has used under 0.1 s of CPU in 3 s: no job runs."""
+        t0 = time.time()
+        last = self.cpu_seconds()
+        while time.time() - t0 < timeout:
+            time.sleep(3)
+            now = self.cpu_seconds()
+            if now - last < 0.1:
+                break
+            last = now
+        return self.rss_mb(), round(time.time() - t0, 1)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
