@@ -1,226 +1,667 @@
-// Every layer's projection in one plotly figure: one WebGL context for all panels, all points.
-// The points arrive once as one binary blob (scatter.py, `pack`); selections are linked across the
-// panels here in the browser and sent to Python as image indices; a picked image is ringed in every
-// panel and its path through the aligned panels drawn in the last one.
-// `explorer_scatter_control` (small, changes often) forwards a highlight or a pick from Python.
+// The projection panels at any size: every layer's panel, every point, drawn with WebGL through ONE
+// context shared by all panels (each panel is a 2-D canvas the shared drawing is copied into), so a
+// page never runs out of contexts and a panel can be redrawn alone.
+//
+// - The points arrive once as one binary blob (scatter.py `pack`).
+// - Drawing order: one fixed pseudo-random permutation of the images, the same in every panel, so no
+//   class is drawn last over the others; opacity follows how many points share the panel's pixels.
+// - Lasso / box select through a uniform grid over each panel's points (a spatial index): the lasso
+//   is drawn on an overlay while the mouse moves, the points are selected once on release, every
+//   panel is redrawn once, and Python gets the image indices once.
+// - Hover: the nearest point under the cursor (the same grid) is ringed in every panel and its
+//   thumbnail, class and prediction shown beside the cursor (thumbnails from the server's
+//   thumbnail route, made lazily there; scatter.py `thumbnail_url`).
+// - Click: the image is ringed in every panel, its path drawn through the aligned panels, and its
+//   index sent to Python.
+// - Pan / zoom per panel (wheel zooms in pan mode, or with Ctrl held), optionally linked.
 // Everything from the data (names, classes, titles) is set as text, never as HTML.
+//
+// Test contract (kept whatever the renderer): the panels live in `.explorer-projections` (nothing
+// else, rows of up to four, first layer top left); it gets data-drawn="1" once every panel is drawn
+// and data-highlighted="N" once a selection of N images is shown in every panel. `debug()` on the
+// registry entry's state reports what is drawn, for the browser tests.
 
 const REGISTRY = (window.__explorerScatter = window.__explorerScatter || new Map());
-
-// plotly.js by URL (scatter.py picks the small bundle for SVG panels, the whole one for WebGL): each
-// loads once per page; both set window.Plotly, so each promise keeps the one its script made
-function loadPlotly(url) {
-  const loading = (window.__explorerPlotly = window.__explorerPlotly || new Map());
-  if (!loading.has(url)) {
-    loading.set(url, new Promise((resolve, reject) => {
-      const s = document.createElement("script");
-      s.src = url;
-      s.onload = () => resolve(window.Plotly);
-      s.onerror = () => reject(new Error("could not load " + url));
-      document.head.appendChild(s);
-    }));
-  }
-  return loading.get(url);
-}
 
 function unpack(buffer) {
   const bytes = buffer instanceof Uint8Array ? buffer : new Uint8Array(buffer);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headLen = view.getUint32(0, true);
   const head = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + headLen)));
-  const copy = (offset, count, Type) => {
+  let at = head.data_offset;
+  const take = (count, Type) => {
     const out = new Type(count);
-    new Uint8Array(out.buffer).set(bytes.subarray(offset, offset + count * Type.BYTES_PER_ELEMENT));
+    new Uint8Array(out.buffer).set(bytes.subarray(at, at + count * Type.BYTES_PER_ELEMENT));
+    at += count * Type.BYTES_PER_ELEMENT;
     return out;
   };
-  let at = head.data_offset;
-  const coords = head.panels.map(() => {
-    const a = copy(at, head.n * head.dims, Float32Array);
-    at += head.n * head.dims * 4;
-    return a;
-  });
-  const rows = head.codes_per_panel ? head.panels.length : 1;
+  const P = head.panels.length;
+  const coords = head.panels.map(() => take(head.n * 2, Float32Array));
   const codes = [];
-  for (let r = 0; r < rows; r++) {
-    codes.push(copy(at, head.n, Uint16Array));
-    at += head.n * 2;
-  }
+  for (let r = 0; r < (head.codes_per_panel ? P : 1); r++) codes.push(take(head.n, Uint16Array));
+  const truth = head.has_truth ? take(head.n, Uint16Array) : null;
+  const predicted = [];
+  if (head.has_predicted) for (let k = 0; k < P; k++) predicted.push(take(head.n, Uint16Array));
   const names = head.names_bytes ? new TextDecoder().decode(bytes.subarray(at, at + head.names_bytes)).split("\n") : null;
-  return { head, coords, codes, names };
+  return { head, coords, codes, truth, predicted, names };
 }
 
-// plotly reads a subset of HTML in hover text and annotations (links included): escape it all
-function esc(text) {
-  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
-// the rows of group c of each row of codes: idx[c] (dataset indices, in order) and pos[i] (where
-// image i sits in its group's trace)
-function groupRows(row, nGroups) {
-  const counts = new Array(nGroups).fill(0);
-  for (let i = 0; i < row.length; i++) counts[row[i]]++;
-  const idx = counts.map((m) => new Int32Array(m));
-  const fill = new Array(nGroups).fill(0);
-  const pos = new Int32Array(row.length);
-  for (let i = 0; i < row.length; i++) {
-    const c = row[i];
-    pos[i] = fill[c];
-    idx[c][fill[c]++] = i;
-  }
-  return { idx, pos };
-}
-
-function gather(a, dims, d, idx) {
-  const out = new Float32Array(idx.length);
-  for (let j = 0; j < idx.length; j++) out[j] = a[idx[j] * dims + d];
-  return out;
-}
-
-function build(Plotly, root, points, setStateValue, setTriggerValue) {
-  const { head, coords, codes, names } = points;
-  const { n, panels, palette, legend } = head;
-  const cols = Math.min(head.cols, panels.length);
-  const rows = Math.ceil(panels.length / cols);
-  // one trace per colour group per panel: a uniform colour per trace keeps plotly's WebGL selection
-  // fast (per-point colours made restyling 8 x 100k points 2-3 s, per group 0.3 s; README)
-  const G = palette.length;
-  const groups = codes.map((row) => groupRows(row, G));
-  // SVG draws a few thousand points sooner than a software WebGL context starts (first visit: README)
-  const kind = head.svg ? "scatter" : "scattergl";
-  const layout = {
-    grid: { rows, columns: cols, pattern: "independent", xgap: 0.06, ygap: 0.12 },
-    height: Math.max(300, rows * head.panel_height),
-    margin: { l: 10, r: 10, t: 56, b: 10 }, // the top row's titles below the modebar, not under it
-    dragmode: "lasso",
-    hovermode: "closest",
-    showlegend: false,
-    annotations: [],
-    paper_bgcolor: "white",
-    plot_bgcolor: "white",
-    uirevision: "keep",
+// the drawing order: a fixed permutation (mulberry32, seed 1), so the picture is the same every visit
+function drawOrder(n) {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let s = 1 >>> 0;
+  const rand = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const traces = [];
-  const meta = []; // per main trace: { panel, idx }
-  panels.forEach((p, k) => {
-    const ax = k === 0 ? "" : String(k + 1);
-    layout["xaxis" + ax] = { showticklabels: false, zeroline: false, showgrid: false };
-    layout["yaxis" + ax] = { showticklabels: false, zeroline: false, showgrid: false };
-    layout.annotations.push({
-      text: esc(p.title), xref: "x" + ax + " domain", yref: "y" + ax + " domain", x: 0.5, y: 1.0,
-      xanchor: "center", yanchor: "bottom", showarrow: false, font: { size: 12 },
-    });
-    const g = groups[k % groups.length];
-    for (let c = 0; c < G; c++) {
-      const idx = g.idx[c];
-      traces.push({
-        type: kind, mode: "markers", meta: "points", x: gather(coords[k], head.dims, 0, idx),
-        y: gather(coords[k], head.dims, 1, idx), xaxis: "x" + ax, yaxis: "y" + ax,
-        marker: { color: palette[c], size: head.marker_size, opacity: 0.8 },
-        text: names ? Array.from(idx, (i) => esc(names[i]) + "<br>" + esc(legend[c])) : null,
-        hoverinfo: names ? "text" : "none", unselected: { marker: { opacity: 0.06 } }, selected: { marker: { opacity: 1.0 } },
-      });
-      meta.push({ panel: k, idx });
-    }
-  });
-  const nMain = traces.length;
-  const nPanels = panels.length;
-  // one more trace per panel for the picked image's ring, and one for its path in the last panel
-  panels.forEach((p, k) => {
-    const ax = k === 0 ? "" : String(k + 1);
-    traces.push({ type: kind, mode: "markers", meta: "ring", x: [], y: [], xaxis: "x" + ax, yaxis: "y" + ax, hoverinfo: "skip",
-      marker: { size: 16, color: "rgba(0,0,0,0)", line: { color: "black", width: 2.5 } } });
-  });
-  const lastAx = nPanels === 1 ? "" : String(nPanels);
-  traces.push({ type: "scatter", mode: "lines+markers+text", meta: "path", x: [], y: [], xaxis: "x" + lastAx, yaxis: "y" + lastAx,
-    hoverinfo: "text", textposition: "top center", textfont: { size: 10 },
-    line: { color: "black", width: 1.5 }, marker: { size: 6, color: "black" } });
-  const config = { displaylogo: false, responsive: true, scrollZoom: true,
-    modeBarButtonsToRemove: ["toImage", "autoScale2d"] };
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+  return order;
+}
 
+function parseColor(css) {
+  const m = /^#([0-9a-f]{6})$/i.exec(css.trim());
+  if (m) { const v = parseInt(m[1], 16); return [v >> 16, (v >> 8) & 255, v & 255]; }
+  const r = /rgba?\(([^)]+)\)/.exec(css);
+  if (r) return r[1].split(",").slice(0, 3).map((x) => Math.round(parseFloat(x)));
+  return [120, 120, 120];
+}
+
+// ---- the shared WebGL renderer (one context for every panel on the page) --------------------------
+
+const VS = `
+attribute vec2 a_pos; attribute vec4 a_col; attribute float a_sel;
+uniform vec2 u_scale; uniform vec2 u_offset; uniform float u_size; uniform float u_alpha;
+uniform float u_mode; // 0: no selection; 1: unselected points (greyed); 2: selected points
+varying vec4 v_col;
+void main() {
+  gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
+  gl_PointSize = u_size;
+  if (u_mode < 0.5) { v_col = vec4(a_col.rgb, u_alpha); }
+  else if (u_mode < 1.5) {
+    if (a_sel > 0.5) gl_Position = vec4(2.0, 2.0, 2.0, 1.0); // drawn in the next pass, on top
+    v_col = vec4(0.72, 0.72, 0.72, min(u_alpha, 0.18));
+  } else { v_col = vec4(a_col.rgb, max(u_alpha, 0.85)); gl_PointSize = u_size + 1.0; }
+}`;
+const FS = `
+precision mediump float; varying vec4 v_col; uniform float u_round;
+void main() {
+  if (u_round > 0.5) { vec2 d = gl_PointCoord - vec2(0.5); if (dot(d, d) > 0.25) discard; }
+  gl_FragColor = v_col;
+}`;
+
+function createRenderer() {
+  const canvas = document.createElement("canvas");
+  const opts = { antialias: false, alpha: true, premultipliedAlpha: false, preserveDrawingBuffer: false };
+  const gl = canvas.getContext("webgl2", opts) || canvas.getContext("webgl", opts);
+  if (!gl) throw new Error("this browser has no WebGL");
+  const webgl2 = typeof WebGL2RenderingContext !== "undefined" && gl instanceof WebGL2RenderingContext;
+  if (!webgl2 && !gl.getExtension("OES_element_index_uint")) throw new Error("this browser's WebGL lacks 32-bit indices");
+  const shader = (type, src) => {
+    const s = gl.createShader(type);
+    gl.shaderSource(s, src);
+    gl.compileShader(s);
+    if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
+    return s;
+  };
+  const prog = gl.createProgram();
+  gl.attachShader(prog, shader(gl.VERTEX_SHADER, VS));
+  gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, FS));
+  gl.bindAttribLocation(prog, 0, "a_pos");
+  gl.linkProgram(prog);
+  if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
+  const loc = {};
+  for (const a of ["a_pos", "a_col", "a_sel"]) loc[a] = gl.getAttribLocation(prog, a);
+  for (const u of ["u_scale", "u_offset", "u_size", "u_alpha", "u_mode", "u_round"]) loc[u] = gl.getUniformLocation(prog, u);
+  const sizeRange = gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE);
+  return { canvas, gl, prog, loc, maxPoint: sizeRange ? sizeRange[1] : 64 };
+}
+
+function renderer() {
+  if (!window.__explorerGL || window.__explorerGL.gl.isContextLost()) window.__explorerGL = createRenderer();
+  return window.__explorerGL;
+}
+
+function buffer(gl, data, target) {
+  const b = gl.createBuffer();
+  gl.bindBuffer(target || gl.ARRAY_BUFFER, b);
+  gl.bufferData(target || gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
+  return b;
+}
+
+// ---- a uniform grid over one panel's points: lasso, box and nearest-point queries ---------------
+
+function buildGrid(xy, n) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const x = xy[2 * i], y = xy[2 * i + 1];
+    if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+  }
+  if (!(x1 > x0)) x1 = x0 + 1;
+  if (!(y1 > y0)) y1 = y0 + 1;
+  const G = Math.max(8, Math.min(1024, Math.round(Math.sqrt(n / 4))));
+  const cw = (x1 - x0) / G, ch = (y1 - y0) / G;
+  const cellOf = (i) => Math.min(G - 1, Math.floor((xy[2 * i] - x0) / cw)) + G * Math.min(G - 1, Math.floor((xy[2 * i + 1] - y0) / ch));
+  const start = new Uint32Array(G * G + 1);
+  for (let i = 0; i < n; i++) start[cellOf(i) + 1]++;
+  for (let c = 0; c < G * G; c++) start[c + 1] += start[c];
+  const fill = start.slice(0, G * G);
+  const items = new Uint32Array(n);
+  for (let i = 0; i < n; i++) items[fill[cellOf(i)]++] = i;
+  const clampCell = (v, lo, size) => Math.max(0, Math.min(G - 1, Math.floor((v - lo) / size)));
+  // every point in the cells that meet [ax, bx] x [ay, by], passed to visit(i)
+  const range = (ax, ay, bx, by, visit) => {
+    const cx0 = clampCell(ax, x0, cw), cx1 = clampCell(bx, x0, cw), cy0 = clampCell(ay, y0, ch), cy1 = clampCell(by, y0, ch);
+    for (let cy = cy0; cy <= cy1; cy++) for (let cx = cx0; cx <= cx1; cx++) {
+      const c = cx + G * cy;
+      for (let j = start[c]; j < start[c + 1]; j++) visit(items[j]);
+    }
+  };
+  return { range, bounds: [x0, y0, x1, y1] };
+}
+
+function insidePolygon(x, y, poly) {
+  let inside = false;
+  for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+    const [xa, ya] = poly[a], [xb, yb] = poly[b];
+    if ((ya > y) !== (yb > y) && x < ((xb - xa) * (y - ya)) / (yb - ya) + xa) inside = !inside;
+  }
+  return inside;
+}
+
+// ---- the view -----------------------------------------------------------------------------------
+
+const MODES = [["lasso", "Lasso"], ["box", "Box"], ["pan", "Pan / zoom"]];
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text; // text, never HTML
+  return e;
+}
+
+function build(root, points, setStateValue, setTriggerValue) {
+  const { head, coords, codes, truth, predicted, names } = points;
+  const { n, panels, palette, legend } = head;
+  const P = panels.length;
+  const R = renderer();
+  const gl = R.gl;
+  const order = drawOrder(n);
+  const rank = new Uint32Array(n); // where image i sits in the drawing order
+  for (let j = 0; j < n; j++) rank[order[j]] = j;
+  const rgb = palette.map(parseColor);
+
+  // GPU buffers, in drawing order: positions per panel, colours per row of codes, one selection flag
+  const posBuf = coords.map((xy) => {
+    const out = new Float32Array(2 * n);
+    for (let j = 0; j < n; j++) { out[2 * j] = xy[2 * order[j]]; out[2 * j + 1] = xy[2 * order[j] + 1]; }
+    return buffer(gl, out);
+  });
+  const colBuf = codes.map((row) => {
+    const out = new Uint8Array(4 * n);
+    for (let j = 0; j < n; j++) { const c = rgb[row[order[j]]] || [120, 120, 120]; out.set(c, 4 * j); out[4 * j + 3] = 255; }
+    return buffer(gl, out);
+  });
+  const selFlags = new Uint8Array(n);
+  const selBuf = buffer(gl, selFlags);
+  let selIndexBuf = null, selCount = 0;
+  const grids = new Array(P).fill(null);
+  const grid = (k) => grids[k] || (grids[k] = buildGrid(coords[k], n));
+
+  // DOM: toolbar and legend above the panels; the panels alone inside .explorer-projections
   root.innerHTML = "";
-  const legendEl = document.createElement("div");
-  legendEl.className = "explorer-legend";
+  const toolbar = el("div", "explorer-toolbar");
+  const modeButtons = {};
+  for (const [mode, label] of MODES) {
+    const b = el("button", "", label);
+    b.type = "button";
+    b.dataset.mode = mode;
+    b.setAttribute("aria-pressed", String(mode === "lasso"));
+    b.title = { lasso: "Drag to draw a lasso", box: "Drag to draw a box", pan: "Drag to pan, wheel to zoom" }[mode];
+    b.onclick = () => setMode(mode);
+    modeButtons[mode] = b;
+    toolbar.appendChild(b);
+  }
+  const linkLabel = el("label");
+  const link = el("input");
+  link.type = "checkbox";
+  link.className = "explorer-link";
+  link.checked = !!head.aligned;
+  linkLabel.appendChild(link);
+  linkLabel.appendChild(document.createTextNode(" link pan / zoom"));
+  toolbar.appendChild(linkLabel);
+  const reset = el("button", "", "Reset view");
+  reset.type = "button";
+  reset.dataset.action = "reset";
+  const clear = el("button", "", "Clear selection");
+  clear.type = "button";
+  clear.dataset.action = "clear";
+  toolbar.appendChild(reset);
+  toolbar.appendChild(clear);
+  toolbar.appendChild(el("span", "hint", "wheel: zoom in pan mode (or Ctrl + wheel); double-click: reset"));
+  const legendEl = el("div", "explorer-legend");
   legend.forEach((name, c) => {
-    const item = document.createElement("span");
-    const dot = document.createElement("span");
-    dot.className = "dot";
+    const item = el("span");
+    const dot = el("span", "dot");
     dot.style.background = palette[c];
     item.appendChild(dot);
-    item.appendChild(document.createTextNode(name)); // text, never HTML
+    item.appendChild(document.createTextNode(name));
     legendEl.appendChild(item);
   });
-  const plotEl = document.createElement("div");
-  plotEl.className = "explorer-plot";
+  const grid_el = el("div", "explorer-projections");
+  const tip = el("div", "explorer-tip");
+  tip.style.display = "none";
+  root.appendChild(toolbar);
   root.appendChild(legendEl);
-  root.appendChild(plotEl);
+  root.appendChild(grid_el);
+  root.appendChild(tip);
 
-  const state = { plotEl, n, nPanels, nMain, coords, dims: head.dims, panels, selected: null, picked: null };
+  const cols = Math.max(1, Math.min(head.cols, P));
+  grid_el.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+  const views = panels.map(() => ({ z: 1, ux: 0, uy: 0 })); // zoom and centre, in the panel's fitted units
+  const fits = coords.map((xy, k) => {
+    const [x0, y0, x1, y1] = grid(k).bounds;
+    return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, sx: 2 / ((x1 - x0) * 1.06), sy: 2 / ((y1 - y0) * 1.06) };
+  });
+  const cells = panels.map((p, k) => {
+    const cell = el("div", "explorer-panel");
+    cell.dataset.panel = String(k);
+    cell.appendChild(el("div", "title", p.title));
+    const pts = el("canvas", "points");
+    const over = el("canvas", "overlay");
+    cell.appendChild(pts);
+    cell.appendChild(over);
+    grid_el.appendChild(cell);
+    return { cell, pts, over, ctx: pts.getContext("2d"), octx: over.getContext("2d"), w: 0, h: 0 };
+  });
+  const dpr = Math.min(2, window.devicePixelRatio || 1);
 
-  state.applySelection = (indices) => {
-    state.selected = indices;
-    let sel = null;
-    if (indices !== null) {
-      sel = meta.map(() => []);
-      for (let k = 0; k < nPanels; k++) {
-        const row = codes[k % codes.length], g = groups[k % groups.length];
-        for (const i of indices) if (i >= 0 && i < n) sel[k * G + row[i]].push(g.pos[i]);
+  const state = { n, P, root: grid_el, selected: null, picked: null, hovered: null, mode: "lasso", drawn: 0, times: {} };
+
+  function layoutCells() {
+    const width = grid_el.clientWidth || root.clientWidth || 800;
+    const w = Math.max(80, Math.floor((width - 10 * (cols - 1)) / cols));
+    const h = head.panel_height;
+    for (const c of cells) {
+      c.cell.style.height = h + 16 + "px";
+      if (c.w === w && c.h === h) continue;
+      c.w = w; c.h = h;
+      for (const cv of [c.pts, c.over]) {
+        cv.width = Math.round(w * dpr); cv.height = Math.round(h * dpr);
+        cv.style.width = w + "px"; cv.style.height = h + "px";
       }
     }
-    Plotly.restyle(plotEl, { selectedpoints: sel === null ? meta.map(() => null) : sel }, [...Array(nMain).keys()]);
+  }
+
+  // data -> clip space: ((p - fit centre) * fit scale - u) * z
+  const transform = (k) => {
+    const f = fits[k], v = views[k];
+    return { sx: f.sx * v.z, sy: f.sy * v.z, ox: (-f.cx * f.sx - v.ux) * v.z, oy: (-f.cy * f.sy - v.uy) * v.z };
   };
-  state.applyPick = (i) => {
-    state.picked = i;
-    const xs = [], ys = [];
-    const ringX = [], ringY = [];
-    for (let k = 0; k < nPanels; k++) {
-      const has = i !== null && i >= 0 && i < n;
-      const x = has ? coords[k][i * head.dims] : null;
-      const y = has ? coords[k][i * head.dims + 1] : null;
-      ringX.push(has ? [x] : []);
-      ringY.push(has ? [y] : []);
-      if (has && head.aligned) { xs.push(x); ys.push(y); }
-    }
-    const ringIdx = [...Array(nPanels).keys()].map((k) => nMain + k);
-    Plotly.restyle(plotEl, { x: ringX, y: ringY }, ringIdx);
-    // the path: the image's place in each aligned panel, drawn in the last panel's coordinates
-    Plotly.restyle(plotEl, { x: [xs], y: [ys], text: [xs.map((_, k) => String(k + 1))],
-      hovertext: [panels.map((p) => esc(p.title))] }, [nMain + nPanels]);
+  const toScreen = (k, x, y) => {
+    const t = transform(k), c = cells[k];
+    return [((x * t.sx + t.ox + 1) / 2) * c.w, ((1 - (y * t.sy + t.oy)) / 2) * c.h];
+  };
+  const toData = (k, px, py) => {
+    const t = transform(k), c = cells[k];
+    return [((px / c.w) * 2 - 1 - t.ox) / t.sx, ((1 - (py / c.h) * 2) - t.oy) / t.sy];
   };
 
-  const t0 = performance.now();
-  Plotly.newPlot(plotEl, traces, layout, config).then(() => {
-    // for benchmarks: when the points arrived (ms after navigation) and how long plotly took
-    window.__explorerTimes = { ...(window.__explorerTimes || {}), [head.instance]: { ...state.times, plotly_ms: performance.now() - t0, drawn: performance.now() } };
-    plotEl.setAttribute("data-drawn", String(n));
-    plotEl.on("plotly_selected", (ev) => {
-      if (!ev || !ev.points) return;
-      const picked = new Set();
-      for (const p of ev.points) if (p.curveNumber < nMain) picked.add(meta[p.curveNumber].idx[p.pointIndex]);
-      const indices = Array.from(picked).sort((a, b) => a - b);
-      state.selected = indices;
-      // Python answers with the images and then, through the control, the highlight in the other
-      // panels (scatter.py `control`): redrawing 100,000s of points holds the browser's main thread
-      // (seconds in software WebGL), so it comes after the images, not before them
-      window.__explorerTimes = window.__explorerTimes || {};
-      (window.__explorerTimes[head.instance] = window.__explorerTimes[head.instance] || {}).selection = { event_at: performance.now() };
-      setStateValue("selection", indices);
+  const baseSize = head.marker_size;
+  function draw(k) {
+    const c = cells[k], t = transform(k);
+    const W = c.pts.width, H = c.pts.height;
+    if (R.canvas.width !== W || R.canvas.height !== H) { R.canvas.width = W; R.canvas.height = H; }
+    gl.viewport(0, 0, W, H);
+    gl.clearColor(1, 1, 1, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.enable(gl.BLEND);
+    gl.blendFuncSeparate(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA, gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
+    gl.useProgram(R.prog);
+    const L = R.loc;
+    gl.bindBuffer(gl.ARRAY_BUFFER, posBuf[k]);
+    gl.enableVertexAttribArray(L.a_pos);
+    gl.vertexAttribPointer(L.a_pos, 2, gl.FLOAT, false, 0, 0);
+    gl.bindBuffer(gl.ARRAY_BUFFER, colBuf[k % colBuf.length]);
+    gl.enableVertexAttribArray(L.a_col);
+    gl.vertexAttribPointer(L.a_col, 4, gl.UNSIGNED_BYTE, true, 0, 0);
+    gl.bindBuffer(gl.ARRAY_BUFFER, selBuf);
+    gl.enableVertexAttribArray(L.a_sel);
+    gl.vertexAttribPointer(L.a_sel, 1, gl.UNSIGNED_BYTE, false, 0, 0);
+    const size = Math.min(R.maxPoint, baseSize * dpr * Math.min(3, Math.sqrt(views[k].z)));
+    // opacity from density: how many times the points in view would cover the panel's pixels
+    const inView = n / (views[k].z * views[k].z);
+    const cover = (inView * size * size) / (W * H);
+    const alpha = Math.max(0.12, Math.min(0.85, 0.85 / Math.max(1, cover / 2)));
+    gl.uniform2f(L.u_scale, t.sx, t.sy);
+    gl.uniform2f(L.u_offset, t.ox, t.oy);
+    gl.uniform1f(L.u_size, size);
+    gl.uniform1f(L.u_alpha, alpha);
+    gl.uniform1f(L.u_round, size >= 4 ? 1 : 0);
+    gl.uniform1f(L.u_mode, selIndexBuf ? 1 : 0);
+    gl.drawArrays(gl.POINTS, 0, n);
+    if (selIndexBuf && selCount) {
+      gl.uniform1f(L.u_mode, 2);
+      gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
+      gl.drawElements(gl.POINTS, selCount, gl.UNSIGNED_INT, 0);
+    }
+    c.ctx.globalCompositeOperation = "copy";
+    c.ctx.drawImage(R.canvas, 0, 0); // in the same task as the drawing: no preserveDrawingBuffer needed
+    drawOverlay(k);
+  }
+  function drawAll() {
+    for (let k = 0; k < P; k++) draw(k);
+  }
+
+  // the overlay: the picked image's ring and path, the hovered image's ring, the lasso or box
+  let gesture = null; // { k, kind, pts: [[px, py]...] }
+  function ring(ctx, x, y, r, color, width) {
+    ctx.beginPath();
+    ctx.arc(x, y, r, 0, 2 * Math.PI);
+    ctx.strokeStyle = color;
+    ctx.lineWidth = width;
+    ctx.stroke();
+  }
+  function drawOverlay(k) {
+    const c = cells[k], ctx = c.octx;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, c.w, c.h);
+    const xy = coords[k];
+    if (state.picked !== null) {
+      const [x, y] = toScreen(k, xy[2 * state.picked], xy[2 * state.picked + 1]);
+      ring(ctx, x, y, 8, "black", 2.5);
+      if (head.aligned && k === P - 1 && P > 1) {
+        // the image's place in each aligned panel, drawn in the last panel's coordinates, numbered
+        ctx.beginPath();
+        const spots = coords.map((q) => toScreen(k, q[2 * state.picked], q[2 * state.picked + 1]));
+        spots.forEach(([sx, sy], j) => (j ? ctx.lineTo(sx, sy) : ctx.moveTo(sx, sy)));
+        ctx.strokeStyle = "black";
+        ctx.lineWidth = 1.5;
+        ctx.stroke();
+        ctx.fillStyle = "black";
+        ctx.font = "10px sans-serif";
+        spots.forEach(([sx, sy], j) => { ctx.fillRect(sx - 2, sy - 2, 4, 4); ctx.fillText(String(j + 1), sx + 3, sy - 3); });
+      }
+    }
+    if (state.hovered !== null) {
+      const [x, y] = toScreen(k, xy[2 * state.hovered], xy[2 * state.hovered + 1]);
+      ring(ctx, x, y, 6, "#e8590c", 2);
+    }
+    if (gesture && gesture.k === k && gesture.pts.length > 1) {
+      ctx.beginPath();
+      if (gesture.kind === "box") {
+        const [a, b] = [gesture.pts[0], gesture.pts[gesture.pts.length - 1]];
+        ctx.rect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(b[0] - a[0]), Math.abs(b[1] - a[1]));
+      } else {
+        gesture.pts.forEach(([x, y], j) => (j ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+        ctx.closePath();
+      }
+      ctx.fillStyle = "rgba(76,110,245,0.08)";
+      ctx.fill();
+      ctx.setLineDash([4, 3]);
+      ctx.strokeStyle = "#4C6EF5";
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+  }
+  function overlays() {
+    for (let k = 0; k < P; k++) drawOverlay(k);
+  }
+
+  // the selection: flags and an index list in drawing order, one redraw of every panel
+  const sameSelection = (a, b) => {
+    if (a === b) return true;
+    if (!a || !b || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  };
+  state.applySelection = (indices) => {
+    const clean = indices === null ? null : Array.from(new Set(indices.filter((i) => i >= 0 && i < n))).sort((a, b) => a - b);
+    if (sameSelection(clean, state.selected) && state.drawn) return false;
+    state.selected = clean;
+    selFlags.fill(0);
+    if (clean === null) {
+      selIndexBuf = null;
+      selCount = 0;
+    } else {
+      const ranks = new Uint32Array(clean.length);
+      clean.forEach((i, j) => { selFlags[rank[i]] = 1; ranks[j] = rank[i]; });
+      ranks.sort();
+      if (!selIndexBuf || selIndexBuf === true) selIndexBuf = gl.createBuffer();
+      gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
+      gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, ranks, gl.DYNAMIC_DRAW);
+      selCount = clean.length;
+    }
+    gl.bindBuffer(gl.ARRAY_BUFFER, selBuf);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, selFlags);
+    const t = performance.now();
+    drawAll();
+    state.times.highlight_ms = performance.now() - t;
+    if (clean === null) grid_el.removeAttribute("data-highlighted");
+    else grid_el.setAttribute("data-highlighted", String(clean.length));
+    return true;
+  };
+  state.applyPick = (i) => {
+    state.picked = i !== null && i >= 0 && i < n ? i : null;
+    overlays();
+  };
+
+  function select(indices) {
+    state.applySelection(indices);
+    setStateValue("selection", indices === null ? [] : state.selected);
+  }
+
+  function selectPolygon(k, poly) {
+    const q = poly.map(([px, py]) => toData(k, px, py));
+    let ax = Infinity, ay = Infinity, bx = -Infinity, by = -Infinity;
+    for (const [x, y] of q) { ax = Math.min(ax, x); bx = Math.max(bx, x); ay = Math.min(ay, y); by = Math.max(by, y); }
+    const xy = coords[k], out = [];
+    grid(k).range(ax, ay, bx, by, (i) => {
+      const x = xy[2 * i], y = xy[2 * i + 1];
+      if (x >= ax && x <= bx && y >= ay && y <= by && insidePolygon(x, y, q)) out.push(i);
     });
-    plotEl.on("plotly_deselect", () => {
-      state.applySelection(null);
-      setStateValue("selection", []);
+    return out;
+  }
+  function selectBox(k, a, b) {
+    const [ax, ay] = toData(k, Math.min(a[0], b[0]), Math.max(a[1], b[1]));
+    const [bx, by] = toData(k, Math.max(a[0], b[0]), Math.min(a[1], b[1]));
+    const xy = coords[k], out = [];
+    grid(k).range(ax, ay, bx, by, (i) => {
+      const x = xy[2 * i], y = xy[2 * i + 1];
+      if (x >= ax && x <= bx && y >= ay && y <= by) out.push(i);
     });
-    plotEl.on("plotly_click", (ev) => {
-      const p = ev && ev.points && ev.points.find((q) => q.curveNumber < nMain);
-      if (!p) return;
-      const i = meta[p.curveNumber].idx[p.pointIndex];
-      state.applyPick(i);
-      setTriggerValue("clicked", i);
+    return out;
+  }
+  // the nearest point within `radius` pixels of (px, py) in panel k, or null
+  function nearest(k, px, py, radius) {
+    const [ax, ay] = toData(k, px - radius, py + radius), [bx, by] = toData(k, px + radius, py - radius);
+    const xy = coords[k];
+    let best = null, bestD = radius * radius;
+    grid(k).range(ax, ay, bx, by, (i) => {
+      const [sx, sy] = toScreen(k, xy[2 * i], xy[2 * i + 1]);
+      const d = (sx - px) ** 2 + (sy - py) ** 2;
+      if (d <= bestD) { bestD = d; best = i; }
     });
-    state.ready = true;
-    const cmd = window.__explorerScatterCommands && window.__explorerScatterCommands.get(head.instance);
-    if (cmd) applyCommand(state, cmd);
+    return best;
+  }
+  state.pointOnScreen = (k, i) => {
+    const r = cells[k].over.getBoundingClientRect();
+    const [x, y] = toScreen(k, coords[k][2 * i], coords[k][2 * i + 1]);
+    return [r.left + x, r.top + y];
+  };
+  state.debug = () => ({
+    panels: P, n, mode: state.mode, selected: state.selected ? state.selected.length : 0,
+    highlightedPerPanel: cells.map(() => selCount), picked: state.picked, hovered: state.hovered,
+    colours: codes.map((row) => Array.from(new Set(Array.from(row, (c) => palette[c])))),
+    views: views.map((v) => ({ ...v })), aligned: !!head.aligned,
   });
+
+  function setMode(mode) {
+    state.mode = mode;
+    for (const [m, b] of Object.entries(modeButtons)) b.setAttribute("aria-pressed", String(m === mode));
+    for (const c of cells) c.over.style.cursor = mode === "pan" ? "grab" : "crosshair";
+  }
+  setMode("lasso");
+
+  function setView(k, v) {
+    const targets = link.checked ? [...Array(P).keys()] : [k];
+    for (const j of targets) views[j] = { ...v };
+    for (const j of targets) draw(j);
+  }
+  reset.onclick = () => { views.forEach((v, k) => (views[k] = { z: 1, ux: 0, uy: 0 })); drawAll(); };
+  clear.onclick = () => select(null);
+
+  // hover: coalesced to one query per animation frame
+  let hoverAt = null, hoverFrame = 0;
+  function showTip(i, k, clientX, clientY) {
+    if (i === null) { tip.style.display = "none"; return; }
+    tip.textContent = "";
+    if (head.thumb_url) {
+      const img = el("img");
+      img.alt = "";
+      img.src = head.thumb_url + "/" + i;
+      tip.appendChild(img);
+    }
+    tip.appendChild(el("div", "", names ? names[i] : "image " + i));
+    if (truth) tip.appendChild(el("div", "", "class: " + legendName(head.classes, truth[i])));
+    if (predicted.length) tip.appendChild(el("div", "", "probe (" + panels[k].title.split(" ")[0] + "): " + legendName(head.classes, predicted[k][i])));
+    else if (!truth) tip.appendChild(el("div", "", legend[codes[k % codes.length][i]] || ""));
+    tip.style.display = "block";
+    // beside the cursor, flipped to stay on screen (again once the thumbnail has its size)
+    const place = () => {
+      const r = tip.getBoundingClientRect();
+      tip.style.left = (clientX + 14 + r.width > window.innerWidth ? clientX - 14 - r.width : clientX + 14) + "px";
+      tip.style.top = (clientY + 14 + r.height > window.innerHeight ? Math.max(0, clientY - 14 - r.height) : clientY + 14) + "px";
+    };
+    place();
+    const img = tip.querySelector("img");
+    if (img) img.onload = () => { place(); state.times.hover.loaded_at = performance.now(); };
+    state.times.hover = { index: i, at: performance.now() };
+  }
+  function hover() {
+    hoverFrame = 0;
+    if (!hoverAt || gesture) return;
+    const { k, px, py, clientX, clientY } = hoverAt;
+    const i = nearest(k, px, py, 8);
+    if (i !== state.hovered) {
+      state.hovered = i;
+      overlays(); // ringed in every panel
+    }
+    showTip(i, k, clientX, clientY);
+  }
+
+  cells.forEach((c, k) => {
+    const at = (ev) => { const r = c.over.getBoundingClientRect(); return [ev.clientX - r.left, ev.clientY - r.top]; };
+    c.over.addEventListener("pointerdown", (ev) => {
+      if (ev.button !== 0) return;
+      c.over.setPointerCapture(ev.pointerId);
+      gesture = { k, kind: state.mode, pts: [at(ev)], start: at(ev), view: { ...views[k] }, moved: false };
+      state.hovered = null;
+      tip.style.display = "none";
+    });
+    c.over.addEventListener("pointermove", (ev) => {
+      const p = at(ev);
+      if (!gesture) {
+        hoverAt = { k, px: p[0], py: p[1], clientX: ev.clientX, clientY: ev.clientY };
+        if (!hoverFrame) hoverFrame = requestAnimationFrame(hover);
+        return;
+      }
+      if (Math.hypot(p[0] - gesture.start[0], p[1] - gesture.start[1]) > 3) gesture.moved = true;
+      if (gesture.kind === "pan") {
+        const v = gesture.view, f = fits[k];
+        const dx = ((p[0] - gesture.start[0]) / c.w) * 2 / v.z, dy = ((p[1] - gesture.start[1]) / c.h) * 2 / v.z;
+        if (!gesture.frame) gesture.frame = requestAnimationFrame(() => {
+          gesture && (gesture.frame = 0);
+          setView(k, { z: v.z, ux: v.ux - dx, uy: v.uy + dy });
+        });
+        void f;
+        return;
+      }
+      gesture.pts.push(p);
+      if (!gesture.frame) gesture.frame = requestAnimationFrame(() => { if (gesture) { gesture.frame = 0; drawOverlay(k); } });
+    });
+    const end = (ev) => {
+      if (!gesture) return;
+      const g = gesture;
+      gesture = null;
+      if (g.frame) cancelAnimationFrame(g.frame);
+      if (!g.moved) {
+        drawOverlay(k);
+        const p = at(ev);
+        const i = nearest(k, p[0], p[1], 10);
+        if (i !== null) {
+          state.applyPick(i);
+          setTriggerValue("clicked", i);
+        }
+        return;
+      }
+      if (g.kind === "pan") return;
+      const t = performance.now();
+      g.pts.push(at(ev));
+      const indices = g.kind === "box" ? selectBox(k, g.start, g.pts[g.pts.length - 1]) : selectPolygon(k, g.pts);
+      state.times.selection = { query_ms: performance.now() - t, released_at: t };
+      drawOverlay(k);
+      select(indices);
+      state.times.selection.highlighted_at = performance.now();
+    };
+    c.over.addEventListener("pointerup", end);
+    c.over.addEventListener("pointercancel", () => { gesture = null; drawOverlay(k); });
+    c.over.addEventListener("pointerleave", () => {
+      if (gesture) return;
+      hoverAt = null;
+      if (state.hovered !== null) { state.hovered = null; overlays(); }
+      tip.style.display = "none";
+    });
+    c.over.addEventListener("wheel", (ev) => {
+      if (state.mode !== "pan" && !ev.ctrlKey && !ev.metaKey) return; // the page scrolls
+      ev.preventDefault();
+      const [px, py] = at(ev);
+      const v = views[k];
+      const z = Math.max(0.5, Math.min(5000, v.z * Math.exp(-ev.deltaY * 0.0015)));
+      // keep the point under the cursor where it is
+      const cx = (px / c.w) * 2 - 1, cy = 1 - (py / c.h) * 2;
+      const fx = cx / v.z + v.ux, fy = cy / v.z + v.uy;
+      setView(k, { z, ux: fx - cx / z, uy: fy - cy / z });
+    }, { passive: false });
+    c.over.addEventListener("dblclick", () => { setView(k, { z: 1, ux: 0, uy: 0 }); });
+  });
+
+  layoutCells();
+  const t0 = performance.now();
+  drawAll();
+  state.drawn = 1;
+  state.times.draw_ms = performance.now() - t0;
+  grid_el.setAttribute("data-drawn", "1");
+  if (typeof ResizeObserver !== "undefined") {
+    let last = grid_el.clientWidth;
+    state.resize = new ResizeObserver(() => {
+      if (grid_el.clientWidth === last) return;
+      last = grid_el.clientWidth;
+      layoutCells();
+      drawAll();
+    });
+    state.resize.observe(grid_el);
+  }
+  state.dispose = () => {
+    if (state.resize) state.resize.disconnect();
+    for (const b of [...posBuf, ...colBuf, selBuf]) gl.deleteBuffer(b);
+    if (selIndexBuf) gl.deleteBuffer(selIndexBuf);
+    tip.remove();
+  };
   return state;
+}
+
+function legendName(classes, code) {
+  if (!classes || code === 65535 || code >= classes.length) return "not scored";
+  return classes[code];
 }
 
 export default function (component) {
@@ -232,51 +673,38 @@ export default function (component) {
   const instance = points.head.instance;
   const prev = REGISTRY.get(instance);
   if (prev && prev.digest === points.head.digest && prev.root === root) return; // same points: nothing to redraw
+  if (prev && prev.state) prev.state.dispose();
   const entry = { digest: points.head.digest, root, state: null };
   REGISTRY.set(instance, entry);
-  loadPlotly(points.head.plotly_url)
-    .then((Plotly) => {
-      const loaded = performance.now();
-      entry.state = build(Plotly, root, points, setStateValue, setTriggerValue);
-      entry.Plotly = Plotly;
-      const prev = (window.__explorerTimes || {})[instance] || {};
-      entry.state.times = { received, plotly_loaded: loaded, built: performance.now(), builds: (prev.builds || 0) + 1 };
-    })
-    .catch((err) => {
-      root.textContent = "The projection chart could not be drawn: " + err.message;
-    });
+  try {
+    entry.state = build(root, points, setStateValue, setTriggerValue);
+  } catch (err) {
+    root.textContent = "The projection chart could not be drawn: " + err.message;
+    return;
+  }
+  entry.state.times.received = received;
+  entry.state.times.drawn = performance.now();
+  const prevTimes = (window.__explorerTimes || {})[instance] || {};
+  window.__explorerTimes = { ...(window.__explorerTimes || {}), [instance]: entry.state.times };
+  entry.state.times.builds = (prevTimes.builds || 0) + 1;
+  const cmd = window.__explorerScatterCommands && window.__explorerScatterCommands.get(instance);
+  if (cmd) applyCommand(entry.state, cmd);
   return () => {
     if (REGISTRY.get(instance) === entry) REGISTRY.delete(instance);
-    if (entry.state) entry.Plotly.purge(entry.state.plotEl);
+    if (entry.state) entry.state.dispose();
   };
 }
 
 // Commands from `explorer_scatter_control` (scatter.py): { instance, highlight?: [indices] | null,
-// picked: index | null }; the last one per instance is applied again after a redraw.
+// picked: index | null }; the last one per instance is applied again after a redraw. A highlight
+// equal to what is shown (the selection Python just got back) redraws nothing.
 function applyCommand(st, cmd) {
   if (cmd.highlight !== undefined) st.applySelection(cmd.highlight);
-  if (cmd.picked !== undefined) st.applyPick(cmd.picked);
+  if (cmd.picked !== undefined && cmd.picked !== st.picked) st.applyPick(cmd.picked);
 }
 
 window.__explorerScatterControl = (cmd) => {
   const entry = REGISTRY.get(cmd.instance);
-  if (!entry || !entry.state || !entry.state.ready) return;
-  // after this render's images (the selection's) are on the page and loaded, or 3 s: the redraw holds
-  // the main thread. Streamlit may add the images after this command arrives, so wait until the
-  // page's images have been complete and unchanged in number for 3 checks in a row.
-  const since = performance.now();
-  const small = entry.state.n * entry.state.nPanels < 200000; // a quick redraw: no need to wait
-  let quiet = 0, count = -1;
-  const apply = () => {
-    const imgs = Array.from(document.images);
-    quiet = imgs.length === count && imgs.every((img) => img.complete) ? quiet + 1 : 0;
-    count = imgs.length;
-    if (!small && quiet < 3 && performance.now() - since < 3000) return setTimeout(apply, 100);
-    const t = performance.now();
-    applyCommand(entry.state, cmd);
-    const times = (window.__explorerTimes || {})[cmd.instance];
-    if (times && times.selection) Object.assign(times.selection, { restyle_at: t, restyle_ms: performance.now() - t });
-  };
-  if (small) apply();
-  else setTimeout(apply, 100);
+  if (!entry || !entry.state) return;
+  applyCommand(entry.state, cmd);
 };

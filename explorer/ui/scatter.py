@@ -1,36 +1,44 @@
-"""The projection panels at any size: every layer in one WebGL plotly figure drawn in the browser
-(scatter.js), every point, the points sent once as one binary blob, selections linked across the
-panels in the browser.
+"""The projection panels at any size: every layer's panel, every point, drawn with WebGL in the
+browser (scatter.js), the points sent once as one binary blob, selections made and linked across
+the panels in the browser.
 
 Why not `st.plotly_chart`: a figure of 8 x 100,000 points is ~60 MB of JSON with a label per point,
-re-sent on every rerun that changes the selection (plotly draws the selection into the figure);
-here the blob is ~10 MB of float32 at 100k (sent once: Streamlit caches a message the browser
-already has), a selection changes nothing Python sends, and plotly.js comes from the app's static
-folder (copied there from the plotly package), loaded once per page.
+re-sent on every rerun that changes the selection, and plotly's WebGL scatter selects live on every
+mouse move over every trace (a lasso took 25-30 s at that size in software WebGL). Here the blob is
+~10 MB of float32 and uint16 at 100k (sent once: Streamlit caches a message the browser already has),
+the lasso is drawn on an overlay and resolved once on release through a grid index, and a selection
+changes nothing Python sends. docs/benchmarks.md has the measurements.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-STATIC = Path(__file__).resolve().parents[2] / "static"  # served at app/static/ (.streamlit/config.toml)
-# plotly.js: the plotly package's own whole bundle (WebGL traces), and its "basic" bundle of the same
-# version, vendored (explorer/ui/vendor/, MIT), a quarter of the size: a first visit to a small
-# dataset loads and compiles it ~0.7 s sooner (README)
-PLOTLY_FULL = "plotly.min.js"
-PLOTLY_BASIC = "plotly-basic.min.js"
-VENDOR = Path(__file__).with_name("vendor")
-SVG_MAX_POINTS = 20_000  # all panels together: SVG draws these sooner than a software WebGL context starts
+from . import thumbs
+
 PANEL_HEIGHT = 260
+NOT_SCORED = 0xFFFF  # a predicted class code: the probe did not score this image
 CSS = """
 .explorer-legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 13px; margin: 0 0 4px 8px; }
 .explorer-legend .dot { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 5px; }
+.explorer-toolbar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 10px; font-size: 13px; margin: 0 0 6px 8px; }
+.explorer-toolbar button { font: inherit; padding: 2px 9px; border: 1px solid #ced4da; border-radius: 4px; background: white; cursor: pointer; }
+.explorer-toolbar button[aria-pressed="true"] { background: #4C6EF5; border-color: #4C6EF5; color: white; }
+.explorer-toolbar .hint { color: #6c757d; font-size: 12px; }
+.explorer-projections { display: grid; gap: 6px 10px; }
+.explorer-panel { position: relative; }
+.explorer-panel .title { font-size: 12px; text-align: center; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; height: 16px; }
+.explorer-panel canvas { position: absolute; left: 0; top: 16px; }
+.explorer-panel canvas.points { border: 1px solid #e9ecef; box-sizing: border-box; }
+.explorer-tip { position: fixed; z-index: 1000; pointer-events: none; background: white; border: 1px solid #adb5bd;
+  border-radius: 4px; padding: 4px; font-size: 12px; max-width: 180px; box-shadow: 0 2px 6px rgba(0,0,0,.15); }
+.explorer-tip img { display: block; max-width: 160px; max-height: 160px; margin-bottom: 3px; }
+.explorer-tip div { overflow-wrap: anywhere; }
 """
 CONTROL_JS = """
 export default function (component) {
@@ -43,20 +51,6 @@ export default function (component) {
 """
 
 
-def ensure_plotly_js() -> None:
-    """Put both plotly.js bundles where Streamlit serves static files (once)."""
-    import plotly
-
-    for src in (Path(plotly.__file__).parent / "package_data" / PLOTLY_FULL, VENDOR / PLOTLY_BASIC):
-        dst = STATIC / src.name
-        if dst.is_file() and dst.stat().st_size == src.stat().st_size:
-            continue
-        STATIC.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dst)
-
-
 def pack(
     panels: dict[str, np.ndarray],
     codes: np.ndarray,
@@ -67,38 +61,56 @@ def pack(
     titles: dict[str, str] | None = None,
     aligned: bool = False,
     cols: int = 4,
+    classes: list[str] | None = None,
+    truth: np.ndarray | None = None,
+    predicted: list[np.ndarray] | None = None,
 ) -> tuple[dict, bytes]:
     """The points of every panel as (header, body): float32 coordinates panel by panel (n x 2,
-    row-major), uint16 colour codes, then the names joined by newlines.
+    row-major), uint16 colour codes, the classes and predictions shown on hover, then the names
+    joined by newlines.
 
     Args:
         panels: {title key: n x 2 coordinates}, in display order.
         codes: each point's index into `legend` / `palette`: (n,) for every panel alike, or
             (panels, n), a row per panel.
         legend: the colour groups' names.
-        palette: one CSS colour per group.
+        palette: one CSS colour per group (#rrggbb).
         names: a hover label per point (None: no hover text).
         titles: a panel title per key (default: the key).
         aligned: whether the panels share orientation (then a picked image's path is drawn).
-        cols: panels per row.
+        cols: panels per row (at most 4 are shown in a row whatever this says).
+        classes: the class names `truth` and `predicted` index (hover text).
+        truth: each image's class index (n,), or None.
+        predicted: per panel, each image's out-of-fold probe prediction (n,), -1 where not scored.
     """
     codes = np.asarray(codes)
     n = codes.shape[-1]
     coords = [np.ascontiguousarray(p[:, :2], dtype="<f4") for p in panels.values()]
     if any(c.shape[0] != n for c in coords):
         raise ValueError("every panel needs one row per point")
-    name_bytes = "\n".join(s.replace("\n", " ") for s in names).encode() if names is not None else b""
-    head = {
-        "n": n, "dims": 2, "cols": cols, "panel_height": PANEL_HEIGHT, "aligned": aligned,
-        "marker_size": 5 if n <= 2_000 else 3 if n <= 20_000 else 2,
-        "panels": [{"title": (titles or {}).get(k, k)} for k in panels], "legend": legend, "palette": palette,
-        "names_bytes": len(name_bytes), "codes_per_panel": codes.ndim == 2,
-        "svg": n * len(coords) <= SVG_MAX_POINTS,
-    }  # fmt: skip
     if codes.ndim == 2 and codes.shape[0] != len(coords):
         raise ValueError("one row of colour codes per panel")
-    body = b"".join([*(c.tobytes() for c in coords), np.ascontiguousarray(codes, dtype="<u2").tobytes(), name_bytes])
-    return head, body
+    if predicted is not None and len(predicted) != len(coords):
+        raise ValueError("one row of predictions per panel")
+    name_bytes = "\n".join(s.replace("\n", " ") for s in names).encode() if names is not None else b""
+    head = {
+        "n": n, "cols": min(cols, 4), "panel_height": PANEL_HEIGHT, "aligned": aligned,
+        "marker_size": 6 if n <= 2_000 else 4 if n <= 20_000 else 2,
+        "panels": [{"title": (titles or {}).get(k, k)} for k in panels], "legend": legend, "palette": palette,
+        "names_bytes": len(name_bytes), "codes_per_panel": codes.ndim == 2, "classes": classes,
+        "has_truth": truth is not None and classes is not None, "has_predicted": predicted is not None and classes is not None,
+    }  # fmt: skip
+
+    def u16(a: np.ndarray) -> bytes:
+        a = np.asarray(a, dtype=np.int64)
+        return np.where(a < 0, NOT_SCORED, a).astype("<u2").tobytes()
+
+    parts = [*(c.tobytes() for c in coords), np.ascontiguousarray(codes, dtype="<u2").tobytes()]
+    if head["has_truth"]:
+        parts.append(u16(truth))  # type: ignore[arg-type]
+    if head["has_predicted"]:
+        parts.extend(u16(p) for p in predicted)  # type: ignore[union-attr]
+    return head, b"".join([*parts, name_bytes])
 
 
 def frame(head: dict, body: bytes) -> bytes:
@@ -115,18 +127,21 @@ _SCATTER = st.components.v2.component(
     html='<div class="explorer-scatter">Drawing the projections…</div>',
     css=CSS,
     js=(Path(__file__).with_name("scatter.js")).read_text(),
-    isolate_styles=False,  # plotly styles its modebar and drag layers from the page's stylesheet
+    isolate_styles=False,  # the hover card is placed over the page, outside the component's box
 )
 _CONTROL = st.components.v2.component("explorer_scatter_control", js=CONTROL_JS, isolate_styles=False)
 
 
-def layer_scatter(points: tuple[dict, bytes], *, key: str) -> tuple[list[int], int | None]:
+def thumbnail_url(token: str | None) -> str | None:
+    """Where the browser asks for image i's thumbnail (+ "/i"), relative to the page; None without the route."""
+    return f"{thumbs.PATH}/{token}" if token and thumbs.is_installed() else None
+
+
+def layer_scatter(points: tuple[dict, bytes], *, key: str, thumb_token: str | None = None) -> tuple[list[int], int | None]:
     """Draw the panels of `points` (from `pack`); returns (the indices selected, in any panel; the
     index clicked in this run, or None)."""
-    ensure_plotly_js()
     head, body = points
-    url = "app/static/" + (PLOTLY_BASIC if head["svg"] else PLOTLY_FULL)
-    extra = {"instance": key, "plotly_url": url, "digest": hashlib.sha1(body).hexdigest()}
+    extra = {"instance": key, "digest": hashlib.sha1(body).hexdigest(), "thumb_url": thumbnail_url(thumb_token)}
     result = _SCATTER(key=key, data=frame({**head, **extra}, body), on_selection_change=lambda: None,
                       on_clicked_change=lambda: None, height="content")  # fmt: skip
     selection = getattr(result, "selection", None) or []
@@ -135,8 +150,5 @@ def layer_scatter(points: tuple[dict, bytes], *, key: str) -> tuple[list[int], i
 
 
 def control(instance: str, *, highlight: list[int] | None = None, picked: int | None = None) -> None:
-    """Tell the panels of `instance` to highlight these images (as a selection) and ring one."""
-    data: dict = {"instance": instance, "picked": picked}
-    if highlight is not None:
-        data["highlight"] = highlight
-    _CONTROL(key=f"{instance}_control", data=data, height=0)
+    """Tell the panels of `instance` to highlight these images (None: no highlight) and ring one."""
+    _CONTROL(key=f"{instance}_control", data={"instance": instance, "picked": picked, "highlight": highlight}, height=0)

@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     log.info("mode %s; libraries imported in %.1fs; starting the server", mode.name, preload())
     from streamlit.web import cli
 
+    from . import thumbs
+
+    thumbs.install()  # the hover thumbnails' route on Streamlit's server
+
     sys.argv = ["streamlit", "run", str(APP), *args]
     sys.exit(cli.main())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import weakref
 from urllib.parse import urlencode
 
 import numpy as np
@@ -14,7 +15,7 @@ import streamlit as st
 from .. import export, figures, report
 from ..datasets import ImageItem, thumbnail_bytes
 from ..pipeline import Comparison
-from . import reproduce, scatter, sidebar
+from . import reproduce, scatter, sidebar, thumbs
 from .sidebar import MODE
 from .text import code, plain
 
@@ -138,6 +139,19 @@ def _colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "c
     return np.where(pred < 0, 2, (pred != truth).astype(np.int64)), ["correct", "wrong", NOT_SCORED], ["#2CA02C", "#D62728", "#C8C8C8"]
 
 
+def _hover(comp: Comparison, keys: list[str]) -> dict:
+    """What the hover card shows besides the name: each image's class and each layer's probe prediction."""
+    ds = comp.dataset
+    if ds.labels is None:
+        return {}
+    classes = list(ds.classes)
+    truth = np.searchsorted(np.array(classes), np.asarray(ds.labels))
+    predicted = [comp.scores[k].predicted for k in keys]
+    if not keys or any(p is None for p in predicted):
+        return {"classes": classes, "truth": truth}
+    return {"classes": classes, "truth": truth, "predicted": [np.asarray(p) for p in predicted]}
+
+
 def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[dict, bytes]:
     """The panels' blob for scatter.js, made once per result, alignment and colouring (kept in the session)."""
     memo = st.session_state.setdefault("_points", {})
@@ -146,8 +160,21 @@ def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[di
         memo.clear()
         panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
         titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
-        memo[tag] = scatter.pack(panels, *_colour_groups(comp, list(panels), by), comp.dataset.names, titles=titles, aligned=align)
+        memo[tag] = scatter.pack(panels, *_colour_groups(comp, list(panels), by), comp.dataset.names, titles=titles,
+                                 aligned=align, **_hover(comp, list(panels)))  # fmt: skip
     return memo[tag]
+
+
+def _thumb_token(comp: Comparison) -> str:
+    """The token under which this result's hover thumbnails are served (while the result lives)."""
+    return thumbs.publish(comp, functools.partial(_hover_thumbnail, weakref.ref(comp)))
+
+
+def _hover_thumbnail(ref: "weakref.ref[Comparison]", i: int) -> bytes | None:
+    comp = ref()
+    if comp is None or not 0 <= i < len(comp.dataset):
+        return None
+    return thumbnail(comp, i)
 
 
 def _picked_image(comp: Comparison, idx: int | None) -> None:
@@ -199,7 +226,8 @@ def projections_tab(comp: Comparison, align: bool) -> None:
                        f"(up to {figures.MAX_COLOUR_GROUPS} values, numbers in {figures.NUMBER_BINS} ranges).")  # fmt: skip
     chart, side = st.columns([5, 1])
     with chart:
-        selection, clicked = scatter.layer_scatter(_points(comp, keys, align, by or "class"), key="proj")
+        selection, clicked = scatter.layer_scatter(_points(comp, keys, align, by or "class"), key="proj",
+                                                   thumb_token=_thumb_token(comp))  # fmt: skip
     if clicked is not None:
         st.session_state["picked"] = clicked
     picked = st.session_state.get("picked")
@@ -314,8 +342,8 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     if pair[a].shape[1] == 3:
         st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")
         return
-    points = scatter.pack(pair, *_colour_groups(comp), comp.dataset.names, cols=2, aligned=align)
-    scatter.layer_scatter(points, key="cka_pair")
+    points = scatter.pack(pair, *_colour_groups(comp), comp.dataset.names, cols=2, aligned=align, **_hover(comp, []))
+    scatter.layer_scatter(points, key="cka_pair", thumb_token=_thumb_token(comp))
     selected = st.session_state.get("selection") or None  # the projections tab's selection, highlighted here too
     scatter.control("cka_pair", highlight=selected, picked=st.session_state.get("picked"))
 
