@@ -87,60 +87,66 @@ def browser():
         b.close()
 
 
+PROJECTIONS = ".explorer-projections"
+
+
 def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(url)
-    page.wait_for_selector(".js-plotly-plot", timeout=600_000)
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
     return page
 
 
 def test_first_visit_renders_projection(server, browser) -> None:
     page = _open(browser, server)
-    assert page.locator(".js-plotly-plot").count() >= 1
+    page.wait_for_selector(PROJECTIONS + "[data-drawn='1']", timeout=120_000)
     assert "features.17.conv.3" in page.inner_text("body")
     page.screenshot(path=str(ART / "first_visit.png"))
     page.close()
 
 
-PLOT = ".st-key-proj .js-plotly-plot"
-DRAWN = PLOT + "[data-drawn]"
+PLOT = ".st-key-proj " + PROJECTIONS
+DRAWN = PLOT + "[data-drawn='1']"
+STATE = "window.__explorerScatter.get('{}').state"
 
 
-def _lasso_first_panel(page) -> None:
-    box = page.locator(PLOT + " .nsewdrag").first.bounding_box()  # the first layer's panel
-    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
-    page.mouse.move(x0, y0)
+def _debug(page, instance: str = "proj") -> dict:
+    return page.evaluate(f"() => {STATE.format(instance)}.debug()")
+
+
+def _drag(page, points: list[tuple[float, float]]) -> None:
+    page.mouse.move(*points[0])
     page.mouse.down()
-    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)):  # a lasso around the whole panel
+    for x, y in points[1:]:
         page.mouse.move(x, y, steps=8)
     page.mouse.up()
 
 
-# scatter.js draws one trace per colour group per panel (meta "points"), one ring trace per panel
-# (meta "ring") and the path (meta "path")
-SELECTED_PER_PANEL = """(sel) => { const gd = document.querySelector(sel); const per = {};
-  for (const t of gd.data) if (t.meta === 'points') per[t.xaxis] = (per[t.xaxis] || 0) + (t.selectedpoints || []).length;
-  return Object.values(per); }"""
+def _panel_box(page, k: int = 0) -> dict:
+    return page.locator(PLOT + f" .explorer-panel[data-panel='{k}'] canvas.overlay").bounding_box()
 
 
-def _selected_per_panel(page, plot: str) -> list[int]:
-    return page.evaluate(SELECTED_PER_PANEL, plot)
+def _lasso_first_panel(page) -> None:
+    box = _panel_box(page, 0)  # the first layer's panel
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    _drag(page, [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)])  # a lasso around the whole panel
 
 
-def test_the_modebar_covers_no_panel_title(server, browser) -> None:
-    """Plotly's modebar (shown on hover, top right) sat over the top-right panel's title."""
+def _selected_count(page) -> int:
+    page.wait_for_function("document.body.innerText.includes('selected images')", timeout=60_000)
+    return int(page.get_by_text("selected images").first.inner_text().split()[0].replace(",", ""))
+
+
+def test_the_panels_sit_in_rows_of_four_with_the_first_layer_top_left(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)
-    box = page.locator(DRAWN).bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] * 0.3)
-    bar = page.locator(PLOT + " .modebar").bounding_box()
-    titles = [t.bounding_box() for t in page.locator(PLOT + " .annotation-text").all()]
-    assert bar is not None and len(titles) == 8
-
-    def overlap(a: dict, b: dict) -> bool:
-        return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
-
-    assert not [t for t in titles if overlap(bar, t)]
+    children = page.evaluate(f"() => [...document.querySelector('{PLOT}').children].map(c => c.className)")
+    assert children == ["explorer-panel"] * 8  # the panels and nothing else
+    boxes = [page.locator(PLOT + f" .explorer-panel[data-panel='{k}']").bounding_box() for k in range(8)]
+    assert len({round(b["y"]) for b in boxes[:4]}) == 1 and boxes[4]["y"] > boxes[0]["y"] + boxes[0]["height"] / 2
+    assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"] < boxes[3]["x"]
+    titles = [page.locator(PLOT + f" .explorer-panel[data-panel='{k}'] .title").inner_text() for k in range(8)]
+    assert titles[0].startswith("features.1.conv.2 ") and titles[-1].startswith("flatten ")  # the sidebar's order
     page.close()
 
 
@@ -148,49 +154,98 @@ def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, brows
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)
     _lasso_first_panel(page)
-    page.wait_for_function("document.body.innerText.includes('selected images')", timeout=60_000)
-    header = page.get_by_text("selected images").first.inner_text()
-    n = int(header.split()[0].replace(",", ""))
-    assert n >= 300  # (nearly) every one of the 400 points lies in the panel
-    # the same images highlighted in all 8 panels (the other panels after the images have loaded)
-    page.wait_for_function(f"(n) => {{ const c = ({SELECTED_PER_PANEL})('{PLOT}'); return c.length === 8 && c.every(v => v === n); }}",
-                           arg=n, timeout=30_000)  # fmt: skip
+    page.wait_for_selector(PLOT + "[data-highlighted]", timeout=10_000)  # in the browser, before Python answers
+    n = _selected_count(page)
+    assert n == 400  # every point of the panel lies inside the lasso
+    assert page.get_attribute(PLOT, "data-highlighted") == "400"
+    assert _debug(page)["highlightedPerPanel"] == [400] * 8
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000)  # the grid
     page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
     page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view
-    page.wait_for_selector(".st-key-cka_pair .js-plotly-plot[data-drawn]", timeout=60_000)
-    page.wait_for_function(f"(n) => {{ const c = ({SELECTED_PER_PANEL})('.st-key-cka_pair .js-plotly-plot'); return c.length === 2 && c.every(v => v === n); }}",
-                           arg=n, timeout=30_000)  # fmt: skip
+    page.wait_for_selector(f".st-key-cka_pair {PROJECTIONS}[data-highlighted='{n}']", timeout=60_000)
     page.screenshot(path=str(ART / "lasso_in_cka_pair.png"), full_page=True)
     page.close()
 
 
-def _point_on_screen(page, axis: str) -> tuple[float, float]:
-    """Where the first point of the panel on `axis` (x, x2, ...) is drawn."""
-    return tuple(page.evaluate(
-        """([sel, axis]) => { const gd = document.querySelector(sel);
-        const t = gd._fullData.findIndex(tr => tr.meta === 'points' && tr.xaxis === axis && tr.x.length > 0); const i = 0;
-        const tr = gd._fullData[t];
-        const xa = gd._fullLayout[tr.xaxis.replace('x', 'xaxis')], ya = gd._fullLayout[tr.yaxis.replace('y', 'yaxis')];
-        const r = gd.getBoundingClientRect();
-        return [r.left + xa._offset + xa.d2p(tr.x[i]), r.top + ya._offset + ya.d2p(tr.y[i])]; }""", [PLOT, axis]))  # fmt: skip
+def test_box_select_picks_exactly_the_points_inside_the_box(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(".st-key-proj button[data-mode='box']").click()
+    assert _debug(page)["mode"] == "box"
+    box = _panel_box(page, 2)
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.25
+    x1, y1 = box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.8
+    # where every point is drawn, from the view's own transform: the points inside, counted here
+    inside = page.evaluate(
+        """([x0, y0, x1, y1]) => { const st = window.__explorerScatter.get('proj').state; const out = [];
+        for (let i = 0; i < st.n; i++) { const [x, y] = st.pointOnScreen(2, i);
+          if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i); } return out; }""", [x0, y0, x1, y1])  # fmt: skip
+    assert 0 < len(inside) < 400
+    _drag(page, [(x0, y0), ((x0 + x1) / 2, (y0 + y1) / 2), (x1, y1)])
+    n = _selected_count(page)
+    assert n == len(inside)
+    assert page.get_attribute(PLOT, "data-highlighted") == str(n)
+    assert page.evaluate(f"() => {STATE.format('proj')}.selected") == inside
+    page.locator(".st-key-proj button[data-action='clear']").click()
+    page.wait_for_function("!document.body.innerText.includes('selected images')", timeout=60_000)
+    assert page.get_attribute(PLOT, "data-highlighted") is None
+    page.close()
+
+
+def test_hovering_a_point_shows_its_thumbnail_class_and_prediction(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(PLOT).scroll_into_view_if_needed()
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 3)")
+    page.mouse.move(x + 1, y + 1)
+    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                           timeout=30_000)  # fmt: skip
+    hovered = _debug(page)["hovered"]
+    assert hovered is not None
+    tip = page.inner_text(".explorer-tip")
+    name = page.evaluate(f"() => {STATE.format('proj')}.nameOf({hovered})")
+    assert name in tip and "class: " in tip and "probe (flatten): " in tip
+    src = page.get_attribute(".explorer-tip img", "src")
+    assert src.endswith(f"/{hovered}") and "_explorer/thumb/" in src
+    page.screenshot(path=str(ART / "hover.png"))
+    page.mouse.move(5, 5)  # off the panel: the card goes
+    page.wait_for_function("document.querySelector('.explorer-tip').style.display === 'none'", timeout=10_000)
+    page.close()
+
+
+def test_pan_and_zoom_are_linked_across_panels(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(".st-key-proj button[data-mode='pan']").click()
+    box = _panel_box(page, 1)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"() => {STATE.format('proj')}.debug().views[1].z > 1.5", timeout=10_000)
+    views = _debug(page)["views"]
+    assert all(v == views[1] for v in views)  # linked (aligned panels)
+    _drag(page, [(box["x"] + 50, box["y"] + 50), (box["x"] + 90, box["y"] + 70)])
+    moved = _debug(page)["views"]
+    assert moved[1]["ux"] != views[1]["ux"] and "selected images" not in page.inner_text("body")
+    page.locator(".st-key-proj button[data-action='reset']").click()
+    assert all(v == {"z": 1, "ux": 0, "uy": 0} for v in _debug(page)["views"])
+    page.close()
 
 
 def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
-    x, y = _point_on_screen(page, "x8")  # a point of the last panel
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 0)")  # a point of the last panel
     page.mouse.click(x, y)
     page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
-    side = page.locator('[data-testid="stColumn"]').filter(has=page.locator('[data-testid="stImage"]')).first
-    assert side.locator('[data-testid="stImage"]').count() >= 1  # the image itself, beside the chart
-    rings = page.evaluate(f"() => document.querySelector('{PLOT}').data.filter(t => t.meta === 'ring').map(t => t.x.length)")
-    assert rings == [1] * 8  # ringed in every panel
-    path = page.evaluate(f"() => document.querySelector('{PLOT}').data.find(t => t.meta === 'path').x.length")
-    assert path == 8  # its path through the 8 aligned panels
+    picked = _debug(page)["picked"]
+    assert picked is not None  # ringed in every panel, its path drawn through the aligned panels
+    name = page.evaluate(f"() => {STATE.format('proj')}.nameOf({picked})")
+    assert name in page.inner_text("body")
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 8 * 6",
                            timeout=30_000)  # fmt: skip  (+ 6 neighbours per layer)
+    side = page.locator('[data-testid="stColumn"]').filter(has=page.locator('[data-testid="stImage"]')).first
+    assert side.locator('[data-testid="stImage"]').count() >= 1  # the image itself, beside the chart
     page.screenshot(path=str(ART / "clicked_point.png"), full_page=True)
     page.close()
 
@@ -205,25 +260,32 @@ def test_search_by_class_highlights_and_follows_an_image(server, browser) -> Non
     page.wait_for_function("/[0-9,]+ matches/.test(document.body.innerText)", timeout=60_000)
     n = int(page.get_by_text("matches").first.inner_text().split()[0].replace(",", ""))
     assert n > 0
-    page.wait_for_function(f"() => ({SELECTED_PER_PANEL})('{PLOT}').every(v => v === {n})", timeout=30_000)
+    page.wait_for_selector(PLOT + f"[data-highlighted='{n}']", timeout=30_000)
     page.locator(".st-key-find_pick").click()
     page.get_by_role("option").first.click()
     page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
     page.screenshot(path=str(ART / "search.png"), full_page=True)
+    field.fill("")
+    field.press("Enter")  # the search cleared: nothing highlighted
+    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); return e && !e.hasAttribute('data-highlighted'); }}",
+                           timeout=30_000)  # fmt: skip
     page.close()
+
+
+def _colours(page) -> set[str]:
+    return {c for row in _debug(page)["colours"] for c in row}
 
 
 def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)
-    colours = f"() => [...new Set(document.querySelector('{PLOT}').data.filter(t => t.meta === 'points' && t.x.length).map(t => t.marker.color))]"
-    assert len(page.evaluate(colours)) == 10  # one per class
+    assert len(_colours(page)) == 10  # one per class
     page.get_by_text("probe correct / wrong").click()
     page.wait_for_function("document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
                            timeout=60_000)  # fmt: skip
     page.wait_for_selector(DRAWN, timeout=60_000)
-    page.wait_for_function(f"() => ({colours})().length <= 3", timeout=30_000)
-    assert set(page.evaluate(colours)) <= {"#2CA02C", "#D62728", "#C8C8C8"}  # correct, wrong (and not scored)
+    page.wait_for_function(f"() => {STATE.format('proj')}.debug().colours.length === 8", timeout=30_000)  # a row per panel
+    assert _colours(page) <= {"#2CA02C", "#D62728", "#C8C8C8"}  # correct, wrong (and not scored)
     page.screenshot(path=str(ART / "colour_by_correct.png"), full_page=True)
     page.close()
 
@@ -249,8 +311,7 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
     page.wait_for_selector(DRAWN, timeout=120_000)
     page.get_by_text("labels.csv: shade").click()  # the column after the label
     page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
-    colours = f"() => [...new Set(document.querySelector('{PLOT}').data.filter(t => t.meta === 'points' && t.x.length).map(t => t.marker.color))]"
-    page.wait_for_function(f"() => ({colours})().length === 2", timeout=30_000)
+    page.wait_for_function(f"() => new Set({STATE.format('proj')}.debug().colours.flat()).size === 2", timeout=30_000)
     assert "[dark](https://example.com/x)" in page.inner_text(".explorer-legend")  # a value is text, not a link
     assert page.locator('a[href^="https://example.com"]').count() == 0
     page.screenshot(path=str(ART / "colour_by_column.png"), full_page=True)
@@ -260,7 +321,7 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
 def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, browser) -> None:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)"))
-    page.wait_for_selector(".js-plotly-plot", timeout=600_000)
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
     body = page.inner_text("body")
     assert "has no layer [Sign in](https://example.com/x)" in body  # the link's words as text...
     assert page.locator('a[href^="https://example.com"]').count() == 0  # ...never a link on the page
@@ -302,7 +363,7 @@ def test_clicking_a_cka_cell_shows_that_pair(server, browser) -> None:
         arg=names[row], timeout=60_000,
     )  # fmt: skip
     assert page.locator(".st-key-cka_b input").input_value() == names[col]
-    page.locator(".st-key-cka_pair .js-plotly-plot").last.wait_for(timeout=60_000)
+    page.locator(".st-key-cka_pair .explorer-projections[data-drawn='1']").last.wait_for(timeout=60_000)
     page.screenshot(path=str(ART / "cka_cell.png"), full_page=True)
     page.close()
 
@@ -332,7 +393,7 @@ def test_cancel_stops_a_running_analysis(server, browser) -> None:
     page.screenshot(path=str(ART / "cancelled.png"))
     assert "Traceback" not in page.inner_text("body")
     page.get_by_role("button", name="Run analysis").click()  # the session may start again
-    page.wait_for_function("document.body.innerText.includes('extracting') || document.querySelector('.js-plotly-plot')",
+    page.wait_for_function("document.body.innerText.includes('extracting') || document.querySelector('.explorer-projections')",
                            timeout=300_000)  # fmt: skip
     if page.get_by_role("button", name="Cancel").count():
         page.get_by_role("button", name="Cancel").click()  # leave the worker free for the next test
@@ -402,7 +463,7 @@ def test_unsafe_zip_shows_message_and_app_keeps_working(server, browser, tmp_pat
     assert _health(server)
     page.close()
     again = _open(browser, server)  # a fresh visitor still gets results
-    assert again.locator(".js-plotly-plot").count() >= 1
+    assert again.locator(PROJECTIONS + ", .js-plotly-plot").count() >= 1
     again.close()
 
 
@@ -434,14 +495,14 @@ def test_four_sessions_at_once_stay_served(server, browser) -> None:
         pages.append(page)
     for i, page in enumerate(pages):
         page.wait_for_function(
-            "document.body.innerText.includes('position') || document.querySelector('.js-plotly-plot') !== null "
+            "document.body.innerText.includes('position') || document.querySelector('.explorer-projections') !== null "
             "|| document.body.innerText.includes('busy')",
             timeout=180_000,
         )  # fmt: skip
         page.screenshot(path=str(ART / f"session_{i}.png"))
     waited = 0
     for i, page in enumerate(pages):
-        page.wait_for_selector(".js-plotly-plot", timeout=300_000)
+        page.wait_for_selector(PROJECTIONS, timeout=300_000)
         waited += page.evaluate("window.__sawQueuePosition === true")
         page.wait_for_function(f"document.body.innerText.includes('features.{2 + i}.conv.2')", timeout=60_000)
         page.screenshot(path=str(ART / f"session_{i}_result.png"))

@@ -497,6 +497,7 @@ function build(root, points, setStateValue, setTriggerValue) {
     const [x, y] = toScreen(k, coords[k][2 * i], coords[k][2 * i + 1]);
     return [r.left + x, r.top + y];
   };
+  state.nameOf = (i) => (names ? names[i] : "image " + i);
   state.debug = () => ({
     panels: P, n, mode: state.mode, selected: state.selected ? state.selected.length : 0,
     highlightedPerPanel: cells.map(() => selCount), picked: state.picked, hovered: state.hovered,
