@@ -1,6 +1,8 @@
 """The dashboard at scale (not a test): a local-mode server on a large folder whose analysis is cached.
 
 Usage:
+    .venv/bin/python bench/bench_dashboard_scale.py --synthetic 100000x8 1000000x1 --before e52c916 \\
+        [--out bench/results/dashboard_synthetic.json]
     .venv/bin/python bench/bench_dashboard_scale.py /work/scale/clothing100k --cache-dir /work/scale/cache_pca2 \\
         [--projection pca] [--visits 3] [--out bench/results/dashboard_scale.json]
 
@@ -101,14 +103,159 @@ def visit(browser, url: str) -> dict[str, float]:
     return out
 
 
+# --- synthetic mode: the projection view alone, on N made-up points per panel, this tree against another
+
+NEW_ROOT = ".st-key-proj .explorer-projections"  # this tree's view (scatter.js)
+OLD_PLOT = ".st-key-proj .js-plotly-plot"  # the plotly view before it
+FRAMES = """() => { window.__frames = []; const tick = (t) => { if (window.__frames) { window.__frames.push(t); requestAnimationFrame(tick); } };
+  requestAnimationFrame(tick); }"""
+STOP_FRAMES = """() => { const f = window.__frames || []; window.__frames = null; let worst = 0;
+  for (let i = 1; i < f.length; i++) worst = Math.max(worst, f[i] - f[i - 1]); return [worst, f.length]; }"""
+OLD_ALL_PANELS = """(n) => { const gd = document.querySelector('.st-key-proj .js-plotly-plot'); const per = {};
+  for (const t of gd.data) if (t.meta === 'points') per[t.xaxis] = (per[t.xaxis] || 0) + (t.selectedpoints || []).length;
+  const v = Object.values(per); return v.length > 0 && v.every(x => x === n); }"""
+
+
+def synthetic_visit(browser, url: str, new: bool, timeout_ms: int) -> dict[str, float]:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector((NEW_ROOT + "[data-drawn='1']") if new else (OLD_PLOT + "[data-drawn]"), timeout=timeout_ms)
+    out["first_drawn_s"] = time.perf_counter() - t
+    target = (NEW_ROOT + " .explorer-panel[data-panel='0'] canvas.overlay") if new else (OLD_PLOT + " .nsewdrag")
+    page.locator(target).first.scroll_into_view_if_needed()
+    box = page.locator(target).first.bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 5
+    page.mouse.move(cx - r, cy - r)
+    page.mouse.down()
+    page.evaluate(FRAMES)
+    t = time.perf_counter()
+    moves = 0
+    for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r + 2)):
+        page.mouse.move(x, y, steps=6)
+        moves += 6
+    out["lasso_drag_s"] = time.perf_counter() - t
+    out["lasso_per_move_ms"] = out["lasso_drag_s"] * 1000 / moves
+    worst, frames = page.evaluate(STOP_FRAMES)
+    out["lasso_worst_frame_ms"], out["lasso_frames"] = worst, frames
+    t = time.perf_counter()
+    page.mouse.up()
+    if new:
+        page.wait_for_selector(NEW_ROOT + "[data-highlighted]", timeout=timeout_ms)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")  # painted
+        out["release_to_all_panels_s"] = time.perf_counter() - t
+    page.wait_for_function("document.body.innerText.includes('selected images')", timeout=timeout_ms)
+    selected = int(page.get_by_text("selected images").first.inner_text().split()[0].replace(",", ""))
+    _wait_images(page, min(48, selected), timeout_ms)
+    out["release_to_grid_images_s"] = time.perf_counter() - t
+    if not new:
+        page.wait_for_function(OLD_ALL_PANELS, arg=selected, timeout=timeout_ms)
+        out["release_to_all_panels_s"] = time.perf_counter() - t
+    out["selected"] = float(selected)
+    if new:  # hover: a point of the last panel, its thumbnail beside the cursor
+        x, y = page.evaluate("() => { const s = window.__explorerScatter.get('proj').state; return s.pointOnScreen(s.P - 1, 12345 % s.n); }")
+        page.mouse.move(x, y)
+        t = time.perf_counter()
+        page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                               timeout=timeout_ms)  # fmt: skip
+        out["hover_to_thumbnail_s"] = time.perf_counter() - t
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    out["js_heap_mb"] = metrics.get("JSHeapUsedSize", float("nan")) / 1e6
+    out["chromium_rss_mb"] = _chromium_rss_mb()
+    page.close()
+    return out
+
+
+def synthetic(args) -> None:
+    from playwright.sync_api import sync_playwright
+
+    trees = [("this tree", ROOT)]
+    worktree = None
+    if args.before:
+        worktree = Path(tempfile.mkdtemp(prefix="before_")) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before], cwd=ROOT, check=True, capture_output=True)
+        trees.insert(0, (f"before ({args.before})", worktree))
+    rows = []
+    try:
+        for n, panels in args.synthetic:
+            for label, tree in trees:
+                port = free_port()
+                base = f"http://127.0.0.1:{port}"
+                env = {**os.environ, **MALLOC, "SYNTH_N": str(n), "SYNTH_PANELS": str(panels), "PYTHONPATH": str(tree)}
+                launch = ("import sys\ntry:\n from explorer.ui import thumbs; thumbs.install()\nexcept ImportError: pass\n"
+                          "from streamlit.web import cli\n"
+                          f"sys.argv = ['streamlit', 'run', {str(ROOT / 'bench' / 'synthetic_page.py')!r}, '--server.port', '{port}',"
+                          " '--server.address', '127.0.0.1', '--server.headless', 'true', '--server.enableStaticServing', 'true']\n"
+                          "sys.exit(cli.main())")  # fmt: skip
+                with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+                    proc = subprocess.Popen([sys.executable, "-c", launch], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    try:
+                        while not healthy(base):
+                            if proc.poll() is not None:
+                                raise RuntimeError(Path(log.name).read_text()[-3000:])
+                            time.sleep(0.3)
+                        with sync_playwright() as p:
+                            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                            new = tree == ROOT
+                            synthetic_visit(browser, base, new, args.timeout * 1000)  # warm: the page's data made and cached once
+                            for v in range(args.visits):
+                                try:
+                                    rows.append({"tree": label, "n": n, "panels": panels, **synthetic_visit(browser, base, new, args.timeout * 1000)})
+                                except Exception as e:  # a view that cannot finish in time: say so
+                                    rows.append({"tree": label, "n": n, "panels": panels, "error": str(e).splitlines()[0]})
+                                    break
+                            browser.close()
+                    finally:
+                        proc.terminate()
+                        proc.wait(timeout=60)
+    finally:
+        if worktree is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
+    result = {"machine": _machine(), "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(result["machine"])
+    print("| view | points x panels | first drawn | worst frame while drawing the lasso | release -> all panels highlighted | release -> grid's images | hover -> thumbnail | JS heap |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['tree']} | {r['n']:,} x {r['panels']} | did not finish: {r['error']} |||||")
+            continue
+        hover = f"{r['hover_to_thumbnail_s']:.2f} s" if "hover_to_thumbnail_s" in r else "no thumbnail"
+        print(f"| {r['tree']} | {r['n']:,} x {r['panels']} | {r['first_drawn_s']:.1f} s | {r['lasso_worst_frame_ms']:.0f} ms | "
+              f"{r['release_to_all_panels_s']:.2f} s | {r['release_to_grid_images_s']:.2f} s | {hover} | {r['js_heap_mb']:.0f} MB |")  # fmt: skip
+
+
+def _machine() -> str:
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores, {model}, headless Debian chromium (software WebGL)"
+
+
+def _size(text: str) -> tuple[int, int]:
+    n, _, panels = text.partition("x")
+    return int(n), int(panels or 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("data", help="the folder (as bench/scale_dataset.py made it)")
-    ap.add_argument("--cache-dir", required=True)
+    ap.add_argument("data", nargs="?", help="the folder (as bench/scale_dataset.py made it)")
+    ap.add_argument("--cache-dir")
+    ap.add_argument("--synthetic", type=_size, nargs="+", metavar="NxPANELS",
+                    help="measure the projection view alone on made-up points, e.g. 100000x8 1000000x1")
+    ap.add_argument("--before", help="with --synthetic: also measure this commit's view, in the same run (a git worktree)")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds any one step may take")
     ap.add_argument("--projection", default="pca")
     ap.add_argument("--visits", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dashboard_scale.json"))
     args = ap.parse_args()
+    if args.synthetic:
+        synthetic(args)
+        return
+    if not args.data or not args.cache_dir:
+        ap.error("a folder and --cache-dir, or --synthetic")
     from playwright.sync_api import sync_playwright
 
     port = free_port()
