@@ -253,6 +253,12 @@ def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> go.Figu
     return _layout(fig, title, height=460)
 
 
+def drawing_order(n: int, random_state: int = 0) -> np.ndarray:
+    """A fixed permutation of n points: the order projection panels draw them in, so that no class
+    is always drawn last (on top)."""
+    return np.random.default_rng(random_state).permutation(n)
+
+
 def projections(
     panels: dict[str, np.ndarray],
     labels: Sequence[str] | None,
@@ -294,21 +300,28 @@ def projections(
     # SVG draws a few thousand points faster than WebGL sets up one context per panel (browsers
     # without a GPU emulate WebGL); WebGL only pays off for large datasets.
     scatter = go.Scattergl if len(names) > WEBGL_ABOVE else go.Scatter
+    if not dim3:  # the legend: one entry per class, drawn nowhere
+        for cls, color in colors.items():
+            fig.add_trace(scatter(x=[None], y=[None], mode="markers", name=str(cls), legendgroup=str(cls),
+                                  marker=dict(size=6, color=color)), row=1, col=1)  # fmt: skip
+    order = drawing_order(len(names))
     for pi, key in enumerate(keys):
         r, c = pi // cols + 1, pi % cols + 1
         xy = panels[key]
-        for cls, color in colors.items():
+        if not dim3:
+            # every point in one trace, in an order that favours no class (one trace per class drew
+            # the last class over all the others where they overlap)
+            point_colors = np.array([colors[v] for v in labs[order].tolist()])
+            fig.add_trace(scatter(x=xy[order, 0], y=xy[order, 1], mode="markers", showlegend=False,
+                                  customdata=np.stack([idx[order], name_arr[order], labs[order]], axis=1),
+                                  hovertemplate="%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
+                                  marker=dict(size=6, color=point_colors, opacity=0.85)), row=r, col=c)  # fmt: skip
+        for cls, color in colors.items() if dim3 else ():  # 3-D: a trace per class (plotly sorts by depth)
             m = labs == cls
-            common = dict(
-                name=str(cls), legendgroup=str(cls), showlegend=pi == 0, customdata=np.stack([idx[m], name_arr[m]], axis=1),
-                hovertemplate="%{customdata[1]}<br>" + str(cls) + "<extra></extra>",
-            )  # fmt: skip
-            if dim3:
-                fig.add_trace(go.Scatter3d(x=xy[m, 0], y=xy[m, 1], z=xy[m, 2], mode="markers",
-                                           marker=dict(size=3, color=color), **common), row=r, col=c)  # fmt: skip
-            else:
-                fig.add_trace(scatter(x=xy[m, 0], y=xy[m, 1], mode="markers",
-                                           marker=dict(size=6, color=color, opacity=0.85), **common), row=r, col=c)  # fmt: skip
+            fig.add_trace(go.Scatter3d(x=xy[m, 0], y=xy[m, 1], z=xy[m, 2], mode="markers", marker=dict(size=3, color=color),
+                                       name=str(cls), legendgroup=str(cls), showlegend=pi == 0,
+                                       customdata=np.stack([idx[m], name_arr[m]], axis=1),
+                                       hovertemplate="%{customdata[1]}<br>" + str(cls) + "<extra></extra>"), row=r, col=c)  # fmt: skip
         if selected and not dim3:
             s = np.asarray(selected, dtype=int)
             fig.add_trace(go.Scatter(x=xy[s, 0], y=xy[s, 1], mode="markers", showlegend=False, hoverinfo="skip",

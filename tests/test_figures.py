@@ -32,3 +32,26 @@ def test_many_words_keep_the_most_frequent_and_put_the_rest_in_other() -> None:
     assert (codes[:50] == 0).all()
     assert (codes[50:] == MAX_COLOUR_GROUPS - 1).sum() == 40 - (MAX_COLOUR_GROUPS - 2)
     assert len(colors) == len(names)
+
+
+def test_report_panels_draw_points_in_an_order_that_favours_no_class() -> None:
+    """One trace per class drew the last class over the rest; every point now sits in one trace per
+    panel, in a fixed shuffled order, coloured by its own class, its dataset index in customdata[0]."""
+    from explorer import figures
+
+    rng = np.random.default_rng(3)
+    labels = [f"c{i % 4}" for i in range(400)]  # sorted by class would put c3 last everywhere
+    names = [f"img{i}.jpg" for i in range(400)]
+    panels = {"a": rng.normal(size=(400, 2)), "b": rng.normal(size=(400, 2))}
+    fig = figures.projections(panels, labels, names)
+    drawn = [t for t in fig.data if t.x is not None and len(t.x) == 400]
+    assert len(drawn) == 2  # one trace per panel
+    colors = figures.class_colors(sorted(set(labels)))
+    for t, xy in zip(drawn, panels.values()):
+        index = np.array([int(i) for i in t.customdata[:, 0]])
+        assert sorted(index.tolist()) == list(range(400))
+        np.testing.assert_allclose(np.asarray(t.x, dtype=float), xy[index, 0])
+        assert list(t.marker.color) == [colors[labels[i]] for i in index]
+        assert len({labels[i] for i in index[-40:]}) == 4  # the last points drawn are of every class
+    legend = [t.name for t in fig.data if t.showlegend is not False and t.x is not None and len(t.x) == 1]
+    assert legend == sorted(set(labels))
