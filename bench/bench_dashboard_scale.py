@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -185,9 +186,12 @@ def synthetic(args) -> None:
                 port = free_port()
                 base = f"http://127.0.0.1:{port}"
                 env = {**os.environ, **MALLOC, "SYNTH_N": str(n), "SYNTH_PANELS": str(panels), "PYTHONPATH": str(tree)}
+                page_file = ROOT / "bench" / "synthetic_page.py"
+                if tree != ROOT:  # at the tree's root, where Streamlit serves its static/ (the plotly view loaded plotly.js from there)
+                    page_file = Path(shutil.copy(page_file, tree / "synthetic_page.py"))
                 launch = ("import sys\ntry:\n from explorer.ui import thumbs; thumbs.install()\nexcept ImportError: pass\n"
                           "from streamlit.web import cli\n"
-                          f"sys.argv = ['streamlit', 'run', {str(ROOT / 'bench' / 'synthetic_page.py')!r}, '--server.port', '{port}',"
+                          f"sys.argv = ['streamlit', 'run', {str(page_file)!r}, '--server.port', '{port}',"
                           " '--server.address', '127.0.0.1', '--server.headless', 'true', '--server.enableStaticServing', 'true']\n"
                           "sys.exit(cli.main())")  # fmt: skip
                 with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
@@ -200,8 +204,13 @@ def synthetic(args) -> None:
                         with sync_playwright() as p:
                             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                             new = tree == ROOT
-                            synthetic_visit(browser, base, new, args.timeout * 1000)  # warm: the page's data made and cached once
-                            for v in range(args.visits):
+                            visits = args.visits
+                            try:  # warm: the page's data made and cached once
+                                synthetic_visit(browser, base, new, args.timeout * 1000)
+                            except Exception as e:  # a view that cannot finish in time: say so
+                                rows.append({"tree": label, "n": n, "panels": panels, "error": "first visit: " + str(e).splitlines()[0]})
+                                visits = 0
+                            for v in range(visits):
                                 try:
                                     rows.append({"tree": label, "n": n, "panels": panels, **synthetic_visit(browser, base, new, args.timeout * 1000)})
                                 except Exception as e:  # a view that cannot finish in time: say so

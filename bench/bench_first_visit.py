@@ -53,12 +53,37 @@ def visit(browser, url: str) -> float:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     t = time.perf_counter()
     page.goto(url)
-    # the projection panels drawn: scatter.js marks its plot when plotly has drawn it (older
-    # commits drew them with st.plotly_chart under the key proj_chart)
-    page.wait_for_selector(".st-key-proj .js-plotly-plot[data-drawn], .st-key-proj_chart .js-plotly-plot", timeout=900_000)
+    # the projection panels drawn: scatter.js marks its view (.explorer-projections) or, in older
+    # commits, its plotly plot, when every panel is drawn (older still: st.plotly_chart, key proj_chart)
+    page.wait_for_selector(".st-key-proj .explorer-projections[data-drawn='1'], .st-key-proj .js-plotly-plot[data-drawn], "
+                           ".st-key-proj_chart .js-plotly-plot", timeout=900_000)  # fmt: skip
     took = time.perf_counter() - t
     page.close()
     return took
+
+
+def bare_visits(browser, visitors: int) -> list[float]:
+    """The floor: a bare Streamlit page drawing one plotly scatter of 400 points (bench/bare_page.py)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "bare_page.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **MALLOC}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        while not healthy(url):
+            time.sleep(0.3)
+        out = []
+        for _ in range(visitors + 1):  # the first one warms the server
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            t = time.perf_counter()
+            page.goto(url)
+            page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=120_000)
+            out.append(time.perf_counter() - t)
+            page.close()
+        return out[1:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def measure(browser, root: Path, visitors: int, cache: str) -> list[tuple[str, list[float]]]:
@@ -100,6 +125,7 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         results: dict[str, list[tuple[str, list[float]]]] = {}
         try:
+            floor = bare_visits(browser, args.visitors)
             for name, root in roots.items():
                 with tempfile.TemporaryDirectory(dir=tmp) as cache:
                     results[name] = measure(browser, root, args.visitors, cache)
@@ -112,6 +138,11 @@ def main() -> None:
     print("| first visit | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for i, (what, _) in enumerate(results[names[0]]):
         print(f"| {what} | " + " | ".join(", ".join(f"{s:.1f} s" for s in results[n][i][1]) for n in names) + " |")
+    bare = sorted(floor)[len(floor) // 2]
+    print(f"\nbare Streamlit page, one plotly scatter of 400 points: {', '.join(f'{s:.2f} s' for s in floor)} (median {bare:.2f} s)")
+    for n in names:
+        warm = sorted(results[n][-1][1])[len(results[n][-1][1]) // 2]
+        print(f"{n}: cached sample visit after the warm-up, median {warm:.2f} s = {warm / bare:.2f}x the bare page")
 
 
 if __name__ == "__main__":

@@ -354,6 +354,9 @@ function build(root, points, setStateValue, setTriggerValue) {
     }
     c.ctx.globalCompositeOperation = "copy";
     c.ctx.drawImage(R.canvas, 0, 0); // in the same task as the drawing: no preserveDrawingBuffer needed
+    c.drawnView = { ...views[k] };
+    c.pts.style.transform = "";
+    pendingDraw.delete(k);
     drawOverlay(k);
   }
   function drawAll() {
@@ -435,7 +438,7 @@ function build(root, points, setStateValue, setTriggerValue) {
       const ranks = new Uint32Array(clean.length);
       clean.forEach((i, j) => { selFlags[rank[i]] = 1; ranks[j] = rank[i]; });
       ranks.sort();
-      if (!selIndexBuf || selIndexBuf === true) selIndexBuf = gl.createBuffer();
+      if (!selIndexBuf) selIndexBuf = gl.createBuffer();
       gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
       gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, ranks, gl.DYNAMIC_DRAW);
       selCount = clean.length;
@@ -512,12 +515,37 @@ function build(root, points, setStateValue, setTriggerValue) {
   }
   setMode("lasso");
 
-  function setView(k, v) {
-    const targets = link.checked ? [...Array(P).keys()] : [k];
-    for (const j of targets) views[j] = { ...v };
-    for (const j of targets) draw(j);
+  // A view change is shown at once by moving and scaling the panel's last drawing (a CSS transform,
+  // cheap at any size), and drawn for real once the gesture pauses: redrawing 8 x 100,000 points
+  // in software WebGL takes about half a second, too slow for every mouse move.
+  let settle = 0;
+  const pendingDraw = new Set();
+  function preview(j) {
+    const c = cells[j], d = c.drawnView, v = views[j];
+    if (!d) return;
+    const s = v.z / d.z;
+    const tx = ((d.ux - v.ux) * v.z * c.w) / 2, ty = (-(d.uy - v.uy) * v.z * c.h) / 2;
+    c.pts.style.transform = `translate(${tx}px, ${ty}px) scale(${s})`;
   }
-  reset.onclick = () => { views.forEach((v, k) => (views[k] = { z: 1, ux: 0, uy: 0 })); drawAll(); };
+  function flushViews() {
+    clearTimeout(settle);
+    settle = 0;
+    for (const j of pendingDraw) draw(j);
+    pendingDraw.clear();
+  }
+  function setView(k, v, now) {
+    const targets = link.checked ? [...Array(P).keys()] : [k];
+    for (const j of targets) {
+      views[j] = { ...v };
+      preview(j);
+      drawOverlay(j);
+      pendingDraw.add(j);
+    }
+    clearTimeout(settle);
+    if (now) flushViews();
+    else settle = setTimeout(flushViews, 150);
+  }
+  reset.onclick = () => { views.forEach((v, k) => (views[k] = { z: 1, ux: 0, uy: 0 })); flushViews(); drawAll(); };
   clear.onclick = () => select(null);
 
   // hover: coalesced to one query per animation frame
@@ -577,13 +605,9 @@ function build(root, points, setStateValue, setTriggerValue) {
       }
       if (Math.hypot(p[0] - gesture.start[0], p[1] - gesture.start[1]) > 3) gesture.moved = true;
       if (gesture.kind === "pan") {
-        const v = gesture.view, f = fits[k];
+        const v = gesture.view;
         const dx = ((p[0] - gesture.start[0]) / c.w) * 2 / v.z, dy = ((p[1] - gesture.start[1]) / c.h) * 2 / v.z;
-        if (!gesture.frame) gesture.frame = requestAnimationFrame(() => {
-          gesture && (gesture.frame = 0);
-          setView(k, { z: v.z, ux: v.ux - dx, uy: v.uy + dy });
-        });
-        void f;
+        setView(k, { z: v.z, ux: v.ux - dx, uy: v.uy + dy });
         return;
       }
       gesture.pts.push(p);
@@ -604,7 +628,7 @@ function build(root, points, setStateValue, setTriggerValue) {
         }
         return;
       }
-      if (g.kind === "pan") return;
+      if (g.kind === "pan") return flushViews();
       const t = performance.now();
       g.pts.push(at(ev));
       const indices = g.kind === "box" ? selectBox(k, g.start, g.pts[g.pts.length - 1]) : selectPolygon(k, g.pts);
@@ -632,7 +656,7 @@ function build(root, points, setStateValue, setTriggerValue) {
       const fx = cx / v.z + v.ux, fy = cy / v.z + v.uy;
       setView(k, { z, ux: fx - cx / z, uy: fy - cy / z });
     }, { passive: false });
-    c.over.addEventListener("dblclick", () => { setView(k, { z: 1, ux: 0, uy: 0 }); });
+    c.over.addEventListener("dblclick", () => setView(k, { z: 1, ux: 0, uy: 0 }, true));
   });
 
   layoutCells();

@@ -31,10 +31,10 @@ CSS = """
 .explorer-toolbar button[aria-pressed="true"] { background: #4C6EF5; border-color: #4C6EF5; color: white; }
 .explorer-toolbar .hint { color: #6c757d; font-size: 12px; }
 .explorer-projections { display: grid; gap: 6px 10px; }
-.explorer-panel { position: relative; }
+.explorer-panel { position: relative; overflow: hidden; }
 .explorer-panel .title { font-size: 12px; text-align: center; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; height: 16px; }
 .explorer-panel canvas { position: absolute; left: 0; top: 16px; }
-.explorer-panel canvas.points { border: 1px solid #e9ecef; box-sizing: border-box; }
+.explorer-panel canvas.overlay { border: 1px solid #e9ecef; box-sizing: border-box; }
 .explorer-tip { position: fixed; z-index: 1000; pointer-events: none; background: white; border: 1px solid #adb5bd;
   border-radius: 4px; padding: 4px; font-size: 12px; max-width: 180px; box-shadow: 0 2px 6px rgba(0,0,0,.15); }
 .explorer-tip img { display: block; max-width: 160px; max-height: 160px; margin-bottom: 3px; }
