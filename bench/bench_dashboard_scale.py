@@ -31,7 +31,6 @@ from pathlib import Path
 from serving import ARGS, CHROMIUM, MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
-PLOT = ".st-key-proj .js-plotly-plot"
 
 
 def _chromium_rss_mb() -> float:
@@ -58,52 +57,6 @@ def _wait_images(page, at_least: int, timeout_ms: int) -> None:
     )  # fmt: skip
 
 
-def visit(browser, url: str) -> dict[str, float]:
-    page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("Performance.enable")
-    out: dict[str, float] = {}
-    t = time.perf_counter()
-    page.goto(url)
-    page.wait_for_selector(PLOT + "[data-drawn]", timeout=900_000)
-    out["first_projection_s"] = time.perf_counter() - t
-    times = page.evaluate("() => (window.__explorerTimes || {}).proj || {}")
-    out["points_arrived_s"] = times.get("received", float("nan")) / 1000  # after navigation start
-    out["plotly_draw_s"] = times.get("plotly_ms", float("nan")) / 1000
-    out["detail"] = times
-    out["points_per_panel"] = float(page.evaluate(
-        f"() => document.querySelector('{PLOT}').data.filter(t => t.meta === 'points' && t.xaxis === 'x').reduce((a, t) => a + t.x.length, 0)"))  # fmt: skip
-    box = page.locator(PLOT + " .nsewdrag").first.bounding_box()
-    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 5
-    page.mouse.move(cx - r, cy - r)
-    page.mouse.down()
-    t = time.perf_counter()
-    for x, y in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r + 2)):
-        page.mouse.move(x, y, steps=6)
-    out["lasso_drag_s"] = time.perf_counter() - t  # plotly selects points live while the lasso is drawn
-    t = time.perf_counter()
-    page.mouse.up()
-    page.wait_for_function("document.body.innerText.includes('selected images')", timeout=120_000)
-    out["lasso_to_grid_header_s"] = time.perf_counter() - t
-    _wait_images(page, 48, 120_000)
-    out["lasso_to_images_s"] = time.perf_counter() - t
-    selected = int(page.get_by_text("selected images").first.inner_text().split()[0].replace(",", ""))
-    # the other panels: the lassoed one shows plotly's own selection, which it keeps from the lasso's outline
-    page.wait_for_function(
-        """(n) => { const gd = document.querySelector('.st-key-proj .js-plotly-plot'); const per = {};
-        for (const t of gd.data) if (t.meta === 'points' && t.xaxis !== 'x') per[t.xaxis] = (per[t.xaxis] || 0) + (t.selectedpoints || []).length;
-        const v = Object.values(per); return v.length > 0 && v.every(x => x === n); }""", arg=selected, timeout=120_000)  # fmt: skip
-    out["lasso_to_all_panels_s"] = time.perf_counter() - t
-    out["selection_detail"] = page.evaluate("() => { const t = (window.__explorerTimes || {}).proj || {};"
-                                            " return {...(t.selection || {}), now: performance.now()}; }")  # fmt: skip
-    out["selected"] = float(selected)
-    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
-    out["js_heap_mb"] = metrics.get("JSHeapUsedSize", float("nan")) / 1e6
-    out["chromium_rss_mb"] = _chromium_rss_mb()
-    page.close()
-    return out
-
-
 # --- synthetic mode: the projection view alone, on N made-up points per panel, this tree against another
 
 NEW_ROOT = ".st-key-proj .explorer-projections"  # this tree's view (scatter.js)
@@ -112,20 +65,28 @@ FRAMES = """() => { window.__frames = []; const tick = (t) => { if (window.__fra
   requestAnimationFrame(tick); }"""
 STOP_FRAMES = """() => { const f = window.__frames || []; window.__frames = null; let worst = 0;
   for (let i = 1; i < f.length; i++) worst = Math.max(worst, f[i] - f[i - 1]); return [worst, f.length]; }"""
+# (the lassoed panel keeps plotly's own selection, which differs by the points on the lasso's outline)
 OLD_ALL_PANELS = """(n) => { const gd = document.querySelector('.st-key-proj .js-plotly-plot'); const per = {};
-  for (const t of gd.data) if (t.meta === 'points') per[t.xaxis] = (per[t.xaxis] || 0) + (t.selectedpoints || []).length;
+  for (const t of gd.data) if (t.meta === 'points' && t.xaxis !== 'x') per[t.xaxis] = (per[t.xaxis] || 0) + (t.selectedpoints || []).length;
   const v = Object.values(per); return v.length > 0 && v.every(x => x === n); }"""
 
 
-def synthetic_visit(browser, url: str, new: bool, timeout_ms: int) -> dict[str, float]:
+def visit(browser, url: str, new: bool, timeout_ms: int, out: dict | None = None) -> dict[str, float]:
+    """One visit's times (filled into `out` as they come, so a step that times out keeps the ones before it)."""
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     cdp = page.context.new_cdp_session(page)
     cdp.send("Performance.enable")
-    out: dict[str, float] = {}
+    out = {} if out is None else out
     t = time.perf_counter()
     page.goto(url)
     page.wait_for_selector((NEW_ROOT + "[data-drawn='1']") if new else (OLD_PLOT + "[data-drawn]"), timeout=timeout_ms)
     out["first_drawn_s"] = time.perf_counter() - t
+    if new:
+        out["points_drawn"], out["panels_drawn"] = page.evaluate("() => { const s = window.__explorerScatter.get('proj').state; return [s.n, s.P]; }")
+        # the grey backdrops a selection is drawn over are made while the page is idle after the first
+        # drawing (one panel per task): a person looks at the picture for that long before a lasso
+        page.wait_for_function("() => window.__explorerScatter.get('proj').state.backdropsReady()", timeout=timeout_ms)
+        out["drawn_to_backdrops_s"] = time.perf_counter() - t - out["first_drawn_s"]
     target = (NEW_ROOT + " .explorer-panel[data-panel='0'] canvas.overlay") if new else (OLD_PLOT + " .nsewdrag")
     page.locator(target).first.scroll_into_view_if_needed()
     box = page.locator(target).first.bounding_box()
@@ -165,6 +126,7 @@ def synthetic_visit(browser, url: str, new: bool, timeout_ms: int) -> dict[str, 
         out["hover_to_thumbnail_s"] = time.perf_counter() - t
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     out["js_heap_mb"] = metrics.get("JSHeapUsedSize", float("nan")) / 1e6
+    out["detail"] = page.evaluate("() => (window.__explorerTimes || {}).proj || {}")
     out["chromium_rss_mb"] = _chromium_rss_mb()
     page.close()
     return out
@@ -204,17 +166,15 @@ def synthetic(args) -> None:
                         with sync_playwright() as p:
                             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                             new = tree == ROOT
-                            visits = args.visits
-                            try:  # warm: the page's data made and cached once
-                                synthetic_visit(browser, base, new, args.timeout * 1000)
-                            except Exception as e:  # a view that cannot finish in time: say so
-                                rows.append({"tree": label, "n": n, "panels": panels, "error": "first visit: " + str(e).splitlines()[0]})
-                                visits = 0
-                            for v in range(visits):
+                            for v in range(args.visits + 1):  # the first one warms: the page's data made and cached once
+                                row = {"tree": label, "n": n, "panels": panels}
                                 try:
-                                    rows.append({"tree": label, "n": n, "panels": panels, **synthetic_visit(browser, base, new, args.timeout * 1000)})
-                                except Exception as e:  # a view that cannot finish in time: say so
-                                    rows.append({"tree": label, "n": n, "panels": panels, "error": str(e).splitlines()[0]})
+                                    visit(browser, base, new, args.timeout * 1000, row)
+                                except Exception as e:  # a view that cannot finish in time: say which step, keep the rest
+                                    row["error"] = str(e).splitlines()[0]
+                                if v or "error" in row:
+                                    rows.append(row)
+                                if "error" in row:
                                     break
                             browser.close()
                     finally:
@@ -223,19 +183,24 @@ def synthetic(args) -> None:
     finally:
         if worktree is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
+    _report(rows, args.out)
+
+
+def _report(rows: list[dict], out: str) -> None:
     result = {"machine": _machine(), "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2))
     print(result["machine"])
     print("| view | points x panels | first drawn | worst frame while drawing the lasso | release -> all panels highlighted | release -> grid's images | hover -> thumbnail | JS heap |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    def cell(r: dict, key: str, fmt: str) -> str:
+        return fmt.format(r[key]) if key in r else ("no thumbnail" if key.startswith("hover") and "error" not in r else "did not finish")
+
     for r in rows:
-        if "error" in r:
-            print(f"| {r['tree']} | {r['n']:,} x {r['panels']} | did not finish: {r['error']} |||||")
-            continue
-        hover = f"{r['hover_to_thumbnail_s']:.2f} s" if "hover_to_thumbnail_s" in r else "no thumbnail"
-        print(f"| {r['tree']} | {r['n']:,} x {r['panels']} | {r['first_drawn_s']:.1f} s | {r['lasso_worst_frame_ms']:.0f} ms | "
-              f"{r['release_to_all_panels_s']:.2f} s | {r['release_to_grid_images_s']:.2f} s | {hover} | {r['js_heap_mb']:.0f} MB |")  # fmt: skip
+        print(f"| {r['tree']} | {r['n']:,} x {r['panels']} | {cell(r, 'first_drawn_s', '{:.1f} s')} | "
+              f"{cell(r, 'lasso_worst_frame_ms', '{:.0f} ms')} | {cell(r, 'release_to_all_panels_s', '{:.2f} s')} | "
+              f"{cell(r, 'release_to_grid_images_s', '{:.2f} s')} | {cell(r, 'hover_to_thumbnail_s', '{:.2f} s')} | "
+              f"{cell(r, 'js_heap_mb', '{:.0f} MB')} |" + (f" ({r['error']})" if "error" in r else ""))  # fmt: skip
 
 
 def _machine() -> str:
@@ -286,27 +251,22 @@ def main() -> None:
                 t = time.perf_counter()
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.goto(url)
-                page.wait_for_selector(PLOT + "[data-drawn]", timeout=1_800_000)
+                page.wait_for_selector(NEW_ROOT + "[data-drawn='1']", timeout=1_800_000)
                 first = time.perf_counter() - t
                 page.close()
                 t = time.time()  # a warm server: its one-off background UMAP compile (~20 s of CPU) done
                 while "UMAP warm-up done" not in log.read_text(errors="replace") and time.time() - t < 300:
                     time.sleep(0.5)
-                visits = [visit(browser, url) for _ in range(args.visits)]
+                rows = []
+                for _ in range(args.visits):
+                    v = visit(browser, url, True, args.timeout * 1000)
+                    rows.append({"tree": "this tree", "n": int(v["points_drawn"]), "panels": int(v["panels_drawn"]), **v})
                 browser.close()
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    result = {"machine": f"{os.cpu_count()} cores", "url": url, "first_visit_reading_the_folder_s": first, "visits": visits}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"first visit (reads the folder, records it): {first:.1f} s")
-    print("| visit | points per panel | points arrived | plotly drew them in | first projection drawn | lasso -> its images | -> highlighted in all panels | selected | JS heap | chromium RSS |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for i, v in enumerate(visits, 1):
-        print(f"| {i} | {v['points_per_panel']:,.0f} | {v['points_arrived_s']:.1f} s | {v['plotly_draw_s']:.1f} s | "
-              f"{v['first_projection_s']:.1f} s | {v['lasso_to_images_s']:.1f} s | {v['lasso_to_all_panels_s']:.1f} s | "
-              f"{v['selected']:,.0f} | {v['js_heap_mb']:.0f} MB | {v['chromium_rss_mb']:.0f} MB |")  # fmt: skip
+    _report(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -78,29 +78,27 @@ function parseColor(css) {
 // ---- the shared WebGL renderer (one context for every panel on the page) --------------------------
 
 const VS = `
-attribute vec2 a_pos; attribute vec4 a_col; attribute float a_sel;
+attribute vec2 a_pos; attribute vec4 a_col;
 uniform vec2 u_scale; uniform vec2 u_offset; uniform float u_size; uniform float u_alpha;
-uniform float u_mode; // 0: no selection; 1: unselected points (greyed); 2: selected points
+uniform float u_mode; // 0: in colour; 1: grey (a selection's backdrop); 2: the selected points, over it
 varying vec4 v_col;
 void main() {
   gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
   gl_PointSize = u_size;
   if (u_mode < 0.5) { v_col = vec4(a_col.rgb, u_alpha); }
-  else if (u_mode < 1.5) {
-    if (a_sel > 0.5) gl_Position = vec4(2.0, 2.0, 2.0, 1.0); // drawn in the next pass, on top
-    v_col = vec4(0.72, 0.72, 0.72, min(u_alpha, 0.18));
-  } else { v_col = vec4(a_col.rgb, max(u_alpha, 0.85)); gl_PointSize = u_size + 1.0; }
+  else if (u_mode < 1.5) { v_col = vec4(0.72, 0.72, 0.72, min(u_alpha, 0.18)); }
+  else { v_col = vec4(a_col.rgb, max(u_alpha, 0.85)); }
 }`;
 const FS = `
 precision mediump float; varying vec4 v_col; uniform float u_round;
 void main() {
   if (u_round > 0.5) { vec2 d = gl_PointCoord - vec2(0.5); if (dot(d, d) > 0.25) discard; }
-  gl_FragColor = v_col;
+  gl_FragColor = vec4(v_col.rgb * v_col.a, v_col.a); // premultiplied: drawn over white, or over nothing
 }`;
 
 function createRenderer() {
   const canvas = document.createElement("canvas");
-  const opts = { antialias: false, alpha: true, premultipliedAlpha: false, preserveDrawingBuffer: false };
+  const opts = { antialias: false, alpha: true, premultipliedAlpha: true, preserveDrawingBuffer: false };
   const gl = canvas.getContext("webgl2", opts) || canvas.getContext("webgl", opts);
   if (!gl) throw new Error("this browser has no WebGL");
   const webgl2 = typeof WebGL2RenderingContext !== "undefined" && gl instanceof WebGL2RenderingContext;
@@ -119,7 +117,7 @@ function createRenderer() {
   gl.linkProgram(prog);
   if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
   const loc = {};
-  for (const a of ["a_pos", "a_col", "a_sel"]) loc[a] = gl.getAttribLocation(prog, a);
+  for (const a of ["a_pos", "a_col"]) loc[a] = gl.getAttribLocation(prog, a);
   for (const u of ["u_scale", "u_offset", "u_size", "u_alpha", "u_mode", "u_round"]) loc[u] = gl.getUniformLocation(prog, u);
   const sizeRange = gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE);
   return { canvas, gl, prog, loc, maxPoint: sizeRange ? sizeRange[1] : 64 };
@@ -209,8 +207,6 @@ function build(root, points, setStateValue, setTriggerValue) {
     for (let j = 0; j < n; j++) { const c = rgb[row[order[j]]] || [120, 120, 120]; out.set(c, 4 * j); out[4 * j + 3] = 255; }
     return buffer(gl, out);
   });
-  const selFlags = new Uint8Array(n);
-  const selBuf = buffer(gl, selFlags);
   let selIndexBuf = null, selCount = 0;
   const grids = new Array(P).fill(null);
   const grid = (k) => grids[k] || (grids[k] = buildGrid(coords[k], n));
@@ -315,15 +311,18 @@ function build(root, points, setStateValue, setTriggerValue) {
   };
 
   const baseSize = head.marker_size;
-  function draw(k) {
+  // Panel k's points into the shared context: all of them (mode 0 in colour, 1 grey) over white, or
+  // only the selected ones (mode 2) over nothing
+  function render(k, mode) {
     const c = cells[k], t = transform(k);
     const W = c.pts.width, H = c.pts.height;
     if (R.canvas.width !== W || R.canvas.height !== H) { R.canvas.width = W; R.canvas.height = H; }
     gl.viewport(0, 0, W, H);
-    gl.clearColor(1, 1, 1, 1);
+    if (mode === 2) gl.clearColor(0, 0, 0, 0);
+    else gl.clearColor(1, 1, 1, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.enable(gl.BLEND);
-    gl.blendFuncSeparate(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA, gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
+    gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
     gl.useProgram(R.prog);
     const L = R.loc;
     gl.bindBuffer(gl.ARRAY_BUFFER, posBuf[k]);
@@ -332,9 +331,6 @@ function build(root, points, setStateValue, setTriggerValue) {
     gl.bindBuffer(gl.ARRAY_BUFFER, colBuf[k % colBuf.length]);
     gl.enableVertexAttribArray(L.a_col);
     gl.vertexAttribPointer(L.a_col, 4, gl.UNSIGNED_BYTE, true, 0, 0);
-    gl.bindBuffer(gl.ARRAY_BUFFER, selBuf);
-    gl.enableVertexAttribArray(L.a_sel);
-    gl.vertexAttribPointer(L.a_sel, 1, gl.UNSIGNED_BYTE, false, 0, 0);
     const size = Math.min(R.maxPoint, baseSize * dpr * Math.min(3, Math.sqrt(views[k].z)));
     // opacity from density: how many times the points in view would cover the panel's pixels
     const inView = n / (views[k].z * views[k].z);
@@ -342,18 +338,57 @@ function build(root, points, setStateValue, setTriggerValue) {
     const alpha = Math.max(0.12, Math.min(0.85, 0.85 / Math.max(1, cover / 2)));
     gl.uniform2f(L.u_scale, t.sx, t.sy);
     gl.uniform2f(L.u_offset, t.ox, t.oy);
-    gl.uniform1f(L.u_size, size);
+    // a few selected points are drawn a pixel larger; many, at their size (a software rasteriser
+    // spends its time filling pixels: 3 x 3 against 2 x 2 is twice the work)
+    gl.uniform1f(L.u_size, mode === 2 && selCount * P < 100000 ? size + 1 : size);
     gl.uniform1f(L.u_alpha, alpha);
     gl.uniform1f(L.u_round, size >= 4 ? 1 : 0);
-    gl.uniform1f(L.u_mode, selIndexBuf ? 1 : 0);
-    gl.drawArrays(gl.POINTS, 0, n);
-    if (selIndexBuf && selCount) {
-      gl.uniform1f(L.u_mode, 2);
+    gl.uniform1f(L.u_mode, mode);
+    if (mode < 2) gl.drawArrays(gl.POINTS, 0, n);
+    else if (selCount) {
       gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
       gl.drawElements(gl.POINTS, selCount, gl.UNSIGNED_INT, 0);
     }
-    c.ctx.globalCompositeOperation = "copy";
-    c.ctx.drawImage(R.canvas, 0, 0); // in the same task as the drawing: no preserveDrawingBuffer needed
+  }
+  // A selection's backdrop: every point in grey, whatever is selected, so it is drawn once per view
+  // and size and kept as a picture; a new selection then draws only its own points over it.
+  const viewKey = (k) => `${views[k].z},${views[k].ux},${views[k].uy},${cells[k].pts.width},${cells[k].pts.height}`;
+  function backdrop(k) {
+    const c = cells[k], key = viewKey(k);
+    if (c.backdrop && c.backdropKey === key) return c.backdrop;
+    render(k, 1);
+    const b = c.backdrop || document.createElement("canvas");
+    b.width = R.canvas.width;
+    b.height = R.canvas.height;
+    const bctx = b.getContext("2d");
+    bctx.globalCompositeOperation = "copy";
+    bctx.drawImage(R.canvas, 0, 0);
+    c.backdrop = b;
+    c.backdropKey = key;
+    return b;
+  }
+  // made ahead, one panel per task, while the page is idle: the first selection is then as quick as the rest
+  let backdropTimer = 0;
+  function prepareBackdrops() {
+    clearTimeout(backdropTimer);
+    const next = cells.findIndex((c, k) => !(c.backdrop && c.backdropKey === viewKey(k)));
+    // (not while a gesture is drawn: each takes a full drawing's time, which a lasso's frames must not wait for)
+    if (next >= 0) backdropTimer = setTimeout(() => { if (!gesture) backdrop(next); prepareBackdrops(); }, 30);
+  }
+  function draw(k) {
+    const c = cells[k];
+    if (!selIndexBuf) {
+      render(k, 0);
+      c.ctx.globalCompositeOperation = "copy";
+      c.ctx.drawImage(R.canvas, 0, 0); // in the same task as the drawing: no preserveDrawingBuffer needed
+    } else {
+      const base = backdrop(k);
+      c.ctx.globalCompositeOperation = "copy";
+      c.ctx.drawImage(base, 0, 0);
+      render(k, 2);
+      c.ctx.globalCompositeOperation = "source-over";
+      c.ctx.drawImage(R.canvas, 0, 0);
+    }
     c.drawnView = { ...views[k] };
     c.pts.style.transform = "";
     pendingDraw.delete(k);
@@ -430,21 +465,18 @@ function build(root, points, setStateValue, setTriggerValue) {
     const clean = indices === null ? null : Array.from(new Set(indices.filter((i) => i >= 0 && i < n))).sort((a, b) => a - b);
     if (sameSelection(clean, state.selected) && state.drawn) return false;
     state.selected = clean;
-    selFlags.fill(0);
     if (clean === null) {
       selIndexBuf = null;
       selCount = 0;
     } else {
       const ranks = new Uint32Array(clean.length);
-      clean.forEach((i, j) => { selFlags[rank[i]] = 1; ranks[j] = rank[i]; });
+      clean.forEach((i, j) => { ranks[j] = rank[i]; });
       ranks.sort();
       if (!selIndexBuf) selIndexBuf = gl.createBuffer();
       gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
       gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, ranks, gl.DYNAMIC_DRAW);
       selCount = clean.length;
     }
-    gl.bindBuffer(gl.ARRAY_BUFFER, selBuf);
-    gl.bufferSubData(gl.ARRAY_BUFFER, 0, selFlags);
     const t = performance.now();
     drawAll();
     state.times.highlight_ms = performance.now() - t;
@@ -500,6 +532,7 @@ function build(root, points, setStateValue, setTriggerValue) {
     const [x, y] = toScreen(k, coords[k][2 * i], coords[k][2 * i + 1]);
     return [r.left + x, r.top + y];
   };
+  state.backdropsReady = () => cells.every((c, k) => c.backdrop && c.backdropKey === viewKey(k));
   state.nameOf = (i) => (names ? names[i] : "image " + i);
   state.debug = () => ({
     panels: P, n, mode: state.mode, selected: state.selected ? state.selected.length : 0,
@@ -532,6 +565,7 @@ function build(root, points, setStateValue, setTriggerValue) {
     settle = 0;
     for (const j of pendingDraw) draw(j);
     pendingDraw.clear();
+    prepareBackdrops();
   }
   function setView(k, v, now) {
     const targets = link.checked ? [...Array(P).keys()] : [k];
@@ -664,6 +698,7 @@ function build(root, points, setStateValue, setTriggerValue) {
   drawAll();
   state.drawn = 1;
   state.times.draw_ms = performance.now() - t0;
+  prepareBackdrops();
   grid_el.setAttribute("data-drawn", "1");
   if (typeof ResizeObserver !== "undefined") {
     let last = grid_el.clientWidth;
@@ -672,12 +707,14 @@ function build(root, points, setStateValue, setTriggerValue) {
       last = grid_el.clientWidth;
       layoutCells();
       drawAll();
+      prepareBackdrops();
     });
     state.resize.observe(grid_el);
   }
   state.dispose = () => {
     if (state.resize) state.resize.disconnect();
-    for (const b of [...posBuf, ...colBuf, selBuf]) gl.deleteBuffer(b);
+    clearTimeout(backdropTimer);
+    for (const b of [...posBuf, ...colBuf]) gl.deleteBuffer(b);
     if (selIndexBuf) gl.deleteBuffer(selIndexBuf);
     tip.remove();
   };
