@@ -192,6 +192,28 @@ def test_box_select_picks_exactly_the_points_inside_the_box(server, browser) -> 
     page.close()
 
 
+def test_a_lasso_selects_exactly_the_points_inside_its_outline(server, browser) -> None:
+    """The view's grid index against a plain point-in-polygon test of every point where it is drawn."""
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    box = _panel_box(page, 5)
+    w, h = box["width"], box["height"]
+    outline = [(box["x"] + w * fx, box["y"] + h * fy) for fx, fy in ((0.15, 0.2), (0.85, 0.3), (0.6, 0.55), (0.8, 0.9), (0.2, 0.7))]
+    inside = page.evaluate(
+        """(poly) => { const st = window.__explorerScatter.get('proj').state; const out = [];
+        const inPoly = (x, y) => { let c = false; for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+          const [xa, ya] = poly[a], [xb, yb] = poly[b];
+          if ((ya > y) !== (yb > y) && x < (xb - xa) * (y - ya) / (yb - ya) + xa) c = !c; } return c; };
+        for (let i = 0; i < st.n; i++) { const [x, y] = st.pointOnScreen(5, i); if (inPoly(x, y)) out.push(i); }
+        return out; }""", [list(p) for p in outline])  # fmt: skip
+    assert 10 < len(inside) < 390
+    _drag(page, [*outline, (outline[0][0], outline[0][1] + 1)])
+    n = _selected_count(page)
+    got = page.evaluate(f"() => {STATE.format('proj')}.selected")
+    assert len(set(got) ^ set(inside)) <= 2, (n, len(inside))  # at most a point or two on the outline itself
+    page.close()
+
+
 def test_hovering_a_point_shows_its_thumbnail_class_and_prediction(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=120_000)

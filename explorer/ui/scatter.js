@@ -1,6 +1,6 @@
-// The projection panels at any size: every layer's panel, every point, drawn with WebGL through ONE
-// context shared by all panels (each panel is a 2-D canvas the shared drawing is copied into), so a
-// page never runs out of contexts and a panel can be redrawn alone.
+// The projection panels at any size: every layer's panel, every point, splatted straight into each
+// panel's pixels (a 2-D canvas; no WebGL context, so a page never runs out of them and no software
+// WebGL slows a machine without a GPU), each panel redrawn alone when its view changes.
 //
 // - The points arrive once as one binary blob (scatter.py `pack`).
 // - Drawing order: one fixed pseudo-random permutation of the images, the same in every panel, so no
@@ -75,64 +75,50 @@ function parseColor(css) {
   return [120, 120, 120];
 }
 
-// ---- the shared WebGL renderer (one context for every panel on the page) --------------------------
+// ---- drawing: points splatted into each panel's pixels in JavaScript ----------------------------
+//
+// Measured in headless chromium on 2 cores (software WebGL, as on any machine without a GPU for the
+// browser): 8 panels x 100,000 points cost ~0.6-0.8 s per WebGL drawing and ~0.4 s for a large
+// selection's highlight, against ~50 ms written straight into the pixels here (docs/benchmarks.md).
+// A point is a square of `size` pixels (a disc from 4 up), alpha-blended over what is there.
 
-const VS = `
-attribute vec2 a_pos; attribute vec4 a_col;
-uniform vec2 u_scale; uniform vec2 u_offset; uniform float u_size; uniform float u_alpha;
-uniform float u_mode; // 0: in colour; 1: grey (a selection's backdrop); 2: the selected points, over it
-varying vec4 v_col;
-void main() {
-  gl_Position = vec4(a_pos * u_scale + u_offset, 0.0, 1.0);
-  gl_PointSize = u_size;
-  if (u_mode < 0.5) { v_col = vec4(a_col.rgb, u_alpha); }
-  else if (u_mode < 1.5) { v_col = vec4(0.72, 0.72, 0.72, min(u_alpha, 0.18)); }
-  else { v_col = vec4(a_col.rgb, max(u_alpha, 0.85)); }
-}`;
-const FS = `
-precision mediump float; varying vec4 v_col; uniform float u_round;
-void main() {
-  if (u_round > 0.5) { vec2 d = gl_PointCoord - vec2(0.5); if (dot(d, d) > 0.25) discard; }
-  gl_FragColor = vec4(v_col.rgb * v_col.a, v_col.a); // premultiplied: drawn over white, or over nothing
-}`;
-
-function createRenderer() {
-  const canvas = document.createElement("canvas");
-  const opts = { antialias: false, alpha: true, premultipliedAlpha: true, preserveDrawingBuffer: false };
-  const gl = canvas.getContext("webgl2", opts) || canvas.getContext("webgl", opts);
-  if (!gl) throw new Error("this browser has no WebGL");
-  const webgl2 = typeof WebGL2RenderingContext !== "undefined" && gl instanceof WebGL2RenderingContext;
-  if (!webgl2 && !gl.getExtension("OES_element_index_uint")) throw new Error("this browser's WebGL lacks 32-bit indices");
-  const shader = (type, src) => {
-    const s = gl.createShader(type);
-    gl.shaderSource(s, src);
-    gl.compileShader(s);
-    if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
-    return s;
-  };
-  const prog = gl.createProgram();
-  gl.attachShader(prog, shader(gl.VERTEX_SHADER, VS));
-  gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, FS));
-  gl.bindAttribLocation(prog, 0, "a_pos");
-  gl.linkProgram(prog);
-  if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
-  const loc = {};
-  for (const a of ["a_pos", "a_col"]) loc[a] = gl.getAttribLocation(prog, a);
-  for (const u of ["u_scale", "u_offset", "u_size", "u_alpha", "u_mode", "u_round"]) loc[u] = gl.getUniformLocation(prog, u);
-  const sizeRange = gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE);
-  return { canvas, gl, prog, loc, maxPoint: sizeRange ? sizeRange[1] : 64 };
+// Blend the points order[from..to) (indices into the panel's drawing order) into rgb, a W x H x 3
+// Float32Array of colours in 0..1. pos: x, y per point in drawing order; col: r, g, b (0..255) per
+// point in drawing order, or null for grey. t: data -> pixel transform.
+function splat(rgb, W, H, pos, col, ranks, count, t, size, alpha) {
+  const half = size / 2, na = 1 - alpha;
+  const disc = size >= 4;
+  const r2 = half * half;
+  const grey = 0.72 * alpha;
+  for (let j = 0; j < count; j++) {
+    const q = ranks ? ranks[j] : j;
+    const cx = pos[2 * q] * t.sx + t.ox, cy = pos[2 * q + 1] * t.sy + t.oy;
+    const x0 = Math.round(cx - half), y0 = Math.round(cy - half);
+    if (x0 >= W || y0 >= H || x0 + size <= 0 || y0 + size <= 0) continue;
+    let r = grey, g = grey, b = grey;
+    if (col) { r = (col[3 * q] / 255) * alpha; g = (col[3 * q + 1] / 255) * alpha; b = (col[3 * q + 2] / 255) * alpha; }
+    for (let dy = 0; dy < size; dy++) {
+      const y = y0 + dy;
+      if (y < 0 || y >= H) continue;
+      let o = (y * W + x0) * 3;
+      for (let dx = 0; dx < size; dx++, o += 3) {
+        const x = x0 + dx;
+        if (x < 0 || x >= W) continue;
+        if (disc) { const ex = dx + 0.5 - half, ey = dy + 0.5 - half; if (ex * ex + ey * ey > r2) continue; }
+        rgb[o] = r + rgb[o] * na;
+        rgb[o + 1] = g + rgb[o + 1] * na;
+        rgb[o + 2] = b + rgb[o + 2] * na;
+      }
+    }
+  }
 }
 
-function renderer() {
-  if (!window.__explorerGL || window.__explorerGL.gl.isContextLost()) window.__explorerGL = createRenderer();
-  return window.__explorerGL;
-}
-
-function buffer(gl, data, target) {
-  const b = gl.createBuffer();
-  gl.bindBuffer(target || gl.ARRAY_BUFFER, b);
-  gl.bufferData(target || gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
-  return b;
+function toImage(rgb, image) {
+  const d = image.data;
+  for (let p = 0, q = 0, m = d.length; p < m; p += 4, q += 3) {
+    d[p] = rgb[q] * 255; d[p + 1] = rgb[q + 1] * 255; d[p + 2] = rgb[q + 2] * 255; d[p + 3] = 255;
+  }
+  return image;
 }
 
 // ---- a uniform grid over one panel's points: lasso, box and nearest-point queries ---------------
@@ -163,17 +149,67 @@ function buildGrid(xy, n) {
       for (let j = start[c]; j < start[c + 1]; j++) visit(items[j]);
     }
   };
-  return { range, bounds: [x0, y0, x1, y1] };
+  // the points inside a polygon (flat x, y arrays in data units), pushed to out: a cell that no edge
+  // crosses is wholly in or out (one test of its centre); only the points of the cells the outline
+  // crosses are tested one by one
+  const polygon = (px, py, out, xy) => {
+    const m = px.length;
+    let ax = Infinity, ay = Infinity, bx = -Infinity, by = -Infinity;
+    for (let a = 0; a < m; a++) { ax = Math.min(ax, px[a]); bx = Math.max(bx, px[a]); ay = Math.min(ay, py[a]); by = Math.max(by, py[a]); }
+    const cx0 = clampCell(ax, x0, cw), cx1 = clampCell(bx, x0, cw), cy0 = clampCell(ay, y0, ch), cy1 = clampCell(by, y0, ch);
+    const bw = cx1 - cx0 + 1, bh = cy1 - cy0 + 1;
+    const edge = new Uint8Array(bw * bh);
+    // each edge sampled at most a cell apart; a cell it touches is within one cell of a sample
+    const step = Math.min(cw, ch);
+    for (let a = 0, b = m - 1; a < m; b = a++) {
+      const len = Math.hypot(px[a] - px[b], py[a] - py[b]);
+      const k = Math.max(1, Math.ceil(len / step));
+      for (let s = 0; s <= k; s++) {
+        const x = px[b] + ((px[a] - px[b]) * s) / k, y = py[b] + ((py[a] - py[b]) * s) / k;
+        const gx = clampCell(x, x0, cw) - cx0, gy = clampCell(y, y0, ch) - cy0;
+        for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+          const ex = gx + dx, ey = gy + dy;
+          if (ex >= 0 && ex < bw && ey >= 0 && ey < bh) edge[ey * bw + ex] = 1;
+        }
+      }
+    }
+    for (let cy = cy0; cy <= cy1; cy++) for (let cx = cx0; cx <= cx1; cx++) {
+      const c = cx + G * cy;
+      if (start[c] === start[c + 1]) continue;
+      if (edge[(cy - cy0) * bw + (cx - cx0)]) {
+        for (let j = start[c]; j < start[c + 1]; j++) {
+          const i = items[j];
+          if (insideFlat(xy[2 * i], xy[2 * i + 1], px, py)) out.push(i);
+        }
+      } else if (insideFlat(x0 + (cx + 0.5) * cw, y0 + (cy + 0.5) * ch, px, py)) {
+        for (let j = start[c]; j < start[c + 1]; j++) out.push(items[j]);
+      }
+    }
+    return out;
+  };
+  return { range, polygon, bounds: [x0, y0, x1, y1] };
 }
 
-function insidePolygon(x, y, poly) {
+// the indices in [0, n), each once, ascending, as a Uint32Array (a typed sort: ~10x a comparator's speed)
+function uniqueSorted(indices, n) {
+  const out = new Uint32Array(indices.length);
+  let m = 0;
+  for (const i of indices) if (i >= 0 && i < n) out[m++] = i;
+  const sorted = out.subarray(0, m).sort();
+  let u = 0;
+  for (let j = 0; j < m; j++) if (j === 0 || sorted[j] !== sorted[j - 1]) sorted[u++] = sorted[j];
+  return sorted.slice(0, u);
+}
+
+function insideFlat(x, y, px, py) {
   let inside = false;
-  for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
-    const [xa, ya] = poly[a], [xb, yb] = poly[b];
-    if ((ya > y) !== (yb > y) && x < ((xb - xa) * (y - ya)) / (yb - ya) + xa) inside = !inside;
+  for (let a = 0, b = px.length - 1; a < px.length; b = a++) {
+    const ya = py[a], yb = py[b];
+    if ((ya > y) !== (yb > y) && x < ((px[b] - px[a]) * (y - ya)) / (yb - ya) + px[a]) inside = !inside;
   }
   return inside;
 }
+
 
 // ---- the view -----------------------------------------------------------------------------------
 
@@ -189,25 +225,25 @@ function build(root, points, setStateValue, setTriggerValue) {
   const { head, coords, codes, truth, predicted, names } = points;
   const { n, panels, palette, legend } = head;
   const P = panels.length;
-  const R = renderer();
-  const gl = R.gl;
   const order = drawOrder(n);
   const rank = new Uint32Array(n); // where image i sits in the drawing order
   for (let j = 0; j < n; j++) rank[order[j]] = j;
-  const rgb = palette.map(parseColor);
-
-  // GPU buffers, in drawing order: positions per panel, colours per row of codes, one selection flag
-  const posBuf = coords.map((xy) => {
+  const rgbOf = palette.map(parseColor);
+  // per panel: positions in drawing order; per row of codes: colours in drawing order
+  const posArr = coords.map((xy) => {
     const out = new Float32Array(2 * n);
     for (let j = 0; j < n; j++) { out[2 * j] = xy[2 * order[j]]; out[2 * j + 1] = xy[2 * order[j] + 1]; }
-    return buffer(gl, out);
+    return out;
   });
-  const colBuf = codes.map((row) => {
-    const out = new Uint8Array(4 * n);
-    for (let j = 0; j < n; j++) { const c = rgb[row[order[j]]] || [120, 120, 120]; out.set(c, 4 * j); out[4 * j + 3] = 255; }
-    return buffer(gl, out);
+  const colArr = codes.map((row) => {
+    const out = new Uint8Array(3 * n);
+    for (let j = 0; j < n; j++) {
+      const c = rgbOf[row[order[j]]] || [120, 120, 120];
+      out[3 * j] = c[0]; out[3 * j + 1] = c[1]; out[3 * j + 2] = c[2];
+    }
+    return out;
   });
-  let selIndexBuf = null, selCount = 0;
+  let selRanks = null; // the selected images' places in the drawing order, ascending
   const grids = new Array(P).fill(null);
   const grid = (k) => grids[k] || (grids[k] = buildGrid(coords[k], n));
 
@@ -311,84 +347,57 @@ function build(root, points, setStateValue, setTriggerValue) {
   };
 
   const baseSize = head.marker_size;
-  // Panel k's points into the shared context: all of them (mode 0 in colour, 1 grey) over white, or
-  // only the selected ones (mode 2) over nothing
-  function render(k, mode) {
-    const c = cells[k], t = transform(k);
-    const W = c.pts.width, H = c.pts.height;
-    if (R.canvas.width !== W || R.canvas.height !== H) { R.canvas.width = W; R.canvas.height = H; }
-    gl.viewport(0, 0, W, H);
-    if (mode === 2) gl.clearColor(0, 0, 0, 0);
-    else gl.clearColor(1, 1, 1, 1);
-    gl.clear(gl.COLOR_BUFFER_BIT);
-    gl.enable(gl.BLEND);
-    gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
-    gl.useProgram(R.prog);
-    const L = R.loc;
-    gl.bindBuffer(gl.ARRAY_BUFFER, posBuf[k]);
-    gl.enableVertexAttribArray(L.a_pos);
-    gl.vertexAttribPointer(L.a_pos, 2, gl.FLOAT, false, 0, 0);
-    gl.bindBuffer(gl.ARRAY_BUFFER, colBuf[k % colBuf.length]);
-    gl.enableVertexAttribArray(L.a_col);
-    gl.vertexAttribPointer(L.a_col, 4, gl.UNSIGNED_BYTE, true, 0, 0);
-    const size = Math.min(R.maxPoint, baseSize * dpr * Math.min(3, Math.sqrt(views[k].z)));
+  // the data -> pixel transform of panel k, its point size and opacity
+  function style(k) {
+    const c = cells[k], t = transform(k), W = c.pts.width, H = c.pts.height;
+    const px = { sx: (t.sx * W) / 2, ox: ((t.ox + 1) * W) / 2, sy: (-t.sy * H) / 2, oy: ((1 - t.oy) * H) / 2 };
+    const size = Math.max(1, Math.round(Math.min(8, baseSize * dpr * Math.min(3, Math.sqrt(views[k].z)))));
     // opacity from density: how many times the points in view would cover the panel's pixels
     const inView = n / (views[k].z * views[k].z);
     const cover = (inView * size * size) / (W * H);
     const alpha = Math.max(0.12, Math.min(0.85, 0.85 / Math.max(1, cover / 2)));
-    gl.uniform2f(L.u_scale, t.sx, t.sy);
-    gl.uniform2f(L.u_offset, t.ox, t.oy);
-    // a few selected points are drawn a pixel larger; many, at their size (a software rasteriser
-    // spends its time filling pixels: 3 x 3 against 2 x 2 is twice the work)
-    gl.uniform1f(L.u_size, mode === 2 && selCount * P < 100000 ? size + 1 : size);
-    gl.uniform1f(L.u_alpha, alpha);
-    gl.uniform1f(L.u_round, size >= 4 ? 1 : 0);
-    gl.uniform1f(L.u_mode, mode);
-    if (mode < 2) gl.drawArrays(gl.POINTS, 0, n);
-    else if (selCount) {
-      gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
-      gl.drawElements(gl.POINTS, selCount, gl.UNSIGNED_INT, 0);
-    }
+    return { W, H, px, size, alpha };
+  }
+  function fresh(c, W, H) {
+    if (!c.rgb || c.rgb.length !== W * H * 3) { c.rgb = new Float32Array(W * H * 3); c.image = new ImageData(W, H); }
+    return c.rgb;
   }
   // A selection's backdrop: every point in grey, whatever is selected, so it is drawn once per view
-  // and size and kept as a picture; a new selection then draws only its own points over it.
+  // and size and kept; a new selection then draws only its own points over a copy of it.
   const viewKey = (k) => `${views[k].z},${views[k].ux},${views[k].uy},${cells[k].pts.width},${cells[k].pts.height}`;
   function backdrop(k) {
     const c = cells[k], key = viewKey(k);
     if (c.backdrop && c.backdropKey === key) return c.backdrop;
-    render(k, 1);
-    const b = c.backdrop || document.createElement("canvas");
-    b.width = R.canvas.width;
-    b.height = R.canvas.height;
-    const bctx = b.getContext("2d");
-    bctx.globalCompositeOperation = "copy";
-    bctx.drawImage(R.canvas, 0, 0);
+    const { W, H, px, size, alpha } = style(k);
+    const b = c.backdrop && c.backdrop.length === W * H * 3 ? c.backdrop : new Float32Array(W * H * 3);
+    b.fill(1);
+    splat(b, W, H, posArr[k], null, null, n, px, size, Math.min(alpha, 0.18));
     c.backdrop = b;
     c.backdropKey = key;
     return b;
   }
-  // made ahead, one panel per task, while the page is idle: the first selection is then as quick as the rest
+  // made ahead while the page is idle, one panel per task (not while a gesture is drawn)
   let backdropTimer = 0;
   function prepareBackdrops() {
     clearTimeout(backdropTimer);
     const next = cells.findIndex((c, k) => !(c.backdrop && c.backdropKey === viewKey(k)));
-    // (not while a gesture is drawn: each takes a full drawing's time, which a lasso's frames must not wait for)
     if (next >= 0) backdropTimer = setTimeout(() => { if (!gesture) backdrop(next); prepareBackdrops(); }, 30);
   }
   function draw(k) {
     const c = cells[k];
-    if (!selIndexBuf) {
-      render(k, 0);
-      c.ctx.globalCompositeOperation = "copy";
-      c.ctx.drawImage(R.canvas, 0, 0); // in the same task as the drawing: no preserveDrawingBuffer needed
+    const { W, H, px, size, alpha } = style(k);
+    const rgb = fresh(c, W, H);
+    const col = colArr[k % colArr.length];
+    if (!selRanks) {
+      rgb.fill(1);
+      splat(rgb, W, H, posArr[k], col, null, n, px, size, alpha);
     } else {
-      const base = backdrop(k);
-      c.ctx.globalCompositeOperation = "copy";
-      c.ctx.drawImage(base, 0, 0);
-      render(k, 2);
-      c.ctx.globalCompositeOperation = "source-over";
-      c.ctx.drawImage(R.canvas, 0, 0);
+      rgb.set(backdrop(k));
+      // a few selected points a pixel larger; many at their size
+      const big = selRanks.length * P < 100000 ? size + 1 : size;
+      splat(rgb, W, H, posArr[k], col, selRanks, selRanks.length, px, big, Math.max(alpha, 0.85));
     }
+    c.ctx.putImageData(toImage(rgb, c.image), 0, 0);
     c.drawnView = { ...views[k] };
     c.pts.style.transform = "";
     pendingDraw.delete(k);
@@ -462,20 +471,14 @@ function build(root, points, setStateValue, setTriggerValue) {
     return true;
   };
   state.applySelection = (indices) => {
-    const clean = indices === null ? null : Array.from(new Set(indices.filter((i) => i >= 0 && i < n))).sort((a, b) => a - b);
+    const clean = indices === null ? null : uniqueSorted(indices, n);
     if (sameSelection(clean, state.selected) && state.drawn) return false;
-    state.selected = clean;
-    if (clean === null) {
-      selIndexBuf = null;
-      selCount = 0;
-    } else {
-      const ranks = new Uint32Array(clean.length);
-      clean.forEach((i, j) => { ranks[j] = rank[i]; });
-      ranks.sort();
-      if (!selIndexBuf) selIndexBuf = gl.createBuffer();
-      gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, selIndexBuf);
-      gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, ranks, gl.DYNAMIC_DRAW);
-      selCount = clean.length;
+    state.selected = clean === null ? null : Array.from(clean);
+    if (clean === null) selRanks = null;
+    else {
+      selRanks = new Uint32Array(clean.length);
+      for (let j = 0; j < clean.length; j++) selRanks[j] = rank[clean[j]];
+      selRanks.sort(); // drawn in the drawing order: no class on top among them either
     }
     const t = performance.now();
     drawAll();
@@ -495,15 +498,9 @@ function build(root, points, setStateValue, setTriggerValue) {
   }
 
   function selectPolygon(k, poly) {
-    const q = poly.map(([px, py]) => toData(k, px, py));
-    let ax = Infinity, ay = Infinity, bx = -Infinity, by = -Infinity;
-    for (const [x, y] of q) { ax = Math.min(ax, x); bx = Math.max(bx, x); ay = Math.min(ay, y); by = Math.max(by, y); }
-    const xy = coords[k], out = [];
-    grid(k).range(ax, ay, bx, by, (i) => {
-      const x = xy[2 * i], y = xy[2 * i + 1];
-      if (x >= ax && x <= bx && y >= ay && y <= by && insidePolygon(x, y, q)) out.push(i);
-    });
-    return out;
+    const px = new Float64Array(poly.length), py = new Float64Array(poly.length);
+    poly.forEach(([sx, sy], a) => { [px[a], py[a]] = toData(k, sx, sy); });
+    return grid(k).polygon(px, py, [], coords[k]);
   }
   function selectBox(k, a, b) {
     const [ax, ay] = toData(k, Math.min(a[0], b[0]), Math.max(a[1], b[1]));
@@ -536,7 +533,7 @@ function build(root, points, setStateValue, setTriggerValue) {
   state.nameOf = (i) => (names ? names[i] : "image " + i);
   state.debug = () => ({
     panels: P, n, mode: state.mode, selected: state.selected ? state.selected.length : 0,
-    highlightedPerPanel: cells.map(() => selCount), picked: state.picked, hovered: state.hovered,
+    highlightedPerPanel: cells.map(() => (selRanks ? selRanks.length : 0)), picked: state.picked, hovered: state.hovered,
     colours: codes.map((row) => Array.from(new Set(Array.from(row, (c) => palette[c])))),
     views: views.map((v) => ({ ...v })), aligned: !!head.aligned,
   });
@@ -550,7 +547,7 @@ function build(root, points, setStateValue, setTriggerValue) {
 
   // A view change is shown at once by moving and scaling the panel's last drawing (a CSS transform,
   // cheap at any size), and drawn for real once the gesture pauses: redrawing 8 x 100,000 points
-  // in software WebGL takes about half a second, too slow for every mouse move.
+  // takes ~50-100 ms, too slow for every mouse move.
   let settle = 0;
   const pendingDraw = new Set();
   function preview(j) {
@@ -714,8 +711,6 @@ function build(root, points, setStateValue, setTriggerValue) {
   state.dispose = () => {
     if (state.resize) state.resize.disconnect();
     clearTimeout(backdropTimer);
-    for (const b of [...posBuf, ...colBuf]) gl.deleteBuffer(b);
-    if (selIndexBuf) gl.deleteBuffer(selIndexBuf);
     tip.remove();
   };
   return state;
