@@ -126,7 +126,7 @@ _SCATTER = st.components.v2.component(
     "explorer_scatter",
     html='<div class="explorer-scatter">Drawing the projections…</div>',
     css=CSS,
-    js=(Path(__file__).with_name("scatter.js")).read_text(),
+    js="\n".join(Path(__file__).with_name(f).read_text() for f in ("scatter_points.js", "scatter_index.js", "scatter.js")),
     isolate_styles=False,  # the hover card is placed over the page, outside the component's box
 )
 _CONTROL = st.components.v2.component("explorer_scatter_control", js=CONTROL_JS, isolate_styles=False)
