@@ -1,18 +1,22 @@
-"""The dashboard at scale (not a test): a local-mode server on a large folder whose analysis is cached.
+"""The projection view at scale (not a test), in headless Debian chromium (Playwright).
 
 Usage:
     .venv/bin/python bench/bench_dashboard_scale.py --synthetic 100000x8 1000000x1 --before e52c916 \\
-        [--out bench/results/dashboard_synthetic.json]
+        [--visits 3] [--timeout 180] [--out docs/dashboard_synthetic.json]
     .venv/bin/python bench/bench_dashboard_scale.py /work/scale/clothing100k --cache-dir /work/scale/cache_pca2 \\
         [--projection pca] [--visits 3] [--out bench/results/dashboard_scale.json]
 
-The cache folder should hold the analysis already (run bench/bench_scale.py with the same
---cache-dir first): this measures the page, not the engine. A first visit reads the folder (and
-records what it found, read_index.py); then, in headless Debian chromium (Playwright), each timed
-visit measures page load -> every panel drawn (scatter.js marks its plot), a lasso over the middle
-of the first panel -> the selected images' grid shown with its thumbnails loaded, a click on a
-point -> its image beside the chart, and the browser's memory for the page (JS heap from the
-DevTools protocol; the RSS of chromium's processes from /proc).
+--synthetic: the real view on a bench page (bench/synthetic_page.py) with N made-up points per
+panel, so that a million points can be measured without extracting a million images; --before
+measures another commit's view in the same run (a git worktree). With a folder: a local-mode
+dashboard on it, its analysis already cached (bench/bench_scale.py with the same --cache-dir):
+this measures the page, not the engine.
+
+Each visit: page load -> every panel drawn; the page idle until the view has prepared what a
+selection is drawn over; a lasso over the middle of the first panel (the worst gap between
+animation frames while it is drawn); mouse up -> the selection shown in every panel; mouse up ->
+the grid's images loaded; a hover -> its thumbnail loaded; the JS heap (DevTools protocol) and
+the RSS of chromium's processes (/proc). docs/benchmarks.md has the results.
 """
 
 from __future__ import annotations

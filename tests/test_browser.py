@@ -445,6 +445,29 @@ def test_upload_zip_runs_end_to_end(server, browser, tmp_path: Path) -> None:
     page.close()
 
 
+def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, browser, tmp_path: Path) -> None:
+    """The shared demo's main path: a visitor's zip, its projections, a hover card with the image
+    (served after the upload itself is gone), a lasso and its grid."""
+    data = make_class_folders(tmp_path / "mine", per_class=10)
+    archive = zip_folder(data, tmp_path / "mine.zip", prefix="mine/")
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server)
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _upload_and_run(page, archive)
+    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
+                           "window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === 30; }", timeout=300_000)  # fmt: skip
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
+    page.mouse.move(x, y)
+    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                           timeout=30_000)  # fmt: skip
+    assert "class: " in page.inner_text(".explorer-tip")
+    _lasso_first_panel(page)
+    assert _selected_count(page) == 30
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 30", timeout=60_000)
+    page.screenshot(path=str(ART / "demo_upload_explored.png"), full_page=True)
+    page.close()
+
+
 def test_upload_images_with_labels_csv_and_a_broken_file(server, browser, tmp_path: Path) -> None:
     data = make_class_folders(tmp_path / "src", per_class=6)
     flat = tmp_path / "flat"

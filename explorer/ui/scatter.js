@@ -33,6 +33,52 @@ function el(tag, cls, text) {
   return e;
 }
 
+// the toolbar above the panels: what a drag does, linked pan / zoom, reset, clear
+function makeToolbar(aligned) {
+  const toolbar = el("div", "explorer-toolbar");
+  const modeButtons = {};
+  for (const [mode, label] of MODES) {
+    const b = el("button", "", label);
+    b.type = "button";
+    b.dataset.mode = mode;
+    b.setAttribute("aria-pressed", String(mode === "lasso"));
+    b.title = { lasso: "Drag to draw a lasso", box: "Drag to draw a box", pan: "Drag to pan, wheel to zoom" }[mode];
+    modeButtons[mode] = b;
+    toolbar.appendChild(b);
+  }
+  const linkLabel = el("label");
+  const link = el("input");
+  link.type = "checkbox";
+  link.className = "explorer-link";
+  link.checked = aligned;
+  linkLabel.appendChild(link);
+  linkLabel.appendChild(document.createTextNode(" link pan / zoom"));
+  toolbar.appendChild(linkLabel);
+  const reset = el("button", "", "Reset view");
+  reset.type = "button";
+  reset.dataset.action = "reset";
+  const clear = el("button", "", "Clear selection");
+  clear.type = "button";
+  clear.dataset.action = "clear";
+  toolbar.appendChild(reset);
+  toolbar.appendChild(clear);
+  toolbar.appendChild(el("span", "hint", "wheel: zoom in pan mode (or Ctrl + wheel); double-click: reset"));
+  return { toolbar, modeButtons, link, reset, clear };
+}
+
+function makeLegend(legend, palette) {
+  const legendEl = el("div", "explorer-legend");
+  legend.forEach((name, c) => {
+    const item = el("span");
+    const dot = el("span", "dot");
+    dot.style.background = palette[c];
+    item.appendChild(dot);
+    item.appendChild(document.createTextNode(name)); // text, never HTML
+    legendEl.appendChild(item);
+  });
+  return legendEl;
+}
+
 function build(root, points, setStateValue, setTriggerValue) {
   const { head, coords, codes, truth, predicted, names } = points;
   const { n, panels, palette, legend } = head;
@@ -61,44 +107,8 @@ function build(root, points, setStateValue, setTriggerValue) {
 
   // DOM: toolbar and legend above the panels; the panels alone inside .explorer-projections
   root.innerHTML = "";
-  const toolbar = el("div", "explorer-toolbar");
-  const modeButtons = {};
-  for (const [mode, label] of MODES) {
-    const b = el("button", "", label);
-    b.type = "button";
-    b.dataset.mode = mode;
-    b.setAttribute("aria-pressed", String(mode === "lasso"));
-    b.title = { lasso: "Drag to draw a lasso", box: "Drag to draw a box", pan: "Drag to pan, wheel to zoom" }[mode];
-    b.onclick = () => setMode(mode);
-    modeButtons[mode] = b;
-    toolbar.appendChild(b);
-  }
-  const linkLabel = el("label");
-  const link = el("input");
-  link.type = "checkbox";
-  link.className = "explorer-link";
-  link.checked = !!head.aligned;
-  linkLabel.appendChild(link);
-  linkLabel.appendChild(document.createTextNode(" link pan / zoom"));
-  toolbar.appendChild(linkLabel);
-  const reset = el("button", "", "Reset view");
-  reset.type = "button";
-  reset.dataset.action = "reset";
-  const clear = el("button", "", "Clear selection");
-  clear.type = "button";
-  clear.dataset.action = "clear";
-  toolbar.appendChild(reset);
-  toolbar.appendChild(clear);
-  toolbar.appendChild(el("span", "hint", "wheel: zoom in pan mode (or Ctrl + wheel); double-click: reset"));
-  const legendEl = el("div", "explorer-legend");
-  legend.forEach((name, c) => {
-    const item = el("span");
-    const dot = el("span", "dot");
-    dot.style.background = palette[c];
-    item.appendChild(dot);
-    item.appendChild(document.createTextNode(name));
-    legendEl.appendChild(item);
-  });
+  const { toolbar, modeButtons, link, reset, clear } = makeToolbar(!!head.aligned);
+  const legendEl = makeLegend(legend, palette);
   const grid_el = el("div", "explorer-projections");
   const tip = el("div", "explorer-tip");
   tip.style.display = "none";
@@ -350,6 +360,7 @@ function build(root, points, setStateValue, setTriggerValue) {
     views: views.map((v) => ({ ...v })), aligned: !!head.aligned,
   });
 
+  for (const [m, b] of Object.entries(modeButtons)) b.onclick = () => setMode(m);
   function setMode(mode) {
     state.mode = mode;
     for (const [m, b] of Object.entries(modeButtons)) b.setAttribute("aria-pressed", String(m === mode));
