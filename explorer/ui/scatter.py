@@ -1,6 +1,6 @@
-"""The projection panels at any size: every layer's panel, every point, drawn with WebGL in the
-browser (scatter.js), the points sent once as one binary blob, selections made and linked across
-the panels in the browser.
+"""The projection panels at any size: every layer's panel, every point, drawn in the browser
+(scatter.js: points splatted into each panel's pixels), the points sent once as one binary blob,
+selections made and linked across the panels in the browser.
 
 Why not `st.plotly_chart`: a figure of 8 x 100,000 points is ~60 MB of JSON with a label per point,
 re-sent on every rerun that changes the selection, and plotly's WebGL scatter selects live on every

@@ -56,8 +56,9 @@ function parseColor(css) {
 // ---- drawing: points splatted into each panel's pixels in JavaScript ----------------------------
 //
 // Measured in headless chromium on 2 cores (software WebGL, as on any machine without a GPU for the
-// browser): 8 panels x 100,000 points cost ~0.6-0.8 s per WebGL drawing and ~0.4 s for a large
-// selection's highlight, against ~50 ms written straight into the pixels here (docs/benchmarks.md).
+// browser): 8 panels x 100,000 points cost 0.5-0.75 s per WebGL drawing and ~0.4 s for a large
+// selection's highlight, against 75-130 ms and 50-80 ms written straight into the pixels here
+// (docs/benchmarks.md).
 // A point is a square of `size` pixels (a disc from 4 up), alpha-blended over what is there.
 
 // Blend the points order[from..to) (indices into the panel's drawing order) into rgb, a W x H x 3
