@@ -83,24 +83,7 @@ function build(root, points, setStateValue, setTriggerValue) {
   const { head, coords, codes, truth, predicted, names } = points;
   const { n, panels, palette, legend } = head;
   const P = panels.length;
-  const order = drawOrder(n);
-  const rank = new Uint32Array(n); // where image i sits in the drawing order
-  for (let j = 0; j < n; j++) rank[order[j]] = j;
-  const rgbOf = palette.map(parseColor);
-  // per panel: positions in drawing order; per row of codes: colours in drawing order
-  const posArr = coords.map((xy) => {
-    const out = new Float32Array(2 * n);
-    for (let j = 0; j < n; j++) { out[2 * j] = xy[2 * order[j]]; out[2 * j + 1] = xy[2 * order[j] + 1]; }
-    return out;
-  });
-  const colArr = codes.map((row) => {
-    const out = new Uint8Array(3 * n);
-    for (let j = 0; j < n; j++) {
-      const c = rgbOf[row[order[j]]] || [120, 120, 120];
-      out[3 * j] = c[0]; out[3 * j + 1] = c[1]; out[3 * j + 2] = c[2];
-    }
-    return out;
-  });
+  const { rank, posArr, colArr } = inDrawingOrder(coords, codes, palette, n);
   let selRanks = null; // the selected images' places in the drawing order, ascending
   const grids = new Array(P).fill(null);
   const grid = (k) => grids[k] || (grids[k] = buildGrid(coords[k], n));
@@ -285,7 +268,7 @@ function build(root, points, setStateValue, setTriggerValue) {
     for (let k = 0; k < P; k++) drawOverlay(k);
   }
 
-  // the selection: flags and an index list in drawing order, one redraw of every panel
+  // the selection: its places in the drawing order, one redraw of every panel
   const sameSelection = (a, b) => {
     if (a === b) return true;
     if (!a || !b || a.length !== b.length) return false;
@@ -404,30 +387,14 @@ function build(root, points, setStateValue, setTriggerValue) {
 
   // hover: coalesced to one query per animation frame
   let hoverAt = null, hoverFrame = 0;
+  const card = hoverCard(tip, head.thumb_url, state.times);
   function showTip(i, k, clientX, clientY) {
-    if (i === null) { tip.style.display = "none"; return; }
-    tip.textContent = "";
-    if (head.thumb_url) {
-      const img = el("img");
-      img.alt = "";
-      img.src = head.thumb_url + "/" + i;
-      tip.appendChild(img);
-    }
-    tip.appendChild(el("div", "", names ? names[i] : "image " + i));
-    if (truth) tip.appendChild(el("div", "", "class: " + legendName(head.classes, truth[i])));
-    if (predicted.length) tip.appendChild(el("div", "", "probe (" + panels[k].title.split(" ")[0] + "): " + legendName(head.classes, predicted[k][i])));
-    else if (!truth) tip.appendChild(el("div", "", legend[codes[k % codes.length][i]] || ""));
-    tip.style.display = "block";
-    // beside the cursor, flipped to stay on screen (again once the thumbnail has its size)
-    const place = () => {
-      const r = tip.getBoundingClientRect();
-      tip.style.left = (clientX + 14 + r.width > window.innerWidth ? clientX - 14 - r.width : clientX + 14) + "px";
-      tip.style.top = (clientY + 14 + r.height > window.innerHeight ? Math.max(0, clientY - 14 - r.height) : clientY + 14) + "px";
-    };
-    place();
-    const img = tip.querySelector("img");
-    if (img) img.onload = () => { place(); state.times.hover.loaded_at = performance.now(); };
-    state.times.hover = { index: i, at: performance.now() };
+    if (i === null) return card.hide();
+    const lines = [names ? names[i] : "image " + i];
+    if (truth) lines.push("class: " + legendName(head.classes, truth[i]));
+    if (predicted.length) lines.push("probe (" + panels[k].title.split(" ")[0] + "): " + legendName(head.classes, predicted[k][i]));
+    else if (!truth) lines.push(legend[codes[k % codes.length][i]] || "");
+    card.show(`${k}:${i}`, i, lines, clientX, clientY);
   }
   function hover() {
     hoverFrame = 0;
@@ -448,7 +415,7 @@ function build(root, points, setStateValue, setTriggerValue) {
       c.over.setPointerCapture(ev.pointerId);
       gesture = { k, kind: state.mode, pts: [at(ev)], start: at(ev), view: { ...views[k] }, moved: false };
       state.hovered = null;
-      tip.style.display = "none";
+      card.hide();
     });
     c.over.addEventListener("pointermove", (ev) => {
       const p = at(ev);
@@ -497,7 +464,7 @@ function build(root, points, setStateValue, setTriggerValue) {
       if (gesture) return;
       hoverAt = null;
       if (state.hovered !== null) { state.hovered = null; overlays(); }
-      tip.style.display = "none";
+      card.hide();
     });
     c.over.addEventListener("wheel", (ev) => {
       if (state.mode !== "pan" && !ev.ctrlKey && !ev.metaKey) return; // the page scrolls
@@ -537,6 +504,42 @@ function build(root, points, setStateValue, setTriggerValue) {
     tip.remove();
   };
   return state;
+}
+
+// The card beside the cursor: an image's thumbnail and lines of text (set as text, never HTML),
+// rebuilt only when the hovered point changes, moved with the cursor, kept on screen.
+function hoverCard(tip, thumbUrl, times) {
+  let shown = null, x = 0, y = 0;
+  const place = () => {
+    const r = tip.getBoundingClientRect();
+    tip.style.left = (x + 14 + r.width > window.innerWidth ? x - 14 - r.width : x + 14) + "px";
+    tip.style.top = (y + 14 + r.height > window.innerHeight ? Math.max(0, y - 14 - r.height) : y + 14) + "px";
+  };
+  return {
+    show(key, index, lines, clientX, clientY) {
+      x = clientX;
+      y = clientY;
+      if (key !== shown) {
+        shown = key;
+        tip.textContent = "";
+        times.hover = { index, at: performance.now() };
+        if (thumbUrl) {
+          const img = el("img");
+          img.alt = "";
+          img.onload = () => { place(); times.hover.loaded_at = performance.now(); }; // its size is known now
+          img.src = thumbUrl + "/" + index;
+          tip.appendChild(img);
+        }
+        for (const line of lines) tip.appendChild(el("div", "", line));
+        tip.style.display = "block";
+      }
+      place();
+    },
+    hide() {
+      shown = null;
+      tip.style.display = "none";
+    },
+  };
 }
 
 function legendName(classes, code) {

@@ -45,6 +45,29 @@ function drawOrder(n) {
   return order;
 }
 
+// Each panel's positions (x, y per point) and each row of colour codes' colours (r, g, b per point)
+// in the drawing order, and rank[i]: where image i sits in it.
+function inDrawingOrder(coords, codes, palette, n) {
+  const order = drawOrder(n);
+  const rank = new Uint32Array(n);
+  for (let j = 0; j < n; j++) rank[order[j]] = j;
+  const rgbOf = palette.map(parseColor);
+  const posArr = coords.map((xy) => {
+    const out = new Float32Array(2 * n);
+    for (let j = 0; j < n; j++) { out[2 * j] = xy[2 * order[j]]; out[2 * j + 1] = xy[2 * order[j] + 1]; }
+    return out;
+  });
+  const colArr = codes.map((row) => {
+    const out = new Uint8Array(3 * n);
+    for (let j = 0; j < n; j++) {
+      const c = rgbOf[row[order[j]]] || [120, 120, 120];
+      out[3 * j] = c[0]; out[3 * j + 1] = c[1]; out[3 * j + 2] = c[2];
+    }
+    return out;
+  });
+  return { rank, posArr, colArr };
+}
+
 function parseColor(css) {
   const m = /^#([0-9a-f]{6})$/i.exec(css.trim());
   if (m) { const v = parseInt(m[1], 16); return [v >> 16, (v >> 8) & 255, v & 255]; }

@@ -70,3 +70,15 @@ test("the drawing order is a fixed permutation", () => {
   assert.deepEqual(Array.from(a).sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
   assert.notDeepEqual(Array.from(a.subarray(0, 20)), Array.from({ length: 20 }, (_, i) => i));
 });
+
+test("every panel's points and colours are put in the drawing order together", () => {
+  const n = 500;
+  const xy = Float32Array.from({ length: 2 * n }, (_, j) => j);
+  const codes = [Uint16Array.from({ length: n }, (_, i) => i % 3)];
+  const { rank, posArr, colArr } = inDrawingOrder([xy], codes, ["#ff0000", "#00ff00", "#0000ff"], n);
+  for (let i = 0; i < n; i++) {
+    const j = rank[i];
+    assert.deepEqual([posArr[0][2 * j], posArr[0][2 * j + 1]], [2 * i, 2 * i + 1]);
+    assert.deepEqual(Array.from(colArr[0].subarray(3 * j, 3 * j + 3)), [[255, 0, 0], [0, 255, 0], [0, 0, 255]][i % 3]);
+  }
+});
