@@ -32,7 +32,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from serving import ARGS, CHROMIUM, MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import ARGS, CHROMIUM, MALLOC, cpu_model, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,8 +208,7 @@ def _report(rows: list[dict], out: str) -> None:
 
 
 def _machine() -> str:
-    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
-    return f"{os.cpu_count()} cores, {model}, headless Debian chromium (software WebGL)"
+    return f"{os.cpu_count()} cores, {cpu_model()}, headless Debian chromium (software WebGL)"
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Extraction benchmark (not a test): prints a table to paste into the README.
+"""Extraction benchmark (not a test): prints a table to paste into docs/benchmarks.md.
 
 Usage: .venv/bin/python bench/bench_extract.py [--model mobilenet_v2] [--images 400]
 Compares, on the bundled clothing sample: decoding alone; a plain forward pass to the deepest

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from serving import cpu_model  # noqa: E402  (bench/serving.py; bench/ is on the path of a script run from it)
 
 
 def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str | None = None) -> dict:
@@ -169,7 +169,7 @@ def main() -> None:
         r["floor_s"] = r["n"] / floor_rate
         results.append(r)
         print(json.dumps(r), flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     meta = {"cpu": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "floor": floor}
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     stages = sorted({k for r in results for k in r["stages"]}, key=lambda k: min(list(r["stages"]).index(k) for r in results if k in r["stages"]))

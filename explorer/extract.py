@@ -170,7 +170,7 @@ class BatchDecoder:
     it starts at construction, so decoding also overlaps whatever the caller does next (building the
     model). On the CPU the model's threads already use every core, so decoding beside them only
     slows both: there each batch is decoded when asked for, by `workers` threads, between forward
-    passes (README.md, "Measured"). Iterate to get (start, stop, batch); close() (or `with`) stops.
+    passes (docs/benchmarks.md, "Measured"). Iterate to get (start, stop, batch); close() (or `with`) stops.
     This is the only full decode of an image: one that fails here is replaced by a blank and
     recorded in `unreadable`, and the caller leaves it out.
 

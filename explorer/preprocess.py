@@ -18,7 +18,7 @@ class Preprocess:
     and normalise. Resize and crop need each PIL image; the last two are elementwise, so they run
     once on the stacked uint8 batch, giving bit-identical tensors (the preset accepts batched tensors
     too). Per image they cost more than half of preprocessing: on 224-px photos 1.2-1.8 ms of 2.5 ms,
-    mostly thread start-up of small tensor ops (README.md, "Measured"). Any other transform runs whole,
+    mostly thread start-up of small tensor ops (docs/benchmarks.md, "Measured"). Any other transform runs whole,
     per image.
 
     Args:

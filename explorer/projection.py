@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 UMAP_PCA_DIMS = 50  # UMAP on wide layers first reduces with PCA: same picture, much less time
 MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}
-UMAP_SPECTRAL_MAX = 20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (README)
+UMAP_SPECTRAL_MAX = 20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (docs/benchmarks.md)
 TSNE_MAX_POINTS = 10_000  # t-SNE (Barnes-Hut, scikit-learn) beyond this takes many minutes per layer on a small machine
 SETTINGS = {"umap_pca_dims": UMAP_PCA_DIMS, "min_points": MIN_POINTS, "umap_graph": "cosine kNN graph (neighbors.py)",
             "pca_solver": "covariance_eigh when N >= D", "umap_spectral_max": UMAP_SPECTRAL_MAX}  # fmt: skip  (part of derived results' cache keys)

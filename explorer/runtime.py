@@ -12,10 +12,10 @@ from .fsutil import default_cache_root
 log = logging.getLogger(__name__)
 
 # With glibc's defaults every batch's large activation buffers are mmap'ed and unmapped again,
-# paying page faults each time; measured here this halves CPU throughput (README.md, "Measured").
+# paying page faults each time; measured here this halves CPU throughput (docs/benchmarks.md, "Measured").
 # Memory freed is then kept by its arena, never returned: with glibc's default of 8 arenas per core,
 # the threads of a server (a script thread per visitor, workers) each grew one to its own peak, and
-# the demo's RSS reached 16 GB after 41 soak sessions. Two arenas: 1.3-1.6 GB (README, "Hosting").
+# the demo's RSS reached 16 GB after 41 soak sessions. Two arenas: 1.3-1.6 GB (docs/hosting.md).
 MALLOC_ENV = {
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": "68719476736",
