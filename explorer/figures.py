@@ -305,17 +305,22 @@ def projections(
             fig.add_trace(scatter(x=[None], y=[None], mode="markers", name=str(cls), legendgroup=str(cls),
                                   marker=dict(size=6, color=color)), row=1, col=1)  # fmt: skip
     order = drawing_order(len(names))
+    classes = list(colors)
+    codes = np.searchsorted(np.array(classes), labs) if len(classes) else np.zeros(len(labs), int)
+    steps = [[(c + e) / len(classes), colors[k]] for c, k in enumerate(classes) for e in (0, 1)]
     for pi, key in enumerate(keys):
         r, c = pi // cols + 1, pi % cols + 1
         xy = panels[key]
         if not dim3:
             # every point in one trace, in an order that favours no class (one trace per class drew
             # the last class over all the others where they overlap)
-            point_colors = np.array([colors[v] for v in labs[order].tolist()])
+            # colours as class codes on a stepped colour scale: plotly validates a list of colour
+            # strings one by one (4 s for 8 x 10,000 points, against 0.5 s for numbers)
             fig.add_trace(scatter(x=xy[order, 0], y=xy[order, 1], mode="markers", showlegend=False,
                                   customdata=np.stack([idx[order], name_arr[order], labs[order]], axis=1),
                                   hovertemplate="%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
-                                  marker=dict(size=6, color=point_colors, opacity=0.85)), row=r, col=c)  # fmt: skip
+                                  marker=dict(size=6, color=codes[order], colorscale=steps, cmin=-0.5, cmax=len(classes) - 0.5,
+                                              opacity=0.85)), row=r, col=c)  # fmt: skip
         for cls, color in colors.items() if dim3 else ():  # 3-D: a trace per class (plotly sorts by depth)
             m = labs == cls
             fig.add_trace(go.Scatter3d(x=xy[m, 0], y=xy[m, 1], z=xy[m, 2], mode="markers", marker=dict(size=3, color=color),

@@ -51,7 +51,13 @@ def test_report_panels_draw_points_in_an_order_that_favours_no_class() -> None:
         index = np.array([int(i) for i in t.customdata[:, 0]])
         assert sorted(index.tolist()) == list(range(400))
         np.testing.assert_allclose(np.asarray(t.x, dtype=float), xy[index, 0])
-        assert list(t.marker.color) == [colors[labels[i]] for i in index]
+        # each point's colour, read off the trace's stepped colour scale as plotly reads it
+        scale, lo, hi = t.marker.colorscale, t.marker.cmin, t.marker.cmax
+        drawn_colours = []
+        for v in np.asarray(t.marker.color, dtype=float):
+            at = (v - lo) / (hi - lo)
+            drawn_colours.append(next(col for (a, col), (b, _) in zip(scale, scale[1:]) if a <= at <= b and a < b))
+        assert drawn_colours == [colors[labels[i]] for i in index]
         assert len({labels[i] for i in index[-40:]}) == 4  # the last points drawn are of every class
     legend = [t.name for t in fig.data if t.showlegend is not False and t.x is not None and len(t.x) == 1]
     assert legend == sorted(set(labels))
