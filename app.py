@@ -4,7 +4,7 @@ import logging
 
 import streamlit as st
 
-from explorer.runtime import SERVER_LOG_FORMAT, configure
+from explorer.process_setup import SERVER_LOG_FORMAT, configure
 
 configure()
 logging.basicConfig(level=logging.INFO, format=SERVER_LOG_FORMAT)

@@ -32,7 +32,14 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from serving import ARGS, CHROMIUM, MALLOC, cpu_model, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import (  # bench/serving.py (bench/ is on the path of a script run from it)
+    ARGS,
+    CHROMIUM,
+    MALLOC,
+    cpu_model,
+    free_port,
+    healthy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,7 +42,13 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from serving import ARGS, CHROMIUM, MALLOC, ROOT, DemoServer  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import (  # bench/serving.py (bench/ is on the path of a script run from it)
+    ARGS,
+    CHROMIUM,
+    MALLOC,
+    ROOT,
+    DemoServer,
+)
 
 SAMPLE = ROOT / "explorer" / "samples" / "clothing"
 DRAWN = ".st-key-proj .js-plotly-plot[data-drawn]"

@@ -25,24 +25,25 @@ warnings.simplefilter("ignore")
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from explorer.runtime import configure
+    from explorer.process_setup import configure
 
     configure(malloc=os.environ.get("EXPLORER_MALLOC_TUNE", "1") != "0")
     import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    from explorer import layers, models, pipeline
-    from explorer.cache import FeatureCache
+    from explorer import comparison
     from explorer.config import DataSpec, ExtractSpec
-    from explorer.datasets import load_dataset
-    from explorer.extract import FeatureExtractor, cpu_supports_bf16
-    from explorer.fold import fold_batchnorm
-    from explorer.images import load_rgb
+    from explorer.data.datasets import load_dataset
+    from explorer.data.images import load_rgb
+    from explorer.extraction.extractor import FeatureExtractor, cpu_supports_bf16
+    from explorer.models import layers, registry
+    from explorer.models.batchnorm import fold_batchnorm
+    from explorer.store import FeatureCache
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images))
-    w = models.resolve_weights(args.model, "auto")
-    tf = models.transforms(args.model, w.tv_weights)
-    model = models.build_model(args.model, w)
+    w = registry.resolve_weights(args.model, "auto")
+    tf = registry.transforms(args.model, w.tv_weights)
+    model = registry.build_model(args.model, w)
     nodes = list(layers.profile(args.model).default)
     n = len(ds)
     out: dict = {"images": n, "layers": len(nodes)}
@@ -87,10 +88,10 @@ def measure(args: argparse.Namespace) -> dict:
         cache = FeatureCache(tmp)
         spec = ExtractSpec(model=args.model, precision=best)
         t = time.perf_counter()
-        pipeline.extract_features(ds, spec, cache=cache)
+        comparison.extract_features(ds, spec, cache=cache)
         out["cold_extract_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        pipeline.extract_features(ds, spec, cache=cache)
+        comparison.extract_features(ds, spec, cache=cache)
         out["cached_extract_s"] = time.perf_counter() - t
     out["best"] = best
     return out
@@ -100,26 +101,26 @@ def baseline(args: argparse.Namespace) -> dict:
     """The budget's terms in a fresh process: decoding the images the plain way (PIL + the weights'
     transforms, image by image, one Python thread) and one plain forward pass to the deepest default
     layer at the best precision (warm: after one batch), batch 32, channels_last."""
-    from explorer.runtime import configure
+    from explorer.process_setup import configure
 
     configure()
     import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    from explorer import layers, models
     from explorer.config import DataSpec
-    from explorer.datasets import load_dataset
-    from explorer.extract import cpu_supports_bf16
-    from explorer.fold import fold_batchnorm
-    from explorer.images import load_rgb
+    from explorer.data.datasets import load_dataset
+    from explorer.data.images import load_rgb
+    from explorer.extraction.extractor import cpu_supports_bf16
+    from explorer.models import layers, registry
+    from explorer.models.batchnorm import fold_batchnorm
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images), thumbnails=False)
-    w = models.resolve_weights(args.model, "auto")
-    tf = models.transforms(args.model, w.tv_weights)
+    w = registry.resolve_weights(args.model, "auto")
+    tf = registry.transforms(args.model, w.tv_weights)
     t = time.perf_counter()
     batch = torch.stack([tf(load_rgb(it.read_bytes(), max_pixels=10**8)) for it in ds.items])
     decode = time.perf_counter() - t
-    model = models.build_model(args.model, w)
+    model = registry.build_model(args.model, w)
     node = layers.profile(args.model).default[-1]
     bf16 = cpu_supports_bf16()
     ac = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)

@@ -21,7 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from serving import ARGS, CHROMIUM, MALLOC, free_port, healthy  # bench/serving.py (bench/ is on the path of a script run from it)
+from serving import (  # bench/serving.py (bench/ is on the path of a script run from it)
+    ARGS,
+    CHROMIUM,
+    MALLOC,
+    free_port,
+    healthy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,13 +32,14 @@ from serving import cpu_model  # noqa: E402  (bench/serving.py; bench/ is on the
 
 def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str | None = None) -> dict:
     """One `compare` run in this (fresh) process; returns seconds per stage."""
-    from explorer.runtime import configure
+    from explorer.process_setup import configure
 
     configure()
-    from explorer import export, pipeline
-    from explorer.cache import FeatureCache
+    from explorer import comparison
     from explorer.config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
-    from explorer.datasets import load_dataset
+    from explorer.data.datasets import load_dataset
+    from explorer.output import export
+    from explorer.store import FeatureCache
 
     marks: list[tuple[str, float]] = []
     t0 = time.perf_counter()
@@ -51,7 +52,7 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
     progress("reading images", 0, 1)
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
     with tempfile.TemporaryDirectory(dir=out) as fresh:
-        comp = pipeline.compare(ds, [ExtractSpec(model="mobilenet_v2")], projection=ProjectionSpec(method=projection),
+        comp = comparison.compare(ds, [ExtractSpec(model="mobilenet_v2")], projection=ProjectionSpec(method=projection),
                                 metric=MetricSpec(), cache=FeatureCache(cache_dir or fresh), progress=progress)  # fmt: skip
         progress("writing files", 0, 1)
         export.write_all(comp, out / f"out{n}")
@@ -66,21 +67,21 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
 
 def child_floor(data: str, n: int, batch: int = 32) -> dict:
     """Decode + preprocess, then a plain forward pass of MobileNetV2, over n images of the dataset."""
-    from explorer.runtime import configure
+    from explorer.process_setup import configure
 
     configure()
     import torch
 
-    from explorer import models
     from explorer.config import DataSpec, Limits
-    from explorer.datasets import load_dataset
-    from explorer.extract import resolve_precision
-    from explorer.images import load_rgb
+    from explorer.data.datasets import load_dataset
+    from explorer.data.images import load_rgb
+    from explorer.extraction.extractor import resolve_precision
+    from explorer.models import registry
 
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
-    w = models.resolve_weights("mobilenet_v2", "auto")
-    tf = models.transforms("mobilenet_v2", w.tv_weights)
-    model = models.build_model("mobilenet_v2", w).eval().to(memory_format=torch.channels_last)
+    w = registry.resolve_weights("mobilenet_v2", "auto")
+    tf = registry.transforms("mobilenet_v2", w.tv_weights)
+    model = registry.build_model("mobilenet_v2", w).eval().to(memory_format=torch.channels_last)
     precision = resolve_precision("auto", "cpu")
     decode = forward = 0.0
     for s in range(0, len(ds), batch):

@@ -1,5 +1,5 @@
 """What the browser benchmarks share: a free loopback port, the server's health check, the malloc
-settings scripts/run.sh starts the server with (explorer/runtime.py), the headless chromium they
+settings scripts/run.sh starts the server with (explorer/process_setup.py), the headless chromium they
 drive, and the demo-mode server the demo benchmarks start and kill."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from explorer.runtime import MALLOC_ENV as MALLOC  # noqa: E402  (the repository root, put on the path above)
+from explorer.process_setup import MALLOC_ENV as MALLOC  # noqa: E402  (the repository root, put on the path above)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]

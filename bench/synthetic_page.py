@@ -18,7 +18,7 @@ import streamlit as st
 
 sys.path.insert(0, os.getcwd())  # the tree under test (its explorer/)
 from explorer.config import DataSpec  # noqa: E402
-from explorer.datasets import load_dataset  # noqa: E402
+from explorer.data.datasets import load_dataset  # noqa: E402
 from explorer.ui import scatter  # noqa: E402
 
 N = int(os.environ.get("SYNTH_N", "100000"))

@@ -47,19 +47,19 @@ class _Bar:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from . import models
+    from .models import registry
 
-    names = models.list_models(args.filter)
+    names = registry.list_models(args.filter)
     print(f"{'model':<22} weights")
     for n in names:
-        print(f"{n:<22} {models.weights_availability(n)}")
+        print(f"{n:<22} {registry.weights_availability(n)}")
     print(f"\n{len(names)} models; 'offline' weights load here without a network, "
           "'download' ones need internet (or the file in $EXPLORER_WEIGHTS_DIR); --weights none always works.")  # fmt: skip
     return 0
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from . import layers
+    from .models import layers
 
     prof = layers.profile(args.model)
     default = set(prof.default)
@@ -78,10 +78,10 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
     """What `compare` analyses: the data, one ExtractSpec per run, the projection and the metrics
     (the dashboard's "same analysis from the command line" is checked against this)."""
-    from . import pipeline
+    from . import comparison
 
     model_names = [m.strip() for m in args.model.split(",") if m.strip()]
-    per_model = pipeline.parse_layers(model_names, args.layers)
+    per_model = comparison.parse_layers(model_names, args.layers)
     weights = [w.strip() for w in args.weights.split(",")]
     if len(weights) not in (1, len(model_names)):
         raise ValueError(f"--weights has {len(weights)} values for {len(model_names)} models; give one, or one per model")
@@ -101,17 +101,19 @@ def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[Extract
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from . import export, pipeline
-    from .cache import FeatureCache
+    from . import comparison
     from .config import Limits
-    from .datasets import load_dataset
+    from .data.datasets import load_dataset
+    from .output import export
+    from .store import FeatureCache
 
     spec, specs, projection, metric = analysis_from_args(args)
-    ray = None
+    engine = None
     if args.engine == "ray":
-        from .distributed import RayEngine
+        from .extraction.ray_backend import RayEngine
 
-        ray = RayEngine(address=args.ray_address, actors=args.ray_actors)
+        engine = RayEngine(address=args.ray_address, actors=args.ray_actors)
+        engine.start()  # before reading the images: an unreachable cluster is said at once
     bar = _Bar(enabled=not args.quiet)
     t0 = time.perf_counter()
     limits = Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
@@ -122,12 +124,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
                            read_index=cache.reads_dir)  # fmt: skip
     try:
-        comp = pipeline.compare(dataset, specs, projection=projection, metric=metric, cache=cache,
-                                progress=bar, max_pixels=limits.max_pixels, ray=ray)  # fmt: skip
+        comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache,
+                                  progress=bar, max_pixels=limits.max_pixels, backend=engine)  # fmt: skip
         bar.close()
         files = export.write_all(comp, args.out)
     finally:
         dataset.close()
+        if engine is not None:
+            engine.stop()
     if not args.quiet:
         cols = ["model", "layer", "dim", "probe_acc", "knn_acc", "silhouette", "eff_dim"]
         print(comp.metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -187,12 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input exits 2 with one line on stderr and no traceback."""
-    from .runtime import configure
+    from .process_setup import configure
 
     configure()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .extract import Cancelled
+    from .extraction.extractor import Cancelled
 
     commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare}
     try:

@@ -13,10 +13,12 @@ import sys, pkgutil, importlib, explorer
 for m in pkgutil.walk_packages(explorer.__path__, "explorer."):
     if not m.name.startswith("explorer.ui"):
         importlib.import_module(m.name)
-from explorer import pipeline, datasets, config, cache
+from explorer import config
+from explorer import comparison, store
+from explorer.data import datasets
 ds = datasets.load_dataset(config.DataSpec(source="sample:digits", max_images=20))
-comp = pipeline.compare(ds, [config.ExtractSpec(weights="none", layers=("features.4", "flatten"))],
-                        projection=config.ProjectionSpec(method="pca"), cache=cache.FeatureCache(sys.argv[1]))
+comp = comparison.compare(ds, [config.ExtractSpec(weights="none", layers=("features.4", "flatten"))],
+                        projection=config.ProjectionSpec(method="pca"), cache=store.FeatureCache(sys.argv[1]))
 assert len(comp.metrics) == 2
 bad = [m for m in sys.modules if m == "streamlit" or m.startswith("streamlit.")]
 print("STREAMLIT_MODULES", len(bad))

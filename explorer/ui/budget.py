@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import layers, models
+from ..analysis.neighbors import GRAPH_K
 from ..config import AppMode, ExtractSpec
-from ..neighbors import GRAPH_K
+from ..models import layers, registry
 
 SMALL_MODEL = "mobilenet_v2"  # what a refusal suggests instead
 # Bytes per image and layer besides its features: the neighbour graph (GRAPH_K int32 indices and
@@ -43,7 +43,7 @@ def cache_bytes(specs: Sequence[ExtractSpec], n_images: int, n_classes: int = 0)
 def gflop(specs: Sequence[ExtractSpec], n_images: int) -> float:
     """The forward passes' GFLOPs of every model over `n_images` (a model torchvision gives no figure
     for counts as 0: the time budget still bounds it)."""
-    return sum((models.forward_gflops(s.model, s.weights != "none") or 0.0) * n_images for s in specs)
+    return sum((registry.forward_gflops(s.model, s.weights != "none") or 0.0) * n_images for s in specs)
 
 
 def check(specs: Sequence[ExtractSpec], n_images: int, mode: AppMode, n_classes: int = 0) -> None:
@@ -71,7 +71,7 @@ def check(specs: Sequence[ExtractSpec], n_images: int, mode: AppMode, n_classes:
         return
     per_image = need / n_images
     fits = int(mode.max_gflop // per_image)
-    small = models.forward_gflops(SMALL_MODEL) or 0.3
+    small = registry.forward_gflops(SMALL_MODEL) or 0.3
     names = " + ".join(dict.fromkeys(s.model for s in specs))
     raise ValueError(
         f"{n_images:,} images through {names} need about {need:,.0f} GFLOPs, over this demo's budget of "

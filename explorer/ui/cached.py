@@ -7,17 +7,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
 
-from .. import layers, models, weights
+from ..models import layers, registry, weights
 
 
 @st.cache_resource(show_spinner=False)
 def model_names() -> list[str]:
-    return models.list_models()
+    return registry.list_models()
 
 
 @st.cache_resource(show_spinner=False)
 def availability() -> dict[str, str]:
-    return {n: models.weights_availability(n) for n in models.list_models()}
+    return {n: registry.weights_availability(n) for n in registry.list_models()}
 
 
 # a model's layers are listed by one background thread for the whole server (at most one model at a

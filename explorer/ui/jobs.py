@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import app_mode
-from ..runtime import release_free_memory
+from ..process_setup import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class JobQueue:
     def _work(self) -> None:
         if self.threads_per_worker:
             try:
-                from ..runtime import size_threads
+                from ..process_setup import size_threads
 
                 size_threads(self.threads_per_worker)
             except Exception:  # sizing is an optimisation; the worker must live on
@@ -217,7 +217,7 @@ class JobQueue:
                 job.result = job.fn(job)
                 job.state = "done"
             except Exception as exc:  # every failure reaches the visitor as one sentence
-                from ..extract import Cancelled
+                from ..extraction.extractor import Cancelled
 
                 if isinstance(exc, Cancelled) and job.timed_out:
                     log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
@@ -239,7 +239,7 @@ class JobQueue:
                 log.info("job %d: %s in %.1f s", job.id, job.state, job.finished - job.submitted)
                 with self._lock:
                     self._running -= 1
-                release_free_memory()  # the heap would keep this job's peak (runtime.py)
+                release_free_memory()  # the heap would keep this job's peak (process_setup.py)
 
 
 def _workers() -> int:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from .. import pipeline
-from ..cache import FeatureCache
+from .. import comparison
 from ..config import DataSpec, ProjectionSpec
-from ..datasets import ImageDataset, load_dataset
+from ..data.datasets import ImageDataset, load_dataset
+from ..store import FeatureCache
 from . import budget, reproduce, sidebar, state, views
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 from .text import plain
@@ -53,7 +53,7 @@ _start_up()
 class Result:
     """A finished analysis as the views need it."""
 
-    comparison: pipeline.Comparison
+    comparison: comparison.Comparison
     inputs: sidebar.Inputs
 
 
@@ -77,7 +77,7 @@ def warm_up_umap() -> None:
                     quiet_since = time.monotonic()
             import numpy as np
 
-            from ..projection import project
+            from ..analysis.projection import project
 
             project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
             log.info("UMAP warm-up done")
@@ -129,7 +129,7 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
             budget.check(specs, len(ds), sidebar.MODE, len(ds.classes))  # with the exact number of images
             room = budget.cache_bytes(specs, len(ds), len(ds.classes)) if sidebar.MODE.cache_max_bytes else 0
             with CACHE.reserve(room, sidebar.MODE.cache_max_bytes):  # the cache stays under its limit while this writes
-                comp = pipeline.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
+                comp = comparison.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
                                         cache=CACHE, should_stop=job.should_stop,
                                         max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
         finally:

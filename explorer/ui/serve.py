@@ -24,21 +24,22 @@ log = logging.getLogger(__name__)
 def preload() -> float:
     """Import what the first page needs; returns the seconds it took."""
     t = time.perf_counter()
-    from ..runtime import configure
+    from ..process_setup import configure
 
     configure()
     import plotly.graph_objects  # noqa: F401
     import sklearn.linear_model  # noqa: F401
     import torchvision.models.feature_extraction  # noqa: F401
 
-    from .. import models, pipeline  # noqa: F401
+    from .. import comparison  # noqa: F401
+    from ..models import registry
 
-    models.list_models()
+    registry.list_models()
     return time.perf_counter() - t
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..runtime import SERVER_LOG_FORMAT
+    from ..process_setup import SERVER_LOG_FORMAT
 
     # this is the process entry point; app.py's basicConfig is then a no-op
     logging.basicConfig(level=logging.INFO, format=SERVER_LOG_FORMAT)

@@ -75,7 +75,7 @@ def apply_each_interaction_whole() -> None:
     Here those yields are skipped while the states are applied; the yield Streamlit makes right
     after this step raises the newer request, and the click's callback has run by then. With a
     Streamlit whose internals differ, this logs a warning once and changes nothing.
-    tests/test_click_applied.py shows the loss with Streamlit alone; when that test fails,
+    tests/ui/test_click_applied.py shows the loss with Streamlit alone; when that test fails,
     Streamlit no longer loses the click and this can go.
     """
     original = getattr(SafeSessionState, "on_script_will_rerun", None)

@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from .. import export, figures, report
-from ..datasets import ImageItem, thumbnail_bytes
-from ..pipeline import Comparison
+from ..comparison import Comparison
+from ..data.datasets import ImageItem, thumbnail_bytes
+from ..output import export, figures, report
 from . import reproduce, scatter, sidebar, thumbs
 from .sidebar import MODE
 from .text import code, plain
@@ -336,7 +336,7 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     panels = comp.panels(align=False)
     pair = {a: panels[a], b: panels[b]} if a != b else {a: panels[a]}
     if align and a != b and pair[a].shape[1] == 2:
-        from ..projection import align as align_fn
+        from ..analysis.projection import align as align_fn
 
         pair[b] = align_fn(pair[a], pair[b])
     if pair[a].shape[1] == 3:

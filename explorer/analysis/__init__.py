@@ -1,0 +1,1 @@
+"""Per-layer analysis: neighbour graphs, the probe, scores, projections and similarity between layers."""

@@ -1,0 +1,128 @@
+"""What is derived from each layer's features, each result cached under the layer's key, its
+settings and the versions of the libraries that compute it: the kNN graph, the scores, the
+projection, and the similarity between layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..code_identity import identities
+from ..config import MetricSpec, ProjectionSpec
+from ..data.datasets import ImageDataset
+from ..extraction.backend import StageProgress
+from ..extraction.layer_features import ModelRun
+from ..store import FeatureCache, analysis_versions, make_key
+from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
+from .projection import Projection, project
+from .scores import LayerScores, score_layer
+from .similarity import Similarity, layer_similarity
+
+
+def analysis_settings(stage: str) -> dict[str, Any]:
+    """What shapes a derived result besides its inputs, part of its key: the versions of the
+    libraries that compute it and the code identity of its stage (code_identity.py: the modules'
+    code, their constants included)."""
+    return {"versions": analysis_versions(), "code": identities(stage)}
+
+
+def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None = None) -> dict[str, KnnGraph]:
+    """The cosine kNN graph of every layer of a run (neighbors.py), cached per layer key."""
+    out = {}
+    for i, (node, feats) in enumerate(run.features.items()):
+        if progress:
+            progress(f"neighbour graphs {run.label}", i, len(run.features))
+        key = make_key("graph", {"layer": run.layer_keys[node], "k": GRAPH_K, "settings": analysis_settings("graph")})
+        got = cache.get_result(key)
+        if got is None:
+            g = knn_graph(feats, GRAPH_K)
+            cache.put_result(key, g.to_arrays())
+        else:
+            g = KnnGraph.from_arrays(got)
+        out[node] = g
+    if progress:
+        progress(f"neighbour graphs {run.label}", len(run.features), len(run.features))
+    return out
+
+
+def labels_array(dataset: ImageDataset) -> np.ndarray | None:
+    return np.asarray(dataset.labels) if dataset.labels is not None else None
+
+
+def score_run(
+    dataset: ImageDataset,
+    run: ModelRun,
+    spec: MetricSpec,
+    cache: FeatureCache,
+    graphs: dict[str, KnnGraph],
+    progress: StageProgress | None = None,
+) -> dict[str, LayerScores]:
+    """Scores of every layer of a run, cached per layer key, labels, metric settings and versions."""
+    y = labels_array(dataset)
+    labels_id = make_key("labels", {"labels": list(dataset.labels or [])})
+    settings = analysis_settings("scores")
+    out = {}
+    for i, (node, feats) in enumerate(run.features.items()):
+        if progress:
+            progress(f"scoring {run.label}", i, len(run.features))
+        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__, "settings": settings})
+        got = cache.get_result(key)
+        if got is None:
+            scores = score_layer(feats, y, spec, graphs.get(node))
+            cache.put_result(key, scores.to_arrays())
+        else:
+            scores = LayerScores.from_arrays(got)
+        out[node] = scores
+        if progress:
+            progress(f"scoring {run.label}", i + 1, len(run.features))
+    return out
+
+
+def project_run(
+    run: ModelRun,
+    spec: ProjectionSpec,
+    cache: FeatureCache,
+    graphs: dict[str, KnnGraph] | None = None,
+    progress: StageProgress | None = None,
+) -> dict[str, Projection]:
+    """Projections of every layer of a run (UMAP from the layer's kNN graph), cached per layer key,
+    projection settings and versions."""
+    settings = analysis_settings("projection")
+    out = {}
+    for i, (node, feats) in enumerate(run.features.items()):
+        if progress:
+            progress(f"projecting {run.label} ({spec.method.upper()})", i, len(run.features))
+        key = make_key("projection", {"layer": run.layer_keys[node], "spec": spec.__dict__, "settings": settings})
+        got = cache.get_result(key)
+        if got is None:
+            proj = project(feats, spec, graph=(graphs or {}).get(node))
+            cache.put_result(key, proj.to_arrays())
+        else:
+            proj = Projection.from_arrays(got)
+        out[node] = proj
+        if progress:
+            progress(f"projecting {run.label} ({spec.method.upper()})", i + 1, len(run.features))
+    return out
+
+
+def similarity_run(
+    runs: list[ModelRun], multi: bool, graphs: dict[str, KnnGraph], cache: FeatureCache, progress: StageProgress | None
+) -> tuple[Similarity, np.ndarray]:
+    """Plain and debiased CKA and the neighbourhood overlap between every pair of layers, cached
+    under the layers' keys (5 s of a cached 100k analysis's 8 layers otherwise, on every visit)."""
+    feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
+    layer_keys = [r.layer_keys[n] for r in runs for n in r.features]
+    key = make_key("similarity", {"layers": layer_keys, "names": list(feats), "settings": analysis_settings("similarity")})
+    got = cache.get_result(key)
+    if got is not None and list(got["names"]) == list(feats):
+        return Similarity(list(feats), got["cka"], got["cka_debiased"]), got["overlap"]
+    if progress:
+        progress("layer similarity (CKA)", 0, 1)
+    similarity = layer_similarity(feats)
+    if progress:
+        progress("neighbourhood overlap", 0, 1)
+    overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
+    cache.put_result(key, {"names": np.array(similarity.names, dtype=str), "cka": similarity.cka,
+                           "cka_debiased": similarity.cka_debiased, "overlap": overlap})  # fmt: skip
+    return similarity, overlap

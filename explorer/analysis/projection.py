@@ -1,0 +1,194 @@
+"""PCA / UMAP / t-SNE projections to 2-D or 3-D, with guards for tiny datasets and alignment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ProjectionSpec
+from .neighbors import KnnGraph
+
+log = logging.getLogger(__name__)
+
+UMAP_PCA_DIMS = 50  # UMAP on wide layers first reduces with PCA: same picture, much less time
+MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}
+UMAP_SPECTRAL_MAX = 20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (docs/benchmarks.md)
+TSNE_MAX_POINTS = 10_000  # t-SNE (Barnes-Hut, scikit-learn) beyond this takes many minutes per layer on a small machine
+
+
+def check_size(method: str, n: int) -> None:
+    """Refuse a projection that cannot finish in reasonable time on `n` images, naming what can.
+
+    Raises:
+        ValueError: t-SNE asked for more than TSNE_MAX_POINTS images.
+    """
+    if method == "tsne" and n > TSNE_MAX_POINTS:
+        raise ValueError(
+            f"t-SNE is limited to {TSNE_MAX_POINTS:,} images (this dataset has {n:,}): beyond that it takes many "
+            "minutes per layer; use --projection umap (same neighbourhood picture, scales to 100,000s) or pca, "
+            "or fewer images with --max-images"
+        )
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A projection of one layer.
+
+    Attributes:
+        coords: (N, n_components) float32.
+        method: the method that produced it (may differ from the one asked for, see message).
+        message: why another method was used, or "" when the asked one ran.
+    """
+
+    coords: np.ndarray
+    method: str
+    message: str = ""
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The projection as named arrays, as the store keeps them."""
+        return {"coords": self.coords, "method": np.array(self.method), "message": np.array(self.message)}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Projection:
+        """The projection from the arrays to_arrays made."""
+        return cls(a["coords"], str(a["method"]), str(a["message"]))
+
+
+def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    n, d = x.shape
+    usable = max(min(k, n, d), 1)
+    out = np.zeros((n, k), dtype=np.float32)
+    if n >= 2:
+        # from the D x D covariance when N >= D: no N x D copy, and a memory map is read in place
+        solver = "covariance_eigh" if n >= d else "full"
+        out[:, :usable] = PCA(n_components=usable, svd_solver=solver, random_state=random_state).fit_transform(x)[:, :usable]
+    return out
+
+
+def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> np.ndarray:
+    try:
+        import numba
+        import umap
+    except ImportError as exc:  # pragma: no cover - umap-learn is a requirement
+        raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
+    # pynndescent swaps numba's `omp` layer for `workqueue` when TBB is missing, and workqueue aborts
+    # the process when two threads run UMAP at once (DESIGN.md); omp is thread-safe and we never fork.
+    if numba.config.THREADING_LAYER == "workqueue" and os.environ.get("NUMBA_THREADING_LAYER") == "omp":
+        numba.config.THREADING_LAYER = "omp"
+    n_neighbors = min(spec.n_neighbors, x.shape[0] - 1)
+    knn = _umap_knn(graph, n_neighbors)
+    if x.shape[1] > UMAP_PCA_DIMS and x.shape[0] > UMAP_PCA_DIMS:
+        x = _pca(x, UMAP_PCA_DIMS, spec.random_state)
+    reducer = umap.UMAP(
+        n_components=spec.n_components,
+        n_neighbors=n_neighbors,
+        min_dist=spec.min_dist,
+        random_state=spec.random_state,
+        init=_umap_init(x.shape[0], spec.n_components),
+        metric="cosine",
+        precomputed_knn=knn,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded => 1 thread, as wanted
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform() needed
+        return reducer.fit_transform(x)
+
+
+def _umap_init(n: int, n_components: int) -> str:
+    """UMAP's starting layout: spectral (its default) up to UMAP_SPECTRAL_MAX points, PCA beyond
+    (an informative start that is 3x faster to reach at 100k), random for a handful of points."""
+    if n <= n_components + 1:
+        return "random"
+    return "spectral" if n <= UMAP_SPECTRAL_MAX else "pca"
+
+
+def _umap_knn(graph: KnnGraph | None, n_neighbors: int) -> tuple:
+    """UMAP's precomputed_knn from the layer's graph: each image first (itself, at distance 0),
+    then its n_neighbors - 1 nearest others; (None, None, None) when the graph is too small."""
+    if graph is None or graph.k < n_neighbors - 1:
+        return (None, None, None)
+    n = graph.indices.shape[0]
+    idx = np.empty((n, n_neighbors), dtype=np.int64)
+    dist = np.empty((n, n_neighbors), dtype=np.float32)
+    idx[:, 0], dist[:, 0] = np.arange(n), 0.0
+    idx[:, 1:], dist[:, 1:] = graph.indices[:, : n_neighbors - 1], graph.distances[:, : n_neighbors - 1]
+    return (idx, dist, None)
+
+
+def _tsne(x: np.ndarray, spec: ProjectionSpec) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    if x.shape[1] > UMAP_PCA_DIMS and x.shape[0] > UMAP_PCA_DIMS:
+        x = _pca(x, UMAP_PCA_DIMS, spec.random_state)
+    perplexity = float(min(spec.perplexity, (x.shape[0] - 1) / 3))
+    return TSNE(
+        n_components=spec.n_components, perplexity=perplexity, init="pca", random_state=spec.random_state
+    ).fit_transform(x)
+
+
+def project(features: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> Projection:
+    """Project one layer's features.
+
+    Args:
+        features: (N, D) array or memory map (not modified).
+        spec: method, components and parameters.
+        graph: the layer's cosine kNN graph, which UMAP then reuses instead of searching again.
+
+    Returns:
+        A Projection; with too few points for the method it falls back to PCA and says so.
+    """
+    x = features if features.dtype == np.float32 else np.asarray(features, dtype=np.float32)
+    n = x.shape[0]
+    method = spec.method
+    check_size(method, n)
+    if method == "none":
+        return Projection(np.zeros((n, spec.n_components), np.float32), "none")
+    message = ""
+    if n < MIN_POINTS[method]:
+        message = f"{method.upper()} needs at least {MIN_POINTS[method]} images (got {n}); showing PCA"
+        method = "pca"
+    if method == "pca":
+        coords = _pca(x, spec.n_components, spec.random_state)
+    elif method == "umap":
+        coords = _umap(x, spec, graph)
+    else:
+        coords = _tsne(x, spec)
+    return Projection(np.asarray(coords, dtype=np.float32), method, message)
+
+
+def align(reference: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Rotate/reflect, scale and shift `coords` onto `reference` (orthogonal Procrustes).
+
+    Point i keeps its place from panel to panel as far as a rigid motion allows, so the eye can
+    follow it; the shape of each projection is unchanged.
+
+    Args:
+        reference: (N, k) coordinates to match.
+        coords: (N, k) coordinates to move.
+
+    Returns:
+        New (N, k) coordinates.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    ref = reference - reference.mean(0)
+    cur = coords - coords.mean(0)
+    ref_norm, cur_norm = np.linalg.norm(ref), np.linalg.norm(cur)
+    if ref_norm == 0 or cur_norm == 0:
+        return coords.copy()
+    rot, _ = orthogonal_procrustes(cur / cur_norm, ref / ref_norm)
+    return ((cur / cur_norm) @ rot * ref_norm + reference.mean(0)).astype(np.float32)
+
+
+def align_chain(panels: list[np.ndarray]) -> list[np.ndarray]:
+    """Align each panel to the one before it, so neighbours in depth look alike."""
+    out: list[np.ndarray] = []
+    for c in panels:
+        out.append(c.copy() if not out else align(out[-1], c))
+    return out

@@ -1,0 +1,89 @@
+"""The code identity of each stage of the analysis, part of every cache key of that stage, so that
+a result made by different code is never served.
+
+A stage's identity is a hash of the code of the modules that shape its results: their syntax trees,
+without docstrings (comments never reach the tree), so rewording a comment or a docstring keeps
+the cache while any change to what runs, a constant included, makes the stage's results new. A
+layer's features carry the identities of decoding and extraction; each derived result carries
+its own stage's identity besides the layer's key.
+
+A module that a stage's modules import but that cannot change its numbers (the store, the
+configuration objects, logging helpers) is listed in NOT_NUMERIC with the reason;
+tests/test_code_identity.py fails when a stage's modules import an explorer module that is in
+neither list."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.util
+
+STAGES: dict[str, tuple[str, ...]] = {
+    # decoding and preprocessing: the pixels each image becomes, and which images cannot be read
+    "decode": ("explorer.data.images", "explorer.models.preprocess"),
+    # the forward pass and pooling: the model as built and traced, folded BatchNorm, the pooled vectors
+    "extract": (
+        "explorer.models.registry", "explorer.models.weights", "explorer.models.layers", "explorer.models.batchnorm",
+        "explorer.extraction.extractor", "explorer.extraction.pooling", "explorer.extraction.backend",
+        "explorer.extraction.local_backend", "explorer.extraction.ray_backend", "explorer.extraction.layer_features",
+    ),  # fmt: skip
+    # each derived result: the modules that compute it, and store it (to_arrays / from_arrays)
+    "graph": ("explorer.analysis.neighbors", "explorer.analysis.chunked"),
+    "scores": ("explorer.analysis.scores", "explorer.analysis.probe", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
+    "projection": ("explorer.analysis.projection", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
+    "similarity": ("explorer.analysis.similarity", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
+}
+
+NOT_NUMERIC: dict[str, str] = {
+    "explorer": "the package's docstring and version",
+    "explorer.config": "frozen specs: every setting that changes a result is in the key as a value",
+    "explorer.store": "where results are kept and how keys are hashed (its SCHEMA is in every key)",
+    "explorer.fsutil": "atomic writes and the cache folder",
+    "explorer.code_identity": "this module: what it hashes, not what it computes",
+    "explorer.data.datasets": "which files are read, in what order; the dataset's content hash is in the key",
+    "explorer.data.archive": "safe unpacking; the files it yields are hashed",
+    "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
+    "explorer.models.fx_lock": "a lock between tracing and running modules",
+    "explorer.analysis.cached_runs": "which function computes each result, under which key (each result stores itself)",
+}
+
+
+def _normalised(source: str) -> str:
+    """The module's syntax tree as text, its docstrings left out."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
+
+
+def module_source(name: str) -> str:
+    """The source text of an explorer module, read from its file."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(name)
+    with open(spec.origin, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def identity_of(modules: tuple[str, ...], sources: dict[str, str] | None = None) -> str:
+    """The hash of the given modules' code (`sources`: their text, where given, instead of their files)."""
+    h = hashlib.sha256()
+    for name in modules:
+        text = (sources or {}).get(name)
+        h.update(name.encode() + b"\0" + _normalised(text if text is not None else module_source(name)).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def stage_identity(stage: str) -> str:
+    """The code identity of a stage (STAGES), computed once per process from the installed files."""
+    return identity_of(STAGES[stage])
+
+
+def identities(*stages: str) -> dict[str, str]:
+    """{stage: identity} of the given stages: the code part of a cache key."""
+    return {s: stage_identity(s) for s in stages}

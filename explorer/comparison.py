@@ -1,0 +1,256 @@
+"""The whole analysis, from a dataset and model specs to features, scores, CKA and projections
+(each cached): extraction is layer_features.py, what is derived from each layer cached_runs.py; this
+module runs them in order and gathers a Comparison."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .analysis import projection as projection_mod
+from .analysis.cached_runs import graph_run, project_run, score_run, similarity_run
+from .analysis.neighbors import KnnGraph
+from .analysis.projection import Projection, align_chain
+from .analysis.scores import LayerScores
+from .analysis.similarity import Similarity
+from .config import ExtractSpec, MetricSpec, ProjectionSpec
+from .data.datasets import ImageDataset
+from .extraction.backend import ShouldStop, StageProgress
+from .extraction.extractor import Cancelled
+from .extraction.layer_features import ModelRun, extract_features, unreadable_images
+from .store import FeatureCache
+
+if TYPE_CHECKING:
+    from .extraction.backend import ExtractionBackend
+
+__all__ = ["Comparison", "METRIC_COLUMNS", "ModelRun", "compare", "extract_features", "metrics_table", "parse_layers",
+           "run_labels", "unreadable_images"]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = [
+    "model", "layer", "node", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
+    "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim", "n90",
+]  # fmt: skip
+
+
+@dataclass
+class Comparison:
+    """Everything a report or the dashboard shows."""
+
+    dataset: ImageDataset
+    runs: list[ModelRun]
+    metrics: pd.DataFrame
+    scores: dict[str, LayerScores]
+    similarity: Similarity
+    overlap: np.ndarray  # neighbourhood overlap between layers, in the order of similarity.names
+    graphs: dict[str, KnnGraph]
+    projections: dict[str, Projection]
+    projection_spec: ProjectionSpec
+    metric_spec: MetricSpec
+
+    @property
+    def multi(self) -> bool:
+        return len(self.runs) > 1
+
+    @property
+    def chance_accuracy(self) -> float | None:
+        """The accuracy of always answering the most frequent class (None: fewer than 2 classes)."""
+        counts = self.dataset.class_counts
+        return max(counts.values()) / sum(counts.values()) if len(counts) >= 2 else None
+
+    @property
+    def cka_names(self) -> list[str]:
+        return self.similarity.names
+
+    @property
+    def cka(self) -> np.ndarray:
+        """Plain linear CKA (see similarity.Similarity for the debiased one)."""
+        return self.similarity.cka
+
+    def neighbours(self, key: str, index: int, k: int = 6) -> np.ndarray:
+        """The k images nearest (cosine) to image `index` in layer `key`, nearest first."""
+        return self.graphs[key].indices[index, :k]
+
+    def panels(self, align: bool = False) -> dict[str, np.ndarray]:
+        """{layer key: projection coords} in depth order, optionally Procrustes-aligned panel to panel."""
+        keys = list(self.projections)
+        coords = [self.projections[k].coords for k in keys]
+        if align and coords and coords[0].shape[1] == 2:
+            coords = align_chain(coords)
+        return dict(zip(keys, coords))
+
+    def features(self) -> dict[str, np.ndarray]:
+        """{layer key: features} over all runs, in order."""
+        return {r.key(n, self.multi): f for r in self.runs for n, f in r.features.items()}
+
+
+def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
+    """Split a `--layers` value among models.
+
+    Args:
+        model_names: the models being compared.
+        layers_arg: `auto`, `a,b,c` (one model) or `model:node,...` (any number of models).
+
+    Returns:
+        {model: nodes}; an empty tuple means the model's default spread.
+    """
+    out: dict[str, list[str]] = {m: [] for m in model_names}
+    if layers_arg.strip() in ("", "auto"):
+        return {m: () for m in model_names}
+    for item in (s.strip() for s in layers_arg.split(",")):
+        if not item:
+            continue
+        model, sep, node = item.partition(":")
+        if sep and model in out:
+            out[model].append(node)
+        elif len(model_names) == 1:
+            out[model_names[0]].append(item)
+        else:
+            raise ValueError(
+                f"layer {item!r}: with several models name layers as model:node (e.g. {model_names[0]}:flatten) or use auto"
+            )
+    return {m: tuple(v) for m, v in out.items()}
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool) -> pd.DataFrame:
+    """One row per (model, layer): the columns of metrics.csv."""
+    rows = []
+    for r in runs:
+        for name in r.features:
+            s = scores[r.key(name, multi)]
+            info = r.profile[r.nodes[name]]
+            rows.append({
+                "model": r.label, "layer": name, "node": info.node, "depth": round(info.depth, 4), "dim": s.dim,
+                "full_size": info.size, "bottleneck": info.is_bottleneck, "probe_acc": s.probe_acc,
+                "probe_acc_std": s.probe_acc_std, "probe_c": s.probe_c, "probe_train": s.probe_train,
+                "knn_acc": s.knn_acc, "knn_recall": s.knn_recall, "silhouette": s.silhouette,
+                "eff_dim": s.eff_dim, "n90": s.n90,
+            })  # fmt: skip
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def run_labels(specs: Sequence[ExtractSpec]) -> list[str]:
+    """Names of runs in layer keys: the model, or `model[random]` / `model[2]` to tell repeats apart."""
+    labels = []
+    for s in specs:
+        label = s.model if s.weights != "none" else f"{s.model}[random]"
+        while label in labels:
+            label = f"{label}'"
+        labels.append(label)
+    return labels
+
+
+def _stoppable(progress: StageProgress | None, should_stop: ShouldStop | None) -> StageProgress | None:
+    """`progress`, which first raises Cancelled when `should_stop()` says so: the stages after
+    extraction report each layer, so a cancel or a deadline is honoured between layers."""
+    if should_stop is None:
+        return progress
+
+    def report(stage: str, done: int, total: int) -> None:
+        if should_stop():
+            raise Cancelled(f"stopped during {stage}")
+        if progress is not None:
+            progress(stage, done, total)
+
+    return report
+
+
+def compare(
+    dataset: ImageDataset,
+    specs: Sequence[ExtractSpec],
+    *,
+    projection: ProjectionSpec,
+    metric: MetricSpec | None = None,
+    cache: FeatureCache | None = None,
+    progress: StageProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    max_pixels: int = 64_000_000,
+    backend: ExtractionBackend | None = None,
+) -> Comparison:
+    """The whole analysis: extract, score, CKA and project every chosen layer of every model.
+
+    Args:
+        dataset: the images.
+        specs: one ExtractSpec per model (or per weights of a model).
+        projection: projection settings (method `none` skips projecting).
+        metric: metric settings.
+        cache: the feature store (default: FeatureCache()).
+        progress: called with (stage, done, total).
+        should_stop: polled between batches.
+        max_pixels: pixel-bomb limit for decoding.
+        backend: where extraction runs (default: this process; ray_backend.RayEngine: a Ray
+            cluster, which the caller starts and stops); the rest runs here.
+
+    Returns:
+        A Comparison.
+    """
+    if not specs:
+        raise ValueError("no model given")
+    metric = metric or MetricSpec()
+    cache = cache or FeatureCache()
+    projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
+    labels = run_labels(specs)
+    runs = [
+        extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop,
+                         max_pixels=max_pixels, backend=backend)  # fmt: skip
+        for s, lab in zip(specs, labels)
+    ]
+    unreadable = unreadable_images(cache, dataset, max_pixels)
+    if unreadable:  # found by the one full decode, extraction's: leave them out and say so
+        log.warning("%d images could not be decoded and are left out", len(unreadable))
+        dataset = dataset.without(unreadable)
+        for r in runs:
+            r.without_rows(list(unreadable))
+    progress = _stoppable(progress, should_stop)  # scoring and projecting stop between layers too
+    multi = len(runs) > 1
+    scores: dict[str, LayerScores] = {}
+    projections: dict[str, Projection] = {}
+    graphs: dict[str, KnnGraph] = {}
+    for r in runs:
+        run_graphs = graph_run(r, cache, progress)
+        graphs |= {r.key(n, multi): g for n, g in run_graphs.items()}
+        scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
+        if projection.method != "none":
+            projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
+    similarity, overlap = similarity_run(runs, multi, graphs, cache, progress)
+    return Comparison(
+        dataset, runs, metrics_table(runs, scores, multi), scores, similarity, overlap, graphs, projections, projection, metric
+    )

@@ -1,0 +1,1 @@
+"""Feature extraction and its store: pooling, the one-pass extractor, the local and Ray backends."""

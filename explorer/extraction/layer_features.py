@@ -1,0 +1,241 @@
+"""Layer features of a dataset: from the cache where possible, else every missing layer in one
+forward pass (in this process, or on Ray with ray_backend.py), chunk by chunk, resumable; and the
+record of the images that pass could not decode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..code_identity import identities
+from ..config import ExtractSpec
+from ..data.datasets import ImageDataset
+from ..models import layers as layers_mod
+from ..models import registry
+from ..models.weights import ResolvedWeights
+from ..store import FeatureCache, library_versions, make_key
+from .backend import FOLD_BATCHNORM, ExtractionBackend, ExtractionJob, ShouldStop, StageProgress
+from .extractor import Cancelled
+from .local_backend import LocalBackend
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256  # images per resumable chunk of an extraction
+
+@dataclass
+class ModelRun:
+    """One model's extraction: its resolved settings and {node: features}."""
+
+    label: str
+    spec: ExtractSpec
+    weights: ResolvedWeights
+    profile: layers_mod.LayerProfile
+    device: str
+    precision: str
+    layer_keys: dict[str, str]
+    nodes: dict[str, str] = field(default_factory=dict)  # {layer as the user named it: FX node it resolved to}
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # by the user's layer names, memory-mapped
+    computed: int = 0  # images that went through the model (0: every layer came from the cache)
+
+    def key(self, node: str, multi: bool) -> str:
+        return f"{self.label}:{node}" if multi else node
+
+    def without_rows(self, rows: Sequence[int]) -> None:
+        """Leave out the given image rows (images that could not be decoded) from every layer's
+        features (a copy in memory of the rows kept), and key the results derived from them apart."""
+        drop = np.asarray(sorted(rows), dtype=np.int64)
+        self.features = {n: np.delete(f, drop, axis=0) for n, f in self.features.items()}
+        self.layer_keys = {n: make_key("rows", {"layer": k, "without": drop.tolist()}) for n, k in self.layer_keys.items()}
+
+
+def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, transform: Any, device: str, precision: str) -> dict:
+    return {
+        "dataset": dataset.content_hash,
+        "n_images": len(dataset),
+        "model": spec.model,
+        "weights": w.identity,
+        "preprocessing": repr(transform),
+        "pooling": spec.pooling,
+        "token_pooling": spec.token_pooling,
+        "precision": precision,
+        "graph": "batchnorm folded" if FOLD_BATCHNORM else "as traced",  # folded features differ in rounding
+        "device": device,
+        "libraries": library_versions(),
+        "code": identities("decode", "extract"),
+    }
+
+
+def extract_features(
+    dataset: ImageDataset,
+    spec: ExtractSpec,
+    *,
+    cache: FeatureCache,
+    label: str | None = None,
+    progress: StageProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    max_pixels: int = 64_000_000,
+    backend: ExtractionBackend | None = None,
+) -> ModelRun:
+    """Features of every chosen layer, from the cache where possible, else in one pass.
+
+    Layers already cached never touch the model; the rest run together, chunk by chunk, each
+    chunk stored as it finishes so an interrupted extraction resumes where it stopped.
+
+    Args:
+        dataset: the images.
+        spec: model, weights, layers (empty: defaults), pooling, precision, device.
+        cache: the feature store.
+        label: the run's name in layer keys (default: the model name).
+        progress: called with (stage, done, total).
+        should_stop: polled between batches; True raises extract.Cancelled.
+        max_pixels: pixel-bomb limit for decoding.
+        backend: where the forward passes run (default: this process, local_backend.py; a Ray
+            cluster: ray_backend.RayEngine); the features go to the same store under the same keys.
+
+    Returns:
+        A ModelRun with features for every chosen layer.
+    """
+
+    profile = layers_mod.profile(spec.model)
+    names = resolve_names(profile, spec.layers or profile.default)
+    spec = spec.replace(layers=tuple(names))
+    weights = registry.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+    transform = registry.transforms(spec.model, weights.tv_weights)
+    backend = backend if backend is not None else LocalBackend()
+    device, precision = backend.device_and_precision(spec)
+    ctx = _context(dataset, spec, weights, transform, device, precision)
+    keys = {name: make_key("layer", {**ctx, "layer": node}) for name, node in names.items()}  # the node is the identity
+    run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys, names)
+    _read_cached(run, cache, len(dataset))
+    if len(run.features) < len(names):
+        waited = False
+
+        def waiting() -> None:  # another process (or job) extracts this model's layers of this dataset now
+            nonlocal waited
+            waited = True
+            if should_stop is not None and should_stop():
+                raise Cancelled("extraction cancelled")
+            if progress:
+                progress(f"waiting for another extraction of {run.label}", 0, 1)
+
+        with cache.lock(make_key("extraction", ctx), waiting=waiting):
+            if waited:
+                _read_cached(run, cache, len(dataset))  # what the other extraction stored
+            missing = [name for name in names if name not in run.features]
+            if missing:
+                _extract_missing(dataset, run, missing, ctx, cache, backend, transform,
+                                 progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
+    else:
+        log.info("%s: all %d layers from the cache", run.label, len(names))
+    run.features = {n: run.features[n] for n in names}  # execution order, cached or not
+    _check_unreadable_covered(run, cache, dataset, max_pixels)
+    return run
+
+
+def _read_cached(run: ModelRun, cache: FeatureCache, n_rows: int) -> None:
+    for name, key in run.layer_keys.items():
+        if name not in run.features:
+            got = cache.get(key)
+            if got is not None and got.shape[0] == n_rows:
+                run.features[name] = got
+
+
+def _extract_missing(
+    dataset: ImageDataset,
+    run: ModelRun,
+    missing: list[str],
+    ctx: dict,
+    cache: FeatureCache,
+    backend: ExtractionBackend,
+    transform: Any,
+    *,
+    progress: StageProgress | None,
+    should_stop: ShouldStop | None,
+    max_pixels: int,
+) -> None:
+    """Extract the `missing` layers in one pass, resuming finished chunks, into the store (under
+    the store's lock for this model and dataset, held by the caller)."""
+    run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
+    total = len(dataset)
+    bounds = [(s, min(s + CHUNK, total)) for s in range(0, total, CHUNK)]
+    writer = cache.writer(run_key, missing, total)
+    todo = [(s, e) for s, e in bounds if s not in writer.done]
+    if todo:
+        job = ExtractionJob(run.label, run.spec, run.weights, run.device, run.precision, CHUNK)
+        try:
+            run.computed += backend.extract(dataset, job, [run.nodes[n] for n in missing], todo, writer, transform,
+                                            progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
+        except BaseException:
+            if not cache.keep_partial:
+                writer.discard()
+            raise
+    elif progress:
+        progress(f"extracting {run.label}", total, total)
+    # the record first: a crash between the two leaves it naming more layers than exist, never fewer
+    _record_unreadable(cache, dataset, max_pixels, writer.unreadable, [run.layer_keys[n] for n in missing])
+    writer.finish({n: cache.layer_path(run.layer_keys[n]) for n in missing})
+    for n in missing:
+        got = cache.get(run.layer_keys[n])
+        if got is None:
+            raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(run.layer_keys[n])}")
+        run.features[n] = got
+
+
+def resolve_names(profile: layers_mod.LayerProfile, requested: Sequence[str]) -> dict[str, str]:
+    """{layer as asked for: FX node}, in execution order; a name that resolves to a node already
+    asked for (by another name) is dropped. `features.14` stays `features.14` in every output,
+    though it is extracted at its output node `features.14.conv.3`."""
+    nodes = profile.resolve(tuple(requested))
+    order = {n: i for i, n in enumerate(profile.nodes)}
+    out: dict[str, str] = {}
+    for name, node in sorted(zip(requested, nodes), key=lambda p: order[p[1]]):
+        if node not in out.values():
+            out[name] = node
+    return out
+
+
+def _unreadable_key(dataset: ImageDataset, max_pixels: int) -> str:
+    return make_key("unreadable", {"dataset": dataset.content_hash, "max_pixels": max_pixels, "code": identities("decode")})
+
+
+def _read_record(cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> tuple[dict[int, str], set[str]]:
+    got = cache.get_result(_unreadable_key(dataset, max_pixels))
+    if got is None:
+        return {}, set()
+    return {int(r): str(w) for r, w in zip(got["rows"], got["reasons"])}, set(got.get("layers", np.array([], dtype=str)).tolist())
+
+
+def _record_unreadable(cache: FeatureCache, dataset: ImageDataset, max_pixels: int, found: dict[int, str], layers: list[str]) -> None:
+    """Add the images an extraction could not decode, and the layer keys whose features it
+    covers, to the dataset's record (written even when empty: a run whose features are cached
+    finds the record beside them)."""
+    known, covered = _read_record(cache, dataset, max_pixels)
+    if not set(found) - set(known) and not set(layers) - covered:
+        return
+    merged = sorted((known | found).items())
+    cache.put_result(_unreadable_key(dataset, max_pixels), {
+        "rows": np.array([r for r, _ in merged], dtype=np.int64), "reasons": np.array([w for _, w in merged], dtype=str),
+        "layers": np.array(sorted(covered | set(layers)), dtype=str),
+    })  # fmt: skip
+
+
+def _check_unreadable_covered(run: ModelRun, cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> None:
+    """Make the record cover every layer of the run: a layer it does not name (the record was
+    lost, or evicted) is read for its blank rows, stored as NaN, and the record rebuilt from them."""
+    _, covered = _read_record(cache, dataset, max_pixels)
+    for name, key in run.layer_keys.items():
+        if key not in covered:
+            feats = run.features[name]
+            blank = {int(r): "could not be decoded" for r in np.flatnonzero(np.isnan(feats[:, 0]))}
+            log.info("%s %s: the record of undecodable images was missing; %d found in the features", run.label, name, len(blank))
+            _record_unreadable(cache, dataset, max_pixels, blank, [key])
+
+
+def unreadable_images(cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> dict[int, str]:
+    """{row: reason} of the dataset's images that passed the header check but could not be decoded
+    by any extraction so far (their rows in the features are NaN)."""
+    return _read_record(cache, dataset, max_pixels)[0]

@@ -1,0 +1,63 @@
+"""The extraction backend that runs the model in this process (CPU threads, CUDA or MPS)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..config import ExtractSpec
+from ..models import registry
+from .backend import FOLD_BATCHNORM, ExtractionJob, ShouldStop, StageProgress
+from .extractor import BatchDecoder, FeatureExtractor, resolve_device, resolve_precision, run_batches, spans
+
+if TYPE_CHECKING:
+    from ..data.datasets import ImageDataset
+    from ..store import LayerWriter
+
+
+class LocalBackend:
+    """Decodes in a thread pool and runs the model here, batch by batch."""
+
+    def device_and_precision(self, spec: ExtractSpec) -> tuple[str, str]:
+        device = resolve_device(spec.device)
+        return device, resolve_precision(spec.precision, device)
+
+    def extract(
+        self,
+        dataset: ImageDataset,
+        job: ExtractionJob,
+        nodes: list[str],
+        todo: list[tuple[int, int]],
+        writer: LayerWriter,
+        transform: Any,
+        *,
+        progress: StageProgress | None,
+        should_stop: ShouldStop | None,
+        max_pixels: int,
+    ) -> int:
+        import torch
+
+        spec, total, computed = job.spec, len(dataset), 0
+        rows = [r for s, e in todo for r in range(s, e)]  # the dataset row of each item decoded here
+        items = [dataset.items[r] for r in rows]
+        if progress:
+            progress(f"loading {spec.model}", 0, 1)
+        # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
+        with BatchDecoder(
+            items, transform, spans(len(items), spec.batch_size, job.chunk), max_pixels=max_pixels,
+            workers=torch.get_num_threads(), background=job.device != "cpu",
+        ) as batches:  # fmt: skip
+            extractor = FeatureExtractor(
+                registry.build_model(spec.model, job.weights), nodes, model_name=spec.model, pooling=spec.pooling,
+                token_pooling=spec.token_pooling, device=job.device, precision=job.precision, fold_bn=FOLD_BATCHNORM,
+            )  # fmt: skip
+            for start, stop, feats in run_batches(
+                extractor, batches, should_stop=should_stop, offset=total - len(items), total=total,
+                progress=(lambda d, t: progress(f"extracting {job.label}", d, t)) if progress else None,
+            ):  # fmt: skip
+                chunk_start, chunk_end = todo[start // job.chunk]  # batches never cross a chunk (spans)
+                writer.write(chunk_start + start % job.chunk, {layer: feats[node] for layer, node in zip(writer.nodes, nodes)})
+                writer.mark_unreadable({rows[i]: why for i, why in batches.unreadable.items() if start <= i < stop})
+                if stop % job.chunk == 0 or stop == len(items):  # the chunk is complete: mark it at once
+                    writer.mark_done(chunk_start)
+                    computed += chunk_end - chunk_start
+        return computed

@@ -1,0 +1,205 @@
+"""Extraction on a Ray cluster with Ray Data: actors that hold the model, images streamed to them
+in batches, features streamed back into the same content-addressed store as a local run.
+
+Everything after extraction (graphs, scores, CKA, projections) runs where `compare` runs, on the
+memory-mapped features, so it is unchanged; a later local run finds the features in the cache.
+
+A real cluster: `ray start --head` on one machine and `ray start --address HEAD:6379` on the
+others, then `python -m explorer compare --engine ray --ray-address HEAD:6379 ...` from any of them.
+The images must be readable at the same path on every node (shared storage), the project's
+requirements installed in every node's Python, and the weights available on every node (the
+bundled MobileNetV2 package, or the file in $EXPLORER_WEIGHTS_DIR). The explorer package itself
+is shipped to the workers with the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ExtractSpec
+from ..store import LayerWriter
+from .backend import FOLD_BATCHNORM, ExtractionJob
+
+log = logging.getLogger(__name__)
+
+CPUS_PER_ACTOR = 4  # on a CPU cluster each actor's model runs on this many cores (fewer on a small machine)
+
+
+class _ModelActor:
+    """A Ray Data actor: builds the model once, then turns batches of image bytes into pooled features."""
+
+    def __init__(self, spec: ExtractSpec, nodes: list[str], device: str, precision: str, fold_bn: bool,
+                 max_pixels: int, threads: int) -> None:  # fmt: skip
+        import torch
+
+        from ..models import registry
+        from ..models.preprocess import Preprocess
+        from .extractor import FeatureExtractor
+
+        torch.set_num_threads(threads)
+        weights = registry.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+        self.pre = Preprocess(registry.transforms(spec.model, weights.tv_weights))
+        self.nodes, self.max_pixels = nodes, max_pixels
+        self.extractor = FeatureExtractor(
+            registry.build_model(spec.model, weights), nodes, model_name=spec.model, pooling=spec.pooling,
+            token_pooling=spec.token_pooling, device=device, precision=precision, fold_bn=fold_bn,
+        )  # fmt: skip
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def reader(path: str, data: bytes) -> Callable[[], bytes]:
+            return lambda: bytes(data) if len(data) else Path(path).read_bytes()
+
+        decoded = [self.pre.decode(reader(p, d), self.max_pixels) for p, d in zip(batch["path"], batch["data"])]
+        feats = self.extractor(self.pre.batch([t for t, _ in decoded]))
+        return {"row": np.asarray(batch["row"]), "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
+                **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}  # fmt: skip
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """Raise ValueError (one sentence) unless something accepts a TCP connection at the cluster's
+    `HOST:PORT` (or `ray://HOST:PORT`) within CONNECT_TIMEOUT_S."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--ray-address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ValueError(
+            f"no Ray cluster answers at {address!r} ({exc.strerror or type(exc).__name__}); start one with "
+            "`ray start --head`, or leave out --ray-address to run a local Ray instance"
+        ) from exc
+
+
+@dataclass
+class RayEngine:
+    """Where and how to run extraction on Ray.
+
+    Attributes:
+        address: a running cluster (`HOST:6379`, `ray://HOST:10001` or `auto`); None starts a
+            local Ray instance for this run (and stops it afterwards).
+        actors: model-holding actors; None: one per GPU on a GPU cluster, else one per
+            CPUS_PER_ACTOR cores (at least one).
+        num_cpus: CPUs of a local instance (None: all of this machine's).
+    """
+
+    address: str | None = None
+    actors: int | None = None
+    num_cpus: int | None = None
+    _started: bool = False
+
+    def start(self) -> None:
+        """Connect to the cluster, or start a local instance."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        import explorer
+
+        runtime_env = {"py_modules": [str(Path(explorer.__file__).parent)]} if self.address else None
+        if self.address and self.address != "auto":
+            _check_reachable(self.address)  # ray.init retries an address nothing answers at for minutes
+        try:
+            ray.init(address=self.address, num_cpus=self.num_cpus if not self.address else None, include_dashboard=False,
+                     log_to_driver=False, runtime_env=runtime_env, configure_logging=False)  # fmt: skip
+        except (ConnectionError, TimeoutError) as exc:  # an address nothing answers at: bad input, one sentence
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"no Ray cluster answers at {self.address!r} ({first}); start one with `ray start --head`, "
+                "or leave out --ray-address to run a local Ray instance"
+            ) from exc
+        self._started = True
+
+    def stop(self) -> None:
+        """Disconnect (and stop the local instance this engine started)."""
+        import ray
+
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+    def _resources(self) -> tuple[float, float]:
+        import ray
+
+        self.start()
+        res = ray.cluster_resources()
+        return float(res.get("CPU", 1)), float(res.get("GPU", 0))
+
+    def device_and_precision(self, spec: ExtractSpec) -> tuple[str, str]:
+        """The device and precision the workers run (part of the features' cache key): CUDA where
+        the cluster has GPUs (bf16 there unless fp32 is asked for), else the CPU with this
+        machine's choice of precision."""
+        from .extractor import resolve_precision
+
+        _, gpus = self._resources()
+        if spec.device in ("cuda", "auto") and gpus > 0:
+            return "cuda", "fp32" if spec.precision == "fp32" else "bf16"
+        if spec.device in ("cuda", "mps"):
+            raise ValueError(f"device={spec.device!r}: the Ray cluster has no such device; use --device auto or cpu")
+        return "cpu", resolve_precision(spec.precision, "cpu")
+
+    def extract(
+        self,
+        dataset: Any,
+        job: ExtractionJob,
+        nodes: list[str],
+        todo: list[tuple[int, int]],
+        writer: LayerWriter,
+        transform: Any,
+        *,
+        progress: Callable[[str, int, int], None] | None,
+        should_stop: Callable[[], bool] | None,
+        max_pixels: int,
+    ) -> int:
+        """Run the chunks `todo` on the cluster and write their rows into `writer` as they come
+        back; a chunk is marked finished once all its rows are in (so an interrupted run resumes)."""
+        import ray.data
+
+        from .extractor import Cancelled
+
+        cpus, gpus = self._resources()
+        on_gpu = job.device == "cuda"
+        n_actors = self.actors or (int(gpus) if on_gpu else max(1, int(cpus) // CPUS_PER_ACTOR))
+        threads = max(1, int(cpus) // n_actors) if not on_gpu else 2
+        rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]
+        source = ray.data.from_items([
+            {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b""} for r, it in rows
+        ])  # fmt: skip
+        features = source.map_batches(
+            _ModelActor, batch_size=job.spec.batch_size, batch_format="numpy",
+            fn_constructor_kwargs={"spec": job.spec, "nodes": nodes, "device": job.device, "precision": job.precision,
+                                   "fold_bn": FOLD_BATCHNORM, "max_pixels": max_pixels, "threads": threads},
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            num_cpus=0 if on_gpu else threads, num_gpus=1 if on_gpu else 0,
+        )  # fmt: skip
+        need, computed = {s: e - s for s, e in todo}, 0
+        total, done = len(dataset), len(dataset) - len(rows)
+        if progress:
+            progress(f"extracting {job.label} on Ray ({n_actors} actors)", done, total)
+        for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
+            if should_stop is not None and should_stop():
+                raise Cancelled("extraction cancelled")
+            got = np.asarray(batch["row"], dtype=np.int64)
+            order = np.argsort(got)
+            writer.write_rows(got[order], {layer: np.asarray(batch[f"f{i}"])[order] for i, layer in enumerate(writer.nodes)})
+            writer.mark_unreadable({int(r): str(why) for r, why in zip(got, batch["unreadable"]) if why})
+            for start, count in zip(*np.unique(got // job.chunk * job.chunk, return_counts=True)):
+                need[int(start)] -= int(count)
+                if need[int(start)] == 0:
+                    writer.mark_done(int(start))
+                    computed += min(job.chunk, total - int(start))
+            done += len(got)
+            if progress:
+                progress(f"extracting {job.label} on Ray ({n_actors} actors)", done, total)
+        return computed

@@ -1,0 +1,1 @@
+"""Models and layers: weights, the torchvision registry, layer discovery, preprocessing and the traced graph."""

@@ -1,0 +1,82 @@
+"""A self-contained HTML report of a Comparison (plotly.js inlined; opens offline)."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..comparison import Comparison
+from . import figures
+
+_CSS = """
+body{font-family:Inter,system-ui,sans-serif;margin:0;background:#f8f9fa;color:#212529}
+main{max-width:1200px;margin:auto;padding:24px}
+h1{font-size:26px;margin:0 0 4px} h2{font-size:19px;margin:28px 0 8px}
+.sub{color:#6c757d;margin-bottom:18px} .card{background:#fff;border-radius:10px;padding:12px 16px;
+box-shadow:0 1px 3px rgba(0,0,0,.08);margin-bottom:16px} table{border-collapse:collapse;font-size:13px}
+td,th{padding:4px 10px;border-bottom:1px solid #dee2e6;text-align:right} th{background:#f1f3f5}
+td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
+"""
+
+
+REPORT_MAX_POINTS = 10_000  # points per projection panel in the report; projections.csv has them all
+MATRIX_NOTES = {
+    "cka": "Linear CKA (Kornblith et al. 2019), the usual biased estimator: 1 = the same geometry up to rotation and "
+    "scale. With fewer images than dimensions it reads high even for unrelated layers.",
+    "cka_debiased": "Debiased linear CKA (unbiased HSIC, Song et al. 2012; Nguyen et al. 2021): near 0 for unrelated "
+    "layers whatever the number of images; can be slightly negative.",
+    "overlap": "Neighbourhood overlap: the mean share of an image's 10 nearest neighbours (cosine) that two layers have "
+    "in common; how much of a layer's local structure survives to the other.",
+}
+
+
+def _fig_html(fig: object) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})  # type: ignore[attr-defined]
+
+
+def render(comp: Comparison) -> str:
+    """The report as one HTML string."""
+    from plotly.offline import get_plotlyjs
+
+    ds = comp.dataset
+    runs = ", ".join(f"{r.label} ({r.weights.name}, {r.precision} on {r.device})" for r in comp.runs)
+    parts = [
+        f"<h1>Bottleneck Explorer report</h1><div class=sub>{html.escape(ds.source)} · {len(ds)} images · "
+        f"{len(ds.classes)} classes · {html.escape(runs)} · explorer {__version__}</div>",
+    ]
+    for r in comp.runs:
+        parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
+    parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}</div>")
+    names = comp.cka_names
+    for kind, matrix in (("cka", comp.cka), ("cka_debiased", comp.similarity.cka_debiased), ("overlap", comp.overlap)):
+        parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind))}"
+                     f"<p>{html.escape(MATRIX_NOTES[kind])}</p></div>")  # fmt: skip
+    if comp.projections:
+        panels = comp.panels(align=True)
+        labels, names, shown = ds.labels, ds.names, ""
+        if len(ds) > REPORT_MAX_POINTS:  # a file that opens: a stated random sample of the points
+            keep = np.sort(np.random.default_rng(0).choice(len(ds), REPORT_MAX_POINTS, replace=False))
+            panels = {k: v[keep] for k, v in panels.items()}
+            labels = [labels[i] for i in keep] if labels is not None else None
+            names = [names[i] for i in keep]
+            shown = f"; a random {REPORT_MAX_POINTS:,} of the {len(ds):,} images"
+        fig = figures.projections(panels, labels, names)  # type: ignore[arg-type]
+        method = next(iter(comp.projections.values())).method.upper()
+        fig.update_layout(title_text=f"Projections by layer ({method}, aligned{shown})")
+        parts.append(f"<div class=card>{_fig_html(fig)}</div>")
+    table = comp.metrics.copy()
+    parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")
+    notes = {s.note for s in comp.scores.values() if s.note}
+    if notes:
+        parts.append("<div class=card>" + "<br>".join("Label metrics " + html.escape(n) for n in sorted(notes)) + "</div>")
+    if ds.skipped:
+        sk = pd.DataFrame([(s.file, s.reason) for s in ds.skipped], columns=["file", "reason"])
+        parts.append(f"<h2>Skipped files ({len(sk)})</h2><div class=card>" + sk.to_html(index=False, escape=True) + "</div>")
+    body = "\n".join(parts)
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>Bottleneck Explorer report</title>"
+        f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head><body><main>{body}</main></body></html>"
+    )

@@ -1,0 +1,46 @@
+"""The Ray path (ray_backend.py) on a local 2-CPU Ray instance: the same features as the local
+path, under the same keys, so a later local run finds them in the cache."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer import comparison
+from explorer.config import DataSpec, ExtractSpec
+from explorer.data.datasets import load_dataset
+from explorer.store import FeatureCache
+
+pytest.importorskip("ray")
+
+
+def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.extraction import layer_features
+    from explorer.extraction.ray_backend import RayEngine
+
+    monkeypatch.setattr(layer_features, "CHUNK", 16)  # several chunks, and a short last one
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=40), thumbnails=False)
+    broken = ds.items[21]  # its header passes; its pixels do not decode: both paths leave it out alike
+    ds = replace(ds, items=ds.items[:21] + (replace(broken, data=broken.data[: len(broken.data) // 2]),) + ds.items[22:])
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.3", "flatten"), precision="fp32", batch_size=8)
+    ray_cache = FeatureCache(tmp_path / "ray")
+    engine = RayEngine(num_cpus=2)
+    try:
+        on_ray = comparison.extract_features(ds, spec, cache=ray_cache, backend=engine)
+    finally:
+        engine.stop()
+    assert on_ray.computed == 40
+    partial = tmp_path / "ray" / "partial"
+    assert not partial.exists() or not any(partial.iterdir())  # finished: nothing half-done left
+    here = comparison.extract_features(ds, spec, cache=FeatureCache(tmp_path / "local"))
+    assert on_ray.layer_keys == here.layer_keys
+    for name in ("features.3", "flatten"):
+        np.testing.assert_allclose(on_ray.features[name], here.features[name], rtol=1e-4, atol=1e-5)
+    again = comparison.extract_features(ds, spec, cache=ray_cache)  # a local run after the Ray one
+    assert again.computed == 0
+    found = comparison.unreadable_images(ray_cache, ds, 64_000_000)
+    assert list(found) == [21] and "broken image" in found[21]
+    assert comparison.unreadable_images(FeatureCache(tmp_path / "local"), ds, 64_000_000) == found

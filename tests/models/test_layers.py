@@ -1,0 +1,118 @@
+"""Layer profiles, pooling, golden activations, one-pass equivalence and the whole-zoo sweep."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from explorer.extraction.extractor import FeatureExtractor
+from explorer.extraction.pooling import pool
+from explorer.models import layers, registry
+
+
+class Tiny(nn.Module):
+    """conv 1x1 (ch0 = R+G+B, ch1 = R-B) -> ReLU -> global avg pool -> fc (ch0 - ch1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0]]).view(2, 3, 1, 1))
+            self.fc.weight.copy_(torch.tensor([[1.0, -1.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.relu(self.conv(x))), 1))
+
+
+def test_golden_activations_from_hand_set_model() -> None:
+    r = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    b = torch.tensor([[2.0, 1.0], [1.0, 1.0]])
+    x = torch.stack([r, torch.zeros(2, 2), b]).unsqueeze(0)
+    # conv ch0 = [[3,3],[4,5]], ch1 = [[-1,1],[2,3]]; after ReLU ch1 = [[0,1],[2,3]]
+    ex = FeatureExtractor(Tiny().eval(), ["conv", "relu", "flatten", "fc"], model_name="tiny", pooling="avgmax")
+    out = ex(x)
+    np.testing.assert_allclose(out["conv"], [[3.75, 1.25, 5.0, 3.0]])
+    np.testing.assert_allclose(out["relu"], [[3.75, 1.5, 5.0, 3.0]])
+    np.testing.assert_allclose(out["flatten"], [[3.75, 1.5]])
+    np.testing.assert_allclose(out["fc"], [[2.25]])
+
+
+def test_pooling_layouts() -> None:
+    t = torch.arange(24, dtype=torch.float32).view(1, 2, 3, 4)
+    assert pool(t, layout="nchw", pooling="avg").tolist() == [[5.5, 17.5]]
+    assert pool(t, layout="nchw", pooling="max").tolist() == [[11.0, 23.0]]
+    nhwc = t.permute(0, 2, 3, 1)
+    assert pool(nhwc, layout="nhwc", pooling="avg").tolist() == [[5.5, 17.5]]
+    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])
+    assert pool(tokens, layout="tokens", token_pooling="cls").tolist() == [[1.0, 2.0]]
+    assert pool(tokens, layout="tokens", token_pooling="mean").tolist() == [[3.0, 4.0]]
+    assert torch.equal(t, torch.arange(24, dtype=torch.float32).view(1, 2, 3, 4))  # input untouched
+    with pytest.raises(ValueError, match="pooling='median'"):
+        pool(t, layout="nchw", pooling="median")
+
+
+def test_mobilenet_profile_defaults_and_bottlenecks() -> None:
+    prof = layers.profile("mobilenet_v2")
+    assert 5 <= len(prof.default) <= 8
+    assert prof.default[-1] == "flatten" and prof["flatten"].dim == 1280
+    depths = [prof[n].depth for n in prof.default]
+    assert depths == sorted(depths) and depths[-1] - depths[0] > 0.7
+    # MobileNetV2's linear projection outputs (inverted-residual bottlenecks) are marked
+    assert prof["features.2.conv.3"].is_bottleneck and prof["features.2.conv.3"].dim == 24
+    assert not prof["features.2.conv.1"].is_bottleneck  # the 96-wide (6x expanded) depthwise stage is not
+    assert prof["features.2.conv.1"].size == 96 * 56 * 56
+    with pytest.raises(ValueError, match="has no layer 'features.99'"):
+        prof.check(["features.99"])
+
+
+def test_swin_maps_are_channels_last_and_vit_uses_tokens() -> None:
+    swin = layers.profile("swin_t")
+    assert swin["features.1.1.add_1"].layout == "nhwc" and swin["features.1.1.add_1"].dim == 96
+    vit = layers.profile("vit_b_16")
+    assert vit["encoder.layers.encoder_layer_5.add_1"].layout == "tokens"
+
+
+def test_one_pass_equals_one_pass_per_layer() -> None:
+    model = registry.build_model("mobilenet_v2", registry.resolve_weights("mobilenet_v2", "none"))
+    nodes = list(layers.profile("mobilenet_v2").default)
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    together = FeatureExtractor(model, nodes, model_name="mobilenet_v2")(x)
+    for n in nodes:
+        alone = FeatureExtractor(model, [n], model_name="mobilenet_v2")(x)[n]
+        np.testing.assert_allclose(together[n], alone, rtol=1e-5, atol=1e-6)
+
+
+def _tiny_size(name: str) -> tuple[int, dict]:
+    if name.startswith("vit_"):
+        patch = 14 if name.endswith("_14") else (32 if name.endswith("_32") else 16)
+        return 2 * patch, {"image_size": 2 * patch}
+    if name == "inception_v3":
+        return 80, {}
+    if name == "maxvit_t":
+        return 224, {}
+    return 64, {}
+
+
+@pytest.mark.parametrize("name", registry.list_models())
+def test_every_zoo_model_extracts_default_layers(name: str) -> None:
+    size, kwargs = _tiny_size(name)
+    builder = __import__("torchvision").models.get_model_builder(name)
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        model = builder(weights=None, **kwargs).eval()
+    prof = layers.profile(name)
+    assert 1 <= len(prof.default) <= 8
+    out = FeatureExtractor(model, list(prof.default), model_name=name, precision="fp32")(torch.rand(2, 3, size, size))
+    for n in prof.default:
+        assert out[n].shape[0] == 2 and out[n].ndim == 2, n
+        assert np.isfinite(out[n]).all(), n
+        if prof[n].layout in ("nchw", "nhwc", "tokens"):
+            assert out[n].shape[1] == prof[n].dim, n

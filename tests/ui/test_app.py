@@ -1,0 +1,226 @@
+"""AppTest: every view renders without exceptions, widgets found by key; app metrics equal the CLI's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait_for_job(at: AppTest, timeout: float = 600) -> None:
+    from explorer.ui.jobs import QUEUE
+
+    sid = at.session_state["session_id"]
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        job = QUEUE.job_of(sid)
+        if job is None:  # the page took its result already (the queue forgets a taken job)
+            return
+        if not job.active:
+            assert job.state == "done", job.error
+            return
+        time.sleep(0.5)
+    raise AssertionError("the analysis did not finish")
+
+
+def _finish(at: AppTest) -> None:
+    _wait_for_job(at)
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+
+
+@pytest.fixture(scope="module")
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception
+    _finish(at)
+    return at
+
+
+def _open_view(at: AppTest, name: str) -> None:
+    at.session_state["view"] = name  # the lazy tabs' state: only the open view is built
+    at.run()
+    assert not at.exception, at.exception
+
+
+def _charts(at: AppTest) -> list:
+    return [e for e in at.main if getattr(e, "type", "") == "plotly_chart"] or list(at.get("plotly_chart"))
+
+
+def test_first_visit_shows_every_view(app: AppTest) -> None:
+    result = app.session_state["result"]
+    comp = result.comparison
+    assert comp.dataset.source == "sample:clothing" and len(comp.dataset) == 400
+    assert comp.runs[0].weights.kind == "pretrained"
+    assert [t.label for t in app.tabs] == ["Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export"]
+    assert app.text_input(key="find") is not None  # the projections view is open first
+    assert not _charts(app)  # ...and only it: the other views' plotly figures are not built
+    _open_view(app, "Separability")
+    assert len(_charts(app)) == 3 and len(app.dataframe) >= 1  # separability, per-class accuracy, confusion; the table
+    assert app.selectbox(key="cm_layer").value == "flatten"
+    _open_view(app, "Layer similarity")
+    assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
+    _open_view(app, "Architecture")
+    assert len(_charts(app)) == 1
+    _open_view(app, "Projections")
+    assert not app.warning  # no notice: nothing refused or failed
+
+
+def test_a_result_the_queue_let_go_is_reported_not_silently_missing(app: AppTest) -> None:
+    """A session whose job the queue forgot before the page took its result (the page was away
+    longer than the result TTL) says so, instead of showing the older result as if it were new."""
+    app.session_state["submitted_job"] = 10**9  # a job of this session the queue no longer holds
+    app.run()
+    assert not app.exception, app.exception
+    assert any("its result was let go" in w.value for w in app.warning)
+    assert app.session_state["seen_job"] == 10**9
+    app.run()  # said once: the next run does not start another rerun
+    assert not app.exception
+    del app.session_state["notice"]
+    app.run()
+    assert not app.warning
+
+
+def test_a_run_click_whose_own_run_was_stopped_is_still_honoured(app: AppTest) -> None:
+    """A click's run can be stopped before it reaches the button by the visitor's next interaction
+    (a tab clicked at once); the button's callback has then left the click in the session, and the
+    next run must act on it (without it, the click is lost)."""
+    from explorer.ui.main import RUN_ASKED
+
+    before = app.session_state["submitted_job"]
+    app.session_state[RUN_ASKED] = True  # what the callback leaves when its run is stopped early
+    app.run()
+    assert not app.exception, app.exception
+    assert app.session_state["submitted_job"] != before
+    assert RUN_ASKED not in app.session_state
+    _finish(app)
+    app.run()  # acted on once
+    assert app.session_state["submitted_job"] == app.session_state["seen_job"]
+
+
+def test_a_run_click_followed_at_once_by_another_request_is_honoured(app: AppTest, newer_request_after_a_click) -> None:
+    """Streamlit's runner took the click's request, and the visitor's next interaction arrived
+    before the run applied it (tests/ui/test_click_applied.py): the analysis is still queued."""
+    before = app.session_state["submitted_job"]
+    app.button(key="run").click()
+    app.run()
+    assert not app.exception, app.exception
+    assert newer_request_after_a_click.injected == 1
+    assert app.session_state["submitted_job"] != before
+    _finish(app)
+
+
+def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",
+                        "--model", "mobilenet_v2", "--projection", "umap", "--out", str(out), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cli = pd.read_csv(out / "metrics.csv")
+    ui = app.session_state["result"].comparison.metrics
+    assert list(cli["layer"]) == list(ui["layer"])
+    assert list(cli["node"]) == list(ui["node"])
+    for col in ("dim", "probe_acc", "probe_acc_std", "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim"):
+        pd.testing.assert_series_equal(cli[col].astype(float), ui[col].astype(float), check_names=False, rtol=1e-5)
+
+
+def test_projection_change_does_not_reextract(app: AppTest) -> None:
+    app.radio(key="projection").set_value("pca")
+    app.button(key="run").click()
+    app.run()
+    _finish(app)
+    comp = app.session_state["result"].comparison
+    assert next(iter(comp.projections.values())).method == "pca"
+    assert comp.runs[0].computed == 0  # every layer came from the cache: the model was not run
+
+
+def test_random_baseline_and_second_model(app: AppTest) -> None:
+    app.checkbox(key="baseline").check()
+    app.selectbox(key="second_model").set_value("resnet18")
+    app.number_input(key="max_images").set_value(100)  # local mode (the default): any number
+    app.button(key="run").click()
+    app.run()
+    _finish(app)
+    comp = app.session_state["result"].comparison
+    # resnet18's weights are not on this machine: it comes in with random weights
+    assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]"]
+    assert comp.cka.shape[0] == sum(len(r.features) for r in comp.runs)
+
+
+def test_colour_by_probe_correctness_matches_the_probe_accuracy(app: AppTest) -> None:
+    from explorer.ui.views import _colour_groups
+
+    comp = app.session_state["result"].comparison
+    keys = list(comp.projections)
+    codes, legend, palette = _colour_groups(comp, keys, "probe correct / wrong")
+    assert legend == ["correct", "wrong", "not scored"] and codes.shape == (len(keys), len(comp.dataset))
+    for row, k in zip(codes, keys):  # each panel coloured by its own layer's out-of-fold predictions
+        assert abs((row == 0).mean() - comp.scores[k].probe_acc) < 1e-9
+    pred, legend, _ = _colour_groups(comp, keys, "probe prediction")
+    assert legend[:-1] == comp.dataset.classes and pred.max() < len(comp.dataset.classes)
+    truth, legend, _ = _colour_groups(comp, keys, "class")
+    assert [legend[i] for i in truth[:5]] == list(comp.dataset.labels[:5])
+
+
+def _varied_inputs():
+    from explorer.config import ExtractSpec, ProjectionSpec
+    from explorer.ui import sidebar
+
+    return sidebar.Inputs(
+        data="sample:digits", upload=None, max_images=60,
+        extract=ExtractSpec(model="mobilenet_v2", weights="auto", layers=("features.4.conv.3", "flatten"), pooling="max"),
+        projection=ProjectionSpec(method="umap", n_components=3, n_neighbors=30, min_dist=0.25),
+        second_model="resnet18", random_baseline=True, align=False,
+    )  # fmt: skip
+
+
+def test_the_cli_snippet_means_the_same_analysis_as_the_page() -> None:
+    import shlex
+
+    from explorer.cli import analysis_from_args, build_parser
+    from explorer.ui import reproduce
+
+    inputs = _varied_inputs()
+    argv = shlex.split(reproduce.cli_command(inputs))
+    assert argv[:4] == ["python", "-m", "explorer", "compare"]
+    args = build_parser().parse_args(argv[3:])
+    page = reproduce.analysis(inputs, inputs.data)
+    assert analysis_from_args(args) == page
+    assert [s.weights for s in page[1]] == ["auto", "none", "none"]  # + random baseline; resnet18 has no offline weights
+
+
+def test_the_share_link_reopens_the_same_inputs() -> None:
+    from explorer.ui import reproduce
+
+    inputs = _varied_inputs()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for k, v in reproduce.share_params(inputs).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    _finish(at)
+    assert at.session_state["result"].inputs == inputs
+
+
+def test_a_link_may_name_a_layer_by_its_module() -> None:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.query_params["layers"] = "features.14,flatten"
+    at.query_params["max_images"] = "60"
+    at.query_params["projection"] = "pca"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="layers_mobilenet_v2").value == ["features.14.conv.3", "flatten"]
+    assert not at.warning  # nothing reported unknown
+    _finish(at)

@@ -1,0 +1,558 @@
+"""Real-browser tests: Debian's chromium driven by Python Playwright against a live server.
+
+Screenshots are saved under artifacts/ (look at them)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ..conftest import make_class_folders, zip_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+ART = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+            return r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serve(mode: str):
+    """The dashboard as scripts/run.sh starts it, in `mode`, on a free loopback port."""
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "EXPLORER_WORKERS": "1", "EXPLORER_MAX_PENDING": "8"}
+    proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", mode, "--server.port", str(port),
+                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    t0 = time.time()
+    while not _health(url):
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        assert time.time() - t0 < 120, "server did not start"
+        time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve("local") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def demo_server():
+    with serve("demo") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ART.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+PROJECTIONS = ".explorer-projections"
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    return page
+
+
+def test_first_visit_renders_projection(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(PROJECTIONS + "[data-drawn='1']", timeout=120_000)
+    assert "features.17.conv.3" in page.inner_text("body")
+    page.screenshot(path=str(ART / "first_visit.png"))
+    page.close()
+
+
+PLOT = ".st-key-proj " + PROJECTIONS
+DRAWN = PLOT + "[data-drawn='1']"
+STATE = "window.__explorerScatter.get('{}').state"
+
+
+def _debug(page, instance: str = "proj") -> dict:
+    return page.evaluate(f"() => {STATE.format(instance)}.debug()")
+
+
+def _drag(page, points: list[tuple[float, float]]) -> None:
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def _panel_box(page, k: int = 0) -> dict:
+    return page.locator(PLOT + f" .explorer-panel[data-panel='{k}'] canvas.overlay").bounding_box()
+
+
+def _lasso_first_panel(page) -> None:
+    box = _panel_box(page, 0)  # the first layer's panel
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    _drag(page, [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)])  # a lasso around the whole panel
+
+
+def _selected_count(page) -> int:
+    page.wait_for_function("document.body.innerText.includes('selected images')", timeout=60_000)
+    return int(page.get_by_text("selected images").first.inner_text().split()[0].replace(",", ""))
+
+
+def test_the_panels_sit_in_rows_of_four_with_the_first_layer_top_left(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    children = page.evaluate(f"() => [...document.querySelector('{PLOT}').children].map(c => c.className)")
+    assert children == ["explorer-panel"] * 8  # the panels and nothing else
+    boxes = [page.locator(PLOT + f" .explorer-panel[data-panel='{k}']").bounding_box() for k in range(8)]
+    assert len({round(b["y"]) for b in boxes[:4]}) == 1 and boxes[4]["y"] > boxes[0]["y"] + boxes[0]["height"] / 2
+    assert boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"] < boxes[3]["x"]
+    titles = [page.locator(PLOT + f" .explorer-panel[data-panel='{k}'] .title").inner_text() for k in range(8)]
+    assert titles[0].startswith("features.1.conv.2 ") and titles[-1].startswith("flatten ")  # the sidebar's order
+    page.close()
+
+
+def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    _lasso_first_panel(page)
+    page.wait_for_selector(PLOT + "[data-highlighted]", timeout=10_000)  # in the browser, before Python answers
+    n = _selected_count(page)
+    assert n == 400  # every point of the panel lies inside the lasso
+    assert page.get_attribute(PLOT, "data-highlighted") == "400"
+    assert _debug(page)["highlightedPerPanel"] == [400] * 8
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000)  # the grid
+    page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
+    page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view
+    page.wait_for_selector(f".st-key-cka_pair {PROJECTIONS}[data-highlighted='{n}']", timeout=60_000)
+    page.screenshot(path=str(ART / "lasso_in_cka_pair.png"), full_page=True)
+    page.close()
+
+
+def test_box_select_picks_exactly_the_points_inside_the_box(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(".st-key-proj button[data-mode='box']").click()
+    assert _debug(page)["mode"] == "box"
+    box = _panel_box(page, 2)
+    x0, y0 = box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.25
+    x1, y1 = box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.8
+    # where every point is drawn, from the view's own transform: the points inside, counted here
+    inside = page.evaluate(
+        """([x0, y0, x1, y1]) => { const st = window.__explorerScatter.get('proj').state; const out = [];
+        for (let i = 0; i < st.n; i++) { const [x, y] = st.pointOnScreen(2, i);
+          if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i); } return out; }""", [x0, y0, x1, y1])  # fmt: skip
+    assert 0 < len(inside) < 400
+    _drag(page, [(x0, y0), ((x0 + x1) / 2, (y0 + y1) / 2), (x1, y1)])
+    n = _selected_count(page)
+    assert n == len(inside)
+    assert page.get_attribute(PLOT, "data-highlighted") == str(n)
+    assert page.evaluate(f"() => {STATE.format('proj')}.selected") == inside
+    page.locator(".st-key-proj button[data-action='clear']").click()
+    page.wait_for_function("!document.body.innerText.includes('selected images')", timeout=60_000)
+    assert page.get_attribute(PLOT, "data-highlighted") is None
+    page.close()
+
+
+def test_a_lasso_selects_exactly_the_points_inside_its_outline(server, browser) -> None:
+    """The view's grid index against a plain point-in-polygon test of every point where it is drawn."""
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    box = _panel_box(page, 5)
+    w, h = box["width"], box["height"]
+    outline = [(box["x"] + w * fx, box["y"] + h * fy) for fx, fy in ((0.15, 0.2), (0.85, 0.3), (0.6, 0.55), (0.8, 0.9), (0.2, 0.7))]
+    inside = page.evaluate(
+        """(poly) => { const st = window.__explorerScatter.get('proj').state; const out = [];
+        const inPoly = (x, y) => { let c = false; for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+          const [xa, ya] = poly[a], [xb, yb] = poly[b];
+          if ((ya > y) !== (yb > y) && x < (xb - xa) * (y - ya) / (yb - ya) + xa) c = !c; } return c; };
+        for (let i = 0; i < st.n; i++) { const [x, y] = st.pointOnScreen(5, i); if (inPoly(x, y)) out.push(i); }
+        return out; }""", [list(p) for p in outline])  # fmt: skip
+    assert 10 < len(inside) < 390
+    _drag(page, [*outline, (outline[0][0], outline[0][1] + 1)])
+    n = _selected_count(page)
+    got = page.evaluate(f"() => {STATE.format('proj')}.selected")
+    assert len(set(got) ^ set(inside)) <= 2, (n, len(inside))  # at most a point or two on the outline itself
+    page.close()
+
+
+def test_hovering_a_point_shows_its_thumbnail_class_and_prediction(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(PLOT).scroll_into_view_if_needed()
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 3)")
+    page.mouse.move(x + 1, y + 1)
+    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                           timeout=30_000)  # fmt: skip
+    hovered = _debug(page)["hovered"]
+    assert hovered is not None
+    tip = page.inner_text(".explorer-tip")
+    name = page.evaluate(f"() => {STATE.format('proj')}.nameOf({hovered})")
+    assert name in tip and "class: " in tip and "probe (flatten): " in tip
+    src = page.get_attribute(".explorer-tip img", "src")
+    assert src.endswith(f"/{hovered}") and "_explorer/thumb/" in src
+    page.screenshot(path=str(ART / "hover.png"))
+    page.mouse.move(5, 5)  # off the panel: the card goes
+    page.wait_for_function("document.querySelector('.explorer-tip').style.display === 'none'", timeout=10_000)
+    page.close()
+
+
+def test_pan_and_zoom_are_linked_across_panels(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(".st-key-proj button[data-mode='pan']").click()
+    box = _panel_box(page, 1)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"() => {STATE.format('proj')}.debug().views[1].z > 1.5", timeout=10_000)
+    views = _debug(page)["views"]
+    assert all(v == views[1] for v in views)  # linked (aligned panels)
+    _drag(page, [(box["x"] + 50, box["y"] + 50), (box["x"] + 90, box["y"] + 70)])
+    moved = _debug(page)["views"]
+    assert moved[1]["ux"] != views[1]["ux"] and "selected images" not in page.inner_text("body")
+    page.locator(".st-key-proj button[data-action='reset']").click()
+    assert all(v == {"z": 1, "ux": 0, "uy": 0} for v in _debug(page)["views"])
+    page.close()
+
+
+def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.locator(PLOT).scroll_into_view_if_needed()
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 0)")  # a point of the last panel
+    page.mouse.click(x, y)
+    page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
+    picked = _debug(page)["picked"]
+    assert picked is not None  # ringed in every panel, its path drawn through the aligned panels
+    name = page.evaluate(f"() => {STATE.format('proj')}.nameOf({picked})")
+    assert name in page.inner_text("body")
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 8 * 6",
+                           timeout=30_000)  # fmt: skip  (+ 6 neighbours per layer)
+    side = page.locator('[data-testid="stColumn"]').filter(has=page.locator('[data-testid="stImage"]')).first
+    assert side.locator('[data-testid="stImage"]').count() >= 1  # the image itself, beside the chart
+    page.screenshot(path=str(ART / "clicked_point.png"), full_page=True)
+    page.close()
+
+
+def test_search_by_class_highlights_and_follows_an_image(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    cls = page.evaluate("() => document.querySelector('.explorer-legend').innerText.split('\\n')[0].trim()")
+    field = page.locator(".st-key-find input")
+    field.fill(cls)
+    field.press("Enter")
+    page.wait_for_function("/[0-9,]+ matches/.test(document.body.innerText)", timeout=60_000)
+    n = int(page.get_by_text("matches").first.inner_text().split()[0].replace(",", ""))
+    assert n > 0
+    page.wait_for_selector(PLOT + f"[data-highlighted='{n}']", timeout=30_000)
+    page.locator(".st-key-find_pick").click()
+    page.get_by_role("option").first.click()
+    page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
+    page.screenshot(path=str(ART / "search.png"), full_page=True)
+    field.fill("")
+    field.press("Enter")  # the search cleared: nothing highlighted
+    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); return e && !e.hasAttribute('data-highlighted'); }}",
+                           timeout=30_000)  # fmt: skip
+    page.close()
+
+
+def _colours(page) -> set[str]:
+    return {c for row in _debug(page)["colours"] for c in row}
+
+
+def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> None:
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    assert len(_colours(page)) == 10  # one per class
+    page.get_by_text("probe correct / wrong").click()
+    page.wait_for_function("document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
+                           timeout=60_000)  # fmt: skip
+    page.wait_for_selector(DRAWN, timeout=60_000)
+    page.wait_for_function(f"() => {STATE.format('proj')}.debug().colours.length === 8", timeout=30_000)  # a row per panel
+    assert _colours(page) <= {"#2CA02C", "#D62728", "#C8C8C8"}  # correct, wrong (and not scored)
+    page.screenshot(path=str(ART / "colour_by_correct.png"), full_page=True)
+    page.close()
+
+
+def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_column(server, browser, tmp_path: Path) -> None:
+    data = make_class_folders(tmp_path / "mine", per_class=5)
+    rows = ["filename,label,shade"] + [f"{p.relative_to(data).as_posix()},{p.parent.name},{'light' if i % 3 else '[dark](https://example.com/x)'}"
+                                       for i, p in enumerate(sorted(data.rglob("*.jpg")))]  # fmt: skip
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    page = _open(browser, server)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="A folder or zip on this machine").click()
+    path = page.locator(".st-key-data_path input")
+    path.fill(str(data))
+    path.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
+    assert "Mode: local" in page.inner_text("body")
+    page.screenshot(path=str(ART / "local_folder.png"), full_page=True)
+    page.get_by_role("tab", name="Projections").click()
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.get_by_text("labels.csv: shade").click()  # the column after the label
+    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
+    page.wait_for_function(f"() => new Set({STATE.format('proj')}.debug().colours.flat()).size === 2", timeout=30_000)
+    assert "[dark](https://example.com/x)" in page.inner_text(".explorer-legend")  # a value is text, not a link
+    assert page.locator('a[href^="https://example.com"]').count() == 0
+    page.screenshot(path=str(ART / "colour_by_column.png"), full_page=True)
+    page.close()
+
+
+def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, browser) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)"))
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    body = page.inner_text("body")
+    assert "has no layer [Sign in](https://example.com/x)" in body  # the link's words as text...
+    assert page.locator('a[href^="https://example.com"]').count() == 0  # ...never a link on the page
+    assert "opens only its bundled samples and your uploads, not a path on the server" in body
+    assert "analyses at most 2,000 images per run" in body
+    assert "Mode: demo" in body
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    assert page.get_by_role("option", name="A folder or zip on this machine").count() == 0
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ART / "demo_refusals.png"), full_page=True)
+    page.close()
+
+
+def test_demo_mode_refuses_a_costly_model_with_what_would_fit(demo_server, browser) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server + "/?model=vit_h_14&weights=random")
+    page.wait_for_function("document.body.innerText.includes(\"over this demo's budget\")", timeout=300_000)
+    body = page.inner_text("body")
+    assert "400 images through vit_h_14 need about" in body and "at most 59 images" in body
+    assert "Traceback" not in body
+    page.screenshot(path=str(ART / "demo_costly_model.png"), full_page=True)
+    page.close()
+
+
+def test_clicking_a_cka_cell_shows_that_pair(server, browser) -> None:
+    page = _open(browser, server)
+    page.get_by_role("tab", name="Layer similarity").click()
+    chart = page.locator(".st-key-cka_chart .js-plotly-plot")
+    chart.wait_for(timeout=60_000)
+    n = page.evaluate("() => document.querySelector('.st-key-cka_chart .js-plotly-plot').data[0].x.length")
+    names = page.evaluate("() => document.querySelector('.st-key-cka_chart .js-plotly-plot').data[0].x")
+    picker_a, picker_b = page.locator(".st-key-cka_a input"), page.locator(".st-key-cka_b input")
+    assert (picker_a.input_value(), picker_b.input_value()) == (names[0], names[-1])  # the default pair
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    row, col = 1, n - 2  # another cell: rows run top to bottom, columns left to right
+    page.mouse.click(box["x"] + (col + 0.5) * box["width"] / n, box["y"] + (row + 0.5) * box["height"] / n)
+    page.wait_for_function(
+        "(want) => { const e = document.querySelector('.st-key-cka_a input'); return e && e.value === want; }",
+        arg=names[row], timeout=60_000,
+    )  # fmt: skip
+    assert page.locator(".st-key-cka_b input").input_value() == names[col]
+    page.locator(".st-key-cka_pair .explorer-projections[data-drawn='1']").last.wait_for(timeout=60_000)
+    page.screenshot(path=str(ART / "cka_cell.png"), full_page=True)
+    page.close()
+
+
+def test_export_tab_downloads_the_report_and_metrics(server, browser, tmp_path: Path) -> None:
+    page = _open(browser, server)
+    page.get_by_role("tab", name="Export").click()
+    with page.expect_download(timeout=120_000) as got:
+        page.get_by_role("button", name="report.html").click()
+    report = tmp_path / "report.html"
+    got.value.save_as(report)
+    html = report.read_text()
+    assert html.count('class="plotly-graph-div"') >= 4 and "<script src=" not in html  # self-contained
+    with page.expect_download(timeout=60_000) as got:
+        page.get_by_role("button", name="metrics.csv").click()
+    got.value.save_as(tmp_path / "metrics.csv")
+    assert (tmp_path / "metrics.csv").read_text().startswith("model,layer,node,depth,dim")
+    page.close()
+
+
+def test_cancel_stops_a_running_analysis(server, browser) -> None:
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(server + "/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=1500&layers=features.9.conv.2")
+    page.wait_for_function("document.body.innerText.includes('extracting')", timeout=300_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("document.body.innerText.includes('Analysis cancelled')", timeout=120_000)
+    page.screenshot(path=str(ART / "cancelled.png"))
+    assert "Traceback" not in page.inner_text("body")
+    page.get_by_role("button", name="Run analysis").click()  # the session may start again
+    page.wait_for_function("document.body.innerText.includes('extracting') || document.querySelector('.explorer-projections')",
+                           timeout=300_000)  # fmt: skip
+    if page.get_by_role("button", name="Cancel").count():
+        page.get_by_role("button", name="Cancel").click()  # leave the worker free for the next test
+    page.close()
+
+
+def _upload_and_run(page, path: Path) -> None:
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Upload a zip").click()
+    page.locator('input[type="file"]').set_input_files(str(path))
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Run analysis").click()
+
+
+def test_upload_zip_runs_end_to_end(server, browser, tmp_path: Path) -> None:
+    data = make_class_folders(tmp_path / "colors", per_class=8)
+    archive = zip_folder(data, tmp_path / "colors.zip", prefix="colors/")
+    page = _open(browser, server)
+    _upload_and_run(page, archive)
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_function("/Images\\s*24\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
+    assert "green" in page.inner_text("body")
+    page.screenshot(path=str(ART / "upload_dataset.png"), full_page=True)
+    page.get_by_role("tab", name="Separability").click()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ART / "upload_separability.png"))
+    page.close()
+
+
+def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, browser, tmp_path: Path) -> None:
+    """The shared demo's main path: a visitor's zip, its projections, a hover card with the image
+    (served after the upload itself is gone), a lasso and its grid."""
+    data = make_class_folders(tmp_path / "mine", per_class=10)
+    archive = zip_folder(data, tmp_path / "mine.zip", prefix="mine/")
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server)
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _upload_and_run(page, archive)
+    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
+                           "window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === 30; }", timeout=300_000)  # fmt: skip
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
+    page.mouse.move(x, y)
+    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                           timeout=30_000)  # fmt: skip
+    assert "class: " in page.inner_text(".explorer-tip")
+    _lasso_first_panel(page)
+    assert _selected_count(page) == 30
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 30", timeout=60_000)
+    page.screenshot(path=str(ART / "demo_upload_explored.png"), full_page=True)
+    page.close()
+
+
+def test_upload_images_with_labels_csv_and_a_broken_file(server, browser, tmp_path: Path) -> None:
+    data = make_class_folders(tmp_path / "src", per_class=6)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["filename,label"]
+    for img in sorted(data.rglob("*.jpg")):
+        (flat / img.name).write_bytes(img.read_bytes())
+        rows.append(f"{img.name},{img.parent.name}")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    (flat / "broken.jpg").write_bytes(b"this is not a jpeg")
+    page = _open(browser, server)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Upload images").click()
+    page.locator('input[type="file"]').set_input_files(sorted(str(p) for p in flat.iterdir()))
+    page.wait_for_timeout(2000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Dataset").click()
+    # the Dataset tab's counters for this upload: 18 images in 3 classes, 1 file skipped
+    page.wait_for_function("/Images\\s*18\\s*Classes\\s*3\\s*Skipped files\\s*1/.test(document.body.innerText)", timeout=300_000)
+    body = page.inner_text("body")
+    assert "green" in body and "Traceback" not in body
+    page.screenshot(path=str(ART / "upload_files_dataset.png"), full_page=True)
+    page.close()
+
+
+def test_unsafe_zip_shows_message_and_app_keeps_working(server, browser, tmp_path: Path) -> None:
+    bad = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("cats/a.jpg", b"x")
+        zf.writestr("../../../tmp/[Sign in](https://evil.example/x).jpg", b"x")
+    page = _open(browser, server)
+    _upload_and_run(page, bad)
+    page.wait_for_function("document.body.innerText.includes('Archive refused')", timeout=120_000)
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "[Sign in](https:\u200b//evil.example/x).jpg" in body  # the entry's name as text...
+    assert page.locator('a[href*="evil.example"]').count() == 0  # ...never a link
+    page.screenshot(path=str(ART / "unsafe_zip.png"))
+    assert _health(server)
+    page.close()
+    again = _open(browser, server)  # a fresh visitor still gets results
+    assert again.locator(PROJECTIONS + ", .js-plotly-plot").count() >= 1
+    again.close()
+
+
+# Remembers whether the page ever showed a queue position (jobs may finish before the test looks).
+SAW_QUEUE_POSITION = """
+new MutationObserver(() => {
+  if (document.body && document.body.innerText.includes('Waiting in the queue')) window.__sawQueuePosition = true;
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def test_four_sessions_at_once_stay_served(server, browser) -> None:
+    alive = {"ok": 0, "fail": 0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            alive["ok" if _health(server) else "fail"] += 1
+            time.sleep(0.5)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    pages = []
+    for i in range(4):  # each asks for a fresh, uncached analysis (a different layer each)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.add_init_script(SAW_QUEUE_POSITION)
+        page.goto(server + f"/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=800&layers=features.{2 + i}.conv.2",
+                  wait_until="commit", timeout=180_000)  # fmt: skip
+        pages.append(page)
+    for i, page in enumerate(pages):
+        page.wait_for_function(
+            "document.body.innerText.includes('position') || document.querySelector('.explorer-projections') !== null "
+            "|| document.body.innerText.includes('busy')",
+            timeout=180_000,
+        )  # fmt: skip
+        page.screenshot(path=str(ART / f"session_{i}.png"))
+    waited = 0
+    for i, page in enumerate(pages):
+        page.wait_for_selector(PROJECTIONS, timeout=300_000)
+        waited += page.evaluate("window.__sawQueuePosition === true")
+        page.wait_for_function(f"document.body.innerText.includes('features.{2 + i}.conv.2')", timeout=60_000)
+        page.screenshot(path=str(ART / f"session_{i}_result.png"))
+        page.close()
+    stop.set()
+    t.join()
+    assert waited >= 1, "with one worker, at least one of four fresh sessions waits in the queue"
+    assert alive["fail"] == 0 and alive["ok"] > 0, alive
