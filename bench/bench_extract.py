@@ -187,7 +187,9 @@ def main() -> None:
         bases.append(child("--baseline"))
     res = measure(args)
     env = {**os.environ, "EXPLORER_MALLOC_TUNE": "0"}
-    for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX"):
+    from explorer.process_setup import MALLOC_ENV
+
+    for k in MALLOC_ENV:
         env.pop(k, None)
     out = subprocess.run([sys.executable, __file__, "--child", *common], capture_output=True, text=True, env=env, check=True)
     plain_malloc = json.loads(out.stdout.strip().splitlines()[-1])

@@ -99,3 +99,7 @@ def size_threads(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     except (ImportError, ValueError) as exc:  # numba is optional for extraction
         log.debug("numba threads not set: %s", exc)
+
+
+if __name__ == "__main__":  # `eval "$(python -m explorer.process_setup)"`: the scripts' environment, from MALLOC_ENV
+    print(" ".join(f"export {k}={v}" for k, v in MALLOC_ENV.items()))

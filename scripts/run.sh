@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# glibc malloc settings that double CPU throughput (README.md, "Measured").
-export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=536870912 MALLOC_ARENA_MAX=2
+# glibc malloc settings that double CPU throughput (explorer/process_setup.py: MALLOC_ENV; docs/benchmarks.md)
+eval "$(.venv/bin/python -m explorer.process_setup)"
 export NUMBA_THREADING_LAYER=omp
 # torch, torchvision, sklearn and plotly are imported before the server starts (explorer/ui/serve.py)
 exec .venv/bin/python -m explorer.ui.serve "$@"

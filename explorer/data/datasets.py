@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -116,6 +117,14 @@ class ImageDataset:
             skipped=self.skipped + tuple(Skipped(self.items[i].name, why) for i, why in sorted(rows.items())),
             _tempdir=None,
         )
+
+    def keep_files_while(self, owner: object) -> None:
+        """Keep the files unpacked for this dataset (a zip's) until `owner` is garbage-collected,
+        then delete them: a result shown for a zip reads its images (previews, neighbours) for as
+        long as it is shown. close() no longer deletes them."""
+        if self._tempdir:
+            weakref.finalize(owner, shutil.rmtree, self._tempdir, ignore_errors=True)
+            self._tempdir = None
 
     def close(self) -> None:
         """Delete the files unpacked for this dataset (uploads, zips)."""

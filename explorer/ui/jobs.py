@@ -204,7 +204,7 @@ class JobQueue:
                 size_threads(self.threads_per_worker)
             except Exception:  # sizing is an optimisation; the worker must live on
                 log.exception("could not size the worker's thread pools")
-        while True:
+        while True:  # a worker outlives anything a job raises, BaseException included
             with self._lock:
                 while not self._pending:
                     self._lock.wait()
@@ -214,32 +214,43 @@ class JobQueue:
                     job.deadline = time.monotonic() + self.max_seconds
                 self._running += 1
             try:
-                job.result = job.fn(job)
-                job.state = "done"
-            except Exception as exc:  # every failure reaches the visitor as one sentence
-                from ..extraction.extractor import Cancelled
+                self._run(job)
+            except BaseException:  # noqa: BLE001  (the outcome is published; nothing may end this thread)
+                log.exception("worker: job %d ended abnormally", job.id)
 
-                if isinstance(exc, Cancelled) and job.timed_out:
-                    log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
-                    job.state, job.error = "failed", (
-                        f"This analysis ran past this server's limit of {(self.max_seconds or 0) / 60:.0f} minutes "
-                        "and was stopped; try fewer images, fewer layers or a smaller model")
-                elif isinstance(exc, Cancelled):
-                    job.state, job.error = "cancelled", "cancelled"
-                elif isinstance(exc, (ValueError, TypeError)):
-                    log.info("job %d: bad input: %s", job.id, exc)
-                    job.state, job.error = "failed", str(exc).splitlines()[0]
-                else:
-                    log.exception("job %d failed", job.id)
-                    job.state, job.error = "failed", FRIENDLY_ERROR
-            finally:
-                job.fn = None  # the closure holds the request: not past the job
-                job.release()
-                job.finished = time.time()
-                log.info("job %d: %s in %.1f s", job.id, job.state, job.finished - job.submitted)
-                with self._lock:
-                    self._running -= 1
-                release_free_memory()  # the heap would keep this job's peak (process_setup.py)
+    def _run(self, job: Job) -> None:
+        """Run one job, then publish its outcome at once: error text and result before the state
+        that tells a reader to look at them, all under the lock."""
+        result, error = None, ""
+        try:
+            result, state = job.fn(job), "done"  # type: ignore[misc]
+        except BaseException as exc:  # noqa: BLE001  every failure reaches the visitor as one sentence
+            state, error = self._failure(job, exc)
+        finally:
+            job.fn = None  # the closure holds the request: not past the job
+            job.release()
+        finished = time.time()
+        with self._lock:
+            job.result, job.error, job.finished, job.state = result, error, finished, state
+            self._running -= 1
+        log.info("job %d: %s in %.1f s", job.id, state, finished - job.submitted)
+        release_free_memory()  # the heap would keep this job's peak (process_setup.py)
+
+    def _failure(self, job: Job, exc: BaseException) -> tuple[str, str]:
+        """(state, one sentence for the visitor) of a job that raised `exc`."""
+        from ..extraction.extractor import Cancelled
+
+        if isinstance(exc, Cancelled) and job.timed_out:
+            log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
+            return "failed", (f"This analysis ran past this server's limit of {(self.max_seconds or 0) / 60:.0f} minutes "
+                              "and was stopped; try fewer images, fewer layers or a smaller model")  # fmt: skip
+        if isinstance(exc, Cancelled):
+            return "cancelled", "cancelled"
+        if isinstance(exc, (ValueError, TypeError)):
+            log.info("job %d: bad input: %s", job.id, exc)
+            return "failed", str(exc).splitlines()[0]
+        log.error("job %d failed", job.id, exc_info=exc)
+        return "failed", FRIENDLY_ERROR
 
 
 def _workers() -> int:

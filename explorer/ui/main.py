@@ -132,12 +132,15 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
                 comp = comparison.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
                                         cache=CACHE, should_stop=job.should_stop,
                                         max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
+            result = Result(comp, inputs)
+            if not fresh_upload:  # a zip opened by its path: its images are read while the result is shown
+                ds.keep_files_while(result)
         finally:
-            if not source.startswith("sample:"):  # samples are shared; uploads are released at once
+            if not source.startswith("sample:"):  # samples are shared; an upload's copy goes at once
                 ds.close()
             if sidebar.MODE.cache_max_bytes is not None:
                 CACHE.evict(sidebar.MODE.cache_max_bytes)
-        return Result(comp, inputs)
+        return result
 
     return work
 

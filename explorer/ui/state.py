@@ -20,12 +20,16 @@ import logging
 from typing import Any
 
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
 
-try:
+try:  # Streamlit internals, tested with the pinned 1.67.x (requirements.txt)
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
     from streamlit.runtime.state.safe_session_state import SafeSessionState
-except ImportError:  # a Streamlit that moved it: apply_each_interaction_whole says so and does nothing
+except ImportError:  # a Streamlit that moved them: apply_each_interaction_whole says so and does nothing
     SafeSessionState = None  # type: ignore[assignment,misc]
+
+    class RerunException(Exception):  # type: ignore[no-redef]  # never raised: writes are then plain writes
+        pass
+
 
 log = logging.getLogger(__name__)
 

@@ -166,3 +166,25 @@ def test_reopening_a_folder_reads_only_the_files_that_changed(tmp_path: Path, mo
     reads.clear()
     fourth = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)  # a damaged index: read all
     assert len(reads) == 13 and fourth.hashes == third.hashes
+
+
+def test_a_zips_files_stay_while_their_owner_lives(tmp_path: Path) -> None:
+    """A zip opened by its path: close() keeps its unpacked images while the result that shows
+    them lives, and they go when it is collected."""
+    import gc
+
+    from explorer.data.datasets import thumbnail_bytes
+
+    archive = zip_folder(make_class_folders(tmp_path / "z", per_class=2), tmp_path / "z.zip", prefix="z/")
+    ds = load_dataset(DataSpec(source=str(archive)), thumbnails=False)
+
+    class Result:
+        pass
+
+    owner = Result()
+    ds.keep_files_while(owner)
+    ds.close()
+    assert thumbnail_bytes(ds.items[0], max_pixels=10**8) is not None
+    del owner
+    gc.collect()
+    assert not ds.items[0].path.exists()

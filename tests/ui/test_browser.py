@@ -340,6 +340,30 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
     page.close()
 
 
+def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(server, browser, tmp_path: Path) -> None:
+    """A zip on this machine is unpacked for the analysis; its images stay readable for the
+    result's previews (a clicked image and its neighbours), after the job has ended."""
+    archive = zip_folder(make_class_folders(tmp_path / "zipped", per_class=5), tmp_path / "local.zip", prefix="zipped/")
+    page = _open(browser, server)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="A folder or zip on this machine").click()
+    path = page.locator(".st-key-data_path input")
+    path.fill(str(archive))
+    path.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Projections").click()
+    page.wait_for_selector(DRAWN, timeout=300_000)
+    page.wait_for_timeout(1500)  # the job has ended and released what it held
+    page.locator(PLOT).scroll_into_view_if_needed()
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 3)")
+    page.mouse.click(x, y)
+    page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 6", timeout=30_000)
+    assert "no longer readable" not in page.inner_text("body")
+    page.close()
+
+
 def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, browser) -> None:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)"))

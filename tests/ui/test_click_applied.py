@@ -4,7 +4,8 @@ interaction (a tab clicked just after Run) arrives before that run applied the c
 Streamlit (1.67) raises a newer request at its next yield point, and one sits at the start of
 applying a request's widget states (`SafeSessionState.on_script_will_rerun`); the run that
 replaces it carries only the newer request's states, and the browser sends a click once. The
-control test shows Streamlit losing the click; when it fails, Streamlit has fixed this and
+control test, a strict xfail, asks Streamlit alone to act on the click; the day it passes (an
+upgrade within or past the pinned range), Streamlit has fixed this and
 `explorer.ui.state.apply_each_interaction_whole` can go."""
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def unpatched(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", getattr(method, "__wrapped__", method))
 
 
-def test_streamlit_alone_loses_the_click(unpatched: None, newer_request_after_a_click: NewerRequestAfterAClick) -> None:
+@pytest.mark.xfail(strict=True, reason="Streamlit 1.67 drops a click whose run a newer request replaced; when this "
+                   "passes, Streamlit fixed it and explorer.ui.state.apply_each_interaction_whole can go")
+def test_streamlit_alone_acts_on_the_click(unpatched: None, newer_request_after_a_click: NewerRequestAfterAClick) -> None:
     at = _click_with_a_newer_request(False, newer_request_after_a_click)
-    assert "asked" not in at.session_state
+    assert at.session_state["asked"] == 1
 
 
 def test_the_click_is_acted_on(unpatched: None, newer_request_after_a_click: NewerRequestAfterAClick) -> None:

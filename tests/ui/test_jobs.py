@@ -92,6 +92,50 @@ def test_failures_reach_the_visitor_as_one_sentence(caplog: pytest.LogCaptureFix
     assert ok.result == 42
 
 
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+def test_a_worker_survives_a_base_exception(exc: BaseException) -> None:
+    q = JobQueue(workers=1, max_pending=4)
+
+    def escape(job: Job) -> None:
+        raise exc
+
+    bad = q.submit("a", escape)
+    _wait(bad)
+    assert (bad.state, bad.error) == ("failed", FRIENDLY_ERROR)
+    ok = q.submit("b", lambda job: 42)
+    _wait(ok)
+    assert (ok.state, ok.result) == ("done", 42)
+
+
+def test_an_outcome_is_seen_whole() -> None:
+    """A reader that sees a job ended sees its error text (or its result) with it, never before."""
+    q = JobQueue(workers=1, max_pending=64)
+    seen_bad: list[tuple[str, str, object]] = []
+    stop = threading.Event()
+    jobs: list[Job] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            for j in list(jobs):
+                state, error, result = j.state, j.error, j.result
+                if (state == "failed" and not error) or (state == "done" and result is None):
+                    seen_bad.append((state, error, result))
+
+    def slow_failure(job: Job) -> None:
+        time.sleep(0.002)
+        raise ValueError("bad input, said in words")
+
+    reader = threading.Thread(target=watch)
+    reader.start()
+    for i in range(40):
+        jobs.append(q.submit(f"s{i}", slow_failure if i % 2 else (lambda job: "ok")))
+        _wait(jobs[-1])
+    stop.set()
+    reader.join()
+    assert not seen_bad
+    assert {j.state for j in jobs} == {"failed", "done"}
+
+
 def test_workers_size_torch_and_numba_threads() -> None:
     import numba
     import torch
