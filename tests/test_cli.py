@@ -70,6 +70,7 @@ def _unsafe_zip(path: Path) -> Path:
         ("unknown layer", ["--layers", "features.99"], {}, "has no layer"),
         ("missing weights", ["--model", "resnet18"], {"EXPLORER_OFFLINE": "1"}, "not on this machine"),
         ("missing path", ["--data", "/no/such/folder"], {}, "does not exist"),
+        ("unreachable Ray", ["--engine", "ray", "--ray-address", "127.0.0.1:9"], {}, "no Ray cluster answers"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, args: list, env: dict, needle: str) -> None:

@@ -4,7 +4,8 @@ projection, and the similarity between layers."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,23 +28,44 @@ def analysis_settings(stage: str) -> dict[str, Any]:
     return {"versions": analysis_versions(), "code": identities(stage)}
 
 
-def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None = None) -> dict[str, KnnGraph]:
-    """The cosine kNN graph of every layer of a run (neighbors.py), cached per layer key."""
-    out = {}
+class _Stored(Protocol):
+    def to_arrays(self) -> dict[str, np.ndarray]: ...
+
+
+def _per_layer(
+    run: ModelRun,
+    cache: FeatureCache,
+    stage: str,
+    parts: dict[str, Any],
+    compute: Callable[[str, np.ndarray], _Stored],
+    load: Callable[[dict[str, np.ndarray]], Any],
+    progress: StageProgress | None,
+    title: str,
+) -> dict[str, Any]:
+    """One result per layer of a run, each read from the store under its layer's key, `parts`
+    and the stage's settings (versions, code), or computed by `compute(node, features)` and stored."""
+    settings = analysis_settings(stage)
+    out: dict[str, Any] = {}
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
-            progress(f"neighbour graphs {run.label}", i, len(run.features))
-        key = make_key("graph", {"layer": run.layer_keys[node], "k": GRAPH_K, "settings": analysis_settings("graph")})
+            progress(title, i, len(run.features))
+        key = make_key(stage, {"layer": run.layer_keys[node], **parts, "settings": settings})
         got = cache.get_result(key)
         if got is None:
-            g = knn_graph(feats, GRAPH_K)
-            cache.put_result(key, g.to_arrays())
+            result = compute(node, feats)
+            cache.put_result(key, result.to_arrays())
         else:
-            g = KnnGraph.from_arrays(got)
-        out[node] = g
+            result = load(got)
+        out[node] = result
     if progress:
-        progress(f"neighbour graphs {run.label}", len(run.features), len(run.features))
+        progress(title, len(run.features), len(run.features))
     return out
+
+
+def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None = None) -> dict[str, KnnGraph]:
+    """The cosine kNN graph of every layer of a run (neighbors.py)."""
+    return _per_layer(run, cache, "graph", {"k": GRAPH_K}, lambda node, feats: knn_graph(feats, GRAPH_K),
+                      KnnGraph.from_arrays, progress, f"neighbour graphs {run.label}")  # fmt: skip
 
 
 def labels_array(dataset: ImageDataset) -> np.ndarray | None:
@@ -58,25 +80,11 @@ def score_run(
     graphs: dict[str, KnnGraph],
     progress: StageProgress | None = None,
 ) -> dict[str, LayerScores]:
-    """Scores of every layer of a run, cached per layer key, labels, metric settings and versions."""
+    """Scores of every layer of a run, keyed also by the labels and the metric settings."""
     y = labels_array(dataset)
-    labels_id = make_key("labels", {"labels": list(dataset.labels or [])})
-    settings = analysis_settings("scores")
-    out = {}
-    for i, (node, feats) in enumerate(run.features.items()):
-        if progress:
-            progress(f"scoring {run.label}", i, len(run.features))
-        key = make_key("scores", {"layer": run.layer_keys[node], "labels": labels_id, "spec": spec.__dict__, "settings": settings})
-        got = cache.get_result(key)
-        if got is None:
-            scores = score_layer(feats, y, spec, graphs.get(node))
-            cache.put_result(key, scores.to_arrays())
-        else:
-            scores = LayerScores.from_arrays(got)
-        out[node] = scores
-        if progress:
-            progress(f"scoring {run.label}", i + 1, len(run.features))
-    return out
+    parts = {"labels": make_key("labels", {"labels": list(dataset.labels or [])}), "spec": spec.__dict__}
+    return _per_layer(run, cache, "scores", parts, lambda node, feats: score_layer(feats, y, spec, graphs.get(node)),
+                      LayerScores.from_arrays, progress, f"scoring {run.label}")  # fmt: skip
 
 
 def project_run(
@@ -86,24 +94,11 @@ def project_run(
     graphs: dict[str, KnnGraph] | None = None,
     progress: StageProgress | None = None,
 ) -> dict[str, Projection]:
-    """Projections of every layer of a run (UMAP from the layer's kNN graph), cached per layer key,
-    projection settings and versions."""
-    settings = analysis_settings("projection")
-    out = {}
-    for i, (node, feats) in enumerate(run.features.items()):
-        if progress:
-            progress(f"projecting {run.label} ({spec.method.upper()})", i, len(run.features))
-        key = make_key("projection", {"layer": run.layer_keys[node], "spec": spec.__dict__, "settings": settings})
-        got = cache.get_result(key)
-        if got is None:
-            proj = project(feats, spec, graph=(graphs or {}).get(node))
-            cache.put_result(key, proj.to_arrays())
-        else:
-            proj = Projection.from_arrays(got)
-        out[node] = proj
-        if progress:
-            progress(f"projecting {run.label} ({spec.method.upper()})", i + 1, len(run.features))
-    return out
+    """Projections of every layer of a run (UMAP from the layer's kNN graph), keyed also by the
+    projection settings."""
+    return _per_layer(run, cache, "projection", {"spec": spec.__dict__},
+                      lambda node, feats: project(feats, spec, graph=(graphs or {}).get(node)),
+                      Projection.from_arrays, progress, f"projecting {run.label} ({spec.method.upper()})")  # fmt: skip
 
 
 def similarity_run(

@@ -78,7 +78,7 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
     except ImportError as exc:  # pragma: no cover - umap-learn is a requirement
         raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
     # pynndescent swaps numba's `omp` layer for `workqueue` when TBB is missing, and workqueue aborts
-    # the process when two threads run UMAP at once (DESIGN.md); omp is thread-safe and we never fork.
+    # the process when two threads run UMAP at once (docs/design.md, "numba"); omp is thread-safe and we never fork.
     if numba.config.THREADING_LAYER == "workqueue" and os.environ.get("NUMBA_THREADING_LAYER") == "omp":
         numba.config.THREADING_LAYER = "omp"
     n_neighbors = min(spec.n_neighbors, x.shape[0] - 1)

@@ -157,6 +157,24 @@ def _spread(blocks: list[str], k: int) -> list[str]:
     return [blocks[i] for i in idx]
 
 
+@functools.cache
+def _regnet_widths_on_the_cpu() -> None:
+    """Let RegNets be built on the meta device: their builder computes the block widths with
+    tensors and reads them back (`.tolist()`), which a meta tensor cannot do. Those few small
+    tensors are made on the CPU (as they are for any CPU build); the model itself stays on meta.
+    Installed once; it changes nothing for a build on a real device."""
+    import torch
+    from torchvision.models import regnet
+
+    original = regnet.BlockParams.from_init_params.__func__  # type: ignore[attr-defined]
+
+    def from_init_params(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with torch.device("cpu"):
+            return original(cls, *args, **kwargs)
+
+    regnet.BlockParams.from_init_params = classmethod(from_init_params)  # type: ignore[method-assign]
+
+
 def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
     """Output shape of every node, from one pass on the meta device (no memory, no compute).
 
@@ -171,6 +189,8 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
     from torchvision.models.feature_extraction import NodePathTracer, _set_default_tracer_kwargs
 
     builder = tvm.get_model_builder(name)
+    if name.startswith("regnet_"):
+        _regnet_widths_on_the_cpu()
     kwargs: dict = {"image_size": size} if name.startswith("vit_") else {}
     if name == "maxvit_t":
         kwargs = {"input_size": (size, size)}
@@ -204,7 +224,7 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
         warnings.simplefilter("ignore")
         try:
             out = run("meta")
-        except (NotImplementedError, RuntimeError) as exc:  # a few builders compute on tensors (RegNet)
+        except (NotImplementedError, RuntimeError) as exc:  # a builder that computes on tensors (RegNet is handled above)
             log.debug("meta probe failed for %s (%s); probing on the CPU", name, exc)
             out = run("cpu")
     return {

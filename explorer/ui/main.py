@@ -58,7 +58,7 @@ class Result:
 
 
 def warm_up_umap() -> None:
-    """Pay numba's compilation once per server process, in the background (DESIGN.md: 18-23 s).
+    """Pay numba's compilation once per server process, in the background (docs/design.md, "numba": 18-23 s).
 
     Compiling holds the GIL most of the time, so it waits until the job queue has been idle for a
     moment: started at once, it tripled the first page's time on a restart with everything cached.

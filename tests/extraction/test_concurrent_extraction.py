@@ -40,20 +40,21 @@ print(json.dumps({{"computed": run.computed, "start": t0, "end": time.time()}}),
 
 def test_two_processes_on_one_key_wait_and_reuse(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(cache), str(tmp_path / f"out{i}.npz")], cwd=ROOT,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for i in range(2)
-    ]
-    for p in procs:
-        assert p.stdout.readline().strip() == "READY", p.stderr.read()
+    logs = [tmp_path / f"worker{i}.stderr" for i in range(2)]  # files: an unread pipe could stall a worker
+    procs = []
+    for i, log in enumerate(logs):
+        with open(log, "wb") as err:
+            procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(cache), str(tmp_path / f"out{i}.npz")], cwd=ROOT,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True))  # fmt: skip
+    for p, log in zip(procs, logs):
+        assert p.stdout.readline().strip() == "READY", log.read_text()
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
     results = []
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err
+    for p, log in zip(procs, logs):
+        out, _ = p.communicate(timeout=600)  # stdout: one line at the end
+        assert p.returncode == 0, log.read_text()
         results.append(json.loads(out.strip().splitlines()[-1]))
     computed = sorted(r["computed"] for r in results)
     assert computed == [0, N], computed  # one extracted every image; the other waited and reused them

@@ -45,17 +45,20 @@ def _health(url: str) -> bool:
 
 @contextlib.contextmanager
 def serve(mode: str):
-    """The dashboard as scripts/run.sh starts it, in `mode`, on a free loopback port."""
+    """The dashboard as scripts/run.sh starts it, in `mode`, on a free loopback port; its output
+    goes to a file (a pipe nobody reads would stop the server once full), shown when it fails."""
     port = _port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXPLORER_WORKERS": "1", "EXPLORER_MAX_PENDING": "8"}
-    proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", mode, "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    ART.mkdir(exist_ok=True)
+    log = ART / f"server-{mode}-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", mode, "--server.port", str(port),
+                                 "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     t0 = time.time()
     while not _health(url):
-        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-        assert time.time() - t0 < 120, "server did not start"
+        assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+        assert time.time() - t0 < 120, "server did not start: " + log.read_text(errors="replace")[-2000:]
         time.sleep(0.5)
     try:
         yield url

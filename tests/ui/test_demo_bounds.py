@@ -217,7 +217,9 @@ def test_kill_9_during_extraction_then_a_rerun_gives_the_uninterrupted_results(t
 
     def run(cache: Path, out: Path, kill_when_started: bool = False) -> str:
         env = {**os.environ, "EXPLORER_CACHE_DIR": str(cache)}
-        proc = subprocess.Popen([*cmd, "--out", str(out)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err_log = out.parent / f"{out.name}.stderr"  # a file: a pipe read only at the end could fill and stall it
+        with open(err_log, "wb") as err_out:
+            proc = subprocess.Popen([*cmd, "--out", str(out)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err_out)
         if kill_when_started:
             t0 = time.time()
             while not list((cache / "partial").glob("*/done.json")) and time.time() - t0 < 300:
@@ -225,8 +227,8 @@ def test_kill_9_during_extraction_then_a_rerun_gives_the_uninterrupted_results(t
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             return ""
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-2000:]
+        proc.wait(timeout=600)
+        assert proc.returncode == 0, err_log.read_text(errors="replace")[-2000:]
         return (out / "metrics.csv").read_text()
 
     run(tmp_path / "killed", tmp_path / "o1", kill_when_started=True)

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import vm from "node:vm";
 
-const here = new URL("../../explorer/ui/", import.meta.url);
+const here = new URL("../../../explorer/ui/", import.meta.url);
 vm.runInThisContext(readFileSync(new URL("scatter_points.js", here), "utf8"));
 vm.runInThisContext(readFileSync(new URL("scatter_index.js", here), "utf8"));
 
