@@ -355,15 +355,19 @@ def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(s
     path.press("Enter")
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)  # the zip's result
     page.get_by_role("tab", name="Projections").click()
-    page.wait_for_selector(DRAWN, timeout=300_000)
-    page.wait_for_timeout(1500)  # the job has ended and released what it held
+    page.wait_for_selector(DRAWN, timeout=120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 3)")
     page.mouse.click(x, y)
     page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 6", timeout=30_000)
+    page.wait_for_function("document.body.innerText.includes('no longer readable') || "
+                           "document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 6", timeout=60_000)  # fmt: skip
+    page.wait_for_timeout(1000)  # the neighbours' row settled
     assert "no longer readable" not in page.inner_text("body")
+    assert page.locator('[data-testid="stImage"]').count() >= 1 + 6  # the image and its neighbours, each readable
     page.close()
 
 
