@@ -18,7 +18,11 @@ import streamlit as st
 
 sys.path.insert(0, os.getcwd())  # the tree under test (its explorer/)
 from explorer.config import DataSpec  # noqa: E402
-from explorer.data.datasets import load_dataset  # noqa: E402
+
+try:
+    from explorer.data.datasets import load_dataset
+except ImportError:  # a tree from before the stage packages (--before an older commit)
+    from explorer.datasets import load_dataset  # type: ignore[no-redef]
 from explorer.ui import scatter  # noqa: E402
 
 N = int(os.environ.get("SYNTH_N", "100000"))

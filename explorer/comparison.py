@@ -51,8 +51,6 @@ class Comparison:
     overlap: np.ndarray  # neighbourhood overlap between layers, in the order of similarity.names
     graphs: dict[str, KnnGraph]
     projections: dict[str, Projection]
-    projection_spec: ProjectionSpec
-    metric_spec: MetricSpec
 
     @property
     def multi(self) -> bool:
@@ -252,5 +250,5 @@ def compare(
             projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
     similarity, overlap = similarity_run(runs, multi, graphs, cache, progress)
     return Comparison(
-        dataset, runs, metrics_table(runs, scores, multi), scores, similarity, overlap, graphs, projections, projection, metric
+        dataset, runs, metrics_table(runs, scores, multi), scores, similarity, overlap, graphs, projections
     )
