@@ -21,17 +21,29 @@ ShouldStop = Callable[[], bool]
 
 @dataclass(frozen=True)
 class ExtractionJob:
-    """What a backend needs to run a model's missing layers: the settings, the resolved weights,
-    the device and precision it chose, the run's name for progress, and the chunk size (a chunk
-    is the unit an interrupted extraction resumes from: a backend marks each one done once all
-    its rows are written)."""
+    """What a backend runs: a model's missing layers over some chunks of a dataset.
+
+    Attributes:
+        label: the run's name, for progress.
+        spec, weights, device, precision: the model as resolved, and where and how it runs.
+        nodes: the FX node of each layer of the writer, in its order.
+        todo: the (start, stop) rows of the chunks to run; a chunk is the unit an interrupted
+            extraction resumes from, marked done once all its rows are written.
+        chunk: rows per chunk.
+        transform: the weights' preprocessing.
+        max_pixels: the pixel-bomb limit for decoding.
+    """
 
     label: str
     spec: ExtractSpec
     weights: ResolvedWeights
     device: str
     precision: str
+    nodes: list[str]
+    todo: list[tuple[int, int]]
     chunk: int
+    transform: Any
+    max_pixels: int
 
 
 class ExtractionBackend(Protocol):
@@ -41,20 +53,8 @@ class ExtractionBackend(Protocol):
         """The device and precision this backend will run `spec` with (part of the cache key)."""
         ...
 
-    def extract(
-        self,
-        dataset: ImageDataset,
-        job: ExtractionJob,
-        nodes: list[str],
-        todo: list[tuple[int, int]],
-        writer: LayerWriter,
-        transform: Any,
-        *,
-        progress: StageProgress | None,
-        should_stop: ShouldStop | None,
-        max_pixels: int,
-    ) -> int:
-        """Run the chunks `todo` ((start, stop) rows) through the model into `writer` (`nodes`: the
-        FX node of each of `writer.nodes`, in order), marking each chunk done once all its rows are
-        written; returns the number of images that went through the model."""
+    def extract(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, *,
+                progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+        """Run the job's chunks through the model into `writer`, marking each chunk done once all
+        its rows are written; returns the number of images that went through the model."""
         ...

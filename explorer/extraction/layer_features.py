@@ -165,10 +165,10 @@ def _extract_missing(
     writer = cache.writer(run_key, missing, total)
     todo = [(s, e) for s, e in bounds if s not in writer.done]
     if todo:
-        job = ExtractionJob(run.label, run.spec, run.weights, run.device, run.precision, CHUNK)
+        job = ExtractionJob(run.label, run.spec, run.weights, run.device, run.precision, [run.nodes[n] for n in missing],
+                            todo, CHUNK, transform, max_pixels)  # fmt: skip
         try:
-            run.computed += backend.extract(dataset, job, [run.nodes[n] for n in missing], todo, writer, transform,
-                                            progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
+            run.computed += backend.extract(dataset, job, writer, progress=progress, should_stop=should_stop)
         except BaseException:
             if not cache.keep_partial:
                 writer.discard()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import ExtractSpec
 from ..models import registry
@@ -21,20 +21,11 @@ class LocalBackend:
         device = resolve_device(spec.device)
         return device, resolve_precision(spec.precision, device)
 
-    def extract(
-        self,
-        dataset: ImageDataset,
-        job: ExtractionJob,
-        nodes: list[str],
-        todo: list[tuple[int, int]],
-        writer: LayerWriter,
-        transform: Any,
-        *,
-        progress: StageProgress | None,
-        should_stop: ShouldStop | None,
-        max_pixels: int,
-    ) -> int:
+    def extract(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, *,
+                progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
         import torch
+
+        todo, nodes = job.todo, job.nodes
 
         spec, total, computed = job.spec, len(dataset), 0
         rows = [r for s, e in todo for r in range(s, e)]  # the dataset row of each item decoded here
@@ -43,7 +34,7 @@ class LocalBackend:
             progress(f"loading {spec.model}", 0, 1)
         # one decoder across chunk boundaries; on a GPU it starts now, while the model is built
         with BatchDecoder(
-            items, transform, spans(len(items), spec.batch_size, job.chunk), max_pixels=max_pixels,
+            items, job.transform, spans(len(items), spec.batch_size, job.chunk), max_pixels=job.max_pixels,
             workers=torch.get_num_threads(), background=job.device != "cpu",
         ) as batches:  # fmt: skip
             extractor = FeatureExtractor(

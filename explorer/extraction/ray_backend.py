@@ -18,13 +18,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..config import ExtractSpec
+from ..data.datasets import ImageDataset
 from ..store import LayerWriter
-from .backend import FOLD_BATCHNORM, ExtractionJob
+from .backend import FOLD_BATCHNORM, ExtractionJob, ShouldStop, StageProgress
 
 log = logging.getLogger(__name__)
 
@@ -149,20 +149,9 @@ class RayEngine:
             raise ValueError(f"device={spec.device!r}: the Ray cluster has no such device; use --device auto or cpu")
         return "cpu", resolve_precision(spec.precision, "cpu")
 
-    def extract(
-        self,
-        dataset: Any,
-        job: ExtractionJob,
-        nodes: list[str],
-        todo: list[tuple[int, int]],
-        writer: LayerWriter,
-        transform: Any,
-        *,
-        progress: Callable[[str, int, int], None] | None,
-        should_stop: Callable[[], bool] | None,
-        max_pixels: int,
-    ) -> int:
-        """Run the chunks `todo` on the cluster and write their rows into `writer` as they come
+    def extract(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, *,
+                progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+        """Run the job's chunks on the cluster and write their rows into `writer` as they come
         back; a chunk is marked finished once all its rows are in (so an interrupted run resumes)."""
         import ray.data
 
@@ -172,14 +161,15 @@ class RayEngine:
         on_gpu = job.device == "cuda"
         n_actors = self.actors or (int(gpus) if on_gpu else max(1, int(cpus) // CPUS_PER_ACTOR))
         threads = max(1, int(cpus) // n_actors) if not on_gpu else 2
+        todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]
         source = ray.data.from_items([
             {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b""} for r, it in rows
         ])  # fmt: skip
         features = source.map_batches(
             _ModelActor, batch_size=job.spec.batch_size, batch_format="numpy",
-            fn_constructor_kwargs={"spec": job.spec, "nodes": nodes, "device": job.device, "precision": job.precision,
-                                   "fold_bn": FOLD_BATCHNORM, "max_pixels": max_pixels, "threads": threads},
+            fn_constructor_kwargs={"spec": job.spec, "nodes": job.nodes, "device": job.device, "precision": job.precision,
+                                   "fold_bn": FOLD_BATCHNORM, "max_pixels": job.max_pixels, "threads": threads},
             compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_cpus=0 if on_gpu else threads, num_gpus=1 if on_gpu else 0,
         )  # fmt: skip
