@@ -122,7 +122,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
     cache.clean_leftovers(partial=False)  # a killed run's stale temporary files; its finished chunks resume
     dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
-                           read_index=cache.reads_dir)  # fmt: skip
+                           file_checks_dir=cache.file_checks_dir)  # fmt: skip
     try:
         comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache,
                                   progress=bar, max_pixels=limits.max_pixels, backend=engine)  # fmt: skip

@@ -210,7 +210,7 @@ class FeatureCache:
             pass
 
     @property
-    def reads_dir(self) -> Path:
+    def file_checks_dir(self) -> Path:
         """Where what reading a folder's files found is remembered (file_checks.py)."""
         return self.root / "reads"
 

@@ -390,7 +390,7 @@ def load_dataset(
     limits: Limits | None = None,
     progress: Progress | None = None,
     thumbnails: bool = True,
-    read_index: Path | None = None,
+    file_checks_dir: Path | None = None,
 ) -> ImageDataset:
     """Load, validate and de-duplicate a dataset.
 
@@ -402,7 +402,7 @@ def load_dataset(
             decodes each image at reduced scale; without them (`thumbnails` is empty) only each
             file's header is checked, and the one full decode is extraction's, which leaves out and
             reports an image that fails there (pipeline.compare).
-        read_index: a folder where, without thumbnails, what reading a folder's files found is
+        file_checks_dir: a folder where, without thumbnails, what reading a folder's files found is
             remembered (file_checks.py): reopening unchanged files costs a stat each, not a read.
 
     Returns:
@@ -445,8 +445,8 @@ def load_dataset(
         found = _candidates(path)
         skipped += found.skipped
         pairs = [(ImageItem(rel, path=found.root / rel), lab) for rel, lab in found.images]
-        if read_index is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
-            index = FileCheckCache(read_index, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
+        if file_checks_dir is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
+            index = FileCheckCache(file_checks_dir, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
     try:
         ds = _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index)
         if found is not None and found.columns:

@@ -123,7 +123,7 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
             ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
                               progress=lambda d, t: job.progress("reading images", d, t),
                               thumbnails=fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                              read_index=None if fresh_upload else CACHE.reads_dir)  # fmt: skip
+                              file_checks_dir=None if fresh_upload else CACHE.file_checks_dir)  # fmt: skip
         try:
             _, specs, projection, metric = reproduce.analysis(inputs, source)
             budget.check(specs, len(ds), sidebar.MODE, len(ds.classes))  # with the exact number of images

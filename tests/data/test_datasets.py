@@ -147,7 +147,7 @@ def test_reopening_a_folder_reads_only_the_files_that_changed(tmp_path: Path, mo
     data = make_class_folders(tmp_path / "data", per_class=4)
     (data / "red" / "broken.jpg").write_bytes(b"not an image")
     index = tmp_path / "reads"
-    first = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)
+    first = load_dataset(DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index)
     reads: list[str] = []
     real = datasets.ImageItem.read_bytes
 
@@ -156,15 +156,15 @@ def test_reopening_a_folder_reads_only_the_files_that_changed(tmp_path: Path, mo
         return real(self)
 
     monkeypatch.setattr(datasets.ImageItem, "read_bytes", counting)
-    again = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)
+    again = load_dataset(DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index)
     assert reads == [] and again.hashes == first.hashes and again.skipped == first.skipped  # a stat each
     (data / "blue" / "blue_1.jpg").write_bytes((data / "green" / "green_0.jpg").read_bytes())  # changed content
-    third = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)
+    third = load_dataset(DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index)
     assert reads == ["blue/blue_1.jpg"]
     assert ("blue/blue_1.jpg", "green/green_0.jpg") in third.duplicates or ("green/green_0.jpg", "blue/blue_1.jpg") in third.duplicates
     (index / next(index.iterdir()).name).write_text("{damaged")
     reads.clear()
-    fourth = load_dataset(DataSpec(source=str(data)), thumbnails=False, read_index=index)  # a damaged index: read all
+    fourth = load_dataset(DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index)  # a damaged index: read all
     assert len(reads) == 13 and fourth.hashes == third.hashes
 
 

@@ -105,6 +105,11 @@ def test_first_visit_renders_projection(server, browser) -> None:
     page.wait_for_selector(PROJECTIONS + "[data-drawn='1']", timeout=120_000)
     assert "features.17.conv.3" in page.inner_text("body")
     page.screenshot(path=str(ART / "first_visit.png"))
+    page.get_by_role("tab", name="Separability").click()
+    page.wait_for_selector(".st-key-sep_chart .main-svg", timeout=60_000)
+    assert "linear probe acc." in page.inner_text(".st-key-sep_chart")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ART / "separability.png"))
     page.close()
 
 
