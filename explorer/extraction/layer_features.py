@@ -112,19 +112,15 @@ def extract_features(
     run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys, names)
     _read_cached(run, cache, len(dataset))
     if len(run.features) < len(names):
-        waited = False
 
         def waiting() -> None:  # another process (or job) extracts this model's layers of this dataset now
-            nonlocal waited
-            waited = True
             if should_stop is not None and should_stop():
                 raise Cancelled("extraction cancelled")
             if progress:
                 progress(f"waiting for another extraction of {run.label}", 0, 1)
 
         with cache.lock(make_key("extraction", ctx), waiting=waiting):
-            if waited:
-                _read_cached(run, cache, len(dataset))  # what the other extraction stored
+            _read_cached(run, cache, len(dataset))  # what an extraction that held the lock meanwhile stored
             missing = [name for name in names if name not in run.features]
             if missing:
                 _extract_missing(dataset, run, missing, ctx, cache, backend, transform,
