@@ -320,21 +320,27 @@ def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> Non
     page.close()
 
 
+def _run_on_a_path(page, path: Path) -> None:
+    """Run the analysis of a folder or zip on this machine (15 images in 3 classes), and wait on
+    the Dataset tab for its own result (not the first visit's sample)."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="A folder or zip on this machine").click()
+    box = page.locator(".st-key-data_path input")
+    box.fill(str(path))
+    box.press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.get_by_role("tab", name="Dataset").click()
+    page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
+
+
 def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_column(server, browser, tmp_path: Path) -> None:
     data = make_class_folders(tmp_path / "mine", per_class=5)
     rows = ["filename,label,shade"] + [f"{p.relative_to(data).as_posix()},{p.parent.name},{'light' if i % 3 else '[dark](https://example.com/x)'}"
                                        for i, p in enumerate(sorted(data.rglob("*.jpg")))]  # fmt: skip
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
     page = _open(browser, server)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
-    page.get_by_role("option", name="A folder or zip on this machine").click()
-    path = page.locator(".st-key-data_path input")
-    path.fill(str(data))
-    path.press("Enter")
-    page.wait_for_timeout(1000)
-    page.get_by_role("button", name="Run analysis").click()
-    page.get_by_role("tab", name="Dataset").click()
-    page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
+    _run_on_a_path(page, data)
     assert "Mode: local" in page.inner_text("body")
     page.screenshot(path=str(ART / "local_folder.png"), full_page=True)
     page.get_by_role("tab", name="Projections").click()
@@ -353,15 +359,7 @@ def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(s
     result's previews (a clicked image and its neighbours), after the job has ended."""
     archive = zip_folder(make_class_folders(tmp_path / "zipped", per_class=5), tmp_path / "local.zip", prefix="zipped/")
     page = _open(browser, server)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
-    page.get_by_role("option", name="A folder or zip on this machine").click()
-    path = page.locator(".st-key-data_path input")
-    path.fill(str(archive))
-    path.press("Enter")
-    page.wait_for_timeout(1000)
-    page.get_by_role("button", name="Run analysis").click()
-    page.get_by_role("tab", name="Dataset").click()
-    page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)  # the zip's result
+    _run_on_a_path(page, archive)
     page.get_by_role("tab", name="Projections").click()
     page.wait_for_selector(DRAWN, timeout=120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
