@@ -26,7 +26,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "extract": (
         "explorer.models.registry", "explorer.models.weights", "explorer.models.layers", "explorer.models.batchnorm",
         "explorer.extraction.extractor", "explorer.extraction.pooling", "explorer.extraction.backend",
-        "explorer.extraction.local_backend", "explorer.extraction.ray_backend", "explorer.extraction.layer_features",
+        "explorer.extraction.local_backend", "explorer.extraction.ray_backend",
     ),  # fmt: skip
     # each derived result: the modules that compute it, and store it (to_arrays / from_arrays)
     "graph": ("explorer.analysis.neighbors", "explorer.analysis.chunked"),
@@ -45,6 +45,8 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
     "explorer.models.fx_lock": "a lock between tracing and running modules",
+    "explorer.extraction.layer_features": "which layers are read from the store and which extracted, under which keys "
+    "(everything that shapes a layer's values is in its key)",
     "explorer.analysis.cached_runs": "which function computes each result, under which key (each result stores itself)",
 }
 

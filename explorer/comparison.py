@@ -231,7 +231,7 @@ def compare(
                          max_pixels=max_pixels, backend=backend)  # fmt: skip
         for s, lab in zip(specs, labels)
     ]
-    unreadable = unreadable_images(cache, dataset, max_pixels)
+    unreadable = {row: why for r in runs for row, why in r.unreadable.items()}  # the dataset's record, read by each run
     if unreadable:  # found by the one full decode, extraction's: leave them out and say so
         log.warning("%d images could not be decoded and are left out", len(unreadable))
         dataset = dataset.without(unreadable)

@@ -40,6 +40,7 @@ class ModelRun:
     nodes: dict[str, str] = field(default_factory=dict)  # {layer as the user named it: FX node it resolved to}
     features: dict[str, np.ndarray] = field(default_factory=dict)  # by the user's layer names, memory-mapped
     computed: int = 0  # images that went through the model (0: every layer came from the cache)
+    unreadable: dict[int, str] = field(default_factory=dict)  # {row: why} of the dataset's images no extraction could decode
 
     def key(self, node: str, multi: bool) -> str:
         return f"{self.label}:{node}" if multi else node
@@ -220,15 +221,18 @@ def _record_unreadable(cache: FeatureCache, dataset: ImageDataset, max_pixels: i
 
 
 def _check_unreadable_covered(run: ModelRun, cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> None:
-    """Make the record cover every layer of the run: a layer it does not name (the record was
-    lost, or evicted) is read for its blank rows, stored as NaN, and the record rebuilt from them."""
-    _, covered = _read_record(cache, dataset, max_pixels)
-    for name, key in run.layer_keys.items():
-        if key not in covered:
-            feats = run.features[name]
-            blank = {int(r): "could not be decoded" for r in np.flatnonzero(np.isnan(feats[:, 0]))}
-            log.info("%s %s: the record of undecodable images was missing; %d found in the features", run.label, name, len(blank))
-            _record_unreadable(cache, dataset, max_pixels, blank, [key])
+    """Set `run.unreadable` from the dataset's record, making the record cover every layer of the
+    run first: a layer it does not name (the record was lost, or evicted) is read for its blank
+    rows, stored as NaN, and the record rebuilt from them."""
+    known, covered = _read_record(cache, dataset, max_pixels)
+    uncovered = [name for name, key in run.layer_keys.items() if key not in covered]
+    if uncovered:
+        blank = {int(r): "could not be decoded" for n in uncovered for r in np.flatnonzero(np.isnan(run.features[n][:, 0]))}
+        log.info("%s: the record of undecodable images did not cover %d layers; %d found in their features",
+                 run.label, len(uncovered), len(blank))  # fmt: skip
+        _record_unreadable(cache, dataset, max_pixels, blank, [run.layer_keys[n] for n in uncovered])
+        known = {**blank, **known}
+    run.unreadable = known
 
 
 def unreadable_images(cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> dict[int, str]:

@@ -31,9 +31,9 @@ def preload() -> float:
     import sklearn.linear_model  # noqa: F401
     import torchvision.models.feature_extraction  # noqa: F401
     import umap  # noqa: F401  (its import compiles numba functions: here, in one thread, not first in a worker beside
+
     # other threads; in a clean-clone CI run a first import in the warm-up thread failed with numba's "No definition
     # for lowering", and every UMAP job of that process after it; ~2 s with numba's cache warm)
-
     from .. import comparison  # noqa: F401
     from ..models import registry
 

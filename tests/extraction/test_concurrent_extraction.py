@@ -85,7 +85,7 @@ def test_blank_rows_are_nan_and_a_lost_record_is_rebuilt(tmp_path: Path) -> None
     cache = FeatureCache(tmp_path / "c")
     run = extract_features(ds, spec, cache=cache)
     found = unreadable_images(cache, ds, 64_000_000)
-    assert len(found) == 1
+    assert len(found) == 1 and run.unreadable == found
     row = next(iter(found))
     feats = run.features["features.3"]
     assert np.isnan(feats[row]).all() and np.isfinite(np.delete(feats, row, axis=0)).all()
@@ -95,3 +95,4 @@ def test_blank_rows_are_nan_and_a_lost_record_is_rebuilt(tmp_path: Path) -> None
     again = extract_features(ds, spec, cache=cache)
     assert again.computed == 0
     assert set(unreadable_images(cache, ds, 64_000_000)) == {row}  # rebuilt from the NaN row
+    assert set(again.unreadable) == {row}  # and the run, which compare() leaves them out by, knows it
