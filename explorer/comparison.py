@@ -93,7 +93,8 @@ def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple
 
     Args:
         model_names: the models being compared.
-        layers_arg: `auto`, `a,b,c` (one model) or `model:node,...` (any number of models).
+        layers_arg: `auto`, `a,b,c` (one model) or `model:node,...` (any number of models; a model
+            name may hold colons itself, as `timm:vit_small_patch16_224:blocks.3` does).
 
     Returns:
         {model: nodes}; an empty tuple means the model's default spread.
@@ -104,9 +105,9 @@ def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple
     for item in (s.strip() for s in layers_arg.split(",")):
         if not item:
             continue
-        model, sep, node = item.partition(":")
-        if sep and model in out:
-            out[model].append(node)
+        model = max((m for m in model_names if item.startswith(m + ":")), key=len, default=None)
+        if model is not None:
+            out[model].append(item[len(model) + 1 :])
         elif len(model_names) == 1:
             out[model_names[0]].append(item)
         else:

@@ -15,7 +15,7 @@ from ..code_identity import identities
 from ..config import ExtractSpec
 from ..data.datasets import ImageDataset
 from ..models import layers as layers_mod
-from ..models import registry
+from ..models.sources import canonical, source_of
 from ..models.weights import ResolvedWeights
 from ..store import FeatureCache, library_versions, make_key
 from .backend import FOLD_BATCHNORM, ExtractionBackend, ExtractionJob, ShouldStop, StageProgress
@@ -58,6 +58,8 @@ def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, trans
         "dataset": dataset.content_hash,
         "n_images": len(dataset),
         "model": spec.model,
+        "source": source_of(spec.model).name,
+        "architecture": source_of(spec.model).architecture(spec.model),  # an own model's file or builder code
         "weights": w.identity,
         "preprocessing": repr(transform),
         "pooling": spec.pooling,
@@ -101,11 +103,13 @@ def extract_features(
         A ModelRun with features for every chosen layer.
     """
 
+    spec = spec.replace(model=canonical(spec.model))
     profile = layers_mod.profile(spec.model)
     names = resolve_names(profile, spec.layers or profile.default)
     spec = spec.replace(layers=tuple(names))
-    weights = registry.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
-    transform = registry.transforms(spec.model, weights.tv_weights)
+    src = source_of(spec.model)
+    weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+    transform = src.transform(spec.model, weights)
     backend = backend if backend is not None else LocalBackend()
     device, precision = backend.device_and_precision(spec)
     ctx = _context(dataset, spec, weights, transform, device, precision)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..config import ExtractSpec
-from ..models import registry
 from .backend import FOLD_BATCHNORM, ExtractionJob, ShouldStop, StageProgress
-from .extractor import BatchDecoder, FeatureExtractor, resolve_device, resolve_precision, run_batches, spans
+from .extractor import BatchDecoder, build_extractor, resolve_device, resolve_precision, run_batches, spans
 
 if TYPE_CHECKING:
     from ..data.datasets import ImageDataset
@@ -37,10 +36,7 @@ class LocalBackend:
             items, job.transform, spans(len(items), spec.batch_size, job.chunk), max_pixels=job.max_pixels,
             workers=torch.get_num_threads(), background=job.device != "cpu",
         ) as batches:  # fmt: skip
-            extractor = FeatureExtractor(
-                registry.build_model(spec.model, job.weights), nodes, model_name=spec.model, pooling=spec.pooling,
-                token_pooling=spec.token_pooling, device=job.device, precision=job.precision, fold_bn=FOLD_BATCHNORM,
-            )  # fmt: skip
+            extractor = build_extractor(spec, job.weights, nodes, device=job.device, precision=job.precision, fold_bn=FOLD_BATCHNORM)
             for start, stop, feats in run_batches(
                 extractor, batches, should_stop=should_stop, offset=total - len(items), total=total,
                 progress=(lambda d, t: progress(f"extracting {job.label}", d, t)) if progress else None,

@@ -20,7 +20,7 @@ def infer_layout(shape: tuple[int, ...], model: str) -> str:
         a, b, c = shape
         if a == b and c != a:
             return "nhwc"
-        if a == b == c and model.startswith("swin"):
+        if a == b == c and "swin" in model.lower():
             return "nhwc"
         return "nchw"
     return "other"

@@ -38,18 +38,16 @@ class _ModelActor:
                  max_pixels: int, threads: int) -> None:  # fmt: skip
         import torch
 
-        from ..models import registry
         from ..models.preprocess import Preprocess
-        from .extractor import FeatureExtractor
+        from ..models.sources import source_of
+        from .extractor import build_extractor
 
         torch.set_num_threads(threads)
-        weights = registry.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
-        self.pre = Preprocess(registry.transforms(spec.model, weights.tv_weights))
+        src = source_of(spec.model)
+        weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+        self.pre = Preprocess(src.transform(spec.model, weights))
         self.nodes, self.max_pixels = nodes, max_pixels
-        self.extractor = FeatureExtractor(
-            registry.build_model(spec.model, weights), nodes, model_name=spec.model, pooling=spec.pooling,
-            token_pooling=spec.token_pooling, device=device, precision=precision, fold_bn=fold_bn,
-        )  # fmt: skip
+        self.extractor = build_extractor(spec, weights, nodes, device=device, precision=precision, fold_bn=fold_bn)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         def reader(path: str, data: bytes) -> Callable[[], bytes]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..extraction.pooling import infer_layout
-from . import registry
+from . import module_layers, registry, sources
 from .fx_lock import FX
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class LayerProfile:
     input_size: int
     layers: tuple[LayerInfo, ...]
     default: tuple[str, ...]
+    gflops: float | None = None  # one image's forward pass, where the layers were read by hooks
 
     def __getitem__(self, node: str) -> LayerInfo:
         for info in self.layers:
@@ -115,7 +116,7 @@ def _block_outputs(nodes: list[str], min_blocks: int = 5) -> list[str]:
         order: list[str] = []
         for n in nodes:
             parts = n.split(".")
-            key = ".".join(parts[:d]) if len(parts) > d else "\0" + n
+            key = ".".join(parts[:d]) if len(parts) >= d else "\0" + n  # a module named as its group is the group's output
             if key not in groups:
                 order.append(key)
             groups.setdefault(key, []).append(n)
@@ -232,21 +233,49 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
     }
 
 
-@functools.lru_cache(maxsize=32)
+def _hooked_shapes(name: str, size: int) -> tuple[dict[str, tuple[int, ...]], float]:
+    """Shapes of a hooked model's modules (module_layers.py): built with random weights on the meta
+    device where its source can build there, else on the CPU."""
+    src = sources.source_of(name)
+    weights = src.resolve_weights(name, "none")
+    for device in ("meta", "cpu"):
+        try:
+            model = src.build(name, weights, device=device)
+            return module_layers.probe_shapes(model, sources.hooked_layers_root(model), size, device)
+        except (NotImplementedError, RuntimeError) as exc:
+            if device == "cpu":
+                raise
+            log.debug("meta probe failed for %s (%s); probing on the CPU", name, exc)
+    raise AssertionError("unreachable")
+
+
 def profile(name: str, input_size: int | None = None) -> LayerProfile:
     """The layer profile of a model.
 
     Args:
-        name: torchvision registry name.
+        name: a model name of any source (models/sources.py).
         input_size: probe input size (default: the crop size of the model's preprocessing).
 
     Returns:
-        A LayerProfile (cached per name and size).
+        A LayerProfile (cached per name, size and architecture: an own model's file or builder
+        code that changed is read again).
     """
-    registry.check_model_name(name)
-    size = input_size or registry.crop_size(name)
-    shapes = _probe_shapes(name, size)
+    name = sources.canonical(name)
+    src = sources.source_of(name)
+    src.check(name)
+    return _profile(name, input_size or src.input_size(name), src.architecture(name))
+
+
+@functools.lru_cache(maxsize=32)
+def _profile(name: str, size: int, architecture: str) -> LayerProfile:
+    gflops = None
+    if sources.source_of(name).traced:
+        shapes = _probe_shapes(name, size)
+    else:
+        shapes, gflops = _hooked_shapes(name, size)
     names = [n for n in shapes if n != "x"]
+    if not names:
+        raise ValueError(f"found no layers in {name}: no module returned a tensor with the batch first")
     n = max(len(names) - 1, 1)
     infos = []
     for i, node in enumerate(names):
@@ -266,4 +295,13 @@ def profile(name: str, input_size: int | None = None) -> LayerProfile:
     final = next((i.node for i in infos if i.index > last_map and i.layout == "vector"), None)
     if final is not None and final != names[-1]:
         default.append(final)
-    return LayerProfile(name, size, tuple(infos), tuple(default))
+    return LayerProfile(name, size, tuple(infos), tuple(default), gflops)
+
+
+def forward_gflops(name: str, pretrained: bool = True) -> float | None:
+    """GFLOPs of one image's forward pass: torchvision's weight metadata, or counted on the meta
+    device for a hooked model (None when unknown)."""
+    src = sources.source_of(name)
+    if src.traced:
+        return registry.forward_gflops(sources.canonical(name), pretrained)
+    return profile(name).gflops

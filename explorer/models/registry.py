@@ -163,3 +163,40 @@ def build_model(name: str, resolved: wts.ResolvedWeights) -> Any:
 def resolve_weights(name: str, weights_arg: str, *, random_state: int = 0) -> wts.ResolvedWeights:
     """Resolve `auto` / `none` / a file for model `name` (see weights.resolve)."""
     return wts.resolve(all_weights(name), weights_arg, random_state=random_state)
+
+
+class TorchvisionSource:
+    """torchvision's classification zoo as a model source (models/sources.py): traced with FX."""
+
+    name = "torchvision"
+    traced = True
+
+    def listed(self) -> list[str]:
+        return list_models()
+
+    def check(self, model: str) -> None:
+        check_model_name(model)
+
+    def availability(self, model: str) -> str:
+        return weights_availability(model)
+
+    def resolve_weights(self, model: str, weights_arg: str, *, random_state: int = 0) -> wts.ResolvedWeights:
+        return resolve_weights(model, weights_arg, random_state=random_state)
+
+    def build(self, model: str, weights: wts.ResolvedWeights, *, device: str = "cpu") -> Any:
+        return build_model(model, weights)
+
+    def transform(self, model: str, weights: wts.ResolvedWeights) -> Any:
+        return transforms(model, weights.tv_weights)
+
+    def input_size(self, model: str) -> int:
+        return crop_size(model)
+
+    def architecture(self, model: str) -> str:
+        return ""
+
+    def gflops(self, model: str, pretrained: bool = True) -> float | None:
+        return forward_gflops(model, pretrained)
+
+
+TORCHVISION = TorchvisionSource()

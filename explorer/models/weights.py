@@ -35,6 +35,8 @@ class ResolvedWeights:
         identity: what identifies the values in cache keys (sha256 of the file, or `random:<seed>`).
         tv_weights: the torchvision weights enum member whose preprocessing and metadata apply
             (for `file` and `random`: the model's default, for its preprocessing).
+        folder: the folder with the model's configuration, for sources that build from one
+            (Hugging Face: the `save_pretrained` folder or the repo's snapshot in its cache).
     """
 
     kind: str
@@ -42,6 +44,7 @@ class ResolvedWeights:
     path: Path | None
     identity: str
     tv_weights: Any = None
+    folder: Path | None = None
 
 
 def file_sha256(path: Path) -> str:
