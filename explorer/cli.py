@@ -47,14 +47,16 @@ class _Bar:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import registry
+    from .models import catalog
 
-    names = registry.list_models(args.filter)
-    print(f"{'model':<22} weights")
+    names = catalog.search(args.filter or "", sources=None if args.source == "all" else (args.source,), limit=None)
+    width = max((len(n) for n in names), default=5) + 2
+    print(f"{'model':<{width}} weights")
     for n in names:
-        print(f"{n:<22} {registry.weights_availability(n)}")
-    print(f"\n{len(names)} models; 'offline' weights load here without a network, "
-          "'download' ones need internet (or the file in $EXPLORER_WEIGHTS_DIR); --weights none always works.")  # fmt: skip
+        print(f"{n:<{width}} {catalog.availability(n)}")
+    print(f"\n{len(names)} models; 'offline' weights load here without a network, 'download' ones need internet "
+          "(or --weights FILE); --weights none (random init) always works. Any Hugging Face repo id works as hf:ORG/NAME, "
+          "a save_pretrained folder as hf:FOLDER, your own model as FILE.pt2 or package.module:builder.")  # fmt: skip
     return 0
 
 
@@ -148,15 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("models", help="list models and whether their weights are available offline")
-    m.add_argument("--filter", default=None, help="fnmatch pattern, e.g. 'resnet*'")
-    lay = sub.add_parser("layers", help="list a model's layers (FX nodes) with shapes, dims, defaults, bottlenecks")
+    m.add_argument("--filter", default=None, help="words that must all appear in the name (dino, convnext tiny), or an fnmatch pattern ('resnet*')")
+    m.add_argument("--source", default="all", choices=["all", "torchvision", "timm", "hf"], help="which library's models")
+    lay = sub.add_parser("layers", help="list a model's layers (FX nodes, or modules) with shapes, dims, defaults, bottlenecks")
     lay.add_argument("--model", required=True)
     lay.add_argument("--blocks", action="store_true", help="only block outputs and default picks")
     c = sub.add_parser("compare", help="extract, score and project layers; write metrics, features and a report")
     c.add_argument("--data", default="sample:clothing", help="folder, .zip, or sample:clothing / sample:digits")
-    c.add_argument("--model", default="mobilenet_v2", help="one or more torchvision model names, comma-separated")
-    c.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a .pth file; "
-                   "one for every model, or one per model, comma-separated")
+    c.add_argument("--model", default="mobilenet_v2", help="one or more models, comma-separated: resnet50 (torchvision), "
+                   "timm:NAME[.TAG], hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder")
+    c.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a file "
+                   "(.pth, .safetensors); one for every model, or one per model, comma-separated")
     c.add_argument("--layers", default="auto", help="auto | node,node,... | model:node,... with several models")
     c.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
     c.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")

@@ -33,7 +33,7 @@ def test_every_input_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ctx, ds = _ctx(tmp_path / "a")
     base = make_key("layer", {**ctx, "layer": "features.3"})
     variants = {
-        "dataset": "0" * 64, "n_images": 99, "model": "resnet18", "weights": "random:0",
+        "dataset": "0" * 64, "n_images": 99, "model": "resnet18", "source": "timm", "architecture": "0" * 16, "weights": "random:0",
         "preprocessing": "ImageClassification(crop_size=[200])", "pooling": "max", "token_pooling": "mean",
         "precision": "fp32", "graph": "as traced", "device": "cuda", "libraries": {**ctx["libraries"], "torch": "9.9"}, "code": {**ctx["code"], "extract": "changed"},
     }  # fmt: skip

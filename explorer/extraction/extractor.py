@@ -157,7 +157,7 @@ class FeatureExtractor(_PooledLayers):
         return self._to_numpy(pooled)
 
 
-class _AllCaptured(Exception):  # noqa: N818 - not an error: ends a forward pass early
+class _AllCaptured(Exception):  # not an error: ends a forward pass early
     """Raised by the last hook of a pass: every chosen layer is pooled, the rest of the model need not run."""
 
 

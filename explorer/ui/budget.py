@@ -1,7 +1,8 @@
 """What one analysis may cost in the demo: layers, compute, disk and time, checked before any work.
 
-The compute estimate is torchvision's own: each weights enum carries the GFLOPs of one image's
-forward pass (`meta["_ops"]`), times the images. The disk estimate is an upper bound of the files
+The compute estimate is torchvision's own where it has one (each weights enum carries the GFLOPs of
+one image's forward pass, `meta["_ops"]`), else counted on the meta device when the model's layers
+are listed (models/module_layers.py), times the images. The disk estimate is an upper bound of the files
 the analysis writes to the cache (cache_bytes). Local mode has no budget (the CLI's limits).
 """
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 from ..analysis.neighbors import GRAPH_K
 from ..config import AppMode, ExtractSpec
-from ..models import layers, registry
+from ..models import layers
 
 SMALL_MODEL = "mobilenet_v2"  # what a refusal suggests instead
 # Bytes per image and layer besides its features: the neighbour graph (GRAPH_K int32 indices and
@@ -41,9 +42,9 @@ def cache_bytes(specs: Sequence[ExtractSpec], n_images: int, n_classes: int = 0)
 
 
 def gflop(specs: Sequence[ExtractSpec], n_images: int) -> float:
-    """The forward passes' GFLOPs of every model over `n_images` (a model torchvision gives no figure
-    for counts as 0: the time budget still bounds it)."""
-    return sum((registry.forward_gflops(s.model, s.weights != "none") or 0.0) * n_images for s in specs)
+    """The forward passes' GFLOPs of every model over `n_images` (a model with no figure counts as 0:
+    the time budget still bounds it)."""
+    return sum((layers.forward_gflops(s.model, s.weights != "none") or 0.0) * n_images for s in specs)
 
 
 def check(specs: Sequence[ExtractSpec], n_images: int, mode: AppMode, n_classes: int = 0) -> None:
@@ -71,7 +72,7 @@ def check(specs: Sequence[ExtractSpec], n_images: int, mode: AppMode, n_classes:
         return
     per_image = need / n_images
     fits = int(mode.max_gflop // per_image)
-    small = registry.forward_gflops(SMALL_MODEL) or 0.3
+    small = layers.forward_gflops(SMALL_MODEL) or 0.3
     names = " + ".join(dict.fromkeys(s.model for s in specs))
     raise ValueError(
         f"{n_images:,} images through {names} need about {need:,.0f} GFLOPs, over this demo's budget of "

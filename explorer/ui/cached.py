@@ -2,22 +2,64 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
 
-from ..models import layers, registry, weights
+from ..models import catalog, layers, registry, weights
+
+# the models of every source and their weights' availability, listed once per server in the
+# background (importing timm takes seconds): until then the picker lists torchvision's
+_CATALOG = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-catalog")
+_CATALOG_JOB: list[Future] = []
+_CATALOG_LOCK = threading.Lock()
+
+
+def _list_catalog() -> dict[str, str]:
+    return {n: catalog.availability(n) for n in catalog.all_names()}
+
+
+def start_catalog() -> Future:
+    """Start listing every source's models (once per process); the server calls it at start."""
+    with _CATALOG_LOCK:
+        if not _CATALOG_JOB or (_CATALOG_JOB[0].done() and _CATALOG_JOB[0].exception() is not None):
+            _CATALOG_JOB[:] = [_CATALOG.submit(_list_catalog)]
+        return _CATALOG_JOB[0]
 
 
 @st.cache_resource(show_spinner=False)
-def model_names() -> list[str]:
-    return registry.list_models()
-
-
-@st.cache_resource(show_spinner=False)
-def availability() -> dict[str, str]:
+def _torchvision_availability() -> dict[str, str]:
     return {n: registry.weights_availability(n) for n in registry.list_models()}
+
+
+def availability() -> dict[str, str]:
+    """{model: offline | download | none} of every listed model: torchvision's at once, the other
+    sources' once their listing is done."""
+    job = start_catalog()
+    if job.done() and job.exception() is None:
+        return job.result()
+    return _torchvision_availability()
+
+
+def catalog_complete() -> bool:
+    job = start_catalog()
+    return job.done() and job.exception() is None
+
+
+def model_names(offline_weights_only: bool) -> list[str]:
+    """The picker's models: every listed model, or with `offline_weights_only` (the demo) torchvision's
+    (their random-init baseline needs no file) and the others' whose pretrained weights are here."""
+    avail = availability()
+    return [n for n in avail if not offline_weights_only or avail[n] == "offline" or catalog.sources.source_name(n) == "torchvision"]
+
+
+@functools.lru_cache(maxsize=256)
+def model_availability(name: str) -> str:
+    """Availability of one model, listed or not (a typed hf: repo, a checkpoint folder)."""
+    got = availability().get(name)
+    return got if got is not None else catalog.availability(name)
 
 
 # a model's layers are listed by one background thread for the whole server (at most one model at a

@@ -13,7 +13,7 @@ UPLOAD_PLACEHOLDER = "YOUR_FOLDER_OR_ZIP"  # an upload is not on the server: the
 
 def _second_model_weights(model: str) -> str:
     """Pretrained where its weights are on this machine, else a random-init baseline."""
-    return "auto" if cached.availability().get(model) == "offline" else "none"
+    return "auto" if cached.model_availability(model) == "offline" else "none"
 
 
 def analysis(inputs: sidebar.Inputs, source: str) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
@@ -68,6 +68,8 @@ def share_params(inputs: sidebar.Inputs) -> dict[str, str]:
         p["layers"] = ",".join(ex.layers)
     if inputs.second_model:
         p["second_model"] = inputs.second_model
+    if ex.weights not in ("auto", "none") and sidebar.MODE.server_paths:  # a checkpoint file: a path on this machine
+        p["checkpoint"] = ex.weights
     if inputs.random_baseline:
         p["baseline"] = "1"
     return p

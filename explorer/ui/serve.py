@@ -41,6 +41,14 @@ def preload() -> float:
     return time.perf_counter() - t
 
 
+def start_listing_models() -> None:
+    """List timm's and Hugging Face's models in the background, for the picker (importing timm takes
+    seconds; the server does not wait for it)."""
+    from . import cached
+
+    cached.start_catalog()
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..process_setup import SERVER_LOG_FORMAT
 
@@ -53,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         del args[i : i + 2]
     mode = app_mode()  # refuses an unknown mode before the server starts
     log.info("mode %s; libraries imported in %.1fs; starting the server", mode.name, preload())
+    start_listing_models()
     from streamlit.web import cli
 
     from . import thumbs

@@ -12,6 +12,7 @@ import streamlit as st
 
 from ..config import AppMode, ExtractSpec, ProjectionSpec, app_mode
 from ..fsutil import write_new_file
+from ..models.sources import canonical
 from . import cached
 from .text import code
 
@@ -139,6 +140,63 @@ def _max_images_input(sb: object, notices: list[str]) -> int | None:
     return int(sb.slider("Max images", 50, cap, v, step=50, key="max_images", help=help_text))  # type: ignore[attr-defined]
 
 
+PICKER_HELP = ("Search by typing (dino, convnext, resnet). torchvision's zoo, timm:NAME.TAG, and hf:ORG/NAME for "
+               "Hugging Face; ✓ marks weights on this machine. Others download where the server may, or run with "
+               "random weights.")  # fmt: skip
+LOCAL_PICKER_HELP = (" You may also type any name: hf:ORG/NAME, hf:/a/save_pretrained/folder, /path/model.pt2 "
+                     "(torch.export) or package.module:builder (give its checkpoint below).")  # fmt: skip
+DEFAULT_MODEL = "mobilenet_v2"
+
+
+def _may_name(model: str) -> bool:
+    """Whether a model a link names, not in the picker's list, may be offered: any in local mode, none
+    in the demo (which lists every model it serves)."""
+    return MODE.name == "local" and bool(model) and model != "(none)"
+
+
+def _model_inputs(sb: object, notices: list[str]) -> tuple[str, str, object]:
+    """The model picker, the weights, and the local checkpoint field: (model, weights argument, its
+    layer profile). A model that cannot be read says why in one sentence, and the default is used."""
+    names = cached.model_names(offline_weights_only=not MODE.downloads)
+    avail = cached.availability()
+    q_model = canonical(_query("model", DEFAULT_MODEL))
+    if q_model not in names and not _may_name(q_model):
+        notices.append(f"This public demo serves only the models whose weights are on its server; {DEFAULT_MODEL} "
+                       "is shown instead.")  # fmt: skip
+        q_model = DEFAULT_MODEL
+    options = names + ([q_model] if q_model not in names else [])
+    model = sb.selectbox("Network", options, index=options.index(q_model), key="model",  # type: ignore[attr-defined]
+                         accept_new_options=MODE.name == "local",
+                         format_func=lambda n: f"{n}  ✓ offline weights" if avail.get(n) == "offline" else n,
+                         help=PICKER_HELP + (LOCAL_PICKER_HELP if MODE.name == "local" else ""))  # fmt: skip
+    model = canonical(model or DEFAULT_MODEL)
+    if not cached.catalog_complete():
+        sb.caption("Listing timm's and Hugging Face's models…")  # type: ignore[attr-defined]
+    checkpoint = ""
+    if MODE.name == "local":
+        checkpoint = sb.text_input("Checkpoint file (optional)", _query("checkpoint", ""), key="checkpoint",  # type: ignore[attr-defined]
+                                   placeholder="/path/to/weights.safetensors or .pth",
+                                   help="Your fine-tuned weights for this architecture, loaded without running code "
+                                        "from the file (weights_only). A package.module:builder model needs one.").strip()  # fmt: skip
+    pretrained_ok = cached.model_availability(model) == "offline" or not cached.offline_only()
+    q_random = _query("weights", "pretrained") == "random"
+    if checkpoint:
+        weights = checkpoint
+        sb.caption(f"Weights: {code(checkpoint[-80:])}")  # type: ignore[attr-defined]
+    else:
+        choice = sb.radio("Weights", ["pretrained", "random init"], index=0 if pretrained_ok and not q_random else 1,  # type: ignore[attr-defined]
+                          key="weights", horizontal=True,
+                          help="Random initialisation is a baseline: what the architecture alone does.")  # fmt: skip
+        weights = "auto" if choice == "pretrained" else "none"
+    try:
+        profile = cached.profile(model)
+    except (ValueError, ImportError, OSError) as exc:
+        sb.error(f"{code(model[:120])}: {str(exc).splitlines()[0][:300]}", icon="⚠️")  # type: ignore[attr-defined]
+        model, weights = DEFAULT_MODEL, "auto"
+        profile = cached.profile(model)
+    return model, weights, profile
+
+
 def render() -> Inputs:
     """Draw the sidebar and return the visitor's choices."""
     sb = st.sidebar
@@ -168,18 +226,7 @@ def render() -> Inputs:
     max_images = _max_images_input(sb, notices)
 
     sb.markdown("### Model")
-    names = cached.model_names()
-    avail = cached.availability()
-    q_model = _query("model", "mobilenet_v2")
-    model = sb.selectbox("Network", names, index=names.index(q_model) if q_model in names else names.index("mobilenet_v2"),
-                         key="model", format_func=lambda n: f"{n}  ✓ offline weights" if avail.get(n) == "offline" else n,
-                         help="The torchvision classification zoo. ✓ marks weights available offline here; others "
-                              "download if the server can reach the internet, or run with random weights.")  # fmt: skip
-    pretrained_ok = avail.get(model) == "offline" or not cached.offline_only()
-    q_random = _query("weights", "pretrained") == "random"
-    weights = sb.radio("Weights", ["pretrained", "random init"], index=0 if pretrained_ok and not q_random else 1, key="weights", horizontal=True,
-                       help="Random initialisation is a baseline: what the architecture alone does.")  # fmt: skip
-    profile = cached.profile(model)
+    model, weights, profile = _model_inputs(sb, notices)
     q_layers = [n for n in _query("layers", "").split(",") if n]
     resolved = {n: _resolve(profile, n) for n in q_layers}  # a module name (features.14) means its output node
     default_layers = list(dict.fromkeys(r for r in resolved.values() if r)) or list(profile.default)
@@ -190,17 +237,22 @@ def render() -> Inputs:
                    "the link's other layers (or the defaults) are used.", icon="⚠️")  # fmt: skip
     chosen = sb.multiselect("Layers", profile.nodes, default=default_layers, key=f"layers_{model}",
                             format_func=lambda n: _layer_label(profile, n),
-                            help="FX node names. Pre-selected: a spread of block outputs through the pooled features. "
-                                 "▼ marks bottlenecks (narrower than the layers around them).")  # fmt: skip
+                            help="FX nodes (torchvision) or modules (other sources). Pre-selected: a spread of block "
+                                 "outputs through the pooled features. ▼ marks bottlenecks (narrower than the layers "
+                                 "around them).")  # fmt: skip
     with sb.expander("Options", expanded=False):
         poolings = ["avg", "max", "avgmax"]
         q_pool = _query("pooling", "avg")
         pooling = st.selectbox("Pooling of feature maps", poolings, index=poolings.index(q_pool) if q_pool in poolings else 0, key="pooling",
                                help="How a C×H×W map becomes one vector: average, max, or both concatenated.")  # fmt: skip
-        q_second = _query("second_model", "(none)")
-        second = st.selectbox("Compare with a second model", ["(none)"] + names, key="second_model",
-                              index=(["(none)"] + names).index(q_second) if q_second in names else 0,
-                              help="Its default layers are added; curves share one chart, CKA spans both.")  # fmt: skip
+        names = cached.model_names(offline_weights_only=not MODE.downloads)
+        q_second = canonical(_query("second_model", "(none)"))
+        second_options = ["(none)"] + names + ([q_second] if q_second not in names and _may_name(q_second) else [])
+        second = st.selectbox("Compare with a second model", second_options, key="second_model",
+                              index=second_options.index(q_second) if q_second in second_options else 0,
+                              accept_new_options=MODE.name == "local",
+                              help="Any source: a torchvision CNN against a timm ViT, say. Its default layers are "
+                                   "added; curves share one chart, CKA and neighbourhood overlap span both.")  # fmt: skip
         baseline = st.checkbox("Add a random-weights baseline", key="baseline", value=_query("baseline", "0") == "1",
                                help="The same model with random weights, as a dashed curve.")  # fmt: skip
 
@@ -220,8 +272,8 @@ def render() -> Inputs:
         perplexity = float(sb.slider("t-SNE perplexity", 5, 50, int(_query_float("perplexity", 30, 5, 50)), key="perplexity"))
     align = sb.checkbox("Align panels", value=_query("align", "1") != "0", key="align",
                         help="Rotate each panel onto the previous one (Procrustes) so a point keeps its place.")  # fmt: skip
-    extract = ExtractSpec(model=model, weights="auto" if weights == "pretrained" else "none", layers=tuple(chosen), pooling=pooling)
+    extract = ExtractSpec(model=model, weights=weights, layers=tuple(chosen), pooling=pooling)
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
                                 min_dist=min_dist, perplexity=perplexity)  # fmt: skip
-    return Inputs(data, upload, max_images, extract, projection, None if second == "(none)" else second, baseline, align,
-                  tuple(notices))  # fmt: skip
+    second_model = None if second == "(none)" else canonical(second)
+    return Inputs(data, upload, max_images, extract, projection, second_model, baseline, align, tuple(notices))

@@ -38,7 +38,7 @@ def test_tracing_while_another_thread_runs_a_model() -> None:
     t.start()
     try:
         for name in ("resnet18", "squeezenet1_0", "mobilenet_v3_small"):
-            layers.profile.cache_clear()
+            layers._profile.cache_clear()
             assert layers.profile(name).nodes
             FeatureExtractor(Tiny().eval(), ["conv"], model_name="tiny")  # a trace of its own
     finally:
@@ -103,10 +103,10 @@ def test_listing_a_large_model_holds_the_lock_alone_only_to_trace(monkeypatch) -
                     held["exclusive"] += time.perf_counter() - t
 
     monkeypatch.setattr(layers, "FX", Timed)
-    layers.profile.cache_clear()
+    layers._profile.cache_clear()
     t = time.perf_counter()
     prof = layers.profile("regnet_y_3_2gf")
     total = time.perf_counter() - t
-    layers.profile.cache_clear()
+    layers._profile.cache_clear()
     assert len(prof.nodes) > 50
     assert held["exclusive"] < 0.5 * total, (held, total)
