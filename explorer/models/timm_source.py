@@ -142,7 +142,13 @@ class TimmSource:
                 torch.manual_seed(seed)
                 net = timm.create_model(name, **kwargs)
         except (RuntimeError, OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"cannot build {model} with weights {weights.name}: {str(exc).splitlines()[0][:300]}") from exc
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            if weights.kind == "pretrained" and weights.path is None:  # the download failed
+                raise wts.WeightsUnavailableError(
+                    f"cannot download the pretrained weights of {model} ({first}); run it once where the internet is "
+                    "reachable, give the file with --weights FILE, or use --weights none for a random-init baseline"
+                ) from exc
+            raise ValueError(f"cannot build {model} with weights {weights.name}: {first}") from exc
         return net.eval()
 
     def transform(self, model: str, weights: wts.ResolvedWeights) -> Any:

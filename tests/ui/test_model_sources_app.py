@@ -1,0 +1,93 @@
+"""AppTest: the model picker lists every source, a typed name and a checkpoint are taken, and two
+models of different sources are compared (cross-model CKA and neighbourhood overlap); the share
+link and the command snippet carry the source."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from .test_app import ROOT, _finish  # noqa: E402
+
+TIMM_VIT = "timm:test_vit.r160_in1k"  # timm's own tiny test models: built with random weights in a moment
+
+
+def _page(**query: str) -> AppTest:
+    from explorer.ui import cached
+
+    cached.start_catalog().result()  # the picker's full list, as a server has it moments after starting
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for k, v in {"max_images": "60", "projection": "pca", **query}.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_picker_lists_every_source_and_reads_a_timm_models_layers() -> None:
+    at = _page()
+    options = at.selectbox(key="model").options
+    assert "mobilenet_v2  ✓ offline weights" in options and TIMM_VIT in options and "hf:facebook/dinov2-small" in options
+    at.selectbox(key="model").set_value(TIMM_VIT)
+    at.run()
+    assert not at.exception, at.exception
+    at.radio(key="weights").set_value("random init")
+    at.run()
+    layers = at.multiselect(key=f"layers_{TIMM_VIT}")
+    assert layers.value and all(v.startswith("blocks.") or v in ("fc_norm", "norm") for v in layers.value)
+
+
+def test_a_model_that_cannot_be_read_says_why_and_the_page_goes_on() -> None:
+    at = _page(model="no_such_pkg.nets:build")
+    assert any("cannot import 'no_such_pkg.nets'" in e.value for e in at.sidebar.error)
+    assert at.multiselect(key="layers_mobilenet_v2").value  # the default model stands in
+
+
+def test_a_torchvision_cnn_against_a_timm_vit() -> None:
+    at = _page(second_model=TIMM_VIT)
+    assert at.selectbox(key="second_model").value == TIMM_VIT
+    at.button(key="run").click()
+    at.run()
+    _finish(at)
+    comp = at.session_state["result"].comparison
+    assert [r.label for r in comp.runs] == ["mobilenet_v2", f"{TIMM_VIT}[random]"]
+    n = sum(len(r.features) for r in comp.runs)
+    assert comp.cka.shape == (n, n) and comp.overlap.shape == (n, n)
+    cross = comp.cka[: len(comp.runs[0].features), len(comp.runs[0].features) :]
+    assert cross.shape[1] == len(comp.runs[1].features) and (cross > 0).all() and (cross <= 1 + 1e-6).all()
+    assert set(comp.metrics["model"]) == {"mobilenet_v2", f"{TIMM_VIT}[random]"}
+
+
+def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path: Path) -> None:
+    import timm
+    import torch
+
+    from explorer.cli import analysis_from_args, build_parser
+    from explorer.config import ExtractSpec, ProjectionSpec
+    from explorer.ui import reproduce, sidebar
+
+    ckpt = tmp_path / "vit.pth"
+    torch.save(timm.create_model("test_vit").state_dict(), ckpt)
+    at = _page(model=TIMM_VIT, checkpoint=str(ckpt), second_model="resnet18", layers="blocks.0,fc_norm")
+    assert at.text_input(key="checkpoint").value == str(ckpt)
+    page_inputs = sidebar.Inputs(
+        data="sample:clothing", upload=None, max_images=60,
+        extract=ExtractSpec(model=TIMM_VIT, weights=str(ckpt), layers=("blocks.0", "fc_norm")),
+        projection=ProjectionSpec(method="pca"), second_model="resnet18", random_baseline=False, align=True,
+    )  # fmt: skip
+    params = reproduce.share_params(page_inputs)
+    assert params["model"] == TIMM_VIT and params["checkpoint"] == str(ckpt)
+    argv = shlex.split(reproduce.cli_command(page_inputs))
+    assert f"{TIMM_VIT}:blocks.0,{TIMM_VIT}:fc_norm" in argv
+    assert analysis_from_args(build_parser().parse_args(argv[3:])) == reproduce.analysis(page_inputs, page_inputs.data)
+    at.button(key="run").click()
+    at.run()
+    _finish(at)
+    comp = at.session_state["result"].comparison
+    assert comp.runs[0].weights.kind == "file" and comp.runs[0].weights.path == ckpt
+    assert at.session_state["result"].inputs == page_inputs  # what the page ran is what the link and command say
