@@ -22,9 +22,12 @@ import importlib.util
 STAGES: dict[str, tuple[str, ...]] = {
     # decoding and preprocessing: the pixels each image becomes, and which images cannot be read
     "decode": ("explorer.data.images", "explorer.models.preprocess"),
-    # the forward pass and pooling: the model as built and traced, folded BatchNorm, the pooled vectors
+    # the forward pass and pooling: the model as built (by any source) and traced or hooked, folded
+    # BatchNorm, the pooled vectors
     "extract": (
         "explorer.models.registry", "explorer.models.weights", "explorer.models.layers", "explorer.models.batchnorm",
+        "explorer.models.sources", "explorer.models.timm_source", "explorer.models.hf_source", "explorer.models.own_source",
+        "explorer.models.module_layers",
         "explorer.extraction.extractor", "explorer.extraction.pooling", "explorer.extraction.backend",
         "explorer.extraction.local_backend", "explorer.extraction.ray_backend",
     ),  # fmt: skip

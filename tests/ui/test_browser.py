@@ -354,6 +354,41 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
     page.close()
 
 
+def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(server, browser) -> None:
+    """Type a timm model's name in the Network box, take random weights, add a torchvision model
+    of another source as the second model, run: every layer of both is drawn, and the layer
+    similarity spans both models."""
+    page = _open(browser, server + "/?max_images=60&projection=pca")
+    page.wait_for_selector(DRAWN, timeout=300_000)
+    picker = page.locator(".st-key-model")
+    picker.click()
+    page.keyboard.type("timm:test_vit.r160_in1k")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".st-key-layers_timm\\:test_vit\\.r160_in1k", timeout=120_000)  # its layers, listed
+    page.get_by_text("random init").click()
+    page.get_by_text("Options", exact=True).click()
+    second = page.locator(".st-key-second_model")
+    second.click()
+    page.keyboard.type("resnet18")
+    page.get_by_role("option", name="resnet18", exact=True).click()
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Run analysis").click()
+    page.wait_for_function("document.body.innerText.includes('timm:test_vit.r160_in1k[random]')", timeout=300_000)
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    text = page.inner_text(".st-key-proj")
+    assert "blocks." in text and "resnet18" in text
+    page.screenshot(path=str(ART / "timm_vs_torchvision.png"), full_page=True)
+    page.get_by_role("tab", name="Layer similarity").click()
+    page.wait_for_selector(".st-key-cka_chart .main-svg", timeout=60_000)
+    page.locator(".st-key-cka_a").click()
+    layers = page.get_by_role("option").all_inner_texts()
+    assert any(t.startswith("timm:test_vit.r160_in1k[random]:blocks.") for t in layers), layers
+    assert any(t.startswith("resnet18[random]:") for t in layers), layers
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ART / "timm_vs_torchvision_similarity.png"), full_page=True)
+    page.close()
+
+
 def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(server, browser, tmp_path: Path) -> None:
     """A zip on this machine is unpacked for the analysis; its images stay readable for the
     result's previews (a clicked image and its neighbours), after the job has ended."""
