@@ -227,7 +227,8 @@ def render() -> Inputs:
 
     sb.markdown("### Model")
     model, weights, profile = _model_inputs(sb, notices)
-    q_layers = [n for n in _query("layers", "").split(",") if n]
+    # the link's layers are its model's: after another model is picked they no longer apply
+    q_layers = [n for n in _query("layers", "").split(",") if n] if canonical(_query("model", DEFAULT_MODEL)) == model else []
     resolved = {n: _resolve(profile, n) for n in q_layers}  # a module name (features.14) means its output node
     default_layers = list(dict.fromkeys(r for r in resolved.values() if r)) or list(profile.default)
     unknown = [n for n, r in resolved.items() if r is None]

@@ -198,6 +198,11 @@ def projections_tab(comp: Comparison, align: bool) -> None:
         st.info("No projections were computed.")
         return
     run = comp.runs[0]
+    if comp.multi:  # one model's layers at a time, side by side (a second model of any source, a baseline)
+        labels = [r.label for r in comp.runs]
+        shown = st.radio("Model", labels, horizontal=True, key="proj_model",
+                         help="Whose layers the panels show; a selection carries over, by image.")  # fmt: skip
+        run = comp.runs[labels.index(shown)] if shown in labels else run
     keys = [run.key(n, comp.multi) for n in run.features]
     for m in {p.message for p in comp.projections.values() if p.message}:
         st.info(m)
