@@ -71,6 +71,10 @@ def _unsafe_zip(path: Path) -> Path:
         ("missing weights", ["--model", "resnet18"], {"EXPLORER_OFFLINE": "1"}, "not on this machine"),
         ("missing path", ["--data", "/no/such/folder"], {}, "does not exist"),
         ("unreachable Ray", ["--engine", "ray", "--ray-address", "127.0.0.1:9"], {}, "no Ray cluster answers"),
+        ("timm weights offline", ["--model", "timm:test_vit.r160_in1k"], {"EXPLORER_OFFLINE": "1"}, "--weights FILE"),
+        ("hf repo offline", ["--model", "hf:explorer-tests/none"], {"HF_HUB_OFFLINE": "1"}, "run it once online"),
+        ("own model without weights", ["--model", "torchvision.models:resnet18"], {}, "needs its weights: --weights FILE"),
+        ("unknown timm model", ["--model", "timm:vit_smal_patch16_224"], {}, "did you mean timm:vit_small_patch16_224"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, args: list, env: dict, needle: str) -> None:
@@ -83,6 +87,26 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, args: list, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "escape.jpg").exists()
+
+
+def test_compare_across_sources(tmp_path: Path) -> None:
+    r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "timm:test_convnext,mobilenet_v2",
+            "--weights", "none", "--layers", "timm:test_convnext:stages.1,timm:test_convnext:stages.3,mobilenet_v2:flatten",
+            "--projection", "none", "--out", str(tmp_path), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(m["model"]) == ["timm:test_convnext[random]"] * 2 + ["mobilenet_v2[random]"]
+    overlap = pd.read_csv(tmp_path / "neighbour_overlap.csv", index_col=0)
+    assert list(overlap.index) == ["timm:test_convnext[random]:stages.1", "timm:test_convnext[random]:stages.3", "mobilenet_v2[random]:flatten"]
+    with np.load(tmp_path / "features.npz", allow_pickle=False) as z:
+        assert z["timm:test_convnext[random]:stages.3"].shape[0] == 30
+
+
+def test_models_and_layers_of_other_sources() -> None:
+    r = cli("models", "--filter", "dino")
+    assert r.returncode == 0 and "hf:facebook/dinov2-small" in r.stdout and "timm:vit_small_patch14_dinov2" in r.stdout
+    r = cli("layers", "--model", "timm:test_vit", "--blocks")
+    assert r.returncode == 0 and "blocks.0" in r.stdout and "tokens" in r.stdout and "default layers: blocks." in r.stdout
 
 
 def test_models_and_layers_commands() -> None:

@@ -91,3 +91,31 @@ def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path
     comp = at.session_state["result"].comparison
     assert comp.runs[0].weights.kind == "file" and comp.runs[0].weights.path == ckpt
     assert at.session_state["result"].inputs == page_inputs  # what the page ran is what the link and command say
+
+
+def test_the_demo_lists_only_models_whose_weights_are_on_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.ui import cached
+
+    avail = {"mobilenet_v2": "offline", "resnet18": "download", "timm:a.b": "download", "timm:c.d": "offline",
+             "hf:org/x": "download", "hf:org/y": "offline"}  # fmt: skip
+    monkeypatch.setattr(cached, "availability", lambda: avail)
+    assert cached.model_names(offline_weights_only=False) == list(avail)
+    # torchvision's architectures stay: their random-init baseline needs no file and never downloads
+    assert cached.model_names(offline_weights_only=True) == ["mobilenet_v2", "resnet18", "timm:c.d", "hf:org/y"]
+
+
+def test_a_demo_link_naming_a_model_it_does_not_serve_gets_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _page(model=TIMM_VIT)
+    assert at.selectbox(key="model").value == TIMM_VIT  # local mode: any model
+    from explorer.config import DEMO
+    from explorer.ui import sidebar
+
+    monkeypatch.setattr(sidebar, "MODE", DEMO)
+    demo = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    demo.query_params["model"] = TIMM_VIT
+    demo.query_params["max_images"] = "60"
+    demo.run()
+    assert not demo.exception, demo.exception
+    assert demo.selectbox(key="model").value == "mobilenet_v2"
+    assert TIMM_VIT not in demo.selectbox(key="model").options
+    assert any("only the models whose weights are on its server" in w.value for w in demo.warning)
