@@ -74,6 +74,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
         shape = "x".join(map(str, info.shape))
         print(f"{info.node:<48} {shape:<18} {info.layout:<7} {info.dim:>6} {info.size:>10}  {marks}")
     print(f"\ndefault layers: {','.join(prof.default)}")
+    if not prof.class_token and any(i.layout == "tokens" for i in prof.layers):
+        print("no class token: token sequences are mean-pooled (--tokens cls means mean here)")
     return 0
 
 

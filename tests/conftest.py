@@ -86,6 +86,7 @@ def newer_request_after_a_click(monkeypatch: pytest.MonkeyPatch) -> NewerRequest
 SLOW_MODULES = {  # each test here runs a server, a browser, a Ray instance, or a real model on hundreds of images
     "test_browser.py", "test_app.py", "test_ray_backend.py", "test_fidelity.py", "test_concurrent_extraction.py",
     "test_core_isolation.py", "test_cli.py", "test_decode_once.py", "test_comparison_cache.py", "test_demo_bounds.py",
+    "test_model_sources_app.py",
 }  # fmt: skip
 
 

@@ -107,6 +107,9 @@ def extract_features(
     profile = layers_mod.profile(spec.model)
     names = resolve_names(profile, spec.layers or profile.default)
     spec = spec.replace(layers=tuple(names))
+    if spec.token_pooling == "cls" and not profile.class_token:  # its first token is a patch, not a summary
+        log.info("%s has no class token: its token sequences are mean-pooled", spec.model)
+        spec = spec.replace(token_pooling="mean")
     src = source_of(spec.model)
     weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
     transform = src.transform(spec.model, weights)

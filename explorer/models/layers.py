@@ -54,6 +54,7 @@ class LayerProfile:
     layers: tuple[LayerInfo, ...]
     default: tuple[str, ...]
     gflops: float | None = None  # one image's forward pass, where the layers were read by hooks
+    class_token: bool = True  # token sequences start with a class token (else `cls` pooling means `mean`)
 
     def __getitem__(self, node: str) -> LayerInfo:
         for info in self.layers:
@@ -233,15 +234,17 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _hooked_shapes(name: str, size: int) -> tuple[dict[str, tuple[int, ...]], float]:
-    """Shapes of a hooked model's modules (module_layers.py): built with random weights on the meta
-    device where its source can build there, else on the CPU."""
+def _hooked_shapes(name: str, size: int) -> tuple[dict[str, tuple[int, ...]], float, bool]:
+    """Shapes of a hooked model's modules (module_layers.py), its GFLOPs and whether it has a class
+    token: built with random weights on the meta device where its source can build there, else on
+    the CPU."""
     src = sources.source_of(name)
     weights = src.resolve_weights(name, "none")
     for device in ("meta", "cpu"):
         try:
             model = src.build(name, weights, device=device)
-            return module_layers.probe_shapes(model, sources.hooked_layers_root(model), size, device)
+            shapes, gflops = module_layers.probe_shapes(model, sources.hooked_layers_root(model), size, device)
+            return shapes, gflops, module_layers.has_class_token(model)
         except (NotImplementedError, RuntimeError) as exc:
             if device == "cpu":
                 raise
@@ -268,11 +271,11 @@ def profile(name: str, input_size: int | None = None) -> LayerProfile:
 
 @functools.lru_cache(maxsize=32)
 def _profile(name: str, size: int, architecture: str) -> LayerProfile:
-    gflops = None
+    gflops, class_token = None, True  # torchvision's only token model, its ViT, has a class token
     if sources.source_of(name).traced:
         shapes = _probe_shapes(name, size)
     else:
-        shapes, gflops = _hooked_shapes(name, size)
+        shapes, gflops, class_token = _hooked_shapes(name, size)
     names = [n for n in shapes if n != "x"]
     if not names:
         raise ValueError(f"found no layers in {name}: no module returned a tensor with the batch first")
@@ -295,7 +298,7 @@ def _profile(name: str, size: int, architecture: str) -> LayerProfile:
     final = next((i.node for i in infos if i.index > last_map and i.layout == "vector"), None)
     if final is not None and final != names[-1]:
         default.append(final)
-    return LayerProfile(name, size, tuple(infos), tuple(default), gflops)
+    return LayerProfile(name, size, tuple(infos), tuple(default), gflops, class_token)
 
 
 def forward_gflops(name: str, pretrained: bool = True) -> float | None:

@@ -21,6 +21,15 @@ def first_tensor(output: Any) -> Any:
     return next((v for v in values if isinstance(v, torch.Tensor)), None)
 
 
+CLASS_TOKEN_NAMES = ("cls_token", "class_token", "class_embedding")  # timm, torchvision and DINOv2/ViT, CLIP
+
+
+def has_class_token(model: Any) -> bool:
+    """Whether the model prepends a class token to its token sequences (a parameter of that name);
+    a Swin, a ConvNeXt or a ViT pooled by averaging has none, and its first token is a patch."""
+    return any(name.rsplit(".", 1)[-1] in CLASS_TOKEN_NAMES for name, _ in model.named_parameters())
+
+
 def probe_shapes(model: Any, root: Any, size: int, device: str) -> tuple[dict[str, tuple[int, ...]], float]:
     """({module name: output shape without the batch}, GFLOPs of one image) from one pass of a batch of 2.
 
