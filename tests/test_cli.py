@@ -115,3 +115,46 @@ def test_models_and_layers_commands() -> None:
     r = cli("layers", "--model", "mobilenet_v2")
     assert r.returncode == 0 and "features.2.conv.3" in r.stdout and "bottleneck" in r.stdout
     assert "default layers: " in r.stdout
+
+
+def _hub_cache_entry(cache: Path, repo: str, files: dict[str, Path]) -> None:
+    """A model repo in a Hugging Face cache, laid out as huggingface_hub writes it (refs/main names
+    the snapshot), holding the given local files."""
+    import shutil
+
+    entry = cache / ("models--" + repo.replace("/", "--"))
+    commit = "0" * 40
+    (entry / "refs").mkdir(parents=True)
+    (entry / "refs" / "main").write_text(commit)
+    snap = entry / "snapshots" / commit
+    snap.mkdir(parents=True)
+    for name, src in files.items():
+        shutil.copy(src, snap / name)
+
+
+def test_pretrained_weights_come_from_the_hugging_face_cache_offline(tmp_path: Path) -> None:
+    """timm's pretrained tag and a Hugging Face repo id, both found in the local Hugging Face cache
+    (where the libraries download to) with the network switched off: the real loading code of each
+    library reads the cached files."""
+    import timm
+    import torch
+    import transformers as tr
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    save_file(timm.create_model("test_vit").state_dict(), str(tmp_path / "model.safetensors"))
+    cache = tmp_path / "hub"
+    _hub_cache_entry(cache, "timm/test_vit.r160_in1k", {"model.safetensors": tmp_path / "model.safetensors"})
+    hf = tmp_path / "dinov2"
+    tr.Dinov2Model(tr.Dinov2Config(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64,
+                                   patch_size=14, image_size=56)).save_pretrained(hf)  # fmt: skip
+    tr.BitImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True).save_pretrained(hf)
+    _hub_cache_entry(cache, "explorer-tests/tiny-dinov2", {p.name: p for p in hf.iterdir()})
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "EXPLORER_OFFLINE": "1"}
+    r = cli("models", "--filter", "tiny-dinov2", env=env)
+    assert "hf:explorer-tests/tiny-dinov2" in r.stdout and "offline" in r.stdout, r.stdout + r.stderr
+    r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "timm:test_vit.r160_in1k,hf:explorer-tests/tiny-dinov2",
+            "--projection", "none", "--out", str(tmp_path / "out"), "-q", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert set(m["model"]) == {"timm:test_vit.r160_in1k", "hf:explorer-tests/tiny-dinov2"}  # pretrained: no [random]

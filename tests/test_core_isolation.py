@@ -29,3 +29,24 @@ def test_core_runs_without_streamlit(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "STREAMLIT_MODULES 0" in r.stdout
+
+
+LAZY = """
+import sys
+from explorer.ui import serve
+serve.preload()  # what the server imports before it serves the first page
+from explorer.ui import main, sidebar, views, cached, reproduce  # noqa: F401  (the page's own modules)
+from explorer import cli  # noqa: F401
+from explorer.models import catalog, layers  # noqa: F401
+layers.profile("mobilenet_v2")  # a torchvision model's layers
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"timm", "transformers", "safetensors"})
+print("HEAVY", heavy)
+"""
+
+
+def test_timm_and_transformers_are_imported_only_when_used() -> None:
+    """The app's start-up and a torchvision model's work import neither library (they are listed in
+    the background once the server runs, and built when a model of theirs is picked)."""
+    r = subprocess.run([sys.executable, "-c", LAZY], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout, r.stdout
