@@ -138,11 +138,15 @@ class ExtractSpec:
     """How to turn images into per-layer feature vectors.
 
     Attributes:
-        model: torchvision registry name, e.g. `mobilenet_v2`.
+        model: a model of any source (models/sources.py): `mobilenet_v2` (torchvision),
+            `timm:convnext_tiny.fb_in22k`, `hf:facebook/dinov2-small` or `hf:FOLDER`, `FILE.pt2`,
+            `package.module:builder`.
         weights: `auto` (the model's default pretrained weights), `none` (random init) or a file path.
-        layers: FX node names; empty means the model's default spread.
+        layers: FX node names (torchvision) or module names (other sources); empty means the
+            model's default spread.
         pooling: spatial pooling of NCHW/NHWC maps: avg, max or avgmax (concatenated).
-        token_pooling: pooling of token sequences (ViT): cls or mean.
+        token_pooling: pooling of token sequences (ViT): cls or mean (mean for a model without a
+            class token).
         precision: auto (bf16 where the CPU/GPU supports it), fp32 or bf16.
         device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.
         batch_size: images per forward pass.
