@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from . import weights as wts
-from .timm_source import hf_offline, hub_cached_file
+from .timm_source import hf_offline, hub_cached_file, hub_url, reachable
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,21 @@ class HFSource:
     def _download(self, model: str, what: str) -> Path:
         """The repo's config, processor and weights, fetched into the Hugging Face cache where allowed."""
         ref = _ref(model)
-        if _is_path(ref) or not wts.downloads_allowed() or hf_offline():
+        off = _is_path(ref) or not wts.downloads_allowed() or hf_offline()
+        if off or not reachable(hub_url()):
             raise wts.WeightsUnavailableError(
-                f"the {what} of {model} is not on this machine and downloads are off; run it once online "
-                "(it lands in the Hugging Face cache), or save the model with save_pretrained and use hf:FOLDER"
+                f"the {what} of {model} is not on this machine and {'downloads are off' if off else 'the internet is not reachable'}; "
+                "run it once online (it lands in the Hugging Face cache), or save the model with save_pretrained and use hf:FOLDER"
             )
         from huggingface_hub import snapshot_download
 
         try:
             return Path(snapshot_download(ref, allow_patterns=["*.json", "*.safetensors", "*.txt"]))
         except Exception as exc:  # network, authentication, a repo that does not exist
-            raise wts.WeightsUnavailableError(f"cannot download {model}: {str(exc).splitlines()[0][:200]}") from exc
+            raise wts.WeightsUnavailableError(
+                f"cannot download {model} ({str(exc).splitlines()[0][:200]}); run it once where the internet is reachable, "
+                "or save the model with save_pretrained and use hf:FOLDER"
+            ) from exc
 
     def resolve_weights(self, model: str, weights_arg: str, *, random_state: int = 0) -> wts.ResolvedWeights:
         self.check(model)

@@ -34,6 +34,27 @@ def hf_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+REACH_TIMEOUT_S = 3.0
+
+
+def reachable(url: str) -> bool:
+    """Whether the host of `url` accepts a connection within REACH_TIMEOUT_S: checked before a
+    download, because the libraries retry an unreachable hub for about a minute before they fail."""
+    import socket
+
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "", parsed.port or 443), timeout=REACH_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def hub_url() -> str:
+    """The Hugging Face hub's address (HF_ENDPOINT, as huggingface_hub reads it)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
 def hub_cached_file(repo_id: str, filenames: tuple[str, ...]) -> Path | None:
     """The first of `filenames` of a Hugging Face repo that is in the local hub cache (no network)."""
     from huggingface_hub import try_to_load_from_cache
@@ -118,11 +139,12 @@ class TimmSource:
         where = (cfg.hf_hub_id or cfg.url) if cfg is not None else None
         if where is None:
             raise wts.WeightsUnavailableError(f"timm has no pretrained weights for {_name(model)}; use --weights none")
-        if not wts.downloads_allowed() or hf_offline():
+        off = not wts.downloads_allowed() or hf_offline()
+        if off or not reachable(hub_url() if cfg.hf_hub_id else cfg.url):
             raise wts.WeightsUnavailableError(
-                f"the pretrained weights of {model} ({where}) are not on this machine and downloads are off; "
-                "run it once online (timm keeps them in the Hugging Face cache), give the file with --weights FILE, "
-                "or use --weights none for a random-init baseline"
+                f"the pretrained weights of {model} ({where}) are not on this machine and "
+                f"{'downloads are off' if off else 'the internet is not reachable'}; run it once online (timm keeps them "
+                "in the Hugging Face cache), give the file with --weights FILE, or use --weights none for a random-init baseline"
             )
         return wts.ResolvedWeights("pretrained", _name(model), None, f"timm-download:{where}")
 
