@@ -303,3 +303,18 @@ def test_tokens_without_a_class_token_are_mean_pooled(dataset: object, tmp_path:
     run = _extract(f"hf:{folder}", "auto", dataset, tmp_path, (tokens,))
     assert run.spec.token_pooling == "mean"  # type: ignore[attr-defined]
     _assert_golden(run, _direct(f"hf:{folder}", "auto", [tokens], dataset, token_pooling="mean"))
+
+
+def test_an_unreachable_hub_is_said_at_once_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.models import timm_source
+
+    monkeypatch.delenv("EXPLORER_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    asked: list[str] = []
+    monkeypatch.setattr(timm_source, "reachable", lambda url: asked.append(url) or False)
+    monkeypatch.setattr("explorer.models.hf_source.reachable", lambda url: asked.append(url) or False)
+    with pytest.raises(WeightsUnavailableError, match="the internet is not reachable; run it once online"):
+        sources.source_of("timm:convnext_tiny.fb_in22k").resolve_weights("timm:convnext_tiny.fb_in22k", "auto")
+    with pytest.raises(WeightsUnavailableError, match="the internet is not reachable; run it once online"):
+        sources.source_of("hf:explorer-tests/none").resolve_weights("hf:explorer-tests/none", "auto")
+    assert asked == ["https://huggingface.co"] * 2  # timm downloads this tag from the hub, as it prefers
