@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from .analysis import movers as movers_mod
 from .analysis import projection as projection_mod
 from .analysis.cached_runs import graph_run, project_run, score_run, similarity_run
 from .analysis.neighbors import KnnGraph
@@ -51,6 +52,7 @@ class Comparison:
     overlap: np.ndarray  # neighbourhood overlap between layers, in the order of similarity.names
     graphs: dict[str, KnnGraph]
     projections: dict[str, Projection]
+    _movers: dict[str, movers_mod.Movers] = field(default_factory=dict, repr=False)  # by run label, made when asked for
 
     @property
     def multi(self) -> bool:
@@ -82,6 +84,16 @@ class Comparison:
         if align and coords and coords[0].shape[1] == 2:
             coords = align_chain(coords)
         return dict(zip(keys, coords))
+
+    def layer_keys(self, run: ModelRun) -> list[str]:
+        """A run's layer keys, in depth order."""
+        return [run.key(n, self.multi) for n in run.features]
+
+    def movers(self, run: ModelRun) -> movers_mod.Movers:
+        """How the run's images move between its layers (analysis/movers.py), from the kNN graphs."""
+        if run.label not in self._movers:
+            self._movers[run.label] = movers_mod.movers(self.graphs, self.layer_keys(run), self.dataset.labels)
+        return self._movers[run.label]
 
     def features(self) -> dict[str, np.ndarray]:
         """{layer key: features} over all runs, in order."""

@@ -37,6 +37,12 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     proj = pd.read_csv(out / "projections.csv")
     assert len(proj) == 8 * 60 and {"layer", "index", "x", "y", "label"} <= set(proj.columns)
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["file", "reason"]
+    movers = pd.read_csv(out / "movers.csv")
+    changed = [c for c in movers.columns if c.startswith("changed ")]
+    assert len(movers) == 60 and len(changed) == 7 and changed[0] == "changed features.1.conv.2 -> features.4.conv.3"
+    assert movers[changed].to_numpy().min() >= 0 and movers[changed].to_numpy().max() <= 1
+    agreeing = movers["first agreeing layer (mobilenet_v2)"]
+    assert set(agreeing) <= set(metrics["layer"]) | {"never"} and (agreeing != "never").any()
     html = (out / "report.html").read_text()
     assert "Dimension profile" in html and "Separability across depth" in html and "linear CKA" in html
     assert "Projections by layer" in html and "<script src=" not in html  # self-contained: plotly.js inlined

@@ -39,6 +39,22 @@ def neighbour_overlap_csv(comp: Comparison) -> bytes:
     return _layer_matrix_csv(comp, comp.overlap)
 
 
+def movers_csv(comp: Comparison) -> bytes:
+    """movers.csv: one row per image: the share of its 10 nearest neighbours that changed between
+    each pair of consecutive layers of each model, and the first layer where most of its 5 nearest
+    neighbours share its class (`never`; no column without labels)."""
+    cols: dict[str, object] = {"file": comp.dataset.names,
+                               "label": comp.dataset.labels if comp.dataset.labels is not None else [""] * len(comp.dataset)}  # fmt: skip
+    for run in comp.runs:
+        mv = comp.movers(run)
+        for j in range(len(mv.layers) - 1):
+            cols[f"changed {mv.layers[j]} -> {mv.layers[j + 1]}"] = mv.changed[:, j]
+        if comp.dataset.labels is not None:
+            names = np.array([*mv.layers, "never"], dtype=object)
+            cols[f"first agreeing layer ({run.label})"] = names[mv.first_agreeing]  # NEVER (-1) is the last
+    return pd.DataFrame(cols).to_csv(index=False, float_format="%.4g").encode()
+
+
 def write_features_npz(comp: Comparison, fh: IO[bytes]) -> None:
     """features.npz: one array per layer key, plus `labels` and `paths` (unicode, no pickle).
 
@@ -96,6 +112,7 @@ def write_all(comp: Comparison, out_dir: str | Path) -> dict[str, Path]:
         "cka.csv": lambda: cka_csv(comp),
         "cka_debiased.csv": lambda: cka_debiased_csv(comp),
         "neighbour_overlap.csv": lambda: neighbour_overlap_csv(comp),
+        "movers.csv": lambda: movers_csv(comp),
         "skipped.csv": lambda: skipped_csv(comp),
         "report.html": lambda: report.render(comp).encode(),
     }

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..comparison import Comparison
+from ..comparison import Comparison, ModelRun
 from ..data.datasets import ImageItem, thumbnail_bytes
 from ..output import export, figures, report
 from . import reproduce, scatter, sidebar, thumbs
@@ -106,8 +106,13 @@ def _find(comp: Comparison, text: str) -> list[int]:
 
 
 COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")
+NEIGHBOURS_CHANGED = "neighbours changed"  # each panel: the share of an image's neighbours new since the panel before
 COLUMN = "labels.csv: "  # + a further column's name: colour by its values
 NOT_SCORED = "not scored"
+CHANGE_BINS = ("0-20 %", "20-40 %", "40-60 %", "60-80 %", "80-100 %")
+CHANGE_COLOURS = ("#440154", "#3B528B", "#21918C", "#5EC962", "#FDE725")  # viridis: new neighbours are bright
+FIRST_PANEL = "first layer"
+MOVERS_SHOWN = 6
 
 
 def _colour_label(option: str) -> str:
@@ -117,7 +122,20 @@ def _colour_label(option: str) -> str:
 def _colour_options(comp: Comparison, keys: list[str]) -> list[str]:
     ds = comp.dataset
     scored = ds.labels is not None and all(comp.scores[k].predicted is not None for k in keys)
-    return [*(COLOUR_BY if scored else COLOUR_BY[:1]), *(COLUMN + c for c in ds.metadata)]
+    moved = [NEIGHBOURS_CHANGED] if len(keys) >= 2 else []
+    return [*(COLOUR_BY if scored else COLOUR_BY[:1]), *moved, *(COLUMN + c for c in ds.metadata)]
+
+
+def _change_groups(comp: Comparison, keys: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per panel, each image's share of its 10 nearest neighbours that are new since the panel
+    before, in five ranges (the first panel has none before it)."""
+    from ..analysis.movers import neighbours_changed
+
+    codes = np.full((len(keys), len(comp.dataset)), len(CHANGE_BINS), np.int64)
+    for j in range(1, len(keys)):
+        change = neighbours_changed(comp.graphs[keys[j - 1]], comp.graphs[keys[j]])
+        codes[j] = np.minimum((change * len(CHANGE_BINS)).astype(np.int64), len(CHANGE_BINS) - 1)
+    return codes, [*CHANGE_BINS, FIRST_PANEL], [*CHANGE_COLOURS, "#C8C8C8"]
 
 
 def _colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "class") -> tuple[np.ndarray, list[str], list[str]]:
@@ -127,6 +145,8 @@ def _colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "c
     ds = comp.dataset
     if by.startswith(COLUMN) and by[len(COLUMN) :] in ds.metadata:
         return figures.value_groups(ds.metadata[by[len(COLUMN) :]])
+    if by == NEIGHBOURS_CHANGED and keys and len(keys) >= 2:
+        return _change_groups(comp, keys)
     legend = ds.classes or ["all images"]
     colors = figures.class_colors(legend)
     truth = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
@@ -227,7 +247,8 @@ def projections_tab(comp: Comparison, align: bool) -> None:
                 st.session_state["picked"] = choice
     by = st.radio("Colour by", _colour_options(comp, keys), horizontal=True, key="colour_by", format_func=_colour_label,
                   help="Class; or, in each panel, that layer's linear probe: its out-of-fold prediction, or whether it "
-                       "was right (grey: classes too small to score); or the values of a further column of labels.csv "
+                       "was right (grey: classes too small to score); or the share of an image's 10 nearest neighbours "
+                       "that are new since the panel before (bright: moved most); or the values of a further column of labels.csv "
                        f"(up to {figures.MAX_COLOUR_GROUPS} values, numbers in {figures.NUMBER_BINS} ranges).")  # fmt: skip
     chart, side = st.columns([5, 1])
     with chart:
@@ -246,6 +267,7 @@ def projections_tab(comp: Comparison, align: bool) -> None:
         _thumbs(comp, selection[:48])
     # after the images: the highlight in every panel (a search's matches, else the selection) and the ring
     scatter.control("proj", highlight=matches if matches is not None else (selection or None), picked=picked)
+    _movers_gallery(comp, run, keys)
     st.markdown("#### Nearest neighbours, layer by layer")
     if picked is None:
         st.caption("Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space.")
@@ -254,6 +276,31 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     for k in keys:
         st.caption(k)
         _thumbs(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
+
+
+def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:
+    """The images whose nearest neighbours change most between two layers, ranked, each with its
+    neighbours before and after (analysis/movers.py)."""
+    if len(keys) < 2 or not st.toggle("Show the images that move most between two layers", key="movers_on",
+                                      help="Ranked by the share of an image's 10 nearest neighbours (cosine, in the "
+                                           "layers' own features) that are new in the second layer."):  # fmt: skip
+        return
+    mv = comp.movers(run)
+    busiest = int(np.argmax(mv.changed.mean(0))) if mv.changed.size else 0
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("From layer", keys[:-1], index=busiest, key="movers_a")
+    later = keys[keys.index(a) + 1 :]
+    b = c2.selectbox("To layer", later, index=0, key="movers_b")
+    if b not in later:
+        return
+    rows, share = mv.ranked(a, b, comp.graphs, top=MOVERS_SHOWN)
+    st.caption(f"On average {mv.pair(a, b, comp.graphs).mean():.0%} of an image's 10 nearest neighbours change between "
+               "these layers. Each row: the image, then its 5 nearest neighbours before and after.")  # fmt: skip
+    ds = comp.dataset
+    for r, sh in zip(rows.tolist(), share.tolist()):
+        st.text(f"{ds.names[r]}: {sh:.0%} of its neighbours changed")  # as text: file names come from visitors
+        before, after = comp.neighbours(a, r, 5).tolist(), comp.neighbours(b, r, 5).tolist()
+        _thumbs(comp, [r, *before, r, *after], cols=12)
 
 
 def _projections_3d(comp: Comparison, keys: list[str], align: bool, method: str) -> None:
@@ -358,7 +405,7 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     files = [
         ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
         ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"),
-        ("neighbour_overlap.csv", export.neighbour_overlap_csv, "text/csv"),
+        ("neighbour_overlap.csv", export.neighbour_overlap_csv, "text/csv"), ("movers.csv", export.movers_csv, "text/csv"),
         ("features.npz", export.features_npz, "application/octet-stream"),
         ("projections.csv", export.projections_csv, "text/csv"),
         ("report.html", export.report.render, "text/html"), ("skipped.csv", export.skipped_csv, "text/csv"),

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -224,3 +225,26 @@ def test_a_link_may_name_a_layer_by_its_module() -> None:
     assert at.multiselect(key="layers_mobilenet_v2").value == ["features.14.conv.3", "flatten"]
     assert not at.warning  # nothing reported unknown
     _finish(at)
+
+
+def test_colour_by_neighbours_changed_and_the_movers_gallery(app: AppTest) -> None:
+    from explorer.analysis.movers import neighbours_changed
+    from explorer.ui.views import NEIGHBOURS_CHANGED, _colour_groups
+
+    _open_view(app, "Projections")
+    comp = app.session_state["result"].comparison
+    keys = comp.layer_keys(comp.runs[0])
+    assert NEIGHBOURS_CHANGED in app.radio(key="colour_by").options
+    codes, legend, _ = _colour_groups(comp, keys, NEIGHBOURS_CHANGED)
+    assert legend[-1] == "first layer" and codes.shape == (len(keys), len(comp.dataset)) and (codes[0] == 5).all()
+    for j in range(1, len(keys)):  # each panel: its images' share of new neighbours since the panel before, in fifths
+        change = neighbours_changed(comp.graphs[keys[j - 1]], comp.graphs[keys[j]])
+        np.testing.assert_array_equal(codes[j], np.minimum(np.floor(change * 5 + 1e-9), 4).astype(int))
+    app.toggle(key="movers_on").set_value(True)
+    app.run()
+    assert not app.exception, app.exception
+    a, b = app.selectbox(key="movers_a").value, app.selectbox(key="movers_b").value
+    rows, share = comp.movers(comp.runs[0]).ranked(a, b, comp.graphs, top=6)
+    lines = [t.value for t in app.text if t.value.endswith("of its neighbours changed")]
+    assert lines == [f"{comp.dataset.names[r]}: {s:.0%} of its neighbours changed" for r, s in zip(rows, share)]
+    assert share[0] >= share[-1] > 0
