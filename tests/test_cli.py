@@ -46,6 +46,7 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "Dimension profile" in html and "Separability across depth" in html and "linear CKA" in html
     assert "Projections by layer" in html and "<script src=" not in html  # self-contained: plotly.js inlined
+    assert "Movers between layers" in html and "mean share of neighbours changed" in html
 
 
 def test_compare_two_models(tmp_path: Path) -> None:

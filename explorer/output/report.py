@@ -37,6 +37,33 @@ def _fig_html(fig: object) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})  # type: ignore[attr-defined]
 
 
+MOVERS_LISTED = 5  # images named per pair of layers in the report (movers.csv has every image)
+
+
+def _movers_html(comp: Comparison) -> str:
+    """Per model and pair of consecutive layers: the mean share of an image's 10 nearest neighbours
+    that changed, the images that moved most, and how many images' neighbours first agree with
+    their class at each layer."""
+    ds, rows = comp.dataset, []
+    for run in comp.runs:
+        mv = comp.movers(run)
+        firsts = np.bincount(mv.first_agreeing + 1, minlength=len(mv.layers) + 1)  # [never, layer 0, ...]
+        for j, layer in enumerate(mv.layers):
+            moved = ""
+            if j > 0:
+                top, share = mv.ranked(mv.layers[j - 1], layer, comp.graphs, MOVERS_LISTED)
+                moved = ", ".join(f"{ds.names[i]} ({s:.0%})" for i, s in zip(top.tolist(), share.tolist()))
+            rows.append((run.label, layer, f"{mv.changed[:, j - 1].mean():.3f}" if j > 0 else "",
+                         int(firsts[j + 1]) if ds.labels is not None else "", moved))  # fmt: skip
+        if ds.labels is not None:
+            rows.append((run.label, "never", "", int(firsts[0]), ""))
+    table = pd.DataFrame(rows, columns=["model", "layer", "mean share of neighbours changed from the layer before",
+                                        "images whose 5 nearest first agree with their class here",
+                                        f"the {MOVERS_LISTED} images that moved most"])  # fmt: skip
+    return ("<h2>Movers between layers</h2><div class=card>" + table.to_html(index=False, escape=True)
+            + "<p>movers.csv has each image's share of changed neighbours for every pair of consecutive layers.</p></div>")  # fmt: skip
+
+
 def render(comp: Comparison) -> str:
     """The report as one HTML string."""
     from plotly.offline import get_plotlyjs
@@ -67,6 +94,7 @@ def render(comp: Comparison) -> str:
         method = next(iter(comp.projections.values())).method.upper()
         fig.update_layout(title_text=f"Projections by layer ({method}, aligned{shown})")
         parts.append(f"<div class=card>{_fig_html(fig)}</div>")
+    parts.append(_movers_html(comp))
     table = comp.metrics.copy()
     parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")
     notes = {s.note for s in comp.scores.values() if s.note}
