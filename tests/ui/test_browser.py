@@ -391,6 +391,27 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     page.close()
 
 
+def test_movers_colour_and_gallery(server, browser) -> None:
+    """Colour the panels by the share of each image's neighbours that changed since the panel
+    before, then open the gallery of the images that move most, each with its neighbours before
+    and after."""
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=300_000)
+    page.locator(".st-key-colour_by").get_by_text("neighbours changed").click()
+    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('first layer')", timeout=60_000)
+    assert "80-100 %" in page.inner_text(".explorer-legend")
+    page.get_by_text("Show the images that move most between two layers").click()
+    page.wait_for_function("document.body.innerText.includes('of its neighbours changed')", timeout=60_000)
+    lines = [ln for ln in page.inner_text("body").splitlines() if ln.endswith("of its neighbours changed")]
+    assert len(lines) == 6, lines
+    shares = [int(ln.rsplit(": ", 1)[1].split("%")[0]) for ln in lines]
+    assert shares == sorted(shares, reverse=True) and shares[0] > 0  # ranked, most first
+    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 72", timeout=60_000)  # 6 x (1 + 5) x 2
+    page.get_by_text("Show the images that move most between two layers").scroll_into_view_if_needed()
+    page.screenshot(path=str(ART / "movers_gallery.png"), full_page=True)
+    page.close()
+
+
 def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(server, browser, tmp_path: Path) -> None:
     """A zip on this machine is unpacked for the analysis; its images stay readable for the
     result's previews (a clicked image and its neighbours), after the job has ended."""
