@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .analysis import class_pairs as pairs_mod
 from .analysis import movers as movers_mod
 from .analysis import projection as projection_mod
 from .analysis.cached_runs import graph_run, project_run, score_run, similarity_run
@@ -53,6 +54,7 @@ class Comparison:
     graphs: dict[str, KnnGraph]
     projections: dict[str, Projection]
     _movers: dict[str, movers_mod.Movers] = field(default_factory=dict, repr=False)  # by run label, made when asked for
+    _pairs: dict[str, pairs_mod.ClassPairs | None] = field(default_factory=dict, repr=False)  # likewise
 
     @property
     def multi(self) -> bool:
@@ -94,6 +96,21 @@ class Comparison:
         if run.label not in self._movers:
             self._movers[run.label] = movers_mod.movers(self.graphs, self.layer_keys(run), self.dataset.labels)
         return self._movers[run.label]
+
+    def class_pairs(self, run: ModelRun) -> pairs_mod.ClassPairs | None:
+        """Where each pair of classes comes apart along the run's layers (analysis/class_pairs.py);
+        None without a probe confusion matrix at every layer (no labels, one class)."""
+        if run.label not in self._pairs:
+            keys = self.layer_keys(run)
+            confusions = [self.scores[k].confusion for k in keys]
+            self._pairs[run.label] = (None if any(c is None for c in confusions)
+                                      else pairs_mod.class_pairs(confusions, keys, self.dataset.classes))  # type: ignore[arg-type]  # fmt: skip
+        return self._pairs[run.label]
+
+    def best_layer(self, run: ModelRun) -> str | None:
+        """The run's layer with the highest probe accuracy (the deepest of equals), None unscored."""
+        scored = [(self.scores[k].probe_acc, j, k) for j, k in enumerate(self.layer_keys(run)) if self.scores[k].probe_acc is not None]
+        return max(scored)[2] if scored else None
 
     def features(self) -> dict[str, np.ndarray]:
         """{layer key: features} over all runs, in order."""

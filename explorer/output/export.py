@@ -55,6 +55,24 @@ def movers_csv(comp: Comparison) -> bytes:
     return pd.DataFrame(cols).to_csv(index=False, float_format="%.4g").encode()
 
 
+def class_pairs_csv(comp: Comparison) -> bytes:
+    """class_pairs.csv: one row per pair of classes: at each layer of each model, the share of the
+    two classes' images the probe takes for the other (out of fold), and the first layer where that
+    share is under 5 % (`never`)."""
+    classes = comp.dataset.classes
+    a, b = np.triu_indices(len(classes), k=1)
+    cols: dict[str, object] = {"class_a": [classes[i] for i in a], "class_b": [classes[i] for i in b]}
+    for run in comp.runs:
+        pairs = comp.class_pairs(run)
+        if pairs is None:
+            continue
+        for j, layer in enumerate(pairs.layers):
+            cols[f"confused {layer}"] = pairs.confusion[j][a, b]
+        names = np.array([*pairs.layers, "never"], dtype=object)
+        cols[f"first apart ({run.label})"] = names[pairs.first_apart[a, b]]
+    return pd.DataFrame(cols).to_csv(index=False, float_format="%.4g").encode()
+
+
 def write_features_npz(comp: Comparison, fh: IO[bytes]) -> None:
     """features.npz: one array per layer key, plus `labels` and `paths` (unicode, no pickle).
 
@@ -113,6 +131,7 @@ def write_all(comp: Comparison, out_dir: str | Path) -> dict[str, Path]:
         "cka_debiased.csv": lambda: cka_debiased_csv(comp),
         "neighbour_overlap.csv": lambda: neighbour_overlap_csv(comp),
         "movers.csv": lambda: movers_csv(comp),
+        "class_pairs.csv": lambda: class_pairs_csv(comp),
         "skipped.csv": lambda: skipped_csv(comp),
         "report.html": lambda: report.render(comp).encode(),
     }

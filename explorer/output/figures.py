@@ -253,6 +253,23 @@ def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> go.Figu
     return _layout(fig, title, height=460)
 
 
+def class_pairs_apart(first_apart: np.ndarray, classes: Sequence[str], layers: Sequence[str], threshold: float,
+                      title: str) -> go.Figure:  # fmt: skip
+    """Class x class: the depth of the first layer where the probe takes under `threshold` of a
+    pair's images for the other class (dark: early; blank: never)."""
+    never = first_apart < 0
+    z = np.where(never, np.nan, first_apart.astype(float) + 1)
+    text = np.where(never, "never", np.array(list(layers) + ["never"], dtype=object)[first_apart])
+    np.fill_diagonal(text, "")
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(classes), y=list(classes), zmin=1, zmax=max(len(layers), 1), colorscale="Viridis",
+        customdata=text, colorbar={"title": "layer #"},
+        hovertemplate=f"%{{y}} / %{{x}}<br>apart (< {threshold:.0%} confused) from %{{customdata}}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=460)
+
+
 def drawing_order(n: int, random_state: int = 0) -> np.ndarray:
     """A fixed permutation of n points: the order projection panels draw them in, so that no class
     is always drawn last (on top)."""

@@ -64,6 +64,21 @@ def _movers_html(comp: Comparison) -> str:
             + "<p>movers.csv has each image's share of changed neighbours for every pair of consecutive layers.</p></div>")  # fmt: skip
 
 
+def _class_pairs_html(comp: Comparison) -> str:
+    """Per model: where each pair of classes comes apart, and the hardest pairs at its best layer."""
+    parts = []
+    for run in comp.runs:
+        pairs, best = comp.class_pairs(run), comp.best_layer(run)
+        if pairs is None or best is None or len(pairs.classes) < 2:
+            continue
+        fig = figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
+                                        pairs.threshold, f"First layer apart — {run.label}")  # fmt: skip
+        hardest = pd.DataFrame(pairs.hardest(best, top=8), columns=["class", "class ", "confused"])
+        parts.append(f"<div class=card>{_fig_html(fig)}<p>Hardest pairs at the best layer, {html.escape(best)}:</p>"
+                     + hardest.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True) + "</div>")  # fmt: skip
+    return ("<h2>Where each pair of classes comes apart</h2>" + "".join(parts)) if parts else ""
+
+
 def render(comp: Comparison) -> str:
     """The report as one HTML string."""
     from plotly.offline import get_plotlyjs
@@ -95,6 +110,7 @@ def render(comp: Comparison) -> str:
         fig.update_layout(title_text=f"Projections by layer ({method}, aligned{shown})")
         parts.append(f"<div class=card>{_fig_html(fig)}</div>")
     parts.append(_movers_html(comp))
+    parts.append(_class_pairs_html(comp))
     table = comp.metrics.copy()
     parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")
     notes = {s.note for s in comp.scores.values() if s.note}

@@ -344,6 +344,34 @@ def separability_tab(comp: Comparison) -> None:
                           config=PLOT_CONFIG, key="class_acc_chart")  # fmt: skip
         right.plotly_chart(figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
                            config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
+    _class_pairs(comp)
+
+
+def _class_pairs(comp: Comparison) -> None:
+    """Where each pair of classes comes apart along depth, and the pairs still confused at the best layer."""
+    runs = [r for r in comp.runs if comp.class_pairs(r) is not None]
+    if not runs or len(comp.dataset.classes) < 2:
+        return
+    st.markdown("#### Where each pair of classes comes apart")
+    labels = [r.label for r in runs]
+    label = st.radio("Model", labels, horizontal=True, key="pairs_model") if len(runs) > 1 else labels[0]
+    run = runs[labels.index(label)] if label in labels else runs[0]
+    pairs = comp.class_pairs(run)
+    assert pairs is not None
+    st.caption(f"For each pair of classes, the first layer where the linear probe takes fewer than {pairs.threshold:.0%} "
+               "of the two classes' images for the other (out of fold); hover a cell for its layer. class_pairs.csv "
+               "has every pair's confusion at every layer.")  # fmt: skip
+    left, right = st.columns([3, 2])
+    left.plotly_chart(figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
+                                                pairs.threshold, f"First layer apart — {run.label}"),
+                      config=PLOT_CONFIG, key="pairs_chart")  # fmt: skip
+    best = comp.best_layer(run)
+    if best is not None:
+        with right:
+            st.markdown(f"**Hardest pairs at the best layer**, {code(best)}")
+            hardest = pd.DataFrame(pairs.hardest(best, top=8), columns=["class", "class ", "confused"])
+            st.dataframe(hardest, hide_index=True, key="hardest_pairs",
+                         column_config={"confused": st.column_config.NumberColumn(format="%.3f")})  # fmt: skip
 
 
 def _clicked_cell(event: object) -> tuple[int, int] | None:
@@ -406,6 +434,7 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
         ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
         ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"),
         ("neighbour_overlap.csv", export.neighbour_overlap_csv, "text/csv"), ("movers.csv", export.movers_csv, "text/csv"),
+        ("class_pairs.csv", export.class_pairs_csv, "text/csv"),
         ("features.npz", export.features_npz, "application/octet-stream"),
         ("projections.csv", export.projections_csv, "text/csv"),
         ("report.html", export.report.render, "text/html"), ("skipped.csv", export.skipped_csv, "text/csv"),
