@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
@@ -108,6 +109,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from . import comparison
     from .config import Limits
     from .data.datasets import load_dataset
+    from .fsutil import atomic_write_bytes
     from .output import export
     from .store import FeatureCache
 
@@ -132,6 +134,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                   progress=bar, max_pixels=limits.max_pixels, backend=engine)  # fmt: skip
         bar.close()
         files = export.write_all(comp, args.out)
+        if args.select:
+            selected = comp.selection(args.select)
+            if not selected:
+                raise ValueError(f"--select {args.select!r} matches no image: give a class, or COLUMN=VALUE of labels.csv")
+            bar("where the selection emerges", 0, 1)
+            path = Path(args.out) / "selection_emergence.csv"
+            files["selection_emergence.csv"] = atomic_write_bytes(path, export.emergence_csv(comp, selected))
     finally:
         dataset.close()
         if engine is not None:
@@ -174,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--random-baseline", action="store_true",
                    help="add the first model again with random weights (a baseline: what the architecture alone does)")
     c.add_argument("--max-images", type=int, default=None, help="stratified subsample to at most N images")
+    c.add_argument("--select", default=None, help="CLASS or COLUMN=VALUE (labels.csv): where does this selection emerge? "
+                   "writes selection_emergence.csv, the selection-vs-rest probe at every layer")
     lim = Limits()
     c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")
     c.add_argument("--max-file-mb", type=float, default=lim.max_file_bytes / 1024**2, help="largest image file, MB")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import class_pairs as pairs_mod
+from .analysis import emergence as emergence_mod
 from .analysis import movers as movers_mod
 from .analysis import projection as projection_mod
 from .analysis.cached_runs import graph_run, project_run, score_run, similarity_run
@@ -111,6 +112,23 @@ class Comparison:
         """The run's layer with the highest probe accuracy (the deepest of equals), None unscored."""
         scored = [(self.scores[k].probe_acc, j, k) for j, k in enumerate(self.layer_keys(run)) if self.scores[k].probe_acc is not None]
         return max(scored)[2] if scored else None
+
+    def emergence(self, run: ModelRun, selected: Sequence[int]) -> emergence_mod.Emergence:
+        """Where a selection of images emerges along the run's layers (analysis/emergence.py)."""
+        return emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected)
+
+    def baseline_of(self, run: ModelRun) -> ModelRun | None:
+        """The random-init run of the same model as `run`, if the comparison has one."""
+        return next((r for r in self.runs if r is not run and r.spec.model == run.spec.model and r.spec.weights == "none"
+                     and run.spec.weights != "none"), None)  # fmt: skip
+
+    def selection(self, query: str) -> list[int]:
+        """Rows whose class is `query`, or, for `COLUMN=VALUE`, whose labels.csv column has that value."""
+        ds = self.dataset
+        column, sep, value = query.partition("=")
+        if sep and column in ds.metadata:
+            return [i for i, v in enumerate(ds.metadata[column]) if v == value]
+        return [i for i, c in enumerate(ds.labels or ()) if c == query]
 
     def features(self) -> dict[str, np.ndarray]:
         """{layer key: features} over all runs, in order."""

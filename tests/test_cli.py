@@ -56,6 +56,19 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert confused.shape[1] == 8 and np.nanmin(confused) >= 0 and np.nanmax(confused) <= 1
 
 
+def test_compare_writes_where_a_selection_emerges(tmp_path: Path) -> None:
+    r = cli("compare", "--data", "sample:clothing", "--max-images", "100", "--model", "mobilenet_v2", "--random-baseline",
+            "--projection", "none", "--select", "shoes", "--out", str(tmp_path), "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    em = pd.read_csv(tmp_path / "selection_emergence.csv")
+    assert list(em["model"].unique()) == ["mobilenet_v2", "mobilenet_v2[random]"] and (em["n_selected"] == 10).all()
+    pretrained = em[em["model"] == "mobilenet_v2"]["accuracy"].to_numpy()
+    assert pretrained[-1] >= 0.9 and em["accuracy"].between(0, 1).all()
+    r = cli("compare", "--data", "sample:clothing", "--max-images", "30", "--projection", "none", "--select", "unicorns",
+            "--out", str(tmp_path / "o2"), "-q")  # fmt: skip
+    assert r.returncode == 2 and "matches no image" in r.stderr
+
+
 def test_compare_two_models(tmp_path: Path) -> None:
     r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "mobilenet_v2,resnet18",
             "--weights", "none", "--layers", "mobilenet_v2:features.5,mobilenet_v2:flatten,resnet18:layer2,resnet18:flatten",

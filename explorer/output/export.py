@@ -73,6 +73,18 @@ def class_pairs_csv(comp: Comparison) -> bytes:
     return pd.DataFrame(cols).to_csv(index=False, float_format="%.4g").encode()
 
 
+def emergence_csv(comp: Comparison, selected: list[int]) -> bytes:
+    """selection_emergence.csv: per model (and its random-init baseline) and layer, the out-of-fold
+    accuracy of the probe that tells the selected images from the rest (balanced: chance 0.5)."""
+    rows = []
+    for run in comp.runs:
+        got = comp.emergence(run, selected)
+        for layer, acc, std in zip(got.layers, got.accuracy, got.accuracy_std):
+            rows.append((run.label, layer, acc, std, got.n_selected, got.n_used))
+    cols = ["model", "layer", "accuracy", "accuracy_std", "n_selected", "n_used"]
+    return pd.DataFrame(rows, columns=cols).to_csv(index=False, float_format="%.4g").encode()
+
+
 def write_features_npz(comp: Comparison, fh: IO[bytes]) -> None:
     """features.npz: one array per layer key, plus `labels` and `paths` (unicode, no pickle).
 

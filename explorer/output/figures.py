@@ -270,6 +270,20 @@ def class_pairs_apart(first_apart: np.ndarray, classes: Sequence[str], layers: S
     return _layout(fig, title, height=460)
 
 
+def emergence(curves: dict[str, tuple[Sequence[str], np.ndarray, np.ndarray]], title: str) -> go.Figure:
+    """Accuracy along depth of the probe telling a selection from the rest, one line per curve
+    ({name: (layer names, accuracy, std)}), with its fold spread as error bars and chance at 0.5."""
+    fig = go.Figure()
+    for i, (name, (layers, acc, std)) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=list(layers), y=np.asarray(acc, float).tolist(),
+                                 error_y={"type": "data", "array": np.asarray(std, float).tolist(), "visible": True},
+                                 mode="lines+markers", name=name, line={"dash": "dash" if "random" in name or i > 1 else "solid"}))  # fmt: skip
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#888", annotation_text="chance", annotation_position="bottom right")
+    fig.update_yaxes(title="accuracy (balanced)", range=[0.3, 1.02])
+    fig.update_xaxes(title="layer")
+    return _layout(fig, title, height=380)
+
+
 def drawing_order(n: int, random_state: int = 0) -> np.ndarray:
     """A fixed permutation of n points: the order projection panels draw them in, so that no class
     is always drawn last (on top)."""

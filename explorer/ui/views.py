@@ -97,12 +97,14 @@ MAX_3D_POINTS = 20_000
 
 
 def _find(comp: Comparison, text: str) -> list[int]:
-    """Images whose file name contains `text`, or whose class is `text` (case-insensitive)."""
+    """Images whose file name contains `text`, or whose class or a labels.csv value is `text` (case-insensitive)."""
     ds, q = comp.dataset, text.strip().lower()
     if not q:
         return []
     labels = ds.labels or ()
-    return [i for i, name in enumerate(ds.names) if q in name.lower() or (labels and labels[i].lower() == q)]
+    columns = list(ds.metadata.values())  # a labels.csv value, as a class
+    return [i for i, name in enumerate(ds.names)
+            if q in name.lower() or (labels and labels[i].lower() == q) or any(c[i].lower() == q for c in columns)]  # fmt: skip
 
 
 COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")
@@ -265,6 +267,7 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     if selection:
         st.markdown(f"#### {len(selection):,} selected images" + (" (the first 48)" if len(selection) > 48 else ""))
         _thumbs(comp, selection[:48])
+    _emergence(comp, run, selection or matches or [])
     # after the images: the highlight in every panel (a search's matches, else the selection) and the ring
     scatter.control("proj", highlight=matches if matches is not None else (selection or None), picked=picked)
     _movers_gallery(comp, run, keys)
@@ -276,6 +279,41 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     for k in keys:
         st.caption(k)
         _thumbs(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
+
+
+def _emergence(comp: Comparison, run: ModelRun, chosen: list[int]) -> None:
+    """Where the selection (or the search's matches) emerges: the selection-vs-rest probe at every
+    layer, beside the random-init baseline's and the class probe's curves."""
+    from ..analysis.emergence import FOLDS, MAX_PER_SIDE, MIN_PER_SIDE
+
+    n = len(comp.dataset)
+    if not MIN_PER_SIDE <= len(chosen) <= n - MIN_PER_SIDE:
+        return
+    tag = (id(comp), run.label, tuple(sorted(chosen)))
+    stored = st.session_state.get("emergence")
+    asked = st.button(f"Where do these {len(chosen):,} images emerge?", key="emerge",
+                      help="Trains the same linear probe as the class curve, at every layer, to tell these images from "
+                           "the rest: the layer where its accuracy rises is where the network starts to see them.")  # fmt: skip
+    if asked:
+        with st.spinner("Training the selection's probe at every layer…"):
+            runs = [r for r in (run, comp.baseline_of(run)) if r is not None]
+            stored = (tag, {r.label: comp.emergence(r, chosen) for r in runs})
+        st.session_state["emergence"] = stored
+    if stored is None or stored[0] != tag:
+        return
+    results = stored[1]
+    names = [k.split(":")[-1] for k in comp.layer_keys(run)]
+    curves = {f"these images vs the rest — {label}": (names, got.accuracy, got.accuracy_std) for label, got in results.items()}
+    scored = [comp.scores[k].probe_acc for k in comp.layer_keys(run)]
+    if all(v is not None for v in scored):
+        stds = np.array([comp.scores[k].probe_acc_std or 0.0 for k in comp.layer_keys(run)])
+        curves[f"all classes (probe accuracy) — {run.label}"] = (names, np.array(scored, dtype=float), stds)
+    first = next(iter(results.values()))
+    st.plotly_chart(figures.emergence(curves, "Where the selection emerges"), config=PLOT_CONFIG, key="emergence_chart")
+    sample = (f" The probe saw {first.n_used:,} images: the selection and as many others, at random (at most "
+              f"{MAX_PER_SIDE:,} each).") if first.sampled or first.n_used < n else ""  # fmt: skip
+    st.caption(f"{first.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread "
+               f"over {FOLDS} folds.{sample}")  # fmt: skip
 
 
 def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:

@@ -253,3 +253,24 @@ def test_colour_by_neighbours_changed_and_the_movers_gallery(app: AppTest) -> No
     lines = [t.value for t in app.text if t.value.endswith("of its neighbours changed")]
     assert lines == [f"{comp.dataset.names[r]}: {s:.0%} of its neighbours changed" for r, s in zip(rows, share)]
     assert share[0] >= share[-1] > 0
+
+
+def test_where_a_search_emerges_along_depth(app: AppTest) -> None:
+    _open_view(app, "Projections")
+    app.text_input(key="find").set_value("shoes")
+    app.run()
+    comp = app.session_state["result"].comparison
+    app.button(key="emerge").click()
+    app.run()
+    assert not app.exception, app.exception
+    chart = next(e for e in _charts(app) if "Where the selection emerges" in str(e.proto.spec))
+    import json
+
+    spec = json.loads(chart.proto.spec)
+    names = [t["name"] for t in spec["data"]]
+    run = comp.runs[0]
+    assert names[0] == f"these images vs the rest — {run.label}" and names[-1].startswith("all classes")
+    shoes = comp.selection("shoes")
+    want = comp.emergence(run, shoes)
+    assert spec["data"][0]["y"] == pytest.approx(want.accuracy.tolist())
+    assert want.accuracy[-1] > 0.9 and want.n_selected == len(shoes)  # shoes are plain to see at the last layer

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -409,6 +410,25 @@ def test_movers_colour_and_gallery(server, browser) -> None:
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 72", timeout=60_000)  # 6 x (1 + 5) x 2
     page.get_by_text("Show the images that move most between two layers").scroll_into_view_if_needed()
     page.screenshot(path=str(ART / "movers_gallery.png"), full_page=True)
+    page.close()
+
+
+def test_where_a_lasso_selection_emerges(server, browser) -> None:
+    """Lasso a group of points in the last panel, ask where they emerge: a curve along depth, with
+    the class probe's beside it."""
+    page = _open(browser, server)
+    page.wait_for_selector(DRAWN, timeout=300_000)
+    box = _panel_box(page, 7)  # the last layer's panel: a lasso around its left half
+    x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] / 2, box["y"] + box["height"] - 3
+    _drag(page, [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)])
+    assert 3 <= _selected_count(page) <= 397
+    page.get_by_role("button", name=re.compile(r"Where do these .* images emerge\?")).click()
+    page.locator(".st-key-emergence_chart .js-plotly-plot").wait_for(timeout=120_000)
+    traces = page.evaluate("() => document.querySelector('.st-key-emergence_chart .js-plotly-plot').data.map(t => [t.name, t.y.length])")
+    assert traces[0][0].startswith("these images vs the rest") and traces[-1][0].startswith("all classes")
+    assert all(n == 8 for _, n in traces)  # every layer
+    page.locator(".st-key-emergence_chart").scroll_into_view_if_needed()
+    page.screenshot(path=str(ART / "selection_emergence.png"), full_page=True)
     page.close()
 
 
