@@ -180,6 +180,7 @@ def probe(
     grid: tuple[float, ...] = C_GRID,
     max_train: int | None = None,
     random_state: int = 0,
+    reuse_c: bool = False,
 ) -> ProbeResult:
     """Cross-validated accuracy of a linear probe.
 
@@ -200,6 +201,8 @@ def probe(
         grid: the candidate values of C.
         max_train: most training rows per fold (default MAX_TRAIN).
         random_state: seed of the fold splits and samples.
+        reuse_c: choose C by the inner search in the first outer fold only, and keep it for the
+            others (a third of the fits; the later folds' C has seen their test rows in training).
 
     Returns:
         A ProbeResult (predictions in the order of `rows`).
@@ -229,6 +232,8 @@ def probe(
             ytr = y[train]
             if c is None:
                 c_fold, init = _choose_c(xtr, ytr, eig, n_classes, grid, random_state + fold)
+                if reuse_c:
+                    c = c_fold
             else:
                 c_fold, init = c, None
             wb = fit_logistic(xtr, ytr, n_classes, c_fold, init=init, eigvals=eig)
