@@ -402,7 +402,8 @@ def test_movers_colour_and_gallery(server, browser) -> None:
     page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('first layer')", timeout=60_000)
     assert "80-100 %" in page.inner_text(".explorer-legend")
     page.get_by_text("Show the images that move most between two layers").click()
-    page.wait_for_function("document.body.innerText.includes('of its neighbours changed')", timeout=60_000)
+    # all six rows drawn (Streamlit draws the page's elements one after another)
+    page.wait_for_function("document.body.innerText.split('of its neighbours changed').length - 1 >= 6", timeout=60_000)
     lines = [ln for ln in page.inner_text("body").splitlines() if ln.endswith("of its neighbours changed")]
     assert len(lines) == 6, lines
     shares = [int(ln.rsplit(": ", 1)[1].split("%")[0]) for ln in lines]
