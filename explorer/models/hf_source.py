@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -160,8 +161,7 @@ class HFSource:
     def _config(self, folder: Path) -> Any:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(folder, local_files_only=True)
-        return config
+        return AutoConfig.from_pretrained(folder, local_files_only=True)
 
     def _model_class(self, config: Any) -> tuple[Any, Any]:
         """(the class to build, its config): the vision tower of a model that pairs one with text."""
@@ -212,12 +212,19 @@ class HFSource:
         folder = self.folder(model)
         if folder is None:
             return 224
-        crop = from_processor_size(self.processor(folder))
-        return crop
+        config = folder / "preprocessor_config.json"
+        return _processor_size(str(folder), config.stat().st_mtime if config.is_file() else 0.0)
 
     def architecture(self, model: str) -> str:
         folder = self.folder(model)
         return hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16] if folder is not None else ""
+
+
+@functools.lru_cache(maxsize=64)
+def _processor_size(folder: str, mtime: float) -> int:
+    """The input size of a folder's image processor, read once per version of its file (profile()
+    asks for it on every call, before its own cache)."""
+    return from_processor_size(HF.processor(Path(folder)))
 
 
 def from_processor_size(processor: Any) -> int:

@@ -387,15 +387,13 @@ def separability_tab(comp: Comparison) -> None:
 
 def _class_pairs(comp: Comparison) -> None:
     """Where each pair of classes comes apart along depth, and the pairs still confused at the best layer."""
-    runs = [r for r in comp.runs if comp.class_pairs(r) is not None]
-    if not runs or len(comp.dataset.classes) < 2:
+    scored = {r.label: (r, p) for r in comp.runs if (p := comp.class_pairs(r)) is not None}
+    if not scored or len(comp.dataset.classes) < 2:
         return
     st.markdown("#### Where each pair of classes comes apart")
-    labels = [r.label for r in runs]
-    label = st.radio("Model", labels, horizontal=True, key="pairs_model") if len(runs) > 1 else labels[0]
-    run = runs[labels.index(label)] if label in labels else runs[0]
-    pairs = comp.class_pairs(run)
-    assert pairs is not None
+    labels = list(scored)
+    label = st.radio("Model", labels, horizontal=True, key="pairs_model") if len(labels) > 1 else labels[0]
+    run, pairs = scored.get(label, scored[labels[0]])
     st.caption(f"For each pair of classes, the first layer where the linear probe takes fewer than {pairs.threshold:.0%} "
                "of the two classes' images for the other (out of fold); hover a cell for its layer. class_pairs.csv "
                "has every pair's confusion at every layer.")  # fmt: skip
