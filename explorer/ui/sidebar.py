@@ -170,6 +170,12 @@ def _model_inputs(sb: object, notices: list[str]) -> tuple[str, str, object]:
                          format_func=lambda n: f"{n}  ✓ offline weights" if avail.get(n) == "offline" else n,
                          help=PICKER_HELP + (LOCAL_PICKER_HELP if MODE.name == "local" else ""))  # fmt: skip
     model = canonical(model or DEFAULT_MODEL)
+    try:  # first: a name that cannot be read stops here, before its weights are looked up
+        profile = cached.profile(model)
+    except (ValueError, ImportError, OSError) as exc:
+        sb.error(f"{code(model[:120])}: {str(exc).splitlines()[0][:300]}", icon="⚠️")  # type: ignore[attr-defined]
+        model = DEFAULT_MODEL
+        profile = cached.profile(model)
     if not cached.catalog_complete():
         sb.caption("Listing timm's and Hugging Face's models…")  # type: ignore[attr-defined]
     checkpoint = ""
@@ -188,12 +194,6 @@ def _model_inputs(sb: object, notices: list[str]) -> tuple[str, str, object]:
                           key="weights", horizontal=True,
                           help="Random initialisation is a baseline: what the architecture alone does.")  # fmt: skip
         weights = "auto" if choice == "pretrained" else "none"
-    try:
-        profile = cached.profile(model)
-    except (ValueError, ImportError, OSError) as exc:
-        sb.error(f"{code(model[:120])}: {str(exc).splitlines()[0][:300]}", icon="⚠️")  # type: ignore[attr-defined]
-        model, weights = DEFAULT_MODEL, "auto"
-        profile = cached.profile(model)
     return model, weights, profile
 
 

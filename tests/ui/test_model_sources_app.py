@@ -42,9 +42,11 @@ def test_the_picker_lists_every_source_and_reads_a_timm_models_layers() -> None:
     assert layers.value and all(v.startswith("blocks.") or v in ("fc_norm", "norm") for v in layers.value)
 
 
-def test_a_model_that_cannot_be_read_says_why_and_the_page_goes_on() -> None:
-    at = _page(model="no_such_pkg.nets:build")
-    assert any("cannot import 'no_such_pkg.nets'" in e.value for e in at.sidebar.error)
+@pytest.mark.parametrize("model, why", [("no_such_pkg.nets:build", "cannot import 'no_such_pkg.nets'"),
+                                        ("timm:no_such_net", "timm has no model 'no_such_net'")])  # fmt: skip
+def test_a_model_that_cannot_be_read_says_why_and_the_page_goes_on(model: str, why: str) -> None:
+    at = _page(model=model)
+    assert any(why in e.value for e in at.sidebar.error)
     assert at.multiselect(key="layers_mobilenet_v2").value  # the default model stands in
 
 
