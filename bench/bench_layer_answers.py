@@ -1,6 +1,7 @@
-"""What the per-image, per-class-pair and per-selection answers cost at scale (not a test):
-movers between consecutive layers, where each pair of classes comes apart, and where a selection
-emerges, on synthetic features shaped like an 8-layer MobileNetV2 analysis (N images, dims 16 to
+"""What the per-image, per-class-pair and per-selection answers and the error bars cost at scale
+(not a test): movers between consecutive layers, where each pair of classes comes apart, where a
+selection emerges, and item 4's additions (the probe's label-permutation control at each layer,
+the kNN control, the accuracy and step bootstraps, CKA's bootstrap interval), on synthetic features shaped like an 8-layer MobileNetV2 analysis (N images, dims 16 to
 1,280, 10 classes, neighbour graphs of 15). Prints seconds and the peak RSS it added.
 
 Usage: .venv/bin/python bench/bench_layer_answers.py --images 100000
@@ -49,7 +50,36 @@ def main() -> None:
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"N={n:,}, 8 layers: movers {t_movers:.2f} s, class pairs {t_pairs:.3f} s, "
           f"selection emergence {t_emerge:.2f} s ({got.n_used:,} images seen, {got.n_selected:,} selected); "
-          f"peak RSS added by the three {max(rss1 - rss0, 0) / 1024:.0f} MB")  # fmt: skip
+          f"peak RSS added by the three {max(rss1 - rss0, 0) / 1024:.0f} MB", flush=True)  # fmt: skip
+    from explorer.analysis.neighbors import knn_votes
+    from explorer.analysis.probe import control
+    from explorer.analysis.similarity import cka_interval, layer_similarity
+    from explorer.analysis.uncertainty import accuracy_interval, step
+
+    rows = np.arange(n)
+    sim = layer_similarity(feats)  # plain CKA, which the analysis computes anyway
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    for x in feats.values():
+        control(x, labels, 5, rows=rows, c=1.0)
+    t_control = time.perf_counter() - t
+    t = time.perf_counter()
+    right = []
+    for g in graphs.values():
+        shuffled = rng.permutation(labels)
+        knn_votes(g, shuffled, 5, rows)
+        right.append(rng.random(n) < 0.8)
+        accuracy_interval(right[-1])
+        accuracy_interval(right[-1])
+    for a, b in zip(right, right[1:]):
+        step(a, b)
+    t_boot = time.perf_counter() - t
+    t = time.perf_counter()
+    cka_interval(feats, sim.cka)
+    t_cka = time.perf_counter() - t
+    rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"error bars and controls: probe control {t_control:.2f} s, kNN control + accuracy and step bootstraps "
+          f"{t_boot:.2f} s, CKA interval {t_cka:.2f} s; peak RSS added {max(rss2 - rss1, 0) / 1024:.0f} MB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-archive-gb", type=float, default=lim.max_total_bytes / 1024**3, help="most a zip may expand to, GB")
     c.add_argument("--folds", type=int, default=5, help="stratified folds of the probe")
     c.add_argument("--knn-k", type=int, default=5, help="neighbours that vote in kNN accuracy (1-15)")
-    c.add_argument("--probe-c", default="auto", help="auto (nested CV over 0.01, 0.1, 1, 10) or a fixed inverse regularisation")
+    c.add_argument("--probe-c", default="auto", help="auto (cross-validated over 0.01, 0.1, 1, 10 in the first fold, kept for the others) or a fixed inverse regularisation")
     c.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     c.add_argument("--batch-size", type=int, default=32)

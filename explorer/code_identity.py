@@ -33,7 +33,8 @@ STAGES: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
     # each derived result: the modules that compute it, and store it (to_arrays / from_arrays)
     "graph": ("explorer.analysis.neighbors", "explorer.analysis.chunked"),
-    "scores": ("explorer.analysis.scores", "explorer.analysis.probe", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
+    "scores": ("explorer.analysis.scores", "explorer.analysis.probe", "explorer.analysis.neighbors", "explorer.analysis.chunked",
+               "explorer.analysis.uncertainty"),
     "projection": ("explorer.analysis.projection", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "similarity": ("explorer.analysis.similarity", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
 }

@@ -21,6 +21,7 @@ from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection, align_chain
 from .analysis.scores import LayerScores
 from .analysis.similarity import Similarity
+from .analysis.uncertainty import Step, step
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
 from .extraction.backend import ShouldStop, StageProgress
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = [
     "model", "layer", "node", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
-    "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim", "n90",
+    "probe_acc_low", "probe_acc_high", "probe_control", "probe_control_std", "probe_selectivity",
+    "probe_step", "probe_step_low", "probe_step_high", "probe_step_in_noise",
+    "probe_c", "probe_train", "knn_acc", "knn_acc_std", "knn_acc_low", "knn_acc_high", "knn_control",
+    "knn_selectivity", "knn_recall", "silhouette", "eff_dim", "n90",
 ]  # fmt: skip
 
 
@@ -117,6 +121,35 @@ class Comparison:
         """Where a selection of images emerges along the run's layers (analysis/emergence.py)."""
         return emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected)
 
+    def noise_notes(self, run: ModelRun) -> list[str]:
+        """Sentences naming where the run's probe accuracy differs between layers by less than the
+        noise: consecutive layers whose paired 95 % bootstrap interval holds 0, and the layers that
+        cannot be told apart from the best one. Empty when every step is clear (or unscored)."""
+        labels, notes = self.dataset.labels, []
+        keys = self.layer_keys(run)
+        steps = probe_steps(run, self.scores, labels, self.multi)
+        flat = [f"{a} → {b} ({_signed(st)})" for a, b, st in zip(keys, keys[1:], steps[1:]) if st is not None and st.in_noise]
+        if flat:
+            notes.append(f"{run.label}: the probe's change is inside the noise (its 95 % bootstrap interval over the "
+                         f"images holds 0) from {'; '.join(flat)}.")  # fmt: skip
+        best = self.best_layer(run)
+        if best is None or labels is None:
+            return notes
+        y = np.unique(np.asarray(labels), return_inverse=True)[1]
+        pb = self.scores[best].predicted
+        rows = np.flatnonzero(pb >= 0)  # type: ignore[operator]
+        ties = []
+        for k in keys:
+            pk = self.scores[k].predicted
+            if k != best and pk is not None:
+                st = step(pb[rows] == y[rows], pk[rows] == y[rows])  # type: ignore[index]
+                if st.in_noise:
+                    ties.append(f"{k} ({_signed(st)})")
+        if ties:
+            notes.append(f"{run.label}: the best layer by probe accuracy, {best} ({self.scores[best].probe_acc:.3f}), cannot be "
+                         f"told apart from {', '.join(ties)}: differences inside the noise.")  # fmt: skip
+        return notes
+
     def baseline_of(self, run: ModelRun) -> ModelRun | None:
         """The random-init run of the same model as `run`, if the comparison has one."""
         return next((r for r in self.runs if r is not run and r.spec.model == run.spec.model and r.spec.weights == "none"
@@ -164,51 +197,52 @@ def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple
     return {m: tuple(v) for m, v in out.items()}
 
 
+def _signed(st: Step) -> str:
+    return f"{st.diff:+.3f}, interval {st.low:+.3f} to {st.high:+.3f}"
 
 
+def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool) -> list[Step | None]:
+    """For each layer of a run after the first, the change in probe accuracy from the layer before,
+    with its paired bootstrap interval over the images (uncertainty.step); None where unscored."""
+    if labels is None:
+        return [None] * len(run.features)
+    y = np.unique(np.asarray(labels), return_inverse=True)[1]
+    keys = [run.key(n, multi) for n in run.features]
+    out: list[Step | None] = [None]
+    for a, b in zip(keys, keys[1:]):
+        pa, pb = scores[a].predicted, scores[b].predicted
+        if pa is None or pb is None:
+            out.append(None)
+            continue
+        rows = np.flatnonzero(pa >= 0)
+        out.append(step(pa[rows] == y[rows], pb[rows] == y[rows]))
+    return out
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool) -> pd.DataFrame:
+def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool, labels: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per (model, layer): the columns of metrics.csv."""
     rows = []
+
+    def minus(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else a - b
+
     for r in runs:
-        for name in r.features:
+        for name, st in zip(r.features, probe_steps(r, scores, labels, multi)):
             s = scores[r.key(name, multi)]
             info = r.profile[r.nodes[name]]
             rows.append({
                 "model": r.label, "layer": name, "node": info.node, "depth": round(info.depth, 4), "dim": s.dim,
                 "full_size": info.size, "bottleneck": info.is_bottleneck, "probe_acc": s.probe_acc,
-                "probe_acc_std": s.probe_acc_std, "probe_c": s.probe_c, "probe_train": s.probe_train,
-                "knn_acc": s.knn_acc, "knn_recall": s.knn_recall, "silhouette": s.silhouette,
-                "eff_dim": s.eff_dim, "n90": s.n90,
+                "probe_acc_std": s.probe_acc_std, "probe_acc_low": s.probe_acc_low, "probe_acc_high": s.probe_acc_high,
+                "probe_control": s.probe_control, "probe_control_std": s.probe_control_std,
+                "probe_selectivity": minus(s.probe_acc, s.probe_control),
+                "probe_step": st and st.diff, "probe_step_low": st and st.low, "probe_step_high": st and st.high,
+                "probe_step_in_noise": st and st.in_noise,
+                "probe_c": s.probe_c, "probe_train": s.probe_train,
+                "knn_acc": s.knn_acc, "knn_acc_std": s.knn_acc_std, "knn_acc_low": s.knn_acc_low,
+                "knn_acc_high": s.knn_acc_high, "knn_control": s.knn_control,
+                "knn_selectivity": minus(s.knn_acc, s.knn_control), "knn_recall": s.knn_recall,
+                "silhouette": s.silhouette, "eff_dim": s.eff_dim, "n90": s.n90,
             })  # fmt: skip
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
@@ -298,5 +332,5 @@ def compare(
             projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
     similarity, overlap = similarity_run(runs, multi, graphs, cache, progress)
     return Comparison(
-        dataset, runs, metrics_table(runs, scores, multi), scores, similarity, overlap, graphs, projections
+        dataset, runs, metrics_table(runs, scores, multi, dataset.labels), scores, similarity, overlap, graphs, projections
     )

@@ -212,8 +212,8 @@ class MetricSpec:
     Attributes:
         folds: most stratified folds for the probe and kNN (fewer when a class is smaller).
         knn_k: neighbours of the kNN classifier (at most neighbors.GRAPH_K, the graph's).
-        probe_c: inverse L2 regularisation of the logistic-regression probe; None chooses it per
-            fold by nested cross-validation over probe.C_GRID.
+        probe_c: inverse L2 regularisation of the logistic-regression probe; None chooses it in the
+            first fold by cross-validation over probe.C_GRID and keeps it for the others.
         random_state: seed of the fold split.
     """
 

@@ -54,6 +54,21 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert set(first) <= set(metrics["layer"]) | {"never"}
     confused = pairs[[c for c in pairs.columns if c.startswith("confused ")]].to_numpy()
     assert confused.shape[1] == 8 and np.nanmin(confused) >= 0 and np.nanmax(confused) <= 1
+    # error bars and controls: metrics.csv's columns, cka_intervals.csv, the report's sentences
+    for col in ("probe_acc", "knn_acc"):
+        assert (metrics[f"{col}_low"] <= metrics[col] + 1e-9).all() and (metrics[col] <= metrics[f"{col}_high"] + 1e-9).all()
+    assert np.allclose(metrics["probe_selectivity"], metrics["probe_acc"] - metrics["probe_control"])
+    assert np.allclose(metrics["knn_selectivity"], metrics["knn_acc"] - metrics["knn_control"])
+    assert metrics["probe_step"].isna().iloc[0] and metrics["probe_step"].notna().iloc[1:].all()
+    assert (metrics["probe_step_in_noise"].iloc[1:].astype(bool)
+            == ((metrics["probe_step_low"] <= 0) & (metrics["probe_step_high"] >= 0)).iloc[1:]).all()  # fmt: skip
+    intervals = pd.read_csv(out / "cka_intervals.csv")
+    assert len(intervals) == 28 and (intervals["bootstrap_images"] == 60).all()
+    assert np.allclose(intervals["cka"], [cka.loc[a, b] for a, b in zip(intervals["layer_a"], intervals["layer_b"])], atol=1e-4)
+    assert (intervals["cka_low"] <= intervals["cka"] + 1e-4).all() and (intervals["cka"] <= intervals["cka_high"] + 1e-4).all()
+    assert "bootstrap intervals over the images" in html and "CKA intervals: 95 % bootstrap" in html
+    assert "plain CKA is biased upward" in html  # 60 images, layers up to 1,280 wide
+    assert ("the probe&#x27;s change is inside the noise" in html) == bool(metrics["probe_step_in_noise"].iloc[1:].astype(bool).any())
 
 
 def test_compare_writes_where_a_selection_emerges(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from ..store import FeatureCache, analysis_versions, make_key
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .projection import Projection, project
 from .scores import LayerScores, score_layer
-from .similarity import Similarity, layer_similarity
+from .similarity import Similarity, cka_interval, layer_similarity
 
 
 def analysis_settings(stage: str) -> dict[str, Any]:
@@ -104,20 +104,27 @@ def project_run(
 def similarity_run(
     runs: list[ModelRun], multi: bool, graphs: dict[str, KnnGraph], cache: FeatureCache, progress: StageProgress | None
 ) -> tuple[Similarity, np.ndarray]:
-    """Plain and debiased CKA and the neighbourhood overlap between every pair of layers, cached
-    under the layers' keys (5 s of a cached 100k analysis's 8 layers otherwise, on every visit)."""
+    """Plain and debiased CKA (plain with its bootstrap interval) and the neighbourhood overlap
+    between every pair of layers, cached under the layers' keys (5 s of a cached 100k analysis's 8
+    layers otherwise, on every visit)."""
     feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
     layer_keys = [r.layer_keys[n] for r in runs for n in r.features]
     key = make_key("similarity", {"layers": layer_keys, "names": list(feats), "settings": analysis_settings("similarity")})
     got = cache.get_result(key)
     if got is not None and list(got["names"]) == list(feats):
-        return Similarity(list(feats), got["cka"], got["cka_debiased"]), got["overlap"]
+        return Similarity(list(feats), got["cka"], got["cka_debiased"], got["cka_low"], got["cka_high"],
+                          int(got["boot_images"])), got["overlap"]  # fmt: skip
     if progress:
         progress("layer similarity (CKA)", 0, 1)
     similarity = layer_similarity(feats)
     if progress:
+        progress("CKA intervals", 0, 1)
+    low, high, m = cka_interval(feats, similarity.cka) if feats else (similarity.cka, similarity.cka, 0)
+    similarity = Similarity(similarity.names, similarity.cka, similarity.cka_debiased, low, high, m)
+    if progress:
         progress("neighbourhood overlap", 0, 1)
     overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
     cache.put_result(key, {"names": np.array(similarity.names, dtype=str), "cka": similarity.cka,
-                           "cka_debiased": similarity.cka_debiased, "overlap": overlap})  # fmt: skip
+                           "cka_debiased": similarity.cka_debiased, "cka_low": low, "cka_high": high,
+                           "boot_images": np.array(m), "overlap": overlap})  # fmt: skip
     return similarity, overlap

@@ -112,29 +112,41 @@ def knn_graph(x: np.ndarray, k: int = GRAPH_K, *, exact: bool | None = None, ran
     return KnnGraph(idx, (1.0 - sims).clip(0, 2).astype(np.float32), "hnsw", recall)
 
 
-def knn_accuracy(graph: KnnGraph, labels: np.ndarray, k: int, mask: np.ndarray | None = None) -> float:
-    """Leave-one-out kNN accuracy: each image takes the majority class of its k nearest others.
+def knn_votes(graph: KnnGraph, y: np.ndarray, k: int, rows: np.ndarray) -> np.ndarray:
+    """Each scored image's kNN vote: the majority class of its k nearest others.
 
     Ties go to the class that sorts first, as in scikit-learn's KNeighborsClassifier.
+
+    Args:
+        graph: the layer's graph (k of its neighbours are used).
+        y: (N,) class indices 0..n_classes-1 of every image (every neighbour votes with its class).
+        k: neighbours that vote (at most graph.k).
+        rows: the images scored.
+
+    Returns:
+        (len(rows),) class indices.
+    """
+    if k > graph.k:
+        raise ValueError(f"kNN with k={k} needs a graph of at least {k} neighbours (this one has {graph.k})")
+    votes = np.zeros((len(rows), int(y.max()) + 1 if len(y) else 0), np.int32)
+    nb = y[graph.indices[rows, :k]]
+    for j in range(k):
+        np.add.at(votes, (np.arange(len(rows)), nb[:, j]), 1)
+    return votes.argmax(1)
+
+
+def knn_accuracy(graph: KnnGraph, labels: np.ndarray, k: int, mask: np.ndarray | None = None) -> float:
+    """Leave-one-out kNN accuracy: the share of scored images whose vote (knn_votes) is their class.
 
     Args:
         graph: the layer's graph (k of its neighbours are used).
         labels: (N,) class labels.
         k: neighbours that vote (at most graph.k).
         mask: (N,) bool, the images scored (default all); every neighbour votes with its class.
-
-    Returns:
-        The share of scored images whose vote is their own class.
     """
-    if k > graph.k:
-        raise ValueError(f"kNN with k={k} needs a graph of at least {k} neighbours (this one has {graph.k})")
-    classes, y = np.unique(labels, return_inverse=True)
+    y = np.unique(labels, return_inverse=True)[1]
     rows = np.flatnonzero(mask) if mask is not None else np.arange(len(y))
-    votes = np.zeros((len(rows), len(classes)), np.int32)
-    nb = y[graph.indices[rows, :k]]
-    for j in range(k):
-        np.add.at(votes, (np.arange(len(rows)), nb[:, j]), 1)
-    return float(np.mean(votes.argmax(1) == y[rows]))
+    return float(np.mean(knn_votes(graph, y, k, rows) == y[rows]))
 
 
 def neighbourhood_overlap(a: KnnGraph, b: KnnGraph, k: int = OVERLAP_K) -> float:

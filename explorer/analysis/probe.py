@@ -18,6 +18,7 @@ TOL = 1e-3  # largest gradient entry of the mean loss at convergence (scikit-lea
 MAX_ITER = 500
 FALLBACK_C = 0.1  # when a class has too few training images for an inner split (the earlier fixed C)
 MAX_TRAIN = 20_000  # training rows per outer fold; beyond, a stratified sample (ProbeResult.n_train)
+CONTROL_ROWS = 1_000  # images of the label-permutation control (a stratified sample beyond): 0.2-1 s per layer
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,17 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, init=No
 
 def _predict(x: np.ndarray, wb: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return (x @ wb[0] + wb[1]).argmax(1)
+
+
+def outer_folds(y: np.ndarray, folds: int, random_state: int = 0) -> np.ndarray:
+    """(N,) the outer fold of each row, as probe() splits them (stratified, shuffled)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    fold = np.empty(len(y), dtype=np.int64)
+    outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    for f, (_, test) in enumerate(outer.split(np.zeros(len(y)), y)):
+        fold[test] = f
+    return fold
 
 
 def _stratified_sample(y: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -207,7 +219,6 @@ def probe(
     Returns:
         A ProbeResult (predictions in the order of `rows`).
     """
-    from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     y = np.asarray(y)
@@ -216,11 +227,12 @@ def probe(
     n_classes = int(y.max()) + 1
     pred = np.empty(len(y), dtype=np.int64)
     accs, chosen, n_train = [], [], 0
-    outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    fold_of = outer_folds(y, folds, random_state)
     # one BLAS thread for small matrices: two OpenBLAS threads made small probes several times slower
     threads = 1 if min(len(y), max_train) * x.shape[1] < 4_000_000 else None
     with threadpool_limits(limits=threads, user_api="blas"):
-        for fold, (train, test) in enumerate(outer.split(np.zeros(len(y)), y)):
+        for fold in range(folds):
+            train, test = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
             train = train[_stratified_sample(y[train], max_train, random_state + fold)]
             n_train = max(n_train, len(train))
             xtr = np.asarray(x[rows[train]], dtype=np.float32)  # sorted: sequential reads of a memory map
@@ -245,6 +257,32 @@ def probe(
             accs.append(float(np.mean(pred[test] == y[test])))
             chosen.append(float(c_fold))
     return ProbeResult(float(np.mean(accs)), float(np.std(accs)), pred, tuple(chosen), n_train)
+
+
+def control(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndarray, c: float, random_state: int = 0) -> ProbeResult:
+    """The label-permutation control: the same probe, at the layer's chosen C, trained and tested
+    on labels shuffled among the images (Hewitt & Liang 2019 give each word type a random label;
+    images have no types, so the labels themselves are permuted). Held out, it reads what the probe
+    scores when there is nothing to find, class frequencies kept; accuracy minus it is the
+    selectivity. Scored on a stratified sample of at most CONTROL_ROWS images (a shuffled task
+    needs no more to read chance; its spread is then that of CONTROL_ROWS images).
+
+    Args:
+        x: (N, D) features.
+        y: (len(rows),) class indices of the rows scored.
+        folds: outer stratified folds.
+        rows: sorted rows of `x` scored.
+        c: the inverse regularisation (the real probe's).
+        random_state: seed of the sample, the permutation and the folds.
+    """
+    import warnings
+
+    keep = _stratified_sample(y, CONTROL_ROWS, random_state)
+    shuffled = np.random.default_rng(random_state).permutation(np.asarray(y)[keep])
+    folds = max(2, min(folds, int(np.bincount(shuffled).max())))
+    with warnings.catch_warnings():  # a class with fewer sampled images than folds: StratifiedKFold says so, and copes
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return probe(x, shuffled, folds, rows=np.asarray(rows)[keep], c=c, random_state=random_state)
 
 
 def _moments(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,10 +8,13 @@ import numpy as np
 
 from ..config import MetricSpec
 from .chunked import column_mean, row_chunks, scatter_matrix, unit_rows
-from .neighbors import KnnGraph, knn_accuracy, knn_graph
-from .probe import probe
+from .neighbors import KnnGraph, knn_graph, knn_votes
+from .probe import control, outer_folds, probe
+from .uncertainty import accuracy_interval, fold_spread
 
-_STORED_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train", "knn_recall")
+_STORED_FIELDS = ("dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim", "n90", "probe_c", "probe_train",
+                  "knn_recall", "probe_acc_low", "probe_acc_high", "probe_control", "probe_control_std", "knn_acc_std",
+                  "knn_acc_low", "knn_acc_high", "knn_control")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,16 @@ class LayerScores:
         probe_c: the probe's inverse regularisation (the one chosen most often over the folds).
         probe_train: training images per probe fold (a stratified sample beyond probe.MAX_TRAIN).
         knn_recall: recall of the layer's neighbour graph (1.0: exact search).
+        probe_acc_low, probe_acc_high: 95 % bootstrap interval of the probe's out-of-fold accuracy
+            over the images (uncertainty.accuracy_interval).
+        probe_control, probe_control_std: the label-permutation control's accuracy and its spread
+            over folds (probe.control); selectivity is probe_acc - probe_control.
+        knn_acc_std: kNN accuracy's standard deviation over the probe's folds (kNN is
+            leave-one-out: the same images grouped as the probe tests them).
+        knn_acc_low, knn_acc_high: its 95 % bootstrap interval over the images.
+        knn_control: kNN accuracy with the labels permuted among the images.
+        knn_predicted: each image's kNN vote (index into the sorted classes; -1 for images of
+            classes left out), or None.
     """
 
     dim: int
@@ -48,6 +61,15 @@ class LayerScores:
     probe_c: float | None = None
     probe_train: int | None = None
     knn_recall: float | None = None
+    probe_acc_low: float | None = None
+    probe_acc_high: float | None = None
+    probe_control: float | None = None
+    probe_control_std: float | None = None
+    knn_acc_std: float | None = None
+    knn_acc_low: float | None = None
+    knn_acc_high: float | None = None
+    knn_control: float | None = None
+    knn_predicted: np.ndarray | None = field(default=None, repr=False)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The scores as named arrays, as the store keeps them."""
@@ -57,6 +79,8 @@ class LayerScores:
             out["confusion"] = self.confusion
         if self.predicted is not None:
             out["predicted"] = self.predicted
+        if self.knn_predicted is not None:
+            out["knn_predicted"] = self.knn_predicted
         return out
 
     @classmethod
@@ -67,7 +91,8 @@ class LayerScores:
             v[f] = None if v[f] is None else int(v[f])
         v["eff_dim"] = v["eff_dim"] or 0.0
         v["n90"] = v["n90"] or 0
-        return cls(**v, confusion=a.get("confusion"), predicted=a.get("predicted"), note=str(a["note"]))  # type: ignore[arg-type]
+        return cls(**v, confusion=a.get("confusion"), predicted=a.get("predicted"),  # type: ignore[arg-type]
+                   knn_predicted=a.get("knn_predicted"), note=str(a["note"]))
 
 
 def spectrum(x: np.ndarray) -> np.ndarray:
@@ -193,7 +218,7 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, grap
     Args:
         x: (N, D) features (array or memory map; not modified).
         labels: (N,) class labels, or None for an unlabeled dataset.
-        spec: folds, k, regularisation (None: chosen by nested CV), seed.
+        spec: folds, k, regularisation (None: chosen by cross-validation in the first fold), seed.
         graph: the layer's kNN graph (built here when not given).
 
     Returns:
@@ -206,19 +231,29 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, grap
     if plan.note:
         return LayerScores(x.shape[1], None, None, None, None, eff, n90, note=plan.note)
     graph = graph if graph is not None and graph.k >= spec.knn_k else knn_graph(x, max(spec.knn_k, 1))
-    mask = np.zeros(x.shape[0], dtype=bool)
-    mask[plan.rows] = True
     all_y = np.unique(np.asarray(labels), return_inverse=True)[1]
-    knn = knn_accuracy(graph, all_y, min(spec.knn_k, x.shape[0] - 1), mask=mask)
-    result = probe(x, plan.y, plan.folds, rows=plan.rows, c=spec.probe_c, random_state=spec.random_state)
+    k_nn = min(spec.knn_k, x.shape[0] - 1)
+    knn_vote = knn_votes(graph, all_y, k_nn, plan.rows)
+    knn_right = knn_vote == plan.y
+    shuffled = all_y.copy()
+    shuffled[plan.rows] = np.random.default_rng(spec.random_state).permutation(plan.y)
+    knn_control = float(np.mean(knn_votes(graph, shuffled, k_nn, plan.rows) == shuffled[plan.rows]))
+    # C chosen in the first fold and kept (a third of the fits of choosing it in every fold; docs/metrics.md)
+    result = probe(x, plan.y, plan.folds, rows=plan.rows, c=spec.probe_c, random_state=spec.random_state, reuse_c=True)
+    ctrl = control(x, plan.y, plan.folds, rows=plan.rows, c=result.c, random_state=spec.random_state)
+    probe_right = result.predictions == plan.y
     k = len(plan.classes)
     predicted = np.full(x.shape[0], -1, dtype=np.int16)
     predicted[plan.rows] = result.predictions  # indices into plan.classes: every class, sorted
+    knn_predicted = np.full(x.shape[0], -1, dtype=np.int16)
+    knn_predicted[plan.rows] = knn_vote
+    probe_low, probe_high = accuracy_interval(probe_right, random_state=spec.random_state)
+    knn_low, knn_high = accuracy_interval(knn_right, random_state=spec.random_state)
     return LayerScores(
         dim=x.shape[1],
         probe_acc=result.accuracy,
         probe_acc_std=result.accuracy_std,
-        knn_acc=knn,
+        knn_acc=float(np.mean(knn_right)),
         silhouette=cosine_silhouette(x, plan.y, plan.rows),
         eff_dim=eff,
         n90=n90,
@@ -228,4 +263,13 @@ def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, grap
         probe_c=result.c,
         probe_train=result.n_train,
         knn_recall=graph.recall,
+        probe_acc_low=probe_low,
+        probe_acc_high=probe_high,
+        probe_control=ctrl.accuracy,
+        probe_control_std=ctrl.accuracy_std,
+        knn_acc_std=fold_spread(knn_right, outer_folds(plan.y, plan.folds, spec.random_state)),
+        knn_acc_low=knn_low,
+        knn_acc_high=knn_high,
+        knn_control=knn_control,
+        knn_predicted=knn_predicted,
     )

@@ -34,6 +34,20 @@ def cka_debiased_csv(comp: Comparison) -> bytes:
     return _layer_matrix_csv(comp, comp.similarity.cka_debiased)
 
 
+def cka_intervals_csv(comp: Comparison) -> bytes:
+    """cka_intervals.csv: one row per pair of (model, layer) keys: plain CKA with its 95 % bootstrap
+    interval over the images, debiased CKA, and how many images the bootstrap resampled."""
+    sim = comp.similarity
+    a, b = np.triu_indices(len(sim.names), k=1)
+    low = sim.cka_low if sim.cka_low is not None else np.full_like(sim.cka, np.nan)
+    high = sim.cka_high if sim.cka_high is not None else np.full_like(sim.cka, np.nan)
+    return pd.DataFrame({
+        "layer_a": [sim.names[i] for i in a], "layer_b": [sim.names[j] for j in b], "cka": sim.cka[a, b],
+        "cka_low": low[a, b], "cka_high": high[a, b], "cka_debiased": sim.cka_debiased[a, b],
+        "bootstrap_images": sim.boot_images, "images": len(comp.dataset),
+    }).to_csv(index=False, float_format="%.4g").encode()  # fmt: skip
+
+
 def neighbour_overlap_csv(comp: Comparison) -> bytes:
     """neighbour_overlap.csv: the mean shared share of the 10 nearest neighbours, same rows and columns."""
     return _layer_matrix_csv(comp, comp.overlap)
@@ -141,6 +155,7 @@ def write_all(comp: Comparison, out_dir: str | Path) -> dict[str, Path]:
         "metrics.csv": lambda: metrics_csv(comp),
         "cka.csv": lambda: cka_csv(comp),
         "cka_debiased.csv": lambda: cka_debiased_csv(comp),
+        "cka_intervals.csv": lambda: cka_intervals_csv(comp),
         "neighbour_overlap.csv": lambda: neighbour_overlap_csv(comp),
         "movers.csv": lambda: movers_csv(comp),
         "class_pairs.csv": lambda: class_pairs_csv(comp),

@@ -137,11 +137,26 @@ def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
     return _layout(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]
 
 
+def _interval(df: pd.DataFrame, col: str) -> dict | None:
+    """Asymmetric error bars from the metric's `_low` / `_high` columns (its bootstrap interval)."""
+    if f"{col}_low" not in df or df[f"{col}_low"].isna().all():
+        return None
+    acc = df[col].to_numpy(dtype=float)
+    return dict(type="data", symmetric=False, visible=True, thickness=1.2, width=4,
+                array=np.nan_to_num(df[f"{col}_high"].to_numpy(dtype=float) - acc).tolist(),
+                arrayminus=np.nan_to_num(acc - df[f"{col}_low"].to_numpy(dtype=float)).tolist())  # fmt: skip
+
+
+CONTROL_NAMES = {"probe_acc": ("probe_control", "probe control (labels permuted)"),
+                 "knn_acc": ("knn_control", "kNN control (labels permuted)")}  # fmt: skip
+
+
 def separability(metrics: pd.DataFrame, *, show_dim: bool = True, chance: float | None = None) -> go.Figure:
-    """Probe accuracy (± std), kNN accuracy and silhouette across depth, layer dimension on a second axis.
+    """Probe and kNN accuracy with their 95 % bootstrap intervals and their label-permutation
+    controls, silhouette, across depth; layer dimension on a second axis.
 
     Args:
-        metrics: the metrics table (columns of pipeline.METRIC_COLUMNS).
+        metrics: the metrics table (columns of comparison.METRIC_COLUMNS).
         show_dim: draw the dimension on the right axis.
         chance: the accuracy of always answering the most frequent class, drawn as a line.
     """
@@ -155,13 +170,24 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True, chance: float 
         for col in ("probe_acc", "knn_acc", "silhouette"):
             if df[col].isna().all():
                 continue
-            err = dict(type="data", array=df["probe_acc_std"].fillna(0).tolist(), visible=True) if col == "probe_acc" else None
+            hover = "%{text}<br>" + METRIC_NAMES[col] + " %{y:.3f}"
+            custom = None
+            if f"{col}_low" in df and f"{col}_std" in df:
+                custom = df[[f"{col}_low", f"{col}_high", f"{col}_std"]].to_numpy(dtype=float)
+                hover += "<br>95 % interval %{customdata[0]:.3f}–%{customdata[1]:.3f}<br>± %{customdata[2]:.3f} over folds"
             fig.add_trace(go.Scatter(
-                x=df["depth"], y=df[col], name=METRIC_NAMES[col] + suffix, mode="lines+markers", error_y=err,
-                line=dict(color=METRIC_COLORS[col], dash=dashes[mi % 4], width=2), text=text,
-                hovertemplate="%{text}<br>" + METRIC_NAMES[col] + " %{y:.3f}<extra>" + model + "</extra>",
+                x=df["depth"], y=df[col], name=METRIC_NAMES[col] + suffix, mode="lines+markers", error_y=_interval(df, col),
+                line=dict(color=METRIC_COLORS[col], dash=dashes[mi % 4], width=2), text=text, customdata=custom,
+                hovertemplate=hover + "<extra>" + model + "</extra>",
             ), secondary_y=False)  # fmt: skip
-        if show_dim:
+            control, name = CONTROL_NAMES.get(col, (None, ""))
+            if control in df and not df[control].isna().all():
+                fig.add_trace(go.Scatter(
+                    x=df["depth"], y=df[control], name=name + suffix, mode="lines", opacity=0.6,
+                    line=dict(color=METRIC_COLORS[col], dash="dot", width=1.5), text=text,
+                    hovertemplate="%{text}<br>" + name + " %{y:.3f}<extra>" + model + "</extra>",
+                ), secondary_y=False)  # fmt: skip
+    if show_dim:
             fig.add_trace(go.Scatter(
                 x=df["depth"], y=df["dim"], name="dimension" + suffix, mode="lines+markers",
                 line=dict(color=METRIC_COLORS["dim"], dash=dashes[mi % 4], width=1), marker=dict(symbol="square", size=6),
@@ -213,7 +239,8 @@ LAYER_MATRICES = {
 }
 
 
-def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", clickable: bool = False) -> go.Figure:
+def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", clickable: bool = False,
+                interval: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:  # fmt: skip
     """A layer-by-layer matrix: linear CKA, debiased CKA or neighbourhood overlap.
 
     Args:
@@ -222,20 +249,28 @@ def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", 
         kind: a key of LAYER_MATRICES (title and colour-bar label).
         clickable: overlay one invisible marker per cell carrying `customdata` = (row, column), so a
             click selects the cell (plotly heatmaps themselves emit no selection events).
+        interval: (low, high) (L, L) 95 % intervals, shown on hover.
     """
     title, label = LAYER_MATRICES[kind]
     short = label.replace("<br>", " ")
+    hover = f"%{{y}}<br>%{{x}}<br>{short} %{{z:.3f}}"
+    custom = None
+    if interval is not None:
+        custom = np.stack(interval, axis=-1)
+        hover += "<br>95 % interval %{customdata[0]:.3f}–%{customdata[1]:.3f}"
     fig = go.Figure(go.Heatmap(
-        z=matrix, x=list(names), y=list(names), zmin=0, zmax=1, colorscale="Viridis",
-        colorbar=dict(title=label), hovertemplate=f"%{{y}}<br>%{{x}}<br>{short} %{{z:.3f}}<extra></extra>",
+        z=matrix, x=list(names), y=list(names), zmin=0, zmax=1, colorscale="Viridis", customdata=custom,
+        colorbar=dict(title=label), hovertemplate=hover + "<extra></extra>",
         text=np.round(matrix, 2), texttemplate="%{text}" if len(names) <= 12 else None,
     ))  # fmt: skip
     if clickable and len(names):
         rows, cols = np.indices(matrix.shape).reshape(2, -1)
-        fig.add_trace(go.Scatter(
-            x=[names[j] for j in cols], y=[names[i] for i in rows], mode="markers", showlegend=False,
+        said = [f"{short} {matrix[i, j]:.3f}" + (f"<br>95 % interval {interval[0][i, j]:.3f}–{interval[1][i, j]:.3f}"
+                                                  if interval is not None else "") for i, j in zip(rows, cols)]  # fmt: skip
+        fig.add_trace(go.Scatter(  # on top of the heatmap, so it carries the hover text too
+            x=[names[j] for j in cols], y=[names[i] for i in rows], mode="markers", showlegend=False, text=said,
             marker=dict(size=max(8, min(40, 600 // max(1, len(names)))), symbol="square", color="rgba(0,0,0,0)"),
-            customdata=np.stack([rows, cols], axis=1), hovertemplate="%{y}<br>%{x}<br>click to compare<extra></extra>",
+            customdata=np.stack([rows, cols], axis=1), hovertemplate="%{y}<br>%{x}<br>%{text}<br>click to compare<extra></extra>",
         ))  # fmt: skip
         fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed")

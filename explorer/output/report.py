@@ -22,15 +22,33 @@ td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 """
 
 
+INTERVALS_NOTE = (
+    "Error bars: 95 % bootstrap intervals over the images (each image's out-of-fold prediction, the images resampled "
+    "4,000 times); hover a point for the spread over the folds too. Dotted lines: the controls, the same probe and kNN "
+    "with the labels shuffled among the images, which read chance when there is nothing to find; selectivity = "
+    "accuracy − control (Hewitt & Liang 2019). metrics.csv has every number."
+)
 REPORT_MAX_POINTS = 10_000  # points per projection panel in the report; projections.csv has them all
 MATRIX_NOTES = {
     "cka": "Linear CKA (Kornblith et al. 2019), the usual biased estimator: 1 = the same geometry up to rotation and "
-    "scale. With fewer images than dimensions it reads high even for unrelated layers.",
+    "scale. With fewer images than dimensions it reads high even for unrelated layers. Hover a cell for its 95 % "
+    "bootstrap interval over the images (cka_intervals.csv).",
     "cka_debiased": "Debiased linear CKA (unbiased HSIC, Song et al. 2012; Nguyen et al. 2021): near 0 for unrelated "
     "layers whatever the number of images; can be slightly negative.",
     "overlap": "Neighbourhood overlap: the mean share of an image's 10 nearest neighbours (cosine) that two layers have "
     "in common; how much of a layer's local structure survives to the other.",
 }
+
+
+def cka_interval_note(comp: Comparison) -> str:
+    """How the CKA intervals were made, in one sentence."""
+    from ..analysis.similarity import BOOT_DRAWS
+
+    m, n = comp.similarity.boot_images, len(comp.dataset)
+    how = (f"the {n:,} images resampled {BOOT_DRAWS} times" if m >= n else
+           f"a random {m:,} of the {n:,} images resampled {BOOT_DRAWS} times, the spread scaled by √({m:,}/{n:,}) "
+           "(m-out-of-n bootstrap)")  # fmt: skip
+    return f"CKA intervals: 95 % bootstrap over the images ({how}); hover a cell. cka_intervals.csv has every pair."
 
 
 def _fig_html(fig: object) -> str:
@@ -91,11 +109,19 @@ def render(comp: Comparison) -> str:
     ]
     for r in comp.runs:
         parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
-    parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}</div>")
-    names = comp.cka_names
-    for kind, matrix in (("cka", comp.cka), ("cka_debiased", comp.similarity.cka_debiased), ("overlap", comp.overlap)):
-        parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind))}"
-                     f"<p>{html.escape(MATRIX_NOTES[kind])}</p></div>")  # fmt: skip
+    noise = [f"<p><b>⚖️</b> {html.escape(s)}</p>" for r in comp.runs for s in comp.noise_notes(r)]
+    scored = not comp.metrics["probe_acc"].isna().all()
+    parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}"
+                 + (f"<p>{html.escape(INTERVALS_NOTE)}</p>" if scored else "") + "".join(noise) + "</div>")  # fmt: skip
+    names, sim = comp.cka_names, comp.similarity
+    for kind, matrix in (("cka", comp.cka), ("cka_debiased", sim.cka_debiased), ("overlap", comp.overlap)):
+        interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None else None
+        notes = [MATRIX_NOTES[kind]]
+        if kind == "cka":
+            notes += [cka_interval_note(comp)] if interval is not None else []
+            notes += [b] if (b := sim.bias_note(len(ds))) else []
+        parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind, interval=interval))}"
+                     + "".join(f"<p>{html.escape(n)}</p>" for n in notes) + "</div>")  # fmt: skip
     if comp.projections:
         panels = comp.panels(align=True)
         labels, names, shown = ds.labels, ds.names, ""

@@ -4,7 +4,7 @@ A hover must show its image within a fraction of a second, which a Streamlit rer
 the browser asks `GET <base>/_explorer/thumb/<token>/<index>` directly. A token is random, made per
 session and dataset (`publish`), so one visitor cannot ask for another visitor's images; what it
 maps to is held weakly and forgotten when the result is dropped. Thumbnails are made when first
-asked for, in a worker thread, through the same bounded cache as the image grids (views.thumbnail).
+asked for, in a worker thread, through the same bounded cache as the image grids (images.thumbnail).
 
 The route is added to the list Streamlit 1.67's Starlette server builds (`create_streamlit_routes`,
 an internal: `install` wraps it once and logs a warning, changing nothing, where it has moved).

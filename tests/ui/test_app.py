@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,12 +77,48 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     hardest = next(d.value for d in app.dataframe if "confused" in d.value.columns)
     want = comp.class_pairs(comp.runs[0]).hardest(comp.best_layer(comp.runs[0]), top=8)
     assert [tuple(r) for r in hardest.itertuples(index=False)] == want
+    _check_intervals_and_controls(app, comp)
     _open_view(app, "Layer similarity")
     assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
+    heat = json.loads(_charts(app)[0].proto.spec)["data"]
+    sim = comp.similarity
+    assert np.allclose(_array(heat[0]["customdata"])[..., 0], sim.cka_low)  # hover: CKA's interval
+    assert any("95 % interval" in str(t) for t in heat[1]["text"])
+    assert any("CKA intervals: 95 % bootstrap" in c.value for c in app.caption)
     _open_view(app, "Architecture")
     assert len(_charts(app)) == 1
     _open_view(app, "Projections")
     assert not app.warning  # no notice: nothing refused or failed
+
+
+def _array(value: object) -> np.ndarray:
+    """A figure's array from plotly's JSON: a list, or plotly 6's typed array {dtype, bdata[, shape]}."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return out.reshape([int(v) for v in str(shape).split(",")]) if shape else out
+    return np.asarray(value, dtype=float)
+
+
+def _check_intervals_and_controls(app: AppTest, comp) -> None:  # type: ignore[no-untyped-def]
+    """The separability chart draws each accuracy's bootstrap interval and its control curve, as
+    metrics.csv has them; the page says how they were made and where a step is inside the noise."""
+    fig = json.loads(next(e for e in _charts(app) if "Separability across depth" in str(e.proto.spec)).proto.spec)
+    traces = {t["name"]: t for t in fig["data"]}
+    m = comp.metrics.sort_values("depth")
+    probe = traces["linear probe acc."]
+    assert np.allclose(_array(probe["error_y"]["array"]), m["probe_acc_high"] - m["probe_acc"])
+    assert np.allclose(_array(probe["error_y"]["arrayminus"]), m["probe_acc"] - m["probe_acc_low"])
+    assert np.allclose(_array(traces["probe control (labels permuted)"]["y"]), m["probe_control"])
+    assert np.allclose(_array(traces["kNN control (labels permuted)"]["y"]), m["knn_control"])
+    assert (m["probe_acc"] - m["probe_control"]).iloc[-1] > 0.4  # pretrained on 8 clothing classes: far above its control
+    assert any("bootstrap intervals over the images" in c.value for c in app.caption)
+    from explorer.ui.text import plain
+
+    said = [w.value for w in app.warning]
+    assert all(plain(n) in said for r in comp.runs for n in comp.noise_notes(r))
 
 
 def test_a_result_the_queue_let_go_is_reported_not_silently_missing(app: AppTest) -> None:
@@ -166,17 +203,17 @@ def test_random_baseline_and_second_model(app: AppTest) -> None:
 
 
 def test_colour_by_probe_correctness_matches_the_probe_accuracy(app: AppTest) -> None:
-    from explorer.ui.views import _colour_groups
+    from explorer.ui.projections_view import colour_groups
 
     comp = app.session_state["result"].comparison
     keys = list(comp.projections)
-    codes, legend, palette = _colour_groups(comp, keys, "probe correct / wrong")
+    codes, legend, palette = colour_groups(comp, keys, "probe correct / wrong")
     assert legend == ["correct", "wrong", "not scored"] and codes.shape == (len(keys), len(comp.dataset))
     for row, k in zip(codes, keys):  # each panel coloured by its own layer's out-of-fold predictions
         assert abs((row == 0).mean() - comp.scores[k].probe_acc) < 1e-9
-    pred, legend, _ = _colour_groups(comp, keys, "probe prediction")
+    pred, legend, _ = colour_groups(comp, keys, "probe prediction")
     assert legend[:-1] == comp.dataset.classes and pred.max() < len(comp.dataset.classes)
-    truth, legend, _ = _colour_groups(comp, keys, "class")
+    truth, legend, _ = colour_groups(comp, keys, "class")
     assert [legend[i] for i in truth[:5]] == list(comp.dataset.labels[:5])
 
 
@@ -234,13 +271,13 @@ def test_a_link_may_name_a_layer_by_its_module() -> None:
 
 def test_colour_by_neighbours_changed_and_the_movers_gallery(app: AppTest) -> None:
     from explorer.analysis.movers import neighbours_changed
-    from explorer.ui.views import NEIGHBOURS_CHANGED, _colour_groups
+    from explorer.ui.projections_view import NEIGHBOURS_CHANGED, colour_groups
 
     _open_view(app, "Projections")
     comp = app.session_state["result"].comparison
     keys = comp.layer_keys(comp.runs[0])
     assert NEIGHBOURS_CHANGED in app.radio(key="colour_by").options
-    codes, legend, _ = _colour_groups(comp, keys, NEIGHBOURS_CHANGED)
+    codes, legend, _ = colour_groups(comp, keys, NEIGHBOURS_CHANGED)
     assert legend[-1] == "first layer" and codes.shape == (len(keys), len(comp.dataset)) and (codes[0] == 5).all()
     for j in range(1, len(keys)):  # each panel: its images' share of new neighbours since the panel before, in fifths
         change = neighbours_changed(comp.graphs[keys[j - 1]], comp.graphs[keys[j]])
@@ -264,8 +301,6 @@ def test_where_a_search_emerges_along_depth(app: AppTest) -> None:
     app.run()
     assert not app.exception, app.exception
     chart = next(e for e in _charts(app) if "Where the selection emerges" in str(e.proto.spec))
-    import json
-
     spec = json.loads(chart.proto.spec)
     names = [t["name"] for t in spec["data"]]
     run = comp.runs[0]

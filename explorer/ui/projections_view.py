@@ -1,0 +1,250 @@
+"""The Projections tab: every layer's projection side by side, colour and search, the picked
+image and its neighbours, where a selection emerges, and the images that move most between layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ..comparison import Comparison, ModelRun
+from ..output import figures
+from . import scatter
+from .images import image_grid, picked_image, thumb_token
+from .plots import PLOT_CONFIG
+from .text import code
+
+MAX_3D_PANELS = 4  # each 3-D panel is a WebGL context of its own; browsers allow 8-16 per page
+MAX_3D_POINTS = 20_000
+COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")
+NEIGHBOURS_CHANGED = "neighbours changed"  # each panel: the share of an image's neighbours new since the panel before
+COLUMN = "labels.csv: "  # + a further column's name: colour by its values
+NOT_SCORED = "not scored"
+CHANGE_BINS = ("0-20 %", "20-40 %", "40-60 %", "60-80 %", "80-100 %")
+CHANGE_COLOURS = ("#440154", "#3B528B", "#21918C", "#5EC962", "#FDE725")  # viridis: new neighbours are bright
+FIRST_PANEL = "first layer"
+MOVERS_SHOWN = 6
+
+
+def _find(comp: Comparison, text: str) -> list[int]:
+    """Images whose file name contains `text`, or whose class or a labels.csv value is `text` (case-insensitive)."""
+    ds, q = comp.dataset, text.strip().lower()
+    if not q:
+        return []
+    labels = ds.labels or ()
+    columns = list(ds.metadata.values())  # a labels.csv value, as a class
+    return [i for i, name in enumerate(ds.names)
+            if q in name.lower() or (labels and labels[i].lower() == q) or any(c[i].lower() == q for c in columns)]  # fmt: skip
+
+
+def _colour_label(option: str) -> str:
+    return COLUMN + code(option[len(COLUMN) :]) if option.startswith(COLUMN) else option
+
+
+def _colour_options(comp: Comparison, keys: list[str]) -> list[str]:
+    ds = comp.dataset
+    scored = ds.labels is not None and all(comp.scores[k].predicted is not None for k in keys)
+    moved = [NEIGHBOURS_CHANGED] if len(keys) >= 2 else []
+    return [*(COLOUR_BY if scored else COLOUR_BY[:1]), *moved, *(COLUMN + c for c in ds.metadata)]
+
+
+def _change_groups(comp: Comparison, keys: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per panel, each image's share of its 10 nearest neighbours that are new since the panel
+    before, in five ranges (the first panel has none before it)."""
+    from ..analysis.movers import neighbours_changed
+
+    codes = np.full((len(keys), len(comp.dataset)), len(CHANGE_BINS), np.int64)
+    for j in range(1, len(keys)):
+        change = neighbours_changed(comp.graphs[keys[j - 1]], comp.graphs[keys[j]])
+        codes[j] = np.minimum((change * len(CHANGE_BINS)).astype(np.int64), len(CHANGE_BINS) - 1)
+    return codes, [*CHANGE_BINS, FIRST_PANEL], [*CHANGE_COLOURS, "#C8C8C8"]
+
+
+def colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "class") -> tuple[np.ndarray, list[str], list[str]]:
+    """(each image's group index, per panel when the groups are the layer's own; the groups' names;
+    their colours): by class, by each layer's out-of-fold probe prediction, by whether it was right, or
+    by a further column of labels.csv (`COLUMN` + its name)."""
+    ds = comp.dataset
+    if by.startswith(COLUMN) and by[len(COLUMN) :] in ds.metadata:
+        return figures.value_groups(ds.metadata[by[len(COLUMN) :]])
+    if by == NEIGHBOURS_CHANGED and keys and len(keys) >= 2:
+        return _change_groups(comp, keys)
+    legend = ds.classes or ["all images"]
+    colors = figures.class_colors(legend)
+    truth = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
+    predicted = [comp.scores[k].predicted for k in keys or []]
+    if by == "class" or not keys or any(p is None for p in predicted):
+        return truth, legend, [colors[c] for c in legend]
+    pred = np.stack([np.asarray(p, dtype=np.int64) for p in predicted])  # (panels, n); -1: not scored
+    if by == "probe prediction":
+        return np.where(pred < 0, len(legend), pred), [*legend, NOT_SCORED], [*(colors[c] for c in legend), "#C8C8C8"]
+    return np.where(pred < 0, 2, (pred != truth).astype(np.int64)), ["correct", "wrong", NOT_SCORED], ["#2CA02C", "#D62728", "#C8C8C8"]
+
+
+def hover_fields(comp: Comparison, keys: list[str]) -> dict:
+    """What the hover card shows besides the name: each image's class and each layer's probe prediction."""
+    ds = comp.dataset
+    if ds.labels is None:
+        return {}
+    classes = list(ds.classes)
+    truth = np.searchsorted(np.array(classes), np.asarray(ds.labels))
+    predicted = [comp.scores[k].predicted for k in keys]
+    if not keys or any(p is None for p in predicted):
+        return {"classes": classes, "truth": truth}
+    return {"classes": classes, "truth": truth, "predicted": [np.asarray(p) for p in predicted]}
+
+
+def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[dict, bytes]:
+    """The panels' blob for scatter.js, made once per result, alignment and colouring (kept in the session)."""
+    memo = st.session_state.setdefault("_points", {})
+    tag = (id(comp), align, tuple(keys), by)
+    if tag not in memo:
+        memo.clear()
+        panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
+        titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
+        memo[tag] = scatter.pack(panels, *colour_groups(comp, list(panels), by), comp.dataset.names, titles=titles,
+                                 aligned=align, **hover_fields(comp, list(panels)))  # fmt: skip
+    return memo[tag]
+
+
+def projections_tab(comp: Comparison, align: bool) -> None:
+    ds = comp.dataset
+    if not comp.projections:
+        st.info("No projections were computed.")
+        return
+    run = comp.runs[0]
+    if comp.multi:  # one model's layers at a time, side by side (a second model of any source, a baseline)
+        labels = [r.label for r in comp.runs]
+        shown = st.radio("Model", labels, horizontal=True, key="proj_model",
+                         help="Whose layers the panels show; a selection carries over, by image.")  # fmt: skip
+        run = comp.runs[labels.index(shown)] if shown in labels else run
+    keys = [run.key(n, comp.multi) for n in run.features]
+    for m in {p.message for p in comp.projections.values() if p.message}:
+        st.info(m)
+    method = next(iter(comp.projections.values())).method.upper()
+    if next(iter(comp.projections.values())).coords.shape[1] == 3:
+        _projections_3d(comp, keys, align, method)
+        return
+    st.markdown(f"#### {method} of each layer{' (aligned)' if align else ''}")
+    find = st.text_input("Find images", key="find", placeholder="a file name, or part of one, or a class",
+                         help="Matches are highlighted in every panel; pick one to follow it across the layers.")  # fmt: skip
+    matches = _find(comp, find) if find else None
+    if matches is not None:
+        if not matches:
+            st.caption("No image matches.")
+        else:
+            shown = matches[:1000]
+            choice = st.selectbox(f"{len(matches):,} matches" + (" (the first 1,000 listed)" if len(matches) > 1000 else ""),
+                                  shown, index=None, key="find_pick", format_func=lambda i: ds.names[i],
+                                  placeholder="pick one to follow it")  # fmt: skip
+            if choice is not None and st.session_state.get("find_last") != choice:
+                st.session_state["find_last"] = choice
+                st.session_state["picked"] = choice
+    by = st.radio("Colour by", _colour_options(comp, keys), horizontal=True, key="colour_by", format_func=_colour_label,
+                  help="Class; or, in each panel, that layer's linear probe: its out-of-fold prediction, or whether it "
+                       "was right (grey: classes too small to score); or the share of an image's 10 nearest neighbours "
+                       "that are new since the panel before (bright: moved most); or the values of a further column of labels.csv "
+                       f"(up to {figures.MAX_COLOUR_GROUPS} values, numbers in {figures.NUMBER_BINS} ranges).")  # fmt: skip
+    chart, side = st.columns([5, 1])
+    with chart:
+        selection, clicked = scatter.layer_scatter(_points(comp, keys, align, by or "class"), key="proj",
+                                                   thumb_token=thumb_token(comp))  # fmt: skip
+    if clicked is not None:
+        st.session_state["picked"] = clicked
+    picked = st.session_state.get("picked")
+    if picked is not None and not 0 <= picked < len(ds):
+        picked = st.session_state["picked"] = None
+    st.session_state["selection"] = selection
+    with side:
+        picked_image(comp, picked)
+    if selection:
+        st.markdown(f"#### {len(selection):,} selected images" + (" (the first 48)" if len(selection) > 48 else ""))
+        image_grid(comp, selection[:48])
+    _emergence(comp, run, selection or matches or [])
+    # after the images: the highlight in every panel (a search's matches, else the selection) and the ring
+    scatter.control("proj", highlight=matches if matches is not None else (selection or None), picked=picked)
+    _movers_gallery(comp, run, keys)
+    st.markdown("#### Nearest neighbours, layer by layer")
+    if picked is None:
+        st.caption("Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space.")
+        return
+    st.caption(f"The 6 closest images to {code(ds.names[picked])} in each layer's original feature space (cosine).")
+    for k in keys:
+        st.caption(k)
+        image_grid(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
+
+
+def _emergence(comp: Comparison, run: ModelRun, chosen: list[int]) -> None:
+    """Where the selection (or the search's matches) emerges: the selection-vs-rest probe at every
+    layer, beside the random-init baseline's and the class probe's curves."""
+    from ..analysis.emergence import FOLDS, MAX_PER_SIDE, MIN_PER_SIDE
+
+    n = len(comp.dataset)
+    if not MIN_PER_SIDE <= len(chosen) <= n - MIN_PER_SIDE:
+        return
+    tag = (id(comp), run.label, tuple(sorted(chosen)))
+    stored = st.session_state.get("emergence")
+    asked = st.button(f"Where do these {len(chosen):,} images emerge?", key="emerge",
+                      help="Trains the same linear probe as the class curve, at every layer, to tell these images from "
+                           "the rest: the layer where its accuracy rises is where the network starts to see them.")  # fmt: skip
+    if asked:
+        with st.spinner("Training the selection's probe at every layer…"):
+            runs = [r for r in (run, comp.baseline_of(run)) if r is not None]
+            stored = (tag, {r.label: comp.emergence(r, chosen) for r in runs})
+        st.session_state["emergence"] = stored
+    if stored is None or stored[0] != tag:
+        return
+    results = stored[1]
+    names = [k.split(":")[-1] for k in comp.layer_keys(run)]
+    curves = {f"these images vs the rest — {label}": (names, got.accuracy, got.accuracy_std) for label, got in results.items()}
+    scored = [comp.scores[k].probe_acc for k in comp.layer_keys(run)]
+    if all(v is not None for v in scored):
+        stds = np.array([comp.scores[k].probe_acc_std or 0.0 for k in comp.layer_keys(run)])
+        curves[f"all classes (probe accuracy) — {run.label}"] = (names, np.array(scored, dtype=float), stds)
+    first = next(iter(results.values()))
+    st.plotly_chart(figures.emergence(curves, "Where the selection emerges"), config=PLOT_CONFIG, key="emergence_chart")
+    sample = (f" The probe saw {first.n_used:,} images: the selection and as many others, at random (at most "
+              f"{MAX_PER_SIDE:,} each).") if first.sampled or first.n_used < n else ""  # fmt: skip
+    st.caption(f"{first.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread "
+               f"over {FOLDS} folds.{sample}")  # fmt: skip
+
+
+def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:
+    """The images whose nearest neighbours change most between two layers, ranked, each with its
+    neighbours before and after (analysis/movers.py)."""
+    if len(keys) < 2 or not st.toggle("Show the images that move most between two layers", key="movers_on",
+                                      help="Ranked by the share of an image's 10 nearest neighbours (cosine, in the "
+                                           "layers' own features) that are new in the second layer."):  # fmt: skip
+        return
+    mv = comp.movers(run)
+    busiest = int(np.argmax(mv.changed.mean(0))) if mv.changed.size else 0
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("From layer", keys[:-1], index=busiest, key="movers_a")
+    later = keys[keys.index(a) + 1 :]
+    b = c2.selectbox("To layer", later, index=0, key="movers_b")
+    if b not in later:
+        return
+    rows, share = mv.ranked(a, b, comp.graphs, top=MOVERS_SHOWN)
+    st.caption(f"On average {mv.pair(a, b, comp.graphs).mean():.0%} of an image's 10 nearest neighbours change between "
+               "these layers. Each row: the image, then its 5 nearest neighbours before and after.")  # fmt: skip
+    ds = comp.dataset
+    for r, sh in zip(rows.tolist(), share.tolist()):
+        st.text(f"{ds.names[r]}: {sh:.0%} of its neighbours changed")  # as text: file names come from visitors
+        before, after = comp.neighbours(a, r, 5).tolist(), comp.neighbours(b, r, 5).tolist()
+        image_grid(comp, [r, *before, r, *after], cols=12)
+
+
+def _projections_3d(comp: Comparison, keys: list[str], align: bool, method: str) -> None:
+    ds = comp.dataset
+    if len(ds) > MAX_3D_POINTS:
+        st.warning(f"3-D views are drawn up to {MAX_3D_POINTS:,} points; this dataset has {len(ds):,}. "
+                   "Choose 2-D in the sidebar to see every point.")  # fmt: skip
+        return
+    shown = keys[:MAX_3D_PANELS]
+    if len(keys) > MAX_3D_PANELS:
+        shown = st.multiselect(f"Layers to draw in 3-D (at most {MAX_3D_PANELS}: each 3-D panel needs a WebGL context of its own)",
+                               keys, default=keys[-MAX_3D_PANELS:], max_selections=MAX_3D_PANELS, key="panels_3d")  # fmt: skip
+    panels = {k: v for k, v in comp.panels(align=align).items() if k in shown}
+    titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
+    fig = figures.projections(panels, ds.labels, ds.names, titles=titles, cols=2)
+    fig.update_layout(title_text=f"{method} of each layer (3-D)")
+    st.plotly_chart(fig, config=PLOT_CONFIG, key="proj_chart_3d")
