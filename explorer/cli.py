@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import __version__
 from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
@@ -109,7 +108,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from . import comparison
     from .config import Limits
     from .data.datasets import load_dataset
-    from .fsutil import atomic_write_bytes
     from .output import export
     from .store import FeatureCache
 
@@ -133,14 +131,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache,
                                   progress=bar, max_pixels=limits.max_pixels, backend=engine)  # fmt: skip
         bar.close()
-        files = export.write_all(comp, args.out)
+        selection = None
         if args.select:
-            selected = comp.selection(args.select)
-            if not selected:
+            selection = (args.select, comp.selection(args.select))
+            if not selection[1]:
                 raise ValueError(f"--select {args.select!r} matches no image: give a class, or COLUMN=VALUE of labels.csv")
-            bar("where the selection emerges", 0, 1)
-            path = Path(args.out) / "selection_emergence.csv"
-            files["selection_emergence.csv"] = atomic_write_bytes(path, export.emergence_csv(comp, selected))
+        files = export.write_all(comp, args.out, selection)
     finally:
         dataset.close()
         if engine is not None:

@@ -60,6 +60,7 @@ class Comparison:
     projections: dict[str, Projection]
     _movers: dict[str, movers_mod.Movers] = field(default_factory=dict, repr=False)  # by run label, made when asked for
     _pairs: dict[str, pairs_mod.ClassPairs | None] = field(default_factory=dict, repr=False)  # likewise
+    _emerged: dict[tuple, emergence_mod.Emergence] = field(default_factory=dict, repr=False)  # by run and selection
 
     @property
     def multi(self) -> bool:
@@ -118,8 +119,14 @@ class Comparison:
         return max(scored)[2] if scored else None
 
     def emergence(self, run: ModelRun, selected: Sequence[int]) -> emergence_mod.Emergence:
-        """Where a selection of images emerges along the run's layers (analysis/emergence.py)."""
-        return emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected)
+        """Where a selection of images emerges along the run's layers (analysis/emergence.py); the
+        last few answers are kept (the CSV and the report ask for the same one)."""
+        tag = (run.label, tuple(selected))
+        if tag not in self._emerged:
+            if len(self._emerged) >= 4:
+                self._emerged.pop(next(iter(self._emerged)))
+            self._emerged[tag] = emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected)
+        return self._emerged[tag]
 
     def noise_notes(self, run: ModelRun) -> list[str]:
         """Sentences naming where the run's probe accuracy differs between layers by less than the

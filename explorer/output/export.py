@@ -147,8 +147,9 @@ def skipped_csv(comp: Comparison) -> bytes:
     return pd.DataFrame(rows, columns=["file", "reason"]).to_csv(index=False).encode()
 
 
-def write_all(comp: Comparison, out_dir: str | Path) -> dict[str, Path]:
-    """Write every export into `out_dir` (atomically, file by file)."""
+def write_all(comp: Comparison, out_dir: str | Path, selection: tuple[str, list[int]] | None = None) -> dict[str, Path]:
+    """Write every export into `out_dir` (atomically, file by file); with `selection` (a query and
+    its rows), selection_emergence.csv too, and the report shows where it emerges."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Callable[[], bytes]] = {
@@ -160,8 +161,10 @@ def write_all(comp: Comparison, out_dir: str | Path) -> dict[str, Path]:
         "movers.csv": lambda: movers_csv(comp),
         "class_pairs.csv": lambda: class_pairs_csv(comp),
         "skipped.csv": lambda: skipped_csv(comp),
-        "report.html": lambda: report.render(comp).encode(),
+        "report.html": lambda: report.render(comp, selection).encode(),
     }
+    if selection is not None:
+        files["selection_emergence.csv"] = lambda: emergence_csv(comp, selection[1])
     written = {name: atomic_write_bytes(out / name, make()) for name, make in files.items()}
     written["features.npz"] = atomic_write(out / "features.npz", lambda fh: write_features_npz(comp, fh))
     written["projections.csv"] = atomic_write(out / "projections.csv", lambda fh: write_projections_csv(comp, fh))

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..comparison import Comparison
+from ..analysis.emergence import Emergence
+from ..comparison import Comparison, ModelRun
 from . import figures
 
 _CSS = """
@@ -97,8 +98,42 @@ def _class_pairs_html(comp: Comparison) -> str:
     return ("<h2>Where each pair of classes comes apart</h2>" + "".join(parts)) if parts else ""
 
 
-def render(comp: Comparison) -> str:
-    """The report as one HTML string."""
+def emergence_curves(comp: Comparison, run: ModelRun, results: dict[str, Emergence]) -> dict:
+    """The curves of figures.emergence: the selection-vs-rest probe of each run in `results` (the
+    run and its random-init baseline) and the run's class probe, along the run's layers."""
+    keys = comp.layer_keys(run)
+    names = [k.split(":")[-1] for k in keys]
+    curves = {f"these images vs the rest — {label}": (names, got.accuracy, got.accuracy_std) for label, got in results.items()}
+    scored = [comp.scores[k].probe_acc for k in keys]
+    if all(v is not None for v in scored):
+        stds = np.array([comp.scores[k].probe_acc_std or 0.0 for k in keys])
+        curves[f"all classes (probe accuracy) — {run.label}"] = (names, np.array(scored, dtype=float), stds)
+    return curves
+
+
+def emergence_note(comp: Comparison, got: Emergence) -> str:
+    """What the emergence curve's probe saw, in a sentence or two."""
+    from ..analysis.emergence import FOLDS, MAX_PER_SIDE
+
+    sample = (f" The probe saw {got.n_used:,} images: the selection and as many others, at random (at most "
+              f"{MAX_PER_SIDE:,} each).") if got.sampled or got.n_used < len(comp.dataset) else ""  # fmt: skip
+    return f"{got.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread over {FOLDS} folds.{sample}"
+
+
+def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
+    """Where the selection `query` emerges along each model's layers (compare --select)."""
+    parts = []
+    for run in comp.runs:
+        if run.spec.weights == "none" and any(comp.baseline_of(r) is run for r in comp.runs):
+            continue  # drawn beside its pretrained model
+        results = {r.label: comp.emergence(r, selected) for r in (run, comp.baseline_of(run)) if r is not None}
+        fig = figures.emergence(emergence_curves(comp, run, results), f"Where {query} emerges — {run.label}")
+        parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(emergence_note(comp, results[run.label]))}</p></div>")
+    return f"<h2>Where the selection emerges: {html.escape(query)}</h2>" + "".join(parts)
+
+
+def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> str:
+    """The report as one HTML string; with `selection` (its query and rows), where it emerges."""
     from plotly.offline import get_plotlyjs
 
     ds = comp.dataset
@@ -137,6 +172,8 @@ def render(comp: Comparison) -> str:
         parts.append(f"<div class=card>{_fig_html(fig)}</div>")
     parts.append(_movers_html(comp))
     parts.append(_class_pairs_html(comp))
+    if selection is not None:
+        parts.append(_emergence_html(comp, *selection))
     table = comp.metrics.copy()
     parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")
     notes = {s.note for s in comp.scores.values() if s.note}

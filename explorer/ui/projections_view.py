@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from ..comparison import Comparison, ModelRun
-from ..output import figures
+from ..output import figures, report
 from . import scatter
 from .images import image_grid, picked_image, thumb_token
 from .plots import PLOT_CONFIG
@@ -176,7 +176,7 @@ def projections_tab(comp: Comparison, align: bool) -> None:
 def _emergence(comp: Comparison, run: ModelRun, chosen: list[int]) -> None:
     """Where the selection (or the search's matches) emerges: the selection-vs-rest probe at every
     layer, beside the random-init baseline's and the class probe's curves."""
-    from ..analysis.emergence import FOLDS, MAX_PER_SIDE, MIN_PER_SIDE
+    from ..analysis.emergence import MIN_PER_SIDE
 
     n = len(comp.dataset)
     if not MIN_PER_SIDE <= len(chosen) <= n - MIN_PER_SIDE:
@@ -194,18 +194,9 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int]) -> None:
     if stored is None or stored[0] != tag:
         return
     results = stored[1]
-    names = [k.split(":")[-1] for k in comp.layer_keys(run)]
-    curves = {f"these images vs the rest — {label}": (names, got.accuracy, got.accuracy_std) for label, got in results.items()}
-    scored = [comp.scores[k].probe_acc for k in comp.layer_keys(run)]
-    if all(v is not None for v in scored):
-        stds = np.array([comp.scores[k].probe_acc_std or 0.0 for k in comp.layer_keys(run)])
-        curves[f"all classes (probe accuracy) — {run.label}"] = (names, np.array(scored, dtype=float), stds)
-    first = next(iter(results.values()))
-    st.plotly_chart(figures.emergence(curves, "Where the selection emerges"), config=PLOT_CONFIG, key="emergence_chart")
-    sample = (f" The probe saw {first.n_used:,} images: the selection and as many others, at random (at most "
-              f"{MAX_PER_SIDE:,} each).") if first.sampled or first.n_used < n else ""  # fmt: skip
-    st.caption(f"{first.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread "
-               f"over {FOLDS} folds.{sample}")  # fmt: skip
+    st.plotly_chart(figures.emergence(report.emergence_curves(comp, run, results), "Where the selection emerges"),
+                    config=PLOT_CONFIG, key="emergence_chart")  # fmt: skip
+    st.caption(report.emergence_note(comp, next(iter(results.values()))))
 
 
 def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:

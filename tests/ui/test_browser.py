@@ -108,7 +108,12 @@ def test_first_visit_renders_projection(server, browser) -> None:
     page.screenshot(path=str(ART / "first_visit.png"))
     page.get_by_role("tab", name="Separability").click()
     page.wait_for_selector(".st-key-sep_chart .main-svg", timeout=60_000)
-    assert "linear probe acc." in page.inner_text(".st-key-sep_chart")
+    chart = page.inner_text(".st-key-sep_chart")
+    assert "linear probe acc." in chart and "probe control (labels permuted)" in chart
+    # the intervals are drawn: one error bar per layer on each accuracy curve
+    assert page.locator(".st-key-sep_chart g.errorbar").count() >= 16
+    body = page.inner_text("body")
+    assert "bootstrap intervals over the images" in body and "cannot be told apart" in body
     page.wait_for_timeout(500)
     page.screenshot(path=str(ART / "separability.png"))
     page.close()
