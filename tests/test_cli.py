@@ -80,9 +80,9 @@ def test_compare_writes_where_a_selection_emerges(tmp_path: Path) -> None:
     pretrained = em[em["model"] == "mobilenet_v2"]["accuracy"].to_numpy()
     assert pretrained[-1] >= 0.9 and em["accuracy"].between(0, 1).all()
     report = (tmp_path / "report.html").read_text().replace("\\u2014", "—")  # as plotly's JSON writes it
-    assert "Where the selection emerges: shoes" in report and "Where shoes emerges — mobilenet_v2" in report
+    assert "Where the selection emerges: shoes" in report and "Where the selection (shoes) emerges — mobilenet_v2" in report
     assert "these images vs the rest — mobilenet_v2[random]" in report  # the baseline beside its model, not a chart of its own
-    assert "Where shoes emerges — mobilenet_v2[random]" not in report
+    assert "Where the selection (shoes) emerges — mobilenet_v2[random]" not in report
     r = cli("compare", "--data", "sample:clothing", "--max-images", "30", "--projection", "none", "--select", "unicorns",
             "--out", str(tmp_path / "o2"), "-q")  # fmt: skip
     assert r.returncode == 2 and "matches no image" in r.stderr

@@ -127,7 +127,7 @@ def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
         if run.spec.weights == "none" and any(comp.baseline_of(r) is run for r in comp.runs):
             continue  # drawn beside its pretrained model
         results = {r.label: comp.emergence(r, selected) for r in (run, comp.baseline_of(run)) if r is not None}
-        fig = figures.emergence(emergence_curves(comp, run, results), f"Where {query} emerges — {run.label}")
+        fig = figures.emergence(emergence_curves(comp, run, results), f"Where the selection ({query}) emerges — {run.label}")
         parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(emergence_note(comp, results[run.label]))}</p></div>")
     return f"<h2>Where the selection emerges: {html.escape(query)}</h2>" + "".join(parts)
 

@@ -56,17 +56,31 @@ def architecture_tab(comp: Comparison) -> None:
                "than the layers on either side; circled layers are the ones analysed.")  # fmt: skip
 
 
+def _asked_selection(comp: Comparison) -> tuple[str, list[int]] | None:
+    """The selection whose emergence this session last asked about for this result, as the
+    report names it and its rows; None if none."""
+    stored = st.session_state.get("emergence")
+    if not stored or stored[0][0] != id(comp):
+        return None
+    rows = list(stored[0][2])
+    return f"the {len(rows):,} images selected", rows
+
+
 def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     # Files are made when clicked (callables), not on every rerun, and not kept in session memory.
+    selection = _asked_selection(comp)
     files = [
         ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
-        ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"),
+        ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"), ("cka_intervals.csv", export.cka_intervals_csv, "text/csv"),
         ("neighbour_overlap.csv", export.neighbour_overlap_csv, "text/csv"), ("movers.csv", export.movers_csv, "text/csv"),
         ("class_pairs.csv", export.class_pairs_csv, "text/csv"),
         ("features.npz", export.features_npz, "application/octet-stream"),
         ("projections.csv", export.projections_csv, "text/csv"),
-        ("report.html", export.report.render, "text/html"), ("skipped.csv", export.skipped_csv, "text/csv"),
+        ("report.html", functools.partial(export.report.render, selection=selection), "text/html"),
+        ("skipped.csv", export.skipped_csv, "text/csv"),
     ]  # fmt: skip
+    if selection is not None:  # where the selection asked about in Projections emerges
+        files.append(("selection_emergence.csv", functools.partial(export.emergence_csv, selected=selection[1]), "text/csv"))
     cols = st.columns(3)
     for i, (name, make, mime) in enumerate(files):
         cols[i % 3].download_button(name, functools.partial(make, comp), name, mime, key=f"dl_{name.split('.')[0]}",

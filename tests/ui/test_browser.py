@@ -18,6 +18,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ..conftest import make_class_folders, zip_folder
@@ -419,7 +420,7 @@ def test_movers_colour_and_gallery(server, browser) -> None:
     page.close()
 
 
-def test_where_a_lasso_selection_emerges(server, browser) -> None:
+def test_where_a_lasso_selection_emerges(server, browser, tmp_path: Path) -> None:
     """Lasso a group of points in the last panel, ask where they emerge: a curve along depth, with
     the class probe's beside it."""
     page = _open(browser, server)
@@ -435,6 +436,18 @@ def test_where_a_lasso_selection_emerges(server, browser) -> None:
     assert all(n == 8 for _, n in traces)  # every layer
     page.locator(".st-key-emergence_chart").scroll_into_view_if_needed()
     page.screenshot(path=str(ART / "selection_emergence.png"), full_page=True)
+    selected = _selected_count(page)
+    # the Export tab carries it: selection_emergence.csv, and the report's emergence curve
+    page.get_by_role("tab", name="Export").click()
+    with page.expect_download(timeout=120_000) as got:
+        page.get_by_role("button", name="selection_emergence.csv").click()
+    got.value.save_as(tmp_path / "emergence.csv")
+    table = pd.read_csv(tmp_path / "emergence.csv")
+    assert len(table) == 8 and (table["n_selected"] == selected).all()
+    with page.expect_download(timeout=120_000) as got:
+        page.get_by_role("button", name="report.html").click()
+    got.value.save_as(tmp_path / "report.html")
+    assert f"Where the selection emerges: the {selected:,} images selected" in (tmp_path / "report.html").read_text()
     page.close()
 
 
