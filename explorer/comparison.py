@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +33,7 @@ from .store import FeatureCache
 if TYPE_CHECKING:
     from .extraction.backend import ExtractionBackend
 
-__all__ = ["Comparison", "METRIC_COLUMNS", "ModelRun", "compare", "extract_features", "metrics_table", "parse_layers",
+__all__ = ["METRIC_COLUMNS", "Comparison", "ModelRun", "compare", "extract_features", "metrics_table", "parse_layers",
            "run_labels", "unreadable_images"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class Comparison:
         labels, notes = self.dataset.labels, []
         keys = self.layer_keys(run)
         steps = probe_steps(run, self.scores, labels, self.multi)
-        flat = [f"{a} → {b} ({_signed(st)})" for a, b, st in zip(keys, keys[1:], steps[1:]) if st is not None and st.in_noise]
+        flat = [f"{a} → {b} ({_signed(st)})" for (a, b), st in zip(pairwise(keys), steps[1:]) if st is not None and st.in_noise]
         if flat:
             notes.append(f"{run.label}: the probe's change is inside the noise (its 95 % bootstrap interval over the "
                          f"images holds 0) from {'; '.join(flat)}.")  # fmt: skip
@@ -216,7 +217,7 @@ def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[
     y = np.unique(np.asarray(labels), return_inverse=True)[1]
     keys = [run.key(n, multi) for n in run.features]
     out: list[Step | None] = [None]
-    for a, b in zip(keys, keys[1:]):
+    for a, b in pairwise(keys):
         pa, pb = scores[a].predicted, scores[b].predicted
         if pa is None or pb is None:
             out.append(None)

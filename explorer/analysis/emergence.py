@@ -73,4 +73,4 @@ def emergence(features: Mapping[str, np.ndarray], selected: Sequence[int], *, ra
     rows, y = balanced_rows(n, selected, random_state)
     results = [probe(features[k], y, FOLDS, rows=rows, random_state=random_state, reuse_c=True) for k in layers]
     return Emergence(layers, np.array([r.accuracy for r in results]), np.array([r.accuracy_std for r in results]),
-                     len(set(int(i) for i in selected)), len(rows))  # fmt: skip
+                     len({int(i) for i in selected}), len(rows))  # fmt: skip

@@ -49,7 +49,7 @@ def thumb_token(comp: Comparison) -> str:
     return thumbs.publish(comp, functools.partial(_hover_thumbnail, weakref.ref(comp)))
 
 
-def _hover_thumbnail(ref: "weakref.ref[Comparison]", i: int) -> bytes | None:
+def _hover_thumbnail(ref: weakref.ref[Comparison], i: int) -> bytes | None:
     comp = ref()
     if comp is None or not 0 <= i < len(comp.dataset):
         return None

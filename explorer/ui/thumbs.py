@@ -17,7 +17,7 @@ import logging
 import secrets
 import threading
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 PATH = "_explorer/thumb"
