@@ -46,6 +46,7 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.fsutil": "atomic writes and the cache folder",
     "explorer.code_identity": "this module: what it hashes, not what it computes",
     "explorer.data.datasets": "which files are read, in what order; the dataset's content hash is in the key",
+    "explorer.data.listing": "which files are a dataset's images and their labels; the labels are in the score key",
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
     "explorer.models.fx_lock": "a lock between tracing and running modules",
