@@ -361,6 +361,25 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
     page.close()
 
 
+def _pick(page, key: str, option: str, tries: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Type `option` into the searchable select box `key` and choose it. A rerun that lands while
+    the list is open (the click before it, the model list finishing in the background) closes the
+    list and drops the typing; then open it and type again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        page.locator(f".st-key-{key}").click()
+        page.keyboard.press("Control+A")  # whatever an earlier try left in the search field
+        page.keyboard.type(option)
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1000)
+    raise AssertionError(f"{option!r} could not be chosen in {key} in {tries} tries")
+
+
 def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(server, browser) -> None:
     """Type a timm model's name in the Network box, take random weights, add a torchvision model
     of another source as the second model, run: every layer of both is drawn, and the layer
@@ -375,10 +394,7 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     page.wait_for_function(f"{sidebar}.includes('blocks.0')", timeout=120_000)  # its layers, listed
     page.get_by_text("random init").click()
     page.get_by_text("Options", exact=True).click()
-    second = page.locator(".st-key-second_model")
-    second.click()
-    page.keyboard.type("resnet18")
-    page.get_by_role("option", name="resnet18", exact=True).click()
+    _pick(page, "second_model", "resnet18")
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Run analysis").click()
     proj = "(document.querySelector('.st-key-proj') || {innerText: ''}).innerText"
