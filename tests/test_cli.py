@@ -48,6 +48,7 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert "Projections by layer" in html and "<script src=" not in html  # self-contained: plotly.js inlined
     assert "Movers between layers" in html and "mean share of neighbours changed" in html
     assert "Where each pair of classes comes apart" in html and "Hardest pairs at the best layer" in html
+    assert "confusion along depth" in html
     pairs = pd.read_csv(out / "class_pairs.csv")
     assert len(pairs) == 45 and list(pairs.columns[:2]) == ["class_a", "class_b"]  # 10 digits: 45 pairs
     first = pairs["first apart (mobilenet_v2)"]

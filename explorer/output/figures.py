@@ -305,6 +305,35 @@ def class_pairs_apart(first_apart: np.ndarray, classes: Sequence[str], layers: S
     return _layout(fig, title, height=460)
 
 
+SMALL_MULTIPLES_PER_ROW = 4
+
+
+def confusions_along_depth(confusions: Sequence[np.ndarray], classes: Sequence[str], layers: Sequence[str], title: str) -> go.Figure:
+    """The probe's out-of-fold confusion matrix at each layer, side by side (four to a row), each
+    row the share of a true class's images given to each class: off-diagonal mass that fades along
+    depth is confusion the network resolves."""
+    n = len(layers)
+    cols = min(SMALL_MULTIPLES_PER_ROW, max(n, 1))
+    rows = math.ceil(n / cols) if n else 1
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(layers), horizontal_spacing=0.04, vertical_spacing=0.12)
+    ticks = len(classes) <= 12
+    for j, cm in enumerate(confusions):
+        counts = np.asarray(cm, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = counts / counts.sum(1, keepdims=True)  # classes left out have no row: blank
+        fig.add_trace(go.Heatmap(
+            z=share, x=list(classes), y=list(classes), zmin=0, zmax=1, colorscale="Blues", showscale=j == 0,
+            colorbar={"title": "share", "len": 0.6}, customdata=counts,
+            hovertemplate=f"{layers[j]}<br>true %{{y}}<br>predicted %{{x}}<br>%{{z:.0%}} (%{{customdata:.0f}} images)<extra></extra>",
+        ), row=j // cols + 1, col=j % cols + 1)  # fmt: skip
+    fig.update_yaxes(autorange="reversed", showticklabels=ticks)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    for r in range(1, rows + 1):  # class names on the first panel of each row only
+        fig.update_yaxes(showticklabels=ticks, row=r, col=1)
+    return _layout(fig, title, height=max(300, 260 * rows + 80))
+
+
 def emergence(curves: dict[str, tuple[Sequence[str], np.ndarray, np.ndarray]], title: str) -> go.Figure:
     """Accuracy along depth of the probe telling a selection from the rest, one line per curve
     ({name: (layer names, accuracy, std)}), with its fold spread as error bars and chance at 0.5."""

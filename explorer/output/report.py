@@ -93,8 +93,11 @@ def _class_pairs_html(comp: Comparison) -> str:
         fig = figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
                                         pairs.threshold, f"First layer apart — {run.label}")  # fmt: skip
         hardest = pd.DataFrame(pairs.hardest(best, top=8), columns=["class", "class ", "confused"])
+        along = figures.confusions_along_depth([comp.scores[k].confusion for k in pairs.layers], pairs.classes,  # type: ignore[misc]
+                                               [k.split(":")[-1] for k in pairs.layers], f"The probe's confusion along depth — {run.label}")  # fmt: skip
         parts.append(f"<div class=card>{_fig_html(fig)}<p>Hardest pairs at the best layer, {html.escape(best)}:</p>"
-                     + hardest.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True) + "</div>")  # fmt: skip
+                     + hardest.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True)
+                     + f"{_fig_html(along)}</div>")  # fmt: skip
     return ("<h2>Where each pair of classes comes apart</h2>" + "".join(parts)) if parts else ""
 
 

@@ -83,6 +83,12 @@ def _class_pairs(comp: Comparison) -> None:
     left.plotly_chart(figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
                                                 pairs.threshold, f"First layer apart — {run.label}"),
                       config=PLOT_CONFIG, key="pairs_chart")  # fmt: skip
+    keys = comp.layer_keys(run)
+    st.plotly_chart(figures.confusions_along_depth([comp.scores[k].confusion for k in keys], pairs.classes,
+                                                   [k.split(":")[-1] for k in keys], f"The probe's confusion along depth — {run.label}"),
+                    config=PLOT_CONFIG, key="confusions_chart")  # fmt: skip
+    st.caption("Each panel is the probe's out-of-fold confusion at one layer, a row per true class (its images' shares "
+               "given to each class): the diagonal sharpening along depth is the network telling the classes apart.")  # fmt: skip
     best = comp.best_layer(run)
     if best is not None:
         with right:

@@ -61,3 +61,18 @@ def test_report_panels_draw_points_in_an_order_that_favours_no_class() -> None:
         assert len({labels[i] for i in index[-40:]}) == 4  # the last points drawn are of every class
     legend = [t.name for t in fig.data if t.showlegend is not False and t.x is not None and len(t.x) == 1]
     assert legend == sorted(set(labels))
+
+
+def test_confusions_along_depth_are_each_layers_row_shares_four_to_a_row() -> None:
+    from explorer.output.figures import confusions_along_depth
+
+    rng = np.random.default_rng(0)
+    mats = [rng.integers(0, 20, (3, 3)) for _ in range(5)]
+    mats[2][1] = 0  # a class left out at that layer: its row is blank, not a division by zero
+    fig = confusions_along_depth(mats, ["a", "b", "c"], [f"l{i}" for i in range(5)], "t")
+    assert len(fig.data) == 5 and [t.showscale for t in fig.data] == [True, False, False, False, False]
+    for trace, cm in zip(fig.data, mats):
+        z = np.asarray(trace.z, dtype=float)
+        rows = cm.sum(1) > 0
+        assert np.allclose(z[rows].sum(1), 1.0) and np.isnan(z[~rows]).all()
+    assert (fig.data[4].xaxis, fig.data[4].yaxis) == ("x5", "y5") and fig.layout.yaxis5.domain[1] < fig.layout.yaxis.domain[0]

@@ -70,14 +70,21 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert app.text_input(key="find") is not None  # the projections view is open first
     assert not _charts(app)  # ...and only it: the other views' plotly figures are not built
     _open_view(app, "Separability")
-    # separability, per-class accuracy, confusion, where each pair of classes comes apart; the tables
-    assert len(_charts(app)) == 4 and len(app.dataframe) >= 2
+    # separability, per-class accuracy, confusion, where each pair of classes comes apart, the confusions along
+    # depth; the tables
+    assert len(_charts(app)) == 5 and len(app.dataframe) >= 2
     assert app.selectbox(key="cm_layer").value == "flatten"
     comp = app.session_state["result"].comparison
     hardest = next(d.value for d in app.dataframe if "confused" in d.value.columns)
     want = comp.class_pairs(comp.runs[0]).hardest(comp.best_layer(comp.runs[0]), top=8)
     assert [tuple(r) for r in hardest.itertuples(index=False)] == want
     _check_intervals_and_controls(app, comp)
+    along = json.loads(next(e for e in _charts(app) if "confusion along depth" in str(e.proto.spec)).proto.spec)["data"]
+    keys = comp.layer_keys(comp.runs[0])
+    assert len(along) == len(keys)  # one small multiple per layer, each row a true class's shares
+    for trace, k in zip(along, keys):
+        cm = comp.scores[k].confusion.astype(float)
+        assert np.allclose(_array(trace["z"]).reshape(cm.shape), cm / cm.sum(1, keepdims=True))
     _open_view(app, "Layer similarity")
     assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
     heat = json.loads(_charts(app)[0].proto.spec)["data"]
