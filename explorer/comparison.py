@@ -135,7 +135,8 @@ class Comparison:
         cannot be told apart from the best one. Empty when every step is clear (or unscored)."""
         labels, notes = self.dataset.labels, []
         keys = self.layer_keys(run)
-        steps = probe_steps(run, self.scores, labels, self.multi)
+        rows = self.metrics[self.metrics["model"] == run.label]  # the steps metrics_table computed, in layer order
+        steps = [None if pd.isna(d) else Step(d, lo, hi) for d, lo, hi in rows[["probe_step", "probe_step_low", "probe_step_high"]].itertuples(index=False)]
         flat = [f"{a} → {b} ({_signed(st)})" for (a, b), st in zip(pairwise(keys), steps[1:]) if st is not None and st.in_noise]
         if flat:
             notes.append(f"{run.label}: the probe's change is inside the noise (its 95 % bootstrap interval over the "
