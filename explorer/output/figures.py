@@ -84,7 +84,8 @@ TEMPLATE = go.layout.Template(
 validating and copying it cost 0.4 s of a cold `compare` and 0.2 s per report after that."""
 
 
-def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+def styled(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    """The house style on a figure: title, font, template, margins and height."""
     fig.update_layout(
         title=dict(text=title, x=0.01, xanchor="left"),
         font=FONT,
@@ -134,7 +135,7 @@ def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
         ))  # fmt: skip
     fig.update_yaxes(type="log", title="values per image (log)")
     fig.update_xaxes(title="layer (execution order)")
-    return _layout(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]
+    return styled(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]
 
 
 def _interval(df: pd.DataFrame, col: str) -> dict | None:
@@ -207,28 +208,8 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True, chance: float 
                       annotation_font=dict(size=11, color="#666"))  # fmt: skip
     if metrics["probe_acc"].isna().all():
         fig.add_annotation(text="no labels: accuracy metrics not applicable", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig = _layout(fig, "Separability across depth")
+    fig = styled(fig, "Separability across depth")
     fig.update_layout(margin=dict(r=80))  # room for the right axis' labels
-    return fig
-
-
-def per_class_accuracy(confusion: np.ndarray, classes: Sequence[str], title: str) -> go.Figure:
-    """The probe's out-of-fold accuracy for each class (the confusion matrix's diagonal over its rows)."""
-    cm = np.asarray(confusion, dtype=float)
-    counts = cm.sum(1)
-    keep = counts > 0  # classes left out of the label metrics have no row
-    acc = np.diag(cm)[keep] / counts[keep]
-    names = [c for c, k in zip(classes, keep) if k]
-    colors = class_colors(list(classes))
-    order = np.argsort(acc)
-    fig = go.Figure(go.Bar(
-        x=acc[order], y=[names[i] for i in order], orientation="h", marker_color=[colors[names[i]] for i in order],
-        text=[f"{a:.2f}" for a in acc[order]], textposition="outside",
-        customdata=counts[keep][order], hovertemplate="%{y}: %{x:.3f} of %{customdata:.0f} images<extra></extra>",
-    ))  # fmt: skip
-    fig.update_xaxes(range=[0, 1.08], title="out-of-fold probe accuracy")
-    fig = _layout(fig, title)
-    fig.update_layout(height=max(260, 26 * len(names) + 110))
     return fig
 
 
@@ -274,64 +255,7 @@ def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", 
         ))  # fmt: skip
         fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, height=max(420, 40 * len(names) + 160))
-
-
-def confusion(matrix: np.ndarray, classes: Sequence[str], title: str) -> go.Figure:
-    """A confusion matrix (rows: true class, columns: predicted)."""
-    fig = go.Figure(go.Heatmap(
-        z=matrix, x=list(classes), y=list(classes), colorscale="Blues", text=matrix, texttemplate="%{text}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
-    ))  # fmt: skip
-    fig.update_yaxes(autorange="reversed", title="true class")
-    fig.update_xaxes(title="predicted class")
-    return _layout(fig, title, height=460)
-
-
-def class_pairs_apart(first_apart: np.ndarray, classes: Sequence[str], layers: Sequence[str], threshold: float,
-                      title: str) -> go.Figure:  # fmt: skip
-    """Class x class: the depth of the first layer where the probe takes under `threshold` of a
-    pair's images for the other class (dark: early; blank: never)."""
-    never = first_apart < 0
-    z = np.where(never, np.nan, first_apart.astype(float) + 1)
-    text = np.where(never, "never", np.array(list(layers) + ["never"], dtype=object)[first_apart])
-    np.fill_diagonal(text, "")
-    fig = go.Figure(go.Heatmap(
-        z=z, x=list(classes), y=list(classes), zmin=1, zmax=max(len(layers), 1), colorscale="Viridis",
-        customdata=text, colorbar={"title": "layer #"},
-        hovertemplate=f"%{{y}} / %{{x}}<br>apart (< {threshold:.0%} confused) from %{{customdata}}<extra></extra>",
-    ))  # fmt: skip
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, height=460)
-
-
-SMALL_MULTIPLES_PER_ROW = 4
-
-
-def confusions_along_depth(confusions: Sequence[np.ndarray], classes: Sequence[str], layers: Sequence[str], title: str) -> go.Figure:
-    """The probe's out-of-fold confusion matrix at each layer, side by side (four to a row), each
-    row the share of a true class's images given to each class: off-diagonal mass that fades along
-    depth is confusion the network resolves."""
-    n = len(layers)
-    cols = min(SMALL_MULTIPLES_PER_ROW, max(n, 1))
-    rows = math.ceil(n / cols) if n else 1
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(layers), horizontal_spacing=0.04, vertical_spacing=0.12)
-    ticks = len(classes) <= 12
-    for j, cm in enumerate(confusions):
-        counts = np.asarray(cm, dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = counts / counts.sum(1, keepdims=True)  # classes left out have no row: blank
-        fig.add_trace(go.Heatmap(
-            z=share, x=list(classes), y=list(classes), zmin=0, zmax=1, colorscale="Blues", showscale=j == 0,
-            colorbar={"title": "share", "len": 0.6}, customdata=counts,
-            hovertemplate=f"{layers[j]}<br>true %{{y}}<br>predicted %{{x}}<br>%{{z:.0%}} (%{{customdata:.0f}} images)<extra></extra>",
-        ), row=j // cols + 1, col=j % cols + 1)  # fmt: skip
-    fig.update_yaxes(autorange="reversed", showticklabels=ticks)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    for r in range(1, rows + 1):  # class names on the first panel of each row only
-        fig.update_yaxes(showticklabels=ticks, row=r, col=1)
-    return _layout(fig, title, height=max(300, 260 * rows + 80))
+    return styled(fig, title, height=max(420, 40 * len(names) + 160))
 
 
 def emergence(curves: dict[str, tuple[Sequence[str], np.ndarray, np.ndarray]], title: str) -> go.Figure:
@@ -345,7 +269,7 @@ def emergence(curves: dict[str, tuple[Sequence[str], np.ndarray, np.ndarray]], t
     fig.add_hline(y=0.5, line_dash="dot", line_color="#888", annotation_text="chance", annotation_position="bottom right")
     fig.update_yaxes(title="accuracy (balanced)", range=[0.3, 1.02])
     fig.update_xaxes(title="layer")
-    return _layout(fig, title, height=380)
+    return styled(fig, title, height=380)
 
 
 def drawing_order(n: int, random_state: int = 0) -> np.ndarray:
@@ -378,7 +302,7 @@ def projections(
     """
     keys = list(panels)
     if not keys:
-        return _layout(go.Figure(), "No projections")
+        return styled(go.Figure(), "No projections")
     dim3 = panels[keys[0]].shape[1] == 3
     cols = max(1, min(cols, len(keys)))
     rows = math.ceil(len(keys) / cols)
@@ -430,7 +354,7 @@ def projections(
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
     fig.update_layout(dragmode="lasso" if not dim3 else "orbit", hovermode="closest")
-    fig = _layout(fig, "Projections by layer", height=max(400, 330 * rows + 120))
+    fig = styled(fig, "Projections by layer", height=max(400, 330 * rows + 120))
     # title at the very top, the class legend in its own row below it, then the panel titles
     fig.update_layout(margin=dict(t=110), title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
                       legend=dict(y=1.0 + 36 / fig.layout.height, yanchor="bottom", x=0, xanchor="left"))  # fmt: skip

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import __version__
 from ..analysis.emergence import Emergence
 from ..comparison import Comparison, ModelRun
-from . import figures
+from . import class_figures, figures
 
 _CSS = """
 body{font-family:Inter,system-ui,sans-serif;margin:0;background:#f8f9fa;color:#212529}
@@ -90,10 +90,10 @@ def _class_pairs_html(comp: Comparison) -> str:
         pairs, best = comp.class_pairs(run), comp.best_layer(run)
         if pairs is None or best is None or len(pairs.classes) < 2:
             continue
-        fig = figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
+        fig = class_figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
                                         pairs.threshold, f"First layer apart — {run.label}")  # fmt: skip
         hardest = pd.DataFrame(pairs.hardest(best, top=8), columns=["class", "class ", "confused"])
-        along = figures.confusions_along_depth([comp.scores[k].confusion for k in pairs.layers], pairs.classes,  # type: ignore[misc]
+        along = class_figures.confusions_along_depth([comp.scores[k].confusion for k in pairs.layers], pairs.classes,  # type: ignore[misc]
                                                [k.split(":")[-1] for k in pairs.layers], f"The probe's confusion along depth — {run.label}")  # fmt: skip
         parts.append(f"<div class=card>{_fig_html(fig)}<p>Hardest pairs at the best layer, {html.escape(best)}:</p>"
                      + hardest.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True)

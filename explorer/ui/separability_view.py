@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ..comparison import Comparison
-from ..output import figures, report
+from ..output import class_figures, figures, report
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -60,9 +60,9 @@ def separability_tab(comp: Comparison) -> None:
     if with_cm:
         k = st.selectbox("The probe at layer", with_cm, index=len(with_cm) - 1, key="cm_layer")
         left, right = st.columns(2)
-        left.plotly_chart(figures.per_class_accuracy(comp.scores[k].confusion, comp.dataset.classes, f"Accuracy per class — {k}"),
+        left.plotly_chart(class_figures.per_class_accuracy(comp.scores[k].confusion, comp.dataset.classes, f"Accuracy per class — {k}"),
                           config=PLOT_CONFIG, key="class_acc_chart")  # fmt: skip
-        right.plotly_chart(figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
+        right.plotly_chart(class_figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
                            config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
     _class_pairs(comp)
 
@@ -80,11 +80,11 @@ def _class_pairs(comp: Comparison) -> None:
                "of the two classes' images for the other (out of fold); hover a cell for its layer. class_pairs.csv "
                "has every pair's confusion at every layer.")  # fmt: skip
     left, right = st.columns([3, 2])
-    left.plotly_chart(figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
+    left.plotly_chart(class_figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
                                                 pairs.threshold, f"First layer apart — {run.label}"),
                       config=PLOT_CONFIG, key="pairs_chart")  # fmt: skip
     keys = comp.layer_keys(run)
-    st.plotly_chart(figures.confusions_along_depth([comp.scores[k].confusion for k in keys], pairs.classes,
+    st.plotly_chart(class_figures.confusions_along_depth([comp.scores[k].confusion for k in keys], pairs.classes,
                                                    [k.split(":")[-1] for k in keys], f"The probe's confusion along depth — {run.label}"),
                     config=PLOT_CONFIG, key="confusions_chart")  # fmt: skip
     st.caption("Each panel is the probe's out-of-fold confusion at one layer, a row per true class (its images' shares "

@@ -64,7 +64,7 @@ def test_report_panels_draw_points_in_an_order_that_favours_no_class() -> None:
 
 
 def test_confusions_along_depth_are_each_layers_row_shares_four_to_a_row() -> None:
-    from explorer.output.figures import confusions_along_depth
+    from explorer.output.class_figures import confusions_along_depth
 
     rng = np.random.default_rng(0)
     mats = [rng.integers(0, 20, (3, 3)) for _ in range(5)]
