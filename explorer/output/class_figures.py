@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import styled, class_colors
+from .figures import class_colors, styled
 
 
 def per_class_accuracy(confusion: np.ndarray, classes: Sequence[str], title: str) -> go.Figure:
