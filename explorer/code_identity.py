@@ -37,6 +37,10 @@ STAGES: dict[str, tuple[str, ...]] = {
                "explorer.analysis.uncertainty"),
     "projection": ("explorer.analysis.projection", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "similarity": ("explorer.analysis.similarity", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
+    "logme": ("explorer.analysis.logme", "explorer.analysis.chunked"),
+    "compression": ("explorer.analysis.compression", "explorer.analysis.probe", "explorer.analysis.chunked"),
+    # the timed passes (the model as built for extraction is the "extract" stage's)
+    "latency": ("explorer.extraction.latency",),
 }
 
 NOT_NUMERIC: dict[str, str] = {

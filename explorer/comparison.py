@@ -17,7 +17,9 @@ from .analysis import class_pairs as pairs_mod
 from .analysis import emergence as emergence_mod
 from .analysis import movers as movers_mod
 from .analysis import projection as projection_mod
-from .analysis.cached_runs import graph_run, project_run, score_run, similarity_run
+from .analysis.cached_runs import compression_run, cost_run, graph_run, logme_run, project_run, score_run, similarity_run
+from .analysis.compression import CompressionCurve
+from .analysis.leaderboard import LayerCost, leaderboard_table
 from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection, align_chain
 from .analysis.scores import LayerScores
@@ -59,6 +61,10 @@ class Comparison:
     overlap: np.ndarray  # neighbourhood overlap between layers, in the order of similarity.names
     graphs: dict[str, KnnGraph]
     projections: dict[str, Projection]
+    costs: dict[str, LayerCost] = field(default_factory=dict)  # by layer key: what cutting there costs
+    logme: dict[str, float | None] = field(default_factory=dict)  # by layer key
+    compression: dict[str, CompressionCurve | None] = field(default_factory=dict)  # by layer key
+    leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
     _movers: dict[str, movers_mod.Movers] = field(default_factory=dict, repr=False)  # by run label, made when asked for
     _pairs: dict[str, pairs_mod.ClassPairs | None] = field(default_factory=dict, repr=False)  # likewise
     _emerged: dict[tuple, emergence_mod.Emergence] = field(default_factory=dict, repr=False)  # by run and selection
@@ -293,6 +299,8 @@ def compare(
     should_stop: ShouldStop | None = None,
     max_pixels: int = 64_000_000,
     backend: ExtractionBackend | None = None,
+    leaderboard: bool = True,
+    latency: bool = True,
 ) -> Comparison:
     """The whole analysis: extract, score, CKA and project every chosen layer of every model.
 
@@ -307,6 +315,10 @@ def compare(
         max_pixels: pixel-bomb limit for decoding.
         backend: where extraction runs (default: this process; ray_backend.RayEngine: a Ray
             cluster, which the caller starts and stops); the rest runs here.
+        leaderboard: also score the cuts: LogME, the compression curves and the cost of the
+            network up to each layer (Comparison.leaderboard).
+        latency: with `leaderboard`, time the network up to each layer here (a few passes of a
+            random batch at batch 1 and 32, cached per model build and machine).
 
     Returns:
         A Comparison.
@@ -340,6 +352,17 @@ def compare(
         if projection.method != "none":
             projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
     similarity, overlap = similarity_run(runs, multi, graphs, cache, progress)
-    return Comparison(
-        dataset, runs, metrics_table(runs, scores, multi, dataset.labels), scores, similarity, overlap, graphs, projections
-    )
+    metrics = metrics_table(runs, scores, multi, dataset.labels)
+    comp = Comparison(dataset, runs, metrics, scores, similarity, overlap, graphs, projections)
+    if leaderboard:
+        for r in runs:
+            own = {n: scores[r.key(n, multi)] for n in r.features}
+            comp.logme |= {r.key(n, multi): v for n, v in logme_run(dataset, r, metric, cache, progress).items()}
+            comp.compression |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
+            comp.costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
+        comp.leaderboard = leaderboard_table(
+            metrics, {(r.label, n): comp.costs[r.key(n, multi)] for r in runs for n in r.features},
+            {(r.label, n): comp.logme[r.key(n, multi)] for r in runs for n in r.features},
+            {(r.label, n): (c.smallest_k() if (c := comp.compression[r.key(n, multi)]) else None) for r in runs for n in r.features},
+            {r.label: r.weights.name for r in runs})  # fmt: skip
+    return comp

@@ -14,10 +14,13 @@ from ..config import MetricSpec, ProjectionSpec
 from ..data.datasets import ImageDataset
 from ..extraction.backend import StageProgress
 from ..extraction.layer_features import ModelRun
-from ..store import FeatureCache, analysis_versions, make_key
+from ..store import FeatureCache, analysis_versions, library_versions, make_key
+from .compression import CompressionCurve, compression_curve
+from .leaderboard import LayerCost
+from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .projection import Projection, project
-from .scores import LayerScores, score_layer
+from .scores import LayerScores, label_plan, score_layer
 from .similarity import Similarity, cka_interval, layer_similarity
 
 
@@ -128,3 +131,101 @@ def similarity_run(
                            "cka_debiased": similarity.cka_debiased, "cka_low": low, "cka_high": high,
                            "boot_images": np.array(m), "overlap": overlap})  # fmt: skip
     return similarity, overlap
+
+
+class _Value:
+    """One number as a stored result."""
+
+    def __init__(self, value: float | None) -> None:
+        self.value = value
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"value": np.array(np.nan if self.value is None else self.value)}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> _Value:
+        v = float(a["value"])
+        return cls(None if np.isnan(v) else v)
+
+
+def _labels_part(dataset: ImageDataset, spec: MetricSpec) -> dict[str, Any]:
+    return {"labels": make_key("labels", {"labels": list(dataset.labels or [])}), "spec": spec.__dict__}
+
+
+def logme_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache,
+              progress: StageProgress | None = None) -> dict[str, float | None]:  # fmt: skip
+    """LogME of every layer of a run (logme.py) for the classes the probe scores; None without labels."""
+    plan = label_plan(labels_array(dataset), spec.folds)
+
+    def compute(node: str, feats: np.ndarray) -> _Value:
+        if plan.note:
+            return _Value(None)
+        x = feats if len(plan.rows) == feats.shape[0] else feats[plan.rows]  # a copy only when classes are left out
+        return _Value(logme(x, plan.y))
+
+    got = _per_layer(run, cache, "logme", _labels_part(dataset, spec), compute, _Value.from_arrays, progress, f"LogME {run.label}")
+    return {n: v.value for n, v in got.items()}
+
+
+def compression_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache,
+                    scores: dict[str, LayerScores], progress: StageProgress | None = None) -> dict[str, CompressionCurve | None]:  # fmt: skip
+    """The compression curve of every layer of a run (compression.py), at each layer's probe C;
+    None where the layer has no probe (no labels)."""
+    plan = label_plan(labels_array(dataset), spec.folds)
+    out: dict[str, CompressionCurve | None] = {n: None for n in run.features}
+    scored = [n for n in run.features if scores[n].probe_c is not None and not plan.note]
+    if not scored:
+        return out
+
+    def compute(node: str, feats: np.ndarray) -> CompressionCurve:
+        return compression_curve(feats, plan.y, plan.folds, rows=plan.rows, c=scores[node].probe_c,  # type: ignore[arg-type]
+                                 random_state=spec.random_state)  # fmt: skip
+
+    sub = ModelRun(run.label, run.spec, run.weights, run.profile, run.device, run.precision, run.layer_keys, run.nodes,
+                   {n: run.features[n] for n in scored})  # fmt: skip
+    parts = {**_labels_part(dataset, spec), "c": {n: scores[n].probe_c for n in scored}}
+    return out | _per_layer(sub, cache, "compression", parts, compute, CompressionCurve.from_arrays, progress,
+                            f"compression curves {run.label}")  # fmt: skip
+
+
+def _build_context(run: ModelRun) -> dict[str, Any]:
+    """What shapes the time a run's model takes, as the extraction builds it (not its weights' values)."""
+    from ..extraction.backend import FOLD_BATCHNORM
+    from ..models.sources import source_of
+
+    src = source_of(run.spec.model)
+    return {"model": run.spec.model, "source": src.name, "architecture": src.architecture(run.spec.model),
+            "input_size": run.profile.input_size, "pooling": run.spec.pooling, "token_pooling": run.spec.token_pooling,
+            "precision": run.precision, "device": run.device, "fold_batchnorm": FOLD_BATCHNORM,
+            "libraries": library_versions()}  # fmt: skip
+
+
+def cost_run(run: ModelRun, cache: FeatureCache, *, latency: bool = True, progress: StageProgress | None = None) -> dict[str, LayerCost]:
+    """What cutting the run at each of its layers costs: parameters and GFLOPs up to the layer
+    (models/cost.py, counted on the meta device) and, with `latency`, the milliseconds per image
+    up to it measured here at batch 1 and 32 (extraction/latency.py), cached per model build and
+    machine."""
+    from ..extraction.latency import layer_latency, machine
+    from ..models.cost import cut_costs
+
+    nodes = list(run.nodes.values())
+    counted = cut_costs(run.spec.model, nodes)
+    times: dict[str, tuple[float, float]] = {}
+    if latency:
+        key = make_key("latency", {**_build_context(run), "nodes": nodes, "machine": machine(),
+                                   "code": identities("extract", "latency")})  # fmt: skip
+        got = cache.get_result(key)
+        if got is not None and list(got["nodes"]) == nodes:
+            times = {n: (float(a), float(b)) for n, a, b in zip(nodes, got["b1"], got["b32"])}
+        else:
+            if progress:
+                progress(f"timing {run.label}", 0, 1)
+            times = layer_latency(run.spec, run.weights, nodes, device=run.device, precision=run.precision,
+                                  input_size=run.profile.input_size)  # fmt: skip
+            cache.put_result(key, {"nodes": np.array(nodes, dtype=str), "b1": np.array([times[n][0] for n in nodes]),
+                                   "b32": np.array([times[n][1] for n in nodes])})  # fmt: skip
+    out = {}
+    for layer, node in run.nodes.items():
+        t = times.get(node)
+        out[layer] = LayerCost(counted[node].params, counted[node].gflops, t[0] if t else None, t[1] if t else None)
+    return out

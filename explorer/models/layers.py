@@ -6,6 +6,7 @@ import functools
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,14 +178,13 @@ def _regnet_widths_on_the_cpu() -> None:
     regnet.BlockParams.from_init_params = classmethod(from_init_params)  # type: ignore[method-assign]
 
 
-def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
-    """Output shape of every node, from one pass on the meta device (no memory, no compute).
+def traced_graph(name: str, size: int, device: str = "meta") -> tuple[Any, dict]:
+    """A torchvision model (random weights, for input images of `size`) traced as
+    `create_feature_extractor` traces it:
+    (GraphModule, {fx.Node: node name}), built on `device` (meta: no memory, no compute).
 
-    One eval-mode trace with torchvision's own tracer and defaults gives the node names that
-    `create_feature_extractor` accepts; an interpreter records every node's output on the way.
-    (get_graph_node_names + create_feature_extractor traced the model four times: 0.39 s instead of
-    0.13 s for MobileNetV2.) The probe batch is 2, so tensors without a batch dimension (Swin's
-    position biases) drop out.
+    Only the trace holds the FX lock exclusively (it patches torch modules process-wide,
+    fx_lock.py); building the model, seconds on the CPU for a large RegNet, holds it shared.
     """
     import torch
     from torchvision import models as tvm
@@ -196,6 +196,24 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
     kwargs: dict = {"image_size": size} if name.startswith("vit_") else {}
     if name == "maxvit_t":
         kwargs = {"input_size": (size, size)}
+    with FX.shared(), torch.device(device), torch.random.fork_rng(devices=[]):
+        model = builder(weights=None, **kwargs).eval()
+    tracer = NodePathTracer(**_set_default_tracer_kwargs(None))
+    with FX.exclusive():
+        graph = tracer.trace(model)
+    return torch.fx.GraphModule(tracer.root, graph), tracer.node_to_qualname
+
+
+def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
+    """Output shape of every node, from one pass on the meta device (no memory, no compute).
+
+    One eval-mode trace with torchvision's own tracer and defaults gives the node names that
+    `create_feature_extractor` accepts; an interpreter records every node's output on the way.
+    (get_graph_node_names + create_feature_extractor traced the model four times: 0.39 s instead of
+    0.13 s for MobileNetV2.) The probe batch is 2, so tensors without a batch dimension (Swin's
+    position biases) drop out.
+    """
+    import torch
 
     class Record(torch.fx.Interpreter):
         def __init__(self, gm: torch.fx.GraphModule, names: dict) -> None:
@@ -209,15 +227,8 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
             return out
 
     def run(device: str) -> dict:
-        # only the trace holds the lock exclusively (it patches torch modules process-wide,
-        # fx_lock.py); building the model and running it, seconds on the CPU for a large RegNet,
-        # hold it shared, beside other visitors' extractions
-        with FX.shared(), torch.device(device), torch.random.fork_rng(devices=[]):
-            model = builder(weights=None, **kwargs).eval()
-        tracer = NodePathTracer(**_set_default_tracer_kwargs(None))
-        with FX.exclusive():
-            graph = tracer.trace(model)
-        rec = Record(torch.fx.GraphModule(tracer.root, graph), tracer.node_to_qualname)
+        gm, names = traced_graph(name, size, device)
+        rec = Record(gm, names)
         with FX.shared(), torch.no_grad():
             rec.run(torch.zeros(2, 3, size, size, device=device))
         return rec.outputs

@@ -15,6 +15,32 @@ from ..fsutil import atomic_write, atomic_write_bytes
 from . import report
 
 
+def leaderboard_csv(comp: Comparison) -> bytes:
+    """leaderboard.csv: one row per (model, layer), most accurate first: the probe (with its
+    interval), kNN and LogME beside the cost of cutting there (parameters, GFLOPs and measured
+    latency of the network up to the layer, the feature's bytes per image), `pareto` on the front."""
+    return comp.leaderboard.to_csv(index=False, float_format="%.6g").encode()
+
+
+def compression_table(comp: Comparison) -> pd.DataFrame:
+    """One row per (model, layer, k): the probe on the top k principal components and on a random
+    projection to k dimensions."""
+    rows = []
+    for run in comp.runs:
+        for layer in run.features:
+            curve = comp.compression.get(run.key(layer, comp.multi))
+            if curve is None:
+                continue
+            for k, pca, rnd in zip(curve.ks.tolist(), curve.pca_acc.tolist(), curve.random_acc.tolist()):
+                rows.append((run.label, layer, k, pca, rnd, curve.n_images))
+    return pd.DataFrame(rows, columns=["model", "layer", "k", "probe_acc", "random_projection_acc", "n_images"])
+
+
+def compression_csv(comp: Comparison) -> bytes:
+    """compression.csv: model, layer, k, probe_acc, random_projection_acc (and the images scored)."""
+    return compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
+
+
 def metrics_csv(comp: Comparison) -> bytes:
     """metrics.csv: one row per (model, layer)."""
     return comp.metrics.to_csv(index=False, float_format="%.6g").encode()
@@ -154,6 +180,8 @@ def write_all(comp: Comparison, out_dir: str | Path, selection: tuple[str, list[
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Callable[[], bytes]] = {
         "metrics.csv": lambda: metrics_csv(comp),
+        **({"leaderboard.csv": lambda: leaderboard_csv(comp), "compression.csv": lambda: compression_csv(comp)}
+           if not comp.leaderboard.empty else {}),
         "cka.csv": lambda: cka_csv(comp),
         "cka_debiased.csv": lambda: cka_debiased_csv(comp),
         "cka_intervals.csv": lambda: cka_intervals_csv(comp),

@@ -1,0 +1,128 @@
+"""The leaderboard of cuts: one row per (model, layer) with its accuracy, LogME and what cutting
+there costs; the Pareto front of accuracy against GFLOPs; and the best cut within a budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+LEADERBOARD_COLUMNS = [
+    "model", "layer", "node", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
+    "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto", "compression_k95", "weights",
+]  # fmt: skip
+FEATURE_BYTES_PER_VALUE = 4  # a pooled feature is float32
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What cutting a run at one layer costs (models/cost.py, extraction/latency.py).
+
+    Attributes:
+        params: parameters of the network up to the layer.
+        gflops: one image's forward pass up to the layer, in giga multiply-adds.
+        latency_ms_b1, latency_ms_b32: measured milliseconds per image up to the layer at batch 1
+            and 32 on this machine (None: not measured).
+    """
+
+    params: int
+    gflops: float
+    latency_ms_b1: float | None = None
+    latency_ms_b32: float | None = None
+
+
+def pareto_front(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """(n,) bool: True where no other point is at least as accurate for at most the cost, and better
+    in one of the two (maximise accuracy, minimise cost); NaN accuracy is never on the front."""
+    accuracy, cost = np.asarray(accuracy, dtype=float), np.asarray(cost, dtype=float)
+    on = np.zeros(len(accuracy), dtype=bool)
+    ok = np.flatnonzero(~np.isnan(accuracy) & ~np.isnan(cost))
+    order = ok[np.lexsort((-accuracy[ok], cost[ok]))]  # cheapest first, the most accurate first among equal costs
+    best, best_cost = -np.inf, np.nan
+    for i in order:
+        if accuracy[i] > best or (accuracy[i] == best and cost[i] == best_cost):  # an exact twin of a front point is on it too
+            on[i] = True
+            best, best_cost = accuracy[i], cost[i]
+    return on
+
+
+def leaderboard_table(metrics: pd.DataFrame, costs: dict[tuple[str, str], LayerCost], logme: dict[tuple[str, str], float],
+                      k95: dict[tuple[str, str], int | None], weights: dict[str, str]) -> pd.DataFrame:  # fmt: skip
+    """One row per (model, layer) of `metrics` (metrics.csv's columns), most accurate first.
+
+    Args:
+        metrics: the comparison's metrics table.
+        costs: {(model, layer): LayerCost}.
+        logme: {(model, layer): LogME score}.
+        k95: {(model, layer): the smallest k of the compression curve that keeps 95 % of the accuracy}.
+        weights: {model: the weights it ran with}.
+
+    Returns:
+        A DataFrame with LEADERBOARD_COLUMNS; `pareto` marks the front of probe accuracy against GFLOPs.
+    """
+    rows = []
+    for m in metrics.itertuples(index=False):
+        key = (m.model, m.layer)
+        c = costs.get(key)
+        rows.append({
+            "model": m.model, "layer": m.layer, "node": m.node, "dim": m.dim, "probe_acc": m.probe_acc,
+            "probe_acc_low": m.probe_acc_low, "probe_acc_high": m.probe_acc_high, "knn_acc": m.knn_acc,
+            "logme": logme.get(key), "params": c.params if c else None, "gflops": c.gflops if c else None,
+            "latency_ms_b1": c.latency_ms_b1 if c else None, "latency_ms_b32": c.latency_ms_b32 if c else None,
+            "feature_bytes": int(m.dim) * FEATURE_BYTES_PER_VALUE, "compression_k95": k95.get(key),
+            "weights": weights.get(m.model, ""),
+        })  # fmt: skip
+    board = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
+    board["pareto"] = pareto_front(board["probe_acc"].to_numpy(dtype=float), board["gflops"].to_numpy(dtype=float))
+    return board.sort_values(["probe_acc", "gflops"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def best_cut(board: pd.DataFrame, *, max_gflops: float | None = None, max_latency_ms: float | None = None,
+             max_dim: int | None = None, batch: int = 1) -> pd.Series | None:  # fmt: skip
+    """The most accurate cut within the budgets (the cheapest of equals), or None when none fits.
+
+    Args:
+        board: a leaderboard_table.
+        max_gflops: most GFLOPs per image up to the layer.
+        max_latency_ms: most measured milliseconds per image, at `batch` (1 or 32).
+        max_dim: most feature dimensions.
+        batch: which latency `max_latency_ms` reads.
+    """
+    keep = filter_cuts(board, max_gflops=max_gflops, max_latency_ms=max_latency_ms, max_dim=max_dim, batch=batch)
+    keep = keep[keep["probe_acc"].notna()]
+    if keep.empty:
+        return None
+    return keep.sort_values(["probe_acc", "gflops"], ascending=[False, True], kind="stable").iloc[0]
+
+
+def filter_cuts(board: pd.DataFrame, *, max_gflops: float | None = None, max_latency_ms: float | None = None,
+                max_dim: int | None = None, batch: int = 1) -> pd.DataFrame:  # fmt: skip
+    """The rows of `board` within every budget given (None: no bound on that one)."""
+    if batch not in (1, 32):
+        raise ValueError(f"batch={batch!r}: latency is measured at batch 1 and 32")
+    keep = pd.Series(True, index=board.index)
+    if max_gflops is not None:
+        keep &= board["gflops"] <= max_gflops
+    if max_latency_ms is not None:
+        keep &= board[f"latency_ms_b{batch}"] <= max_latency_ms
+    if max_dim is not None:
+        keep &= board["dim"] <= max_dim
+    return board[keep]
+
+
+def budget_sentence(board: pd.DataFrame, **budget: float | int | None) -> str:
+    """'The most accurate cut under 1 GFLOP and 256 dimensions: mobilenet_v2 at features.14 (0.712, 0.23 GFLOPs).'"""
+    parts = []
+    if budget.get("max_gflops") is not None:
+        parts.append(f"{budget['max_gflops']:g} GFLOPs")
+    if budget.get("max_latency_ms") is not None:
+        parts.append(f"{budget['max_latency_ms']:g} ms per image (batch {budget.get('batch', 1)})")
+    if budget.get("max_dim") is not None:
+        parts.append(f"{budget['max_dim']:g} dimensions")
+    within = f" within {' and '.join(parts)}" if parts else ""
+    row = best_cut(board, **budget)  # type: ignore[arg-type]
+    if row is None:
+        return f"No scored cut fits{within}."
+    return (f"The most accurate cut{within}: {row['model']} at {row['layer']} (probe accuracy {row['probe_acc']:.3f}, "
+            f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions).")  # fmt: skip
