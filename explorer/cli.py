@@ -7,9 +7,16 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
+
 from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
+
+if TYPE_CHECKING:
+    from .config import Limits
+    from .data.datasets import ImageDataset
+    from .store import FeatureCache
 
 log = logging.getLogger("explorer")
 
@@ -104,12 +111,34 @@ def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[Extract
     return DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed), specs, projection, metric
 
 
+def _limits(args: argparse.Namespace) -> Limits:
+    from .config import Limits
+
+    return Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
+                  max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
+
+
+def _cache(args: argparse.Namespace) -> FeatureCache:
+    from .store import FeatureCache
+
+    cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
+    cache.clean_leftovers(partial=False)  # a killed run's stale temporary files; its finished chunks resume
+    return cache
+
+
+def _load(source: str, args: argparse.Namespace, bar: _Bar, cache: FeatureCache, max_images: int | None = None) -> ImageDataset:
+    """A dataset as the command line reads one: headers checked, no thumbnails (extraction decodes each image once)."""
+    from .data.datasets import load_dataset
+
+    return load_dataset(DataSpec(source=source, max_images=max_images, random_state=getattr(args, "seed", 0)),
+                        limits=_limits(args), progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
+                        file_checks_dir=cache.file_checks_dir)  # fmt: skip
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from . import comparison
-    from .config import Limits
-    from .data.datasets import load_dataset
+    from .analysis.leaderboard import budget_sentence
     from .output import export
-    from .store import FeatureCache
 
     spec, specs, projection, metric = analysis_from_args(args)
     engine = None
@@ -120,16 +149,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         engine.start()  # before reading the images: an unreachable cluster is said at once
     bar = _Bar(enabled=not args.quiet)
     t0 = time.perf_counter()
-    limits = Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
-                    max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
-    # no thumbnails: each file's header is checked here, and extraction decodes each image once
-    cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
-    cache.clean_leftovers(partial=False)  # a killed run's stale temporary files; its finished chunks resume
-    dataset = load_dataset(spec, limits=limits, progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
-                           file_checks_dir=cache.file_checks_dir)  # fmt: skip
+    cache = _cache(args)
+    dataset = _load(spec.source, args, bar, cache, spec.max_images)
     try:
-        comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache,
-                                  progress=bar, max_pixels=limits.max_pixels, backend=engine)  # fmt: skip
+        comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache, progress=bar,
+                                  max_pixels=args.max_pixels, backend=engine, leaderboard=not args.no_leaderboard,
+                                  latency=not args.no_latency)  # fmt: skip
         bar.close()
         selection = None
         if args.select:
@@ -144,14 +169,81 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not args.quiet:
         cols = ["model", "layer", "dim", "probe_acc", "knn_acc", "silhouette", "eff_dim"]
         print(comp.metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if not comp.leaderboard.empty:
+            front = comp.leaderboard[comp.leaderboard["pareto"]].sort_values("gflops")
+            print("\nPareto front (probe accuracy against GFLOPs up to the layer):")
+            print(front[["model", "layer", "dim", "probe_acc", "gflops", "latency_ms_b1", "logme"]].to_string(
+                index=False, float_format=lambda v: f"{v:.3g}"))  # fmt: skip
+            budget = {"max_gflops": args.max_gflops, "max_latency_ms": args.max_latency_ms, "max_dim": args.max_dim}
+            print(budget_sentence(comp.leaderboard, **budget))
         print(f"\n{len(comp.dataset)} images, {len(comp.dataset.skipped)} skipped; "
               f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}")  # fmt: skip
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _cmd_cut(args: argparse.Namespace) -> int:
+    from . import cutting
+
+    bar = _Bar(enabled=not args.quiet)
+    cache = _cache(args)
+    dataset = _load(args.data, args, bar, cache)
+    test = _load(args.test_data, args, bar, cache) if args.test_data else None
+    spec = ExtractSpec(model=args.model, weights=args.weights, layers=(args.layer,), pooling=args.pooling,
+                       token_pooling=args.tokens, precision=args.precision, device=args.device,
+                       batch_size=args.batch_size, random_state=args.seed)  # fmt: skip
+    command = "python -m explorer " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    try:
+        got = cutting.make_cut(dataset, spec, args.out, test=test, test_split=args.test_split, cache=cache, progress=bar,
+                               max_pixels=args.max_pixels, command=command)  # fmt: skip
+    finally:
+        bar.close()
+        dataset.close()
+        if test is not None:
+            test.close()
+    m = got.metrics
+    if not args.quiet:
+        print(f"{m['model']} cut at {m['layer']}: {m['dim']} dimensions, {m['gflops']:.3g} GFLOPs, {m['params']:,} parameters")
+        print(f"test accuracy {m['test_accuracy']:.3f} (95 % interval {m['test_accuracy_low']:.3f}-{m['test_accuracy_high']:.3f}) "
+              f"on {m['n_test']} images the head never saw; trained on {m['n_train']}, C = {m['c']:g}")
+        print(f"wrote {', '.join(got.files)} to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import cutting
+    from .fsutil import atomic_write_bytes
+
+    bar = _Bar(enabled=not args.quiet)
+    cache = _cache(args)
+    dataset = _load(args.data, args, bar, cache)
+    try:
+        table = cutting.predict(args.model, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("predicting", d, t))
+    finally:
+        bar.close()
+        dataset.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g").encode())
+    if not args.quiet:
+        failed = int((table["error"] != "").sum())
+        print(f"{len(table)} images, {failed} could not be decoded; wrote {out}")
+        print(table["predicted"][table["error"] == ""].value_counts().to_string())
+    return 0
+
+
+def _add_limits(c: argparse.ArgumentParser) -> None:
     from .config import Limits
 
+    lim = Limits()
+    c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")
+    c.add_argument("--max-file-mb", type=float, default=lim.max_file_bytes / 1024**2, help="largest image file, MB")
+    c.add_argument("--max-pixels", type=int, default=lim.max_pixels, help="largest image, width x height (pixel-bomb guard)")
+    c.add_argument("--max-archive-gb", type=float, default=lim.max_total_bytes / 1024**3, help="most a zip may expand to, GB")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m explorer", description="What the bottleneck layers of pretrained image networks make of your images.")
     p.add_argument("--version", action="version", version=f"explorer {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
@@ -181,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-images", type=int, default=None, help="stratified subsample to at most N images")
     c.add_argument("--select", default=None, help="CLASS or COLUMN=VALUE (labels.csv): where does this selection emerge? "
                    "writes selection_emergence.csv, the selection-vs-rest probe at every layer")
-    lim = Limits()
-    c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")
-    c.add_argument("--max-file-mb", type=float, default=lim.max_file_bytes / 1024**2, help="largest image file, MB")
-    c.add_argument("--max-pixels", type=int, default=lim.max_pixels, help="largest image, width x height (pixel-bomb guard)")
-    c.add_argument("--max-archive-gb", type=float, default=lim.max_total_bytes / 1024**3, help="most a zip may expand to, GB")
+    _add_limits(c)
+    c.add_argument("--no-leaderboard", action="store_true", help="skip LogME, the compression curves and the cost per layer "
+                   "(leaderboard.csv, compression.csv)")
+    c.add_argument("--no-latency", action="store_true", help="leave the measured latency out of the leaderboard (no timed passes)")
+    c.add_argument("--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image")
+    c.add_argument("--max-latency-ms", type=float, default=None, help="... under this many ms per image at batch 1 here")
+    c.add_argument("--max-dim", type=int, default=None, help="... with at most this many feature dimensions")
     c.add_argument("--folds", type=int, default=5, help="stratified folds of the probe")
     c.add_argument("--knn-k", type=int, default=5, help="neighbours that vote in kNN accuracy (1-15)")
     c.add_argument("--probe-c", default="auto", help="auto (cross-validated over 0.01, 0.1, 1, 10 in the first fold, kept for the others) or a fixed inverse regularisation")
@@ -199,6 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--cache-dir", default=None, help="feature cache (default $EXPLORER_CACHE_DIR or ~/.cache/bottleneck-explorer)")
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    k = sub.add_parser("cut", help="train a head on one layer and export the network up to it: cut.pt2 (torch.export), "
+                       "preprocess.json, labels.json, metrics.json, model_card.md")
+    k.add_argument("--data", default="sample:clothing", help="labelled images to train on: folder, .zip, or sample:NAME")
+    k.add_argument("--model", default="mobilenet_v2", help="one model of any source (as compare)")
+    k.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a file")
+    k.add_argument("--layer", required=True, help="the layer to cut at (`layers --model M` lists them)")
+    k.add_argument("--test-data", default=None, help="labelled images to test on (then every --data image trains)")
+    k.add_argument("--test-split", type=float, default=0.2, help="without --test-data: the share of each class held out to test")
+    k.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
+    k.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")
+    k.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"],
+                   help="of the training features (fp32: as the exported program runs)")
+    k.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    k.add_argument("--batch-size", type=int, default=32)
+    k.add_argument("--seed", type=int, default=0, help="the split, the inner cross-validation, a random init")
+    k.add_argument("--cache-dir", default=None, help="feature cache (as compare)")
+    k.add_argument("--out", required=True, help="the folder to write the cut into")
+    k.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    _add_limits(k)
+    r = sub.add_parser("predict", help="run an exported cut on new images: predictions.csv (file, predicted, probability)")
+    r.add_argument("--model", required=True, help="a folder written by `cut`")
+    r.add_argument("--data", required=True, help="images: folder, .zip, or sample:NAME (labels are not needed)")
+    r.add_argument("--out", default="predictions.csv", help="the CSV to write")
+    r.add_argument("--cache-dir", default=None, help="where reading a folder's files is remembered (as compare)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    _add_limits(r)
     return p
 
 
@@ -208,10 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure()
     args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .extraction.extractor import Cancelled
 
-    commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare}
+    commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare, "cut": _cmd_cut, "predict": _cmd_predict}
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as exc:

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -105,6 +105,20 @@ class ImageDataset:
             thumbnails=tuple(self.thumbnails[i] for i in keep) if self.thumbnails else (),
             metadata={c: tuple(v[i] for i in keep) for c, v in self.metadata.items()},
             skipped=self.skipped + tuple(Skipped(self.items[i].name, why) for i, why in sorted(rows.items())),
+            _tempdir=None,
+        )
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> ImageDataset:
+        """The images at `rows` (in that order), their labels and metadata, as a dataset of their own
+        (its content hash is theirs); the files unpacked for this dataset stay this dataset's to close."""
+        rows = [int(i) for i in rows]
+        return replace(
+            self,
+            items=tuple(self.items[i] for i in rows),
+            labels=tuple(self.labels[i] for i in rows) if self.labels is not None else None,
+            hashes=tuple(self.hashes[i] for i in rows),
+            thumbnails=tuple(self.thumbnails[i] for i in rows) if self.thumbnails else (),
+            metadata={c: tuple(v[i] for i in rows) for c, v in self.metadata.items()},
             _tempdir=None,
         )
 

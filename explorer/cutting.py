@@ -1,0 +1,200 @@
+"""A chosen cut taken away: the network up to one layer with a trained head, exported as files
+that run with torch alone and tested on images the head never saw (`cut`); and such a cut run
+on new images (`predict`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .analysis.head import Head, train_head
+from .analysis.uncertainty import accuracy_interval
+from .config import ExtractSpec
+from .data.datasets import ImageDataset
+from .extraction.backend import StageProgress
+from .extraction.layer_features import extract_features
+from .models.preprocess import Preprocess
+from .output import cut_files
+from .store import FeatureCache
+
+log = logging.getLogger(__name__)
+
+PREDICT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class CutResult:
+    """What `make_cut` wrote: the folder's files, the numbers of metrics.json, and the test images'
+    predictions by the exported program."""
+
+    files: dict[str, Path]
+    metrics: dict[str, Any]
+    test_predictions: pd.DataFrame
+    head: Head
+    test: ImageDataset
+
+
+def split_rows(labels: list[str] | tuple[str, ...], test_split: float, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows): a stratified split with `test_split` of each class held out.
+
+    Raises:
+        ValueError: a fraction outside (0, 1), or too few images of a class to hold any out.
+    """
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    if not 0 < test_split < 1:
+        raise ValueError(f"--test-split {test_split!r} is not a fraction between 0 and 1 (0.2 holds out a fifth)")
+    y = np.asarray(labels)
+    counts = pd.Series(y).value_counts()
+    if counts.min() < 2:
+        raise ValueError(f"class {counts.idxmin()!r} has {counts.min()} image: a stratified split needs 2 of each class; "
+                         "give --test-data FOLDER instead")  # fmt: skip
+    cv = StratifiedShuffleSplit(n_splits=1, test_size=test_split, random_state=random_state)
+    train, test = next(cv.split(np.zeros(len(y)), y))
+    return np.sort(train), np.sort(test)
+
+
+def run_program(module: Any, transform: Any, dataset: ImageDataset, classes: list[str], *, max_pixels: int,
+                progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:  # fmt: skip
+    """The exported program's predictions for every image of `dataset`: one decode each (the one
+    image loader, its limits), the preprocessing, batches of PREDICT_BATCH. An image that cannot
+    be decoded gets an empty prediction and its reason."""
+    import torch
+
+    pre = Preprocess(transform)
+    rows: list[dict[str, Any]] = []
+    items = dataset.items
+    for start in range(0, len(items), PREDICT_BATCH):
+        part = items[start : start + PREDICT_BATCH]
+        decoded = [pre.decode(it.read_bytes, max_pixels) for it in part]
+        good = [i for i, (t, _) in enumerate(decoded) if t is not None]
+        probs = np.zeros((len(part), len(classes)), dtype=np.float32)
+        if good:
+            with torch.no_grad():
+                logits = module(pre.batch(decoded[i][0] for i in good))
+            probs[good] = torch.softmax(logits.float(), dim=1).numpy()
+        for i, it in enumerate(part):
+            why = decoded[i][1]
+            top = int(probs[i].argmax())
+            rows.append({"file": it.name, "predicted": "" if why else classes[top],
+                         "probability": np.nan if why else float(probs[i, top]), "error": why or ""})  # fmt: skip
+        if progress:
+            progress(min(start + PREDICT_BATCH, len(items)), len(items))
+    return pd.DataFrame(rows, columns=["file", "predicted", "probability", "error"])
+
+
+def predict(folder: str | Path, dataset: ImageDataset, *, max_pixels: int = 64_000_000,
+            progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Run an exported cut on new images: file, predicted, probability (and error, where an image
+    could not be decoded), decoded and preprocessed as the cut's preprocess.json says."""
+    cut = cut_files.load_cut(folder)
+    return run_program(cut.module, cut_files.transform_from(cut.preprocess), dataset, cut.classes,
+                       max_pixels=max_pixels, progress=progress)  # fmt: skip
+
+
+def make_cut(
+    dataset: ImageDataset,
+    spec: ExtractSpec,
+    out: str | Path,
+    *,
+    test: ImageDataset | None = None,
+    test_split: float = 0.2,
+    cache: FeatureCache | None = None,
+    progress: StageProgress | None = None,
+    max_pixels: int = 64_000_000,
+    command: str = "",
+) -> CutResult:
+    """Train a head on one layer of one model and export the cut network with it.
+
+    Args:
+        dataset: labelled images: all of them train the head when `test` is given, else a
+            stratified `1 - test_split` of them.
+        spec: the model, its weights and exactly one layer (pooling as the features).
+        out: the folder to write the cut into.
+        test: images to test on (their classes among the training classes), or None to hold
+            out `test_split` of `dataset`.
+        test_split: the share of each class held out when `test` is None.
+        cache: the feature store (the training features come from it where cached).
+        progress: called with (stage, done, total).
+        max_pixels: pixel-bomb limit for decoding.
+        command: the command line, for the model card.
+
+    Returns:
+        A CutResult.
+
+    Raises:
+        ValueError: no labels, not exactly one layer, an unsplittable dataset, a preprocessing
+            that preprocess.json cannot say.
+    """
+    import torch
+
+    from .models import layers as layers_mod
+    from .models.cost import cut_costs
+    from .models.sources import canonical, source_of
+    from .models.truncate import truncated
+
+    if dataset.labels is None:
+        raise ValueError(f"{dataset.source!r} has no labels: a cut's head is trained on labelled images (class folders or labels.csv)")
+    if len(spec.layers) != 1:
+        raise ValueError(f"a cut is at one layer; got {len(spec.layers)} ({', '.join(spec.layers) or 'none'}): give --layer NODE")
+    cache = cache or FeatureCache()
+    spec = spec.replace(model=canonical(spec.model))
+    if test is None:
+        train_rows, test_rows = split_rows(dataset.labels, test_split, spec.random_state)
+        train_ds, test_ds = dataset.take(train_rows), dataset.take(test_rows)
+        train_source = f"{1 - test_split:.0%} of {dataset.source}, stratified"
+        test_source = f"the other {test_split:.0%} of {dataset.source}"
+    else:
+        train_ds, test_ds, train_source, test_source = dataset, test, dataset.source, test.source
+        if test.labels is None:
+            raise ValueError(f"--test-data {test.source!r} has no labels: the test accuracy needs them")
+    run = extract_features(train_ds, spec, cache=cache, progress=progress, max_pixels=max_pixels)
+    layer = spec.layers[0]
+    feats = run.features[layer]
+    keep = np.array([i for i in range(len(train_ds)) if i not in run.unreadable], dtype=np.int64)
+    labels = [train_ds.labels[i] for i in keep]  # type: ignore[index]
+    if progress:
+        progress("training the head", 0, 1)
+    head: Head = train_head(np.asarray(feats[keep]), labels, random_state=spec.random_state)
+    unseen = sorted(set(test_ds.labels or ()) - set(head.classes))
+    if unseen:
+        raise ValueError(f"the test images have classes the training images lack: {', '.join(unseen[:5])}")
+    src = source_of(spec.model)
+    weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+    transform = src.transform(spec.model, weights)
+    pre = cut_files.preprocess_json(transform)  # before minutes of export: a preprocessing it cannot say stops here
+    node = run.nodes[layer]
+    if progress:
+        progress("exporting the cut", 0, 1)
+    with torch.device("cpu"):
+        features = truncated(spec.model, src.build(spec.model, weights), node, input_size=run.profile.input_size,
+                             pooling=spec.pooling, token_pooling=run.spec.token_pooling)  # fmt: skip
+        program = cut_files.export_program(features, head.weight, head.bias, run.profile.input_size)
+    predictions = run_program(program.module(), cut_files.transform_from(pre), test_ds, list(head.classes), max_pixels=max_pixels,
+                              progress=(lambda d, t: progress("testing the cut", d, t)) if progress else None)  # fmt: skip
+    decoded = predictions["error"] == ""
+    truth = np.asarray(test_ds.labels)[decoded.to_numpy()]
+    correct = predictions.loc[decoded, "predicted"].to_numpy() == truth
+    low, high = accuracy_interval(correct, random_state=spec.random_state)
+    cost = cut_costs(spec.model, [node])[node]
+    counts = pd.Series(labels).value_counts()
+    info = run.profile[node]
+    metrics = {
+        "model": spec.model, "layer": layer, "node": node, "weights": run.weights.name, "dim": int(feats.shape[1]),
+        "pooling": f"{spec.pooling}-pooled" if info.layout != "tokens" else f"{run.spec.token_pooling}-token-pooled",
+        "input_size": run.profile.input_size, "params": cost.params, "gflops": cost.gflops,
+        "classes": list(head.classes), "c": head.c, "n_train": head.n_train, "n_test": int(decoded.sum()),
+        "n_test_unreadable": int((~decoded).sum()), "test_accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "test_accuracy_low": low, "test_accuracy_high": high, "chance_accuracy": float(counts.max() / counts.sum()),
+        "train_source": train_source, "test_source": test_source, "preprocess": pre, "random_state": spec.random_state,
+    }  # fmt: skip
+    card = cut_files.model_card(metrics, command)
+    files = cut_files.write_cut(Path(out), program, pre, list(head.classes), metrics, card)
+    log.info("cut %s at %s: test accuracy %.3f on %d images", spec.model, layer, metrics["test_accuracy"], metrics["n_test"])
+    return CutResult(files, metrics, predictions, head, test_ds)
