@@ -17,7 +17,8 @@ from .analysis.head import Head, train_head
 from .analysis.uncertainty import accuracy_interval
 from .config import ExtractSpec
 from .data.datasets import ImageDataset
-from .extraction.backend import StageProgress
+from .extraction.backend import ShouldStop, StageProgress
+from .extraction.extractor import Cancelled
 from .extraction.layer_features import extract_features
 from .models.preprocess import Preprocess
 from .output import cut_files
@@ -38,6 +39,11 @@ class CutResult:
     test_predictions: pd.DataFrame
     head: Head
     test: ImageDataset
+
+
+def _check(should_stop: ShouldStop | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled("the cut was cancelled")
 
 
 def split_rows(labels: list[str] | tuple[str, ...], test_split: float, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +115,7 @@ def make_cut(
     progress: StageProgress | None = None,
     max_pixels: int = 64_000_000,
     command: str = "",
+    should_stop: ShouldStop | None = None,
 ) -> CutResult:
     """Train a head on one layer of one model and export the cut network with it.
 
@@ -124,6 +131,7 @@ def make_cut(
         progress: called with (stage, done, total).
         max_pixels: pixel-bomb limit for decoding.
         command: the command line, for the model card.
+        should_stop: polled between batches and stages; True raises Cancelled.
 
     Returns:
         A CutResult.
@@ -154,7 +162,8 @@ def make_cut(
         train_ds, test_ds, train_source, test_source = dataset, test, dataset.source, test.source
         if test.labels is None:
             raise ValueError(f"--test-data {test.source!r} has no labels: the test accuracy needs them")
-    run = extract_features(train_ds, spec, cache=cache, progress=progress, max_pixels=max_pixels)
+    run = extract_features(train_ds, spec, cache=cache, progress=progress, max_pixels=max_pixels, should_stop=should_stop)
+    _check(should_stop)
     layer = spec.layers[0]
     feats = run.features[layer]
     keep = np.array([i for i in range(len(train_ds)) if i not in run.unreadable], dtype=np.int64)
@@ -176,6 +185,7 @@ def make_cut(
         features = truncated(spec.model, src.build(spec.model, weights), node, input_size=run.profile.input_size,
                              pooling=spec.pooling, token_pooling=run.spec.token_pooling)  # fmt: skip
         program = cut_files.export_program(features, head.weight, head.bias, run.profile.input_size)
+    _check(should_stop)
     predictions = run_program(program.module(), cut_files.transform_from(pre), test_ds, list(head.classes), max_pixels=max_pixels,
                               progress=(lambda d, t: progress("testing the cut", d, t)) if progress else None)  # fmt: skip
     decoded = predictions["error"] == ""

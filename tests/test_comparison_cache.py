@@ -61,6 +61,7 @@ def test_cached_layers_do_not_touch_the_model(tmp_path: Path, monkeypatch: pytes
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3", "flatten"))
     first = comparison.extract_features(ds, spec, cache=cache)
     assert first.computed == 40
+    comparison.compare(ds, [spec], projection=ProjectionSpec(method="none"), cache=cache)  # times the cuts once (cached)
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("the model was built although every layer was cached")
@@ -112,12 +113,15 @@ def test_a_damaged_result_file_is_recomputed(tmp_path: Path) -> None:
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",))
     first = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     results = sorted((tmp_path / "c" / "results").rglob("*.npz"))
-    assert len(results) == 5  # graph, scores, projection, similarity, the (empty) record of undecodable images
+    # graph, scores, projection, similarity, the (empty) record of undecodable images; LogME, the compression curve, the latency
+    assert len(results) == 8
     for p in results:
         p.write_bytes(b"PK\x03\x04 not really a zip")  # BadZipFile on reading
     again = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     pd.testing.assert_frame_equal(first.metrics, again.metrics)
     np.testing.assert_allclose(first.panels()["features.3"], again.panels()["features.3"], atol=1e-5)
+    same = ["model", "layer", "logme", "params", "gflops", "compression_k95"]  # the latency is timed again: not equal
+    pd.testing.assert_frame_equal(first.leaderboard[same], again.leaderboard[same])
 
 
 def test_names_stay_as_asked_in_every_output(tmp_path: Path) -> None:
@@ -204,11 +208,11 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
         return len(list((tmp_path / "c" / "results").rglob("*.npz")))
 
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 5  # graph, scores, projection, similarity, the record of undecodable images
+    assert results() == 8  # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency
     change_code(monkeypatch, request, "explorer.analysis.probe")  # as an upgrade that changes the probe would
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 6  # new scores only: the graph, projection and similarity do not depend on the probe
+    assert results() == 10  # new scores and compression curve only: the rest does not depend on the probe
     real = cached_runs.analysis_versions
     monkeypatch.setattr(cached_runs, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 10  # a library upgrade recomputes everything derived from the features
+    assert results() == 16  # a library upgrade recomputes everything derived from the features (the latency is torch's)

@@ -10,7 +10,9 @@ import pandas as pd
 from .. import __version__
 from ..analysis.emergence import Emergence
 from ..comparison import Comparison, ModelRun
-from . import class_figures, figures
+from ..analysis.compression import CURVE_ROWS, keeps_sentence
+from ..analysis.leaderboard import budget_sentence
+from . import class_figures, cut_figures, figures
 
 _CSS = """
 body{font-family:Inter,system-ui,sans-serif;margin:0;background:#f8f9fa;color:#212529}
@@ -135,6 +137,60 @@ def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
     return f"<h2>Where the selection emerges: {html.escape(query)}</h2>" + "".join(parts)
 
 
+LEADERBOARD_NOTE = (
+    "Each point is a cut: the network up to that layer of that model. Its cost is the parameters and GFLOPs (multiply-adds) "
+    "of that network for one image, and its latency here, measured up to the layer at batch 1 and 32; its accuracy is the "
+    "linear probe's, with the 95 % bootstrap interval. A cut is on the Pareto front when no other cut is at least as "
+    "accurate for fewer GFLOPs. LogME (You et al. 2021) is a training-free second opinion: the evidence of a linear model "
+    "from the layer to the labels, per image; higher is better. leaderboard.csv has every number."
+)
+COMPRESSION_NOTE = (
+    "The probe refitted on only the top k principal components of each layer's standardised features (found on each "
+    "fold's training images), against a random projection to k dimensions as a control; the dotted line is 95 % of the "
+    f"layer's accuracy. Scored on at most {CURVE_ROWS:,} images (a stratified sample), at the layer's own C; compression.csv has every point."
+)
+LEADERBOARD_SHOWN = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
+                     "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "compression_k95", "pareto"]  # fmt: skip
+
+
+def _leaderboard_html(comp: Comparison) -> str:
+    """The leaderboard: the front figure, the best cut within a few budgets, and the table."""
+    board = comp.leaderboard
+    if board.empty:
+        return ""
+    budgets = [{}, {"max_gflops": 1.0}, {"max_dim": 256}]
+    answers = "".join(f"<li>{html.escape(budget_sentence(board, **b))}</li>" for b in budgets)
+    table = board[LEADERBOARD_SHOWN].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", escape=True)
+    return (f"<h2>Choose a cut</h2><div class=card>{_fig_html(cut_figures.pareto(board))}<p>{html.escape(LEADERBOARD_NOTE)}</p>"
+            f"<ul>{answers}</ul>{table}</div>")  # fmt: skip
+
+
+def compression_curves(comp: Comparison, run: ModelRun) -> dict:
+    """{layer: (ks, probe accuracy on the top k components, on a random projection)} of a run's scored layers."""
+    out = {}
+    for layer in run.features:
+        curve = comp.compression.get(run.key(layer, comp.multi))
+        if curve is not None:
+            out[layer] = (curve.ks, curve.pca_acc, curve.random_acc)
+    return out
+
+
+def compression_sentences(comp: Comparison, run: ModelRun) -> list[str]:
+    """One sentence per scored layer: the smallest k that keeps 95 % of its accuracy."""
+    return [keeps_sentence(layer, c) for layer in run.features if (c := comp.compression.get(run.key(layer, comp.multi))) is not None]
+
+
+def _compression_html(comp: Comparison) -> str:
+    parts = []
+    for run in comp.runs:
+        curves = compression_curves(comp, run)
+        if curves:
+            fig = cut_figures.compression(curves, f"What survives compression — {run.label}")
+            said = "".join(f"<li>{html.escape(s)}</li>" for s in compression_sentences(comp, run))
+            parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(COMPRESSION_NOTE)}</p><ul>{said}</ul></div>")
+    return ("<h2>The compression curve</h2>" + "".join(parts)) if parts else ""
+
+
 def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> str:
     """The report as one HTML string; with `selection` (its query and rows), where it emerges."""
     from plotly.offline import get_plotlyjs
@@ -151,6 +207,8 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
     scored = not comp.metrics["probe_acc"].isna().all()
     parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}"
                  + (f"<p>{html.escape(INTERVALS_NOTE)}</p>" if scored else "") + "".join(noise) + "</div>")  # fmt: skip
+    parts.append(_leaderboard_html(comp))
+    parts.append(_compression_html(comp))
     names, sim = comp.cka_names, comp.similarity
     for kind, matrix in (("cka", comp.cka), ("cka_debiased", sim.cka_debiased), ("overlap", comp.overlap)):
         interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None else None

@@ -20,6 +20,7 @@ from ..config import DataSpec, ProjectionSpec
 from ..data.datasets import ImageDataset, load_dataset
 from ..store import FeatureCache
 from . import budget, reproduce, sidebar, state, views
+from .cut_view import CutExport, cut_job
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 from .text import plain
 
@@ -188,6 +189,23 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
     state.write({**also, "submitted_job": job.id, "notice": state.DELETE})
 
 
+def export_cut(model: str, layer: str) -> None:
+    """The "Export this cut" button's callback: queue the export of the shown result's cut of
+    `model` at `layer`, or say why not."""
+    result: Result | None = st.session_state.get("result")
+    if result is None:
+        return
+    try:
+        fn = cut_job(result.comparison, model, layer, result.inputs.data, CACHE, sidebar.MODE.limits)
+        job = QUEUE.submit(_session_id(), fn, None, client=_client())
+    except (AlreadyRunning, QueueFull) as exc:
+        st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
+        return
+    st.session_state["submitted_job"] = job.id
+    st.session_state.pop("notice", None)
+    st.session_state.pop("cut_export", None)
+
+
 def progress_panel() -> None:
     """This session's job: while it waits or runs, a panel that polls it (queue position or
     progress, and a Cancel button); once it ended, its outcome.
@@ -231,7 +249,7 @@ def _collect(job: Job) -> bool:
     result = QUEUE.take(job)  # the session holds it now; the queue forgets the job
     values: dict = {"seen_job": job.id}
     if job.state == "done":
-        values["result"] = result
+        values["cut_export" if isinstance(result, CutExport) else "result"] = result
     elif job.state == "failed":
         values["notice"] = job.error[:1].upper() + job.error[1:] + ("" if job.error.endswith(".") else ".")
     elif job.state == "cancelled":
@@ -275,7 +293,7 @@ def _wait_briefly(seconds: float = 4.0) -> None:
 
 def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
     """Whether the sidebar asks for something other than the results on screen (uploads aside)."""
-    fields = ("data", "max_images", "extract", "projection", "second_model", "random_baseline")
+    fields = ("data", "max_images", "extract", "projection", "other_models", "random_baseline")
     return any(getattr(now, f) != getattr(shown, f) for f in fields) and not now.data.startswith("upload:")
 
 
@@ -322,5 +340,6 @@ def render() -> None:
                 "Layers already extracted come from the cache.", icon="ℹ️")  # fmt: skip
     st.query_params.from_dict(reproduce.share_params(result.inputs))
     t0 = time.perf_counter()
-    views.render(result.comparison, result.inputs)
+    can_export = not result.inputs.data.startswith("upload:")  # an upload is deleted after its analysis
+    views.render(result.comparison, result.inputs, export_cut if can_export else None)
     log.debug("views rendered in %.2f s", time.perf_counter() - t0)

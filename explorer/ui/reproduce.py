@@ -11,7 +11,7 @@ from . import cached, sidebar
 UPLOAD_PLACEHOLDER = "YOUR_FOLDER_OR_ZIP"  # an upload is not on the server: the command names your copy
 
 
-def _second_model_weights(model: str) -> str:
+def _other_model_weights(model: str) -> str:
     """Pretrained where its weights are on this machine, else a random-init baseline."""
     return "auto" if cached.model_availability(model) == "offline" else "none"
 
@@ -22,9 +22,8 @@ def analysis(inputs: sidebar.Inputs, source: str) -> tuple[DataSpec, list[Extrac
     specs = [inputs.extract]
     if inputs.random_baseline and inputs.extract.weights != "none":
         specs.append(inputs.extract.replace(weights="none"))
-    if inputs.second_model:
-        specs.append(ExtractSpec(model=inputs.second_model, weights=_second_model_weights(inputs.second_model),
-                                 pooling=inputs.extract.pooling))  # fmt: skip
+    for other in inputs.other_models:
+        specs.append(ExtractSpec(model=other, weights=_other_model_weights(other), pooling=inputs.extract.pooling))
     return DataSpec(source=source, max_images=inputs.max_images), specs, inputs.projection, MetricSpec()
 
 
@@ -33,10 +32,10 @@ def cli_args(inputs: sidebar.Inputs) -> list[str]:
     data = UPLOAD_PLACEHOLDER if inputs.data.startswith("upload:") else inputs.data
     ex, pr = inputs.extract, inputs.projection
     models, weights = [ex.model], [ex.weights]
-    if inputs.second_model:
-        models.append(inputs.second_model)
-        weights.append(_second_model_weights(inputs.second_model))
-    layers = ",".join(ex.layers) if not inputs.second_model else ",".join(f"{ex.model}:{n}" for n in ex.layers)
+    for other in inputs.other_models:
+        models.append(other)
+        weights.append(_other_model_weights(other))
+    layers = ",".join(ex.layers) if not inputs.other_models else ",".join(f"{ex.model}:{n}" for n in ex.layers)
     args = ["--data", data, "--model", ",".join(models), "--weights", weights[0] if len(set(weights)) == 1 else ",".join(weights),
             "--layers", layers or "auto", "--pooling", ex.pooling, "--projection", pr.method,
             "--components", str(pr.n_components), "--n-neighbors", str(pr.n_neighbors), "--min-dist", str(pr.min_dist),
@@ -66,8 +65,8 @@ def share_params(inputs: sidebar.Inputs) -> dict[str, str]:
          "max_images": str(inputs.max_images or 0)}  # fmt: skip
     if ex.layers:
         p["layers"] = ",".join(ex.layers)
-    if inputs.second_model:
-        p["second_model"] = inputs.second_model
+    if inputs.other_models:
+        p["other_models"] = ",".join(inputs.other_models)
     if ex.weights not in ("auto", "none") and sidebar.MODE.server_paths:  # a checkpoint file: a path on this machine
         p["checkpoint"] = ex.weights
     if inputs.random_baseline:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ..comparison import Comparison
-from ..output import class_figures, figures, report
+from ..output import class_figures, cut_figures, figures, report
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -65,6 +65,23 @@ def separability_tab(comp: Comparison) -> None:
         right.plotly_chart(class_figures.confusion(comp.scores[k].confusion, comp.dataset.classes, f"Probe confusion — {k}"),
                            config=PLOT_CONFIG, key="cm_chart")  # fmt: skip
     _class_pairs(comp)
+    _compression(comp)
+
+
+def _compression(comp: Comparison) -> None:
+    """The compression curve of each layer of one model, and the smallest k that keeps 95 % of it."""
+    scored = {r.label: r for r in comp.runs if report.compression_curves(comp, r)}
+    if not scored:
+        return
+    st.markdown("#### What survives compression")
+    labels = list(scored)
+    label = st.radio("Model", labels, horizontal=True, key="compression_model") if len(labels) > 1 else labels[0]
+    run = scored.get(label, scored[labels[0]])
+    st.plotly_chart(cut_figures.compression(report.compression_curves(comp, run), f"The probe on k dimensions — {run.label}"),
+                    config=PLOT_CONFIG, key="compression_chart")  # fmt: skip
+    st.caption(report.COMPRESSION_NOTE)
+    for sentence in report.compression_sentences(comp, run):
+        st.markdown(f"- {plain(sentence)}")
 
 
 def _class_pairs(comp: Comparison) -> None:

@@ -34,7 +34,7 @@ class Inputs:
     max_images: int | None
     extract: ExtractSpec
     projection: ProjectionSpec
-    second_model: str | None
+    other_models: tuple[str, ...]  # more models to compare, each with its default layers
     random_baseline: bool
     align: bool
     notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
@@ -247,13 +247,14 @@ def render() -> Inputs:
         pooling = st.selectbox("Pooling of feature maps", poolings, index=poolings.index(q_pool) if q_pool in poolings else 0, key="pooling",
                                help="How a C×H×W map becomes one vector: average, max, or both concatenated.")  # fmt: skip
         names = cached.model_names(offline_weights_only=not MODE.downloads)
-        q_second = canonical(_query("second_model", "(none)"))
-        second_options = ["(none)"] + names + ([q_second] if q_second not in names and _may_name(q_second) else [])
-        second = st.selectbox("Compare with a second model", second_options, key="second_model",
-                              index=second_options.index(q_second) if q_second in second_options else 0,
-                              accept_new_options=MODE.name == "local",
-                              help="Any source: a torchvision CNN against a timm ViT, say. Its default layers are "
-                                   "added; curves share one chart, CKA and neighbourhood overlap span both.")  # fmt: skip
+        # a link's other_models=a,b (second_model=a, as links named one before)
+        q_other = [canonical(m) for m in (_query("other_models", "") or _query("second_model", "")).split(",") if m.strip()]
+        q_other = list(dict.fromkeys(m for m in q_other if m != "(none)" and m != model and (m in names or _may_name(m))))
+        others = st.multiselect("Compare with other models", names + [m for m in q_other if m not in names], default=q_other,
+                                key="other_models", accept_new_options=MODE.name == "local",
+                                help="Any number, from any source: a torchvision CNN against a timm ViT and a DINOv2, say. "
+                                     "Each adds its default layers; curves share one chart, CKA and neighbourhood "
+                                     "overlap span them all, and Choose a cut ranks every (model, layer).")  # fmt: skip
         baseline = st.checkbox("Add a random-weights baseline", key="baseline", value=_query("baseline", "0") == "1",
                                help="The same model with random weights, as a dashed curve.")  # fmt: skip
 
@@ -276,5 +277,5 @@ def render() -> Inputs:
     extract = ExtractSpec(model=model, weights=weights, layers=tuple(chosen), pooling=pooling)
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
                                 min_dist=min_dist, perplexity=perplexity)  # fmt: skip
-    second_model = None if second == "(none)" else canonical(second)
-    return Inputs(data, upload, max_images, extract, projection, second_model, baseline, align, tuple(notices))
+    other_models = tuple(dict.fromkeys(canonical(m) for m in others if canonical(m) != model))
+    return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices))

@@ -4,6 +4,7 @@ separability_view.py and similarity_view.py hold the others)."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import numpy as np
@@ -18,6 +19,7 @@ from .images import image_grid
 from .plots import PLOT_CONFIG
 from .projections_view import projections_tab
 from .separability_view import separability_tab
+from .cut_view import cut_tab
 from .similarity_view import similarity_tab
 from .text import code
 
@@ -70,7 +72,8 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     # Files are made when clicked (callables), not on every rerun, and not kept in session memory.
     selection = _asked_selection(comp)
     files = [
-        ("metrics.csv", export.metrics_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
+        ("metrics.csv", export.metrics_csv, "text/csv"), ("leaderboard.csv", export.leaderboard_csv, "text/csv"),
+        ("compression.csv", export.compression_csv, "text/csv"), ("cka.csv", export.cka_csv, "text/csv"),
         ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"), ("cka_intervals.csv", export.cka_intervals_csv, "text/csv"),
         ("neighbour_overlap.csv", export.neighbour_overlap_csv, "text/csv"), ("movers.csv", export.movers_csv, "text/csv"),
         ("class_pairs.csv", export.class_pairs_csv, "text/csv"),
@@ -93,15 +96,17 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     st.code(reproduce.cli_command(inputs), language="bash")
 
 
-VIEWS = ("Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export")
+VIEWS = ("Projections", "Separability", "Choose a cut", "Layer similarity", "Architecture", "Dataset", "Export")
 
 
-def render(comp: Comparison, inputs: sidebar.Inputs) -> None:
-    """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view)."""
+def render(comp: Comparison, inputs: sidebar.Inputs, export_cut: Callable[[str, str], None] | None = None) -> None:
+    """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view).
+    `export_cut(model, layer)` queues a cut's export (None: not offered)."""
     align = bool(getattr(inputs, "align", True))
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     draw = {
         "Projections": lambda: projections_tab(comp, align), "Separability": lambda: separability_tab(comp),
+        "Choose a cut": lambda: cut_tab(comp, export_cut),
         "Layer similarity": lambda: similarity_tab(comp, align), "Architecture": lambda: architecture_tab(comp),
         "Dataset": lambda: dataset_tab(comp), "Export": lambda: export_tab(comp, inputs),
     }  # fmt: skip

@@ -66,13 +66,15 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     comp = result.comparison
     assert comp.dataset.source == "sample:clothing" and len(comp.dataset) == 400
     assert comp.runs[0].weights.kind == "pretrained"
-    assert [t.label for t in app.tabs] == ["Projections", "Separability", "Layer similarity", "Architecture", "Dataset", "Export"]
+    assert [t.label for t in app.tabs] == ["Projections", "Separability", "Choose a cut", "Layer similarity", "Architecture",
+                                           "Dataset", "Export"]  # fmt: skip
     assert app.text_input(key="find") is not None  # the projections view is open first
     assert not _charts(app)  # ...and only it: the other views' plotly figures are not built
     _open_view(app, "Separability")
     # separability, per-class accuracy, confusion, where each pair of classes comes apart, the confusions along
-    # depth; the tables
-    assert len(_charts(app)) == 5 and len(app.dataframe) >= 2
+    # depth, the compression curves; the tables
+    assert len(_charts(app)) == 6 and len(app.dataframe) >= 2
+    _check_compression(app, comp)
     assert app.selectbox(key="cm_layer").value == "flatten"
     comp = app.session_state["result"].comparison
     hardest = next(d.value for d in app.dataframe if "confused" in d.value.columns)
@@ -126,6 +128,61 @@ def _check_intervals_and_controls(app: AppTest, comp) -> None:  # type: ignore[n
 
     said = [w.value for w in app.warning]
     assert all(plain(n) in said for r in comp.runs for n in comp.noise_notes(r))
+
+
+def _check_compression(app: AppTest, comp) -> None:  # type: ignore[no-untyped-def]
+    """The compression chart draws compression.csv's curves, and a sentence per layer says its smallest k."""
+    from explorer.output import export
+
+    fig = json.loads(next(e for e in _charts(app) if "The probe on k dimensions" in str(e.proto.spec)).proto.spec)
+    table = export.compression_table(comp)
+    pca = [t for t in fig["data"] if t["name"] == "top-k principal components"]
+    rnd = [t for t in fig["data"] if t["name"] == "random projection (control)"]
+    layers = list(comp.runs[0].features)
+    assert len(pca) == len(rnd) == len(layers)
+    for layer, p, r in zip(layers, pca, rnd):
+        rows = table[table["layer"] == layer]
+        assert np.allclose(_array(p["x"]), rows["k"]) and np.allclose(_array(p["y"]), rows["probe_acc"])
+        assert np.allclose(_array(r["y"]), rows["random_projection_acc"])
+        assert rows["k"].iloc[-1] == comp.scores[layer].dim
+    from explorer.output.report import compression_sentences
+    from explorer.ui.text import plain
+
+    said = [m.value for m in app.markdown]
+    sentences = compression_sentences(comp, comp.runs[0])
+    assert len(sentences) == len(layers) and all("principal components keep 95 %" in t for t in sentences)
+    assert all(any(plain(t) in m for m in said) for t in sentences)
+
+
+def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
+    from explorer.analysis.leaderboard import budget_sentence
+    from explorer.ui.text import plain
+
+    _open_view(app, "Choose a cut")
+    comp = app.session_state["result"].comparison
+    board = next(d.value for d in app.dataframe if "gflops" in d.value.columns)
+    assert len(board) == len(comp.leaderboard) == len(comp.metrics)
+    assert board["probe_acc"].is_monotonic_decreasing  # the most accurate cut first
+    assert (board["gflops"] > 0).all() and board["latency_ms_b1"].notna().all() and board["logme"].notna().all()
+    pareto = json.loads(next(e for e in _charts(app) if "Accuracy against cost" in str(e.proto.spec)).proto.spec)
+    assert pareto["layout"]["xaxis"]["type"] == "log"
+    assert any(t["name"] == "Pareto front" for t in pareto["data"])
+    assert any(plain(budget_sentence(comp.leaderboard)) in s.value for s in app.success)
+    app.number_input(key="budget_dim").set_value(128)
+    app.run()
+    assert any(plain(budget_sentence(comp.leaderboard, max_dim=128)) in s.value for s in app.success)
+    shown = next(d.value for d in app.dataframe if "gflops" in d.value.columns)
+    assert len(shown) and (shown["dim"] <= 128).all()
+    app.button(key="export_cut").click()
+    app.run()
+    _finish(app)
+    done = app.session_state["cut_export"]
+    best = comp.leaderboard[comp.leaderboard["dim"] <= 128].iloc[0]
+    assert (done.metrics["model"], done.metrics["layer"]) == (best["model"], best["layer"])
+    assert done.metrics["n_test"] == 80 and 0 <= done.metrics["test_accuracy_low"] <= done.metrics["test_accuracy_high"] <= 1
+    assert app.get("download_button") and any("cut-" in str(b.proto) for b in app.get("download_button"))
+    app.number_input(key="budget_dim").set_value(0)
+    app.run()
 
 
 def test_a_result_the_queue_let_go_is_reported_not_silently_missing(app: AppTest) -> None:
@@ -196,17 +253,18 @@ def test_projection_change_does_not_reextract(app: AppTest) -> None:
     assert comp.runs[0].computed == 0  # every layer came from the cache: the model was not run
 
 
-def test_random_baseline_and_second_model(app: AppTest) -> None:
+def test_random_baseline_and_other_models(app: AppTest) -> None:
     app.checkbox(key="baseline").check()
-    app.selectbox(key="second_model").set_value("resnet18")
+    app.multiselect(key="other_models").set_value(["resnet18", "mnasnet0_5"])
     app.number_input(key="max_images").set_value(100)  # local mode (the default): any number
     app.button(key="run").click()
     app.run()
     _finish(app)
     comp = app.session_state["result"].comparison
     # resnet18's weights are not on this machine: it comes in with random weights
-    assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]"]
+    assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]", "mnasnet0_5[random]"]
     assert comp.cka.shape[0] == sum(len(r.features) for r in comp.runs)
+    assert set(comp.leaderboard["model"]) == {r.label for r in comp.runs}  # every (model, layer) ranked
 
 
 def test_colour_by_probe_correctness_matches_the_probe_accuracy(app: AppTest) -> None:
@@ -232,7 +290,7 @@ def _varied_inputs():
         data="sample:digits", upload=None, max_images=60,
         extract=ExtractSpec(model="mobilenet_v2", weights="auto", layers=("features.4.conv.3", "flatten"), pooling="max"),
         projection=ProjectionSpec(method="umap", n_components=3, n_neighbors=30, min_dist=0.25),
-        second_model="resnet18", random_baseline=True, align=False,
+        other_models=("resnet18",), random_baseline=True, align=False,
     )  # fmt: skip
 
 

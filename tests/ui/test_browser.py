@@ -394,7 +394,8 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     page.wait_for_function(f"{sidebar}.includes('blocks.0')", timeout=120_000)  # its layers, listed
     page.get_by_text("random init").click()
     page.get_by_text("Options", exact=True).click()
-    _pick(page, "second_model", "resnet18")
+    _pick(page, "other_models", "resnet18")
+    page.keyboard.press("Escape")  # a multiselect keeps its list open for the next choice
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Run analysis").click()
     proj = "(document.querySelector('.st-key-proj') || {innerText: ''}).innerText"
@@ -550,6 +551,43 @@ def test_export_tab_downloads_the_report_and_metrics(server, browser, tmp_path: 
         page.get_by_role("button", name="metrics.csv").click()
     got.value.save_as(tmp_path / "metrics.csv")
     assert (tmp_path / "metrics.csv").read_text().startswith("model,layer,node,depth,dim")
+    page.close()
+
+
+def test_choose_a_cut_draws_the_front_answers_a_budget_and_exports_the_cut(server, browser, tmp_path: Path) -> None:
+    import json
+
+    page = _open(browser, server)
+    page.get_by_role("tab", name="Choose a cut").click()
+    page.wait_for_selector(".st-key-pareto_chart .main-svg", timeout=60_000)
+    assert "Pareto front" in page.inner_text(".st-key-pareto_chart")
+    assert "The most accurate cut: mobilenet_v2 at" in page.inner_text("body")
+    point = page.locator(".st-key-pareto_chart .scatterlayer .trace").first.locator("path.point").last
+    box = point.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector(".st-key-pareto_chart .hoverlayer .hovertext", timeout=10_000)
+    hover = page.locator(".st-key-pareto_chart .hoverlayer").text_content()  # SVG: no innerText
+    assert "GFLOPs" in hover and "ms/img at batch 1" in hover and "LogME" in hover  # every number on hover
+    page.locator(".st-key-budget_dim input").fill("128")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.body.innerText.includes('The most accurate cut within 128 dimensions')", timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ART / "choose_a_cut.png"), full_page=True)
+    page.get_by_role("button", name="Export this cut").click()
+    page.wait_for_selector(".st-key-dl_cut button", timeout=300_000)
+    body = page.inner_text("body")
+    assert "head never saw" in body
+    with page.expect_download(timeout=60_000) as got:
+        page.locator(".st-key-dl_cut button").click()
+    zipped = tmp_path / "cut.zip"
+    got.value.save_as(zipped)
+    with zipfile.ZipFile(zipped) as zf:
+        assert sorted(zf.namelist()) == sorted(f"cut/{n}" for n in ("cut.pt2", "preprocess.json", "labels.json", "metrics.json", "model_card.md"))
+        zf.extractall(tmp_path)
+    metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert metrics["dim"] <= 128 and metrics["n_test"] == 80
+    assert f"test accuracy {metrics['test_accuracy']:.3f}" in body.replace("*", "")
+    page.screenshot(path=str(ART / "exported_cut.png"), full_page=True)
     page.close()
 
 

@@ -51,8 +51,8 @@ def test_a_model_that_cannot_be_read_says_why_and_the_page_goes_on(model: str, w
 
 
 def test_a_torchvision_cnn_against_a_timm_vit() -> None:
-    at = _page(second_model=TIMM_VIT)
-    assert at.selectbox(key="second_model").value == TIMM_VIT
+    at = _page(second_model=TIMM_VIT)  # a link of before, when one other model could be named
+    assert at.multiselect(key="other_models").value == [TIMM_VIT]
     at.button(key="run").click()
     at.run()
     _finish(at)
@@ -80,7 +80,7 @@ def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path
     page_inputs = sidebar.Inputs(
         data="sample:clothing", upload=None, max_images=60,
         extract=ExtractSpec(model=TIMM_VIT, weights=str(ckpt), layers=("blocks.0", "fc_norm")),
-        projection=ProjectionSpec(method="pca"), second_model="resnet18", random_baseline=False, align=True,
+        projection=ProjectionSpec(method="pca"), other_models=("resnet18",), random_baseline=False, align=True,
     )  # fmt: skip
     params = reproduce.share_params(page_inputs)
     assert params["model"] == TIMM_VIT and params["checkpoint"] == str(ckpt)

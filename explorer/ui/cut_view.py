@@ -1,0 +1,150 @@
+"""The Choose a cut tab: accuracy against cost for every (model, layer), the Pareto front, the best
+cut within a budget, the leaderboard, and "Export this cut" (a job on the queue: the head trained,
+the network up to the layer exported, tested on held-out images, handed over as a zip)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ..analysis.leaderboard import best_cut, budget_sentence, filter_cuts
+from ..comparison import Comparison
+from ..config import ExtractSpec
+from ..output import cut_figures, report
+from .plots import PLOT_CONFIG
+from .text import code, plain
+
+TEST_SPLIT = 0.2
+BOARD_ORDER = ("pareto", "model", "layer", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "gflops",
+               "params", "latency_ms_b1", "latency_ms_b32", "dim", "feature_bytes", "compression_k95", "weights", "node")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CutExport:
+    """A finished "Export this cut" job: the folder's files as one zip, and its metrics.json."""
+
+    name: str
+    data: bytes
+    metrics: dict[str, Any]
+
+
+def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, limits: Any) -> Any:
+    """The function a worker runs to export the cut of run `model` at `layer`, on the images of the
+    analysis (read again from `source`, within `limits`; a stratified fifth held out to test)."""
+    from .. import cutting
+    from ..config import DataSpec
+    from ..data.datasets import load_dataset
+
+    run = next(r for r in comp.runs if r.label == model)
+    spec = ExtractSpec(model=run.spec.model, weights=run.spec.weights, layers=(layer,), pooling=run.spec.pooling,
+                       token_pooling=run.spec.token_pooling, precision="fp32", device=run.spec.device,
+                       random_state=run.spec.random_state)  # fmt: skip
+    analysed = set(comp.dataset.names)
+
+    def work(job: Any) -> CutExport:
+        job.progress("checking images", 0, 1)
+        every = load_dataset(DataSpec(source=source), limits=limits, thumbnails=False)
+        ds = every.take([i for i, name in enumerate(every.names) if name in analysed])  # the images the analysis kept
+        folder = Path(tempfile.mkdtemp(prefix="explorer-cut-"))
+        try:
+            command = (f"python -m explorer cut --data {source} --model {spec.model} --weights {spec.weights} --layer {layer} "
+                       f"--pooling {spec.pooling} --tokens {spec.token_pooling} --test-split {TEST_SPLIT} --out cut/")  # fmt: skip
+            got = cutting.make_cut(ds, spec, folder, test_split=TEST_SPLIT, cache=cache, progress=job.progress,
+                                   max_pixels=limits.max_pixels, command=command, should_stop=job.should_stop)  # fmt: skip
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name in got.files:
+                    zf.write(folder / name, f"cut/{name}")
+            safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in f"{run.spec.model}-{layer}")[-80:]
+            return CutExport(f"cut-{safe}.zip", buf.getvalue(), got.metrics)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            every.close()
+
+    return work
+
+
+def _budget_inputs() -> dict[str, Any]:
+    a, b, c, d = st.columns(4)
+    gflops = a.number_input("Most GFLOPs per image", min_value=0.0, value=0.0, step=0.5, key="budget_gflops",
+                            help="0: no bound. The network up to the layer, for one image.")  # fmt: skip
+    latency = b.number_input("Most ms per image", min_value=0.0, value=0.0, step=1.0, key="budget_latency_ms",
+                             help="0: no bound. Measured here, up to the layer.")  # fmt: skip
+    batch = c.radio("at batch", [1, 32], horizontal=True, key="budget_batch")
+    dim = d.number_input("Most dimensions", min_value=0, value=0, step=64, key="budget_dim", help="0: no bound.")
+    return {"max_gflops": gflops or None, "max_latency_ms": latency or None, "max_dim": int(dim) or None, "batch": int(batch)}
+
+
+def cut_tab(comp: Comparison, export_cut: Any) -> None:
+    """The tab; `export_cut(model, layer)` queues the export of that cut (None where it cannot be offered)."""
+    board = comp.leaderboard
+    if board.empty:
+        st.info("This analysis has no leaderboard (it was run without one).")
+        return
+    if board["probe_acc"].isna().all():
+        st.info("The cuts are ranked by the linear probe's accuracy, which needs labels (class folders or a labels.csv).")
+    budget = _budget_inputs()
+    within = filter_cuts(board, **budget)
+    st.success(plain(budget_sentence(board, **budget)), icon="✂️")
+    chosen = _chosen(board, within, budget)
+    st.plotly_chart(cut_figures.pareto(within if len(within) else board, highlight=chosen), config=PLOT_CONFIG, key="pareto_chart")
+    st.caption(report.LEADERBOARD_NOTE)
+    number = st.column_config.NumberColumn
+    st.dataframe(within, hide_index=True, key="leaderboard_table", on_select="rerun", selection_mode="single-row",
+                 column_order=BOARD_ORDER, column_config={
+                     "pareto": st.column_config.CheckboxColumn("front", help="on the Pareto front of accuracy against GFLOPs"),
+                     "probe_acc": number("probe acc", format="%.3f"), "probe_acc_low": number("95 % low", format="%.3f"),
+                     "probe_acc_high": number("95 % high", format="%.3f"), "knn_acc": number("kNN acc", format="%.3f"),
+                     "logme": number("LogME", format="%.3f", help="You et al. 2021: training-free, higher is better"),
+                     "gflops": number("GFLOPs", format="%.3g"), "params": number("params", format="localized"),
+                     "latency_ms_b1": number("ms/img b1", format="%.2f"), "latency_ms_b32": number("ms/img b32", format="%.2f"),
+                     "feature_bytes": number("bytes/img"), "compression_k95": number("k for 95 %", help="compression curve"),
+                 })  # fmt: skip
+    if chosen is None:
+        return
+    model, layer = chosen
+    st.markdown(f"**Chosen:** {code(model)} at {code(layer)} — pick another row of the table to change it.")
+    if export_cut is None:
+        st.caption("Exporting a cut needs the images again: from an upload (deleted after its analysis) use "
+                   "`python -m explorer cut` on your copy.")  # fmt: skip
+    else:
+        st.button("Export this cut", key="export_cut", on_click=export_cut, args=(model, layer),
+                  help="Trains the head on 80 % of the images (C chosen there), exports the network up to this layer "
+                       "with it (torch.export), tests it on the other 20 %, and hands over the files as a zip.")  # fmt: skip
+    _exported()
+
+
+def _chosen(board: pd.DataFrame, within: pd.DataFrame, budget: dict[str, Any]) -> tuple[str, str] | None:
+    """The row picked in the table, else the best cut within the budget."""
+    picked = st.session_state.get("leaderboard_table")
+    try:
+        rows = list(picked["selection"]["rows"]) if picked is not None else []
+    except (KeyError, TypeError):
+        rows = []
+    if rows and rows[0] < len(within):
+        r = within.iloc[rows[0]]
+        return str(r["model"]), str(r["layer"])
+    best = best_cut(board, **budget)
+    return (str(best["model"]), str(best["layer"])) if best is not None else None
+
+
+def _exported() -> None:
+    """The last exported cut of this session: its numbers and the zip."""
+    done: CutExport | None = st.session_state.get("cut_export")
+    if done is None:
+        return
+    m = done.metrics
+    st.markdown(f"**Exported:** {code(m['model'])} at {code(m['layer'])} — test accuracy **{m['test_accuracy']:.3f}** "
+                f"(95 % interval {m['test_accuracy_low']:.3f}–{m['test_accuracy_high']:.3f}) on {m['n_test']} images the "
+                f"head never saw; {m['gflops']:.3g} GFLOPs, {m['dim']} dimensions.")  # fmt: skip
+    st.download_button(f"Download {done.name}", done.data, done.name, "application/zip", key="dl_cut", on_click="ignore")
+    st.caption("The zip holds cut.pt2 (torch.export), preprocess.json, labels.json, metrics.json and model_card.md; "
+               "run it with torch alone (the card shows how) or `python -m explorer predict --model cut/ --data FOLDER`.")  # fmt: skip
