@@ -223,12 +223,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         dataset.close()
+    accuracy = None
+    if dataset.labels is not None:  # labelled images: how often the cut is right, with its interval
+        from .analysis.uncertainty import accuracy_interval
+
+        table.insert(3, "label", list(dataset.labels))
+        decoded = table["error"] == ""
+        right = (table.loc[decoded, "predicted"] == table.loc[decoded, "label"]).to_numpy()
+        accuracy = (float(right.mean()), *accuracy_interval(right)) if len(right) else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g").encode())
     if not args.quiet:
         failed = int((table["error"] != "").sum())
         print(f"{len(table)} images, {failed} could not be decoded; wrote {out}")
+        if accuracy is not None:
+            print(f"accuracy {accuracy[0]:.3f} (95 % interval {accuracy[1]:.3f}-{accuracy[2]:.3f}) against the folders' labels")
         print(table["predicted"][table["error"] == ""].value_counts().to_string())
     return 0
 

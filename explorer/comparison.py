@@ -29,7 +29,7 @@ from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
 from .extraction.backend import ShouldStop, StageProgress
 from .extraction.extractor import Cancelled
-from .extraction.layer_features import ModelRun, extract_features, unreadable_images
+from .extraction.layer_features import ModelRun, extract_features, extract_sweep, unreadable_images
 from .store import FeatureCache
 
 if TYPE_CHECKING:
@@ -329,11 +329,9 @@ def compare(
     cache = cache or FeatureCache()
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = run_labels(specs)
-    runs = [
-        extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop,
+    # every image decoded once for all the models (extract_sweep), each resized for its model
+    runs = extract_sweep(dataset, specs, labels, cache=cache, progress=progress, should_stop=should_stop,
                          max_pixels=max_pixels, backend=backend)  # fmt: skip
-        for s, lab in zip(specs, labels)
-    ]
     unreadable = {row: why for r in runs for row, why in r.unreadable.items()}  # the dataset's record, read by each run
     if unreadable:  # found by the one full decode, extraction's: leave them out and say so
         log.warning("%d images could not be decoded and are left out", len(unreadable))

@@ -140,12 +140,15 @@ def test_cli_cut_then_predict_writes_the_contract(data_root: Path, tmp_path: Pat
     assert m["n_test"] == 9 and m["n_train"] == 24 and m["model"] == "mobilenet_v2" and m["layer"] == "features.14"
     card = (out / "model_card.md").read_text()
     assert f"{m['test_accuracy']:.3f}" in card and "python -m explorer cut --data" in card
-    code = main(["predict", "--model", str(out), "--data", str(test_root), "--out", str(tmp_path / "p.csv"), "-q"])
+    capsys.readouterr()
+    code = main(["predict", "--model", str(out), "--data", str(test_root), "--out", str(tmp_path / "p.csv")])
     assert code == 0
+    assert f"accuracy {m['test_accuracy']:.3f}" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert list(table.columns[:3]) == ["file", "predicted", "probability"] and len(table) == 9
     assert ((table["probability"] > 0) & (table["probability"] <= 1)).all()
     labels = [f.split("/")[0] for f in table["file"]]
+    assert table["label"].tolist() == labels
     assert np.mean(table["predicted"] == labels) == pytest.approx(m["test_accuracy"])  # the card's number, again
 
 

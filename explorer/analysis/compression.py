@@ -11,7 +11,7 @@ import numpy as np
 from .chunked import row_chunks
 from .probe import _moments, _predict, _principal_axes, _stratified_sample, fit_logistic, outer_folds
 
-CURVE_ROWS = 4_000  # images the curve is scored on (a stratified sample beyond): its cost does not grow with N
+CURVE_ROWS = 2_000  # images the curve is scored on (a stratified sample beyond): its cost does not grow with N
 KEEP = 0.95  # the share of the layer's accuracy that "keeps" it
 
 
@@ -30,8 +30,10 @@ class CompressionCurve:
         pca_acc: out-of-fold accuracy on the top-k principal components of the standardised
             features (the components found on each fold's training images). At the full width it
             is the layer's probe on the same images, folds and C.
-        random_acc: the same probe on a seeded Gaussian projection of the standardised features to k
-            dimensions (the control: what k dimensions keep without choosing them).
+        random_acc: the same probe on a seeded random orthonormal projection of the standardised
+            features to k dimensions (the control: what k dimensions keep without choosing them);
+            at the full width a rotation, which leaves the penalised probe unchanged, so it equals
+            pca_acc there.
         n_images: images scored (a stratified sample of at most CURVE_ROWS).
         c: the probe's inverse regularisation, the layer's own.
     """
@@ -86,10 +88,12 @@ def compression_curve(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndar
     ks = widths(x.shape[1])
     fold_of = outer_folds(y, folds, random_state)
     rng = np.random.default_rng(random_state)
-    gauss = {k: (rng.standard_normal((x.shape[1], k)) / np.sqrt(k)).astype(np.float32) for k in ks}
+    d = x.shape[1]
+    # orthonormal random bases (a Gaussian's QR): the control keeps k directions chosen without the data
+    basis = {k: np.linalg.qr(rng.standard_normal((d, k)))[0].astype(np.float32) for k in ks if k < d}
     pca_pred = np.empty((len(ks), len(y)), dtype=np.int64)
     rand_pred = np.empty((len(ks), len(y)), dtype=np.int64)
-    threads = 1 if len(y) * x.shape[1] < 4_000_000 else None
+    threads = 1 if len(y) * d < 4_000_000 else None
     with threadpool_limits(limits=threads, user_api="blas"):
         for fold in range(folds):
             train, test = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
@@ -99,15 +103,23 @@ def compression_curve(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndar
             xte = np.concatenate([(np.asarray(x[rows[test[s]]], dtype=np.float32) - mean) / std for s in row_chunks(len(test))])
             eig, vec = _principal_axes(xtr)  # ascending: the top k axes are the last k columns
             ztr, zte = xtr @ vec, xte @ vec
+            wb = None
             for j, k in enumerate(ks):
                 top = slice(max(ztr.shape[1] - k, 0), None)
-                wb = fit_logistic(ztr[:, top], y[train], n_classes, c, eigvals=eig[top])
+                if wb is not None:  # warm start: the last fit's weights, zeros for the components added
+                    wb = (np.vstack([np.zeros((ztr[:, top].shape[1] - len(wb[0]), n_classes), np.float32), wb[0]]), wb[1])
+                wb = fit_logistic(ztr[:, top], y[train], n_classes, c, init=wb, eigvals=eig[top])
                 pca_pred[j, test] = _predict(zte[:, top], wb)
-                rtr, rte = xtr @ gauss[k], xte @ gauss[k]
-                r_mean = rtr.mean(0)
-                r_eig, r_vec = _principal_axes(rtr - r_mean)
-                wb = fit_logistic((rtr - r_mean) @ r_vec, y[train], n_classes, c, eigvals=r_eig)
-                rand_pred[j, test] = _predict((rte - r_mean) @ r_vec, wb)
+                if k == d:  # all d directions, rotated: the penalised probe is the same (rotation-invariant)
+                    rand_pred[j, test] = pca_pred[j, test]
+                    continue
+                # the projection's principal axes, for the solver's preconditioning, from the k x k
+                # covariance Q^T C Q with C = V diag(eig) V^T (the training rows lie in V's span)
+                m = vec.T @ basis[k]
+                r_eig, r_vec = np.linalg.eigh((m.T * eig) @ m)
+                proj = basis[k] @ r_vec.astype(np.float32)
+                rb = fit_logistic(xtr @ proj, y[train], n_classes, c, eigvals=np.clip(r_eig, 0, None).astype(np.float32))
+                rand_pred[j, test] = _predict(xte @ proj, rb)
     return CompressionCurve(np.array(ks), _fold_mean(pca_pred, y, fold_of, folds), _fold_mean(rand_pred, y, fold_of, folds),
                             len(y), float(c))  # fmt: skip
 

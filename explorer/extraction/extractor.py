@@ -281,6 +281,8 @@ class BatchDecoder:
         workers: decoding threads.
         background: decode ahead in a thread (GPU) or on demand (CPU).
         depth: decoded batches held ready in the background (each batch x 3 x H x W float32).
+        also: more models' preprocessing: each image is decoded once and preprocessed for every
+            one, and a batch is then a list (this transform's batch first, then one per `also`).
     """
 
     def __init__(
@@ -293,9 +295,11 @@ class BatchDecoder:
         workers: int = 1,
         background: bool = True,
         depth: int = 2,
+        also: Sequence[Any] = (),
     ) -> None:
         self.ranges = list(spans)
         self._items, self._pre = items, Preprocess(transform)
+        self._also = [Preprocess(t) for t in also]
         self._max_pixels, self._workers = max_pixels, workers
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -307,10 +311,21 @@ class BatchDecoder:
             self._thread.start()
 
     def _prep(self, index: int) -> Any:
+        if self._also:
+            tensors, reason = self._pre.decode_for(self._also, self._items[index].read_bytes, self._max_pixels)
+            if reason is not None:
+                self.unreadable[index] = reason
+            return tensors
         tensor, reason = self._pre.decode(self._items[index].read_bytes, self._max_pixels)
         if reason is not None:
             self.unreadable[index] = reason
         return tensor
+
+    def _stack(self, prepped: Iterator[Any]) -> Any:
+        if not self._also:
+            return self._pre.batch(prepped)
+        rows = list(prepped)  # per image: a tensor per preprocessing, or None (unreadable)
+        return [pre.batch(None if r is None else r[j] for r in rows) for j, pre in enumerate((self._pre, *self._also))]
 
     def _put(self, got: Any) -> bool:
         while not self._stop.is_set():
@@ -326,7 +341,7 @@ class BatchDecoder:
             for s, e in self.ranges:
                 if self._stop.is_set():
                     return
-                yield s, e, self._pre.batch(pool.map(self._prep, range(s, e)) if pool else map(self._prep, range(s, e)))
+                yield s, e, self._stack(pool.map(self._prep, range(s, e)) if pool else map(self._prep, range(s, e)))
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

@@ -4,6 +4,7 @@ record of the images that pass could not decode."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,55 @@ def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, trans
     }
 
 
+@dataclass
+class _Prepared:
+    """A run about to be extracted: its ModelRun (cached layers read), the context of its keys and
+    its preprocessing."""
+
+    run: ModelRun
+    ctx: dict
+    transform: Any
+
+    def missing(self) -> list[str]:
+        return [n for n in self.run.nodes if n not in self.run.features]
+
+
+def _prepare(dataset: ImageDataset, spec: ExtractSpec, cache: FeatureCache, label: str | None, backend: ExtractionBackend) -> _Prepared:
+    spec = spec.replace(model=canonical(spec.model))
+    profile = layers_mod.profile(spec.model)
+    names = resolve_names(profile, spec.layers or profile.default)
+    spec = spec.replace(layers=tuple(names))
+    if spec.token_pooling == "cls" and not profile.class_token:  # its first token is a patch, not a summary
+        log.info("%s has no class token: its token sequences are mean-pooled", spec.model)
+        spec = spec.replace(token_pooling="mean")
+    src = source_of(spec.model)
+    weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+    transform = src.transform(spec.model, weights)
+    device, precision = backend.device_and_precision(spec)
+    ctx = _context(dataset, spec, weights, transform, device, precision)
+    keys = {name: make_key("layer", {**ctx, "layer": node}) for name, node in names.items()}  # the node is the identity
+    run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys, names)
+    _read_cached(run, cache, len(dataset))
+    return _Prepared(run, ctx, transform)
+
+
+def _waiting(run: ModelRun, progress: StageProgress | None, should_stop: ShouldStop | None) -> Any:
+    def waiting() -> None:  # another process (or job) extracts this model's layers of this dataset now
+        if should_stop is not None and should_stop():
+            raise Cancelled("extraction cancelled")
+        if progress:
+            progress(f"waiting for another extraction of {run.label}", 0, 1)
+
+    return waiting
+
+
+def _finish(p: _Prepared, cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> ModelRun:
+    run = p.run
+    run.features = {n: run.features[n] for n in run.nodes}  # execution order, cached or not
+    _check_unreadable_covered(run, cache, dataset, max_pixels)
+    return run
+
+
 def extract_features(
     dataset: ImageDataset,
     spec: ExtractSpec,
@@ -102,42 +152,83 @@ def extract_features(
     Returns:
         A ModelRun with features for every chosen layer.
     """
-
-    spec = spec.replace(model=canonical(spec.model))
-    profile = layers_mod.profile(spec.model)
-    names = resolve_names(profile, spec.layers or profile.default)
-    spec = spec.replace(layers=tuple(names))
-    if spec.token_pooling == "cls" and not profile.class_token:  # its first token is a patch, not a summary
-        log.info("%s has no class token: its token sequences are mean-pooled", spec.model)
-        spec = spec.replace(token_pooling="mean")
-    src = source_of(spec.model)
-    weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
-    transform = src.transform(spec.model, weights)
     backend = backend if backend is not None else LocalBackend()
-    device, precision = backend.device_and_precision(spec)
-    ctx = _context(dataset, spec, weights, transform, device, precision)
-    keys = {name: make_key("layer", {**ctx, "layer": node}) for name, node in names.items()}  # the node is the identity
-    run = ModelRun(label or spec.model, spec, weights, profile, device, precision, keys, names)
-    _read_cached(run, cache, len(dataset))
-    if len(run.features) < len(names):
-
-        def waiting() -> None:  # another process (or job) extracts this model's layers of this dataset now
-            if should_stop is not None and should_stop():
-                raise Cancelled("extraction cancelled")
-            if progress:
-                progress(f"waiting for another extraction of {run.label}", 0, 1)
-
-        with cache.lock(make_key("extraction", ctx), waiting=waiting):
+    p = _prepare(dataset, spec, cache, label, backend)
+    run = p.run
+    if p.missing():
+        with cache.lock(make_key("extraction", p.ctx), waiting=_waiting(run, progress, should_stop)):
             _read_cached(run, cache, len(dataset))  # what an extraction that held the lock meanwhile stored
-            missing = [name for name in names if name not in run.features]
+            missing = p.missing()
             if missing:
-                _extract_missing(dataset, run, missing, ctx, cache, backend, transform,
+                _extract_missing(dataset, run, missing, p.ctx, cache, backend, p.transform,
                                  progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
     else:
-        log.info("%s: all %d layers from the cache", run.label, len(names))
-    run.features = {n: run.features[n] for n in names}  # execution order, cached or not
-    _check_unreadable_covered(run, cache, dataset, max_pixels)
-    return run
+        log.info("%s: all %d layers from the cache", run.label, len(run.nodes))
+    return _finish(p, cache, dataset, max_pixels)
+
+
+def extract_sweep(
+    dataset: ImageDataset,
+    specs: Sequence[ExtractSpec],
+    labels: Sequence[str],
+    *,
+    cache: FeatureCache,
+    progress: StageProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    max_pixels: int = 64_000_000,
+    backend: ExtractionBackend | None = None,
+) -> list[ModelRun]:
+    """Several models' features of one dataset, as extract_features gives each, with every image
+    decoded once for all of them: the models whose layers are missing over the same chunks run in
+    one pass (LocalBackend.extract_sweep), each image resized from the one decoded picture for each
+    model's preprocessing. A backend without a sweep (Ray) runs the models one after another.
+
+    Args:
+        dataset: the images.
+        specs: one ExtractSpec per run.
+        labels: the runs' names.
+        cache, progress, should_stop, max_pixels, backend: as extract_features.
+
+    Returns:
+        One ModelRun per spec, in order.
+    """
+    backend = backend if backend is not None else LocalBackend()
+    sweep = getattr(backend, "extract_sweep", None)
+    if len(specs) < 2 or sweep is None:
+        return [extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop,
+                                 max_pixels=max_pixels, backend=backend) for s, lab in zip(specs, labels)]  # fmt: skip
+    prepared = [_prepare(dataset, s, cache, lab, backend) for s, lab in zip(specs, labels)]
+    pending = [p for p in prepared if p.missing()]
+    with contextlib.ExitStack() as locks:
+        for p in sorted(pending, key=lambda p: make_key("extraction", p.ctx)):  # one order: no two sweeps deadlock
+            locks.enter_context(cache.lock(make_key("extraction", p.ctx), waiting=_waiting(p.run, progress, should_stop)))
+        started = []
+        for p in pending:
+            _read_cached(p.run, cache, len(dataset))  # what an extraction that held a lock meanwhile stored
+            if p.missing():
+                started.append((p, *_start_missing(dataset, p.run, p.missing(), p.ctx, cache, p.transform, max_pixels)))
+        groups: dict[tuple, list] = {}
+        for item in started:
+            if item[3] is not None:  # a job: chunks to run
+                groups.setdefault(tuple(item[3].todo), []).append(item)
+        for group in groups.values():
+            try:
+                if len(group) == 1:
+                    p, _, writer, job = group[0]
+                    p.run.computed += backend.extract(dataset, job, writer, progress=progress, should_stop=should_stop)
+                else:
+                    computed = sweep(dataset, [g[3] for g in group], [g[2] for g in group], progress=progress,
+                                     should_stop=should_stop)  # fmt: skip
+                    for g in group:
+                        g[0].run.computed += computed
+            except BaseException:
+                if not cache.keep_partial:
+                    for g in group:
+                        g[2].discard()
+                raise
+        for p, missing, writer, _job in started:
+            _end_missing(dataset, p.run, missing, cache, writer, max_pixels)
+    return [_finish(p, cache, dataset, max_pixels) for p in prepared]
 
 
 def _read_cached(run: ModelRun, cache: FeatureCache, n_rows: int) -> None:
@@ -146,6 +237,33 @@ def _read_cached(run: ModelRun, cache: FeatureCache, n_rows: int) -> None:
             got = cache.get(key)
             if got is not None and got.shape[0] == n_rows:
                 run.features[name] = got
+
+
+def _start_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], ctx: dict, cache: FeatureCache,
+                   transform: Any, max_pixels: int) -> tuple[list[str], Any, ExtractionJob | None]:  # fmt: skip
+    """(missing, the writer of their features, the job of the chunks still to run, None when none is)."""
+    run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
+    total = len(dataset)
+    bounds = [(s, min(s + CHUNK, total)) for s in range(0, total, CHUNK)]
+    writer = cache.writer(run_key, missing, total)
+    todo = [(s, e) for s, e in bounds if s not in writer.done]
+    if not todo:
+        return missing, writer, None
+    job = ExtractionJob(run.label, run.spec, run.weights, run.device, run.precision, [run.nodes[n] for n in missing],
+                        todo, CHUNK, transform, max_pixels)  # fmt: skip
+    return missing, writer, job
+
+
+def _end_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], cache: FeatureCache, writer: Any, max_pixels: int) -> None:
+    """Record the undecodable images, move the finished features into place and read them back."""
+    # the record first: a crash between the two leaves it naming more layers than exist, never fewer
+    _record_unreadable(cache, dataset, max_pixels, writer.unreadable, [run.layer_keys[n] for n in missing])
+    writer.finish({n: cache.layer_path(run.layer_keys[n]) for n in missing})
+    for n in missing:
+        got = cache.get(run.layer_keys[n])
+        if got is None:
+            raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(run.layer_keys[n])}")
+        run.features[n] = got
 
 
 def _extract_missing(
@@ -163,14 +281,8 @@ def _extract_missing(
 ) -> None:
     """Extract the `missing` layers in one pass, resuming finished chunks, into the store (under
     the store's lock for this model and dataset, held by the caller)."""
-    run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
-    total = len(dataset)
-    bounds = [(s, min(s + CHUNK, total)) for s in range(0, total, CHUNK)]
-    writer = cache.writer(run_key, missing, total)
-    todo = [(s, e) for s, e in bounds if s not in writer.done]
-    if todo:
-        job = ExtractionJob(run.label, run.spec, run.weights, run.device, run.precision, [run.nodes[n] for n in missing],
-                            todo, CHUNK, transform, max_pixels)  # fmt: skip
+    missing, writer, job = _start_missing(dataset, run, missing, ctx, cache, transform, max_pixels)
+    if job is not None:
         try:
             run.computed += backend.extract(dataset, job, writer, progress=progress, should_stop=should_stop)
         except BaseException:
@@ -178,15 +290,8 @@ def _extract_missing(
                 writer.discard()
             raise
     elif progress:
-        progress(f"extracting {run.label}", total, total)
-    # the record first: a crash between the two leaves it naming more layers than exist, never fewer
-    _record_unreadable(cache, dataset, max_pixels, writer.unreadable, [run.layer_keys[n] for n in missing])
-    writer.finish({n: cache.layer_path(run.layer_keys[n]) for n in missing})
-    for n in missing:
-        got = cache.get(run.layer_keys[n])
-        if got is None:
-            raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(run.layer_keys[n])}")
-        run.features[n] = got
+        progress(f"extracting {run.label}", len(dataset), len(dataset))
+    _end_missing(dataset, run, missing, cache, writer, max_pixels)
 
 
 def resolve_names(profile: layers_mod.LayerProfile, requested: Sequence[str]) -> dict[str, str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ExtractSpec
 from .backend import FOLD_BATCHNORM, ExtractionJob, ShouldStop, StageProgress
-from .extractor import BatchDecoder, build_extractor, resolve_device, resolve_precision, run_batches, spans
+from .extractor import BatchDecoder, Cancelled, build_extractor, resolve_device, resolve_precision, run_batches, spans
 
 if TYPE_CHECKING:
     from ..data.datasets import ImageDataset
@@ -47,4 +48,51 @@ class LocalBackend:
                 if stop % job.chunk == 0 or stop == len(items):  # the chunk is complete: mark it at once
                     writer.mark_done(chunk_start)
                     computed += chunk_end - chunk_start
+        return computed
+
+    def extract_sweep(self, dataset: ImageDataset, jobs: Sequence[ExtractionJob], writers: Sequence[LayerWriter], *,
+                      progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+        """Several models' jobs over the same chunks in one pass over the images: each image is
+        decoded once and preprocessed for every model, then each batch goes through every model
+        in turn (all of them built and held at once). Returns the images decoded."""
+        import torch
+
+        first = jobs[0]
+        todo = first.todo
+        if any(j.todo != todo or j.chunk != first.chunk for j in jobs):
+            raise ValueError("a sweep's jobs must cover the same chunks")
+        total = len(dataset)
+        rows = [r for s, e in todo for r in range(s, e)]
+        items = [dataset.items[r] for r in rows]
+        batch_size = min(j.spec.batch_size for j in jobs)
+        label = " + ".join(j.label for j in jobs)
+        if progress:
+            progress(f"loading {len(jobs)} models", 0, len(jobs))
+        with BatchDecoder(
+            items, first.transform, spans(len(items), batch_size, first.chunk), max_pixels=first.max_pixels,
+            workers=torch.get_num_threads(), background=first.device != "cpu", also=[j.transform for j in jobs[1:]],
+        ) as batches:  # fmt: skip
+            extractors = []
+            for i, j in enumerate(jobs):
+                extractors.append(build_extractor(j.spec, j.weights, j.nodes, device=j.device, precision=j.precision,
+                                                  fold_bn=FOLD_BATCHNORM))  # fmt: skip
+                if progress:
+                    progress(f"loading {len(jobs)} models", i + 1, len(jobs))
+            done, computed = total - len(items), 0
+            for start, stop, per_model in batches:
+                if should_stop is not None and should_stop():
+                    raise Cancelled("extraction cancelled")
+                chunk_start, chunk_end = todo[start // first.chunk]
+                bad = {rows[i]: why for i, why in batches.unreadable.items() if start <= i < stop}
+                for extractor, writer, job, batch in zip(extractors, writers, jobs, per_model):
+                    feats = extractor(batch)
+                    writer.write(chunk_start + start % first.chunk, {layer: feats[node] for layer, node in zip(writer.nodes, job.nodes)})
+                    writer.mark_unreadable(bad)
+                if stop % first.chunk == 0 or stop == len(items):
+                    for writer in writers:
+                        writer.mark_done(chunk_start)
+                    computed += chunk_end - chunk_start
+                done += stop - start
+                if progress:
+                    progress(f"extracting {label}", done, total)
         return computed

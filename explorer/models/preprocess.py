@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,18 @@ class Preprocess:
             return None, str(exc)
         except OSError as exc:
             return None, f"unreadable file: {exc}"
+
+    def decode_for(self, others: Sequence[Preprocess], read: Callable[[], bytes], max_pixels: int) -> tuple[list[Any] | None, str | None]:
+        """Read and decode one image once, then give it this preprocessing and each of `others`:
+        ([tensor per preprocessing], None), or (None, the reason it cannot be read). What a sweep
+        of several models whose preprocessing differs decodes once (each resizes the one image)."""
+        try:
+            img = load_rgb(read(), max_pixels=max_pixels)
+        except ImageError as exc:
+            return None, str(exc)
+        except OSError as exc:
+            return None, f"unreadable file: {exc}"
+        return [pre.image(img) for pre in (self, *others)], None
 
     def batch(self, images: Iterable[Any]) -> Any:
         """Tensors from `image` -> the (N, 3, H, W) float batch the transform would have produced."""

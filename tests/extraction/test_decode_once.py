@@ -71,3 +71,36 @@ def test_a_dataset_of_only_undecodable_images_is_refused_with_a_reason(tmp_path:
     with pytest.raises(ValueError, match="none of the .* could be decoded"):
         comparison.compare(ds, [ExtractSpec(model="mobilenet_v2", layers=("features.3",))],
                          projection=ProjectionSpec(method="none"), cache=FeatureCache(tmp_path / "c"))  # fmt: skip
+
+
+def test_a_sweep_of_models_decodes_each_image_once_and_gives_each_models_own_features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three models with three preprocessings (torchvision 224 px, a timm ViT at its own size, a
+    timm CNN's bicubic resize): one decode per image for all of them, and each model's features
+    equal to its extraction alone; a broken image is left out of every model."""
+    from explorer.extraction.layer_features import extract_features
+
+    data = make_class_folders(tmp_path / "data", per_class=4)
+    _truncate(data / "red" / "red_2.jpg")
+    ds = load_dataset(DataSpec(source=str(data)), thumbnails=False)
+    specs = [ExtractSpec(model=m, weights="none", layers=layers, precision="fp32", device="cpu", batch_size=5)
+             for m, layers in (("mobilenet_v2", ("features.3", "flatten")), ("timm:test_vit", ("blocks.0",)),
+                               ("timm:resnet18", ("layer2",)))]  # fmt: skip
+    alone = [extract_features(ds, s, cache=FeatureCache(tmp_path / f"alone{i}")) for i, s in enumerate(specs)]
+    decodes: list[int] = []
+    real = preprocess.load_rgb
+
+    def counting(data: bytes, *, max_pixels: int):  # type: ignore[no-untyped-def]
+        decodes.append(1)
+        return real(data, max_pixels=max_pixels)
+
+    monkeypatch.setattr(preprocess, "load_rgb", counting)
+    comp = comparison.compare(ds, specs, projection=ProjectionSpec(method="none"), cache=FeatureCache(tmp_path / "sweep"),
+                              leaderboard=False)  # fmt: skip
+    assert len(decodes) == len(ds)  # once per image, not once per model
+    assert all(r.computed == len(ds) for r in comp.runs)
+    broken = ds.names.index("red/red_2.jpg")
+    assert "red/red_2.jpg" not in comp.dataset.names
+    for run, one in zip(comp.runs, alone):
+        for layer, f in run.features.items():
+            want = np.delete(one.features[layer], broken, axis=0)
+            np.testing.assert_allclose(f, want, rtol=1e-5, atol=1e-5, err_msg=f"{run.label} {layer}")
