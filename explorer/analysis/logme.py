@@ -13,8 +13,8 @@ RANK_TOL = 1e-10  # singular values at or below this are dropped (the reference'
 
 
 def _gram_spectrum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sigma, V): the squared singular values of x (N <= D: from the N x N Gram matrix) and, for
-    N > D, the right singular vectors as columns; for N <= D, V is None-like (empty)."""
+    """(sigma, V): the squared singular values of x, largest first, with the right singular vectors
+    as columns (N > D, from the D x D scatter) or the left ones (N <= D, from the N x N Gram matrix)."""
     n, d = x.shape
     if n > d:
         eig, vec = np.linalg.eigh(scatter_matrix(x))

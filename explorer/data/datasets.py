@@ -97,16 +97,8 @@ class ImageDataset:
         keep = [i for i in range(len(self.items)) if i not in rows]
         if not keep:
             raise ValueError(f"no usable images in {self.source!r}: none of the {len(self.items)} could be decoded")
-        return replace(
-            self,
-            items=tuple(self.items[i] for i in keep),
-            labels=tuple(self.labels[i] for i in keep) if self.labels is not None else None,
-            hashes=tuple(self.hashes[i] for i in keep),
-            thumbnails=tuple(self.thumbnails[i] for i in keep) if self.thumbnails else (),
-            metadata={c: tuple(v[i] for i in keep) for c, v in self.metadata.items()},
-            skipped=self.skipped + tuple(Skipped(self.items[i].name, why) for i, why in sorted(rows.items())),
-            _tempdir=None,
-        )
+        skipped = self.skipped + tuple(Skipped(self.items[i].name, why) for i, why in sorted(rows.items()))
+        return replace(self.take(keep), skipped=skipped)
 
     def take(self, rows: Sequence[int] | np.ndarray) -> ImageDataset:
         """The images at `rows` (in that order), their labels and metadata, as a dataset of their own

@@ -299,7 +299,17 @@ class BatchDecoder:
     ) -> None:
         self.ranges = list(spans)
         self._items, self._pre = items, Preprocess(transform)
-        self._also = [Preprocess(t) for t in also]
+        # models with the same preprocessing share its tensors: each distinct one is run once per image
+        pres, self._which = [self._pre], [0]
+        for t in also:
+            pre = Preprocess(t)
+            same = next((i for i, q in enumerate(pres) if pre.same_as(q)), None)
+            if same is None:
+                pres.append(pre)
+                same = len(pres) - 1
+            self._which.append(same)
+        self._also = pres[1:]
+        self._many = bool(also)
         self._max_pixels, self._workers = max_pixels, workers
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -311,7 +321,7 @@ class BatchDecoder:
             self._thread.start()
 
     def _prep(self, index: int) -> Any:
-        if self._also:
+        if self._many:
             tensors, reason = self._pre.decode_for(self._also, self._items[index].read_bytes, self._max_pixels)
             if reason is not None:
                 self.unreadable[index] = reason
@@ -322,10 +332,11 @@ class BatchDecoder:
         return tensor
 
     def _stack(self, prepped: Iterator[Any]) -> Any:
-        if not self._also:
+        if not self._many:
             return self._pre.batch(prepped)
-        rows = list(prepped)  # per image: a tensor per preprocessing, or None (unreadable)
-        return [pre.batch(None if r is None else r[j] for r in rows) for j, pre in enumerate((self._pre, *self._also))]
+        rows = list(prepped)  # per image: a tensor per distinct preprocessing, or None (unreadable)
+        distinct = [pre.batch(None if r is None else r[j] for r in rows) for j, pre in enumerate((self._pre, *self._also))]
+        return [distinct[j] for j in self._which]  # one batch per model, shared where their preprocessing is
 
     def _put(self, got: Any) -> bool:
         while not self._stop.is_set():

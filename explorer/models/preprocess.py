@@ -32,6 +32,13 @@ class Preprocess:
         self.steps = _split_steps(transform)
         self.split = self.steps is not None
 
+    def same_as(self, other: Preprocess) -> bool:
+        """Whether the two give the same tensors: the same split steps (an unsplit transform only
+        itself)."""
+        if self.steps is None or other.steps is None:
+            return self.transform is other.transform
+        return self.steps == other.steps
+
     def image(self, img: Any) -> Any:
         """One PIL image -> a (3, H, W) tensor: uint8 when split, else the transform's output."""
         import torchvision.transforms.functional as F

@@ -74,16 +74,17 @@ def test_a_dataset_of_only_undecodable_images_is_refused_with_a_reason(tmp_path:
 
 
 def test_a_sweep_of_models_decodes_each_image_once_and_gives_each_models_own_features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three models with three preprocessings (torchvision 224 px, a timm ViT at its own size, a
-    timm CNN's bicubic resize): one decode per image for all of them, and each model's features
-    equal to its extraction alone; a broken image is left out of every model."""
+    """Four models with three preprocessings (two torchvision models sharing theirs, a timm ViT at
+    its own size, a timm CNN's bicubic resize): one decode per image for all of them, and each
+    model's features equal to its extraction alone; a broken image is left out of every model."""
     from explorer.extraction.layer_features import extract_features
 
     data = make_class_folders(tmp_path / "data", per_class=4)
     _truncate(data / "red" / "red_2.jpg")
     ds = load_dataset(DataSpec(source=str(data)), thumbnails=False)
     specs = [ExtractSpec(model=m, weights="none", layers=layers, precision="fp32", device="cpu", batch_size=5)
-             for m, layers in (("mobilenet_v2", ("features.3", "flatten")), ("timm:test_vit", ("blocks.0",)),
+             for m, layers in (("mobilenet_v2", ("features.3", "flatten")), ("regnet_y_400mf", ("trunk_output",)),
+                               ("timm:test_vit", ("blocks.0",)),
                                ("timm:resnet18", ("layer2",)))]  # fmt: skip
     alone = [extract_features(ds, s, cache=FeatureCache(tmp_path / f"alone{i}")) for i, s in enumerate(specs)]
     decodes: list[int] = []
