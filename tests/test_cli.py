@@ -49,6 +49,23 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert "Movers between layers" in html and "mean share of neighbours changed" in html
     assert "Where each pair of classes comes apart" in html and "Hardest pairs at the best layer" in html
     assert "confusion along depth" in html
+    # choosing a cut: the contract of leaderboard.csv and compression.csv, and the report's sections
+    board = pd.read_csv(out / "leaderboard.csv")
+    contract = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
+                "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto"]  # fmt: skip
+    assert set(contract) <= set(board.columns) and len(board) == 8 and board[contract].notna().all().all()
+    assert board["pareto"].dtype == bool and board["pareto"].any()
+    assert (board["feature_bytes"] == 4 * board["dim"]).all() and board["probe_acc"].is_monotonic_decreasing
+    merged = board.merge(metrics, on=["model", "layer"], suffixes=("", "_m"))
+    assert np.allclose(merged["probe_acc"], merged["probe_acc_m"]) and np.allclose(merged["knn_acc"], merged["knn_acc_m"])
+    by_layer = board.set_index("layer").loc[list(metrics["layer"])]
+    assert by_layer["gflops"].is_monotonic_increasing and by_layer["params"].is_monotonic_increasing  # deeper costs more
+    comp = pd.read_csv(out / "compression.csv")
+    assert list(comp.columns[:5]) == ["model", "layer", "k", "probe_acc", "random_projection_acc"]
+    full = comp.groupby("layer").tail(1).set_index("layer")
+    assert (full["k"] == metrics.set_index("layer")["dim"].loc[full.index]).all()  # each curve ends at the layer's width
+    assert "Choose a cut" in html and "The most accurate cut" in html and "The compression curve" in html
+    assert "principal components keep 95 %" in html
     pairs = pd.read_csv(out / "class_pairs.csv")
     assert len(pairs) == 45 and list(pairs.columns[:2]) == ["class_a", "class_b"]  # 10 digits: 45 pairs
     first = pairs["first apart (mobilenet_v2)"]
