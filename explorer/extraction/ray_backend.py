@@ -14,10 +14,13 @@ is shipped to the workers with the job.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,14 +154,42 @@ class RayEngine:
                 progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
         """Run the job's chunks on the cluster and write their rows into `writer` as they come
         back; a chunk is marked finished once all its rows are in (so an interrupted run resumes)."""
+        return self.extract_sweep(dataset, [job], [writer], progress=progress, should_stop=should_stop)
+
+    def extract_sweep(self, dataset: ImageDataset, jobs: Sequence[ExtractionJob], writers: Sequence[LayerWriter], *,
+                      progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+        """Several models at once, each on actors of its own (the cluster's CPUs or GPUs shared
+        among them), into the same store; each job's rows written by a thread of its own as they
+        come back. Returns the images of the first job's chunks that finished."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        cpus, gpus = self._resources()
+        on_gpu = jobs[0].device == "cuda"
+        share = max(1, (int(gpus) if on_gpu else int(cpus)) // len(jobs))
+        per_job = self.actors or (share if on_gpu else max(1, share // CPUS_PER_ACTOR))
+        threads = max(1, share // per_job) if not on_gpu else 2
+        done = dict.fromkeys(range(len(jobs)), 0)
+        lock = threading.Lock()
+
+        def report(i: int, n: int, label: str) -> None:
+            if progress:
+                with lock:
+                    done[i] = n
+                    progress(f"extracting {label} on Ray ({per_job * len(jobs)} actors)", min(done.values()), len(dataset))
+
+        with ThreadPoolExecutor(len(jobs)) as pool:
+            futures = [pool.submit(self._run, dataset, job, writer, per_job, threads, on_gpu,
+                                   functools.partial(report, i, label=" + ".join(j.label for j in jobs)), should_stop)
+                       for i, (job, writer) in enumerate(zip(jobs, writers))]  # fmt: skip
+            counts = [f.result() for f in futures]
+        return counts[0]
+
+    def _run(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, n_actors: int, threads: int, on_gpu: bool,
+             report: Any, should_stop: ShouldStop | None) -> int:  # fmt: skip
         import ray.data
 
         from .extractor import Cancelled
 
-        cpus, gpus = self._resources()
-        on_gpu = job.device == "cuda"
-        n_actors = self.actors or (int(gpus) if on_gpu else max(1, int(cpus) // CPUS_PER_ACTOR))
-        threads = max(1, int(cpus) // n_actors) if not on_gpu else 2
         todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]
         source = ray.data.from_items([
@@ -173,8 +204,7 @@ class RayEngine:
         )  # fmt: skip
         need, computed = {s: e - s for s, e in todo}, 0
         total, done = len(dataset), len(dataset) - len(rows)
-        if progress:
-            progress(f"extracting {job.label} on Ray ({n_actors} actors)", done, total)
+        report(done)
         for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
             if should_stop is not None and should_stop():
                 raise Cancelled("extraction cancelled")
@@ -188,6 +218,5 @@ class RayEngine:
                     writer.mark_done(int(start))
                     computed += min(job.chunk, total - int(start))
             done += len(got)
-            if progress:
-                progress(f"extracting {job.label} on Ray ({n_actors} actors)", done, total)
+            report(done)
         return computed

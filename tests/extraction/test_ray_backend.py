@@ -44,3 +44,25 @@ def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: 
     found = comparison.unreadable_images(ray_cache, ds, 64_000_000)
     assert list(found) == [21] and "broken image" in found[21]
     assert comparison.unreadable_images(FeatureCache(tmp_path / "local"), ds, 64_000_000) == found
+
+
+def test_a_sweep_on_ray_runs_each_model_on_actors_of_its_own_into_the_same_store(tmp_path: Path) -> None:
+    from explorer.extraction.layer_features import extract_sweep
+    from explorer.extraction.ray_backend import RayEngine
+
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=24), thumbnails=False)
+    specs = [ExtractSpec(model="mobilenet_v2", layers=("features.3",), precision="fp32", batch_size=8),
+             ExtractSpec(model="resnet18", weights="none", layers=("layer1",), precision="fp32", batch_size=8)]  # fmt: skip
+    cache = FeatureCache(tmp_path / "ray")
+    engine = RayEngine(num_cpus=2)
+    try:
+        runs = extract_sweep(ds, specs, comparison.run_labels(specs), cache=cache, backend=engine)
+    finally:
+        engine.stop()
+    assert [r.computed for r in runs] == [24, 24]
+    here = extract_sweep(ds, specs, comparison.run_labels(specs), cache=FeatureCache(tmp_path / "local"))
+    for on_ray, local in zip(runs, here):
+        assert on_ray.layer_keys == local.layer_keys
+        for name in on_ray.features:
+            np.testing.assert_allclose(on_ray.features[name], local.features[name], rtol=1e-4, atol=1e-5)
+    assert all(r.computed == 0 for r in extract_sweep(ds, specs, comparison.run_labels(specs), cache=cache))  # one store
