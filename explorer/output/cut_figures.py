@@ -26,12 +26,21 @@ def _hover(row: pd.Series) -> str:
             + ("<br><b>on the Pareto front</b>" if row["pareto"] else ""))  # fmt: skip
 
 
-def pareto(board: pd.DataFrame, *, highlight: tuple[str, str] | None = None, height: int = 460) -> go.Figure:
+def pareto(board: pd.DataFrame, *, highlight: tuple[str, str] | None = None, within: pd.DataFrame | None = None,
+           height: int = 460) -> go.Figure:  # fmt: skip
     """Probe accuracy (its 95 % interval as error bars) against GFLOPs up to the layer (log axis),
     one point per (model, layer), each model its colour, the front as a step line; every number on
-    hover. `highlight` rings one (model, layer)."""
+    hover. `highlight` rings one (model, layer); with `within` (the rows inside a budget) the
+    others are drawn grey."""
     fig = go.Figure()
     scored = board[board["probe_acc"].notna() & board["gflops"].notna() & (board["gflops"] > 0)]
+    if within is not None and len(within) < len(board):
+        inside = set(zip(within["model"], within["layer"]))
+        outside = scored[[(m, lay) not in inside for m, lay in zip(scored["model"], scored["layer"])]]
+        fig.add_trace(go.Scatter(x=outside["gflops"], y=outside["probe_acc"], mode="markers", name="outside the budget",
+                                 marker=dict(size=7, color="#DEE2E6"), hovertext=[_hover(r) for _, r in outside.iterrows()],
+                                 hoverinfo="text"))  # fmt: skip
+        scored = scored.drop(outside.index)
     palette = qualitative.Plotly
     for i, (model, rows) in enumerate(scored.groupby("model", sort=False)):
         fig.add_trace(go.Scatter(

@@ -95,7 +95,7 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
     within = filter_cuts(board, **budget)
     st.success(plain(budget_sentence(board, **budget)), icon="✂️")
     chosen = _chosen(board, within, budget)
-    st.plotly_chart(cut_figures.pareto(within if len(within) else board, highlight=chosen), config=PLOT_CONFIG, key="pareto_chart")
+    st.plotly_chart(cut_figures.pareto(board, highlight=chosen, within=within), config=PLOT_CONFIG, key="pareto_chart")
     st.caption(report.LEADERBOARD_NOTE)
     number = st.column_config.NumberColumn
     st.dataframe(within, hide_index=True, key="leaderboard_table", on_select="rerun", selection_mode="single-row",
