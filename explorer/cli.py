@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
-
 from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
 
 if TYPE_CHECKING:

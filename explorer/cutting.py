@@ -142,7 +142,6 @@ def make_cut(
     """
     import torch
 
-    from .models import layers as layers_mod
     from .models.cost import cut_costs
     from .models.sources import canonical, source_of
     from .models.truncate import truncated

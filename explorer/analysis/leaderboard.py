@@ -111,7 +111,7 @@ def filter_cuts(board: pd.DataFrame, *, max_gflops: float | None = None, max_lat
     return board[keep]
 
 
-def budget_sentence(board: pd.DataFrame, **budget: float | int | None) -> str:
+def budget_sentence(board: pd.DataFrame, **budget: float | None) -> str:
     """'The most accurate cut under 1 GFLOP and 256 dimensions: mobilenet_v2 at features.14 (0.712, 0.23 GFLOPs).'"""
     parts = []
     if budget.get("max_gflops") is not None:
