@@ -396,6 +396,11 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     page.get_by_text("Options", exact=True).click()
     _pick(page, "other_models", "resnet18")
     page.keyboard.press("Escape")  # a multiselect keeps its list open for the next choice
+    # the page has every choice before Run: a rerun landing between two clicks can take one back
+    chosen = "(document.querySelector('.st-key-other_models') || {innerText: ''}).innerText"
+    page.wait_for_function(f"{chosen}.includes('resnet18')", timeout=30_000)
+    page.wait_for_function("document.querySelector('.st-key-weights input[type=radio]:checked')?.closest('label')"
+                           "?.innerText.includes('random init')", timeout=30_000)  # fmt: skip
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Run analysis").click()
     proj = "(document.querySelector('.st-key-proj') || {innerText: ''}).innerText"
