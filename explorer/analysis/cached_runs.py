@@ -75,6 +75,11 @@ def labels_array(dataset: ImageDataset) -> np.ndarray | None:
     return np.asarray(dataset.labels) if dataset.labels is not None else None
 
 
+def _labels_part(dataset: ImageDataset, spec: MetricSpec) -> dict[str, Any]:
+    """What a label metric's key holds besides its layer: the labels and the metric settings."""
+    return {"labels": make_key("labels", {"labels": list(dataset.labels or [])}), "spec": spec.__dict__}
+
+
 def score_run(
     dataset: ImageDataset,
     run: ModelRun,
@@ -85,8 +90,7 @@ def score_run(
 ) -> dict[str, LayerScores]:
     """Scores of every layer of a run, keyed also by the labels and the metric settings."""
     y = labels_array(dataset)
-    parts = {"labels": make_key("labels", {"labels": list(dataset.labels or [])}), "spec": spec.__dict__}
-    return _per_layer(run, cache, "scores", parts, lambda node, feats: score_layer(feats, y, spec, graphs.get(node)),
+    return _per_layer(run, cache, "scores", _labels_part(dataset, spec), lambda node, feats: score_layer(feats, y, spec, graphs.get(node)),
                       LayerScores.from_arrays, progress, f"scoring {run.label}")  # fmt: skip
 
 
@@ -148,10 +152,6 @@ class _Value:
         return cls(None if np.isnan(v) else v)
 
 
-def _labels_part(dataset: ImageDataset, spec: MetricSpec) -> dict[str, Any]:
-    return {"labels": make_key("labels", {"labels": list(dataset.labels or [])}), "spec": spec.__dict__}
-
-
 def logme_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache,
               progress: StageProgress | None = None) -> dict[str, float | None]:  # fmt: skip
     """LogME of every layer of a run (logme.py) for the classes the probe scores; None without labels."""
@@ -188,6 +188,15 @@ def compression_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cach
                             f"compression curves {run.label}")  # fmt: skip
 
 
+def _device_here(device: str) -> bool:
+    """Whether this process can time a model on `device` (a Ray cluster's GPUs may not be on the driver)."""
+    if device == "cpu":
+        return True
+    import torch
+
+    return torch.cuda.is_available() if device == "cuda" else bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def _build_context(run: ModelRun) -> dict[str, Any]:
     """What shapes the time a run's model takes, as the extraction builds it (not its weights' values)."""
     from ..extraction.backend import FOLD_BATCHNORM
@@ -204,14 +213,15 @@ def cost_run(run: ModelRun, cache: FeatureCache, *, latency: bool = True, progre
     """What cutting the run at each of its layers costs: parameters and GFLOPs up to the layer
     (models/cost.py, counted on the meta device) and, with `latency`, the milliseconds per image
     up to it measured here at batch 1 and 32 (extraction/latency.py), cached per model build and
-    machine."""
+    machine; not measured (None) where this process lacks the run's device.
+    """
     from ..extraction.latency import layer_latency, machine
     from ..models.cost import cut_costs
 
     nodes = list(run.nodes.values())
     counted = cut_costs(run.spec.model, nodes)
     times: dict[str, tuple[float, float]] = {}
-    if latency:
+    if latency and _device_here(run.device):
         key = make_key("latency", {**_build_context(run), "nodes": nodes, "machine": machine(),
                                    "code": identities("extract", "latency")})  # fmt: skip
         got = cache.get_result(key)
