@@ -66,6 +66,9 @@ class AppMode:
         keep_partial: whether an interrupted extraction's finished chunks are kept for a later run
             to resume (local) or deleted on cancel, failure and start (demo).
         downloads: whether model weights may be downloaded (never for a demo's visitor).
+        trusted_proxies: how many reverse proxies of the host's own stand before the server, each
+            appending the address it was reached from to `X-Forwarded-For` (0: none; the
+            connection's address is the visitor's).
     """
 
     name: str
@@ -79,9 +82,12 @@ class AppMode:
     cache_max_bytes: int | None = None
     keep_partial: bool = True
     downloads: bool = True
+    trusted_proxies: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.name, MODES)
+        if self.trusted_proxies < 0:
+            raise ValueError(f"trusted_proxies={self.trusted_proxies} must be 0 or more")
 
 
 LOCAL = AppMode(name="local", limits=Limits(), max_images=Limits().max_files, server_paths=True)
@@ -91,15 +97,18 @@ DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=Fa
                max_job_seconds=600.0, max_jobs_per_client=2, cache_max_bytes=5 * 1024**3, keep_partial=False,
                downloads=False)  # fmt: skip
 CACHE_MAX_ENV = "EXPLORER_CACHE_MAX_GB"
+TRUSTED_PROXIES_ENV = "EXPLORER_TRUSTED_PROXIES"
+_OLD_TRUSTED_PROXY_ENV = "EXPLORER_TRUSTED_PROXY"  # its `1` meant one proxy; read as that
 
 
 def app_mode(environ: Mapping[str, str] = os.environ) -> AppMode:
     """The dashboard's mode, from EXPLORER_MODE (`local` when unset; the demo launcher sets `demo`);
-    EXPLORER_CACHE_MAX_GB sets the cache's size limit in either mode (0: no limit).
+    EXPLORER_CACHE_MAX_GB sets the cache's size limit in either mode (0: no limit);
+    EXPLORER_TRUSTED_PROXIES=N the number of the host's reverse proxies in front of it.
 
     Raises:
-        ValueError: an unknown mode (a typo must not open a public server to server paths), or a
-            cache limit that is not a number.
+        ValueError: an unknown mode (a typo must not open a public server to server paths), a
+            cache limit that is not a number, or a proxy count that is not a whole number >= 0.
     """
     name = environ.get(MODE_ENV, "local").strip().lower()
     if name not in MODES:
@@ -111,6 +120,13 @@ def app_mode(environ: Mapping[str, str] = os.environ) -> AppMode:
         except ValueError:
             raise ValueError(f"{CACHE_MAX_ENV}={environ[CACHE_MAX_ENV]!r} is not a number of GB") from None
         mode = dataclasses.replace(mode, cache_max_bytes=int(gb * 1024**3) if gb > 0 else None)
+    proxies = environ.get(TRUSTED_PROXIES_ENV, "").strip()
+    if not proxies and environ.get(_OLD_TRUSTED_PROXY_ENV, "").strip().lower() in ("1", "true", "yes"):
+        proxies = "1"
+    if proxies:
+        if not proxies.isdigit():
+            raise ValueError(f"{TRUSTED_PROXIES_ENV}={proxies!r} is not a whole number of proxies (0, 1, 2, ...)")
+        mode = dataclasses.replace(mode, trusted_proxies=int(proxies))
     return mode
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -19,7 +18,7 @@ from .. import comparison
 from ..config import DataSpec, ProjectionSpec
 from ..data.datasets import ImageDataset, load_dataset
 from ..store import FeatureCache
-from . import budget, reproduce, sidebar, state, views
+from . import budget, proxy, reproduce, sidebar, state, views
 from .cut_view import CutExport, cut_job
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 from .text import plain
@@ -89,14 +88,11 @@ def warm_up_umap() -> None:
 
 
 def _client() -> str | None:
-    """The visitor's address: the first X-Forwarded-For entry behind a trusted reverse proxy
-    (EXPLORER_TRUSTED_PROXY=1: the proxy sets it), else the connection's; None when unknown (a
-    local connection)."""
-    if os.environ.get("EXPLORER_TRUSTED_PROXY", "") in ("1", "true", "yes"):
-        forwarded = st.context.headers.get("X-Forwarded-For", "")
-        if forwarded.strip():
-            return forwarded.split(",")[0].strip()
-    return st.context.ip_address
+    """The visitor's address (explorer.ui.proxy: the entry the outermost of the host's
+    EXPLORER_TRUSTED_PROXIES proxies added, else the connection's); None when unknown (a local
+    connection)."""
+    return proxy.client_address(st.context.headers.get("X-Forwarded-For", "") or "", st.context.ip_address,
+                                sidebar.MODE.trusted_proxies)  # fmt: skip
 
 
 def _session_id() -> str:
