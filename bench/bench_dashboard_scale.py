@@ -162,7 +162,7 @@ def synthetic(args) -> None:
                 page_file = ROOT / "bench" / "synthetic_page.py"
                 if tree != ROOT:  # at the tree's root, where Streamlit serves its static/ (the plotly view loaded plotly.js from there)
                     page_file = Path(shutil.copy(page_file, tree / "synthetic_page.py"))
-                launch = ("import sys\ntry:\n from explorer.ui import thumbs; thumbs.install()\nexcept ImportError: pass\n"
+                launch = ("import sys\ntry:\n from explorer.ui import thumbs; getattr(thumbs, "install", lambda: None)()\nexcept ImportError: pass\n"
                           "from streamlit.web import cli\n"
                           f"sys.argv = ['streamlit', 'run', {str(page_file)!r}, '--server.port', '{port}',"
                           " '--server.address', '127.0.0.1', '--server.headless', 'true', '--server.enableStaticServing', 'true']\n"

@@ -33,8 +33,8 @@ def test_core_runs_without_streamlit(tmp_path: Path) -> None:
 
 LAZY = """
 import sys
-from explorer.ui import serve
-serve.preload()  # what the server imports before it serves the first page
+from explorer.ui import server_app
+server_app.preload()  # what the server imports before it serves the first page
 from explorer.ui import main, sidebar, views, cached, reproduce  # noqa: F401  (the page's own modules)
 from explorer import cli  # noqa: F401
 from explorer.models import catalog, layers  # noqa: F401

@@ -6,9 +6,9 @@ session and dataset (`publish`), so one visitor cannot ask for another visitor's
 maps to is held weakly and forgotten when the result is dropped. Thumbnails are made when first
 asked for, in a worker thread, through the same bounded cache as the image grids (images.thumbnail).
 
-The route is added to the list Streamlit 1.67's Starlette server builds (`create_streamlit_routes`,
-an internal: `install` wraps it once and logs a warning, changing nothing, where it has moved).
-Without it (AppTest, `streamlit run app.py`) the hover shows the name, class and prediction only.
+The route is one of the server's own routes, given to Streamlit's public `st.App(routes=...)` in
+app.py, so `streamlit run app.py` serves it as `scripts/run.sh` does. Without it (AppTest, which
+runs the page script alone) the hover shows the name, class and prediction only.
 """
 
 from __future__ import annotations
@@ -72,28 +72,15 @@ async def _handle(request):  # a Starlette endpoint
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-def install() -> bool:
-    """Add the thumbnail route to the server Streamlit is about to start (call before it starts)."""
+def route():  # -> starlette.routing.Route
+    """The thumbnails' route, for the server's `st.App(routes=[...])` (app.py): from this call on,
+    the panels ask for thumbnails. Under `server.baseUrlPath` when one is set (Streamlit's own routes
+    are; an `st.App`'s own routes are taken as given)."""
     global _installed
-    if _installed:
-        return True
-    try:
-        from starlette.routing import Route
-        from streamlit import config
-        from streamlit.web.server.starlette import starlette_app
-    except ImportError:  # pragma: no cover - a Streamlit without its Starlette server
-        log.warning("hover thumbnails are off: this Streamlit has no Starlette server")
-        return False
-    original = getattr(starlette_app, "create_streamlit_routes", None)
-    if original is None:
-        log.warning("hover thumbnails are off: this Streamlit builds its routes elsewhere")
-        return False
+    from starlette.routing import Route
+    from streamlit import config
 
-    def create_streamlit_routes(runtime):
-        base = (config.get_option("server.baseUrlPath") or "").strip("/")
-        prefix = f"/{base}" if base else ""
-        return [Route(f"{prefix}/{PATH}/{{token}}/{{index:int}}", _handle, methods=["GET"]), *original(runtime)]
-
-    starlette_app.create_streamlit_routes = create_streamlit_routes
+    base = (config.get_option("server.baseUrlPath") or "").strip("/")
+    prefix = f"/{base}" if base else ""
     _installed = True
-    return True
+    return Route(f"{prefix}/{PATH}/{{token}}/{{index:int}}", _handle, methods=["GET"])

@@ -44,7 +44,7 @@ def _finish(at: AppTest) -> None:
 
 @pytest.fixture(scope="module")
 def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
     at.run()
     assert not at.exception
     _finish(at)
@@ -313,7 +313,7 @@ def test_the_share_link_reopens_the_same_inputs() -> None:
     from explorer.ui import reproduce
 
     inputs = _varied_inputs()
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
     for k, v in reproduce.share_params(inputs).items():
         at.query_params[k] = v
     at.run()
@@ -323,7 +323,7 @@ def test_the_share_link_reopens_the_same_inputs() -> None:
 
 
 def test_a_link_may_name_a_layer_by_its_module() -> None:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
     at.query_params["layers"] = "features.14,flatten"
     at.query_params["max_images"] = "60"
     at.query_params["projection"] = "pca"

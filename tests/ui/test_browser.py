@@ -46,17 +46,20 @@ def _health(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve(mode: str):
-    """The dashboard as scripts/run.sh starts it, in `mode`, on a free loopback port; its output
-    goes to a file (a pipe nobody reads would stop the server once full), shown when it fails."""
+def serve(mode: str, *, plain: bool = False, options: tuple[str, ...] = ()):
+    """The dashboard as scripts/run.sh starts it (or, `plain`, as `streamlit run app.py` does, the
+    mode from the environment), in `mode`, on a free loopback port, with more Streamlit `options`;
+    its output goes to a file (a pipe nobody reads would stop the server once full), shown when it
+    fails."""
     port = _port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "EXPLORER_WORKERS": "1", "EXPLORER_MAX_PENDING": "8"}
+    env = {**os.environ, "EXPLORER_WORKERS": "1", "EXPLORER_MAX_PENDING": "8", "EXPLORER_MODE": mode}
     ART.mkdir(exist_ok=True)
-    log = ART / f"server-{mode}-{port}.log"
+    log = ART / f"server-{mode}{'-plain' if plain else ''}-{port}.log"
+    where = ["--server.port", str(port), "--server.address", "127.0.0.1", *options]
+    command = ["-m", "streamlit", "run", "app.py"] if plain else ["-m", "explorer.ui.serve", "--mode", mode]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", mode, "--server.port", str(port),
-                                 "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen([sys.executable, *command, *where], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.time()
     while not _health(url):
         assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
@@ -78,6 +81,14 @@ def server():
 @pytest.fixture(scope="module")
 def demo_server():
     with serve("demo") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cloud_server():
+    """The demo as Streamlit Community Cloud starts it: the plain `streamlit run app.py`, the mode
+    from the environment, and fast reruns on (the platform forces them)."""
+    with serve("demo", plain=True, options=("--runner.fastReruns", "true")) as url:
         yield url
 
 
@@ -229,8 +240,7 @@ def test_a_lasso_selects_exactly_the_points_inside_its_outline(server, browser) 
     page.close()
 
 
-def test_hovering_a_point_shows_its_thumbnail_class_and_prediction(server, browser) -> None:
-    page = _open(browser, server)
+def _hover_shows_a_thumbnail(page, shot: str) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector(DRAWN, timeout=120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 3)")
@@ -244,9 +254,39 @@ def test_hovering_a_point_shows_its_thumbnail_class_and_prediction(server, brows
     assert name in tip and "class: " in tip and "probe (flatten): " in tip
     src = page.get_attribute(".explorer-tip img", "src")
     assert src.endswith(f"/{hovered}") and "_explorer/thumb/" in src
-    page.screenshot(path=str(ART / "hover.png"))
+    page.screenshot(path=str(ART / shot))
     page.mouse.move(5, 5)  # off the panel: the card goes
     page.wait_for_function("document.querySelector('.explorer-tip').style.display === 'none'", timeout=10_000)
+
+
+def test_hovering_a_point_shows_its_thumbnail_class_and_prediction(server, browser) -> None:
+    page = _open(browser, server)
+    _hover_shows_a_thumbnail(page, "hover.png")
+    page.close()
+
+
+def test_plain_streamlit_run_shows_hover_thumbnails(cloud_server, browser) -> None:
+    """`streamlit run app.py`, as Community Cloud and tutorials start it, is the same server as
+    scripts/run.sh: the hover card has its image."""
+    page = _open(browser, cloud_server)
+    _hover_shows_a_thumbnail(page, "hover_plain_streamlit_run.png")
+    page.close()
+
+
+def test_run_then_a_tab_at_once_runs_the_analysis_with_fast_reruns(cloud_server, browser) -> None:
+    """With `runner.fastReruns = true` (forced on Community Cloud), a Run click followed at once by
+    a tab click still runs the analysis: the result shown becomes the sidebar's."""
+    page = _open(browser, cloud_server + "/?projection=pca")
+    page.wait_for_selector(DRAWN, timeout=300_000)
+    changed = "document.body.innerText.includes('The settings in the sidebar changed')"
+    for i, dims in enumerate(("3-D", "2-D", "3-D")):  # three rounds: each a new analysis
+        page.locator(".st-key-dims").get_by_text(dims, exact=True).click()
+        page.wait_for_function(changed, timeout=60_000)
+        page.get_by_role("button", name="Run analysis").click()
+        page.get_by_role("tab", name="Dataset" if i % 2 == 0 else "Projections").click()  # at once
+        page.wait_for_function(f"!({changed})", timeout=120_000)  # the sidebar's analysis is the one shown
+        page.wait_for_timeout(3000)
+        assert not page.evaluate(changed), f"round {i}: the click was lost"
     page.close()
 
 

@@ -21,7 +21,7 @@ def _page(**query: str) -> AppTest:
     from explorer.ui import cached
 
     cached.start_catalog().result()  # the picker's full list, as a server has it moments after starting
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
     for k, v in {"max_images": "60", "projection": "pca", **query}.items():
         at.query_params[k] = v
     at.run()
@@ -113,7 +113,7 @@ def test_a_demo_link_naming_a_model_it_does_not_serve_gets_the_default(monkeypat
     from explorer.ui import sidebar
 
     monkeypatch.setattr(sidebar, "MODE", DEMO)
-    demo = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    demo = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
     demo.query_params["model"] = TIMM_VIT
     demo.query_params["max_images"] = "60"
     demo.run()

@@ -4,12 +4,15 @@ route (tokens, lookups, what is served)."""
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 import json
 
 import numpy as np
 import pytest
 
 from explorer.ui import scatter, thumbs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _read(message: bytes) -> tuple[dict, bytes]:
@@ -86,12 +89,17 @@ def test_the_route_serves_a_thumbnail_and_refuses_unknown_tokens() -> None:
     assert get("not-a-token", 1).status_code == 404
 
 
-def test_the_route_is_added_to_streamlits_server_once(monkeypatch) -> None:
-    from streamlit.web.server.starlette import starlette_app
-
-    monkeypatch.setattr(starlette_app, "create_streamlit_routes", lambda runtime: ["streamlit's own"])
+def test_the_route_is_the_servers_own_and_turns_thumbnails_on(monkeypatch) -> None:
     monkeypatch.setattr(thumbs, "_installed", False)
-    assert thumbs.install() and thumbs.install()  # the second call changes nothing
-    routes = starlette_app.create_streamlit_routes(None)
-    assert routes[1:] == ["streamlit's own"]
-    assert routes[0].path == f"/{thumbs.PATH}/{{token}}/{{index:int}}"
+    route = thumbs.route()
+    assert route.path == f"/{thumbs.PATH}/{{token}}/{{index:int}}"
+    assert thumbs.is_installed()  # the panels now ask for thumbnails
+
+
+def test_app_py_is_an_st_app_with_that_route() -> None:
+    """`streamlit run app.py` serves app.py's `st.App` (found by Streamlit's own discovery), and
+    its routes hold the thumbnails'."""
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    found = discover_asgi_app(ROOT / "app.py")
+    assert found.is_asgi_app and found.app_name == "app", found
