@@ -4,6 +4,8 @@ against a demo-mode server on a loopback address, then kill -9 of the server at 
 Usage:
     .venv/bin/python bench/bench_demo.py [--sessions 200] [--minutes 15] [--parallel 2] [--kills 10]
         [--cache-max-gb 0.02] [--out bench/results/demo_soak.json]
+    .venv/bin/python bench/bench_demo.py --url http://127.0.0.1:18501 --pid PID --cache DIR --server-log LOG \
+        --kills 0 --sessions 20  # a server started elsewhere: the container image (scripts/check_image.sh)
 
 Visitors, in a fixed cycle: the bundled sample (the first visit's analysis), a small upload (a zip of
 30 photos drawn from the sample: a new dataset, so a real extraction), a hostile upload (a zip
@@ -48,10 +50,12 @@ from serving import (  # bench/serving.py (bench/ is on the path of a script run
     MALLOC,
     ROOT,
     DemoServer,
+    RunningServer,
 )
 
 SAMPLE = ROOT / "explorer" / "samples" / "clothing"
-DRAWN = ".st-key-proj .js-plotly-plot[data-drawn]"
+DRAWN = ".st-key-proj .explorer-projections[data-drawn='1']"  # the panels' own WebGL view (explorer/ui/scatter.js)
+POINTS = "(window.__explorerScatter && window.__explorerScatter.get('proj')?.state.debug().n) || 0"
 UPLOADS = Path(tempfile.gettempdir()) / "explorer-uploads"
 SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundled samples", "analyses at most",
              "Analysis cancelled", "the server is busy", "from your address", "still running",
@@ -200,7 +204,7 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
             except Exception as exc:  # the analysis ended before the button could be pressed
                 print(f"cancel not pressed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
             # the upload's own result: panels of fewer points than the sample's 400 (identical photos count once)
-            page.wait_for_function(f"(document.querySelector('{DRAWN}') || {{}}).dataset?.drawn < 400 || " + ANY_SENTENCE,
+            page.wait_for_function(f"(document.querySelector(\"{DRAWN}\") && ({POINTS}) < 400) || " + ANY_SENTENCE,
                                    timeout=300_000)  # fmt: skip
             return "sentence" if any(s in page.inner_text("body") for s in SENTENCES) else "result"
         if kind == "hostile upload":
@@ -231,7 +235,10 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     before = _upload_folders()  # not this run's to count
-    server = DemoServer(tmp / "cache", tmp / "server.log", args.cache_max_gb)
+    if args.url:  # a server started elsewhere (the container image): soaked as it is
+        server = RunningServer(args.url, args.pid, Path(args.cache), Path(args.server_log))
+    else:
+        server = DemoServer(tmp / "cache", tmp / "server.log", args.cache_max_gb)
     server.start()
     sampler = Sampler(server)
     sampler.start()
@@ -376,7 +383,14 @@ def main() -> None:
                     help="small, so that eviction happens: 0.02 GB is 21 MB, about 5 sample analyses (3.7 MB each) "
                          "beside numba's compiled code (3 MB)")  # fmt: skip
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_soak.json"))
+    ap.add_argument("--url", default="", help="soak a demo server started elsewhere (the container image) instead of "
+                                               "starting one; with --pid, --cache and --server-log, and --kills 0")  # fmt: skip
+    ap.add_argument("--pid", type=int, default=0, help="that server's process (its RSS)")
+    ap.add_argument("--cache", default="", help="that server's cache folder")
+    ap.add_argument("--server-log", default="", help="that server's log")
     args = ap.parse_args()
+    if args.url and (args.kills or not args.pid or not args.cache or not args.server_log):
+        ap.error("--url needs --pid, --cache and --server-log, and --kills 0")
     with tempfile.TemporaryDirectory() as tmp:
         result = {"machine": f"{os.cpu_count()} cores", "args": vars(args), "soak": soak(args, Path(tmp))}
         if args.kills:

@@ -108,3 +108,33 @@ class DemoServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+
+
+class RunningServer(DemoServer):
+    """A demo server started elsewhere (the container image, scripts/check_image.sh): soaked and
+    measured the same way, never started or stopped from here. `pid`: its process, for the RSS."""
+
+    def __init__(self, url: str, pid: int, cache: Path, log: Path) -> None:
+        super().__init__(cache, log, 0.0)
+        self.url, self.pid = url.rstrip("/"), pid
+        self.proc = _Pid(pid)  # type: ignore[assignment]
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        raise RuntimeError("a server started elsewhere is not killed from here (--kills 0)")
+
+
+class _Pid:
+    """What rss_mb and cpu_seconds read of a Popen: the pid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> None:
+        return None
+

@@ -2,7 +2,7 @@
 # Build the container image from the Dockerfile and check it as a host would: start it, wait for
 # its health check, and run a short demo soak against it (visitors, a hostile upload, its memory).
 # For a machine without Docker: Debian's buildah and debootstrap (installed here if missing).
-#   bash scripts/check_image.sh [--visitors 20]
+#   bash scripts/check_image.sh            (SESSIONS=20 visitors by default)
 # Too slow for every CI run (a first build downloads torch: 5-15 min); docs/hosting.md, "Host it".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,5 +58,12 @@ echo "health check green $(( $(date +%s) - t2 )) s after start"
 whoami_in=$(buildah run --isolation chroot "$container" -- id -u)
 echo "the image runs as uid $whoami_in"
 
-# A short soak against it: visitors on the sample and uploads, a hostile upload, the server's RSS
-.venv/bin/python bench/bench_image_soak.py --url "http://127.0.0.1:$PORT" --port "$PORT" "$@"
+# A short soak against it: visitors on the sample and uploads, a hostile upload and link, a cancel,
+# a costly model, an over-limit link; the server's RSS read at quiet moments (bench/bench_demo.py)
+pid=$(pgrep -f "explorer.ui.serve --server.port $PORT" | head -1)
+[ -n "$pid" ] || { echo "the server's process was not found"; exit 1; }
+echo "server pid $pid, RSS $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 )) MB after start"
+eval "$(.venv/bin/python -m explorer.process_setup)"
+.venv/bin/python bench/bench_demo.py --url "http://127.0.0.1:$PORT" --pid "$pid" --cache "$work/data" \
+  --server-log "$work/server.log" --kills 0 --sessions "${SESSIONS:-20}" --parallel 2 --minutes 20 \
+  --out bench/results/image_soak.json "$@"

@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import streamlit as st
@@ -31,6 +31,7 @@ BOARD_ORDER = ("pareto", "model", "layer", "probe_acc", "probe_acc_low", "probe_
 class CutExport:
     """A finished "Export this cut" job: the folder's files as one zip, and its metrics.json."""
 
+    SESSION_KEY: ClassVar[str] = "cut_export"  # where the page keeps it (main._collect)
     name: str
     data: bytes
     metrics: dict[str, Any]

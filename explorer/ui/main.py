@@ -19,7 +19,8 @@ from ..config import DataSpec, ProjectionSpec
 from ..data.datasets import ImageDataset, load_dataset
 from ..store import FeatureCache
 from . import budget, proxy, reproduce, sidebar, state, views
-from .cut_view import CutExport, cut_job
+from .cut_view import cut_job
+from .projections_view import emergence_job
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
 from .text import plain
 
@@ -202,6 +203,21 @@ def export_cut(model: str, layer: str) -> None:
     st.session_state.pop("cut_export", None)
 
 
+def ask_emergence(run_label: str, images: tuple[int, ...]) -> None:
+    """The "Where do these images emerge?" button's callback: queue the probes' training for the
+    shown result (under the queue's per-visitor limit and deadline), or say why not."""
+    result: Result | None = st.session_state.get("result")
+    if result is None:
+        return
+    try:
+        job = QUEUE.submit(_session_id(), emergence_job(result.comparison, run_label, images), None, client=_client())
+    except (AlreadyRunning, QueueFull) as exc:
+        st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
+        return
+    st.session_state["submitted_job"] = job.id
+    st.session_state.pop("notice", None)
+
+
 def progress_panel() -> None:
     """This session's job: while it waits or runs, a panel that polls it (queue position or
     progress, and a Cancel button); once it ended, its outcome.
@@ -245,7 +261,7 @@ def _collect(job: Job) -> bool:
     result = QUEUE.take(job)  # the session holds it now; the queue forgets the job
     values: dict = {"seen_job": job.id}
     if job.state == "done":
-        values["cut_export" if isinstance(result, CutExport) else "result"] = result
+        values[getattr(result, "SESSION_KEY", "result")] = result  # an analysis, or an export's or a question's answer
     elif job.state == "failed":
         values["notice"] = job.error[:1].upper() + job.error[1:] + ("" if job.error.endswith(".") else ".")
     elif job.state == "cancelled":
@@ -337,5 +353,5 @@ def render() -> None:
     st.query_params.from_dict(reproduce.share_params(result.inputs))
     t0 = time.perf_counter()
     can_export = not result.inputs.data.startswith("upload:")  # an upload is deleted after its analysis
-    views.render(result.comparison, result.inputs, export_cut if can_export else None)
+    views.render(result.comparison, result.inputs, export_cut if can_export else None, ask_emergence)
     log.debug("views rendered in %.2f s", time.perf_counter() - t0)

@@ -3,10 +3,15 @@ image and its neighbours, where a selection emerges, and the images that move mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import numpy as np
 import streamlit as st
 
 from ..comparison import Comparison, ModelRun
+from ..extraction.extractor import Cancelled
 from ..output import figures, report
 from . import scatter
 from .images import image_grid, picked_image, thumb_token
@@ -106,7 +111,41 @@ def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[di
     return memo[tag]
 
 
-def projections_tab(comp: Comparison, align: bool) -> None:
+@dataclass(frozen=True)
+class EmergenceAnswer:
+    """A finished "Where do these images emerge?" job: the selection it was asked for (its `tag`)
+    and each run's Emergence (the model's, and its random-init baseline's when there is one)."""
+
+    SESSION_KEY: ClassVar[str] = "emergence"  # where the page keeps it (main._collect)
+    tag: tuple
+    results: dict[str, Any]
+
+
+def emergence_tag(comp: Comparison, run_label: str, chosen: tuple[int, ...]) -> tuple:
+    return (id(comp), run_label, tuple(sorted(chosen)))
+
+
+def emergence_job(comp: Comparison, run_label: str, chosen: tuple[int, ...]) -> Callable[[Any], EmergenceAnswer]:
+    """The function a worker runs to train the selection's probe at every layer of the run (and its
+    baseline): on the queue, under its per-visitor limit and deadline, not on the page's thread."""
+    run = next(r for r in comp.runs if r.label == run_label)
+    runs = [r for r in (run, comp.baseline_of(run)) if r is not None]
+
+    def work(job: Any) -> EmergenceAnswer:
+        results = {}
+        for i, r in enumerate(runs):
+            job.progress(f"training the selection's probe at every layer of {r.label}", i, len(runs))
+            if job.should_stop():
+                raise Cancelled("emergence cancelled")
+            results[r.label] = comp.emergence(r, list(chosen))
+        return EmergenceAnswer(emergence_tag(comp, run_label, chosen), results)
+
+    return work
+
+
+def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None) -> None:
+    """The tab; `ask_emergence(run, images)` queues the job that finds where those images emerge
+    (None: computed here, for callers without a queue)."""
     ds = comp.dataset
     if not comp.projections:
         st.info("No projections were computed.")
@@ -159,7 +198,7 @@ def projections_tab(comp: Comparison, align: bool) -> None:
     if selection:
         st.markdown(f"#### {len(selection):,} selected images" + (" (the first 48)" if len(selection) > 48 else ""))
         image_grid(comp, selection[:48])
-    _emergence(comp, run, selection or matches or [])
+    _emergence(comp, run, selection or matches or [], ask_emergence)
     # after the images: the highlight in every panel (a search's matches, else the selection) and the ring
     scatter.control("proj", highlight=matches if matches is not None else (selection or None), picked=picked)
     _movers_gallery(comp, run, keys)
@@ -173,30 +212,42 @@ def projections_tab(comp: Comparison, align: bool) -> None:
         image_grid(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
 
 
-def _emergence(comp: Comparison, run: ModelRun, chosen: list[int]) -> None:
+def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable[[str, tuple[int, ...]], None] | None) -> None:
     """Where the selection (or the search's matches) emerges: the selection-vs-rest probe at every
-    layer, beside the random-init baseline's and the class probe's curves."""
+    layer, beside the random-init baseline's and the class probe's curves. The probes are trained
+    by a job on the queue (`ask`), whose answer the page keeps under "emergence"."""
     from ..analysis.emergence import MIN_PER_SIDE
 
     n = len(comp.dataset)
     if not MIN_PER_SIDE <= len(chosen) <= n - MIN_PER_SIDE:
         return
-    tag = (id(comp), run.label, tuple(sorted(chosen)))
-    stored = st.session_state.get("emergence")
-    asked = st.button(f"Where do these {len(chosen):,} images emerge?", key="emerge",
-                      help="Trains the same linear probe as the class curve, at every layer, to tell these images from "
-                           "the rest: the layer where its accuracy rises is where the network starts to see them.")  # fmt: skip
-    if asked:
+    images = tuple(sorted(chosen))
+    tag = emergence_tag(comp, run.label, images)
+    label = f"Where do these {len(chosen):,} images emerge?"
+    help_text = ("Trains the same linear probe as the class curve, at every layer, to tell these images from the rest: "
+                 "the layer where its accuracy rises is where the network starts to see them.")  # fmt: skip
+    if ask is not None:
+        st.button(label, key="emerge", help=help_text, on_click=ask, args=(run.label, images))
+    elif st.button(label, key="emerge", help=help_text):
         with st.spinner("Training the selection's probe at every layer…"):
-            runs = [r for r in (run, comp.baseline_of(run)) if r is not None]
-            stored = (tag, {r.label: comp.emergence(r, chosen) for r in runs})
-        st.session_state["emergence"] = stored
-    if stored is None or stored[0] != tag:
+            st.session_state["emergence"] = emergence_job(comp, run.label, images)(_NoJob())
+    stored: EmergenceAnswer | None = st.session_state.get("emergence")
+    if stored is None or stored.tag != tag:
         return
-    results = stored[1]
+    results = stored.results
     st.plotly_chart(figures.emergence(report.emergence_curves(comp, run, results), "Where the selection emerges"),
                     config=PLOT_CONFIG, key="emergence_chart")  # fmt: skip
     st.caption(report.emergence_note(comp, next(iter(results.values()))))
+
+
+class _NoJob:
+    """The job interface emergence_job needs, where there is no queue."""
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
 
 
 def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:

@@ -61,10 +61,10 @@ def architecture_tab(comp: Comparison) -> None:
 def _asked_selection(comp: Comparison) -> tuple[str, list[int]] | None:
     """The selection whose emergence this session last asked about for this result, as the
     report names it and its rows; None if none."""
-    stored = st.session_state.get("emergence")
-    if not stored or stored[0][0] != id(comp):
+    stored = st.session_state.get("emergence")  # projections_view.EmergenceAnswer
+    if stored is None or stored.tag[0] != id(comp):
         return None
-    rows = list(stored[0][2])
+    rows = list(stored.tag[2])
     return f"the {len(rows):,} images selected", rows
 
 
@@ -99,13 +99,15 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
 VIEWS = ("Projections", "Separability", "Choose a cut", "Layer similarity", "Architecture", "Dataset", "Export")
 
 
-def render(comp: Comparison, inputs: sidebar.Inputs, export_cut: Callable[[str, str], None] | None = None) -> None:
+def render(comp: Comparison, inputs: sidebar.Inputs, export_cut: Callable[[str, str], None] | None = None,
+           ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None) -> None:
     """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view).
-    `export_cut(model, layer)` queues a cut's export (None: not offered)."""
+    `export_cut(model, layer)` queues a cut's export (None: not offered); `ask_emergence(run,
+    images)` queues the job that finds where those images emerge (None: computed on the page)."""
     align = bool(getattr(inputs, "align", True))
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     draw = {
-        "Projections": lambda: projections_tab(comp, align), "Separability": lambda: separability_tab(comp),
+        "Projections": lambda: projections_tab(comp, align, ask_emergence), "Separability": lambda: separability_tab(comp),
         "Choose a cut": lambda: cut_tab(comp, export_cut),
         "Layer similarity": lambda: similarity_tab(comp, align), "Architecture": lambda: architecture_tab(comp),
         "Dataset": lambda: dataset_tab(comp), "Export": lambda: export_tab(comp, inputs),

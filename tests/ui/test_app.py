@@ -364,7 +364,7 @@ def test_where_a_search_emerges_along_depth(app: AppTest) -> None:
     comp = app.session_state["result"].comparison
     app.button(key="emerge").click()
     app.run()
-    assert not app.exception, app.exception
+    _finish(app)  # the probes are trained by a job on the queue, not on the page's thread
     chart = next(e for e in _charts(app) if "Where the selection emerges" in str(e.proto.spec))
     spec = json.loads(chart.proto.spec)
     names = [t["name"] for t in spec["data"]]
@@ -374,3 +374,32 @@ def test_where_a_search_emerges_along_depth(app: AppTest) -> None:
     want = comp.emergence(run, shoes)
     assert spec["data"][0]["y"] == pytest.approx(want.accuracy.tolist())
     assert want.accuracy[-1] > 0.9 and want.n_selected == len(shoes)  # shoes are plain to see at the last layer
+
+
+def test_a_visitor_asking_for_emergence_ten_times_at_once_gets_the_per_visitor_limit(app: AppTest) -> None:
+    """Ten sessions of one address ask at once: at most the per-visitor limit of emergence jobs
+    wait or run, each other ask is refused in one sentence, and the jobs that ran give the page's
+    answer."""
+    from explorer.ui.jobs import AlreadyRunning, JobQueue
+    from explorer.ui.projections_view import emergence_job
+
+    comp = app.session_state["result"].comparison
+    run = comp.runs[0]
+    shoes = tuple(comp.selection("shoes"))
+    queue = JobQueue(workers=1, max_pending=8, max_per_client=2)
+    taken, refused = [], []
+    for i in range(10):
+        try:
+            taken.append(queue.submit(f"session-{i}", emergence_job(comp, run.label, shoes), client="203.0.113.7"))
+        except AlreadyRunning as exc:
+            refused.append(str(exc))
+    assert len(taken) == 2 and len(refused) == 8
+    assert all(r.count(". ") == 0 and "from your address" in r for r in refused)  # one sentence, saying why
+    t0 = time.time()
+    while any(j.active for j in taken) and time.time() - t0 < 120:
+        time.sleep(0.2)
+    want = comp.emergence(run, list(shoes)).accuracy
+    for job in taken:
+        assert job.state == "done", job.error
+        assert queue.take(job).results[run.label].accuracy.tolist() == pytest.approx(want.tolist())
+
