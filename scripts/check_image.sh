@@ -32,7 +32,7 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   build_args+=(-v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro --build-arg PIP_CERT=/run/host-ca.crt)
 fi
 t0=$(date +%s)
-buildah bud --isolation chroot --layers "${build_args[@]}" -t "$IMAGE" . >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
+buildah bud --isolation chroot --layers --format docker "${build_args[@]}" -t "$IMAGE" . >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
 t1=$(date +%s)
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 echo "built $IMAGE in $((t1 - t0)) s, $((size / 1024 / 1024)) MB"

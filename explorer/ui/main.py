@@ -130,6 +130,9 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
                 comp = comparison.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
                                         cache=CACHE, should_stop=job.should_stop,
                                         max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
+            for run in comp.runs:  # the movers gallery's ranking, here on the queue rather than on a page's thread
+                if len(run.features) > 1:
+                    comp.movers(run)
             result = Result(comp, inputs)
             if not fresh_upload:  # a zip opened by its path: its images are read while the result is shown
                 ds.keep_files_while(result)
