@@ -38,12 +38,12 @@ size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 echo "built $IMAGE in $((t1 - t0)) s, $((size / 1024 / 1024)) MB"
 
 # Run it (podman run is refused in this sandbox; buildah runs it with chroot isolation on the
-# host's network), with the image's own command, user and environment, and the cache in a folder
+# host's network), with the image's own command, user and environment; its cache stays in the
+# container's /data (a bind mount of buildah's chroot run is not seen from the host)
 container=$(buildah from "$IMAGE")
-mkdir -p "$work/data" && chown 1000:1000 "$work/data"
+mkdir -p "$work/data"
 cmd=$(podman image inspect "$IMAGE" --format '{{join .Config.Cmd " "}}')
-buildah run --isolation chroot -v "$work/data:/data" --env PORT="$PORT" "$container" -- sh -c "${cmd#sh -c }" \
-  >"$work/server.log" 2>&1 &
+buildah run --isolation chroot --env PORT="$PORT" "$container" -- sh -c "${cmd#sh -c }" >"$work/server.log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; pkill -f "server.port $PORT" 2>/dev/null || true; buildah rm "$container" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -59,7 +59,8 @@ whoami_in=$(buildah run --isolation chroot "$container" -- id -u)
 echo "the image runs as uid $whoami_in"
 
 # A short soak against it: visitors on the sample and uploads, a hostile upload and link, a cancel,
-# a costly model, an over-limit link; the server's RSS read at quiet moments (bench/bench_demo.py)
+# a costly model, an over-limit link; the server's RSS read at quiet moments (bench/bench_demo.py;
+# its cache and upload counts read the host's folders, so here they are read inside, at the end)
 pid=$(pgrep -f "explorer.ui.serve --server.port $PORT" | head -1)
 [ -n "$pid" ] || { echo "the server's process was not found"; exit 1; }
 echo "server pid $pid, RSS $(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 )) MB after start"
@@ -67,3 +68,6 @@ eval "$(.venv/bin/python -m explorer.process_setup)"
 .venv/bin/python bench/bench_demo.py --url "http://127.0.0.1:$PORT" --pid "$pid" --cache "$work/data" \
   --server-log "$work/server.log" --kills 0 --sessions "${SESSIONS:-20}" --parallel 2 --minutes 20 \
   --out bench/results/image_soak.json "$@"
+echo "the container's cache after the soak: $(buildah run --isolation chroot "$container" -- du -sm /data | cut -f1) MB (limit: EXPLORER_CACHE_MAX_GB, 5 GB by default)"
+echo "upload folders left in the container: $(buildah run --isolation chroot "$container" -- sh -c 'ls -d /tmp/explorer-uploads/upload-* 2>/dev/null | wc -l')"
+

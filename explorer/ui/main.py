@@ -329,6 +329,9 @@ def render() -> None:
     inputs = sidebar.render()
     st.sidebar.button("Run analysis", type="primary", key="run", width="stretch", on_click=_ask_for_analysis,
                       help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.")  # fmt: skip
+    if state.fast_reruns_on():  # the server could not turn them off (state.keep_clicks)
+        st.sidebar.caption("This server reruns the page at every click: a click followed at once by another can be "
+                           "lost. If nothing starts after Run analysis, press it again.")  # fmt: skip
     session, client = _session_id(), _client()
     first_visit = "result" not in st.session_state and QUEUE.job_of(session) is None and not st.session_state.get("auto_done")
     # the last access to the state before a job is queued: a rerun asked for by then stops the

@@ -9,7 +9,8 @@ and serves with uvicorn. That gives, without reaching into Streamlit's internals
   and starts listing timm's and Hugging Face's models before the server answers anyone, so the
   first visitor after a restart does not wait for them, and the health check turns green only
   once the server is ready;
-- the mode from the environment (`EXPLORER_MODE`, config.app_mode), refused at start when unknown.
+- the mode from the environment (`EXPLORER_MODE`, config.app_mode), refused at start when unknown;
+- `runner.fastReruns` off whatever the host forced (state.keep_clicks), so no click is lost.
 
 Each visitor's session runs `page.py`.
 """
@@ -60,7 +61,10 @@ def start_listing_models() -> None:
 async def lifespan(app: object) -> AsyncIterator[None]:
     """The server's start: the mode checked, the libraries imported, the model listing started;
     uvicorn answers no request before this has run."""
+    from . import state
+
     mode = app_mode()  # refuses an unknown mode before anyone is served
+    state.keep_clicks()  # runner.fastReruns off, whatever the host forced
     log.info("mode %s; libraries imported in %.1fs; serving", mode.name, preload())
     start_listing_models()
     yield

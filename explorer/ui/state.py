@@ -10,7 +10,9 @@ stop the run.
 
 `apply_each_interaction_whole` closes the same gap one step earlier, inside Streamlit: a run that
 took a click's request could be stopped by the next request before it applied the click
-(see there).
+(see there). Both need `runner.fastReruns = false`, which `keep_clicks` sets at the server's start
+whatever the host chose (Community Cloud forces it on); `fast_reruns_on` tells the page if that
+did not hold.
 """
 
 from __future__ import annotations
@@ -112,3 +114,41 @@ _warned: list[bool] = []
 
 def _no_yield() -> None:
     """A yield point that lets nothing in."""
+
+
+FAST_RERUNS = "runner.fastReruns"
+
+
+def keep_clicks() -> bool:
+    """Serve with `runner.fastReruns = false`, whatever the host set (Streamlit Community Cloud
+    forces it on). With fast reruns each interaction stops the running script and a new runner
+    starts with that interaction's widget states alone: a Run click followed at once by a tab
+    click was lost, 1 in 16 in `bench/bench_run_clicks.py --plain --fast-reruns --widen-ms 300`
+    before this (docs/hosting.md). Without them Streamlit merges requests that arrive during a
+    run, and `apply_each_interaction_whole` keeps the click. Called once at the server's start,
+    before any session; Streamlit reads the option at every request.
+
+    Returns:
+        True when fast reruns are off now.
+    """
+    try:
+        from streamlit import config
+
+        if config.get_option(FAST_RERUNS):
+            config.set_option(FAST_RERUNS, False, "explorer.ui.state.keep_clicks: clicks followed at once by another are kept")
+            log.info("runner.fastReruns was on (the host's setting): turned off, so that no click is lost")
+        return not config.get_option(FAST_RERUNS)
+    except Exception:  # a Streamlit whose config differs: the page says what can be lost (fast_reruns_on)
+        log.warning("could not turn runner.fastReruns off; a click followed at once by another may be lost", exc_info=True)
+        return False
+
+
+def fast_reruns_on() -> bool:
+    """Whether this server reruns at every interaction (keep_clicks could not turn it off)."""
+    try:
+        from streamlit import config
+
+        return bool(config.get_option(FAST_RERUNS))
+    except Exception:
+        return False
+

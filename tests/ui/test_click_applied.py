@@ -82,3 +82,20 @@ def test_a_streamlit_without_it_is_left_alone(monkeypatch: pytest.MonkeyPatch, c
         state.apply_each_interaction_whole()
     warnings = [r.getMessage() for r in caplog.records if r.name == state.__name__]
     assert len(warnings) == 1 and "can be lost" in warnings[0]  # once, not on every run
+
+
+def test_the_server_turns_fast_reruns_off_whatever_the_host_set() -> None:
+    """Community Cloud forces `runner.fastReruns = true`; the server's start turns it off again
+    (with it on, a Run click followed at once by a tab click was lost: docs/hosting.md)."""
+    from streamlit import config
+
+    from explorer.ui import state
+
+    before = config.get_option("runner.fastReruns")
+    try:
+        config.set_option("runner.fastReruns", True, "a host that forces it")
+        assert state.fast_reruns_on()
+        assert state.keep_clicks()
+        assert not state.fast_reruns_on() and config.get_option("runner.fastReruns") is False
+    finally:
+        config.set_option("runner.fastReruns", before, "restored")
