@@ -32,6 +32,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from bench_first_visit import bare_visits  # noqa: E402  (bench/ is on the path of a script run from it)
 from serving import (  # bench/serving.py (bench/ is on the path of a script run from it)
     ARGS,
     CHROMIUM,
@@ -162,9 +163,14 @@ def synthetic(args) -> None:
                 page_file = ROOT / "bench" / "synthetic_page.py"
                 if tree != ROOT:  # at the tree's root, where Streamlit serves its static/ (the plotly view loaded plotly.js from there)
                     page_file = Path(shutil.copy(page_file, tree / "synthetic_page.py"))
-                launch = ("import sys\ntry:\n from explorer.ui import thumbs; getattr(thumbs, "install", lambda: None)()\nexcept ImportError: pass\n"
+                script = str(page_file)
+                if (tree / "explorer" / "ui" / "server_app.py").exists():  # the thumbnails' route is an st.App's own
+                    script = str(tree / "synthetic_app.py")
+                    Path(script).write_text("import streamlit as st\nfrom explorer.ui import server_app\n"
+                                            f"app = st.App({str(page_file)!r}, routes=server_app.routes())\n")  # fmt: skip
+                launch = ("import sys\ntry:\n from explorer.ui import thumbs; thumbs.install()\nexcept (ImportError, AttributeError): pass\n"
                           "from streamlit.web import cli\n"
-                          f"sys.argv = ['streamlit', 'run', {str(page_file)!r}, '--server.port', '{port}',"
+                          f"sys.argv = ['streamlit', 'run', {script!r}, '--server.port', '{port}',"
                           " '--server.address', '127.0.0.1', '--server.headless', 'true', '--server.enableStaticServing', 'true']\n"
                           "sys.exit(cli.main())")  # fmt: skip
                 with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
@@ -271,11 +277,19 @@ def main() -> None:
                 for _ in range(args.visits):
                     v = visit(browser, url, True, args.timeout * 1000)
                     rows.append({"tree": "this tree", "n": int(v["points_drawn"]), "panels": int(v["panels_drawn"]), **v})
+                # the floor, in the same run: a bare Streamlit page drawing one plotly scatter of 400 points
+                floor = bare_visits(browser, args.visits)
                 browser.close()
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     print(f"first visit (reads the folder, records it): {first:.1f} s")
+    bare = sorted(floor)[len(floor) // 2]
+    drawn = sorted(r["first_drawn_s"] for r in rows if "first_drawn_s" in r)
+    print(f"bare Streamlit page, one plotly scatter of 400 points: {', '.join(f'{x:.2f} s' for x in floor)} (median {bare:.2f} s)")
+    if drawn:
+        print(f"this view, first drawn: median {drawn[len(drawn) // 2]:.2f} s = {drawn[len(drawn) // 2] / bare:.2f}x the bare page")
+    rows.append({"tree": "bare page (floor)", "n": 400, "panels": 1, "first_drawn_s": bare, "visits_s": floor})
     _report(rows, args.out)
 
 
