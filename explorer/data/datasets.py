@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import shutil
 import tempfile
 import weakref
@@ -35,7 +36,7 @@ class ImageItem:
     """One image: a display name (its path relative to the dataset root) and where its bytes are."""
 
     name: str
-    path: Path | None = None
+    path: str | os.PathLike | None = None  # a folder's 50,000 file paths are made on every visit: str, not Path
     data: bytes | None = None
 
     def read_bytes(self) -> bytes:
@@ -43,7 +44,8 @@ class ImageItem:
             return self.data
         if self.path is None:
             raise ValueError(f"image {self.name!r} has neither bytes nor a path")
-        return self.path.read_bytes()
+        with open(self.path, "rb") as f:
+            return f.read()
 
 
 @dataclass
@@ -276,7 +278,8 @@ def load_dataset(
             pairs = _digits_items()
         elif name in SAMPLES:
             found = candidates(SAMPLES_DIR / name)
-            pairs = [(ImageItem(rel, path=found.root / rel), lab) for rel, lab in found.images]
+            base = os.fspath(found.root) + os.sep
+            pairs = [(ImageItem(rel, path=base + rel), lab) for rel, lab in found.images]
             skipped = found.skipped
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
@@ -297,7 +300,8 @@ def load_dataset(
             path = Path(tempdir)
         found = candidates(path)
         skipped += found.skipped
-        pairs = [(ImageItem(rel, path=found.root / rel), lab) for rel, lab in found.images]
+        base = os.fspath(found.root) + os.sep
+        pairs = [(ImageItem(rel, path=base + rel), lab) for rel, lab in found.images]
         if file_checks_dir is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
             index = FileCheckCache(file_checks_dir, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
     try:

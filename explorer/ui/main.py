@@ -130,9 +130,10 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
                 comp = comparison.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
                                         cache=CACHE, should_stop=job.should_stop,
                                         max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
-            for run in comp.runs:  # the movers gallery's ranking, here on the queue rather than on a page's thread
-                if len(run.features) > 1:
-                    comp.movers(run)
+            if sidebar.MODE.name == "demo":  # a shared server: the movers gallery's ranking here, on the queue,
+                for run in comp.runs:  # not on a visitor's page thread (locally it is made when the gallery opens:
+                    if len(run.features) > 1:  # 0.5 s at 50,000 images that every first view would pay)
+                        comp.movers(run)
             result = Result(comp, inputs)
             if not fresh_upload:  # a zip opened by its path: its images are read while the result is shown
                 ds.keep_files_while(result)
