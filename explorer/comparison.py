@@ -65,6 +65,7 @@ class Comparison:
     logme: dict[str, float | None] = field(default_factory=dict)  # by layer key
     compression: dict[str, CompressionCurve | None] = field(default_factory=dict)  # by layer key
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
+    random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
     _movers: dict[str, movers_mod.Movers] = field(default_factory=dict, repr=False)  # by run label, made when asked for
     _pairs: dict[str, pairs_mod.ClassPairs | None] = field(default_factory=dict, repr=False)  # likewise
     _emerged: dict[tuple, emergence_mod.Emergence] = field(default_factory=dict, repr=False)  # by run and selection
@@ -132,7 +133,8 @@ class Comparison:
         if tag not in self._emerged:
             if len(self._emerged) >= 4:
                 self._emerged.pop(next(iter(self._emerged)))
-            self._emerged[tag] = emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected)
+            self._emerged[tag] = emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected,
+                                                         random_state=self.random_state)  # fmt: skip
         return self._emerged[tag]
 
     def noise_notes(self, run: ModelRun) -> list[str]:
@@ -157,7 +159,7 @@ class Comparison:
         for k in keys:
             pk = self.scores[k].predicted
             if k != best and pk is not None:
-                st = step(pb[rows] == y[rows], pk[rows] == y[rows])  # type: ignore[index]
+                st = step(pb[rows] == y[rows], pk[rows] == y[rows], random_state=self.random_state)  # type: ignore[index]
                 if st.in_noise:
                     ties.append(f"{k} ({_signed(st)})")
         if ties:
@@ -216,9 +218,11 @@ def _signed(st: Step) -> str:
     return f"{st.diff:+.3f}, interval {st.low:+.3f} to {st.high:+.3f}"
 
 
-def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool) -> list[Step | None]:
+def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool,
+                random_state: int = 0) -> list[Step | None]:  # fmt: skip
     """For each layer of a run after the first, the change in probe accuracy from the layer before,
-    with its paired bootstrap interval over the images (uncertainty.step); None where unscored."""
+    with its paired bootstrap interval over the images (uncertainty.step, seeded by `random_state`);
+    None where unscored."""
     if labels is None:
         return [None] * len(run.features)
     y = np.unique(np.asarray(labels), return_inverse=True)[1]
@@ -230,19 +234,20 @@ def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[
             out.append(None)
             continue
         rows = np.flatnonzero(pa >= 0)
-        out.append(step(pa[rows] == y[rows], pb[rows] == y[rows]))
+        out.append(step(pa[rows] == y[rows], pb[rows] == y[rows], random_state=random_state))
     return out
 
 
-def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool, labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per (model, layer): the columns of metrics.csv."""
+def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool, labels: Sequence[str] | None = None,
+                  random_state: int = 0) -> pd.DataFrame:  # fmt: skip
+    """One row per (model, layer): the columns of metrics.csv (the steps' bootstraps seeded by `random_state`)."""
     rows = []
 
     def minus(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else a - b
 
     for r in runs:
-        for name, st in zip(r.features, probe_steps(r, scores, labels, multi)):
+        for name, st in zip(r.features, probe_steps(r, scores, labels, multi, random_state)):
             s = scores[r.key(name, multi)]
             info = r.profile[r.nodes[name]]
             rows.append({
@@ -349,9 +354,9 @@ def compare(
         scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
         if projection.method != "none":
             projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
-    similarity, overlap = similarity_run(runs, multi, graphs, cache, progress)
-    metrics = metrics_table(runs, scores, multi, dataset.labels)
-    comp = Comparison(dataset, runs, metrics, scores, similarity, overlap, graphs, projections)
+    similarity, overlap = similarity_run(runs, multi, graphs, cache, progress, random_state=metric.random_state)
+    metrics = metrics_table(runs, scores, multi, dataset.labels, random_state=metric.random_state)
+    comp = Comparison(dataset, runs, metrics, scores, similarity, overlap, graphs, projections, random_state=metric.random_state)
     if leaderboard:
         for r in runs:
             own = {n: scores[r.key(n, multi)] for n in r.features}

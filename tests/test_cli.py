@@ -106,6 +106,28 @@ def test_compare_writes_where_a_selection_emerges(tmp_path: Path) -> None:
     assert r.returncode == 2 and "matches no image" in r.stderr
 
 
+def test_the_seed_reaches_every_stochastic_step(tmp_path: Path) -> None:
+    """--seed decides the subsample, the probe's folds, the bootstraps of the accuracies and of
+    the steps between layers, CKA's interval and a selection's emergence: the same seed gives the
+    same files, another seed other intervals (pretrained weights: the features themselves do not
+    depend on it)."""
+    def run(seed: int, out: str) -> Path:
+        r = cli("compare", "--data", "sample:clothing", "--model", "mobilenet_v2",  # every image: no subsample to differ
+                "--layers", "features.4.conv.3,features.12.add,flatten", "--projection", "none", "--select", "shoes",
+                "--no-leaderboard", "--seed", str(seed), "--out", str(tmp_path / out), "-q")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return tmp_path / out
+
+    a, b, other = run(0, "a"), run(0, "b"), run(1, "c")
+    seeded = {"metrics.csv": ["probe_acc_low", "probe_acc_high", "probe_step_low", "probe_step_high", "knn_acc_low"],
+              "cka_intervals.csv": ["cka_low", "cka_high"], "selection_emergence.csv": ["accuracy"]}  # fmt: skip
+    for name, columns in seeded.items():
+        x, y, z = (pd.read_csv(d / name) for d in (a, b, other))
+        pd.testing.assert_frame_equal(x, y)  # the same seed: the same numbers
+        differs = [c for c in columns if not np.allclose(x[c].to_numpy(float), z[c].to_numpy(float), equal_nan=True)]
+        assert differs, f"{name}: --seed 1 changed none of {columns}"
+
+
 def test_compare_two_models(tmp_path: Path) -> None:
     r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "mobilenet_v2,resnet18",
             "--weights", "none", "--layers", "mobilenet_v2:features.5,mobilenet_v2:flatten,resnet18:layer2,resnet18:flatten",

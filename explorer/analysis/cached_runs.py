@@ -109,14 +109,16 @@ def project_run(
 
 
 def similarity_run(
-    runs: list[ModelRun], multi: bool, graphs: dict[str, KnnGraph], cache: FeatureCache, progress: StageProgress | None
+    runs: list[ModelRun], multi: bool, graphs: dict[str, KnnGraph], cache: FeatureCache, progress: StageProgress | None,
+    *, random_state: int = 0,
 ) -> tuple[Similarity, np.ndarray]:
-    """Plain and debiased CKA (plain with its bootstrap interval) and the neighbourhood overlap
-    between every pair of layers, cached under the layers' keys (5 s of a cached 100k analysis's 8
-    layers otherwise, on every visit)."""
+    """Plain and debiased CKA (plain with its bootstrap interval, seeded by `random_state`) and the
+    neighbourhood overlap between every pair of layers, cached under the layers' keys and the seed
+    (5 s of a cached 100k analysis's 8 layers otherwise, on every visit)."""
     feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
     layer_keys = [r.layer_keys[n] for r in runs for n in r.features]
-    key = make_key("similarity", {"layers": layer_keys, "names": list(feats), "settings": analysis_settings("similarity")})
+    key = make_key("similarity", {"layers": layer_keys, "names": list(feats), "settings": analysis_settings("similarity"),
+                                  "random_state": random_state})  # fmt: skip
     got = cache.get_result(key)
     if got is not None and list(got["names"]) == list(feats):
         return Similarity(list(feats), got["cka"], got["cka_debiased"], got["cka_low"], got["cka_high"],
@@ -126,7 +128,7 @@ def similarity_run(
     similarity = layer_similarity(feats)
     if progress:
         progress("CKA intervals", 0, 1)
-    low, high, m = cka_interval(feats, similarity.cka) if feats else (similarity.cka, similarity.cka, 0)
+    low, high, m = cka_interval(feats, similarity.cka, random_state=random_state) if feats else (similarity.cka, similarity.cka, 0)
     similarity = Similarity(similarity.names, similarity.cka, similarity.cka_debiased, low, high, m)
     if progress:
         progress("neighbourhood overlap", 0, 1)
