@@ -9,8 +9,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -20,8 +22,8 @@ from ..data.datasets import ImageDataset, load_dataset
 from ..store import FeatureCache
 from . import budget, proxy, reproduce, sidebar, state, views
 from .cut_view import cut_job
-from .projections_view import emergence_job
 from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
+from .projections_view import emergence_job
 from .text import plain
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,8 @@ def _client() -> str | None:
     """The visitor's address (explorer.ui.proxy: the entry the outermost of the host's
     EXPLORER_TRUSTED_PROXIES proxies added, else the connection's); None when unknown (a local
     connection)."""
-    return proxy.client_address(st.context.headers.get("X-Forwarded-For", "") or "", st.context.ip_address,
-                                sidebar.MODE.trusted_proxies)  # fmt: skip
+    forwarded = ", ".join(st.context.headers.get_all("X-Forwarded-For"))  # every header line: a client may send its own
+    return proxy.client_address(forwarded, st.context.ip_address, sidebar.MODE.trusted_proxies)
 
 
 def _session_id() -> str:
@@ -190,36 +192,33 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
     state.write({**also, "submitted_job": job.id, "notice": state.DELETE})
 
 
-def export_cut(model: str, layer: str) -> None:
-    """The "Export this cut" button's callback: queue the export of the shown result's cut of
-    `model` at `layer`, or say why not."""
+def _queue_for_this_session(make: Callable[[Result], Callable[[Job], Any]], forget: str) -> None:
+    """Queue `make(shown result)` for this session, under the queue's per-visitor limit, and forget
+    the session's previous answer under `forget`; or say in the notice why not."""
     result: Result | None = st.session_state.get("result")
     if result is None:
         return
     try:
-        fn = cut_job(result.comparison, model, layer, result.inputs.data, CACHE, sidebar.MODE.limits)
-        job = QUEUE.submit(_session_id(), fn, None, client=_client())
+        job = QUEUE.submit(_session_id(), make(result), None, client=_client())
     except (AlreadyRunning, QueueFull) as exc:
         st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
         return
     st.session_state["submitted_job"] = job.id
     st.session_state.pop("notice", None)
-    st.session_state.pop("cut_export", None)
+    st.session_state.pop(forget, None)
+
+
+def export_cut(model: str, layer: str) -> None:
+    """The "Export this cut" button's callback: queue the export of the shown result's cut of
+    `model` at `layer`."""
+    _queue_for_this_session(lambda r: cut_job(r.comparison, model, layer, r.inputs.data, CACHE, sidebar.MODE.limits),
+                            "cut_export")  # fmt: skip
 
 
 def ask_emergence(run_label: str, images: tuple[int, ...]) -> None:
-    """The "Where do these images emerge?" button's callback: queue the probes' training for the
-    shown result (under the queue's per-visitor limit and deadline), or say why not."""
-    result: Result | None = st.session_state.get("result")
-    if result is None:
-        return
-    try:
-        job = QUEUE.submit(_session_id(), emergence_job(result.comparison, run_label, images), None, client=_client())
-    except (AlreadyRunning, QueueFull) as exc:
-        st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
-        return
-    st.session_state["submitted_job"] = job.id
-    st.session_state.pop("notice", None)
+    """The "Where do these images emerge?" button's callback: queue the training of the
+    selection's probes for the shown result (not on the page's thread)."""
+    _queue_for_this_session(lambda r: emergence_job(r.comparison, run_label, images), "emergence")
 
 
 def progress_panel() -> None:

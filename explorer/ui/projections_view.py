@@ -145,7 +145,7 @@ def emergence_job(comp: Comparison, run_label: str, chosen: tuple[int, ...]) -> 
 
 def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None) -> None:
     """The tab; `ask_emergence(run, images)` queues the job that finds where those images emerge
-    (None: computed here, for callers without a queue)."""
+    (None: the question is not offered)."""
     ds = comp.dataset
     if not comp.projections:
         st.info("No projections were computed.")
@@ -215,7 +215,8 @@ def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str,
 def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable[[str, tuple[int, ...]], None] | None) -> None:
     """Where the selection (or the search's matches) emerges: the selection-vs-rest probe at every
     layer, beside the random-init baseline's and the class probe's curves. The probes are trained
-    by a job on the queue (`ask`), whose answer the page keeps under "emergence"."""
+    by a job on the queue (`ask`), whose answer the page keeps under "emergence"; without a queue
+    the question is not offered (never trained on the page's thread)."""
     from ..analysis.emergence import MIN_PER_SIDE
 
     n = len(comp.dataset)
@@ -226,11 +227,9 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable
     label = f"Where do these {len(chosen):,} images emerge?"
     help_text = ("Trains the same linear probe as the class curve, at every layer, to tell these images from the rest: "
                  "the layer where its accuracy rises is where the network starts to see them.")  # fmt: skip
-    if ask is not None:
-        st.button(label, key="emerge", help=help_text, on_click=ask, args=(run.label, images))
-    elif st.button(label, key="emerge", help=help_text):
-        with st.spinner("Training the selection's probe at every layer…"):
-            st.session_state["emergence"] = emergence_job(comp, run.label, images)(_NoJob())
+    if ask is None:  # no queue to train the probes on: nothing is offered
+        return
+    st.button(label, key="emerge", help=help_text, on_click=ask, args=(run.label, images))
     stored: EmergenceAnswer | None = st.session_state.get("emergence")
     if stored is None or stored.tag != tag:
         return
@@ -238,16 +237,6 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable
     st.plotly_chart(figures.emergence(report.emergence_curves(comp, run, results), "Where the selection emerges"),
                     config=PLOT_CONFIG, key="emergence_chart")  # fmt: skip
     st.caption(report.emergence_note(comp, next(iter(results.values()))))
-
-
-class _NoJob:
-    """The job interface emergence_job needs, where there is no queue."""
-
-    def progress(self, stage: str, done: int, total: int) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return False
 
 
 def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:

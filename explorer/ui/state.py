@@ -123,8 +123,8 @@ def keep_clicks() -> bool:
     """Serve with `runner.fastReruns = false`, whatever the host set (Streamlit Community Cloud
     forces it on). With fast reruns each interaction stops the running script and a new runner
     starts with that interaction's widget states alone: a Run click followed at once by a tab
-    click was lost, 1 in 16 in `bench/bench_run_clicks.py --plain --fast-reruns --widen-ms 300`
-    before this (docs/hosting.md). Without them Streamlit merges requests that arrive during a
+    click was lost, 3 in 16 in `bench/bench_run_clicks.py --plain --fast-reruns --widen-ms 300`
+    before this, 0 in 16 after (docs/hosting.md). Without them Streamlit merges requests that arrive during a
     run, and `apply_each_interaction_whole` keeps the click. Called once at the server's start,
     before any session; Streamlit reads the option at every request.
 

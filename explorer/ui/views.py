@@ -103,7 +103,7 @@ def render(comp: Comparison, inputs: sidebar.Inputs, export_cut: Callable[[str, 
            ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None) -> None:
     """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view).
     `export_cut(model, layer)` queues a cut's export (None: not offered); `ask_emergence(run,
-    images)` queues the job that finds where those images emerge (None: computed on the page)."""
+    images)` queues the job that finds where those images emerge (None: not offered)."""
     align = bool(getattr(inputs, "align", True))
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     draw = {
