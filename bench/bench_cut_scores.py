@@ -34,8 +34,8 @@ def run(n: int) -> dict:
     from explorer.analysis.neighbors import GRAPH_K, knn_graph
     from explorer.analysis.scores import label_plan, score_layer
     from explorer.config import MetricSpec
-    from explorer.models import layers
-    from explorer.models.cost import cut_costs
+    from explorer.networks import layers
+    from explorer.networks.cost import cut_costs
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, n)

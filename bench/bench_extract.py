@@ -36,8 +36,8 @@ def measure(args: argparse.Namespace) -> dict:
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
     from explorer.extraction.extractor import FeatureExtractor, cpu_supports_bf16
-    from explorer.models import layers, registry
-    from explorer.models.batchnorm import fold_batchnorm
+    from explorer.networks import layers, registry
+    from explorer.networks.batchnorm import fold_batchnorm
     from explorer.store import FeatureCache
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images))
@@ -111,8 +111,8 @@ def baseline(args: argparse.Namespace) -> dict:
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
     from explorer.extraction.extractor import cpu_supports_bf16
-    from explorer.models import layers, registry
-    from explorer.models.batchnorm import fold_batchnorm
+    from explorer.networks import layers, registry
+    from explorer.networks.batchnorm import fold_batchnorm
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=args.images), thumbnails=False)
     w = registry.resolve_weights(args.model, "auto")

@@ -54,8 +54,8 @@ def measure(model: str, ds: object, precision: str, batch_size: int, cache_dir: 
     from explorer.data.images import load_rgb
     from explorer.extraction.extractor import HookExtractor, _memory_format, resolve_precision
     from explorer.extraction.layer_features import extract_features
-    from explorer.models import layers, sources
-    from explorer.models.preprocess import Preprocess
+    from explorer.networks import layers, sources
+    from explorer.networks.preprocess import Preprocess
     from explorer.store import FeatureCache
 
     precision = resolve_precision(precision, "cpu")

@@ -76,7 +76,7 @@ def child_floor(data: str, n: int, batch: int = 32) -> dict:
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
     from explorer.extraction.extractor import resolve_precision
-    from explorer.models import registry
+    from explorer.networks import registry
 
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
     w = registry.resolve_weights("mobilenet_v2", "auto")

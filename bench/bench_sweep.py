@@ -29,9 +29,9 @@ def floor(ds, specs) -> dict:  # type: ignore[no-untyped-def]
     from explorer.extraction.backend import FOLD_BATCHNORM
     from explorer.extraction.extractor import build_extractor, resolve_precision
     from explorer.extraction.layer_features import resolve_names
-    from explorer.models import layers
-    from explorer.models.preprocess import Preprocess
-    from explorer.models.sources import source_of
+    from explorer.networks import layers
+    from explorer.networks.preprocess import Preprocess
+    from explorer.networks.sources import source_of
 
     t = time.perf_counter()
     images = [load_rgb(it.read_bytes(), max_pixels=64_000_000) for it in ds.items]

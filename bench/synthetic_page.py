@@ -25,6 +25,11 @@ except ImportError:  # a tree from before the stage packages (--before an older 
     from explorer.datasets import load_dataset  # type: ignore[no-redef]
 from explorer.ui import scatter  # noqa: E402
 
+try:
+    from explorer.output.points import pack  # noqa: E402
+except ImportError:  # a tree from before the points module (--before an older commit)
+    pack = scatter.pack  # type: ignore[attr-defined]
+
 N = int(os.environ.get("SYNTH_N", "100000"))
 P = int(os.environ.get("SYNTH_PANELS", "8"))
 CLASSES = [f"class {c}" for c in range(10)]
@@ -41,9 +46,9 @@ def data() -> tuple[dict, bytes, list[bytes]]:
         panels[f"layer{k}"] = (centres[labels] + rng.normal(size=(N, 2))).astype(np.float32)
     names = [f"synthetic/{CLASSES[c]}/img_{i:07d}.jpg" for i, c in enumerate(labels)]
     kwargs = {}
-    if "classes" in inspect.signature(scatter.pack).parameters:
+    if "classes" in inspect.signature(pack).parameters:
         kwargs = {"classes": CLASSES, "truth": labels}
-    points = scatter.pack(panels, labels, CLASSES, PALETTE, names, aligned=True, **kwargs)
+    points = pack(panels, labels, CLASSES, PALETTE, names, aligned=True, **kwargs)
     sample = load_dataset(DataSpec(source="sample:clothing", max_images=48))
     thumbs = [bytes(t) for t in sample.thumbnails]
     return points, thumbs

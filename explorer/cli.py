@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
+from .progress import StageBar
 
 if TYPE_CHECKING:
     from .config import Limits
@@ -22,38 +23,8 @@ log = logging.getLogger("explorer")
 EXIT_BAD_INPUT = 2
 
 
-class _Bar:
-    """One tqdm bar per stage, on stderr."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.stage: str | None = None
-        self.bar = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            # redirected to a file or a CI log: a line every few seconds, not one per image
-            every = 0.1 if sys.stderr.isatty() else 5.0
-            self.bar = tqdm(total=total, desc=stage, unit="img" if stage.startswith("extract") else "it", file=sys.stderr,
-                            leave=False, mininterval=every, maxinterval=max(every, 10.0))  # fmt: skip
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.update(done - self.bar.n)  # update() honours mininterval; refresh() printed every call
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import catalog
+    from .networks import catalog
 
     names = catalog.search(args.filter or "", sources=None if args.source == "all" else (args.source,), limit=None)
     width = max((len(n) for n in names), default=5) + 2
@@ -67,7 +38,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from .models import layers
+    from .networks import layers
 
     prof = layers.profile(args.model)
     default = set(prof.default)
@@ -87,27 +58,10 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
     """What `compare` analyses: the data, one ExtractSpec per run, the projection and the metrics
-    (the dashboard's "same analysis from the command line" is checked against this)."""
-    from . import comparison
+    (request.AnalysisRequest, the vocabulary the dashboard's link and the Python API share)."""
+    from .request import AnalysisRequest
 
-    model_names = [m.strip() for m in args.model.split(",") if m.strip()]
-    per_model = comparison.parse_layers(model_names, args.layers)
-    weights = [w.strip() for w in args.weights.split(",")]
-    if len(weights) not in (1, len(model_names)):
-        raise ValueError(f"--weights has {len(weights)} values for {len(model_names)} models; give one, or one per model")
-    weights = weights * len(model_names) if len(weights) == 1 else weights
-    specs = [
-        ExtractSpec(model=m, weights=w, layers=per_model[m], pooling=args.pooling, token_pooling=args.tokens,
-                    precision=args.precision, device=args.device, batch_size=args.batch_size, random_state=args.seed)
-        for m, w in zip(model_names, weights)
-    ]  # fmt: skip
-    if args.random_baseline and specs[0].weights != "none":  # the first model again, with random weights
-        specs.insert(1, specs[0].replace(weights="none"))
-    projection = ProjectionSpec(method=args.projection, n_components=args.components, n_neighbors=args.n_neighbors,
-                                min_dist=args.min_dist, perplexity=args.perplexity, random_state=args.seed)  # fmt: skip
-    metric = MetricSpec(folds=args.folds, knn_k=args.knn_k, probe_c=None if args.probe_c == "auto" else float(args.probe_c),
-                        random_state=args.seed)  # fmt: skip
-    return DataSpec(source=args.data, max_images=args.max_images, random_state=args.seed), specs, projection, metric
+    return AnalysisRequest.from_namespace(args).specs()
 
 
 def _limits(args: argparse.Namespace) -> Limits:
@@ -125,7 +79,7 @@ def _cache(args: argparse.Namespace) -> FeatureCache:
     return cache
 
 
-def _load(source: str, args: argparse.Namespace, bar: _Bar, cache: FeatureCache, max_images: int | None = None) -> ImageDataset:
+def _load(source: str, args: argparse.Namespace, bar: StageBar, cache: FeatureCache, max_images: int | None = None) -> ImageDataset:
     """A dataset as the command line reads one: headers checked, no thumbnails (extraction decodes each image once)."""
     from .data.datasets import load_dataset
 
@@ -139,21 +93,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .analysis.leaderboard import budget_sentence
     from .output import export
 
-    spec, specs, projection, metric = analysis_from_args(args)
+    from .request import AnalysisRequest
+
+    request = AnalysisRequest.from_namespace(args)
+    spec, specs, projection, metric = request.specs()
     engine = None
     if args.engine == "ray":
         from .extraction.ray_backend import RayEngine
 
         engine = RayEngine(address=args.ray_address, actors=args.ray_actors)
         engine.start()  # before reading the images: an unreachable cluster is said at once
-    bar = _Bar(enabled=not args.quiet)
+    bar = StageBar(enabled=not args.quiet)
     t0 = time.perf_counter()
     cache = _cache(args)
     dataset = _load(spec.source, args, bar, cache, spec.max_images)
     try:
         comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache, progress=bar,
                                   max_pixels=args.max_pixels, backend=engine, leaderboard=not args.no_leaderboard,
-                                  latency=not args.no_latency)  # fmt: skip
+                                  latency=not args.no_latency, request=request)  # fmt: skip
         bar.close()
         selection = None
         if args.select:
@@ -183,7 +140,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_cut(args: argparse.Namespace) -> int:
     from . import cutting
 
-    bar = _Bar(enabled=not args.quiet)
+    bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
     test = _load(args.test_data, args, bar, cache) if args.test_data else None
@@ -214,7 +171,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from . import cutting
     from .fsutil import atomic_write_bytes
 
-    bar = _Bar(enabled=not args.quiet)
+    bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
     try:

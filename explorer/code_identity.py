@@ -21,13 +21,13 @@ import importlib.util
 
 STAGES: dict[str, tuple[str, ...]] = {
     # decoding and preprocessing: the pixels each image becomes, and which images cannot be read
-    "decode": ("explorer.data.images", "explorer.models.preprocess"),
+    "decode": ("explorer.data.images", "explorer.networks.preprocess"),
     # the forward pass and pooling: the model as built (by any source) and traced or hooked, folded
     # BatchNorm, the pooled vectors
     "extract": (
-        "explorer.models.registry", "explorer.models.weights", "explorer.models.layers", "explorer.models.batchnorm",
-        "explorer.models.sources", "explorer.models.timm_source", "explorer.models.hf_source", "explorer.models.own_source",
-        "explorer.models.module_layers",
+        "explorer.networks.registry", "explorer.networks.weights", "explorer.networks.layers", "explorer.networks.batchnorm",
+        "explorer.networks.sources", "explorer.networks.timm_source", "explorer.networks.hf_source", "explorer.networks.own_source",
+        "explorer.networks.module_layers", "explorer.networks.memory_source",
         "explorer.extraction.extractor", "explorer.extraction.pooling", "explorer.extraction.backend",
         "explorer.extraction.local_backend", "explorer.extraction.ray_backend",
     ),  # fmt: skip
@@ -53,7 +53,7 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.listing": "which files are a dataset's images and their labels; the labels are in the score key",
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
-    "explorer.models.fx_lock": "a lock between tracing and running modules",
+    "explorer.networks.fx_lock": "a lock between tracing and running modules",
     "explorer.extraction.layer_features": "which layers are read from the store and which extracted, under which keys "
     "(everything that shapes a layer's values is in its key)",
     "explorer.analysis.cached_runs": "which function computes each result, under which key (each result stores itself)",

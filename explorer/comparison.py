@@ -8,14 +8,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .analysis import class_pairs as pairs_mod
-from .analysis import emergence as emergence_mod
-from .analysis import movers as movers_mod
 from .analysis import projection as projection_mod
 from .analysis.cached_runs import compression_run, cost_run, graph_run, logme_run, project_run, score_run, similarity_run
 from .analysis.compression import CompressionCurve
@@ -34,8 +32,9 @@ from .store import FeatureCache
 
 if TYPE_CHECKING:
     from .extraction.backend import ExtractionBackend
+    from .request import AnalysisRequest
 
-__all__ = ["METRIC_COLUMNS", "Comparison", "ModelRun", "compare", "extract_features", "metrics_table", "parse_layers",
+__all__ = ["METRIC_COLUMNS", "Comparison", "ModelRun", "analyse", "compare", "extract_features", "metrics_table", "parse_layers",
            "run_labels", "unreadable_images"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -49,16 +48,26 @@ METRIC_COLUMNS = [
 ]  # fmt: skip
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Comparison:
-    """Everything a report or the dashboard shows."""
+    """What one analysis found: the dataset, each model's run with its layers' features, and what
+    was derived from them (scores, similarity, neighbour graphs, projections, the cost of each cut).
+    A frozen record: the analyses asked for later (movers, class pairs, emergence) are functions of
+    it (analysis/per_run.py), cached while it lives.
+
+    Layer keys name a layer in every table: the node (`features.7`) with one run, `run:node`
+    (`resnet18:layer3`) with several.
+
+    The methods without a leading underscore are the Python API's (docs/python.md): each returns a
+    DataFrame, an array, HTML or the files written.
+    """
 
     dataset: ImageDataset
-    runs: list[ModelRun]
+    runs: tuple[ModelRun, ...]
     metrics: pd.DataFrame
     scores: dict[str, LayerScores]
-    similarity: Similarity
-    overlap: np.ndarray  # neighbourhood overlap between layers, in the order of similarity.names
+    layer_similarity: Similarity
+    overlap: np.ndarray  # neighbourhood overlap between layers, in the order of layer_similarity.names
     graphs: dict[str, KnnGraph]
     projections: dict[str, Projection]
     costs: dict[str, LayerCost] = field(default_factory=dict)  # by layer key: what cutting there costs
@@ -66,9 +75,7 @@ class Comparison:
     compression: dict[str, CompressionCurve | None] = field(default_factory=dict)  # by layer key
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
     random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
-    _movers: dict[str, movers_mod.Movers] = field(default_factory=dict, repr=False)  # by run label, made when asked for
-    _pairs: dict[str, pairs_mod.ClassPairs | None] = field(default_factory=dict, repr=False)  # likewise
-    _emerged: dict[tuple, emergence_mod.Emergence] = field(default_factory=dict, repr=False)  # by run and selection
+    request: AnalysisRequest | None = None  # what was asked for, where the command line, a link or the Python API asked
 
     @property
     def multi(self) -> bool:
@@ -82,12 +89,13 @@ class Comparison:
 
     @property
     def cka_names(self) -> list[str]:
-        return self.similarity.names
+        """Every layer key, in the order of the similarity matrices."""
+        return self.layer_similarity.names
 
     @property
     def cka(self) -> np.ndarray:
         """Plain linear CKA (see similarity.Similarity for the debiased one)."""
-        return self.similarity.cka
+        return self.layer_similarity.cka
 
     def neighbours(self, key: str, index: int, k: int = 6) -> np.ndarray:
         """The k images nearest (cosine) to image `index` in layer `key`, nearest first."""
@@ -101,71 +109,15 @@ class Comparison:
             coords = align_chain(coords)
         return dict(zip(keys, coords))
 
-    def layer_keys(self, run: ModelRun) -> list[str]:
-        """A run's layer keys, in depth order."""
-        return [run.key(n, self.multi) for n in run.features]
-
-    def movers(self, run: ModelRun) -> movers_mod.Movers:
-        """How the run's images move between its layers (analysis/movers.py), from the kNN graphs."""
-        if run.label not in self._movers:
-            self._movers[run.label] = movers_mod.movers(self.graphs, self.layer_keys(run), self.dataset.labels)
-        return self._movers[run.label]
-
-    def class_pairs(self, run: ModelRun) -> pairs_mod.ClassPairs | None:
-        """Where each pair of classes comes apart along the run's layers (analysis/class_pairs.py);
-        None without a probe confusion matrix at every layer (no labels, one class)."""
-        if run.label not in self._pairs:
-            keys = self.layer_keys(run)
-            confusions = [self.scores[k].confusion for k in keys]
-            self._pairs[run.label] = (None if any(c is None for c in confusions)
-                                      else pairs_mod.class_pairs(confusions, keys, self.dataset.classes))  # type: ignore[arg-type]  # fmt: skip
-        return self._pairs[run.label]
+    def layer_keys(self, run: ModelRun | None = None) -> list[str]:
+        """A run's layer keys in depth order (every run's, in order, without one)."""
+        runs = self.runs if run is None else (run,)
+        return [r.key(n, self.multi) for r in runs for n in r.features]
 
     def best_layer(self, run: ModelRun) -> str | None:
         """The run's layer with the highest probe accuracy (the deepest of equals), None unscored."""
         scored = [(self.scores[k].probe_acc, j, k) for j, k in enumerate(self.layer_keys(run)) if self.scores[k].probe_acc is not None]
         return max(scored)[2] if scored else None
-
-    def emergence(self, run: ModelRun, selected: Sequence[int]) -> emergence_mod.Emergence:
-        """Where a selection of images emerges along the run's layers (analysis/emergence.py); the
-        last few answers are kept (the CSV and the report ask for the same one)."""
-        tag = (run.label, tuple(selected))
-        if tag not in self._emerged:
-            if len(self._emerged) >= 4:
-                self._emerged.pop(next(iter(self._emerged)))
-            self._emerged[tag] = emergence_mod.emergence({run.key(n, self.multi): f for n, f in run.features.items()}, selected,
-                                                         random_state=self.random_state)  # fmt: skip
-        return self._emerged[tag]
-
-    def noise_notes(self, run: ModelRun) -> list[str]:
-        """Sentences naming where the run's probe accuracy differs between layers by less than the
-        noise: consecutive layers whose paired 95 % bootstrap interval holds 0, and the layers that
-        cannot be told apart from the best one. Empty when every step is clear (or unscored)."""
-        labels, notes = self.dataset.labels, []
-        keys = self.layer_keys(run)
-        rows = self.metrics[self.metrics["model"] == run.label]  # the steps metrics_table computed, in layer order
-        steps = [None if pd.isna(d) else Step(d, lo, hi) for d, lo, hi in rows[["probe_step", "probe_step_low", "probe_step_high"]].itertuples(index=False)]
-        flat = [f"{a} → {b} ({_signed(st)})" for (a, b), st in zip(pairwise(keys), steps[1:]) if st is not None and st.in_noise]
-        if flat:
-            notes.append(f"{run.label}: the probe's change is inside the noise (its 95 % bootstrap interval over the "
-                         f"images holds 0) from {'; '.join(flat)}.")  # fmt: skip
-        best = self.best_layer(run)
-        if best is None or labels is None:
-            return notes
-        y = np.unique(np.asarray(labels), return_inverse=True)[1]
-        pb = self.scores[best].predicted
-        rows = np.flatnonzero(pb >= 0)  # type: ignore[operator]
-        ties = []
-        for k in keys:
-            pk = self.scores[k].predicted
-            if k != best and pk is not None:
-                st = step(pb[rows] == y[rows], pk[rows] == y[rows], random_state=self.random_state)  # type: ignore[index]
-                if st.in_noise:
-                    ties.append(f"{k} ({_signed(st)})")
-        if ties:
-            notes.append(f"{run.label}: the best layer by probe accuracy, {best} ({self.scores[best].probe_acc:.3f}), cannot be "
-                         f"told apart from {', '.join(ties)}: differences inside the noise.")  # fmt: skip
-        return notes
 
     def baseline_of(self, run: ModelRun) -> ModelRun | None:
         """The random-init run of the same model as `run`, if the comparison has one."""
@@ -173,16 +125,151 @@ class Comparison:
                      and run.spec.weights != "none"), None)  # fmt: skip
 
     def selection(self, query: str) -> list[int]:
-        """Rows whose class is `query`, or, for `COLUMN=VALUE`, whose labels.csv column has that value."""
+        """Rows whose class is `query`, or, for `COLUMN=VALUE`, whose metadata column (labels.csv's,
+        a table's) has that value."""
         ds = self.dataset
         column, sep, value = query.partition("=")
         if sep and column in ds.metadata:
             return [i for i, v in enumerate(ds.metadata[column]) if v == value]
         return [i for i, c in enumerate(ds.labels or ()) if c == query]
 
-    def features(self) -> dict[str, np.ndarray]:
-        """{layer key: features} over all runs, in order."""
+    def feature_arrays(self) -> dict[str, np.ndarray]:
+        """{layer key: (N, D) features} over all runs, in order (memory-mapped from the cache)."""
         return {r.key(n, self.multi): f for r in self.runs for n, f in r.features.items()}
+
+    # The Python API (explorer/__init__.py): tidy results.
+
+    def run(self, model: str | None = None) -> ModelRun:
+        """The run of `model` (its label in the metrics table: `resnet18`, `resnet18[random]`); the
+        first run when None.
+
+        Raises:
+            KeyError: no run has that label.
+        """
+        if model is None:
+            return self.runs[0]
+        for r in self.runs:
+            if r.label == model:
+                return r
+        raise KeyError(f"no model {model!r} in this comparison; it has {', '.join(r.label for r in self.runs)}")
+
+    def _key(self, layer: str) -> str:
+        """The layer key of `layer`: a key itself, or a node name that only one run has."""
+        keys = self.layer_keys()
+        if layer in keys:
+            return layer
+        matches = [k for k in keys if k.rpartition(":")[2] == layer or k.endswith(":" + layer)]
+        if len(matches) == 1:
+            return matches[0]
+        raise KeyError(f"no layer {layer!r} in this comparison" if not matches else
+                       f"layer {layer!r} is in several models: name it as one of {', '.join(matches)}")  # fmt: skip
+
+    def features(self, layer: str) -> np.ndarray:
+        """One layer's pooled features.
+
+        Args:
+            layer: a layer key (`features.7`, or `model:node` with several models).
+
+        Returns:
+            An (N, D) float32 array, one row per image of `dataset.names` (read-only, memory-mapped
+            from the feature cache; copy it to change it).
+        """
+        return self.feature_arrays()[self._key(layer)]
+
+    def similarity(self, kind: str = "cka", long: bool = False) -> pd.DataFrame:
+        """How alike every pair of layers is.
+
+        Args:
+            kind: `cka` (linear CKA, the usual biased estimator), `cka_debiased` or `overlap` (the
+                mean share of an image's 10 nearest neighbours two layers have in common).
+            long: one row per pair of layers (layer_a, layer_b, every measure, CKA's 95 % interval)
+                instead of the square matrix of `kind`.
+
+        Returns:
+            A square DataFrame indexed by layer key, or the long table.
+        """
+        from .output import tables
+
+        if long:
+            return tables.similarity_pairs(self)
+        return tables.layer_matrix(self, kind)
+
+    def projection(self, layer: str) -> pd.DataFrame:
+        """One layer's 2-D (or 3-D) projection: columns index, path, label, x, y (and z).
+
+        Raises:
+            KeyError: the layer is unknown, or the comparison was made with projection `none`.
+        """
+        from .output import tables
+
+        key = self._key(layer)
+        if key not in self.projections:
+            raise KeyError(f"layer {layer!r} was not projected (projection='none')")
+        return tables.projection_frame(self, key)
+
+    def movers(self) -> pd.DataFrame:
+        """One row per image: the share of its 10 nearest neighbours that changed between each pair
+        of consecutive layers of each model, and the first layer where most of its 5 nearest
+        neighbours share its class (as movers.csv)."""
+        from .output import tables
+
+        return tables.movers_table(self)
+
+    def class_pairs(self) -> pd.DataFrame:
+        """One row per pair of classes: how often the probe confuses them at each layer, and the
+        first layer where they come apart (as class_pairs.csv)."""
+        from .output import tables
+
+        return tables.class_pairs_table(self)
+
+    def emergence(self, selection: str | Sequence[int]) -> pd.DataFrame:
+        """Where a selection of images emerges: at each layer of each model, how well a probe tells
+        the selected images from the rest (balanced, chance 0.5).
+
+        Args:
+            selection: a class, `COLUMN=VALUE` of the dataset's metadata, or row indices.
+
+        Raises:
+            ValueError: the selection matches no image.
+        """
+        from .output import tables
+
+        rows = self.selection(selection) if isinstance(selection, str) else [int(i) for i in selection]
+        if not rows:
+            raise ValueError(f"selection {selection!r} matches no image: give a class, COLUMN=VALUE or row indices")
+        return tables.emergence_table(self, rows)
+
+    def report(self, selection: str | None = None) -> str:
+        """The self-contained HTML report (report.html), plotly.js inlined."""
+        from .output import report
+
+        return report.render(self, self._selection_pair(selection))
+
+    def export(self, folder: str | Path, selection: str | None = None) -> dict[str, Path]:
+        """Write every file `compare --out` writes into `folder`; returns {file name: path}."""
+        from .output import export
+
+        return export.write_all(self, folder, self._selection_pair(selection))
+
+    def _selection_pair(self, selection: str | None) -> tuple[str, list[int]] | None:
+        if selection is None:
+            return None
+        rows = self.selection(selection)
+        if not rows:
+            raise ValueError(f"selection {selection!r} matches no image: give a class, or COLUMN=VALUE of the metadata")
+        return selection, rows
+
+    def _repr_html_(self) -> str:
+        from .output import notebook
+
+        return notebook.summary_html(self)
+
+    def show(self, **options: Any) -> Any:
+        """The notebook view: every layer's projection side by side, hover thumbnails, lasso and
+        box selection linked across panels (ui/widget.py); `show().selected` is the selection."""
+        from .ui.widget import ComparisonWidget
+
+        return ComparisonWidget(self, **options)
 
 
 def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
@@ -212,10 +299,6 @@ def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple
                 f"layer {item!r}: with several models name layers as model:node (e.g. {model_names[0]}:flatten) or use auto"
             )
     return {m: tuple(v) for m, v in out.items()}
-
-
-def _signed(st: Step) -> str:
-    return f"{st.diff:+.3f}, interval {st.low:+.3f} to {st.high:+.3f}"
 
 
 def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool,
@@ -278,6 +361,22 @@ def run_labels(specs: Sequence[ExtractSpec]) -> list[str]:
     return labels
 
 
+def _labels(specs: Sequence[ExtractSpec], given: Sequence[str | None] | None) -> list[str]:
+    """run_labels, with the names given in their place (a repeat told apart as run_labels does)."""
+    auto = run_labels(specs)
+    if given is None:
+        return auto
+    if len(given) != len(specs):
+        raise ValueError(f"{len(given)} run names for {len(specs)} runs")
+    labels: list[str] = []
+    for a, g in zip(auto, given):
+        label = g or a
+        while label in labels:
+            label = f"{label}'"
+        labels.append(label)
+    return labels
+
+
 def _stoppable(progress: StageProgress | None, should_stop: ShouldStop | None) -> StageProgress | None:
     """`progress`, which first raises Cancelled when `should_stop()` says so: the stages after
     extraction report each layer, so a cancel or a deadline is honoured between layers."""
@@ -306,6 +405,8 @@ def compare(
     backend: ExtractionBackend | None = None,
     leaderboard: bool = True,
     latency: bool = True,
+    labels: Sequence[str | None] | None = None,
+    request: AnalysisRequest | None = None,
 ) -> Comparison:
     """The whole analysis: extract, score, CKA and project every chosen layer of every model.
 
@@ -324,6 +425,8 @@ def compare(
             network up to each layer (Comparison.leaderboard).
         latency: with `leaderboard`, time the network up to each layer here (a few passes of a
             random batch at batch 1 and 32, cached per model build and machine).
+        labels: each run's name in the tables (None, or a None in it: run_labels' name).
+        request: what was asked for, kept in the Comparison.
 
     Returns:
         A Comparison.
@@ -333,7 +436,7 @@ def compare(
     metric = metric or MetricSpec()
     cache = cache or FeatureCache()
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
-    labels = run_labels(specs)
+    labels = _labels(specs, labels)
     # every image decoded once for all the models (extract_sweep), each resized for its model
     runs = extract_sweep(dataset, specs, labels, cache=cache, progress=progress, should_stop=should_stop,
                          max_pixels=max_pixels, backend=backend)  # fmt: skip
@@ -343,6 +446,28 @@ def compare(
         dataset = dataset.without(unreadable)
         for r in runs:
             r.without_rows(list(unreadable))
+    return analyse(dataset, runs, projection=projection, metric=metric, cache=cache, progress=progress,
+                   should_stop=should_stop, leaderboard=leaderboard, latency=latency, request=request)  # fmt: skip
+
+
+def analyse(
+    dataset: ImageDataset,
+    runs: Sequence[ModelRun],
+    *,
+    projection: ProjectionSpec,
+    metric: MetricSpec,
+    cache: FeatureCache,
+    progress: StageProgress | None = None,
+    should_stop: ShouldStop | None = None,
+    leaderboard: bool = True,
+    latency: bool = True,
+    request: AnalysisRequest | None = None,
+) -> Comparison:
+    """Everything after extraction: the neighbour graphs, scores and projections of every layer,
+    the similarity between layers and, with `leaderboard`, what cutting at each layer costs and
+    keeps (LogME, compression curves, parameters, GFLOPs and latency). Arguments as compare's;
+    `runs` hold their features (one row per image of `dataset`)."""
+    runs = tuple(runs)
     progress = _stoppable(progress, should_stop)  # scoring and projecting stop between layers too
     multi = len(runs) > 1
     scores: dict[str, LayerScores] = {}
@@ -354,18 +479,22 @@ def compare(
         scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
         if projection.method != "none":
             projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
-    similarity, overlap = similarity_run(runs, multi, graphs, cache, progress, random_state=metric.random_state)
-    metrics = metrics_table(runs, scores, multi, dataset.labels, random_state=metric.random_state)
-    comp = Comparison(dataset, runs, metrics, scores, similarity, overlap, graphs, projections, random_state=metric.random_state)
+    similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
+    metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
+    logmes: dict[str, float | None] = {}
+    curves: dict[str, CompressionCurve | None] = {}
+    costs: dict[str, LayerCost] = {}
+    table = pd.DataFrame()
     if leaderboard:
         for r in runs:
             own = {n: scores[r.key(n, multi)] for n in r.features}
-            comp.logme |= {r.key(n, multi): v for n, v in logme_run(dataset, r, metric, cache, progress).items()}
-            comp.compression |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
-            comp.costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
-        comp.leaderboard = leaderboard_table(
-            metrics, {(r.label, n): comp.costs[r.key(n, multi)] for r in runs for n in r.features},
-            {(r.label, n): comp.logme[r.key(n, multi)] for r in runs for n in r.features},
-            {(r.label, n): (c.smallest_k() if (c := comp.compression[r.key(n, multi)]) else None) for r in runs for n in r.features},
+            logmes |= {r.key(n, multi): v for n, v in logme_run(dataset, r, metric, cache, progress).items()}
+            curves |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
+            costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
+        table = leaderboard_table(
+            metrics, {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
+            {(r.label, n): logmes[r.key(n, multi)] for r in runs for n in r.features},
+            {(r.label, n): (c.smallest_k() if (c := curves[r.key(n, multi)]) else None) for r in runs for n in r.features},
             {r.label: r.weights.name for r in runs})  # fmt: skip
-    return comp
+    return Comparison(dataset, runs, metrics, scores, similarity, overlap, graphs, projections, costs=costs, logme=logmes,
+                      compression=curves, leaderboard=table, random_state=metric.random_state, request=request)  # fmt: skip

@@ -154,7 +154,7 @@ class ExtractSpec:
     """How to turn images into per-layer feature vectors.
 
     Attributes:
-        model: a model of any source (models/sources.py): `mobilenet_v2` (torchvision),
+        model: a model of any source (networks/sources.py): `mobilenet_v2` (torchvision),
             `timm:convnext_tiny.fb_in22k`, `hf:facebook/dinov2-small` or `hf:FOLDER`, `FILE.pt2`,
             `package.module:builder`.
         weights: `auto` (the model's default pretrained weights), `none` (random init) or a file path.

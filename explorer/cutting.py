@@ -20,7 +20,7 @@ from .data.datasets import ImageDataset
 from .extraction.backend import ShouldStop, StageProgress
 from .extraction.extractor import Cancelled
 from .extraction.layer_features import extract_features
-from .models.preprocess import Preprocess
+from .networks.preprocess import Preprocess
 from .output import cut_files
 from .store import FeatureCache
 
@@ -142,9 +142,9 @@ def make_cut(
     """
     import torch
 
-    from .models.cost import cut_costs
-    from .models.sources import canonical, source_of
-    from .models.truncate import truncated
+    from .networks.cost import cut_costs
+    from .networks.sources import canonical, source_of
+    from .networks.truncate import truncated
 
     if dataset.labels is None:
         raise ValueError(f"{dataset.source!r} has no labels: a cut's head is trained on labelled images (class folders or labels.csv)")

@@ -17,10 +17,13 @@ fi
 .venv/bin/python -m pip install -q -r requirements.txt
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
-  if ! command -v chromium >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the browser tests" >&2
+  missing=""
+  command -v chromium >/dev/null 2>&1 || missing="chromium"  # the browser tests
+  command -v node >/dev/null 2>&1 || missing="$missing nodejs"  # the projection view's JavaScript tests (tests/ui/js)
+  if [ -n "$missing" ]; then
+    echo "installing Debian's$missing for the tests" >&2
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
   fi
 fi
 echo "$want" > "$stamp"

@@ -83,15 +83,9 @@ def newer_request_after_a_click(monkeypatch: pytest.MonkeyPatch) -> NewerRequest
     return NewerRequestAfterAClick(monkeypatch)
 
 
-SLOW_MODULES = {  # each test here runs a server, a browser, a Ray instance, or a real model on hundreds of images
-    "test_browser.py", "test_app.py", "test_ray_backend.py", "test_fidelity.py", "test_concurrent_extraction.py",
-    "test_core_isolation.py", "test_cli.py", "test_decode_once.py", "test_comparison_cache.py", "test_demo_bounds.py",
-    "test_model_sources_app.py",
-}  # fmt: skip
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the slow tests (`pytest -m "not slow"`: the quick loop; CI runs everything)."""
+    """A browser test is a slow one too (`pytest -m "not slow"`: the quick loop; CI runs everything);
+    the other slow modules say so themselves (`pytestmark = pytest.mark.slow`)."""
     for item in items:
-        if item.path.name in SLOW_MODULES or item.get_closest_marker("browser"):
+        if item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # the command line on the bundled sample
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

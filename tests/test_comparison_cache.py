@@ -15,10 +15,12 @@ from explorer.config import DataSpec, ExtractSpec, ProjectionSpec
 from explorer.data.datasets import load_dataset
 from explorer.extraction import layer_features
 from explorer.extraction.extractor import Cancelled
-from explorer.models import registry
+from explorer.networks import registry
 from explorer.store import FeatureCache, make_key
 
 from .conftest import make_class_folders
+
+pytestmark = pytest.mark.slow  # whole comparisons
 
 
 def _ctx(tmp: Path) -> tuple[dict, object]:

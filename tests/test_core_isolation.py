@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # fresh interpreters
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
@@ -37,7 +41,7 @@ from explorer.ui import server_app
 server_app.preload()  # what the server imports before it serves the first page
 from explorer.ui import main, sidebar, views, cached, reproduce  # noqa: F401  (the page's own modules)
 from explorer import cli  # noqa: F401
-from explorer.models import catalog, layers  # noqa: F401
+from explorer.networks import catalog, layers  # noqa: F401
 layers.profile("mobilenet_v2")  # a torchvision model's layers
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"timm", "transformers", "safetensors"})
 print("HEAVY", heavy)

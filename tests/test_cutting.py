@@ -24,7 +24,7 @@ from explorer.output import cut_files
 from explorer.store import FeatureCache
 
 from .conftest import make_class_folders
-from .models.test_sources import _save_hf
+from .networks.test_sources import _save_hf
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def dataset(data_root: Path) -> object:
 
 @pytest.fixture(scope="module")
 def own_builder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from .models.test_sources import BUILDER
+    from .networks.test_sources import BUILDER
 
     pkg = tmp_path_factory.mktemp("code")
     (pkg / "cut_nets.py").write_text(BUILDER)
@@ -80,7 +80,7 @@ def test_exported_logits_equal_the_head_on_the_extracted_features(source: str, l
     want = got.head.logits(feats)
     loaded = cut_files.load_cut(tmp_path / "cut")
     pre = cut_files.transform_from(loaded.preprocess)
-    from explorer.models.preprocess import Preprocess
+    from explorer.networks.preprocess import Preprocess
 
     p = Preprocess(pre)
     batch = p.batch(p.decode(it.read_bytes, 10**8)[0] for it in got.test.items)
@@ -155,9 +155,9 @@ def test_cli_cut_then_predict_writes_the_contract(data_root: Path, tmp_path: Pat
 def test_cost_of_a_hooked_cut_equals_a_count_on_its_exported_network(dataset: object, tmp_path: Path) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from explorer.models import sources
-    from explorer.models.cost import cut_costs
-    from explorer.models.truncate import truncated
+    from explorer.networks import sources
+    from explorer.networks.cost import cut_costs
+    from explorer.networks.truncate import truncated
 
     model, node = "timm:resnet18", "layer3"
     src = sources.source_of(model)

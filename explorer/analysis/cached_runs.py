@@ -202,7 +202,7 @@ def _device_here(device: str) -> bool:
 def _build_context(run: ModelRun) -> dict[str, Any]:
     """What shapes the time a run's model takes, as the extraction builds it (not its weights' values)."""
     from ..extraction.backend import FOLD_BATCHNORM
-    from ..models.sources import source_of
+    from ..networks.sources import source_of
 
     src = source_of(run.spec.model)
     return {"model": run.spec.model, "source": src.name, "architecture": src.architecture(run.spec.model),
@@ -213,12 +213,12 @@ def _build_context(run: ModelRun) -> dict[str, Any]:
 
 def cost_run(run: ModelRun, cache: FeatureCache, *, latency: bool = True, progress: StageProgress | None = None) -> dict[str, LayerCost]:
     """What cutting the run at each of its layers costs: parameters and GFLOPs up to the layer
-    (models/cost.py, counted on the meta device) and, with `latency`, the milliseconds per image
+    (networks/cost.py, counted on the meta device) and, with `latency`, the milliseconds per image
     up to it measured here at batch 1 and 32 (extraction/latency.py), cached per model build and
     machine; not measured (None) where this process lacks the run's device.
     """
     from ..extraction.latency import layer_latency, machine
-    from ..models.cost import cut_costs
+    from ..networks.cost import cut_costs
 
     nodes = list(run.nodes.values())
     counted = cut_costs(run.spec.model, nodes)

@@ -17,7 +17,7 @@ FEATURE_BYTES_PER_VALUE = 4  # a pooled feature is float32
 
 @dataclass(frozen=True)
 class LayerCost:
-    """What cutting a run at one layer costs (models/cost.py, extraction/latency.py).
+    """What cutting a run at one layer costs (networks/cost.py, extraction/latency.py).
 
     Attributes:
         params: parameters of the network up to the layer.

@@ -315,6 +315,23 @@ def load_dataset(
         raise
 
 
+def dataset_from_items(
+    source: str,
+    pairs: list[tuple[ImageItem, str | None]],
+    skipped: list[Skipped],
+    *,
+    spec: DataSpec,
+    limits: Limits,
+    progress: Progress | None = None,
+    tempdir: str | None = None,
+    thumbnails: bool = False,
+) -> ImageDataset:
+    """A dataset from (image, label) pairs found some other way (in_memory.py), through the checks
+    every dataset gets: the sample, the size and pixel limits, content hashes and duplicates.
+    `tempdir`, where the items' files were written, becomes the dataset's to delete."""
+    return _finish(source, pairs, list(skipped), spec, limits, progress, tempdir, thumbnails)
+
+
 def _finish(
     source: str,
     pairs: list[tuple[ImageItem, str | None]],

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ExtractSpec
-from ..models.weights import ResolvedWeights
+from ..networks.weights import ResolvedWeights
 
 if TYPE_CHECKING:
     from ..data.datasets import ImageDataset
     from ..store import LayerWriter
 
-FOLD_BATCHNORM = True  # models/batchnorm.py: part of every layer's cache key
+FOLD_BATCHNORM = True  # networks/batchnorm.py: part of every layer's cache key
 StageProgress = Callable[[str, int, int], None]
 ShouldStop = Callable[[], bool]
 

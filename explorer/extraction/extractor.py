@@ -14,9 +14,9 @@ from typing import Any, Self
 import numpy as np
 
 from ..data.datasets import ImageItem
-from ..models.batchnorm import fold_batchnorm
-from ..models.fx_lock import FX
-from ..models.preprocess import Preprocess
+from ..networks.batchnorm import fold_batchnorm
+from ..networks.fx_lock import FX
+from ..networks.preprocess import Preprocess
 from .pooling import pool_auto
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class HookExtractor(_PooledLayers):
     as it is made (no full activation is kept), and stops the pass once the deepest one is pooled.
 
     For models that FX cannot trace as torchvision's can (timm, Hugging Face, exported programs):
-    a layer is a module (models/module_layers.py lists those that run once per pass).
+    a layer is a module (networks/module_layers.py lists those that run once per pass).
 
     Args:
         model: the model in eval mode, called with the batch.
@@ -176,7 +176,7 @@ class HookExtractor(_PooledLayers):
 
     def __init__(self, model: Any, nodes: Sequence[str], *, model_name: str, pooling: str = "avg",
                  token_pooling: str = "cls", device: str = "cpu", precision: str = "fp32") -> None:  # fmt: skip
-        from ..models.sources import hooked_layers_root
+        from ..networks.sources import hooked_layers_root
 
         if not nodes:
             raise ValueError("no layers chosen; give at least one module name")
@@ -194,7 +194,7 @@ class HookExtractor(_PooledLayers):
             modules[n].register_forward_hook(self._hook(n))
 
     def _hook(self, name: str) -> Callable[..., None]:
-        from ..models.module_layers import first_tensor
+        from ..networks.module_layers import first_tensor
 
         def capture(module: Any, args: Any, output: Any) -> None:
             self._pooled[name] = pool_auto(first_tensor(output), model=self.model_name, pooling=self.pooling,
@@ -223,8 +223,8 @@ class HookExtractor(_PooledLayers):
 def build_extractor(spec: Any, weights: Any, nodes: Sequence[str], *, device: str, precision: str,
                     fold_bn: bool) -> FeatureExtractor | HookExtractor:  # fmt: skip
     """The extractor of `spec.model`'s chosen layers, its model built with `weights`: FX for
-    torchvision's models, forward hooks for every other source (models/sources.py)."""
-    from ..models.sources import source_of
+    torchvision's models, forward hooks for every other source (networks/sources.py)."""
+    from ..networks.sources import source_of
 
     src = source_of(spec.model)
     model = src.build(spec.model, weights)

@@ -64,7 +64,7 @@ def _install(extractor: FeatureExtractor | HookExtractor, clock: _Clock) -> None
                 gm.graph.call_module(f"_latency_stamp_{i}", (node,))
         gm.recompile()
         return
-    from ..models.sources import hooked_layers_root
+    from ..networks.sources import hooked_layers_root
 
     modules = dict(hooked_layers_root(extractor.model).named_modules())
     for name in extractor.nodes:  # before the capture hook, which ends the pass after the deepest layer

@@ -15,9 +15,9 @@ import numpy as np
 from ..code_identity import identities
 from ..config import ExtractSpec
 from ..data.datasets import ImageDataset
-from ..models import layers as layers_mod
-from ..models.sources import canonical, source_of
-from ..models.weights import ResolvedWeights
+from ..networks import layers as layers_mod
+from ..networks.sources import canonical, source_of
+from ..networks.weights import ResolvedWeights
 from ..store import FeatureCache, library_versions, make_key
 from .backend import FOLD_BATCHNORM, ExtractionBackend, ExtractionJob, ShouldStop, StageProgress
 from .extractor import Cancelled

@@ -41,8 +41,8 @@ class _ModelActor:
                  max_pixels: int, threads: int) -> None:  # fmt: skip
         import torch
 
-        from ..models.preprocess import Preprocess
-        from ..models.sources import source_of
+        from ..networks.preprocess import Preprocess
+        from ..networks.sources import source_of
         from .extractor import build_extractor
 
         torch.set_num_threads(threads)

@@ -28,7 +28,7 @@ def preprocess_json(transform: Any) -> dict[str, Any]:
     Raises:
         ValueError: a preprocessing that is not resize, crop, to-tensor and normalise.
     """
-    from ..models.preprocess import Preprocess
+    from ..networks.preprocess import Preprocess
 
     steps = Preprocess(transform).steps
     if steps is None:
@@ -67,7 +67,7 @@ def export_program(features: Any, weight: np.ndarray, bias: np.ndarray, input_si
     as one linear layer; the batch dimension is dynamic."""
     import torch
 
-    from ..models.truncate import batch_dim
+    from ..networks.truncate import batch_dim
 
     linear = torch.nn.Linear(weight.shape[0], weight.shape[1])
     with torch.no_grad():

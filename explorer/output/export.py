@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ..comparison import Comparison
 from ..fsutil import atomic_write, atomic_write_bytes
-from . import report
+from . import report, tables
+
+if TYPE_CHECKING:
+    from ..comparison import Comparison
 
 
 def leaderboard_csv(comp: Comparison) -> bytes:
@@ -22,23 +24,9 @@ def leaderboard_csv(comp: Comparison) -> bytes:
     return comp.leaderboard.to_csv(index=False, float_format="%.6g").encode()
 
 
-def compression_table(comp: Comparison) -> pd.DataFrame:
-    """One row per (model, layer, k): the probe on the top k principal components and on a random
-    projection to k dimensions."""
-    rows = []
-    for run in comp.runs:
-        for layer in run.features:
-            curve = comp.compression.get(run.key(layer, comp.multi))
-            if curve is None:
-                continue
-            for k, pca, rnd in zip(curve.ks.tolist(), curve.pca_acc.tolist(), curve.random_acc.tolist()):
-                rows.append((run.label, layer, k, pca, rnd, curve.n_images))
-    return pd.DataFrame(rows, columns=["model", "layer", "k", "probe_acc", "random_projection_acc", "n_images"])
-
-
 def compression_csv(comp: Comparison) -> bytes:
     """compression.csv: model, layer, k, probe_acc, random_projection_acc (and the images scored)."""
-    return compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
+    return tables.compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
 
 
 def metrics_csv(comp: Comparison) -> bytes:
@@ -46,83 +34,50 @@ def metrics_csv(comp: Comparison) -> bytes:
     return comp.metrics.to_csv(index=False, float_format="%.6g").encode()
 
 
-def _layer_matrix_csv(comp: Comparison, matrix: np.ndarray) -> bytes:
-    return pd.DataFrame(matrix, index=comp.cka_names, columns=comp.cka_names).to_csv(float_format="%.6g").encode()
+def _layer_matrix_csv(comp: Comparison, kind: str) -> bytes:
+    return tables.layer_matrix(comp, kind).rename_axis(None).to_csv(float_format="%.6g").encode()
 
 
 def cka_csv(comp: Comparison) -> bytes:
     """cka.csv: the square linear-CKA matrix (plain, biased estimator) over every (model, layer) pair."""
-    return _layer_matrix_csv(comp, comp.cka)
+    return _layer_matrix_csv(comp, "cka")
 
 
 def cka_debiased_csv(comp: Comparison) -> bytes:
     """cka_debiased.csv: linear CKA from the unbiased HSIC estimator, same rows and columns."""
-    return _layer_matrix_csv(comp, comp.similarity.cka_debiased)
+    return _layer_matrix_csv(comp, "cka_debiased")
 
 
 def cka_intervals_csv(comp: Comparison) -> bytes:
     """cka_intervals.csv: one row per pair of (model, layer) keys: plain CKA with its 95 % bootstrap
     interval over the images, debiased CKA, and how many images the bootstrap resampled."""
-    sim = comp.similarity
-    a, b = np.triu_indices(len(sim.names), k=1)
-    low = sim.cka_low if sim.cka_low is not None else np.full_like(sim.cka, np.nan)
-    high = sim.cka_high if sim.cka_high is not None else np.full_like(sim.cka, np.nan)
-    return pd.DataFrame({
-        "layer_a": [sim.names[i] for i in a], "layer_b": [sim.names[j] for j in b], "cka": sim.cka[a, b],
-        "cka_low": low[a, b], "cka_high": high[a, b], "cka_debiased": sim.cka_debiased[a, b],
-        "bootstrap_images": sim.boot_images, "images": len(comp.dataset),
-    }).to_csv(index=False, float_format="%.4g").encode()  # fmt: skip
+    cols = ["layer_a", "layer_b", "cka", "cka_low", "cka_high", "cka_debiased", "bootstrap_images", "images"]
+    return tables.similarity_pairs(comp)[cols].to_csv(index=False, float_format="%.4g").encode()
 
 
 def neighbour_overlap_csv(comp: Comparison) -> bytes:
     """neighbour_overlap.csv: the mean shared share of the 10 nearest neighbours, same rows and columns."""
-    return _layer_matrix_csv(comp, comp.overlap)
+    return _layer_matrix_csv(comp, "overlap")
 
 
 def movers_csv(comp: Comparison) -> bytes:
     """movers.csv: one row per image: the share of its 10 nearest neighbours that changed between
     each pair of consecutive layers of each model, and the first layer where most of its 5 nearest
     neighbours share its class (`never`; no column without labels)."""
-    cols: dict[str, object] = {"file": comp.dataset.names,
-                               "label": comp.dataset.labels if comp.dataset.labels is not None else [""] * len(comp.dataset)}  # fmt: skip
-    for run in comp.runs:
-        mv = comp.movers(run)
-        for j in range(len(mv.layers) - 1):
-            cols[f"changed {mv.layers[j]} -> {mv.layers[j + 1]}"] = mv.changed[:, j]
-        if comp.dataset.labels is not None:
-            names = np.array([*mv.layers, "never"], dtype=object)
-            cols[f"first agreeing layer ({run.label})"] = names[mv.first_agreeing]  # NEVER (-1) is the last
-    return pd.DataFrame(cols).to_csv(index=False, float_format="%.4g").encode()
+    return tables.movers_table(comp).to_csv(index=False, float_format="%.4g").encode()
 
 
 def class_pairs_csv(comp: Comparison) -> bytes:
     """class_pairs.csv: one row per pair of classes: at each layer of each model, the share of the
     two classes' images the probe takes for the other (out of fold), and the first layer where that
     share is under 5 % (`never`)."""
-    classes = comp.dataset.classes
-    a, b = np.triu_indices(len(classes), k=1)
-    cols: dict[str, object] = {"class_a": [classes[i] for i in a], "class_b": [classes[i] for i in b]}
-    for run in comp.runs:
-        pairs = comp.class_pairs(run)
-        if pairs is None:
-            continue
-        for j, layer in enumerate(pairs.layers):
-            cols[f"confused {layer}"] = pairs.confusion[j][a, b]
-        names = np.array([*pairs.layers, "never"], dtype=object)
-        cols[f"first apart ({run.label})"] = names[pairs.first_apart[a, b]]
-    return pd.DataFrame(cols).to_csv(index=False, float_format="%.4g").encode()
+    return tables.class_pairs_table(comp).to_csv(index=False, float_format="%.4g").encode()
 
 
 def emergence_csv(comp: Comparison, selected: list[int]) -> bytes:
     """selection_emergence.csv: per model (and its random-init baseline) and layer, the out-of-fold
     accuracy of the probe that tells the selected images from the rest (balanced: chance 0.5)."""
-    rows = []
-    for run in comp.runs:
-        got = comp.emergence(run, selected)
-        for layer, acc, std in zip(got.layers, got.accuracy, got.accuracy_std):
-            rows.append((run.label, layer, acc, std, got.n_selected, got.n_used))
-    cols = ["model", "layer", "accuracy", "accuracy_std", "n_selected", "n_used"]
-    return pd.DataFrame(rows, columns=cols).to_csv(index=False, float_format="%.4g").encode()
+    return tables.emergence_table(comp, selected).to_csv(index=False, float_format="%.4g").encode()
 
 
 def write_features_npz(comp: Comparison, fh: IO[bytes]) -> None:
@@ -130,7 +85,7 @@ def write_features_npz(comp: Comparison, fh: IO[bytes]) -> None:
 
     numpy streams each (memory-mapped) layer into the zip entry, so no layer is copied whole.
     """
-    arrays: dict[str, np.ndarray] = dict(comp.features())
+    arrays: dict[str, np.ndarray] = dict(comp.feature_arrays())
     arrays["paths"] = np.asarray(comp.dataset.names, dtype=str)
     arrays["labels"] = np.asarray(comp.dataset.labels if comp.dataset.labels is not None else [""] * len(comp.dataset), dtype=str)
     np.savez(fh, **arrays)  # float features barely compress; compressing cost 0.25 s of a 4 s compare
@@ -146,16 +101,13 @@ def features_npz(comp: Comparison) -> bytes:
 def write_projections_csv(comp: Comparison, fh: IO[bytes], align: bool = False) -> None:
     """projections.csv: long format, one row per (layer, image): layer, index, path, label, x, y[, z],
     method; written one layer at a time."""
-    ds = comp.dataset
     panels = comp.panels(align=align)
     three = any(xy.shape[1] == 3 for xy in panels.values())
     cols = ["layer", "index", "path", "label", "x", "y", *(["z"] if three else []), "method"]
     fh.write((",".join(cols) + "\n").encode())
     for key, xy in panels.items():
-        df = pd.DataFrame({"layer": key, "index": np.arange(len(ds)), "path": ds.names,
-                           "label": ds.labels if ds.labels is not None else ""})  # fmt: skip
-        for i, axis in enumerate("xyz"[: xy.shape[1]]):
-            df[axis] = xy[:, i]
+        df = tables.projection_frame(comp, key, xy)
+        df.insert(0, "layer", key)
         df["method"] = comp.projections[key].method
         fh.write(df.reindex(columns=cols).to_csv(index=False, header=False, float_format="%.6g").encode())
 

@@ -8,11 +8,17 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..analysis.emergence import Emergence
-from ..comparison import Comparison, ModelRun
+from typing import TYPE_CHECKING
+
+from ..analysis import per_run
 from ..analysis.compression import CURVE_ROWS, keeps_sentence
+from ..analysis.emergence import Emergence
 from ..analysis.leaderboard import budget_sentence
-from . import class_figures, cut_figures, figures
+from . import class_figures, cut_figures, figures, sentences
+
+if TYPE_CHECKING:
+    from ..comparison import Comparison
+    from ..extraction.layer_features import ModelRun
 
 _CSS = """
 body{font-family:Inter,system-ui,sans-serif;margin:0;background:#f8f9fa;color:#212529}
@@ -47,7 +53,7 @@ def cka_interval_note(comp: Comparison) -> str:
     """How the CKA intervals were made, in one sentence."""
     from ..analysis.similarity import BOOT_DRAWS
 
-    m, n = comp.similarity.boot_images, len(comp.dataset)
+    m, n = comp.layer_similarity.boot_images, len(comp.dataset)
     how = (f"the {n:,} images resampled {BOOT_DRAWS} times" if m >= n else
            f"a random {m:,} of the {n:,} images resampled {BOOT_DRAWS} times, the spread scaled by √({m:,}/{n:,}) "
            "(m-out-of-n bootstrap)")  # fmt: skip
@@ -67,7 +73,7 @@ def _movers_html(comp: Comparison) -> str:
     their class at each layer."""
     ds, rows = comp.dataset, []
     for run in comp.runs:
-        mv = comp.movers(run)
+        mv = per_run.movers(comp, run)
         firsts = np.bincount(mv.first_agreeing + 1, minlength=len(mv.layers) + 1)  # [never, layer 0, ...]
         for j, layer in enumerate(mv.layers):
             moved = ""
@@ -89,7 +95,7 @@ def _class_pairs_html(comp: Comparison) -> str:
     """Per model: where each pair of classes comes apart, and the hardest pairs at its best layer."""
     parts = []
     for run in comp.runs:
-        pairs, best = comp.class_pairs(run), comp.best_layer(run)
+        pairs, best = per_run.class_pairs(comp, run), comp.best_layer(run)
         if pairs is None or best is None or len(pairs.classes) < 2:
             continue
         fig = class_figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
@@ -131,7 +137,7 @@ def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
     for run in comp.runs:
         if run.spec.weights == "none" and any(comp.baseline_of(r) is run for r in comp.runs):
             continue  # drawn beside its pretrained model
-        results = {r.label: comp.emergence(r, selected) for r in (run, comp.baseline_of(run)) if r is not None}
+        results = {r.label: per_run.emergence(comp, r, selected) for r in (run, comp.baseline_of(run)) if r is not None}
         fig = figures.emergence(emergence_curves(comp, run, results), f"Where the selection ({query}) emerges — {run.label}")
         parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(emergence_note(comp, results[run.label]))}</p></div>")
     return f"<h2>Where the selection emerges: {html.escape(query)}</h2>" + "".join(parts)
@@ -203,13 +209,13 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
     ]
     for r in comp.runs:
         parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
-    noise = [f"<p><b>⚖️</b> {html.escape(s)}</p>" for r in comp.runs for s in comp.noise_notes(r)]
+    noise = [f"<p><b>⚖️</b> {html.escape(s)}</p>" for r in comp.runs for s in sentences.noise_notes(comp, r)]
     scored = not comp.metrics["probe_acc"].isna().all()
     parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}"
                  + (f"<p>{html.escape(INTERVALS_NOTE)}</p>" if scored else "") + "".join(noise) + "</div>")  # fmt: skip
     parts.append(_leaderboard_html(comp))
     parts.append(_compression_html(comp))
-    names, sim = comp.cka_names, comp.similarity
+    names, sim = comp.cka_names, comp.layer_similarity
     for kind, matrix in (("cka", comp.cka), ("cka_debiased", sim.cka_debiased), ("overlap", comp.overlap)):
         interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None else None
         notes = [MATRIX_NOTES[kind]]

@@ -1,1 +1,1 @@
-"""The Streamlit dashboard: the only package that imports streamlit."""
+"""The dashboard (Streamlit: the only package that imports it) and the notebook widget (widget.py, which does not)."""

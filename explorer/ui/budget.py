@@ -2,7 +2,7 @@
 
 The compute estimate is torchvision's own where it has one (each weights enum carries the GFLOPs of
 one image's forward pass, `meta["_ops"]`), else counted on the meta device when the model's layers
-are listed (models/module_layers.py), times the images. The disk estimate is an upper bound of the files
+are listed (networks/module_layers.py), times the images. The disk estimate is an upper bound of the files
 the analysis writes to the cache (cache_bytes). Local mode has no budget (the CLI's limits).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..analysis.neighbors import GRAPH_K
 from ..config import AppMode, ExtractSpec
-from ..models import layers
+from ..networks import layers
 
 SMALL_MODEL = "mobilenet_v2"  # what a refusal suggests instead
 # Bytes per image and layer besides its features: the neighbour graph (GRAPH_K int32 indices and

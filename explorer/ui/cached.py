@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
 
-from ..models import catalog, layers, registry, sources, weights
+from ..networks import catalog, layers, registry, sources, weights
 
 # the models of every source and their weights' availability, listed once per server in the
 # background (importing timm takes seconds): until then the picker lists torchvision's

@@ -17,6 +17,7 @@ from typing import Any
 import streamlit as st
 
 from .. import comparison
+from ..analysis import per_run
 from ..config import DataSpec, ProjectionSpec
 from ..data.datasets import ImageDataset, load_dataset
 from ..store import FeatureCache
@@ -135,7 +136,7 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
             if sidebar.MODE.name == "demo":  # a shared server: the movers gallery's ranking here, on the queue,
                 for run in comp.runs:  # not on a visitor's page thread (locally it is made when the gallery opens:
                     if len(run.features) > 1:  # 0.5 s at 50,000 images that every first view would pay)
-                        comp.movers(run)
+                        per_run.movers(comp, run)
             result = Result(comp, inputs)
             if not fresh_upload:  # a zip opened by its path: its images are read while the result is shown
                 ds.keep_files_while(result)

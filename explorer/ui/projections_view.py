@@ -10,9 +10,11 @@ from typing import Any, ClassVar
 import numpy as np
 import streamlit as st
 
+from ..analysis import per_run
 from ..comparison import Comparison, ModelRun
 from ..extraction.extractor import Cancelled
-from ..output import figures, report
+from ..output import figures, points, report
+from ..output.points import COLOUR_BY, COLUMN, NEIGHBOURS_CHANGED
 from . import scatter
 from .images import image_grid, picked_image, thumb_token
 from .plots import PLOT_CONFIG
@@ -20,13 +22,6 @@ from .text import code
 
 MAX_3D_PANELS = 4  # each 3-D panel is a WebGL context of its own; browsers allow 8-16 per page
 MAX_3D_POINTS = 20_000
-COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")
-NEIGHBOURS_CHANGED = "neighbours changed"  # each panel: the share of an image's neighbours new since the panel before
-COLUMN = "labels.csv: "  # + a further column's name: colour by its values
-NOT_SCORED = "not scored"
-CHANGE_BINS = ("0-20 %", "20-40 %", "40-60 %", "60-80 %", "80-100 %")
-CHANGE_COLOURS = ("#440154", "#3B528B", "#21918C", "#5EC962", "#FDE725")  # viridis: new neighbours are bright
-FIRST_PANEL = "first layer"
 MOVERS_SHOWN = 6
 
 
@@ -52,52 +47,6 @@ def _colour_options(comp: Comparison, keys: list[str]) -> list[str]:
     return [*(COLOUR_BY if scored else COLOUR_BY[:1]), *moved, *(COLUMN + c for c in ds.metadata)]
 
 
-def _change_groups(comp: Comparison, keys: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    """Per panel, each image's share of its 10 nearest neighbours that are new since the panel
-    before, in five ranges (the first panel has none before it)."""
-    from ..analysis.movers import neighbours_changed
-
-    codes = np.full((len(keys), len(comp.dataset)), len(CHANGE_BINS), np.int64)
-    for j in range(1, len(keys)):
-        change = neighbours_changed(comp.graphs[keys[j - 1]], comp.graphs[keys[j]])
-        codes[j] = np.minimum((change * len(CHANGE_BINS)).astype(np.int64), len(CHANGE_BINS) - 1)
-    return codes, [*CHANGE_BINS, FIRST_PANEL], [*CHANGE_COLOURS, "#C8C8C8"]
-
-
-def colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "class") -> tuple[np.ndarray, list[str], list[str]]:
-    """(each image's group index, per panel when the groups are the layer's own; the groups' names;
-    their colours): by class, by each layer's out-of-fold probe prediction, by whether it was right, or
-    by a further column of labels.csv (`COLUMN` + its name)."""
-    ds = comp.dataset
-    if by.startswith(COLUMN) and by[len(COLUMN) :] in ds.metadata:
-        return figures.value_groups(ds.metadata[by[len(COLUMN) :]])
-    if by == NEIGHBOURS_CHANGED and keys and len(keys) >= 2:
-        return _change_groups(comp, keys)
-    legend = ds.classes or ["all images"]
-    colors = figures.class_colors(legend)
-    truth = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
-    predicted = [comp.scores[k].predicted for k in keys or []]
-    if by == "class" or not keys or any(p is None for p in predicted):
-        return truth, legend, [colors[c] for c in legend]
-    pred = np.stack([np.asarray(p, dtype=np.int64) for p in predicted])  # (panels, n); -1: not scored
-    if by == "probe prediction":
-        return np.where(pred < 0, len(legend), pred), [*legend, NOT_SCORED], [*(colors[c] for c in legend), "#C8C8C8"]
-    return np.where(pred < 0, 2, (pred != truth).astype(np.int64)), ["correct", "wrong", NOT_SCORED], ["#2CA02C", "#D62728", "#C8C8C8"]
-
-
-def hover_fields(comp: Comparison, keys: list[str]) -> dict:
-    """What the hover card shows besides the name: each image's class and each layer's probe prediction."""
-    ds = comp.dataset
-    if ds.labels is None:
-        return {}
-    classes = list(ds.classes)
-    truth = np.searchsorted(np.array(classes), np.asarray(ds.labels))
-    predicted = [comp.scores[k].predicted for k in keys]
-    if not keys or any(p is None for p in predicted):
-        return {"classes": classes, "truth": truth}
-    return {"classes": classes, "truth": truth, "predicted": [np.asarray(p) for p in predicted]}
-
-
 def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[dict, bytes]:
     """The panels' blob for scatter.js, made once per result, alignment and colouring (kept in the session)."""
     memo = st.session_state.setdefault("_points", {})
@@ -105,9 +54,8 @@ def _points(comp: Comparison, keys: list[str], align: bool, by: str) -> tuple[di
     if tag not in memo:
         memo.clear()
         panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
-        titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
-        memo[tag] = scatter.pack(panels, *colour_groups(comp, list(panels), by), comp.dataset.names, titles=titles,
-                                 aligned=align, **hover_fields(comp, list(panels)))  # fmt: skip
+        titles = {k: points.panel_title(comp, k) for k in panels}
+        memo[tag] = points.comparison_points(comp, panels, by, titles=titles, aligned=align)
     return memo[tag]
 
 
@@ -137,7 +85,7 @@ def emergence_job(comp: Comparison, run_label: str, chosen: tuple[int, ...]) -> 
             job.progress(f"training the selection's probe at every layer of {r.label}", i, len(runs))
             if job.should_stop():
                 raise Cancelled("emergence cancelled")
-            results[r.label] = comp.emergence(r, list(chosen))
+            results[r.label] = per_run.emergence(comp, r, list(chosen))
         return EmergenceAnswer(emergence_tag(comp, run_label, chosen), results)
 
     return work
@@ -246,7 +194,7 @@ def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:
                                       help="Ranked by the share of an image's 10 nearest neighbours (cosine, in the "
                                            "layers' own features) that are new in the second layer."):  # fmt: skip
         return
-    mv = comp.movers(run)
+    mv = per_run.movers(comp, run)
     busiest = int(np.argmax(mv.changed.mean(0))) if mv.changed.size else 0
     c1, c2 = st.columns(2)
     a = c1.selectbox("From layer", keys[:-1], index=busiest, key="movers_a")

@@ -506,7 +506,8 @@ function build(root, points, setStateValue, setTriggerValue) {
   return state;
 }
 
-// The card beside the cursor: an image's thumbnail and lines of text (set as text, never HTML),
+// The card beside the cursor: an image's thumbnail (`thumbUrl`: a URL prefix, or a function of the
+// index that gives a URL or its promise) and lines of text (set as text, never HTML),
 // rebuilt only when the hovered point changes, moved with the cursor, kept on screen.
 function hoverCard(tip, thumbUrl, times) {
   let shown = null, x = 0, y = 0;
@@ -527,7 +528,9 @@ function hoverCard(tip, thumbUrl, times) {
           const img = el("img");
           img.alt = "";
           img.onload = () => { place(); times.hover.loaded_at = performance.now(); }; // its size is known now
-          img.src = thumbUrl + "/" + index;
+          if (typeof thumbUrl === "function") { // the notebook widget: a URL made once its bytes arrive
+            Promise.resolve(thumbUrl(index)).then((url) => { if (url && shown === key) img.src = url; });
+          } else img.src = thumbUrl + "/" + index; // the dashboard: the server's thumbnail route
           tip.appendChild(img);
         }
         for (const line of lines) tip.appendChild(el("div", "", line));
@@ -546,48 +549,3 @@ function legendName(classes, code) {
   if (!classes || code === 65535 || code >= classes.length) return "not scored";
   return classes[code];
 }
-
-export default function (component) {
-  const { data, parentElement, setStateValue, setTriggerValue } = component;
-  const root = parentElement.querySelector(".explorer-scatter");
-  if (!root || !data) return;
-  const received = performance.now();
-  const points = unpack(data);
-  const instance = points.head.instance;
-  const prev = REGISTRY.get(instance);
-  if (prev && prev.digest === points.head.digest && prev.root === root) return; // same points: nothing to redraw
-  if (prev && prev.state) prev.state.dispose();
-  const entry = { digest: points.head.digest, root, state: null };
-  REGISTRY.set(instance, entry);
-  try {
-    entry.state = build(root, points, setStateValue, setTriggerValue);
-  } catch (err) {
-    root.textContent = "The projection chart could not be drawn: " + err.message;
-    return;
-  }
-  entry.state.times.received = received;
-  entry.state.times.drawn = performance.now();
-  const prevTimes = (window.__explorerTimes || {})[instance] || {};
-  window.__explorerTimes = { ...(window.__explorerTimes || {}), [instance]: entry.state.times };
-  entry.state.times.builds = (prevTimes.builds || 0) + 1;
-  const cmd = window.__explorerScatterCommands && window.__explorerScatterCommands.get(instance);
-  if (cmd) applyCommand(entry.state, cmd);
-  return () => {
-    if (REGISTRY.get(instance) === entry) REGISTRY.delete(instance);
-    if (entry.state) entry.state.dispose();
-  };
-}
-
-// Commands from `explorer_scatter_control` (scatter.py): { instance, highlight?: [indices] | null,
-// picked: index | null }; the last one per instance is applied again after a redraw. A highlight
-// equal to what is shown (the selection Python just got back) redraws nothing.
-function applyCommand(st, cmd) {
-  if (cmd.highlight !== undefined) st.applySelection(cmd.highlight);
-  if (cmd.picked !== undefined && cmd.picked !== st.picked) st.applyPick(cmd.picked);
-}
-
-window.__explorerScatterControl = (cmd) => {
-  const entry = REGISTRY.get(cmd.instance);
-  if (!entry || !entry.state) return;
-  applyCommand(entry.state, cmd);
-};

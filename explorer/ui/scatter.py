@@ -13,33 +13,15 @@ changes nothing Python sends. docs/benchmarks.md has the measurements.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
+from ..output.points import frame
 from . import thumbs
 
-PANEL_HEIGHT = 260
-NOT_SCORED = 0xFFFF  # a predicted class code: the probe did not score this image
-CSS = """
-.explorer-legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 13px; margin: 0 0 4px 8px; }
-.explorer-legend .dot { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 5px; }
-.explorer-toolbar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 10px; font-size: 13px; margin: 0 0 6px 8px; }
-.explorer-toolbar button { font: inherit; padding: 2px 9px; border: 1px solid #ced4da; border-radius: 4px; background: white; cursor: pointer; }
-.explorer-toolbar button[aria-pressed="true"] { background: #4C6EF5; border-color: #4C6EF5; color: white; }
-.explorer-toolbar .hint { color: #6c757d; font-size: 12px; }
-.explorer-projections { display: grid; gap: 6px 10px; }
-.explorer-panel { position: relative; overflow: hidden; }
-.explorer-panel .title { font-size: 12px; text-align: center; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; height: 16px; }
-.explorer-panel canvas { position: absolute; left: 0; top: 16px; }
-.explorer-panel canvas.overlay { border: 1px solid #e9ecef; box-sizing: border-box; }
-.explorer-tip { position: fixed; z-index: 1000; pointer-events: none; background: white; border: 1px solid #adb5bd;
-  border-radius: 4px; padding: 4px; font-size: 12px; max-width: 180px; box-shadow: 0 2px 6px rgba(0,0,0,.15); }
-.explorer-tip img { display: block; max-width: 160px; max-height: 160px; margin-bottom: 3px; }
-.explorer-tip div { overflow-wrap: anywhere; }
-"""
+CSS = Path(__file__).with_name("scatter.css").read_text()
+JS_FILES = ("scatter_points.js", "scatter_index.js", "scatter.js", "scatter_streamlit.js")  # one module, in this order
 CONTROL_JS = """
 export default function (component) {
   const d = component.data;
@@ -51,82 +33,11 @@ export default function (component) {
 """
 
 
-def pack(
-    panels: dict[str, np.ndarray],
-    codes: np.ndarray,
-    legend: list[str],
-    palette: list[str],
-    names: list[str] | None,
-    *,
-    titles: dict[str, str] | None = None,
-    aligned: bool = False,
-    cols: int = 4,
-    classes: list[str] | None = None,
-    truth: np.ndarray | None = None,
-    predicted: list[np.ndarray] | None = None,
-) -> tuple[dict, bytes]:
-    """The points of every panel as (header, body): float32 coordinates panel by panel (n x 2,
-    row-major), uint16 colour codes, the classes and predictions shown on hover, then the names
-    joined by newlines.
-
-    Args:
-        panels: {title key: n x 2 coordinates}, in display order.
-        codes: each point's index into `legend` / `palette`: (n,) for every panel alike, or
-            (panels, n), a row per panel.
-        legend: the colour groups' names.
-        palette: one CSS colour per group (#rrggbb).
-        names: a hover label per point (None: no hover text).
-        titles: a panel title per key (default: the key).
-        aligned: whether the panels share orientation (then a picked image's path is drawn).
-        cols: panels per row (at most 4 are shown in a row whatever this says).
-        classes: the class names `truth` and `predicted` index (hover text).
-        truth: each image's class index (n,), or None.
-        predicted: per panel, each image's out-of-fold probe prediction (n,), -1 where not scored.
-    """
-    codes = np.asarray(codes)
-    n = codes.shape[-1]
-    coords = [np.ascontiguousarray(p[:, :2], dtype="<f4") for p in panels.values()]
-    if any(c.shape[0] != n for c in coords):
-        raise ValueError("every panel needs one row per point")
-    if codes.ndim == 2 and codes.shape[0] != len(coords):
-        raise ValueError("one row of colour codes per panel")
-    if predicted is not None and len(predicted) != len(coords):
-        raise ValueError("one row of predictions per panel")
-    name_bytes = "\n".join(s.replace("\n", " ") for s in names).encode() if names is not None else b""
-    head = {
-        "n": n, "cols": min(cols, 4), "panel_height": PANEL_HEIGHT, "aligned": aligned,
-        "marker_size": 6 if n <= 2_000 else 4 if n <= 20_000 else 2,
-        "panels": [{"title": (titles or {}).get(k, k)} for k in panels], "legend": legend, "palette": palette,
-        "names_bytes": len(name_bytes), "codes_per_panel": codes.ndim == 2, "classes": classes,
-        "has_truth": truth is not None and classes is not None, "has_predicted": predicted is not None and classes is not None,
-    }  # fmt: skip
-
-    def u16(a: np.ndarray) -> bytes:
-        a = np.asarray(a, dtype=np.int64)
-        return np.where(a < 0, NOT_SCORED, a).astype("<u2").tobytes()
-
-    parts = [*(c.tobytes() for c in coords), np.ascontiguousarray(codes, dtype="<u2").tobytes()]
-    if head["has_truth"]:
-        parts.append(u16(truth))  # type: ignore[arg-type]
-    if head["has_predicted"]:
-        parts.extend(u16(p) for p in predicted)  # type: ignore[union-attr]
-    return head, b"".join([*parts, name_bytes])
-
-
-def frame(head: dict, body: bytes) -> bytes:
-    """One message: a 4-byte length, the JSON header (with `data_offset`), padding to 4, the body."""
-    head = {**head, "data_offset": 0}
-    for _ in range(2):  # the offset is part of the header: settle it, aligned to 4 bytes
-        head["data_offset"] = (4 + len(json.dumps(head).encode()) + 3) // 4 * 4
-    raw = json.dumps(head).encode()
-    return len(raw).to_bytes(4, "little") + raw + b"\0" * (head["data_offset"] - 4 - len(raw)) + body
-
-
 _SCATTER = st.components.v2.component(
     "explorer_scatter",
     html='<div class="explorer-scatter">Drawing the projections…</div>',
     css=CSS,
-    js="\n".join(Path(__file__).with_name(f).read_text() for f in ("scatter_points.js", "scatter_index.js", "scatter.js")),
+    js="\n".join(Path(__file__).with_name(f).read_text() for f in JS_FILES),
     isolate_styles=False,  # the hover card is placed over the page, outside the component's box
 )
 _CONTROL = st.components.v2.component("explorer_scatter_control", js=CONTROL_JS, isolate_styles=False)

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from ..comparison import Comparison
-from ..output import class_figures, cut_figures, figures, report
+from ..analysis import per_run
+from ..output import class_figures, cut_figures, figures, report, sentences
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -26,7 +27,7 @@ def separability_tab(comp: Comparison) -> None:
     if not m["probe_acc"].isna().all():
         st.caption(report.INTERVALS_NOTE)
     for run in comp.runs:
-        for sentence in comp.noise_notes(run):
+        for sentence in sentences.noise_notes(comp, run):
             st.warning(plain(sentence), icon="⚖️")
     notes = {s.note for s in comp.scores.values() if s.note}
     for n in notes:
@@ -86,7 +87,7 @@ def _compression(comp: Comparison) -> None:
 
 def _class_pairs(comp: Comparison) -> None:
     """Where each pair of classes comes apart along depth, and the pairs still confused at the best layer."""
-    scored = {r.label: (r, p) for r in comp.runs if (p := comp.class_pairs(r)) is not None}
+    scored = {r.label: (r, p) for r in comp.runs if (p := per_run.class_pairs(comp, r)) is not None}
     if not scored or len(comp.dataset.classes) < 2:
         return
     st.markdown("#### Where each pair of classes comes apart")

@@ -43,7 +43,7 @@ def preload() -> float:
     # other threads; in a clean-clone CI run a first import in the warm-up thread failed with numba's "No definition
     # for lowering", and every UMAP job of that process after it; ~2 s with numba's cache warm)
     from .. import comparison  # noqa: F401
-    from ..models import registry
+    from ..networks import registry
 
     registry.list_models()
     return time.perf_counter() - t

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from ..comparison import parse_layers
 from ..config import AppMode, ExtractSpec, ProjectionSpec, app_mode
 from ..fsutil import write_new_file
-from ..models.sources import canonical
+from ..networks.sources import canonical
+from ..request import AnalysisRequest
 from . import cached
 from .text import code
 
@@ -40,25 +42,19 @@ class Inputs:
     notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
 
 
-def _query(name: str, default: str) -> str:
-    return st.query_params.get(name, default)
+def _link() -> AnalysisRequest:
+    """The analysis the page's link asks for (request.py: the command line's flag names, old names
+    read as aliases; a value that does not parse is left at its default)."""
+    return AnalysisRequest.from_query(st.query_params.to_dict())
 
 
-def _query_int(name: str, default: int, lo: int, hi: int, step: int) -> int:
-    """An integer from the link, clamped to the widget's range (a hostile link cannot break the page)."""
-    try:
-        v = int(_query(name, str(default)))
-    except ValueError:
-        return default
+def _clamp_int(v: int, lo: int, hi: int, step: int = 1) -> int:
+    """A link's integer clamped to the widget's range (a hostile link cannot break the page)."""
     return min(hi, max(lo, lo + (v - lo) // step * step))
 
 
-def _query_float(name: str, default: float, lo: float, hi: float) -> float:
-    """A number from the link, clamped to the widget's range."""
-    try:
-        v = float(_query(name, str(default)))
-    except ValueError:
-        return default
+def _clamp_float(v: float, lo: float, hi: float, default: float) -> float:
+    """A link's number clamped to the widget's range."""
     return min(hi, max(lo, v)) if v == v else default  # (NaN: the default)
 
 
@@ -124,19 +120,19 @@ def _layer_label(profile: object, node: str) -> str:
     return f"{node} · {info.dim}-d{mark}"
 
 
-def _max_images_input(sb: object, notices: list[str]) -> int | None:
+def _max_images_input(sb: object, notices: list[str], link: AnalysisRequest) -> int | None:
     """How many images to keep: a slider up to the demo's cap, or in local mode any number (0 = all)."""
     help_text = "A stratified subsample keeps class proportions; fewer images run faster."
     if MODE.name == "local":
-        v = _query_int("max_images", 0, 0, MODE.max_images, 1)
+        v = _clamp_int(link.max_images or 0, 0, MODE.max_images)
         n = sb.number_input("Max images (0 = all)", 0, MODE.max_images, v, step=1000, key="max_images", help=help_text)  # type: ignore[attr-defined]
         return int(n) or None
     cap = MODE.max_images
-    asked = _query_int("max_images", 400, 50, 10**9, 1)
+    asked = _clamp_int(link.max_images or 400, 50, 10**9)
     if asked > cap:
         notices.append(f"This public demo analyses at most {cap:,} images per run, so {cap:,} of the {asked:,} "
                        "asked for are used; run it on your own machine for more.")  # fmt: skip
-    v = _query_int("max_images", 400, 50, cap, 50)
+    v = _clamp_int(asked, 50, cap, 50)
     return int(sb.slider("Max images", 50, cap, v, step=50, key="max_images", help=help_text))  # type: ignore[attr-defined]
 
 
@@ -154,12 +150,12 @@ def _may_name(model: str) -> bool:
     return MODE.name == "local" and bool(model) and model != "(none)"
 
 
-def _model_inputs(sb: object, notices: list[str]) -> tuple[str, str, object]:
+def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tuple[str, str, object]:
     """The model picker, the weights, and the local checkpoint field: (model, weights argument, its
     layer profile). A model that cannot be read says why in one sentence, and the default is used."""
     names = cached.model_names(offline_weights_only=not MODE.downloads)
     avail = cached.availability()
-    q_model = canonical(_query("model", DEFAULT_MODEL))
+    q_model = canonical(link.models[0])
     if q_model not in names and not _may_name(q_model):
         notices.append(f"This public demo serves only the models whose weights are on its server; {DEFAULT_MODEL} "
                        "is shown instead.")  # fmt: skip
@@ -179,13 +175,14 @@ def _model_inputs(sb: object, notices: list[str]) -> tuple[str, str, object]:
     if not cached.catalog_complete():
         sb.caption("Listing timm's and Hugging Face's models…")  # type: ignore[attr-defined]
     checkpoint = ""
+    q_weights = link.weights.split(",")[0].strip() if canonical(link.models[0]) == model else "auto"
     if MODE.name == "local":
-        checkpoint = sb.text_input("Checkpoint file (optional)", _query("checkpoint", ""), key="checkpoint",  # type: ignore[attr-defined]
+        checkpoint = sb.text_input("Checkpoint file (optional)", q_weights if q_weights not in ("auto", "none") else "", key="checkpoint",  # type: ignore[attr-defined]
                                    placeholder="/path/to/weights.safetensors or .pth",
                                    help="Your fine-tuned weights for this architecture, loaded without running code "
                                         "from the file (weights_only). A package.module:builder model needs one.").strip()  # fmt: skip
     pretrained_ok = cached.model_availability(model) == "offline" or not cached.offline_only()
-    q_random = _query("weights", "pretrained") == "random"
+    q_random = q_weights == "none"
     if checkpoint:
         weights = checkpoint
         sb.caption(f"Weights: {code(checkpoint[-80:])}")  # type: ignore[attr-defined]
@@ -197,15 +194,24 @@ def _model_inputs(sb: object, notices: list[str]) -> tuple[str, str, object]:
     return model, weights, profile
 
 
+def _link_layers(link: AnalysisRequest) -> tuple[str, ...]:
+    """The layers the link names for its first model (`auto`: none named)."""
+    try:
+        return parse_layers(link.models, link.layers)[link.models[0]]
+    except ValueError:  # layers not named model:node with several models
+        return ()
+
+
 def render() -> Inputs:
     """Draw the sidebar and return the visitor's choices."""
     sb = st.sidebar
     notices: list[str] = []
+    link = _link()
     sb.caption(f"Mode: **{MODE.name}** — " + ("your own machine: folders by path, no image cap." if MODE.name == "local"
                else f"shared public demo: samples and uploads, up to {MODE.max_images:,} images."))  # fmt: skip
     sb.markdown("### Data")
     options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES] + ([SERVER_PATH] if MODE.server_paths else [])
-    q_data = _query("data", "sample:clothing")
+    q_data = link.data
     q_path = ""
     if q_data not in options and not q_data.startswith("upload:"):  # a link that names a folder or zip
         if MODE.server_paths:
@@ -223,12 +229,12 @@ def render() -> Inputs:
                              help="A folder of class folders (or images with a labels.csv), or a zip of one, "
                                   "on the machine this app runs on.").strip()  # fmt: skip
         data = path or SERVER_PATH
-    max_images = _max_images_input(sb, notices)
+    max_images = _max_images_input(sb, notices, link)
 
     sb.markdown("### Model")
-    model, weights, profile = _model_inputs(sb, notices)
+    model, weights, profile = _model_inputs(sb, notices, link)
     # the link's layers are its model's: after another model is picked they no longer apply
-    q_layers = [n for n in _query("layers", "").split(",") if n] if canonical(_query("model", DEFAULT_MODEL)) == model else []
+    q_layers = list(_link_layers(link)) if canonical(link.models[0]) == model else []
     resolved = {n: _resolve(profile, n) for n in q_layers}  # a module name (features.14) means its output node
     default_layers = list(dict.fromkeys(r for r in resolved.values() if r)) or list(profile.default)
     unknown = [n for n, r in resolved.items() if r is None]
@@ -243,39 +249,41 @@ def render() -> Inputs:
                                  "around them).")  # fmt: skip
     with sb.expander("Options", expanded=False):
         poolings = ["avg", "max", "avgmax"]
-        q_pool = _query("pooling", "avg")
+        q_pool = link.pooling
         pooling = st.selectbox("Pooling of feature maps", poolings, index=poolings.index(q_pool) if q_pool in poolings else 0, key="pooling",
                                help="How a C×H×W map becomes one vector: average, max, or both concatenated.")  # fmt: skip
         names = cached.model_names(offline_weights_only=not MODE.downloads)
-        # a link's other_models=a,b (second_model=a, as links named one before)
-        q_other = [canonical(m) for m in (_query("other_models", "") or _query("second_model", "")).split(",") if m.strip()]
+        # the link's models after the first (older links: other_models=a,b or second_model=a)
+        old = st.query_params.get("other_models", "") or st.query_params.get("second_model", "")
+        q_other = [canonical(m) for m in [*link.models[1:], *old.split(",")] if m.strip()]
         q_other = list(dict.fromkeys(m for m in q_other if m != "(none)" and m != model and (m in names or _may_name(m))))
         others = st.multiselect("Compare with other models", names + [m for m in q_other if m not in names], default=q_other,
                                 key="other_models", accept_new_options=MODE.name == "local",
                                 help="Any number, from any source: a torchvision CNN against a timm ViT and a DINOv2, say. "
                                      "Each adds its default layers; curves share one chart, CKA and neighbourhood "
                                      "overlap span them all, and Choose a cut ranks every (model, layer).")  # fmt: skip
-        baseline = st.checkbox("Add a random-weights baseline", key="baseline", value=_query("baseline", "0") == "1",
+        baseline = st.checkbox("Add a random-weights baseline", key="baseline", value=link.random_baseline,
                                help="The same model with random weights, as a dashed curve.")  # fmt: skip
 
     sb.markdown("### Projection")
     methods = ["umap", "pca", "tsne"]
-    q_proj = _query("projection", "umap")
+    q_proj = link.projection
     method = sb.radio("Method", methods, index=methods.index(q_proj) if q_proj in methods else 0, key="projection", horizontal=True,
                       format_func=str.upper, help="PCA is instant and linear; UMAP and t-SNE show neighbourhoods.")  # fmt: skip
-    dims = sb.radio("View", ["2-D", "3-D"], key="dims", horizontal=True, index=1 if _query("dims", "2") == "3" else 0)
+    dims = sb.radio("View", ["2-D", "3-D"], key="dims", horizontal=True, index=1 if link.components == 3 else 0)
     n_neighbors, min_dist, perplexity = 15, 0.1, 30.0
     if method == "umap":
-        n_neighbors = sb.slider("UMAP neighbours", 5, 100, _query_int("n_neighbors", 15, 5, 100, 1), key="n_neighbors",
+        n_neighbors = sb.slider("UMAP neighbours", 5, 100, _clamp_int(link.n_neighbors, 5, 100), key="n_neighbors",
                                 help="Larger: more global structure.")  # fmt: skip
-        min_dist = sb.slider("UMAP min distance", 0.0, 0.99, _query_float("min_dist", 0.1, 0.0, 0.99), key="min_dist",
+        min_dist = sb.slider("UMAP min distance", 0.0, 0.99, _clamp_float(link.min_dist, 0.0, 0.99, 0.1), key="min_dist",
                              help="Smaller: tighter clusters.")  # fmt: skip
     elif method == "tsne":
-        perplexity = float(sb.slider("t-SNE perplexity", 5, 50, int(_query_float("perplexity", 30, 5, 50)), key="perplexity"))
-    align = sb.checkbox("Align panels", value=_query("align", "1") != "0", key="align",
+        perplexity = float(sb.slider("t-SNE perplexity", 5, 50, int(_clamp_float(link.perplexity, 5, 50, 30.0)), key="perplexity"))
+    align = sb.checkbox("Align panels", value=st.query_params.get("align", "1") != "0", key="align",
                         help="Rotate each panel onto the previous one (Procrustes) so a point keeps its place.")  # fmt: skip
-    extract = ExtractSpec(model=model, weights=weights, layers=tuple(chosen), pooling=pooling)
+    extract = ExtractSpec(model=model, weights=weights, layers=tuple(chosen), pooling=pooling, token_pooling=link.tokens,
+                          precision=link.precision)  # not on the page: as the link says
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
-                                min_dist=min_dist, perplexity=perplexity)  # fmt: skip
+                                min_dist=min_dist, perplexity=perplexity, random_state=link.seed)  # fmt: skip
     other_models = tuple(dict.fromkeys(canonical(m) for m in others if canonical(m) != model))
     return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices))

@@ -7,10 +7,10 @@ import streamlit as st
 
 from ..comparison import Comparison
 from ..output import figures, report
+from ..output.points import comparison_points
 from . import scatter
 from .images import thumb_token
 from .plots import PLOT_CONFIG, customdata
-from .projections_view import colour_groups, hover_fields
 from .text import plain
 
 
@@ -28,14 +28,14 @@ SIMILARITY_KINDS = {"Linear CKA": "cka", "Debiased CKA": "cka_debiased", "Neighb
 
 def similarity_tab(comp: Comparison, align: bool) -> None:
     names = comp.cka_names
-    matrices = {"cka": comp.cka, "cka_debiased": comp.similarity.cka_debiased, "overlap": comp.overlap}
+    matrices = {"cka": comp.cka, "cka_debiased": comp.layer_similarity.cka_debiased, "overlap": comp.overlap}
     shown = st.radio("Measure", list(SIMILARITY_KINDS), horizontal=True, key="similarity_kind")
     kind = SIMILARITY_KINDS[shown or "Linear CKA"]
     st.caption(report.MATRIX_NOTES[kind])
-    bias = comp.similarity.bias_note(len(comp.dataset))
+    bias = comp.layer_similarity.bias_note(len(comp.dataset))
     if bias and kind == "cka":
         st.warning(plain(bias), icon="⚖️")
-    sim = comp.similarity
+    sim = comp.layer_similarity
     interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None and sim.cka_high is not None else None
     clickable = len(names) >= 2 and bool(comp.projections)
     event = st.plotly_chart(figures.cka_heatmap(names, matrices[kind], kind=kind, clickable=clickable, interval=interval),
@@ -72,7 +72,7 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     if pair[a].shape[1] == 3:
         st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")
         return
-    points = scatter.pack(pair, *colour_groups(comp), comp.dataset.names, cols=2, aligned=align, **hover_fields(comp, []))
+    points = comparison_points(comp, pair, "class", cols=2, aligned=align)
     scatter.layer_scatter(points, key="cka_pair", thumb_token=thumb_token(comp))
     selected = st.session_state.get("selection") or None  # the projections tab's selection, highlighted here too
     scatter.control("cka_pair", highlight=selected, picked=st.session_state.get("picked"))

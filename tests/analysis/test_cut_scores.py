@@ -106,7 +106,7 @@ def test_cost_up_to_a_layer_equals_a_count_on_the_truncated_network(node: str) -
     from torch.utils.flop_counter import FlopCounterMode
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    from explorer.models.cost import cut_costs
+    from explorer.networks.cost import cut_costs
 
     cut = create_feature_extractor(torchvision.models.mobilenet_v2().eval(), [node])
     counter = FlopCounterMode(display=False)

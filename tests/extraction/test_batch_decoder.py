@@ -11,7 +11,7 @@ import torch
 
 from explorer.extraction.extractor import BatchDecoder, FeatureExtractor, run_batches, spans
 
-from ..models.test_layers import Tiny
+from ..networks.test_layers import Tiny
 
 
 class _Item:

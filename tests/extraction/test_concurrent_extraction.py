@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from explorer.config import DataSpec, ExtractSpec
 from explorer.data.datasets import load_dataset
 from explorer.extraction.layer_features import extract_features, unreadable_images
 from explorer.store import FeatureCache
+
+pytestmark = pytest.mark.slow  # several extractions at once
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 120

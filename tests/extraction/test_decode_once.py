@@ -12,10 +12,12 @@ from explorer import comparison
 from explorer.config import DataSpec, ExtractSpec, ProjectionSpec
 from explorer.data import datasets
 from explorer.data.datasets import load_dataset
-from explorer.models import preprocess
+from explorer.networks import preprocess
 from explorer.store import FeatureCache
 
 from ..conftest import make_class_folders
+
+pytestmark = pytest.mark.slow  # real models on hundreds of images
 
 
 def _truncate(path: Path) -> None:

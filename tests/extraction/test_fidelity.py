@@ -13,6 +13,8 @@ from explorer.data.datasets import load_dataset
 from explorer.extraction.extractor import cpu_supports_bf16
 from explorer.store import FeatureCache
 
+pytestmark = pytest.mark.slow  # real models on hundreds of images
+
 
 @pytest.fixture(scope="module")
 def probe_by_layer(tmp_path_factory: pytest.TempPathFactory):

@@ -14,6 +14,8 @@ from explorer.config import DataSpec, ExtractSpec
 from explorer.data.datasets import load_dataset
 from explorer.store import FeatureCache
 
+pytestmark = pytest.mark.slow  # a local Ray instance
+
 pytest.importorskip("ray")
 
 

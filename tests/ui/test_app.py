@@ -16,6 +16,11 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from explorer.analysis import per_run  # noqa: E402
+from explorer.output import sentences, tables  # noqa: E402
+
+pytestmark = pytest.mark.slow  # AppTests run the whole page on real models
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -78,7 +83,7 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert app.selectbox(key="cm_layer").value == "flatten"
     comp = app.session_state["result"].comparison
     hardest = next(d.value for d in app.dataframe if "confused" in d.value.columns)
-    want = comp.class_pairs(comp.runs[0]).hardest(comp.best_layer(comp.runs[0]), top=8)
+    want = per_run.class_pairs(comp, comp.runs[0]).hardest(comp.best_layer(comp.runs[0]), top=8)
     assert [tuple(r) for r in hardest.itertuples(index=False)] == want
     _check_intervals_and_controls(app, comp)
     along = json.loads(next(e for e in _charts(app) if "confusion along depth" in str(e.proto.spec)).proto.spec)["data"]
@@ -90,7 +95,7 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     _open_view(app, "Layer similarity")
     assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
     heat = json.loads(_charts(app)[0].proto.spec)["data"]
-    sim = comp.similarity
+    sim = comp.layer_similarity
     assert np.allclose(_array(heat[0]["customdata"])[..., 0], sim.cka_low)  # hover: CKA's interval
     assert any("95 % interval" in str(t) for t in heat[1]["text"])
     assert any("CKA intervals: 95 % bootstrap" in c.value for c in app.caption)
@@ -127,7 +132,7 @@ def _check_intervals_and_controls(app: AppTest, comp) -> None:  # type: ignore[n
     from explorer.ui.text import plain
 
     said = [w.value for w in app.warning]
-    assert all(plain(n) in said for r in comp.runs for n in comp.noise_notes(r))
+    assert all(plain(n) in said for r in comp.runs for n in sentences.noise_notes(comp, r))
 
 
 def _check_compression(app: AppTest, comp) -> None:  # type: ignore[no-untyped-def]
@@ -135,7 +140,7 @@ def _check_compression(app: AppTest, comp) -> None:  # type: ignore[no-untyped-d
     from explorer.output import export
 
     fig = json.loads(next(e for e in _charts(app) if "The probe on k dimensions" in str(e.proto.spec)).proto.spec)
-    table = export.compression_table(comp)
+    table = tables.compression_table(comp)
     pca = [t for t in fig["data"] if t["name"] == "top-k principal components"]
     rnd = [t for t in fig["data"] if t["name"] == "random projection (control)"]
     layers = list(comp.runs[0].features)
@@ -268,7 +273,7 @@ def test_random_baseline_and_other_models(app: AppTest) -> None:
 
 
 def test_colour_by_probe_correctness_matches_the_probe_accuracy(app: AppTest) -> None:
-    from explorer.ui.projections_view import colour_groups
+    from explorer.output.points import colour_groups
 
     comp = app.session_state["result"].comparison
     keys = list(comp.projections)
@@ -336,7 +341,7 @@ def test_a_link_may_name_a_layer_by_its_module() -> None:
 
 def test_colour_by_neighbours_changed_and_the_movers_gallery(app: AppTest) -> None:
     from explorer.analysis.movers import neighbours_changed
-    from explorer.ui.projections_view import NEIGHBOURS_CHANGED, colour_groups
+    from explorer.output.points import NEIGHBOURS_CHANGED, colour_groups
 
     _open_view(app, "Projections")
     comp = app.session_state["result"].comparison
@@ -351,7 +356,7 @@ def test_colour_by_neighbours_changed_and_the_movers_gallery(app: AppTest) -> No
     app.run()
     assert not app.exception, app.exception
     a, b = app.selectbox(key="movers_a").value, app.selectbox(key="movers_b").value
-    rows, share = comp.movers(comp.runs[0]).ranked(a, b, comp.graphs, top=6)
+    rows, share = per_run.movers(comp, comp.runs[0]).ranked(a, b, comp.graphs, top=6)
     lines = [t.value for t in app.text if t.value.endswith("of its neighbours changed")]
     assert lines == [f"{comp.dataset.names[r]}: {s:.0%} of its neighbours changed" for r, s in zip(rows, share)]
     assert share[0] >= share[-1] > 0
@@ -371,7 +376,7 @@ def test_where_a_search_emerges_along_depth(app: AppTest) -> None:
     run = comp.runs[0]
     assert names[0] == f"these images vs the rest — {run.label}" and names[-1].startswith("all classes")
     shoes = comp.selection("shoes")
-    want = comp.emergence(run, shoes)
+    want = per_run.emergence(comp, run, shoes)
     assert spec["data"][0]["y"] == pytest.approx(want.accuracy.tolist())
     assert want.accuracy[-1] > 0.9 and want.n_selected == len(shoes)  # shoes are plain to see at the last layer
 
@@ -398,7 +403,7 @@ def test_a_visitor_asking_for_emergence_ten_times_at_once_gets_the_per_visitor_l
     t0 = time.time()
     while any(j.active for j in taken) and time.time() - t0 < 120:
         time.sleep(0.2)
-    want = comp.emergence(run, list(shoes)).accuracy
+    want = per_run.emergence(comp, run, list(shoes)).accuracy
     for job in taken:
         assert job.state == "done", job.error
         assert queue.take(job).results[run.label].accuracy.tolist() == pytest.approx(want.tolist())

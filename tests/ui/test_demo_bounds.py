@@ -18,6 +18,8 @@ from explorer.extraction.extractor import Cancelled
 from explorer.fsutil import atomic_write_bytes, write_new_file
 from explorer.store import FeatureCache
 
+pytestmark = pytest.mark.slow  # servers and jobs
+
 
 def _fill(cache: FeatureCache, n: int, size: int = 1000) -> list[str]:
     keys = []
@@ -155,7 +157,7 @@ def test_the_demo_budget_refuses_with_what_would_fit_and_local_mode_runs() -> No
 
 
 def test_the_demo_never_downloads_and_its_cache_limit_is_configurable() -> None:
-    from explorer.models import weights
+    from explorer.networks import weights
 
     assert app_mode({"EXPLORER_MODE": "demo"}).downloads is False
     assert app_mode({"EXPLORER_MODE": "demo", "EXPLORER_CACHE_MAX_GB": "0.5"}).cache_max_bytes == 512 * 1024**2

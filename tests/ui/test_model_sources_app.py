@@ -14,6 +14,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from .test_app import ROOT, _finish  # noqa: E402
 
+pytestmark = pytest.mark.slow  # AppTests on real models
+
 TIMM_VIT = "timm:test_vit.r160_in1k"  # timm's own tiny test models: built with random weights in a moment
 
 
@@ -83,7 +85,11 @@ def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path
         projection=ProjectionSpec(method="pca"), other_models=("resnet18",), random_baseline=False, align=True,
     )  # fmt: skip
     params = reproduce.share_params(page_inputs)
-    assert params["model"] == TIMM_VIT and params["checkpoint"] == str(ckpt)
+    assert params["model"] == f"{TIMM_VIT},resnet18" and params["weights"].split(",")[0] == str(ckpt)  # the flags' names
+    again = _page(**params)  # the new link reopens the same inputs
+    assert again.text_input(key="checkpoint").value == str(ckpt)
+    assert again.multiselect(key="other_models").value == ["resnet18"]
+    assert again.multiselect(key=f"layers_{TIMM_VIT}").value == ["blocks.0", "fc_norm"]
     argv = shlex.split(reproduce.cli_command(page_inputs))
     assert f"{TIMM_VIT}:blocks.0,{TIMM_VIT}:fc_norm" in argv
     assert analysis_from_args(build_parser().parse_args(argv[3:])) == reproduce.analysis(page_inputs, page_inputs.data)

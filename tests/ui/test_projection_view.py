@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from explorer.ui import scatter, thumbs
+from explorer.output import points
+from explorer.ui import thumbs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,9 +29,9 @@ def test_the_blob_holds_every_panel_the_hover_rows_and_the_names_in_order() -> N
     panels = {"a": rng.normal(size=(5, 2)), "b": rng.normal(size=(5, 2))}
     codes = np.array([0, 1, 1, 0, 2])
     predicted = [np.array([0, 1, -1, 0, 2]), np.array([1, 1, 1, 0, 2])]
-    head, body = scatter.pack(panels, codes, ["x", "y", "z"], ["#000000", "#111111", "#222222"], [f"f{i}\nx" for i in range(5)],
+    head, body = points.pack(panels, codes, ["x", "y", "z"], ["#000000", "#111111", "#222222"], [f"f{i}\nx" for i in range(5)],
                               classes=["x", "y", "z"], truth=codes, predicted=predicted)  # fmt: skip
-    head, body = _read(scatter.frame(head, body))
+    head, body = _read(points.frame(head, body))
     assert head["n"] == 5 and head["has_truth"] and head["has_predicted"] and not head["codes_per_panel"]
     at = 0
     for xy in panels.values():
@@ -39,7 +40,7 @@ def test_the_blob_holds_every_panel_the_hover_rows_and_the_names_in_order() -> N
     np.testing.assert_array_equal(np.frombuffer(body, "<u2", 5, at), codes)  # colour codes
     np.testing.assert_array_equal(np.frombuffer(body, "<u2", 5, at + 10), codes)  # classes (hover)
     first = np.frombuffer(body, "<u2", 5, at + 20)
-    assert first[2] == scatter.NOT_SCORED and first.tolist()[:2] == [0, 1]  # -1: not scored
+    assert first[2] == points.NOT_SCORED_CODE and first.tolist()[:2] == [0, 1]  # -1: not scored
     names = body[at + 40 :].decode().split("\n")
     assert names == [f"f{i} x" for i in range(5)]  # one line per image, whatever its name holds
     assert len(body) == at + 40 + head["names_bytes"]
@@ -47,9 +48,9 @@ def test_the_blob_holds_every_panel_the_hover_rows_and_the_names_in_order() -> N
 
 def test_the_blob_refuses_mismatched_rows() -> None:
     with pytest.raises(ValueError, match="one row per point"):
-        scatter.pack({"a": np.zeros((4, 2)), "b": np.zeros((3, 2))}, np.zeros(4), ["c"], ["#000000"], None)
+        points.pack({"a": np.zeros((4, 2)), "b": np.zeros((3, 2))}, np.zeros(4), ["c"], ["#000000"], None)
     with pytest.raises(ValueError, match="one row of predictions per panel"):
-        scatter.pack({"a": np.zeros((4, 2))}, np.zeros(4), ["c"], ["#000000"], None, classes=["c"], truth=np.zeros(4),
+        points.pack({"a": np.zeros((4, 2))}, np.zeros(4), ["c"], ["#000000"], None, classes=["c"], truth=np.zeros(4),
                      predicted=[np.zeros(4), np.zeros(4)])  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""timm's models as a model source (models/sources.py): `timm:<architecture>[.<pretrained tag>]`,
+"""timm's models as a model source (networks/sources.py): `timm:<architecture>[.<pretrained tag>]`,
 built by timm, preprocessed by timm's own data config and transforms, read with forward hooks."""
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from explorer.extraction.extractor import FeatureExtractor
-from explorer.models import layers
-from explorer.models.fx_lock import SharedExclusiveLock
+from explorer.networks import layers
+from explorer.networks.fx_lock import SharedExclusiveLock
 
-from ..models.test_layers import Tiny
+from ..networks.test_layers import Tiny
 
 
 def test_tracing_while_another_thread_runs_a_model() -> None:
@@ -85,7 +85,7 @@ def test_listing_a_large_model_holds_the_lock_alone_only_to_trace(monkeypatch) -
     only the trace may keep other visitors' extractions waiting, not the build or the run."""
     import contextlib
 
-    from explorer.models.fx_lock import FX
+    from explorer.networks.fx_lock import FX
 
     held = {"exclusive": 0.0}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.models import registry, weights
+from explorer.networks import registry, weights
 
 
 def test_bundled_mobilenet_weights_found_offline() -> None:

@@ -1,4 +1,4 @@
-"""Hugging Face transformers vision backbones as a model source (models/sources.py):
+"""Hugging Face transformers vision backbones as a model source (networks/sources.py):
 `hf:<repo id>` (from the Hugging Face cache, or downloaded where allowed) or `hf:<folder>` written by
 `save_pretrained`; preprocessing from the model's image processor; read with forward hooks."""
 

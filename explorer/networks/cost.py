@@ -121,7 +121,7 @@ def _all_costs(name: str, size: int, architecture: str) -> dict[str, CutCost]:
 
 
 def cut_costs(name: str, nodes: list[str] | tuple[str, ...]) -> dict[str, CutCost]:
-    """The cost of cutting model `name` at each of `nodes` (its layer names, models/layers.py).
+    """The cost of cutting model `name` at each of `nodes` (its layer names, networks/layers.py).
 
     Costs accumulate in execution order: for a layer inside a block of parallel branches, a branch
     that ran before it is counted although the layer does not need it (for block outputs, the

@@ -11,7 +11,7 @@ from torch import nn
 
 from explorer.extraction.extractor import FeatureExtractor
 from explorer.extraction.pooling import pool
-from explorer.models import layers, registry
+from explorer.networks import layers, registry
 
 
 class Tiny(nn.Module):

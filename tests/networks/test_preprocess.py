@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.models import get_model_weights
 
-from explorer.models.preprocess import Preprocess
+from explorer.networks.preprocess import Preprocess
 
 
 def _images() -> list[Image.Image]:
@@ -57,7 +57,7 @@ def test_other_transforms_run_whole() -> None:
 
 @pytest.mark.parametrize("model", ["vit_small_patch16_224.augreg_in21k", "convnext_tiny.fb_in22k", "resnet50.a1_in1k"])
 def test_timm_transforms_split_as_timm_runs_them(model: str) -> None:
-    from explorer.models.timm_source import TIMM
+    from explorer.networks.timm_source import TIMM
 
     tf = TIMM.transform("timm:" + model, None)  # type: ignore[arg-type]
     got, want, pre = _split_and_whole(tf)
@@ -86,7 +86,7 @@ def _smooth_images() -> list[Image.Image]:
 
 @pytest.mark.parametrize("index", range(4))
 def test_hf_image_processors_as_transforms_match_the_processor(index: int) -> None:
-    from explorer.models.preprocess import from_image_processor
+    from explorer.networks.preprocess import from_image_processor
 
     processor = _processors()[index]
     tf = from_image_processor(processor)

@@ -16,10 +16,10 @@ from explorer.config import DataSpec, ExtractSpec
 from explorer.data.datasets import load_dataset
 from explorer.extraction.layer_features import extract_features
 from explorer.extraction.pooling import pool_auto
-from explorer.models import catalog, layers, sources
-from explorer.models.module_layers import first_tensor
-from explorer.models.preprocess import Preprocess
-from explorer.models.weights import WeightsUnavailableError, file_sha256
+from explorer.networks import catalog, layers, sources
+from explorer.networks.module_layers import first_tensor
+from explorer.networks.preprocess import Preprocess
+from explorer.networks.weights import WeightsUnavailableError, file_sha256
 from explorer.store import FeatureCache
 
 from ..conftest import make_class_folders
@@ -306,13 +306,13 @@ def test_tokens_without_a_class_token_are_mean_pooled(dataset: object, tmp_path:
 
 
 def test_an_unreachable_hub_is_said_at_once_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    from explorer.models import timm_source
+    from explorer.networks import timm_source
 
     monkeypatch.delenv("EXPLORER_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     asked: list[str] = []
     monkeypatch.setattr(timm_source, "reachable", lambda url: asked.append(url) or False)
-    monkeypatch.setattr("explorer.models.hf_source.reachable", lambda url: asked.append(url) or False)
+    monkeypatch.setattr("explorer.networks.hf_source.reachable", lambda url: asked.append(url) or False)
     with pytest.raises(WeightsUnavailableError, match="the internet is not reachable; run it once online"):
         sources.source_of("timm:convnext_tiny.fb_in22k").resolve_weights("timm:convnext_tiny.fb_in22k", "auto")
     with pytest.raises(WeightsUnavailableError, match="the internet is not reachable; run it once online"):

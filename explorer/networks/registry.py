@@ -166,7 +166,7 @@ def resolve_weights(name: str, weights_arg: str, *, random_state: int = 0) -> wt
 
 
 class TorchvisionSource:
-    """torchvision's classification zoo as a model source (models/sources.py): traced with FX."""
+    """torchvision's classification zoo as a model source (networks/sources.py): traced with FX."""
 
     name = "torchvision"
     traced = True

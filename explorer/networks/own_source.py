@@ -1,4 +1,4 @@
-"""The user's own model as a model source (models/sources.py), read with forward hooks:
+"""The user's own model as a model source (networks/sources.py), read with forward hooks:
 
 - `path/to/model.pt2`: a program saved by `torch.export.save`, carrying its weights; its module
   hierarchy is restored with `torch.export.unflatten`, so its layers keep the names they had.
@@ -130,7 +130,7 @@ class OwnSource:
                                  "dynamic_shapes=({0: torch.export.Dim('batch')},)")  # fmt: skip
             net = torch.export.unflatten(program)
             if weights.kind == "random":
-                _shuffle_parameters(net, seed)
+                shuffle_parameters(net, seed)
             return net.to(device) if device != "meta" else net
         with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(seed)
@@ -172,7 +172,7 @@ class OwnSource:
         return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:16] if origin else module.__name__
 
 
-def _shuffle_parameters(net: Any, seed: int) -> None:
+def shuffle_parameters(net: Any, seed: int) -> None:
     """The random baseline of an exported program, which carries no initialiser: each parameter's
     values permuted at random (every layer keeps its weights' scale, loses what training arranged)."""
     import torch

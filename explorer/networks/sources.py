@@ -4,7 +4,8 @@ model, chosen by the name the user types.
 - `resnet50` or `torchvision:resnet50`: torchvision's classification zoo (registry.py), traced with FX;
 - `timm:convnext_tiny.fb_in22k`: timm's names and pretrained tags (timm_source.py);
 - `hf:facebook/dinov2-small` or `hf:/path/to/a/save_pretrained/folder` (hf_source.py);
-- `path/to/model.pt2` (a `torch.export` program) or `package.module:builder` (own_source.py).
+- `path/to/model.pt2` (a `torch.export` program) or `package.module:builder` (own_source.py);
+- `module:ClassName@HASH`: an `nn.Module` in this process, registered by the Python API (memory_source.py).
 
 Every source but torchvision is read layer by layer with forward hooks on its modules
 (module_layers.py); its libraries are imported only when one of its models is used.
@@ -17,14 +18,14 @@ from typing import Any, Protocol
 
 from .weights import ResolvedWeights
 
-PREFIXES = ("torchvision", "timm", "hf")
+PREFIXES = ("torchvision", "timm", "hf", "module")
 _BUILDER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # package.module:builder
 
 
 class ModelSource(Protocol):
     """What every source of models provides, for one model name at a time."""
 
-    name: str  # torchvision, timm, hf or own
+    name: str  # torchvision, timm, hf, module or own
     traced: bool  # True: FX node names (torchvision); False: module names, read with forward hooks
 
     def listed(self) -> list[str]:
@@ -48,7 +49,7 @@ class ModelSource(Protocol):
         ...
 
     def transform(self, model: str, weights: ResolvedWeights) -> Any:
-        """Its preprocessing: a PIL image -> a (3, H, W) float tensor (models/preprocess.py splits it)."""
+        """Its preprocessing: a PIL image -> a (3, H, W) float tensor (networks/preprocess.py splits it)."""
         ...
 
     def input_size(self, model: str) -> int:
@@ -68,10 +69,10 @@ def canonical(model: str) -> str:
 
 
 def source_name(model: str) -> str:
-    """Which source a model name belongs to: torchvision, timm, hf or own."""
+    """Which source a model name belongs to: torchvision, timm, hf, module or own."""
     model = canonical(model)
-    prefix, sep, _ = model.partition(":")
-    if sep and prefix in PREFIXES:
+    prefix, sep, rest = model.partition(":")
+    if sep and prefix in PREFIXES and (prefix != "module" or "@" in rest):  # `module:build` is a builder in module.py
         return prefix
     if model.endswith(".pt2") or _BUILDER.match(model):
         return "own"
@@ -93,6 +94,10 @@ def source_of(model: str) -> ModelSource:
         from .own_source import OWN
 
         return OWN
+    if kind == "module":
+        from .memory_source import MEMORY
+
+        return MEMORY
     from .registry import TORCHVISION
 
     return TORCHVISION

@@ -8,7 +8,7 @@ import torch
 from torchvision import models as tvm
 
 from explorer.extraction.extractor import FeatureExtractor
-from explorer.models import layers
+from explorer.networks import layers
 
 
 def _model_with_random_bn_stats(name: str) -> torch.nn.Module:

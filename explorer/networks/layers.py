@@ -267,7 +267,7 @@ def profile(name: str, input_size: int | None = None) -> LayerProfile:
     """The layer profile of a model.
 
     Args:
-        name: a model name of any source (models/sources.py).
+        name: a model name of any source (networks/sources.py).
         input_size: probe input size (default: the crop size of the model's preprocessing).
 
     Returns:

@@ -1,0 +1,295 @@
+"""The Python API: what `import explorer` offers (docs/python.md).
+
+    import explorer
+    comp = explorer.compare("sample:clothing", models="mobilenet_v2")
+    comp.metrics                      # one row per layer: probe and kNN accuracy with intervals, ...
+    comp.similarity("cka")            # layer x layer
+    comp.projection("features.14")    # x, y, label, path
+    comp.show()                       # the notebook view
+
+The keyword options are the `compare` command line's flags with underscores (request.py), with
+its defaults, except that the projection defaults to PCA (instant; `projection="umap"` as the
+command line's). Models and data may be Python objects: an `nn.Module`, a DataFrame of paths, a
+Hugging Face or torch Dataset, a list of images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Limits
+from .request import AnalysisRequest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .comparison import Comparison
+    from .data.datasets import ImageDataset
+    from .store import FeatureCache
+
+log = logging.getLogger(__name__)
+
+ModelLike = Any  # a model name (any source), or a torch.nn.Module
+_RUN_OPTIONS = ("data", "model", "layers", "projection", "select")  # request fields compare() takes by their own names
+_FEATURE_OPTIONS = ("components", "n_neighbors", "min_dist", "perplexity", "folds", "knn_k", "probe_c", "seed")
+
+
+def _request(**fields: Any) -> AnalysisRequest:
+    """An AnalysisRequest; an unknown option is named with the known ones."""
+    known = {f.name for f in dataclasses.fields(AnalysisRequest)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r}; the options are the compare command's flags: "
+                        f"{', '.join(sorted(known - set(_RUN_OPTIONS)))}")  # fmt: skip
+    return AnalysisRequest(**fields)
+
+
+def _model_names(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike], transform: Any) -> tuple[list[str], list[str | None]]:
+    """(model names, run labels or None) for any spelling of the models: a name, `a,b`, an
+    nn.Module, a list of these, or {label: model}. Modules are registered (networks/memory_source.py)
+    with `transform`, one for all or {label: transform}."""
+    if isinstance(models, str):
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        return names, [None] * len(names)
+    if isinstance(models, Mapping):
+        pairs = [(str(label), m) for label, m in models.items()]
+    elif isinstance(models, (list, tuple)):
+        pairs = [(None, m) for m in models]
+    else:
+        pairs = [(None, models)]
+    names: list[str] = []
+    labels: list[str | None] = []
+    for label, m in pairs:
+        if isinstance(m, str):
+            names.append(m.strip())
+            labels.append(label)
+            continue
+        from .networks import memory_source
+
+        t = transform.get(label) if isinstance(transform, Mapping) else transform
+        names.append(memory_source.register(m, t))
+        labels.append(label or type(m).__name__)
+    return names, labels
+
+
+def _layers_arg(layers: str | Sequence[str] | Mapping[str, Sequence[str]], names: list[str], labels: list[str | None]) -> str:
+    """The command line's --layers for `layers`: `auto`, its own syntax, a list of the (one)
+    model's layers, or {model name or label: [layers]}."""
+    if isinstance(layers, str):
+        return layers
+    if isinstance(layers, Mapping):
+        by_label = {lab: n for lab, n in zip(labels, names) if lab is not None}
+        parts = []
+        for model, nodes in layers.items():
+            name = by_label.get(model, model)
+            if name not in names:
+                raise ValueError(f"layers names the model {model!r}, which is not compared; the models are {', '.join(names)}")
+            parts += [f"{name}:{n}" for n in nodes]
+        return ",".join(parts) or "auto"
+    if len(names) > 1:
+        raise ValueError("with several models give layers as {model: [layers]} (or 'auto')")
+    return ",".join(layers) or "auto"
+
+
+def _bar(progress: bool) -> Any:
+    from .progress import StageBar
+
+    return StageBar(enabled=progress, notebook=True)
+
+
+def _cache(cache_dir: str | Path | None) -> FeatureCache:
+    from .store import FeatureCache
+
+    return FeatureCache(cache_dir) if cache_dir is not None else FeatureCache()
+
+
+def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, label_column: str | None = None,
+         image_column: str | None = None, max_images: int | None = None, seed: int = 0, limits: Limits | None = None,
+         progress: bool = True, thumbnails: bool = False) -> ImageDataset:  # fmt: skip
+    """A dataset, checked as the command line checks one: a folder, a .zip or `sample:NAME`, or a
+    Python object (data/in_memory.py: a DataFrame of paths, a Hugging Face or torch Dataset, a list
+    of images with `labels`). Call `close()` on it when done (a zip's, or an object's, images are
+    unpacked into a temporary folder), or let a Comparison keep it."""
+    from .data import in_memory
+    from .data.datasets import load_dataset
+
+    bar = _bar(progress)
+    try:
+        if in_memory.is_in_memory(data):
+            return in_memory.load(data, labels, label_column=label_column, image_column=image_column, max_images=max_images,
+                                  random_state=seed, limits=limits, progress=lambda d, t: bar("reading images", d, t),
+                                  thumbnails=thumbnails)  # fmt: skip
+        if labels is not None:
+            raise ValueError("labels= is for images given in memory; a folder's labels are its class folders or labels.csv")
+        from .config import DataSpec
+
+        return load_dataset(DataSpec(source=str(data), max_images=max_images, random_state=seed), limits=limits,
+                            progress=lambda d, t: bar("reading images", d, t), thumbnails=thumbnails)  # fmt: skip
+    finally:
+        bar.close()
+
+
+def compare(
+    data: Any = "sample:clothing",
+    models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike] = "mobilenet_v2",
+    layers: str | Sequence[str] | Mapping[str, Sequence[str]] = "auto",
+    projection: str = "pca",
+    *,
+    labels: Sequence[Any] | None = None,
+    transform: Any = None,
+    label_column: str | None = None,
+    image_column: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    leaderboard: bool = True,
+    latency: bool = True,
+    **options: Any,
+) -> Comparison:
+    """Extract, score, compare and project the chosen layers of one or more models on a dataset.
+
+    Args:
+        data: a folder, a .zip, `sample:clothing` / `sample:digits`, or a Python object: a pandas
+            DataFrame of paths and labels, a Hugging Face `datasets.Dataset` with an Image column,
+            a torch `Dataset` of (image, label), or a list of PIL images (or arrays, or paths)
+            with `labels`.
+        models: a model name of any source (`resnet50`, `timm:convnext_tiny`, `hf:facebook/dinov2-small`,
+            `model.pt2`, `package.module:builder`), `"a,b"`, a `torch.nn.Module`, a list of these,
+            or {label: model}.
+        layers: `auto` (each model's spread of block outputs), a list of one model's layers
+            (`explorer.layers(model)` lists them), {model: [layers]}, or the command line's syntax.
+        projection: pca, umap, tsne or none.
+        labels: one label per image, for a list of images (or a torch Dataset of bare images).
+        transform: the preprocessing of an nn.Module (a PIL image -> a (3, H, W) float tensor;
+            default: ImageNet's at 224 pixels), or {label: transform}.
+        label_column: the label column of a DataFrame or Hugging Face dataset.
+        image_column: the image (or path) column of a DataFrame or Hugging Face dataset.
+        cache_dir: the feature cache (default: $EXPLORER_CACHE_DIR or the user cache folder).
+        progress: show a progress bar per stage.
+        leaderboard: also score the cuts (LogME, compression curves, parameters, GFLOPs).
+        latency: with `leaderboard`, time the network up to each layer on this machine.
+        **options: the `compare` command's other flags with underscores and its defaults:
+            weights, pooling, tokens, components, n_neighbors, min_dist, perplexity,
+            random_baseline, max_images, select, folds, knn_k, probe_c, precision, device,
+            batch_size, seed.
+
+    Returns:
+        A Comparison (its methods return DataFrames; `show()` opens the notebook view).
+
+    Raises:
+        TypeError: an unknown option, or a model or data of a type that cannot be read.
+        ValueError: anything else that cannot be done, said in one sentence.
+    """
+    from . import comparison
+
+    names, run_labels = _model_names(models, transform)
+    request = _request(data=data if isinstance(data, str) else "python", model=",".join(names),
+                       layers=_layers_arg(layers, names, run_labels), projection=projection, **options)  # fmt: skip
+    _, specs, projection_spec, metric = request.specs()
+    if request.random_baseline and specs[0].weights != "none":
+        run_labels.insert(1, f"{run_labels[0]}[random]" if run_labels[0] else None)
+    dataset = load(data if not isinstance(data, str) else str(data), labels=labels, label_column=label_column,
+                   image_column=image_column, max_images=request.max_images, seed=request.seed, progress=progress)  # fmt: skip
+    bar = _bar(progress)
+    try:
+        comp = comparison.compare(dataset, specs, projection=projection_spec, metric=metric, cache=_cache(cache_dir),
+                                  progress=bar, leaderboard=leaderboard, latency=latency, labels=run_labels,
+                                  request=request)  # fmt: skip
+    except BaseException:
+        dataset.close()
+        raise
+    finally:
+        bar.close()
+    dataset.keep_files_while(comp)  # a zip's or an object's images: read by the view's thumbnails while comp lives
+    return comp
+
+
+def compare_features(
+    features: Mapping[str, Any] | Mapping[str, Mapping[str, Any]],
+    labels: Sequence[Any] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    metadata: Mapping[str, Sequence[Any]] | None = None,
+    projection: str = "pca",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Comparison:
+    """Score, compare and project features computed elsewhere (torchlens, thingsvision, your code).
+
+    Args:
+        features: {layer: (N, D) array} in depth order ((N, C, H, W) maps are averaged over H and
+            W), or {model: {layer: array}} to compare several models.
+        labels: one label per row (None: unlabelled; the label metrics are left out).
+        names: one name per row (the image's file, say; default `row 0`, ...).
+        metadata: further columns, {name: one value per row}, to select on (`COLUMN=VALUE`).
+        projection: pca, umap, tsne or none.
+        cache_dir: where derived results are cached, keyed by each array's hash.
+        progress: show a progress bar per stage.
+        **options: components, n_neighbors, min_dist, perplexity, folds, knn_k, probe_c, seed.
+
+    Returns:
+        A Comparison without a leaderboard (there is no network to cost) or thumbnails.
+    """
+    from . import comparison
+    from .extraction.given_features import given_dataset, given_run
+
+    bad = sorted(set(options) - set(_FEATURE_OPTIONS))
+    if bad:
+        raise TypeError(f"unknown option {bad[0]!r} for features; the options are {', '.join(_FEATURE_OPTIONS)}")
+    if not features:
+        raise ValueError("no features given: pass {layer: array}")
+    nested = all(isinstance(v, Mapping) for v in features.values())
+    per_model = {str(k): v for k, v in features.items()} if nested else {"features": features}
+    runs = [given_run(label, layers) for label, layers in per_model.items()]
+    n = {next(iter(r.features.values())).shape[0] for r in runs}
+    if len(n) != 1:
+        raise ValueError(f"the models' features have different numbers of rows ({', '.join(map(str, sorted(n)))})")
+    dataset = given_dataset(n.pop(), labels, names, metadata)
+    request = _request(data="features", model=",".join(per_model), projection=projection, **options)
+    _, _, projection_spec, metric = request.specs()
+    bar = _bar(progress)
+    try:
+        return comparison.analyse(dataset, runs, projection=projection_spec, metric=metric, cache=_cache(cache_dir),
+                                  progress=bar, leaderboard=False, request=request)  # fmt: skip
+    finally:
+        bar.close()
+
+
+def models(filter: str | None = None, source: str = "all") -> pd.DataFrame:
+    """The models this machine can name: columns model, source, weights (`offline`: pretrained
+    weights here; `download`: they need a network; `none`: random init only).
+
+    Args:
+        filter: words that must all appear in the name (`dino`, `convnext tiny`), or a pattern (`resnet*`).
+        source: all, torchvision, timm or hf.
+    """
+    import pandas as pd
+
+    from .networks import catalog, sources
+
+    names = catalog.search(filter or "", sources=None if source == "all" else (source,), limit=None)
+    return pd.DataFrame({"model": names, "source": [sources.source_name(n) for n in names],
+                         "weights": [catalog.availability(n) for n in names]})  # fmt: skip
+
+
+def layers(model: ModelLike, *, transform: Any = None) -> pd.DataFrame:
+    """A model's layers in execution order: node, shape, layout, dim (pooled), size, depth, and
+    whether each is a default pick, a block output, a bottleneck.
+
+    Args:
+        model: a model name of any source, or an nn.Module (with its `transform`).
+    """
+    import pandas as pd
+
+    from .networks import layers as layers_mod
+
+    (name,), _ = _model_names(model, transform)
+    prof = layers_mod.profile(name)
+    default = set(prof.default)
+    return pd.DataFrame([{"node": i.node, "shape": "x".join(map(str, i.shape)), "layout": i.layout, "dim": i.dim,
+                          "size": i.size, "depth": round(i.depth, 4), "default": i.node in default, "block": i.is_block,
+                          "bottleneck": i.is_bottleneck} for i in prof.layers])  # fmt: skip

@@ -1,0 +1,209 @@
+"""A model already in this Python process (an `nn.Module` passed to `explorer.compare`) as a model
+source (networks/sources.py), read with forward hooks on its named modules, as own models are.
+
+`register(module, transform)` names it `module:ClassName@HASH`, where HASH covers what decides its
+features: its state dict's values, its classes' source code and its printed structure (which holds
+the constructor's arguments). The feature cache keys on that name, so a module whose weights or code
+changed is extracted again, and the same module in a later session reads its features back. A class
+whose code cannot be read (defined with `exec`, or in `python -c`) is refused with a sentence rather
+than cached under a name that would not notice a change.
+
+The module itself is never changed: each use works on a copy (moved to the device, in eval mode).
+Registered modules live in this process only, so they run on the local engine, not on Ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from . import weights as wts
+from .own_source import DEFAULT_SIZE, IMAGENET_MEAN, IMAGENET_STD, shuffle_parameters
+
+PREFIX = "module:"
+# classes from these packages are named with the package's version, not read as source code
+_LIBRARIES = ("torch", "torchvision", "timm", "transformers")
+
+
+@dataclass(frozen=True)
+class _Registered:
+    module: Any  # the user's nn.Module, never changed
+    transform: Any  # a PIL image -> a (3, H, W) float tensor
+    weights_hash: str
+    code_hash: str
+    input_size: int
+
+
+_REGISTERED: dict[str, _Registered] = {}
+
+
+def default_transform(size: int = DEFAULT_SIZE) -> Any:
+    """ImageNet's preprocessing at `size`: resize to 256/224 of it, centre crop, normalise."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])  # fmt: skip
+
+
+def _state_hash(module: Any) -> str:
+    """sha256 over the state dict: every tensor's name, dtype, shape and bytes."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        if not isinstance(t, torch.Tensor):
+            h.update(f"{name}={t!r};".encode())
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _code_hash(module: Any) -> str:
+    """sha256 over the printed structure and each class's code (a library's class: its name and
+    the library's version).
+
+    Raises:
+        ValueError: a class's source code cannot be read.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256(repr(module).encode())
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: (c.__module__, c.__qualname__)):
+        package = cls.__module__.split(".")[0]
+        if package in _LIBRARIES:
+            try:
+                got = version(package)
+            except PackageNotFoundError:
+                got = "?"
+            h.update(f"{cls.__module__}.{cls.__qualname__}@{got};".encode())
+            continue
+        h.update(_class_source(cls).encode())
+    return h.hexdigest()
+
+
+def _class_source(cls: type) -> str:
+    """A class's source code; in a notebook, where Python 3.11 cannot find a class's own source (its
+    module `__main__` has no file), its name, bases and each of its functions' source, which the
+    kernel keeps per cell.
+
+    Raises:
+        ValueError: the code cannot be read (a class made with `exec` or typed into `python -c`).
+    """
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError) as exc:
+        why = exc
+    parts = [f"class {cls.__qualname__}({', '.join(b.__qualname__ for b in cls.__bases__)})"]
+    try:
+        for name, value in sorted(vars(cls).items()):
+            fn = getattr(value, "__func__", value)  # a staticmethod's or classmethod's function
+            if inspect.isfunction(fn):
+                parts.append(inspect.getsource(fn))
+            elif not name.startswith("__"):
+                parts.append(f"{name} = {value!r}")
+    except (OSError, TypeError) as exc:
+        why = exc
+    else:
+        if len(parts) > 1:
+            return "\n".join(parts)
+    raise ValueError(f"cannot read the code of {cls.__qualname__} to key its cached features ({why}); define the "
+                     "class in a file or a notebook cell, or pass a model name or a .pt2 program") from why  # fmt: skip
+
+
+def _input_size(transform: Any) -> int:
+    """The square size `transform` gives a 320 x 320 image (it must give a (3, H, W) tensor)."""
+    import torch
+    from PIL import Image
+
+    try:
+        out = transform(Image.new("RGB", (320, 320), (128, 128, 128)))
+    except Exception as exc:  # a user's callable: any error type
+        raise ValueError(f"the transform fails on a 320 x 320 RGB PIL image: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[0] != 3:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the transform must turn a PIL image into a (3, H, W) float tensor; it gave {got}")
+    if out.shape[1] != out.shape[2]:
+        raise ValueError(f"the transform gives {out.shape[1]}x{out.shape[2]} tensors; only square inputs are supported")
+    return int(out.shape[1])
+
+
+def register(module: Any, transform: Any = None) -> str:
+    """Name an in-memory model for this process's extractions.
+
+    Args:
+        module: a `torch.nn.Module` that takes an (N, 3, H, W) float batch.
+        transform: its preprocessing, a PIL image -> a (3, H, W) float tensor (default: ImageNet's
+            at 224 pixels).
+
+    Returns:
+        The model name to use as ExtractSpec.model: `module:ClassName@HASH`.
+
+    Raises:
+        TypeError: `module` is not an nn.Module.
+        ValueError: its code cannot be read, or the transform does not give a square (3, H, W) tensor.
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or a model name, not {type(module).__name__}")
+    transform = transform if transform is not None else default_transform()
+    weights_hash, code_hash = _state_hash(module), _code_hash(module)
+    name = f"{PREFIX}{type(module).__name__}@{hashlib.sha256((weights_hash + code_hash).encode()).hexdigest()[:12]}"
+    _REGISTERED[name] = _Registered(module, transform, weights_hash, code_hash, _input_size(transform))
+    return name
+
+
+def _entry(model: str) -> _Registered:
+    try:
+        return _REGISTERED[model]
+    except KeyError:
+        raise ValueError(f"{model} is an in-memory model this process has not registered; pass the nn.Module itself "
+                         "to explorer.compare (in-memory models run on the local engine only, not on Ray)") from None  # fmt: skip
+
+
+class MemorySource:
+    """Models registered in this process."""
+
+    name = "module"
+    traced = False
+
+    def listed(self) -> list[str]:
+        return list(_REGISTERED)
+
+    def check(self, model: str) -> None:
+        _entry(model)
+
+    def availability(self, model: str) -> str:
+        return "offline"
+
+    def resolve_weights(self, model: str, weights_arg: str, *, random_state: int = 0) -> wts.ResolvedWeights:
+        entry = _entry(model)
+        if weights_arg == "none":
+            return wts.ResolvedWeights("random", "random", None, f"random:{random_state}")
+        if weights_arg != "auto":
+            raise ValueError(f"{model} carries its own weights: use weights 'auto', or 'none' for a shuffled baseline")
+        return wts.ResolvedWeights("pretrained", model, None, entry.weights_hash)
+
+    def build(self, model: str, weights: wts.ResolvedWeights, *, device: str = "cpu") -> Any:
+        net = copy.deepcopy(_entry(model).module).to(device).eval()
+        if weights.kind == "random" and device != "meta":  # the random baseline: each parameter's values permuted (own_source's)
+            shuffle_parameters(net, int(weights.identity.split(":")[1]))
+        return net
+
+    def transform(self, model: str, weights: wts.ResolvedWeights) -> Any:
+        return _entry(model).transform
+
+    def input_size(self, model: str) -> int:
+        return _entry(model).input_size
+
+    def architecture(self, model: str) -> str:
+        return _entry(model).code_hash
+
+
+MEMORY = MemorySource()

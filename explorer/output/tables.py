@@ -1,0 +1,112 @@
+"""A comparison's results as tidy DataFrames: what the CSV files hold (export.py writes them) and
+what the Python API's Comparison methods return."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import per_run
+
+if TYPE_CHECKING:
+    from ..comparison import Comparison
+
+SIMILARITY_KINDS = ("cka", "cka_debiased", "overlap")
+
+
+def compression_table(comp: Comparison) -> pd.DataFrame:
+    """One row per (model, layer, k): the probe on the top k principal components and on a random
+    projection to k dimensions."""
+    rows = []
+    for run in comp.runs:
+        for layer in run.features:
+            curve = comp.compression.get(run.key(layer, comp.multi))
+            if curve is None:
+                continue
+            for k, pca, rnd in zip(curve.ks.tolist(), curve.pca_acc.tolist(), curve.random_acc.tolist()):
+                rows.append((run.label, layer, k, pca, rnd, curve.n_images))
+    return pd.DataFrame(rows, columns=["model", "layer", "k", "probe_acc", "random_projection_acc", "n_images"])
+
+
+def layer_matrix(comp: Comparison, kind: str = "cka") -> pd.DataFrame:
+    """The square matrix of `kind` (cka, cka_debiased or overlap) between every pair of layer keys."""
+    if kind not in SIMILARITY_KINDS:
+        raise ValueError(f"similarity {kind!r} is not one of {', '.join(SIMILARITY_KINDS)}")
+    sim = comp.layer_similarity
+    matrix = {"cka": sim.cka, "cka_debiased": sim.cka_debiased, "overlap": comp.overlap}[kind]
+    return pd.DataFrame(matrix, index=pd.Index(sim.names, name="layer"), columns=sim.names)
+
+
+def similarity_pairs(comp: Comparison) -> pd.DataFrame:
+    """One row per pair of layer keys: plain CKA with its 95 % bootstrap interval over the images,
+    debiased CKA, neighbourhood overlap, and how many images the bootstrap resampled."""
+    sim = comp.layer_similarity
+    a, b = np.triu_indices(len(sim.names), k=1)
+    low = sim.cka_low if sim.cka_low is not None else np.full_like(sim.cka, np.nan)
+    high = sim.cka_high if sim.cka_high is not None else np.full_like(sim.cka, np.nan)
+    return pd.DataFrame({
+        "layer_a": [sim.names[i] for i in a], "layer_b": [sim.names[j] for j in b], "cka": sim.cka[a, b],
+        "cka_low": low[a, b], "cka_high": high[a, b], "cka_debiased": sim.cka_debiased[a, b],
+        "overlap": comp.overlap[a, b], "bootstrap_images": sim.boot_images, "images": len(comp.dataset),
+    })  # fmt: skip
+
+
+def _label_column(comp: Comparison) -> Sequence[str]:
+    return comp.dataset.labels if comp.dataset.labels is not None else [""] * len(comp.dataset)
+
+
+def movers_table(comp: Comparison) -> pd.DataFrame:
+    """One row per image: the share of its 10 nearest neighbours that changed between each pair of
+    consecutive layers of each model, and the first layer where most of its 5 nearest neighbours
+    share its class (`never`; no such column without labels)."""
+    cols: dict[str, object] = {"file": comp.dataset.names, "label": _label_column(comp)}
+    for run in comp.runs:
+        mv = per_run.movers(comp, run)
+        for j in range(len(mv.layers) - 1):
+            cols[f"changed {mv.layers[j]} -> {mv.layers[j + 1]}"] = mv.changed[:, j]
+        if comp.dataset.labels is not None:
+            names = np.array([*mv.layers, "never"], dtype=object)
+            cols[f"first agreeing layer ({run.label})"] = names[mv.first_agreeing]  # NEVER (-1) is the last
+    return pd.DataFrame(cols)
+
+
+def class_pairs_table(comp: Comparison) -> pd.DataFrame:
+    """One row per pair of classes: at each layer of each model, the share of the two classes'
+    images the probe takes for the other (out of fold), and the first layer where that share is
+    under 5 % (`never`)."""
+    classes = comp.dataset.classes
+    a, b = np.triu_indices(len(classes), k=1)
+    cols: dict[str, object] = {"class_a": [classes[i] for i in a], "class_b": [classes[i] for i in b]}
+    for run in comp.runs:
+        pairs = per_run.class_pairs(comp, run)
+        if pairs is None:
+            continue
+        for j, layer in enumerate(pairs.layers):
+            cols[f"confused {layer}"] = pairs.confusion[j][a, b]
+        names = np.array([*pairs.layers, "never"], dtype=object)
+        cols[f"first apart ({run.label})"] = names[pairs.first_apart[a, b]]
+    return pd.DataFrame(cols)
+
+
+def emergence_table(comp: Comparison, selected: Sequence[int]) -> pd.DataFrame:
+    """Per model and layer, the out-of-fold accuracy of the probe that tells the selected images
+    from the rest (balanced: chance 0.5)."""
+    rows = []
+    for run in comp.runs:
+        got = per_run.emergence(comp, run, selected)
+        for layer, acc, std in zip(got.layers, got.accuracy, got.accuracy_std):
+            rows.append((run.label, layer, acc, std, got.n_selected, got.n_used))
+    return pd.DataFrame(rows, columns=["model", "layer", "accuracy", "accuracy_std", "n_selected", "n_used"])
+
+
+def projection_frame(comp: Comparison, key: str, coords: np.ndarray | None = None) -> pd.DataFrame:
+    """One layer's projection: index, path, label, x, y (and z), one row per image."""
+    ds = comp.dataset
+    xy = comp.projections[key].coords if coords is None else coords
+    df = pd.DataFrame({"index": np.arange(len(ds)), "path": ds.names, "label": _label_column(comp)})
+    for i, axis in enumerate("xyz"[: xy.shape[1]]):
+        df[axis] = xy[:, i]
+    return df

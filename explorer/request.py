@@ -1,0 +1,216 @@
+"""One analysis request in one vocabulary: the `compare` command line's flags, the dashboard's share
+link and command snippet, and the Python API's keyword arguments all name the same fields.
+
+    --n-neighbors 30          (command line)
+    ?n-neighbors=30           (a share link: the flag's name without its dashes)
+    n_neighbors=30            (Python: the flag's name with underscores)
+
+`AnalysisRequest.from_argv(request.to_argv())` and `AnalysisRequest.from_query(request.to_query())`
+give the request back (tests/test_request.py). Links written before the names were unified keep
+working: their names are read as aliases (LINK_ALIASES).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
+
+# old link names -> the flag's name (links written before 2026-12 keep opening the same analysis)
+LINK_ALIASES = {"dims": "components", "n_neighbors": "n-neighbors", "min_dist": "min-dist", "max_images": "max-images",
+                "baseline": "random-baseline", "checkpoint": "weights", "knn_k": "knn-k", "probe_c": "probe-c",
+                "batch_size": "batch-size", "random_baseline": "random-baseline"}  # fmt: skip
+
+
+def _parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
+    from .comparison import parse_layers
+
+    return parse_layers(model_names, layers_arg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisRequest:
+    """What `compare` analyses, field for field its command-line flags (`--n-neighbors` is
+    `n_neighbors`); the defaults are the command line's.
+
+    Attributes:
+        data: a folder, a .zip or `sample:NAME`.
+        model: one or more models, comma-separated (networks/sources.py names them).
+        weights: auto, none, a torchvision weights name or a file; one, or one per model.
+        layers: auto, `node,node` (one model) or `model:node,...`.
+        pooling: avg, max or avgmax.
+        tokens: cls or mean (token sequences).
+        projection: umap, pca, tsne or none.
+        components: 2 or 3.
+        n_neighbors: UMAP's neighbourhood size.
+        min_dist: UMAP's minimum distance.
+        perplexity: t-SNE's perplexity.
+        random_baseline: add the first model again with random weights.
+        max_images: a stratified sample of at most this many images (None: all).
+        select: CLASS or COLUMN=VALUE whose emergence is asked for.
+        folds: stratified folds of the probe.
+        knn_k: neighbours that vote in kNN accuracy.
+        probe_c: `auto` or a fixed inverse regularisation of the probe.
+        precision: auto, fp32 or bf16.
+        device: auto, cpu, cuda or mps.
+        batch_size: images per forward pass.
+        seed: every random choice: the sample, a random init, the folds, the projection, the bootstraps.
+    """
+
+    data: str = "sample:clothing"
+    model: str = "mobilenet_v2"
+    weights: str = "auto"
+    layers: str = "auto"
+    pooling: str = "avg"
+    tokens: str = "cls"
+    projection: str = "umap"
+    components: int = 2
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    perplexity: float = 30.0
+    random_baseline: bool = False
+    max_images: int | None = None
+    select: str | None = None
+    folds: int = 5
+    knn_k: int = 5
+    probe_c: str = "auto"
+    precision: str = "auto"
+    device: str = "auto"
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("model: give at least one model")
+        n_weights = len(self.weights.split(","))
+        if n_weights not in (1, len(self.models)):
+            raise ValueError(f"weights has {n_weights} values for {len(self.models)} models; give one, or one per model")
+        if self.probe_c != "auto":
+            try:
+                float(self.probe_c)
+            except ValueError:
+                raise ValueError(f"probe_c={self.probe_c!r} is neither auto nor a number") from None
+        self.specs()  # every other check: the config objects' own
+
+    @property
+    def models(self) -> list[str]:
+        return [m.strip() for m in self.model.split(",") if m.strip()]
+
+    def replace(self, **changes: Any) -> AnalysisRequest:
+        return dataclasses.replace(self, **changes)
+
+    def specs(self) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
+        """(the data, one ExtractSpec per run, the projection, the metrics): what the engine runs."""
+        names = self.models
+        per_model = _parse_layers(names, self.layers)
+        weights = [w.strip() for w in self.weights.split(",")]
+        weights = weights * len(names) if len(weights) == 1 else weights
+        specs = [ExtractSpec(model=m, weights=w, layers=per_model[m], pooling=self.pooling, token_pooling=self.tokens,
+                             precision=self.precision, device=self.device, batch_size=self.batch_size, random_state=self.seed)
+                 for m, w in zip(names, weights)]  # fmt: skip
+        if self.random_baseline and specs[0].weights != "none":  # the first model again, with random weights
+            specs.insert(1, specs[0].replace(weights="none"))
+        projection = ProjectionSpec(method=self.projection, n_components=self.components, n_neighbors=self.n_neighbors,
+                                    min_dist=self.min_dist, perplexity=self.perplexity, random_state=self.seed)  # fmt: skip
+        metric = MetricSpec(folds=self.folds, knn_k=self.knn_k, probe_c=None if self.probe_c == "auto" else float(self.probe_c),
+                            random_state=self.seed)  # fmt: skip
+        return DataSpec(source=self.data, max_images=self.max_images, random_state=self.seed), specs, projection, metric
+
+    # the command line
+
+    def _chosen(self, everything: bool) -> list[tuple[str, Any]]:
+        """(field, value) of data, model and every field that differs from the default (all of
+        them with `everything`), in the fields' order; None values left out."""
+        default = AnalysisRequest()
+        return [(f.name, getattr(self, f.name)) for f in fields(self)
+                if getattr(self, f.name) is not None and (everything or f.name in ("data", "model")
+                                                         or getattr(self, f.name) != getattr(default, f.name))]  # fmt: skip
+
+    def to_argv(self, *, everything: bool = False) -> list[str]:
+        """`compare` arguments for this request (without --out): --data and --model always, the
+        others where they differ from the default (all of them with `everything`)."""
+        argv: list[str] = []
+        for name, value in self._chosen(everything):
+            flag = "--" + name.replace("_", "-")
+            if isinstance(value, bool):
+                argv += [flag] if value else []
+            else:
+                argv += [flag, _text(value)]
+        return argv
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str]) -> AnalysisRequest:
+        """The request a `compare` command line makes (its --out and other run options are ignored)."""
+        from .cli import build_parser
+
+        args = build_parser().parse_args(["compare", *argv, *([] if "--out" in argv else ["--out", "-"])])
+        return cls.from_namespace(args)
+
+    @classmethod
+    def from_namespace(cls, args: Any) -> AnalysisRequest:
+        """The request of parsed `compare` arguments."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    # the share link
+
+    def to_query(self) -> dict[str, str]:
+        """The share link's parameters: the flags' names without dashes; data and model always,
+        the others where they differ from the default (a switch that is on: `1`)."""
+        return {name.replace("_", "-"): ("1" if value else "0") if isinstance(value, bool) else _text(value)
+                for name, value in self._chosen(False)}  # fmt: skip
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str], *, strict: bool = False) -> AnalysisRequest:
+        """The request a share link names. Old names are read through LINK_ALIASES; unknown
+        parameters are ignored. A value that does not parse falls back to the default, unless
+        `strict` (then ValueError): a hostile link cannot break a page."""
+        known = {f.name.replace("_", "-"): f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for raw, text in params.items():
+            name = LINK_ALIASES.get(raw, raw)
+            if name not in known or (raw != name and name in params and raw != "checkpoint"):  # a new name wins over its alias
+                continue
+            f = known[name]
+            if raw == "weights" and text in ("pretrained", "random"):  # the old link's words
+                if params.get("checkpoint"):
+                    continue  # its checkpoint field took the place of the radio
+                text = "auto" if text == "pretrained" else "none"
+            try:
+                values[f.name] = _parse(f, str(text))
+            except ValueError:
+                if strict:
+                    raise
+        try:
+            return cls(**values)
+        except ValueError:
+            if strict:
+                raise
+        values = {f.name: values[f.name] for f in fields(cls) if f.name in values}  # model before weights
+        kept: dict[str, Any] = {}  # a value the request refuses (weights for another count of models) is dropped
+        for name, value in values.items():
+            try:
+                cls(**kept, **{name: value})
+            except ValueError:
+                continue
+            kept[name] = value
+        return cls(**kept)
+
+
+def _text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _parse(f: dataclasses.Field, text: str) -> Any:
+    kind = str(f.type)
+    if "bool" in kind:
+        return text.strip().lower() in ("1", "true", "yes", "on")
+    if "int" in kind:
+        v = int(text)
+        return None if "None" in kind and v == 0 else v
+    if "float" in kind:
+        return float(text)
+    return None if "None" in kind and text == "" else text
+
