@@ -54,7 +54,7 @@ from serving import (  # bench/serving.py (bench/ is on the path of a script run
 )
 
 SAMPLE = ROOT / "explorer" / "samples" / "clothing"
-DRAWN = ".st-key-proj .explorer-projections[data-drawn='1']"  # the panels' own WebGL view (explorer/ui/scatter.js)
+DRAWN = ".st-key-proj .explorer-projections[data-drawn='1']"  # the panels' own WebGL view (explorer/output/scatter/scatter.js)
 POINTS = "(window.__explorerScatter && window.__explorerScatter.get('proj')?.state.debug().n) || 0"
 UPLOADS = Path(tempfile.gettempdir()) / "explorer-uploads"
 SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundled samples", "analyses at most",

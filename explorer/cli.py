@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
 from .progress import StageBar
+from .request import AnalysisRequest
+from .request import add_arguments as add_request_arguments
 
 if TYPE_CHECKING:
     from .config import Limits
@@ -59,8 +61,6 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
     """What `compare` analyses: the data, one ExtractSpec per run, the projection and the metrics
     (request.AnalysisRequest, the vocabulary the dashboard's link and the Python API share)."""
-    from .request import AnalysisRequest
-
     return AnalysisRequest.from_namespace(args).specs()
 
 
@@ -92,8 +92,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from . import comparison
     from .analysis.leaderboard import budget_sentence
     from .output import export
-
-    from .request import AnalysisRequest
 
     request = AnalysisRequest.from_namespace(args)
     spec, specs, projection, metric = request.specs()
@@ -221,24 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("--model", required=True)
     lay.add_argument("--blocks", action="store_true", help="only block outputs and default picks")
     c = sub.add_parser("compare", help="extract, score and project layers; write metrics, features and a report")
-    c.add_argument("--data", default="sample:clothing", help="folder, .zip, or sample:clothing / sample:digits")
-    c.add_argument("--model", default="mobilenet_v2", help="one or more models, comma-separated: resnet50 (torchvision), "
-                   "timm:NAME[.TAG], hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder")
-    c.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a file "
-                   "(.pth, .safetensors); one for every model, or one per model, comma-separated")
-    c.add_argument("--layers", default="auto", help="auto | node,node,... | model:node,... with several models")
-    c.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
-    c.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")
-    c.add_argument("--projection", default="umap", choices=["umap", "pca", "tsne", "none"])
-    c.add_argument("--components", type=int, default=2, choices=[2, 3])
-    c.add_argument("--n-neighbors", type=int, default=15, help="UMAP neighbourhood size")
-    c.add_argument("--min-dist", type=float, default=0.1, help="UMAP minimum distance")
-    c.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
-    c.add_argument("--random-baseline", action="store_true",
-                   help="add the first model again with random weights (a baseline: what the architecture alone does)")
-    c.add_argument("--max-images", type=int, default=None, help="stratified subsample to at most N images")
-    c.add_argument("--select", default=None, help="CLASS or COLUMN=VALUE (labels.csv): where does this selection emerge? "
-                   "writes selection_emergence.csv, the selection-vs-rest probe at every layer")
+    add_request_arguments(c)  # the analysis's flags: request.py, the vocabulary the link and the Python API share
     _add_limits(c)
     c.add_argument("--no-leaderboard", action="store_true", help="skip LogME, the compression curves and the cost per layer "
                    "(leaderboard.csv, compression.csv)")
@@ -246,16 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image")
     c.add_argument("--max-latency-ms", type=float, default=None, help="... under this many ms per image at batch 1 here")
     c.add_argument("--max-dim", type=int, default=None, help="... with at most this many feature dimensions")
-    c.add_argument("--folds", type=int, default=5, help="stratified folds of the probe")
-    c.add_argument("--knn-k", type=int, default=5, help="neighbours that vote in kNN accuracy (1-15)")
-    c.add_argument("--probe-c", default="auto", help="auto (cross-validated over 0.01, 0.1, 1, 10 in the first fold, kept for the others) or a fixed inverse regularisation")
-    c.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--engine", default="local", choices=["local", "ray"], help="where extraction runs: here, or on Ray (Ray Data)")
     c.add_argument("--ray-address", default=None, help="a running Ray cluster (HOST:6379 or auto); default: a local Ray instance")
     c.add_argument("--ray-actors", type=int, default=None, help="model-holding actors (default: one per GPU, else per 4 CPUs)")
-    c.add_argument("--seed", type=int, default=0)
     c.add_argument("--cache-dir", default=None, help="feature cache (default $EXPLORER_CACHE_DIR or ~/.cache/bottleneck-explorer)")
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
@@ -296,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .extraction.extractor import Cancelled
+    from .progress import Cancelled
 
     commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare, "cut": _cmd_cut, "predict": _cmd_predict}
     try:

@@ -28,7 +28,7 @@ STAGES: dict[str, tuple[str, ...]] = {
         "explorer.networks.registry", "explorer.networks.weights", "explorer.networks.layers", "explorer.networks.batchnorm",
         "explorer.networks.sources", "explorer.networks.timm_source", "explorer.networks.hf_source", "explorer.networks.own_source",
         "explorer.networks.module_layers", "explorer.networks.memory_source",
-        "explorer.extraction.extractor", "explorer.extraction.pooling", "explorer.extraction.backend",
+        "explorer.extraction.extractor", "explorer.networks.pooling", "explorer.extraction.backend",
         "explorer.extraction.local_backend", "explorer.extraction.ray_backend",
     ),  # fmt: skip
     # each derived result: the modules that compute it, and store it (to_arrays / from_arrays)
@@ -54,6 +54,8 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
     "explorer.networks.fx_lock": "a lock between tracing and running modules",
+    "explorer.progress": "how work reports progress and is stopped; a stopped extraction keeps only finished chunks",
+    "explorer.process_setup": "process knobs (malloc, numba's cache and threading layer): where and how fast, not what",
     "explorer.extraction.layer_features": "which layers are read from the store and which extracted, under which keys "
     "(everything that shapes a layer's values is in its key)",
     "explorer.analysis.cached_runs": "which function computes each result, under which key (each result stores itself)",

@@ -25,16 +25,15 @@ from .analysis.similarity import Similarity
 from .analysis.uncertainty import Step, step
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
-from .extraction.backend import ShouldStop, StageProgress
-from .extraction.extractor import Cancelled
 from .extraction.layer_features import ModelRun, extract_features, extract_sweep, unreadable_images
+from .progress import Cancelled, ShouldStop, StageProgress
 from .store import FeatureCache
 
 if TYPE_CHECKING:
     from .extraction.backend import ExtractionBackend
     from .request import AnalysisRequest
 
-__all__ = ["METRIC_COLUMNS", "Comparison", "ModelRun", "analyse", "compare", "extract_features", "metrics_table", "parse_layers",
+__all__ = ["METRIC_COLUMNS", "Comparison", "ModelRun", "analyse", "compare", "extract_features", "metrics_table",
            "run_labels", "unreadable_images"]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -266,39 +265,10 @@ class Comparison:
 
     def show(self, **options: Any) -> Any:
         """The notebook view: every layer's projection side by side, hover thumbnails, lasso and
-        box selection linked across panels (ui/widget.py); `show().selected` is the selection."""
-        from .ui.widget import ComparisonWidget
+        box selection linked across panels (output/widget.py); `show().selected` is the selection."""
+        from .output.widget import ComparisonWidget
 
         return ComparisonWidget(self, **options)
-
-
-def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
-    """Split a `--layers` value among models.
-
-    Args:
-        model_names: the models being compared.
-        layers_arg: `auto`, `a,b,c` (one model) or `model:node,...` (any number of models; a model
-            name may hold colons itself, as `timm:vit_small_patch16_224:blocks.3` does).
-
-    Returns:
-        {model: nodes}; an empty tuple means the model's default spread.
-    """
-    out: dict[str, list[str]] = {m: [] for m in model_names}
-    if layers_arg.strip() in ("", "auto"):
-        return {m: () for m in model_names}
-    for item in (s.strip() for s in layers_arg.split(",")):
-        if not item:
-            continue
-        model = max((m for m in model_names if item.startswith(m + ":")), key=len, default=None)
-        if model is not None:
-            out[model].append(item[len(model) + 1 :])
-        elif len(model_names) == 1:
-            out[model_names[0]].append(item)
-        else:
-            raise ValueError(
-                f"layer {item!r}: with several models name layers as model:node (e.g. {model_names[0]}:flatten) or use auto"
-            )
-    return {m: tuple(v) for m, v in out.items()}
 
 
 def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool,

@@ -1,4 +1,6 @@
-"""Frozen configuration objects shared by the CLI, the UI and the cache keys."""
+"""Frozen configuration objects shared by the CLI, the UI and the cache keys, and the one place
+that reads the environment (`settings()`, `app_mode()`): no other module reads a variable, and
+none reads one when it is imported."""
 
 from __future__ import annotations
 
@@ -128,6 +130,70 @@ def app_mode(environ: Mapping[str, str] = os.environ) -> AppMode:
             raise ValueError(f"{TRUSTED_PROXIES_ENV}={proxies!r} is not a whole number of proxies (0, 1, 2, ...)")
         mode = dataclasses.replace(mode, trusted_proxies=int(proxies))
     return mode
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """What the environment sets for any process (the dashboard's own mode is app_mode's).
+
+    Attributes:
+        cache_dir: EXPLORER_CACHE_DIR, the feature cache (None: XDG_CACHE_HOME's or ~/.cache's
+            `bottleneck-explorer`).
+        user_cache: XDG_CACHE_HOME, or ~/.cache.
+        weights_dir: EXPLORER_WEIGHTS_DIR, a folder of offline weights files (None: none).
+        offline: EXPLORER_OFFLINE=1: never download weights.
+        hf_offline: HF_HUB_OFFLINE=1, Hugging Face's own switch, which its libraries obey too.
+        hf_endpoint: HF_ENDPOINT, the hub's address.
+        workers: EXPLORER_WORKERS, the dashboard's analyses run at once (1 or 2).
+        max_pending: EXPLORER_MAX_PENDING, analyses that may wait in the dashboard's queue.
+        result_ttl: EXPLORER_RESULT_TTL, seconds a finished analysis waits for its visitor.
+        malloc_tune: EXPLORER_MALLOC_TUNE (default on): glibc malloc settings (process_setup.py).
+    """
+
+    cache_dir: str | None = None
+    user_cache: str = ""
+    weights_dir: str | None = None
+    offline: bool = False
+    hf_offline: bool = False
+    hf_endpoint: str = "https://huggingface.co"
+    workers: int = 1
+    max_pending: int = 8
+    result_ttl: float = 600.0
+    malloc_tune: bool = True
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None
+
+
+def settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """The settings the environment gives now (read on each call: cheap, and a test's or a
+    launcher's change is seen).
+
+    Raises:
+        ValueError: a number that is not one.
+    """
+    return Settings(
+        cache_dir=environ.get("EXPLORER_CACHE_DIR") or None,
+        user_cache=environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        weights_dir=environ.get("EXPLORER_WEIGHTS_DIR") or None,
+        offline=environ.get("EXPLORER_OFFLINE", "").strip().lower() in _TRUE,
+        hf_offline=environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE,
+        hf_endpoint=environ.get("HF_ENDPOINT") or "https://huggingface.co",
+        workers=max(1, min(2, _number(environ, "EXPLORER_WORKERS", 1))),
+        max_pending=max(0, _number(environ, "EXPLORER_MAX_PENDING", 8)),
+        result_ttl=_number(environ, "EXPLORER_RESULT_TTL", 600.0, float),
+        malloc_tune=environ.get("EXPLORER_MALLOC_TUNE", "1").strip() != "0",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,12 +17,11 @@ from .analysis.head import Head, train_head
 from .analysis.uncertainty import accuracy_interval
 from .config import ExtractSpec
 from .data.datasets import ImageDataset
-from .extraction.backend import ShouldStop, StageProgress
-from .extraction.extractor import Cancelled
 from .extraction.layer_features import extract_features
 from .networks.preprocess import Preprocess
 from .output import cut_files
 from .store import FeatureCache
+from .progress import Cancelled, ShouldStop, StageProgress
 
 log = logging.getLogger(__name__)
 

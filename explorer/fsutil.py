@@ -61,9 +61,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def default_cache_root() -> Path:
-    """The cache root: `EXPLORER_CACHE_DIR`, else the platform's user cache folder."""
-    env = os.environ.get("EXPLORER_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bottleneck-explorer"
+    """The cache root: `EXPLORER_CACHE_DIR`, else the platform's user cache folder (config.settings)."""
+    from .config import settings
+
+    got = settings()
+    if got.cache_dir:
+        return Path(got.cache_dir).expanduser()
+    return Path(got.user_cache) / "bottleneck-explorer"

@@ -1,4 +1,7 @@
-"""Process-wide runtime settings: glibc malloc tuning, numba cache and threading, torch threads."""
+"""Process-wide runtime settings: glibc malloc tuning, numba cache and threading, torch threads.
+
+`configure()` is the one place that sets other libraries' environment variables (numba's), before
+they are imported; what the environment asks of this project is read by config.settings()."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import ctypes.util
 import logging
 import os
 
+from .config import settings
 from .fsutil import default_cache_root
 
 log = logging.getLogger(__name__)
@@ -23,6 +27,7 @@ MALLOC_ENV = {
     "MALLOC_ARENA_MAX": "2",
 }
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
+NUMBA_THREADING_LAYER = "omp"  # thread-safe; `workqueue` aborted the process when two threads ran UMAP at once
 SERVER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _configured = False
 
@@ -77,10 +82,15 @@ def configure(*, malloc: bool = True) -> None:
         return
     _configured = True
     os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_root() / "numba"))
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
-    if malloc and os.environ.get("EXPLORER_MALLOC_TUNE", "1") != "0":
+    os.environ.setdefault("NUMBA_THREADING_LAYER", NUMBA_THREADING_LAYER)
+    if malloc and settings().malloc_tune:
         ok = tune_malloc()
         log.debug("malloc tuning %s", "applied" if ok else "not available")
+
+
+def configured() -> bool:
+    """Whether configure() has run in this process (numba's threading layer is then ours to keep)."""
+    return _configured
 
 
 def size_threads(threads: int) -> None:

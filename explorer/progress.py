@@ -1,9 +1,19 @@
-"""Progress bars for long work run from a terminal or a notebook: one tqdm bar per stage."""
+"""What long work shares with whoever runs it, defined once: how it reports progress, how it is
+asked to stop and what it raises when stopped; and the progress bar of a terminal or a notebook."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
+
+Progress = Callable[[int, int], None]  # (done, total) of one task
+StageProgress = Callable[[str, int, int], None]  # (stage, done, total) of work in stages
+ShouldStop = Callable[[], bool]  # polled between batches and layers: True asks the work to stop
+
+
+class Cancelled(RuntimeError):
+    """The caller asked the work to stop (a cancel, a deadline); what was finished is kept."""
 
 
 class StageBar:

@@ -12,12 +12,13 @@ working: their names are read as aliases (LINK_ALIASES).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
+from .config import DEVICES, POOLINGS, PRECISIONS, TOKEN_POOLINGS, DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
 
 # old link names -> the flag's name (links written before 2026-12 keep opening the same analysis)
 LINK_ALIASES = {"dims": "components", "n_neighbors": "n-neighbors", "min_dist": "min-dist", "max_images": "max-images",
@@ -25,10 +26,66 @@ LINK_ALIASES = {"dims": "components", "n_neighbors": "n-neighbors", "min_dist": 
                 "batch_size": "batch-size", "random_baseline": "random-baseline"}  # fmt: skip
 
 
-def _parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
-    from .comparison import parse_layers
+def parse_layers(model_names: Sequence[str], layers_arg: str) -> dict[str, tuple[str, ...]]:
+    """Split a `--layers` value among models.
 
-    return parse_layers(model_names, layers_arg)
+    Args:
+        model_names: the models being compared.
+        layers_arg: `auto`, `a,b,c` (one model) or `model:node,...` (any number of models; a model
+            name may hold colons itself, as `timm:vit_small_patch16_224:blocks.3` does).
+
+    Returns:
+        {model: nodes}; an empty tuple means the model's default spread.
+    """
+    out: dict[str, list[str]] = {m: [] for m in model_names}
+    if layers_arg.strip() in ("", "auto"):
+        return {m: () for m in model_names}
+    for item in (s.strip() for s in layers_arg.split(",")):
+        if not item:
+            continue
+        model = max((m for m in model_names if item.startswith(m + ":")), key=len, default=None)
+        if model is not None:
+            out[model].append(item[len(model) + 1 :])
+        elif len(model_names) == 1:
+            out[model_names[0]].append(item)
+        else:
+            raise ValueError(
+                f"layer {item!r}: with several models name layers as model:node (e.g. {model_names[0]}:flatten) or use auto"
+            )
+    return {m: tuple(v) for m, v in out.items()}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The analysis's flags, one per AnalysisRequest field, with its defaults (`compare` adds them)."""
+    d = AnalysisRequest()
+    a = parser.add_argument
+    a("--data", default=d.data, help="folder, .zip, or sample:clothing / sample:digits")
+    a("--model", default=d.model, help="one or more models, comma-separated: resnet50 (torchvision), timm:NAME[.TAG], "
+      "hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder")
+    a("--weights", default=d.weights, help="auto | none (random init) | a torchvision weights name | a file "
+      "(.pth, .safetensors); one for every model, or one per model, comma-separated")
+    a("--layers", default=d.layers, help="auto | node,node,... | model:node,... with several models")
+    a("--pooling", default=d.pooling, choices=list(POOLINGS))
+    a("--tokens", default=d.tokens, choices=list(TOKEN_POOLINGS), help="pooling of ViT token sequences")
+    a("--projection", default=d.projection, choices=["umap", "pca", "tsne", "none"])
+    a("--components", type=int, default=d.components, choices=[2, 3])
+    a("--n-neighbors", type=int, default=d.n_neighbors, help="UMAP neighbourhood size")
+    a("--min-dist", type=float, default=d.min_dist, help="UMAP minimum distance")
+    a("--perplexity", type=float, default=d.perplexity, help="t-SNE perplexity")
+    a("--random-baseline", action="store_true",
+      help="add the first model again with random weights (a baseline: what the architecture alone does)")
+    a("--max-images", type=int, default=d.max_images, help="stratified subsample to at most N images")
+    a("--select", default=d.select, help="CLASS or COLUMN=VALUE (labels.csv): where does this selection emerge? "
+      "writes selection_emergence.csv, the selection-vs-rest probe at every layer")
+    a("--folds", type=int, default=d.folds, help="stratified folds of the probe")
+    a("--knn-k", type=int, default=d.knn_k, help="neighbours that vote in kNN accuracy (1-15)")
+    a("--probe-c", default=d.probe_c, help="auto (cross-validated over 0.01, 0.1, 1, 10 in the first fold, kept for the "
+      "others) or a fixed inverse regularisation")
+    a("--precision", default=d.precision, choices=list(PRECISIONS))
+    a("--device", default=d.device, choices=list(DEVICES))
+    a("--batch-size", type=int, default=d.batch_size)
+    a("--seed", type=int, default=d.seed, help="every random choice: the sample, a random init, the folds, the projection, "
+      "the bootstraps")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +162,7 @@ class AnalysisRequest:
     def specs(self) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
         """(the data, one ExtractSpec per run, the projection, the metrics): what the engine runs."""
         names = self.models
-        per_model = _parse_layers(names, self.layers)
+        per_model = parse_layers(names, self.layers)
         weights = [w.strip() for w in self.weights.split(",")]
         weights = weights * len(names) if len(weights) == 1 else weights
         specs = [ExtractSpec(model=m, weights=w, layers=per_model[m], pooling=self.pooling, token_pooling=self.tokens,
@@ -144,9 +201,9 @@ class AnalysisRequest:
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> AnalysisRequest:
         """The request a `compare` command line makes (its --out and other run options are ignored)."""
-        from .cli import build_parser
-
-        args = build_parser().parse_args(["compare", *argv, *([] if "--out" in argv else ["--out", "-"])])
+        parser = argparse.ArgumentParser(prog="compare", add_help=False)
+        add_arguments(parser)
+        args, _ = parser.parse_known_args(list(argv))
         return cls.from_namespace(args)
 
     @classmethod

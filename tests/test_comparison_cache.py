@@ -14,7 +14,8 @@ from explorer.analysis import cached_runs
 from explorer.config import DataSpec, ExtractSpec, ProjectionSpec
 from explorer.data.datasets import load_dataset
 from explorer.extraction import layer_features
-from explorer.extraction.extractor import Cancelled
+from explorer.progress import Cancelled
+from explorer.request import parse_layers
 from explorer.networks import registry
 from explorer.store import FeatureCache, make_key
 
@@ -142,11 +143,11 @@ def test_names_stay_as_asked_in_every_output(tmp_path: Path) -> None:
 
 
 def test_parse_layers() -> None:
-    assert comparison.parse_layers(["a"], "auto") == {"a": ()}
-    assert comparison.parse_layers(["a"], "x,y") == {"a": ("x", "y")}
-    assert comparison.parse_layers(["a", "b"], "a:x,b:y") == {"a": ("x",), "b": ("y",)}
+    assert parse_layers(["a"], "auto") == {"a": ()}
+    assert parse_layers(["a"], "x,y") == {"a": ("x", "y")}
+    assert parse_layers(["a", "b"], "a:x,b:y") == {"a": ("x",), "b": ("y",)}
     with pytest.raises(ValueError, match="model:node"):
-        comparison.parse_layers(["a", "b"], "x")
+        parse_layers(["a", "b"], "x")
 
 
 def test_the_100k_code_paths_at_small_n(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +194,7 @@ def test_features_cached_by_changed_code_are_recomputed(tmp_path: Path, monkeypa
     cache = FeatureCache(tmp_path / "c")
     assert layer_features.extract_features(ds, spec, cache=cache).computed == 20
     assert layer_features.extract_features(ds, spec, cache=cache).computed == 0  # same code: from the cache
-    change_code(monkeypatch, request, "explorer.extraction.pooling")
+    change_code(monkeypatch, request, "explorer.networks.pooling")
     assert layer_features.extract_features(ds, spec, cache=cache).computed == 20  # pooling changed: extracted again
     change_code(monkeypatch, request, "explorer.data.images")
     assert layer_features.extract_features(ds, spec, cache=cache).computed == 20  # decoding changed

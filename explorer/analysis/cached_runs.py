@@ -12,7 +12,7 @@ import numpy as np
 from ..code_identity import identities
 from ..config import MetricSpec, ProjectionSpec
 from ..data.datasets import ImageDataset
-from ..extraction.backend import StageProgress
+from ..progress import StageProgress
 from ..extraction.layer_features import ModelRun
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
 from .compression import CompressionCurve, compression_curve

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -79,8 +78,10 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
         raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
     # pynndescent swaps numba's `omp` layer for `workqueue` when TBB is missing, and workqueue aborts
     # the process when two threads run UMAP at once (docs/design.md, "numba"); omp is thread-safe and we never fork.
-    if numba.config.THREADING_LAYER == "workqueue" and os.environ.get("NUMBA_THREADING_LAYER") == "omp":
-        numba.config.THREADING_LAYER = "omp"
+    from ..process_setup import NUMBA_THREADING_LAYER, configured
+
+    if numba.config.THREADING_LAYER == "workqueue" and configured():
+        numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
     n_neighbors = min(spec.n_neighbors, x.shape[0] - 1)
     knn = _umap_knn(graph, n_neighbors)
     if x.shape[1] > UMAP_PCA_DIMS and x.shape[0] > UMAP_PCA_DIMS:

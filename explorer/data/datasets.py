@@ -10,13 +10,14 @@ import shutil
 import tempfile
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..progress import Progress
 from ..config import DataSpec, Limits
 from .archive import safe_extract_zip
 from .file_checks import FileCheckCache
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 SAMPLES_DIR = Path(__file__).parents[1] / "samples"
 SAMPLES = ("clothing", "digits")
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import DataSpec, Limits
+from ..progress import Progress
 from .datasets import ImageDataset, ImageItem, dataset_from_items
 from .listing import Skipped
 
-Progress = Callable[[int, int], None]
 
 PATH_COLUMNS = ("path", "file", "file_name", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "labels", "class", "target")

@@ -3,11 +3,11 @@ implement, and the job they are given."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ExtractSpec
+from ..progress import ShouldStop, StageProgress
 from ..networks.weights import ResolvedWeights
 
 if TYPE_CHECKING:
@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from ..store import LayerWriter
 
 FOLD_BATCHNORM = True  # networks/batchnorm.py: part of every layer's cache key
-StageProgress = Callable[[str, int, int], None]
-ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,10 @@ from ..data.datasets import ImageItem
 from ..networks.batchnorm import fold_batchnorm
 from ..networks.fx_lock import FX
 from ..networks.preprocess import Preprocess
-from .pooling import pool_auto
+from ..networks.pooling import pool_auto
+from ..progress import Cancelled, Progress, ShouldStop
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int], None]
-ShouldStop = Callable[[], bool]
-
-
-class Cancelled(RuntimeError):
-    """The caller asked the extraction to stop; finished batches were already handed out."""
-
 
 def resolve_device(device: str = "auto") -> str:
     """`auto` picks CUDA, then MPS, then the CPU; an unavailable explicit choice is an error."""

@@ -19,8 +19,8 @@ from ..networks import layers as layers_mod
 from ..networks.sources import canonical, source_of
 from ..networks.weights import ResolvedWeights
 from ..store import FeatureCache, library_versions, make_key
-from .backend import FOLD_BATCHNORM, ExtractionBackend, ExtractionJob, ShouldStop, StageProgress
-from .extractor import Cancelled
+from ..progress import Cancelled, ShouldStop, StageProgress
+from .backend import FOLD_BATCHNORM, ExtractionBackend, ExtractionJob
 from .local_backend import LocalBackend
 
 log = logging.getLogger(__name__)

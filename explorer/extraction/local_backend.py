@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..config import ExtractSpec
-from .backend import FOLD_BATCHNORM, ExtractionJob, ShouldStop, StageProgress
-from .extractor import BatchDecoder, Cancelled, build_extractor, resolve_device, resolve_precision, run_batches, spans
+from ..progress import Cancelled, ShouldStop, StageProgress
+from .backend import FOLD_BATCHNORM, ExtractionJob
+from .extractor import BatchDecoder, build_extractor, resolve_device, resolve_precision, run_batches, spans
 
 if TYPE_CHECKING:
     from ..data.datasets import ImageDataset

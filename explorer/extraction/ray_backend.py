@@ -27,7 +27,8 @@ import numpy as np
 from ..config import ExtractSpec
 from ..data.datasets import ImageDataset
 from ..store import LayerWriter
-from .backend import FOLD_BATCHNORM, ExtractionJob, ShouldStop, StageProgress
+from ..progress import ShouldStop, StageProgress
+from .backend import FOLD_BATCHNORM, ExtractionJob
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ class RayEngine:
              report: Any, should_stop: ShouldStop | None) -> int:  # fmt: skip
         import ray.data
 
-        from .extractor import Cancelled
+        from ..progress import Cancelled
 
         todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..extraction.pooling import infer_layout
+from .pooling import infer_layout
 from . import module_layers, registry, sources
 from .fx_lock import FX
 

@@ -31,7 +31,9 @@ def _all_names() -> tuple[tuple[str, ...], frozenset[str]]:
 
 def hf_offline() -> bool:
     """The Hugging Face hub's offline switch (HF_HUB_OFFLINE), read now rather than at its import."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from ..config import settings
+
+    return settings().hf_offline
 
 
 REACH_TIMEOUT_S = 3.0
@@ -52,7 +54,9 @@ def reachable(url: str) -> bool:
 
 def hub_url() -> str:
     """The Hugging Face hub's address (HF_ENDPOINT, as huggingface_hub reads it)."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    from ..config import settings
+
+    return settings().hf_endpoint
 
 
 def hub_cached_file(repo_id: str, filenames: tuple[str, ...]) -> Path | None:

@@ -9,7 +9,7 @@ import logging
 import warnings
 from typing import Any
 
-from ..extraction.pooling import infer_layout, pool
+from .pooling import infer_layout, pool
 from . import sources
 from .fx_lock import FX
 

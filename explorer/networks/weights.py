@@ -73,8 +73,10 @@ def search_dirs() -> list[Path]:
     cache, the files shipped with this package (`explorer/bundled_weights`: MobileNetV2's), and
     the bundled-weights package (found without importing its modules).
     """
+    from ..config import settings
+
     dirs: list[Path] = []
-    env = os.environ.get("EXPLORER_WEIGHTS_DIR")
+    env = settings().weights_dir
     if env:
         dirs += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
     import torch.hub
@@ -109,12 +111,22 @@ def availability(weights: Any) -> str:
     return "offline" if find_offline(weights_file_name(weights)) else "download"
 
 
-def downloads_allowed() -> bool:
-    """Downloads are off when EXPLORER_OFFLINE=1, and always in the dashboard's demo mode (a visitor
-    never makes the server fetch a checkpoint)."""
-    from ..config import app_mode
+_downloads_forbidden = False  # set for the whole process by forbid_downloads (the demo server's start)
 
-    return os.environ.get("EXPLORER_OFFLINE", "") not in ("1", "true", "yes") and app_mode().downloads
+
+def forbid_downloads() -> None:
+    """No weights are downloaded in this process from now on: the dashboard's demo server calls
+    this at its start (ui/runtime.py), so that a visitor never makes it fetch a checkpoint. The
+    command line and the Python API follow only EXPLORER_OFFLINE, never the dashboard's mode."""
+    global _downloads_forbidden
+    _downloads_forbidden = True
+
+
+def downloads_allowed() -> bool:
+    """Whether weights may be downloaded: not with EXPLORER_OFFLINE=1 nor after forbid_downloads()."""
+    from ..config import settings
+
+    return not _downloads_forbidden and not settings().offline
 
 
 def resolve(candidates: list[Any], weights_arg: str, *, random_state: int = 0) -> ResolvedWeights:

@@ -1,5 +1,5 @@
 """The projection panels of a comparison as one binary message for scatter.js, the point view the
-dashboard (ui/scatter.py) and the notebook widget (ui/widget.py) both draw: coordinates, colour
+dashboard (ui/scatter.py) and the notebook widget (output/widget.py) both draw: coordinates, colour
 groups, hover fields and names, packed once."""
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pathlib import Path
+
 from . import figures
 
 if TYPE_CHECKING:
     from ..comparison import Comparison
 
+ASSETS = Path(__file__).with_name("scatter")  # scatter.js and its parts, scatter.css: the view both draw with
 PANEL_HEIGHT = 260
 NOT_SCORED_CODE = 0xFFFF  # a predicted class code: the probe did not score this image
 COLOUR_BY = ("class", "probe prediction", "probe correct / wrong")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import streamlit as st
 
 from ..networks import catalog, layers, registry, sources, weights
+from . import runtime
 
 # the models of every source and their weights' availability, listed once per server in the
 # background (importing timm takes seconds): until then the picker lists torchvision's
-_CATALOG = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-catalog")
 _CATALOG_JOB: list[Future] = []
 _CATALOG_LOCK = threading.Lock()
 
@@ -25,7 +25,7 @@ def start_catalog() -> Future:
     """Start listing every source's models (once per process); the server calls it at start."""
     with _CATALOG_LOCK:
         if not _CATALOG_JOB or (_CATALOG_JOB[0].done() and _CATALOG_JOB[0].exception() is not None):
-            _CATALOG_JOB[:] = [_CATALOG.submit(_list_catalog)]
+            _CATALOG_JOB[:] = [runtime.current().catalog_pool.submit(_list_catalog)]
         return _CATALOG_JOB[0]
 
 
@@ -64,7 +64,6 @@ def model_availability(name: str) -> str:
 
 # a model's layers are listed by one background thread for the whole server (at most one model at a
 # time: a large RegNet is built and run on the CPU for it), never by a page's script thread
-_LISTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-layer-lister")
 _PROFILES: dict[str, Future] = {}
 _PROFILES_LOCK = threading.Lock()
 
@@ -75,7 +74,7 @@ def profile(name: str) -> layers.LayerProfile:
     with _PROFILES_LOCK:
         fut = _PROFILES.get(name)
         if fut is None or (fut.done() and fut.exception() is not None):  # a failure is tried again
-            fut = _PROFILES[name] = _LISTER.submit(layers.profile, name)
+            fut = _PROFILES[name] = runtime.current().layer_pool.submit(layers.profile, name)
     if not fut.done():
         with st.spinner(f"Reading the layers of {name}…"):
             return fut.result()

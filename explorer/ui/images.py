@@ -12,7 +12,7 @@ import streamlit as st
 from ..comparison import Comparison
 from ..data.datasets import ImageItem, thumbnail_bytes
 from . import thumbs
-from .sidebar import MODE
+from . import runtime
 from .text import plain
 
 
@@ -26,7 +26,7 @@ def thumbnail(comp: Comparison, i: int) -> bytes | None:
     ds = comp.dataset
     if ds.thumbnails:
         return ds.thumbnails[i]
-    return _thumbnail(ds.items[i], MODE.limits.max_pixels)
+    return _thumbnail(ds.items[i], runtime.current().mode.limits.max_pixels)
 
 
 def image_grid(comp: Comparison, indices: list[int], caption: bool = True, cols: int = 8) -> None:

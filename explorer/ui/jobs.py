@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -18,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import app_mode
 from ..process_setup import release_free_memory
 
 log = logging.getLogger(__name__)
@@ -238,7 +236,7 @@ class JobQueue:
 
     def _failure(self, job: Job, exc: BaseException) -> tuple[str, str]:
         """(state, one sentence for the visitor) of a job that raised `exc`."""
-        from ..extraction.extractor import Cancelled
+        from ..progress import Cancelled
 
         if isinstance(exc, Cancelled) and job.timed_out:
             log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
@@ -251,13 +249,3 @@ class JobQueue:
             return "failed", str(exc).splitlines()[0]
         log.error("job %d failed", job.id, exc_info=exc)
         return "failed", FRIENDLY_ERROR
-
-
-def _workers() -> int:
-    return max(1, min(2, int(os.environ.get("EXPLORER_WORKERS", "1"))))
-
-
-QUEUE = JobQueue(workers=_workers(), max_pending=int(os.environ.get("EXPLORER_MAX_PENDING", "8")),
-                 threads_per_worker=max(1, (os.cpu_count() or 1) // _workers()),
-                 ttl=float(os.environ.get("EXPLORER_RESULT_TTL", "600")), max_seconds=app_mode().max_job_seconds,
-                 max_per_client=app_mode().max_jobs_per_client)  # fmt: skip

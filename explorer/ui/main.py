@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -20,37 +19,15 @@ from .. import comparison
 from ..analysis import per_run
 from ..config import DataSpec, ProjectionSpec
 from ..data.datasets import ImageDataset, load_dataset
-from ..store import FeatureCache
-from . import budget, proxy, reproduce, sidebar, state, views
+from . import budget, proxy, reproduce, runtime, sidebar, state, views
 from .cut_view import cut_job
-from .jobs import QUEUE, AlreadyRunning, Job, QueueFull
+from .jobs import AlreadyRunning, Job, QueueFull
 from .projections_view import emergence_job
 from .text import plain
 
 log = logging.getLogger(__name__)
-UPLOAD_ROOT = Path(tempfile.gettempdir()) / "explorer-uploads"
-UNPACKED = "explorer-upload-*"  # zips unpacked by datasets.load_dataset, in the temp folder
-STALE_S = 3600.0  # an upload folder untouched this long belongs to no running job (jobs last minutes)
 RUN_ASKED = "run_asked"  # session key: a Run click not yet acted on
-CACHE = FeatureCache(keep_partial=sidebar.MODE.keep_partial)
 _warm = threading.Event()
-
-
-def _start_up() -> None:
-    """Once per server process: delete what killed processes left (temporary files, a demo's
-    unfinished extractions, uploads nobody will collect), and bring the cache under its limit."""
-    removed = CACHE.clean_leftovers(partial=not sidebar.MODE.keep_partial)
-    cutoff = time.time() - STALE_S
-    stale = [p for p in [*UPLOAD_ROOT.glob("upload-*"), *Path(tempfile.gettempdir()).glob(UNPACKED)]
-             if p.is_dir() and p.stat().st_mtime < cutoff]  # fmt: skip
-    for p in stale:
-        shutil.rmtree(p, ignore_errors=True)
-    if sidebar.MODE.cache_max_bytes is not None:
-        CACHE.evict(sidebar.MODE.cache_max_bytes)
-    log.info("start-up: %d leftover cache files and %d stale upload folders removed", removed, len(stale))
-
-
-_start_up()
 
 
 @dataclass
@@ -77,7 +54,7 @@ def warm_up_umap() -> None:
             quiet_since = time.monotonic()
             while time.monotonic() - quiet_since < 3.0:
                 time.sleep(0.5)
-                if not QUEUE.idle():
+                if not runtime.current().queue.idle():
                     quiet_since = time.monotonic()
             import numpy as np
 
@@ -96,7 +73,7 @@ def _client() -> str | None:
     EXPLORER_TRUSTED_PROXIES proxies added, else the connection's); None when unknown (a local
     connection)."""
     forwarded = ", ".join(st.context.headers.get_all("X-Forwarded-For"))  # every header line: a client may send its own
-    return proxy.client_address(forwarded, st.context.ip_address, sidebar.MODE.trusted_proxies)
+    return proxy.client_address(forwarded, st.context.ip_address, runtime.current().mode.trusted_proxies)
 
 
 def _session_id() -> str:
@@ -108,7 +85,7 @@ def _session_id() -> str:
 @functools.lru_cache(maxsize=8)
 def _sample(source: str, max_images: int | None) -> ImageDataset:
     """Bundled samples never change: checked once per server process, shared by every visitor."""
-    return load_dataset(DataSpec(source=source, max_images=max_images), limits=sidebar.MODE.limits, thumbnails=False)
+    return load_dataset(DataSpec(source=source, max_images=max_images), limits=runtime.current().mode.limits, thumbnails=False)
 
 
 def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
@@ -121,19 +98,19 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
         if source.startswith("sample:"):
             ds = _sample(source, inputs.max_images)
         else:
-            ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=sidebar.MODE.limits,
+            ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=runtime.current().mode.limits,
                               progress=lambda d, t: job.progress("reading images", d, t),
                               thumbnails=fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                              file_checks_dir=None if fresh_upload else CACHE.file_checks_dir)  # fmt: skip
+                              file_checks_dir=None if fresh_upload else runtime.current().cache.file_checks_dir)  # fmt: skip
         try:
             _, specs, projection, metric = reproduce.analysis(inputs, source)
-            budget.check(specs, len(ds), sidebar.MODE, len(ds.classes))  # with the exact number of images
-            room = budget.cache_bytes(specs, len(ds), len(ds.classes)) if sidebar.MODE.cache_max_bytes else 0
-            with CACHE.reserve(room, sidebar.MODE.cache_max_bytes):  # the cache stays under its limit while this writes
+            budget.check(specs, len(ds), runtime.current().mode, len(ds.classes))  # with the exact number of images
+            room = budget.cache_bytes(specs, len(ds), len(ds.classes)) if runtime.current().mode.cache_max_bytes else 0
+            with runtime.current().cache.reserve(room, runtime.current().mode.cache_max_bytes):  # the cache stays under its limit while this writes
                 comp = comparison.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
-                                        cache=CACHE, should_stop=job.should_stop,
-                                        max_pixels=sidebar.MODE.limits.max_pixels)  # fmt: skip
-            if sidebar.MODE.name == "demo":  # a shared server: the movers gallery's ranking here, on the queue,
+                                        cache=runtime.current().cache, should_stop=job.should_stop,
+                                        max_pixels=runtime.current().mode.limits.max_pixels)  # fmt: skip
+            if runtime.current().mode.name == "demo":  # a shared server: the movers gallery's ranking here, on the queue,
                 for run in comp.runs:  # not on a visitor's page thread (locally it is made when the gallery opens:
                     if len(run.features) > 1:  # 0.5 s at 50,000 images that every first view would pay)
                         per_run.movers(comp, run)
@@ -143,8 +120,8 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
         finally:
             if not source.startswith("sample:"):  # samples are shared; an upload's copy goes at once
                 ds.close()
-            if sidebar.MODE.cache_max_bytes is not None:
-                CACHE.evict(sidebar.MODE.cache_max_bytes)
+            if runtime.current().mode.cache_max_bytes is not None:
+                runtime.current().cache.evict(runtime.current().mode.cache_max_bytes)
         return result
 
     return work
@@ -156,10 +133,10 @@ def _check_budget(inputs: sidebar.Inputs) -> None:
     if inputs.data.startswith("sample:"):
         n = len(_sample(inputs.data, inputs.max_images))
     elif inputs.upload is not None and inputs.upload[0] == "files":
-        n = min(len(inputs.upload[1]), inputs.max_images or sidebar.MODE.max_images)
+        n = min(len(inputs.upload[1]), inputs.max_images or runtime.current().mode.max_images)
     else:  # a zip or a folder: counted when the job opens it
         return
-    budget.check(reproduce.analysis(inputs, inputs.data)[1], n, sidebar.MODE)
+    budget.check(reproduce.analysis(inputs, inputs.data)[1], n, runtime.current().mode)
 
 
 def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict) -> None:
@@ -177,10 +154,10 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
             raise ValueError("choose files to upload first")
         _check_budget(inputs)
         if inputs.data.startswith("upload:"):
-            source = sidebar.write_upload(inputs.upload, UPLOAD_ROOT)
+            source = sidebar.write_upload(inputs.upload, runtime.upload_root())
             folder = Path(source).parent if source.endswith(".zip") else Path(source)
             cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
-        job = QUEUE.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client)
+        job = runtime.current().queue.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client)
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         if cleanup is not None:  # refused: the upload is ours to delete
             cleanup()
@@ -200,7 +177,7 @@ def _queue_for_this_session(make: Callable[[Result], Callable[[Job], Any]], forg
     if result is None:
         return
     try:
-        job = QUEUE.submit(_session_id(), make(result), None, client=_client())
+        job = runtime.current().queue.submit(_session_id(), make(result), None, client=_client())
     except (AlreadyRunning, QueueFull) as exc:
         st.session_state["notice"] = str(exc)[:1].upper() + str(exc)[1:] + "."
         return
@@ -212,7 +189,7 @@ def _queue_for_this_session(make: Callable[[Result], Callable[[Job], Any]], forg
 def export_cut(model: str, layer: str) -> None:
     """The "Export this cut" button's callback: queue the export of the shown result's cut of
     `model` at `layer`."""
-    _queue_for_this_session(lambda r: cut_job(r.comparison, model, layer, r.inputs.data, CACHE, sidebar.MODE.limits),
+    _queue_for_this_session(lambda r: cut_job(r.comparison, model, layer, r.inputs.data, runtime.current().cache, runtime.current().mode.limits),
                             "cut_export")  # fmt: skip
 
 
@@ -229,7 +206,7 @@ def progress_panel() -> None:
     Only a page with a job in flight polls (a fragment rerun every second): an idle page costs the
     server nothing, and its uploads and widgets are not rerun under the visitor (Streamlit reports
     uploads lost to frequent fragment reruns, issue #9079)."""
-    job = QUEUE.job_of(_session_id())
+    job = runtime.current().queue.job_of(_session_id())
     if job is not None and job.active:
         _job_status()
     elif job is not None and _collect(job):  # ended between this run's start and now
@@ -241,19 +218,19 @@ def progress_panel() -> None:
 @st.fragment(run_every=1.0)
 def _job_status() -> None:
     """Queue position or progress, polled; draws the page again when the job ends."""
-    job = QUEUE.job_of(_session_id())
+    job = runtime.current().queue.job_of(_session_id())
     if job is None:
         if _outcome_not_shown():
             st.rerun(scope="app")
         return
     if job.active:
-        pos = QUEUE.position(job)
+        pos = runtime.current().queue.position(job)
         if pos:
             st.info(f"Waiting in the queue: position {pos}. Your analysis starts when a worker is free.", icon="⏳")
         else:
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0), text=f"{job.stage} — {job.done}/{job.total}")
-        st.button("Cancel", key="cancel", on_click=QUEUE.cancel, args=(job,))
+        st.button("Cancel", key="cancel", on_click=runtime.current().queue.cancel, args=(job,))
     elif _collect(job):
         st.rerun(scope="app")
 
@@ -262,7 +239,7 @@ def _collect(job: Job) -> bool:
     """Move a finished job's result or message into the session once; True when something changed."""
     if job.active or st.session_state.get("seen_job") == job.id:
         return False
-    result = QUEUE.take(job)  # the session holds it now; the queue forgets the job
+    result = runtime.current().queue.take(job)  # the session holds it now; the queue forgets the job
     values: dict = {"seen_job": job.id}
     if job.state == "done":
         values[getattr(result, "SESSION_KEY", "result")] = result  # an analysis, or an export's or a question's answer
@@ -295,12 +272,12 @@ def _outcome_not_shown() -> bool:
 
 def _wait_briefly(seconds: float = 4.0) -> None:
     """A cached analysis takes a fraction of a second: show it in this run instead of after a poll."""
-    job = QUEUE.job_of(_session_id())
+    job = runtime.current().queue.job_of(_session_id())
     deadline = time.monotonic() + seconds
     # only while it runs or is about to: a visitor behind others sees their queue position at once
     while job is not None and job.active and time.monotonic() < deadline:
-        pos = QUEUE.position(job)
-        if pos > 1 or (pos == 1 and not QUEUE.has_free_worker()):
+        pos = runtime.current().queue.position(job)
+        if pos > 1 or (pos == 1 and not runtime.current().queue.has_free_worker()):
             break
         time.sleep(0.05)
     if job is not None:
@@ -334,7 +311,7 @@ def render() -> None:
         st.sidebar.caption("This server reruns the page at every click: a click followed at once by another can be "
                            "lost. If nothing starts after Run analysis, press it again.")  # fmt: skip
     session, client = _session_id(), _client()
-    first_visit = "result" not in st.session_state and QUEUE.job_of(session) is None and not st.session_state.get("auto_done")
+    first_visit = "result" not in st.session_state and runtime.current().queue.job_of(session) is None and not st.session_state.get("auto_done")
     # the last access to the state before a job is queued: a rerun asked for by then stops the
     # script before the pop, and the click waits in the state for the next run
     clicked = st.session_state.pop(RUN_ASKED, False)
@@ -350,7 +327,7 @@ def render() -> None:
     progress_panel()
     result: Result | None = st.session_state.get("result")
     if result is None:
-        job = QUEUE.job_of(_session_id())
+        job = runtime.current().queue.job_of(_session_id())
         if job is not None and job.active:
             st.caption("The first analysis is on its way; results are cached for everyone after it.")
         return

@@ -12,7 +12,7 @@ import streamlit as st
 
 from ..analysis import per_run
 from ..comparison import Comparison, ModelRun
-from ..extraction.extractor import Cancelled
+from ..progress import Cancelled
 from ..output import figures, points, report
 from ..output.points import COLOUR_BY, COLUMN, NEIGHBOURS_CHANGED
 from . import scatter

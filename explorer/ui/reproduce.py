@@ -7,7 +7,7 @@ import shlex
 
 from ..config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
 from ..request import AnalysisRequest
-from . import cached, sidebar
+from . import cached, runtime, sidebar
 
 UPLOAD_PLACEHOLDER = "YOUR_FOLDER_OR_ZIP"  # an upload is not on the server: the command names your copy
 
@@ -53,9 +53,9 @@ def share_params(inputs: sidebar.Inputs) -> dict[str, str]:
     """The query parameters that reopen the page with these inputs (sidebar.render reads them with
     AnalysisRequest.from_query): the command line's flag names. An upload is never part of a link
     (the link shows the clothing sample); a server path, or a checkpoint file, is, in local mode only."""
-    local_path = sidebar.MODE.server_paths and not inputs.data.startswith(("sample:", "upload:"))
+    local_path = runtime.current().mode.server_paths and not inputs.data.startswith(("sample:", "upload:"))
     req = request(inputs, inputs.data if inputs.data.startswith("sample:") or local_path else "sample:clothing")
-    if not sidebar.MODE.server_paths:  # a checkpoint file is a path on the server
+    if not runtime.current().mode.server_paths:  # a checkpoint file is a path on the server
         req = req.replace(weights=",".join(w if w in ("auto", "none") else "auto" for w in req.weights.split(",")))
     params = req.to_query()
     if not inputs.align:

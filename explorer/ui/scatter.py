@@ -13,14 +13,13 @@ changes nothing Python sends. docs/benchmarks.md has the measurements.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import streamlit as st
 
-from ..output.points import frame
+from ..output.points import ASSETS, frame
 from . import thumbs
 
-CSS = Path(__file__).with_name("scatter.css").read_text()
+CSS = (ASSETS / "scatter.css").read_text()
 JS_FILES = ("scatter_points.js", "scatter_index.js", "scatter.js", "scatter_streamlit.js")  # one module, in this order
 CONTROL_JS = """
 export default function (component) {
@@ -37,7 +36,7 @@ _SCATTER = st.components.v2.component(
     "explorer_scatter",
     html='<div class="explorer-scatter">Drawing the projections…</div>',
     css=CSS,
-    js="\n".join(Path(__file__).with_name(f).read_text() for f in JS_FILES),
+    js="\n".join((ASSETS / f).read_text() for f in JS_FILES),
     isolate_styles=False,  # the hover card is placed over the page, outside the component's box
 )
 _CONTROL = st.components.v2.component("explorer_scatter_control", js=CONTROL_JS, isolate_styles=False)

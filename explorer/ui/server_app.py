@@ -9,7 +9,8 @@ and serves with uvicorn. That gives, without reaching into Streamlit's internals
   and starts listing timm's and Hugging Face's models before the server answers anyone, so the
   first visitor after a restart does not wait for them, and the health check turns green only
   once the server is ready;
-- the mode from the environment (`EXPLORER_MODE`, config.app_mode), refused at start when unknown;
+- the runtime made once (ui/runtime.py): the mode from the environment (`EXPLORER_MODE`), refused
+  at start when unknown, the cache cleaned, the job queue and background threads;
 - `runner.fastReruns` off whatever the host forced (state.keep_clicks), so no click is lost.
 
 Each visitor's session runs `page.py`.
@@ -22,8 +23,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-
-from ..config import app_mode
 
 PAGE = Path(__file__).with_name("page.py")
 log = logging.getLogger(__name__)
@@ -61,9 +60,9 @@ def start_listing_models() -> None:
 async def lifespan(app: object) -> AsyncIterator[None]:
     """The server's start: the mode checked, the libraries imported, the model listing started;
     uvicorn answers no request before this has run."""
-    from . import state
+    from . import runtime, state
 
-    mode = app_mode()  # refuses an unknown mode before anyone is served
+    mode = runtime.start().mode  # refuses an unknown mode before anyone is served; cleans, makes the queue
     state.keep_clicks()  # runner.fastReruns off, whatever the host forced
     log.info("mode %s; libraries imported in %.1fs; serving", mode.name, preload())
     start_listing_models()

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..comparison import parse_layers
-from ..config import AppMode, ExtractSpec, ProjectionSpec, app_mode
+from ..request import parse_layers
+from ..config import AppMode, ExtractSpec, ProjectionSpec
 from ..fsutil import write_new_file
 from ..networks.sources import canonical
 from ..request import AnalysisRequest
-from . import cached
+from . import cached, runtime
 from .text import code
 
 SAMPLES = {"sample:clothing": "Clothing photos (bundled, 400 images)", "sample:digits": "Handwritten digits (scikit-learn)"}
@@ -23,7 +23,6 @@ UPLOAD_ZIP, UPLOAD_FILES, SERVER_PATH = "upload:zip", "upload:files", "path:"
 SOURCE_LABELS = {UPLOAD_ZIP: "Upload a zip", UPLOAD_FILES: "Upload images", SERVER_PATH: "A folder or zip on this machine"}
 MAX_UPLOAD_BYTES = 200 * 1024**2
 MAX_UPLOAD_FILES = 2000
-MODE: AppMode = app_mode()  # fixed for the server process (EXPLORER_MODE; the launcher's --mode)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -40,6 +39,11 @@ class Inputs:
     random_baseline: bool
     align: bool
     notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
+
+
+def _mode() -> AppMode:
+    """Who this server serves (ui/runtime.py: fixed for the process)."""
+    return runtime.current().mode
 
 
 def _link() -> AnalysisRequest:
@@ -123,11 +127,11 @@ def _layer_label(profile: object, node: str) -> str:
 def _max_images_input(sb: object, notices: list[str], link: AnalysisRequest) -> int | None:
     """How many images to keep: a slider up to the demo's cap, or in local mode any number (0 = all)."""
     help_text = "A stratified subsample keeps class proportions; fewer images run faster."
-    if MODE.name == "local":
-        v = _clamp_int(link.max_images or 0, 0, MODE.max_images)
-        n = sb.number_input("Max images (0 = all)", 0, MODE.max_images, v, step=1000, key="max_images", help=help_text)  # type: ignore[attr-defined]
+    if _mode().name == "local":
+        v = _clamp_int(link.max_images or 0, 0, _mode().max_images)
+        n = sb.number_input("Max images (0 = all)", 0, _mode().max_images, v, step=1000, key="max_images", help=help_text)  # type: ignore[attr-defined]
         return int(n) or None
-    cap = MODE.max_images
+    cap = _mode().max_images
     asked = _clamp_int(link.max_images or 400, 50, 10**9)
     if asked > cap:
         notices.append(f"This public demo analyses at most {cap:,} images per run, so {cap:,} of the {asked:,} "
@@ -147,13 +151,13 @@ DEFAULT_MODEL = "mobilenet_v2"
 def _may_name(model: str) -> bool:
     """Whether a model a link names, not in the picker's list, may be offered: any in local mode, none
     in the demo (which lists every model it serves)."""
-    return MODE.name == "local" and bool(model) and model != "(none)"
+    return _mode().name == "local" and bool(model) and model != "(none)"
 
 
 def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tuple[str, str, object]:
     """The model picker, the weights, and the local checkpoint field: (model, weights argument, its
     layer profile). A model that cannot be read says why in one sentence, and the default is used."""
-    names = cached.model_names(offline_weights_only=not MODE.downloads)
+    names = cached.model_names(offline_weights_only=not _mode().downloads)
     avail = cached.availability()
     q_model = canonical(link.models[0])
     if q_model not in names and not _may_name(q_model):
@@ -162,9 +166,9 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
         q_model = DEFAULT_MODEL
     options = names + ([q_model] if q_model not in names else [])
     model = sb.selectbox("Network", options, index=options.index(q_model), key="model",  # type: ignore[attr-defined]
-                         accept_new_options=MODE.name == "local",
+                         accept_new_options=_mode().name == "local",
                          format_func=lambda n: f"{n}  ✓ offline weights" if avail.get(n) == "offline" else n,
-                         help=PICKER_HELP + (LOCAL_PICKER_HELP if MODE.name == "local" else ""))  # fmt: skip
+                         help=PICKER_HELP + (LOCAL_PICKER_HELP if _mode().name == "local" else ""))  # fmt: skip
     model = canonical(model or DEFAULT_MODEL)
     try:  # first: a name that cannot be read stops here, before its weights are looked up
         profile = cached.profile(model)
@@ -176,7 +180,7 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
         sb.caption("Listing timm's and Hugging Face's models…")  # type: ignore[attr-defined]
     checkpoint = ""
     q_weights = link.weights.split(",")[0].strip() if canonical(link.models[0]) == model else "auto"
-    if MODE.name == "local":
+    if _mode().name == "local":
         checkpoint = sb.text_input("Checkpoint file (optional)", q_weights if q_weights not in ("auto", "none") else "", key="checkpoint",  # type: ignore[attr-defined]
                                    placeholder="/path/to/weights.safetensors or .pth",
                                    help="Your fine-tuned weights for this architecture, loaded without running code "
@@ -207,14 +211,14 @@ def render() -> Inputs:
     sb = st.sidebar
     notices: list[str] = []
     link = _link()
-    sb.caption(f"Mode: **{MODE.name}** — " + ("your own machine: folders by path, no image cap." if MODE.name == "local"
-               else f"shared public demo: samples and uploads, up to {MODE.max_images:,} images."))  # fmt: skip
+    sb.caption(f"Mode: **{_mode().name}** — " + ("your own machine: folders by path, no image cap." if _mode().name == "local"
+               else f"shared public demo: samples and uploads, up to {_mode().max_images:,} images."))  # fmt: skip
     sb.markdown("### Data")
-    options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES] + ([SERVER_PATH] if MODE.server_paths else [])
+    options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES] + ([SERVER_PATH] if _mode().server_paths else [])
     q_data = link.data
     q_path = ""
     if q_data not in options and not q_data.startswith("upload:"):  # a link that names a folder or zip
-        if MODE.server_paths:
+        if _mode().server_paths:
             q_data, q_path = SERVER_PATH, q_data
         else:
             notices.append("This public demo opens only its bundled samples and your uploads, not a path on the server; "
@@ -252,13 +256,13 @@ def render() -> Inputs:
         q_pool = link.pooling
         pooling = st.selectbox("Pooling of feature maps", poolings, index=poolings.index(q_pool) if q_pool in poolings else 0, key="pooling",
                                help="How a C×H×W map becomes one vector: average, max, or both concatenated.")  # fmt: skip
-        names = cached.model_names(offline_weights_only=not MODE.downloads)
+        names = cached.model_names(offline_weights_only=not _mode().downloads)
         # the link's models after the first (older links: other_models=a,b or second_model=a)
         old = st.query_params.get("other_models", "") or st.query_params.get("second_model", "")
         q_other = [canonical(m) for m in [*link.models[1:], *old.split(",")] if m.strip()]
         q_other = list(dict.fromkeys(m for m in q_other if m != "(none)" and m != model and (m in names or _may_name(m))))
         others = st.multiselect("Compare with other models", names + [m for m in q_other if m not in names], default=q_other,
-                                key="other_models", accept_new_options=MODE.name == "local",
+                                key="other_models", accept_new_options=_mode().name == "local",
                                 help="Any number, from any source: a torchvision CNN against a timm ViT and a DINOv2, say. "
                                      "Each adds its default layers; curves share one chart, CKA and neighbourhood "
                                      "overlap span them all, and Choose a cut ranks every (model, layer).")  # fmt: skip

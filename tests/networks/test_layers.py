@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from explorer.extraction.extractor import FeatureExtractor
-from explorer.extraction.pooling import pool
+from explorer.networks.pooling import pool
 from explorer.networks import layers, registry
 
 

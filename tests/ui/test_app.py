@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wait_for_job(at: AppTest, timeout: float = 600) -> None:
-    from explorer.ui.jobs import QUEUE
+    from explorer.ui import runtime
 
+    queue = runtime.current().queue
     sid = at.session_state["session_id"]
     t0 = time.time()
     while time.time() - t0 < timeout:
-        job = QUEUE.job_of(sid)
+        job = queue.job_of(sid)
         if job is None:  # the page took its result already (the queue forgets a taken job)
             return
         if not job.active:
@@ -137,8 +138,6 @@ def _check_intervals_and_controls(app: AppTest, comp) -> None:  # type: ignore[n
 
 def _check_compression(app: AppTest, comp) -> None:  # type: ignore[no-untyped-def]
     """The compression chart draws compression.csv's curves, and a sentence per layer says its smallest k."""
-    from explorer.output import export
-
     fig = json.loads(next(e for e in _charts(app) if "The probe on k dimensions" in str(e.proto.spec)).proto.spec)
     table = tables.compression_table(comp)
     pca = [t for t in fig["data"] if t["name"] == "top-k principal components"]

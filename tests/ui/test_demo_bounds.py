@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from explorer import comparison
 from explorer.config import DEMO, LOCAL, DataSpec, ExtractSpec, ProjectionSpec, app_mode
 from explorer.data.datasets import load_dataset
-from explorer.extraction.extractor import Cancelled
+from explorer.progress import Cancelled
 from explorer.fsutil import atomic_write_bytes, write_new_file
 from explorer.store import FeatureCache
 
@@ -156,20 +158,19 @@ def test_the_demo_budget_refuses_with_what_would_fit_and_local_mode_runs() -> No
         budget.check(many, 10, DEMO)
 
 
-def test_the_demo_never_downloads_and_its_cache_limit_is_configurable() -> None:
-    from explorer.networks import weights
-
+def test_the_demo_never_downloads_and_its_cache_limit_is_configurable(tmp_path: Path) -> None:
     assert app_mode({"EXPLORER_MODE": "demo"}).downloads is False
     assert app_mode({"EXPLORER_MODE": "demo", "EXPLORER_CACHE_MAX_GB": "0.5"}).cache_max_bytes == 512 * 1024**2
     assert app_mode({"EXPLORER_CACHE_MAX_GB": "0"}).cache_max_bytes is None
     with pytest.raises(ValueError, match="not a number"):
         app_mode({"EXPLORER_CACHE_MAX_GB": "lots"})
-    old = os.environ.get("EXPLORER_MODE")
-    os.environ["EXPLORER_MODE"] = "demo"
-    try:
-        assert not weights.downloads_allowed()
-    finally:
-        os.environ.pop("EXPLORER_MODE") if old is None else os.environ.__setitem__("EXPLORER_MODE", old)
+    env = {**os.environ, "EXPLORER_MODE": "demo", "EXPLORER_CACHE_DIR": str(tmp_path), "EXPLORER_OFFLINE": ""}
+    allowed = "from explorer.networks import weights; print(weights.downloads_allowed())"
+    core = subprocess.run([sys.executable, "-c", allowed], env=env, capture_output=True, text=True, check=True)
+    assert core.stdout.strip() == "True"  # the command line and the API never obey the dashboard's mode
+    server = subprocess.run([sys.executable, "-c", "from explorer.ui import runtime; runtime.start(); " + allowed], env=env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert server.stdout.strip() == "False"  # the demo server forbids downloads at its start
 
 
 def test_a_job_past_its_wall_clock_budget_stops_with_a_sentence() -> None:
@@ -243,22 +244,20 @@ def test_kill_9_during_extraction_then_a_rerun_gives_the_uninterrupted_results(t
         assert np.isfinite(np.load(f, mmap_mode="r")).all()
 
 
-def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept() -> None:
-    from explorer.ui import main
+def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
 
-    main.UPLOAD_ROOT.mkdir(parents=True, exist_ok=True)
-    stale = main.UPLOAD_ROOT / "upload-stale-test"
-    fresh = main.UPLOAD_ROOT / "upload-fresh-test"
+    from explorer.store import FeatureCache
+    from explorer.ui import runtime
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's own temp folder
+    root = runtime.upload_root()
+    root.mkdir(parents=True)
+    stale, fresh = root / "upload-stale-test", root / "upload-fresh-test"
     for folder in (stale, fresh):
-        folder.mkdir(exist_ok=True)
+        folder.mkdir()
         (folder / "a.jpg").write_bytes(b"x")
-    old = time.time() - main.STALE_S - 60
+    old = time.time() - runtime.STALE_S - 60
     os.utime(stale, (old, old))
-    try:
-        main._start_up()
-        assert not stale.exists() and fresh.exists()  # a fresh one may belong to a running job
-    finally:
-        import shutil
-
-        shutil.rmtree(fresh, ignore_errors=True)
-        shutil.rmtree(stale, ignore_errors=True)
+    runtime._clean(FeatureCache(tmp_path / "cache"), LOCAL)
+    assert not stale.exists() and fresh.exists()  # a fresh one may belong to a running job

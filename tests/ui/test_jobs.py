@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from explorer import process_setup
-from explorer.extraction.extractor import Cancelled
+from explorer.progress import Cancelled
 from explorer.ui.jobs import FRIENDLY_ERROR, AlreadyRunning, Job, JobQueue, QueueFull
 
 

@@ -116,9 +116,9 @@ def test_a_demo_link_naming_a_model_it_does_not_serve_gets_the_default(monkeypat
     at = _page(model=TIMM_VIT)
     assert at.selectbox(key="model").value == TIMM_VIT  # local mode: any model
     from explorer.config import DEMO
-    from explorer.ui import sidebar
+    from explorer.ui import runtime
 
-    monkeypatch.setattr(sidebar, "MODE", DEMO)
+    monkeypatch.setattr(runtime.current(), "mode", DEMO)
     demo = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
     demo.query_params["model"] = TIMM_VIT
     demo.query_params["max_images"] = "60"

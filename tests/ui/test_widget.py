@@ -1,4 +1,4 @@
-"""The notebook view (explorer/ui/widget.py): the kernel side (points, thumbnails, the selection
+"""The notebook view (explorer/output/widget.py): the kernel side (points, thumbnails, the selection
 trait) in Python, and the anywidget module drawn in Debian's chromium against a model object that
 keeps anywidget's model interface (get, set, on, off, send, save_changes), its kernel messages
 answered by the widget's own Python handler."""

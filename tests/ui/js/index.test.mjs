@@ -1,11 +1,11 @@
-// The projection view's grid index (explorer/ui/scatter_index.js) against brute force, at sizes the
+// The projection view's grid index (explorer/output/scatter/scatter_index.js) against brute force, at sizes the
 // browser tests do not reach. Run by tests/test_scatter_js.py with node's own test runner.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import vm from "node:vm";
 
-const here = new URL("../../../explorer/ui/", import.meta.url);
+const here = new URL("../../../explorer/output/scatter/", import.meta.url);
 vm.runInThisContext(readFileSync(new URL("scatter_points.js", here), "utf8"));
 vm.runInThisContext(readFileSync(new URL("scatter_index.js", here), "utf8"));
 

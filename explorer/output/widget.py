@@ -10,21 +10,19 @@ hovered (a custom message answered with its JPEG's bytes), as the dashboard's th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
 from ..config import Limits
-from ..output.points import COLUMN, NEIGHBOURS_CHANGED, comparison_points, frame, panel_title
+from .points import ASSETS, COLUMN, NEIGHBOURS_CHANGED, comparison_points, frame, panel_title
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..comparison import Comparison
 
-_HERE = Path(__file__).parent
 JS_FILES = ("scatter_points.js", "scatter_index.js", "scatter.js", "scatter_widget.js")  # one module, in this order
 
 
@@ -45,8 +43,8 @@ class ComparisonWidget(anywidget.AnyWidget):
         clicked: the row of the image clicked last (None before a click).
     """
 
-    _esm = "\n".join((_HERE / f).read_text() for f in JS_FILES)
-    _css = (_HERE / "scatter.css").read_text()
+    _esm = "\n".join((ASSETS / f).read_text() for f in JS_FILES)
+    _css = (ASSETS / "scatter.css").read_text()
     points = traitlets.Bytes().tag(sync=True)
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
     clicked = traitlets.Int(None, allow_none=True).tag(sync=True)

@@ -1,4 +1,4 @@
-// The notebook widget's entry (ui/widget.py, an anywidget): draws the `points` trait with
+// The notebook widget's entry (output/widget.py, an anywidget): draws the `points` trait with
 // scatter.js's `build`, keeps the two-way `selected` trait and the `clicked` trait, and asks the
 // kernel for each hovered image's thumbnail once (a custom message answered with the JPEG's bytes).
 // Test contract: as the dashboard's (scatter.js), and the drawn state is the element's `explorerScatter`.
