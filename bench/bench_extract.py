@@ -35,7 +35,8 @@ def measure(args: argparse.Namespace) -> dict:
     from explorer.config import DataSpec, ExtractSpec
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
-    from explorer.extraction.extractor import FeatureExtractor, cpu_supports_bf16
+    from explorer.extraction.device import cpu_supports_bf16
+    from explorer.extraction.extractor import FeatureExtractor
     from explorer.networks import layers, registry
     from explorer.networks.batchnorm import fold_batchnorm
     from explorer.store import FeatureCache
@@ -110,7 +111,7 @@ def baseline(args: argparse.Namespace) -> dict:
     from explorer.config import DataSpec
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
-    from explorer.extraction.extractor import cpu_supports_bf16
+    from explorer.extraction.device import cpu_supports_bf16
     from explorer.networks import layers, registry
     from explorer.networks.batchnorm import fold_batchnorm
 

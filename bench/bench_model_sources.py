@@ -52,7 +52,9 @@ def measure(model: str, ds: object, precision: str, batch_size: int, cache_dir: 
 
     from explorer.config import ExtractSpec
     from explorer.data.images import load_rgb
-    from explorer.extraction.extractor import HookExtractor, _memory_format, resolve_precision
+    from explorer.extraction.device import memory_format as _memory_format
+    from explorer.extraction.device import resolve_precision
+    from explorer.extraction.extractor import HookExtractor
     from explorer.extraction.layer_features import extract_features
     from explorer.networks import layers, sources
     from explorer.networks.preprocess import Preprocess

@@ -75,7 +75,10 @@ def child_floor(data: str, n: int, batch: int = 32) -> dict:
     from explorer.config import DataSpec, Limits
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
-    from explorer.extraction.extractor import resolve_precision
+    try:
+        from explorer.extraction.device import resolve_precision
+    except ImportError:  # a tree from before extractor.py was split (--before an older commit)
+        from explorer.extraction.extractor import resolve_precision  # type: ignore[attr-defined,no-redef]
     from explorer.networks import registry
 
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)

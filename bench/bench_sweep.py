@@ -27,7 +27,8 @@ def floor(ds, specs) -> dict:  # type: ignore[no-untyped-def]
 
     from explorer.data.images import load_rgb
     from explorer.extraction.backend import FOLD_BATCHNORM
-    from explorer.extraction.extractor import build_extractor, resolve_precision
+    from explorer.extraction.device import resolve_precision
+    from explorer.extraction.extractor import build_extractor
     from explorer.extraction.layer_features import resolve_names
     from explorer.networks import layers
     from explorer.networks.preprocess import Preprocess

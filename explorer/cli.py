@@ -90,7 +90,7 @@ def _load(source: str, args: argparse.Namespace, bar: StageBar, cache: FeatureCa
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from . import comparison
-    from .analysis.leaderboard import budget_sentence
+    from .output.sentences import budget_sentence
     from .output import export
 
     request = AnalysisRequest.from_namespace(args)

@@ -28,7 +28,8 @@ STAGES: dict[str, tuple[str, ...]] = {
         "explorer.networks.registry", "explorer.networks.weights", "explorer.networks.layers", "explorer.networks.batchnorm",
         "explorer.networks.sources", "explorer.networks.timm_source", "explorer.networks.hf_source", "explorer.networks.own_source",
         "explorer.networks.module_layers", "explorer.networks.memory_source",
-        "explorer.extraction.extractor", "explorer.networks.pooling", "explorer.extraction.backend",
+        "explorer.extraction.extractor", "explorer.extraction.device", "explorer.extraction.decode",
+        "explorer.extraction.threads", "explorer.networks.pooling", "explorer.extraction.backend",
         "explorer.extraction.local_backend", "explorer.extraction.ray_backend",
     ),  # fmt: skip
     # each derived result: the modules that compute it, and store it (to_arrays / from_arrays)
@@ -52,6 +53,7 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.datasets": "which files are read, in what order; the dataset's content hash is in the key",
     "explorer.data.listing": "which files are a dataset's images and their labels; the labels are in the score key",
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
+    "explorer.data.items": "an image's name and where its bytes are; the bytes are hashed",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
     "explorer.networks.fx_lock": "a lock between tracing and running modules",
     "explorer.progress": "how work reports progress and is stopped; a stopped extraction keeps only finished chunks",

@@ -12,8 +12,33 @@ import pytest
 from PIL import Image
 
 
+_HOMES: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No weights but the package's, before any test module imports a library that reads where
+    its cache is: what a test expects never depends on what this machine's torch hub, Hugging Face
+    cache or weights folder happen to hold (resnet18's weights are absent everywhere; MobileNetV2's
+    ship with the package)."""
+    import tempfile
+
+    for name in ("TORCH_HOME", "HF_HOME"):
+        _HOMES.append(tempfile.mkdtemp(prefix=f"explorer-tests-{name.lower()}-"))
+        os.environ[name] = _HOMES[-1]
+    for name in ("EXPLORER_WEIGHTS_DIR", "HF_HUB_CACHE", "EXPLORER_OFFLINE", "EXPLORER_MODE"):
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for home in _HOMES:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A feature cache of the session's own."""
     os.environ["EXPLORER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 

@@ -176,7 +176,7 @@ def test_the_100k_code_paths_at_small_n(tmp_path: Path, monkeypatch: pytest.Monk
     np.testing.assert_allclose(m["silhouette"], s["silhouette"], atol=1e-6)  # exact either way
     np.testing.assert_allclose(m["eff_dim"], s["eff_dim"], rtol=1e-6)
     np.testing.assert_allclose(big.cka, small.cka, atol=1e-6)
-    np.testing.assert_allclose(big.similarity.cka_debiased, small.similarity.cka_debiased, atol=1e-6)
+    np.testing.assert_allclose(big.layer_similarity.cka_debiased, small.layer_similarity.cka_debiased, atol=1e-6)
     assert all(p.coords.shape == (120, 2) and np.isfinite(p.coords).all() for p in big.projections.values())
 
 

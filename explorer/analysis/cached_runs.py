@@ -52,7 +52,7 @@ def _per_layer(
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
             progress(title, i, len(run.features))
-        key = make_key(stage, {"layer": run.layer_keys[node], **parts, "settings": settings})
+        key = make_key(stage, {"layer": run.store_keys[node], **parts, "settings": settings})
         got = cache.get_result(key)
         if got is None:
             result = compute(node, feats)
@@ -116,8 +116,8 @@ def similarity_run(
     neighbourhood overlap between every pair of layers, cached under the layers' keys and the seed
     (5 s of a cached 100k analysis's 8 layers otherwise, on every visit)."""
     feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
-    layer_keys = [r.layer_keys[n] for r in runs for n in r.features]
-    key = make_key("similarity", {"layers": layer_keys, "names": list(feats), "settings": analysis_settings("similarity"),
+    store_keys = [r.store_keys[n] for r in runs for n in r.features]
+    key = make_key("similarity", {"layers": store_keys, "names": list(feats), "settings": analysis_settings("similarity"),
                                   "random_state": random_state})  # fmt: skip
     got = cache.get_result(key)
     if got is not None and list(got["names"]) == list(feats):
@@ -183,7 +183,7 @@ def compression_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cach
         return compression_curve(feats, plan.y, plan.folds, rows=plan.rows, c=scores[node].probe_c,  # type: ignore[arg-type]
                                  random_state=spec.random_state)  # fmt: skip
 
-    sub = ModelRun(run.label, run.spec, run.weights, run.profile, run.device, run.precision, run.layer_keys, run.nodes,
+    sub = ModelRun(run.label, run.spec, run.weights, run.profile, run.device, run.precision, run.store_keys, run.nodes,
                    {n: run.features[n] for n in scored})  # fmt: skip
     parts = {**_labels_part(dataset, spec), "c": {n: scores[n].probe_c for n in scored}}
     return out | _per_layer(sub, cache, "compression", parts, compute, CompressionCurve.from_arrays, progress,

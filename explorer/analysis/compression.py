@@ -130,16 +130,3 @@ def _fold_mean(pred: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: int)
     return np.array([np.mean([right[j, fold_of == f].mean() for f in range(folds)]) for j in range(len(pred))])
 
 
-def keeps_sentence(layer: str, curve: CompressionCurve, keep: float = KEEP) -> str:
-    """'features.14: 16 of its 160 dimensions (the top principal components) keep 95 % of its probe
-    accuracy (0.59 of 0.62); a random projection needs 64.'"""
-    full = float(curve.pca_acc[-1])
-    k, k_random = curve.smallest_k(keep), curve.smallest_k(keep, "random")
-    width = int(curve.ks[-1])
-    if k is None:  # cannot happen at full width; kept for a curve read back from elsewhere
-        return f"{layer}: no number of components keeps {keep * 100:.0f} % of its probe accuracy ({full:.3f})."
-    acc_k = float(curve.pca_acc[list(curve.ks).index(k)])
-    rnd = (f"a random projection needs {k_random}" if k_random is not None and k_random < width
-           else "a random projection needs all of them")  # fmt: skip
-    return (f"{layer}: the top {k} of its {width} principal components keep {keep * 100:.0f} % of its probe accuracy "
-            f"({acc_k:.3f} of {full:.3f}); {rnd}.")

@@ -111,18 +111,3 @@ def filter_cuts(board: pd.DataFrame, *, max_gflops: float | None = None, max_lat
     return board[keep]
 
 
-def budget_sentence(board: pd.DataFrame, **budget: float | None) -> str:
-    """'The most accurate cut under 1 GFLOP and 256 dimensions: mobilenet_v2 at features.14 (0.712, 0.23 GFLOPs).'"""
-    parts = []
-    if budget.get("max_gflops") is not None:
-        parts.append(f"{budget['max_gflops']:g} GFLOPs")
-    if budget.get("max_latency_ms") is not None:
-        parts.append(f"{budget['max_latency_ms']:g} ms per image (batch {budget.get('batch', 1)})")
-    if budget.get("max_dim") is not None:
-        parts.append(f"{budget['max_dim']:g} dimensions")
-    within = f" within {' and '.join(parts)}" if parts else ""
-    row = best_cut(board, **budget)  # type: ignore[arg-type]
-    if row is None:
-        return f"No scored cut fits{within}."
-    return (f"The most accurate cut{within}: {row['model']} at {row['layer']} (probe accuracy {row['probe_acc']:.3f}, "
-            f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions).")  # fmt: skip

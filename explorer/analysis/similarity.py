@@ -41,17 +41,6 @@ class Similarity:
     cka_high: np.ndarray | None = None
     boot_images: int = 0
 
-    def bias_note(self, n: int) -> str:
-        """A sentence when plain CKA reads clearly above the debiased estimate for some pair of
-        layers (the plain estimator's bias with few images next to the dimensions), else ""."""
-        gap = np.nan_to_num(self.cka - self.cka_debiased, nan=0.0)
-        np.fill_diagonal(gap, 0.0)
-        if gap.size == 0 or gap.max() <= BIAS_GAP:
-            return ""
-        i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
-        return (f"With {n:,} images, plain CKA is biased upward: it reads up to {gap[i, j]:.2f} above the debiased "
-                f"estimate ({self.names[i]} and {self.names[j]}: {self.cka[i, j]:.2f} against "
-                f"{self.cka_debiased[i, j]:.2f}). Compare layers with debiased CKA here, or use more images.")  # fmt: skip
 
 
 def _centred_chunk(features: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray], names: list[str], a: int) -> list[np.ndarray]:

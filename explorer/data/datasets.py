@@ -22,6 +22,7 @@ from ..config import DataSpec, Limits
 from .archive import safe_extract_zip
 from .file_checks import FileCheckCache
 from .images import ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
+from .items import ImageItem
 from .listing import Candidates, Skipped, candidates
 
 log = logging.getLogger(__name__)
@@ -29,23 +30,6 @@ log = logging.getLogger(__name__)
 SAMPLES_DIR = Path(__file__).parents[1] / "samples"
 SAMPLES = ("clothing", "digits")
 
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """One image: a display name (its path relative to the dataset root) and where its bytes are."""
-
-    name: str
-    path: str | os.PathLike | None = None  # a folder's 50,000 file paths are made on every visit: str, not Path
-    data: bytes | None = None
-
-    def read_bytes(self) -> bytes:
-        if self.data is not None:
-            return self.data
-        if self.path is None:
-            raise ValueError(f"image {self.name!r} has neither bytes nor a path")
-        with open(self.path, "rb") as f:
-            return f.read()
 
 
 @dataclass

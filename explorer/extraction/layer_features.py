@@ -37,7 +37,7 @@ class ModelRun:
     profile: layers_mod.LayerProfile
     device: str
     precision: str
-    layer_keys: dict[str, str]
+    store_keys: dict[str, str]  # {layer: its key in the feature store}
     nodes: dict[str, str] = field(default_factory=dict)  # {layer as the user named it: FX node it resolved to}
     features: dict[str, np.ndarray] = field(default_factory=dict)  # by the user's layer names, memory-mapped
     computed: int = 0  # images that went through the model (0: every layer came from the cache)
@@ -51,7 +51,7 @@ class ModelRun:
         features (a copy in memory of the rows kept), and key the results derived from them apart."""
         drop = np.asarray(sorted(rows), dtype=np.int64)
         self.features = {n: np.delete(f, drop, axis=0) for n, f in self.features.items()}
-        self.layer_keys = {n: make_key("rows", {"layer": k, "without": drop.tolist()}) for n, k in self.layer_keys.items()}
+        self.store_keys = {n: make_key("rows", {"layer": k, "without": drop.tolist()}) for n, k in self.store_keys.items()}
 
 
 def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, transform: Any, device: str, precision: str) -> dict:
@@ -232,7 +232,7 @@ def extract_sweep(
 
 
 def _read_cached(run: ModelRun, cache: FeatureCache, n_rows: int) -> None:
-    for name, key in run.layer_keys.items():
+    for name, key in run.store_keys.items():
         if name not in run.features:
             got = cache.get(key)
             if got is not None and got.shape[0] == n_rows:
@@ -257,12 +257,12 @@ def _start_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], ctx
 def _end_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], cache: FeatureCache, writer: Any, max_pixels: int) -> None:
     """Record the undecodable images, move the finished features into place and read them back."""
     # the record first: a crash between the two leaves it naming more layers than exist, never fewer
-    _record_unreadable(cache, dataset, max_pixels, writer.unreadable, [run.layer_keys[n] for n in missing])
-    writer.finish({n: cache.layer_path(run.layer_keys[n]) for n in missing})
+    _record_unreadable(cache, dataset, max_pixels, writer.unreadable, [run.store_keys[n] for n in missing])
+    writer.finish({n: cache.layer_path(run.store_keys[n]) for n in missing})
     for n in missing:
-        got = cache.get(run.layer_keys[n])
+        got = cache.get(run.store_keys[n])
         if got is None:
-            raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(run.layer_keys[n])}")
+            raise RuntimeError(f"the features of {n} could not be read back from {cache.layer_path(run.store_keys[n])}")
         run.features[n] = got
 
 
@@ -337,12 +337,12 @@ def _check_unreadable_covered(run: ModelRun, cache: FeatureCache, dataset: Image
     run first: a layer it does not name (the record was lost, or evicted) is read for its blank
     rows, stored as NaN, and the record rebuilt from them."""
     known, covered = _read_record(cache, dataset, max_pixels)
-    uncovered = [name for name, key in run.layer_keys.items() if key not in covered]
+    uncovered = [name for name, key in run.store_keys.items() if key not in covered]
     if uncovered:
         blank = {int(r): "could not be decoded" for n in uncovered for r in np.flatnonzero(np.isnan(run.features[n][:, 0]))}
         log.info("%s: the record of undecodable images did not cover %d layers; %d found in their features",
                  run.label, len(uncovered), len(blank))  # fmt: skip
-        _record_unreadable(cache, dataset, max_pixels, blank, [run.layer_keys[n] for n in uncovered])
+        _record_unreadable(cache, dataset, max_pixels, blank, [run.store_keys[n] for n in uncovered])
         known = {**blank, **known}
     run.unreadable = known
 

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from ..config import ExtractSpec
 from ..progress import Cancelled, ShouldStop, StageProgress
 from .backend import FOLD_BATCHNORM, ExtractionJob
-from .extractor import BatchDecoder, build_extractor, resolve_device, resolve_precision, run_batches, spans
+from .decode import BatchDecoder, run_batches, spans
+from .device import resolve_device, resolve_precision
+from .extractor import build_extractor
 
 if TYPE_CHECKING:
     from ..data.datasets import ImageDataset

@@ -142,7 +142,7 @@ class RayEngine:
         """The device and precision the workers run (part of the features' cache key): CUDA where
         the cluster has GPUs (bf16 there unless fp32 is asked for), else the CPU with this
         machine's choice of precision."""
-        from .extractor import resolve_precision
+        from .device import resolve_precision
 
         _, gpus = self._resources()
         if spec.device in ("cuda", "auto") and gpus > 0:

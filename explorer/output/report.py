@@ -11,9 +11,8 @@ from .. import __version__
 from typing import TYPE_CHECKING
 
 from ..analysis import per_run
-from ..analysis.compression import CURVE_ROWS, keeps_sentence
+from ..analysis.compression import CURVE_ROWS
 from ..analysis.emergence import Emergence
-from ..analysis.leaderboard import budget_sentence
 from . import class_figures, cut_figures, figures, sentences
 
 if TYPE_CHECKING:
@@ -47,17 +46,6 @@ MATRIX_NOTES = {
     "overlap": "Neighbourhood overlap: the mean share of an image's 10 nearest neighbours (cosine) that two layers have "
     "in common; how much of a layer's local structure survives to the other.",
 }
-
-
-def cka_interval_note(comp: Comparison) -> str:
-    """How the CKA intervals were made, in one sentence."""
-    from ..analysis.similarity import BOOT_DRAWS
-
-    m, n = comp.layer_similarity.boot_images, len(comp.dataset)
-    how = (f"the {n:,} images resampled {BOOT_DRAWS} times" if m >= n else
-           f"a random {m:,} of the {n:,} images resampled {BOOT_DRAWS} times, the spread scaled by √({m:,}/{n:,}) "
-           "(m-out-of-n bootstrap)")  # fmt: skip
-    return f"CKA intervals: 95 % bootstrap over the images ({how}); hover a cell. cka_intervals.csv has every pair."
 
 
 def _fig_html(fig: object) -> str:
@@ -122,15 +110,6 @@ def emergence_curves(comp: Comparison, run: ModelRun, results: dict[str, Emergen
     return curves
 
 
-def emergence_note(comp: Comparison, got: Emergence) -> str:
-    """What the emergence curve's probe saw, in a sentence or two."""
-    from ..analysis.emergence import FOLDS, MAX_PER_SIDE
-
-    sample = (f" The probe saw {got.n_used:,} images: the selection and as many others, at random (at most "
-              f"{MAX_PER_SIDE:,} each).") if got.sampled or got.n_used < len(comp.dataset) else ""  # fmt: skip
-    return f"{got.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread over {FOLDS} folds.{sample}"
-
-
 def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
     """Where the selection `query` emerges along each model's layers (compare --select)."""
     parts = []
@@ -139,7 +118,7 @@ def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
             continue  # drawn beside its pretrained model
         results = {r.label: per_run.emergence(comp, r, selected) for r in (run, comp.baseline_of(run)) if r is not None}
         fig = figures.emergence(emergence_curves(comp, run, results), f"Where the selection ({query}) emerges — {run.label}")
-        parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(emergence_note(comp, results[run.label]))}</p></div>")
+        parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(sentences.emergence_note(comp, results[run.label]))}</p></div>")
     return f"<h2>Where the selection emerges: {html.escape(query)}</h2>" + "".join(parts)
 
 
@@ -165,7 +144,7 @@ def _leaderboard_html(comp: Comparison) -> str:
     if board.empty:
         return ""
     budgets = [{}, {"max_gflops": 1.0}, {"max_dim": 256}]
-    answers = "".join(f"<li>{html.escape(budget_sentence(board, **b))}</li>" for b in budgets)
+    answers = "".join(f"<li>{html.escape(sentences.budget_sentence(board, **b))}</li>" for b in budgets)
     table = board[LEADERBOARD_SHOWN].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", escape=True)
     return (f"<h2>Choose a cut</h2><div class=card>{_fig_html(cut_figures.pareto(board))}<p>{html.escape(LEADERBOARD_NOTE)}</p>"
             f"<ul>{answers}</ul>{table}</div>")  # fmt: skip
@@ -181,18 +160,13 @@ def compression_curves(comp: Comparison, run: ModelRun) -> dict:
     return out
 
 
-def compression_sentences(comp: Comparison, run: ModelRun) -> list[str]:
-    """One sentence per scored layer: the smallest k that keeps 95 % of its accuracy."""
-    return [keeps_sentence(layer, c) for layer in run.features if (c := comp.compression.get(run.key(layer, comp.multi))) is not None]
-
-
 def _compression_html(comp: Comparison) -> str:
     parts = []
     for run in comp.runs:
         curves = compression_curves(comp, run)
         if curves:
             fig = cut_figures.compression(curves, f"What survives compression — {run.label}")
-            said = "".join(f"<li>{html.escape(s)}</li>" for s in compression_sentences(comp, run))
+            said = "".join(f"<li>{html.escape(s)}</li>" for s in sentences.compression_sentences(comp, run))
             parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(COMPRESSION_NOTE)}</p><ul>{said}</ul></div>")
     return ("<h2>The compression curve</h2>" + "".join(parts)) if parts else ""
 
@@ -220,8 +194,8 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
         interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None else None
         notes = [MATRIX_NOTES[kind]]
         if kind == "cka":
-            notes += [cka_interval_note(comp)] if interval is not None else []
-            notes += [b] if (b := sim.bias_note(len(ds))) else []
+            notes += [sentences.cka_interval_note(comp)] if interval is not None else []
+            notes += [b] if (b := sentences.cka_bias_note(sim, len(ds))) else []
         parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind, interval=interval))}"
                      + "".join(f"<p>{html.escape(n)}</p>" for n in notes) + "</div>")  # fmt: skip
     if comp.projections:

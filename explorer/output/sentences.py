@@ -1,4 +1,6 @@
-"""The sentences that the report and the dashboard both say about a comparison, written once."""
+"""The sentences that the report, the dashboard and the command line say about a comparison, each
+written once: where the probe's steps are inside the noise, the best cut within a budget, how many
+components keep a layer's accuracy, CKA's bias and intervals, what the emergence probe saw."""
 
 from __future__ import annotations
 
@@ -8,9 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..analysis.compression import KEEP, CompressionCurve
+from ..analysis.leaderboard import best_cut
+from ..analysis.similarity import BIAS_GAP, Similarity
 from ..analysis.uncertainty import Step, step
 
 if TYPE_CHECKING:
+    from ..analysis.emergence import Emergence
     from ..comparison import Comparison
     from ..extraction.layer_features import ModelRun
 
@@ -49,3 +55,73 @@ def noise_notes(comp: Comparison, run: ModelRun) -> list[str]:
         notes.append(f"{run.label}: the best layer by probe accuracy, {best} ({comp.scores[best].probe_acc:.3f}), cannot be "
                      f"told apart from {', '.join(ties)}: differences inside the noise.")  # fmt: skip
     return notes
+
+
+def budget_sentence(board: pd.DataFrame, **budget: float | None) -> str:
+    """'The most accurate cut under 1 GFLOP and 256 dimensions: mobilenet_v2 at features.14 (0.712, 0.23 GFLOPs).'"""
+    parts = []
+    if budget.get("max_gflops") is not None:
+        parts.append(f"{budget['max_gflops']:g} GFLOPs")
+    if budget.get("max_latency_ms") is not None:
+        parts.append(f"{budget['max_latency_ms']:g} ms per image (batch {budget.get('batch', 1)})")
+    if budget.get("max_dim") is not None:
+        parts.append(f"{budget['max_dim']:g} dimensions")
+    within = f" within {' and '.join(parts)}" if parts else ""
+    row = best_cut(board, **budget)  # type: ignore[arg-type]
+    if row is None:
+        return f"No scored cut fits{within}."
+    return (f"The most accurate cut{within}: {row['model']} at {row['layer']} (probe accuracy {row['probe_acc']:.3f}, "
+            f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions).")  # fmt: skip
+
+
+def keeps_sentence(layer: str, curve: CompressionCurve, keep: float = KEEP) -> str:
+    """'features.14: 16 of its 160 dimensions (the top principal components) keep 95 % of its probe
+    accuracy (0.59 of 0.62); a random projection needs 64.'"""
+    full = float(curve.pca_acc[-1])
+    k, k_random = curve.smallest_k(keep), curve.smallest_k(keep, "random")
+    width = int(curve.ks[-1])
+    if k is None:  # cannot happen at full width; kept for a curve read back from elsewhere
+        return f"{layer}: no number of components keeps {keep * 100:.0f} % of its probe accuracy ({full:.3f})."
+    acc_k = float(curve.pca_acc[list(curve.ks).index(k)])
+    rnd = (f"a random projection needs {k_random}" if k_random is not None and k_random < width
+           else "a random projection needs all of them")  # fmt: skip
+    return (f"{layer}: the top {k} of its {width} principal components keep {keep * 100:.0f} % of its probe accuracy "
+            f"({acc_k:.3f} of {full:.3f}); {rnd}.")
+
+
+def compression_sentences(comp: Comparison, run: ModelRun) -> list[str]:
+    """One sentence per scored layer: the smallest k that keeps 95 % of its accuracy."""
+    return [keeps_sentence(layer, c) for layer in run.features if (c := comp.compression.get(run.key(layer, comp.multi))) is not None]
+
+
+def cka_bias_note(sim: Similarity, n: int) -> str:
+    """A sentence when plain CKA reads clearly above the debiased estimate for some pair of layers
+    (the plain estimator's bias with few images next to the dimensions), else ""."""
+    gap = np.nan_to_num(sim.cka - sim.cka_debiased, nan=0.0)
+    np.fill_diagonal(gap, 0.0)
+    if gap.size == 0 or gap.max() <= BIAS_GAP:
+        return ""
+    i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+    return (f"With {n:,} images, plain CKA is biased upward: it reads up to {gap[i, j]:.2f} above the debiased "
+            f"estimate ({sim.names[i]} and {sim.names[j]}: {sim.cka[i, j]:.2f} against "
+            f"{sim.cka_debiased[i, j]:.2f}). Compare layers with debiased CKA here, or use more images.")  # fmt: skip
+
+
+def cka_interval_note(comp: Comparison) -> str:
+    """How the CKA intervals were made, in one sentence."""
+    from ..analysis.similarity import BOOT_DRAWS
+
+    m, n = comp.layer_similarity.boot_images, len(comp.dataset)
+    how = (f"the {n:,} images resampled {BOOT_DRAWS} times" if m >= n else
+           f"a random {m:,} of the {n:,} images resampled {BOOT_DRAWS} times, the spread scaled by √({m:,}/{n:,}) "
+           "(m-out-of-n bootstrap)")  # fmt: skip
+    return f"CKA intervals: 95 % bootstrap over the images ({how}); hover a cell. cka_intervals.csv has every pair."
+
+
+def emergence_note(comp: Comparison, got: Emergence) -> str:
+    """What the emergence curve's probe saw, in a sentence or two."""
+    from ..analysis.emergence import FOLDS, MAX_PER_SIDE
+
+    sample = (f" The probe saw {got.n_used:,} images: the selection and as many others, at random (at most "
+              f"{MAX_PER_SIDE:,} each).") if got.sampled or got.n_used < len(comp.dataset) else ""  # fmt: skip
+    return f"{got.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread over {FOLDS} folds.{sample}"

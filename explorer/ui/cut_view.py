@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 import pandas as pd
 import streamlit as st
 
-from ..analysis.leaderboard import best_cut, budget_sentence, filter_cuts
+from ..analysis.leaderboard import best_cut, filter_cuts
+from ..output.sentences import budget_sentence
 from ..comparison import Comparison
 from ..config import ExtractSpec
 from ..output import cut_figures, report

@@ -13,7 +13,7 @@ import streamlit as st
 from ..analysis import per_run
 from ..comparison import Comparison, ModelRun
 from ..progress import Cancelled
-from ..output import figures, points, report
+from ..output import figures, points, report, sentences
 from ..output.points import COLOUR_BY, COLUMN, NEIGHBOURS_CHANGED
 from . import scatter
 from .images import image_grid, picked_image, thumb_token
@@ -184,7 +184,7 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable
     results = stored.results
     st.plotly_chart(figures.emergence(report.emergence_curves(comp, run, results), "Where the selection emerges"),
                     config=PLOT_CONFIG, key="emergence_chart")  # fmt: skip
-    st.caption(report.emergence_note(comp, next(iter(results.values()))))
+    st.caption(sentences.emergence_note(comp, next(iter(results.values()))))
 
 
 def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:

@@ -81,7 +81,7 @@ def _compression(comp: Comparison) -> None:
     st.plotly_chart(cut_figures.compression(report.compression_curves(comp, run), f"The probe on k dimensions — {run.label}"),
                     config=PLOT_CONFIG, key="compression_chart")  # fmt: skip
     st.caption(report.COMPRESSION_NOTE)
-    for sentence in report.compression_sentences(comp, run):
+    for sentence in sentences.compression_sentences(comp, run):
         st.markdown(f"- {plain(sentence)}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..comparison import Comparison
-from ..output import figures, report
+from ..output import figures, report, sentences
 from ..output.points import comparison_points
 from . import scatter
 from .images import thumb_token
@@ -32,7 +32,7 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     shown = st.radio("Measure", list(SIMILARITY_KINDS), horizontal=True, key="similarity_kind")
     kind = SIMILARITY_KINDS[shown or "Linear CKA"]
     st.caption(report.MATRIX_NOTES[kind])
-    bias = comp.layer_similarity.bias_note(len(comp.dataset))
+    bias = sentences.cka_bias_note(comp.layer_similarity, len(comp.dataset))
     if bias and kind == "cka":
         st.warning(plain(bias), icon="⚖️")
     sim = comp.layer_similarity
@@ -42,7 +42,7 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
                             config=PLOT_CONFIG, key="cka_chart", on_select="rerun" if clickable else "ignore",
                             selection_mode="points")  # fmt: skip
     if interval is not None:
-        st.caption(report.cka_interval_note(comp))
+        st.caption(sentences.cka_interval_note(comp))
     if not clickable:
         return
     cell = _clicked_cell(event)

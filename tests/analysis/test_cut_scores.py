@@ -11,7 +11,8 @@ import pytest
 
 from explorer.analysis import chunked
 from explorer.analysis.compression import compression_curve, widths
-from explorer.analysis.leaderboard import best_cut, budget_sentence, filter_cuts, pareto_front
+from explorer.analysis.leaderboard import best_cut, filter_cuts, pareto_front
+from explorer.output.sentences import budget_sentence
 from explorer.analysis.logme import logme
 from explorer.analysis.probe import probe
 

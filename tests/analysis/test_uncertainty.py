@@ -14,6 +14,7 @@ from explorer.analysis.scores import label_plan, score_layer
 from explorer.analysis.similarity import Similarity, cka_interval, layer_similarity
 from explorer.analysis.uncertainty import accuracy_interval, fold_spread, step
 from explorer.config import MetricSpec
+from explorer.output.sentences import cka_bias_note
 
 
 def _brute_bootstrap(values: np.ndarray, draws: int, seed: int) -> tuple[float, float]:
@@ -154,8 +155,8 @@ def test_cka_interval_matches_resampling_the_rows_and_scales_with_a_sample(monke
 def test_bias_note_where_images_are_few_next_to_the_dimensions():
     rng = np.random.default_rng(8)
     wide = layer_similarity({"a": rng.normal(size=(40, 400)), "b": rng.normal(size=(40, 400))})
-    note = wide.bias_note(40)
+    note = cka_bias_note(wide, 40)
     assert "biased upward" in note and "a and b" in note
     many = layer_similarity({"a": rng.normal(size=(4000, 8)), "b": rng.normal(size=(4000, 8))})
-    assert many.bias_note(4000) == ""
-    assert Similarity(["a"], np.eye(1), np.eye(1)).bias_note(10) == ""
+    assert cka_bias_note(many, 4000) == ""
+    assert cka_bias_note(Similarity(["a"], np.eye(1), np.eye(1)), 10) == ""

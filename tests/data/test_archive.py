@@ -79,11 +79,13 @@ def test_junk_and_nested_archives_left_out(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "cats" / "inner.zip").exists()
 
 
-def test_unsafe_zip_dataset_writes_nothing_anywhere(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {**GOOD, "../../escape.jpg": b"x"})
-    before = set(Path(tempfile.gettempdir()).glob("explorer-upload-*"))
+def test_unsafe_zip_dataset_writes_nothing_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "zips").mkdir()
+    archive = _zip(tmp_path / "zips" / "a.zip", {**GOOD, "../../escape.jpg": b"x"})
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where load_dataset unpacks: this test's own temp folder
     with pytest.raises(ValueError, match="refused"):
         load_dataset(DataSpec(source=str(archive)))
-    after = set(Path(tempfile.gettempdir()).glob("explorer-upload-*"))
-    assert after == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
+    assert list(temp.iterdir()) == []  # the unpacking folder is gone again
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["temp", "zips", "zips/a.zip"]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.extraction.extractor import BatchDecoder, FeatureExtractor, run_batches, spans
+from explorer.extraction.decode import BatchDecoder, run_batches, spans
+from explorer.extraction.extractor import FeatureExtractor
 
 from ..networks.test_layers import Tiny
 

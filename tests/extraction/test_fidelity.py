@@ -10,7 +10,7 @@ import pytest
 from explorer import comparison
 from explorer.config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
 from explorer.data.datasets import load_dataset
-from explorer.extraction.extractor import cpu_supports_bf16
+from explorer.extraction.device import cpu_supports_bf16
 from explorer.store import FeatureCache
 
 pytestmark = pytest.mark.slow  # real models on hundreds of images

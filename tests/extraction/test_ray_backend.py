@@ -38,7 +38,7 @@ def test_ray_extraction_equals_the_local_one_and_fills_the_same_store(tmp_path: 
     partial = tmp_path / "ray" / "partial"
     assert not partial.exists() or not any(partial.iterdir())  # finished: nothing half-done left
     here = comparison.extract_features(ds, spec, cache=FeatureCache(tmp_path / "local"))
-    assert on_ray.layer_keys == here.layer_keys
+    assert on_ray.store_keys == here.store_keys
     for name in ("features.3", "flatten"):
         np.testing.assert_allclose(on_ray.features[name], here.features[name], rtol=1e-4, atol=1e-5)
     again = comparison.extract_features(ds, spec, cache=ray_cache)  # a local run after the Ray one
@@ -64,7 +64,7 @@ def test_a_sweep_on_ray_runs_each_model_on_actors_of_its_own_into_the_same_store
     assert [r.computed for r in runs] == [24, 24]
     here = extract_sweep(ds, specs, comparison.run_labels(specs), cache=FeatureCache(tmp_path / "local"))
     for on_ray, local in zip(runs, here):
-        assert on_ray.layer_keys == local.layer_keys
+        assert on_ray.store_keys == local.store_keys
         for name in on_ray.features:
             np.testing.assert_allclose(on_ray.features[name], local.features[name], rtol=1e-4, atol=1e-5)
     assert all(r.computed == 0 for r in extract_sweep(ds, specs, comparison.run_labels(specs), cache=cache))  # one store

@@ -113,7 +113,7 @@ def test_timm_tokens_pool_cls_and_mean(dataset: object, tmp_path: Path) -> None:
     spec = dict(model="timm:test_vit", weights="none", layers=(block,), precision="fp32", device="cpu")
     cls = extract_features(dataset, ExtractSpec(**spec), cache=FeatureCache(tmp_path / "c"))  # type: ignore[arg-type]
     mean = extract_features(dataset, ExtractSpec(**spec, token_pooling="mean"), cache=FeatureCache(tmp_path / "c"))  # type: ignore[arg-type]
-    assert cls.layer_keys[block] != mean.layer_keys[block]
+    assert cls.store_keys[block] != mean.store_keys[block]
     direct = _direct("timm:test_vit", "none", [block], dataset, token_pooling="mean")
     np.testing.assert_allclose(mean.features[block], direct[block], rtol=1e-4, atol=1e-4)
     assert not np.allclose(cls.features[block], mean.features[block])
@@ -132,7 +132,7 @@ def test_a_timm_checkpoint_file_goes_through_timms_own_loading(dataset: object, 
     _assert_golden(run, _direct("timm:test_convnext", str(path), list(run.nodes.values()), dataset))  # type: ignore[attr-defined]
     random = _extract("timm:test_convnext", "none", dataset, tmp_path)
     name = run.spec.layers[-1]  # type: ignore[attr-defined]
-    assert run.layer_keys[name] != random.layer_keys[name]  # type: ignore[attr-defined]
+    assert run.store_keys[name] != random.store_keys[name]  # type: ignore[attr-defined]
     assert not np.allclose(run.features[name], random.features[name])  # type: ignore[attr-defined]
 
 

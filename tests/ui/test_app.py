@@ -18,42 +18,18 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from explorer.analysis import per_run  # noqa: E402
 from explorer.output import sentences, tables  # noqa: E402
+from tests import helpers  # noqa: E402
 
 pytestmark = pytest.mark.slow  # AppTests run the whole page on real models
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _wait_for_job(at: AppTest, timeout: float = 600) -> None:
-    from explorer.ui import runtime
-
-    queue = runtime.current().queue
-    sid = at.session_state["session_id"]
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        job = queue.job_of(sid)
-        if job is None:  # the page took its result already (the queue forgets a taken job)
-            return
-        if not job.active:
-            assert job.state == "done", job.error
-            return
-        time.sleep(0.5)
-    raise AssertionError("the analysis did not finish")
-
-
-def _finish(at: AppTest) -> None:
-    _wait_for_job(at)
-    at.run()
-    at.run()
-    assert not at.exception, at.exception
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
+    """A fresh page after its first visit's analysis (each test its own: a test may change it; the
+    session's feature cache makes every analysis after the first one quick)."""
+    at = helpers.new_page()
     at.run()
     assert not at.exception
-    _finish(at)
+    helpers.finish(at)
     return at
 
 
@@ -149,17 +125,15 @@ def _check_compression(app: AppTest, comp) -> None:  # type: ignore[no-untyped-d
         assert np.allclose(_array(p["x"]), rows["k"]) and np.allclose(_array(p["y"]), rows["probe_acc"])
         assert np.allclose(_array(r["y"]), rows["random_projection_acc"])
         assert rows["k"].iloc[-1] == comp.scores[layer].dim
-    from explorer.output.report import compression_sentences
     from explorer.ui.text import plain
 
     said = [m.value for m in app.markdown]
-    sentences = compression_sentences(comp, comp.runs[0])
-    assert len(sentences) == len(layers) and all("principal components keep 95 %" in t for t in sentences)
-    assert all(any(plain(t) in m for m in said) for t in sentences)
+    said_per_layer = sentences.compression_sentences(comp, comp.runs[0])
+    assert len(said_per_layer) == len(layers) and all("principal components keep 95 %" in t for t in said_per_layer)
+    assert all(any(plain(t) in m for m in said) for t in said_per_layer)
 
 
 def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
-    from explorer.analysis.leaderboard import budget_sentence
     from explorer.ui.text import plain
 
     _open_view(app, "Choose a cut")
@@ -171,15 +145,15 @@ def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
     pareto = json.loads(next(e for e in _charts(app) if "Accuracy against cost" in str(e.proto.spec)).proto.spec)
     assert pareto["layout"]["xaxis"]["type"] == "log"
     assert any(t["name"] == "Pareto front" for t in pareto["data"])
-    assert any(plain(budget_sentence(comp.leaderboard)) in s.value for s in app.success)
+    assert any(plain(sentences.budget_sentence(comp.leaderboard)) in s.value for s in app.success)
     app.number_input(key="budget_dim").set_value(128)
     app.run()
-    assert any(plain(budget_sentence(comp.leaderboard, max_dim=128)) in s.value for s in app.success)
+    assert any(plain(sentences.budget_sentence(comp.leaderboard, max_dim=128)) in s.value for s in app.success)
     shown = next(d.value for d in app.dataframe if "gflops" in d.value.columns)
     assert len(shown) and (shown["dim"] <= 128).all()
     app.button(key="export_cut").click()
     app.run()
-    _finish(app)
+    helpers.finish(app)
     done = app.session_state["cut_export"]
     best = comp.leaderboard[comp.leaderboard["dim"] <= 128].iloc[0]
     assert (done.metrics["model"], done.metrics["layer"]) == (best["model"], best["layer"])
@@ -216,7 +190,7 @@ def test_a_run_click_whose_own_run_was_stopped_is_still_honoured(app: AppTest) -
     assert not app.exception, app.exception
     assert app.session_state["submitted_job"] != before
     assert RUN_ASKED not in app.session_state
-    _finish(app)
+    helpers.finish(app)
     app.run()  # acted on once
     assert app.session_state["submitted_job"] == app.session_state["seen_job"]
 
@@ -230,14 +204,14 @@ def test_a_run_click_followed_at_once_by_another_request_is_honoured(app: AppTes
     assert not app.exception, app.exception
     assert newer_request_after_a_click.injected == 1
     assert app.session_state["submitted_job"] != before
-    _finish(app)
+    helpers.finish(app)
 
 
 def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",
                         "--model", "mobilenet_v2", "--projection", "umap", "--out", str(out), "-q"],
-                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+                       cwd=helpers.ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=900)  # fmt: skip
     assert r.returncode == 0, r.stderr
     cli = pd.read_csv(out / "metrics.csv")
     ui = app.session_state["result"].comparison.metrics
@@ -251,7 +225,7 @@ def test_projection_change_does_not_reextract(app: AppTest) -> None:
     app.radio(key="projection").set_value("pca")
     app.button(key="run").click()
     app.run()
-    _finish(app)
+    helpers.finish(app)
     comp = app.session_state["result"].comparison
     assert next(iter(comp.projections.values())).method == "pca"
     assert comp.runs[0].computed == 0  # every layer came from the cache: the model was not run
@@ -263,7 +237,7 @@ def test_random_baseline_and_other_models(app: AppTest) -> None:
     app.number_input(key="max_images").set_value(100)  # local mode (the default): any number
     app.button(key="run").click()
     app.run()
-    _finish(app)
+    helpers.finish(app)
     comp = app.session_state["result"].comparison
     # resnet18's weights are not on this machine: it comes in with random weights
     assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]", "mnasnet0_5[random]"]
@@ -317,17 +291,17 @@ def test_the_share_link_reopens_the_same_inputs() -> None:
     from explorer.ui import reproduce
 
     inputs = _varied_inputs()
-    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
+    at = helpers.new_page()
     for k, v in reproduce.share_params(inputs).items():
         at.query_params[k] = v
     at.run()
     assert not at.exception, at.exception
-    _finish(at)
+    helpers.finish(at)
     assert at.session_state["result"].inputs == inputs
 
 
 def test_a_link_may_name_a_layer_by_its_module() -> None:
-    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
+    at = helpers.new_page()
     at.query_params["layers"] = "features.14,flatten"
     at.query_params["max_images"] = "60"
     at.query_params["projection"] = "pca"
@@ -335,7 +309,7 @@ def test_a_link_may_name_a_layer_by_its_module() -> None:
     assert not at.exception, at.exception
     assert at.multiselect(key="layers_mobilenet_v2").value == ["features.14.conv.3", "flatten"]
     assert not at.warning  # nothing reported unknown
-    _finish(at)
+    helpers.finish(at)
 
 
 def test_colour_by_neighbours_changed_and_the_movers_gallery(app: AppTest) -> None:
@@ -368,7 +342,7 @@ def test_where_a_search_emerges_along_depth(app: AppTest) -> None:
     comp = app.session_state["result"].comparison
     app.button(key="emerge").click()
     app.run()
-    _finish(app)  # the probes are trained by a job on the queue, not on the page's thread
+    helpers.finish(app)  # the probes are trained by a job on the queue, not on the page's thread
     chart = next(e for e in _charts(app) if "Where the selection emerges" in str(e.proto.spec))
     spec = json.loads(chart.proto.spec)
     names = [t["name"] for t in spec["data"]]

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from .test_app import ROOT, _finish  # noqa: E402
+from tests import helpers  # noqa: E402
 
 pytestmark = pytest.mark.slow  # AppTests on real models
 
@@ -23,7 +23,7 @@ def _page(**query: str) -> AppTest:
     from explorer.ui import cached
 
     cached.start_catalog().result()  # the picker's full list, as a server has it moments after starting
-    at = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
+    at = helpers.new_page()
     for k, v in {"max_images": "60", "projection": "pca", **query}.items():
         at.query_params[k] = v
     at.run()
@@ -57,7 +57,7 @@ def test_a_torchvision_cnn_against_a_timm_vit() -> None:
     assert at.multiselect(key="other_models").value == [TIMM_VIT]
     at.button(key="run").click()
     at.run()
-    _finish(at)
+    helpers.finish(at)
     comp = at.session_state["result"].comparison
     assert [r.label for r in comp.runs] == ["mobilenet_v2", f"{TIMM_VIT}[random]"]
     n = sum(len(r.features) for r in comp.runs)
@@ -95,7 +95,7 @@ def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path
     assert analysis_from_args(build_parser().parse_args(argv[3:])) == reproduce.analysis(page_inputs, page_inputs.data)
     at.button(key="run").click()
     at.run()
-    _finish(at)
+    helpers.finish(at)
     comp = at.session_state["result"].comparison
     assert comp.runs[0].weights.kind == "file" and comp.runs[0].weights.path == ckpt
     assert at.session_state["result"].inputs == page_inputs  # what the page ran is what the link and command say
@@ -119,7 +119,7 @@ def test_a_demo_link_naming_a_model_it_does_not_serve_gets_the_default(monkeypat
     from explorer.ui import runtime
 
     monkeypatch.setattr(runtime.current(), "mode", DEMO)
-    demo = AppTest.from_file(str(ROOT / "explorer" / "ui" / "page.py"), default_timeout=300)
+    demo = helpers.new_page()
     demo.query_params["model"] = TIMM_VIT
     demo.query_params["max_images"] = "60"
     demo.run()

@@ -1,0 +1,29 @@
+"""One image of a dataset: its display name and where its bytes are."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image: a display name (its path relative to the dataset root, or its place in a container)
+    and where its bytes are: a file, bytes in memory, or a member of a container file
+    (containers.py: a tar member, a parquet or Arrow cell), read when needed."""
+
+    name: str
+    path: str | os.PathLike | None = None  # a folder's 50,000 file paths are made on every visit: str, not Path
+    data: bytes | None = None
+    member: Any = None  # containers.TarMember | containers.TableCell: `read()` gives the bytes
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.member is not None:
+            return self.member.read()
+        if self.path is None:
+            raise ValueError(f"image {self.name!r} has neither bytes nor a path")
+        with open(self.path, "rb") as f:
+            return f.read()
