@@ -15,6 +15,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -r requirements.txt
+# the package itself, editable: `import explorer` from any folder (a notebook in examples/), and its command
+.venv/bin/python -m pip install -q --no-deps -e .
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
   missing=""

@@ -51,7 +51,8 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = os.environ.get("EXPLORER_CACHE_DIR")
     os.environ["EXPLORER_CACHE_DIR"] = str(out / "kernel-cache")  # the kernel's own cache: nothing read from the CLI's
     try:
-        nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+        # run where Jupyter runs it: in its own folder (the package is importable from anywhere: setup installs it)
+        nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     finally:
         if old is None:
             os.environ.pop("EXPLORER_CACHE_DIR")
