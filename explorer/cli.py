@@ -79,12 +79,13 @@ def _cache(args: argparse.Namespace) -> FeatureCache:
     return cache
 
 
-def _load(source: str, args: argparse.Namespace, bar: StageBar, cache: FeatureCache, max_images: int | None = None) -> ImageDataset:
+def _load(source: str | DataSpec, args: argparse.Namespace, bar: StageBar, cache: FeatureCache) -> ImageDataset:
     """A dataset as the command line reads one: headers checked, no thumbnails (extraction decodes each image once)."""
     from .data.datasets import load_dataset
 
-    return load_dataset(DataSpec(source=source, max_images=max_images, random_state=getattr(args, "seed", 0)),
-                        limits=_limits(args), progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
+    spec = source if isinstance(source, DataSpec) else DataSpec(source=source, random_state=getattr(args, "seed", 0),
+                                                                label_column=getattr(args, "label_column", None))  # fmt: skip
+    return load_dataset(spec, limits=_limits(args), progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
                         file_checks_dir=cache.file_checks_dir)  # fmt: skip
 
 
@@ -104,7 +105,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     bar = StageBar(enabled=not args.quiet)
     t0 = time.perf_counter()
     cache = _cache(args)
-    dataset = _load(spec.source, args, bar, cache, spec.max_images)
+    dataset = _load(spec, args, bar, cache)
     try:
         comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache, progress=bar,
                                   max_pixels=args.max_pixels, backend=engine, leaderboard=not args.no_leaderboard,
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--data", default="sample:clothing", help="labelled images to train on: folder, .zip, or sample:NAME")
     k.add_argument("--model", default="mobilenet_v2", help="one model of any source (as compare)")
     k.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a file")
+    k.add_argument("--label-column", default=None, help="the label column of a table, metadata.csv/jsonl or a shard's .json")
     k.add_argument("--layer", required=True, help="the layer to cut at (`layers --model M` lists them)")
     k.add_argument("--test-data", default=None, help="labelled images to test on (then every --data image trains)")
     k.add_argument("--test-split", type=float, default=0.2, help="without --test-data: the share of each class held out to test")

@@ -201,14 +201,22 @@ class DataSpec:
     """Which images to load.
 
     Attributes:
-        source: `sample:<name>`, a folder path or a zip path.
+        source: `sample:<name>`, a folder, a zip, a WebDataset shard (or a folder or brace pattern of
+            them), a parquet file (or a folder of them), a `save_to_disk` folder, or a CSV or parquet
+            table of paths (docs/datasets.md).
         max_images: stratified subsample to at most this many images (None: all).
         random_state: seed of the subsample.
+        label_column: the label column of a table, a metadata file or a shard's json (default:
+            label, labels, class, cls or target, where there is one).
+        image_column: the image column of a parquet or Arrow table (default: its Image feature, or
+            its first `{bytes, path}` struct or bytes column).
     """
 
     source: str = "sample:clothing"
     max_images: int | None = None
     random_state: int = 0
+    label_column: str | None = None
+    image_column: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_images is not None and self.max_images < 1:

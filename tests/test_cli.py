@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -153,6 +155,8 @@ def _unsafe_zip(path: Path) -> Path:
     "case, args, env, needle",
     [
         ("unsafe zip", ["--data", "{zip}"], {}, "archive refused"),
+        ("unsafe shard", ["--data", "{tar}"], {}, "shard refused"),
+        ("a table without its label column", ["--data", "{table}", "--label-column", "kind"], {}, "no label column 'kind'"),
         ("no images", ["--data", "{empty}"], {}, "no usable images"),
         ("unknown model", ["--model", "resnet9000"], {}, "unknown model"),
         ("unknown layer", ["--layers", "features.99"], {}, "has no layer"),
@@ -168,7 +172,13 @@ def _unsafe_zip(path: Path) -> Path:
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, args: list, env: dict, needle: str) -> None:
     (tmp_path / "empty").mkdir()
     zpath = _unsafe_zip(tmp_path / "bad.zip")
-    args = [a.format(zip=zpath, empty=tmp_path / "empty") for a in args]
+    tpath = tmp_path / "bad.tar"
+    with tarfile.open(tpath, "w") as tf:  # a WebDataset shard with a member that climbs out
+        info = tarfile.TarInfo("../escape.jpg")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    pd.DataFrame({"path": ["a.jpg"], "label": ["a"]}).to_csv(tmp_path / "table.csv", index=False)
+    args = [a.format(zip=zpath, empty=tmp_path / "empty", tar=tpath, table=tmp_path / "table.csv") for a in args]
     r = cli("compare", *args, "--projection", "none", "--max-images", "20", "--out", str(tmp_path / "o"), "-q", env=env)
     assert r.returncode == 2, (case, r.stderr)
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]

@@ -101,8 +101,14 @@ def test_the_files_run_with_torch_alone_in_a_process_without_explorer(dataset: o
     got = _cut(dataset, "mobilenet_v2", "features.6", tmp_path / "cut")
     image = got.test.items[0]
     script = f"""
-import importlib.util, json, sys
-assert importlib.util.find_spec("explorer") is None, "explorer is importable"
+import json, sys
+sys.modules["explorer"] = None  # explorer is installed in this environment: make importing it fail here
+try:
+    import explorer
+except ImportError:
+    pass
+else:
+    raise AssertionError("explorer is importable")
 import torch
 from PIL import Image
 from torchvision import transforms as T

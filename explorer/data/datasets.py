@@ -230,11 +230,13 @@ def load_dataset(
     progress: Progress | None = None,
     thumbnails: bool = True,
     file_checks_dir: Path | None = None,
+    server_paths: bool = True,
 ) -> ImageDataset:
     """Load, validate and de-duplicate a dataset.
 
     Args:
-        spec: what to load (`sample:<name>`, a folder, or a .zip) and how many images.
+        spec: what to load (`sample:<name>`, a folder, a .zip, WebDataset shards, parquet, a
+            save_to_disk folder or a table of paths: docs/datasets.md) and how many images.
         limits: bounds on files, sizes and pixels (defaults: Limits()).
         progress: called with (done, total) while images are checked.
         thumbnails: make the small JPEGs that hover images and grids show (the dashboard), which
@@ -243,12 +245,15 @@ def load_dataset(
             reports an image that fails there (pipeline.compare).
         file_checks_dir: a folder where, without thumbnails, what reading a folder's files found is
             remembered (file_checks.py): reopening unchanged files costs a stat each, not a read.
+        server_paths: whether a table of paths may name files anywhere on this machine (False for
+            the demo's visitors: only the files beside the table).
 
     Returns:
         An ImageDataset; call `close()` when done with a zip's dataset to delete its unpacked files.
 
     Raises:
-        ValueError: unknown sample, missing path, unsafe archive, or no usable image.
+        ValueError: unknown sample, missing path, unsafe archive or shard, a missing column, or no
+            usable image.
     """
     limits = limits or Limits()
     source = spec.source
@@ -256,6 +261,8 @@ def load_dataset(
     index = None
     found: Candidates | None = None
     skipped: list[Skipped] = []
+    columns: tuple[str, ...] = ()
+    extra: dict[str, tuple[str, ...]] = {}
     if source.startswith("sample:"):
         name = source.split(":", 1)[1]
         if name == "digits":
@@ -267,13 +274,16 @@ def load_dataset(
             skipped = found.skipped
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
+    elif (listed := _container(source, spec, limits, server_paths)) is not None:
+        pairs, columns, extra, skipped = listed
     else:
         path = Path(source).expanduser()
         if not path.exists():
-            raise ValueError(f"{source!r} does not exist; give a folder, a .zip or sample:clothing")
+            raise ValueError(f"{source!r} does not exist; give a folder, a .zip, shards, a parquet file or sample:clothing")
         if path.is_file():
             if path.suffix.lower() != ".zip":
-                raise ValueError(f"{source!r} is a file but not a .zip; give a folder, a .zip or sample:clothing")
+                raise ValueError(f"{source!r} is a file but not a .zip, .tar, .parquet or .csv; give a folder, one of those "
+                                 "or sample:clothing")  # fmt: skip
             tempdir = tempfile.mkdtemp(prefix="explorer-upload-")
             try:
                 report = safe_extract_zip(path, tempdir, limits)
@@ -282,21 +292,89 @@ def load_dataset(
                 raise
             skipped += [Skipped(f, r) for f, r in report.ignored]
             path = Path(tempdir)
-        found = candidates(path)
+        found = candidates(path, label_column=spec.label_column)
         skipped += found.skipped
         base = os.fspath(found.root) + os.sep
         pairs = [(ImageItem(rel, path=base + rel), lab) for rel, lab in found.images]
         if file_checks_dir is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
             index = FileCheckCache(file_checks_dir, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
+    if found is not None and found.columns:
+        columns, extra = found.columns, found.extra
     try:
         ds = _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index)
-        if found is not None and found.columns:
-            ds.metadata = {c: tuple(found.extra[it.name][j] for it in ds.items) for j, c in enumerate(found.columns)}
+        if columns:
+            ds.metadata = {c: tuple(extra[it.name][j] for it in ds.items) for j, c in enumerate(columns)}
         return ds
     except BaseException:
         if tempdir:
             shutil.rmtree(tempdir, ignore_errors=True)
         raise
+
+
+Listing = tuple[list[tuple[ImageItem, "str | None"]], tuple[str, ...], dict[str, tuple[str, ...]], list[Skipped]]
+
+
+def _container(source: str, spec: DataSpec, limits: Limits, server_paths: bool) -> Listing | None:
+    """The images of a source that keeps them in container files or names them in a table (WebDataset
+    shards, parquet, a save_to_disk folder, a CSV or parquet table of paths); None for a folder or zip."""
+    from . import containers
+
+    path = Path(source).expanduser()
+    if not path.exists() and "{" not in source:
+        return None
+    shards = containers.shard_files(source)
+    if shards:
+        listed = containers.list_shards(shards, spec.label_column)
+        return _from_listed(listed)
+    if path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None:
+        return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths))
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _path_table(path, spec, server_paths)
+    files = containers.parquet_files(source)
+    if not files or (path.is_dir() and _has_images(path)):
+        return None
+    if path.is_file() and _is_path_table(files[0], spec):
+        return _path_table(path, spec, server_paths)
+    for f in files:
+        if os.path.getsize(f) > limits.max_total_bytes:
+            raise ValueError(f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}")
+    return _from_listed(containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths))
+
+
+def _from_listed(listed: object) -> Listing:
+    images = listed.images  # type: ignore[attr-defined]
+    pairs = [(ImageItem(name, member=where), label) for name, where, label in images]
+    skipped = [Skipped(f, r) for f, r in (listed.skipped or [])]  # type: ignore[attr-defined]
+    return pairs, listed.columns, listed.extra or {}, skipped  # type: ignore[attr-defined]
+
+
+def _has_images(folder: Path) -> bool:
+    """Whether a folder holds image files (then its parquet files, if any, are not its images)."""
+    from .images import IMAGE_SUFFIXES
+
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file())
+
+
+def _is_path_table(path: str, spec: DataSpec) -> bool:
+    """Whether a parquet file names images by path rather than holding them (no binary column)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.ParquetFile(path).schema_arrow
+    if spec.image_column is not None:
+        return not pa.types.is_nested(schema.field(spec.image_column).type) and not pa.types.is_binary(schema.field(spec.image_column).type)
+    return not any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
+                   or (pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0) for f in schema)  # fmt: skip
+
+
+def _path_table(path: Path, spec: DataSpec, server_paths: bool) -> Listing:
+    from . import path_tables
+
+    rows, columns, skipped = path_tables.table_rows(path_tables.read_table(path), label_column=spec.label_column,
+                                                    path_column=spec.image_column, root=path.parent,
+                                                    inside_only=not server_paths)  # fmt: skip
+    pairs = [(item, label) for item, label, _ in rows]
+    return pairs, columns, {item.name: values for item, _, values in rows}, skipped
 
 
 def dataset_from_items(

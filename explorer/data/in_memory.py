@@ -19,12 +19,12 @@ from typing import Any
 
 from ..config import DataSpec, Limits
 from ..progress import Progress
-from .datasets import ImageDataset, ImageItem, dataset_from_items
+from .datasets import ImageDataset, dataset_from_items
+from .items import ImageItem
 from .listing import Skipped
+from .path_tables import LABEL_COLUMNS, Row, pick_column, table_rows
 
 
-PATH_COLUMNS = ("path", "file", "file_name", "filename", "image", "image_path")
-LABEL_COLUMNS = ("label", "labels", "class", "target")
 _PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16")
 
 
@@ -77,9 +77,6 @@ def load(data: Any, labels: Sequence[Any] | None = None, *, label_column: str | 
         raise
 
 
-Row = tuple[ImageItem, "str | None", tuple[str, ...]]
-
-
 def _rows(data: Any, labels: Sequence[Any] | None, label_column: str | None, image_column: str | None,
           tempdir: str) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:  # fmt: skip
     """(what the source is called, (item, label, further column values) per image, the further
@@ -105,39 +102,9 @@ def _label(labels: Sequence[Any] | None, i: int) -> str | None:
     return None if labels is None else str(labels[i])
 
 
-def _pick(columns: Sequence[str], asked: str | None, defaults: Sequence[str], what: str) -> str | None:
-    if asked is not None:
-        if asked not in columns:
-            raise ValueError(f"no {what} column {asked!r}; the columns are {', '.join(map(str, columns))}")
-        return asked
-    return next((c for c in defaults if c in columns), None)
-
-
 def _table_rows(df: Any, label_column: str | None, path_column: str | None) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
     """A DataFrame of paths (relative to the working folder, or absolute), labels and further columns."""
-    columns = [str(c) for c in df.columns]
-    path_col = _pick(columns, path_column, PATH_COLUMNS, "image")
-    if path_col is None:
-        raise ValueError(f"the table has no path column: name it one of {', '.join(PATH_COLUMNS)}, or pass image_column=")
-    label_col = _pick(columns, label_column, LABEL_COLUMNS, "label")
-    extra = tuple(c for c in columns if c not in (path_col, label_col))
-    rows: list[Row] = []
-    skipped: list[Skipped] = []
-    seen: set[str] = set()
-    for rec in df.astype(object).itertuples(index=False, name=None):
-        values = dict(zip(columns, rec))
-        path = values[path_col]
-        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
-            skipped.append(Skipped(str(path), "no path in the table's row"))
-            continue
-        name = os.fspath(path)
-        if name in seen:
-            skipped.append(Skipped(name, "listed twice in the table"))
-            continue
-        seen.add(name)
-        label = values[label_col] if label_col is not None else None
-        rows.append((ImageItem(name, path=os.path.expanduser(name)), None if label is None else str(label),
-                     tuple("" if values[c] is None else str(values[c]) for c in extra)))  # fmt: skip
+    rows, extra, skipped = table_rows(df, label_column=label_column, path_column=path_column)
     return f"a table of {len(df)} paths", rows, extra, skipped
 
 
@@ -148,10 +115,10 @@ def _hf_rows(ds: Any, label_column: str | None, image_column: str | None, tempdi
 
     features = ds.features
     images = [c for c, f in features.items() if isinstance(f, hf.Image)]
-    image_col = _pick(list(features), image_column, images, "image")
+    image_col = pick_column(list(features), image_column, images, "image")
     if image_col is None:
         raise ValueError(f"the dataset has no Image column; its columns are {', '.join(features)}: pass image_column=")
-    label_col = _pick(list(features), label_column, LABEL_COLUMNS, "label")
+    label_col = pick_column(list(features), label_column, LABEL_COLUMNS, "label")
     names = features[label_col].names if label_col is not None and isinstance(features[label_col], hf.ClassLabel) else None
     extra = tuple(c for c, f in features.items() if c not in (image_col, label_col) and isinstance(f, hf.Value))
     raw = ds.cast_column(image_col, hf.Image(decode=False)).select_columns([image_col, *([label_col] if label_col else []), *extra])

@@ -17,6 +17,8 @@ from .images import IMAGE_SUFFIXES
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.csv"
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")  # Hugging Face's imagefolder: file_name, then any columns
+LABEL_COLUMNS = ("label", "labels", "class", "target")
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,44 @@ class Candidates:
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def candidates(root: Path) -> Candidates:
+def _read_metadata(path: Path, label_column: str | None) -> tuple[dict[str, str | None], tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """An imagefolder's metadata.csv or metadata.jsonl: ({file_name: label or None}, the further
+    columns, {file_name: their values}); the label column is `label_column`, else the first of
+    LABEL_COLUMNS it has, else none."""
+    import pandas as pd
+
+    try:
+        df = (pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl"
+              else pd.read_csv(path, dtype=str, keep_default_na=False))  # fmt: skip
+    except ValueError as exc:
+        raise ValueError(f"{path.name} cannot be read: {str(exc).splitlines()[0][:200]}") from exc
+    columns = [str(c) for c in df.columns]
+    if "file_name" not in columns:
+        raise ValueError(f"{path.name} has no file_name column (Hugging Face's imagefolder convention); its columns are "
+                         f"{', '.join(columns)}")  # fmt: skip
+    if label_column is not None and label_column not in columns:
+        raise ValueError(f"no label column {label_column!r} in {path.name}; its columns are {', '.join(columns)}")
+    label = label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
+    extra = tuple(c for c in columns if c not in ("file_name", label) and df[c].map(lambda v: not isinstance(v, (dict, list))).all())
+    labels: dict[str, str | None] = {}
+    values: dict[str, tuple[str, ...]] = {}
+    for rec in df.astype(object).to_dict("records"):
+        key = str(rec["file_name"]).replace("\\", "/").lstrip("./")
+        labels[key] = None if label is None or rec[label] is None or rec[label] == "" else str(rec[label])
+        values[key] = tuple("" if rec[c] is None else str(rec[c]) for c in extra)
+    return labels, extra, values
+
+
+def candidates(root: Path, label_column: str | None = None) -> Candidates:
     files = [f for f in _list_files(root) if not is_ignored_name(f)]
     root, files = _strip_wrapper(root, files)
     skipped: list[Skipped] = []
     images: list[str] = []
     labels_csv = None
+    metadata = next((root / m for m in METADATA_FILES if m in files), None)
     for f in files:
+        if f in METADATA_FILES and root / f == metadata:
+            continue
         if f == LABELS_FILE:
             labels_csv = root / f
         elif _is_image_name(f):
@@ -146,6 +179,19 @@ def candidates(root: Path) -> Candidates:
             continue
         else:
             skipped.append(Skipped(f, "not an image file (by extension)"))
+    if metadata is not None:
+        labels, columns, values = _read_metadata(metadata, label_column)
+        listed = [f for f in images if f in labels]
+        skipped += [Skipped(f, f"not in {metadata.name}") for f in images if f not in labels]
+        skipped += [Skipped(k, f"listed in {metadata.name} but not found") for k in labels if k not in set(images)]
+        if all(labels[f] is None for f in listed) and listed and all("/" in f for f in listed):
+            out = [(f, f.split("/", 1)[0]) for f in listed]  # no label column: the class folders', as imagefolder does
+        else:
+            out = [(f, labels[f]) for f in listed]
+        return Candidates(root, out, skipped, columns, {f: values[f] for f in listed})
+    if label_column is not None:
+        raise ValueError(f"label_column={label_column!r} names a column, but this folder has no metadata.csv, "
+                         "metadata.jsonl or table")  # fmt: skip
     if labels_csv is not None:
         table = _read_labels_csv(labels_csv)
         by_base = {Path(k).name: k for k in table.labels}

@@ -98,7 +98,8 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
         if source.startswith("sample:"):
             ds = _sample(source, inputs.max_images)
         else:
-            ds = load_dataset(DataSpec(source=source, max_images=inputs.max_images), limits=runtime.current().mode.limits,
+            ds = load_dataset(reproduce.analysis(inputs, source)[0], limits=runtime.current().mode.limits,
+                              server_paths=runtime.current().mode.server_paths,  # a stranger's table names only its own files
                               progress=lambda d, t: job.progress("reading images", d, t),
                               thumbnails=fresh_upload,  # an upload is deleted after the job: its thumbnails now
                               file_checks_dir=None if fresh_upload else runtime.current().cache.file_checks_dir)  # fmt: skip

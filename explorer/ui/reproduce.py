@@ -24,7 +24,7 @@ def request(inputs: sidebar.Inputs, source: str | None = None) -> AnalysisReques
     models = [ex.model, *inputs.other_models]
     weights = [ex.weights, *(_other_model_weights(m) for m in inputs.other_models)]
     layers = ",".join(ex.layers) if not inputs.other_models else ",".join(f"{ex.model}:{n}" for n in ex.layers)
-    return AnalysisRequest(data=source or inputs.data, model=",".join(models),
+    return AnalysisRequest(data=source or inputs.data, label_column=inputs.label_column, model=",".join(models),
                            weights=weights[0] if len(set(weights)) == 1 else ",".join(weights), layers=layers or "auto",
                            pooling=ex.pooling, tokens=ex.token_pooling, projection=pr.method, components=pr.n_components,
                            n_neighbors=pr.n_neighbors, min_dist=pr.min_dist, perplexity=pr.perplexity,
@@ -54,7 +54,10 @@ def share_params(inputs: sidebar.Inputs) -> dict[str, str]:
     AnalysisRequest.from_query): the command line's flag names. An upload is never part of a link
     (the link shows the clothing sample); a server path, or a checkpoint file, is, in local mode only."""
     local_path = runtime.current().mode.server_paths and not inputs.data.startswith(("sample:", "upload:"))
-    req = request(inputs, inputs.data if inputs.data.startswith("sample:") or local_path else "sample:clothing")
+    kept = inputs.data.startswith("sample:") or local_path
+    req = request(inputs, inputs.data if kept else "sample:clothing")
+    if not kept:  # the sample stands in for an upload: the upload's label column means nothing there
+        req = req.replace(label_column=None)
     if not runtime.current().mode.server_paths:  # a checkpoint file is a path on the server
         req = req.replace(weights=",".join(w if w in ("auto", "none") else "auto" for w in req.weights.split(",")))
     params = req.to_query()

@@ -20,9 +20,10 @@ from .text import code
 
 SAMPLES = {"sample:clothing": "Clothing photos (bundled, 400 images)", "sample:digits": "Handwritten digits (scikit-learn)"}
 UPLOAD_ZIP, UPLOAD_FILES, SERVER_PATH = "upload:zip", "upload:files", "path:"
-SOURCE_LABELS = {UPLOAD_ZIP: "Upload a zip", UPLOAD_FILES: "Upload images", SERVER_PATH: "A folder or zip on this machine"}
+SOURCE_LABELS = {UPLOAD_ZIP: "Upload a zip, .tar shard or .parquet", UPLOAD_FILES: "Upload images", SERVER_PATH: "A folder or zip on this machine"}
 MAX_UPLOAD_BYTES = 200 * 1024**2
 MAX_UPLOAD_FILES = 2000
+UPLOAD_SUFFIXES = (".zip", ".tar", ".parquet")  # what the one-file uploader takes
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -39,6 +40,7 @@ class Inputs:
     random_baseline: bool
     align: bool
     notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
+    label_column: str | None = None  # a table's, metadata file's or shard json's label column (None: the usual names)
 
 
 def _mode() -> AppMode:
@@ -64,8 +66,10 @@ def _clamp_float(v: float, lo: float, hi: float, default: float) -> float:
 
 def _upload_widgets(choice: str) -> tuple | None:
     if choice == UPLOAD_ZIP:
-        f = st.file_uploader("Zip of class folders", type=["zip"], key="upload_zip",
-                             help="One folder per class (cats/…, dogs/…), or images with a labels.csv (filename,label).")  # fmt: skip
+        f = st.file_uploader("Zip of class folders, WebDataset .tar shard or .parquet", type=["zip", "tar", "parquet"],
+                             key="upload_zip", help="A zip: one folder per class (cats/…, dogs/…), or images with a "
+                             "labels.csv (filename,label). A .tar: WebDataset samples (key.jpg + key.cls or key.json). "
+                             "A .parquet: an image column and a label column, as the Hugging Face hub keeps them.")  # fmt: skip
         return ("zip", f) if f is not None else None
     if choice == UPLOAD_FILES:
         files = st.file_uploader("Images (+ optional labels.csv)", accept_multiple_files=True, key="upload_files",
@@ -92,8 +96,11 @@ def write_upload(upload: tuple, dest_root: Path) -> str:
     folder = dest_root / f"upload-{uuid.uuid4().hex}"
     folder.mkdir(mode=0o700)  # explicit modes: this server's own files, whatever the process umask
     try:
-        if kind == "zip":
-            path = folder / "dataset.zip"
+        if kind == "zip":  # one file: a zip, a WebDataset shard or a parquet file, kept under its own suffix
+            suffix = Path(files[0].name).suffix.lower()
+            if suffix not in UPLOAD_SUFFIXES:
+                raise ValueError(f"{files[0].name!r} is not a .zip, .tar or .parquet file")
+            path = folder / f"dataset{suffix}"
             write_new_file(path, files[0].getvalue())
             return str(path)
         written: dict[str, str] = {}
@@ -228,11 +235,19 @@ def render() -> Inputs:
                         help="The bundled sample, or your own images.")  # fmt: skip
     with sb:
         upload = _upload_widgets(data)
+    chosen = data
     if data == SERVER_PATH:
-        path = sb.text_input("Path", q_path, key="data_path", placeholder="/data/my-photos or /data/set.zip",
-                             help="A folder of class folders (or images with a labels.csv), or a zip of one, "
-                                  "on the machine this app runs on.").strip()  # fmt: skip
+        path = sb.text_input("Path", q_path, key="data_path", placeholder="/data/my-photos, /data/set.zip or /data/train.parquet",
+                             help="On the machine this app runs on: a folder of class folders (or images with a "
+                                  "labels.csv or metadata.jsonl), a zip of one, WebDataset .tar shards (a folder, or "
+                                  "shards-{000..009}.tar), a .parquet file or folder, a save_to_disk folder, or a CSV or "
+                                  "parquet table of paths (docs/datasets.md).").strip()  # fmt: skip
         data = path or SERVER_PATH
+    label_column = None
+    if chosen in (SERVER_PATH, UPLOAD_ZIP):
+        label_column = sb.text_input("Label column (optional)", link.label_column or "", key="label_column",
+                                     help="For a table, a parquet file, metadata.csv/jsonl or a shard's .json: the column "
+                                          "that holds the label. Empty: label, labels, class, cls or target.").strip() or None  # fmt: skip
     max_images = _max_images_input(sb, notices, link)
 
     sb.markdown("### Model")
@@ -290,4 +305,4 @@ def render() -> Inputs:
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
                                 min_dist=min_dist, perplexity=perplexity, random_state=link.seed)  # fmt: skip
     other_models = tuple(dict.fromkeys(canonical(m) for m in others if canonical(m) != model))
-    return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices))
+    return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices), label_column)
