@@ -54,6 +54,7 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.listing": "which files are a dataset's images and their labels; the labels are in the score key",
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
     "explorer.data.items": "an image's name and where its bytes are; the bytes are hashed",
+    "explorer.data.containers": "where an image's bytes are read from (a tar member, a table cell); the bytes are hashed",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
     "explorer.networks.fx_lock": "a lock between tracing and running modules",
     "explorer.progress": "how work reports progress and is stopped; a stopped extraction keeps only finished chunks",

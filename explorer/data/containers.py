@@ -77,6 +77,19 @@ class TableCell:
             return f.read()
 
 
+def describe(member: TarMember | TableCell) -> str:
+    """A member as text (JSON), for a process elsewhere that reads the same files (a Ray worker)."""
+    kind = "tar" if isinstance(member, TarMember) else "table"
+    return json.dumps({"type": kind, **member.__dict__})
+
+
+def from_description(text: str) -> TarMember | TableCell:
+    """The member `describe` wrote."""
+    fields = json.loads(text)
+    kind = fields.pop("type")
+    return TarMember(**fields) if kind == "tar" else TableCell(**fields)
+
+
 @functools.lru_cache(maxsize=GROUPS_KEPT)
 def _group_images(path: str, kind: str, group: int, column: str) -> list[tuple[bytes | None, str | None]]:
     """One group's images: (bytes, file name) per row, from a `{bytes, path}` struct or plain binary."""

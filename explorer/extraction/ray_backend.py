@@ -54,10 +54,16 @@ class _ModelActor:
         self.extractor = build_extractor(spec, weights, nodes, device=device, precision=precision, fold_bn=fold_bn)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        def reader(path: str, data: bytes) -> Callable[[], bytes]:
-            return lambda: bytes(data) if len(data) else Path(path).read_bytes()
+        from ..data.containers import from_description
 
-        decoded = [self.pre.decode(reader(p, d), self.max_pixels) for p, d in zip(batch["path"], batch["data"])]
+        def reader(path: str, data: bytes, member: str) -> Callable[[], bytes]:
+            if len(data):
+                return lambda: bytes(data)
+            if member:  # inside a shard or a table file: read where it lies, on this worker
+                return from_description(member).read
+            return lambda: Path(path).read_bytes()
+
+        decoded = [self.pre.decode(reader(p, d, m), self.max_pixels) for p, d, m in zip(batch["path"], batch["data"], batch["member"])]
         feats = self.extractor(self.pre.batch([t for t, _ in decoded]))
         return {"row": np.asarray(batch["row"]), "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
                 **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}  # fmt: skip
@@ -189,12 +195,14 @@ class RayEngine:
              report: Any, should_stop: ShouldStop | None) -> int:  # fmt: skip
         import ray.data
 
+        from ..data.containers import describe
         from ..progress import Cancelled
 
         todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]
         source = ray.data.from_items([
-            {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b""} for r, it in rows
+            {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b"",
+             "member": describe(it.member) if it.member is not None else ""} for r, it in rows
         ])  # fmt: skip
         features = source.map_batches(
             _ModelActor, batch_size=job.spec.batch_size, batch_format="numpy",
