@@ -11,7 +11,7 @@ again), it measures:
 - `decode`: one pass of the extraction's decoder over every image (read, decode, resize and crop
   for MobileNetV2, in batches of 64 on the decode thread), without the model: what a layout can
   change;
-- the process's peak RSS.
+- the process's peak RSS after loading, and at the end (VmHWM: its own, not the parent's).
 
 Usage: .venv/bin/python bench/bench_formats.py /work/scale/clothing50k --work /work/scale/formats \
     --images 10000 50000 --out docs/bench_formats.json
@@ -94,7 +94,14 @@ def build(folder: Path, work: Path, n: int) -> dict[str, str]:
 
 
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
+
+
+def hwm_mb():  # this process's own peak RSS (ru_maxrss would carry the parent's peak across exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
 from explorer.process_setup import configure
 configure()
 from explorer.config import DataSpec, Limits
@@ -104,7 +111,7 @@ from explorer.networks import registry
 t = time.perf_counter()
 ds = load_dataset(DataSpec(source=sys.argv[1]), limits=Limits(), thumbnails=False)
 load_s = time.perf_counter() - t
-rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_load = hwm_mb()
 w = registry.resolve_weights("mobilenet_v2", "auto")
 transform = registry.transforms("mobilenet_v2", w.tv_weights)
 t = time.perf_counter()
@@ -115,7 +122,7 @@ if sys.argv[2] == "1":
             decoded += e - s
 decode_s = time.perf_counter() - t
 print(json.dumps({"n": len(ds), "load_s": load_s, "decode_s": decode_s, "decoded": decoded,
-                  "rss_after_load_mb": rss_load, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_after_load_mb": rss_load, "peak_rss_mb": hwm_mb()}))
 """
 
 

@@ -392,12 +392,35 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
     page.screenshot(path=str(ART / "local_folder.png"), full_page=True)
     page.get_by_role("tab", name="Projections").click()
     page.wait_for_selector(DRAWN, timeout=120_000)
-    page.get_by_text("labels.csv: shade").click()  # the column after the label
+    page.get_by_text("column: shade").click()  # labels.csv's column after the label
     page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
     page.wait_for_function(f"() => new Set({STATE.format('proj')}.debug().colours.flat()).size === 2", timeout=30_000)
     assert "[dark](https://example.com/x)" in page.inner_text(".explorer-legend")  # a value is text, not a link
     assert page.locator('a[href^="https://example.com"]').count() == 0
     page.screenshot(path=str(ART / "colour_by_column.png"), full_page=True)
+    page.close()
+
+
+def _parquet_of(folder: Path, dest: Path) -> Path:
+    """The images of class folders as one parquet file, as the Hugging Face hub keeps them: an
+    `image` column of {bytes, path}, a `label` column, and a further column to colour by."""
+    import pandas as pd
+
+    files = sorted(folder.rglob("*.jpg"))
+    pd.DataFrame({"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "label": [f.parent.name for f in files],
+                  "shade": ["light" if i % 2 else "dark" for i in range(len(files))]}).to_parquet(dest)  # fmt: skip
+    return dest
+
+
+def test_a_parquet_file_is_opened_by_its_path(server, browser, tmp_path: Path) -> None:
+    data = _parquet_of(make_class_folders(tmp_path / "mine", per_class=5), tmp_path / "train.parquet")
+    page = _open(browser, server)
+    _run_on_a_path(page, data)
+    page.get_by_role("tab", name="Projections").click()
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.get_by_text("column: shade").click()  # the parquet's further column
+    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
+    page.screenshot(path=str(ART / "local_parquet.png"), full_page=True)
     page.close()
 
 
@@ -703,6 +726,22 @@ def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, b
     assert _selected_count(page) == 30
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 30", timeout=60_000)
     page.screenshot(path=str(ART / "demo_upload_explored.png"), full_page=True)
+    page.close()
+
+
+def test_a_parquet_upload_in_demo_mode_is_analysed(demo_server, browser, tmp_path: Path) -> None:
+    data = _parquet_of(make_class_folders(tmp_path / "mine", per_class=10), tmp_path / "train.parquet")
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(demo_server)
+    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _upload_and_run(page, data)
+    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
+                           "window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === 30; }", timeout=300_000)  # fmt: skip
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
+    page.mouse.move(x, y)
+    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                           timeout=30_000)  # fmt: skip
+    page.screenshot(path=str(ART / "demo_parquet_upload.png"), full_page=True)
     page.close()
 
 
