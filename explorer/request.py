@@ -90,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "the bootstraps")
 
 
+# the engine's specs' defaults are the request's (and so the command line's, the link's and the API's)
+_DATA, _EXTRACT, _PROJECTION, _METRIC = DataSpec(), ExtractSpec(), ProjectionSpec(), MetricSpec()
+
+
 @dataclass(frozen=True, kw_only=True)
 class AnalysisRequest:
     """What `compare` analyses, field for field its command-line flags (`--n-neighbors` is
@@ -120,27 +124,27 @@ class AnalysisRequest:
         seed: every random choice: the sample, a random init, the folds, the projection, the bootstraps.
     """
 
-    data: str = "sample:clothing"
+    data: str = _DATA.source
     label_column: str | None = None
-    model: str = "mobilenet_v2"
-    weights: str = "auto"
+    model: str = _EXTRACT.model
+    weights: str = _EXTRACT.weights
     layers: str = "auto"
-    pooling: str = "avg"
-    tokens: str = "cls"
-    projection: str = "umap"
-    components: int = 2
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    perplexity: float = 30.0
+    pooling: str = _EXTRACT.pooling
+    tokens: str = _EXTRACT.token_pooling
+    projection: str = _PROJECTION.method
+    components: int = _PROJECTION.n_components
+    n_neighbors: int = _PROJECTION.n_neighbors
+    min_dist: float = _PROJECTION.min_dist
+    perplexity: float = _PROJECTION.perplexity
     random_baseline: bool = False
     max_images: int | None = None
     select: str | None = None
-    folds: int = 5
-    knn_k: int = 5
+    folds: int = _METRIC.folds
+    knn_k: int = _METRIC.knn_k
     probe_c: str = "auto"
-    precision: str = "auto"
-    device: str = "auto"
-    batch_size: int = 32
+    precision: str = _EXTRACT.precision
+    device: str = _EXTRACT.device
+    batch_size: int = _EXTRACT.batch_size
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -706,6 +706,17 @@ def test_upload_zip_runs_end_to_end(server, browser, tmp_path: Path) -> None:
     page.close()
 
 
+def _drawn_then_hover(page, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the projections of this analysis (n images) to be drawn, then hover an image and
+    wait for its thumbnail in the hover card."""
+    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
+                           f"window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === {n}; }}", timeout=300_000)  # fmt: skip
+    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
+    page.mouse.move(x, y)
+    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+                           timeout=30_000)  # fmt: skip
+
+
 def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, browser, tmp_path: Path) -> None:
     """The shared demo's main path: a visitor's zip, its projections, a hover card with the image
     (served after the upload itself is gone), a lasso and its grid."""
@@ -715,12 +726,7 @@ def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, b
     page.goto(demo_server)
     page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
     _upload_and_run(page, archive)
-    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
-                           "window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === 30; }", timeout=300_000)  # fmt: skip
-    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
-    page.mouse.move(x, y)
-    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
-                           timeout=30_000)  # fmt: skip
+    _drawn_then_hover(page, 30)
     assert "class: " in page.inner_text(".explorer-tip")
     _lasso_first_panel(page)
     assert _selected_count(page) == 30
@@ -735,12 +741,7 @@ def test_a_parquet_upload_in_demo_mode_is_analysed(demo_server, browser, tmp_pat
     page.goto(demo_server)
     page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
     _upload_and_run(page, data)
-    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
-                           "window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === 30; }", timeout=300_000)  # fmt: skip
-    x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
-    page.mouse.move(x, y)
-    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
-                           timeout=30_000)  # fmt: skip
+    _drawn_then_hover(page, 30)
     page.screenshot(path=str(ART / "demo_parquet_upload.png"), full_page=True)
     page.close()
 
