@@ -109,11 +109,32 @@ def _read_group(path: str, kind: str, group: int, columns: Sequence[str]) -> Any
         return pq.ParquetFile(path).read_row_group(group, columns=list(columns))
     import pyarrow as pa
 
+    schema, offsets, _ = arrow_index(path)
+    if not 0 <= group < len(offsets):
+        raise OSError(f"{path} has no record batch {group}")
+    with pa.memory_map(path) as source:  # mapped for this read only: the file's pages are not kept
+        source.seek(offsets[group])
+        batch = pa.ipc.read_record_batch(pa.ipc.read_message(source), schema)
+        return pa.Table.from_batches([batch]).select(list(columns)).combine_chunks()
+
+
+@functools.lru_cache(maxsize=64)
+def arrow_index(path: str) -> tuple[Any, list[int], list[int]]:
+    """(schema, where each record batch starts, its rows) of an Arrow stream file (save_to_disk's),
+    found in one pass over its message headers: reading batch g is then one seek, not a walk of the
+    stream from its start (which made listing quadratic in the batches)."""
+    import pyarrow as pa
+
+    offsets: list[int] = []
+    rows: list[int] = []
     with pa.memory_map(path) as source:
-        for i, batch in enumerate(pa.ipc.open_stream(source)):
-            if i == group:
-                return pa.Table.from_batches([batch]).select(list(columns))
-    raise OSError(f"{path} has no record batch {group}")
+        reader = pa.ipc.open_stream(source)
+        at = source.tell()
+        for batch in reader:
+            offsets.append(at)
+            rows.append(batch.num_rows)
+            at = source.tell()
+        return reader.schema, offsets, rows
 
 
 # ---- WebDataset shards
@@ -332,10 +353,7 @@ def _group_rows(path: str, kind: str, group: int) -> int:
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).metadata.row_group(group).num_rows
-    import pyarrow as pa
-
-    with pa.memory_map(path) as source:
-        return next(b for i, b in enumerate(pa.ipc.open_stream(source)) if i == group).num_rows
+    return arrow_index(path)[2][group]
 
 
 def _cell_paths(path: str, kind: str, group: int, image_col: str) -> list[str | None]:
@@ -346,13 +364,8 @@ def _cell_paths(path: str, kind: str, group: int, image_col: str) -> list[str | 
 
         col = pq.ParquetFile(path).read_row_group(group, columns=[f"{image_col}.path"]).column(image_col)
         return col.combine_chunks().field("path").to_pylist()
-    import pyarrow as pa
-
-    with pa.memory_map(path) as source:
-        for i, batch in enumerate(pa.ipc.open_stream(source)):
-            if i == group:
-                return batch.column(batch.schema.get_field_index(image_col)).field("path").to_pylist()
-    return []
+    col = _read_group(path, kind, group, [image_col]).column(0).combine_chunks()  # the bytes stay in the file's pages
+    return col.field("path").to_pylist()
 
 
 def _table_layout(path: str, kind: str) -> tuple[Any, int]:
@@ -363,11 +376,8 @@ def _table_layout(path: str, kind: str) -> tuple[Any, int]:
 
             f = pq.ParquetFile(path)
             return f.schema_arrow, f.metadata.num_row_groups
-        import pyarrow as pa
-
-        with pa.memory_map(path) as source:
-            reader = pa.ipc.open_stream(source)
-            return reader.schema, sum(1 for _ in reader)
+        schema, offsets, _ = arrow_index(path)
+        return schema, len(offsets)
     except (OSError, ValueError) as exc:  # pyarrow's errors are both
         raise ValueError(f"{path} is not a readable {kind} file: {str(exc).splitlines()[0][:200]}") from exc
 
