@@ -110,7 +110,8 @@ def _cache(cache_dir: str | Path | None) -> FeatureCache:
 def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, label_column: str | None = None,
          image_column: str | None = None, max_images: int | None = None, seed: int = 0, limits: Limits | None = None,
          progress: bool = True, thumbnails: bool = False) -> ImageDataset:  # fmt: skip
-    """A dataset, checked as the command line checks one: a folder, a .zip or `sample:NAME`, or a
+    """A dataset, checked as the command line checks one: any source of docs/datasets.md (a folder, a
+    .zip, `sample:NAME`, WebDataset shards, parquet, a save_to_disk folder, a table of paths), or a
     Python object (data/in_memory.py: a DataFrame of paths, a Hugging Face or torch Dataset, a list
     of images with `labels`). Call `close()` on it when done (a zip's, or an object's, images are
     unpacked into a temporary folder), or let a Comparison keep it."""
@@ -127,7 +128,9 @@ def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, 
             raise ValueError("labels= is for images given in memory; a folder's labels are its class folders or labels.csv")
         from .config import DataSpec
 
-        return load_dataset(DataSpec(source=str(data), max_images=max_images, random_state=seed), limits=limits,
+        spec = DataSpec(source=str(data), max_images=max_images, random_state=seed, label_column=label_column,
+                        image_column=image_column)  # fmt: skip
+        return load_dataset(spec, limits=limits,
                             progress=lambda d, t: bar("reading images", d, t), thumbnails=thumbnails)  # fmt: skip
     finally:
         bar.close()
@@ -152,7 +155,9 @@ def compare(
     """Extract, score, compare and project the chosen layers of one or more models on a dataset.
 
     Args:
-        data: a folder, a .zip, `sample:clothing` / `sample:digits`, or a Python object: a pandas
+        data: a folder, a .zip, `sample:clothing` / `sample:digits`, WebDataset shards, a parquet file
+            or folder, a save_to_disk folder, a CSV or parquet table of paths (docs/datasets.md), or
+            a Python object: a pandas
             DataFrame of paths and labels, a Hugging Face `datasets.Dataset` with an Image column,
             a torch `Dataset` of (image, label), or a list of PIL images (or arrays, or paths)
             with `labels`.
@@ -165,7 +170,8 @@ def compare(
         labels: one label per image, for a list of images (or a torch Dataset of bare images).
         transform: the preprocessing of an nn.Module (a PIL image -> a (3, H, W) float tensor;
             default: ImageNet's at 224 pixels), or {label: transform}.
-        label_column: the label column of a DataFrame or Hugging Face dataset.
+        label_column: the label column of a table, a parquet file, a metadata file, a shard's json,
+            a DataFrame or a Hugging Face dataset.
         image_column: the image (or path) column of a DataFrame or Hugging Face dataset.
         cache_dir: the feature cache (default: $EXPLORER_CACHE_DIR or the user cache folder).
         progress: show a progress bar per stage.
@@ -186,7 +192,7 @@ def compare(
     from . import comparison
 
     names, run_labels = _model_names(models, transform)
-    request = _request(data=data if isinstance(data, str) else "python", model=",".join(names),
+    request = _request(data=data if isinstance(data, str) else "python", label_column=label_column, model=",".join(names),
                        layers=_layers_arg(layers, names, run_labels), projection=projection, **options)  # fmt: skip
     _, specs, projection_spec, metric = request.specs()
     if request.random_baseline and specs[0].weights != "none":

@@ -207,3 +207,12 @@ def test_parquet_and_shards_give_the_folders_features(tmp_path: Path, files: lis
         got = features(source, cache)
         assert got.keys() == folder.keys()
         np.testing.assert_allclose(np.stack([got[h] for h in folder]), np.stack(list(folder.values())), atol=1e-5)
+
+
+def test_the_python_api_reads_the_same_sources_with_a_label_column(tmp_path: Path, files: list[Path]) -> None:
+    import explorer
+
+    pd.DataFrame({"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files],
+                  "kind": [f.parent.name for f in files]}).to_parquet(tmp_path / "t.parquet")  # fmt: skip
+    got = explorer.load(str(tmp_path / "t.parquet"), label_column="kind", progress=False)
+    _same_images(got, files)
