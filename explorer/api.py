@@ -197,7 +197,7 @@ def compare(
     _, specs, projection_spec, metric = request.specs()
     if request.random_baseline and specs[0].weights != "none":
         run_labels.insert(1, f"{run_labels[0]}[random]" if run_labels[0] else None)
-    dataset = load(data if not isinstance(data, str) else str(data), labels=labels, label_column=label_column,
+    dataset = load(data, labels=labels, label_column=label_column,
                    image_column=image_column, max_images=request.max_images, seed=request.seed, progress=progress)  # fmt: skip
     bar = _bar(progress)
     try:

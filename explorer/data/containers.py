@@ -399,11 +399,15 @@ def saved_dataset_files(folder: Path) -> list[str] | None:
 
 
 def parquet_files(source: str) -> list[str] | None:
-    """The parquet files a source names: one file, or a folder of shards (sorted); None otherwise."""
+    """The parquet files a source names: one file, or a folder of shards (sorted), beside each other or
+    under `data/` as the hub keeps them; None otherwise. (Not a walk of the whole folder: this is asked
+    of every folder opened, 100,000 images included.)"""
     path = Path(source).expanduser()
     if path.is_file() and path.suffix.lower() == ".parquet":
         return [str(path)]
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*.parquet") if p.is_file() and not is_ignored_name(p.name))
-        return files or None
+        found = [p for p in path.glob("*.parquet") if p.is_file()]
+        if not found and (path / "data").is_dir():
+            found = [p for p in (path / "data").rglob("*.parquet") if p.is_file()]
+        return sorted(str(p) for p in found if not is_ignored_name(p.name)) or None
     return None
