@@ -14,16 +14,20 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..progress import Progress
 from ..config import DataSpec, Limits
+from ..progress import Progress
 from .archive import safe_extract_zip
 from .file_checks import FileCheckCache
 from .images import ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
 from .items import ImageItem
 from .listing import Candidates, Skipped, candidates
+
+if TYPE_CHECKING:
+    from . import containers
 
 log = logging.getLogger(__name__)
 
@@ -341,11 +345,10 @@ def _container(source: str, spec: DataSpec, limits: Limits, server_paths: bool) 
     return _from_listed(containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths))
 
 
-def _from_listed(listed: object) -> Listing:
-    images = listed.images  # type: ignore[attr-defined]
-    pairs = [(ImageItem(name, member=where), label) for name, where, label in images]
-    skipped = [Skipped(f, r) for f, r in (listed.skipped or [])]  # type: ignore[attr-defined]
-    return pairs, listed.columns, listed.extra or {}, skipped  # type: ignore[attr-defined]
+def _from_listed(listed: containers.Listed) -> Listing:
+    pairs = [(ImageItem(name, member=where), label) for name, where, label in listed.images]
+    skipped = [Skipped(f, r) for f, r in (listed.skipped or [])]
+    return pairs, listed.columns, listed.extra or {}, skipped
 
 
 def _has_images(folder: Path) -> bool:
