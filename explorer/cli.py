@@ -105,7 +105,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     bar = StageBar(enabled=not args.quiet)
     t0 = time.perf_counter()
     cache = _cache(args)
-    dataset = _load(spec, args, bar, cache)
+    dataset = None
+    if engine is not None:  # shards, parquet and tables of paths: listed and hashed on the cluster
+        dataset = engine.load_dataset(spec, limits=_limits(args), progress=lambda d, t: bar("reading images on Ray", d, t))
+    dataset = dataset or _load(spec, args, bar, cache)
     try:
         comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache, progress=bar,
                                   max_pixels=args.max_pixels, backend=engine, leaderboard=not args.no_leaderboard,

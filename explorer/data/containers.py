@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -77,17 +77,16 @@ class TableCell:
             return f.read()
 
 
-def describe(member: TarMember | TableCell) -> str:
+def describe(member: TarMember | TableCell | ShardSample) -> str:
     """A member as text (JSON), for a process elsewhere that reads the same files (a Ray worker)."""
-    kind = "tar" if isinstance(member, TarMember) else "table"
-    return json.dumps({"type": kind, **member.__dict__})
+    return json.dumps({"type": type(member).__name__, **member.__dict__})
 
 
-def from_description(text: str) -> TarMember | TableCell:
+def from_description(text: str) -> TarMember | TableCell | ShardSample:
     """The member `describe` wrote."""
     fields = json.loads(text)
-    kind = fields.pop("type")
-    return TarMember(**fields) if kind == "tar" else TableCell(**fields)
+    kinds = {"TarMember": TarMember, "TableCell": TableCell, "ShardSample": ShardSample}
+    return kinds[fields.pop("type")](**fields)
 
 
 @functools.lru_cache(maxsize=GROUPS_KEPT)
@@ -216,37 +215,98 @@ def list_shards(shards: Sequence[str], label_field: str | None = None) -> Listed
         with open(shard, "rb") as f:
             def small(m: tarfile.TarInfo) -> str:
                 f.seek(m.offset_data)
-                return f.read(min(m.size, 1 << 20)).decode("utf-8", errors="replace").strip()
+                return f.read(min(m.size, SMALL_MEMBER_BYTES)).decode("utf-8", errors="replace").strip()
 
             for key, parts in samples.items():
-                found = next(((e, m) for e, m in parts.items() if "." + e.rsplit(".", 1)[-1] in IMAGE_SUFFIXES), None)
                 where = f"{Path(shard).name}:{key}"
-                if found is None:
-                    skipped.append((where, f"no image among {', '.join(sorted(parts))}"))
+                sample = read_sample(parts, small, label_field)
+                skipped += [(where, why) for why in sample.problems]
+                if sample.image is None:
                     continue
-                ext, m = found
-                meta: dict[str, Any] = {}
-                if "json" in parts:
-                    try:
-                        got = json.loads(small(parts["json"]))
-                        meta = got if isinstance(got, dict) else {}
-                    except json.JSONDecodeError:
-                        skipped.append((where, "its .json is not valid JSON (its fields are left out)"))
-                label = None
-                if label_field is not None:
-                    label = meta.pop(label_field, None)
-                elif "cls" in parts:
-                    label = small(parts["cls"])
-                elif "txt" in parts:
-                    label = small(parts["txt"])
-                else:
-                    field = next((k for k in LABEL_FIELDS if k in meta), None)
-                    label = meta.pop(field) if field is not None else None
-                images.append((f"{where}.{ext}", TarMember(shard, m.offset_data, m.size), None if label is None else str(label)))
-                metas.append(meta)
+                m = parts[sample.image]
+                images.append((f"{where}.{sample.image}", TarMember(shard, m.offset_data, m.size), sample.label))
+                metas.append(sample.meta)
+    return Listed(images, *shard_columns(images, metas), skipped)
+
+
+SMALL_MEMBER_BYTES = 1 << 20  # the most of a .cls, .txt or .json member read for a label or metadata
+
+
+@dataclass
+class Sample:
+    """A WebDataset sample read: its image member's extension (None: it has none), its label, its
+    json's other fields, and what was wrong with it."""
+
+    image: str | None
+    label: str | None
+    meta: dict[str, Any]
+    problems: list[str]
+
+
+def read_sample(parts: Mapping[str, Any], small: Callable[[Any], str], label_field: str | None) -> Sample:
+    """One sample's image member and label, from its members by extension (`parts`: extension ->
+    whatever `small` reads as text): the label from `.cls`, `.txt`, or a `.json` field (`label_field`,
+    else the first of LABEL_FIELDS there). Used where the shard is listed here and on Ray's workers."""
+    image = next((e for e in parts if "." + e.rsplit(".", 1)[-1] in IMAGE_SUFFIXES), None)
+    if image is None:
+        return Sample(None, None, {}, [f"no image among {', '.join(sorted(parts))}"])
+    meta: dict[str, Any] = {}
+    problems = []
+    if "json" in parts:
+        try:
+            got = json.loads(small(parts["json"]))
+            meta = got if isinstance(got, dict) else {}
+        except json.JSONDecodeError:
+            problems.append("its .json is not valid JSON (its fields are left out)")
+    label = None
+    if label_field is not None:
+        label = meta.pop(label_field, None)
+    elif "cls" in parts:
+        label = small(parts["cls"])
+    elif "txt" in parts:
+        label = small(parts["txt"])
+    else:
+        field = next((k for k in LABEL_FIELDS if k in meta), None)
+        label = meta.pop(field) if field is not None else None
+    return Sample(image, None if label is None else str(label), meta, problems)
+
+
+def shard_columns(images: Sequence[tuple[str, Any, str | None]], metas: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """The further columns of shards' samples (their json's plain fields) and each image's values."""
     columns = tuple(dict.fromkeys(k for meta in metas for k, v in meta.items() if not isinstance(v, (dict, list))))
     extra = {name: tuple("" if meta.get(c) is None else str(meta.get(c)) for c in columns) for (name, _, _), meta in zip(images, metas)}
-    return Listed(images, columns, extra, skipped)
+    return columns, extra
+
+
+@dataclass(frozen=True)
+class ShardSample:
+    """An image member of a shard known by its name (as Ray's reader gives it), its offset found when
+    it is first read here (the shard's headers listed once, and checked as a listed shard's are)."""
+
+    path: str
+    name: str
+
+    def read(self) -> bytes:
+        where = shard_index(self.path).get(self.name)
+        if where is None:
+            raise OSError(f"{Path(self.path).name} has no member {self.name!r}")
+        return TarMember(self.path, *where).read()
+
+
+@functools.lru_cache(maxsize=8)
+def shard_index(shard: str) -> dict[str, tuple[int, int]]:
+    """(offset, size) of each regular member of a shard, by name."""
+    return {m.name: (m.offset_data, m.size) for m in _members(shard) if m.isfile()}
+
+
+def check_shard(shard: str) -> str:
+    """Why a shard is refused ('' when it is not): the checks every listed shard gets."""
+    try:
+        for _ in _members(shard):
+            pass
+    except (UnsafeArchiveError, ValueError) as exc:
+        return str(exc)
+    return ""
 
 
 def shard_files(source: str) -> list[str] | None:

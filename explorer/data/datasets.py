@@ -23,7 +23,7 @@ from ..progress import Progress
 from .archive import safe_extract_zip
 from .file_checks import FileCheckCache
 from .images import ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
-from .items import ImageItem
+from .items import ImageItem, ReadableFiles
 from .listing import Candidates, Skipped, candidates
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ class ImageDataset:
         skipped: files left out, with the reason.
         duplicates: (file, the earlier file it duplicates) pairs; duplicates are left out.
         metadata: labels.csv's further columns: name -> one value per item (text, as written).
+        files: the files that hold the images, for a reader elsewhere (Ray Data's) that reads them
+            whole (None: read each item where it lies).
     """
 
     source: str
@@ -59,6 +61,7 @@ class ImageDataset:
     skipped: tuple[Skipped, ...] = ()
     duplicates: tuple[tuple[str, str], ...] = ()
     metadata: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    files: ReadableFiles | None = None
     _tempdir: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -168,6 +171,23 @@ def _digits_items() -> list[tuple[ImageItem, str]]:
     return out
 
 
+def check_image_bytes(data: bytes, limits: Limits, thumbnails: bool = False) -> tuple[str, bytes] | str:
+    """One image's bytes through the checks every dataset's images get: (sha256, thumbnail JPEG or
+    b"") when they pass, else the reason they are left out. Without `thumbnails` only the header is
+    checked: extraction decodes each image once and reports what fails there."""
+    if len(data) > limits.max_file_bytes:
+        return f"file of {len(data)} bytes is over the limit of {limits.max_file_bytes}"
+    try:
+        thumb = b""
+        if thumbnails:
+            thumb = to_jpeg_bytes(check_and_thumbnail(data, max_pixels=limits.max_pixels)[0])
+        else:
+            check_header(data, max_pixels=limits.max_pixels)
+    except ImageError as exc:
+        return str(exc)
+    return hashlib.sha256(data).hexdigest(), thumb
+
+
 def _validate(
     pairs: list[tuple[ImageItem, str | None]],
     limits: Limits,
@@ -180,17 +200,8 @@ def _validate(
             data = item.read_bytes()
         except OSError as exc:
             return Skipped(item.name, f"unreadable file: {exc}")
-        if len(data) > limits.max_file_bytes:
-            return Skipped(item.name, f"file of {len(data)} bytes is over the limit of {limits.max_file_bytes}")
-        try:
-            thumb = b""
-            if thumbnails:
-                thumb = to_jpeg_bytes(check_and_thumbnail(data, max_pixels=limits.max_pixels)[0])
-            else:  # the header only: extraction decodes each image once, and reports what fails there
-                check_header(data, max_pixels=limits.max_pixels)
-        except ImageError as exc:
-            return Skipped(item.name, str(exc))
-        return hashlib.sha256(data).hexdigest(), thumb
+        got = check_image_bytes(data, limits, thumbnails)
+        return Skipped(item.name, got) if isinstance(got, str) else got
 
     def one(item: ImageItem) -> tuple[str, bytes] | Skipped:
         got = read(item)
@@ -263,6 +274,7 @@ def load_dataset(
     source = spec.source
     tempdir = None
     index = None
+    files = None
     found: Candidates | None = None
     skipped: list[Skipped] = []
     columns: tuple[str, ...] = ()
@@ -278,8 +290,8 @@ def load_dataset(
             skipped = found.skipped
         else:
             raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
-    elif (listed := _container(source, spec, limits, server_paths)) is not None:
-        pairs, columns, extra, skipped = listed
+    elif (listed := container_listing(source, spec, limits, server_paths)) is not None:
+        pairs, columns, extra, skipped, files = listed
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -305,7 +317,7 @@ def load_dataset(
     if found is not None and found.columns:
         columns, extra = found.columns, found.extra
     try:
-        ds = _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index)
+        ds = _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index, files=files)
         if columns:
             ds.metadata = {c: tuple(extra[it.name][j] for it in ds.items) for j, c in enumerate(columns)}
         return ds
@@ -315,12 +327,14 @@ def load_dataset(
         raise
 
 
-Listing = tuple[list[tuple[ImageItem, "str | None"]], tuple[str, ...], dict[str, tuple[str, ...]], list[Skipped]]
+Listing = tuple[list[tuple[ImageItem, "str | None"]], tuple[str, ...], dict[str, tuple[str, ...]], list[Skipped],
+                "ReadableFiles | None"]  # fmt: skip
 
 
-def _container(source: str, spec: DataSpec, limits: Limits, server_paths: bool) -> Listing | None:
+def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths: bool) -> Listing | None:
     """The images of a source that keeps them in container files or names them in a table (WebDataset
-    shards, parquet, a save_to_disk folder, a CSV or parquet table of paths); None for a folder or zip."""
+    shards, parquet, a save_to_disk folder, a CSV or parquet table of paths), and the files a reader
+    of whole files reads them from; None for a folder or zip."""
     from . import containers
 
     path = Path(source).expanduser()
@@ -329,9 +343,9 @@ def _container(source: str, spec: DataSpec, limits: Limits, server_paths: bool) 
     shards = containers.shard_files(source)
     if shards:
         listed = containers.list_shards(shards, spec.label_column)
-        return _from_listed(listed)
-    if path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None:
-        return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths))
+        return _from_listed(listed, ReadableFiles("webdataset", tuple(shards), spec.label_column))
+    if path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None:  # no Ray reader: read cell by cell
+        return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths), None)
     if path.is_file() and path.suffix.lower() == ".csv":
         return _path_table(path, spec, server_paths)
     files = containers.parquet_files(source)
@@ -342,13 +356,15 @@ def _container(source: str, spec: DataSpec, limits: Limits, server_paths: bool) 
     for f in files:
         if os.path.getsize(f) > limits.max_total_bytes:
             raise ValueError(f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}")
-    return _from_listed(containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths))
+    listed = containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths)
+    column = listed.images[0][1].column if listed.images else spec.image_column
+    return _from_listed(listed, ReadableFiles("parquet", tuple(files), column))
 
 
-def _from_listed(listed: containers.Listed) -> Listing:
+def _from_listed(listed: containers.Listed, files: ReadableFiles | None) -> Listing:
     pairs = [(ImageItem(name, member=where), label) for name, where, label in listed.images]
     skipped = [Skipped(f, r) for f, r in (listed.skipped or [])]
-    return pairs, listed.columns, listed.extra or {}, skipped
+    return pairs, listed.columns, listed.extra or {}, skipped, files
 
 
 def _has_images(folder: Path) -> bool:
@@ -377,7 +393,8 @@ def _path_table(path: Path, spec: DataSpec, server_paths: bool) -> Listing:
                                                     path_column=spec.image_column, root=path.parent,
                                                     inside_only=not server_paths)  # fmt: skip
     pairs = [(item, label) for item, label, _ in rows]
-    return pairs, columns, {item.name: values for item, _, values in rows}, skipped
+    files = ReadableFiles("binary", tuple(os.fspath(item.path) for item, _ in pairs))
+    return pairs, columns, {item.name: values for item, _, values in rows}, skipped, files
 
 
 def dataset_from_items(
@@ -390,11 +407,15 @@ def dataset_from_items(
     progress: Progress | None = None,
     tempdir: str | None = None,
     thumbnails: bool = False,
+    checked: Sequence[tuple[str, bytes] | str] | None = None,
+    files: ReadableFiles | None = None,
 ) -> ImageDataset:
-    """A dataset from (image, label) pairs found some other way (in_memory.py), through the checks
-    every dataset gets: the sample, the size and pixel limits, content hashes and duplicates.
-    `tempdir`, where the items' files were written, becomes the dataset's to delete."""
-    return _finish(source, pairs, list(skipped), spec, limits, progress, tempdir, thumbnails)
+    """A dataset from (image, label) pairs found some other way (in_memory.py, cluster_listing.py),
+    through the checks every dataset gets: the sample, the size and pixel limits, content hashes and
+    duplicates. `tempdir`, where the items' files were written, becomes the dataset's to delete;
+    `checked`, each pair's (hash, thumbnail) or the reason it is left out, where that was found
+    elsewhere (check_image_bytes on a Ray worker); `files`, where a reader of whole files finds them."""
+    return _finish(source, pairs, list(skipped), spec, limits, progress, tempdir, thumbnails, checked=checked, files=files)
 
 
 def _finish(
@@ -407,16 +428,29 @@ def _finish(
     tempdir: str | None,
     thumbnails: bool,
     index: FileCheckCache | None = None,
+    checked: Sequence[tuple[str, bytes] | str] | None = None,
+    files: ReadableFiles | None = None,
 ) -> ImageDataset:
     if spec.max_images is not None:
         keep = stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)
         pairs = [pairs[i] for i in keep]
+        checked = [checked[i] for i in keep] if checked is not None else None
     if len(pairs) > limits.max_files:  # the limit is on what is kept, after --max-images
         raise ValueError(
             f"{source!r} has {len(pairs):,} images, over the limit of {limits.max_files:,}; "
             "keep a stratified sample with --max-images N, or raise the limit with --max-files"
         )
-    ok, hashes, thumbs, bad = _validate(pairs, limits, progress, thumbnails, index)
+    if checked is None:
+        ok, hashes, thumbs, bad = _validate(pairs, limits, progress, thumbnails, index)
+    else:  # checked elsewhere (on a Ray cluster: cluster_listing.py)
+        ok, hashes, thumbs, bad = [], [], [], []
+        for i, ((item, _), got) in enumerate(zip(pairs, checked)):
+            if isinstance(got, str):
+                bad.append(Skipped(item.name, got))
+            else:
+                ok.append(i)
+                hashes.append(got[0])
+                thumbs.append(got[1])
     skipped += bad
     seen: dict[str, str] = {}
     items, labels, uniq_hashes, uniq_thumbs, dups = [], [], [], [], []
@@ -444,5 +478,6 @@ def _finish(
         thumbnails=tuple(uniq_thumbs),
         skipped=tuple(skipped),
         duplicates=tuple(dups),
+        files=files,
         _tempdir=tempdir,
     )

@@ -27,3 +27,15 @@ class ImageItem:
             raise ValueError(f"image {self.name!r} has neither bytes nor a path")
         with open(self.path, "rb") as f:
             return f.read()
+
+
+@dataclass(frozen=True)
+class ReadableFiles:
+    """The files that hold a dataset's images, as a reader that takes whole files reads them (Ray
+    Data's `read_webdataset`, `read_parquet`, `read_binary_files`): which reader, which files, and
+    the column (a table's image column) or the label field (a shard's json) where one was named.
+    Rows come back by content: each image is matched to its dataset row by its hash."""
+
+    kind: str  # webdataset | parquet | binary
+    files: tuple[str, ...]
+    column: str | None = None

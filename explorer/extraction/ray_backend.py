@@ -18,28 +18,36 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..config import ExtractSpec
+from ..config import DataSpec, ExtractSpec, Limits
 from ..data.datasets import ImageDataset
+from ..data.items import ReadableFiles
 from ..store import LayerWriter
-from ..progress import ShouldStop, StageProgress
+from ..progress import Progress, ShouldStop, StageProgress
 from .backend import FOLD_BATCHNORM, ExtractionJob
 
 log = logging.getLogger(__name__)
 
+READ_CPUS = 0.5  # what a read task of Ray Data's readers reserves; a CPU actor reading files leaves one CPU of its share to them
 CPUS_PER_ACTOR = 4  # on a CPU cluster each actor's model runs on this many cores (fewer on a small machine)
 
 
 class _ModelActor:
-    """A Ray Data actor: builds the model once, then turns batches of image bytes into pooled features."""
+    """A Ray Data actor: builds the model once, then turns batches of images into pooled features.
+
+    A batch is either dataset rows (`row`, and the image's path, bytes or container member), or,
+    with `files`, what a reader of whole files gives (cluster_listing.read): each image is then
+    hashed here, where it is decoded, and matched to its row by its hash (`wanted`: hash -> row);
+    an image no row wants (a finished chunk's, a duplicate) is not decoded."""
 
     def __init__(self, spec: ExtractSpec, nodes: list[str], device: str, precision: str, fold_bn: bool,
-                 max_pixels: int, threads: int) -> None:  # fmt: skip
+                 max_pixels: int, threads: int, files: ReadableFiles | None = None,
+                 wanted: dict[str, int] | None = None) -> None:  # fmt: skip
         import torch
 
         from ..networks.preprocess import Preprocess
@@ -50,10 +58,13 @@ class _ModelActor:
         src = source_of(spec.model)
         weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
         self.pre = Preprocess(src.transform(spec.model, weights))
-        self.nodes, self.max_pixels = nodes, max_pixels
+        self.nodes, self.max_pixels, self.files, self.wanted = nodes, max_pixels, files, wanted or {}
         self.extractor = build_extractor(spec, weights, nodes, device=device, precision=precision, fold_bn=fold_bn)
+        self._dims: list[int] | None = None
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: Any) -> dict[str, np.ndarray]:
+        if self.files is not None:
+            return self._by_hash(batch)
         from ..data.containers import from_description
 
         def reader(path: str, data: bytes, member: str) -> Callable[[], bytes]:
@@ -64,9 +75,43 @@ class _ModelActor:
             return lambda: Path(path).read_bytes()
 
         decoded = [self.pre.decode(reader(p, d, m), self.max_pixels) for p, d, m in zip(batch["path"], batch["data"], batch["member"])]
+        return self._features(np.asarray(batch["row"]), decoded)
+
+    def _features(self, rows: np.ndarray, decoded: list[tuple[Any, str | None]]) -> dict[str, np.ndarray]:
+        if not len(rows):  # nothing wanted in this batch: no rows, each layer's columns their width
+            return {"row": np.zeros(0, np.int64), "unreadable": np.zeros(0, dtype=object),
+                    **{f"f{i}": np.zeros((0, d), np.float32) for i, d in enumerate(self._widths())}}  # fmt: skip
         feats = self.extractor(self.pre.batch([t for t, _ in decoded]))
-        return {"row": np.asarray(batch["row"]), "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
+        self._dims = [feats[n].shape[1] for n in self.nodes]
+        return {"row": rows, "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
                 **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}  # fmt: skip
+
+    def _widths(self) -> list[int]:
+        """Each layer's feature width (from a blank image the first time no batch has told it)."""
+        if self._dims is None:
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            Image.new("RGB", (32, 32)).save(buf, format="PNG")
+            self._features(np.zeros(1, np.int64), [self.pre.decode(lambda: buf.getvalue(), self.max_pixels)])
+        assert self._dims is not None
+        return self._dims
+
+    def _by_hash(self, batch: Any) -> dict[str, np.ndarray]:
+        import hashlib
+
+        from ..data.cluster_listing import image_bytes
+
+        rows, images = [], []
+        for data in image_bytes(batch, self.files):  # type: ignore[arg-type]
+            row = self.wanted.get(hashlib.sha256(data).hexdigest()) if data is not None else None
+            if row is not None:
+                rows.append(row)
+                images.append(data)
+        decoded = [self.pre.decode(functools.partial(bytes, d), self.max_pixels) for d in images]
+        return self._features(np.asarray(rows, dtype=np.int64), decoded)
 
 
 CONNECT_TIMEOUT_S = 5.0
@@ -88,6 +133,18 @@ def _check_reachable(address: str) -> None:
             f"no Ray cluster answers at {address!r} ({exc.strerror or type(exc).__name__}); start one with "
             "`ray start --head`, or leave out --ray-address to run a local Ray instance"
         ) from exc
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's per-dataset plans and progress lines off this process's terminal (the command
+    line's own bar says how far it is; Ray's logs keep them)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass
@@ -128,6 +185,7 @@ class RayEngine:
                 "or leave out --ray-address to run a local Ray instance"
             ) from exc
         self._started = True
+        _quiet_ray_data()
 
     def stop(self) -> None:
         """Disconnect (and stop the local instance this engine started)."""
@@ -136,6 +194,15 @@ class RayEngine:
         if self._started:
             ray.shutdown()
             self._started = False
+
+    def load_dataset(self, spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None) -> ImageDataset | None:
+        """The dataset `spec` names, listed and checked on the cluster by Ray Data's readers (shards,
+        parquet, tables of paths: cluster_listing.py), the driver reading no image; None for a
+        folder, a zip or a sample (load those with datasets.load_dataset)."""
+        from ..data.cluster_listing import list_on_cluster
+
+        self.start()
+        return list_on_cluster(spec, limits=limits, progress=progress)
 
     def _resources(self) -> tuple[float, float]:
         import ray
@@ -195,37 +262,65 @@ class RayEngine:
              report: Any, should_stop: ShouldStop | None) -> int:  # fmt: skip
         import ray.data
 
+        from ..data import cluster_listing
         from ..data.containers import describe
         from ..progress import Cancelled
 
         todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]
-        source = ray.data.from_items([
-            {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b"",
-             "member": describe(it.member) if it.member is not None else ""} for r, it in rows
-        ])  # fmt: skip
+        kwargs = {"spec": job.spec, "nodes": job.nodes, "device": job.device, "precision": job.precision,
+                  "fold_bn": FOLD_BATCHNORM, "max_pixels": job.max_pixels, "threads": threads}  # fmt: skip
+        if dataset.files is not None:  # Ray Data's reader of the files; each image matched to its row by its hash
+            files = dataset.files
+            if files.kind == "binary":  # files named one by one: only those still to do (each listed and found)
+                files = replace(files, files=tuple(str(it.path) for _, it in rows))
+            source = cluster_listing.read(files, keep_bytes=True, num_cpus=READ_CPUS)
+            kwargs |= {"files": dataset.files, "wanted": {dataset.hashes[r]: r for r, _ in rows}}
+        else:
+            source = ray.data.from_items([
+                {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b"",
+                 "member": describe(it.member) if it.member is not None else ""} for r, it in rows
+            ])  # fmt: skip
         features = source.map_batches(
-            _ModelActor, batch_size=job.spec.batch_size, batch_format="numpy",
-            fn_constructor_kwargs={"spec": job.spec, "nodes": job.nodes, "device": job.device, "precision": job.precision,
-                                   "fold_bn": FOLD_BATCHNORM, "max_pixels": job.max_pixels, "threads": threads},
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            num_cpus=0 if on_gpu else threads, num_gpus=1 if on_gpu else 0,
+            _ModelActor, batch_size=job.spec.batch_size, batch_format="pyarrow" if dataset.files is not None else "numpy",
+            fn_constructor_kwargs=kwargs, compute=ray.data.ActorPoolStrategy(size=n_actors),
+            num_cpus=0 if on_gpu else (max(threads - 1, READ_CPUS) if dataset.files is not None else threads),
+            num_gpus=1 if on_gpu else 0,
         )  # fmt: skip
         need, computed = {s: e - s for s, e in todo}, 0
         total, done = len(dataset), len(dataset) - len(rows)
+        seen = np.zeros(total, dtype=bool)
         report(done)
-        for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
-            if should_stop is not None and should_stop():
-                raise Cancelled("extraction cancelled")
-            got = np.asarray(batch["row"], dtype=np.int64)
-            order = np.argsort(got)
-            writer.write_rows(got[order], {layer: np.asarray(batch[f"f{i}"])[order] for i, layer in enumerate(writer.nodes)})
-            writer.mark_unreadable({int(r): str(why) for r, why in zip(got, batch["unreadable"]) if why})
+
+        def finish_chunks(got: np.ndarray) -> None:
+            nonlocal computed
             for start, count in zip(*np.unique(got // job.chunk * job.chunk, return_counts=True)):
                 need[int(start)] -= int(count)
                 if need[int(start)] == 0:
                     writer.mark_done(int(start))
                     computed += min(job.chunk, total - int(start))
+
+        for batch in features.iter_batches(batch_size=None, batch_format="numpy"):
+            if should_stop is not None and should_stop():
+                raise Cancelled("extraction cancelled")
+            got = np.asarray(batch["row"], dtype=np.int64)
+            first = np.zeros(len(got), dtype=bool)
+            first[np.unique(got, return_index=True)[1]] = True
+            first &= ~seen[got]
+            got, reasons = got[first], np.asarray(batch["unreadable"])[first]  # an image twice in the files: once
+            if not len(got):
+                continue
+            seen[got] = True
+            order = np.argsort(got)
+            writer.write_rows(got[order], {layer: np.asarray(batch[f"f{i}"])[first][order] for i, layer in enumerate(writer.nodes)})
+            writer.mark_unreadable({int(r): str(why) for r, why in zip(got, reasons) if why})
+            finish_chunks(got)
             done += len(got)
             report(done)
+        missing = [r for r, _ in rows if not seen[r]]
+        if missing:  # in the listing, not in the files the cluster read: changed since
+            if len(missing) == len(rows):
+                raise ValueError(f"the cluster found none of the {len(rows)} images it was to read: were the files changed?")
+            writer.mark_unreadable(dict.fromkeys(missing, "not found when the cluster read the files (changed since listed?)"))
+            finish_chunks(np.asarray(missing))
         return computed
