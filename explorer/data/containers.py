@@ -18,11 +18,12 @@ import functools
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from . import tar_headers
 from .archive import UnsafeArchiveError, is_ignored_name
 from .images import IMAGE_SUFFIXES
 
@@ -169,26 +170,25 @@ class Listed:
     skipped: list[tuple[str, str]] | None = None
 
 
-def _check_member(shard: str, m: tarfile.TarInfo) -> None:
+def _check_member(shard: str, m: tar_headers.Member) -> None:
     name = m.name
-    if name.startswith("/") or ".." in PurePosixPath(name).parts or "\x00" in name:
+    if name.startswith("/") or ".." in name.split("/") or "\x00" in name:
         raise UnsafeArchiveError(f"shard refused: {Path(shard).name} has a member {name!r} with an absolute path or '..'")
-    if m.issym() or m.islnk():
+    if m.islink():
         raise UnsafeArchiveError(f"shard refused: {Path(shard).name} has a link member {name!r}")
-    if m.isdev() or m.isfifo():
+    if m.isdevice():
         raise UnsafeArchiveError(f"shard refused: {Path(shard).name} has a device or FIFO member {name!r}")
 
 
-def _members(shard: str) -> Iterator[tarfile.TarInfo]:
+def _members(shard: str) -> list[tar_headers.Member]:
+    """A shard's members, each checked (tar_headers.py reads the headers)."""
     try:
-        tf = tarfile.open(shard, "r:")  # uncompressed only: a member is then read by its offset
+        found = tar_headers.members(shard)  # uncompressed only: a member is then read by its offset
     except tarfile.ReadError as exc:
         raise ValueError(f"{shard} is not an uncompressed tar ({exc}); WebDataset shards are plain .tar files") from exc
-    with tf:
-        members = tf.getmembers()
-    for m in members:
+    for m in found:
         _check_member(shard, m)
-    yield from members
+    return found
 
 
 def _key_and_ext(name: str) -> tuple[str, str]:
@@ -206,14 +206,14 @@ def list_shards(shards: Sequence[str], label_field: str | None = None) -> Listed
     metas: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     for shard in shards:
-        samples: dict[str, dict[str, tarfile.TarInfo]] = {}
+        samples: dict[str, dict[str, tar_headers.Member]] = {}
         for m in _members(shard):
             if not m.isfile() or is_ignored_name(m.name):
                 continue
             key, ext = _key_and_ext(m.name)
             samples.setdefault(key, {})[ext] = m
         with open(shard, "rb") as f:
-            def small(m: tarfile.TarInfo) -> str:
+            def small(m: tar_headers.Member) -> str:
                 f.seek(m.offset_data)
                 return f.read(min(m.size, SMALL_MEMBER_BYTES)).decode("utf-8", errors="replace").strip()
 
