@@ -424,6 +424,41 @@ def test_a_parquet_file_is_opened_by_its_path(server, browser, tmp_path: Path) -
     page.close()
 
 
+def _shards_of(folder: Path, dest: Path) -> Path:
+    """The images of class folders as WebDataset shards by webdataset's own writer: a .jpg, and a
+    .json with the label and a further field, per sample."""
+    wds = pytest.importorskip("webdataset")
+    dest.mkdir()
+    with wds.ShardWriter(str(dest / "train-%03d.tar"), maxcount=20) as sink:
+        for i, f in enumerate(sorted(folder.rglob("*.jpg"))):
+            sink.write({"__key__": f"s{i:04d}", "jpg": f.read_bytes(),
+                        "json": {"label": f.parent.name, "shade": "light" if i % 2 else "dark"}})  # fmt: skip
+    return dest
+
+
+def _saved_of(folder: Path, dest: Path) -> Path:
+    """The images of class folders as a folder `datasets`' save_to_disk writes."""
+    datasets = pytest.importorskip("datasets")
+    files = sorted(folder.rglob("*.jpg"))
+    ds = datasets.Dataset.from_dict({"image": [str(f) for f in files], "label": [f.parent.name for f in files],
+                                     "shade": ["light" if i % 2 else "dark" for i in range(len(files))]})  # fmt: skip
+    ds.cast_column("image", datasets.Image()).class_encode_column("label").save_to_disk(str(dest))
+    return dest
+
+
+@pytest.mark.parametrize("build", [_shards_of, _saved_of], ids=["webdataset", "save_to_disk"])
+def test_shards_and_a_saved_dataset_are_opened_by_their_path(server, browser, tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
+    data = build(make_class_folders(tmp_path / "mine", per_class=5), tmp_path / "data")
+    page = _open(browser, server)
+    _run_on_a_path(page, data)
+    page.get_by_role("tab", name="Projections").click()
+    page.wait_for_selector(DRAWN, timeout=120_000)
+    page.get_by_text("column: shade").click()  # the json's or the table's further column
+    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
+    page.screenshot(path=str(ART / f"local_{build.__name__.strip('_')}.png"), full_page=True)
+    page.close()
+
+
 def _pick(page, key: str, option: str, tries: int = 3) -> None:  # type: ignore[no-untyped-def]
     """Type `option` into the searchable select box `key`, choose it, close its list, and see it
     shown as chosen. A rerun that lands while the list is open (the click before it, the model list
