@@ -11,10 +11,13 @@ again), it measures:
 - `decode`: one pass of the extraction's decoder over every image (read, decode, resize and crop
   for MobileNetV2, in batches of 64 on the decode thread), without the model: what a layout can
   change;
-- the process's peak RSS after loading, and at the end (VmHWM: its own, not the parent's).
+- the process's peak RSS after loading, and at the end (VmHWM: its own, not the parent's);
+- with `--ray`, the parquet and WebDataset layouts also listed on a local Ray instance (Ray Data's
+  readers hashing on its workers: cluster_listing.py), timed from the instance being up, with the
+  driver's peak RSS.
 
 Usage: .venv/bin/python bench/bench_formats.py /work/scale/clothing50k --work /work/scale/formats \
-    --images 10000 50000 --out docs/bench_formats.json
+    --images 10000 100000 --decode-up-to 10000 --ray --out docs/bench_formats.json
 """
 
 from __future__ import annotations
@@ -109,7 +112,15 @@ from explorer.data.datasets import load_dataset
 from explorer.extraction.decode import BatchDecoder, spans
 from explorer.networks import registry
 t = time.perf_counter()
-ds = load_dataset(DataSpec(source=sys.argv[1]), limits=Limits(), thumbnails=False)
+if sys.argv[3] == "ray":  # listed on a local Ray instance: read and hashed by Ray Data's readers on its workers
+    from explorer.extraction.ray_backend import RayEngine
+
+    engine = RayEngine(num_cpus=int(sys.argv[4]))
+    engine.start()
+    t = time.perf_counter()  # after the instance is up
+    ds = engine.load_dataset(DataSpec(source=sys.argv[1]), limits=Limits())
+else:
+    ds = load_dataset(DataSpec(source=sys.argv[1]), limits=Limits(), thumbnails=False)
 load_s = time.perf_counter() - t
 rss_load = hwm_mb()
 w = registry.resolve_weights("mobilenet_v2", "auto")
@@ -126,10 +137,10 @@ print(json.dumps({"n": len(ds), "load_s": load_s, "decode_s": decode_s, "decoded
 """
 
 
-def measure(source: str, decode: bool = True) -> dict:
+def measure(source: str, decode: bool = True, engine: str = "local") -> dict:
     env = {**os.environ}
-    got = subprocess.run([sys.executable, "-c", MEASURE, source, "1" if decode else "0"], capture_output=True, text=True, env=env, check=False,
-                         cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    argv = [sys.executable, "-c", MEASURE, source, "1" if decode else "0", engine, str(os.cpu_count())]
+    got = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd=Path(__file__).resolve().parents[1])
     if got.returncode != 0:
         raise RuntimeError(got.stderr[-3000:])
     return json.loads(got.stdout.strip().splitlines()[-1])
@@ -142,6 +153,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, nargs="+", default=[10_000])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--decode-up-to", type=int, default=10**9, help="run the decode pass only at sizes up to this")
+    ap.add_argument("--ray", action="store_true", help="also list parquet and WebDataset on a local Ray instance (all CPUs)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     results = []
@@ -152,10 +164,16 @@ def main() -> None:
         for r in range(args.rounds):
             for layout in LAYOUTS:
                 got = measure(paths[layout], decode=n <= args.decode_up_to)
-                got.update(layout=layout, round=r, images=n)
+                got.update(layout=layout, round=r, images=n, engine="local")
                 results.append(got)
                 print(f"  {layout:8s} round {r}: load {got['load_s']:6.1f} s  decode {got['decode_s']:6.1f} s  "
                       f"peak RSS {got['peak_rss_mb']:6.0f} MB  ({got['n']:,} images)", flush=True)
+                if args.ray and layout in ("parquet", "wds"):
+                    got = measure(paths[layout], decode=False, engine="ray")
+                    got.update(layout=layout, round=r, images=n, engine="ray")
+                    results.append(got)
+                    print(f"  {layout:8s} round {r}: listed on Ray in {got['load_s']:6.1f} s, the driver's peak RSS "
+                          f"{got['peak_rss_mb']:6.0f} MB", flush=True)
     if args.out:
         args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                                         "results": results}, indent=1))  # fmt: skip
