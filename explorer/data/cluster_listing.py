@@ -151,6 +151,7 @@ def read(files: ReadableFiles, *, keep_bytes: bool, limits: Limits | None = None
     each read task reserves (less than a CPU where actors hold the rest)."""
     import ray.data
 
+    _settle_fsspec_http()
     if files.kind == "webdataset":
         row = functools.partial(_sample_row, label_field=files.column, limits=limits or Limits(), keep_bytes=keep_bytes)
         return ray.data.read_webdataset(list(files.files), decoder=row, fileselect=_not_ignored, num_cpus=num_cpus)
@@ -158,6 +159,20 @@ def read(files: ReadableFiles, *, keep_bytes: bool, limits: Limits | None = None
         return ray.data.read_parquet(list(files.files), columns=[files.column], include_paths=True, partitioning=None,
                                      num_cpus=num_cpus)  # fmt: skip
     return ray.data.read_binary_files(list(files.files), include_paths=True, num_cpus=num_cpus)
+
+
+def _settle_fsspec_http() -> None:
+    """Ray Data's file listing asks, from several threads at once, whether fsspec's HTTP filesystem
+    can be imported; without aiohttp that import fails, and a thread that meets the half-imported
+    module raises ImportError instead of the ModuleNotFoundError Ray expects (seen at 10 parquet
+    files). Settled here once: imported, or marked absent, which every later import then says."""
+    import importlib
+    import sys
+
+    try:
+        importlib.import_module("fsspec.implementations.http")
+    except ImportError:
+        sys.modules["fsspec.implementations.http"] = None  # type: ignore[assignment]
 
 
 def _not_ignored(name: str) -> bool:
@@ -211,10 +226,10 @@ def _check_on_cluster(items: list[ImageItem], files: ReadableFiles | None, limit
             found = _collect(checks.map_batches(_with_path(_check_batch), fn_kwargs={"files": files, "limits": limits},
                                                 batch_format="pyarrow", batch_size=LISTING_BATCH),
                              ["path", "hash", "reason"], present.count(""), progress)  # fmt: skip
-            by_path = dict(zip(found["path"], zip(found["hash"], found["reason"])))
+            by_path = dict(zip(map(os.path.normpath, found["path"]), zip(found["hash"], found["reason"])))
             got = {"hash": [], "reason": []}
             for p, missing in zip(files.files, present):
-                h, why = ("", missing) if missing else by_path.get(p, ("", "unreadable file: the cluster did not read it"))
+                h, why = ("", missing) if missing else by_path.get(os.path.normpath(p), ("", "unreadable file: the cluster did not read it"))
                 got["hash"].append(h)
                 got["reason"].append(why)
         else:

@@ -412,18 +412,6 @@ def _parquet_of(folder: Path, dest: Path) -> Path:
     return dest
 
 
-def test_a_parquet_file_is_opened_by_its_path(server, browser, tmp_path: Path) -> None:
-    data = _parquet_of(make_class_folders(tmp_path / "mine", per_class=5), tmp_path / "train.parquet")
-    page = _open(browser, server)
-    _run_on_a_path(page, data)
-    page.get_by_role("tab", name="Projections").click()
-    page.wait_for_selector(DRAWN, timeout=120_000)
-    page.get_by_text("column: shade").click()  # the parquet's further column
-    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
-    page.screenshot(path=str(ART / "local_parquet.png"), full_page=True)
-    page.close()
-
-
 def _shards_of(folder: Path, dest: Path) -> Path:
     """The images of class folders as WebDataset shards by webdataset's own writer: a .jpg, and a
     .json with the label and a further field, per sample."""
@@ -446,14 +434,18 @@ def _saved_of(folder: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("build", [_shards_of, _saved_of], ids=["webdataset", "save_to_disk"])
-def test_shards_and_a_saved_dataset_are_opened_by_their_path(server, browser, tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
+def _parquet_file_of(folder: Path, dest: Path) -> Path:
+    return _parquet_of(folder, dest.with_suffix(".parquet"))
+
+
+@pytest.mark.parametrize("build", [_parquet_file_of, _shards_of, _saved_of], ids=["parquet", "webdataset", "save_to_disk"])
+def test_parquet_shards_and_a_saved_dataset_are_opened_by_their_path(server, browser, tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
     data = build(make_class_folders(tmp_path / "mine", per_class=5), tmp_path / "data")
     page = _open(browser, server)
     _run_on_a_path(page, data)
     page.get_by_role("tab", name="Projections").click()
     page.wait_for_selector(DRAWN, timeout=120_000)
-    page.get_by_text("column: shade").click()  # the json's or the table's further column
+    page.get_by_text("column: shade").click()  # the table's or the json's further column
     page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
     page.screenshot(path=str(ART / f"local_{build.__name__.strip('_')}.png"), full_page=True)
     page.close()
