@@ -51,6 +51,16 @@ def _parquet(root: Path) -> Path:
     return root / "train.parquet"
 
 
+def _parquet_shards(root: Path) -> Path:
+    """Three parquet files of plain bytes under data/, as the hub keeps shards: Ray reads them in order."""
+    (root / "data").mkdir()
+    for i in range(3):
+        part = FILES[i::3]
+        pd.DataFrame({"img": [f.read_bytes() for f in part], "label": [f.parent.name for f in part]}).to_parquet(
+            root / "data" / f"train-{i:05d}-of-00003.parquet", row_group_size=3)
+    return root
+
+
 def _shards(root: Path) -> str:
     """Two shards by webdataset's own ShardWriter; a duplicate image and a broken one among them."""
     wds = pytest.importorskip("webdataset")
@@ -80,8 +90,8 @@ def _refuse_image_reads_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "check_image_bytes", refuse)
 
 
-@pytest.mark.parametrize("build, kind, label_column", [(_parquet, "parquet", None), (_shards, "webdataset", "label"),
-                                                       (_table, "binary", "class")])  # fmt: skip
+@pytest.mark.parametrize("build, kind, label_column", [(_parquet, "parquet", None), (_parquet_shards, "parquet", None),
+                                                       (_shards, "webdataset", "label"), (_table, "binary", "class")])  # fmt: skip
 def test_the_cluster_reads_lists_and_extracts_what_the_local_engine_does(
     tmp_path: Path, engine: object, build: object, kind: str, label_column: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
