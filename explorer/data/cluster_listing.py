@@ -18,7 +18,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,10 +26,13 @@ from ..config import DataSpec, Limits
 from ..progress import Progress
 from .items import ImageItem, ReadableFiles
 
+if TYPE_CHECKING:
+    from .datasets import ImageDataset
+
 LISTING_BATCH = 256  # images a worker checks per batch
 
 
-def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None) -> Any:
+def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None) -> ImageDataset | None:
     """The dataset `spec` names, listed and checked on the running Ray cluster, or None where the
     source is a folder, a zip or a sample (list those with load_dataset). Arguments as load_dataset's.
 
