@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Limits
+from .config import DataSpec, Limits
 from .request import AnalysisRequest
 
 if TYPE_CHECKING:
@@ -126,8 +127,6 @@ def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, 
                                   thumbnails=thumbnails)  # fmt: skip
         if labels is not None:
             raise ValueError("labels= is for images given in memory; a folder's labels are its class folders or labels.csv")
-        from .config import DataSpec
-
         spec = DataSpec(source=str(data), max_images=max_images, random_state=seed, label_column=label_column,
                         image_column=image_column)  # fmt: skip
         return load_dataset(spec, limits=limits,
@@ -150,6 +149,8 @@ def compare(
     progress: bool = True,
     leaderboard: bool = True,
     latency: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
     **options: Any,
 ) -> Comparison:
     """Extract, score, compare and project the chosen layers of one or more models on a dataset.
@@ -177,6 +178,10 @@ def compare(
         progress: show a progress bar per stage.
         leaderboard: also score the cuts (LogME, compression curves, parameters, GFLOPs).
         latency: with `leaderboard`, time the network up to each layer on this machine.
+        engine: where extraction runs: `local` (this process) or `ray` (a Ray cluster, whose
+            workers also read and hash shards, parquet and tables of paths: docs/datasets.md).
+        ray_address: with `ray`, the cluster (`HOST:6379`, `ray://HOST:10001`, `auto`); None
+            starts a local Ray instance for this call.
         **options: the `compare` command's other flags with underscores and its defaults:
             weights, pooling, tokens, components, n_neighbors, min_dist, perplexity,
             random_baseline, max_images, select, folds, knn_k, probe_c, precision, device,
@@ -197,20 +202,44 @@ def compare(
     _, specs, projection_spec, metric = request.specs()
     if request.random_baseline and specs[0].weights != "none":
         run_labels.insert(1, f"{run_labels[0]}[random]" if run_labels[0] else None)
-    dataset = load(data, labels=labels, label_column=label_column,
-                   image_column=image_column, max_images=request.max_images, seed=request.seed, progress=progress)  # fmt: skip
+    backend = _engine(engine, ray_address)
     bar = _bar(progress)
     try:
-        comp = comparison.compare(dataset, specs, projection=projection_spec, metric=metric, cache=_cache(cache_dir),
-                                  progress=bar, leaderboard=leaderboard, latency=latency, labels=run_labels,
-                                  request=request)  # fmt: skip
-    except BaseException:
-        dataset.close()
-        raise
+        dataset = None
+        if backend is not None and isinstance(data, (str, os.PathLike)):  # shards, parquet, tables: read on the cluster
+            spec = DataSpec(source=str(data), max_images=request.max_images, random_state=request.seed,
+                            label_column=label_column, image_column=image_column)  # fmt: skip
+            dataset = backend.load_dataset(spec, progress=lambda d, t: bar("reading images on Ray", d, t))
+        dataset = dataset or load(data, labels=labels, label_column=label_column, image_column=image_column,
+                                  max_images=request.max_images, seed=request.seed, progress=progress)  # fmt: skip
+        try:
+            comp = comparison.compare(dataset, specs, projection=projection_spec, metric=metric, cache=_cache(cache_dir),
+                                      progress=bar, leaderboard=leaderboard, latency=latency, labels=run_labels,
+                                      request=request, backend=backend)  # fmt: skip
+        except BaseException:
+            dataset.close()
+            raise
     finally:
         bar.close()
+        if backend is not None:
+            backend.stop()
     dataset.keep_files_while(comp)  # a zip's or an object's images: read by the view's thumbnails while comp lives
     return comp
+
+
+def _engine(engine: str, ray_address: str | None) -> Any:
+    """The extraction backend `engine` names (None: this process), started."""
+    if engine == "local":
+        if ray_address is not None:
+            raise ValueError("ray_address is for engine='ray'")
+        return None
+    if engine != "ray":
+        raise ValueError(f"engine={engine!r}: choose 'local' or 'ray'")
+    from .extraction.ray_backend import RayEngine
+
+    backend = RayEngine(address=ray_address)
+    backend.start()  # before reading the images: an unreachable cluster is said at once
+    return backend
 
 
 def compare_features(

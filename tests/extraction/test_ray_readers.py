@@ -134,3 +134,22 @@ def test_a_shard_with_a_link_is_refused_on_the_cluster_too(tmp_path: Path, engin
 def test_a_folder_is_left_to_the_local_listing(engine: object) -> None:
     assert engine.load_dataset(DataSpec(source=str(SAMPLES_DIR / "clothing"))) is None  # type: ignore[attr-defined]
     assert engine.load_dataset(DataSpec(source="sample:digits")) is None  # type: ignore[attr-defined]
+
+
+def test_the_python_api_runs_on_ray_too(tmp_path: Path, engine: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`explorer.compare(..., engine="ray")` lists a parquet file on the cluster and extracts there
+    (this process reads no image): the same metrics as the local engine's (the instance the fixture
+    started is reused)."""
+    import explorer
+
+    source = _parquet(tmp_path)
+    kw = {"models": "mobilenet_v2", "layers": ["features.6", "flatten"], "projection": "none", "progress": False,
+          "leaderboard": False, "precision": "fp32", "folds": 2}  # fmt: skip
+    _refuse_image_reads_here(monkeypatch)
+    on_ray = explorer.compare(source, engine="ray", cache_dir=tmp_path / "ray", **kw)
+    monkeypatch.undo()
+    here = explorer.compare(source, cache_dir=tmp_path / "local", **kw)
+    cols = ["layer", "dim", "probe_acc", "knn_acc"]
+    pd.testing.assert_frame_equal(on_ray.metrics[cols], here.metrics[cols])
+    with pytest.raises(ValueError, match="choose 'local' or 'ray'"):
+        explorer.compare(source, engine="spark", **kw)
