@@ -40,7 +40,7 @@ def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: P
         ValueError: a missing path or column, an unsafe shard, no usable image (one sentence).
     """
     from . import containers
-    from .datasets import container_listing, dataset_from_items
+    from .datasets import container_listing, dataset_from_items, stratified_subsample
 
     limits = limits or Limits()
     source = spec.source
@@ -55,6 +55,12 @@ def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: P
         if listed is None:
             return None
         pairs, columns, extra, skipped, files = listed
+        if spec.max_images is not None and (files is None or files.kind == "binary"):
+            # the sample first (load_dataset's, so the same one): only its images are read. A parquet
+            # file is read whole by its reader, and matched to its rows by position, so it is sampled after.
+            pairs = [pairs[i] for i in stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)]
+            if files is not None:
+                files = ReadableFiles("binary", tuple(os.fspath(item.path) for item, _ in pairs))
         checked = _check_on_cluster([item for item, _ in pairs], files, limits, progress)
     ds = dataset_from_items(source, pairs, skipped, spec=spec, limits=limits, checked=checked, files=files)
     if columns:

@@ -131,6 +131,14 @@ def test_a_shard_with_a_link_is_refused_on_the_cluster_too(tmp_path: Path, engin
         engine.load_dataset(DataSpec(source=str(_parquet(tmp_path)), label_column="kind"))  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("build", [_parquet, _table])
+def test_a_sample_of_the_images_is_the_local_engines_sample(tmp_path: Path, engine: object, build: object) -> None:
+    spec = DataSpec(source=str(build(tmp_path)), max_images=7, random_state=3)  # type: ignore[operator]
+    on_ray, local = engine.load_dataset(spec), load_dataset(spec, thumbnails=False)  # type: ignore[attr-defined]
+    assert (on_ray.names, on_ray.hashes, on_ray.labels) == (local.names, local.hashes, local.labels)
+    assert 6 <= len(on_ray) <= 7  # (the table names a missing file: it may be in the sample)
+
+
 def test_a_folder_is_left_to_the_local_listing(engine: object) -> None:
     assert engine.load_dataset(DataSpec(source=str(SAMPLES_DIR / "clothing"))) is None  # type: ignore[attr-defined]
     assert engine.load_dataset(DataSpec(source="sample:digits")) is None  # type: ignore[attr-defined]
