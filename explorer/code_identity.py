@@ -55,6 +55,7 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.archive": "safe unpacking; the files it yields are hashed",
     "explorer.data.items": "an image's name and where its bytes are; the bytes are hashed",
     "explorer.data.containers": "where an image's bytes are read from (a tar member, a table cell); the bytes are hashed",
+    "explorer.data.shards": "where a shard's images are read from (a tar member) and their labels; the bytes are hashed",
     "explorer.data.tar_headers": "which members a shard has and where their bytes start; the bytes are hashed",
     "explorer.data.cluster_listing": "where Ray's readers read an image's bytes and the checks every image gets; the bytes "
                                      "are hashed, and each image is matched to its row by its hash",

@@ -39,14 +39,14 @@ def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: P
     Raises:
         ValueError: a missing path or column, an unsafe shard, no usable image (one sentence).
     """
-    from . import containers
     from .datasets import container_listing, dataset_from_items, stratified_subsample
+    from .shards import shard_files
 
     limits = limits or Limits()
     source = spec.source
     if source.startswith("sample:") or (not Path(source).expanduser().exists() and "{" not in source):
         return None
-    shards = containers.shard_files(source)
+    shards = shard_files(source)
     if shards:
         pairs, checked, columns, extra, skipped = _webdataset(shards, spec, limits, progress)
         files: ReadableFiles | None = ReadableFiles("webdataset", tuple(shards), spec.label_column)
@@ -101,12 +101,21 @@ def _beside(table: str, name: str) -> bytes | None:
         return None
 
 
+def _split(checked: tuple[str, bytes] | str) -> tuple[str, str]:
+    """check_image_bytes' answer as (hash, reason): one of them empty."""
+    return (checked[0], "") if isinstance(checked, tuple) else ("", checked)
+
+
+def _columns(out: list[tuple[str, bytes] | str]) -> dict[str, np.ndarray]:
+    hashes, reasons = zip(*map(_split, out)) if out else ((), ())
+    return {"hash": np.array(hashes, dtype=object), "reason": np.array(reasons, dtype=object)}
+
+
 def _check_batch(batch: Any, files: ReadableFiles, limits: Limits) -> dict[str, np.ndarray]:
     from .datasets import check_image_bytes
 
     out = [check_image_bytes(d, limits) if d is not None else "no image bytes in the row" for d in image_bytes(batch, files)]
-    return {"hash": np.array([o[0] if isinstance(o, tuple) else "" for o in out], dtype=object),
-            "reason": np.array([o if isinstance(o, str) else "" for o in out], dtype=object)}  # fmt: skip
+    return _columns(out)
 
 
 def _sample_row(sample: dict[str, Any], label_field: str | None, limits: Limits, keep_bytes: bool) -> dict[str, Any]:
@@ -115,7 +124,7 @@ def _sample_row(sample: dict[str, Any], label_field: str | None, limits: Limits,
     (`keep_bytes`: its bytes instead, for extraction)."""
     import json
 
-    from .containers import SMALL_MEMBER_BYTES, read_sample
+    from .shards import SMALL_MEMBER_BYTES, read_sample
     from .datasets import check_image_bytes
 
     parts = {k: v for k, v in sample.items() if not k.startswith("__")}
@@ -125,13 +134,12 @@ def _sample_row(sample: dict[str, Any], label_field: str | None, limits: Limits,
            "meta": json.dumps(got.meta), "problems": json.dumps(got.problems)}  # fmt: skip
     if keep_bytes:
         return row | {"image": data}
-    checked = check_image_bytes(data, limits) if data is not None else ""
-    return row | {"hash": checked[0] if isinstance(checked, tuple) else "",
-                  "reason": checked if isinstance(checked, str) else ""}  # fmt: skip
+    h, why = _split(check_image_bytes(data, limits)) if data is not None else ("", "")
+    return row | {"hash": h, "reason": why}
 
 
 def _check_shard_task(row: dict[str, Any]) -> dict[str, Any]:
-    from .containers import check_shard
+    from .shards import check_shard
 
     return {"shard": row["shard"], "refused": check_shard(row["shard"])}
 
@@ -147,8 +155,7 @@ def _check_cells(batch: dict[str, np.ndarray], limits: Limits) -> dict[str, np.n
             out.append(check_image_bytes(from_description(text).read(), limits))
         except OSError as exc:
             out.append(f"unreadable file: {exc}")
-    return {"hash": np.array([o[0] if isinstance(o, tuple) else "" for o in out], dtype=object),
-            "reason": np.array([o if isinstance(o, str) else "" for o in out], dtype=object)}  # fmt: skip
+    return _columns(out)
 
 
 # ---- the readers
@@ -277,7 +284,7 @@ def _webdataset(shards: list[str], spec: DataSpec, limits: Limits, progress: Pro
 
     import ray.data
 
-    from .containers import ShardSample, shard_columns
+    from .shards import ShardSample, shard_columns
     from .listing import Skipped
 
     refused = [r for r in ray.data.from_items([{"shard": s} for s in shards]).map(_check_shard_task).take_all() if r["refused"]]

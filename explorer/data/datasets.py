@@ -336,13 +336,14 @@ def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths:
     shards, parquet, a save_to_disk folder, a CSV or parquet table of paths), and the files a reader
     of whole files reads them from; None for a folder or zip."""
     from . import containers
+    from .shards import list_shards, shard_files
 
     path = Path(source).expanduser()
     if not path.exists() and "{" not in source:
         return None
-    shards = containers.shard_files(source)
+    shards = shard_files(source)
     if shards:
-        listed = containers.list_shards(shards, spec.label_column)
+        listed = list_shards(shards, spec.label_column)
         return _from_listed(listed, ReadableFiles("webdataset", tuple(shards), spec.label_column))
     if path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None:  # no Ray reader: read cell by cell
         return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths), None)

@@ -16,7 +16,7 @@ class ImageItem:
     name: str
     path: str | os.PathLike | None = None  # a folder's 50,000 file paths are made on every visit: str, not Path
     data: bytes | None = None
-    member: Any = None  # containers.TarMember | containers.TableCell: `read()` gives the bytes
+    member: Any = None  # shards.TarMember | containers.TableCell | shards.ShardSample: `read()` gives the bytes
 
     def read_bytes(self) -> bytes:
         if self.data is not None:

@@ -87,7 +87,7 @@ class _ModelActor:
                 **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}  # fmt: skip
 
     def _widths(self) -> list[int]:
-        """Each layer's feature width (from a blank image the first time no batch has told it)."""
+        """Each layer's feature width: the last batch's, or a blank image's before any batch."""
         if self._dims is None:
             import io
 
@@ -95,8 +95,9 @@ class _ModelActor:
 
             buf = io.BytesIO()
             Image.new("RGB", (32, 32)).save(buf, format="PNG")
-            self._features(np.zeros(1, np.int64), [self.pre.decode(lambda: buf.getvalue(), self.max_pixels)])
-        assert self._dims is not None
+            tensor, _ = self.pre.decode(buf.getvalue, self.max_pixels)
+            feats = self.extractor(self.pre.batch([tensor]))
+            self._dims = [feats[n].shape[1] for n in self.nodes]
         return self._dims
 
     def _by_hash(self, batch: Any) -> dict[str, np.ndarray]:

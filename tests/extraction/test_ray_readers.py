@@ -16,7 +16,7 @@ import pytest
 
 from explorer import comparison
 from explorer.config import DataSpec, ExtractSpec
-from explorer.data import containers, datasets, items
+from explorer.data import containers, datasets, items, shards
 from explorer.data.datasets import SAMPLES_DIR, load_dataset
 from explorer.store import FeatureCache
 
@@ -84,7 +84,7 @@ def _refuse_image_reads_here(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object, **__: object) -> bytes:
         raise AssertionError("the driver read an image's bytes")
 
-    for cls in (containers.TarMember, containers.TableCell, containers.ShardSample):
+    for cls in (shards.TarMember, containers.TableCell, shards.ShardSample):
         monkeypatch.setattr(cls, "read", refuse)
     monkeypatch.setattr(items.ImageItem, "read_bytes", refuse)
     monkeypatch.setattr(datasets, "check_image_bytes", refuse)
@@ -161,3 +161,29 @@ def test_the_python_api_runs_on_ray_too(tmp_path: Path, engine: object, monkeypa
     pd.testing.assert_frame_equal(on_ray.metrics[cols], here.metrics[cols])
     with pytest.raises(ValueError, match="choose 'local' or 'ray'"):
         explorer.compare(source, engine="spark", **kw)
+
+
+def test_a_resumed_run_on_ray_decodes_only_what_is_left(tmp_path: Path, engine: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local run stopped after its first chunk, resumed on Ray through the parquet reader: the
+    finished chunk's images come through the reader but no row wants them (a batch with none left:
+    no rows, each layer's width), and the features equal a fresh local run's."""
+    from explorer.extraction import layer_features
+    from explorer.progress import Cancelled
+
+    monkeypatch.setattr(layer_features, "CHUNK", 8)
+    ds = load_dataset(DataSpec(source=str(_parquet(tmp_path))), thumbnails=False)
+    cache = FeatureCache(tmp_path / "c")
+    spec = ExtractSpec(model="mobilenet_v2", layers=("features.6", "flatten"), precision="fp32", batch_size=8)
+    polls = {"n": 0}
+
+    def stop_after_one_chunk() -> bool:
+        polls["n"] += 1
+        return polls["n"] > 1
+
+    with pytest.raises(Cancelled):
+        comparison.extract_features(ds, spec, cache=cache, should_stop=stop_after_one_chunk)
+    resumed = comparison.extract_features(ds, spec, cache=cache, backend=engine)
+    assert resumed.computed == len(ds) - 8
+    fresh = comparison.extract_features(ds, spec, cache=FeatureCache(tmp_path / "fresh"))
+    for name in ("features.6", "flatten"):
+        np.testing.assert_allclose(resumed.features[name], fresh.features[name], rtol=1e-4, atol=1e-5)
