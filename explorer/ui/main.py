@@ -68,12 +68,12 @@ def warm_up_umap() -> None:
     threading.Thread(target=fit, name="explorer-umap-warmup", daemon=True).start()
 
 
-def _client() -> str | None:
-    """The visitor's address (explorer.ui.proxy: the entry the outermost of the host's
-    EXPLORER_TRUSTED_PROXIES proxies added, else the connection's); None when unknown (a local
-    connection)."""
+def _client() -> str:
+    """The key of the visitor's limits (explorer.ui.proxy): their address (the entry the outermost of
+    the host's EXPLORER_TRUSTED_PROXIES proxies added, else the connection's), an IPv6 one by its
+    /64; every visitor whose address is unknown (Streamlit reports loopback as None) shares one key."""
     forwarded = ", ".join(st.context.headers.get_all("X-Forwarded-For"))  # every header line: a client may send its own
-    return proxy.client_address(forwarded, st.context.ip_address, runtime.current().mode.trusted_proxies)
+    return proxy.visitor_key(proxy.client_address(forwarded, st.context.ip_address, runtime.current().mode.trusted_proxies))
 
 
 def _session_id() -> str:
@@ -156,8 +156,7 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
         _check_budget(inputs)
         if inputs.data.startswith("upload:"):
             source = sidebar.write_upload(inputs.upload, runtime.upload_root())
-            folder = Path(source).parent if source.endswith(".zip") else Path(source)
-            cleanup = functools.partial(shutil.rmtree, folder, ignore_errors=True)
+            cleanup = functools.partial(shutil.rmtree, sidebar.upload_folder(source), ignore_errors=True)
         job = runtime.current().queue.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client)
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         if cleanup is not None:  # refused: the upload is ours to delete

@@ -29,3 +29,26 @@ def client_address(forwarded_for: str, peer: str | None, trusted_proxies: int) -
     if len(entries) < trusted_proxies or not entries[-trusted_proxies]:
         return peer
     return entries[-trusted_proxies]
+
+
+UNKNOWN_VISITOR = "unknown address"  # every visitor whose address is not known: one shared limit, never none
+
+
+def visitor_key(address: str | None) -> str:
+    """The key a visitor's limits count under: an IPv4 address as it is, an IPv6 address by its /64
+    network (one subscriber is handed a whole /64 and may rotate addresses inside it; an IPv4 address
+    mapped into IPv6 counts as that IPv4 address), and every unknown or unreadable address as one
+    shared visitor, so a missing address never switches the limit off."""
+    import ipaddress
+
+    if not address:
+        return UNKNOWN_VISITOR
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]").split("%", 1)[0])
+    except ValueError:
+        return UNKNOWN_VISITOR
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

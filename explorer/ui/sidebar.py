@@ -79,6 +79,13 @@ def _upload_widgets(choice: str) -> tuple | None:
     return None
 
 
+def upload_folder(source: str) -> Path:
+    """The folder `write_upload` made for the upload behind `source` (a folder of files, or a zip,
+    tar or parquet file in it): what is deleted once its job ends, whatever its kind."""
+    path = Path(source)
+    return path if path.name.startswith("upload-") else path.parent
+
+
 def write_upload(upload: tuple, dest_root: Path) -> str:
     """Write an upload to a fresh folder under a generated name and return the dataset source.
 

@@ -261,3 +261,51 @@ def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept(tmp_path: P
     os.utime(stale, (old, old))
     runtime._clean(FeatureCache(tmp_path / "cache"), LOCAL)
     assert not stale.exists() and fresh.exists()  # a fresh one may belong to a running job
+
+
+@pytest.mark.parametrize("kind,name", [("zip", "d.zip"), ("zip", "shard.tar"), ("zip", "t.parquet"), ("files", "x.jpg")])
+@pytest.mark.parametrize("outcome", ["done", "failed", "cancelled"])
+def test_every_upload_is_deleted_when_its_job_ends(tmp_path: Path, kind: str, name: str, outcome: str) -> None:
+    """A zip, a .tar, a .parquet or loose files: the upload's folder goes when the job ends, however
+    it ends (a .tar and a .parquet once stayed: their folder was taken for the file itself)."""
+    import functools
+    import shutil
+    import threading
+
+    from explorer.ui.jobs import JobQueue
+    from explorer.ui.sidebar import upload_folder, write_upload
+
+    class Upload:
+        def __init__(self, name: str, data: bytes) -> None:
+            self.name, self.size, self._data = name, len(data), data
+
+        def getvalue(self) -> bytes:
+            return self._data
+
+    payload = Upload(name, b"bytes") if kind == "zip" else (Upload(name, b"1"), Upload("y.jpg", b"2"))
+    source = write_upload((kind, payload), tmp_path)
+    assert upload_folder(source).parent == tmp_path and upload_folder(source).name.startswith("upload-")
+    started = threading.Event()
+
+    def work(job: object) -> str:
+        started.set()
+        if outcome == "failed":
+            raise ValueError("a bad upload")
+        if outcome == "cancelled":
+            while not job.should_stop():  # type: ignore[attr-defined]
+                time.sleep(0.01)
+            from explorer.progress import Cancelled
+
+            raise Cancelled
+        return "ok"
+
+    q = JobQueue(workers=1)
+    job = q.submit("s", work, functools.partial(shutil.rmtree, upload_folder(source), ignore_errors=True))
+    if outcome == "cancelled":
+        assert started.wait(5)
+        q.cancel(job)
+    t0 = time.time()
+    while job.active and time.time() - t0 < 10:
+        time.sleep(0.01)
+    assert job.state == outcome
+    assert not list(tmp_path.iterdir())  # nothing of the upload is left

@@ -39,3 +39,31 @@ def test_the_proxy_count_comes_from_the_environment() -> None:
     assert app_mode({"EXPLORER_TRUSTED_PROXY": "1"}).trusted_proxies == 1  # the old switch: one proxy
     with pytest.raises(ValueError, match="EXPLORER_TRUSTED_PROXIES='one'"):
         app_mode({"EXPLORER_TRUSTED_PROXIES": "one"})
+
+
+def test_visitor_keys_share_the_unknown_and_count_ipv6_by_its_64() -> None:
+    from explorer.ui.proxy import UNKNOWN_VISITOR, visitor_key
+
+    assert visitor_key(None) == visitor_key("") == visitor_key("not an address") == UNKNOWN_VISITOR
+    assert visitor_key("203.0.113.7") == "203.0.113.7" != visitor_key("203.0.113.8")
+    rotated = {visitor_key(f"2001:db8:1:2:{i:x}::{i:x}") for i in range(1, 50)}
+    assert rotated == {"2001:db8:1:2::/64"}  # one subscriber's /64, however it rotates
+    assert visitor_key("2001:db8:1:3::1") != visitor_key("2001:db8:1:2::1")
+    assert visitor_key("[2001:db8:1:2::9]") == visitor_key("2001:db8:1:2::1")
+    assert visitor_key("::ffff:203.0.113.7") == "203.0.113.7"
+
+
+def test_an_unknown_address_is_limited_like_any_other() -> None:
+    import threading
+
+    from explorer.ui.jobs import AlreadyRunning, JobQueue
+    from explorer.ui.proxy import visitor_key
+
+    gate = threading.Event()
+    q = JobQueue(workers=1, max_per_client=2)
+    for s in ("a", "b"):
+        q.submit(s, lambda job: gate.wait(5), client=visitor_key(None))
+    with pytest.raises(AlreadyRunning):
+        q.submit("c", lambda job: None, client=visitor_key(None))  # a third session of unknown visitors
+    q.submit("d", lambda job: None, client=visitor_key("203.0.113.7"))  # a known visitor is not held up
+    gate.set()
