@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -105,6 +107,11 @@ def plan_zip(zf: zipfile.ZipFile, limits: Limits) -> tuple[list[zipfile.ZipInfo]
     return keep, ignored
 
 
+# what zipfile raises on a damaged archive: its own error, a short read, a bad deflate stream
+# (zlib.error), a struct it cannot unpack, a name it cannot decode, a method it does not know
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, struct.error, zlib.error)
+
+
 def safe_extract_zip(archive: str | Path, dest: str | Path, limits: Limits) -> ArchiveReport:
     """Unpack a zip archive into `dest`, refusing it whole if any entry is unsafe.
 
@@ -126,7 +133,7 @@ def safe_extract_zip(archive: str | Path, dest: str | Path, limits: Limits) -> A
     dest = Path(dest)
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         raise UnsafeArchiveError(f"archive refused: {Path(archive).name} is not a readable zip file ({exc})") from exc
     with zf:
         keep, ignored = plan_zip(zf, limits)
@@ -155,11 +162,11 @@ def _write_entries(
         target = (root / name).resolve()
         if root not in target.parents:  # defence in depth; _check_entry_name already refused these
             raise UnsafeArchiveError(f"archive refused: entry {name!r} leaves the folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
         remaining = info.file_size
         written.append(name)  # before writing, so a refusal mid-file removes this one too
         try:
-            with zf.open(info) as src, open(target, "wb") as out:
+            target.parent.mkdir(parents=True, exist_ok=True)  # fails where an earlier entry is a file of that name
+            with zf.open(info) as src, open(target, "xb") as out:  # never over an earlier entry, nor into a folder
                 while True:
                     chunk = src.read(min(_CHUNK, remaining + 1))
                     if not chunk:
@@ -168,7 +175,10 @@ def _write_entries(
                     if remaining < 0:
                         raise UnsafeArchiveError(f"archive refused: entry {name!r} is larger than it declares")
                     out.write(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            target.unlink(missing_ok=True)
+        except (*_ZIP_ERRORS, RuntimeError) as exc:  # RuntimeError: an encrypted entry
+            if isinstance(exc, FileExistsError) or not target.is_file():
+                pass  # not ours to delete: an earlier entry's file, or a folder
+            else:
+                target.unlink(missing_ok=True)
             written.pop()
             ignored.append((name, f"could not be unpacked: {exc}"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import Limits
 from .archive import UnsafeArchiveError, is_ignored_name
 
 if TYPE_CHECKING:
@@ -131,6 +132,44 @@ class Listed:
 
 # ---- parquet files and save_to_disk folders
 
+MAX_COLUMNS = 10_000  # a table's columns (Hugging Face's have a handful)
+
+
+def check_parquet(path: str, limits: Limits) -> Any:
+    """A parquet file's footer, read and checked against `limits` before any row is listed: its
+    declared rows (at most `limits.max_files`), each row group's and the file's uncompressed size (at
+    most `limits.max_total_bytes`), its columns. A few hundred bytes of footer can declare tens of
+    millions of rows or gigabytes per group; nothing here reads a row.
+
+    Returns:
+        The file's `pyarrow.parquet.FileMetaData`.
+
+    Raises:
+        ValueError: not a parquet file (a damaged footer: pyarrow's thrift errors), or over a limit;
+            one sentence.
+    """
+    import pyarrow.parquet as pq
+
+    name = Path(path).name
+    try:
+        meta = pq.read_metadata(path)
+        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+        sizes = [max(g.total_byte_size, sum(g.column(c).total_uncompressed_size for c in range(g.num_columns))) for g in groups]
+    except (OSError, ValueError, IndexError) as exc:  # pyarrow's ArrowInvalid is a ValueError, its IOError an OSError
+        raise ValueError(f"{name} is not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
+    if meta.num_columns > MAX_COLUMNS:
+        raise ValueError(f"{name} declares {meta.num_columns:,} columns, over the limit of {MAX_COLUMNS:,}")
+    rows = sum(g.num_rows for g in groups)
+    if meta.num_rows < 0 or any(g.num_rows < 0 for g in groups) or rows != meta.num_rows:
+        raise ValueError(f"{name} is not a readable parquet file (its row counts disagree)")
+    if rows > limits.max_files:
+        raise ValueError(f"{name} declares {rows:,} rows, over the limit of {limits.max_files:,} images")
+    if any(size < 0 for size in sizes) or sum(sizes) > limits.max_total_bytes:
+        raise ValueError(f"{name} declares {sum(sizes):,} bytes once decompressed, over the limit of "
+                         f"{limits.max_total_bytes:,}")  # fmt: skip
+    return meta
+
+
 
 def _hf_features(metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
     """The `datasets` features a table's schema metadata records (its Image and ClassLabel columns)."""
@@ -173,17 +212,41 @@ def _label_column(names: Sequence[str], asked: str | None) -> str | None:
 
 
 def list_tables(files: Sequence[str], kind: str, label_column: str | None = None, image_column: str | None = None,
-                files_by_path: bool = True) -> Listed:  # fmt: skip
+                files_by_path: bool = True, limits: Limits | None = None) -> Listed:  # fmt: skip
     """The rows of parquet files (`kind` parquet) or of save_to_disk Arrow files (`arrow`), in order:
     each row's image cell, its label (a ClassLabel's name where the schema records one) and its
     other plain columns. The image bytes are not read here; a cell that names a file instead is read
-    from it only with `files_by_path` (not for a stranger's table)."""
+    from it only with `files_by_path` (not for a stranger's table). Each file's declared rows and
+    sizes are checked against `limits` (config.Limits()'s by default) before its rows are listed.
+
+    Raises:
+        ValueError: a file that is not a readable table, or over a limit: one sentence.
+    """
+    try:
+        return _list_tables(files, kind, label_column, image_column, files_by_path, limits or Limits())
+    except (OSError, IndexError, KeyError) as exc:  # pyarrow's errors past the footer: a damaged group or column
+        raise ValueError(f"a {kind} file cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+    except ValueError as exc:
+        if type(exc) is ValueError:  # ours, already one sentence
+            raise
+        raise ValueError(f"a {kind} file cannot be read: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _list_tables(files: Sequence[str], kind: str, label_column: str | None, image_column: str | None,
+                 files_by_path: bool, limits: Limits) -> Listed:  # fmt: skip
     import pyarrow as pa
 
     images: list[tuple[str, Any, str | None]] = []
+    declared = 0
     extra: dict[str, tuple[str, ...]] = {}
     columns: tuple[str, ...] = ()
     for path in files:
+        if kind == "parquet":
+            declared += check_parquet(path, limits).num_rows
+        else:
+            declared += sum(_arrow_layout(path)[2])
+        if declared > limits.max_files:
+            raise ValueError(f"these tables declare {declared:,} rows, over the limit of {limits.max_files:,} images")
         schema, groups = _table_layout(path, kind)
         features = _hf_features(schema.metadata)
         image_col = _image_column(schema, features, image_column)
@@ -237,10 +300,18 @@ def _table_layout(path: str, kind: str) -> tuple[Any, int]:
 
             f = pq.ParquetFile(path)
             return f.schema_arrow, f.metadata.num_row_groups
-        schema, offsets, _ = arrow_index(path)
+        schema, offsets, _ = _arrow_layout(path)
         return schema, len(offsets)
     except (OSError, ValueError) as exc:  # pyarrow's errors are both
         raise ValueError(f"{path} is not a readable {kind} file: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def _arrow_layout(path: str) -> tuple[Any, list[int], list[int]]:
+    """arrow_index, a damaged stream said in one sentence."""
+    try:
+        return arrow_index(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{Path(path).name} is not a readable Arrow file ({str(exc).splitlines()[0][:120]})") from None
 
 
 def saved_dataset_files(folder: Path) -> list[str] | None:

@@ -346,18 +346,19 @@ def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths:
         listed = list_shards(shards, spec.label_column)
         return _from_listed(listed, ReadableFiles("webdataset", tuple(shards), spec.label_column))
     if path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None:  # no Ray reader: read cell by cell
-        return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths), None)
+        return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths, limits), None)
     if path.is_file() and path.suffix.lower() == ".csv":
         return _path_table(path, spec, server_paths)
     files = containers.parquet_files(source)
     if not files or (path.is_dir() and _has_images(path)):
         return None
-    if path.is_file() and _is_path_table(files[0], spec):
-        return _path_table(path, spec, server_paths)
     for f in files:
         if os.path.getsize(f) > limits.max_total_bytes:
             raise ValueError(f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}")
-    listed = containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths)
+        containers.check_parquet(f, limits)  # the footer, before anything lists a row
+    if path.is_file() and _is_path_table(files[0], spec):
+        return _path_table(path, spec, server_paths)
+    listed = containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths, limits)
     column = listed.images[0][1].column if listed.images else spec.image_column
     return _from_listed(listed, ReadableFiles("parquet", tuple(files), column))
 
@@ -380,8 +381,13 @@ def _is_path_table(path: str, spec: DataSpec) -> bool:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.ParquetFile(path).schema_arrow
+    try:
+        schema = pq.ParquetFile(path).schema_arrow
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{Path(path).name} is not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
     if spec.image_column is not None:
+        if spec.image_column not in schema.names:
+            raise ValueError(f"no image column {spec.image_column!r}; the columns are {', '.join(schema.names)}")
         return not pa.types.is_nested(schema.field(spec.image_column).type) and not pa.types.is_binary(schema.field(spec.image_column).type)
     return not any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
                    or (pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0) for f in schema)  # fmt: skip

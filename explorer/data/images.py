@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -41,18 +42,48 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
+ROWS_AT_ONCE = 256  # rows of a 16/32-bit image scaled to 8 bits at a time
+
+
 def _scale_high_bit(img: Image.Image) -> Image.Image:
-    """16/32-bit integer and float images are scaled to 8 bits, not clipped."""
-    arr = np.asarray(img)
+    """16/32-bit integer and float images are scaled to 8 bits, not clipped.
+
+    Read and scaled by blocks of rows into the 8-bit result, in float32: beyond the decoded image
+    this holds one byte a pixel and a block (a 40-megapixel float TIFF took several float64 copies
+    of itself, 1.3 GB)."""
+    lo, hi = _range(img)
     if img.mode == "F":
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
         if lo >= 0.0 and hi <= 1.0:
             lo, hi = 0.0, 1.0
-        scaled = (arr - lo) / max(hi - lo, 1e-12) * 255.0
     else:
-        hi = 65535.0 if int(arr.max(initial=0)) <= 65535 else float(np.iinfo(np.int32).max)
-        scaled = arr.astype(np.float64) / hi * 255.0
-    return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), "L")
+        lo, hi = 0.0, 65535.0 if hi <= 65535 else float(np.iinfo(np.int32).max)
+    scale = 255.0 / max(hi - lo, 1e-12)
+    out = np.empty((img.height, img.width), np.uint8)
+    for start, block in _row_blocks(img):
+        block = block.astype(np.float32)
+        np.nan_to_num(block, copy=False, nan=lo, posinf=hi, neginf=lo)
+        block -= lo
+        block *= scale
+        np.rint(block, out=block)
+        np.clip(block, 0, 255, out=block)
+        out[start : start + len(block)] = block
+    return Image.fromarray(out, "L")
+
+
+def _row_blocks(img: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, pixels) of each block of ROWS_AT_ONCE rows: a copy of that block only."""
+    for start in range(0, img.height, ROWS_AT_ONCE):
+        yield start, np.asarray(img.crop((0, start, img.width, min(start + ROWS_AT_ONCE, img.height))))
+
+
+def _range(img: Image.Image) -> tuple[float, float]:
+    """(min, max) of an image's finite pixels, a block of rows at a time; (0, 1) when none is."""
+    lo, hi = np.inf, -np.inf
+    for _, block in _row_blocks(img):
+        finite = block[np.isfinite(block)] if block.dtype.kind == "f" else block
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    return (lo, hi) if lo <= hi else (0.0, 1.0)
 
 
 def normalise(img: Image.Image) -> Image.Image:

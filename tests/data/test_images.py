@@ -83,3 +83,30 @@ def test_pixel_bomb_refused_from_header() -> None:
 def test_thumbnail_is_small_rgb() -> None:
     thumb, size = check_and_thumbnail(_save(Image.new("RGB", (400, 200), (9, 9, 9)), "JPEG"), max_pixels=MAXPX)
     assert size == (400, 200) and max(thumb.size) <= 96 and thumb.mode == "RGB"
+
+
+@pytest.mark.parametrize("mode", ["F", "I", "I;16"])
+def test_a_high_bit_image_is_scaled_within_a_byte_a_pixel_more(mode: str) -> None:
+    """A float or 16/32-bit image is scaled to 8 bits by blocks of rows: numpy's memory beyond the
+    decoded image stays near one byte a pixel (it took several float64 copies: 1.3 GB at 40 MP)."""
+    import tracemalloc
+
+    h, w = 3000, 2000  # 6 megapixels
+    dtype = {"F": np.float32, "I": np.int32, "I;16": np.uint16}[mode]
+    arr = (np.arange(h * w, dtype=np.float64).reshape(h, w) % 60000).astype(dtype)
+    if mode == "F":
+        arr[0, :5] = [np.nan, np.inf, -np.inf, 1e6, -1e6]
+    img = Image.fromarray(arr, mode) if mode != "I;16" else Image.fromarray(arr)
+    buf = io.BytesIO()
+    img.save(buf, format="TIFF")
+    data = buf.getvalue()
+    tracemalloc.start()
+    try:
+        out = load_rgb(data, max_pixels=10**8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.mode == "RGB" and out.size == (w, h)
+    assert peak < 1.6 * h * w + 16 * 1024**2, f"{peak / 1e6:.0f} MB traced for a {h * w / 1e6:.0f} MP image"
+    px = np.asarray(out)[..., 0]
+    assert px.min() == 0 and px.max() == 255 or mode != "F"
