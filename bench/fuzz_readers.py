@@ -13,6 +13,7 @@ import argparse
 import collections
 import json
 import platform
+import re
 import resource
 import sys
 import tarfile
@@ -49,7 +50,7 @@ def _campaign(kind: str, examples: int, work: Path) -> dict:
         slowest[0] = max(slowest[0], time.perf_counter() - t0)
         tally[state] += 1
         if state == "refused":
-            reasons[what.split(":")[0][:60]] += 1
+            reasons[re.sub(r"\S*/\S*|'[^']*'|\d+", "_", what)[:70]] += 1
         elif state != "listed":
             bad.append(f"{state}: {what[:200]}")
 

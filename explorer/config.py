@@ -71,6 +71,7 @@ class AppMode:
         trusted_proxies: how many reverse proxies of the host's own stand before the server, each
             appending the address it was reached from to `X-Forwarded-For` (0: none; the
             connection's address is the visitor's).
+        why: how the mode was chosen, for the start-up log (asked for, or the fail-closed rule).
     """
 
     name: str
@@ -85,6 +86,7 @@ class AppMode:
     keep_partial: bool = True
     downloads: bool = True
     trusted_proxies: int = 0
+    why: str = ""
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.name, MODES)
@@ -103,19 +105,71 @@ TRUSTED_PROXIES_ENV = "EXPLORER_TRUSTED_PROXIES"
 _OLD_TRUSTED_PROXY_ENV = "EXPLORER_TRUSTED_PROXY"  # its `1` meant one proxy; read as that
 
 
-def app_mode(environ: Mapping[str, str] = os.environ) -> AppMode:
-    """The dashboard's mode, from EXPLORER_MODE (`local` when unset; the demo launcher sets `demo`);
-    EXPLORER_CACHE_MAX_GB sets the cache's size limit in either mode (0: no limit);
-    EXPLORER_TRUSTED_PROXIES=N the number of the host's reverse proxies in front of it.
+# what hosting platforms set in their containers' environment (a server there is reachable by anyone)
+HOSTING_ENV = {"SPACE_ID": "Hugging Face Spaces", "K_SERVICE": "Google Cloud Run", "RENDER": "Render", "DYNO": "Heroku",
+               "FLY_APP_NAME": "Fly.io", "RAILWAY_ENVIRONMENT": "Railway", "WEBSITE_SITE_NAME": "Azure App Service",
+               "KUBERNETES_SERVICE_HOST": "Kubernetes", "ECS_CONTAINER_METADATA_URI_V4": "AWS ECS"}  # fmt: skip
+COMMUNITY_CLOUD_ROOT = "/mount/src"  # where Streamlit Community Cloud checks out an app's repository
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a server bound to `address` serves this machine only ("" or None: every interface)."""
+    import ipaddress
+
+    if not address or not address.strip():
+        return False
+    address = address.strip().strip("[]")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def hosting_platform(environ: Mapping[str, str], cwd: str) -> str | None:
+    """The hosting platform this process runs on, where its environment says so; else None."""
+    for name, platform_name in HOSTING_ENV.items():
+        if environ.get(name, "").strip():
+            return platform_name
+    if cwd == COMMUNITY_CLOUD_ROOT or cwd.startswith(COMMUNITY_CLOUD_ROOT + "/"):
+        return "Streamlit Community Cloud"
+    return None
+
+
+def app_mode(environ: Mapping[str, str] = os.environ, server_address: str | None = "127.0.0.1", cwd: str | None = None) -> AppMode:
+    """The dashboard's mode, from EXPLORER_MODE; EXPLORER_CACHE_MAX_GB sets the cache's size limit in
+    either mode (0: no limit); EXPLORER_TRUSTED_PROXIES=N the number of the host's reverse proxies in
+    front of it.
+
+    Fail closed: with EXPLORER_MODE unset, the mode is `local` only on a server that serves this
+    machine alone (`server_address`, the address the server listens on, is a loopback one) and not
+    on a hosting platform; anything reachable from other machines runs `demo` unless local mode is
+    asked for by name (a Community Cloud app whose mode setting was forgotten served local mode,
+    folders by path included, to the world).
 
     Raises:
         ValueError: an unknown mode (a typo must not open a public server to server paths), a
             cache limit that is not a number, or a proxy count that is not a whole number >= 0.
     """
-    name = environ.get(MODE_ENV, "local").strip().lower()
-    if name not in MODES:
-        raise ValueError(f"{MODE_ENV}={name!r} is not one of {', '.join(MODES)}")
-    mode = LOCAL if name == "local" else DEMO
+    asked = environ.get(MODE_ENV, "").strip().lower()
+    if asked and asked not in MODES:
+        raise ValueError(f"{MODE_ENV}={asked!r} is not one of {', '.join(MODES)}")
+    platform_name = hosting_platform(environ, os.getcwd() if cwd is None else cwd)
+    where = "every interface" if not (server_address or "").strip() else server_address
+    if asked:
+        name, why = asked, f"{MODE_ENV}={asked}"
+        if asked == "local" and (platform_name or not is_loopback(server_address)):
+            why += (f", listening on {where}" + (f" on {platform_name}" if platform_name else "")
+                    + ": other machines can reach this server and open this machine's folders by path")  # fmt: skip
+    elif platform_name:
+        name, why = "demo", f"{platform_name} detected and {MODE_ENV} not set: demo mode (set {MODE_ENV}=local to serve local mode there)"
+    elif not is_loopback(server_address):
+        name, why = "demo", (f"listening on {where}, where other machines can reach it, and {MODE_ENV} not set: demo mode "
+                             f"(pass --mode local, or set {MODE_ENV}=local, to serve your folders to them)")  # fmt: skip
+    else:
+        name, why = "local", f"listening on {server_address}: this machine only"
+    mode = dataclasses.replace(LOCAL if name == "local" else DEMO, why=why)
     if environ.get(CACHE_MAX_ENV, "").strip():
         try:
             gb = float(environ[CACHE_MAX_ENV])

@@ -42,7 +42,16 @@ class TableCell:
     files_by_path: bool = True
 
     def read(self) -> bytes:
-        data, name = _group_images(self.path, self.kind, self.group, self.column)[self.row]
+        """The image's bytes.
+
+        Raises:
+            OSError: the cell cannot be read (a damaged group, a row its image column lacks, no
+                image, or a file it names where that is not allowed): the image is skipped and reported.
+        """
+        try:
+            data, name = _group_images(self.path, self.kind, self.group, self.column)[self.row]
+        except (IndexError, KeyError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise OSError(f"row {self.row} of {Path(self.path).name} cannot be read ({str(exc).splitlines()[0][:120]})") from None
         if data is not None:
             return data
         if not name:

@@ -63,8 +63,16 @@ def start(mode: AppMode | None = None) -> Runtime:
     global _current
     with _lock:
         if _current is None:
-            _current = _build(mode or app_mode(), settings())
+            _current = _build(mode or app_mode(server_address=listening_address()), settings())
         return _current
+
+
+def listening_address() -> str:
+    """The address Streamlit's server listens on (server.address: .streamlit/config.toml, a flag or
+    STREAMLIT_SERVER_ADDRESS); "" for every interface."""
+    from streamlit import config
+
+    return str(config.get_option("server.address") or "")
 
 
 def current() -> Runtime:
@@ -80,6 +88,7 @@ def upload_root() -> Path:
 def _build(mode: AppMode, env: Settings) -> Runtime:
     from ..networks import weights
 
+    (log.warning if mode.name == "demo" or "other machines" in mode.why else log.info)("%s mode: %s", mode.name, mode.why)
     if not mode.downloads:
         weights.forbid_downloads()
     cache = FeatureCache(keep_partial=mode.keep_partial)

@@ -110,7 +110,10 @@ def load_within_deadline(path: Path, limits: Any) -> tuple[str, str]:
         except ValueError as exc:
             outcome.append(("refused", str(exc)))
         except BaseException as exc:  # noqa: BLE001  anything else is what the fuzz looks for
-            outcome.append(("raised", f"{type(exc).__name__}: {exc}"))
+            import traceback
+
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            outcome.append(("raised", f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"))
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
