@@ -27,7 +27,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "extract": (
         "explorer.networks.registry", "explorer.networks.weights", "explorer.networks.layers", "explorer.networks.batchnorm",
         "explorer.networks.sources", "explorer.networks.timm_source", "explorer.networks.hf_source", "explorer.networks.own_source",
-        "explorer.networks.module_layers", "explorer.networks.memory_source",
+        "explorer.networks.module_layers", "explorer.networks.memory_source", "explorer.networks.safe_program",
         "explorer.extraction.extractor", "explorer.extraction.device", "explorer.extraction.decode",
         "explorer.extraction.threads", "explorer.networks.pooling", "explorer.extraction.backend",
         "explorer.extraction.local_backend", "explorer.extraction.ray_backend",

@@ -80,8 +80,14 @@ def export_program(features: Any, weight: np.ndarray, bias: np.ndarray, input_si
 
 
 def write_cut(out: Path, program: Any, pre: dict[str, Any], classes: list[str], metrics: dict[str, Any], card: str) -> dict[str, Path]:
-    """Write the five files into `out` (each atomically; the program last but one, the card last)."""
+    """Write the five files into `out` (each atomically; the program last but one, the card last).
+
+    Raises:
+        UnsafeProgramError: the program torch wrote would not pass the check every reader makes.
+    """
     import torch
+
+    from ..networks.safe_program import check_archive
 
     out.mkdir(parents=True, exist_ok=True)
     written = {
@@ -90,6 +96,7 @@ def write_cut(out: Path, program: Any, pre: dict[str, Any], classes: list[str], 
         METRICS: atomic_write_bytes(out / METRICS, json.dumps(metrics, indent=2).encode()),
         PROGRAM: atomic_write(out / PROGRAM, lambda fh: torch.export.save(program, fh)),
     }
+    check_archive(out / PROGRAM)  # what predict accepts: a cut that would be refused is not handed over
     written[CARD] = atomic_write_bytes(out / CARD, card.encode())
     return written
 
@@ -108,9 +115,10 @@ def load_cut(folder: str | Path) -> LoadedCut:
     """Read a folder written by `cut`.
 
     Raises:
-        ValueError: a folder without the cut's files, or files that do not fit together.
+        ValueError: a folder without the cut's files, or files that do not fit together; its
+            program refused as one that could run code (networks/safe_program.UnsafeProgramError).
     """
-    import torch
+    from ..networks.safe_program import load_program
 
     folder = Path(folder)
     missing = [f for f in (PROGRAM, PREPROCESS, LABELS) if not (folder / f).is_file()]
@@ -120,7 +128,7 @@ def load_cut(folder: str | Path) -> LoadedCut:
     pre = json.loads((folder / PREPROCESS).read_text())
     classes = json.loads((folder / LABELS).read_text())
     metrics = json.loads((folder / METRICS).read_text()) if (folder / METRICS).is_file() else {}
-    module = torch.export.load(str(folder / PROGRAM)).module()
+    module = load_program(folder / PROGRAM).module()  # checked first, nothing unpickled (networks/safe_program.py)
     return LoadedCut(module, pre, [str(c) for c in classes], metrics)
 
 
