@@ -14,6 +14,7 @@ Every source but torchvision is read layer by layer with forward hooks on its mo
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Protocol
 
 from .weights import ResolvedWeights
@@ -77,6 +78,22 @@ def source_name(model: str) -> str:
     if model.endswith(".pt2") or _BUILDER.match(model):
         return "own"
     return "torchvision"
+
+
+def what_loading_runs(model: str) -> str | None:
+    """What loading `model` would run or read on this machine beyond a catalog's architecture, in a
+    few words; None for a catalog name (torchvision, timm, hf:ORG/NAME). A share link that names such
+    a model builds nothing until the person confirms it (docs/security.md)."""
+    model = canonical(model)
+    kind = source_name(model)
+    if kind == "own":
+        if model.endswith(".pt2"):
+            return "an exported program file on this machine, read and run"
+        return "Python code on this machine: its module is imported and its function called"
+    ref = model.partition(":")[2]
+    if kind == "hf" and (ref.startswith(("/", ".", "~")) or Path(ref).expanduser().is_dir()):  # hf_source's test of a folder
+        return "a save_pretrained folder on this machine, read and run"
+    return None
 
 
 def source_of(model: str) -> ModelSource:

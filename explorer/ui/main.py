@@ -23,7 +23,7 @@ from . import budget, proxy, reproduce, runtime, sidebar, state, views
 from .cut_view import cut_job
 from .jobs import AlreadyRunning, Job, QueueFull
 from .projections_view import emergence_job
-from .text import plain
+from .text import code, plain
 
 log = logging.getLogger(__name__)
 RUN_ASKED = "run_asked"  # session key: a Run click not yet acted on
@@ -299,6 +299,23 @@ def _ask_for_analysis() -> None:
     st.session_state[RUN_ASKED] = True
 
 
+def _ask_to_load(models: tuple[tuple[str, str], ...]) -> None:
+    """What a link asks to load that runs code, in one sentence, and the one button that loads it
+    and runs the link's analysis; until then the page builds none of it."""
+    names = tuple(m for m, _ in models)
+    what = "; and ".join(f"{code(m[:120])}, which is {w}" for m, w in models)
+    st.warning(f"This link asks to load {what}. Load it only if you trust whoever sent the link.", icon="🔒")
+    link_first = sidebar.link_first_model()
+    first = link_first if link_first in names else None
+    st.button(f"Load {names[0][:60]}{' and the others' if len(names) > 1 else ''} and run", key="confirm_link_models",
+              type="primary", on_click=_confirm_and_run, args=(names, first, tuple(m for m in names if m != first)))  # fmt: skip
+
+
+def _confirm_and_run(names: tuple[str, ...], first: str | None, others: tuple[str, ...]) -> None:
+    sidebar.confirm_link_models(names, first, others)
+    st.session_state[RUN_ASKED] = True
+
+
 def render() -> None:
     """The whole page."""
     state.apply_each_interaction_whole()  # from the first run on: no click lost between two requests
@@ -311,7 +328,10 @@ def render() -> None:
         st.sidebar.caption("This server reruns the page at every click: a click followed at once by another can be "
                            "lost. If nothing starts after Run analysis, press it again.")  # fmt: skip
     session, client = _session_id(), _client()
-    first_visit = "result" not in st.session_state and runtime.current().queue.job_of(session) is None and not st.session_state.get("auto_done")
+    if inputs.awaiting_confirmation:  # a link's model that runs code: nothing is built before the person says so
+        _ask_to_load(inputs.awaiting_confirmation)
+    first_visit = ("result" not in st.session_state and runtime.current().queue.job_of(session) is None
+                   and not st.session_state.get("auto_done") and not inputs.awaiting_confirmation)  # fmt: skip
     # the last access to the state before a job is queued: a rerun asked for by then stops the
     # script before the pop, and the click waits in the state for the next run
     clicked = st.session_state.pop(RUN_ASKED, False)

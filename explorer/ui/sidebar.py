@@ -13,7 +13,7 @@ import streamlit as st
 from ..request import parse_layers
 from ..config import AppMode, ExtractSpec, ProjectionSpec
 from ..fsutil import write_new_file
-from ..networks.sources import canonical
+from ..networks.sources import canonical, what_loading_runs
 from ..request import AnalysisRequest
 from . import cached, runtime
 from .text import code
@@ -41,6 +41,7 @@ class Inputs:
     align: bool
     notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
     label_column: str | None = None  # a table's, metadata file's or shard json's label column (None: the usual names)
+    awaiting_confirmation: tuple[tuple[str, str], ...] = ()  # the link's models that run code: (name, what), not yet built
 
 
 def _mode() -> AppMode:
@@ -162,10 +163,45 @@ LOCAL_PICKER_HELP = (" You may also type any name: hf:ORG/NAME, hf:/a/save_pretr
 DEFAULT_MODEL = "mobilenet_v2"
 
 
+CONFIRMED = "confirmed_link_models"  # session key: the link's code-running models this visitor agreed to load
+
+
 def _may_name(model: str) -> bool:
-    """Whether a model a link names, not in the picker's list, may be offered: any in local mode, none
-    in the demo (which lists every model it serves)."""
-    return _mode().name == "local" and bool(model) and model != "(none)"
+    """Whether a model a link names, not in the picker's list, may be offered: in local mode any
+    catalog name, and a model that runs code (a builder, a .pt2, a folder) once the person confirmed
+    it; none in the demo (which lists every model it serves)."""
+    if _mode().name != "local" or not model or model == "(none)":
+        return False
+    return what_loading_runs(model) is None or model in st.session_state.get(CONFIRMED, ())
+
+
+def _awaiting(link: AnalysisRequest) -> tuple[tuple[str, str], ...]:
+    """The models a link names whose loading runs code and that this visitor has not confirmed
+    (local mode; the demo refuses them outright): (name, what loading it runs)."""
+    if _mode().name != "local":
+        return ()
+    old = st.query_params.get("other_models", "") or st.query_params.get("second_model", "")
+    named = dict.fromkeys(canonical(m) for m in [*link.models, *old.split(",")] if m.strip())
+    confirmed = st.session_state.get(CONFIRMED, ())
+    return tuple((m, what) for m in named if m not in confirmed and (what := what_loading_runs(m)) is not None)
+
+
+def link_first_model() -> str:
+    """The first model the page's link names."""
+    return canonical(_link().models[0])
+
+
+def confirm_link_models(models: tuple[str, ...], first: str | None, others: tuple[str, ...]) -> None:
+    """The "Load" button's callback: remember the confirmation, put the link's models in the
+    picker and ask for the analysis (the link is reproduced with this one click)."""
+    st.session_state[CONFIRMED] = tuple(dict.fromkeys([*st.session_state.get(CONFIRMED, ()), *models]))
+    if first is not None:  # the picker, and the weights the link gives that model (drawn before for the default)
+        st.session_state["model"] = first
+        weights = _link().weights.split(",")[0].strip()
+        st.session_state["weights"] = "random init" if weights == "none" else "pretrained"
+        st.session_state["checkpoint"] = weights if weights not in ("auto", "none") else ""
+    if others:
+        st.session_state["other_models"] = list(dict.fromkeys([*st.session_state.get("other_models", []), *others]))
 
 
 def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tuple[str, str, object]:
@@ -175,9 +211,10 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
     avail = cached.availability()
     q_model = canonical(link.models[0])
     if q_model not in names and not _may_name(q_model):
-        notices.append(f"This public demo serves only the models whose weights are on its server; {DEFAULT_MODEL} "
-                       "is shown instead.")  # fmt: skip
-        q_model = DEFAULT_MODEL
+        if _mode().name != "local":
+            notices.append(f"This public demo serves only the models whose weights are on its server; {DEFAULT_MODEL} "
+                           "is shown instead.")  # fmt: skip
+        q_model = DEFAULT_MODEL  # locally: a model that runs code waits for the person's confirmation (main.py)
     options = names + ([q_model] if q_model not in names else [])
     model = sb.selectbox("Network", options, index=options.index(q_model), key="model",  # type: ignore[attr-defined]
                          accept_new_options=_mode().name == "local",
@@ -312,4 +349,5 @@ def render() -> Inputs:
     projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
                                 min_dist=min_dist, perplexity=perplexity, random_state=link.seed)  # fmt: skip
     other_models = tuple(dict.fromkeys(canonical(m) for m in others if canonical(m) != model))
-    return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices), label_column)
+    return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices), label_column,
+                  _awaiting(link))  # fmt: skip
