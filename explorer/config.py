@@ -71,6 +71,10 @@ class AppMode:
         trusted_proxies: how many reverse proxies of the host's own stand before the server, each
             appending the address it was reached from to `X-Forwarded-For` (0: none; the
             connection's address is the visitor's).
+        isolated_jobs: whether each analysis runs in a process of its own (ui/job_process.py), killed
+            at its deadline or on cancel whatever a library does inside it, its memory bounded.
+        max_job_bytes: the memory an isolated analysis may take beyond what its process starts
+            with (None: no bound); past it, it fails with one sentence.
         why: how the mode was chosen, for the start-up log (asked for, or the fail-closed rule).
     """
 
@@ -86,6 +90,8 @@ class AppMode:
     keep_partial: bool = True
     downloads: bool = True
     trusted_proxies: int = 0
+    isolated_jobs: bool = False
+    max_job_bytes: int | None = None
     why: str = ""
 
     def __post_init__(self) -> None:
@@ -99,8 +105,9 @@ LOCAL = AppMode(name="local", limits=Limits(), max_images=Limits().max_files, se
 # cores; a job gets at most 10 minutes whatever the estimate says
 DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=False, max_layers=16, max_gflop=10_000.0,
                max_job_seconds=600.0, max_jobs_per_client=2, cache_max_bytes=5 * 1024**3, keep_partial=False,
-               downloads=False)  # fmt: skip
+               downloads=False, isolated_jobs=True, max_job_bytes=3 * 1024**3)  # fmt: skip
 CACHE_MAX_ENV = "EXPLORER_CACHE_MAX_GB"
+JOB_MEMORY_ENV = "EXPLORER_JOB_MEMORY_GB"
 TRUSTED_PROXIES_ENV = "EXPLORER_TRUSTED_PROXIES"
 _OLD_TRUSTED_PROXY_ENV = "EXPLORER_TRUSTED_PROXY"  # its `1` meant one proxy; read as that
 
@@ -139,7 +146,8 @@ def hosting_platform(environ: Mapping[str, str], cwd: str) -> str | None:
 
 def app_mode(environ: Mapping[str, str] = os.environ, server_address: str | None = "127.0.0.1", cwd: str | None = None) -> AppMode:
     """The dashboard's mode, from EXPLORER_MODE; EXPLORER_CACHE_MAX_GB sets the cache's size limit in
-    either mode (0: no limit); EXPLORER_TRUSTED_PROXIES=N the number of the host's reverse proxies in
+    either mode (0: no limit); EXPLORER_JOB_MEMORY_GB an isolated analysis's memory (0: no bound);
+    EXPLORER_TRUSTED_PROXIES=N the number of the host's reverse proxies in
     front of it.
 
     Fail closed: with EXPLORER_MODE unset, the mode is `local` only on a server that serves this
@@ -176,6 +184,12 @@ def app_mode(environ: Mapping[str, str] = os.environ, server_address: str | None
         except ValueError:
             raise ValueError(f"{CACHE_MAX_ENV}={environ[CACHE_MAX_ENV]!r} is not a number of GB") from None
         mode = dataclasses.replace(mode, cache_max_bytes=int(gb * 1024**3) if gb > 0 else None)
+    if environ.get(JOB_MEMORY_ENV, "").strip():
+        try:
+            gb = float(environ[JOB_MEMORY_ENV])
+        except ValueError:
+            raise ValueError(f"{JOB_MEMORY_ENV}={environ[JOB_MEMORY_ENV]!r} is not a number of GB") from None
+        mode = dataclasses.replace(mode, max_job_bytes=int(gb * 1024**3) if gb > 0 else None)
     proxies = environ.get(TRUSTED_PROXIES_ENV, "").strip()
     if not proxies and environ.get(_OLD_TRUSTED_PROXY_ENV, "").strip().lower() in ("1", "true", "yes"):
         proxies = "1"

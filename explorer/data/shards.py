@@ -73,7 +73,7 @@ def _members(shard: str) -> list[tar_headers.Member]:
     try:
         found = tar_headers.members(shard)  # uncompressed only: a member is then read by its offset
     except tarfile.ReadError as exc:
-        raise ValueError(f"{shard} is not an uncompressed tar ({exc}); WebDataset shards are plain .tar files") from exc
+        raise ValueError(f"{Path(shard).name} is not an uncompressed tar ({exc}); WebDataset shards are plain .tar files") from exc
     for m in found:
         _check_member(shard, m)
     return found

@@ -57,7 +57,7 @@ class MalformedTar(tarfile.ReadError):
 
 
 MAX_EXTENDED = 1 << 20  # the most bytes one pax or GNU long-name header may hold (writers use a few hundred)
-_PAX_RECORD = re.compile(rb"([1-9][0-9]{0,19}) ")  # a record's decimal length, then one space
+_PAX_RECORD = re.compile(rb"([0-9]{1,20}) ")  # a record's decimal length, then one space
 
 
 def members(path: str) -> list[Member]:
@@ -125,6 +125,8 @@ def _pax(data: bytes) -> dict[str, str]:
         if head is None:
             raise MalformedTar(f"a pax header holds a malformed record at byte {at}")
         length = int(head.group(1))
+        if length == 0:  # read as written, it never moves on
+            raise MalformedTar(f"a pax record at byte {at} declares a length of 0")
         end = at + length
         if end > len(data) or end <= head.end() + 1 or data[end - 1] != 0x0A:
             raise MalformedTar(f"a pax record at byte {at} declares {length} bytes, which do not end in its newline")

@@ -52,6 +52,8 @@ class Job:
     deadline: float | None = None  # time.monotonic() past which should_stop() stops it
     client: str | None = None  # the visitor's address, when known
     timed_out: bool = False
+    finish: Callable[[Any], Any] | None = None  # what the worker makes of fn's result, on the server's side
+    isolated: bool = False  # fn runs in a process of its own (job_process.py)
 
     def release(self) -> None:
         """Run the cleanup (delete the job's upload, say), once; a failure is logged, not raised."""
@@ -86,8 +88,10 @@ class JobQueue:
     """
 
     def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None,
-                 ttl: float = 600.0, max_seconds: float | None = None, max_per_client: int | None = None) -> None:  # fmt: skip
+                 ttl: float = 600.0, max_seconds: float | None = None, max_per_client: int | None = None,
+                 max_job_bytes: int | None = None) -> None:  # fmt: skip
         self.max_pending = max_pending
+        self.max_job_bytes = max_job_bytes  # an isolated job's memory beyond its process's start
         self.max_per_client = max_per_client
         self.ttl = ttl
         self.max_seconds = max_seconds
@@ -103,11 +107,13 @@ class JobQueue:
             t.start()
 
     def submit(self, session: str, fn: Callable[[Job], Any], cleanup: Callable[[], None] | None = None,
-               client: str | None = None) -> Job:  # fmt: skip
+               client: str | None = None, finish: Callable[[Any], Any] | None = None, isolated: bool = False) -> Job:  # fmt: skip
         """Queue `fn(job)` for a session; `cleanup()` runs when the job ends (done, failed, cancelled
         while waiting or running). When the job is refused, the caller keeps the cleanup. `client`
-        (the visitor's address, when known) may have at most `max_per_client` jobs waiting or
-        running over all its sessions: sessions are free to open.
+        (the visitor's key, ui/proxy.visitor_key) may have at most `max_per_client` jobs waiting or
+        running over all its sessions: sessions are free to open. `isolated`: `fn` (picklable) runs
+        in a process of its own, killed at the deadline or on cancel whatever it is doing, its memory
+        bounded by `max_job_bytes` (job_process.py); `finish(result)` then runs on the worker thread.
 
         Raises:
             AlreadyRunning: the session, or the client, has as many active jobs as it may.
@@ -125,7 +131,7 @@ class JobQueue:
                                          "server takes from one visitor; wait for one to finish")  # fmt: skip
             if len(self._pending) >= self.max_pending:
                 raise QueueFull("the server is busy; please try again in a minute")
-            job = Job(next(self._ids), session, fn, cleanup=cleanup, client=client)
+            job = Job(next(self._ids), session, fn, cleanup=cleanup, client=client, finish=finish, isolated=isolated)
             self._pending.append(job)
             self._by_session[session] = job
             self._lock.notify()
@@ -221,11 +227,19 @@ class JobQueue:
         that tells a reader to look at them, all under the lock."""
         result, error = None, ""
         try:
-            result, state = job.fn(job), "done"  # type: ignore[misc]
+            if job.isolated:
+                from . import job_process
+
+                result = job_process.run(job, job.fn, self.max_job_bytes)  # type: ignore[arg-type]
+            else:
+                result = job.fn(job)  # type: ignore[misc]
+            if job.finish is not None:
+                result = job.finish(result)
+            state = "done"
         except BaseException as exc:  # noqa: BLE001  every failure reaches the visitor as one sentence
             state, error = self._failure(job, exc)
         finally:
-            job.fn = None  # the closure holds the request: not past the job
+            job.fn = job.finish = None  # the closure holds the request: not past the job
             job.release()
         finished = time.time()
         with self._lock:
@@ -240,10 +254,21 @@ class JobQueue:
 
         if isinstance(exc, Cancelled) and job.timed_out:
             log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
-            return "failed", (f"This analysis ran past this server's limit of {(self.max_seconds or 0) / 60:.0f} minutes "
-                              "and was stopped; try fewer images, fewer layers or a smaller model")  # fmt: skip
+            limit = self.max_seconds or 0
+            said = f"{limit / 60:.0f} minutes" if limit >= 120 else f"{limit:.0f} seconds"
+            return "failed", (f"This analysis ran past this server's limit of {said} and was stopped; try fewer images, "
+                              "fewer layers or a smaller model")  # fmt: skip
         if isinstance(exc, Cancelled):
             return "cancelled", "cancelled"
+        from .job_process import JobDied, JobOutOfMemory
+
+        if isinstance(exc, JobOutOfMemory):
+            log.warning("job %d: out of its memory (%s)", job.id, exc)
+            return "failed", ("This analysis needed more memory than this server gives one analysis and was stopped; "
+                              "try fewer images, fewer layers or a smaller model")  # fmt: skip
+        if isinstance(exc, JobDied):
+            log.error("job %d: %s", job.id, exc)
+            return "failed", f"This analysis stopped unexpectedly ({exc}); the details are in the server log"
         if isinstance(exc, (ValueError, TypeError)):
             log.info("job %d: bad input: %s", job.id, exc)
             return "failed", str(exc).splitlines()[0]

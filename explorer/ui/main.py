@@ -20,6 +20,7 @@ from ..analysis import per_run
 from ..config import DataSpec, ProjectionSpec
 from ..data.datasets import ImageDataset, load_dataset
 from . import budget, proxy, reproduce, runtime, sidebar, state, views
+from .analysis_job import AnalysisJob, shared_sample
 from .cut_view import cut_job
 from .jobs import AlreadyRunning, Job, QueueFull
 from .projections_view import emergence_job
@@ -45,7 +46,7 @@ def warm_up_umap() -> None:
     moment: started at once, it tripled the first page's time on a restart with everything cached.
     A UMAP job that comes first simply compiles for itself.
     """
-    if _warm.is_set():
+    if _warm.is_set() or runtime.current().mode.isolated_jobs:  # jobs in processes of their own load numba's cache there
         return
     _warm.set()
 
@@ -82,50 +83,37 @@ def _session_id() -> str:
     return st.session_state["session_id"]
 
 
-@functools.lru_cache(maxsize=8)
 def _sample(source: str, max_images: int | None) -> ImageDataset:
-    """Bundled samples never change: checked once per server process, shared by every visitor."""
-    return load_dataset(DataSpec(source=source, max_images=max_images), limits=runtime.current().mode.limits, thumbnails=False)
+    """Bundled samples never change: checked once per server process, shared by every visitor (and
+    by the jobs that run on the server's thread)."""
+    rt = runtime.current()
+    return shared_sample(source, max_images, rt.mode.limits, str(rt.cache.file_checks_dir))
 
 
-def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool):
-    """The function a worker runs for these inputs (`fresh_upload`: `source` was written for this
-    job and is deleted after it, by the queue)."""
+def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool) -> AnalysisJob:
+    """The analysis a worker runs for these inputs (`fresh_upload`: `source` was written for this
+    job and is deleted after it, by the queue): its specs decided here, from the inputs."""
+    data, specs, projection, metric = reproduce.analysis(inputs, source)
+    rt = runtime.current()
+    return AnalysisJob(source, data, tuple(specs), projection, metric, rt.mode, str(rt.cache.root), fresh_upload,
+                       cache=None if rt.mode.isolated_jobs else rt.cache)  # fmt: skip
+
+
+def _shown(inputs: sidebar.Inputs) -> Callable[[Any], Result]:
+    """What the worker makes of the analysis's Comparison, on the server's side: the result the
+    page shows (and, in the demo, the movers gallery's ranking: on the queue, not on a visitor's
+    page thread; locally it is made when the gallery opens, 0.5 s at 50,000 images that every first
+    view would pay)."""
     inputs = replace(inputs, upload=None)  # the bytes are on disk now: not kept with the job or its result
 
-    def work(job: Job) -> Result:
-        job.progress("checking images", 0, 1)
-        if source.startswith("sample:"):
-            ds = _sample(source, inputs.max_images)
-        else:
-            ds = load_dataset(reproduce.analysis(inputs, source)[0], limits=runtime.current().mode.limits,
-                              server_paths=runtime.current().mode.server_paths,  # a stranger's table names only its own files
-                              progress=lambda d, t: job.progress("reading images", d, t),
-                              thumbnails=fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                              file_checks_dir=None if fresh_upload else runtime.current().cache.file_checks_dir)  # fmt: skip
-        try:
-            _, specs, projection, metric = reproduce.analysis(inputs, source)
-            budget.check(specs, len(ds), runtime.current().mode, len(ds.classes))  # with the exact number of images
-            room = budget.cache_bytes(specs, len(ds), len(ds.classes)) if runtime.current().mode.cache_max_bytes else 0
-            with runtime.current().cache.reserve(room, runtime.current().mode.cache_max_bytes):  # the cache stays under its limit while this writes
-                comp = comparison.compare(ds, specs, projection=projection, metric=metric, progress=job.progress,
-                                        cache=runtime.current().cache, should_stop=job.should_stop,
-                                        max_pixels=runtime.current().mode.limits.max_pixels)  # fmt: skip
-            if runtime.current().mode.name == "demo":  # a shared server: the movers gallery's ranking here, on the queue,
-                for run in comp.runs:  # not on a visitor's page thread (locally it is made when the gallery opens:
-                    if len(run.features) > 1:  # 0.5 s at 50,000 images that every first view would pay)
-                        per_run.movers(comp, run)
-            result = Result(comp, inputs)
-            if not fresh_upload:  # a zip opened by its path: its images are read while the result is shown
-                ds.keep_files_while(result)
-        finally:
-            if not source.startswith("sample:"):  # samples are shared; an upload's copy goes at once
-                ds.close()
-            if runtime.current().mode.cache_max_bytes is not None:
-                runtime.current().cache.evict(runtime.current().mode.cache_max_bytes)
-        return result
+    def finish(comp: comparison.Comparison) -> Result:
+        if runtime.current().mode.name == "demo":
+            for run in comp.runs:
+                if len(run.features) > 1:
+                    per_run.movers(comp, run)
+        return Result(comp, inputs)
 
-    return work
+    return finish
 
 
 def _check_budget(inputs: sidebar.Inputs) -> None:
@@ -157,7 +145,8 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
         if inputs.data.startswith("upload:"):
             source = sidebar.write_upload(inputs.upload, runtime.upload_root())
             cleanup = functools.partial(shutil.rmtree, sidebar.upload_folder(source), ignore_errors=True)
-        job = runtime.current().queue.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client)
+        job = runtime.current().queue.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client,
+                                             finish=_shown(inputs), isolated=runtime.current().mode.isolated_jobs)  # fmt: skip
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         if cleanup is not None:  # refused: the upload is ours to delete
             cleanup()

@@ -94,7 +94,12 @@ def _build(mode: AppMode, env: Settings) -> Runtime:
     cache = FeatureCache(keep_partial=mode.keep_partial)
     _clean(cache, mode)
     queue = JobQueue(workers=env.workers, max_pending=env.max_pending, threads_per_worker=max(1, (os.cpu_count() or 1) // env.workers),
-                     ttl=env.result_ttl, max_seconds=mode.max_job_seconds, max_per_client=mode.max_jobs_per_client)  # fmt: skip
+                     ttl=env.result_ttl, max_seconds=mode.max_job_seconds, max_per_client=mode.max_jobs_per_client,
+                     max_job_bytes=mode.max_job_bytes)  # fmt: skip
+    if mode.isolated_jobs:  # each analysis in a process of its own (job_process.py): its forkserver's imports now
+        from . import job_process
+
+        threading.Thread(target=job_process.start_forkserver, name="explorer-forkserver", daemon=True).start()
     return Runtime(mode, env, cache, queue, ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-catalog"),
                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-layer-lister"))  # fmt: skip
 

@@ -773,6 +773,83 @@ def test_a_parquet_upload_in_demo_mode_is_analysed(demo_server, browser, tmp_pat
     page.close()
 
 
+def _shard_of(folder: Path, dest: Path) -> Path:
+    """A WebDataset shard (key.jpg + key.cls) of a folder of class folders, as tarfile writes one."""
+    import io
+    import tarfile
+
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
+        for i, image in enumerate(sorted(folder.rglob("*.jpg"))):
+            for ext, data in (("jpg", image.read_bytes()), ("cls", image.parent.name.encode())):
+                info = tarfile.TarInfo(f"s{i:04d}.{ext}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return dest
+
+
+def _pax_of_length_zero(dest: Path) -> Path:
+    """The 3 KB shard that once stopped the demo: a pax record that declares a length of 0."""
+    def block(name: bytes, size: int, kind: bytes) -> bytes:
+        head = bytearray(512)
+        head[: len(name)] = name
+        head[100:108] = b"0000644\0"
+        head[124:136] = b"%011o\0" % size
+        head[136:148] = b"00000000000\0"
+        head[156:157] = kind
+        head[257:263] = b"ustar\0"
+        head[148:156] = b" " * 8
+        head[148:156] = b"%06o\0 " % sum(head)
+        return bytes(head)
+
+    record = b"0 path=x.jpg\n"
+    dest.write_bytes(block(b"PaxHeader", len(record), b"x") + record.ljust(512, b"\0") + block(b"a.jpg", 4, b"0")
+                     + b"jpg!".ljust(512, b"\0") + bytes(1024))  # fmt: skip
+    return dest
+
+
+def test_the_demo_under_attack_serves_the_next_visitors(demo_server, browser, tmp_path: Path) -> None:
+    """A hostile upload, then other visitors' .tar and .parquet uploads: the hostile one is refused in
+    one sentence, the valid ones are analysed, the health endpoint answers within 2 s throughout,
+    and no upload is left on disk afterwards."""
+    import tempfile
+
+    uploads = Path(tempfile.gettempdir()) / "explorer-uploads"
+    before = set(uploads.glob("upload-*")) if uploads.exists() else set()
+    slowest, stop = [0.0], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            ok = _health(demo_server)
+            slowest[0] = max(slowest[0], time.perf_counter() - t0 if ok else 99.0)
+            time.sleep(0.25)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})  # the stranger
+        page.goto(demo_server)
+        page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+        _upload_and_run(page, _pax_of_length_zero(tmp_path / "evil.tar"))
+        page.wait_for_function("document.body.innerText.includes('declares a length of 0')", timeout=120_000)
+        assert "Traceback" not in page.inner_text("body")
+        page.close()
+        data = make_class_folders(tmp_path / "mine", per_class=10)
+        for upload in (_shard_of(data, tmp_path / "shard.tar"), _parquet_of(data, tmp_path / "train.parquet")):
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})  # the next visitors
+            page.goto(demo_server)
+            page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+            _upload_and_run(page, upload)
+            _drawn_then_hover(page, 30)
+            page.close()
+    finally:
+        stop.set()
+        watcher.join()
+    assert slowest[0] < 2.0, f"the health endpoint took {slowest[0]:.1f} s to answer"
+    left = (set(uploads.glob("upload-*")) if uploads.exists() else set()) - before
+    assert not left, f"uploads left on disk: {sorted(left)}"
+
+
 def test_upload_images_with_labels_csv_and_a_broken_file(server, browser, tmp_path: Path) -> None:
     data = make_class_folders(tmp_path / "src", per_class=6)
     flat = tmp_path / "flat"
