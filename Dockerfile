@@ -25,13 +25,16 @@ WORKDIR /app
 USER explorer
 
 # the packages first (a layer rebuilt only when the requirements change), the same way
-# scripts/setup.sh installs them on a machine
+# scripts/setup.sh installs them on a machine; --no-package: the source is not copied yet
+# (tests/test_house.py: every file setup.sh reads is copied before the step that runs it)
 COPY --chown=explorer:explorer requirements.txt requirements-dev.txt ./
 COPY --chown=explorer:explorer scripts/setup.sh scripts/
 RUN [ -n "$PIP_CERT" ] || unset PIP_CERT; [ -n "$PIP_FIND_LINKS" ] || unset PIP_FIND_LINKS; \
-    bash scripts/setup.sh && rm -rf /home/explorer/.cache/pip
+    bash scripts/setup.sh --no-package && rm -rf /home/explorer/.cache/pip
 
 COPY --chown=explorer:explorer . .
+# the package itself, editable, now that pyproject.toml and explorer/ are here
+RUN bash scripts/setup.sh && rm -rf /home/explorer/.cache/pip
 
 ENV EXPLORER_MODE=demo \
     EXPLORER_CACHE_DIR=/data \

@@ -9,8 +9,9 @@ Usage:
 
 Visitors, in a fixed cycle: the bundled sample (the first visit's analysis), a small upload (a zip of
 30 photos drawn from the sample: a new dataset, so a real extraction), a hostile upload (a zip
-that climbs out of its folder), a hostile link (`?layers=` with a Markdown link; the page must show
-it as text), a cancel (an upload of 60 photos, cancelled once it runs), a costly model pick
+that climbs out of its folder), a hostile shard (the 3 KB WebDataset .tar whose pax record of
+length 0 once stopped the demo), a hostile link (`?layers=` with a Markdown link; the page must show
+it as text), a code link (`?model=os:abort`, refused outright), a cancel (an upload of 60 photos, cancelled once it runs), a costly model pick
 (vit_h_14, refused by the demo's budget) and an over-limit link (a server path, 50,000 images).
 Each visitor must end with a result, a queue position or one clear sentence; anything else
 (a traceback, a timeout, a link on the page) is an error. Meanwhile the server's RSS, the cache's
@@ -60,7 +61,7 @@ UPLOADS = Path(tempfile.gettempdir()) / "explorer-uploads"
 SENTENCES = ("Archive refused", "over this demo's budget", "opens only its bundled samples", "analyses at most",
              "Analysis cancelled", "the server is busy", "from your address", "still running",
              "Choose files to upload first", "its result was let go", "more than this server's cache holds",
-             "Waiting in the queue")  # fmt: skip
+             "is not an uncompressed tar", "serves only the models", "Waiting in the queue")  # fmt: skip
 QUIET_AT = (20, 100)  # sessions after which the RSS is also read at a quiet moment (and at the end)
 ANY_SENTENCE = " || ".join(f"document.body.innerText.includes({s!r})" for s in SENTENCES[:-1])
 
@@ -140,6 +141,21 @@ class QuietGate:
             self._read_if_all_stopped()
 
 
+def _pax_of_length_zero() -> bytes:
+    """A shard whose pax record declares a length of 0 (tests/ui/test_browser.py builds the same)."""
+    def block(name: bytes, size: int, kind: bytes) -> bytes:
+        head = bytearray(512)
+        head[: len(name)] = name
+        head[100:108], head[124:136], head[136:148] = b"0000644\0", b"%011o\0" % size, b"00000000000\0"
+        head[156:157], head[257:263] = kind, b"ustar\0"
+        head[148:156] = b" " * 8
+        head[148:156] = b"%06o\0 " % sum(head)
+        return bytes(head)
+
+    record = b"0 path=x.jpg\n"
+    return block(b"PaxHeader", len(record), b"x") + record.ljust(512, b"\0") + block(b"a.jpg", 4, b"0") + b"jpg!".ljust(512, b"\0") + bytes(1024)
+
+
 def _zip_of_photos(n: int, rng: random.Random, evil: bool = False) -> bytes:
     photos = sorted(SAMPLE.rglob("*.jpg"))
     buf = io.BytesIO()
@@ -178,6 +194,10 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
             page.goto(url + "/?layers=" + urllib.parse.quote("[Sign in](https://evil.example/x)"))
             out = _outcome(page, time.time() + 300)
             return out if out.startswith("error") or "has no layer" in page.inner_text("body") else "error: no warning"
+        if kind == "code link":  # a link naming a function to run: refused outright by the demo
+            page.goto(url + "/?model=os:abort")
+            out = _outcome(page, time.time() + 300)
+            return out if out.startswith("error") or "serves only the models" in page.inner_text("body") else "error: no refusal"
         if kind == "costly model":
             page.goto(url + "/?model=vit_h_14&weights=random")
             return _outcome(page, time.time() + 300)
@@ -188,8 +208,12 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
             return "sentence" if "not a path on the server" in body and "analyses at most" in body else "error: no refusal"
         page.goto(url)
         page.wait_for_selector(DRAWN, timeout=600_000)  # the first visit's analysis done: a session runs one at a time
-        archive = tmp / f"photos_{rng.randrange(10**9)}.zip"
-        archive.write_bytes(_zip_of_photos(60 if kind == "cancel" else 30, rng, evil=kind == "hostile upload"))
+        if kind == "hostile shard":  # the 3 KB WebDataset shard whose pax record of length 0 once stopped the demo
+            archive = tmp / f"shard_{rng.randrange(10**9)}.tar"
+            archive.write_bytes(_pax_of_length_zero())
+        else:
+            archive = tmp / f"photos_{rng.randrange(10**9)}.zip"
+            archive.write_bytes(_zip_of_photos(60 if kind == "cancel" else 30, rng, evil=kind == "hostile upload"))
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
         page.get_by_role("option", name="Upload a zip").click()
         page.locator('input[type="file"]').set_input_files(str(archive))
@@ -207,7 +231,7 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
             page.wait_for_function(f"(document.querySelector(\"{DRAWN}\") && ({POINTS}) < 400) || " + ANY_SENTENCE,
                                    timeout=300_000)  # fmt: skip
             return "sentence" if any(s in page.inner_text("body") for s in SENTENCES) else "result"
-        if kind == "hostile upload":
+        if kind in ("hostile upload", "hostile shard"):
             page.wait_for_function(ANY_SENTENCE, timeout=300_000)
             return "sentence"
         page.get_by_role("tab", name="Dataset").click()
@@ -228,7 +252,8 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
         page.close()
 
 
-KINDS = ("sample", "small upload", "hostile upload", "hostile link", "cancel", "costly model", "over limit")
+KINDS = ("sample", "small upload", "hostile upload", "hostile shard", "hostile link", "code link", "cancel", "costly model",
+         "over limit")  # fmt: skip
 
 
 def soak(args: argparse.Namespace, tmp: Path) -> dict:
