@@ -76,6 +76,9 @@ def plan_zip(zf: zipfile.ZipFile, limits: Limits) -> tuple[list[zipfile.ZipInfo]
     ignored: list[tuple[str, str]] = []
     total = 0
     for info in infos:
+        if not info.filename:  # a central-directory record with no name (zipfile's is_dir() fails on it)
+            ignored.append(("(no name)", "an entry without a name"))
+            continue
         _check_entry_name(info.filename)
         if _is_symlink(info):
             raise UnsafeArchiveError(f"archive refused: entry {info.filename!r} is a symbolic link")

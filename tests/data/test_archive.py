@@ -89,3 +89,16 @@ def test_unsafe_zip_dataset_writes_nothing_anywhere(tmp_path: Path, monkeypatch:
         load_dataset(DataSpec(source=str(archive)))
     assert list(temp.iterdir()) == []  # the unpacking folder is gone again
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["temp", "zips", "zips/a.zip"]
+
+
+def test_an_entry_without_a_name_is_left_out_not_raised(tmp_path: Path) -> None:
+    """Found by bench/fuzz_readers.py: zipfile's is_dir() raised IndexError on an empty name."""
+    from explorer.config import Limits
+    from explorer.data.archive import safe_extract_zip
+
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("cls/a.jpg", b"x")
+        zf.writestr(zipfile.ZipInfo(""), b"y")
+    report = safe_extract_zip(str(path), tmp_path / "out", Limits())
+    assert report.written == ("cls/a.jpg",) and ("(no name)", "an entry without a name") in report.ignored
