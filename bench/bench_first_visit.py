@@ -1,6 +1,7 @@
 """First-visit benchmark (not a test): seconds from page load to the projection panels on screen.
 
-Usage: .venv/bin/python bench/bench_first_visit.py [--visitors 3] [--against REV]
+Usage: .venv/bin/python bench/bench_first_visit.py [--visitors 3] [--against REV] [--mode demo]
+           [--job-images 2000 --job-data FOLDER]
 Starts the dashboard the way scripts/run.sh does (python -m explorer.ui.serve, tuned malloc) with an
 empty cache folder, and measures in headless Debian chromium (Playwright): the first visit to a
 fresh server with nothing cached (extraction, scoring, UMAP compile and fit), the first visit after
@@ -8,7 +9,12 @@ a server restart with the results cached on disk, and later visitors to that run
 once (while the background UMAP warm-up compiles numba code, ~20 s of 2-core CPU) and after the
 server has logged that the warm-up is done. With `--against REV` the same visits are made, in the
 same run, one after the other, to a server started from a git worktree of REV (the previous commit, say),
-so that the two columns share the machine's speed of the moment.
+so that the two columns share the machine's speed of the moment. With `--mode demo` the servers run
+the demo (where each analysis runs in a process of its own since issue 35); "after the warm-up"
+then means after the UMAP warm-up or, where there is none, after the job processes' forkserver is
+ready. With `--job-images N --job-data FOLDER`, a zip of the first N images of FOLDER (a scale
+dataset: bench/scale_dataset.py) is uploaded on the restarted server and timed from Run to its
+panels drawn: a new dataset, so a real extraction, scoring and projection.
 """
 
 from __future__ import annotations
@@ -32,11 +38,14 @@ from serving import (  # bench/serving.py (bench/ is on the path of a script run
 ROOT = Path(__file__).resolve().parents[1]
 
 
+MODE = "local"
+
+
 def start(cache: str, log: Path, root: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": cache, "NUMBA_THREADING_LAYER": "omp"}
-    cmd = [sys.executable, "-m", "explorer.ui.serve", "--server.port", str(port), "--server.address", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "explorer.ui.serve", "--mode", MODE, "--server.port", str(port), "--server.address", "127.0.0.1"]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.time()
@@ -47,12 +56,44 @@ def start(cache: str, log: Path, root: Path = ROOT) -> tuple[subprocess.Popen, s
     return proc, url
 
 
-def wait_for_log(log: Path, text: str, timeout: float = 300) -> None:
+def wait_for_log(log: Path, *texts: str, timeout: float = 300) -> None:
+    """Wait until the server's log holds any of `texts`."""
     t0 = time.time()
-    while text not in log.read_text(errors="replace"):
+    while not any(t in log.read_text(errors="replace") for t in texts):
         if time.time() - t0 > timeout:
-            raise RuntimeError(f"the server never logged {text!r}")
+            raise RuntimeError(f"the server never logged any of {texts!r}")
         time.sleep(0.5)
+
+
+def upload_job(browser, url: str, archive: Path, n: int) -> float:
+    """Seconds from Run to the panels of an uploaded zip of `n` images drawn (after the first visit's
+    own analysis is on screen)."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page.goto(f"{url}/?max_images={n}")  # the demo's slider starts at 400
+    page.wait_for_selector(".st-key-proj .explorer-projections[data-drawn='1']", timeout=900_000)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
+    page.get_by_role("option", name="Upload a zip").click()
+    page.locator('input[type="file"]').set_input_files(str(archive))
+    page.wait_for_selector('[data-testid="stFileChip"]', timeout=300_000)
+    page.wait_for_selector('[data-testid="stFileChipIconSpinner"]', state="detached", timeout=300_000)
+    t = time.perf_counter()
+    page.get_by_role("button", name="Run analysis").click()
+    page.wait_for_function(f"() => {{ const s = window.__explorerScatter && window.__explorerScatter.get('proj'); "
+                           f"return s && s.state && s.state.n === {n} && document.querySelector(\".st-key-proj "
+                           f".explorer-projections[data-drawn='1']\"); }}", timeout=1_800_000)  # fmt: skip
+    took = time.perf_counter() - t
+    page.close()
+    return took
+
+
+def zip_of(folder: Path, n: int, dest: Path) -> Path:
+    import zipfile
+
+    images = sorted(folder.rglob("*.jpg"))[:n]
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zf:
+        for p in images:
+            zf.write(p, f"{p.parent.name}/{p.name}")
+    return dest
 
 
 def visit(browser, url: str) -> float:
@@ -92,8 +133,9 @@ def bare_visits(browser, visitors: int) -> list[float]:
         proc.wait(timeout=30)
 
 
-def measure(browser, root: Path, visitors: int, cache: str) -> list[tuple[str, list[float]]]:
-    """The four kinds of first visit against a server started from `root`, with `cache` empty at first."""
+def measure(browser, root: Path, visitors: int, cache: str, job: tuple[Path, int] | None = None) -> list[tuple[str, list[float]]]:
+    """The four kinds of first visit against a server started from `root`, with `cache` empty at first
+    (and the upload `job`, a zip and its number of images, timed on the restarted server)."""
     log = Path(cache) / "server.log"
     rows = []
     proc, url = start(cache, log, root)
@@ -106,8 +148,10 @@ def measure(browser, root: Path, visitors: int, cache: str) -> list[tuple[str, l
     try:
         rows.append(("server restarted, results cached on disk", [visit(browser, url)]))
         rows.append(("later visitors, at once (UMAP warm-up compiling)", [visit(browser, url) for _ in range(visitors)]))
-        wait_for_log(log, "UMAP warm-up done")
+        wait_for_log(log, "UMAP warm-up done", "forkserver ready")
         rows.append(("later visitors after the warm-up", [visit(browser, url) for _ in range(visitors)]))
+        if job is not None:
+            rows.append((f"a {job[1]:,}-image upload, Run to panels drawn", [upload_job(browser, url, *job)]))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -118,7 +162,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--visitors", type=int, default=3, help="later visitors timed on the restarted server")
     ap.add_argument("--against", help="also measure this git revision (a worktree of it), in the same run")
+    ap.add_argument("--mode", choices=("local", "demo"), default="local", help="the servers' mode")
+    ap.add_argument("--job-images", type=int, default=0, help="also time an upload of this many images")
+    ap.add_argument("--job-data", type=Path, help="the folder of class folders the upload's images come from")
     args = ap.parse_args()
+    global MODE
+    MODE = args.mode
     from playwright.sync_api import sync_playwright
 
     roots = {"this checkout": ROOT}
@@ -132,14 +181,15 @@ def main() -> None:
         results: dict[str, list[tuple[str, list[float]]]] = {}
         try:
             floor = bare_visits(browser, args.visitors)
+            job = (zip_of(args.job_data, args.job_images, Path(tmp) / "job.zip"), args.job_images) if args.job_images else None
             for name, root in roots.items():
                 with tempfile.TemporaryDirectory(dir=tmp) as cache:
-                    results[name] = measure(browser, root, args.visitors, cache)
+                    results[name] = measure(browser, root, args.visitors, cache, job)
         finally:
             browser.close()
             if args.against:
                 subprocess.run(["git", "worktree", "remove", "--force", str(roots[args.against])], cwd=ROOT, check=False)
-    print(f"machine: {os.cpu_count()} cores; default analysis (sample:clothing, mobilenet_v2, 8 layers, UMAP)\n")
+    print(f"machine: {os.cpu_count()} cores; {MODE} mode; default analysis (sample:clothing, mobilenet_v2, 8 layers, UMAP)\n")
     names = list(results)
     print("| first visit | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for i, (what, _) in enumerate(results[names[0]]):

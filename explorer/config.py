@@ -178,18 +178,13 @@ def app_mode(environ: Mapping[str, str] = os.environ, server_address: str | None
     else:
         name, why = "local", f"listening on {server_address}: this machine only"
     mode = dataclasses.replace(LOCAL if name == "local" else DEMO, why=why)
-    if environ.get(CACHE_MAX_ENV, "").strip():
-        try:
-            gb = float(environ[CACHE_MAX_ENV])
-        except ValueError:
-            raise ValueError(f"{CACHE_MAX_ENV}={environ[CACHE_MAX_ENV]!r} is not a number of GB") from None
-        mode = dataclasses.replace(mode, cache_max_bytes=int(gb * 1024**3) if gb > 0 else None)
-    if environ.get(JOB_MEMORY_ENV, "").strip():
-        try:
-            gb = float(environ[JOB_MEMORY_ENV])
-        except ValueError:
-            raise ValueError(f"{JOB_MEMORY_ENV}={environ[JOB_MEMORY_ENV]!r} is not a number of GB") from None
-        mode = dataclasses.replace(mode, max_job_bytes=int(gb * 1024**3) if gb > 0 else None)
+    for env_name, field_name in ((CACHE_MAX_ENV, "cache_max_bytes"), (JOB_MEMORY_ENV, "max_job_bytes")):
+        if environ.get(env_name, "").strip():
+            try:
+                gb = float(environ[env_name])
+            except ValueError:
+                raise ValueError(f"{env_name}={environ[env_name]!r} is not a number of GB") from None
+            mode = dataclasses.replace(mode, **{field_name: int(gb * 1024**3) if gb > 0 else None})  # 0: no bound
     proxies = environ.get(TRUSTED_PROXIES_ENV, "").strip()
     if not proxies and environ.get(_OLD_TRUSTED_PROXY_ENV, "").strip().lower() in ("1", "true", "yes"):
         proxies = "1"

@@ -20,6 +20,20 @@ def new_page(default_timeout: float = 300, **query: str) -> Any:
     return at
 
 
+def run_page(**query: str) -> Any:
+    """The dashboard's page with these link parameters (60 images, PCA unless they say otherwise),
+    run once, the picker's catalog complete as a server has it moments after starting."""
+    from explorer.ui import cached
+
+    cached.start_catalog().result()
+    at = new_page()
+    for k, v in {"max_images": "60", "projection": "pca", **query}.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def wait_for_job(at: Any, timeout: float = 600) -> None:
     """Wait until the page's analysis job is done (or taken by the page already)."""
     from explorer.ui import runtime

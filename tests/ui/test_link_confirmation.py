@@ -39,12 +39,7 @@ def marked_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str
 
 
 def _page(**query: str):  # noqa: ANN202
-    at = helpers.new_page()
-    for k, v in {"max_images": "60", "projection": "pca", **query}.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return helpers.run_page(**query)
 
 
 def _queued(at) -> object:  # noqa: ANN001

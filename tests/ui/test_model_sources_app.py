@@ -20,15 +20,7 @@ TIMM_VIT = "timm:test_vit.r160_in1k"  # timm's own tiny test models: built with 
 
 
 def _page(**query: str) -> AppTest:
-    from explorer.ui import cached
-
-    cached.start_catalog().result()  # the picker's full list, as a server has it moments after starting
-    at = helpers.new_page()
-    for k, v in {"max_images": "60", "projection": "pca", **query}.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return helpers.run_page(**query)
 
 
 def test_the_picker_lists_every_source_and_reads_a_timm_models_layers() -> None:
