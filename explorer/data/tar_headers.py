@@ -112,6 +112,11 @@ def _number(field: bytes) -> int:
         raise _Unusual from None  # tarfile calls the header invalid
 
 
+def _octal_field(field: bytes) -> bool:
+    """Whether tarfile reads a number field: base-256, or octal digits up to a NUL, spaces around."""
+    return field[:1] in (b"\x80", b"\xff") or not field.split(b"\0", 1)[0].strip(b" ").translate(None, b"01234567")
+
+
 def _pax(data: bytes) -> dict[str, str]:
     """A pax header's `LENGTH key=value\\n` records, each checked: a length of at least its own
     digits, a space, a key, '=' and the newline that must end it, inside the header.
@@ -148,7 +153,8 @@ def _pax_size(value: str) -> int:
     return size
 
 
-_NUMBERS = ((100, 108), (108, 116), (116, 124), (124, 136), (136, 148), (329, 337), (337, 345))  # mode .. devminor
+_WIDTHS = {24: ((0, 8), (8, 8), (16, 8)), 12: ((0, 12),), 16: ((0, 8), (8, 8))}  # the fields in each block checked together
+_GOOD_FIELDS: set[bytes] = set()  # number fields already read as octal (the same mode, uid, mtime in every header)
 _EXTENDED = (b"x", b"g", b"X", b"L", b"K")
 
 
@@ -174,11 +180,22 @@ def _scan(path: str) -> Iterator[Member]:
                     raise _Unusual
                 return
             stored = _number(head[148:156])
-            if stored not in (sum(head[:148]) + 256 + sum(head[156:]),
-                              sum(_signed(head[:148])) + 256 + sum(_signed(head[156:]))):  # fmt: skip
+            if stored != sum(head) - sum(head[148:156]) + 256 and \
+                    stored != sum(_signed(head[:148])) + 256 + sum(_signed(head[156:])):  # fmt: skip
                 raise _Unusual  # not a header: tarfile stops here or refuses; it reads no further
-            for start, stop in _NUMBERS:  # tarfile reads them all: one it cannot read makes the header invalid
-                _number(head[start:stop])
+            # tarfile reads every number field: one it cannot read makes the header invalid. mode, uid
+            # and gid, mtime, and the device numbers are the same in most headers of a shard: checked
+            # once per value; the size, which differs, every time
+            for block in (head[100:124], head[136:148], head[329:345], None):
+                if block is None:
+                    if not _octal_field(head[124:136]):
+                        raise MalformedTar(f"the header at byte {pos} has a size that is not octal digits")
+                elif block not in _GOOD_FIELDS:
+                    if not all(_octal_field(block[i : i + w]) for i, w in _WIDTHS[len(block)]):
+                        raise MalformedTar(f"the header at byte {pos} has a number field that is not octal digits")
+                    if len(_GOOD_FIELDS) > 4096:  # a stranger's headers may all differ: a few values are remembered
+                        _GOOD_FIELDS.clear()
+                    _GOOD_FIELDS.add(block)
             kind, own = head[156:157], _number(head[124:136])
             if own < 0:
                 raise MalformedTar(f"the header at byte {pos} declares a negative size ({own})")
