@@ -184,8 +184,11 @@ def _outcome(page, until: float) -> str:
     return "error: timeout"
 
 
-def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path) -> str:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path, session: int = 0) -> str:
+    # each session a visitor of its own address, as the host's proxy reports it (the server trusts one
+    # proxy: EXPLORER_TRUSTED_PROXIES=1); without it every loopback visitor shares one limit
+    page = browser.new_page(viewport={"width": 1400, "height": 900},
+                            extra_http_headers={"X-Forwarded-For": f"198.51.100.{session % 250 + 1}"})  # fmt: skip
     try:
         if kind == "sample":
             page.goto(url)
@@ -290,7 +293,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
                     break
                 kind = KINDS[i % len(KINDS)]
                 t = time.perf_counter()
-                out = visit(browser, server.url, kind, rng, tmp)
+                out = visit(browser, server.url, kind, rng, tmp, i)
                 with lock:
                     outcomes.append({"session": i, "kind": kind, "outcome": out, "seconds": round(time.perf_counter() - t, 1)})
                     done = len(outcomes)

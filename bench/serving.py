@@ -59,7 +59,8 @@ class DemoServer:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(self.cache), "NUMBA_THREADING_LAYER": "omp",
-               "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb), "EXPLORER_RESULT_TTL": "60", "EXPLORER_MODE": "demo"}  # fmt: skip
+               "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb), "EXPLORER_RESULT_TTL": "60", "EXPLORER_MODE": "demo",
+               "EXPLORER_TRUSTED_PROXIES": "1"}  # the visitors say their address as a proxy would (bench_demo.py)  # fmt: skip
         command = ["-m", "streamlit", "run", "app.py"] if self.plain else ["-m", "explorer.ui.serve", "--mode", "demo"]
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen([sys.executable, *command, "--server.port", str(port), "--server.address", "127.0.0.1",

@@ -43,7 +43,8 @@ echo "built $IMAGE in $((t1 - t0)) s, $((size / 1024 / 1024)) MB"
 container=$(buildah from "$IMAGE")
 mkdir -p "$work/data"
 cmd=$(podman image inspect "$IMAGE" --format '{{join .Config.Cmd " "}}')
-buildah run --isolation chroot --env PORT="$PORT" "$container" -- sh -c "${cmd#sh -c }" >"$work/server.log" 2>&1 &
+# one trusted proxy, as behind compose's Caddy or a Space: the soak's visitors say their own address
+buildah run --isolation chroot --env PORT="$PORT" --env EXPLORER_TRUSTED_PROXIES=1 "$container" -- sh -c "${cmd#sh -c }" >"$work/server.log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; pkill -f "server.port $PORT" 2>/dev/null || true; buildah rm "$container" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
