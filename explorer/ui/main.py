@@ -10,15 +10,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from .. import comparison
 from ..analysis import per_run
-from ..config import DataSpec, ProjectionSpec
-from ..data.datasets import ImageDataset, load_dataset
+from ..config import ProjectionSpec
+from ..data.datasets import ImageDataset
 from . import budget, proxy, reproduce, runtime, sidebar, state, views
 from .analysis_job import AnalysisJob, shared_sample
 from .cut_view import cut_job
