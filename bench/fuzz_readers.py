@@ -1,7 +1,7 @@
 """The long fuzz campaign over every reader of a stranger's bytes (not a test; the suite runs the short
 one): WebDataset shards, zips, parquet files and images damaged at random (tests/data/hostile.py)
 through `explorer.load` with the demo's limits, and hostile tar archives through the header reader
-against tarfile (tests/data/test_tar_headers.py's strategy). Prints, per kind, how many inputs were
+against tarfile (the strategy tests/data/test_tar_headers.py fuzzes with). Prints, per kind, how many inputs were
 listed, refused in one sentence, hung or raised anything else, the slowest input and the peak RSS.
 
 Usage: .venv/bin/python bench/fuzz_readers.py --examples 2500 [--out docs/fuzz_readers.json]
@@ -29,7 +29,7 @@ from hypothesis import strategies as st  # noqa: E402
 from explorer.config import DEMO_LIMITS  # noqa: E402
 from explorer.data import tar_headers  # noqa: E402
 from tests.data import hostile  # noqa: E402
-from tests.data.test_tar_headers import archives  # noqa: E402
+from tests.data.hostile import archives  # noqa: E402
 
 
 def _campaign(kind: str, examples: int, work: Path) -> dict:

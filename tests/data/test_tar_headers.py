@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from explorer.data import tar_headers
 from explorer.data.tar_headers import Member
 
+from .hostile import archives, checksum
+
 LONG = "deep/" * 30 + "name.jpg"  # over 100 characters: a prefix, a GNU long name or a pax path
 
 
@@ -94,56 +96,6 @@ def _outcome(lister: object, path: Path) -> object:
 
 
 
-def _checksum(block: bytearray) -> None:
-    block[148:156] = b" " * 8
-    block[148:156] = b"%06o\0 " % sum(block)
-
-
-@st.composite
-def archives(draw: st.DrawFn) -> bytes:
-    """A tar written by tarfile in any format, then damaged the ways a hostile writer would: a
-    header field or a pax record rewritten (the checksum made right again), bytes flipped, or cut."""
-    fmt = draw(st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]))
-    n = draw(st.integers(1, 4))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
-        for i in range(n):
-            long = draw(st.booleans()) and fmt != tarfile.USTAR_FORMAT
-            info = tarfile.TarInfo(("d/" * 60 if long else "") + f"s{i}.jpg")
-            data = b"j" * draw(st.integers(0, 1300))
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    raw = bytearray(buf.getvalue())
-    for _ in range(draw(st.integers(1, 3))):
-        if len(raw) < 512:
-            break
-        how = draw(st.sampled_from(["field", "pax", "flip", "cut", "type"]))
-        block = draw(st.integers(0, max(0, len(raw) // 512 - 1))) * 512
-        head = bytearray(raw[block : block + 512])
-        if how == "field":  # a size, mode or name rewritten, checksum fixed
-            start, width = draw(st.sampled_from([(124, 12), (0, 100), (345, 155), (100, 8)]))
-            head[start : start + width] = draw(st.binary(min_size=width, max_size=width))
-            _checksum(head)
-        elif how == "type":
-            head[156:157] = draw(st.sampled_from([b"x", b"g", b"L", b"K", b"S", b"M", b"V", b"7", b"5", b"Z", b"\0"]))
-            _checksum(head)
-        elif how == "pax":  # a pax record of any declared length, in the block after a header
-            record = draw(st.sampled_from([b"0 ", b"1 ", b"9 ", b"99999999 ", b"-5 ", b"30 path=", b"12 size=-9\n",
-                                           b"20 size=99999999\n", b"11 size=x\n", b"13 path=a/..\n"]))
-            record += draw(st.binary(max_size=30))
-            body = block + 512
-            raw[body : body + len(record)] = record
-        elif how == "flip":
-            at = draw(st.integers(0, len(raw) - 1))
-            raw[at] = draw(st.integers(0, 255))
-            continue
-        else:
-            del raw[draw(st.integers(0, len(raw))) :]
-            continue
-        raw[block : block + 512] = head
-    return bytes(raw)
-
-
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(archives())
 def test_hostile_archives_list_as_tarfile_or_refuse(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
@@ -168,13 +120,13 @@ def test_pax_records_that_loop_or_overrun_are_refused(tmp_path: Path, record: by
     head[136:148] = b"00000000000\0"
     head[156:157] = b"x"
     head[257:263] = b"ustar\0"
-    _checksum(head)
+    checksum(head)
     member = bytearray(512)
     member[:5] = b"a.jpg"
     member[124:136] = b"00000000000\0"
     member[156:157] = b"0"
     member[257:263] = b"ustar\0"
-    _checksum(member)
+    checksum(member)
     (tmp_path / "s.tar").write_bytes(bytes(head) + record.ljust(512, b"\0") + bytes(member) + bytes(1024))
     with pytest.raises(tar_headers.MalformedTar, match="pax"):
         tar_headers.members(str(tmp_path / "s.tar"))

@@ -7,11 +7,7 @@ code are refused by the check too, and the cuts this tool exports pass it."""
 
 from __future__ import annotations
 
-import io
-import json
-import pickle
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,116 +15,19 @@ import torch
 
 from explorer import cli
 from explorer.networks.safe_program import UnsafeProgramError, check_archive, load_program
-
-
-class _Runs:
-    """Unpickling this writes the marker: what a crafted archive's pickle would do instead."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self) -> tuple:
-        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
-
-
-class _Net(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3))
-        self.register_buffer("scale", torch.tensor(2.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x) * self.scale
+from tests import hostile_programs as hp
 
 
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("pt2") / "net.pt2"
-    program = torch.export.export(_Net().eval(), (torch.zeros(2, 3, 64, 64),), dynamic_shapes=({0: torch.export.Dim("b")},))
-    torch.export.save(program, str(path))
-    return path
+    return hp.honest_program(tmp_path_factory.mktemp("pt2") / "net.pt2")
 
 
-def _rewrite(src: Path, dst: Path, change: dict[str, bytes | None]) -> Path:
-    """A copy of the archive `src` with entries replaced, added (bytes) or removed (None), by their
-    name inside the archive's folder."""
-    with zipfile.ZipFile(src) as zin:
-        prefix = next(n for n in zin.namelist() if n.endswith("archive_format"))[: -len("archive_format")]
-        entries = {n[len(prefix):]: zin.read(n) for n in zin.namelist()}  # fmt: skip
-    for name, data in change.items():
-        if data is None:
-            entries.pop(name, None)
-        else:
-            entries[name] = data
-    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
-        for name, data in entries.items():
-            zout.writestr(prefix + name, data)
-    return dst
-
-
-def _read(path: Path, name: str) -> bytes:
-    with zipfile.ZipFile(path) as z:
-        return z.read(next(n for n in z.namelist() if n.endswith("/" + name)))
-
-
-def _saved(obj: object) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _few_images(folder: Path) -> Path:
-    sample = Path(__file__).parents[2] / "explorer" / "samples" / "clothing" / "hat"
-    out = folder / "images"
-    out.mkdir(exist_ok=True)
-    for p in sorted(sample.glob("*.jpg"))[:3]:
-        shutil.copyfile(p, out / p.name)
-    return out
-
-
-ROUTES = ("weights", "constants", "opaque", "sample_inputs", "forward_arg_names")
-
-
-def _hostile(route: str, honest: Path, folder: Path, marker: Path) -> Path:
-    dst = folder / f"{route}.pt2"
-    if route in ("weights", "constants", "opaque"):
-        kind = "weights" if route == "weights" else "constants"
-        config = json.loads(_read(honest, f"data/{kind}/model_{kind}_config.json"))
-        name = {"weights": "weight_0", "constants": "tensor_0", "opaque": "opaque_obj_0"}[route]
-        payload = pickle.dumps(_Runs(marker)) if route == "opaque" else _saved(_Runs(marker))
-        entry = {"path_name": name, "is_param": False, "use_pickle": True, "tensor_meta": None}
-        if route == "weights":
-            first = next(iter(config["config"]))
-            config["config"][first] = {**config["config"][first], "use_pickle": True}
-        else:
-            config["config"]["evil"] = entry
-        return _rewrite(honest, dst, {f"data/{kind}/model_{kind}_config.json": json.dumps(config).encode(),
-                                      f"data/{kind}/{name}": payload})  # fmt: skip
-    if route == "sample_inputs":  # weights_only refuses it; torch then loads it with weights_only=False
-        return _rewrite(honest, dst, {"data/sample_inputs/model.pt": _saved(((_Runs(marker),), {}))})
-    program = json.loads(_read(honest, "models/model.json"))
-    code = f"x=exec(\"open({str(marker)!r}, 'w').write('ran')\")"  # pasted into `def forward(self, ...)`
-
-    def patch(o: object) -> None:
-        if isinstance(o, dict):
-            for k, v in o.items():
-                if k == "forward_arg_names" and v:
-                    o[k] = [code]
-                else:
-                    patch(v)
-        elif isinstance(o, list):
-            for v in o:
-                patch(v)
-
-    patch(program)
-    return _rewrite(honest, dst, {"models/model.json": json.dumps(program).encode()})
-
-
-@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("route", hp.ROUTES)
 def test_torchs_own_loader_runs_each_hostile_archive(tmp_path: Path, honest: Path, route: str) -> None:
     """The control: these archives are hostile: torch.export.load, then .module() or unflatten, runs their code."""
     marker = tmp_path / "ran"
-    path = _hostile(route, honest, tmp_path, marker)
+    path = hp.hostile(route, honest, tmp_path, marker)
     pasted = False
     for use in (lambda ep: ep.module(), torch.export.unflatten):  # what `compare` / `predict` and `layers` do with it
         try:
@@ -151,18 +50,18 @@ def cut_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("route", hp.ROUTES)
 def test_layers_compare_and_predict_refuse_each_and_nothing_runs(tmp_path: Path, honest: Path, cut_folder: Path, route: str,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     marker = tmp_path / "ran"
-    path = _hostile(route, honest, tmp_path, marker)
+    path = hp.hostile(route, honest, tmp_path, marker)
     swapped = tmp_path / "swapped-cut"
     shutil.copytree(cut_folder, swapped)
     shutil.copyfile(path, swapped / "cut.pt2")
     for argv in (["layers", "--model", str(path)],
                  ["compare", "--data", "sample:clothing", "--max-images", "20", "--model", str(path), "--projection", "pca",
                   "--out", str(tmp_path / "out"), "-q", "--cache-dir", str(tmp_path / "cache")],
-                 ["predict", "--model", str(swapped), "--data", str(_few_images(tmp_path)), "--out", str(tmp_path / "p.csv"),
+                 ["predict", "--model", str(swapped), "--data", str(hp.few_images(tmp_path)), "--out", str(tmp_path / "p.csv"),
                   "-q"]):  # fmt: skip
         capsys.readouterr()
         assert cli.main(argv) == 2, argv[0]
@@ -180,10 +79,10 @@ def test_layers_compare_and_predict_refuse_each_and_nothing_runs(tmp_path: Path,
 def test_operators_shape_expressions_and_compiled_code_are_refused(tmp_path: Path, honest: Path, change: dict, why: str) -> None:
     name, value = next(iter(change.items()))
     if isinstance(value, tuple):
-        text = _read(honest, name).decode()
+        text = hp.read(honest, name).decode()
         assert value[0] in text
         value = text.replace(value[0], value[1], 1).encode()
-    path = _rewrite(honest, tmp_path / "bad.pt2", {name: value})
+    path = hp.rewrite(honest, tmp_path / "bad.pt2", {name: value})
     with pytest.raises(UnsafeProgramError, match=why if why != "compiled code" else "does not"):
         check_archive(path)
 

@@ -70,15 +70,11 @@ def test_a_linked_builder_is_imported_only_after_the_click_and_the_click_runs_th
 
 
 def test_a_linked_pt2_is_not_read_before_the_click_and_a_hostile_one_is_refused_after(tmp_path: Path) -> None:
-    from tests.networks.test_safe_program import _hostile, _Net
+    from tests import hostile_programs as hp
 
-    import torch
-
-    honest = tmp_path / "net.pt2"
-    program = torch.export.export(_Net().eval(), (torch.zeros(2, 3, 64, 64),), dynamic_shapes=({0: torch.export.Dim("b")},))
-    torch.export.save(program, str(honest))
+    honest = hp.honest_program(tmp_path / "net.pt2")
     marker = tmp_path / "ran"
-    evil = _hostile("weights", honest, tmp_path, marker)
+    evil = hp.hostile("weights", honest, tmp_path, marker)
     at = _page(model=str(evil))
     assert any("an exported program file on this machine" in w.value for w in at.warning)
     at.button(key="confirm_link_models").click()
