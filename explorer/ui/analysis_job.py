@@ -10,7 +10,10 @@ page first (the specs, from the sidebar's inputs), and it returns the Comparison
 from __future__ import annotations
 
 import functools
+import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import comparison
@@ -23,10 +26,17 @@ from . import budget
 @functools.lru_cache(maxsize=8)
 def shared_sample(source: str, max_images: int | None, limits: Any, file_checks_dir: str | None) -> ImageDataset:
     """Bundled samples never change: checked once per process, shared by every visitor of it."""
-    from pathlib import Path
-
     return load_dataset(DataSpec(source=source, max_images=max_images), limits=limits, thumbnails=False,
                         file_checks_dir=Path(file_checks_dir) if file_checks_dir else None)  # fmt: skip
+
+
+_TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[^\s'\"),;]+")
+
+
+def without_server_paths(message: str) -> str:
+    """A bad-input sentence about an upload, told to its visitor without this server's folders: each
+    path under the temp folder (where uploads are written and unpacked) said by its file name."""
+    return _TEMP_PATH.sub(lambda m: Path(m.group(0)).name or "your upload", message)
 
 
 @dataclass
@@ -64,11 +74,16 @@ class AnalysisJob:
         if self.source.startswith("sample:"):
             ds = shared_sample(self.source, self.data.max_images, mode.limits, str(cache.file_checks_dir))
         else:
-            ds = load_dataset(self.data, limits=mode.limits,
-                              server_paths=mode.server_paths,  # a stranger's table names only its own files
-                              progress=lambda d, t: job.progress("reading images", d, t),
-                              thumbnails=self.fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                              file_checks_dir=None if self.fresh_upload else cache.file_checks_dir)  # fmt: skip
+            try:
+                ds = load_dataset(self.data, limits=mode.limits,
+                                  server_paths=mode.server_paths,  # a stranger's table names only its own files
+                                  progress=lambda d, t: job.progress("reading images", d, t),
+                                  thumbnails=self.fresh_upload,  # an upload is deleted after the job: its thumbnails now
+                                  file_checks_dir=None if self.fresh_upload else cache.file_checks_dir)  # fmt: skip
+            except ValueError as exc:
+                if not self.fresh_upload:
+                    raise
+                raise ValueError(without_server_paths(str(exc))) from None
         try:
             budget.check(list(self.specs), len(ds), mode, len(ds.classes))  # with the exact number of images
             room = budget.cache_bytes(list(self.specs), len(ds), len(ds.classes)) if mode.cache_max_bytes else 0

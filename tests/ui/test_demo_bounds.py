@@ -309,3 +309,32 @@ def test_every_upload_is_deleted_when_its_job_ends(tmp_path: Path, kind: str, na
         time.sleep(0.01)
     assert job.state == outcome
     assert not list(tmp_path.iterdir())  # nothing of the upload is left
+
+
+def test_an_uploads_refusal_does_not_show_the_servers_folders(tmp_path: Path) -> None:
+    """A visitor's bad upload is told in one sentence naming their file, not where the server keeps it."""
+    import tempfile
+
+    from explorer.config import DEMO, DataSpec, MetricSpec, ProjectionSpec
+    from explorer.ui.analysis_job import AnalysisJob, without_server_paths
+
+    folder = Path(tempfile.gettempdir()) / "explorer-uploads" / "upload-0123abcd"
+    said = without_server_paths(f"no usable images in '{folder}/dataset.zip' (0 files skipped)")
+    assert said == "no usable images in 'dataset.zip' (0 files skipped)"
+    assert str(tmp_path).startswith(tempfile.gettempdir())  # where the server writes uploads, as here
+    upload = tmp_path / "upload-x"
+    upload.mkdir()
+    (upload / "notes.txt").write_text("no image here")
+    job = AnalysisJob(str(upload), DataSpec(source=str(upload)), (ExtractSpec(model="mobilenet_v2"),), ProjectionSpec(method="pca"),
+                      MetricSpec(), DEMO, str(tmp_path / "cache"), fresh_upload=True)  # fmt: skip
+
+    class Quiet:
+        def progress(self, *args: object) -> None:
+            pass
+
+        def should_stop(self) -> bool:
+            return False
+
+    with pytest.raises(ValueError) as refused:
+        job(Quiet())
+    assert str(tmp_path) not in str(refused.value) and "upload-x" in str(refused.value)
