@@ -146,7 +146,7 @@ def _check_shard_task(row: dict[str, Any]) -> dict[str, Any]:
 
 def _check_cells(batch: dict[str, np.ndarray], limits: Limits) -> dict[str, np.ndarray]:
     """Cells of a table with no Ray reader (save_to_disk's Arrow files), read and checked one by one."""
-    from .containers import from_description
+    from .items import from_description
     from .datasets import check_image_bytes
 
     out = []
@@ -230,7 +230,7 @@ def _check_on_cluster(items: list[ImageItem], files: ReadableFiles | None, limit
     undo = _ordered()
     try:
         if files is None:  # save_to_disk: cell by cell
-            from .containers import describe
+            from .items import describe
 
             source = ray.data.from_items([{"member": describe(it.member)} for it in items])
             checks = source.map_batches(_check_cells, fn_kwargs={"limits": limits}, batch_size=LISTING_BATCH)

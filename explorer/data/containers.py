@@ -1,7 +1,6 @@
 """Images kept inside container files, read where they lie: cells of parquet files (the Hugging Face
 hub's layout: an image column of `{bytes, path}` or plain bytes) and of the Arrow files `datasets`'
-`save_to_disk` writes; what every container's listing gives (`Listed`); a member of any container
-(these, or a WebDataset shard's: shards.py) as text for a process elsewhere.
+`save_to_disk` writes; what every container's listing gives (`Listed`).
 
 Nothing is unpacked and no image is held in memory beyond the group being read. Listing a table
 reads its footer and its small columns (labels, metadata), never the image bytes; an item's bytes
@@ -16,13 +15,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import Limits
 from .archive import UnsafeArchiveError, is_ignored_name
-
-if TYPE_CHECKING:
-    from .shards import ShardSample, TarMember
 
 LABEL_FIELDS = ("label", "labels", "class", "cls", "target")  # a label column's usual names, tried in this order
 GROUPS_KEPT = 4  # table row groups kept in memory (a decode thread and a thumbnail reader may read two places)
@@ -65,20 +61,6 @@ class TableCell:
             target = beside if beside.exists() else target
         with open(target, "rb") as f:
             return f.read()
-
-
-def describe(member: TarMember | TableCell | ShardSample) -> str:
-    """A member as text (JSON), for a process elsewhere that reads the same files (a Ray worker)."""
-    return json.dumps({"type": type(member).__name__, **member.__dict__})
-
-
-def from_description(text: str) -> TarMember | TableCell | ShardSample:
-    """The member `describe` wrote."""
-    from .shards import ShardSample, TarMember
-
-    fields = json.loads(text)
-    kinds = {"TarMember": TarMember, "TableCell": TableCell, "ShardSample": ShardSample}
-    return kinds[fields.pop("type")](**fields)
 
 
 @functools.lru_cache(maxsize=GROUPS_KEPT)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from .containers import TableCell
+from .shards import ShardSample, TarMember
 
 
 @dataclass(frozen=True)
@@ -39,3 +43,15 @@ class ReadableFiles:
     kind: str  # webdataset | parquet | binary
     files: tuple[str, ...]
     column: str | None = None
+
+
+def describe(member: TarMember | TableCell | ShardSample) -> str:
+    """A container's member as text (JSON), for a process elsewhere that reads the same files (a Ray worker)."""
+    return json.dumps({"type": type(member).__name__, **member.__dict__})
+
+
+def from_description(text: str) -> TarMember | TableCell | ShardSample:
+    """The member `describe` wrote."""
+    fields = json.loads(text)
+    kinds = {"TarMember": TarMember, "TableCell": TableCell, "ShardSample": ShardSample}
+    return kinds[fields.pop("type")](**fields)

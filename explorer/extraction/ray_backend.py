@@ -65,7 +65,7 @@ class _ModelActor:
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
         if self.files is not None:
             return self._by_hash(batch)
-        from ..data.containers import from_description
+        from ..data.items import from_description
 
         def reader(path: str, data: bytes, member: str) -> Callable[[], bytes]:
             if len(data):
@@ -264,7 +264,7 @@ class RayEngine:
         import ray.data
 
         from ..data import cluster_listing
-        from ..data.containers import describe
+        from ..data.items import describe
         from ..progress import Cancelled
 
         todo = job.todo
