@@ -355,8 +355,8 @@ def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths:
     for f in files:
         if os.path.getsize(f) > limits.max_total_bytes:
             raise ValueError(f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}")
-        containers.check_parquet(f, limits)  # the footer, before anything lists a row
     if path.is_file() and _is_path_table(files[0], spec):
+        containers.check_parquet(files[0], limits)  # the footer, before pandas reads the table (list_tables checks its own)
         return _path_table(path, spec, server_paths)
     listed = containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths, limits)
     column = listed.images[0][1].column if listed.images else spec.image_column

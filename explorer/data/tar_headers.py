@@ -154,7 +154,6 @@ def _pax_size(value: str) -> int:
 
 
 _WIDTHS = {24: ((0, 8), (8, 8), (16, 8)), 12: ((0, 12),), 16: ((0, 8), (8, 8))}  # the fields in each block checked together
-_GOOD_FIELDS: set[bytes] = set()  # number fields already read as octal (the same mode, uid, mtime in every header)
 _EXTENDED = (b"x", b"g", b"X", b"L", b"K")
 
 
@@ -163,6 +162,7 @@ def _scan(path: str) -> Iterator[Member]:
         end = os.fstat(f.fileno()).st_size
         pos, name, size = 0, None, None  # name, size: a pax or GNU header's, for the member after it
         global_records: dict[str, str] = {}
+        good_fields: set[bytes] = set()  # number fields already read as octal (the same mode, uid, mtime in most headers)
         after_extended = False
         while True:
             if pos > end:
@@ -190,12 +190,12 @@ def _scan(path: str) -> Iterator[Member]:
                 if block is None:
                     if not _octal_field(head[124:136]):
                         raise MalformedTar(f"the header at byte {pos} has a size that is not octal digits")
-                elif block not in _GOOD_FIELDS:
+                elif block not in good_fields:
                     if not all(_octal_field(block[i : i + w]) for i, w in _WIDTHS[len(block)]):
                         raise MalformedTar(f"the header at byte {pos} has a number field that is not octal digits")
-                    if len(_GOOD_FIELDS) > 4096:  # a stranger's headers may all differ: a few values are remembered
-                        _GOOD_FIELDS.clear()
-                    _GOOD_FIELDS.add(block)
+                    if len(good_fields) > 4096:  # a stranger's headers may all differ: a few values are remembered
+                        good_fields.clear()
+                    good_fields.add(block)
             kind, own = head[156:157], _number(head[124:136])
             if own < 0:
                 raise MalformedTar(f"the header at byte {pos} declares a negative size ({own})")

@@ -64,16 +64,18 @@ def _refuse(path: Path, why: str) -> UnsafeProgramError:
                               "loaded (docs/security.md)")  # fmt: skip
 
 
-def check_archive(path: str | Path) -> str:
+def check_archive(path: str | Path) -> None:
     """Inspect a `.pt2` without loading any of it.
-
-    Returns:
-        The archive's folder prefix (torch writes every entry under one folder).
 
     Raises:
         UnsafeProgramError: an entry or a string that could run code, or not an exported program.
     """
-    path = Path(path)
+    _checked(Path(path))
+
+
+def _checked(path: Path) -> tuple[str, Any, bytes]:
+    """(the archive's folder prefix, its program's JSON, its sample inputs' bytes), each read once,
+    after the check (torch writes every entry under one folder)."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = [i.filename for i in zf.infolist()]
@@ -89,10 +91,12 @@ def check_archive(path: str | Path) -> str:
                     raise _refuse(path, f"it has no {rel}")
             for rel in (f"data/weights/{MODEL}_weights_config.json", f"data/constants/{MODEL}_constants_config.json"):
                 _check_payload_config(path, _json(path, zf, prefix + rel))
-            _check_program(path, _json(path, zf, prefix + f"models/{MODEL}.json"))
+            program = _json(path, zf, prefix + f"models/{MODEL}.json")
+            _check_program(path, program)
+            sample_bytes = zf.read(prefix + f"data/sample_inputs/{MODEL}.pt")
     except zipfile.BadZipFile as exc:
         raise UnsafeProgramError(f"{path.name} is not a program saved by torch.export.save ({exc})") from None
-    return prefix
+    return prefix, program, sample_bytes
 
 
 def _prefix(path: Path, names: list[str]) -> str:
@@ -189,15 +193,12 @@ def load_program(path: str | Path) -> Any:
     """
     import torch
     from torch._export.serde import schema
-    from torch._export.serde.serialize import ExportedProgramDeserializer, _bytes_to_dataclass
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
     from torch.export.pt2_archive._package import PT2ArchiveReader, _load_constants, _load_state_dict
 
     path = Path(path)
-    prefix = check_archive(path)
+    _, program, sample_bytes = _checked(path)  # the JSON checked is the JSON built
     try:
-        with zipfile.ZipFile(path) as zf:
-            program_bytes = zf.read(f"{prefix}models/{MODEL}.json")
-            sample_bytes = zf.read(f"{prefix}data/sample_inputs/{MODEL}.pt")
         try:
             sample = torch.load(io.BytesIO(sample_bytes), weights_only=True) if sample_bytes else ((), {})
         except Exception as exc:  # weights_only refuses anything but tensors and containers: no fallback
@@ -209,7 +210,7 @@ def load_program(path: str | Path) -> Any:
         constants = _load_constants(reader, MODEL)
         if not isinstance(state_dict, dict) or not isinstance(constants, dict):
             raise _refuse(path, "its weights are in the legacy pickled format")
-        serialized = _bytes_to_dataclass(schema.ExportedProgram, program_bytes)
+        serialized = _dict_to_dataclass(schema.ExportedProgram, program)
         return ExportedProgramDeserializer().deserialize(serialized, state_dict, constants, sample)
     except UnsafeProgramError:
         raise
