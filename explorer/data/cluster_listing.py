@@ -167,7 +167,7 @@ def read(files: ReadableFiles, *, keep_bytes: bool, limits: Limits | None = None
     each read task reserves (less than a CPU where actors hold the rest)."""
     import ray.data
 
-    _settle_fsspec_http()
+    settle_fsspec_http()
     if files.kind == "webdataset":
         row = functools.partial(_sample_row, label_field=files.column, limits=limits or Limits(), keep_bytes=keep_bytes)
         return ray.data.read_webdataset(list(files.files), decoder=row, fileselect=_not_ignored, num_cpus=num_cpus)
@@ -177,11 +177,12 @@ def read(files: ReadableFiles, *, keep_bytes: bool, limits: Limits | None = None
     return ray.data.read_binary_files(list(files.files), include_paths=True, num_cpus=num_cpus)
 
 
-def _settle_fsspec_http() -> None:
+def settle_fsspec_http() -> None:
     """Ray Data's file listing asks, from several threads at once, whether fsspec's HTTP filesystem
     can be imported; without aiohttp that import fails, and a thread that meets the half-imported
     module raises ImportError instead of the ModuleNotFoundError Ray expects (seen at 10 parquet
-    files). Settled here once: imported, or marked absent, which every later import then says."""
+    files). Settled once: imported, or marked absent, which every later import then says; here in
+    the driver, and in every Ray worker by ray_backend's worker setup hook (the listing runs there too)."""
     import importlib
     import sys
 

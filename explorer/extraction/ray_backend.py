@@ -173,7 +173,9 @@ class RayEngine:
             return
         import explorer
 
-        runtime_env = {"py_modules": [str(Path(explorer.__file__).parent)]} if self.address else None
+        runtime_env: dict[str, Any] = {"py_modules": [str(Path(explorer.__file__).parent)]} if self.address else {}
+        # each worker settles fsspec's HTTP import before Ray Data's threads race on it (cluster_listing.py)
+        runtime_env["worker_process_setup_hook"] = "explorer.data.cluster_listing.settle_fsspec_http"
         if self.address and self.address != "auto":
             _check_reachable(self.address)  # ray.init retries an address nothing answers at for minutes
         try:
