@@ -18,12 +18,11 @@ __version__ = "0.3.0"
 __all__ = ["AnalysisRequest", "Comparison", "compare", "compare_features", "layers", "load", "models", "__version__"]
 
 if TYPE_CHECKING:
-    from .api import compare, compare_features, layers, load, models
-    from .comparison import Comparison
+    from .api import Comparison, compare, compare_features, layers, load, models
     from .request import AnalysisRequest
 
 _WHERE = {"compare": "api", "compare_features": "api", "layers": "api", "load": "api", "models": "api",
-          "Comparison": "comparison", "AnalysisRequest": "request"}  # fmt: skip
+          "Comparison": "api", "AnalysisRequest": "request"}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

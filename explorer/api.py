@@ -20,23 +20,121 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from . import comparison
 from .config import DataSpec, Limits
+from .data.datasets import ImageDataset
+from .extraction.given_features import given_dataset, given_run
+from .networks import catalog, memory_source, sources
+from .networks import layers as layer_profiles
+from .output import export, notebook, report, tables
+from .progress import StageBar
 from .request import AnalysisRequest
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from .comparison import Comparison
-    from .data.datasets import ImageDataset
-    from .store import FeatureCache
+from .run import RunSettings, read_data, run_analysis, run_on_features
+from .store import FeatureCache
 
 log = logging.getLogger(__name__)
 
 ModelLike = Any  # a model name (any source), or a torch.nn.Module
-_RUN_OPTIONS = ("data", "model", "layers", "projection", "select")  # request fields compare() takes by their own names
+_RUN_OPTIONS = ("data", "model", "layers", "projection", "label_column", "image_column")  # request fields compare() takes by their own names
 _FEATURE_OPTIONS = ("components", "n_neighbors", "min_dist", "perplexity", "folds", "knn_k", "probe_c", "seed")
+
+
+class Comparison(comparison.Comparison):
+    """What one analysis found (comparison.Comparison, the record), with the Python API's methods:
+    each returns a DataFrame, HTML, the files written or the notebook view (docs/python.md).
+
+    Layer keys name a layer in every table: the node (`features.7`) with one run, `run:node`
+    (`resnet18:layer3`) with several.
+    """
+
+    @classmethod
+    def of(cls, record: comparison.Comparison) -> Comparison:
+        """The API's view of a record: the same fields, shared, not copied."""
+        return cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
+
+    def similarity(self, kind: str = "cka", long: bool = False) -> pd.DataFrame:
+        """How alike every pair of layers is.
+
+        Args:
+            kind: `cka` (linear CKA, the usual biased estimator), `cka_debiased` or `overlap` (the
+                mean share of an image's 10 nearest neighbours two layers have in common).
+            long: one row per pair of layers (layer_a, layer_b, every measure, CKA's 95 % interval)
+                instead of the square matrix of `kind`.
+
+        Returns:
+            A square DataFrame indexed by layer key, or the long table.
+        """
+        if long:
+            return tables.similarity_pairs(self)
+        return tables.layer_matrix(self, kind)
+
+    def projection(self, layer: str) -> pd.DataFrame:
+        """One layer's 2-D (or 3-D) projection: columns index, path, label, x, y (and z).
+
+        Raises:
+            KeyError: the layer is unknown, or the comparison was made with projection `none`.
+        """
+        key = self.key_of(layer)
+        if key not in self.projections:
+            raise KeyError(f"layer {layer!r} was not projected (projection='none')")
+        return tables.projection_frame(self, key)
+
+    def movers(self) -> pd.DataFrame:
+        """One row per image: the share of its 10 nearest neighbours that changed between each pair
+        of consecutive layers of each model, and the first layer where most of its 5 nearest
+        neighbours share its class (as movers.csv)."""
+        return tables.movers_table(self)
+
+    def class_pairs(self) -> pd.DataFrame:
+        """One row per pair of classes: how often the probe confuses them at each layer, and the
+        first layer where they come apart (as class_pairs.csv)."""
+        return tables.class_pairs_table(self)
+
+    def emergence(self, selection: str | Sequence[int]) -> pd.DataFrame:
+        """Where a selection of images emerges: at each layer of each model, how well a probe tells
+        the selected images from the rest (balanced, chance 0.5).
+
+        Args:
+            selection: a class, `COLUMN=VALUE` of the dataset's metadata, or row indices.
+
+        Raises:
+            ValueError: the selection matches no image.
+        """
+        rows = self.selection(selection) if isinstance(selection, str) else [int(i) for i in selection]
+        if not rows:
+            raise ValueError(f"selection {selection!r} matches no image: give a class, COLUMN=VALUE or row indices")
+        return tables.emergence_table(self, rows)
+
+    def report(self, selection: str | None = None) -> str:
+        """The self-contained HTML report (report.html), plotly.js inlined."""
+        return report.render(self, self._selection_pair(selection))
+
+    def export(self, folder: str | Path, selection: str | None = None) -> dict[str, Path]:
+        """Write every file `compare --out` writes into `folder`; returns {file name: path}."""
+        return export.write_all(self, folder, self._selection_pair(selection))
+
+    def _selection_pair(self, selection: str | None) -> tuple[str, list[int]] | None:
+        if selection is None:
+            return None
+        rows = self.selection(selection)
+        if not rows:
+            raise ValueError(f"selection {selection!r} matches no image: give a class, or COLUMN=VALUE of the metadata")
+        return selection, rows
+
+    def _repr_html_(self) -> str:
+        return notebook.summary_html(self)
+
+    def show(self, **options: Any) -> Any:
+        """The notebook view: every layer's projection side by side, hover thumbnails, lasso and
+        box selection linked across panels (output/widget.py); `show().selected` is the selection."""
+
+        from .output.widget import ComparisonWidget  # anywidget: optional
+
+        return ComparisonWidget(self, **options)
 
 
 def _request(**fields: Any) -> AnalysisRequest:
@@ -69,8 +167,6 @@ def _model_names(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLik
             names.append(m.strip())
             labels.append(label)
             continue
-        from .networks import memory_source
-
         t = transform.get(label) if isinstance(transform, Mapping) else transform
         names.append(memory_source.register(m, t))
         labels.append(label or type(m).__name__)
@@ -96,41 +192,39 @@ def _layers_arg(layers: str | Sequence[str] | Mapping[str, Sequence[str]], names
     return ",".join(layers) or "auto"
 
 
-def _bar(progress: bool) -> Any:
-    from .progress import StageBar
-
-    return StageBar(enabled=progress, notebook=True)
-
-
 def _cache(cache_dir: str | Path | None) -> FeatureCache:
-    from .store import FeatureCache
-
     return FeatureCache(cache_dir) if cache_dir is not None else FeatureCache()
 
 
 def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, label_column: str | None = None,
          image_column: str | None = None, max_images: int | None = None, seed: int = 0, limits: Limits | None = None,
          progress: bool = True, thumbnails: bool = False) -> ImageDataset:  # fmt: skip
-    """A dataset, checked as the command line checks one: any source of docs/datasets.md (a folder, a
-    .zip, `sample:NAME`, WebDataset shards, parquet, a save_to_disk folder, a table of paths), or a
-    Python object (data/in_memory.py: a DataFrame of paths, a Hugging Face or torch Dataset, a list
-    of images with `labels`). Call `close()` on it when done (a zip's, or an object's, images are
-    unpacked into a temporary folder), or let a Comparison keep it."""
-    from .data import in_memory
-    from .data.datasets import load_dataset
+    """A dataset, checked as the command line checks one.
 
-    bar = _bar(progress)
+    Args:
+        data: any source of docs/datasets.md (a folder, a .zip, `sample:NAME`, WebDataset shards,
+            parquet, a save_to_disk folder, a table of paths), or a Python object
+            (data/in_memory.py: a DataFrame of paths, a Hugging Face or torch Dataset, a list of images).
+        labels: with a list of images, one label per image.
+        label_column: the label column of a table, a metadata file, a DataFrame or a Hugging Face dataset.
+        image_column: the image (or path) column of a table, a DataFrame or a Hugging Face dataset.
+        max_images: a stratified sample of at most this many images.
+        seed: the sample's seed.
+        limits: what reading may cost (default: Limits()).
+        progress: show a progress bar.
+        thumbnails: make the small previews the views show.
+
+    Returns:
+        An ImageDataset. Call `close()` on it when done (a zip's, or an object's, images are
+        unpacked into a temporary folder), or let a Comparison keep it.
+    """
+    in_python = not isinstance(data, (str, os.PathLike))
+    spec = DataSpec(source="python" if in_python else str(data), max_images=max_images, random_state=seed,
+                    label_column=label_column, image_column=image_column)  # fmt: skip
+    settings = RunSettings(limits=limits or Limits(), thumbnails=thumbnails)
+    bar = StageBar(enabled=progress, notebook=True)
     try:
-        if in_memory.is_in_memory(data):
-            return in_memory.load(data, labels, label_column=label_column, image_column=image_column, max_images=max_images,
-                                  random_state=seed, limits=limits, progress=lambda d, t: bar("reading images", d, t),
-                                  thumbnails=thumbnails)  # fmt: skip
-        if labels is not None:
-            raise ValueError("labels= is for images given in memory; a folder's labels are its class folders or labels.csv")
-        spec = DataSpec(source=str(data), max_images=max_images, random_state=seed, label_column=label_column,
-                        image_column=image_column)  # fmt: skip
-        return load_dataset(spec, limits=limits,
-                            progress=lambda d, t: bar("reading images", d, t), thumbnails=thumbnails)  # fmt: skip
+        return read_data(spec, settings=settings, progress=bar, data=data if in_python else None, labels=labels)
     finally:
         bar.close()
 
@@ -194,52 +288,21 @@ def compare(
         TypeError: an unknown option, or a model or data of a type that cannot be read.
         ValueError: anything else that cannot be done, said in one sentence.
     """
-    from . import comparison
-
     names, run_labels = _model_names(models, transform)
-    request = _request(data=data if isinstance(data, str) else "python", label_column=label_column, model=",".join(names),
-                       layers=_layers_arg(layers, names, run_labels), projection=projection, **options)  # fmt: skip
-    _, specs, projection_spec, metric = request.specs()
-    if request.random_baseline and specs[0].weights != "none":
+    in_python = not isinstance(data, (str, os.PathLike))
+    request = _request(data="python" if in_python else str(data), label_column=label_column, image_column=image_column,
+                       model=",".join(names), layers=_layers_arg(layers, names, run_labels), projection=projection,
+                       **options)  # fmt: skip
+    if request.random_baseline and request.specs()[1][0].weights != "none":
         run_labels.insert(1, f"{run_labels[0]}[random]" if run_labels[0] else None)
-    backend = _engine(engine, ray_address)
-    bar = _bar(progress)
+    settings = RunSettings(engine=engine, ray_address=ray_address, leaderboard=leaderboard, latency=latency)
+    bar = StageBar(enabled=progress, notebook=True)
     try:
-        dataset = None
-        if backend is not None and isinstance(data, (str, os.PathLike)):  # shards, parquet, tables: read on the cluster
-            spec = DataSpec(source=str(data), max_images=request.max_images, random_state=request.seed,
-                            label_column=label_column, image_column=image_column)  # fmt: skip
-            dataset = backend.load_dataset(spec, progress=lambda d, t: bar("reading images on Ray", d, t))
-        dataset = dataset or load(data, labels=labels, label_column=label_column, image_column=image_column,
-                                  max_images=request.max_images, seed=request.seed, progress=progress)  # fmt: skip
-        try:
-            comp = comparison.compare(dataset, specs, projection=projection_spec, metric=metric, cache=_cache(cache_dir),
-                                      progress=bar, leaderboard=leaderboard, latency=latency, labels=run_labels,
-                                      request=request, backend=backend)  # fmt: skip
-        except BaseException:
-            dataset.close()
-            raise
+        record = run_analysis(request, cache=_cache(cache_dir), settings=settings, data=data if in_python else None,
+                              labels=labels, run_labels=run_labels, progress=bar)  # fmt: skip
     finally:
         bar.close()
-        if backend is not None:
-            backend.stop()
-    dataset.keep_files_while(comp)  # a zip's or an object's images: read by the view's thumbnails while comp lives
-    return comp
-
-
-def _engine(engine: str, ray_address: str | None) -> Any:
-    """The extraction backend `engine` names (None: this process), started."""
-    if engine == "local":
-        if ray_address is not None:
-            raise ValueError("ray_address is for engine='ray'")
-        return None
-    if engine != "ray":
-        raise ValueError(f"engine={engine!r}: choose 'local' or 'ray'")
-    from .extraction.ray_backend import RayEngine
-
-    backend = RayEngine(address=ray_address)
-    backend.start()  # before reading the images: an unreachable cluster is said at once
-    return backend
+    return Comparison.of(record)
 
 
 def compare_features(
@@ -269,8 +332,6 @@ def compare_features(
     Returns:
         A Comparison without a leaderboard (there is no network to cost) or thumbnails.
     """
-    from . import comparison
-    from .extraction.given_features import given_dataset, given_run
 
     bad = sorted(set(options) - set(_FEATURE_OPTIONS))
     if bad:
@@ -285,13 +346,12 @@ def compare_features(
         raise ValueError(f"the models' features have different numbers of rows ({', '.join(map(str, sorted(n)))})")
     dataset = given_dataset(n.pop(), labels, names, metadata)
     request = _request(data="features", model=",".join(per_model), projection=projection, **options)
-    _, _, projection_spec, metric = request.specs()
-    bar = _bar(progress)
+    bar = StageBar(enabled=progress, notebook=True)
     try:
-        return comparison.analyse(dataset, runs, projection=projection_spec, metric=metric, cache=_cache(cache_dir),
-                                  progress=bar, leaderboard=False, request=request)  # fmt: skip
+        record = run_on_features(request, dataset, runs, cache=_cache(cache_dir), progress=bar)
     finally:
         bar.close()
+    return Comparison.of(record)
 
 
 def models(filter: str | None = None, source: str = "all") -> pd.DataFrame:
@@ -302,10 +362,6 @@ def models(filter: str | None = None, source: str = "all") -> pd.DataFrame:
         filter: words that must all appear in the name (`dino`, `convnext tiny`), or a pattern (`resnet*`).
         source: all, torchvision, timm or hf.
     """
-    import pandas as pd
-
-    from .networks import catalog, sources
-
     names = catalog.search(filter or "", sources=None if source == "all" else (source,), limit=None)
     return pd.DataFrame({"model": names, "source": [sources.source_name(n) for n in names],
                          "weights": [catalog.availability(n) for n in names]})  # fmt: skip
@@ -318,12 +374,8 @@ def layers(model: ModelLike, *, transform: Any = None) -> pd.DataFrame:
     Args:
         model: a model name of any source, or an nn.Module (with its `transform`).
     """
-    import pandas as pd
-
-    from .networks import layers as layers_mod
-
     (name,), _ = _model_names(model, transform)
-    prof = layers_mod.profile(name)
+    prof = layer_profiles.profile(name)
     default = set(prof.default)
     return pd.DataFrame([{"node": i.node, "shape": "x".join(map(str, i.shape)), "layout": i.layout, "dim": i.dim,
                           "size": i.size, "depth": round(i.depth, 4), "default": i.node in default, "block": i.is_block,

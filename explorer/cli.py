@@ -7,18 +7,22 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from . import __version__
-from .config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
-from .progress import StageBar
+from . import __version__, cutting
+from .analysis.uncertainty import accuracy_interval
+from .config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
+from .data.datasets import ImageDataset
+from .fsutil import atomic_write_bytes
+from .networks import catalog, layers
+from .output import export
+from .output.sentences import budget_sentence
+from .process_setup import configure
+from .progress import Cancelled, StageBar
 from .request import AnalysisRequest
 from .request import add_arguments as add_request_arguments
-
-if TYPE_CHECKING:
-    from .config import Limits
-    from .data.datasets import ImageDataset
-    from .store import FeatureCache
+from .run import RunSettings, read_data, run_analysis
+from .store import FeatureCache
 
 log = logging.getLogger("explorer")
 
@@ -26,8 +30,6 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .networks import catalog
-
     names = catalog.search(args.filter or "", sources=None if args.source == "all" else (args.source,), limit=None)
     width = max((len(n) for n in names), default=5) + 2
     print(f"{'model':<{width}} weights")
@@ -40,8 +42,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from .networks import layers
-
     prof = layers.profile(args.model)
     default = set(prof.default)
     print(f"{'node':<48} {'shape':<18} {'layout':<7} {'dim':>6} {'size':>10}  marks")
@@ -65,65 +65,38 @@ def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[Extract
 
 
 def _limits(args: argparse.Namespace) -> Limits:
-    from .config import Limits
-
     return Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
                   max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
 
 
 def _cache(args: argparse.Namespace) -> FeatureCache:
-    from .store import FeatureCache
-
     cache = FeatureCache(args.cache_dir) if args.cache_dir else FeatureCache()
     cache.clean_leftovers(partial=False)  # a killed run's stale temporary files; its finished chunks resume
     return cache
 
 
-def _load(source: str | DataSpec, args: argparse.Namespace, bar: StageBar, cache: FeatureCache) -> ImageDataset:
+def _load(source: str, args: argparse.Namespace, bar: StageBar, cache: FeatureCache) -> ImageDataset:
     """A dataset as the command line reads one: headers checked, no thumbnails (extraction decodes each image once)."""
-    from .data.datasets import load_dataset
-
-    spec = source if isinstance(source, DataSpec) else DataSpec(source=source, random_state=getattr(args, "seed", 0),
-                                                                label_column=getattr(args, "label_column", None))  # fmt: skip
-    return load_dataset(spec, limits=_limits(args), progress=lambda d, t: bar("reading images", d, t), thumbnails=False,
-                        file_checks_dir=cache.file_checks_dir)  # fmt: skip
+    spec = DataSpec(source=source, random_state=getattr(args, "seed", 0), label_column=getattr(args, "label_column", None))
+    return read_data(spec, settings=RunSettings(limits=_limits(args)), cache=cache, progress=bar)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from . import comparison
-    from .output.sentences import budget_sentence
-    from .output import export
-
     request = AnalysisRequest.from_namespace(args)
-    spec, specs, projection, metric = request.specs()
-    engine = None
-    if args.engine == "ray":
-        from .extraction.ray_backend import RayEngine
-
-        engine = RayEngine(address=args.ray_address, actors=args.ray_actors)
-        engine.start()  # before reading the images: an unreachable cluster is said at once
+    settings = RunSettings(limits=_limits(args), engine=args.engine, ray_address=args.ray_address, ray_actors=args.ray_actors,
+                           leaderboard=not args.no_leaderboard, latency=not args.no_latency, keep_files=False)  # fmt: skip
     bar = StageBar(enabled=not args.quiet)
     t0 = time.perf_counter()
-    cache = _cache(args)
-    dataset = None
-    if engine is not None:  # shards, parquet and tables of paths: listed and hashed on the cluster
-        dataset = engine.load_dataset(spec, limits=_limits(args), progress=lambda d, t: bar("reading images on Ray", d, t))
-    dataset = dataset or _load(spec, args, bar, cache)
     try:
-        comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache, progress=bar,
-                                  max_pixels=args.max_pixels, backend=engine, leaderboard=not args.no_leaderboard,
-                                  latency=not args.no_latency, request=request)  # fmt: skip
-        bar.close()
-        selection = None
-        if args.select:
-            selection = (args.select, comp.selection(args.select))
-            if not selection[1]:
-                raise ValueError(f"--select {args.select!r} matches no image: give a class, or COLUMN=VALUE of labels.csv")
-        files = export.write_all(comp, args.out, selection)
+        comp = run_analysis(request, cache=_cache(args), settings=settings, progress=bar)
     finally:
-        dataset.close()
-        if engine is not None:
-            engine.stop()
+        bar.close()
+    selection = None
+    if args.select:
+        selection = (args.select, comp.selection(args.select))
+        if not selection[1]:
+            raise ValueError(f"--select {args.select!r} matches no image: give a class, or COLUMN=VALUE of labels.csv")
+    files = export.write_all(comp, args.out, selection)
     if not args.quiet:
         cols = ["model", "layer", "dim", "probe_acc", "knn_acc", "silhouette", "eff_dim"]
         print(comp.metrics[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -140,8 +113,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
-    from . import cutting
-
     bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
@@ -168,11 +139,6 @@ def _cmd_cut(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from . import cutting
-    from .fsutil import atomic_write_bytes
-
     bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
@@ -183,8 +149,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         dataset.close()
     accuracy = None
     if dataset.labels is not None:  # labelled images: how often the cut is right, with its interval
-        from .analysis.uncertainty import accuracy_interval
-
         table.insert(3, "label", list(dataset.labels))
         decoded = table["error"] == ""
         right = (table.loc[decoded, "predicted"] == table.loc[decoded, "label"]).to_numpy()
@@ -202,8 +166,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_limits(c: argparse.ArgumentParser) -> None:
-    from .config import Limits
-
     lim = Limits()
     c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")
     c.add_argument("--max-file-mb", type=float, default=lim.max_file_bytes / 1024**2, help="largest image file, MB")
@@ -269,14 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input exits 2 with one line on stderr and no traceback."""
-    from .process_setup import configure
-
     configure()
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .progress import Cancelled
-
     commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare, "cut": _cmd_cut, "predict": _cmd_predict}
     try:
         return commands[args.command](args)

@@ -8,14 +8,21 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .analysis import projection as projection_mod
-from .analysis.cached_runs import compression_run, cost_run, graph_run, logme_run, project_run, score_run, similarity_run
+from .analysis.cached_runs import (
+    compression_run,
+    cost_run,
+    graph_run,
+    logme_run,
+    project_run,
+    score_run,
+    similarity_run,
+)
 from .analysis.compression import CompressionCurve
 from .analysis.leaderboard import LayerCost, leaderboard_table
 from .analysis.neighbors import KnnGraph
@@ -51,14 +58,15 @@ METRIC_COLUMNS = [
 class Comparison:
     """What one analysis found: the dataset, each model's run with its layers' features, and what
     was derived from them (scores, similarity, neighbour graphs, projections, the cost of each cut).
-    A frozen record: the analyses asked for later (movers, class pairs, emergence) are functions of
-    it (analysis/per_run.py), cached while it lives.
+    A frozen record that renders nowhere: tables, the report, the files and the views are functions
+    of it in output/. The analyses asked for later (movers, class pairs, emergence: analysis/per_run.py)
+    are kept in its own `answers`.
 
     Layer keys name a layer in every table: the node (`features.7`) with one run, `run:node`
     (`resnet18:layer3`) with several.
 
-    The methods without a leading underscore are the Python API's (docs/python.md): each returns a
-    DataFrame, an array, HTML or the files written.
+    The Python API returns it as api.Comparison, whose methods add tidy tables, the report, the
+    files and the notebook view (docs/python.md).
     """
 
     dataset: ImageDataset
@@ -75,6 +83,7 @@ class Comparison:
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
     random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
     request: AnalysisRequest | None = None  # what was asked for, where the command line, a link or the Python API asked
+    answers: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)  # analysis/per_run.py's, kept while this lives
 
     @property
     def multi(self) -> bool:
@@ -136,8 +145,6 @@ class Comparison:
         """{layer key: (N, D) features} over all runs, in order (memory-mapped from the cache)."""
         return {r.key(n, self.multi): f for r in self.runs for n, f in r.features.items()}
 
-    # The Python API (explorer/__init__.py): tidy results.
-
     def run(self, model: str | None = None) -> ModelRun:
         """The run of `model` (its label in the metrics table: `resnet18`, `resnet18[random]`); the
         first run when None.
@@ -152,7 +159,7 @@ class Comparison:
                 return r
         raise KeyError(f"no model {model!r} in this comparison; it has {', '.join(r.label for r in self.runs)}")
 
-    def _key(self, layer: str) -> str:
+    def key_of(self, layer: str) -> str:
         """The layer key of `layer`: a key itself, or a node name that only one run has."""
         keys = self.layer_keys()
         if layer in keys:
@@ -173,102 +180,7 @@ class Comparison:
             An (N, D) float32 array, one row per image of `dataset.names` (read-only, memory-mapped
             from the feature cache; copy it to change it).
         """
-        return self.feature_arrays()[self._key(layer)]
-
-    def similarity(self, kind: str = "cka", long: bool = False) -> pd.DataFrame:
-        """How alike every pair of layers is.
-
-        Args:
-            kind: `cka` (linear CKA, the usual biased estimator), `cka_debiased` or `overlap` (the
-                mean share of an image's 10 nearest neighbours two layers have in common).
-            long: one row per pair of layers (layer_a, layer_b, every measure, CKA's 95 % interval)
-                instead of the square matrix of `kind`.
-
-        Returns:
-            A square DataFrame indexed by layer key, or the long table.
-        """
-        from .output import tables
-
-        if long:
-            return tables.similarity_pairs(self)
-        return tables.layer_matrix(self, kind)
-
-    def projection(self, layer: str) -> pd.DataFrame:
-        """One layer's 2-D (or 3-D) projection: columns index, path, label, x, y (and z).
-
-        Raises:
-            KeyError: the layer is unknown, or the comparison was made with projection `none`.
-        """
-        from .output import tables
-
-        key = self._key(layer)
-        if key not in self.projections:
-            raise KeyError(f"layer {layer!r} was not projected (projection='none')")
-        return tables.projection_frame(self, key)
-
-    def movers(self) -> pd.DataFrame:
-        """One row per image: the share of its 10 nearest neighbours that changed between each pair
-        of consecutive layers of each model, and the first layer where most of its 5 nearest
-        neighbours share its class (as movers.csv)."""
-        from .output import tables
-
-        return tables.movers_table(self)
-
-    def class_pairs(self) -> pd.DataFrame:
-        """One row per pair of classes: how often the probe confuses them at each layer, and the
-        first layer where they come apart (as class_pairs.csv)."""
-        from .output import tables
-
-        return tables.class_pairs_table(self)
-
-    def emergence(self, selection: str | Sequence[int]) -> pd.DataFrame:
-        """Where a selection of images emerges: at each layer of each model, how well a probe tells
-        the selected images from the rest (balanced, chance 0.5).
-
-        Args:
-            selection: a class, `COLUMN=VALUE` of the dataset's metadata, or row indices.
-
-        Raises:
-            ValueError: the selection matches no image.
-        """
-        from .output import tables
-
-        rows = self.selection(selection) if isinstance(selection, str) else [int(i) for i in selection]
-        if not rows:
-            raise ValueError(f"selection {selection!r} matches no image: give a class, COLUMN=VALUE or row indices")
-        return tables.emergence_table(self, rows)
-
-    def report(self, selection: str | None = None) -> str:
-        """The self-contained HTML report (report.html), plotly.js inlined."""
-        from .output import report
-
-        return report.render(self, self._selection_pair(selection))
-
-    def export(self, folder: str | Path, selection: str | None = None) -> dict[str, Path]:
-        """Write every file `compare --out` writes into `folder`; returns {file name: path}."""
-        from .output import export
-
-        return export.write_all(self, folder, self._selection_pair(selection))
-
-    def _selection_pair(self, selection: str | None) -> tuple[str, list[int]] | None:
-        if selection is None:
-            return None
-        rows = self.selection(selection)
-        if not rows:
-            raise ValueError(f"selection {selection!r} matches no image: give a class, or COLUMN=VALUE of the metadata")
-        return selection, rows
-
-    def _repr_html_(self) -> str:
-        from .output import notebook
-
-        return notebook.summary_html(self)
-
-    def show(self, **options: Any) -> Any:
-        """The notebook view: every layer's projection side by side, hover thumbnails, lasso and
-        box selection linked across panels (output/widget.py); `show().selected` is the selection."""
-        from .output.widget import ComparisonWidget
-
-        return ComparisonWidget(self, **options)
+        return self.feature_arrays()[self.key_of(layer)]
 
 
 def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool,

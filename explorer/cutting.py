@@ -18,10 +18,13 @@ from .analysis.uncertainty import accuracy_interval
 from .config import ExtractSpec
 from .data.datasets import ImageDataset
 from .extraction.layer_features import extract_features
+from .networks.cost import cut_costs
 from .networks.preprocess import Preprocess
+from .networks.sources import canonical, source_of
+from .networks.truncate import truncated
 from .output import cut_files
-from .store import FeatureCache
 from .progress import Cancelled, ShouldStop, StageProgress
+from .store import FeatureCache
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +144,6 @@ def make_cut(
     """
     import torch
 
-    from .networks.cost import cut_costs
-    from .networks.sources import canonical, source_of
-    from .networks.truncate import truncated
 
     if dataset.labels is None:
         raise ValueError(f"{dataset.source!r} has no labels: a cut's head is trained on labelled images (class folders or labels.csv)")

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from .config import settings
+
 FILE_MODE = 0o644  # cache files: readable by other users of the machine, written by this one
 
 
@@ -62,7 +64,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def default_cache_root() -> Path:
     """The cache root: `EXPLORER_CACHE_DIR`, else the platform's user cache folder (config.settings)."""
-    from .config import settings
 
     got = settings()
     if got.cache_dir:

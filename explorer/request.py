@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--data", default=d.data, help="folder, .zip, sample:clothing / sample:digits, WebDataset .tar shards (a folder or "
       "shards-{000..009}.tar), .parquet (a file or folder), a save_to_disk folder, or a CSV/parquet table of paths")
     a("--label-column", default=d.label_column, help="the label column of a table, metadata.csv/jsonl or a shard's .json")
+    a("--image-column", default=d.image_column, help="the image (or path) column of a parquet, Arrow or CSV table")
     a("--model", default=d.model, help="one or more models, comma-separated: resnet50 (torchvision), timm:NAME[.TAG], "
       "hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder")
     a("--weights", default=d.weights, help="auto | none (random init) | a torchvision weights name | a file "
@@ -102,6 +103,7 @@ class AnalysisRequest:
     Attributes:
         data: a folder, a .zip, `sample:NAME`, shards, parquet, a save_to_disk folder or a table of paths.
         label_column: the label column of a table, a metadata file or a shard's json.
+        image_column: the image (or path) column of a table.
         model: one or more models, comma-separated (networks/sources.py names them).
         weights: auto, none, a torchvision weights name or a file; one, or one per model.
         layers: auto, `node,node` (one model) or `model:node,...`.
@@ -126,6 +128,7 @@ class AnalysisRequest:
 
     data: str = _DATA.source
     label_column: str | None = None
+    image_column: str | None = None
     model: str = _EXTRACT.model
     weights: str = _EXTRACT.weights
     layers: str = "auto"
@@ -182,7 +185,8 @@ class AnalysisRequest:
                                     min_dist=self.min_dist, perplexity=self.perplexity, random_state=self.seed)  # fmt: skip
         metric = MetricSpec(folds=self.folds, knn_k=self.knn_k, probe_c=None if self.probe_c == "auto" else float(self.probe_c),
                             random_state=self.seed)  # fmt: skip
-        data = DataSpec(source=self.data, max_images=self.max_images, random_state=self.seed, label_column=self.label_column)
+        data = DataSpec(source=self.data, max_images=self.max_images, random_state=self.seed, label_column=self.label_column,
+                        image_column=self.image_column)  # fmt: skip
         return data, specs, projection, metric
 
     # the command line

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "explorer" / "ui" / "page.py"  # the script each visitor's session runs
@@ -58,3 +62,61 @@ def finish(at: Any) -> None:
     at.run()
     at.run()
     assert not at.exception, at.exception
+
+
+class Tiny(nn.Module):
+    """conv 1x1 (ch0 = R+G+B, ch1 = R-B) -> ReLU -> global avg pool -> fc (ch0 - ch1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0]]).view(2, 3, 1, 1))
+            self.fc.weight.copy_(torch.tensor([[1.0, -1.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.relu(self.conv(x))), 1))
+
+
+# a network of your own, as a builder file (`package.module:build`)
+BUILDER = textwrap.dedent('''
+    import torch.nn as nn
+
+    def build():
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 4, 3, stride=2, padding=1), nn.ReLU(),   # a 4-channel bottleneck
+            nn.Conv2d(4, 16, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3),
+        )
+''')
+
+
+def save_hf(folder: Path, kind: str) -> Path:
+    """A tiny Hugging Face model of `kind` with its image processor, saved as save_pretrained writes them."""
+    import transformers as tr
+
+    torch.manual_seed(3)
+    small = dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64, image_size=56)
+    if kind == "dinov2":
+        model, proc = tr.Dinov2Model(tr.Dinov2Config(**small, patch_size=14)), tr.BitImageProcessor(
+            size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True, resample=3)
+    elif kind == "vit":
+        model, proc = tr.ViTModel(tr.ViTConfig(**small, patch_size=14)), tr.ViTImageProcessor(size={"height": 56, "width": 56})
+    elif kind == "clip":
+        vision = dict(small, patch_size=14)
+        text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        model = tr.CLIPModel(tr.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+        proc = tr.CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    elif kind == "convnext":
+        model = tr.ConvNextModel(tr.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], image_size=64))
+        proc = tr.ConvNextImageProcessor(size={"shortest_edge": 64})
+    else:  # swin
+        model = tr.SwinModel(tr.SwinConfig(image_size=64, patch_size=4, embed_dim=12, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=2))
+        proc = tr.ViTImageProcessor(size={"height": 64, "width": 64})
+    model.save_pretrained(folder)
+    proc.save_pretrained(folder)
+    return folder  # fmt: skip

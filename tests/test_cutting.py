@@ -24,7 +24,7 @@ from explorer.output import cut_files
 from explorer.store import FeatureCache
 
 from .conftest import make_class_folders
-from .networks.test_sources import _save_hf
+from .helpers import BUILDER, save_hf
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,6 @@ def dataset(data_root: Path) -> object:
 
 @pytest.fixture(scope="module")
 def own_builder(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from .networks.test_sources import BUILDER
-
     pkg = tmp_path_factory.mktemp("code")
     (pkg / "cut_nets.py").write_text(BUILDER)
     sys.path.insert(0, str(pkg))
@@ -70,7 +68,7 @@ SOURCES = [("mobilenet_v2", "features.14"), ("timm:vit_small_patch16_224", "bloc
 @pytest.mark.parametrize(("source", "layer"), SOURCES)
 def test_exported_logits_equal_the_head_on_the_extracted_features(source: str, layer: str, dataset: object, tmp_path: Path,
                                                                    own_builder: str, own_program: str) -> None:  # fmt: skip
-    model = {"hf": f"hf:{_save_hf(tmp_path / 'hf', 'dinov2')}" if source == "hf" else "", "own": own_builder,
+    model = {"hf": f"hf:{save_hf(tmp_path / 'hf', 'dinov2')}" if source == "hf" else "", "own": own_builder,
              "pt2": own_program}.get(source) or source  # fmt: skip
     got = _cut(dataset, model, layer, tmp_path / "cut")
     assert sorted(got.files) == sorted(cut_files.FILES)

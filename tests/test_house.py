@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,52 +17,127 @@ SETS_THE_ENVIRONMENT = {
 }
 
 
-def _node(module: str) -> str:
-    """A stage package (`networks/`) or a top-level module (`explorer.config`)."""
-    parts = module.split(".")
-    return parts[1] + "/" if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else ".".join(parts[:2])
+# The stages, lowest first: a module imports from its own stage or a lower one (docs/design.md).
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("base", ("explorer", "explorer.config", "explorer.fsutil", "explorer.progress", "explorer.process_setup",
+              "explorer.code_identity", "explorer.store")),
+    ("data", ("explorer.data",)),
+    ("networks", ("explorer.networks",)),
+    ("extraction", ("explorer.extraction",)),
+    ("analysis", ("explorer.analysis",)),
+    ("comparison", ("explorer.comparison", "explorer.request", "explorer.run")),
+    ("output", ("explorer.output",)),
+    ("entry points", ("explorer.api", "explorer.cli", "explorer.__main__", "explorer.cutting", "explorer.ui")),
+]  # fmt: skip
 
 
-def _modules() -> list[tuple[str, Path, ast.Module]]:
+def _stage(module: str) -> int:
+    """The rank of `module`'s stage: the longest prefix of STAGES that names it or its package."""
+    best = max(((len(p), rank) for rank, (_, prefixes) in enumerate(STAGES) for p in prefixes
+                if module == p or (module.startswith(p + ".") and p != "explorer")), default=None)  # fmt: skip
+    assert best is not None, f"{module} is in no stage: add it to STAGES (and to docs/design.md)"
+    return best[1]
+
+
+def _modules(root: Path = PACKAGE) -> list[tuple[str, Path, ast.Module]]:
     out = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(root.rglob("*.py")):
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         out.append((module.removesuffix(".__init__"), path, ast.parse(path.read_text())))
     return out
 
 
-def _runtime_imports(module: str, path: Path, tree: ast.Module) -> set[str]:
-    """The explorer modules `module` imports, at its top or in a function; `if TYPE_CHECKING:` left out."""
+def _imports(module: str, path: Path, tree: ast.Module, known: set[str]) -> set[str]:
+    """The modules of `known` that `module` imports, at its top or inside a function (`if
+    TYPE_CHECKING:` left out): `from .x import y` is module x.y when that is a module, else x."""
     typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
                    for n in ast.walk(node)}  # fmt: skip
     base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     out = set()
     for node in ast.walk(tree):
-        if id(node) in typing_only or not isinstance(node, ast.ImportFrom) or node.level == 0:
+        if id(node) in typing_only:
             continue
-        head = base[: len(base) - node.level + 1]
-        out |= {".".join([*head, node.module])} if node.module else {".".join([*head, a.name]) for a in node.names}
-    return out
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            head = node.module or "" if node.level == 0 else ".".join(base[: len(base) - node.level + 1] + [node.module or ""]).rstrip(".")
+            out |= {f"{head}.{a.name}" if f"{head}.{a.name}" in known else head for a in node.names}
+    while any(m not in known and "." in m for m in out):  # `import explorer.data.items` names the module
+        out = {m if m in known or "." not in m else m.rsplit(".", 1)[0] for m in out}
+    return (out & known) - {module}
 
 
-def test_no_import_cycle_between_the_stages() -> None:
-    edges: dict[str, set[str]] = defaultdict(set)
-    for module, path, tree in _modules():
-        for target in _runtime_imports(module, path, tree):
-            a, b = _node(module), _node(target)
-            if a != b and b != "explorer":
-                edges[a].add(b)
-    cycles = []
-    for start in list(edges):
-        stack = [(start, [start])]
-        while stack:
-            node, trail = stack.pop()
-            for nxt in edges.get(node, ()):
-                if nxt == start:
-                    cycles.append(" -> ".join([*trail, start]))
-                elif nxt not in trail:
-                    stack.append((nxt, [*trail, nxt]))
-    assert cycles == [], cycles[:5]
+def _graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = _modules(root)
+    known = {m for m, _, _ in modules}
+    return {m: _imports(m, path, tree, known) for m, path, tree in modules}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, edges = work[-1]
+            nxt = next(edges, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    component.append(m)
+                    if m == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Module by module, imports inside functions counted."""
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_from_a_lower_stage_to_a_higher_one() -> None:
+    upward = [f"{a} ({STAGES[_stage(a)][0]}) imports {b} ({STAGES[_stage(b)][0]})"
+              for a, targets in _graph().items() for b in sorted(targets) if _stage(b) > _stage(a)]  # fmt: skip
+    assert upward == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared fixtures and helpers live in tests/helpers.py, conftest.py or a module not named test_*."""
+    tests = ROOT / "tests"
+    graph = {m: targets for m, targets in _graph(tests).items()}
+    found = [f"{a} imports {b}" for a, targets in graph.items() for b in sorted(targets)
+             if b.rpartition(".")[2].startswith("test_")]  # fmt: skip
+    assert found == []
 
 
 def test_only_config_reads_the_environment() -> None:

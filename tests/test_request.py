@@ -11,7 +11,7 @@ from explorer.cli import build_parser
 from explorer.request import LINK_ALIASES, AnalysisRequest
 
 EVERY_FIELD_CHANGED = AnalysisRequest(
-    data="/data/photos", label_column="kind", model="resnet18,timm:vit_small_patch16_224", weights="auto,none",
+    data="/data/photos", label_column="kind", image_column="file", model="resnet18,timm:vit_small_patch16_224", weights="auto,none",
     layers="resnet18:layer3,timm:vit_small_patch16_224:blocks.3", pooling="avgmax", tokens="mean", projection="tsne",
     components=3, n_neighbors=30, min_dist=0.25, perplexity=12.5, random_baseline=True, max_images=60, select="kind=shoe",
     folds=3, knn_k=7, probe_c="0.5", precision="fp32", device="cpu", batch_size=8, seed=3,

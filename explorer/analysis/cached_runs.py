@@ -12,8 +12,12 @@ import numpy as np
 from ..code_identity import identities
 from ..config import MetricSpec, ProjectionSpec
 from ..data.datasets import ImageDataset
-from ..progress import StageProgress
+from ..extraction.backend import FOLD_BATCHNORM
+from ..extraction.latency import layer_latency, machine
 from ..extraction.layer_features import ModelRun
+from ..networks.cost import cut_costs
+from ..networks.sources import source_of
+from ..progress import StageProgress
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
 from .compression import CompressionCurve, compression_curve
 from .leaderboard import LayerCost
@@ -201,8 +205,6 @@ def _device_here(device: str) -> bool:
 
 def _build_context(run: ModelRun) -> dict[str, Any]:
     """What shapes the time a run's model takes, as the extraction builds it (not its weights' values)."""
-    from ..extraction.backend import FOLD_BATCHNORM
-    from ..networks.sources import source_of
 
     src = source_of(run.spec.model)
     return {"model": run.spec.model, "source": src.name, "architecture": src.architecture(run.spec.model),
@@ -217,8 +219,6 @@ def cost_run(run: ModelRun, cache: FeatureCache, *, latency: bool = True, progre
     up to it measured here at batch 1 and 32 (extraction/latency.py), cached per model build and
     machine; not measured (None) where this process lacks the run's device.
     """
-    from ..extraction.latency import layer_latency, machine
-    from ..networks.cost import cut_costs
 
     nodes = list(run.nodes.values())
     counted = cut_costs(run.spec.model, nodes)

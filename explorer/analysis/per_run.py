@@ -1,16 +1,14 @@
 """The analyses of one model's run asked for on demand, after a comparison is built: how its images
 move between layers, where each pair of classes comes apart, and where a selection emerges.
 
-Each answer is cached for as long as its comparison lives (a weak reference to it): the dashboard,
-the report and the CSVs ask for the same movers of the same run, and a comparison stays a frozen
-record of what was computed.
+Each answer is kept in the comparison's own `answers` for as long as it lives: the dashboard, the
+report and the CSVs ask for the same movers of the same run.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from . import class_pairs as pairs_mod
 from . import emergence as emergence_mod
@@ -23,13 +21,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EMERGENCE_KEPT = 4  # selections whose answers are kept per comparison (the CSV and the report ask for the same one)
 
-_answers: weakref.WeakKeyDictionary[Any, dict[tuple, Any]] = weakref.WeakKeyDictionary()
-
-
 def _cached(comp: Comparison, tag: tuple, make: Callable[[], T], keep: int | None = None) -> T:
     """`make()`, remembered under `tag` while `comp` lives; with `keep`, at most that many answers
     of the tag's kind (its first element) are kept, the oldest dropped first."""
-    answers = _answers.setdefault(comp, {})
+    answers = comp.answers
     if tag not in answers:
         if keep is not None:
             same_kind = [t for t in answers if t[0] == tag[0]]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ProjectionSpec
+from ..process_setup import NUMBA_THREADING_LAYER, configured
 from .neighbors import KnnGraph
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
         raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
     # pynndescent swaps numba's `omp` layer for `workqueue` when TBB is missing, and workqueue aborts
     # the process when two threads run UMAP at once (docs/design.md, "numba"); omp is thread-safe and we never fork.
-    from ..process_setup import NUMBA_THREADING_LAYER, configured
 
     if numba.config.THREADING_LAYER == "workqueue" and configured():
         numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER

@@ -18,16 +18,17 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..config import DataSpec, Limits
 from ..progress import Progress
-from .items import ImageItem, ReadableFiles
-
-if TYPE_CHECKING:
-    from .datasets import ImageDataset
+from .archive import is_ignored_name
+from .datasets import ImageDataset, check_image_bytes, container_listing, dataset_from_items, stratified_subsample
+from .items import ImageItem, ReadableFiles, describe, from_description
+from .listing import Skipped
+from .shards import SMALL_MEMBER_BYTES, ShardSample, check_shard, read_sample, shard_columns, shard_files
 
 LISTING_BATCH = 256  # images a worker checks per batch
 
@@ -39,8 +40,6 @@ def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: P
     Raises:
         ValueError: a missing path or column, an unsafe shard, no usable image (one sentence).
     """
-    from .datasets import container_listing, dataset_from_items, stratified_subsample
-    from .shards import shard_files
 
     limits = limits or Limits()
     source = spec.source
@@ -112,7 +111,6 @@ def _columns(out: list[tuple[str, bytes] | str]) -> dict[str, np.ndarray]:
 
 
 def _check_batch(batch: Any, files: ReadableFiles, limits: Limits) -> dict[str, np.ndarray]:
-    from .datasets import check_image_bytes
 
     out = [check_image_bytes(d, limits) if d is not None else "no image bytes in the row" for d in image_bytes(batch, files)]
     return _columns(out)
@@ -124,8 +122,6 @@ def _sample_row(sample: dict[str, Any], label_field: str | None, limits: Limits,
     (`keep_bytes`: its bytes instead, for extraction)."""
     import json
 
-    from .shards import SMALL_MEMBER_BYTES, read_sample
-    from .datasets import check_image_bytes
 
     parts = {k: v for k, v in sample.items() if not k.startswith("__")}
     got = read_sample(parts, lambda v: bytes(v[:SMALL_MEMBER_BYTES]).decode("utf-8", errors="replace").strip(), label_field)
@@ -139,15 +135,12 @@ def _sample_row(sample: dict[str, Any], label_field: str | None, limits: Limits,
 
 
 def _check_shard_task(row: dict[str, Any]) -> dict[str, Any]:
-    from .shards import check_shard
 
     return {"shard": row["shard"], "refused": check_shard(row["shard"])}
 
 
 def _check_cells(batch: dict[str, np.ndarray], limits: Limits) -> dict[str, np.ndarray]:
     """Cells of a table with no Ray reader (save_to_disk's Arrow files), read and checked one by one."""
-    from .items import from_description
-    from .datasets import check_image_bytes
 
     out = []
     for text in batch["member"]:
@@ -193,7 +186,6 @@ def settle_fsspec_http() -> None:
 
 
 def _not_ignored(name: str) -> bool:
-    from .archive import is_ignored_name
 
     return not is_ignored_name(name)
 
@@ -231,8 +223,6 @@ def _check_on_cluster(items: list[ImageItem], files: ReadableFiles | None, limit
     undo = _ordered()
     try:
         if files is None:  # save_to_disk: cell by cell
-            from .items import describe
-
             source = ray.data.from_items([{"member": describe(it.member)} for it in items])
             checks = source.map_batches(_check_cells, fn_kwargs={"limits": limits}, batch_size=LISTING_BATCH)
             got = _collect(checks, ["hash", "reason"], len(items), progress)
@@ -285,8 +275,6 @@ def _webdataset(shards: list[str], spec: DataSpec, limits: Limits, progress: Pro
 
     import ray.data
 
-    from .shards import ShardSample, shard_columns
-    from .listing import Skipped
 
     refused = [r for r in ray.data.from_items([{"shard": s} for s in shards]).map(_check_shard_task).take_all() if r["refused"]]
     if refused:

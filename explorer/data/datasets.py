@@ -20,11 +20,13 @@ import numpy as np
 
 from ..config import DataSpec, Limits
 from ..progress import Progress
+from . import containers, path_tables
 from .archive import safe_extract_zip
 from .file_checks import FileCheckCache
-from .images import ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
+from .images import IMAGE_SUFFIXES, ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
 from .items import ImageItem, ReadableFiles
 from .listing import Candidates, Skipped, candidates
+from .shards import list_shards, shard_files
 
 if TYPE_CHECKING:
     from . import containers
@@ -335,8 +337,6 @@ def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths:
     """The images of a source that keeps them in container files or names them in a table (WebDataset
     shards, parquet, a save_to_disk folder, a CSV or parquet table of paths), and the files a reader
     of whole files reads them from; None for a folder or zip."""
-    from . import containers
-    from .shards import list_shards, shard_files
 
     path = Path(source).expanduser()
     if not path.exists() and "{" not in source:
@@ -371,7 +371,6 @@ def _from_listed(listed: containers.Listed, files: ReadableFiles | None) -> List
 
 def _has_images(folder: Path) -> bool:
     """Whether a folder holds image files (then its parquet files, if any, are not its images)."""
-    from .images import IMAGE_SUFFIXES
 
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file())
 
@@ -394,7 +393,6 @@ def _is_path_table(path: str, spec: DataSpec) -> bool:
 
 
 def _path_table(path: Path, spec: DataSpec, server_paths: bool) -> Listing:
-    from . import path_tables
 
     rows, columns, skipped = path_tables.table_rows(path_tables.read_table(path), label_column=spec.label_column,
                                                     path_column=spec.image_column, root=path.parent,

@@ -24,7 +24,6 @@ from .items import ImageItem
 from .listing import Skipped
 from .path_tables import LABEL_COLUMNS, Row, pick_column, table_rows
 
-
 _PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16")
 
 

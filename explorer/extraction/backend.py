@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ExtractSpec
-from ..progress import ShouldStop, StageProgress
 from ..networks.weights import ResolvedWeights
+from ..progress import ShouldStop, StageProgress
 
 if TYPE_CHECKING:
     from ..data.datasets import ImageDataset

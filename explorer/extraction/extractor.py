@@ -12,7 +12,9 @@ import numpy as np
 
 from ..networks.batchnorm import fold_batchnorm
 from ..networks.fx_lock import FX
+from ..networks.module_layers import first_tensor
 from ..networks.pooling import pool_auto
+from ..networks.sources import hooked_layers_root, source_of
 from .device import memory_format
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,6 @@ class HookExtractor(_PooledLayers):
 
     def __init__(self, model: Any, nodes: Sequence[str], *, model_name: str, pooling: str = "avg",
                  token_pooling: str = "cls", device: str = "cpu", precision: str = "fp32") -> None:  # fmt: skip
-        from ..networks.sources import hooked_layers_root
 
         if not nodes:
             raise ValueError("no layers chosen; give at least one module name")
@@ -136,7 +137,6 @@ class HookExtractor(_PooledLayers):
             modules[n].register_forward_hook(self._hook(n))
 
     def _hook(self, name: str) -> Callable[..., None]:
-        from ..networks.module_layers import first_tensor
 
         def capture(module: Any, args: Any, output: Any) -> None:
             self._pooled[name] = pool_auto(first_tensor(output), model=self.model_name, pooling=self.pooling,
@@ -166,7 +166,6 @@ def build_extractor(spec: Any, weights: Any, nodes: Sequence[str], *, device: st
                     fold_bn: bool) -> FeatureExtractor | HookExtractor:  # fmt: skip
     """The extractor of `spec.model`'s chosen layers, its model built with `weights`: FX for
     torchvision's models, forward hooks for every other source (networks/sources.py)."""
-    from ..networks.sources import source_of
 
     src = source_of(spec.model)
     model = src.build(spec.model, weights)

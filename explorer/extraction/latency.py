@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..networks.sources import hooked_layers_root
 from .backend import FOLD_BATCHNORM
 from .extractor import FeatureExtractor, HookExtractor, build_extractor
 
@@ -64,7 +65,6 @@ def _install(extractor: FeatureExtractor | HookExtractor, clock: _Clock) -> None
                 gm.graph.call_module(f"_latency_stamp_{i}", (node,))
         gm.recompile()
         return
-    from ..networks.sources import hooked_layers_root
 
     modules = dict(hooked_layers_root(extractor.model).named_modules())
     for name in extractor.nodes:  # before the capture hook, which ends the pass after the deepest layer

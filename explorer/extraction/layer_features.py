@@ -18,8 +18,8 @@ from ..data.datasets import ImageDataset
 from ..networks import layers as layers_mod
 from ..networks.sources import canonical, source_of
 from ..networks.weights import ResolvedWeights
-from ..store import FeatureCache, library_versions, make_key
 from ..progress import Cancelled, ShouldStop, StageProgress
+from ..store import FeatureCache, library_versions, make_key
 from .backend import FOLD_BATCHNORM, ExtractionBackend, ExtractionJob
 from .local_backend import LocalBackend
 

@@ -25,13 +25,20 @@ from typing import Any
 import numpy as np
 
 from ..config import DataSpec, ExtractSpec, Limits
+from ..data import cluster_listing
+from ..data.cluster_listing import image_bytes, list_on_cluster
 from ..data.datasets import ImageDataset
-from ..data.items import ReadableFiles
+from ..data.items import ReadableFiles, describe, from_description
+from ..networks.preprocess import Preprocess
+from ..networks.sources import source_of
+from ..progress import Cancelled, Progress, ShouldStop, StageProgress
 from ..store import LayerWriter
-from ..progress import Progress, ShouldStop, StageProgress
 from .backend import FOLD_BATCHNORM, ExtractionJob
+from .device import resolve_precision
+from .extractor import build_extractor
 
 log = logging.getLogger(__name__)
+PACKAGE = Path(__file__).resolve().parents[1]  # explorer/, shipped to a remote cluster's workers
 
 READ_CPUS = 0.5  # what a read task of Ray Data's readers reserves; a CPU actor reading files leaves one CPU of its share to them
 CPUS_PER_ACTOR = 4  # on a CPU cluster each actor's model runs on this many cores (fewer on a small machine)
@@ -50,9 +57,6 @@ class _ModelActor:
                  wanted: dict[str, int] | None = None) -> None:  # fmt: skip
         import torch
 
-        from ..networks.preprocess import Preprocess
-        from ..networks.sources import source_of
-        from .extractor import build_extractor
 
         torch.set_num_threads(threads)
         src = source_of(spec.model)
@@ -65,7 +69,6 @@ class _ModelActor:
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
         if self.files is not None:
             return self._by_hash(batch)
-        from ..data.items import from_description
 
         def reader(path: str, data: bytes, member: str) -> Callable[[], bytes]:
             if len(data):
@@ -103,7 +106,6 @@ class _ModelActor:
     def _by_hash(self, batch: Any) -> dict[str, np.ndarray]:
         import hashlib
 
-        from ..data.cluster_listing import image_bytes
 
         rows, images = [], []
         for data in image_bytes(batch, self.files):  # type: ignore[arg-type]
@@ -171,9 +173,7 @@ class RayEngine:
 
         if ray.is_initialized():
             return
-        import explorer
-
-        runtime_env: dict[str, Any] = {"py_modules": [str(Path(explorer.__file__).parent)]} if self.address else {}
+        runtime_env: dict[str, Any] = {"py_modules": [str(PACKAGE)]} if self.address else {}
         # each worker settles fsspec's HTTP import before Ray Data's threads race on it (cluster_listing.py)
         runtime_env["worker_process_setup_hook"] = "explorer.data.cluster_listing.settle_fsspec_http"
         if self.address and self.address != "auto":
@@ -202,7 +202,6 @@ class RayEngine:
         """The dataset `spec` names, listed and checked on the cluster by Ray Data's readers (shards,
         parquet, tables of paths: cluster_listing.py), the driver reading no image; None for a
         folder, a zip or a sample (load those with datasets.load_dataset)."""
-        from ..data.cluster_listing import list_on_cluster
 
         self.start()
         return list_on_cluster(spec, limits=limits, progress=progress)
@@ -218,7 +217,6 @@ class RayEngine:
         """The device and precision the workers run (part of the features' cache key): CUDA where
         the cluster has GPUs (bf16 there unless fp32 is asked for), else the CPU with this
         machine's choice of precision."""
-        from .device import resolve_precision
 
         _, gpus = self._resources()
         if spec.device in ("cuda", "auto") and gpus > 0:
@@ -265,9 +263,6 @@ class RayEngine:
              report: Any, should_stop: ShouldStop | None) -> int:  # fmt: skip
         import ray.data
 
-        from ..data import cluster_listing
-        from ..data.items import describe
-        from ..progress import Cancelled
 
         todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]

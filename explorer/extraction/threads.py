@@ -7,7 +7,6 @@ import contextlib
 import os
 import threading
 
-
 DECODE_NICE = 10
 
 

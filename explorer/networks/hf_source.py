@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from . import weights as wts
+from .preprocess import from_image_processor
 from .timm_source import hf_offline, hub_cached_file, hub_url, reachable
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,6 @@ class HFSource:
         return BitImageProcessor(**FALLBACK_PROCESSOR)
 
     def transform(self, model: str, weights: wts.ResolvedWeights) -> Any:
-        from .preprocess import from_image_processor
 
         return from_image_processor(self.processor(self._folder_of(weights)))
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .pooling import infer_layout
 from . import module_layers, registry, sources
 from .fx_lock import FX
+from .pooling import infer_layout
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import weights as wts
+from .safe_program import load_program
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224
@@ -43,7 +44,6 @@ def _builder(model: str) -> Any:
 
 def _load_program(path: Path) -> Any:
     """The program in a `.pt2`, checked first and read without unpickling (safe_program.py)."""
-    from .safe_program import load_program
 
     if not path.is_file():
         raise ValueError(f"{path} is not a file")

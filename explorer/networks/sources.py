@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from .registry import TORCHVISION
 from .weights import ResolvedWeights
 
 PREFIXES = ("torchvision", "timm", "hf", "module")
@@ -97,7 +98,8 @@ def what_loading_runs(model: str) -> str | None:
 
 
 def source_of(model: str) -> ModelSource:
-    """The source object of a model name (its library is imported on first use)."""
+    """The source object of a model name. A source's module is imported when one of its names is
+    first used (hf_source.py imports torch at its top; the data stage and `--help` need neither)."""
     kind = source_name(model)
     if kind == "timm":
         from .timm_source import TIMM
@@ -115,8 +117,6 @@ def source_of(model: str) -> ModelSource:
         from .memory_source import MEMORY
 
         return MEMORY
-    from .registry import TORCHVISION
-
     return TORCHVISION
 
 

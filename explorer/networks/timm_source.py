@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..config import settings
 from . import weights as wts
 
 PREFIX = "timm:"
@@ -31,7 +32,6 @@ def _all_names() -> tuple[tuple[str, ...], frozenset[str]]:
 
 def hf_offline() -> bool:
     """The Hugging Face hub's offline switch (HF_HUB_OFFLINE), read now rather than at its import."""
-    from ..config import settings
 
     return settings().hf_offline
 
@@ -54,7 +54,6 @@ def reachable(url: str) -> bool:
 
 def hub_url() -> str:
     """The Hugging Face hub's address (HF_ENDPOINT, as huggingface_hub reads it)."""
-    from ..config import settings
 
     return settings().hf_endpoint
 

@@ -9,9 +9,10 @@ import logging
 import warnings
 from typing import Any
 
-from .pooling import infer_layout, pool
 from . import sources
 from .fx_lock import FX
+from .module_layers import first_tensor
+from .pooling import infer_layout, pool
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,6 @@ def truncated(model: str, built: Any, node: str, *, input_size: int, pooling: st
                 return self.pool(self.body(x)["out"])
 
         return Cut().eval()
-    from .module_layers import first_tensor
 
     modules = dict(sources.hooked_layers_root(built).named_modules())
     if node not in modules:

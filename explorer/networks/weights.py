@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..config import settings
+
 log = logging.getLogger(__name__)
 
 # torchvision names its files `<arch>-<first hex digits of the sha256>.pth` (torch.hub.HASH_REGEX).
@@ -73,7 +75,6 @@ def search_dirs() -> list[Path]:
     cache, the files shipped with this package (`explorer/bundled_weights`: MobileNetV2's), and
     the bundled-weights package (found without importing its modules).
     """
-    from ..config import settings
 
     dirs: list[Path] = []
     env = settings().weights_dir
@@ -124,7 +125,6 @@ def forbid_downloads() -> None:
 
 def downloads_allowed() -> bool:
     """Whether weights may be downloaded: not with EXPLORER_OFFLINE=1 nor after forbid_downloads()."""
-    from ..config import settings
 
     return not _downloads_forbidden and not settings().offline
 

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..fsutil import atomic_write, atomic_write_bytes
+from ..networks.preprocess import Preprocess
+from ..networks.safe_program import check_archive, load_program
+from ..networks.truncate import batch_dim
 
 PROGRAM = "cut.pt2"
 PREPROCESS = "preprocess.json"
@@ -28,7 +31,6 @@ def preprocess_json(transform: Any) -> dict[str, Any]:
     Raises:
         ValueError: a preprocessing that is not resize, crop, to-tensor and normalise.
     """
-    from ..networks.preprocess import Preprocess
 
     steps = Preprocess(transform).steps
     if steps is None:
@@ -67,7 +69,6 @@ def export_program(features: Any, weight: np.ndarray, bias: np.ndarray, input_si
     as one linear layer; the batch dimension is dynamic."""
     import torch
 
-    from ..networks.truncate import batch_dim
 
     linear = torch.nn.Linear(weight.shape[0], weight.shape[1])
     with torch.no_grad():
@@ -87,7 +88,6 @@ def write_cut(out: Path, program: Any, pre: dict[str, Any], classes: list[str], 
     """
     import torch
 
-    from ..networks.safe_program import check_archive
 
     out.mkdir(parents=True, exist_ok=True)
     written = {
@@ -118,7 +118,6 @@ def load_cut(folder: str | Path) -> LoadedCut:
         ValueError: a folder without the cut's files, or files that do not fit together; its
             program refused as one that could run code (networks/safe_program.UnsafeProgramError).
     """
-    from ..networks.safe_program import load_program
 
     folder = Path(folder)
     missing = [f for f in (PROGRAM, PREPROCESS, LABELS) if not (folder / f).is_file()]

@@ -5,12 +5,12 @@ groups, hover fields and names, packed once."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pathlib import Path
-
+from ..analysis.movers import neighbours_changed
 from . import figures
 
 if TYPE_CHECKING:
@@ -102,7 +102,6 @@ def frame(head: dict, body: bytes) -> bytes:
 def _change_groups(comp: Comparison, keys: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
     """Per panel, each image's share of its 10 nearest neighbours that are new since the panel
     before, in five ranges (the first panel has none before it)."""
-    from ..analysis.movers import neighbours_changed
 
     codes = np.full((len(keys), len(comp.dataset)), len(CHANGE_BINS), np.int64)
     for j in range(1, len(keys)):

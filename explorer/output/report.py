@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .. import __version__
-from typing import TYPE_CHECKING
-
 from ..analysis import per_run
 from ..analysis.compression import CURVE_ROWS
 from ..analysis.emergence import Emergence

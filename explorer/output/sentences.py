@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.compression import KEEP, CompressionCurve
+from ..analysis.emergence import FOLDS, MAX_PER_SIDE
 from ..analysis.leaderboard import best_cut
-from ..analysis.similarity import BIAS_GAP, Similarity
+from ..analysis.similarity import BIAS_GAP, BOOT_DRAWS, Similarity
 from ..analysis.uncertainty import Step, step
 
 if TYPE_CHECKING:
@@ -109,7 +110,6 @@ def cka_bias_note(sim: Similarity, n: int) -> str:
 
 def cka_interval_note(comp: Comparison) -> str:
     """How the CKA intervals were made, in one sentence."""
-    from ..analysis.similarity import BOOT_DRAWS
 
     m, n = comp.layer_similarity.boot_images, len(comp.dataset)
     how = (f"the {n:,} images resampled {BOOT_DRAWS} times" if m >= n else
@@ -120,7 +120,6 @@ def cka_interval_note(comp: Comparison) -> str:
 
 def emergence_note(comp: Comparison, got: Emergence) -> str:
     """What the emergence curve's probe saw, in a sentence or two."""
-    from ..analysis.emergence import FOLDS, MAX_PER_SIDE
 
     sample = (f" The probe saw {got.n_used:,} images: the selection and as many others, at random (at most "
               f"{MAX_PER_SIDE:,} each).") if got.sampled or got.n_used < len(comp.dataset) else ""  # fmt: skip

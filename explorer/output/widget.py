@@ -16,6 +16,7 @@ import anywidget
 import traitlets
 
 from ..config import Limits
+from ..data.datasets import thumbnail_bytes
 from .points import ASSETS, COLUMN, NEIGHBOURS_CHANGED, comparison_points, frame, panel_title
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class ComparisonWidget(anywidget.AnyWidget):
                  align: bool = True, cols: int = 4) -> None:  # fmt: skip
         if not comp.projections:
             raise ValueError("this comparison has no projections (projection='none'): compare with pca, umap or tsne")
-        keys = [comp._key(k) for k in layers] if layers is not None else list(comp.projections)
+        keys = [comp.key_of(k) for k in layers] if layers is not None else list(comp.projections)
         missing = [k for k in keys if k not in comp.projections]
         if missing:
             raise ValueError(f"layer {missing[0]!r} was not projected")
@@ -74,7 +75,6 @@ class ComparisonWidget(anywidget.AnyWidget):
 
     def _answer(self, _widget: Any, content: dict, _buffers: Any) -> None:
         """A hovered image's thumbnail, made on first request (no buffer when it cannot be read)."""
-        from ..data.datasets import thumbnail_bytes
 
         if not isinstance(content, dict) or content.get("type") != "thumbnail":
             return

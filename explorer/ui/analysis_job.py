@@ -1,10 +1,9 @@
-"""One analysis of the dashboard as a job: the dataset read and checked, every layer extracted, scored
-and projected (comparison.compare), within the mode's budget and cache limit.
+"""One analysis of the dashboard as a job: the request run on the one run path (run.py) under the
+mode's limits, budget and cache limit.
 
 It is a plain picklable object that imports no Streamlit, so the demo can run it in a process of its
 own (job_process.py: killed at its deadline, its memory bounded); locally it runs on the server's
-worker thread with the server's cache and the shared sample. Everything it needs is decided on the
-page first (the specs, from the sidebar's inputs), and it returns the Comparison.
+worker thread with the server's cache and the shared sample.
 """
 
 from __future__ import annotations
@@ -16,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import comparison
-from ..config import AppMode, DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
+from ..comparison import Comparison
+from ..config import AppMode, DataSpec, ExtractSpec
 from ..data.datasets import ImageDataset, load_dataset
+from ..request import AnalysisRequest
+from ..run import RunSettings, run_analysis
 from ..store import FeatureCache
 from . import budget
 
@@ -41,61 +42,53 @@ def without_server_paths(message: str) -> str:
 
 @dataclass
 class AnalysisJob:
-    """An analysis to run: `data` read from `source` (an upload's written path, a sample, a folder),
-    `specs` extracted and analysed under `mode`'s limits, into the cache at `cache_root`.
+    """An analysis to run under `mode`'s limits, into the cache at `cache_root`.
 
     Attributes:
-        fresh_upload: `source` was written for this job and is deleted after it: its thumbnails are
+        request: what to analyse; its data is an upload's written path, a sample or a folder.
+        fresh_upload: the data was written for this job and is deleted after it: its thumbnails are
             made while it is read, and its reads are not remembered.
         cache: the server's own cache object when the job runs on its thread (reservations shared
             between jobs); in a process of its own, one on the same folder is made there.
     """
 
-    source: str
-    data: DataSpec
-    specs: tuple[ExtractSpec, ...]
-    projection: ProjectionSpec
-    metric: MetricSpec
+    request: AnalysisRequest
     mode: AppMode
     cache_root: str
     fresh_upload: bool
     cache: FeatureCache | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def specs(self) -> list[ExtractSpec]:
+        return self.request.specs()[1]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["cache"] = None  # a process of its own makes its own (locks do not cross processes)
         return state
 
-    def __call__(self, job: Any) -> comparison.Comparison:
+    def __call__(self, job: Any) -> Comparison:
         """Run it; `job` takes progress and says when to stop (jobs.Job, or job_process's stand-in)."""
         mode = self.mode
         cache = self.cache if self.cache is not None else FeatureCache(self.cache_root, keep_partial=mode.keep_partial)
         job.progress("checking images", 0, 1)
-        if self.source.startswith("sample:"):
-            ds = shared_sample(self.source, self.data.max_images, mode.limits, str(cache.file_checks_dir))
-        else:
-            try:
-                ds = load_dataset(self.data, limits=mode.limits,
-                                  server_paths=mode.server_paths,  # a stranger's table names only its own files
-                                  progress=lambda d, t: job.progress("reading images", d, t),
-                                  thumbnails=self.fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                                  file_checks_dir=None if self.fresh_upload else cache.file_checks_dir)  # fmt: skip
-            except ValueError as exc:
-                if not self.fresh_upload:
-                    raise
-                raise ValueError(without_server_paths(str(exc))) from None
+        sample = self.request.data.startswith("sample:")
+        settings = RunSettings(limits=mode.limits, server_paths=mode.server_paths,  # a stranger's table names only its own files
+                               thumbnails=self.fresh_upload,  # an upload is deleted after the job: its thumbnails now
+                               remember_reads=not self.fresh_upload, keep_files=not self.fresh_upload,
+                               cache_max_bytes=mode.cache_max_bytes)  # fmt: skip
+        shared = shared_sample(self.request.data, self.request.max_images, mode.limits, str(cache.file_checks_dir)) if sample else None
+        specs = self.specs
+
+        def admit(ds: ImageDataset) -> int:
+            """The mode's budget, with the exact number of images; the cache room the run needs."""
+            budget.check(specs, len(ds), mode, len(ds.classes))
+            return budget.cache_bytes(specs, len(ds), len(ds.classes)) if mode.cache_max_bytes else 0
+
         try:
-            budget.check(list(self.specs), len(ds), mode, len(ds.classes))  # with the exact number of images
-            room = budget.cache_bytes(list(self.specs), len(ds), len(ds.classes)) if mode.cache_max_bytes else 0
-            with cache.reserve(room, mode.cache_max_bytes):  # the cache stays under its limit while this writes
-                comp = comparison.compare(ds, list(self.specs), projection=self.projection, metric=self.metric,
-                                          progress=job.progress, cache=cache, should_stop=job.should_stop,
-                                          max_pixels=mode.limits.max_pixels)  # fmt: skip
-            if not self.fresh_upload:  # a zip opened by its path: its images are read while the result is shown
-                ds.keep_files_while(comp)
-        finally:
-            if not self.source.startswith("sample:"):  # samples are shared; an upload's copy goes at once
-                ds.close()
-            if mode.cache_max_bytes is not None:
-                cache.evict(mode.cache_max_bytes)
-        return comp
+            return run_analysis(self.request, cache=cache, settings=settings, dataset=shared, progress=job.progress,
+                                should_stop=job.should_stop, admit=admit)  # fmt: skip
+        except ValueError as exc:
+            if not self.fresh_upload:
+                raise
+            raise ValueError(without_server_paths(str(exc))) from None

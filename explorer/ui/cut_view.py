@@ -15,11 +15,13 @@ from typing import Any, ClassVar
 import pandas as pd
 import streamlit as st
 
+from .. import cutting
 from ..analysis.leaderboard import best_cut, filter_cuts
-from ..output.sentences import budget_sentence
 from ..comparison import Comparison
-from ..config import ExtractSpec
+from ..config import DataSpec, ExtractSpec
+from ..data.datasets import load_dataset
 from ..output import cut_figures, report
+from ..output.sentences import budget_sentence
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -41,9 +43,6 @@ class CutExport:
 def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, limits: Any) -> Any:
     """The function a worker runs to export the cut of run `model` at `layer`, on the images of the
     analysis (read again from `source`, within `limits`; a stratified fifth held out to test)."""
-    from .. import cutting
-    from ..config import DataSpec
-    from ..data.datasets import load_dataset
 
     run = next(r for r in comp.runs if r.label == model)
     spec = ExtractSpec(model=run.spec.model, weights=run.spec.weights, layers=(layer,), pooling=run.spec.pooling,

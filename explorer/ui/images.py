@@ -11,8 +11,7 @@ import streamlit as st
 
 from ..comparison import Comparison
 from ..data.datasets import ImageItem, thumbnail_bytes
-from . import thumbs
-from . import runtime
+from . import runtime, thumbs
 from .text import plain
 
 

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..progress import Cancelled
+
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often the waiting thread looks at cancel and the deadline
@@ -136,7 +138,6 @@ def _limit_memory(max_bytes: int | None) -> None:
 
 def _child(conn: Any, fn: Callable[[Any], Any], max_bytes: int | None) -> None:
     """The job's process: run `fn`, send ("done", result) or what went wrong, in words."""
-    from ..progress import Cancelled
 
     try:
         _limit_memory(max_bytes)
@@ -166,7 +167,6 @@ def run(job: Any, fn: Callable[[Any], Any], max_bytes: int | None) -> Any:
     as the in-thread path would: ValueError for bad input (one sentence), progress.Cancelled when
     cancelled or stopped at the deadline (`job.should_stop()` says which), JobOutOfMemory, JobDied,
     or RuntimeError for anything else (the server log has the process's traceback)."""
-    from ..progress import Cancelled
 
     ctx = context()
     ours, theirs = ctx.Pipe(duplex=False)

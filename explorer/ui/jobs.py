@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..process_setup import release_free_memory
+from ..process_setup import release_free_memory, size_threads
+from ..progress import Cancelled
+from . import job_process
+from .job_process import JobDied, JobOutOfMemory
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +206,6 @@ class JobQueue:
     def _work(self) -> None:
         if self.threads_per_worker:
             try:
-                from ..process_setup import size_threads
-
                 size_threads(self.threads_per_worker)
             except Exception:  # sizing is an optimisation; the worker must live on
                 log.exception("could not size the worker's thread pools")
@@ -228,8 +229,6 @@ class JobQueue:
         result, error = None, ""
         try:
             if job.isolated:
-                from . import job_process
-
                 result = job_process.run(job, job.fn, self.max_job_bytes)  # type: ignore[arg-type]
             else:
                 result = job.fn(job)  # type: ignore[misc]
@@ -250,7 +249,6 @@ class JobQueue:
 
     def _failure(self, job: Job, exc: BaseException) -> tuple[str, str]:
         """(state, one sentence for the visitor) of a job that raised `exc`."""
-        from ..progress import Cancelled
 
         if isinstance(exc, Cancelled) and job.timed_out:
             log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
@@ -260,7 +258,6 @@ class JobQueue:
                               "fewer layers or a smaller model")  # fmt: skip
         if isinstance(exc, Cancelled):
             return "cancelled", "cancelled"
-        from .job_process import JobDied, JobOutOfMemory
 
         if isinstance(exc, JobOutOfMemory):
             log.warning("job %d: out of its memory (%s)", job.id, exc)

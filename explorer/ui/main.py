@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from .. import comparison
 from ..analysis import per_run
+from ..analysis.projection import project
 from ..config import ProjectionSpec
 from ..data.datasets import ImageDataset
 from . import budget, proxy, reproduce, runtime, sidebar, state, views
@@ -56,10 +58,6 @@ def warm_up_umap() -> None:
                 time.sleep(0.5)
                 if not runtime.current().queue.idle():
                     quiet_since = time.monotonic()
-            import numpy as np
-
-            from ..analysis.projection import project
-
             project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
             log.info("UMAP warm-up done")
         except Exception:  # warm-up is an optimisation only
@@ -92,9 +90,8 @@ def _sample(source: str, max_images: int | None) -> ImageDataset:
 def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool) -> AnalysisJob:
     """The analysis a worker runs for these inputs (`fresh_upload`: `source` was written for this
     job and is deleted after it, by the queue): its specs decided here, from the inputs."""
-    data, specs, projection, metric = reproduce.analysis(inputs, source)
     rt = runtime.current()
-    return AnalysisJob(source, data, tuple(specs), projection, metric, rt.mode, str(rt.cache.root), fresh_upload,
+    return AnalysisJob(reproduce.request(inputs, source), rt.mode, str(rt.cache.root), fresh_upload,
                        cache=None if rt.mode.isolated_jobs else rt.cache)  # fmt: skip
 
 
@@ -197,9 +194,7 @@ def progress_panel() -> None:
     job = runtime.current().queue.job_of(_session_id())
     if job is not None and job.active:
         _job_status()
-    elif job is not None and _collect(job):  # ended between this run's start and now
-        st.rerun(scope="app")
-    elif job is None and _outcome_not_shown():  # the queue let its result go while the page was away
+    elif job is not None and _collect(job) or job is None and _outcome_not_shown():  # ended between this run's start and now
         st.rerun(scope="app")
 
 

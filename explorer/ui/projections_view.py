@@ -11,10 +11,11 @@ import numpy as np
 import streamlit as st
 
 from ..analysis import per_run
+from ..analysis.emergence import MIN_PER_SIDE
 from ..comparison import Comparison, ModelRun
-from ..progress import Cancelled
 from ..output import figures, points, report, sentences
 from ..output.points import COLOUR_BY, COLUMN, NEIGHBOURS_CHANGED
+from ..progress import Cancelled
 from . import scatter
 from .images import image_grid, picked_image, thumb_token
 from .plots import PLOT_CONFIG
@@ -165,7 +166,6 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable
     layer, beside the random-init baseline's and the class probe's curves. The probes are trained
     by a job on the queue (`ask`), whose answer the page keeps under "emergence"; without a queue
     the question is not offered (never trained on the page's thread)."""
-    from ..analysis.emergence import MIN_PER_SIDE
 
     n = len(comp.dataset)
     if not MIN_PER_SIDE <= len(chosen) <= n - MIN_PER_SIDE:

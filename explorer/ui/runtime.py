@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import AppMode, Settings, app_mode, settings
+from ..networks import weights
 from ..store import FeatureCache
+from . import job_process
 from .jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,6 @@ def upload_root() -> Path:
 
 
 def _build(mode: AppMode, env: Settings) -> Runtime:
-    from ..networks import weights
 
     (log.warning if mode.name == "demo" or "other machines" in mode.why else log.info)("%s mode: %s", mode.name, mode.why)
     if not mode.downloads:
@@ -97,8 +98,6 @@ def _build(mode: AppMode, env: Settings) -> Runtime:
                      ttl=env.result_ttl, max_seconds=mode.max_job_seconds, max_per_client=mode.max_jobs_per_client,
                      max_job_bytes=mode.max_job_bytes)  # fmt: skip
     if mode.isolated_jobs:  # each analysis in a process of its own (job_process.py): its forkserver's imports now
-        from . import job_process
-
         threading.Thread(target=job_process.start_forkserver, name="explorer-forkserver", daemon=True).start()
     return Runtime(mode, env, cache, queue, ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-catalog"),
                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-layer-lister"))  # fmt: skip

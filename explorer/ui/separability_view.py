@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ..comparison import Comparison
 from ..analysis import per_run
+from ..comparison import Comparison
 from ..output import class_figures, cut_figures, figures, report, sentences
 from .plots import PLOT_CONFIG
 from .text import code, plain

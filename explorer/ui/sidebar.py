@@ -10,11 +10,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..request import parse_layers
 from ..config import AppMode, ExtractSpec, ProjectionSpec
 from ..fsutil import write_new_file
 from ..networks.sources import canonical, what_loading_runs
-from ..request import AnalysisRequest
+from ..request import AnalysisRequest, parse_layers
 from . import cached, runtime
 from .text import code
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..analysis.projection import align as align_fn
 from ..comparison import Comparison
 from ..output import figures, report, sentences
 from ..output.points import comparison_points
@@ -66,8 +67,6 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     panels = comp.panels(align=False)
     pair = {a: panels[a], b: panels[b]} if a != b else {a: panels[a]}
     if align and a != b and pair[a].shape[1] == 2:
-        from ..analysis.projection import align as align_fn
-
         pair[b] = align_fn(pair[a], pair[b])
     if pair[a].shape[1] == 3:
         st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")

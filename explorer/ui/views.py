@@ -15,11 +15,11 @@ import streamlit as st
 from ..comparison import Comparison
 from ..output import export, figures
 from . import reproduce, sidebar
+from .cut_view import cut_tab
 from .images import image_grid
 from .plots import PLOT_CONFIG
 from .projections_view import projections_tab
 from .separability_view import separability_tab
-from .cut_view import cut_tab
 from .similarity_view import similarity_tab
 from .text import code
 

@@ -12,7 +12,7 @@ import torch
 from explorer.extraction.decode import BatchDecoder, run_batches, spans
 from explorer.extraction.extractor import FeatureExtractor
 
-from ..networks.test_layers import Tiny
+from ..helpers import Tiny
 
 
 class _Item:

@@ -7,28 +7,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from explorer.extraction.extractor import FeatureExtractor
 from explorer.networks.pooling import pool
 from explorer.networks import layers, registry
 
-
-class Tiny(nn.Module):
-    """conv 1x1 (ch0 = R+G+B, ch1 = R-B) -> ReLU -> global avg pool -> fc (ch0 - ch1)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 2, 1, bias=False)
-        self.relu = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2, 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, -1.0]]).view(2, 3, 1, 1))
-            self.fc.weight.copy_(torch.tensor([[1.0, -1.0]]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.relu(self.conv(x))), 1))
+from ..helpers import Tiny
 
 
 def test_golden_activations_from_hand_set_model() -> None:

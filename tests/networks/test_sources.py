@@ -5,7 +5,6 @@ and as an exported program; their features against direct forward hooks; clear w
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from explorer.networks.weights import WeightsUnavailableError, file_sha256
 from explorer.store import FeatureCache
 
 from ..conftest import make_class_folders
+from ..helpers import BUILDER, save_hf
 
 
 def _image(item: object) -> object:
@@ -147,35 +147,9 @@ def test_timm_pretrained_weights_offline_say_what_is_missing(monkeypatch: pytest
 # ---------------------------------------------------------------- Hugging Face
 
 
-def _save_hf(folder: Path, kind: str) -> Path:
-    import transformers as tr
-
-    torch.manual_seed(3)
-    small = dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64, image_size=56)
-    if kind == "dinov2":
-        model, proc = tr.Dinov2Model(tr.Dinov2Config(**small, patch_size=14)), tr.BitImageProcessor(
-            size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True, resample=3)
-    elif kind == "vit":
-        model, proc = tr.ViTModel(tr.ViTConfig(**small, patch_size=14)), tr.ViTImageProcessor(size={"height": 56, "width": 56})
-    elif kind == "clip":
-        vision = dict(small, patch_size=14)
-        text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-        model = tr.CLIPModel(tr.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
-        proc = tr.CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
-    elif kind == "convnext":
-        model = tr.ConvNextModel(tr.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], image_size=64))
-        proc = tr.ConvNextImageProcessor(size={"shortest_edge": 64})
-    else:  # swin
-        model = tr.SwinModel(tr.SwinConfig(image_size=64, patch_size=4, embed_dim=12, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=2))
-        proc = tr.ViTImageProcessor(size={"height": 64, "width": 64})
-    model.save_pretrained(folder)
-    proc.save_pretrained(folder)
-    return folder  # fmt: skip
-
-
 @pytest.mark.parametrize("kind", ["dinov2", "vit", "clip", "convnext", "swin"])
 def test_hf_save_pretrained_round_trip_matches_forward_hooks(kind: str, dataset: object, tmp_path: Path) -> None:
-    folder = _save_hf(tmp_path / kind, kind)
+    folder = save_hf(tmp_path / kind, kind)
     model = f"hf:{folder}"
     prof = layers.profile(model)
     assert len(prof.default) >= 4, prof.default
@@ -189,7 +163,7 @@ def test_hf_save_pretrained_round_trip_matches_forward_hooks(kind: str, dataset:
 
 
 def test_hf_layers_are_the_models_blocks(tmp_path: Path) -> None:
-    prof = layers.profile(f"hf:{_save_hf(tmp_path / 'd', 'dinov2')}")
+    prof = layers.profile(f"hf:{save_hf(tmp_path / 'd', 'dinov2')}")
     assert [f"encoder.layer.{i}" for i in range(6)] == [n for n in prof.nodes if n.count(".") == 2 and n.startswith("encoder.layer.")]
     assert set(prof.default) <= {f"encoder.layer.{i}" for i in range(6)} | {"layernorm"}
     assert prof["encoder.layer.0"].layout == "tokens" and prof["encoder.layer.0"].shape == (17, 32)
@@ -205,19 +179,6 @@ def test_hf_repo_not_on_this_machine_offline_says_how_to_provide_it(monkeypatch:
 
 
 # ---------------------------------------------------------------- your own model
-
-
-BUILDER = textwrap.dedent('''
-    import torch.nn as nn
-
-    def build():
-        return nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 4, 3, stride=2, padding=1), nn.ReLU(),   # a 4-channel bottleneck
-            nn.Conv2d(4, 16, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3),
-        )
-''')
 
 
 @pytest.fixture
@@ -296,7 +257,7 @@ def test_own_model_mistakes_get_one_sentence(own_model: dict[str, Path]) -> None
 
 
 def test_tokens_without_a_class_token_are_mean_pooled(dataset: object, tmp_path: Path) -> None:
-    folder = _save_hf(tmp_path / "swin", "swin")
+    folder = save_hf(tmp_path / "swin", "swin")
     prof = layers.profile(f"hf:{folder}")
     assert not prof.class_token and layers.profile("timm:test_vit").class_token
     tokens = next(n for n in prof.default if prof[n].layout == "tokens")

@@ -16,8 +16,8 @@ import pytest
 from explorer import comparison
 from explorer.config import DEMO, LOCAL, DataSpec, ExtractSpec, ProjectionSpec, app_mode
 from explorer.data.datasets import load_dataset
-from explorer.progress import Cancelled
 from explorer.fsutil import atomic_write_bytes, write_new_file
+from explorer.progress import Cancelled
 from explorer.store import FeatureCache
 
 pytestmark = pytest.mark.slow  # servers and jobs
@@ -315,7 +315,8 @@ def test_an_uploads_refusal_does_not_show_the_servers_folders(tmp_path: Path) ->
     """A visitor's bad upload is told in one sentence naming their file, not where the server keeps it."""
     import tempfile
 
-    from explorer.config import DEMO, DataSpec, MetricSpec, ProjectionSpec
+    from explorer.config import DEMO
+    from explorer.request import AnalysisRequest
     from explorer.ui.analysis_job import AnalysisJob, without_server_paths
 
     folder = Path(tempfile.gettempdir()) / "explorer-uploads" / "upload-0123abcd"
@@ -325,8 +326,7 @@ def test_an_uploads_refusal_does_not_show_the_servers_folders(tmp_path: Path) ->
     upload = tmp_path / "upload-x"
     upload.mkdir()
     (upload / "notes.txt").write_text("no image here")
-    job = AnalysisJob(str(upload), DataSpec(source=str(upload)), (ExtractSpec(model="mobilenet_v2"),), ProjectionSpec(method="pca"),
-                      MetricSpec(), DEMO, str(tmp_path / "cache"), fresh_upload=True)  # fmt: skip
+    job = AnalysisJob(AnalysisRequest(data=str(upload), projection="pca"), DEMO, str(tmp_path / "cache"), fresh_upload=True)
 
     class Quiet:
         def progress(self, *args: object) -> None:
