@@ -8,5 +8,7 @@ import streamlit as st
 rng = np.random.default_rng(0)
 labels = rng.integers(0, 10, 400)
 xy = rng.normal(size=(10, 2))[labels] * 3 + rng.normal(size=(400, 2))
-fig = go.Figure([go.Scatter(x=xy[labels == c, 0], y=xy[labels == c, 1], mode="markers", name=f"class {c}") for c in range(10)])
+fig = go.Figure(
+    [go.Scatter(x=xy[labels == c, 0], y=xy[labels == c, 1], mode="markers", name=f"class {c}") for c in range(10)]
+)
 st.plotly_chart(fig, key="bare")

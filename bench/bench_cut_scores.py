@@ -64,8 +64,14 @@ def run(n: int) -> dict:
     times["cost (meta device)"] = time.perf_counter() - t
     base = times["graphs"] + times["scores"]
     added = times["logme"] + times["compression"] + times["cost (meta device)"]
-    return {"images": n, **{k: round(v, 2) for k, v in times.items()}, "graphs + scores": round(base, 2),
-            "added": round(added, 2), "added / (graphs + scores)": round(added / base, 3), "peak_rss_mb": round(_rss_mb())}  # fmt: skip
+    return {
+        "images": n,
+        **{k: round(v, 2) for k, v in times.items()},
+        "graphs + scores": round(base, 2),
+        "added": round(added, 2),
+        "added / (graphs + scores)": round(added / base, 3),
+        "peak_rss_mb": round(_rss_mb()),
+    }
 
 
 def main() -> None:

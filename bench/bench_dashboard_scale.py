@@ -65,8 +65,9 @@ def _wait_images(page, at_least: int, timeout_ms: int) -> None:
     page.wait_for_function(
         "(n) => { const imgs = [...document.querySelectorAll('[data-testid=\"stImage\"] img')];"
         " return imgs.length >= n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-        arg=at_least, timeout=timeout_ms,
-    )  # fmt: skip
+        arg=at_least,
+        timeout=timeout_ms,
+    )
 
 
 # --- synthetic mode: the projection view alone, on N made-up points per panel, this tree against another
@@ -94,7 +95,9 @@ def visit(browser, url: str, new: bool, timeout_ms: int, out: dict | None = None
     page.wait_for_selector((NEW_ROOT + "[data-drawn='1']") if new else (OLD_PLOT + "[data-drawn]"), timeout=timeout_ms)
     out["first_drawn_s"] = time.perf_counter() - t
     if new:
-        out["points_drawn"], out["panels_drawn"] = page.evaluate("() => { const s = window.__explorerScatter.get('proj').state; return [s.n, s.P]; }")
+        out["points_drawn"], out["panels_drawn"] = page.evaluate(
+            "() => { const s = window.__explorerScatter.get('proj').state; return [s.n, s.P]; }"
+        )
         # the grey backdrops a selection is drawn over are made while the page is idle after the first
         # drawing (one panel per task): a person looks at the picture for that long before a lasso
         page.wait_for_function("() => window.__explorerScatter.get('proj').state.backdropsReady()", timeout=timeout_ms)
@@ -130,11 +133,15 @@ def visit(browser, url: str, new: bool, timeout_ms: int, out: dict | None = None
         out["release_to_all_panels_s"] = time.perf_counter() - t
     out["selected"] = float(selected)
     if new:  # hover: a point of the last panel, its thumbnail beside the cursor
-        x, y = page.evaluate("() => { const s = window.__explorerScatter.get('proj').state; return s.pointOnScreen(s.P - 1, 12345 % s.n); }")
+        x, y = page.evaluate(
+            "() => { const s = window.__explorerScatter.get('proj').state; return s.pointOnScreen(s.P - 1, 12345 % s.n); }"
+        )
         page.mouse.move(x, y)
         t = time.perf_counter()
-        page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
-                               timeout=timeout_ms)  # fmt: skip
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+            timeout=timeout_ms,
+        )
         out["hover_to_thumbnail_s"] = time.perf_counter() - t
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     out["js_heap_mb"] = metrics.get("JSHeapUsedSize", float("nan")) / 1e6
@@ -151,7 +158,12 @@ def synthetic(args) -> None:
     worktree = None
     if args.before:
         worktree = Path(tempfile.mkdtemp(prefix="before_")) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), args.before],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         trees.insert(0, (f"before ({args.before})", worktree))
     rows = []
     try:
@@ -161,20 +173,28 @@ def synthetic(args) -> None:
                 base = f"http://127.0.0.1:{port}"
                 env = {**os.environ, **MALLOC, "SYNTH_N": str(n), "SYNTH_PANELS": str(panels), "PYTHONPATH": str(tree)}
                 page_file = ROOT / "bench" / "synthetic_page.py"
-                if tree != ROOT:  # at the tree's root, where Streamlit serves its static/ (the plotly view loaded plotly.js from there)
+                if (
+                    tree != ROOT
+                ):  # at the tree's root, where Streamlit serves its static/ (the plotly view loaded plotly.js from there)
                     page_file = Path(shutil.copy(page_file, tree / "synthetic_page.py"))
                 script = str(page_file)
                 if (tree / "explorer" / "ui" / "server_app.py").exists():  # the thumbnails' route is an st.App's own
                     script = str(tree / "synthetic_app.py")
-                    Path(script).write_text("import streamlit as st\nfrom explorer.ui import server_app\n"
-                                            f"app = st.App({str(page_file)!r}, routes=server_app.routes())\n")  # fmt: skip
-                launch = ("import sys\ntry:\n from explorer.ui import thumbs; thumbs.install()\nexcept (ImportError, AttributeError): pass\n"
-                          "from streamlit.web import cli\n"
-                          f"sys.argv = ['streamlit', 'run', {script!r}, '--server.port', '{port}',"
-                          " '--server.address', '127.0.0.1', '--server.headless', 'true', '--server.enableStaticServing', 'true']\n"
-                          "sys.exit(cli.main())")  # fmt: skip
+                    Path(script).write_text(
+                        "import streamlit as st\nfrom explorer.ui import server_app\n"
+                        f"app = st.App({str(page_file)!r}, routes=server_app.routes())\n"
+                    )
+                launch = (
+                    "import sys\ntry:\n from explorer.ui import thumbs; thumbs.install()\nexcept (ImportError, AttributeError): pass\n"
+                    "from streamlit.web import cli\n"
+                    f"sys.argv = ['streamlit', 'run', {script!r}, '--server.port', '{port}',"
+                    " '--server.address', '127.0.0.1', '--server.headless', 'true', '--server.enableStaticServing', 'true']\n"
+                    "sys.exit(cli.main())"
+                )
                 with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
-                    proc = subprocess.Popen([sys.executable, "-c", launch], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    proc = subprocess.Popen(
+                        [sys.executable, "-c", launch], cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT
+                    )
                     try:
                         while not healthy(base):
                             if proc.poll() is not None:
@@ -183,11 +203,15 @@ def synthetic(args) -> None:
                         with sync_playwright() as p:
                             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                             new = tree == ROOT
-                            for v in range(args.visits + 1):  # the first one warms: the page's data made and cached once
+                            for v in range(
+                                args.visits + 1
+                            ):  # the first one warms: the page's data made and cached once
                                 row = {"tree": label, "n": n, "panels": panels}
                                 try:
                                     visit(browser, base, new, args.timeout * 1000, row)
-                                except Exception as e:  # a view that cannot finish in time: say which step, keep the rest
+                                except (
+                                    Exception
+                                ) as e:  # a view that cannot finish in time: say which step, keep the rest
                                     row["error"] = str(e).splitlines()[0]
                                 if v or "error" in row:
                                     rows.append(row)
@@ -208,16 +232,25 @@ def _report(rows: list[dict], out: str) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2))
     print(result["machine"])
-    print("| view | points x panels | first drawn | worst frame while drawing the lasso | release -> all panels highlighted | release -> grid's images | hover -> thumbnail | JS heap |")
+    print(
+        "| view | points x panels | first drawn | worst frame while drawing the lasso | release -> all panels highlighted | release -> grid's images | hover -> thumbnail | JS heap |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
+
     def cell(r: dict, key: str, fmt: str) -> str:
-        return fmt.format(r[key]) if key in r else ("no thumbnail" if key.startswith("hover") and "error" not in r else "did not finish")
+        return (
+            fmt.format(r[key])
+            if key in r
+            else ("no thumbnail" if key.startswith("hover") and "error" not in r else "did not finish")
+        )
 
     for r in rows:
-        print(f"| {r['tree']} | {r['n']:,} x {r['panels']} | {cell(r, 'first_drawn_s', '{:.1f} s')} | "
-              f"{cell(r, 'lasso_worst_frame_ms', '{:.0f} ms')} | {cell(r, 'release_to_all_panels_s', '{:.2f} s')} | "
-              f"{cell(r, 'release_to_grid_images_s', '{:.2f} s')} | {cell(r, 'hover_to_thumbnail_s', '{:.2f} s')} | "
-              f"{cell(r, 'js_heap_mb', '{:.0f} MB')} |" + (f" ({r['error']})" if "error" in r else ""))  # fmt: skip
+        print(
+            f"| {r['tree']} | {r['n']:,} x {r['panels']} | {cell(r, 'first_drawn_s', '{:.1f} s')} | "
+            f"{cell(r, 'lasso_worst_frame_ms', '{:.0f} ms')} | {cell(r, 'release_to_all_panels_s', '{:.2f} s')} | "
+            f"{cell(r, 'release_to_grid_images_s', '{:.2f} s')} | {cell(r, 'hover_to_thumbnail_s', '{:.2f} s')} | "
+            f"{cell(r, 'js_heap_mb', '{:.0f} MB')} |" + (f" ({r['error']})" if "error" in r else "")
+        )
 
 
 def _machine() -> str:
@@ -233,9 +266,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="?", help="the folder (as bench/scale_dataset.py made it)")
     ap.add_argument("--cache-dir")
-    ap.add_argument("--synthetic", type=_size, nargs="+", metavar="NxPANELS",
-                    help="measure the projection view alone on made-up points, e.g. 100000x8 1000000x1")
-    ap.add_argument("--before", help="with --synthetic: also measure this commit's view, in the same run (a git worktree)")
+    ap.add_argument(
+        "--synthetic",
+        type=_size,
+        nargs="+",
+        metavar="NxPANELS",
+        help="measure the projection view alone on made-up points, e.g. 100000x8 1000000x1",
+    )
+    ap.add_argument(
+        "--before", help="with --synthetic: also measure this commit's view, in the same run (a git worktree)"
+    )
     ap.add_argument("--timeout", type=int, default=300, help="seconds any one step may take")
     ap.add_argument("--projection", default="pca")
     ap.add_argument("--visits", type=int, default=3)
@@ -254,14 +294,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         with open(log, "w") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "explorer.ui.serve", "--mode", "local", "--server.port", str(port),
-                                     "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "explorer.ui.serve",
+                    "--mode",
+                    "local",
+                    "--server.port",
+                    str(port),
+                    "--server.address",
+                    "127.0.0.1",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         try:
             while not healthy(base):
                 if proc.poll() is not None:
                     raise RuntimeError(log.read_text()[-3000:])
                 time.sleep(0.3)
-            url = base + "/?" + urllib.parse.urlencode({"data": args.data, "projection": args.projection, "max_images": 0})
+            url = (
+                base
+                + "/?"
+                + urllib.parse.urlencode({"data": args.data, "projection": args.projection, "max_images": 0})
+            )
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
                 t = time.perf_counter()
@@ -276,7 +335,9 @@ def main() -> None:
                 rows = []
                 for _ in range(args.visits):
                     v = visit(browser, url, True, args.timeout * 1000)
-                    rows.append({"tree": "this tree", "n": int(v["points_drawn"]), "panels": int(v["panels_drawn"]), **v})
+                    rows.append(
+                        {"tree": "this tree", "n": int(v["points_drawn"]), "panels": int(v["panels_drawn"]), **v}
+                    )
                 # the floor, in the same run: a bare Streamlit page drawing one plotly scatter of 400 points
                 floor = bare_visits(browser, args.visits)
                 browser.close()
@@ -286,9 +347,13 @@ def main() -> None:
     print(f"first visit (reads the folder, records it): {first:.1f} s")
     bare = sorted(floor)[len(floor) // 2]
     drawn = sorted(r["first_drawn_s"] for r in rows if "first_drawn_s" in r)
-    print(f"bare Streamlit page, one plotly scatter of 400 points: {', '.join(f'{x:.2f} s' for x in floor)} (median {bare:.2f} s)")
+    print(
+        f"bare Streamlit page, one plotly scatter of 400 points: {', '.join(f'{x:.2f} s' for x in floor)} (median {bare:.2f} s)"
+    )
     if drawn:
-        print(f"this view, first drawn: median {drawn[len(drawn) // 2]:.2f} s = {drawn[len(drawn) // 2] / bare:.2f}x the bare page")
+        print(
+            f"this view, first drawn: median {drawn[len(drawn) // 2]:.2f} s = {drawn[len(drawn) // 2] / bare:.2f}x the bare page"
+        )
     rows.append({"tree": "bare page (floor)", "n": 400, "panels": 1, "first_drawn_s": bare, "visits_s": floor})
     _report(rows, args.out)
 

@@ -97,9 +97,14 @@ class Sampler(threading.Thread):
                 self.health_errors += 1
             if time.time() - last >= 2:
                 last = time.time()
-                self.series.append({"t": round(last - t0, 1), "rss_mb": self.server.rss_mb(),
-                                    "cache_mb": _dir_bytes(self.server.cache) / 1e6,
-                                    "upload_folders": len(_upload_folders() - self.older_folders)})
+                self.series.append(
+                    {
+                        "t": round(last - t0, 1),
+                        "rss_mb": self.server.rss_mb(),
+                        "cache_mb": _dir_bytes(self.server.cache) / 1e6,
+                        "upload_folders": len(_upload_folders() - self.older_folders),
+                    }
+                )
             self.stop_flag.wait(0.5)
 
 
@@ -143,6 +148,7 @@ class QuietGate:
 
 def _pax_of_length_zero() -> bytes:
     """A shard whose pax record declares a length of 0 (tests/ui/test_browser.py builds the same)."""
+
     def block(name: bytes, size: int, kind: bytes) -> bytes:
         head = bytearray(512)
         head[: len(name)] = name
@@ -153,7 +159,13 @@ def _pax_of_length_zero() -> bytes:
         return bytes(head)
 
     record = b"0 path=x.jpg\n"
-    return block(b"PaxHeader", len(record), b"x") + record.ljust(512, b"\0") + block(b"a.jpg", 4, b"0") + b"jpg!".ljust(512, b"\0") + bytes(1024)
+    return (
+        block(b"PaxHeader", len(record), b"x")
+        + record.ljust(512, b"\0")
+        + block(b"a.jpg", 4, b"0")
+        + b"jpg!".ljust(512, b"\0")
+        + bytes(1024)
+    )
 
 
 def _zip_of_photos(n: int, rng: random.Random, evil: bool = False) -> bytes:
@@ -187,8 +199,10 @@ def _outcome(page, until: float) -> str:
 def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path, session: int = 0) -> str:
     # each session a visitor of its own address, as the host's proxy reports it (the server trusts one
     # proxy: EXPLORER_TRUSTED_PROXIES=1); without it every loopback visitor shares one limit
-    page = browser.new_page(viewport={"width": 1400, "height": 900},
-                            extra_http_headers={"X-Forwarded-For": f"198.51.100.{session % 250 + 1}"})  # fmt: skip
+    page = browser.new_page(
+        viewport={"width": 1400, "height": 900},
+        extra_http_headers={"X-Forwarded-For": f"198.51.100.{session % 250 + 1}"},
+    )
     try:
         if kind == "sample":
             page.goto(url)
@@ -200,7 +214,11 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path, session: 
         if kind == "code link":  # a link naming a function to run: refused outright by the demo
             page.goto(url + "/?model=os:abort")
             out = _outcome(page, time.time() + 300)
-            return out if out.startswith("error") or "serves only the models" in page.inner_text("body") else "error: no refusal"
+            return (
+                out
+                if out.startswith("error") or "serves only the models" in page.inner_text("body")
+                else "error: no refusal"
+            )
         if kind == "costly model":
             page.goto(url + "/?model=vit_h_14&weights=random")
             return _outcome(page, time.time() + 300)
@@ -208,7 +226,9 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path, session: 
             page.goto(url + "/?data=/etc&max_images=50000")
             _outcome(page, time.time() + 300)
             body = page.inner_text("body")
-            return "sentence" if "not a path on the server" in body and "analyses at most" in body else "error: no refusal"
+            return (
+                "sentence" if "not a path on the server" in body and "analyses at most" in body else "error: no refusal"
+            )
         page.goto(url)
         page.wait_for_selector(DRAWN, timeout=600_000)  # the first visit's analysis done: a session runs one at a time
         if kind == "hostile shard":  # the 3 KB WebDataset shard whose pax record of length 0 once stopped the demo
@@ -231,8 +251,9 @@ def visit(browser, url: str, kind: str, rng: random.Random, tmp: Path, session: 
             except Exception as exc:  # the analysis ended before the button could be pressed
                 print(f"cancel not pressed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
             # the upload's own result: panels of fewer points than the sample's 400 (identical photos count once)
-            page.wait_for_function(f"(document.querySelector(\"{DRAWN}\") && ({POINTS}) < 400) || " + ANY_SENTENCE,
-                                   timeout=300_000)  # fmt: skip
+            page.wait_for_function(
+                f'(document.querySelector("{DRAWN}") && ({POINTS}) < 400) || ' + ANY_SENTENCE, timeout=300_000
+            )
             return "sentence" if any(s in page.inner_text("body") for s in SENTENCES) else "result"
         if kind in ("hostile upload", "hostile shard"):
             page.wait_for_function(ANY_SENTENCE, timeout=300_000)
@@ -295,7 +316,9 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
                 t = time.perf_counter()
                 out = visit(browser, server.url, kind, rng, tmp, i)
                 with lock:
-                    outcomes.append({"session": i, "kind": kind, "outcome": out, "seconds": round(time.perf_counter() - t, 1)})
+                    outcomes.append(
+                        {"session": i, "kind": kind, "outcome": out, "seconds": round(time.perf_counter() - t, 1)}
+                    )
                     done = len(outcomes)
                     if done in (20, 50, 100, 150, 200) or done % 25 == 0:
                         rss_after[done] = server.rss_mb()
@@ -323,22 +346,47 @@ def soak(args: argparse.Namespace, tmp: Path) -> dict:
     (ROOT / "bench" / "results" / "demo_soak_server.log").write_text(log)  # for the errors' causes
     h = sorted(sampler.health)
     return {
-        "sessions": len(outcomes), "outcomes": outcomes, "rss_after_sessions_mb": rss_after,
+        "sessions": len(outcomes),
+        "outcomes": outcomes,
+        "rss_after_sessions_mb": rss_after,
         "quiet_rss": gate.readings,
-        "health_p50_s": h[len(h) // 2] if h else None, "health_p99_s": h[int(len(h) * 0.99)] if h else None,
-        "health_max_s": h[-1] if h else None, "health_errors": sampler.health_errors, "series": sampler.series,
-        "cache_limit_mb": args.cache_max_gb * 1024**3 / 1e6, "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
+        "health_p50_s": h[len(h) // 2] if h else None,
+        "health_p99_s": h[int(len(h) * 0.99)] if h else None,
+        "health_max_s": h[-1] if h else None,
+        "health_errors": sampler.health_errors,
+        "series": sampler.series,
+        "cache_limit_mb": args.cache_max_gb * 1024**3 / 1e6,
+        "cache_max_seen_mb": max((s["cache_mb"] for s in sampler.series), default=0),
         "upload_folders_left": len(_upload_folders() - before),
         "tracebacks_in_log": log.count("Traceback"),
-    }  # fmt: skip
+    }
 
 
 def _metrics_csv(cache: Path, n: int, out: Path) -> str:
     """metrics.csv of `compare` on the sample's stratified n images, with this cache folder."""
     env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(cache)}
-    subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--model", "mobilenet_v2",
-                    "--max-images", str(n), "--projection", "pca", "--out", str(out)], cwd=ROOT, env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explorer",
+            "compare",
+            "--data",
+            "sample:clothing",
+            "--model",
+            "mobilenet_v2",
+            "--max-images",
+            str(n),
+            "--projection",
+            "pca",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return (out / "metrics.csv").read_text()
 
 
@@ -368,10 +416,22 @@ def kills(args: argparse.Namespace, tmp: Path) -> list[dict]:
             out = _outcome(page, time.time() + 600)
             page.close()
             server.stop()
-            same = _metrics_csv(tmp / "kill_cache", n, tmp / f"k{k}") == _metrics_csv(tmp / "clean_cache", n, tmp / f"c{k}")
-            rows.append({"kill": k, "images": n, "killed_after_s": round(at, 1), "after_restart": out,
-                         "metrics_equal_uninterrupted": same})  # fmt: skip
-            print(f"kill {k}: {n} images, after {at:.1f} s -> {out}; metrics equal to an uninterrupted run: {same}", flush=True)
+            same = _metrics_csv(tmp / "kill_cache", n, tmp / f"k{k}") == _metrics_csv(
+                tmp / "clean_cache", n, tmp / f"c{k}"
+            )
+            rows.append(
+                {
+                    "kill": k,
+                    "images": n,
+                    "killed_after_s": round(at, 1),
+                    "after_restart": out,
+                    "metrics_equal_uninterrupted": same,
+                }
+            )
+            print(
+                f"kill {k}: {n} images, after {at:.1f} s -> {out}; metrics equal to an uninterrupted run: {same}",
+                flush=True,
+            )
         browser.close()
     log = server.log.read_text(errors="replace")
     return [*rows, {"tracebacks_in_log": log.count("Traceback")}]
@@ -407,12 +467,20 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--parallel", type=int, default=2, help="visitors at once")
     ap.add_argument("--kills", type=int, default=10)
-    ap.add_argument("--cache-max-gb", type=float, default=0.02,
-                    help="small, so that eviction happens: 0.02 GB is 21 MB, about 5 sample analyses (3.7 MB each) "
-                         "beside numba's compiled code (3 MB)")  # fmt: skip
+    ap.add_argument(
+        "--cache-max-gb",
+        type=float,
+        default=0.02,
+        help="small, so that eviction happens: 0.02 GB is 21 MB, about 5 sample analyses (3.7 MB each) "
+        "beside numba's compiled code (3 MB)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_soak.json"))
-    ap.add_argument("--url", default="", help="soak a demo server started elsewhere (the container image) instead of "
-                                               "starting one; with --pid, --cache and --server-log, and --kills 0")  # fmt: skip
+    ap.add_argument(
+        "--url",
+        default="",
+        help="soak a demo server started elsewhere (the container image) instead of "
+        "starting one; with --pid, --cache and --server-log, and --kills 0",
+    )
     ap.add_argument("--pid", type=int, default=0, help="that server's process (its RSS)")
     ap.add_argument("--cache", default="", help="that server's cache folder")
     ap.add_argument("--server-log", default="", help="that server's log")

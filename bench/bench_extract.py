@@ -153,8 +153,22 @@ def cold_compare(args: argparse.Namespace) -> dict:
 
     imports = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["compare", "--data", "sample:clothing", "--model", args.model, "--projection", "none",
-                "--max-images", str(args.images), "--cache-dir", f"{tmp}/cache", "--out", f"{tmp}/out", "-q"]  # fmt: skip
+        argv = [
+            "compare",
+            "--data",
+            "sample:clothing",
+            "--model",
+            args.model,
+            "--projection",
+            "none",
+            "--max-images",
+            str(args.images),
+            "--cache-dir",
+            f"{tmp}/cache",
+            "--out",
+            f"{tmp}/out",
+            "-q",
+        ]
         t = time.perf_counter()
         assert cli.main(argv) == 0
         total = time.perf_counter() - t
@@ -168,7 +182,9 @@ def main() -> None:
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--cold-compare", action="store_true")
     ap.add_argument("--baseline", action="store_true")
-    ap.add_argument("--repeats", type=int, default=5, help="cold compares and baselines, interleaved (medians reported)")
+    ap.add_argument(
+        "--repeats", type=int, default=5, help="cold compares and baselines, interleaved (medians reported)"
+    )
     args = ap.parse_args()
     for flag, fn in (("child", measure), ("cold_compare", cold_compare), ("baseline", baseline)):
         if getattr(args, flag):
@@ -192,24 +208,36 @@ def main() -> None:
 
     for k in MALLOC_ENV:
         env.pop(k, None)
-    out = subprocess.run([sys.executable, __file__, "--child", *common], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *common], capture_output=True, text=True, env=env, check=True
+    )
     plain_malloc = json.loads(out.stdout.strip().splitlines()[-1])
     n, best = res["images"], res["best"]
     rate = lambda s: n / s  # noqa: E731
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model {args.model}, "
-          f"{n} images, {res['layers']} layers, batch 32\n")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model {args.model}, "
+        f"{n} images, {res['layers']} layers, batch 32\n"
+    )
     print("| what | img/s | note |\n|---|---:|---|")
     print(f"| decode + preprocess only | {rate(res['decode_s']):.0f} | PIL + weights' transforms, 1 thread |")
     for prec in ("fp32", "bf16"):
         if f"plain_{prec}_s" in res:
             p, m = rate(res[f"plain_{prec}_s"]), rate(res[f"multi_{prec}_s"])
             print(f"| plain forward to deepest layer, {prec} | {p:.0f} | channels_last, tuned malloc |")
-            print(f"| plain forward, BatchNorm folded, {prec} | {rate(res[f'folded_{prec}_s']):.0f} | as ours folds it |")
-            print(f"| our extraction ({res['layers']} layers, pooled), {prec} | {m:.0f} | {m / p:.2f}x plain, "
-                  f"{m / rate(res[f'folded_{prec}_s']):.2f}x plain folded |")  # fmt: skip
-    print(f"| one pass per layer, {best} | {rate(res[f'per_layer_{best}_s']):.0f} | {res[f'per_layer_{best}_s'] / res[f'multi_{best}_s']:.1f}x slower than one pass |")
-    print(f"| cold extraction (decode + model + cache write), {best} | {rate(res['cold_extract_s']):.0f} | "
-          f"{res['cold_extract_s']:.2f}s; budget 1.5x decode + forward = {1.5 * res['decode_s'] + res[f'plain_{best}_s']:.2f}s |")  # fmt: skip
+            print(
+                f"| plain forward, BatchNorm folded, {prec} | {rate(res[f'folded_{prec}_s']):.0f} | as ours folds it |"
+            )
+            print(
+                f"| our extraction ({res['layers']} layers, pooled), {prec} | {m:.0f} | {m / p:.2f}x plain, "
+                f"{m / rate(res[f'folded_{prec}_s']):.2f}x plain folded |"
+            )
+    print(
+        f"| one pass per layer, {best} | {rate(res[f'per_layer_{best}_s']):.0f} | {res[f'per_layer_{best}_s'] / res[f'multi_{best}_s']:.1f}x slower than one pass |"
+    )
+    print(
+        f"| cold extraction (decode + model + cache write), {best} | {rate(res['cold_extract_s']):.0f} | "
+        f"{res['cold_extract_s']:.2f}s; budget 1.5x decode + forward = {1.5 * res['decode_s'] + res[f'plain_{best}_s']:.2f}s |"
+    )
     print(f"| cached (no model) | {rate(res['cached_extract_s']):.0f} | {res['cached_extract_s']:.3f}s |")
 
     def med(rows: list[dict], k: str) -> float:
@@ -218,19 +246,32 @@ def main() -> None:
     def runs(rows: list[dict], k: str) -> str:
         return ", ".join(f"{r[k]:.2f}" for r in rows)
 
-    dec, fwd, cc, imp = med(bases, "decode_s"), med(bases, "forward_s"), med(colds, "compare_s"), med(colds, "imports_s")
-    print(f"| cold `compare --projection none`, fresh process, empty cache | {rate(cc):.0f} | median {cc:.2f}s "
-          f"({runs(colds, 'compare_s')}) after {imp:.1f}s of imports |")  # fmt: skip
+    dec, fwd, cc, imp = (
+        med(bases, "decode_s"),
+        med(bases, "forward_s"),
+        med(colds, "compare_s"),
+        med(colds, "imports_s"),
+    )
+    print(
+        f"| cold `compare --projection none`, fresh process, empty cache | {rate(cc):.0f} | median {cc:.2f}s "
+        f"({runs(colds, 'compare_s')}) after {imp:.1f}s of imports |"
+    )
     pm = plain_malloc
-    print(f"| glibc default malloc: plain fp32 / ours {best} | {rate(pm['plain_fp32_s']):.0f} / {rate(pm[f'multi_{best}_s']):.0f} | "
-          f"vs tuned {rate(res['plain_fp32_s']):.0f} / {rate(res[f'multi_{best}_s']):.0f} |")  # fmt: skip
-    print(f"\nbudget ({args.repeats} interleaved fresh-process runs of each side, medians): plain decode {dec:.2f}s "
-          f"({runs(bases, 'decode_s')}) + plain {bases[0]['precision']} forward {fwd:.2f}s ({runs(bases, 'forward_s')}) "
-          f"= {dec + fwd:.2f}s; cold compare {cc:.2f}s = {cc / (dec + fwd):.2f}x (decode + forward); "
-          f"limit 1.5x (decode + forward) = {1.5 * (dec + fwd):.2f}s; 1.5x decode + forward = {1.5 * dec + fwd:.2f}s")  # fmt: skip
+    print(
+        f"| glibc default malloc: plain fp32 / ours {best} | {rate(pm['plain_fp32_s']):.0f} / {rate(pm[f'multi_{best}_s']):.0f} | "
+        f"vs tuned {rate(res['plain_fp32_s']):.0f} / {rate(res[f'multi_{best}_s']):.0f} |"
+    )
+    print(
+        f"\nbudget ({args.repeats} interleaved fresh-process runs of each side, medians): plain decode {dec:.2f}s "
+        f"({runs(bases, 'decode_s')}) + plain {bases[0]['precision']} forward {fwd:.2f}s ({runs(bases, 'forward_s')}) "
+        f"= {dec + fwd:.2f}s; cold compare {cc:.2f}s = {cc / (dec + fwd):.2f}x (decode + forward); "
+        f"limit 1.5x (decode + forward) = {1.5 * (dec + fwd):.2f}s; 1.5x decode + forward = {1.5 * dec + fwd:.2f}s"
+    )
     ff = med(bases, "forward_folded_s")
-    print(f"with the forward pass BatchNorm-folded as ours ({runs(bases, 'forward_folded_s')}): decode + forward = "
-          f"{dec + ff:.2f}s; cold compare = {cc / (dec + ff):.2f}x; 1.5x decode + forward = {1.5 * dec + ff:.2f}s")  # fmt: skip
+    print(
+        f"with the forward pass BatchNorm-folded as ours ({runs(bases, 'forward_folded_s')}): decode + forward = "
+        f"{dec + ff:.2f}s; cold compare = {cc / (dec + ff):.2f}x; 1.5x decode + forward = {1.5 * dec + ff:.2f}s"
+    )
 
 
 if __name__ == "__main__":

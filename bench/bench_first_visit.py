@@ -45,7 +45,17 @@ def start(cache: str, log: Path, root: Path = ROOT) -> tuple[subprocess.Popen, s
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": cache, "NUMBA_THREADING_LAYER": "omp"}
-    cmd = [sys.executable, "-m", "explorer.ui.serve", "--mode", MODE, "--server.port", str(port), "--server.address", "127.0.0.1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "explorer.ui.serve",
+        "--mode",
+        MODE,
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     t0 = time.time()
@@ -78,9 +88,12 @@ def upload_job(browser, url: str, archive: Path, n: int) -> float:
     page.wait_for_selector('[data-testid="stFileChipIconSpinner"]', state="detached", timeout=300_000)
     t = time.perf_counter()
     page.get_by_role("button", name="Run analysis").click()
-    page.wait_for_function(f"() => {{ const s = window.__explorerScatter && window.__explorerScatter.get('proj'); "
-                           f"return s && s.state && s.state.n === {n} && document.querySelector(\".st-key-proj "
-                           f".explorer-projections[data-drawn='1']\"); }}", timeout=1_800_000)  # fmt: skip
+    page.wait_for_function(
+        f"() => {{ const s = window.__explorerScatter && window.__explorerScatter.get('proj'); "
+        f'return s && s.state && s.state.n === {n} && document.querySelector(".st-key-proj '
+        f".explorer-projections[data-drawn='1']\"); }}",
+        timeout=1_800_000,
+    )
     took = time.perf_counter() - t
     page.close()
     return took
@@ -102,8 +115,11 @@ def visit(browser, url: str) -> float:
     page.goto(url)
     # the projection panels drawn: scatter.js marks its view (.explorer-projections) or, in older
     # commits, its plotly plot, when every panel is drawn (older still: st.plotly_chart, key proj_chart)
-    page.wait_for_selector(".st-key-proj .explorer-projections[data-drawn='1'], .st-key-proj .js-plotly-plot[data-drawn], "
-                           ".st-key-proj_chart .js-plotly-plot", timeout=900_000)  # fmt: skip
+    page.wait_for_selector(
+        ".st-key-proj .explorer-projections[data-drawn='1'], .st-key-proj .js-plotly-plot[data-drawn], "
+        ".st-key-proj_chart .js-plotly-plot",
+        timeout=900_000,
+    )
     took = time.perf_counter() - t
     page.close()
     return took
@@ -113,9 +129,22 @@ def bare_visits(browser, visitors: int) -> list[float]:
     """The floor: a bare Streamlit page drawing one plotly scatter of 400 points (bench/bare_page.py)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "bare_page.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **MALLOC}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "bench" / "bare_page.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, **MALLOC}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         while not healthy(url):
             time.sleep(0.3)
@@ -133,7 +162,9 @@ def bare_visits(browser, visitors: int) -> list[float]:
         proc.wait(timeout=30)
 
 
-def measure(browser, root: Path, visitors: int, cache: str, job: tuple[Path, int] | None = None) -> list[tuple[str, list[float]]]:
+def measure(
+    browser, root: Path, visitors: int, cache: str, job: tuple[Path, int] | None = None
+) -> list[tuple[str, list[float]]]:
     """The four kinds of first visit against a server started from `root`, with `cache` empty at first
     (and the upload `job`, a zip and its number of images, timed on the restarted server)."""
     log = Path(cache) / "server.log"
@@ -147,7 +178,9 @@ def measure(browser, root: Path, visitors: int, cache: str, job: tuple[Path, int
     proc, url = start(cache, log, root)
     try:
         rows.append(("server restarted, results cached on disk", [visit(browser, url)]))
-        rows.append(("later visitors, at once (UMAP warm-up compiling)", [visit(browser, url) for _ in range(visitors)]))
+        rows.append(
+            ("later visitors, at once (UMAP warm-up compiling)", [visit(browser, url) for _ in range(visitors)])
+        )
         wait_for_log(log, "UMAP warm-up done", "forkserver ready")
         rows.append(("later visitors after the warm-up", [visit(browser, url) for _ in range(visitors)]))
         if job is not None:
@@ -174,28 +207,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         if args.against:
             other = Path(tmp) / "other"
-            subprocess.run(["git", "worktree", "add", "--detach", str(other), args.against], cwd=ROOT, check=True,
-                           capture_output=True)  # fmt: skip
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(other), args.against],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
             roots[args.against] = other
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         results: dict[str, list[tuple[str, list[float]]]] = {}
         try:
             floor = bare_visits(browser, args.visitors)
-            job = (zip_of(args.job_data, args.job_images, Path(tmp) / "job.zip"), args.job_images) if args.job_images else None
+            job = (
+                (zip_of(args.job_data, args.job_images, Path(tmp) / "job.zip"), args.job_images)
+                if args.job_images
+                else None
+            )
             for name, root in roots.items():
                 with tempfile.TemporaryDirectory(dir=tmp) as cache:
                     results[name] = measure(browser, root, args.visitors, cache, job)
         finally:
             browser.close()
             if args.against:
-                subprocess.run(["git", "worktree", "remove", "--force", str(roots[args.against])], cwd=ROOT, check=False)
-    print(f"machine: {os.cpu_count()} cores; {MODE} mode; default analysis (sample:clothing, mobilenet_v2, 8 layers, UMAP)\n")
+                subprocess.run(
+                    ["git", "worktree", "remove", "--force", str(roots[args.against])], cwd=ROOT, check=False
+                )
+    print(
+        f"machine: {os.cpu_count()} cores; {MODE} mode; default analysis (sample:clothing, mobilenet_v2, 8 layers, UMAP)\n"
+    )
     names = list(results)
     print("| first visit | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names))
     for i, (what, _) in enumerate(results[names[0]]):
         print(f"| {what} | " + " | ".join(", ".join(f"{s:.1f} s" for s in results[n][i][1]) for n in names) + " |")
     bare = sorted(floor)[len(floor) // 2]
-    print(f"\nbare Streamlit page, one plotly scatter of 400 points: {', '.join(f'{s:.2f} s' for s in floor)} (median {bare:.2f} s)")
+    print(
+        f"\nbare Streamlit page, one plotly scatter of 400 points: {', '.join(f'{s:.2f} s' for s in floor)} (median {bare:.2f} s)"
+    )
     for n in names:
         after = next(r[1] for r in results[n] if r[0].startswith("later visitors after"))
         warm = sorted(after)[len(after) // 2]

@@ -73,8 +73,12 @@ def build(folder: Path, work: Path, n: int) -> dict[str, str]:
         per_file = 10 * ROW_GROUP * 10
         for s in range(0, n, per_file):
             part = files[s : s + per_file]
-            table = pa.table({"image": [{"bytes": f.read_bytes(), "path": f.name} for f in part],
-                              "label": [f.parent.name for f in part]})  # fmt: skip
+            table = pa.table(
+                {
+                    "image": [{"bytes": f.read_bytes(), "path": f.name} for f in part],
+                    "label": [f.parent.name for f in part],
+                }
+            )
             pq.write_table(table, Path(out["parquet"]) / f"train-{s // per_file:05d}.parquet", row_group_size=ROW_GROUP)
     if not Path(out["wds"]).exists():
         Path(out["wds"]).mkdir(parents=True)
@@ -90,8 +94,9 @@ def build(folder: Path, work: Path, n: int) -> dict[str, str]:
         import datasets
 
         features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")})
-        made = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs={"paths": [str(f) for f in files]},
-                                               cache_dir=str(work / "hf-cache"))  # fmt: skip
+        made = datasets.Dataset.from_generator(
+            _rows, features=features, gen_kwargs={"paths": [str(f) for f in files]}, cache_dir=str(work / "hf-cache")
+        )
         made.save_to_disk(out["arrow"], max_shard_size="500MB")
     return out
 
@@ -140,7 +145,9 @@ print(json.dumps({"n": len(ds), "load_s": load_s, "decode_s": decode_s, "decoded
 def measure(source: str, decode: bool = True, engine: str = "local") -> dict:
     env = {**os.environ}
     argv = [sys.executable, "-c", MEASURE, source, "1" if decode else "0", engine, str(os.cpu_count())]
-    got = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, cwd=Path(__file__).resolve().parents[1])
+    got = subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=False, cwd=Path(__file__).resolve().parents[1]
+    )
     if got.returncode != 0:
         raise RuntimeError(got.stderr[-3000:])
     return json.loads(got.stdout.strip().splitlines()[-1])
@@ -153,7 +160,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, nargs="+", default=[10_000])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--decode-up-to", type=int, default=10**9, help="run the decode pass only at sizes up to this")
-    ap.add_argument("--ray", action="store_true", help="also list parquet and WebDataset on a local Ray instance (all CPUs)")
+    ap.add_argument(
+        "--ray", action="store_true", help="also list parquet and WebDataset on a local Ray instance (all CPUs)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     results = []
@@ -166,17 +175,27 @@ def main() -> None:
                 got = measure(paths[layout], decode=n <= args.decode_up_to)
                 got.update(layout=layout, round=r, images=n, engine="local")
                 results.append(got)
-                print(f"  {layout:8s} round {r}: load {got['load_s']:6.1f} s  decode {got['decode_s']:6.1f} s  "
-                      f"peak RSS {got['peak_rss_mb']:6.0f} MB  ({got['n']:,} images)", flush=True)
+                print(
+                    f"  {layout:8s} round {r}: load {got['load_s']:6.1f} s  decode {got['decode_s']:6.1f} s  "
+                    f"peak RSS {got['peak_rss_mb']:6.0f} MB  ({got['n']:,} images)",
+                    flush=True,
+                )
                 if args.ray and layout in ("parquet", "wds"):
                     got = measure(paths[layout], decode=False, engine="ray")
                     got.update(layout=layout, round=r, images=n, engine="ray")
                     results.append(got)
-                    print(f"  {layout:8s} round {r}: listed on Ray in {got['load_s']:6.1f} s, the driver's peak RSS "
-                          f"{got['peak_rss_mb']:6.0f} MB", flush=True)
+                    print(
+                        f"  {layout:8s} round {r}: listed on Ray in {got['load_s']:6.1f} s, the driver's peak RSS "
+                        f"{got['peak_rss_mb']:6.0f} MB",
+                        flush=True,
+                    )
     if args.out:
-        args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                                        "results": results}, indent=1))  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "results": results},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,16 @@ def main() -> None:
     n, rng = args.images, np.random.default_rng(0)
     labels = rng.integers(0, 10, n)
     classes = [f"c{i}" for i in range(10)]
-    feats = {f"l{j}": (rng.normal(size=(n, d)) + (j / 8) * np.eye(10, d)[labels] * 3).astype(np.float32) for j, d in enumerate(DIMS)}
-    graphs = {k: KnnGraph(rng.integers(0, n, (n, GRAPH_K)).astype(np.int32), np.zeros((n, GRAPH_K), np.float32), "synthetic", 1.0) for k in feats}
+    feats = {
+        f"l{j}": (rng.normal(size=(n, d)) + (j / 8) * np.eye(10, d)[labels] * 3).astype(np.float32)
+        for j, d in enumerate(DIMS)
+    }
+    graphs = {
+        k: KnnGraph(
+            rng.integers(0, n, (n, GRAPH_K)).astype(np.int32), np.zeros((n, GRAPH_K), np.float32), "synthetic", 1.0
+        )
+        for k in feats
+    }
     confusions = [np.bincount(labels * 10 + rng.integers(0, 10, n), minlength=100).reshape(10, 10) for _ in feats]
     import scipy.optimize  # noqa: F401  (the libraries the probe uses, imported as the dashboard and
     import sklearn.model_selection  # noqa: F401  compare have them by the time a selection is asked about: 2-3 s here)
@@ -51,9 +59,12 @@ def main() -> None:
     got = emergence(feats, selected)
     t_emerge = time.perf_counter() - t
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"N={n:,}, 8 layers: movers {t_movers:.2f} s, class pairs {t_pairs:.3f} s, "
-          f"selection emergence {t_emerge:.2f} s ({got.n_used:,} images seen, {got.n_selected:,} selected); "
-          f"peak RSS added by the three {max(rss1 - rss0, 0) / 1024:.0f} MB", flush=True)  # fmt: skip
+    print(
+        f"N={n:,}, 8 layers: movers {t_movers:.2f} s, class pairs {t_pairs:.3f} s, "
+        f"selection emergence {t_emerge:.2f} s ({got.n_used:,} images seen, {got.n_selected:,} selected); "
+        f"peak RSS added by the three {max(rss1 - rss0, 0) / 1024:.0f} MB",
+        flush=True,
+    )
     from explorer.analysis.neighbors import knn_votes
     from explorer.analysis.probe import control
     from explorer.analysis.similarity import cka_interval, layer_similarity
@@ -81,8 +92,10 @@ def main() -> None:
     cka_interval(feats, sim.cka)
     t_cka = time.perf_counter() - t
     rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"error bars and controls: probe control {t_control:.2f} s, kNN control + accuracy and step bootstraps "
-          f"{t_boot:.2f} s, CKA interval {t_cka:.2f} s; peak RSS added {max(rss2 - rss1, 0) / 1024:.0f} MB")  # fmt: skip
+    print(
+        f"error bars and controls: probe control {t_control:.2f} s, kNN control + accuracy and step bootstraps "
+        f"{t_boot:.2f} s, CKA interval {t_cka:.2f} s; peak RSS added {max(rss2 - rss1, 0) / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,24 @@ def dinov2_small_folder(root: Path) -> Path:
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
     folder = root / "dinov2-small"
-    config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
-                          patch_size=14, image_size=518, layerscale_value=1.0)  # fmt: skip
+    config = Dinov2Config(
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        patch_size=14,
+        image_size=518,
+        layerscale_value=1.0,
+    )
     Dinov2Model(config).save_pretrained(folder)
-    BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}, do_center_crop=True,
-                      resample=3, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(folder)  # fmt: skip
+    BitImageProcessor(
+        size={"shortest_edge": 256},
+        crop_size={"height": 224, "width": 224},
+        do_center_crop=True,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)
     return folder
 
 
@@ -71,7 +84,9 @@ def measure(model: str, ds: object, precision: str, batch_size: int, cache_dir: 
     decode_s = time.perf_counter() - t
     plain_model = src.build(model, w).to(memory_format=_memory_format("cpu"))
     hooked = HookExtractor(src.build(model, w), nodes, model_name=model, device="cpu", precision=precision)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
+    )
 
     def plain(b: torch.Tensor) -> None:
         with torch.inference_mode(), autocast:
@@ -91,9 +106,18 @@ def measure(model: str, ds: object, precision: str, batch_size: int, cache_dir: 
     t = time.perf_counter()
     extract_features(ds, spec, cache=FeatureCache(cache_dir / model.replace("/", "_").replace(":", "_")))  # type: ignore[arg-type]
     whole_s = time.perf_counter() - t
-    return {"model": model, "images": len(items), "layers": len(nodes), "precision": precision, "decode_s": decode_s,
-            "plain_forward_s": plain_s, "hooked_forward_s": hooked_s, "hooked_over_plain": hooked_s / plain_s,
-            "extraction_s": whole_s, "extraction_over_decode_plus_plain": whole_s / (decode_s + plain_s)}  # fmt: skip
+    return {
+        "model": model,
+        "images": len(items),
+        "layers": len(nodes),
+        "precision": precision,
+        "decode_s": decode_s,
+        "plain_forward_s": plain_s,
+        "hooked_forward_s": hooked_s,
+        "hooked_over_plain": hooked_s / plain_s,
+        "extraction_s": whole_s,
+        "extraction_over_decode_plus_plain": whole_s / (decode_s + plain_s),
+    }
 
 
 def main() -> None:
@@ -122,9 +146,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         name = "hf:DINOv2-small (random)" if r["model"].startswith("hf:") else f"{r['model']} (random)"
-        print(f"| {name} | {r['layers']} | {r['plain_forward_s']:.1f} s | {r['hooked_forward_s']:.1f} s | "
-              f"{r['hooked_over_plain']:.2f}x | {r['extraction_s']:.1f} s | {r['decode_s'] + r['plain_forward_s']:.1f} s | "
-              f"{r['extraction_over_decode_plus_plain']:.2f}x |")  # fmt: skip
+        print(
+            f"| {name} | {r['layers']} | {r['plain_forward_s']:.1f} s | {r['hooked_forward_s']:.1f} s | "
+            f"{r['hooked_over_plain']:.2f}x | {r['extraction_s']:.1f} s | {r['decode_s'] + r['plain_forward_s']:.1f} s | "
+            f"{r['extraction_over_decode_plus_plain']:.2f}x |"
+        )
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "results.json").write_text(json.dumps({"cpu": cpu_model(), "rows": rows}, indent=1))

@@ -64,9 +64,11 @@ def _decode(frame: bytes | str) -> object:
     kind = msg.WhichOneof("type")
     if kind != "rerun_script":
         return kind
-    states = [(w.id.rsplit("-", 1)[-1], w.WhichOneof("value"), str(getattr(w, w.WhichOneof("value")))[:40])
-              for w in msg.rerun_script.widget_states.widgets
-              if w.WhichOneof("value") and ("trigger" in w.WhichOneof("value") or w.id.endswith("-view"))]  # fmt: skip
+    states = [
+        (w.id.rsplit("-", 1)[-1], w.WhichOneof("value"), str(getattr(w, w.WhichOneof("value")))[:40])
+        for w in msg.rerun_script.widget_states.widgets
+        if w.WhichOneof("value") and ("trigger" in w.WhichOneof("value") or w.id.endswith("-view"))
+    ]
     return {"rerun": states, "fragment": msg.rerun_script.fragment_id}
 
 
@@ -108,10 +110,22 @@ def visitor(url: str, worker: int, rounds: int, tmp: Path, outcomes: list) -> No
                     again = "reached"
                 except Exception:
                     again = "lost"
-                outcomes.append({"worker": worker, "round": i, "outcome": "lost", "second_click": again, "after_upload_s": after_upload,
-                                 "clicked_at": time.strftime("%H:%M:%S", time.localtime(t_click)), "sent": around})  # fmt: skip
-                print(f"{time.strftime('%H:%M:%S')} visitor {worker} round {i}: LOST (second click {again}); "
-                      f"sent around the click: {around}", flush=True)  # fmt: skip
+                outcomes.append(
+                    {
+                        "worker": worker,
+                        "round": i,
+                        "outcome": "lost",
+                        "second_click": again,
+                        "after_upload_s": after_upload,
+                        "clicked_at": time.strftime("%H:%M:%S", time.localtime(t_click)),
+                        "sent": around,
+                    }
+                )
+                print(
+                    f"{time.strftime('%H:%M:%S')} visitor {worker} round {i}: LOST (second click {again}); "
+                    f"sent around the click: {around}",
+                    flush=True,
+                )
             page.close()
         browser.close()
 
@@ -121,8 +135,12 @@ def main() -> None:
     ap.add_argument("--visitors", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--out", default=str(OUT / "run_clicks.json"))
-    ap.add_argument("--widen-ms", type=float, default=0.0,
-                    help="pause every script run this long between taking its request and applying its widget states")  # fmt: skip
+    ap.add_argument(
+        "--widen-ms",
+        type=float,
+        default=0.0,
+        help="pause every script run this long between taking its request and applying its widget states",
+    )
     ap.add_argument("--plain", action="store_true", help="start the server as `streamlit run app.py` (Community Cloud)")
     ap.add_argument("--fast-reruns", action="store_true", help="runner.fastReruns = true, as Community Cloud forces")
     args = ap.parse_args()
@@ -131,13 +149,20 @@ def main() -> None:
         if args.widen_ms:
             (tmp / "sitecustomize.py").write_text(WIDEN_START.format(seconds=args.widen_ms / 1000))
             os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))
-        server = DemoServer(tmp / "cache", tmp / "server.log", 0.02, plain=args.plain,
-                            options=("--runner.fastReruns", "true") if args.fast_reruns else ())
+        server = DemoServer(
+            tmp / "cache",
+            tmp / "server.log",
+            0.02,
+            plain=args.plain,
+            options=("--runner.fastReruns", "true") if args.fast_reruns else (),
+        )
         server.start()
         outcomes: list[dict] = []
         try:
-            threads = [threading.Thread(target=visitor, args=(server.url, w, args.rounds, tmp, outcomes))
-                       for w in range(args.visitors)]  # fmt: skip
+            threads = [
+                threading.Thread(target=visitor, args=(server.url, w, args.rounds, tmp, outcomes))
+                for w in range(args.visitors)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -147,8 +172,16 @@ def main() -> None:
             OUT.mkdir(parents=True, exist_ok=True)
             (OUT / "server.log").write_text(server.log.read_text(errors="replace"))
     lost = sum(o["outcome"] == "lost" for o in outcomes)
-    result = {"visitors": args.visitors, "rounds": args.rounds, "widen_ms": args.widen_ms, "plain": args.plain,
-              "fast_reruns": args.fast_reruns, "clicks": len(outcomes), "lost": lost, "outcomes": outcomes}
+    result = {
+        "visitors": args.visitors,
+        "rounds": args.rounds,
+        "widen_ms": args.widen_ms,
+        "plain": args.plain,
+        "fast_reruns": args.fast_reruns,
+        "clicks": len(outcomes),
+        "lost": lost,
+        "outcomes": outcomes,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"{lost} of {len(outcomes)} clicks lost; {args.out}", flush=True)

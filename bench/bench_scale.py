@@ -52,8 +52,14 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
     progress("reading images", 0, 1)
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
     with tempfile.TemporaryDirectory(dir=out) as fresh:
-        comp = comparison.compare(ds, [ExtractSpec(model="mobilenet_v2")], projection=ProjectionSpec(method=projection),
-                                metric=MetricSpec(), cache=FeatureCache(cache_dir or fresh), progress=progress)  # fmt: skip
+        comp = comparison.compare(
+            ds,
+            [ExtractSpec(model="mobilenet_v2")],
+            projection=ProjectionSpec(method=projection),
+            metric=MetricSpec(),
+            cache=FeatureCache(cache_dir or fresh),
+            progress=progress,
+        )
         progress("writing files", 0, 1)
         export.write_all(comp, out / f"out{n}")
         end = time.perf_counter()
@@ -61,8 +67,14 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
     for (name, t), (_, t_next) in zip(marks, marks[1:] + [("end", end)]):
         stages[name] = stages.get(name, 0.0) + t_next - t
     recall = {k: s.knn_recall for k, s in comp.scores.items()}
-    return {"n": len(ds), "total_s": end - t0, "stages": stages, "graph_recall": recall,
-            "precision": comp.runs[0].precision, "probe_train": int(comp.metrics["probe_train"].max())}  # fmt: skip
+    return {
+        "n": len(ds),
+        "total_s": end - t0,
+        "stages": stages,
+        "graph_recall": recall,
+        "precision": comp.runs[0].precision,
+        "probe_train": int(comp.metrics["probe_train"].max()),
+    }
 
 
 def child_floor(data: str, n: int, batch: int = 32) -> dict:
@@ -75,6 +87,7 @@ def child_floor(data: str, n: int, batch: int = 32) -> dict:
     from explorer.config import DataSpec, Limits
     from explorer.data.datasets import load_dataset
     from explorer.data.images import load_rgb
+
     try:
         from explorer.extraction.device import resolve_precision
     except ImportError:  # a tree from before extractor.py was split (--before an older commit)
@@ -117,7 +130,12 @@ def picture(results: list[dict], floor_rate: float, path: Path) -> None:
     ns = [r["n"] for r in results]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.loglog(ns, [r["total_s"] for r in results], "o-", label="compare, whole run")
-    a.loglog(ns, [r["stages"].get("loading", 0) + r["stages"].get("extracting", 0) for r in results], "s-", label="extraction")
+    a.loglog(
+        ns,
+        [r["stages"].get("loading", 0) + r["stages"].get("extracting", 0) for r in results],
+        "s-",
+        label="extraction",
+    )
     a.loglog(ns, [r["after_extraction_s"] for r in results], "^-", label="after extraction")
     a.loglog(ns, [n / floor_rate for n in ns], "k--", label="decode + forward floor")
     lo = ns[0]
@@ -143,7 +161,9 @@ def main() -> None:
     p.add_argument("--projection", default="pca")
     p.add_argument("--floor-images", type=int, default=2000)
     p.add_argument("--out", default="bench/results/scale")
-    p.add_argument("--cache-dir", default=None, help="keep the cache here (default: a fresh one per size, removed after)")
+    p.add_argument(
+        "--cache-dir", default=None, help="keep the cache here (default: a fresh one per size, removed after)"
+    )
     p.add_argument("--skip-floor", action="store_true", help="no floor pass (e.g. for a projection-only rerun)")
     p.add_argument("--child", choices=["compare", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -161,30 +181,55 @@ def main() -> None:
     else:
         floor, _ = run_child([args.data, "--child", "floor", "--n", str(args.floor_images)])
     floor_rate = floor["n"] / (floor["decode_s"] + floor["forward_s"])
-    print(f"floor over {floor['n']} images: decode {floor['decode_s']:.1f}s + forward {floor['forward_s']:.1f}s "
-          f"({floor_rate:.1f} img/s, {floor['precision']})", flush=True)  # fmt: skip
+    print(
+        f"floor over {floor['n']} images: decode {floor['decode_s']:.1f}s + forward {floor['forward_s']:.1f}s "
+        f"({floor_rate:.1f} img/s, {floor['precision']})",
+        flush=True,
+    )
     results = []
     for n in map(int, args.sizes.split(",")):
         extra = ["--cache-dir", args.cache_dir] if args.cache_dir else []
-        r, rss = run_child([args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out), *extra])
+        r, rss = run_child(
+            [args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out), *extra]
+        )
         r["peak_rss_gb"] = rss
         r["projection"] = args.projection
-        r["after_extraction_s"] = sum(v for k, v in r["stages"].items() if k not in ("reading images", "checking images", "loading", "extracting"))
+        r["after_extraction_s"] = sum(
+            v for k, v in r["stages"].items() if k not in ("reading images", "checking images", "loading", "extracting")
+        )
         r["floor_s"] = r["n"] / floor_rate
         results.append(r)
         print(json.dumps(r), flush=True)
     cpu = cpu_model()
-    meta = {"cpu": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "floor": floor}
+    meta = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "floor": floor,
+    }
     (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    stages = sorted({k for r in results for k in r["stages"]}, key=lambda k: min(list(r["stages"]).index(k) for r in results if k in r["stages"]))
-    lines = [f"{meta['cpu']}, {meta['cores']} cores, {meta['date']}, projection {args.projection}, {results[0]['precision']}", "",
-             "| images | " + " | ".join(stages) + " | whole run | after extraction / extraction | floor | whole / floor | peak RSS |",
-             "|---:|" + "---:|" * (len(stages) + 5)]  # fmt: skip
+    stages = sorted(
+        {k for r in results for k in r["stages"]},
+        key=lambda k: min(list(r["stages"]).index(k) for r in results if k in r["stages"]),
+    )
+    lines = [
+        f"{meta['cpu']}, {meta['cores']} cores, {meta['date']}, projection {args.projection}, {results[0]['precision']}",
+        "",
+        "| images | "
+        + " | ".join(stages)
+        + " | whole run | after extraction / extraction | floor | whole / floor | peak RSS |",
+        "|---:|" + "---:|" * (len(stages) + 5),
+    ]
     for r in results:
-        ext = r["stages"].get("loading", 0) + r["stages"].get("extracting", float("nan"))  # model build + forward passes
-        lines.append(f"| {r['n']:,} | " + " | ".join(f"{r['stages'].get(k, 0):.1f}" for k in stages)
-                     + f" | {r['total_s']:.1f} | {r['after_extraction_s'] / ext:.0%} | {r['floor_s']:.1f} | "
-                     f"{r['total_s'] / r['floor_s']:.2f}x | {r['peak_rss_gb']:.2f} GB |")  # fmt: skip
+        ext = r["stages"].get("loading", 0) + r["stages"].get(
+            "extracting", float("nan")
+        )  # model build + forward passes
+        lines.append(
+            f"| {r['n']:,} | "
+            + " | ".join(f"{r['stages'].get(k, 0):.1f}" for k in stages)
+            + f" | {r['total_s']:.1f} | {r['after_extraction_s'] / ext:.0%} | {r['floor_s']:.1f} | "
+            f"{r['total_s'] / r['floor_s']:.2f}x | {r['peak_rss_gb']:.2f} GB |"
+        )
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     picture(results, floor_rate, out / "scale.png")

@@ -44,8 +44,13 @@ def floor(ds, specs) -> dict:  # type: ignore[no-untyped-def]
         pre = Preprocess(src.transform(spec.model, w))
         prof = layers.profile(spec.model)
         nodes = list(resolve_names(prof, prof.default).values())
-        ext = build_extractor(spec, w, nodes, device="cpu", precision=resolve_precision("auto", "cpu"), fold_bn=FOLD_BATCHNORM)
-        batches = [pre.batch(pre.image(img) for img in images[s : s + spec.batch_size]) for s in range(0, len(images), spec.batch_size)]
+        ext = build_extractor(
+            spec, w, nodes, device="cpu", precision=resolve_precision("auto", "cpu"), fold_bn=FOLD_BATCHNORM
+        )
+        batches = [
+            pre.batch(pre.image(img) for img in images[s : s + spec.batch_size])
+            for s in range(0, len(images), spec.batch_size)
+        ]
         ext(batches[0])  # warm-up
         t = time.perf_counter()
         with torch.inference_mode():
@@ -53,8 +58,11 @@ def floor(ds, specs) -> dict:  # type: ignore[no-untyped-def]
                 ext(b)
         forward[spec.model] = time.perf_counter() - t
         del batches, ext
-    return {"decode": round(decode, 2), "forward": {k: round(v, 2) for k, v in forward.items()},
-            "floor": round(decode + sum(forward.values()), 2)}  # fmt: skip
+    return {
+        "decode": round(decode, 2),
+        "forward": {k: round(v, 2) for k, v in forward.items()},
+        "floor": round(decode + sum(forward.values()), 2),
+    }
 
 
 def main() -> None:

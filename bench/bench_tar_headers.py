@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _module_at(rev: str, folder: Path) -> object:
-    source = subprocess.run(["git", "show", f"{rev}:explorer/data/tar_headers.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout  # fmt: skip
+    source = subprocess.run(
+        ["git", "show", f"{rev}:explorer/data/tar_headers.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     path = folder / "tar_headers_then.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("tar_headers_then", path)

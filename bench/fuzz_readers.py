@@ -56,8 +56,15 @@ def _campaign(kind: str, examples: int, work: Path) -> dict:
 
     t0 = time.perf_counter()
     one()
-    return {"kind": kind, "inputs": count[0], **tally, "seconds": round(time.perf_counter() - t0, 1),
-            "slowest_s": round(slowest[0], 3), "top_refusals": reasons.most_common(5), "failures": bad[:20]}  # fmt: skip
+    return {
+        "kind": kind,
+        "inputs": count[0],
+        **tally,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "slowest_s": round(slowest[0], 3),
+        "top_refusals": reasons.most_common(5),
+        "failures": bad[:20],
+    }
 
 
 def _tar_campaign(examples: int, work: Path) -> dict:
@@ -84,8 +91,14 @@ def _tar_campaign(examples: int, work: Path) -> dict:
 
     t0 = time.perf_counter()
     one()
-    return {"kind": "tar headers vs tarfile", "inputs": sum(tally.values()) + len(bad), **tally,
-            "seconds": round(time.perf_counter() - t0, 1), "slowest_s": round(slowest[0], 4), "failures": bad[:20]}  # fmt: skip
+    return {
+        "kind": "tar headers vs tarfile",
+        "inputs": sum(tally.values()) + len(bad),
+        **tally,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "slowest_s": round(slowest[0], 4),
+        "failures": bad[:20],
+    }
 
 
 def main() -> None:
@@ -103,7 +116,9 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MB; {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "peak_rss_mb": round(peak), "machine": platform.platform()}, indent=1))
+        args.out.write_text(
+            json.dumps({"rows": rows, "peak_rss_mb": round(peak), "machine": platform.platform()}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ class DemoServer:
     """The demo as scripts/run.sh starts it (or, `plain`, as `EXPLORER_MODE=demo streamlit run app.py`
     does), on a free loopback port, with more Streamlit `options` (`--runner.fastReruns true`)."""
 
-    def __init__(self, cache: Path, log: Path, cache_max_gb: float, *, plain: bool = False, options: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, cache: Path, log: Path, cache_max_gb: float, *, plain: bool = False, options: tuple[str, ...] = ()
+    ) -> None:
         self.cache, self.log, self.cache_max_gb = cache, log, cache_max_gb
         self.plain, self.options = plain, options
         self.proc: subprocess.Popen | None = None
@@ -58,13 +60,25 @@ class DemoServer:
     def start(self) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, **MALLOC, "EXPLORER_CACHE_DIR": str(self.cache), "NUMBA_THREADING_LAYER": "omp",
-               "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb), "EXPLORER_RESULT_TTL": "60", "EXPLORER_MODE": "demo",
-               "EXPLORER_TRUSTED_PROXIES": "1"}  # the visitors say their address as a proxy would (bench_demo.py)  # fmt: skip
+        env = {
+            **os.environ,
+            **MALLOC,
+            "EXPLORER_CACHE_DIR": str(self.cache),
+            "NUMBA_THREADING_LAYER": "omp",
+            "EXPLORER_CACHE_MAX_GB": str(self.cache_max_gb),
+            "EXPLORER_RESULT_TTL": "60",
+            "EXPLORER_MODE": "demo",
+            "EXPLORER_TRUSTED_PROXIES": "1",
+        }  # the visitors say their address as a proxy would (bench_demo.py)
         command = ["-m", "streamlit", "run", "app.py"] if self.plain else ["-m", "explorer.ui.serve", "--mode", "demo"]
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen([sys.executable, *command, "--server.port", str(port), "--server.address", "127.0.0.1",
-                                          *self.options], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, *command, "--server.port", str(port), "--server.address", "127.0.0.1", *self.options],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         t0 = time.time()
         while not healthy(self.url):
             if self.proc.poll() is not None or time.time() - t0 > 180:
@@ -138,4 +152,3 @@ class _Pid:
 
     def poll(self) -> None:
         return None
-

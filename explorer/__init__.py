@@ -13,7 +13,7 @@ modules below, the dashboard's internals) may change between versions.
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 __all__ = ["AnalysisRequest", "Comparison", "compare", "compare_features", "layers", "load", "models", "__version__"]
 

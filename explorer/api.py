@@ -39,7 +39,14 @@ from .store import FeatureCache
 log = logging.getLogger(__name__)
 
 ModelLike = Any  # a model name (any source), or a torch.nn.Module
-_RUN_OPTIONS = ("data", "model", "layers", "projection", "label_column", "image_column")  # request fields compare() takes by their own names
+_RUN_OPTIONS = (
+    "data",
+    "model",
+    "layers",
+    "projection",
+    "label_column",
+    "image_column",
+)  # request fields compare() takes by their own names
 _FEATURE_OPTIONS = ("components", "n_neighbors", "min_dist", "perplexity", "folds", "knn_k", "probe_c", "seed")
 
 
@@ -142,12 +149,16 @@ def _request(**fields: Any) -> AnalysisRequest:
     known = {f.name for f in dataclasses.fields(AnalysisRequest)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise TypeError(f"unknown option {unknown[0]!r}; the options are the compare command's flags: "
-                        f"{', '.join(sorted(known - set(_RUN_OPTIONS)))}")  # fmt: skip
+        raise TypeError(
+            f"unknown option {unknown[0]!r}; the options are the compare command's flags: "
+            f"{', '.join(sorted(known - set(_RUN_OPTIONS)))}"
+        )
     return AnalysisRequest(**fields)
 
 
-def _model_names(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike], transform: Any) -> tuple[list[str], list[str | None]]:
+def _model_names(
+    models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike], transform: Any
+) -> tuple[list[str], list[str | None]]:
     """(model names, run labels or None) for any spelling of the models: a name, `a,b`, an
     nn.Module, a list of these, or {label: model}. Modules are registered (networks/memory_source.py)
     with `transform`, one for all or {label: transform}."""
@@ -173,7 +184,9 @@ def _model_names(models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLik
     return names, labels
 
 
-def _layers_arg(layers: str | Sequence[str] | Mapping[str, Sequence[str]], names: list[str], labels: list[str | None]) -> str:
+def _layers_arg(
+    layers: str | Sequence[str] | Mapping[str, Sequence[str]], names: list[str], labels: list[str | None]
+) -> str:
     """The command line's --layers for `layers`: `auto`, its own syntax, a list of the (one)
     model's layers, or {model name or label: [layers]}."""
     if isinstance(layers, str):
@@ -184,7 +197,9 @@ def _layers_arg(layers: str | Sequence[str] | Mapping[str, Sequence[str]], names
         for model, nodes in layers.items():
             name = by_label.get(model, model)
             if name not in names:
-                raise ValueError(f"layers names the model {model!r}, which is not compared; the models are {', '.join(names)}")
+                raise ValueError(
+                    f"layers names the model {model!r}, which is not compared; the models are {', '.join(names)}"
+                )
             parts += [f"{name}:{n}" for n in nodes]
         return ",".join(parts) or "auto"
     if len(names) > 1:
@@ -196,9 +211,18 @@ def _cache(cache_dir: str | Path | None) -> FeatureCache:
     return FeatureCache(cache_dir) if cache_dir is not None else FeatureCache()
 
 
-def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, label_column: str | None = None,
-         image_column: str | None = None, max_images: int | None = None, seed: int = 0, limits: Limits | None = None,
-         progress: bool = True, thumbnails: bool = False) -> ImageDataset:  # fmt: skip
+def load(
+    data: Any = "sample:clothing",
+    *,
+    labels: Sequence[Any] | None = None,
+    label_column: str | None = None,
+    image_column: str | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+    limits: Limits | None = None,
+    progress: bool = True,
+    thumbnails: bool = False,
+) -> ImageDataset:
     """A dataset, checked as the command line checks one.
 
     Args:
@@ -219,8 +243,13 @@ def load(data: Any = "sample:clothing", *, labels: Sequence[Any] | None = None, 
         unpacked into a temporary folder), or let a Comparison keep it.
     """
     in_python = not isinstance(data, (str, os.PathLike))
-    spec = DataSpec(source="python" if in_python else str(data), max_images=max_images, random_state=seed,
-                    label_column=label_column, image_column=image_column)  # fmt: skip
+    spec = DataSpec(
+        source="python" if in_python else str(data),
+        max_images=max_images,
+        random_state=seed,
+        label_column=label_column,
+        image_column=image_column,
+    )
     settings = RunSettings(limits=limits or Limits(), thumbnails=thumbnails)
     bar = StageBar(enabled=progress, notebook=True)
     try:
@@ -290,16 +319,29 @@ def compare(
     """
     names, run_labels = _model_names(models, transform)
     in_python = not isinstance(data, (str, os.PathLike))
-    request = _request(data="python" if in_python else str(data), label_column=label_column, image_column=image_column,
-                       model=",".join(names), layers=_layers_arg(layers, names, run_labels), projection=projection,
-                       **options)  # fmt: skip
+    request = _request(
+        data="python" if in_python else str(data),
+        label_column=label_column,
+        image_column=image_column,
+        model=",".join(names),
+        layers=_layers_arg(layers, names, run_labels),
+        projection=projection,
+        **options,
+    )
     if request.random_baseline and request.specs()[1][0].weights != "none":
         run_labels.insert(1, f"{run_labels[0]}[random]" if run_labels[0] else None)
     settings = RunSettings(engine=engine, ray_address=ray_address, leaderboard=leaderboard, latency=latency)
     bar = StageBar(enabled=progress, notebook=True)
     try:
-        record = run_analysis(request, cache=_cache(cache_dir), settings=settings, data=data if in_python else None,
-                              labels=labels, run_labels=run_labels, progress=bar)  # fmt: skip
+        record = run_analysis(
+            request,
+            cache=_cache(cache_dir),
+            settings=settings,
+            data=data if in_python else None,
+            labels=labels,
+            run_labels=run_labels,
+            progress=bar,
+        )
     finally:
         bar.close()
     return Comparison.of(record)
@@ -363,8 +405,13 @@ def models(filter: str | None = None, source: str = "all") -> pd.DataFrame:
         source: all, torchvision, timm or hf.
     """
     names = catalog.search(filter or "", sources=None if source == "all" else (source,), limit=None)
-    return pd.DataFrame({"model": names, "source": [sources.source_name(n) for n in names],
-                         "weights": [catalog.availability(n) for n in names]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "model": names,
+            "source": [sources.source_name(n) for n in names],
+            "weights": [catalog.availability(n) for n in names],
+        }
+    )
 
 
 def layers(model: ModelLike, *, transform: Any = None) -> pd.DataFrame:
@@ -377,6 +424,19 @@ def layers(model: ModelLike, *, transform: Any = None) -> pd.DataFrame:
     (name,), _ = _model_names(model, transform)
     prof = layer_profiles.profile(name)
     default = set(prof.default)
-    return pd.DataFrame([{"node": i.node, "shape": "x".join(map(str, i.shape)), "layout": i.layout, "dim": i.dim,
-                          "size": i.size, "depth": round(i.depth, 4), "default": i.node in default, "block": i.is_block,
-                          "bottleneck": i.is_bottleneck} for i in prof.layers])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "node": i.node,
+                "shape": "x".join(map(str, i.shape)),
+                "layout": i.layout,
+                "dim": i.dim,
+                "size": i.size,
+                "depth": round(i.depth, 4),
+                "default": i.node in default,
+                "block": i.is_block,
+                "bottleneck": i.is_bottleneck,
+            }
+            for i in prof.layers
+        ]
+    )

@@ -35,9 +35,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"{'model':<{width}} weights")
     for n in names:
         print(f"{n:<{width}} {catalog.availability(n)}")
-    print(f"\n{len(names)} models; 'offline' weights load here without a network, 'download' ones need internet "
-          "(or --weights FILE); --weights none (random init) always works. Any Hugging Face repo id works as hf:ORG/NAME, "
-          "a save_pretrained folder as hf:FOLDER, your own model as FILE.pt2 or package.module:builder.")  # fmt: skip
+    print(
+        f"\n{len(names)} models; 'offline' weights load here without a network, 'download' ones need internet "
+        "(or --weights FILE); --weights none (random init) always works. Any Hugging Face repo id works as hf:ORG/NAME, "
+        "a save_pretrained folder as hf:FOLDER, your own model as FILE.pt2 or package.module:builder."
+    )
     return 0
 
 
@@ -48,8 +50,15 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     for info in prof.layers:
         if args.blocks and not (info.is_block or info.node in default):
             continue
-        marks = " ".join(m for m, on in (("default", info.node in default), ("block", info.is_block),
-                                         ("bottleneck", info.is_bottleneck)) if on)  # fmt: skip
+        marks = " ".join(
+            m
+            for m, on in (
+                ("default", info.node in default),
+                ("block", info.is_block),
+                ("bottleneck", info.is_bottleneck),
+            )
+            if on
+        )
         shape = "x".join(map(str, info.shape))
         print(f"{info.node:<48} {shape:<18} {info.layout:<7} {info.dim:>6} {info.size:>10}  {marks}")
     print(f"\ndefault layers: {','.join(prof.default)}")
@@ -65,8 +74,12 @@ def analysis_from_args(args: argparse.Namespace) -> tuple[DataSpec, list[Extract
 
 
 def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024**2), max_pixels=args.max_pixels,
-                  max_total_bytes=int(args.max_archive_gb * 1024**3))  # fmt: skip
+    return Limits(
+        max_files=args.max_files,
+        max_file_bytes=int(args.max_file_mb * 1024**2),
+        max_pixels=args.max_pixels,
+        max_total_bytes=int(args.max_archive_gb * 1024**3),
+    )
 
 
 def _cache(args: argparse.Namespace) -> FeatureCache:
@@ -77,14 +90,23 @@ def _cache(args: argparse.Namespace) -> FeatureCache:
 
 def _load(source: str, args: argparse.Namespace, bar: StageBar, cache: FeatureCache) -> ImageDataset:
     """A dataset as the command line reads one: headers checked, no thumbnails (extraction decodes each image once)."""
-    spec = DataSpec(source=source, random_state=getattr(args, "seed", 0), label_column=getattr(args, "label_column", None))
+    spec = DataSpec(
+        source=source, random_state=getattr(args, "seed", 0), label_column=getattr(args, "label_column", None)
+    )
     return read_data(spec, settings=RunSettings(limits=_limits(args)), cache=cache, progress=bar)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     request = AnalysisRequest.from_namespace(args)
-    settings = RunSettings(limits=_limits(args), engine=args.engine, ray_address=args.ray_address, ray_actors=args.ray_actors,
-                           leaderboard=not args.no_leaderboard, latency=not args.no_latency, keep_files=False)  # fmt: skip
+    settings = RunSettings(
+        limits=_limits(args),
+        engine=args.engine,
+        ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        leaderboard=not args.no_leaderboard,
+        latency=not args.no_latency,
+        keep_files=False,
+    )
     bar = StageBar(enabled=not args.quiet)
     t0 = time.perf_counter()
     try:
@@ -103,12 +125,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if not comp.leaderboard.empty:
             front = comp.leaderboard[comp.leaderboard["pareto"]].sort_values("gflops")
             print("\nPareto front (probe accuracy against GFLOPs up to the layer):")
-            print(front[["model", "layer", "dim", "probe_acc", "gflops", "latency_ms_b1", "logme"]].to_string(
-                index=False, float_format=lambda v: f"{v:.3g}"))  # fmt: skip
+            print(
+                front[["model", "layer", "dim", "probe_acc", "gflops", "latency_ms_b1", "logme"]].to_string(
+                    index=False, float_format=lambda v: f"{v:.3g}"
+                )
+            )
             budget = {"max_gflops": args.max_gflops, "max_latency_ms": args.max_latency_ms, "max_dim": args.max_dim}
             print(budget_sentence(comp.leaderboard, **budget))
-        print(f"\n{len(comp.dataset)} images, {len(comp.dataset.skipped)} skipped; "
-              f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}")  # fmt: skip
+        print(
+            f"\n{len(comp.dataset)} images, {len(comp.dataset.skipped)} skipped; "
+            f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}"
+        )
     return 0
 
 
@@ -117,13 +144,30 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
     test = _load(args.test_data, args, bar, cache) if args.test_data else None
-    spec = ExtractSpec(model=args.model, weights=args.weights, layers=(args.layer,), pooling=args.pooling,
-                       token_pooling=args.tokens, precision=args.precision, device=args.device,
-                       batch_size=args.batch_size, random_state=args.seed)  # fmt: skip
+    spec = ExtractSpec(
+        model=args.model,
+        weights=args.weights,
+        layers=(args.layer,),
+        pooling=args.pooling,
+        token_pooling=args.tokens,
+        precision=args.precision,
+        device=args.device,
+        batch_size=args.batch_size,
+        random_state=args.seed,
+    )
     command = "python -m explorer " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     try:
-        got = cutting.make_cut(dataset, spec, args.out, test=test, test_split=args.test_split, cache=cache, progress=bar,
-                               max_pixels=args.max_pixels, command=command)  # fmt: skip
+        got = cutting.make_cut(
+            dataset,
+            spec,
+            args.out,
+            test=test,
+            test_split=args.test_split,
+            cache=cache,
+            progress=bar,
+            max_pixels=args.max_pixels,
+            command=command,
+        )
     finally:
         bar.close()
         dataset.close()
@@ -131,9 +175,13 @@ def _cmd_cut(args: argparse.Namespace) -> int:
             test.close()
     m = got.metrics
     if not args.quiet:
-        print(f"{m['model']} cut at {m['layer']}: {m['dim']} dimensions, {m['gflops']:.3g} GFLOPs, {m['params']:,} parameters")
-        print(f"test accuracy {m['test_accuracy']:.3f} (95 % interval {m['test_accuracy_low']:.3f}-{m['test_accuracy_high']:.3f}) "
-              f"on {m['n_test']} images the head never saw; trained on {m['n_train']}, C = {m['c']:g}")
+        print(
+            f"{m['model']} cut at {m['layer']}: {m['dim']} dimensions, {m['gflops']:.3g} GFLOPs, {m['params']:,} parameters"
+        )
+        print(
+            f"test accuracy {m['test_accuracy']:.3f} (95 % interval {m['test_accuracy_low']:.3f}-{m['test_accuracy_high']:.3f}) "
+            f"on {m['n_test']} images the head never saw; trained on {m['n_train']}, C = {m['c']:g}"
+        )
         print(f"wrote {', '.join(got.files)} to {args.out}")
     return 0
 
@@ -143,7 +191,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
     try:
-        table = cutting.predict(args.model, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("predicting", d, t))
+        table = cutting.predict(
+            args.model, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("predicting", d, t)
+        )
     finally:
         bar.close()
         dataset.close()
@@ -160,58 +210,110 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         failed = int((table["error"] != "").sum())
         print(f"{len(table)} images, {failed} could not be decoded; wrote {out}")
         if accuracy is not None:
-            print(f"accuracy {accuracy[0]:.3f} (95 % interval {accuracy[1]:.3f}-{accuracy[2]:.3f}) against the folders' labels")
+            print(
+                f"accuracy {accuracy[0]:.3f} (95 % interval {accuracy[1]:.3f}-{accuracy[2]:.3f}) against the folders' labels"
+            )
         print(table["predicted"][table["error"] == ""].value_counts().to_string())
     return 0
 
 
 def _add_limits(c: argparse.ArgumentParser) -> None:
     lim = Limits()
-    c.add_argument("--max-files", type=int, default=lim.max_files, help="most images kept after --max-images (and entries of a zip)")
+    c.add_argument(
+        "--max-files",
+        type=int,
+        default=lim.max_files,
+        help="most images kept after --max-images (and entries of a zip)",
+    )
     c.add_argument("--max-file-mb", type=float, default=lim.max_file_bytes / 1024**2, help="largest image file, MB")
-    c.add_argument("--max-pixels", type=int, default=lim.max_pixels, help="largest image, width x height (pixel-bomb guard)")
-    c.add_argument("--max-archive-gb", type=float, default=lim.max_total_bytes / 1024**3, help="most a zip may expand to, GB")
+    c.add_argument(
+        "--max-pixels", type=int, default=lim.max_pixels, help="largest image, width x height (pixel-bomb guard)"
+    )
+    c.add_argument(
+        "--max-archive-gb", type=float, default=lim.max_total_bytes / 1024**3, help="most a zip may expand to, GB"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m explorer", description="What the bottleneck layers of pretrained image networks make of your images.")
+    p = argparse.ArgumentParser(
+        prog="python -m explorer",
+        description="What the bottleneck layers of pretrained image networks make of your images.",
+    )
     p.add_argument("--version", action="version", version=f"explorer {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("models", help="list models and whether their weights are available offline")
-    m.add_argument("--filter", default=None, help="words that must all appear in the name (dino, convnext tiny), or an fnmatch pattern ('resnet*')")
-    m.add_argument("--source", default="all", choices=["all", "torchvision", "timm", "hf"], help="which library's models")
-    lay = sub.add_parser("layers", help="list a model's layers (FX nodes, or modules) with shapes, dims, defaults, bottlenecks")
+    m.add_argument(
+        "--filter",
+        default=None,
+        help="words that must all appear in the name (dino, convnext tiny), or an fnmatch pattern ('resnet*')",
+    )
+    m.add_argument(
+        "--source", default="all", choices=["all", "torchvision", "timm", "hf"], help="which library's models"
+    )
+    lay = sub.add_parser(
+        "layers", help="list a model's layers (FX nodes, or modules) with shapes, dims, defaults, bottlenecks"
+    )
     lay.add_argument("--model", required=True)
     lay.add_argument("--blocks", action="store_true", help="only block outputs and default picks")
     c = sub.add_parser("compare", help="extract, score and project layers; write metrics, features and a report")
     add_request_arguments(c)  # the analysis's flags: request.py, the vocabulary the link and the Python API share
     _add_limits(c)
-    c.add_argument("--no-leaderboard", action="store_true", help="skip LogME, the compression curves and the cost per layer "
-                   "(leaderboard.csv, compression.csv)")
-    c.add_argument("--no-latency", action="store_true", help="leave the measured latency out of the leaderboard (no timed passes)")
-    c.add_argument("--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image")
-    c.add_argument("--max-latency-ms", type=float, default=None, help="... under this many ms per image at batch 1 here")
+    c.add_argument(
+        "--no-leaderboard",
+        action="store_true",
+        help="skip LogME, the compression curves and the cost per layer (leaderboard.csv, compression.csv)",
+    )
+    c.add_argument(
+        "--no-latency", action="store_true", help="leave the measured latency out of the leaderboard (no timed passes)"
+    )
+    c.add_argument(
+        "--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image"
+    )
+    c.add_argument(
+        "--max-latency-ms", type=float, default=None, help="... under this many ms per image at batch 1 here"
+    )
     c.add_argument("--max-dim", type=int, default=None, help="... with at most this many feature dimensions")
-    c.add_argument("--engine", default="local", choices=["local", "ray"], help="where extraction runs: here, or on Ray (Ray Data)")
-    c.add_argument("--ray-address", default=None, help="a running Ray cluster (HOST:6379 or auto); default: a local Ray instance")
-    c.add_argument("--ray-actors", type=int, default=None, help="model-holding actors (default: one per GPU, else per 4 CPUs)")
-    c.add_argument("--cache-dir", default=None, help="feature cache (default $EXPLORER_CACHE_DIR or ~/.cache/bottleneck-explorer)")
+    c.add_argument(
+        "--engine", default="local", choices=["local", "ray"], help="where extraction runs: here, or on Ray (Ray Data)"
+    )
+    c.add_argument(
+        "--ray-address", default=None, help="a running Ray cluster (HOST:6379 or auto); default: a local Ray instance"
+    )
+    c.add_argument(
+        "--ray-actors", type=int, default=None, help="model-holding actors (default: one per GPU, else per 4 CPUs)"
+    )
+    c.add_argument(
+        "--cache-dir", default=None, help="feature cache (default $EXPLORER_CACHE_DIR or ~/.cache/bottleneck-explorer)"
+    )
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
-    k = sub.add_parser("cut", help="train a head on one layer and export the network up to it: cut.pt2 (torch.export), "
-                       "preprocess.json, labels.json, metrics.json, model_card.md")
-    k.add_argument("--data", default="sample:clothing", help="labelled images to train on: folder, .zip, or sample:NAME")
+    k = sub.add_parser(
+        "cut",
+        help="train a head on one layer and export the network up to it: cut.pt2 (torch.export), "
+        "preprocess.json, labels.json, metrics.json, model_card.md",
+    )
+    k.add_argument(
+        "--data", default="sample:clothing", help="labelled images to train on: folder, .zip, or sample:NAME"
+    )
     k.add_argument("--model", default="mobilenet_v2", help="one model of any source (as compare)")
     k.add_argument("--weights", default="auto", help="auto | none (random init) | a torchvision weights name | a file")
-    k.add_argument("--label-column", default=None, help="the label column of a table, metadata.csv/jsonl or a shard's .json")
+    k.add_argument(
+        "--label-column", default=None, help="the label column of a table, metadata.csv/jsonl or a shard's .json"
+    )
     k.add_argument("--layer", required=True, help="the layer to cut at (`layers --model M` lists them)")
     k.add_argument("--test-data", default=None, help="labelled images to test on (then every --data image trains)")
-    k.add_argument("--test-split", type=float, default=0.2, help="without --test-data: the share of each class held out to test")
+    k.add_argument(
+        "--test-split", type=float, default=0.2, help="without --test-data: the share of each class held out to test"
+    )
     k.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
     k.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")
-    k.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"],
-                   help="of the training features (fp32: as the exported program runs)")
+    k.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["auto", "fp32", "bf16"],
+        help="of the training features (fp32: as the exported program runs)",
+    )
     k.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     k.add_argument("--batch-size", type=int, default=32)
     k.add_argument("--seed", type=int, default=0, help="the split, the inner cross-validation, a random init")
@@ -219,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="the folder to write the cut into")
     k.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     _add_limits(k)
-    r = sub.add_parser("predict", help="run an exported cut on new images: predictions.csv (file, predicted, probability)")
+    r = sub.add_parser(
+        "predict", help="run an exported cut on new images: predictions.csv (file, predicted, probability)"
+    )
     r.add_argument("--model", required=True, help="a folder written by `cut`")
     r.add_argument("--data", required=True, help="images: folder, .zip, or sample:NAME (labels are not needed)")
     r.add_argument("--out", default="predictions.csv", help="the CSV to write")
@@ -234,8 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure()
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"models": _cmd_models, "layers": _cmd_layers, "compare": _cmd_compare, "cut": _cmd_cut, "predict": _cmd_predict}
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    commands = {
+        "models": _cmd_models,
+        "layers": _cmd_layers,
+        "compare": _cmd_compare,
+        "cut": _cmd_cut,
+        "predict": _cmd_predict,
+    }
     try:
         return commands[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as exc:

@@ -25,17 +25,35 @@ STAGES: dict[str, tuple[str, ...]] = {
     # the forward pass and pooling: the model as built (by any source) and traced or hooked, folded
     # BatchNorm, the pooled vectors
     "extract": (
-        "explorer.networks.registry", "explorer.networks.weights", "explorer.networks.layers", "explorer.networks.batchnorm",
-        "explorer.networks.sources", "explorer.networks.timm_source", "explorer.networks.hf_source", "explorer.networks.own_source",
-        "explorer.networks.module_layers", "explorer.networks.memory_source", "explorer.networks.safe_program",
-        "explorer.extraction.extractor", "explorer.extraction.device", "explorer.extraction.decode",
-        "explorer.extraction.threads", "explorer.networks.pooling", "explorer.extraction.backend",
-        "explorer.extraction.local_backend", "explorer.extraction.ray_backend",
-    ),  # fmt: skip
+        "explorer.networks.registry",
+        "explorer.networks.weights",
+        "explorer.networks.layers",
+        "explorer.networks.batchnorm",
+        "explorer.networks.sources",
+        "explorer.networks.timm_source",
+        "explorer.networks.hf_source",
+        "explorer.networks.own_source",
+        "explorer.networks.module_layers",
+        "explorer.networks.memory_source",
+        "explorer.networks.safe_program",
+        "explorer.extraction.extractor",
+        "explorer.extraction.device",
+        "explorer.extraction.decode",
+        "explorer.extraction.threads",
+        "explorer.networks.pooling",
+        "explorer.extraction.backend",
+        "explorer.extraction.local_backend",
+        "explorer.extraction.ray_backend",
+    ),
     # each derived result: the modules that compute it, and store it (to_arrays / from_arrays)
     "graph": ("explorer.analysis.neighbors", "explorer.analysis.chunked"),
-    "scores": ("explorer.analysis.scores", "explorer.analysis.probe", "explorer.analysis.neighbors", "explorer.analysis.chunked",
-               "explorer.analysis.uncertainty"),
+    "scores": (
+        "explorer.analysis.scores",
+        "explorer.analysis.probe",
+        "explorer.analysis.neighbors",
+        "explorer.analysis.chunked",
+        "explorer.analysis.uncertainty",
+    ),
     "projection": ("explorer.analysis.projection", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "similarity": ("explorer.analysis.similarity", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "logme": ("explorer.analysis.logme", "explorer.analysis.chunked"),
@@ -58,7 +76,7 @@ NOT_NUMERIC: dict[str, str] = {
     "explorer.data.shards": "where a shard's images are read from (a tar member) and their labels; the bytes are hashed",
     "explorer.data.tar_headers": "which members a shard has and where their bytes start; the bytes are hashed",
     "explorer.data.cluster_listing": "where Ray's readers read an image's bytes and the checks every image gets; the bytes "
-                                     "are hashed, and each image is matched to its row by its hash",
+    "are hashed, and each image is matched to its row by its hash",
     "explorer.data.file_checks": "what reading the files found, remembered by stat; the decode identity is in its records",
     "explorer.networks.fx_lock": "a lock between tracing and running modules",
     "explorer.progress": "how work reports progress and is stopped; a stopped extraction keeps only finished chunks",
@@ -75,7 +93,12 @@ def _normalised(source: str) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, include_attributes=False)
 
@@ -94,7 +117,9 @@ def identity_of(modules: tuple[str, ...], sources: dict[str, str] | None = None)
     h = hashlib.sha256()
     for name in modules:
         text = (sources or {}).get(name)
-        h.update(name.encode() + b"\0" + _normalised(text if text is not None else module_source(name)).encode() + b"\0")
+        h.update(
+            name.encode() + b"\0" + _normalised(text if text is not None else module_source(name)).encode() + b"\0"
+        )
     return h.hexdigest()[:16]
 
 

@@ -83,7 +83,9 @@ class Comparison:
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
     random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
     request: AnalysisRequest | None = None  # what was asked for, where the command line, a link or the Python API asked
-    answers: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)  # analysis/per_run.py's, kept while this lives
+    answers: dict[tuple, Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )  # analysis/per_run.py's, kept while this lives
 
     @property
     def multi(self) -> bool:
@@ -124,13 +126,26 @@ class Comparison:
 
     def best_layer(self, run: ModelRun) -> str | None:
         """The run's layer with the highest probe accuracy (the deepest of equals), None unscored."""
-        scored = [(self.scores[k].probe_acc, j, k) for j, k in enumerate(self.layer_keys(run)) if self.scores[k].probe_acc is not None]
+        scored = [
+            (self.scores[k].probe_acc, j, k)
+            for j, k in enumerate(self.layer_keys(run))
+            if self.scores[k].probe_acc is not None
+        ]
         return max(scored)[2] if scored else None
 
     def baseline_of(self, run: ModelRun) -> ModelRun | None:
         """The random-init run of the same model as `run`, if the comparison has one."""
-        return next((r for r in self.runs if r is not run and r.spec.model == run.spec.model and r.spec.weights == "none"
-                     and run.spec.weights != "none"), None)  # fmt: skip
+        return next(
+            (
+                r
+                for r in self.runs
+                if r is not run
+                and r.spec.model == run.spec.model
+                and r.spec.weights == "none"
+                and run.spec.weights != "none"
+            ),
+            None,
+        )
 
     def selection(self, query: str) -> list[int]:
         """Rows whose class is `query`, or, for `COLUMN=VALUE`, whose metadata column (labels.csv's,
@@ -167,8 +182,11 @@ class Comparison:
         matches = [k for k in keys if k.rpartition(":")[2] == layer or k.endswith(":" + layer)]
         if len(matches) == 1:
             return matches[0]
-        raise KeyError(f"no layer {layer!r} in this comparison" if not matches else
-                       f"layer {layer!r} is in several models: name it as one of {', '.join(matches)}")  # fmt: skip
+        raise KeyError(
+            f"no layer {layer!r} in this comparison"
+            if not matches
+            else f"layer {layer!r} is in several models: name it as one of {', '.join(matches)}"
+        )
 
     def features(self, layer: str) -> np.ndarray:
         """One layer's pooled features.
@@ -183,8 +201,9 @@ class Comparison:
         return self.feature_arrays()[self.key_of(layer)]
 
 
-def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool,
-                random_state: int = 0) -> list[Step | None]:  # fmt: skip
+def probe_steps(
+    run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[str] | None, multi: bool, random_state: int = 0
+) -> list[Step | None]:
     """For each layer of a run after the first, the change in probe accuracy from the layer before,
     with its paired bootstrap interval over the images (uncertainty.step, seeded by `random_state`);
     None where unscored."""
@@ -203,8 +222,13 @@ def probe_steps(run: ModelRun, scores: dict[str, LayerScores], labels: Sequence[
     return out
 
 
-def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: bool, labels: Sequence[str] | None = None,
-                  random_state: int = 0) -> pd.DataFrame:  # fmt: skip
+def metrics_table(
+    runs: list[ModelRun],
+    scores: dict[str, LayerScores],
+    multi: bool,
+    labels: Sequence[str] | None = None,
+    random_state: int = 0,
+) -> pd.DataFrame:
     """One row per (model, layer): the columns of metrics.csv (the steps' bootstraps seeded by `random_state`)."""
     rows = []
 
@@ -215,20 +239,40 @@ def metrics_table(runs: list[ModelRun], scores: dict[str, LayerScores], multi: b
         for name, st in zip(r.features, probe_steps(r, scores, labels, multi, random_state)):
             s = scores[r.key(name, multi)]
             info = r.profile[r.nodes[name]]
-            rows.append({
-                "model": r.label, "layer": name, "node": info.node, "depth": round(info.depth, 4), "dim": s.dim,
-                "full_size": info.size, "bottleneck": info.is_bottleneck, "probe_acc": s.probe_acc,
-                "probe_acc_std": s.probe_acc_std, "probe_acc_low": s.probe_acc_low, "probe_acc_high": s.probe_acc_high,
-                "probe_control": s.probe_control, "probe_control_std": s.probe_control_std,
-                "probe_selectivity": minus(s.probe_acc, s.probe_control),
-                "probe_step": st and st.diff, "probe_step_low": st and st.low, "probe_step_high": st and st.high,
-                "probe_step_in_noise": st and st.in_noise,
-                "probe_c": s.probe_c, "probe_train": s.probe_train,
-                "knn_acc": s.knn_acc, "knn_acc_std": s.knn_acc_std, "knn_acc_low": s.knn_acc_low,
-                "knn_acc_high": s.knn_acc_high, "knn_control": s.knn_control,
-                "knn_selectivity": minus(s.knn_acc, s.knn_control), "knn_recall": s.knn_recall,
-                "silhouette": s.silhouette, "eff_dim": s.eff_dim, "n90": s.n90,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "model": r.label,
+                    "layer": name,
+                    "node": info.node,
+                    "depth": round(info.depth, 4),
+                    "dim": s.dim,
+                    "full_size": info.size,
+                    "bottleneck": info.is_bottleneck,
+                    "probe_acc": s.probe_acc,
+                    "probe_acc_std": s.probe_acc_std,
+                    "probe_acc_low": s.probe_acc_low,
+                    "probe_acc_high": s.probe_acc_high,
+                    "probe_control": s.probe_control,
+                    "probe_control_std": s.probe_control_std,
+                    "probe_selectivity": minus(s.probe_acc, s.probe_control),
+                    "probe_step": st and st.diff,
+                    "probe_step_low": st and st.low,
+                    "probe_step_high": st and st.high,
+                    "probe_step_in_noise": st and st.in_noise,
+                    "probe_c": s.probe_c,
+                    "probe_train": s.probe_train,
+                    "knn_acc": s.knn_acc,
+                    "knn_acc_std": s.knn_acc_std,
+                    "knn_acc_low": s.knn_acc_low,
+                    "knn_acc_high": s.knn_acc_high,
+                    "knn_control": s.knn_control,
+                    "knn_selectivity": minus(s.knn_acc, s.knn_control),
+                    "knn_recall": s.knn_recall,
+                    "silhouette": s.silhouette,
+                    "eff_dim": s.eff_dim,
+                    "n90": s.n90,
+                }
+            )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
@@ -320,16 +364,34 @@ def compare(
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = _labels(specs, labels)
     # every image decoded once for all the models (extract_sweep), each resized for its model
-    runs = extract_sweep(dataset, specs, labels, cache=cache, progress=progress, should_stop=should_stop,
-                         max_pixels=max_pixels, backend=backend)  # fmt: skip
+    runs = extract_sweep(
+        dataset,
+        specs,
+        labels,
+        cache=cache,
+        progress=progress,
+        should_stop=should_stop,
+        max_pixels=max_pixels,
+        backend=backend,
+    )
     unreadable = {row: why for r in runs for row, why in r.unreadable.items()}  # the dataset's record, read by each run
     if unreadable:  # found by the one full decode, extraction's: leave them out and say so
         log.warning("%d images could not be decoded and are left out", len(unreadable))
         dataset = dataset.without(unreadable)
         for r in runs:
             r.without_rows(list(unreadable))
-    return analyse(dataset, runs, projection=projection, metric=metric, cache=cache, progress=progress,
-                   should_stop=should_stop, leaderboard=leaderboard, latency=latency, request=request)  # fmt: skip
+    return analyse(
+        dataset,
+        runs,
+        projection=projection,
+        metric=metric,
+        cache=cache,
+        progress=progress,
+        should_stop=should_stop,
+        leaderboard=leaderboard,
+        latency=latency,
+        request=request,
+    )
 
 
 def analyse(
@@ -360,7 +422,9 @@ def analyse(
         graphs |= {r.key(n, multi): g for n, g in run_graphs.items()}
         scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
         if projection.method != "none":
-            projections |= {r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()}
+            projections |= {
+                r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()
+            }
     similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
     metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
     logmes: dict[str, float | None] = {}
@@ -374,9 +438,29 @@ def analyse(
             curves |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
             costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
         table = leaderboard_table(
-            metrics, {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
+            metrics,
+            {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
             {(r.label, n): logmes[r.key(n, multi)] for r in runs for n in r.features},
-            {(r.label, n): (c.smallest_k() if (c := curves[r.key(n, multi)]) else None) for r in runs for n in r.features},
-            {r.label: r.weights.name for r in runs})  # fmt: skip
-    return Comparison(dataset, runs, metrics, scores, similarity, overlap, graphs, projections, costs=costs, logme=logmes,
-                      compression=curves, leaderboard=table, random_state=metric.random_state, request=request)  # fmt: skip
+            {
+                (r.label, n): (c.smallest_k() if (c := curves[r.key(n, multi)]) else None)
+                for r in runs
+                for n in r.features
+            },
+            {r.label: r.weights.name for r in runs},
+        )
+    return Comparison(
+        dataset,
+        runs,
+        metrics,
+        scores,
+        similarity,
+        overlap,
+        graphs,
+        projections,
+        costs=costs,
+        logme=logmes,
+        compression=curves,
+        leaderboard=table,
+        random_state=metric.random_state,
+        request=request,
+    )

@@ -103,9 +103,21 @@ class AppMode:
 LOCAL = AppMode(name="local", limits=Limits(), max_images=Limits().max_files, server_paths=True)
 # demo: 2,000 images through resnet50 (4.1 GFLOPs each) is ~8,200 GFLOPs, about 3 minutes of 2 CPU
 # cores; a job gets at most 10 minutes whatever the estimate says
-DEMO = AppMode(name="demo", limits=DEMO_LIMITS, max_images=2000, server_paths=False, max_layers=16, max_gflop=10_000.0,
-               max_job_seconds=600.0, max_jobs_per_client=2, cache_max_bytes=5 * 1024**3, keep_partial=False,
-               downloads=False, isolated_jobs=True, max_job_bytes=3 * 1024**3)  # fmt: skip
+DEMO = AppMode(
+    name="demo",
+    limits=DEMO_LIMITS,
+    max_images=2000,
+    server_paths=False,
+    max_layers=16,
+    max_gflop=10_000.0,
+    max_job_seconds=600.0,
+    max_jobs_per_client=2,
+    cache_max_bytes=5 * 1024**3,
+    keep_partial=False,
+    downloads=False,
+    isolated_jobs=True,
+    max_job_bytes=3 * 1024**3,
+)
 CACHE_MAX_ENV = "EXPLORER_CACHE_MAX_GB"
 JOB_MEMORY_ENV = "EXPLORER_JOB_MEMORY_GB"
 TRUSTED_PROXIES_ENV = "EXPLORER_TRUSTED_PROXIES"
@@ -144,7 +156,9 @@ def hosting_platform(environ: Mapping[str, str], cwd: str) -> str | None:
     return None
 
 
-def app_mode(environ: Mapping[str, str] = os.environ, server_address: str | None = "127.0.0.1", cwd: str | None = None) -> AppMode:
+def app_mode(
+    environ: Mapping[str, str] = os.environ, server_address: str | None = "127.0.0.1", cwd: str | None = None
+) -> AppMode:
     """The dashboard's mode, from EXPLORER_MODE; EXPLORER_CACHE_MAX_GB sets the cache's size limit in
     either mode (0: no limit); EXPLORER_JOB_MEMORY_GB an isolated analysis's memory (0: no bound);
     EXPLORER_TRUSTED_PROXIES=N the number of the host's reverse proxies in
@@ -168,13 +182,24 @@ def app_mode(environ: Mapping[str, str] = os.environ, server_address: str | None
     if asked:
         name, why = asked, f"{MODE_ENV}={asked}"
         if asked == "local" and (platform_name or not is_loopback(server_address)):
-            why += (f", listening on {where}" + (f" on {platform_name}" if platform_name else "")
-                    + ": other machines can reach this server and open this machine's folders by path")  # fmt: skip
+            why += (
+                f", listening on {where}"
+                + (f" on {platform_name}" if platform_name else "")
+                + ": other machines can reach this server and open this machine's folders by path"
+            )
     elif platform_name:
-        name, why = "demo", f"{platform_name} detected and {MODE_ENV} not set: demo mode (set {MODE_ENV}=local to serve local mode there)"
+        name, why = (
+            "demo",
+            f"{platform_name} detected and {MODE_ENV} not set: demo mode (set {MODE_ENV}=local to serve local mode there)",
+        )
     elif not is_loopback(server_address):
-        name, why = "demo", (f"listening on {where}, where other machines can reach it, and {MODE_ENV} not set: demo mode "
-                             f"(pass --mode local, or set {MODE_ENV}=local, to serve your folders to them)")  # fmt: skip
+        name, why = (
+            "demo",
+            (
+                f"listening on {where}, where other machines can reach it, and {MODE_ENV} not set: demo mode "
+                f"(pass --mode local, or set {MODE_ENV}=local, to serve your folders to them)"
+            ),
+        )
     else:
         name, why = "local", f"listening on {server_address}: this machine only"
     mode = dataclasses.replace(LOCAL if name == "local" else DEMO, why=why)

@@ -48,7 +48,9 @@ def _check(should_stop: ShouldStop | None) -> None:
         raise Cancelled("the cut was cancelled")
 
 
-def split_rows(labels: list[str] | tuple[str, ...], test_split: float, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_rows(
+    labels: list[str] | tuple[str, ...], test_split: float, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, test rows): a stratified split with `test_split` of each class held out.
 
     Raises:
@@ -61,15 +63,24 @@ def split_rows(labels: list[str] | tuple[str, ...], test_split: float, random_st
     y = np.asarray(labels)
     counts = pd.Series(y).value_counts()
     if counts.min() < 2:
-        raise ValueError(f"class {counts.idxmin()!r} has {counts.min()} image: a stratified split needs 2 of each class; "
-                         "give --test-data FOLDER instead")  # fmt: skip
+        raise ValueError(
+            f"class {counts.idxmin()!r} has {counts.min()} image: a stratified split needs 2 of each class; "
+            "give --test-data FOLDER instead"
+        )
     cv = StratifiedShuffleSplit(n_splits=1, test_size=test_split, random_state=random_state)
     train, test = next(cv.split(np.zeros(len(y)), y))
     return np.sort(train), np.sort(test)
 
 
-def run_program(module: Any, transform: Any, dataset: ImageDataset, classes: list[str], *, max_pixels: int,
-                progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:  # fmt: skip
+def run_program(
+    module: Any,
+    transform: Any,
+    dataset: ImageDataset,
+    classes: list[str],
+    *,
+    max_pixels: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
     """The exported program's predictions for every image of `dataset`: one decode each (the one
     image loader, its limits), the preprocessing, batches of PREDICT_BATCH. An image that cannot
     be decoded gets an empty prediction and its reason."""
@@ -90,20 +101,37 @@ def run_program(module: Any, transform: Any, dataset: ImageDataset, classes: lis
         for i, it in enumerate(part):
             why = decoded[i][1]
             top = int(probs[i].argmax())
-            rows.append({"file": it.name, "predicted": "" if why else classes[top],
-                         "probability": np.nan if why else float(probs[i, top]), "error": why or ""})  # fmt: skip
+            rows.append(
+                {
+                    "file": it.name,
+                    "predicted": "" if why else classes[top],
+                    "probability": np.nan if why else float(probs[i, top]),
+                    "error": why or "",
+                }
+            )
         if progress:
             progress(min(start + PREDICT_BATCH, len(items)), len(items))
     return pd.DataFrame(rows, columns=["file", "predicted", "probability", "error"])
 
 
-def predict(folder: str | Path, dataset: ImageDataset, *, max_pixels: int = 64_000_000,
-            progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:  # fmt: skip
+def predict(
+    folder: str | Path,
+    dataset: ImageDataset,
+    *,
+    max_pixels: int = 64_000_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
     """Run an exported cut on new images: file, predicted, probability (and error, where an image
     could not be decoded), decoded and preprocessed as the cut's preprocess.json says."""
     cut = cut_files.load_cut(folder)
-    return run_program(cut.module, cut_files.transform_from(cut.preprocess), dataset, cut.classes,
-                       max_pixels=max_pixels, progress=progress)  # fmt: skip
+    return run_program(
+        cut.module,
+        cut_files.transform_from(cut.preprocess),
+        dataset,
+        cut.classes,
+        max_pixels=max_pixels,
+        progress=progress,
+    )
 
 
 def make_cut(
@@ -144,11 +172,14 @@ def make_cut(
     """
     import torch
 
-
     if dataset.labels is None:
-        raise ValueError(f"{dataset.source!r} has no labels: a cut's head is trained on labelled images (class folders or labels.csv)")
+        raise ValueError(
+            f"{dataset.source!r} has no labels: a cut's head is trained on labelled images (class folders or labels.csv)"
+        )
     if len(spec.layers) != 1:
-        raise ValueError(f"a cut is at one layer; got {len(spec.layers)} ({', '.join(spec.layers) or 'none'}): give --layer NODE")
+        raise ValueError(
+            f"a cut is at one layer; got {len(spec.layers)} ({', '.join(spec.layers) or 'none'}): give --layer NODE"
+        )
     cache = cache or FeatureCache()
     spec = spec.replace(model=canonical(spec.model))
     if test is None:
@@ -160,7 +191,9 @@ def make_cut(
         train_ds, test_ds, train_source, test_source = dataset, test, dataset.source, test.source
         if test.labels is None:
             raise ValueError(f"--test-data {test.source!r} has no labels: the test accuracy needs them")
-    run = extract_features(train_ds, spec, cache=cache, progress=progress, max_pixels=max_pixels, should_stop=should_stop)
+    run = extract_features(
+        train_ds, spec, cache=cache, progress=progress, max_pixels=max_pixels, should_stop=should_stop
+    )
     _check(should_stop)
     layer = spec.layers[0]
     feats = run.features[layer]
@@ -180,12 +213,24 @@ def make_cut(
     if progress:
         progress("exporting the cut", 0, 1)
     with torch.device("cpu"):
-        features = truncated(spec.model, src.build(spec.model, weights), node, input_size=run.profile.input_size,
-                             pooling=spec.pooling, token_pooling=run.spec.token_pooling)  # fmt: skip
+        features = truncated(
+            spec.model,
+            src.build(spec.model, weights),
+            node,
+            input_size=run.profile.input_size,
+            pooling=spec.pooling,
+            token_pooling=run.spec.token_pooling,
+        )
         program = cut_files.export_program(features, head.weight, head.bias, run.profile.input_size)
     _check(should_stop)
-    predictions = run_program(program.module(), cut_files.transform_from(pre), test_ds, list(head.classes), max_pixels=max_pixels,
-                              progress=(lambda d, t: progress("testing the cut", d, t)) if progress else None)  # fmt: skip
+    predictions = run_program(
+        program.module(),
+        cut_files.transform_from(pre),
+        test_ds,
+        list(head.classes),
+        max_pixels=max_pixels,
+        progress=(lambda d, t: progress("testing the cut", d, t)) if progress else None,
+    )
     decoded = predictions["error"] == ""
     truth = np.asarray(test_ds.labels)[decoded.to_numpy()]
     correct = predictions.loc[decoded, "predicted"].to_numpy() == truth
@@ -194,15 +239,32 @@ def make_cut(
     counts = pd.Series(labels).value_counts()
     info = run.profile[node]
     metrics = {
-        "model": spec.model, "layer": layer, "node": node, "weights": run.weights.name, "dim": int(feats.shape[1]),
+        "model": spec.model,
+        "layer": layer,
+        "node": node,
+        "weights": run.weights.name,
+        "dim": int(feats.shape[1]),
         "pooling": f"{spec.pooling}-pooled" if info.layout != "tokens" else f"{run.spec.token_pooling}-token-pooled",
-        "input_size": run.profile.input_size, "params": cost.params, "gflops": cost.gflops,
-        "classes": list(head.classes), "c": head.c, "n_train": head.n_train, "n_test": int(decoded.sum()),
-        "n_test_unreadable": int((~decoded).sum()), "test_accuracy": float(correct.mean()) if len(correct) else float("nan"),
-        "test_accuracy_low": low, "test_accuracy_high": high, "chance_accuracy": float(counts.max() / counts.sum()),
-        "train_source": train_source, "test_source": test_source, "preprocess": pre, "random_state": spec.random_state,
-    }  # fmt: skip
+        "input_size": run.profile.input_size,
+        "params": cost.params,
+        "gflops": cost.gflops,
+        "classes": list(head.classes),
+        "c": head.c,
+        "n_train": head.n_train,
+        "n_test": int(decoded.sum()),
+        "n_test_unreadable": int((~decoded).sum()),
+        "test_accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "test_accuracy_low": low,
+        "test_accuracy_high": high,
+        "chance_accuracy": float(counts.max() / counts.sum()),
+        "train_source": train_source,
+        "test_source": test_source,
+        "preprocess": pre,
+        "random_state": spec.random_state,
+    }
     card = cut_files.model_card(metrics, command)
     files = cut_files.write_cut(Path(out), program, pre, list(head.classes), metrics, card)
-    log.info("cut %s at %s: test accuracy %.3f on %d images", spec.model, layer, metrics["test_accuracy"], metrics["n_test"])
+    log.info(
+        "cut %s at %s: test accuracy %.3f on %d images", spec.model, layer, metrics["test_accuracy"], metrics["n_test"]
+    )
     return CutResult(files, metrics, predictions, head, test_ds)

@@ -40,8 +40,15 @@ class StageBar:
             else:
                 from tqdm import tqdm
             every = 0.1 if sys.stderr.isatty() or self.notebook else 5.0
-            self.bar = tqdm(total=total, desc=stage, unit="img" if stage.startswith(("extract", "reading")) else "it",
-                            file=sys.stderr, leave=False, mininterval=every, maxinterval=max(every, 10.0))  # fmt: skip
+            self.bar = tqdm(
+                total=total,
+                desc=stage,
+                unit="img" if stage.startswith(("extract", "reading")) else "it",
+                file=sys.stderr,
+                leave=False,
+                mininterval=every,
+                maxinterval=max(every, 10.0),
+            )
         if self.bar is not None:
             self.bar.total = total
             self.bar.update(done - self.bar.n)  # update() honours mininterval; refresh() printed every call

@@ -59,14 +59,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The analysis's flags, one per AnalysisRequest field, with its defaults (`compare` adds them)."""
     d = AnalysisRequest()
     a = parser.add_argument
-    a("--data", default=d.data, help="folder, .zip, sample:clothing / sample:digits, WebDataset .tar shards (a folder or "
-      "shards-{000..009}.tar), .parquet (a file or folder), a save_to_disk folder, or a CSV/parquet table of paths")
-    a("--label-column", default=d.label_column, help="the label column of a table, metadata.csv/jsonl or a shard's .json")
+    a(
+        "--data",
+        default=d.data,
+        help="folder, .zip, sample:clothing / sample:digits, WebDataset .tar shards (a folder or "
+        "shards-{000..009}.tar), .parquet (a file or folder), a save_to_disk folder, or a CSV/parquet table of paths",
+    )
+    a(
+        "--label-column",
+        default=d.label_column,
+        help="the label column of a table, metadata.csv/jsonl or a shard's .json",
+    )
     a("--image-column", default=d.image_column, help="the image (or path) column of a parquet, Arrow or CSV table")
-    a("--model", default=d.model, help="one or more models, comma-separated: resnet50 (torchvision), timm:NAME[.TAG], "
-      "hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder")
-    a("--weights", default=d.weights, help="auto | none (random init) | a torchvision weights name | a file "
-      "(.pth, .safetensors); one for every model, or one per model, comma-separated")
+    a(
+        "--model",
+        default=d.model,
+        help="one or more models, comma-separated: resnet50 (torchvision), timm:NAME[.TAG], "
+        "hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder",
+    )
+    a(
+        "--weights",
+        default=d.weights,
+        help="auto | none (random init) | a torchvision weights name | a file "
+        "(.pth, .safetensors); one for every model, or one per model, comma-separated",
+    )
     a("--layers", default=d.layers, help="auto | node,node,... | model:node,... with several models")
     a("--pooling", default=d.pooling, choices=list(POOLINGS))
     a("--tokens", default=d.tokens, choices=list(TOKEN_POOLINGS), help="pooling of ViT token sequences")
@@ -75,20 +91,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--n-neighbors", type=int, default=d.n_neighbors, help="UMAP neighbourhood size")
     a("--min-dist", type=float, default=d.min_dist, help="UMAP minimum distance")
     a("--perplexity", type=float, default=d.perplexity, help="t-SNE perplexity")
-    a("--random-baseline", action="store_true",
-      help="add the first model again with random weights (a baseline: what the architecture alone does)")
+    a(
+        "--random-baseline",
+        action="store_true",
+        help="add the first model again with random weights (a baseline: what the architecture alone does)",
+    )
     a("--max-images", type=int, default=d.max_images, help="stratified subsample to at most N images")
-    a("--select", default=d.select, help="CLASS or COLUMN=VALUE (labels.csv): where does this selection emerge? "
-      "writes selection_emergence.csv, the selection-vs-rest probe at every layer")
+    a(
+        "--select",
+        default=d.select,
+        help="CLASS or COLUMN=VALUE (labels.csv): where does this selection emerge? "
+        "writes selection_emergence.csv, the selection-vs-rest probe at every layer",
+    )
     a("--folds", type=int, default=d.folds, help="stratified folds of the probe")
     a("--knn-k", type=int, default=d.knn_k, help="neighbours that vote in kNN accuracy (1-15)")
-    a("--probe-c", default=d.probe_c, help="auto (cross-validated over 0.01, 0.1, 1, 10 in the first fold, kept for the "
-      "others) or a fixed inverse regularisation")
+    a(
+        "--probe-c",
+        default=d.probe_c,
+        help="auto (cross-validated over 0.01, 0.1, 1, 10 in the first fold, kept for the "
+        "others) or a fixed inverse regularisation",
+    )
     a("--precision", default=d.precision, choices=list(PRECISIONS))
     a("--device", default=d.device, choices=list(DEVICES))
     a("--batch-size", type=int, default=d.batch_size)
-    a("--seed", type=int, default=d.seed, help="every random choice: the sample, a random init, the folds, the projection, "
-      "the bootstraps")
+    a(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="every random choice: the sample, a random init, the folds, the projection, the bootstraps",
+    )
 
 
 # the engine's specs' defaults are the request's (and so the command line's, the link's and the API's)
@@ -155,7 +186,9 @@ class AnalysisRequest:
             raise ValueError("model: give at least one model")
         n_weights = len(self.weights.split(","))
         if n_weights not in (1, len(self.models)):
-            raise ValueError(f"weights has {n_weights} values for {len(self.models)} models; give one, or one per model")
+            raise ValueError(
+                f"weights has {n_weights} values for {len(self.models)} models; give one, or one per model"
+            )
         if self.probe_c != "auto":
             try:
                 float(self.probe_c)
@@ -176,17 +209,43 @@ class AnalysisRequest:
         per_model = parse_layers(names, self.layers)
         weights = [w.strip() for w in self.weights.split(",")]
         weights = weights * len(names) if len(weights) == 1 else weights
-        specs = [ExtractSpec(model=m, weights=w, layers=per_model[m], pooling=self.pooling, token_pooling=self.tokens,
-                             precision=self.precision, device=self.device, batch_size=self.batch_size, random_state=self.seed)
-                 for m, w in zip(names, weights)]  # fmt: skip
+        specs = [
+            ExtractSpec(
+                model=m,
+                weights=w,
+                layers=per_model[m],
+                pooling=self.pooling,
+                token_pooling=self.tokens,
+                precision=self.precision,
+                device=self.device,
+                batch_size=self.batch_size,
+                random_state=self.seed,
+            )
+            for m, w in zip(names, weights)
+        ]
         if self.random_baseline and specs[0].weights != "none":  # the first model again, with random weights
             specs.insert(1, specs[0].replace(weights="none"))
-        projection = ProjectionSpec(method=self.projection, n_components=self.components, n_neighbors=self.n_neighbors,
-                                    min_dist=self.min_dist, perplexity=self.perplexity, random_state=self.seed)  # fmt: skip
-        metric = MetricSpec(folds=self.folds, knn_k=self.knn_k, probe_c=None if self.probe_c == "auto" else float(self.probe_c),
-                            random_state=self.seed)  # fmt: skip
-        data = DataSpec(source=self.data, max_images=self.max_images, random_state=self.seed, label_column=self.label_column,
-                        image_column=self.image_column)  # fmt: skip
+        projection = ProjectionSpec(
+            method=self.projection,
+            n_components=self.components,
+            n_neighbors=self.n_neighbors,
+            min_dist=self.min_dist,
+            perplexity=self.perplexity,
+            random_state=self.seed,
+        )
+        metric = MetricSpec(
+            folds=self.folds,
+            knn_k=self.knn_k,
+            probe_c=None if self.probe_c == "auto" else float(self.probe_c),
+            random_state=self.seed,
+        )
+        data = DataSpec(
+            source=self.data,
+            max_images=self.max_images,
+            random_state=self.seed,
+            label_column=self.label_column,
+            image_column=self.image_column,
+        )
         return data, specs, projection, metric
 
     # the command line
@@ -195,9 +254,12 @@ class AnalysisRequest:
         """(field, value) of data, model and every field that differs from the default (all of
         them with `everything`), in the fields' order; None values left out."""
         default = AnalysisRequest()
-        return [(f.name, getattr(self, f.name)) for f in fields(self)
-                if getattr(self, f.name) is not None and (everything or f.name in ("data", "model")
-                                                         or getattr(self, f.name) != getattr(default, f.name))]  # fmt: skip
+        return [
+            (f.name, getattr(self, f.name))
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+            and (everything or f.name in ("data", "model") or getattr(self, f.name) != getattr(default, f.name))
+        ]
 
     def to_argv(self, *, everything: bool = False) -> list[str]:
         """`compare` arguments for this request (without --out): --data and --model always, the
@@ -229,8 +291,10 @@ class AnalysisRequest:
     def to_query(self) -> dict[str, str]:
         """The share link's parameters: the flags' names without dashes; data and model always,
         the others where they differ from the default (a switch that is on: `1`)."""
-        return {name.replace("_", "-"): ("1" if value else "0") if isinstance(value, bool) else _text(value)
-                for name, value in self._chosen(False)}  # fmt: skip
+        return {
+            name.replace("_", "-"): ("1" if value else "0") if isinstance(value, bool) else _text(value)
+            for name, value in self._chosen(False)
+        }
 
     @classmethod
     def from_query(cls, params: Mapping[str, str], *, strict: bool = False) -> AnalysisRequest:
@@ -241,7 +305,9 @@ class AnalysisRequest:
         values: dict[str, Any] = {}
         for raw, text in params.items():
             name = LINK_ALIASES.get(raw, raw)
-            if name not in known or (raw != name and name in params and raw != "checkpoint"):  # a new name wins over its alias
+            if name not in known or (
+                raw != name and name in params and raw != "checkpoint"
+            ):  # a new name wins over its alias
                 continue
             f = known[name]
             if raw == "weights" and text in ("pretrained", "random"):  # the old link's words
@@ -283,4 +349,3 @@ def _parse(f: dataclasses.Field, text: str) -> Any:
     if "float" in kind:
         return float(text)
     return None if "None" in kind and text == "" else text
-

@@ -108,20 +108,38 @@ def read_data(
 
     if data is not None:
         if not in_memory.is_in_memory(data):
-            raise TypeError(f"data of type {type(data).__name__} cannot be read: give a path, or images in memory "
-                            "(a DataFrame of paths, a Hugging Face or torch Dataset, a list of images)")  # fmt: skip
-        return in_memory.load(data, labels, label_column=spec.label_column, image_column=spec.image_column,
-                              max_images=spec.max_images, random_state=spec.random_state, limits=settings.limits,
-                              progress=told("reading images"), thumbnails=settings.thumbnails)  # fmt: skip
+            raise TypeError(
+                f"data of type {type(data).__name__} cannot be read: give a path, or images in memory "
+                "(a DataFrame of paths, a Hugging Face or torch Dataset, a list of images)"
+            )
+        return in_memory.load(
+            data,
+            labels,
+            label_column=spec.label_column,
+            image_column=spec.image_column,
+            max_images=spec.max_images,
+            random_state=spec.random_state,
+            limits=settings.limits,
+            progress=told("reading images"),
+            thumbnails=settings.thumbnails,
+        )
     if labels is not None:
         raise ValueError("labels= is for images given in memory; a folder's labels are its class folders or labels.csv")
     if engine is not None:
         listed = engine.load_dataset(spec, limits=settings.limits, progress=told("reading images on Ray"))
         if listed is not None:
             return listed
-    checks = cache.file_checks_dir if cache is not None and settings.remember_reads and not settings.thumbnails else None
-    return load_dataset(spec, limits=settings.limits, progress=told("reading images"), thumbnails=settings.thumbnails,
-                        file_checks_dir=checks, server_paths=settings.server_paths)  # fmt: skip
+    checks = (
+        cache.file_checks_dir if cache is not None and settings.remember_reads and not settings.thumbnails else None
+    )
+    return load_dataset(
+        spec,
+        limits=settings.limits,
+        progress=told("reading images"),
+        thumbnails=settings.thumbnails,
+        file_checks_dir=checks,
+        server_paths=settings.server_paths,
+    )
 
 
 def run_analysis(
@@ -166,26 +184,51 @@ def run_analysis(
             cleanup.callback(cache.evict, settings.cache_max_bytes)
         owned = dataset is None
         if owned:
-            dataset = read_data(spec, settings=settings, cache=cache, progress=progress, engine=engine, data=data,
-                                labels=labels)  # fmt: skip
+            dataset = read_data(
+                spec, settings=settings, cache=cache, progress=progress, engine=engine, data=data, labels=labels
+            )
             cleanup.callback(dataset.close)  # a no-op once its files are kept with the result
         room = admit(dataset) if admit is not None else 0
         reserved = cache.reserve(room, settings.cache_max_bytes) if settings.cache_max_bytes else nullcontext()
         with reserved:  # the cache stays under its limit while this run writes
-            comp = comparison.compare(dataset, specs, projection=projection, metric=metric, cache=cache, progress=progress,
-                                      should_stop=should_stop, max_pixels=settings.limits.max_pixels, backend=engine,
-                                      leaderboard=settings.leaderboard, latency=settings.latency, labels=run_labels,
-                                      request=request)  # fmt: skip
+            comp = comparison.compare(
+                dataset,
+                specs,
+                projection=projection,
+                metric=metric,
+                cache=cache,
+                progress=progress,
+                should_stop=should_stop,
+                max_pixels=settings.limits.max_pixels,
+                backend=engine,
+                leaderboard=settings.leaderboard,
+                latency=settings.latency,
+                labels=run_labels,
+                request=request,
+            )
         if owned and settings.keep_files:  # a zip's images: read by the views for as long as the result is shown
             dataset.keep_files_while(comp.dataset)
     return comp
 
 
-def run_on_features(request: AnalysisRequest, dataset: ImageDataset, runs: Sequence[ModelRun], *,
-                    cache: FeatureCache | None = None, progress: StageProgress | None = None) -> comparison.Comparison:  # fmt: skip
+def run_on_features(
+    request: AnalysisRequest,
+    dataset: ImageDataset,
+    runs: Sequence[ModelRun],
+    *,
+    cache: FeatureCache | None = None,
+    progress: StageProgress | None = None,
+) -> comparison.Comparison:
     """The analysis of features computed elsewhere (extraction/given_features.py): nothing to read or
     extract, and no network to cost, so no leaderboard."""
     _, _, projection, metric = request.specs()
-    return comparison.analyse(dataset, runs, projection=projection, metric=metric, cache=cache or FeatureCache(),
-                              progress=progress, leaderboard=False, request=request)  # fmt: skip
-
+    return comparison.analyse(
+        dataset,
+        runs,
+        projection=projection,
+        metric=metric,
+        cache=cache or FeatureCache(),
+        progress=progress,
+        leaderboard=False,
+        request=request,
+    )

@@ -79,7 +79,13 @@ def _load_npz(path: Path) -> dict[str, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:  # a damaged entry is a miss, and is removed
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        KeyError,
+    ) as exc:  # a damaged entry is a miss, and is removed
         log.warning("dropping unreadable cache file %s: %s", path, exc)
         path.unlink(missing_ok=True)
         return None
@@ -147,7 +153,9 @@ class LayerWriter:
             block = np.asarray(feats[n], dtype=np.float32)
             if n not in self._maps:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                self._maps[n] = np.lib.format.open_memmap(self._path(i), mode="w+", dtype=np.float32, shape=(self.n_rows, block.shape[1]))
+                self._maps[n] = np.lib.format.open_memmap(
+                    self._path(i), mode="w+", dtype=np.float32, shape=(self.n_rows, block.shape[1])
+                )
             self._maps[n][rows] = block
 
     def mark_unreadable(self, found: dict[int, str]) -> None:

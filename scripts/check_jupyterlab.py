@@ -34,11 +34,17 @@ with sync_playwright() as p:
     x, y = page.evaluate("""() => { const host = [...document.querySelectorAll('*')].find(e => e.explorerScatter);
         return host.explorerScatter.pointOnScreen(7, 3); }""")
     page.mouse.move(x + 1, y + 1)
-    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }", timeout=60000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.explorer-tip img'); return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }",
+        timeout=60000,
+    )
     print("hover tip:", page.inner_text(".explorer-tip").replace("\n", " | "))
     page.screenshot(path="artifacts/notebook_view.png")
     # wait for the whole notebook to finish: last cell has an output
-    page.wait_for_function("() => { const c = document.querySelectorAll('.jp-Notebook .jp-CodeCell'); const last = c[c.length-1]; return last && last.querySelector('.jp-OutputArea-output'); }", timeout=600000)
+    page.wait_for_function(
+        "() => { const c = document.querySelectorAll('.jp-Notebook .jp-CodeCell'); const last = c[c.length-1]; return last && last.querySelector('.jp-OutputArea-output'); }",
+        timeout=600000,
+    )
     errs = page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
     tracebacks = [e for e in errs if "Traceback" in e or "Error" in e]
     print("cells with tracebacks:", len(tracebacks), [t[:300] for t in tracebacks])

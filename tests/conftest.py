@@ -93,7 +93,11 @@ class NewerRequestAfterAClick:
         def take_then_receive_newer(requests: ScriptRequests):
             taken = take(requests)
             states = taken.rerun_data.widget_states if taken.type == ScriptRequestType.RERUN else None
-            clicks = [w for w in states.widgets if w.WhichOneof("value") == "trigger_value" and w.trigger_value] if states else []
+            clicks = (
+                [w for w in states.widgets if w.WhichOneof("value") == "trigger_value" and w.trigger_value]
+                if states
+                else []
+            )
             if clicks and self.injected == 0:
                 newer = WidgetStates()
                 newer.widgets.extend(w for w in states.widgets if w.WhichOneof("value") != "trigger_value")

@@ -82,7 +82,7 @@ class Tiny(nn.Module):
 
 
 # a network of your own, as a builder file (`package.module:build`)
-BUILDER = textwrap.dedent('''
+BUILDER = textwrap.dedent("""
     import torch.nn as nn
 
     def build():
@@ -92,7 +92,7 @@ BUILDER = textwrap.dedent('''
             nn.Conv2d(4, 16, 3, padding=1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3),
         )
-''')
+""")
 
 
 def save_hf(folder: Path, kind: str) -> Path:
@@ -102,10 +102,17 @@ def save_hf(folder: Path, kind: str) -> Path:
     torch.manual_seed(3)
     small = dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64, image_size=56)
     if kind == "dinov2":
-        model, proc = tr.Dinov2Model(tr.Dinov2Config(**small, patch_size=14)), tr.BitImageProcessor(
-            size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True, resample=3)
+        model, proc = (
+            tr.Dinov2Model(tr.Dinov2Config(**small, patch_size=14)),
+            tr.BitImageProcessor(
+                size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True, resample=3
+            ),
+        )
     elif kind == "vit":
-        model, proc = tr.ViTModel(tr.ViTConfig(**small, patch_size=14)), tr.ViTImageProcessor(size={"height": 56, "width": 56})
+        model, proc = (
+            tr.ViTModel(tr.ViTConfig(**small, patch_size=14)),
+            tr.ViTImageProcessor(size={"height": 56, "width": 56}),
+        )
     elif kind == "clip":
         vision = dict(small, patch_size=14)
         text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -115,8 +122,12 @@ def save_hf(folder: Path, kind: str) -> Path:
         model = tr.ConvNextModel(tr.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 2, 1], image_size=64))
         proc = tr.ConvNextImageProcessor(size={"shortest_edge": 64})
     else:  # swin
-        model = tr.SwinModel(tr.SwinConfig(image_size=64, patch_size=4, embed_dim=12, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=2))
+        model = tr.SwinModel(
+            tr.SwinConfig(
+                image_size=64, patch_size=4, embed_dim=12, depths=[1, 1, 2, 1], num_heads=[1, 1, 2, 2], window_size=2
+            )
+        )
         proc = tr.ViTImageProcessor(size={"height": 64, "width": 64})
     model.save_pretrained(folder)
     proc.save_pretrained(folder)
-    return folder  # fmt: skip
+    return folder

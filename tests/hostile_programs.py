@@ -27,7 +27,9 @@ class Runs:
 class Net(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3))
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3)
+        )
         self.register_buffer("scale", torch.tensor(2.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +41,7 @@ def rewrite(src: Path, dst: Path, change: dict[str, bytes | None]) -> Path:
     name inside the archive's folder."""
     with zipfile.ZipFile(src) as zin:
         prefix = next(n for n in zin.namelist() if n.endswith("archive_format"))[: -len("archive_format")]
-        entries = {n[len(prefix):]: zin.read(n) for n in zin.namelist()}  # fmt: skip
+        entries = {n[len(prefix) :]: zin.read(n) for n in zin.namelist()}
     for name, data in change.items():
         if data is None:
             entries.pop(name, None)
@@ -76,7 +78,9 @@ ROUTES = ("weights", "constants", "opaque", "sample_inputs", "forward_arg_names"
 
 def honest_program(path: Path) -> Path:
     """A small exported program (dynamic batch), saved by torch.export.save."""
-    program = torch.export.export(Net().eval(), (torch.zeros(2, 3, 64, 64),), dynamic_shapes=({0: torch.export.Dim("b")},))
+    program = torch.export.export(
+        Net().eval(), (torch.zeros(2, 3, 64, 64),), dynamic_shapes=({0: torch.export.Dim("b")},)
+    )
     torch.export.save(program, str(path))
     return path
 
@@ -95,8 +99,11 @@ def hostile(route: str, honest: Path, folder: Path, marker: Path) -> Path:
             config["config"][first] = {**config["config"][first], "use_pickle": True}
         else:
             config["config"]["evil"] = entry
-        return rewrite(honest, dst, {f"data/{kind}/model_{kind}_config.json": json.dumps(config).encode(),
-                                      f"data/{kind}/{name}": payload})  # fmt: skip
+        return rewrite(
+            honest,
+            dst,
+            {f"data/{kind}/model_{kind}_config.json": json.dumps(config).encode(), f"data/{kind}/{name}": payload},
+        )
     if route == "sample_inputs":  # weights_only refuses it; torch then loads it with weights_only=False
         return rewrite(honest, dst, {"data/sample_inputs/model.pt": saved(((Runs(marker),), {}))})
     program = json.loads(read(honest, "models/model.json"))
@@ -115,5 +122,3 @@ def hostile(route: str, honest: Path, folder: Path, marker: Path) -> Path:
 
     patch(program)
     return rewrite(honest, dst, {"models/model.json": json.dumps(program).encode()})
-
-

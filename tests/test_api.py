@@ -101,10 +101,30 @@ def test_same_results_as_the_command_line(sample: explorer.Comparison, cache: Pa
     from explorer.cli import main
 
     out = tmp_path / "cli"
-    assert main(["compare", "--max-images", "60", "--layers", ",".join(LAYERS), "--projection", "pca", "--no-latency",
-                 "--cache-dir", str(cache), "--out", str(out), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "compare",
+                "--max-images",
+                "60",
+                "--layers",
+                ",".join(LAYERS),
+                "--projection",
+                "pca",
+                "--no-latency",
+                "--cache-dir",
+                str(cache),
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     cli = pd.read_csv(out / "metrics.csv")
-    pd.testing.assert_frame_equal(cli, pd.read_csv(io.StringIO(sample.metrics.to_csv(index=False, float_format="%.6g"))))
+    pd.testing.assert_frame_equal(
+        cli, pd.read_csv(io.StringIO(sample.metrics.to_csv(index=False, float_format="%.6g")))
+    )
     proj = pd.read_csv(out / "projections.csv")
     assert np.allclose(proj[proj["layer"] == "flatten"]["x"], sample.projection("flatten")["x"], atol=1e-5)
 
@@ -124,12 +144,28 @@ def test_an_in_memory_module_is_keyed_by_its_weights_and_code(cache: Path) -> No
     assert memory_source.register(twin, tiny_transform()) == name  # the same class and weights: the same name
     other = Tiny()
     assert memory_source.register(other, tiny_transform()) != name  # other weights
-    comp = explorer.compare("sample:clothing", models={"tiny": net}, transform=tiny_transform(), layers=["conv2", "pool"],
-                            max_images=60, cache_dir=cache, progress=False, latency=False)  # fmt: skip
+    comp = explorer.compare(
+        "sample:clothing",
+        models={"tiny": net},
+        transform=tiny_transform(),
+        layers=["conv2", "pool"],
+        max_images=60,
+        cache_dir=cache,
+        progress=False,
+        latency=False,
+    )
     assert list(comp.metrics["layer"]) == ["conv2", "pool"] and comp.runs[0].label == "tiny"
     assert net.training and next(net.parameters()).device.type == "cpu"  # the user's module is not changed
-    again = explorer.compare("sample:clothing", models={"tiny": net}, transform=tiny_transform(), layers=["conv2", "pool"],
-                             max_images=60, cache_dir=cache, progress=False, latency=False)  # fmt: skip
+    again = explorer.compare(
+        "sample:clothing",
+        models={"tiny": net},
+        transform=tiny_transform(),
+        layers=["conv2", "pool"],
+        max_images=60,
+        cache_dir=cache,
+        progress=False,
+        latency=False,
+    )
     assert again.runs[0].computed == 0  # read back from the cache under the same name
     np.testing.assert_array_equal(again.features("pool"), comp.features("pool"))
 
@@ -149,7 +185,9 @@ def folder_features(sample: explorer.Comparison) -> tuple[list[str], list[str], 
 
 
 def _features_of(data: object, cache: Path, **kw: object) -> explorer.Comparison:
-    return explorer.compare(data, layers=["features.14"], cache_dir=cache, progress=False, latency=False, leaderboard=False, **kw)
+    return explorer.compare(
+        data, layers=["features.14"], cache_dir=cache, progress=False, latency=False, leaderboard=False, **kw
+    )
 
 
 def _same_rows(comp: explorer.Comparison, labels: list[str], want: np.ndarray) -> None:
@@ -188,12 +226,16 @@ def test_pil_images_and_a_torch_dataset_give_the_folders_features(folder_feature
 def test_a_hugging_face_dataset_gives_the_folders_features(folder_features: tuple, cache: Path) -> None:
     datasets = pytest.importorskip("datasets")
     paths, labels, want = folder_features
-    ds = datasets.Dataset.from_dict({"img": [Path(p).read_bytes() for p in paths], "label": labels, "n": list(range(60))})
+    ds = datasets.Dataset.from_dict(
+        {"img": [Path(p).read_bytes() for p in paths], "label": labels, "n": list(range(60))}
+    )
     ds = ds.cast_column("img", datasets.Image()).class_encode_column("label")
     comp = _features_of(ds, cache)
     _same_rows(comp, labels, want)
     assert comp.dataset.metadata["n"][:2] == ("0", "1")
-    assert comp.dataset.hashes == tuple(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths)  # the bytes as given
+    assert comp.dataset.hashes == tuple(
+        hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths
+    )  # the bytes as given
 
 
 def test_bad_in_memory_data_is_said_in_a_sentence(cache: Path) -> None:
@@ -209,13 +251,18 @@ def test_bad_in_memory_data_is_said_in_a_sentence(cache: Path) -> None:
 
 def test_compare_features_scores_arrays_as_the_extraction_did(sample: explorer.Comparison, cache: Path) -> None:
     arrays = {k: np.asarray(sample.features(k)) for k in LAYERS}
-    got = explorer.compare_features(arrays, labels=sample.dataset.labels, names=sample.dataset.names, cache_dir=cache,
-                                    progress=False)  # fmt: skip
+    got = explorer.compare_features(
+        arrays, labels=sample.dataset.labels, names=sample.dataset.names, cache_dir=cache, progress=False
+    )
     cols = ["layer", "dim", "probe_acc", "knn_acc", "silhouette", "eff_dim"]
     pd.testing.assert_frame_equal(got.metrics[cols], sample.metrics[cols])
     np.testing.assert_allclose(got.similarity("cka").to_numpy(), sample.similarity("cka").to_numpy(), atol=1e-6)
-    two = explorer.compare_features({"a": arrays, "b": {"maps": np.ones((60, 4, 2, 2)) * np.arange(60)[:, None, None, None]}},
-                                    labels=sample.dataset.labels, progress=False, cache_dir=cache)  # fmt: skip
+    two = explorer.compare_features(
+        {"a": arrays, "b": {"maps": np.ones((60, 4, 2, 2)) * np.arange(60)[:, None, None, None]}},
+        labels=sample.dataset.labels,
+        progress=False,
+        cache_dir=cache,
+    )
     assert two.layer_keys() == ["a:features.14", "a:flatten", "b:maps"] and two.features("b:maps").shape == (60, 4)
     with pytest.raises(ValueError, match="different numbers of rows"):
         explorer.compare_features({"x": np.zeros((5, 2)), "y": np.zeros((6, 2))}, progress=False)

@@ -21,18 +21,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "explorer", *args], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", "explorer", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def test_compare_writes_every_output(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    r = cli("compare", "--data", "sample:digits", "--max-images", "60", "--model", "mobilenet_v2",
-            "--projection", "pca", "--out", str(out), "-q")  # fmt: skip
+    r = cli(
+        "compare",
+        "--data",
+        "sample:digits",
+        "--max-images",
+        "60",
+        "--model",
+        "mobilenet_v2",
+        "--projection",
+        "pca",
+        "--out",
+        str(out),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     metrics = pd.read_csv(out / "metrics.csv")
-    assert {"layer", "depth", "dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim"} <= set(metrics.columns)
+    assert {"layer", "depth", "dim", "probe_acc", "probe_acc_std", "knn_acc", "silhouette", "eff_dim"} <= set(
+        metrics.columns
+    )
     assert len(metrics) == 8 and metrics["dim"].iloc[-1] == 1280
     cka = pd.read_csv(out / "cka.csv", index_col=0)
     assert cka.shape == (8, 8) and np.allclose(np.diag(cka.to_numpy()), 1.0)
@@ -55,19 +73,39 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert "confusion along depth" in html
     # choosing a cut: the contract of leaderboard.csv and compression.csv, and the report's sections
     board = pd.read_csv(out / "leaderboard.csv")
-    contract = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
-                "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto"]  # fmt: skip
+    contract = [
+        "model",
+        "layer",
+        "dim",
+        "probe_acc",
+        "probe_acc_low",
+        "probe_acc_high",
+        "knn_acc",
+        "logme",
+        "params",
+        "gflops",
+        "latency_ms_b1",
+        "latency_ms_b32",
+        "feature_bytes",
+        "pareto",
+    ]
     assert set(contract) <= set(board.columns) and len(board) == 8 and board[contract].notna().all().all()
     assert board["pareto"].dtype == bool and board["pareto"].any()
     assert (board["feature_bytes"] == 4 * board["dim"]).all() and board["probe_acc"].is_monotonic_decreasing
     merged = board.merge(metrics, on=["model", "layer"], suffixes=("", "_m"))
-    assert np.allclose(merged["probe_acc"], merged["probe_acc_m"]) and np.allclose(merged["knn_acc"], merged["knn_acc_m"])
+    assert np.allclose(merged["probe_acc"], merged["probe_acc_m"]) and np.allclose(
+        merged["knn_acc"], merged["knn_acc_m"]
+    )
     by_layer = board.set_index("layer").loc[list(metrics["layer"])]
-    assert by_layer["gflops"].is_monotonic_increasing and by_layer["params"].is_monotonic_increasing  # deeper costs more
+    assert (
+        by_layer["gflops"].is_monotonic_increasing and by_layer["params"].is_monotonic_increasing
+    )  # deeper costs more
     comp = pd.read_csv(out / "compression.csv")
     assert list(comp.columns[:5]) == ["model", "layer", "k", "probe_acc", "random_projection_acc"]
     full = comp.groupby("layer").tail(1).set_index("layer")
-    assert (full["k"] == metrics.set_index("layer")["dim"].loc[full.index]).all()  # each curve ends at the layer's width
+    assert (
+        full["k"] == metrics.set_index("layer")["dim"].loc[full.index]
+    ).all()  # each curve ends at the layer's width
     assert "Choose a cut" in html and "The most accurate cut" in html and "The compression curve" in html
     assert "principal components keep 95 %" in html
     pairs = pd.read_csv(out / "class_pairs.csv")
@@ -78,35 +116,77 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert confused.shape[1] == 8 and np.nanmin(confused) >= 0 and np.nanmax(confused) <= 1
     # error bars and controls: metrics.csv's columns, cka_intervals.csv, the report's sentences
     for col in ("probe_acc", "knn_acc"):
-        assert (metrics[f"{col}_low"] <= metrics[col] + 1e-9).all() and (metrics[col] <= metrics[f"{col}_high"] + 1e-9).all()
+        assert (metrics[f"{col}_low"] <= metrics[col] + 1e-9).all() and (
+            metrics[col] <= metrics[f"{col}_high"] + 1e-9
+        ).all()
     assert np.allclose(metrics["probe_selectivity"], metrics["probe_acc"] - metrics["probe_control"])
     assert np.allclose(metrics["knn_selectivity"], metrics["knn_acc"] - metrics["knn_control"])
     assert metrics["probe_step"].isna().iloc[0] and metrics["probe_step"].notna().iloc[1:].all()
-    assert (metrics["probe_step_in_noise"].iloc[1:].astype(bool)
-            == ((metrics["probe_step_low"] <= 0) & (metrics["probe_step_high"] >= 0)).iloc[1:]).all()  # fmt: skip
+    assert (
+        metrics["probe_step_in_noise"].iloc[1:].astype(bool)
+        == ((metrics["probe_step_low"] <= 0) & (metrics["probe_step_high"] >= 0)).iloc[1:]
+    ).all()
     intervals = pd.read_csv(out / "cka_intervals.csv")
     assert len(intervals) == 28 and (intervals["bootstrap_images"] == 60).all()
-    assert np.allclose(intervals["cka"], [cka.loc[a, b] for a, b in zip(intervals["layer_a"], intervals["layer_b"])], atol=1e-4)
-    assert (intervals["cka_low"] <= intervals["cka"] + 1e-4).all() and (intervals["cka"] <= intervals["cka_high"] + 1e-4).all()
+    assert np.allclose(
+        intervals["cka"], [cka.loc[a, b] for a, b in zip(intervals["layer_a"], intervals["layer_b"])], atol=1e-4
+    )
+    assert (intervals["cka_low"] <= intervals["cka"] + 1e-4).all() and (
+        intervals["cka"] <= intervals["cka_high"] + 1e-4
+    ).all()
     assert "bootstrap intervals over the images" in html and "CKA intervals: 95 % bootstrap" in html
     assert "plain CKA is biased upward" in html  # 60 images, layers up to 1,280 wide
-    assert ("the probe&#x27;s change is inside the noise" in html) == bool(metrics["probe_step_in_noise"].iloc[1:].astype(bool).any())
+    assert ("the probe&#x27;s change is inside the noise" in html) == bool(
+        metrics["probe_step_in_noise"].iloc[1:].astype(bool).any()
+    )
 
 
 def test_compare_writes_where_a_selection_emerges(tmp_path: Path) -> None:
-    r = cli("compare", "--data", "sample:clothing", "--max-images", "100", "--model", "mobilenet_v2", "--random-baseline",
-            "--projection", "none", "--select", "shoes", "--out", str(tmp_path), "-q")  # fmt: skip
+    r = cli(
+        "compare",
+        "--data",
+        "sample:clothing",
+        "--max-images",
+        "100",
+        "--model",
+        "mobilenet_v2",
+        "--random-baseline",
+        "--projection",
+        "none",
+        "--select",
+        "shoes",
+        "--out",
+        str(tmp_path),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     em = pd.read_csv(tmp_path / "selection_emergence.csv")
     assert list(em["model"].unique()) == ["mobilenet_v2", "mobilenet_v2[random]"] and (em["n_selected"] == 10).all()
     pretrained = em[em["model"] == "mobilenet_v2"]["accuracy"].to_numpy()
     assert pretrained[-1] >= 0.9 and em["accuracy"].between(0, 1).all()
     report = (tmp_path / "report.html").read_text().replace("\\u2014", "—")  # as plotly's JSON writes it
-    assert "Where the selection emerges: shoes" in report and "Where the selection (shoes) emerges — mobilenet_v2" in report
-    assert "these images vs the rest — mobilenet_v2[random]" in report  # the baseline beside its model, not a chart of its own
+    assert (
+        "Where the selection emerges: shoes" in report
+        and "Where the selection (shoes) emerges — mobilenet_v2" in report
+    )
+    assert (
+        "these images vs the rest — mobilenet_v2[random]" in report
+    )  # the baseline beside its model, not a chart of its own
     assert "Where the selection (shoes) emerges — mobilenet_v2[random]" not in report
-    r = cli("compare", "--data", "sample:clothing", "--max-images", "30", "--projection", "none", "--select", "unicorns",
-            "--out", str(tmp_path / "o2"), "-q")  # fmt: skip
+    r = cli(
+        "compare",
+        "--data",
+        "sample:clothing",
+        "--max-images",
+        "30",
+        "--projection",
+        "none",
+        "--select",
+        "unicorns",
+        "--out",
+        str(tmp_path / "o2"),
+        "-q",
+    )
     assert r.returncode == 2 and "matches no image" in r.stderr
 
 
@@ -115,16 +195,36 @@ def test_the_seed_reaches_every_stochastic_step(tmp_path: Path) -> None:
     the steps between layers, CKA's interval and a selection's emergence: the same seed gives the
     same files, another seed other intervals (pretrained weights: the features themselves do not
     depend on it)."""
+
     def run(seed: int, out: str) -> Path:
-        r = cli("compare", "--data", "sample:clothing", "--model", "mobilenet_v2",  # every image: no subsample to differ
-                "--layers", "features.4.conv.3,features.12.add,flatten", "--projection", "none", "--select", "shoes",
-                "--no-leaderboard", "--seed", str(seed), "--out", str(tmp_path / out), "-q")  # fmt: skip
+        r = cli(
+            "compare",
+            "--data",
+            "sample:clothing",
+            "--model",
+            "mobilenet_v2",  # every image: no subsample to differ
+            "--layers",
+            "features.4.conv.3,features.12.add,flatten",
+            "--projection",
+            "none",
+            "--select",
+            "shoes",
+            "--no-leaderboard",
+            "--seed",
+            str(seed),
+            "--out",
+            str(tmp_path / out),
+            "-q",
+        )
         assert r.returncode == 0, r.stderr
         return tmp_path / out
 
     a, b, other = run(0, "a"), run(0, "b"), run(1, "c")
-    seeded = {"metrics.csv": ["probe_acc_low", "probe_acc_high", "probe_step_low", "probe_step_high", "knn_acc_low"],
-              "cka_intervals.csv": ["cka_low", "cka_high"], "selection_emergence.csv": ["accuracy"]}  # fmt: skip
+    seeded = {
+        "metrics.csv": ["probe_acc_low", "probe_acc_high", "probe_step_low", "probe_step_high", "knn_acc_low"],
+        "cka_intervals.csv": ["cka_low", "cka_high"],
+        "selection_emergence.csv": ["accuracy"],
+    }
     for name, columns in seeded.items():
         x, y, z = (pd.read_csv(d / name) for d in (a, b, other))
         pd.testing.assert_frame_equal(x, y)  # the same seed: the same numbers
@@ -133,9 +233,24 @@ def test_the_seed_reaches_every_stochastic_step(tmp_path: Path) -> None:
 
 
 def test_compare_two_models(tmp_path: Path) -> None:
-    r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "mobilenet_v2,resnet18",
-            "--weights", "none", "--layers", "mobilenet_v2:features.5,mobilenet_v2:flatten,resnet18:layer2,resnet18:flatten",
-            "--projection", "none", "--out", str(tmp_path), "-q")  # fmt: skip
+    r = cli(
+        "compare",
+        "--data",
+        "sample:digits",
+        "--max-images",
+        "30",
+        "--model",
+        "mobilenet_v2,resnet18",
+        "--weights",
+        "none",
+        "--layers",
+        "mobilenet_v2:features.5,mobilenet_v2:flatten,resnet18:layer2,resnet18:flatten",
+        "--projection",
+        "none",
+        "--out",
+        str(tmp_path),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert list(m["model"]) == ["mobilenet_v2[random]"] * 2 + ["resnet18[random]"] * 2
@@ -156,7 +271,12 @@ def _unsafe_zip(path: Path) -> Path:
     [
         ("unsafe zip", ["--data", "{zip}"], {}, "archive refused"),
         ("unsafe shard", ["--data", "{tar}"], {}, "shard refused"),
-        ("a table without its label column", ["--data", "{table}", "--label-column", "kind"], {}, "no label column 'kind'"),
+        (
+            "a table without its label column",
+            ["--data", "{table}", "--label-column", "kind"],
+            {},
+            "no label column 'kind'",
+        ),
         ("no images", ["--data", "{empty}"], {}, "no usable images"),
         ("unknown model", ["--model", "resnet9000"], {}, "unknown model"),
         ("unknown layer", ["--layers", "features.99"], {}, "has no layer"),
@@ -165,7 +285,12 @@ def _unsafe_zip(path: Path) -> Path:
         ("unreachable Ray", ["--engine", "ray", "--ray-address", "127.0.0.1:9"], {}, "no Ray cluster answers"),
         ("timm weights offline", ["--model", "timm:test_vit.r160_in1k"], {"EXPLORER_OFFLINE": "1"}, "--weights FILE"),
         ("hf repo offline", ["--model", "hf:explorer-tests/none"], {"HF_HUB_OFFLINE": "1"}, "run it once online"),
-        ("own model without weights", ["--model", "torchvision.models:resnet18"], {}, "needs its weights: --weights FILE"),
+        (
+            "own model without weights",
+            ["--model", "torchvision.models:resnet18"],
+            {},
+            "needs its weights: --weights FILE",
+        ),
         ("unknown timm model", ["--model", "timm:vit_smal_patch16_224"], {}, "did you mean timm:vit_small_patch16_224"),
     ],
 )
@@ -188,14 +313,33 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, case: str, args: list, 
 
 
 def test_compare_across_sources(tmp_path: Path) -> None:
-    r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "timm:test_convnext,mobilenet_v2",
-            "--weights", "none", "--layers", "timm:test_convnext:stages.1,timm:test_convnext:stages.3,mobilenet_v2:flatten",
-            "--projection", "none", "--out", str(tmp_path), "-q")  # fmt: skip
+    r = cli(
+        "compare",
+        "--data",
+        "sample:digits",
+        "--max-images",
+        "30",
+        "--model",
+        "timm:test_convnext,mobilenet_v2",
+        "--weights",
+        "none",
+        "--layers",
+        "timm:test_convnext:stages.1,timm:test_convnext:stages.3,mobilenet_v2:flatten",
+        "--projection",
+        "none",
+        "--out",
+        str(tmp_path),
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert list(m["model"]) == ["timm:test_convnext[random]"] * 2 + ["mobilenet_v2[random]"]
     overlap = pd.read_csv(tmp_path / "neighbour_overlap.csv", index_col=0)
-    assert list(overlap.index) == ["timm:test_convnext[random]:stages.1", "timm:test_convnext[random]:stages.3", "mobilenet_v2[random]:flatten"]
+    assert list(overlap.index) == [
+        "timm:test_convnext[random]:stages.1",
+        "timm:test_convnext[random]:stages.3",
+        "mobilenet_v2[random]:flatten",
+    ]
     with np.load(tmp_path / "features.npz", allow_pickle=False) as z:
         assert z["timm:test_convnext[random]:stages.3"].shape[0] == 30
 
@@ -204,7 +348,9 @@ def test_models_and_layers_of_other_sources() -> None:
     r = cli("models", "--filter", "dino")
     assert r.returncode == 0 and "hf:facebook/dinov2-small" in r.stdout and "timm:vit_small_patch14_dinov2" in r.stdout
     r = cli("layers", "--model", "timm:test_vit", "--blocks")
-    assert r.returncode == 0 and "blocks.0" in r.stdout and "tokens" in r.stdout and "default layers: blocks." in r.stdout
+    assert (
+        r.returncode == 0 and "blocks.0" in r.stdout and "tokens" in r.stdout and "default layers: blocks." in r.stdout
+    )
 
 
 def test_models_and_layers_commands() -> None:
@@ -244,15 +390,38 @@ def test_pretrained_weights_come_from_the_hugging_face_cache_offline(tmp_path: P
     cache = tmp_path / "hub"
     _hub_cache_entry(cache, "timm/test_vit.r160_in1k", {"model.safetensors": tmp_path / "model.safetensors"})
     hf = tmp_path / "dinov2"
-    tr.Dinov2Model(tr.Dinov2Config(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64,
-                                   patch_size=14, image_size=56)).save_pretrained(hf)  # fmt: skip
-    tr.BitImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True).save_pretrained(hf)
+    tr.Dinov2Model(
+        tr.Dinov2Config(
+            hidden_size=32,
+            num_hidden_layers=6,
+            num_attention_heads=2,
+            intermediate_size=64,
+            patch_size=14,
+            image_size=56,
+        )
+    ).save_pretrained(hf)
+    tr.BitImageProcessor(
+        size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True
+    ).save_pretrained(hf)
     _hub_cache_entry(cache, "explorer-tests/tiny-dinov2", {p.name: p for p in hf.iterdir()})
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "EXPLORER_OFFLINE": "1"}
     r = cli("models", "--filter", "tiny-dinov2", env=env)
     assert "hf:explorer-tests/tiny-dinov2" in r.stdout and "offline" in r.stdout, r.stdout + r.stderr
-    r = cli("compare", "--data", "sample:digits", "--max-images", "30", "--model", "timm:test_vit.r160_in1k,hf:explorer-tests/tiny-dinov2",
-            "--projection", "none", "--out", str(tmp_path / "out"), "-q", env=env)  # fmt: skip
+    r = cli(
+        "compare",
+        "--data",
+        "sample:digits",
+        "--max-images",
+        "30",
+        "--model",
+        "timm:test_vit.r160_in1k,hf:explorer-tests/tiny-dinov2",
+        "--projection",
+        "none",
+        "--out",
+        str(tmp_path / "out"),
+        "-q",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     m = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert set(m["model"]) == {"timm:test_vit.r160_in1k", "hf:explorer-tests/tiny-dinov2"}  # pretrained: no [random]

@@ -14,7 +14,9 @@ from explorer.code_identity import NOT_NUMERIC, STAGES, identity_of, module_sour
 
 # the stages whose identities a stage's keys also carry (a layer's key holds decoding and
 # extraction; every derived result holds its layer's key)
-CARRIED = {"decode": (), "extract": ("decode",)} | {s: ("decode", "extract") for s in ("graph", "scores", "projection", "similarity", "logme", "compression", "latency")}
+CARRIED = {"decode": (), "extract": ("decode",)} | {
+    s: ("decode", "extract") for s in ("graph", "scores", "projection", "similarity", "logme", "compression", "latency")
+}
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -25,12 +27,20 @@ def test_a_change_to_any_of_a_stages_modules_changes_its_identity(stage: str) ->
         src = module_source(name)
         assert identity_of(STAGES[stage], {name: src + "\n_changed = 0\n"}) != base, name
         tree = ast.parse(src)
-        constant = next((n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, (int, float))
-                         and not isinstance(n.value, bool)), None)  # fmt: skip
+        constant = next(
+            (
+                n
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool)
+            ),
+            None,
+        )
         if constant is not None:  # a changed number, as a tuned constant would be
             lines = src.splitlines(keepends=True)
             line = lines[constant.lineno - 1]
-            lines[constant.lineno - 1] = line[: constant.col_offset] + repr(constant.value + 1) + line[constant.end_col_offset :]
+            lines[constant.lineno - 1] = (
+                line[: constant.col_offset] + repr(constant.value + 1) + line[constant.end_col_offset :]
+            )
             assert identity_of(STAGES[stage], {name: "".join(lines)}) != base, f"{name}:{constant.lineno}"
 
 
@@ -49,7 +59,11 @@ def _explorer_imports(name: str) -> set[str]:
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
+            base = (
+                importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                if node.level
+                else node.module
+            )
             for alias in node.names:
                 full = f"{base}.{alias.name}"
                 out.add(full if importlib.util.find_spec(base) and _is_module(full) else base)

@@ -36,10 +36,21 @@ def test_every_input_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ctx, ds = _ctx(tmp_path / "a")
     base = make_key("layer", {**ctx, "layer": "features.3"})
     variants = {
-        "dataset": "0" * 64, "n_images": 99, "model": "resnet18", "source": "timm", "architecture": "0" * 16, "weights": "random:0",
-        "preprocessing": "ImageClassification(crop_size=[200])", "pooling": "max", "token_pooling": "mean",
-        "precision": "fp32", "graph": "as traced", "device": "cuda", "libraries": {**ctx["libraries"], "torch": "9.9"}, "code": {**ctx["code"], "extract": "changed"},
-    }  # fmt: skip
+        "dataset": "0" * 64,
+        "n_images": 99,
+        "model": "resnet18",
+        "source": "timm",
+        "architecture": "0" * 16,
+        "weights": "random:0",
+        "preprocessing": "ImageClassification(crop_size=[200])",
+        "pooling": "max",
+        "token_pooling": "mean",
+        "precision": "fp32",
+        "graph": "as traced",
+        "device": "cuda",
+        "libraries": {**ctx["libraries"], "torch": "9.9"},
+        "code": {**ctx["code"], "extract": "changed"},
+    }
     assert set(variants) == set(ctx), "a context field has no variant in this test"
     for field, value in variants.items():
         assert make_key("layer", {**ctx, field: value, "layer": "features.3"}) != base, field
@@ -64,7 +75,9 @@ def test_cached_layers_do_not_touch_the_model(tmp_path: Path, monkeypatch: pytes
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3", "flatten"))
     first = comparison.extract_features(ds, spec, cache=cache)
     assert first.computed == 40
-    comparison.compare(ds, [spec], projection=ProjectionSpec(method="none"), cache=cache)  # times the cuts once (cached)
+    comparison.compare(
+        ds, [spec], projection=ProjectionSpec(method="none"), cache=cache
+    )  # times the cuts once (cached)
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("the model was built although every layer was cached")
@@ -95,7 +108,9 @@ def test_interrupted_extraction_resumes(tmp_path: Path, monkeypatch: pytest.Monk
     resumed = comparison.extract_features(ds, spec, cache=cache)
     assert resumed.computed == 16  # only the third chunk ran
     fresh = comparison.extract_features(ds, spec, cache=FeatureCache(tmp_path / "fresh"))
-    np.testing.assert_allclose(resumed.features["features.5.add"], fresh.features["features.5.add"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        resumed.features["features.5.add"], fresh.features["features.5.add"], rtol=1e-5, atol=1e-5
+    )
     assert not (tmp_path / "c" / "partial").exists() or not any((tmp_path / "c" / "partial").iterdir())
 
 
@@ -183,12 +198,16 @@ def test_the_100k_code_paths_at_small_n(tmp_path: Path, monkeypatch: pytest.Monk
 def change_code(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, module: str) -> None:
     """Make `module`'s code read as changed (one statement added), as an upgrade would."""
     real = code_identity.module_source
-    monkeypatch.setattr(code_identity, "module_source", lambda name: real(name) + ("\nCHANGED = 1\n" if name == module else ""))
+    monkeypatch.setattr(
+        code_identity, "module_source", lambda name: real(name) + ("\nCHANGED = 1\n" if name == module else "")
+    )
     code_identity.stage_identity.cache_clear()
     request.addfinalizer(code_identity.stage_identity.cache_clear)  # after monkeypatch restores the source
 
 
-def test_features_cached_by_changed_code_are_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+def test_features_cached_by_changed_code_are_recomputed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     ds = load_dataset(DataSpec(source="sample:digits", max_images=20), thumbnails=False)
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",), weights="none")
     cache = FeatureCache(tmp_path / "c")
@@ -211,7 +230,9 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
         return len(list((tmp_path / "c" / "results").rglob("*.npz")))
 
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 8  # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency
+    assert (
+        results() == 8
+    )  # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency
     change_code(monkeypatch, request, "explorer.analysis.probe")  # as an upgrade that changes the probe would
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     assert results() == 10  # new scores and compression curve only: the rest does not depend on the probe

@@ -30,7 +30,9 @@ print("STREAMLIT_MODULES", len(bad))
 
 
 def test_core_runs_without_streamlit(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     assert "STREAMLIT_MODULES 0" in r.stdout
 

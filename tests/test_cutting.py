@@ -52,7 +52,10 @@ def own_program(tmp_path_factory: pytest.TempPathFactory, own_builder: str) -> s
     torch.manual_seed(0)
     net = cut_nets.build().eval()
     path = tmp_path_factory.mktemp("pt2") / "net.pt2"
-    torch.export.save(torch.export.export(net, (torch.zeros(2, 3, 224, 224),), dynamic_shapes=({0: torch.export.Dim("b")},)), str(path))
+    torch.export.save(
+        torch.export.export(net, (torch.zeros(2, 3, 224, 224),), dynamic_shapes=({0: torch.export.Dim("b")},)),
+        str(path),
+    )
     return str(path)
 
 
@@ -66,10 +69,14 @@ SOURCES = [("mobilenet_v2", "features.14"), ("timm:vit_small_patch16_224", "bloc
 
 
 @pytest.mark.parametrize(("source", "layer"), SOURCES)
-def test_exported_logits_equal_the_head_on_the_extracted_features(source: str, layer: str, dataset: object, tmp_path: Path,
-                                                                   own_builder: str, own_program: str) -> None:  # fmt: skip
-    model = {"hf": f"hf:{save_hf(tmp_path / 'hf', 'dinov2')}" if source == "hf" else "", "own": own_builder,
-             "pt2": own_program}.get(source) or source  # fmt: skip
+def test_exported_logits_equal_the_head_on_the_extracted_features(
+    source: str, layer: str, dataset: object, tmp_path: Path, own_builder: str, own_program: str
+) -> None:
+    model = {
+        "hf": f"hf:{save_hf(tmp_path / 'hf', 'dinov2')}" if source == "hf" else "",
+        "own": own_builder,
+        "pt2": own_program,
+    }.get(source) or source
     got = _cut(dataset, model, layer, tmp_path / "cut")
     assert sorted(got.files) == sorted(cut_files.FILES)
     # the head applied to the test images' features, extracted as compare extracts them
@@ -110,7 +117,7 @@ else:
 import torch
 from PIL import Image
 from torchvision import transforms as T
-folder = {str(tmp_path / 'cut')!r}
+folder = {str(tmp_path / "cut")!r}
 pre = json.load(open(folder + "/preprocess.json"))
 labels = json.load(open(folder + "/labels.json"))
 model = torch.export.load(folder + "/cut.pt2").module()
@@ -120,24 +127,52 @@ x = tf(Image.open({str(image.path)!r}).convert("RGB")).unsqueeze(0)
 out = model(torch.cat([x, x, x]))
 print(json.dumps({{"shape": list(out.shape), "label": labels[out[0].argmax().item()]}}))
 """
-    done = subprocess.run([sys.executable, "-I", "-c", script], check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     said = json.loads(done.stdout.strip().splitlines()[-1])
     assert said["shape"] == [3, 3]
     assert said["label"] == got.test_predictions["predicted"].iloc[0]
 
 
-def test_cli_cut_then_predict_writes_the_contract(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_cut_then_predict_writes_the_contract(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cut"
     test_root = make_class_folders(tmp_path / "held_out", per_class=3)
-    code = main(["cut", "--data", str(data_root), "--model", "mobilenet_v2", "--weights", "none", "--layer", "features.14",
-                 "--test-data", str(test_root), "--out", str(out), "--cache-dir", str(tmp_path / "c"), "-q"])  # fmt: skip
+    code = main(
+        [
+            "cut",
+            "--data",
+            str(data_root),
+            "--model",
+            "mobilenet_v2",
+            "--weights",
+            "none",
+            "--layer",
+            "features.14",
+            "--test-data",
+            str(test_root),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "-q",
+        ]
+    )
     assert code == 0
     pre = json.loads((out / "preprocess.json").read_text())
     from torchvision.models import MobileNet_V2_Weights
 
     tv = MobileNet_V2_Weights.DEFAULT.transforms()  # random init takes the default weights' preprocessing
-    assert pre == {"resize": tv.resize_size[0], "crop": tv.crop_size[0], "interpolation": "bilinear", "mean": tv.mean, "std": tv.std}
+    assert pre == {
+        "resize": tv.resize_size[0],
+        "crop": tv.crop_size[0],
+        "interpolation": "bilinear",
+        "mean": tv.mean,
+        "std": tv.std,
+    }
     assert json.loads((out / "labels.json").read_text()) == ["blue", "green", "red"]
     m = json.loads((out / "metrics.json").read_text())
     assert {"test_accuracy", "test_accuracy_low", "test_accuracy_high", "n_test", "model", "layer", "gflops"} <= set(m)
@@ -175,7 +210,18 @@ def test_cost_of_a_hooked_cut_equals_a_count_on_its_exported_network(dataset: ob
 
 
 def test_cut_mistakes_get_one_sentence(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["cut", "--data", str(data_root), "--model", "mobilenet_v2", "--weights", "none", "--out", str(tmp_path / "o"), "-q"]
+    base = [
+        "cut",
+        "--data",
+        str(data_root),
+        "--model",
+        "mobilenet_v2",
+        "--weights",
+        "none",
+        "--out",
+        str(tmp_path / "o"),
+        "-q",
+    ]
     assert main([*base, "--layer", "features.99"]) == 2
     assert "has no layer 'features.99'" in capsys.readouterr().err
     assert main([*base, "--layer", "features.3", "--test-split", "1.5"]) == 2

@@ -87,7 +87,9 @@ def test_every_file_setup_sh_reads_is_copied_before_the_step_that_runs_it(tmp_pa
         elif "scripts/setup.sh" in args[0]:
             setup_args = args[0].split("scripts/setup.sh", 1)[1].split("&&")[0].split()
             env = {**os.environ, "PYTHON": str(python)}
-            got = subprocess.run(["bash", "scripts/setup.sh", *setup_args], cwd=app, env=env, capture_output=True, text=True)
+            got = subprocess.run(
+                ["bash", "scripts/setup.sh", *setup_args], cwd=app, env=env, capture_output=True, text=True
+            )
             assert got.returncode == 0, f"RUN {args[0][:80]}: {got.stderr.strip()[-500:]}"
             ran += 1
     assert ran >= 2  # the requirements' layer, then the package once the source is in
@@ -106,6 +108,7 @@ def test_the_check_fails_on_the_broken_order(tmp_path: Path) -> None:
     python = tmp_path / "python3"
     python.write_text(STAND_IN)
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
-    got = subprocess.run(["bash", "scripts/setup.sh"], cwd=app, env={**os.environ, "PYTHON": str(python)},
-                         capture_output=True, text=True)  # fmt: skip
+    got = subprocess.run(
+        ["bash", "scripts/setup.sh"], cwd=app, env={**os.environ, "PYTHON": str(python)}, capture_output=True, text=True
+    )
     assert got.returncode != 0 and "not a Python project" in got.stderr

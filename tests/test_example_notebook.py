@@ -44,15 +44,22 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     nbclient = pytest.importorskip("nbclient")
     out = tmp_path_factory.mktemp("notebook")
     env = {**os.environ, "EXPLORER_CACHE_DIR": str(out / "cli-cache")}
-    subprocess.run([sys.executable, "-m", "explorer", "compare", *REQUEST, "--out", str(out / "cli"), "-q"], env=env, check=True,
-                   cwd=ROOT, timeout=900)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "explorer", "compare", *REQUEST, "--out", str(out / "cli"), "-q"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(DUMP.format(out=str(out))))
     old = os.environ.get("EXPLORER_CACHE_DIR")
     os.environ["EXPLORER_CACHE_DIR"] = str(out / "kernel-cache")  # the kernel's own cache: nothing read from the CLI's
     try:
         # run where Jupyter runs it: in its own folder (the package is importable from anywhere: setup installs it)
-        nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+        nbclient.NotebookClient(
+            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+        ).execute()
     finally:
         if old is None:
             os.environ.pop("EXPLORER_CACHE_DIR")
@@ -80,7 +87,11 @@ def test_the_notebook_runs_every_cell_without_an_error(ran: Path) -> None:
 def test_the_notebooks_comparison_is_the_command_lines(ran: Path) -> None:
     nb, cli = pd.read_csv(ran / "metrics.csv"), pd.read_csv(ran / "cli" / "metrics.csv")
     assert list(nb["layer"]) == list(cli["layer"])
-    _close(nb, cli, ["dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "silhouette", "eff_dim", "probe_step_low"])
+    _close(
+        nb,
+        cli,
+        ["dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "silhouette", "eff_dim", "probe_step_low"],
+    )
     cka_nb, cka_cli = pd.read_csv(ran / "cka.csv", index_col=0), pd.read_csv(ran / "cli" / "cka.csv", index_col=0)
     np.testing.assert_allclose(cka_nb.to_numpy(), cka_cli.to_numpy(), atol=2e-6)
     proj = pd.read_csv(ran / "cli" / "projections.csv")
@@ -105,8 +116,13 @@ def test_compare_features_on_the_command_lines_arrays_scores_them_alike(ran: Pat
 
 def test_the_own_network_and_the_baselines_are_scored(ran: Path) -> None:
     mine = pd.read_csv(ran / "mine_metrics.csv")
-    assert list(zip(mine["model"], mine["layer"])) == [("small", "stem"), ("small", "middle"), ("small", "pool"),
-                                                      ("mobilenet_v2", "features.14"), ("mobilenet_v2", "flatten")]  # fmt: skip
+    assert list(zip(mine["model"], mine["layer"])) == [
+        ("small", "stem"),
+        ("small", "middle"),
+        ("small", "pool"),
+        ("mobilenet_v2", "features.14"),
+        ("mobilenet_v2", "flatten"),
+    ]
     assert mine["probe_acc"].between(0, 1).all()
     base = pd.read_csv(ran / "baselines_metrics.csv")
     assert list(base["layer"]) == ["pixels", "histogram"] and list(base["dim"]) == [768, 48]

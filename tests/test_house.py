@@ -19,8 +19,18 @@ SETS_THE_ENVIRONMENT = {
 
 # The stages, lowest first: a module imports from its own stage or a lower one (docs/design.md).
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("explorer", "explorer.config", "explorer.fsutil", "explorer.progress", "explorer.process_setup",
-              "explorer.code_identity", "explorer.store")),
+    (
+        "base",
+        (
+            "explorer",
+            "explorer.config",
+            "explorer.fsutil",
+            "explorer.progress",
+            "explorer.process_setup",
+            "explorer.code_identity",
+            "explorer.store",
+        ),
+    ),
     ("data", ("explorer.data",)),
     ("networks", ("explorer.networks",)),
     ("extraction", ("explorer.extraction",)),
@@ -28,13 +38,20 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("comparison", ("explorer.comparison", "explorer.request", "explorer.run")),
     ("output", ("explorer.output",)),
     ("entry points", ("explorer.api", "explorer.cli", "explorer.__main__", "explorer.cutting", "explorer.ui")),
-]  # fmt: skip
+]
 
 
 def _stage(module: str) -> int:
     """The rank of `module`'s stage: the longest prefix of STAGES that names it or its package."""
-    best = max(((len(p), rank) for rank, (_, prefixes) in enumerate(STAGES) for p in prefixes
-                if module == p or (module.startswith(p + ".") and p != "explorer")), default=None)  # fmt: skip
+    best = max(
+        (
+            (len(p), rank)
+            for rank, (_, prefixes) in enumerate(STAGES)
+            for p in prefixes
+            if module == p or (module.startswith(p + ".") and p != "explorer")
+        ),
+        default=None,
+    )
     assert best is not None, f"{module} is in no stage: add it to STAGES (and to docs/design.md)"
     return best[1]
 
@@ -50,8 +67,12 @@ def _modules(root: Path = PACKAGE) -> list[tuple[str, Path, ast.Module]]:
 def _imports(module: str, path: Path, tree: ast.Module, known: set[str]) -> set[str]:
     """The modules of `known` that `module` imports, at its top or inside a function (`if
     TYPE_CHECKING:` left out): `from .x import y` is module x.y when that is a module, else x."""
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                   for n in ast.walk(node)}  # fmt: skip
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     out = set()
     for node in ast.walk(tree):
@@ -60,7 +81,11 @@ def _imports(module: str, path: Path, tree: ast.Module, known: set[str]) -> set[
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            head = node.module or "" if node.level == 0 else ".".join(base[: len(base) - node.level + 1] + [node.module or ""]).rstrip(".")
+            head = (
+                node.module or ""
+                if node.level == 0
+                else ".".join(base[: len(base) - node.level + 1] + [node.module or ""]).rstrip(".")
+            )
             out |= {f"{head}.{a.name}" if f"{head}.{a.name}" in known else head for a in node.names}
     while any(m not in known and "." in m for m in out):  # `import explorer.data.items` names the module
         out = {m if m in known or "." not in m else m.rsplit(".", 1)[0] for m in out}
@@ -126,8 +151,12 @@ def test_the_cycle_finder_finds_one() -> None:
 
 
 def test_no_import_from_a_lower_stage_to_a_higher_one() -> None:
-    upward = [f"{a} ({STAGES[_stage(a)][0]}) imports {b} ({STAGES[_stage(b)][0]})"
-              for a, targets in _graph().items() for b in sorted(targets) if _stage(b) > _stage(a)]  # fmt: skip
+    upward = [
+        f"{a} ({STAGES[_stage(a)][0]}) imports {b} ({STAGES[_stage(b)][0]})"
+        for a, targets in _graph().items()
+        for b in sorted(targets)
+        if _stage(b) > _stage(a)
+    ]
     assert upward == []
 
 
@@ -135,8 +164,12 @@ def test_no_test_module_imports_another() -> None:
     """Shared fixtures and helpers live in tests/helpers.py, conftest.py or a module not named test_*."""
     tests = ROOT / "tests"
     graph = {m: targets for m, targets in _graph(tests).items()}
-    found = [f"{a} imports {b}" for a, targets in graph.items() for b in sorted(targets)
-             if b.rpartition(".")[2].startswith("test_")]  # fmt: skip
+    found = [
+        f"{a} imports {b}"
+        for a, targets in graph.items()
+        for b in sorted(targets)
+        if b.rpartition(".")[2].startswith("test_")
+    ]
     assert found == []
 
 
@@ -178,11 +211,53 @@ def test_importing_a_module_starts_deletes_and_reads_nothing(tmp_path: Path) -> 
     modules = [m for m, path, _ in _modules() if not path.name.startswith("__main__") and m != "explorer.ui.page"]
     stale = tmp_path / "explorer-upload-old"  # what the dashboard's start deletes, if it ran at import
     stale.mkdir()
-    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "EXPLORER_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)}
-    got = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING, *modules], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TMPDIR": str(tmp_path),
+        "EXPLORER_CACHE_DIR": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+    }
+    got = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING, *modules],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert got.returncode == 0, got.stderr[-3000:]
     read = sorted({line.split()[1] for line in got.stderr.splitlines() if line.startswith("read EXPLORER_")})
     assert read == []
     assert "threads 0" in got.stdout and "removed 0" in got.stdout, got.stdout
     assert stale.exists()
+
+
+def test_the_code_is_formatted_one_way() -> None:
+    """`ruff format` (pyproject.toml's settings) leaves every Python file as it is, and its skip
+    marker marks tables only: a module-level list, dict, tuple or set."""
+    marker = "# fmt" + ": skip"  # spelled in two so that this line is not one
+    files = [str(p) for p in sorted(ROOT.glob("*.py"))] + [
+        str(p) for d in ("explorer", "tests", "bench", "scripts") for p in sorted((ROOT / d).rglob("*.py"))
+    ]
+    got = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert got.returncode == 0, got.stdout[-2000:] + got.stderr[-2000:]
+    skips = []
+    for path in files:
+        tree = ast.parse(Path(path).read_text())
+        tables = {
+            n.end_lineno
+            for n in tree.body
+            if isinstance(n, (ast.Assign, ast.AnnAssign))
+            and isinstance(n.value, (ast.List, ast.Dict, ast.Tuple, ast.Set))
+        }
+        lines = Path(path).read_text().splitlines()
+        skips += [
+            f"{path}:{i}" for i, line in enumerate(lines, 1) if line.rstrip().endswith(marker) and i not in tables
+        ]
+    assert skips == []

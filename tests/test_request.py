@@ -11,16 +11,39 @@ from explorer.cli import build_parser
 from explorer.request import LINK_ALIASES, AnalysisRequest
 
 EVERY_FIELD_CHANGED = AnalysisRequest(
-    data="/data/photos", label_column="kind", image_column="file", model="resnet18,timm:vit_small_patch16_224", weights="auto,none",
-    layers="resnet18:layer3,timm:vit_small_patch16_224:blocks.3", pooling="avgmax", tokens="mean", projection="tsne",
-    components=3, n_neighbors=30, min_dist=0.25, perplexity=12.5, random_baseline=True, max_images=60, select="kind=shoe",
-    folds=3, knn_k=7, probe_c="0.5", precision="fp32", device="cpu", batch_size=8, seed=3,
-)  # fmt: skip
+    data="/data/photos",
+    label_column="kind",
+    image_column="file",
+    model="resnet18,timm:vit_small_patch16_224",
+    weights="auto,none",
+    layers="resnet18:layer3,timm:vit_small_patch16_224:blocks.3",
+    pooling="avgmax",
+    tokens="mean",
+    projection="tsne",
+    components=3,
+    n_neighbors=30,
+    min_dist=0.25,
+    perplexity=12.5,
+    random_baseline=True,
+    max_images=60,
+    select="kind=shoe",
+    folds=3,
+    knn_k=7,
+    probe_c="0.5",
+    precision="fp32",
+    device="cpu",
+    batch_size=8,
+    seed=3,
+)
 
 
 def test_every_field_is_changed_in_the_round_trip_request() -> None:
     default = AnalysisRequest()
-    same = [f.name for f in dataclasses.fields(AnalysisRequest) if getattr(EVERY_FIELD_CHANGED, f.name) == getattr(default, f.name)]
+    same = [
+        f.name
+        for f in dataclasses.fields(AnalysisRequest)
+        if getattr(EVERY_FIELD_CHANGED, f.name) == getattr(default, f.name)
+    ]
     assert same == []
 
 
@@ -44,18 +67,43 @@ def test_every_field_is_a_compare_flag_with_the_same_default() -> None:
 
 
 def test_links_written_with_the_old_names_keep_their_meaning() -> None:
-    old = {"model": "resnet18", "weights": "random", "dims": "3", "n_neighbors": "30", "min_dist": "0.25",
-           "baseline": "1", "max_images": "0", "align": "0", "other_models": "mnasnet0_5"}  # fmt: skip
+    old = {
+        "model": "resnet18",
+        "weights": "random",
+        "dims": "3",
+        "n_neighbors": "30",
+        "min_dist": "0.25",
+        "baseline": "1",
+        "max_images": "0",
+        "align": "0",
+        "other_models": "mnasnet0_5",
+    }
     got = AnalysisRequest.from_query(old)
-    assert (got.model, got.weights, got.components, got.n_neighbors, got.min_dist, got.random_baseline, got.max_images) == \
-        ("resnet18", "none", 3, 30, 0.25, True, None)  # fmt: skip
+    assert (
+        got.model,
+        got.weights,
+        got.components,
+        got.n_neighbors,
+        got.min_dist,
+        got.random_baseline,
+        got.max_images,
+    ) == ("resnet18", "none", 3, 30, 0.25, True, None)
     assert AnalysisRequest.from_query({"weights": "pretrained", "checkpoint": "/w/ft.pth"}).weights == "/w/ft.pth"
     assert AnalysisRequest.from_query({"dims": "2", "components": "3"}).components == 3  # the flag's name wins
     assert set(LINK_ALIASES.values()) <= {f.name.replace("_", "-") for f in dataclasses.fields(AnalysisRequest)}
 
 
-@pytest.mark.parametrize("params", [{"n-neighbors": "abc"}, {"components": "7"}, {"weights": "a,b,c"}, {"n-neighbors": "1"},
-                                    {"probe-c": "lots"}, {"pooling": "median"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n-neighbors": "abc"},
+        {"components": "7"},
+        {"weights": "a,b,c"},
+        {"n-neighbors": "1"},
+        {"probe-c": "lots"},
+        {"pooling": "median"},
+    ],
+)
 def test_a_hostile_link_falls_back_to_defaults(params: dict[str, str]) -> None:
     assert AnalysisRequest.from_query({**params, "model": "resnet18"}) == AnalysisRequest(model="resnet18")
     with pytest.raises(ValueError):

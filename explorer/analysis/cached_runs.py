@@ -71,8 +71,16 @@ def _per_layer(
 
 def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None = None) -> dict[str, KnnGraph]:
     """The cosine kNN graph of every layer of a run (neighbors.py)."""
-    return _per_layer(run, cache, "graph", {"k": GRAPH_K}, lambda node, feats: knn_graph(feats, GRAPH_K),
-                      KnnGraph.from_arrays, progress, f"neighbour graphs {run.label}")  # fmt: skip
+    return _per_layer(
+        run,
+        cache,
+        "graph",
+        {"k": GRAPH_K},
+        lambda node, feats: knn_graph(feats, GRAPH_K),
+        KnnGraph.from_arrays,
+        progress,
+        f"neighbour graphs {run.label}",
+    )
 
 
 def labels_array(dataset: ImageDataset) -> np.ndarray | None:
@@ -94,8 +102,16 @@ def score_run(
 ) -> dict[str, LayerScores]:
     """Scores of every layer of a run, keyed also by the labels and the metric settings."""
     y = labels_array(dataset)
-    return _per_layer(run, cache, "scores", _labels_part(dataset, spec), lambda node, feats: score_layer(feats, y, spec, graphs.get(node)),
-                      LayerScores.from_arrays, progress, f"scoring {run.label}")  # fmt: skip
+    return _per_layer(
+        run,
+        cache,
+        "scores",
+        _labels_part(dataset, spec),
+        lambda node, feats: score_layer(feats, y, spec, graphs.get(node)),
+        LayerScores.from_arrays,
+        progress,
+        f"scoring {run.label}",
+    )
 
 
 def project_run(
@@ -107,39 +123,70 @@ def project_run(
 ) -> dict[str, Projection]:
     """Projections of every layer of a run (UMAP from the layer's kNN graph), keyed also by the
     projection settings."""
-    return _per_layer(run, cache, "projection", {"spec": spec.__dict__},
-                      lambda node, feats: project(feats, spec, graph=(graphs or {}).get(node)),
-                      Projection.from_arrays, progress, f"projecting {run.label} ({spec.method.upper()})")  # fmt: skip
+    return _per_layer(
+        run,
+        cache,
+        "projection",
+        {"spec": spec.__dict__},
+        lambda node, feats: project(feats, spec, graph=(graphs or {}).get(node)),
+        Projection.from_arrays,
+        progress,
+        f"projecting {run.label} ({spec.method.upper()})",
+    )
 
 
 def similarity_run(
-    runs: list[ModelRun], multi: bool, graphs: dict[str, KnnGraph], cache: FeatureCache, progress: StageProgress | None,
-    *, random_state: int = 0,
+    runs: list[ModelRun],
+    multi: bool,
+    graphs: dict[str, KnnGraph],
+    cache: FeatureCache,
+    progress: StageProgress | None,
+    *,
+    random_state: int = 0,
 ) -> tuple[Similarity, np.ndarray]:
     """Plain and debiased CKA (plain with its bootstrap interval, seeded by `random_state`) and the
     neighbourhood overlap between every pair of layers, cached under the layers' keys and the seed
     (5 s of a cached 100k analysis's 8 layers otherwise, on every visit)."""
     feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
     store_keys = [r.store_keys[n] for r in runs for n in r.features]
-    key = make_key("similarity", {"layers": store_keys, "names": list(feats), "settings": analysis_settings("similarity"),
-                                  "random_state": random_state})  # fmt: skip
+    key = make_key(
+        "similarity",
+        {
+            "layers": store_keys,
+            "names": list(feats),
+            "settings": analysis_settings("similarity"),
+            "random_state": random_state,
+        },
+    )
     got = cache.get_result(key)
     if got is not None and list(got["names"]) == list(feats):
-        return Similarity(list(feats), got["cka"], got["cka_debiased"], got["cka_low"], got["cka_high"],
-                          int(got["boot_images"])), got["overlap"]  # fmt: skip
+        return Similarity(
+            list(feats), got["cka"], got["cka_debiased"], got["cka_low"], got["cka_high"], int(got["boot_images"])
+        ), got["overlap"]
     if progress:
         progress("layer similarity (CKA)", 0, 1)
     similarity = layer_similarity(feats)
     if progress:
         progress("CKA intervals", 0, 1)
-    low, high, m = cka_interval(feats, similarity.cka, random_state=random_state) if feats else (similarity.cka, similarity.cka, 0)
+    low, high, m = (
+        cka_interval(feats, similarity.cka, random_state=random_state) if feats else (similarity.cka, similarity.cka, 0)
+    )
     similarity = Similarity(similarity.names, similarity.cka, similarity.cka_debiased, low, high, m)
     if progress:
         progress("neighbourhood overlap", 0, 1)
     overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
-    cache.put_result(key, {"names": np.array(similarity.names, dtype=str), "cka": similarity.cka,
-                           "cka_debiased": similarity.cka_debiased, "cka_low": low, "cka_high": high,
-                           "boot_images": np.array(m), "overlap": overlap})  # fmt: skip
+    cache.put_result(
+        key,
+        {
+            "names": np.array(similarity.names, dtype=str),
+            "cka": similarity.cka,
+            "cka_debiased": similarity.cka_debiased,
+            "cka_low": low,
+            "cka_high": high,
+            "boot_images": np.array(m),
+            "overlap": overlap,
+        },
+    )
     return similarity, overlap
 
 
@@ -158,8 +205,9 @@ class _Value:
         return cls(None if np.isnan(v) else v)
 
 
-def logme_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache,
-              progress: StageProgress | None = None) -> dict[str, float | None]:  # fmt: skip
+def logme_run(
+    dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
+) -> dict[str, float | None]:
     """LogME of every layer of a run (logme.py) for the classes the probe scores; None without labels."""
     plan = label_plan(labels_array(dataset), spec.folds)
 
@@ -169,12 +217,20 @@ def logme_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: Fea
         x = feats if len(plan.rows) == feats.shape[0] else feats[plan.rows]  # a copy only when classes are left out
         return _Value(logme(x, plan.y))
 
-    got = _per_layer(run, cache, "logme", _labels_part(dataset, spec), compute, _Value.from_arrays, progress, f"LogME {run.label}")
+    got = _per_layer(
+        run, cache, "logme", _labels_part(dataset, spec), compute, _Value.from_arrays, progress, f"LogME {run.label}"
+    )
     return {n: v.value for n, v in got.items()}
 
 
-def compression_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache,
-                    scores: dict[str, LayerScores], progress: StageProgress | None = None) -> dict[str, CompressionCurve | None]:  # fmt: skip
+def compression_run(
+    dataset: ImageDataset,
+    run: ModelRun,
+    spec: MetricSpec,
+    cache: FeatureCache,
+    scores: dict[str, LayerScores],
+    progress: StageProgress | None = None,
+) -> dict[str, CompressionCurve | None]:
     """The compression curve of every layer of a run (compression.py), at each layer's probe C;
     None where the layer has no probe (no labels)."""
     plan = label_plan(labels_array(dataset), spec.folds)
@@ -184,14 +240,37 @@ def compression_run(dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cach
         return out
 
     def compute(node: str, feats: np.ndarray) -> CompressionCurve:
-        return compression_curve(feats, plan.y, plan.folds, rows=plan.rows, c=scores[node].probe_c,  # type: ignore[arg-type]
-                                 random_state=spec.random_state)  # fmt: skip
+        return compression_curve(
+            feats,
+            plan.y,
+            plan.folds,
+            rows=plan.rows,
+            c=scores[node].probe_c,  # type: ignore[arg-type]
+            random_state=spec.random_state,
+        )
 
-    sub = ModelRun(run.label, run.spec, run.weights, run.profile, run.device, run.precision, run.store_keys, run.nodes,
-                   {n: run.features[n] for n in scored})  # fmt: skip
+    sub = ModelRun(
+        run.label,
+        run.spec,
+        run.weights,
+        run.profile,
+        run.device,
+        run.precision,
+        run.store_keys,
+        run.nodes,
+        {n: run.features[n] for n in scored},
+    )
     parts = {**_labels_part(dataset, spec), "c": {n: scores[n].probe_c for n in scored}}
-    return out | _per_layer(sub, cache, "compression", parts, compute, CompressionCurve.from_arrays, progress,
-                            f"compression curves {run.label}")  # fmt: skip
+    return out | _per_layer(
+        sub,
+        cache,
+        "compression",
+        parts,
+        compute,
+        CompressionCurve.from_arrays,
+        progress,
+        f"compression curves {run.label}",
+    )
 
 
 def _device_here(device: str) -> bool:
@@ -200,20 +279,34 @@ def _device_here(device: str) -> bool:
         return True
     import torch
 
-    return torch.cuda.is_available() if device == "cuda" else bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return (
+        torch.cuda.is_available()
+        if device == "cuda"
+        else bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    )
 
 
 def _build_context(run: ModelRun) -> dict[str, Any]:
     """What shapes the time a run's model takes, as the extraction builds it (not its weights' values)."""
 
     src = source_of(run.spec.model)
-    return {"model": run.spec.model, "source": src.name, "architecture": src.architecture(run.spec.model),
-            "input_size": run.profile.input_size, "pooling": run.spec.pooling, "token_pooling": run.spec.token_pooling,
-            "precision": run.precision, "device": run.device, "fold_batchnorm": FOLD_BATCHNORM,
-            "libraries": library_versions()}  # fmt: skip
+    return {
+        "model": run.spec.model,
+        "source": src.name,
+        "architecture": src.architecture(run.spec.model),
+        "input_size": run.profile.input_size,
+        "pooling": run.spec.pooling,
+        "token_pooling": run.spec.token_pooling,
+        "precision": run.precision,
+        "device": run.device,
+        "fold_batchnorm": FOLD_BATCHNORM,
+        "libraries": library_versions(),
+    }
 
 
-def cost_run(run: ModelRun, cache: FeatureCache, *, latency: bool = True, progress: StageProgress | None = None) -> dict[str, LayerCost]:
+def cost_run(
+    run: ModelRun, cache: FeatureCache, *, latency: bool = True, progress: StageProgress | None = None
+) -> dict[str, LayerCost]:
     """What cutting the run at each of its layers costs: parameters and GFLOPs up to the layer
     (networks/cost.py, counted on the meta device) and, with `latency`, the milliseconds per image
     up to it measured here at batch 1 and 32 (extraction/latency.py), cached per model build and
@@ -224,18 +317,32 @@ def cost_run(run: ModelRun, cache: FeatureCache, *, latency: bool = True, progre
     counted = cut_costs(run.spec.model, nodes)
     times: dict[str, tuple[float, float]] = {}
     if latency and _device_here(run.device):
-        key = make_key("latency", {**_build_context(run), "nodes": nodes, "machine": machine(),
-                                   "code": identities("extract", "latency")})  # fmt: skip
+        key = make_key(
+            "latency",
+            {**_build_context(run), "nodes": nodes, "machine": machine(), "code": identities("extract", "latency")},
+        )
         got = cache.get_result(key)
         if got is not None and list(got["nodes"]) == nodes:
             times = {n: (float(a), float(b)) for n, a, b in zip(nodes, got["b1"], got["b32"])}
         else:
             if progress:
                 progress(f"timing {run.label}", 0, 1)
-            times = layer_latency(run.spec, run.weights, nodes, device=run.device, precision=run.precision,
-                                  input_size=run.profile.input_size)  # fmt: skip
-            cache.put_result(key, {"nodes": np.array(nodes, dtype=str), "b1": np.array([times[n][0] for n in nodes]),
-                                   "b32": np.array([times[n][1] for n in nodes])})  # fmt: skip
+            times = layer_latency(
+                run.spec,
+                run.weights,
+                nodes,
+                device=run.device,
+                precision=run.precision,
+                input_size=run.profile.input_size,
+            )
+            cache.put_result(
+                key,
+                {
+                    "nodes": np.array(nodes, dtype=str),
+                    "b1": np.array([times[n][0] for n in nodes]),
+                    "b32": np.array([times[n][1] for n in nodes]),
+                },
+            )
     out = {}
     for layer, node in run.nodes.items():
         t = times.get(node)

@@ -55,10 +55,15 @@ class ClassPairs:
         return [(self.classes[a[keep][i]], self.classes[b[keep][i]], float(vals[keep][i])) for i in order]
 
 
-def class_pairs(confusions: Sequence[np.ndarray], layers: Sequence[str], classes: Sequence[str],
-                threshold: float = APART_BELOW) -> ClassPairs:  # fmt: skip
+def class_pairs(
+    confusions: Sequence[np.ndarray], layers: Sequence[str], classes: Sequence[str], threshold: float = APART_BELOW
+) -> ClassPairs:
     """ClassPairs from each layer's out-of-fold confusion matrix (depth order)."""
-    conf = np.stack([pair_confusion(c) for c in confusions]) if len(confusions) else np.zeros((0, len(classes), len(classes)))
+    conf = (
+        np.stack([pair_confusion(c) for c in confusions])
+        if len(confusions)
+        else np.zeros((0, len(classes), len(classes)))
+    )
     first = np.full((len(classes), len(classes)), NEVER, np.int64)
     for j in range(conf.shape[0]):
         first[(first == NEVER) & (conf[j] < threshold)] = j  # NaN compares False: never apart

@@ -52,16 +52,22 @@ class CompressionCurve:
         return int(self.ks[hit[0]]) if len(hit) else None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"ks": self.ks, "pca_acc": self.pca_acc, "random_acc": self.random_acc,
-                "n_images": np.array(self.n_images), "c": np.array(self.c)}  # fmt: skip
+        return {
+            "ks": self.ks,
+            "pca_acc": self.pca_acc,
+            "random_acc": self.random_acc,
+            "n_images": np.array(self.n_images),
+            "c": np.array(self.c),
+        }
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> CompressionCurve:
         return cls(a["ks"], a["pca_acc"], a["random_acc"], int(a["n_images"]), float(a["c"]))
 
 
-def compression_curve(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndarray, c: float,
-                      random_state: int = 0) -> CompressionCurve:  # fmt: skip
+def compression_curve(
+    x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndarray, c: float, random_state: int = 0
+) -> CompressionCurve:
     """The compression curve of one layer.
 
     Each outer fold standardises with its training images' statistics and finds their principal
@@ -100,14 +106,19 @@ def compression_curve(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndar
             xtr = np.asarray(x[rows[train]], dtype=np.float32)
             mean, std = _moments(xtr)
             xtr = (xtr - mean) / std
-            xte = np.concatenate([(np.asarray(x[rows[test[s]]], dtype=np.float32) - mean) / std for s in row_chunks(len(test))])
+            xte = np.concatenate(
+                [(np.asarray(x[rows[test[s]]], dtype=np.float32) - mean) / std for s in row_chunks(len(test))]
+            )
             eig, vec = _principal_axes(xtr)  # ascending: the top k axes are the last k columns
             ztr, zte = xtr @ vec, xte @ vec
             wb = None
             for j, k in enumerate(ks):
                 top = slice(max(ztr.shape[1] - k, 0), None)
                 if wb is not None:  # warm start: the last fit's weights, zeros for the components added
-                    wb = (np.vstack([np.zeros((ztr[:, top].shape[1] - len(wb[0]), n_classes), np.float32), wb[0]]), wb[1])
+                    wb = (
+                        np.vstack([np.zeros((ztr[:, top].shape[1] - len(wb[0]), n_classes), np.float32), wb[0]]),
+                        wb[1],
+                    )
                 wb = fit_logistic(ztr[:, top], y[train], n_classes, c, init=wb, eigvals=eig[top])
                 pca_pred[j, test] = _predict(zte[:, top], wb)
                 if k == d:  # all d directions, rotated: the penalised probe is the same (rotation-invariant)
@@ -118,15 +129,20 @@ def compression_curve(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndar
                 m = vec.T @ basis[k]
                 r_eig, r_vec = np.linalg.eigh((m.T * eig) @ m)
                 proj = basis[k] @ r_vec.astype(np.float32)
-                rb = fit_logistic(xtr @ proj, y[train], n_classes, c, eigvals=np.clip(r_eig, 0, None).astype(np.float32))
+                rb = fit_logistic(
+                    xtr @ proj, y[train], n_classes, c, eigvals=np.clip(r_eig, 0, None).astype(np.float32)
+                )
                 rand_pred[j, test] = _predict(xte @ proj, rb)
-    return CompressionCurve(np.array(ks), _fold_mean(pca_pred, y, fold_of, folds), _fold_mean(rand_pred, y, fold_of, folds),
-                            len(y), float(c))  # fmt: skip
+    return CompressionCurve(
+        np.array(ks),
+        _fold_mean(pca_pred, y, fold_of, folds),
+        _fold_mean(rand_pred, y, fold_of, folds),
+        len(y),
+        float(c),
+    )
 
 
 def _fold_mean(pred: np.ndarray, y: np.ndarray, fold_of: np.ndarray, folds: int) -> np.ndarray:
     """Each row's accuracy, the mean over the folds of each fold's accuracy (as probe.probe averages)."""
     right = pred == y
     return np.array([np.mean([right[j, fold_of == f].mean() for f in range(folds)]) for j in range(len(pred))])
-
-

@@ -58,8 +58,10 @@ def balanced_rows(n: int, selected: Sequence[int], random_state: int = 0) -> tup
     sel[np.asarray(selected, dtype=np.int64)] = True
     inside, outside = np.flatnonzero(sel), np.flatnonzero(~sel)
     if len(inside) < MIN_PER_SIDE or len(outside) < MIN_PER_SIDE:
-        raise ValueError(f"select at least {MIN_PER_SIDE} images and leave at least {MIN_PER_SIDE} out "
-                         f"({len(inside)} selected of {n})")  # fmt: skip
+        raise ValueError(
+            f"select at least {MIN_PER_SIDE} images and leave at least {MIN_PER_SIDE} out "
+            f"({len(inside)} selected of {n})"
+        )
     rng = np.random.default_rng(random_state)
     side = min(len(inside), len(outside), MAX_PER_SIDE)
     rows = np.sort(np.concatenate([rng.choice(inside, side, replace=False), rng.choice(outside, side, replace=False)]))
@@ -72,5 +74,10 @@ def emergence(features: Mapping[str, np.ndarray], selected: Sequence[int], *, ra
     n = features[layers[0]].shape[0]
     rows, y = balanced_rows(n, selected, random_state)
     results = [probe(features[k], y, FOLDS, rows=rows, random_state=random_state, reuse_c=True) for k in layers]
-    return Emergence(layers, np.array([r.accuracy for r in results]), np.array([r.accuracy_std for r in results]),
-                     len({int(i) for i in selected}), len(rows))  # fmt: skip
+    return Emergence(
+        layers,
+        np.array([r.accuracy for r in results]),
+        np.array([r.accuracy_std for r in results]),
+        len({int(i) for i in selected}),
+        len(rows),
+    )

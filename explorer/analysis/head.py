@@ -34,8 +34,14 @@ class Head:
         return np.asarray(x, dtype=np.float32) @ self.weight + self.bias
 
 
-def train_head(x: np.ndarray, labels: list[str] | tuple[str, ...], *, c: float | None = None, grid: tuple[float, ...] = C_GRID,
-               random_state: int = 0) -> Head:  # fmt: skip
+def train_head(
+    x: np.ndarray,
+    labels: list[str] | tuple[str, ...],
+    *,
+    c: float | None = None,
+    grid: tuple[float, ...] = C_GRID,
+    random_state: int = 0,
+) -> Head:
     """Fit the probe's model on every training image.
 
     As probe.probe fits one fold: standardise with the training statistics, turn to the principal

@@ -41,14 +41,21 @@ def pareto_front(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
     order = ok[np.lexsort((-accuracy[ok], cost[ok]))]  # cheapest first, the most accurate first among equal costs
     best, best_cost = -np.inf, np.nan
     for i in order:
-        if accuracy[i] > best or (accuracy[i] == best and cost[i] == best_cost):  # an exact twin of a front point is on it too
+        if accuracy[i] > best or (
+            accuracy[i] == best and cost[i] == best_cost
+        ):  # an exact twin of a front point is on it too
             on[i] = True
             best, best_cost = accuracy[i], cost[i]
     return on
 
 
-def leaderboard_table(metrics: pd.DataFrame, costs: dict[tuple[str, str], LayerCost], logme: dict[tuple[str, str], float],
-                      k95: dict[tuple[str, str], int | None], weights: dict[str, str]) -> pd.DataFrame:  # fmt: skip
+def leaderboard_table(
+    metrics: pd.DataFrame,
+    costs: dict[tuple[str, str], LayerCost],
+    logme: dict[tuple[str, str], float],
+    k95: dict[tuple[str, str], int | None],
+    weights: dict[str, str],
+) -> pd.DataFrame:
     """One row per (model, layer) of `metrics` (metrics.csv's columns), most accurate first.
 
     Args:
@@ -65,21 +72,41 @@ def leaderboard_table(metrics: pd.DataFrame, costs: dict[tuple[str, str], LayerC
     for m in metrics.itertuples(index=False):
         key = (m.model, m.layer)
         c = costs.get(key)
-        rows.append({
-            "model": m.model, "layer": m.layer, "node": m.node, "dim": m.dim, "probe_acc": m.probe_acc,
-            "probe_acc_low": m.probe_acc_low, "probe_acc_high": m.probe_acc_high, "knn_acc": m.knn_acc,
-            "logme": logme.get(key), "params": c.params if c else None, "gflops": c.gflops if c else None,
-            "latency_ms_b1": c.latency_ms_b1 if c else None, "latency_ms_b32": c.latency_ms_b32 if c else None,
-            "feature_bytes": int(m.dim) * FEATURE_BYTES_PER_VALUE, "compression_k95": k95.get(key),
-            "weights": weights.get(m.model, ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": m.model,
+                "layer": m.layer,
+                "node": m.node,
+                "dim": m.dim,
+                "probe_acc": m.probe_acc,
+                "probe_acc_low": m.probe_acc_low,
+                "probe_acc_high": m.probe_acc_high,
+                "knn_acc": m.knn_acc,
+                "logme": logme.get(key),
+                "params": c.params if c else None,
+                "gflops": c.gflops if c else None,
+                "latency_ms_b1": c.latency_ms_b1 if c else None,
+                "latency_ms_b32": c.latency_ms_b32 if c else None,
+                "feature_bytes": int(m.dim) * FEATURE_BYTES_PER_VALUE,
+                "compression_k95": k95.get(key),
+                "weights": weights.get(m.model, ""),
+            }
+        )
     board = pd.DataFrame(rows, columns=LEADERBOARD_COLUMNS)
     board["pareto"] = pareto_front(board["probe_acc"].to_numpy(dtype=float), board["gflops"].to_numpy(dtype=float))
-    return board.sort_values(["probe_acc", "gflops"], ascending=[False, True], na_position="last", kind="stable").reset_index(drop=True)
+    return board.sort_values(
+        ["probe_acc", "gflops"], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)
 
 
-def best_cut(board: pd.DataFrame, *, max_gflops: float | None = None, max_latency_ms: float | None = None,
-             max_dim: int | None = None, batch: int = 1) -> pd.Series | None:  # fmt: skip
+def best_cut(
+    board: pd.DataFrame,
+    *,
+    max_gflops: float | None = None,
+    max_latency_ms: float | None = None,
+    max_dim: int | None = None,
+    batch: int = 1,
+) -> pd.Series | None:
     """The most accurate cut within the budgets (the cheapest of equals), or None when none fits.
 
     Args:
@@ -96,8 +123,14 @@ def best_cut(board: pd.DataFrame, *, max_gflops: float | None = None, max_latenc
     return keep.sort_values(["probe_acc", "gflops"], ascending=[False, True], kind="stable").iloc[0]
 
 
-def filter_cuts(board: pd.DataFrame, *, max_gflops: float | None = None, max_latency_ms: float | None = None,
-                max_dim: int | None = None, batch: int = 1) -> pd.DataFrame:  # fmt: skip
+def filter_cuts(
+    board: pd.DataFrame,
+    *,
+    max_gflops: float | None = None,
+    max_latency_ms: float | None = None,
+    max_dim: int | None = None,
+    batch: int = 1,
+) -> pd.DataFrame:
     """The rows of `board` within every budget given (None: no bound on that one)."""
     if batch not in (1, 32):
         raise ValueError(f"batch={batch!r}: latency is measured at batch 1 and 32")
@@ -109,5 +142,3 @@ def filter_cuts(board: pd.DataFrame, *, max_gflops: float | None = None, max_lat
     if max_dim is not None:
         keep &= board["dim"] <= max_dim
     return board[keep]
-
-

@@ -77,7 +77,13 @@ def logme(x: np.ndarray, y: np.ndarray) -> float:
             beta = (n - gamma) / (res2 + 1e-5)
             if abs(alpha / beta - t) / t <= 1e-3:
                 break
-        evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sig))
-                    - beta / 2.0 * res2 - alpha / 2.0 * m2 - n / 2.0 * np.log(2 * np.pi))  # fmt: skip
+        evidence = (
+            d / 2.0 * np.log(alpha)
+            + n / 2.0 * np.log(beta)
+            - 0.5 * np.sum(np.log(alpha + beta * sig))
+            - beta / 2.0 * res2
+            - alpha / 2.0 * m2
+            - n / 2.0 * np.log(2 * np.pi)
+        )
         evidences.append(evidence / n)
     return float(np.mean(evidences))

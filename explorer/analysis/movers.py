@@ -72,8 +72,13 @@ class Movers:
         return order, change[order]
 
 
-def movers(graphs: dict[str, KnnGraph], layers: Sequence[str], labels: Sequence[str] | None, k: int = OVERLAP_K,
-           agree_k: int = AGREE_K) -> Movers:  # fmt: skip
+def movers(
+    graphs: dict[str, KnnGraph],
+    layers: Sequence[str],
+    labels: Sequence[str] | None,
+    k: int = OVERLAP_K,
+    agree_k: int = AGREE_K,
+) -> Movers:
     """Movers of the given layers (one model's, in depth order) from their kNN graphs: `k`
     neighbours compared between layers, `agree_k` voting on an image's class."""
     layers = tuple(layers)

@@ -39,8 +39,12 @@ class KnnGraph:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The graph as named arrays, as the store keeps them (indices as int32 where they fit)."""
         idx_dtype = np.int32 if self.indices.shape[0] < 2**31 else np.int64
-        return {"indices": self.indices.astype(idx_dtype), "distances": self.distances,
-                "method": np.array(self.method), "recall": np.array(self.recall)}  # fmt: skip
+        return {
+            "indices": self.indices.astype(idx_dtype),
+            "distances": self.distances,
+            "method": np.array(self.method),
+            "recall": np.array(self.recall),
+        }
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> KnnGraph:

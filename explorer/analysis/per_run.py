@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EMERGENCE_KEPT = 4  # selections whose answers are kept per comparison (the CSV and the report ask for the same one)
 
+
 def _cached(comp: Comparison, tag: tuple, make: Callable[[], T], keep: int | None = None) -> T:
     """`make()`, remembered under `tag` while `comp` lives; with `keep`, at most that many answers
     of the tag's kind (its first element) are kept, the oldest dropped first."""
@@ -36,8 +37,9 @@ def _cached(comp: Comparison, tag: tuple, make: Callable[[], T], keep: int | Non
 
 def movers(comp: Comparison, run: ModelRun) -> movers_mod.Movers:
     """How the run's images move between its layers (movers.py), from the kNN graphs."""
-    return _cached(comp, ("movers", run.label),
-                   lambda: movers_mod.movers(comp.graphs, comp.layer_keys(run), comp.dataset.labels))  # fmt: skip
+    return _cached(
+        comp, ("movers", run.label), lambda: movers_mod.movers(comp.graphs, comp.layer_keys(run), comp.dataset.labels)
+    )
 
 
 def class_pairs(comp: Comparison, run: ModelRun) -> pairs_mod.ClassPairs | None:
@@ -58,6 +60,9 @@ def emergence(comp: Comparison, run: ModelRun, selected: Sequence[int]) -> emerg
     """Where a selection of images emerges along the run's layers (emergence.py), seeded by the
     comparison's random_state; the last few selections' answers are kept."""
     feats = {run.key(n, comp.multi): f for n, f in run.features.items()}
-    return _cached(comp, ("emergence", run.label, tuple(int(i) for i in selected)),
-                   lambda: emergence_mod.emergence(feats, selected, random_state=comp.random_state),
-                   keep=EMERGENCE_KEPT)  # fmt: skip
+    return _cached(
+        comp,
+        ("emergence", run.label, tuple(int(i) for i in selected)),
+        lambda: emergence_mod.emergence(feats, selected, random_state=comp.random_state),
+        keep=EMERGENCE_KEPT,
+    )

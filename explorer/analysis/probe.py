@@ -94,8 +94,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, init=No
     if init is not None:
         theta0[: d * n_classes] = (np.asarray(init[0], np.float64) / scale[:, None]).ravel()
         theta0[d * n_classes :] = init[1]
-    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
-                   options={"maxiter": MAX_ITER, "gtol": TOL, "ftol": 64 * np.finfo(float).eps, "maxcor": 10})  # fmt: skip
+    res = minimize(
+        loss_grad,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": MAX_ITER, "gtol": TOL, "ftol": 64 * np.finfo(float).eps, "maxcor": 10},
+    )
     w = res.x[: d * n_classes].reshape(d, n_classes) * scale[:, None]
     return w.astype(np.float32), res.x[d * n_classes :].astype(np.float32)
 
@@ -140,7 +145,9 @@ def _inner_splits(y: np.ndarray, random_state: int) -> list[tuple[np.ndarray, np
     return list(cv.split(np.zeros(len(y)), y))
 
 
-def _choose_c(xtr: np.ndarray, ytr: np.ndarray, eig: np.ndarray, n_classes: int, grid: tuple[float, ...], random_state: int) -> tuple[float, tuple]:
+def _choose_c(
+    xtr: np.ndarray, ytr: np.ndarray, eig: np.ndarray, n_classes: int, grid: tuple[float, ...], random_state: int
+) -> tuple[float, tuple]:
     """The C of the grid with the best mean inner validation accuracy (ties: the smaller C), and
     the last inner fit at that C (a warm start for the refit); FALLBACK_C when a class is too small
     to split."""
@@ -259,7 +266,9 @@ def probe(
     return ProbeResult(float(np.mean(accs)), float(np.std(accs)), pred, tuple(chosen), n_train)
 
 
-def control(x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndarray, c: float, random_state: int = 0) -> ProbeResult:
+def control(
+    x: np.ndarray, y: np.ndarray, folds: int, *, rows: np.ndarray, c: float, random_state: int = 0
+) -> ProbeResult:
     """The label-permutation control: the same probe, at the layer's chosen C, trained and tested
     on labels shuffled among the images (Hewitt & Liang 2019 give each word type a random label;
     images have no types, so the labels themselves are permuted). Held out, it reads what the probe

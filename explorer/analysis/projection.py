@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 UMAP_PCA_DIMS = 50  # UMAP on wide layers first reduces with PCA: same picture, much less time
 MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}
-UMAP_SPECTRAL_MAX = 20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (docs/benchmarks.md)
+UMAP_SPECTRAL_MAX = (
+    20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (docs/benchmarks.md)
+)
 TSNE_MAX_POINTS = 10_000  # t-SNE (Barnes-Hut, scikit-learn) beyond this takes many minutes per layer on a small machine
 
 
@@ -67,7 +69,9 @@ def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
     if n >= 2:
         # from the D x D covariance when N >= D: no N x D copy, and a memory map is read in place
         solver = "covariance_eigh" if n >= d else "full"
-        out[:, :usable] = PCA(n_components=usable, svd_solver=solver, random_state=random_state).fit_transform(x)[:, :usable]
+        out[:, :usable] = PCA(n_components=usable, svd_solver=solver, random_state=random_state).fit_transform(x)[
+            :, :usable
+        ]
     return out
 
 
@@ -97,7 +101,9 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded => 1 thread, as wanted
-        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform() needed
+        warnings.filterwarnings(
+            "ignore", message=r"precomputed_knn\[2\]", category=UserWarning
+        )  # no transform() needed
         return reducer.fit_transform(x)
 
 

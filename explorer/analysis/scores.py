@@ -74,7 +74,10 @@ class LayerScores:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The scores as named arrays, as the store keeps them."""
         vals = [getattr(self, f) for f in _STORED_FIELDS]
-        out = {"values": np.array([np.nan if v is None else v for v in vals], dtype=np.float64), "note": np.array(self.note)}
+        out = {
+            "values": np.array([np.nan if v is None else v for v in vals], dtype=np.float64),
+            "note": np.array(self.note),
+        }
         if self.confusion is not None:
             out["confusion"] = self.confusion
         if self.predicted is not None:
@@ -91,8 +94,13 @@ class LayerScores:
             v[f] = None if v[f] is None else int(v[f])
         v["eff_dim"] = v["eff_dim"] or 0.0
         v["n90"] = v["n90"] or 0
-        return cls(**v, confusion=a.get("confusion"), predicted=a.get("predicted"),  # type: ignore[arg-type]
-                   knn_predicted=a.get("knn_predicted"), note=str(a["note"]))
+        return cls(
+            **v,
+            confusion=a.get("confusion"),
+            predicted=a.get("predicted"),  # type: ignore[arg-type]
+            knn_predicted=a.get("knn_predicted"),
+            note=str(a["note"]),
+        )
 
 
 def spectrum(x: np.ndarray) -> np.ndarray:
@@ -146,7 +154,9 @@ class LabelPlan:
         """The note a score carries: why it is missing, or which classes it leaves out."""
         if self.note or not self.left_out:
             return self.note
-        return f"leave out {len(self.left_out)} class(es) with fewer than {self.folds} images: {', '.join(self.left_out)}"
+        return (
+            f"leave out {len(self.left_out)} class(es) with fewer than {self.folds} images: {', '.join(self.left_out)}"
+        )
 
 
 def label_plan(labels: np.ndarray | None, folds: int) -> LabelPlan:
@@ -166,7 +176,9 @@ def label_plan(labels: np.ndarray | None, folds: int) -> LabelPlan:
         keep = counts >= 2
         k = int(counts[keep].min()) if keep.sum() >= 2 else 0
     if keep.sum() < 2:
-        return LabelPlan(empty, empty, classes, 0, (), "not applicable: every class needs at least 2 images for cross-validation")
+        return LabelPlan(
+            empty, empty, classes, 0, (), "not applicable: every class needs at least 2 images for cross-validation"
+        )
     rows = np.flatnonzero(keep[y])
     return LabelPlan(rows, y[rows], classes, k, tuple(str(c) for c in classes[~keep]), "")
 
@@ -212,7 +224,9 @@ def cosine_silhouette(x: np.ndarray, y: np.ndarray, rows: np.ndarray | None = No
     return total / len(rows)
 
 
-def score_layer(x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, graph: KnnGraph | None = None) -> LayerScores:
+def score_layer(
+    x: np.ndarray, labels: np.ndarray | None, spec: MetricSpec, graph: KnnGraph | None = None
+) -> LayerScores:
     """All per-layer metrics for one feature matrix, in memory linear in N.
 
     Args:

@@ -42,8 +42,9 @@ class Similarity:
     boot_images: int = 0
 
 
-
-def _centred_chunk(features: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray], names: list[str], a: int) -> list[np.ndarray]:
+def _centred_chunk(
+    features: Mapping[str, np.ndarray], means: Mapping[str, np.ndarray], names: list[str], a: int
+) -> list[np.ndarray]:
     return [np.asarray(features[k][a : a + JOINT_ROW_CHUNK], dtype=np.float64) - means[k] for k in names]
 
 
@@ -65,7 +66,9 @@ def _cross_sums(features: Mapping[str, np.ndarray], names: list[str], n: int) ->
             rows = np.stack([np.einsum("ij,ij->i", p, p) for p in parts], axis=1)
             r_sum += rows.sum(0)
             r_prod += rows.T @ rows
-        blocks = {(i, j): g[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] for i in range(L) for j in range(i, L)}
+        blocks = {
+            (i, j): g[offsets[i] : offsets[i + 1], offsets[j] : offsets[j + 1]] for i in range(L) for j in range(i, L)
+        }
         return {ij: float(np.sum(b * b)) for ij, b in blocks.items()}, r_sum, r_prod
     # very wide layers: one pass per layer, holding only Di x (sum of the later D)
     hsic: dict[tuple[int, int], float] = {}
@@ -149,7 +152,12 @@ def _weighted_hsic(k: np.ndarray, l: np.ndarray, uk: np.ndarray, ul: np.ndarray,
 
 
 def cka_interval(
-    features: Mapping[str, np.ndarray], cka: np.ndarray, *, images: int = BOOT_IMAGES, draws: int = BOOT_DRAWS, random_state: int = 0
+    features: Mapping[str, np.ndarray],
+    cka: np.ndarray,
+    *,
+    images: int = BOOT_IMAGES,
+    draws: int = BOOT_DRAWS,
+    random_state: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """95 % percentile-bootstrap intervals of plain linear CKA between every pair of layers.
 

@@ -69,9 +69,7 @@ def plan_zip(zf: zipfile.ZipFile, limits: Limits) -> tuple[list[zipfile.ZipInfo]
     """
     infos = zf.infolist()
     if len(infos) > limits.max_files:
-        raise UnsafeArchiveError(
-            f"archive refused: {len(infos)} entries is over the limit of {limits.max_files}"
-        )
+        raise UnsafeArchiveError(f"archive refused: {len(infos)} entries is over the limit of {limits.max_files}")
     keep: list[zipfile.ZipInfo] = []
     ignored: list[tuple[str, str]] = []
     total = 0
@@ -103,9 +101,7 @@ def plan_zip(zf: zipfile.ZipFile, limits: Limits) -> tuple[list[zipfile.ZipInfo]
             continue
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise UnsafeArchiveError(
-                f"archive refused: it expands to over {limits.max_total_bytes} bytes"
-            )
+            raise UnsafeArchiveError(f"archive refused: it expands to over {limits.max_total_bytes} bytes")
         keep.append(info)
     return keep, ignored
 

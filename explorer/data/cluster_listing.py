@@ -33,7 +33,9 @@ from .shards import SMALL_MEMBER_BYTES, ShardSample, check_shard, read_sample, s
 LISTING_BATCH = 256  # images a worker checks per batch
 
 
-def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None) -> ImageDataset | None:
+def list_on_cluster(
+    spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None
+) -> ImageDataset | None:
     """The dataset `spec` names, listed and checked on the running Ray cluster, or None where the
     source is a folder, a zip or a sample (list those with load_dataset). Arguments as load_dataset's.
 
@@ -57,7 +59,9 @@ def list_on_cluster(spec: DataSpec, *, limits: Limits | None = None, progress: P
         if spec.max_images is not None and (files is None or files.kind == "binary"):
             # the sample first (load_dataset's, so the same one): only its images are read. A parquet
             # file is read whole by its reader, and matched to its rows by position, so it is sampled after.
-            pairs = [pairs[i] for i in stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)]
+            pairs = [
+                pairs[i] for i in stratified_subsample([lab for _, lab in pairs], spec.max_images, spec.random_state)
+            ]
             if files is not None:
                 files = ReadableFiles("binary", tuple(os.fspath(item.path) for item, _ in pairs))
         checked = _check_on_cluster([item for item, _ in pairs], files, limits, progress)
@@ -112,7 +116,10 @@ def _columns(out: list[tuple[str, bytes] | str]) -> dict[str, np.ndarray]:
 
 def _check_batch(batch: Any, files: ReadableFiles, limits: Limits) -> dict[str, np.ndarray]:
 
-    out = [check_image_bytes(d, limits) if d is not None else "no image bytes in the row" for d in image_bytes(batch, files)]
+    out = [
+        check_image_bytes(d, limits) if d is not None else "no image bytes in the row"
+        for d in image_bytes(batch, files)
+    ]
     return _columns(out)
 
 
@@ -122,12 +129,19 @@ def _sample_row(sample: dict[str, Any], label_field: str | None, limits: Limits,
     (`keep_bytes`: its bytes instead, for extraction)."""
     import json
 
-
     parts = {k: v for k, v in sample.items() if not k.startswith("__")}
-    got = read_sample(parts, lambda v: bytes(v[:SMALL_MEMBER_BYTES]).decode("utf-8", errors="replace").strip(), label_field)
+    got = read_sample(
+        parts, lambda v: bytes(v[:SMALL_MEMBER_BYTES]).decode("utf-8", errors="replace").strip(), label_field
+    )
     data = parts.get(got.image) if got.image else None
-    row = {"key": sample["__key__"], "shard": sample["__url__"], "ext": got.image or "", "label": got.label,
-           "meta": json.dumps(got.meta), "problems": json.dumps(got.problems)}  # fmt: skip
+    row = {
+        "key": sample["__key__"],
+        "shard": sample["__url__"],
+        "ext": got.image or "",
+        "label": got.label,
+        "meta": json.dumps(got.meta),
+        "problems": json.dumps(got.problems),
+    }
     if keep_bytes:
         return row | {"image": data}
     h, why = _split(check_image_bytes(data, limits)) if data is not None else ("", "")
@@ -165,8 +179,9 @@ def read(files: ReadableFiles, *, keep_bytes: bool, limits: Limits | None = None
         row = functools.partial(_sample_row, label_field=files.column, limits=limits or Limits(), keep_bytes=keep_bytes)
         return ray.data.read_webdataset(list(files.files), decoder=row, fileselect=_not_ignored, num_cpus=num_cpus)
     if files.kind == "parquet":
-        return ray.data.read_parquet(list(files.files), columns=[files.column], include_paths=True, partitioning=None,
-                                     num_cpus=num_cpus)  # fmt: skip
+        return ray.data.read_parquet(
+            list(files.files), columns=[files.column], include_paths=True, partitioning=None, num_cpus=num_cpus
+        )
     return ray.data.read_binary_files(list(files.files), include_paths=True, num_cpus=num_cpus)
 
 
@@ -215,8 +230,9 @@ def _collect(dataset: Any, columns: list[str], total: int, progress: Progress | 
     return got
 
 
-def _check_on_cluster(items: list[ImageItem], files: ReadableFiles | None, limits: Limits,
-                      progress: Progress | None) -> list[tuple[str, bytes] | str]:  # fmt: skip
+def _check_on_cluster(
+    items: list[ImageItem], files: ReadableFiles | None, limits: Limits, progress: Progress | None
+) -> list[tuple[str, bytes] | str]:
     """(hash, b"") or the reason it is left out, for each listed image, computed on the workers."""
     import ray.data
 
@@ -228,25 +244,45 @@ def _check_on_cluster(items: list[ImageItem], files: ReadableFiles | None, limit
             got = _collect(checks, ["hash", "reason"], len(items), progress)
         elif files.kind == "binary":  # a table of paths: a file that is not there is said so, not read
             present = [_missing(p) for p in files.files]
-            checks = read(ReadableFiles("binary", tuple(p for p, missing in zip(files.files, present) if not missing)),
-                          keep_bytes=True)  # fmt: skip
-            found = _collect(checks.map_batches(_with_path(_check_batch), fn_kwargs={"files": files, "limits": limits},
-                                                batch_format="pyarrow", batch_size=LISTING_BATCH),
-                             ["path", "hash", "reason"], present.count(""), progress)  # fmt: skip
+            checks = read(
+                ReadableFiles("binary", tuple(p for p, missing in zip(files.files, present) if not missing)),
+                keep_bytes=True,
+            )
+            found = _collect(
+                checks.map_batches(
+                    _with_path(_check_batch),
+                    fn_kwargs={"files": files, "limits": limits},
+                    batch_format="pyarrow",
+                    batch_size=LISTING_BATCH,
+                ),
+                ["path", "hash", "reason"],
+                present.count(""),
+                progress,
+            )
             by_path = dict(zip(map(os.path.normpath, found["path"]), zip(found["hash"], found["reason"])))
             got = {"hash": [], "reason": []}
             for p, missing in zip(files.files, present):
-                h, why = ("", missing) if missing else by_path.get(os.path.normpath(p), ("", "unreadable file: the cluster did not read it"))
+                h, why = (
+                    ("", missing)
+                    if missing
+                    else by_path.get(os.path.normpath(p), ("", "unreadable file: the cluster did not read it"))
+                )
                 got["hash"].append(h)
                 got["reason"].append(why)
         else:
-            checks = read(files, keep_bytes=True).map_batches(_check_batch, fn_kwargs={"files": files, "limits": limits},
-                                                              batch_format="pyarrow", batch_size=LISTING_BATCH)  # fmt: skip
+            checks = read(files, keep_bytes=True).map_batches(
+                _check_batch,
+                fn_kwargs={"files": files, "limits": limits},
+                batch_format="pyarrow",
+                batch_size=LISTING_BATCH,
+            )
             got = _collect(checks, ["hash", "reason"], len(items), progress)
     finally:
         undo()
     if len(got["hash"]) != len(items):
-        raise ValueError(f"the cluster read {len(got['hash'])} images where {len(items)} were listed: were the files changed?")
+        raise ValueError(
+            f"the cluster read {len(got['hash'])} images where {len(items)} were listed: were the files changed?"
+        )
     return [(h, b"") if h else why for h, why in zip(got["hash"], got["reason"])]
 
 
@@ -275,14 +311,19 @@ def _webdataset(shards: list[str], spec: DataSpec, limits: Limits, progress: Pro
 
     import ray.data
 
-
-    refused = [r for r in ray.data.from_items([{"shard": s} for s in shards]).map(_check_shard_task).take_all() if r["refused"]]
+    refused = [
+        r for r in ray.data.from_items([{"shard": s} for s in shards]).map(_check_shard_task).take_all() if r["refused"]
+    ]
     if refused:
         raise ValueError(refused[0]["refused"])
     undo = _ordered()
     try:
-        rows = _collect(read(ReadableFiles("webdataset", tuple(shards), spec.label_column), keep_bytes=False, limits=limits),
-                        ["key", "shard", "ext", "label", "meta", "problems", "hash", "reason"], 0, None)  # fmt: skip
+        rows = _collect(
+            read(ReadableFiles("webdataset", tuple(shards), spec.label_column), keep_bytes=False, limits=limits),
+            ["key", "shard", "ext", "label", "meta", "problems", "hash", "reason"],
+            0,
+            None,
+        )
     except Exception as exc:  # Ray wraps a reader's error: the first line of the cause is the sentence
         raise ValueError(f"the shards cannot be read: {str(exc).strip().splitlines()[-1][:300]}") from exc
     finally:

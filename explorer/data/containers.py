@@ -47,14 +47,18 @@ class TableCell:
         try:
             data, name = _group_images(self.path, self.kind, self.group, self.column)[self.row]
         except (IndexError, KeyError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise OSError(f"row {self.row} of {Path(self.path).name} cannot be read ({str(exc).splitlines()[0][:120]})") from None
+            raise OSError(
+                f"row {self.row} of {Path(self.path).name} cannot be read ({str(exc).splitlines()[0][:120]})"
+            ) from None
         if data is not None:
             return data
         if not name:
             raise OSError(f"row {self.row} of {Path(self.path).name} has no image")
         if not self.files_by_path:
-            raise OSError(f"row {self.row} of {Path(self.path).name} names a file ({name}) instead of holding its bytes; "
-                          "here a table's images must be in it")  # fmt: skip
+            raise OSError(
+                f"row {self.row} of {Path(self.path).name} names a file ({name}) instead of holding its bytes; "
+                "here a table's images must be in it"
+            )
         target = Path(name).expanduser()
         if not target.is_absolute():
             beside = Path(self.path).parent / target
@@ -145,7 +149,10 @@ def check_parquet(path: str, limits: Limits) -> Any:
     try:
         meta = pq.read_metadata(path)
         groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
-        sizes = [max(g.total_byte_size, sum(g.column(c).total_uncompressed_size for c in range(g.num_columns))) for g in groups]
+        sizes = [
+            max(g.total_byte_size, sum(g.column(c).total_uncompressed_size for c in range(g.num_columns)))
+            for g in groups
+        ]
     except (OSError, ValueError, IndexError) as exc:  # pyarrow's ArrowInvalid is a ValueError, its IOError an OSError
         raise ValueError(f"{name} is not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
     if meta.num_columns > MAX_COLUMNS:
@@ -156,10 +163,10 @@ def check_parquet(path: str, limits: Limits) -> Any:
     if rows > limits.max_files:
         raise ValueError(f"{name} declares {rows:,} rows, over the limit of {limits.max_files:,} images")
     if any(size < 0 for size in sizes) or sum(sizes) > limits.max_total_bytes:
-        raise ValueError(f"{name} declares {sum(sizes):,} bytes once decompressed, over the limit of "
-                         f"{limits.max_total_bytes:,}")  # fmt: skip
+        raise ValueError(
+            f"{name} declares {sum(sizes):,} bytes once decompressed, over the limit of {limits.max_total_bytes:,}"
+        )
     return meta
-
 
 
 def _hf_features(metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
@@ -190,8 +197,10 @@ def _image_column(schema: Any, features: dict[str, Any], asked: str | None) -> s
     for name in names:
         if pa.types.is_binary(schema.field(name).type) or pa.types.is_large_binary(schema.field(name).type):
             return name
-    raise ValueError(f"no image column (a {{bytes, path}} struct or bytes); the columns are {', '.join(names)}: "
-                     "name it with image_column")  # fmt: skip
+    raise ValueError(
+        f"no image column (a {{bytes, path}} struct or bytes); the columns are {', '.join(names)}: "
+        "name it with image_column"
+    )
 
 
 def _label_column(names: Sequence[str], asked: str | None) -> str | None:
@@ -202,8 +211,14 @@ def _label_column(names: Sequence[str], asked: str | None) -> str | None:
     return next((c for c in LABEL_FIELDS if c in names), None)
 
 
-def list_tables(files: Sequence[str], kind: str, label_column: str | None = None, image_column: str | None = None,
-                files_by_path: bool = True, limits: Limits | None = None) -> Listed:  # fmt: skip
+def list_tables(
+    files: Sequence[str],
+    kind: str,
+    label_column: str | None = None,
+    image_column: str | None = None,
+    files_by_path: bool = True,
+    limits: Limits | None = None,
+) -> Listed:
     """The rows of parquet files (`kind` parquet) or of save_to_disk Arrow files (`arrow`), in order:
     each row's image cell, its label (a ClassLabel's name where the schema records one) and its
     other plain columns. The image bytes are not read here; a cell that names a file instead is read
@@ -216,15 +231,23 @@ def list_tables(files: Sequence[str], kind: str, label_column: str | None = None
     try:
         return _list_tables(files, kind, label_column, image_column, files_by_path, limits or Limits())
     except (OSError, IndexError, KeyError) as exc:  # pyarrow's errors past the footer: a damaged group or column
-        raise ValueError(f"a {kind} file cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+        raise ValueError(
+            f"a {kind} file cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        ) from None
     except ValueError as exc:
         if type(exc) is ValueError:  # ours, already one sentence
             raise
         raise ValueError(f"a {kind} file cannot be read: {str(exc).splitlines()[0][:200]}") from None
 
 
-def _list_tables(files: Sequence[str], kind: str, label_column: str | None, image_column: str | None,
-                 files_by_path: bool, limits: Limits) -> Listed:  # fmt: skip
+def _list_tables(
+    files: Sequence[str],
+    kind: str,
+    label_column: str | None,
+    image_column: str | None,
+    files_by_path: bool,
+    limits: Limits,
+) -> Listed:
     import pyarrow as pa
 
     images: list[tuple[str, Any, str | None]] = []
@@ -243,12 +266,24 @@ def _list_tables(files: Sequence[str], kind: str, label_column: str | None, imag
         image_col = _image_column(schema, features, image_column)
         label_col = _label_column([n for n in schema.names if n != image_col], label_column)
         names = (features.get(label_col) or {}).get("names") if label_col else None
-        plain = tuple(n for n in schema.names if n not in (image_col, label_col)
-                      and not pa.types.is_nested(schema.field(n).type) and not pa.types.is_binary(schema.field(n).type))  # fmt: skip
+        plain = tuple(
+            n
+            for n in schema.names
+            if n not in (image_col, label_col)
+            and not pa.types.is_nested(schema.field(n).type)
+            and not pa.types.is_binary(schema.field(n).type)
+        )
         columns = columns or plain
-        has_path = pa.types.is_struct(schema.field(image_col).type) and schema.field(image_col).type.get_field_index("path") >= 0
+        has_path = (
+            pa.types.is_struct(schema.field(image_col).type)
+            and schema.field(image_col).type.get_field_index("path") >= 0
+        )
         for g in range(groups):
-            table = _read_group(path, kind, g, [*([label_col] if label_col else []), *plain]) if (label_col or plain) else None
+            table = (
+                _read_group(path, kind, g, [*([label_col] if label_col else []), *plain])
+                if (label_col or plain)
+                else None
+            )
             rows = table.num_rows if table is not None else _group_rows(path, kind, g)
             labels = table.column(label_col).to_pylist() if label_col else [None] * rows
             paths = _cell_paths(path, kind, g, image_col) if has_path else [None] * rows
@@ -258,7 +293,9 @@ def _list_tables(files: Sequence[str], kind: str, label_column: str | None, imag
                 if names is not None and isinstance(label, int) and 0 <= label < len(names):
                     label = names[label]
                 name = f"{Path(path).name}:{len(images):06d}" + (f"-{Path(paths[r]).name}" if paths[r] else "")
-                images.append((name, TableCell(path, kind, g, r, image_col, files_by_path), None if label is None else str(label)))
+                images.append(
+                    (name, TableCell(path, kind, g, r, image_col, files_by_path), None if label is None else str(label))
+                )
                 extra[name] = tuple("" if v[r] is None else str(v[r]) for v in values)
     return Listed(images, columns, extra, [])
 

@@ -37,7 +37,6 @@ SAMPLES_DIR = Path(__file__).parents[1] / "samples"
 SAMPLES = ("clothing", "digits")
 
 
-
 @dataclass
 class ImageDataset:
     """A validated, de-duplicated list of images with optional labels.
@@ -297,11 +296,15 @@ def load_dataset(
     else:
         path = Path(source).expanduser()
         if not path.exists():
-            raise ValueError(f"{source!r} does not exist; give a folder, a .zip, shards, a parquet file or sample:clothing")
+            raise ValueError(
+                f"{source!r} does not exist; give a folder, a .zip, shards, a parquet file or sample:clothing"
+            )
         if path.is_file():
             if path.suffix.lower() != ".zip":
-                raise ValueError(f"{source!r} is a file but not a .zip, .tar, .parquet or .csv; give a folder, one of those "
-                                 "or sample:clothing")  # fmt: skip
+                raise ValueError(
+                    f"{source!r} is a file but not a .zip, .tar, .parquet or .csv; give a folder, one of those "
+                    "or sample:clothing"
+                )
             tempdir = tempfile.mkdtemp(prefix="explorer-upload-")
             try:
                 report = safe_extract_zip(path, tempdir, limits)
@@ -314,7 +317,9 @@ def load_dataset(
         skipped += found.skipped
         base = os.fspath(found.root) + os.sep
         pairs = [(ImageItem(rel, path=base + rel), lab) for rel, lab in found.images]
-        if file_checks_dir is not None and tempdir is None and not thumbnails:  # a folder (a zip unpacks anew each time)
+        if (
+            file_checks_dir is not None and tempdir is None and not thumbnails
+        ):  # a folder (a zip unpacks anew each time)
             index = FileCheckCache(file_checks_dir, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
     if found is not None and found.columns:
         columns, extra = found.columns, found.extra
@@ -329,8 +334,13 @@ def load_dataset(
         raise
 
 
-Listing = tuple[list[tuple[ImageItem, "str | None"]], tuple[str, ...], dict[str, tuple[str, ...]], list[Skipped],
-                "ReadableFiles | None"]  # fmt: skip
+Listing = tuple[
+    list[tuple[ImageItem, "str | None"]],
+    tuple[str, ...],
+    dict[str, tuple[str, ...]],
+    list[Skipped],
+    "ReadableFiles | None",
+]
 
 
 def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths: bool) -> Listing | None:
@@ -345,8 +355,12 @@ def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths:
     if shards:
         listed = list_shards(shards, spec.label_column)
         return _from_listed(listed, ReadableFiles("webdataset", tuple(shards), spec.label_column))
-    if path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None:  # no Ray reader: read cell by cell
-        return _from_listed(containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths, limits), None)
+    if (
+        path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None
+    ):  # no Ray reader: read cell by cell
+        return _from_listed(
+            containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths, limits), None
+        )
     if path.is_file() and path.suffix.lower() == ".csv":
         return _path_table(path, spec, server_paths)
     files = containers.parquet_files(source)
@@ -354,9 +368,13 @@ def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths:
         return None
     for f in files:
         if os.path.getsize(f) > limits.max_total_bytes:
-            raise ValueError(f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}")
+            raise ValueError(
+                f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}"
+            )
     if path.is_file() and _is_path_table(files[0], spec):
-        containers.check_parquet(files[0], limits)  # the footer, before pandas reads the table (list_tables checks its own)
+        containers.check_parquet(
+            files[0], limits
+        )  # the footer, before pandas reads the table (list_tables checks its own)
         return _path_table(path, spec, server_paths)
     listed = containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths, limits)
     column = listed.images[0][1].column if listed.images else spec.image_column
@@ -383,20 +401,32 @@ def _is_path_table(path: str, spec: DataSpec) -> bool:
     try:
         schema = pq.ParquetFile(path).schema_arrow
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{Path(path).name} is not a readable parquet file ({str(exc).splitlines()[0][:120]})") from None
+        raise ValueError(
+            f"{Path(path).name} is not a readable parquet file ({str(exc).splitlines()[0][:120]})"
+        ) from None
     if spec.image_column is not None:
         if spec.image_column not in schema.names:
             raise ValueError(f"no image column {spec.image_column!r}; the columns are {', '.join(schema.names)}")
-        return not pa.types.is_nested(schema.field(spec.image_column).type) and not pa.types.is_binary(schema.field(spec.image_column).type)
-    return not any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
-                   or (pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0) for f in schema)  # fmt: skip
+        return not pa.types.is_nested(schema.field(spec.image_column).type) and not pa.types.is_binary(
+            schema.field(spec.image_column).type
+        )
+    return not any(
+        pa.types.is_binary(f.type)
+        or pa.types.is_large_binary(f.type)
+        or (pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0)
+        for f in schema
+    )
 
 
 def _path_table(path: Path, spec: DataSpec, server_paths: bool) -> Listing:
 
-    rows, columns, skipped = path_tables.table_rows(path_tables.read_table(path), label_column=spec.label_column,
-                                                    path_column=spec.image_column, root=path.parent,
-                                                    inside_only=not server_paths)  # fmt: skip
+    rows, columns, skipped = path_tables.table_rows(
+        path_tables.read_table(path),
+        label_column=spec.label_column,
+        path_column=spec.image_column,
+        root=path.parent,
+        inside_only=not server_paths,
+    )
     pairs = [(item, label) for item, label, _ in rows]
     files = ReadableFiles("binary", tuple(os.fspath(item.path) for item, _ in pairs))
     return pairs, columns, {item.name: values for item, _, values in rows}, skipped, files
@@ -420,7 +450,9 @@ def dataset_from_items(
     duplicates. `tempdir`, where the items' files were written, becomes the dataset's to delete;
     `checked`, each pair's (hash, thumbnail) or the reason it is left out, where that was found
     elsewhere (check_image_bytes on a Ray worker); `files`, where a reader of whole files finds them."""
-    return _finish(source, pairs, list(skipped), spec, limits, progress, tempdir, thumbnails, checked=checked, files=files)
+    return _finish(
+        source, pairs, list(skipped), spec, limits, progress, tempdir, thumbnails, checked=checked, files=files
+    )
 
 
 def _finish(

@@ -29,7 +29,9 @@ class FileCheckCache:
     """
 
     def __init__(self, folder: Path, root: Path, tag: str) -> None:
-        name = hashlib.sha256(json.dumps([str(root.resolve()), tag, VERSION, stage_identity("decode")]).encode()).hexdigest()
+        name = hashlib.sha256(
+            json.dumps([str(root.resolve()), tag, VERSION, stage_identity("decode")]).encode()
+        ).hexdigest()
         self.path = folder / f"{name}.json"
         self.root = root.resolve()
         self.entries: dict[str, list] = {}

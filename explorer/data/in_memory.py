@@ -32,9 +32,18 @@ def is_in_memory(data: Any) -> bool:
     return not isinstance(data, (str, os.PathLike))
 
 
-def load(data: Any, labels: Sequence[Any] | None = None, *, label_column: str | None = None,
-         image_column: str | None = None, max_images: int | None = None, random_state: int = 0,
-         limits: Limits | None = None, progress: Progress | None = None, thumbnails: bool = False) -> ImageDataset:  # fmt: skip
+def load(
+    data: Any,
+    labels: Sequence[Any] | None = None,
+    *,
+    label_column: str | None = None,
+    image_column: str | None = None,
+    max_images: int | None = None,
+    random_state: int = 0,
+    limits: Limits | None = None,
+    progress: Progress | None = None,
+    thumbnails: bool = False,
+) -> ImageDataset:
     """An ImageDataset from a Python object.
 
     Args:
@@ -64,8 +73,9 @@ def load(data: Any, labels: Sequence[Any] | None = None, *, label_column: str | 
         source, rows, columns, skipped = _rows(data, labels, label_column, image_column, tempdir)
         items = [(item, label) for item, label, _ in rows]
         extra = {item.name: values for item, _, values in rows}
-        ds = dataset_from_items(source, items, skipped, spec=spec, limits=limits, progress=progress,
-                                tempdir=tempdir, thumbnails=thumbnails)  # fmt: skip
+        ds = dataset_from_items(
+            source, items, skipped, spec=spec, limits=limits, progress=progress, tempdir=tempdir, thumbnails=thumbnails
+        )
         if columns:
             ds.metadata = {c: tuple(extra[it.name][j] for it in ds.items) for j, c in enumerate(columns)}
         return ds
@@ -76,8 +86,9 @@ def load(data: Any, labels: Sequence[Any] | None = None, *, label_column: str | 
         raise
 
 
-def _rows(data: Any, labels: Sequence[Any] | None, label_column: str | None, image_column: str | None,
-          tempdir: str) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:  # fmt: skip
+def _rows(
+    data: Any, labels: Sequence[Any] | None, label_column: str | None, image_column: str | None, tempdir: str
+) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
     """(what the source is called, (item, label, further column values) per image, the further
     columns' names, images skipped before checking)."""
     kind = type(data).__module__.split(".")[0]
@@ -93,21 +104,27 @@ def _rows(data: Any, labels: Sequence[Any] | None, label_column: str | None, ima
         writer = _PngWriter(tempdir)
         rows = [(writer.item(i, img), _label(labels, i), ()) for i, img in enumerate(data)]
         return f"{len(rows)} images in memory", rows, (), writer.skipped
-    raise TypeError(f"cannot read a dataset from a {type(data).__name__}: give a folder, a .zip, sample:NAME, a DataFrame "
-                    "of paths, a Hugging Face or torch Dataset, or a list of images")  # fmt: skip
+    raise TypeError(
+        f"cannot read a dataset from a {type(data).__name__}: give a folder, a .zip, sample:NAME, a DataFrame "
+        "of paths, a Hugging Face or torch Dataset, or a list of images"
+    )
 
 
 def _label(labels: Sequence[Any] | None, i: int) -> str | None:
     return None if labels is None else str(labels[i])
 
 
-def _table_rows(df: Any, label_column: str | None, path_column: str | None) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
+def _table_rows(
+    df: Any, label_column: str | None, path_column: str | None
+) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
     """A DataFrame of paths (relative to the working folder, or absolute), labels and further columns."""
     rows, extra, skipped = table_rows(df, label_column=label_column, path_column=path_column)
     return f"a table of {len(df)} paths", rows, extra, skipped
 
 
-def _hf_rows(ds: Any, label_column: str | None, image_column: str | None, tempdir: str) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
+def _hf_rows(
+    ds: Any, label_column: str | None, image_column: str | None, tempdir: str
+) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
     """A Hugging Face dataset: its image column's encoded bytes (not decoded here: the one decode is
     extraction's), a ClassLabel's names as labels, and its other plain columns."""
     import datasets as hf
@@ -118,9 +135,13 @@ def _hf_rows(ds: Any, label_column: str | None, image_column: str | None, tempdi
     if image_col is None:
         raise ValueError(f"the dataset has no Image column; its columns are {', '.join(features)}: pass image_column=")
     label_col = pick_column(list(features), label_column, LABEL_COLUMNS, "label")
-    names = features[label_col].names if label_col is not None and isinstance(features[label_col], hf.ClassLabel) else None
+    names = (
+        features[label_col].names if label_col is not None and isinstance(features[label_col], hf.ClassLabel) else None
+    )
     extra = tuple(c for c, f in features.items() if c not in (image_col, label_col) and isinstance(f, hf.Value))
-    raw = ds.cast_column(image_col, hf.Image(decode=False)).select_columns([image_col, *([label_col] if label_col else []), *extra])
+    raw = ds.cast_column(image_col, hf.Image(decode=False)).select_columns(
+        [image_col, *([label_col] if label_col else []), *extra]
+    )
     writer = _PngWriter(tempdir)
     rows: list[Row] = []
     for i, rec in enumerate(_records(raw)):
@@ -128,12 +149,19 @@ def _hf_rows(ds: Any, label_column: str | None, image_column: str | None, tempdi
         label = rec[label_col] if label_col is not None else None
         if names is not None and label is not None and label >= 0:
             label = names[label]
-        item = writer.item(i, cell.get("bytes"), hint=cell.get("path")) if cell.get("bytes") else \
-            ImageItem(f"{i:06d}-{Path(cell['path']).name}", path=cell["path"]) if cell.get("path") else None  # fmt: skip
+        item = (
+            writer.item(i, cell.get("bytes"), hint=cell.get("path"))
+            if cell.get("bytes")
+            else ImageItem(f"{i:06d}-{Path(cell['path']).name}", path=cell["path"])
+            if cell.get("path")
+            else None
+        )
         if item is None:
             writer.skipped.append(Skipped(f"row {i}", "no image in the row"))
             continue
-        rows.append((item, None if label is None else str(label), tuple("" if rec[c] is None else str(rec[c]) for c in extra)))
+        rows.append(
+            (item, None if label is None else str(label), tuple("" if rec[c] is None else str(rec[c]) for c in extra))
+        )
     return f"a Hugging Face dataset of {len(ds)} rows", rows, extra, writer.skipped
 
 
@@ -152,7 +180,9 @@ def _is_torch_dataset(data: Any) -> bool:
     return isinstance(data, Dataset)
 
 
-def _torch_rows(ds: Any, labels: Sequence[Any] | None, tempdir: str) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
+def _torch_rows(
+    ds: Any, labels: Sequence[Any] | None, tempdir: str
+) -> tuple[str, list[Row], tuple[str, ...], list[Skipped]]:
     """A map-style torch Dataset of (image, label) or of images (then `labels`); an integer label is
     named by the dataset's `classes` where it has them (torchvision's datasets do)."""
     classes = getattr(ds, "classes", None)
@@ -160,7 +190,9 @@ def _torch_rows(ds: Any, labels: Sequence[Any] | None, tempdir: str) -> tuple[st
     rows: list[Row] = []
     for i in range(len(ds)):
         got = ds[i]
-        image, label = (got[0], got[1]) if isinstance(got, (tuple, list)) and len(got) >= 2 else (got, _label(labels, i))
+        image, label = (
+            (got[0], got[1]) if isinstance(got, (tuple, list)) and len(got) >= 2 else (got, _label(labels, i))
+        )
         if hasattr(label, "item"):  # a 0-d tensor or numpy scalar
             label = label.item()
         if isinstance(label, int) and classes is not None and 0 <= label < len(classes):
@@ -207,8 +239,10 @@ def _as_pil(image: Any, i: int) -> Any:
         t = image.detach().cpu()
         if t.is_floating_point():
             if t.numel() and (float(t.min()) < 0 or float(t.max()) > 1):
-                raise ValueError(f"image {i} is a float tensor outside [0, 1] (a normalised one?): give the images "
-                                 "without the model's preprocessing; the model's own runs on them")  # fmt: skip
+                raise ValueError(
+                    f"image {i} is a float tensor outside [0, 1] (a normalised one?): give the images "
+                    "without the model's preprocessing; the model's own runs on them"
+                )
             t = (t * 255).round().to(torch.uint8)
         arr = t.numpy()
         if arr.ndim == 3 and arr.shape[0] in (1, 3, 4):  # (C, H, W) -> (H, W, C)
@@ -233,4 +267,3 @@ def _png_bytes(img: Any) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)  # fast; lossless whatever the level
     return buf.getvalue()
-

@@ -133,25 +133,36 @@ class Candidates:
     extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _read_metadata(path: Path, label_column: str | None) -> tuple[dict[str, str | None], tuple[str, ...], dict[str, tuple[str, ...]]]:
+def _read_metadata(
+    path: Path, label_column: str | None
+) -> tuple[dict[str, str | None], tuple[str, ...], dict[str, tuple[str, ...]]]:
     """An imagefolder's metadata.csv or metadata.jsonl: ({file_name: label or None}, the further
     columns, {file_name: their values}); the label column is `label_column`, else the first of
     LABEL_COLUMNS it has, else none."""
     import pandas as pd
 
     try:
-        df = (pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl"
-              else pd.read_csv(path, dtype=str, keep_default_na=False))  # fmt: skip
+        df = (
+            pd.read_json(path, lines=True, dtype=False)
+            if path.suffix == ".jsonl"
+            else pd.read_csv(path, dtype=str, keep_default_na=False)
+        )
     except ValueError as exc:
         raise ValueError(f"{path.name} cannot be read: {str(exc).splitlines()[0][:200]}") from exc
     columns = [str(c) for c in df.columns]
     if "file_name" not in columns:
-        raise ValueError(f"{path.name} has no file_name column (Hugging Face's imagefolder convention); its columns are "
-                         f"{', '.join(columns)}")  # fmt: skip
+        raise ValueError(
+            f"{path.name} has no file_name column (Hugging Face's imagefolder convention); its columns are "
+            f"{', '.join(columns)}"
+        )
     if label_column is not None and label_column not in columns:
         raise ValueError(f"no label column {label_column!r} in {path.name}; its columns are {', '.join(columns)}")
     label = label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
-    extra = tuple(c for c in columns if c not in ("file_name", label) and df[c].map(lambda v: not isinstance(v, (dict, list))).all())
+    extra = tuple(
+        c
+        for c in columns
+        if c not in ("file_name", label) and df[c].map(lambda v: not isinstance(v, (dict, list))).all()
+    )
     labels: dict[str, str | None] = {}
     values: dict[str, tuple[str, ...]] = {}
     for rec in df.astype(object).to_dict("records"):
@@ -190,8 +201,10 @@ def candidates(root: Path, label_column: str | None = None) -> Candidates:
             out = [(f, labels[f]) for f in listed]
         return Candidates(root, out, skipped, columns, {f: values[f] for f in listed})
     if label_column is not None:
-        raise ValueError(f"label_column={label_column!r} names a column, but this folder has no metadata.csv, "
-                         "metadata.jsonl or table")  # fmt: skip
+        raise ValueError(
+            f"label_column={label_column!r} names a column, but this folder has no metadata.csv, "
+            "metadata.jsonl or table"
+        )
     if labels_csv is not None:
         table = _read_labels_csv(labels_csv)
         by_base = {Path(k).name: k for k in table.labels}

@@ -38,8 +38,14 @@ def read_table(path: Path) -> Any:
         raise ValueError(f"{path.name} cannot be read as a table: {str(exc).splitlines()[0][:200]}") from exc
 
 
-def table_rows(df: Any, *, label_column: str | None = None, path_column: str | None = None, root: Path | None = None,
-               inside_only: bool = False) -> tuple[list[Row], tuple[str, ...], list[Skipped]]:  # fmt: skip
+def table_rows(
+    df: Any,
+    *,
+    label_column: str | None = None,
+    path_column: str | None = None,
+    root: Path | None = None,
+    inside_only: bool = False,
+) -> tuple[list[Row], tuple[str, ...], list[Skipped]]:
     """(image, label, further column values) per row, the further columns' names, and the rows left out.
 
     Args:
@@ -77,9 +83,15 @@ def table_rows(df: Any, *, label_column: str | None = None, path_column: str | N
         full = Path(os.path.expanduser(name))
         full = full if full.is_absolute() else base / full
         if inside_only and not full.resolve().is_relative_to(base):
-            raise ValueError(f"the table names {name!r}, outside the table's folder; here a table may name only the "
-                             "files beside it")  # fmt: skip
+            raise ValueError(
+                f"the table names {name!r}, outside the table's folder; here a table may name only the files beside it"
+            )
         label = values[label_col] if label_col is not None else None
-        rows.append((ImageItem(name, path=str(full)), None if label is None or label == "" else str(label),
-                     tuple("" if values[c] is None else str(values[c]) for c in extra)))  # fmt: skip
+        rows.append(
+            (
+                ImageItem(name, path=str(full)),
+                None if label is None or label == "" else str(label),
+                tuple("" if values[c] is None else str(values[c]) for c in extra),
+            )
+        )
     return rows, extra, skipped

@@ -38,7 +38,6 @@ class TarMember:
         return data
 
 
-
 def expand_braces(pattern: str) -> list[str]:
     """`shards/train-{000..009}.tar` -> the ten names (WebDataset's brace notation; `{a,b}` too)."""
     start = pattern.find("{")
@@ -61,7 +60,9 @@ def expand_braces(pattern: str) -> list[str]:
 def _check_member(shard: str, m: tar_headers.Member) -> None:
     name = m.name
     if name.startswith("/") or ".." in name.split("/") or "\x00" in name:
-        raise UnsafeArchiveError(f"shard refused: {Path(shard).name} has a member {name!r} with an absolute path or '..'")
+        raise UnsafeArchiveError(
+            f"shard refused: {Path(shard).name} has a member {name!r} with an absolute path or '..'"
+        )
     if m.islink():
         raise UnsafeArchiveError(f"shard refused: {Path(shard).name} has a link member {name!r}")
     if m.isdevice():
@@ -73,7 +74,9 @@ def _members(shard: str) -> list[tar_headers.Member]:
     try:
         found = tar_headers.members(shard)  # uncompressed only: a member is then read by its offset
     except tarfile.ReadError as exc:
-        raise ValueError(f"{Path(shard).name} is not an uncompressed tar ({exc}); WebDataset shards are plain .tar files") from exc
+        raise ValueError(
+            f"{Path(shard).name} is not an uncompressed tar ({exc}); WebDataset shards are plain .tar files"
+        ) from exc
     for m in found:
         _check_member(shard, m)
     return found
@@ -101,6 +104,7 @@ def list_shards(shards: Sequence[str], label_field: str | None = None) -> Listed
             key, ext = _key_and_ext(m.name)
             samples.setdefault(key, {})[ext] = m
         with open(shard, "rb") as f:
+
             def small(m: tar_headers.Member) -> str:
                 f.seek(m.offset_data)
                 return f.read(min(m.size, SMALL_MEMBER_BYTES)).decode("utf-8", errors="replace").strip()
@@ -159,10 +163,15 @@ def read_sample(parts: Mapping[str, Any], small: Callable[[Any], str], label_fie
     return Sample(image, None if label is None else str(label), meta, problems)
 
 
-def shard_columns(images: Sequence[tuple[str, Any, str | None]], metas: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+def shard_columns(
+    images: Sequence[tuple[str, Any, str | None]], metas: Sequence[dict[str, Any]]
+) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
     """The further columns of shards' samples (their json's plain fields) and each image's values."""
     columns = tuple(dict.fromkeys(k for meta in metas for k, v in meta.items() if not isinstance(v, (dict, list))))
-    extra = {name: tuple("" if meta.get(c) is None else str(meta.get(c)) for c in columns) for (name, _, _), meta in zip(images, metas)}
+    extra = {
+        name: tuple("" if meta.get(c) is None else str(meta.get(c)) for c in columns)
+        for (name, _, _), meta in zip(images, metas)
+    }
     return columns, extra
 
 

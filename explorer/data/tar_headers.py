@@ -84,8 +84,11 @@ def members(path: str) -> list[Member]:
 
 def _by_tarfile(path: str) -> list[Member]:
     with tarfile.open(path, "r:") as tf:
-        return [Member(m.name, kind, m.offset_data, m.size if kind == "file" else 0)
-                for m in tf.getmembers() for kind in (_kind_of(m),)]  # fmt: skip
+        return [
+            Member(m.name, kind, m.offset_data, m.size if kind == "file" else 0)
+            for m in tf.getmembers()
+            for kind in (_kind_of(m),)
+        ]
 
 
 def _kind_of(m: tarfile.TarInfo) -> str:
@@ -153,7 +156,11 @@ def _pax_size(value: str) -> int:
     return size
 
 
-_WIDTHS = {24: ((0, 8), (8, 8), (16, 8)), 12: ((0, 12),), 16: ((0, 8), (8, 8))}  # the fields in each block checked together
+_WIDTHS = {
+    24: ((0, 8), (8, 8), (16, 8)),
+    12: ((0, 12),),
+    16: ((0, 8), (8, 8)),
+}  # the fields in each block checked together
 _EXTENDED = (b"x", b"g", b"X", b"L", b"K")
 
 
@@ -162,7 +169,9 @@ def _scan(path: str) -> Iterator[Member]:
         end = os.fstat(f.fileno()).st_size
         pos, name, size = 0, None, None  # name, size: a pax or GNU header's, for the member after it
         global_records: dict[str, str] = {}
-        good_fields: set[bytes] = set()  # number fields already read as octal (the same mode, uid, mtime in most headers)
+        good_fields: set[bytes] = (
+            set()
+        )  # number fields already read as octal (the same mode, uid, mtime in most headers)
         after_extended = False
         while True:
             if pos > end:
@@ -180,8 +189,9 @@ def _scan(path: str) -> Iterator[Member]:
                     raise _Unusual
                 return
             stored = _number(head[148:156])
-            if stored != sum(head) - sum(head[148:156]) + 256 and \
-                    stored != sum(_signed(head[:148])) + 256 + sum(_signed(head[156:])):  # fmt: skip
+            if stored != sum(head) - sum(head[148:156]) + 256 and stored != sum(_signed(head[:148])) + 256 + sum(
+                _signed(head[156:])
+            ):
                 raise _Unusual  # not a header: tarfile stops here or refuses; it reads no further
             # tarfile reads every number field: one it cannot read makes the header invalid. mode, uid
             # and gid, mtime, and the device numbers are the same in most headers of a shard: checked
@@ -202,8 +212,10 @@ def _scan(path: str) -> Iterator[Member]:
             data = pos + BLOCK
             if kind in _EXTENDED:
                 if own > MAX_EXTENDED:
-                    raise MalformedTar(f"the extended header at byte {pos} declares {own} bytes, over the "
-                                       f"{MAX_EXTENDED} this reader takes")  # fmt: skip
+                    raise MalformedTar(
+                        f"the extended header at byte {pos} declares {own} bytes, over the "
+                        f"{MAX_EXTENDED} this reader takes"
+                    )
                 f.seek(data)
                 extra = f.read(-(-own // BLOCK) * BLOCK)  # whole blocks, as tarfile reads them (its padding included)
                 if len(extra) < own:

@@ -51,8 +51,15 @@ class ExtractionBackend(Protocol):
         """The device and precision this backend will run `spec` with (part of the cache key)."""
         ...
 
-    def extract(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, *,
-                progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+    def extract(
+        self,
+        dataset: ImageDataset,
+        job: ExtractionJob,
+        writer: LayerWriter,
+        *,
+        progress: StageProgress | None,
+        should_stop: ShouldStop | None,
+    ) -> int:
         """Run the job's chunks through the model into `writer`, marking each chunk done once all
         its rows are written; returns the number of images that went through the model."""
         ...

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 def spans(n: int, batch_size: int, chunk: int | None = None) -> list[tuple[int, int]]:
     """Batch index ranges over n items; with `chunk`, no batch crosses a multiple of it."""
     step = chunk or n or 1
-    return [(s, min(s + batch_size, c + step, n)) for c in range(0, n, step) for s in range(c, min(c + step, n), batch_size)]
+    return [
+        (s, min(s + batch_size, c + step, n)) for c in range(0, n, step) for s in range(c, min(c + step, n), batch_size)
+    ]
 
 
 class BatchDecoder:
@@ -100,7 +102,9 @@ class BatchDecoder:
         if not self._many:
             return self._pre.batch(prepped)
         rows = list(prepped)  # per image: a tensor per distinct preprocessing, or None (unreadable)
-        distinct = [pre.batch(None if r is None else r[j] for r in rows) for j, pre in enumerate((self._pre, *self._also))]
+        distinct = [
+            pre.batch(None if r is None else r[j] for r in rows) for j, pre in enumerate((self._pre, *self._also))
+        ]
         return [distinct[j] for j in self._which]  # one batch per model, shared where their preprocessing is
 
     def _put(self, got: Any) -> bool:
@@ -112,7 +116,13 @@ class BatchDecoder:
 
     def _batches(self, lower_priority: bool) -> Iterator[tuple[int, int, Any]]:
         workers = self._workers
-        pool = ThreadPoolExecutor(workers, initializer=threads.lower_priority if lower_priority else threads.one_omp_thread) if workers > 1 else None
+        pool = (
+            ThreadPoolExecutor(
+                workers, initializer=threads.lower_priority if lower_priority else threads.one_omp_thread
+            )
+            if workers > 1
+            else None
+        )
         try:
             for s, e in self.ranges:
                 if self._stop.is_set():

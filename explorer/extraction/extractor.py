@@ -118,8 +118,17 @@ class HookExtractor(_PooledLayers):
         model_name, pooling, token_pooling, device, precision: as for FeatureExtractor.
     """
 
-    def __init__(self, model: Any, nodes: Sequence[str], *, model_name: str, pooling: str = "avg",
-                 token_pooling: str = "cls", device: str = "cpu", precision: str = "fp32") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        nodes: Sequence[str],
+        *,
+        model_name: str,
+        pooling: str = "avg",
+        token_pooling: str = "cls",
+        device: str = "cpu",
+        precision: str = "fp32",
+    ) -> None:
 
         if not nodes:
             raise ValueError("no layers chosen; give at least one module name")
@@ -139,8 +148,9 @@ class HookExtractor(_PooledLayers):
     def _hook(self, name: str) -> Callable[..., None]:
 
         def capture(module: Any, args: Any, output: Any) -> None:
-            self._pooled[name] = pool_auto(first_tensor(output), model=self.model_name, pooling=self.pooling,
-                                           token_pooling=self.token_pooling)  # fmt: skip
+            self._pooled[name] = pool_auto(
+                first_tensor(output), model=self.model_name, pooling=self.pooling, token_pooling=self.token_pooling
+            )
             if len(self._pooled) == len(self.nodes):
                 raise _AllCaptured
 
@@ -158,18 +168,27 @@ class HookExtractor(_PooledLayers):
                 pass
         if len(self._pooled) < len(self.nodes):
             missed = [n for n in self.nodes if n not in self._pooled]
-            raise RuntimeError(f"{self.model_name}: the modules {', '.join(missed[:3])} did not run in the forward pass")
+            raise RuntimeError(
+                f"{self.model_name}: the modules {', '.join(missed[:3])} did not run in the forward pass"
+            )
         return self._to_numpy({n: self._pooled[n] for n in self.nodes})
 
 
-def build_extractor(spec: Any, weights: Any, nodes: Sequence[str], *, device: str, precision: str,
-                    fold_bn: bool) -> FeatureExtractor | HookExtractor:  # fmt: skip
+def build_extractor(
+    spec: Any, weights: Any, nodes: Sequence[str], *, device: str, precision: str, fold_bn: bool
+) -> FeatureExtractor | HookExtractor:
     """The extractor of `spec.model`'s chosen layers, its model built with `weights`: FX for
     torchvision's models, forward hooks for every other source (networks/sources.py)."""
 
     src = source_of(spec.model)
     model = src.build(spec.model, weights)
-    common = dict(model_name=spec.model, pooling=spec.pooling, token_pooling=spec.token_pooling, device=device, precision=precision)
+    common = dict(
+        model_name=spec.model,
+        pooling=spec.pooling,
+        token_pooling=spec.token_pooling,
+        device=device,
+        precision=precision,
+    )
     if src.traced:
         return FeatureExtractor(model, nodes, fold_bn=fold_bn, **common)
     return HookExtractor(model, nodes, **common)

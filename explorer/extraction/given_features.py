@@ -52,25 +52,51 @@ def given_run(label: str, layers: Mapping[str, Any]) -> ModelRun:
     feats = {str(name): as_rows(str(name), a) for name, a in layers.items()}
     n = {f.shape[0] for f in feats.values()}
     if len(n) != 1:
-        raise ValueError(f"{label}: the layers have different numbers of rows ({', '.join(map(str, sorted(n)))}): one row per image in each")
+        raise ValueError(
+            f"{label}: the layers have different numbers of rows ({', '.join(map(str, sorted(n)))}): one row per image in each"
+        )
     last = max(len(feats) - 1, 1)
-    infos = tuple(LayerInfo(name, i, i / last, (f.shape[1],), "vector", f.shape[1], f.shape[1]) for i, (name, f) in enumerate(feats.items()))
+    infos = tuple(
+        LayerInfo(name, i, i / last, (f.shape[1],), "vector", f.shape[1], f.shape[1])
+        for i, (name, f) in enumerate(feats.items())
+    )
     profile = LayerProfile(label, 0, infos, tuple(feats))
     spec = ExtractSpec(model=label, layers=tuple(feats))
     weights = ResolvedWeights("given", label, None, "given")
-    return ModelRun(label, spec, weights, profile, "cpu", "fp32", {n: _array_key(f) for n, f in feats.items()},
-                    {n: n for n in feats}, feats)  # fmt: skip
+    return ModelRun(
+        label,
+        spec,
+        weights,
+        profile,
+        "cpu",
+        "fp32",
+        {n: _array_key(f) for n, f in feats.items()},
+        {n: n for n in feats},
+        feats,
+    )
 
 
-def given_dataset(n: int, labels: Sequence[Any] | None, names: Sequence[str] | None,
-                  metadata: Mapping[str, Sequence[Any]] | None = None) -> ImageDataset:  # fmt: skip
+def given_dataset(
+    n: int,
+    labels: Sequence[Any] | None,
+    names: Sequence[str] | None,
+    metadata: Mapping[str, Sequence[Any]] | None = None,
+) -> ImageDataset:
     """The rows of given features as a dataset without images: each row's name (default `row 0`,
     `row 1`, ...), its label and further columns."""
     names = [str(s) for s in names] if names is not None else [f"row {i}" for i in range(n)]
-    for what, values in (("labels", labels), ("names", names), *((f"column {c!r}", v) for c, v in (metadata or {}).items())):
+    for what, values in (
+        ("labels", labels),
+        ("names", names),
+        *((f"column {c!r}", v) for c, v in (metadata or {}).items()),
+    ):
         if values is not None and len(values) != n:
             raise ValueError(f"{len(values)} {what} for {n} rows of features: give one per row")
-    return ImageDataset(source="features", items=tuple(ImageItem(s) for s in names),
-                        labels=tuple(str(v) for v in labels) if labels is not None else None,
-                        hashes=tuple(names), thumbnails=(),
-                        metadata={str(c): tuple(str(v) for v in vals) for c, vals in (metadata or {}).items()})  # fmt: skip
+    return ImageDataset(
+        source="features",
+        items=tuple(ImageItem(s) for s in names),
+        labels=tuple(str(v) for v in labels) if labels is not None else None,
+        hashes=tuple(names),
+        thumbnails=(),
+        metadata={str(c): tuple(str(v) for v in vals) for c, vals in (metadata or {}).items()},
+    )

@@ -71,8 +71,9 @@ def _install(extractor: FeatureExtractor | HookExtractor, clock: _Clock) -> None
         modules[name].register_forward_hook(lambda m, a, o, name=name: clock.mark(name), prepend=True)
 
 
-def layer_latency(spec: Any, weights: Any, nodes: Sequence[str], *, device: str, precision: str,
-                  input_size: int) -> dict[str, tuple[float, float]]:  # fmt: skip
+def layer_latency(
+    spec: Any, weights: Any, nodes: Sequence[str], *, device: str, precision: str, input_size: int
+) -> dict[str, tuple[float, float]]:
     """Milliseconds per image from the start of a forward pass to each layer's output.
 
     Args:

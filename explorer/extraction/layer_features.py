@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 256  # images per resumable chunk of an extraction
 
+
 @dataclass
 class ModelRun:
     """One model's extraction: its resolved settings and {node: features}."""
@@ -41,7 +42,9 @@ class ModelRun:
     nodes: dict[str, str] = field(default_factory=dict)  # {layer as the user named it: FX node it resolved to}
     features: dict[str, np.ndarray] = field(default_factory=dict)  # by the user's layer names, memory-mapped
     computed: int = 0  # images that went through the model (0: every layer came from the cache)
-    unreadable: dict[int, str] = field(default_factory=dict)  # {row: why} of the dataset's images no extraction could decode
+    unreadable: dict[int, str] = field(
+        default_factory=dict
+    )  # {row: why} of the dataset's images no extraction could decode
 
     def key(self, node: str, multi: bool) -> str:
         return f"{self.label}:{node}" if multi else node
@@ -51,10 +54,14 @@ class ModelRun:
         features (a copy in memory of the rows kept), and key the results derived from them apart."""
         drop = np.asarray(sorted(rows), dtype=np.int64)
         self.features = {n: np.delete(f, drop, axis=0) for n, f in self.features.items()}
-        self.store_keys = {n: make_key("rows", {"layer": k, "without": drop.tolist()}) for n, k in self.store_keys.items()}
+        self.store_keys = {
+            n: make_key("rows", {"layer": k, "without": drop.tolist()}) for n, k in self.store_keys.items()
+        }
 
 
-def _context(dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, transform: Any, device: str, precision: str) -> dict:
+def _context(
+    dataset: ImageDataset, spec: ExtractSpec, w: ResolvedWeights, transform: Any, device: str, precision: str
+) -> dict:
     return {
         "dataset": dataset.content_hash,
         "n_images": len(dataset),
@@ -86,7 +93,9 @@ class _Prepared:
         return [n for n in self.run.nodes if n not in self.run.features]
 
 
-def _prepare(dataset: ImageDataset, spec: ExtractSpec, cache: FeatureCache, label: str | None, backend: ExtractionBackend) -> _Prepared:
+def _prepare(
+    dataset: ImageDataset, spec: ExtractSpec, cache: FeatureCache, label: str | None, backend: ExtractionBackend
+) -> _Prepared:
     spec = spec.replace(model=canonical(spec.model))
     profile = layers_mod.profile(spec.model)
     names = resolve_names(profile, spec.layers or profile.default)
@@ -160,8 +169,18 @@ def extract_features(
             _read_cached(run, cache, len(dataset))  # what an extraction that held the lock meanwhile stored
             missing = p.missing()
             if missing:
-                _extract_missing(dataset, run, missing, p.ctx, cache, backend, p.transform,
-                                 progress=progress, should_stop=should_stop, max_pixels=max_pixels)  # fmt: skip
+                _extract_missing(
+                    dataset,
+                    run,
+                    missing,
+                    p.ctx,
+                    cache,
+                    backend,
+                    p.transform,
+                    progress=progress,
+                    should_stop=should_stop,
+                    max_pixels=max_pixels,
+                )
     else:
         log.info("%s: all %d layers from the cache", run.label, len(run.nodes))
     return _finish(p, cache, dataset, max_pixels)
@@ -195,13 +214,26 @@ def extract_sweep(
     backend = backend if backend is not None else LocalBackend()
     sweep = getattr(backend, "extract_sweep", None)
     if len(specs) < 2 or sweep is None:
-        return [extract_features(dataset, s, cache=cache, label=lab, progress=progress, should_stop=should_stop,
-                                 max_pixels=max_pixels, backend=backend) for s, lab in zip(specs, labels)]  # fmt: skip
+        return [
+            extract_features(
+                dataset,
+                s,
+                cache=cache,
+                label=lab,
+                progress=progress,
+                should_stop=should_stop,
+                max_pixels=max_pixels,
+                backend=backend,
+            )
+            for s, lab in zip(specs, labels)
+        ]
     prepared = [_prepare(dataset, s, cache, lab, backend) for s, lab in zip(specs, labels)]
     pending = [p for p in prepared if p.missing()]
     with contextlib.ExitStack() as locks:
         for p in sorted(pending, key=lambda p: make_key("extraction", p.ctx)):  # one order: no two sweeps deadlock
-            locks.enter_context(cache.lock(make_key("extraction", p.ctx), waiting=_waiting(p.run, progress, should_stop)))
+            locks.enter_context(
+                cache.lock(make_key("extraction", p.ctx), waiting=_waiting(p.run, progress, should_stop))
+            )
         started = []
         for p in pending:
             _read_cached(p.run, cache, len(dataset))  # what an extraction that held a lock meanwhile stored
@@ -217,8 +249,13 @@ def extract_sweep(
                     p, _, writer, job = group[0]
                     p.run.computed += backend.extract(dataset, job, writer, progress=progress, should_stop=should_stop)
                 else:
-                    computed = sweep(dataset, [g[3] for g in group], [g[2] for g in group], progress=progress,
-                                     should_stop=should_stop)  # fmt: skip
+                    computed = sweep(
+                        dataset,
+                        [g[3] for g in group],
+                        [g[2] for g in group],
+                        progress=progress,
+                        should_stop=should_stop,
+                    )
                     for g in group:
                         g[0].run.computed += computed
             except BaseException:
@@ -239,8 +276,15 @@ def _read_cached(run: ModelRun, cache: FeatureCache, n_rows: int) -> None:
                 run.features[name] = got
 
 
-def _start_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], ctx: dict, cache: FeatureCache,
-                   transform: Any, max_pixels: int) -> tuple[list[str], Any, ExtractionJob | None]:  # fmt: skip
+def _start_missing(
+    dataset: ImageDataset,
+    run: ModelRun,
+    missing: list[str],
+    ctx: dict,
+    cache: FeatureCache,
+    transform: Any,
+    max_pixels: int,
+) -> tuple[list[str], Any, ExtractionJob | None]:
     """(missing, the writer of their features, the job of the chunks still to run, None when none is)."""
     run_key = make_key("run", {**ctx, "layers": missing, "chunk": CHUNK})
     total = len(dataset)
@@ -249,12 +293,24 @@ def _start_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], ctx
     todo = [(s, e) for s, e in bounds if s not in writer.done]
     if not todo:
         return missing, writer, None
-    job = ExtractionJob(run.label, run.spec, run.weights, run.device, run.precision, [run.nodes[n] for n in missing],
-                        todo, CHUNK, transform, max_pixels)  # fmt: skip
+    job = ExtractionJob(
+        run.label,
+        run.spec,
+        run.weights,
+        run.device,
+        run.precision,
+        [run.nodes[n] for n in missing],
+        todo,
+        CHUNK,
+        transform,
+        max_pixels,
+    )
     return missing, writer, job
 
 
-def _end_missing(dataset: ImageDataset, run: ModelRun, missing: list[str], cache: FeatureCache, writer: Any, max_pixels: int) -> None:
+def _end_missing(
+    dataset: ImageDataset, run: ModelRun, missing: list[str], cache: FeatureCache, writer: Any, max_pixels: int
+) -> None:
     """Record the undecodable images, move the finished features into place and read them back."""
     # the record first: a crash between the two leaves it naming more layers than exist, never fewer
     _record_unreadable(cache, dataset, max_pixels, writer.unreadable, [run.store_keys[n] for n in missing])
@@ -308,17 +364,23 @@ def resolve_names(profile: layers_mod.LayerProfile, requested: Sequence[str]) ->
 
 
 def _unreadable_key(dataset: ImageDataset, max_pixels: int) -> str:
-    return make_key("unreadable", {"dataset": dataset.content_hash, "max_pixels": max_pixels, "code": identities("decode")})
+    return make_key(
+        "unreadable", {"dataset": dataset.content_hash, "max_pixels": max_pixels, "code": identities("decode")}
+    )
 
 
 def _read_record(cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> tuple[dict[int, str], set[str]]:
     got = cache.get_result(_unreadable_key(dataset, max_pixels))
     if got is None:
         return {}, set()
-    return {int(r): str(w) for r, w in zip(got["rows"], got["reasons"])}, set(got.get("layers", np.array([], dtype=str)).tolist())
+    return {int(r): str(w) for r, w in zip(got["rows"], got["reasons"])}, set(
+        got.get("layers", np.array([], dtype=str)).tolist()
+    )
 
 
-def _record_unreadable(cache: FeatureCache, dataset: ImageDataset, max_pixels: int, found: dict[int, str], layers: list[str]) -> None:
+def _record_unreadable(
+    cache: FeatureCache, dataset: ImageDataset, max_pixels: int, found: dict[int, str], layers: list[str]
+) -> None:
     """Add the images an extraction could not decode, and the layer keys whose features it
     covers, to the dataset's record (written even when empty: a run whose features are cached
     finds the record beside them)."""
@@ -326,10 +388,14 @@ def _record_unreadable(cache: FeatureCache, dataset: ImageDataset, max_pixels: i
     if not set(found) - set(known) and not set(layers) - covered:
         return
     merged = sorted((known | found).items())
-    cache.put_result(_unreadable_key(dataset, max_pixels), {
-        "rows": np.array([r for r, _ in merged], dtype=np.int64), "reasons": np.array([w for _, w in merged], dtype=str),
-        "layers": np.array(sorted(covered | set(layers)), dtype=str),
-    })  # fmt: skip
+    cache.put_result(
+        _unreadable_key(dataset, max_pixels),
+        {
+            "rows": np.array([r for r, _ in merged], dtype=np.int64),
+            "reasons": np.array([w for _, w in merged], dtype=str),
+            "layers": np.array(sorted(covered | set(layers)), dtype=str),
+        },
+    )
 
 
 def _check_unreadable_covered(run: ModelRun, cache: FeatureCache, dataset: ImageDataset, max_pixels: int) -> None:
@@ -339,9 +405,15 @@ def _check_unreadable_covered(run: ModelRun, cache: FeatureCache, dataset: Image
     known, covered = _read_record(cache, dataset, max_pixels)
     uncovered = [name for name, key in run.store_keys.items() if key not in covered]
     if uncovered:
-        blank = {int(r): "could not be decoded" for n in uncovered for r in np.flatnonzero(np.isnan(run.features[n][:, 0]))}
-        log.info("%s: the record of undecodable images did not cover %d layers; %d found in their features",
-                 run.label, len(uncovered), len(blank))  # fmt: skip
+        blank = {
+            int(r): "could not be decoded" for n in uncovered for r in np.flatnonzero(np.isnan(run.features[n][:, 0]))
+        }
+        log.info(
+            "%s: the record of undecodable images did not cover %d layers; %d found in their features",
+            run.label,
+            len(uncovered),
+            len(blank),
+        )
         _record_unreadable(cache, dataset, max_pixels, blank, [run.store_keys[n] for n in uncovered])
         known = {**blank, **known}
     run.unreadable = known

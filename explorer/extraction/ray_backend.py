@@ -52,11 +52,19 @@ class _ModelActor:
     hashed here, where it is decoded, and matched to its row by its hash (`wanted`: hash -> row);
     an image no row wants (a finished chunk's, a duplicate) is not decoded."""
 
-    def __init__(self, spec: ExtractSpec, nodes: list[str], device: str, precision: str, fold_bn: bool,
-                 max_pixels: int, threads: int, files: ReadableFiles | None = None,
-                 wanted: dict[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: ExtractSpec,
+        nodes: list[str],
+        device: str,
+        precision: str,
+        fold_bn: bool,
+        max_pixels: int,
+        threads: int,
+        files: ReadableFiles | None = None,
+        wanted: dict[str, int] | None = None,
+    ) -> None:
         import torch
-
 
         torch.set_num_threads(threads)
         src = source_of(spec.model)
@@ -77,17 +85,26 @@ class _ModelActor:
                 return from_description(member).read
             return lambda: Path(path).read_bytes()
 
-        decoded = [self.pre.decode(reader(p, d, m), self.max_pixels) for p, d, m in zip(batch["path"], batch["data"], batch["member"])]
+        decoded = [
+            self.pre.decode(reader(p, d, m), self.max_pixels)
+            for p, d, m in zip(batch["path"], batch["data"], batch["member"])
+        ]
         return self._features(np.asarray(batch["row"]), decoded)
 
     def _features(self, rows: np.ndarray, decoded: list[tuple[Any, str | None]]) -> dict[str, np.ndarray]:
         if not len(rows):  # nothing wanted in this batch: no rows, each layer's columns their width
-            return {"row": np.zeros(0, np.int64), "unreadable": np.zeros(0, dtype=object),
-                    **{f"f{i}": np.zeros((0, d), np.float32) for i, d in enumerate(self._widths())}}  # fmt: skip
+            return {
+                "row": np.zeros(0, np.int64),
+                "unreadable": np.zeros(0, dtype=object),
+                **{f"f{i}": np.zeros((0, d), np.float32) for i, d in enumerate(self._widths())},
+            }
         feats = self.extractor(self.pre.batch([t for t, _ in decoded]))
         self._dims = [feats[n].shape[1] for n in self.nodes]
-        return {"row": rows, "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
-                **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)}}  # fmt: skip
+        return {
+            "row": rows,
+            "unreadable": np.array([why or "" for _, why in decoded], dtype=object),
+            **{f"f{i}": feats[n] for i, n in enumerate(self.nodes)},
+        }
 
     def _widths(self) -> list[int]:
         """Each layer's feature width: the last batch's, or a blank image's before any batch."""
@@ -105,7 +122,6 @@ class _ModelActor:
 
     def _by_hash(self, batch: Any) -> dict[str, np.ndarray]:
         import hashlib
-
 
         rows, images = [], []
         for data in image_bytes(batch, self.files):  # type: ignore[arg-type]
@@ -179,8 +195,14 @@ class RayEngine:
         if self.address and self.address != "auto":
             _check_reachable(self.address)  # ray.init retries an address nothing answers at for minutes
         try:
-            ray.init(address=self.address, num_cpus=self.num_cpus if not self.address else None, include_dashboard=False,
-                     log_to_driver=False, runtime_env=runtime_env, configure_logging=False)  # fmt: skip
+            ray.init(
+                address=self.address,
+                num_cpus=self.num_cpus if not self.address else None,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env=runtime_env,
+                configure_logging=False,
+            )
         except (ConnectionError, TimeoutError) as exc:  # an address nothing answers at: bad input, one sentence
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(
@@ -198,7 +220,9 @@ class RayEngine:
             ray.shutdown()
             self._started = False
 
-    def load_dataset(self, spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None) -> ImageDataset | None:
+    def load_dataset(
+        self, spec: DataSpec, *, limits: Limits | None = None, progress: Progress | None = None
+    ) -> ImageDataset | None:
         """The dataset `spec` names, listed and checked on the cluster by Ray Data's readers (shards,
         parquet, tables of paths: cluster_listing.py), the driver reading no image; None for a
         folder, a zip or a sample (load those with datasets.load_dataset)."""
@@ -225,14 +249,28 @@ class RayEngine:
             raise ValueError(f"device={spec.device!r}: the Ray cluster has no such device; use --device auto or cpu")
         return "cpu", resolve_precision(spec.precision, "cpu")
 
-    def extract(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, *,
-                progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+    def extract(
+        self,
+        dataset: ImageDataset,
+        job: ExtractionJob,
+        writer: LayerWriter,
+        *,
+        progress: StageProgress | None,
+        should_stop: ShouldStop | None,
+    ) -> int:
         """Run the job's chunks on the cluster and write their rows into `writer` as they come
         back; a chunk is marked finished once all its rows are in (so an interrupted run resumes)."""
         return self.extract_sweep(dataset, [job], [writer], progress=progress, should_stop=should_stop)
 
-    def extract_sweep(self, dataset: ImageDataset, jobs: Sequence[ExtractionJob], writers: Sequence[LayerWriter], *,
-                      progress: StageProgress | None, should_stop: ShouldStop | None) -> int:  # fmt: skip
+    def extract_sweep(
+        self,
+        dataset: ImageDataset,
+        jobs: Sequence[ExtractionJob],
+        writers: Sequence[LayerWriter],
+        *,
+        progress: StageProgress | None,
+        should_stop: ShouldStop | None,
+    ) -> int:
         """Several models at once, each on actors of its own (the cluster's CPUs or GPUs shared
         among them), into the same store; each job's rows written by a thread of its own as they
         come back. Returns the images of the first job's chunks that finished."""
@@ -250,24 +288,52 @@ class RayEngine:
             if progress:
                 with lock:
                     done[i] = n
-                    progress(f"extracting {label} on Ray ({per_job * len(jobs)} actors)", min(done.values()), len(dataset))
+                    progress(
+                        f"extracting {label} on Ray ({per_job * len(jobs)} actors)", min(done.values()), len(dataset)
+                    )
 
         with ThreadPoolExecutor(len(jobs)) as pool:
-            futures = [pool.submit(self._run, dataset, job, writer, per_job, threads, on_gpu,
-                                   functools.partial(report, i, label=" + ".join(j.label for j in jobs)), should_stop)
-                       for i, (job, writer) in enumerate(zip(jobs, writers))]  # fmt: skip
+            futures = [
+                pool.submit(
+                    self._run,
+                    dataset,
+                    job,
+                    writer,
+                    per_job,
+                    threads,
+                    on_gpu,
+                    functools.partial(report, i, label=" + ".join(j.label for j in jobs)),
+                    should_stop,
+                )
+                for i, (job, writer) in enumerate(zip(jobs, writers))
+            ]
             counts = [f.result() for f in futures]
         return counts[0]
 
-    def _run(self, dataset: ImageDataset, job: ExtractionJob, writer: LayerWriter, n_actors: int, threads: int, on_gpu: bool,
-             report: Any, should_stop: ShouldStop | None) -> int:  # fmt: skip
+    def _run(
+        self,
+        dataset: ImageDataset,
+        job: ExtractionJob,
+        writer: LayerWriter,
+        n_actors: int,
+        threads: int,
+        on_gpu: bool,
+        report: Any,
+        should_stop: ShouldStop | None,
+    ) -> int:
         import ray.data
-
 
         todo = job.todo
         rows = [(r, it) for s, e in todo for r, it in zip(range(s, e), dataset.items[s:e])]
-        kwargs = {"spec": job.spec, "nodes": job.nodes, "device": job.device, "precision": job.precision,
-                  "fold_bn": FOLD_BATCHNORM, "max_pixels": job.max_pixels, "threads": threads}  # fmt: skip
+        kwargs = {
+            "spec": job.spec,
+            "nodes": job.nodes,
+            "device": job.device,
+            "precision": job.precision,
+            "fold_bn": FOLD_BATCHNORM,
+            "max_pixels": job.max_pixels,
+            "threads": threads,
+        }
         if dataset.files is not None:  # Ray Data's reader of the files; each image matched to its row by its hash
             files = dataset.files
             if files.kind == "binary":  # files named one by one: only those still to do (each listed and found)
@@ -275,16 +341,26 @@ class RayEngine:
             source = cluster_listing.read(files, keep_bytes=True, num_cpus=READ_CPUS)
             kwargs |= {"files": dataset.files, "wanted": {dataset.hashes[r]: r for r, _ in rows}}
         else:
-            source = ray.data.from_items([
-                {"row": r, "path": str(it.path) if it.path is not None else "", "data": it.data or b"",
-                 "member": describe(it.member) if it.member is not None else ""} for r, it in rows
-            ])  # fmt: skip
+            source = ray.data.from_items(
+                [
+                    {
+                        "row": r,
+                        "path": str(it.path) if it.path is not None else "",
+                        "data": it.data or b"",
+                        "member": describe(it.member) if it.member is not None else "",
+                    }
+                    for r, it in rows
+                ]
+            )
         features = source.map_batches(
-            _ModelActor, batch_size=job.spec.batch_size, batch_format="pyarrow" if dataset.files is not None else "numpy",
-            fn_constructor_kwargs=kwargs, compute=ray.data.ActorPoolStrategy(size=n_actors),
+            _ModelActor,
+            batch_size=job.spec.batch_size,
+            batch_format="pyarrow" if dataset.files is not None else "numpy",
+            fn_constructor_kwargs=kwargs,
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_cpus=0 if on_gpu else (max(threads - 1, READ_CPUS) if dataset.files is not None else threads),
             num_gpus=1 if on_gpu else 0,
-        )  # fmt: skip
+        )
         need, computed = {s: e - s for s, e in todo}, 0
         total, done = len(dataset), len(dataset) - len(rows)
         seen = np.zeros(total, dtype=bool)
@@ -310,7 +386,9 @@ class RayEngine:
                 continue
             seen[got] = True
             order = np.argsort(got)
-            writer.write_rows(got[order], {layer: np.asarray(batch[f"f{i}"])[first][order] for i, layer in enumerate(writer.nodes)})
+            writer.write_rows(
+                got[order], {layer: np.asarray(batch[f"f{i}"])[first][order] for i, layer in enumerate(writer.nodes)}
+            )
             writer.mark_unreadable({int(r): str(why) for r, why in zip(got, reasons) if why})
             finish_chunks(got)
             done += len(got)
@@ -318,7 +396,11 @@ class RayEngine:
         missing = [r for r, _ in rows if not seen[r]]
         if missing:  # in the listing, not in the files the cluster read: changed since
             if len(missing) == len(rows):
-                raise ValueError(f"the cluster found none of the {len(rows)} images it was to read: were the files changed?")
-            writer.mark_unreadable(dict.fromkeys(missing, "not found when the cluster read the files (changed since listed?)"))
+                raise ValueError(
+                    f"the cluster found none of the {len(rows)} images it was to read: were the files changed?"
+                )
+            writer.mark_unreadable(
+                dict.fromkeys(missing, "not found when the cluster read the files (changed since listed?)")
+            )
             finish_chunks(np.asarray(missing))
         return computed

@@ -62,9 +62,11 @@ def _foldable(conv: Any, bn: Any) -> bool:
     from torch import nn
 
     return (
-        isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
-        and not (conv.training or bn.training) and bn.track_running_stats
-    )  # fmt: skip
+        isinstance(conv, nn.Conv2d)
+        and isinstance(bn, nn.BatchNorm2d)
+        and not (conv.training or bn.training)
+        and bn.track_running_stats
+    )
 
 
 def _fold_sequential(block: Any) -> tuple[Any, int]:

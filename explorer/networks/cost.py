@@ -139,6 +139,8 @@ def cut_costs(name: str, nodes: list[str] | tuple[str, ...]) -> dict[str, CutCos
     costs = _all_costs(name, src.input_size(name), src.architecture(name))
     missing = [n for n in nodes if n not in costs]
     if missing:
-        raise ValueError(f"model {name!r} has no layer {missing[0]!r} that runs once per pass; "
-                         f"`python -m explorer layers --model {name}` lists them")  # fmt: skip
+        raise ValueError(
+            f"model {name!r} has no layer {missing[0]!r} that runs once per pass; "
+            f"`python -m explorer layers --model {name}` lists them"
+        )
     return {n: costs[n] for n in nodes}

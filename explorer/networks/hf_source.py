@@ -26,7 +26,12 @@ KNOWN = (
     "facebook/convnext-tiny-224", "facebook/convnext-base-224", "microsoft/swin-tiny-patch4-window7-224",
     "microsoft/swin-base-patch4-window7-224",
 )  # fmt: skip
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 # the vision tower of models that pair it with a text tower
 VISION_TOWERS = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel", "siglip2": "Siglip2VisionModel"}
 # ImageNet preprocessing for a folder without an image processor's file
@@ -74,8 +79,11 @@ class HFSource:
             info = scan_cache_dir()
         except Exception:  # no cache folder yet, or an unreadable one
             return []
-        return sorted(r.repo_id for r in info.repos if r.repo_type == "model" and any(
-            f.file_name == "config.json" for rev in r.revisions for f in rev.files))  # fmt: skip
+        return sorted(
+            r.repo_id
+            for r in info.repos
+            if r.repo_type == "model" and any(f.file_name == "config.json" for rev in r.revisions for f in rev.files)
+        )
 
     def folder(self, model: str) -> Path | None:
         """The local folder holding the model's config: the folder given, or the repo's snapshot in
@@ -136,7 +144,9 @@ class HFSource:
         if weights_arg == "none":
             folder = folder or self._download(model, "config")
             config = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
-            return wts.ResolvedWeights("random", "random", None, f"random:{random_state}:config:{config}", folder=folder)
+            return wts.ResolvedWeights(
+                "random", "random", None, f"random:{random_state}:config:{config}", folder=folder
+            )
         if weights_arg != "auto":
             path = Path(weights_arg).expanduser()
             if not path.is_file():
@@ -148,10 +158,15 @@ class HFSource:
             folder = self._download(model, "pretrained weights")
         files = self.weight_files(folder)
         if not files:
-            raise wts.WeightsUnavailableError(f"{folder} has no weights file ({', '.join(WEIGHT_FILES[:2])}); "
-                                              "use --weights FILE or --weights none")  # fmt: skip
+            raise wts.WeightsUnavailableError(
+                f"{folder} has no weights file ({', '.join(WEIGHT_FILES[:2])}); use --weights FILE or --weights none"
+            )
         identity = files[0] if len(files) == 1 else None
-        digest = wts.file_sha256(identity) if identity else hashlib.sha256("".join(wts.file_sha256(f) for f in files).encode()).hexdigest()
+        digest = (
+            wts.file_sha256(identity)
+            if identity
+            else hashlib.sha256("".join(wts.file_sha256(f) for f in files).encode()).hexdigest()
+        )
         return wts.ResolvedWeights("pretrained", _ref(model), files[0], digest, folder=folder)
 
     def _folder_of(self, weights: wts.ResolvedWeights) -> Path:
@@ -190,7 +205,9 @@ class HFSource:
                 if weights.kind == "file":
                     net.load_state_dict(wts.load_state_dict(weights.path), strict=True)  # type: ignore[arg-type]
         except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            raise ValueError(f"cannot build {model} with weights {weights.name}: {str(exc).splitlines()[0][:300]}") from exc
+            raise ValueError(
+                f"cannot build {model} with weights {weights.name}: {str(exc).splitlines()[0][:300]}"
+            ) from exc
         return PixelValues(net).eval()
 
     def processor(self, folder: Path) -> Any:

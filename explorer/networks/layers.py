@@ -118,7 +118,9 @@ def _block_outputs(nodes: list[str], min_blocks: int = 5) -> list[str]:
         order: list[str] = []
         for n in nodes:
             parts = n.split(".")
-            key = ".".join(parts[:d]) if len(parts) >= d else "\0" + n  # a module named as its group is the group's output
+            key = (
+                ".".join(parts[:d]) if len(parts) >= d else "\0" + n
+            )  # a module named as its group is the group's output
             if key not in groups:
                 order.append(key)
             groups.setdefault(key, []).append(n)
@@ -237,11 +239,16 @@ def _probe_shapes(name: str, size: int) -> dict[str, tuple[int, ...]]:
         warnings.simplefilter("ignore")
         try:
             out = run("meta")
-        except (NotImplementedError, RuntimeError) as exc:  # a builder that computes on tensors (RegNet is handled above)
+        except (
+            NotImplementedError,
+            RuntimeError,
+        ) as exc:  # a builder that computes on tensors (RegNet is handled above)
             log.debug("meta probe failed for %s (%s); probing on the CPU", name, exc)
             out = run("cpu")
     return {
-        k: tuple(v.shape[1:]) for k, v in out.items() if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[0] == 2
+        k: tuple(v.shape[1:])
+        for k, v in out.items()
+        if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[0] == 2
     }
 
 

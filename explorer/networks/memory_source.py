@@ -44,8 +44,9 @@ def default_transform(size: int = DEFAULT_SIZE) -> Any:
     """ImageNet's preprocessing at `size`: resize to 256/224 of it, centre crop, normalise."""
     from torchvision import transforms as T
 
-    return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])  # fmt: skip
+    return T.Compose(
+        [T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
 
 
 def _state_hash(module: Any) -> str:
@@ -112,8 +113,10 @@ def _class_source(cls: type) -> str:
     else:
         if len(parts) > 1:
             return "\n".join(parts)
-    raise ValueError(f"cannot read the code of {cls.__qualname__} to key its cached features ({why}); define the "
-                     "class in a file or a notebook cell, or pass a model name or a .pt2 program") from why  # fmt: skip
+    raise ValueError(
+        f"cannot read the code of {cls.__qualname__} to key its cached features ({why}); define the "
+        "class in a file or a notebook cell, or pass a model name or a .pt2 program"
+    ) from why
 
 
 def _input_size(transform: Any) -> int:
@@ -163,8 +166,10 @@ def _entry(model: str) -> _Registered:
     try:
         return _REGISTERED[model]
     except KeyError:
-        raise ValueError(f"{model} is an in-memory model this process has not registered; pass the nn.Module itself "
-                         "to explorer.compare (in-memory models run on the local engine only, not on Ray)") from None  # fmt: skip
+        raise ValueError(
+            f"{model} is an in-memory model this process has not registered; pass the nn.Module itself "
+            "to explorer.compare (in-memory models run on the local engine only, not on Ray)"
+        ) from None
 
 
 class MemorySource:
@@ -192,7 +197,9 @@ class MemorySource:
 
     def build(self, model: str, weights: wts.ResolvedWeights, *, device: str = "cpu") -> Any:
         net = copy.deepcopy(_entry(model).module).to(device).eval()
-        if weights.kind == "random" and device != "meta":  # the random baseline: each parameter's values permuted (own_source's)
+        if (
+            weights.kind == "random" and device != "meta"
+        ):  # the random baseline: each parameter's values permuted (own_source's)
             shuffle_parameters(net, int(weights.identity.split(":")[1]))
         return net
 

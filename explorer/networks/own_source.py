@@ -34,8 +34,10 @@ def _builder(model: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r} for the model {model}: {exc}; "
-                         "run from the folder that holds it, or put it on PYTHONPATH") from exc  # fmt: skip
+        raise ValueError(
+            f"cannot import {module_name!r} for the model {model}: {exc}; "
+            "run from the folder that holds it, or put it on PYTHONPATH"
+        ) from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"{module_name} has no function {attr!r} that builds the model")
@@ -107,12 +109,16 @@ class OwnSource:
             return wts.ResolvedWeights("random", "random", None, f"random:{random_state}")
         if _is_program(model):
             if weights_arg != "auto":
-                raise ValueError(f"{model} carries its own weights: use --weights auto, or none for a shuffled baseline")
+                raise ValueError(
+                    f"{model} carries its own weights: use --weights auto, or none for a shuffled baseline"
+                )
             path = Path(model).expanduser()
             return wts.ResolvedWeights("pretrained", str(path), path, wts.file_sha256(path))
         if weights_arg == "auto":
-            raise wts.WeightsUnavailableError(f"the model {model} needs its weights: --weights FILE (.safetensors or .pth), "
-                                              "or --weights none for its builder's own initialisation")  # fmt: skip
+            raise wts.WeightsUnavailableError(
+                f"the model {model} needs its weights: --weights FILE (.safetensors or .pth), "
+                "or --weights none for its builder's own initialisation"
+            )
         path = Path(weights_arg).expanduser()
         if not path.is_file():
             raise ValueError(f"--weights {weights_arg!r} is not a file nor one of: auto, none")
@@ -126,8 +132,10 @@ class OwnSource:
             program = _load_program(Path(model).expanduser())
             batch = _program_input_shape(program)[0]
             if isinstance(batch, int):
-                raise ValueError(f"{model} was exported for batches of exactly {batch}; export it with a dynamic batch, "
-                                 "dynamic_shapes=({0: torch.export.Dim('batch')},)")  # fmt: skip
+                raise ValueError(
+                    f"{model} was exported for batches of exactly {batch}; export it with a dynamic batch, "
+                    "dynamic_shapes=({0: torch.export.Dim('batch')},)"
+                )
             net = torch.export.unflatten(program)
             if weights.kind == "random":
                 shuffle_parameters(net, seed)
@@ -141,15 +149,23 @@ class OwnSource:
             try:
                 net.load_state_dict(load_state(weights.path), strict=True)  # type: ignore[arg-type]
             except RuntimeError as exc:
-                raise ValueError(f"weights {weights.path} do not fit {model}: {str(exc).splitlines()[1:2] or exc}") from exc
+                raise ValueError(
+                    f"weights {weights.path} do not fit {model}: {str(exc).splitlines()[1:2] or exc}"
+                ) from exc
         return net.eval()
 
     def transform(self, model: str, weights: wts.ResolvedWeights) -> Any:
         from torchvision import transforms as T
 
         size = self.input_size(model)
-        return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(),
-                          T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])  # fmt: skip
+        return T.Compose(
+            [
+                T.Resize(round(size * 256 / 224)),
+                T.CenterCrop(size),
+                T.ToTensor(),
+                T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
 
     def input_size(self, model: str) -> int:
         if not _is_program(model):

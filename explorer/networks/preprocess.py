@@ -64,7 +64,9 @@ class Preprocess:
         except OSError as exc:
             return None, f"unreadable file: {exc}"
 
-    def decode_for(self, others: Sequence[Preprocess], read: Callable[[], bytes], max_pixels: int) -> tuple[list[Any] | None, str | None]:
+    def decode_for(
+        self, others: Sequence[Preprocess], read: Callable[[], bytes], max_pixels: int
+    ) -> tuple[list[Any] | None, str | None]:
         """Read and decode one image once, then give it this preprocessing and each of `others`:
         ([tensor per preprocessing], None), or (None, the reason it cannot be read). What a sweep
         of several models whose preprocessing differs decodes once (each resizes the one image)."""
@@ -122,7 +124,14 @@ def _split_steps(transform: Any) -> _Steps | None:
     to_tensor = False
     for step in transform.transforms:
         kind = type(step).__name__
-        if isinstance(step, T.Resize) and resize is None and crop is None and not to_tensor and step.max_size is None and step.antialias in (True, None):
+        if (
+            isinstance(step, T.Resize)
+            and resize is None
+            and crop is None
+            and not to_tensor
+            and step.max_size is None
+            and step.antialias in (True, None)
+        ):
             resize = step
         elif isinstance(step, T.CenterCrop) and crop is None and not to_tensor:
             crop = step
@@ -135,8 +144,13 @@ def _split_steps(transform: Any) -> _Steps | None:
     if not to_tensor:
         return None
     size = None if resize is None else [resize.size] if isinstance(resize.size, int) else list(resize.size)
-    return _Steps(size, resize.interpolation if resize else None, list(crop.size) if crop else None,
-                  [float(v) for v in norm.mean] if norm else None, [float(v) for v in norm.std] if norm else None)  # fmt: skip
+    return _Steps(
+        size,
+        resize.interpolation if resize else None,
+        list(crop.size) if crop else None,
+        [float(v) for v in norm.mean] if norm else None,
+        [float(v) for v in norm.std] if norm else None,
+    )
 
 
 def from_image_processor(processor: Any) -> Any:
@@ -151,10 +165,20 @@ def from_image_processor(processor: Any) -> Any:
     from torchvision import transforms as T
     from torchvision.transforms import InterpolationMode
 
-    modes = {0: InterpolationMode.NEAREST, 1: InterpolationMode.LANCZOS, 2: InterpolationMode.BILINEAR,
-             3: InterpolationMode.BICUBIC, 4: InterpolationMode.BOX, 5: InterpolationMode.HAMMING}  # fmt: skip
+    modes = {
+        0: InterpolationMode.NEAREST,
+        1: InterpolationMode.LANCZOS,
+        2: InterpolationMode.BILINEAR,
+        3: InterpolationMode.BICUBIC,
+        4: InterpolationMode.BOX,
+        5: InterpolationMode.HAMMING,
+    }
     resample = getattr(processor, "resample", None)
-    mode = modes.get(int(getattr(resample, "value", resample)), InterpolationMode.BILINEAR) if resample is not None else InterpolationMode.BILINEAR
+    mode = (
+        modes.get(int(getattr(resample, "value", resample)), InterpolationMode.BILINEAR)
+        if resample is not None
+        else InterpolationMode.BILINEAR
+    )
     steps: list[Any] = []
     size = dict(processor.size or {})
     crop_pct = getattr(processor, "crop_pct", None)
@@ -164,12 +188,19 @@ def from_image_processor(processor: Any) -> Any:
             if crop_pct is not None and edge < 384:  # ConvNeXt's own rule
                 steps += [T.Resize(int(edge / crop_pct), interpolation=mode), T.CenterCrop(edge)]
             else:
-                steps.append(T.Resize(edge, interpolation=mode) if crop_pct is None else T.Resize((edge, edge), interpolation=mode))
+                steps.append(
+                    T.Resize(edge, interpolation=mode)
+                    if crop_pct is None
+                    else T.Resize((edge, edge), interpolation=mode)
+                )
         else:
             steps.append(T.Resize((int(size["height"]), int(size["width"])), interpolation=mode))
     if getattr(processor, "do_center_crop", False) and processor.crop_size:
         steps.append(T.CenterCrop((int(processor.crop_size["height"]), int(processor.crop_size["width"]))))
-    if getattr(processor, "do_rescale", True) and abs(float(getattr(processor, "rescale_factor", 1 / 255)) - 1 / 255) > 1e-9:
+    if (
+        getattr(processor, "do_rescale", True)
+        and abs(float(getattr(processor, "rescale_factor", 1 / 255)) - 1 / 255) > 1e-9
+    ):
         raise ValueError(f"the image processor rescales by {processor.rescale_factor}, not 1/255")
     steps.append(T.ToTensor())
     if getattr(processor, "do_normalize", True):

@@ -36,20 +36,25 @@ _FIXED = {"archive_format", "archive_version", "version", ".data/version", ".dat
           f"models/{MODEL}.json", f"data/weights/{MODEL}_weights_config.json",
           f"data/constants/{MODEL}_constants_config.json", f"data/sample_inputs/{MODEL}.pt"}  # fmt: skip
 _PAYLOAD = re.compile(r"data/(weights/weight|constants/tensor)_\d+")
-_OPERATORS = [re.compile(p) for p in (
-    r"torch\.ops\.(aten|prims|quantized_decomposed)\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+",
-    r"_operator\.(getitem|add|sub|mul|truediv|floordiv|mod|pow|neg|pos|abs|eq|ne|lt|le|gt|ge|and_|or_|xor|not_|"
-    r"invert|lshift|rshift|matmul)",
-    r"math\.(ceil|floor|trunc|sqrt|exp|log|log2|pow|isfinite|isinf|isnan)",
-    r"torch\.(sym_float|sym_int|sym_max|sym_min|sym_not|sym_sqrt|sym_ite|sym_sum|_check|_check_is_size|_assert|"
-    r"_assert_async|_sym_sqrt)",
-)]  # fmt: skip
+_OPERATORS = [
+    re.compile(p)
+    for p in (
+        r"torch\.ops\.(aten|prims|quantized_decomposed)\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+",
+        r"_operator\.(getitem|add|sub|mul|truediv|floordiv|mod|pow|neg|pos|abs|eq|ne|lt|le|gt|ge|and_|or_|xor|not_|"
+        r"invert|lshift|rshift|matmul)",
+        r"math\.(ceil|floor|trunc|sqrt|exp|log|log2|pow|isfinite|isinf|isnan)",
+        r"torch\.(sym_float|sym_int|sym_max|sym_min|sym_not|sym_sqrt|sym_ite|sym_sum|_check|_check_is_size|_assert|"
+        r"_assert_async|_sym_sqrt)",
+    )
+]
 _SYMPY_NAMES = {"Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Abs", "Mod", "FloorDiv",
                 "CeilDiv", "CleanDiv", "PythonMod", "CeilToInt", "FloorToInt", "TruncToInt", "RoundToInt", "IntTrueDiv",
                 "FloatTrueDiv", "ToFloat", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False",
                 "oo", "zoo", "nan", "sqrt", "positive", "negative", "integer", "real", "nonnegative", "finite",
                 "Identity", "Where"}  # fmt: skip
-_SYMPY_TOKEN = re.compile(r"\s+|[A-Za-z_][A-Za-z0-9_]*|'[A-Za-z_][A-Za-z0-9_]*'|\d+(\.\d+)?(e[+-]?\d+)?|\*\*|[-+*/%(),=<>!]")
+_SYMPY_TOKEN = re.compile(
+    r"\s+|[A-Za-z_][A-Za-z0-9_]*|'[A-Za-z_][A-Za-z0-9_]*'|\d+(\.\d+)?(e[+-]?\d+)?|\*\*|[-+*/%(),=<>!]"
+)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"([A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*)?")  # an attribute path: identifiers and digits, dotted
 _NAME_KEYS = {"name", "parameter_name", "buffer_name", "tensor_constant_name", "fqn", "arg_name", "target_name"}
@@ -60,8 +65,9 @@ class UnsafeProgramError(ValueError):
 
 
 def _refuse(path: Path, why: str) -> UnsafeProgramError:
-    return UnsafeProgramError(f"{path.name} was refused: {why}; an exported program that could run code is never "
-                              "loaded (docs/security.md)")  # fmt: skip
+    return UnsafeProgramError(
+        f"{path.name} was refused: {why}; an exported program that could run code is never loaded (docs/security.md)"
+    )
 
 
 def check_archive(path: str | Path) -> None:
@@ -83,10 +89,17 @@ def _checked(path: Path) -> tuple[str, Any, bytes]:
             for name in names:
                 rel = name[len(prefix) :]
                 if rel not in _FIXED and not _PAYLOAD.fullmatch(rel):
-                    raise _refuse(path, f"it holds {rel!r}, which an exported program saved without compiled code, "
-                                        "pickles or custom objects does not")  # fmt: skip
-            for rel in (f"models/{MODEL}.json", f"data/weights/{MODEL}_weights_config.json",
-                        f"data/constants/{MODEL}_constants_config.json", f"data/sample_inputs/{MODEL}.pt"):  # fmt: skip
+                    raise _refuse(
+                        path,
+                        f"it holds {rel!r}, which an exported program saved without compiled code, "
+                        "pickles or custom objects does not",
+                    )
+            for rel in (
+                f"models/{MODEL}.json",
+                f"data/weights/{MODEL}_weights_config.json",
+                f"data/constants/{MODEL}_constants_config.json",
+                f"data/sample_inputs/{MODEL}.pt",
+            ):
                 if prefix + rel not in names:
                     raise _refuse(path, f"it has no {rel}")
             for rel in (f"data/weights/{MODEL}_weights_config.json", f"data/constants/{MODEL}_constants_config.json"):
@@ -215,4 +228,6 @@ def load_program(path: str | Path) -> Any:
     except UnsafeProgramError:
         raise
     except Exception as exc:  # torch's deserializer raises many types on a damaged program
-        raise ValueError(f"{path.name} is not a program torch.export can read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+        raise ValueError(
+            f"{path.name} is not a program torch.export can read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        ) from None

@@ -92,7 +92,9 @@ def what_loading_runs(model: str) -> str | None:
             return "an exported program file on this machine, read and run"
         return "Python code on this machine: its module is imported and its function called"
     ref = model.partition(":")[2]
-    if kind == "hf" and (ref.startswith(("/", ".", "~")) or Path(ref).expanduser().is_dir()):  # hf_source's test of a folder
+    if kind == "hf" and (
+        ref.startswith(("/", ".", "~")) or Path(ref).expanduser().is_dir()
+    ):  # hf_source's test of a folder
         return "a save_pretrained folder on this machine, read and run"
     return None
 

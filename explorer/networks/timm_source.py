@@ -88,7 +88,11 @@ class TimmSource:
             tags = [n.partition(".")[2] for n in tagged if n.partition(".")[0] == arch]
             raise ValueError(f"timm's {arch} has no pretrained tag {tag!r}; its tags: {', '.join(tags[:8]) or 'none'}")
         close = difflib.get_close_matches(name, list(tagged) + sorted(archs), n=3)
-        hint = f"; did you mean {', '.join(PREFIX + c for c in close)}?" if close else "; `python -m explorer models --source timm` lists them"
+        hint = (
+            f"; did you mean {', '.join(PREFIX + c for c in close)}?"
+            if close
+            else "; `python -m explorer models --source timm` lists them"
+        )
         raise ValueError(f"timm has no model {name!r}{hint}")
 
     def pretrained_cfg(self, model: str) -> Any:

@@ -56,7 +56,9 @@ def _cut_graph(captured: Any, example: Any) -> Any:
     return gm
 
 
-def truncated(model: str, built: Any, node: str, *, input_size: int, pooling: str = "avg", token_pooling: str = "cls") -> Any:
+def truncated(
+    model: str, built: Any, node: str, *, input_size: int, pooling: str = "avg", token_pooling: str = "cls"
+) -> Any:
     """The network of `model` up to layer `node`, returning its pooled (B, D) float32 features.
 
     Args:

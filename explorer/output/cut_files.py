@@ -34,8 +34,10 @@ def preprocess_json(transform: Any) -> dict[str, Any]:
 
     steps = Preprocess(transform).steps
     if steps is None:
-        raise ValueError(f"this model's preprocessing ({type(transform).__name__}) is not resize, crop, to-tensor "
-                         "and normalise; it cannot be written as preprocess.json")  # fmt: skip
+        raise ValueError(
+            f"this model's preprocessing ({type(transform).__name__}) is not resize, crop, to-tensor "
+            "and normalise; it cannot be written as preprocess.json"
+        )
     interp = getattr(steps.interpolation, "value", "bilinear")
     if interp not in ("bilinear", "bicubic"):
         raise ValueError(f"interpolation {interp!r}: preprocess.json says bilinear or bicubic")
@@ -69,25 +71,27 @@ def export_program(features: Any, weight: np.ndarray, bias: np.ndarray, input_si
     as one linear layer; the batch dimension is dynamic."""
     import torch
 
-
     linear = torch.nn.Linear(weight.shape[0], weight.shape[1])
     with torch.no_grad():
         linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight.T)))
         linear.bias.copy_(torch.from_numpy(bias))
-    program = torch.nn.Sequential(features, linear)  # no .eval(): an exported module refuses train(); `features` is in eval mode
+    program = torch.nn.Sequential(
+        features, linear
+    )  # no .eval(): an exported module refuses train(); `features` is in eval mode
     example = torch.zeros(2, 3, input_size, input_size)
     with torch.no_grad():
         return torch.export.export(program, (example,), dynamic_shapes=({0: batch_dim()},), strict=False)
 
 
-def write_cut(out: Path, program: Any, pre: dict[str, Any], classes: list[str], metrics: dict[str, Any], card: str) -> dict[str, Path]:
+def write_cut(
+    out: Path, program: Any, pre: dict[str, Any], classes: list[str], metrics: dict[str, Any], card: str
+) -> dict[str, Path]:
     """Write the five files into `out` (each atomically; the program last but one, the card last).
 
     Raises:
         UnsafeProgramError: the program torch wrote would not pass the check every reader makes.
     """
     import torch
-
 
     out.mkdir(parents=True, exist_ok=True)
     written = {
@@ -122,8 +126,10 @@ def load_cut(folder: str | Path) -> LoadedCut:
     folder = Path(folder)
     missing = [f for f in (PROGRAM, PREPROCESS, LABELS) if not (folder / f).is_file()]
     if missing:
-        raise ValueError(f"{str(folder)!r} is not an exported cut: it has no {', '.join(missing)} "
-                         "(make one with `python -m explorer cut`)")  # fmt: skip
+        raise ValueError(
+            f"{str(folder)!r} is not an exported cut: it has no {', '.join(missing)} "
+            "(make one with `python -m explorer cut`)"
+        )
     pre = json.loads((folder / PREPROCESS).read_text())
     classes = json.loads((folder / LABELS).read_text())
     metrics = json.loads((folder / METRICS).read_text()) if (folder / METRICS).is_file() else {}
@@ -134,28 +140,28 @@ def load_cut(folder: str | Path) -> LoadedCut:
 def model_card(m: dict[str, Any], command: str) -> str:
     """model_card.md: what the cut is, how it was trained and tested, its numbers, the command."""
     interval = f"{m['test_accuracy']:.3f} (95 % interval {m['test_accuracy_low']:.3f}–{m['test_accuracy_high']:.3f})"
-    return f"""# {m['model']} cut at {m['layer']}, with a linear head
+    return f"""# {m["model"]} cut at {m["layer"]}, with a linear head
 
-**What it is.** The network `{m['model']}` ({m['weights']}) up to its layer `{m['layer']}`, that layer's output
-{m['pooling']} to a {m['dim']}-dimensional vector, then a linear classifier over {len(m['classes'])} classes:
-{', '.join(m['classes'])}. The network up to the layer has {m['params']:,} parameters and costs {m['gflops']:.3g} GFLOPs
-(multiply-adds) per image at {m['input_size']} × {m['input_size']}.
+**What it is.** The network `{m["model"]}` ({m["weights"]}) up to its layer `{m["layer"]}`, that layer's output
+{m["pooling"]} to a {m["dim"]}-dimensional vector, then a linear classifier over {len(m["classes"])} classes:
+{", ".join(m["classes"])}. The network up to the layer has {m["params"]:,} parameters and costs {m["gflops"]:.3g} GFLOPs
+(multiply-adds) per image at {m["input_size"]} × {m["input_size"]}.
 
-**How it was trained.** The layer's features of {m['n_train']:,} training images ({m['train_source']}) were
+**How it was trained.** The layer's features of {m["n_train"]:,} training images ({m["train_source"]}) were
 standardised, turned to their principal axes and fitted with multinomial logistic regression (L-BFGS); the inverse
-regularisation C = {m['c']:g} was chosen by cross-validation on the training images alone. Standardisation and
+regularisation C = {m["c"]:g} was chosen by cross-validation on the training images alone. Standardisation and
 rotation are folded into the linear layer.
 
-**How it was tested.** On {m['n_test']:,} images the head and its C never saw ({m['test_source']}), run through
+**How it was tested.** On {m["n_test"]:,} images the head and its C never saw ({m["test_source"]}), run through
 this exported program with the preprocessing below: accuracy {interval}, the interval a bootstrap over the test
-images. Chance (always the most frequent training class) is {m['chance_accuracy']:.3f}.
+images. Chance (always the most frequent training class) is {m["chance_accuracy"]:.3f}.
 
 ## Files
 
-- `cut.pt2`: a `torch.export` program; input a normalised float32 batch `(B, 3, {m['input_size']}, {m['input_size']})`,
-  output class logits `(B, {len(m['classes'])})`.
-- `preprocess.json`: Resize to {m['preprocess']['resize']} (shorter side), CenterCrop {m['preprocess']['crop']},
-  {m['preprocess']['interpolation']}, ToTensor, Normalize (mean, std as listed): torchvision's meaning.
+- `cut.pt2`: a `torch.export` program; input a normalised float32 batch `(B, 3, {m["input_size"]}, {m["input_size"]})`,
+  output class logits `(B, {len(m["classes"])})`.
+- `preprocess.json`: Resize to {m["preprocess"]["resize"]} (shorter side), CenterCrop {m["preprocess"]["crop"]},
+  {m["preprocess"]["interpolation"]}, ToTensor, Normalize (mean, std as listed): torchvision's meaning.
 - `labels.json`: the class names in logit order. `metrics.json`: the numbers above.
 
 ## Use it with torch alone

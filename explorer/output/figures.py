@@ -69,17 +69,37 @@ def value_groups(values: Sequence[str]) -> tuple[np.ndarray, list[str], list[str
     return remap[inverse], [*names, OTHER], [*(colors[n] for n in names), "#C8C8C8"]
 
 
-_AXIS = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", ticks="", zerolinecolor="#EBF0F8", zerolinewidth=2,
-             automargin=True, title=dict(standoff=15))  # fmt: skip
-_SCENE_AXIS = dict(backgroundcolor="white", gridcolor="#DFE8F3", linecolor="#EBF0F8", showbackground=True, ticks="",
-                   zerolinecolor="#EBF0F8", gridwidth=2)  # fmt: skip
+_AXIS = dict(
+    gridcolor="#EBF0F8",
+    linecolor="#EBF0F8",
+    ticks="",
+    zerolinecolor="#EBF0F8",
+    zerolinewidth=2,
+    automargin=True,
+    title=dict(standoff=15),
+)
+_SCENE_AXIS = dict(
+    backgroundcolor="white",
+    gridcolor="#DFE8F3",
+    linecolor="#EBF0F8",
+    showbackground=True,
+    ticks="",
+    zerolinecolor="#EBF0F8",
+    gridwidth=2,
+)
 TEMPLATE = go.layout.Template(
     layout=dict(
-        paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"), colorway=qualitative.Plotly,
-        hovermode="closest", hoverlabel=dict(align="left"), xaxis=_AXIS, yaxis=_AXIS,
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font=dict(color="#2a3f5f"),
+        colorway=qualitative.Plotly,
+        hovermode="closest",
+        hoverlabel=dict(align="left"),
+        xaxis=_AXIS,
+        yaxis=_AXIS,
         scene=dict(xaxis=_SCENE_AXIS, yaxis=_SCENE_AXIS, zaxis=_SCENE_AXIS),
     )
-)  # fmt: skip
+)
 """The layout part of plotly's `plotly_white`. The named template carries defaults for every trace type:
 validating and copying it cost 0.4 s of a cold `compare` and 0.2 s per report after that."""
 
@@ -109,30 +129,57 @@ def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
     names = [i.node for i in layers]
     shapes = ["x".join(map(str, i.shape)) for i in layers]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=x, y=[i.size for i in layers], name="full size (C×H×W)", mode="lines", line=dict(color=MUTED, width=1.5),
-        customdata=np.stack([names, shapes], axis=1), hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>size %{y:,}<extra></extra>",
-    ))  # fmt: skip
-    fig.add_trace(go.Scatter(
-        x=x, y=[i.dim for i in layers], name="pooled dimension", mode="lines+markers", line=dict(color=ACCENT, width=2),
-        marker=dict(size=4), customdata=np.stack([names, shapes], axis=1),
-        hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>dim %{y:,}<extra></extra>",
-    ))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[i.size for i in layers],
+            name="full size (C×H×W)",
+            mode="lines",
+            line=dict(color=MUTED, width=1.5),
+            customdata=np.stack([names, shapes], axis=1),
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>size %{y:,}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[i.dim for i in layers],
+            name="pooled dimension",
+            mode="lines+markers",
+            line=dict(color=ACCENT, width=2),
+            marker=dict(size=4),
+            customdata=np.stack([names, shapes], axis=1),
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>dim %{y:,}<extra></extra>",
+        )
+    )
     bn = [i for i in layers if i.is_bottleneck]
     if bn:
-        fig.add_trace(go.Scatter(
-            x=[i.index for i in bn], y=[i.dim for i in bn], name="bottleneck", mode="markers",
-            marker=dict(symbol="triangle-down", size=10, color=BOTTLENECK), text=[i.node for i in bn],
-            hovertemplate="bottleneck %{text}<br>dim %{y:,}<extra></extra>",
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[i.index for i in bn],
+                y=[i.dim for i in bn],
+                name="bottleneck",
+                mode="markers",
+                marker=dict(symbol="triangle-down", size=10, color=BOTTLENECK),
+                text=[i.node for i in bn],
+                hovertemplate="bottleneck %{text}<br>dim %{y:,}<extra></extra>",
+            )
+        )
     sel = [i for i in layers if i.node in set(chosen)]
     if sel:
-        fig.add_trace(go.Scatter(
-            x=[i.index for i in sel], y=[i.dim for i in sel], name="chosen layers", mode="markers+text",
-            marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="#212529", width=2)),
-            text=[i.node for i in sel], textposition="top center", textfont=dict(size=10),
-            hovertemplate="%{text}<br>dim %{y:,}<extra></extra>",
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[i.index for i in sel],
+                y=[i.dim for i in sel],
+                name="chosen layers",
+                mode="markers+text",
+                marker=dict(size=13, color="rgba(0,0,0,0)", line=dict(color="#212529", width=2)),
+                text=[i.node for i in sel],
+                textposition="top center",
+                textfont=dict(size=10),
+                hovertemplate="%{text}<br>dim %{y:,}<extra></extra>",
+            )
+        )
     fig.update_yaxes(type="log", title="values per image (log)")
     fig.update_xaxes(title="layer (execution order)")
     return styled(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]
@@ -143,9 +190,15 @@ def _interval(df: pd.DataFrame, col: str) -> dict | None:
     if f"{col}_low" not in df or df[f"{col}_low"].isna().all():
         return None
     acc = df[col].to_numpy(dtype=float)
-    return dict(type="data", symmetric=False, visible=True, thickness=1.2, width=4,
-                array=np.nan_to_num(df[f"{col}_high"].to_numpy(dtype=float) - acc).tolist(),
-                arrayminus=np.nan_to_num(acc - df[f"{col}_low"].to_numpy(dtype=float)).tolist())  # fmt: skip
+    return dict(
+        type="data",
+        symmetric=False,
+        visible=True,
+        thickness=1.2,
+        width=4,
+        array=np.nan_to_num(df[f"{col}_high"].to_numpy(dtype=float) - acc).tolist(),
+        arrayminus=np.nan_to_num(acc - df[f"{col}_low"].to_numpy(dtype=float)).tolist(),
+    )
 
 
 CONTROL_NAMES = {"probe_acc": ("probe_control", "probe control (labels permuted)"),
@@ -175,39 +228,83 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True, chance: float 
             custom = None
             if f"{col}_low" in df and f"{col}_std" in df:
                 custom = df[[f"{col}_low", f"{col}_high", f"{col}_std"]].to_numpy(dtype=float)
-                hover += "<br>95 % interval %{customdata[0]:.3f}–%{customdata[1]:.3f}<br>± %{customdata[2]:.3f} over folds"
-            fig.add_trace(go.Scatter(
-                x=df["depth"], y=df[col], name=METRIC_NAMES[col] + suffix, mode="lines+markers", error_y=_interval(df, col),
-                line=dict(color=METRIC_COLORS[col], dash=dashes[mi % 4], width=2), text=text, customdata=custom,
-                hovertemplate=hover + "<extra>" + model + "</extra>",
-            ), secondary_y=False)  # fmt: skip
+                hover += (
+                    "<br>95 % interval %{customdata[0]:.3f}–%{customdata[1]:.3f}<br>± %{customdata[2]:.3f} over folds"
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=df["depth"],
+                    y=df[col],
+                    name=METRIC_NAMES[col] + suffix,
+                    mode="lines+markers",
+                    error_y=_interval(df, col),
+                    line=dict(color=METRIC_COLORS[col], dash=dashes[mi % 4], width=2),
+                    text=text,
+                    customdata=custom,
+                    hovertemplate=hover + "<extra>" + model + "</extra>",
+                ),
+                secondary_y=False,
+            )
             control, name = CONTROL_NAMES.get(col, (None, ""))
             if control in df and not df[control].isna().all():
-                fig.add_trace(go.Scatter(
-                    x=df["depth"], y=df[control], name=name + suffix, mode="lines", opacity=0.6,
-                    line=dict(color=METRIC_COLORS[col], dash="dot", width=1.5), text=text,
-                    hovertemplate="%{text}<br>" + name + " %{y:.3f}<extra>" + model + "</extra>",
-                ), secondary_y=False)  # fmt: skip
+                fig.add_trace(
+                    go.Scatter(
+                        x=df["depth"],
+                        y=df[control],
+                        name=name + suffix,
+                        mode="lines",
+                        opacity=0.6,
+                        line=dict(color=METRIC_COLORS[col], dash="dot", width=1.5),
+                        text=text,
+                        hovertemplate="%{text}<br>" + name + " %{y:.3f}<extra>" + model + "</extra>",
+                    ),
+                    secondary_y=False,
+                )
     if show_dim:
-            fig.add_trace(go.Scatter(
-                x=df["depth"], y=df["dim"], name="dimension" + suffix, mode="lines+markers",
-                line=dict(color=METRIC_COLORS["dim"], dash=dashes[mi % 4], width=1), marker=dict(symbol="square", size=6),
-                text=text, hovertemplate="%{text}<br>dim %{y:,}<extra>" + model + "</extra>",
-            ), secondary_y=True)  # fmt: skip
-    fig.update_yaxes(title="score", range=[min(-0.05, float(np.nanmin(metrics["silhouette"].to_numpy(dtype=float), initial=0)) - 0.05), 1.05], secondary_y=False)
+        fig.add_trace(
+            go.Scatter(
+                x=df["depth"],
+                y=df["dim"],
+                name="dimension" + suffix,
+                mode="lines+markers",
+                line=dict(color=METRIC_COLORS["dim"], dash=dashes[mi % 4], width=1),
+                marker=dict(symbol="square", size=6),
+                text=text,
+                hovertemplate="%{text}<br>dim %{y:,}<extra>" + model + "</extra>",
+            ),
+            secondary_y=True,
+        )
+    fig.update_yaxes(
+        title="score",
+        range=[min(-0.05, float(np.nanmin(metrics["silhouette"].to_numpy(dtype=float), initial=0)) - 0.05), 1.05],
+        secondary_y=False,
+    )
     dims = metrics["dim"].dropna().to_numpy(dtype=float)
     dims = dims[dims > 0]
     lo, hi = (int(np.floor(np.log2(dims.min()))), int(np.ceil(np.log2(dims.max())))) if len(dims) else (0, 12)
     ticks = [2**k for k in range(lo, hi + 1)]  # layer widths are mostly powers of two: label those
-    fig.update_yaxes(title="dimension (log₂)", type="log", secondary_y=True, showgrid=False,
-                     tickvals=ticks, ticktext=[f"{t:,}" for t in ticks])  # fmt: skip
+    fig.update_yaxes(
+        title="dimension (log₂)",
+        type="log",
+        secondary_y=True,
+        showgrid=False,
+        tickvals=ticks,
+        ticktext=[f"{t:,}" for t in ticks],
+    )
     fig.update_xaxes(title="relative depth (0 = input, 1 = output)")
     if chance is not None and not metrics["probe_acc"].isna().all():
-        fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), secondary_y=False,
-                      annotation_text=f"chance {chance:.2f} (most frequent class)", annotation_position="bottom left",
-                      annotation_font=dict(size=11, color="#666"))  # fmt: skip
+        fig.add_hline(
+            y=chance,
+            line=dict(color="#888", dash="dot", width=1),
+            secondary_y=False,
+            annotation_text=f"chance {chance:.2f} (most frequent class)",
+            annotation_position="bottom left",
+            annotation_font=dict(size=11, color="#666"),
+        )
     if metrics["probe_acc"].isna().all():
-        fig.add_annotation(text="no labels: accuracy metrics not applicable", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.add_annotation(
+            text="no labels: accuracy metrics not applicable", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+        )
     fig = styled(fig, "Separability across depth")
     fig.update_layout(margin=dict(r=80))  # room for the right axis' labels
     return fig
@@ -220,8 +317,14 @@ LAYER_MATRICES = {
 }
 
 
-def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", clickable: bool = False,
-                interval: tuple[np.ndarray, np.ndarray] | None = None) -> go.Figure:  # fmt: skip
+def cka_heatmap(
+    names: Sequence[str],
+    matrix: np.ndarray,
+    *,
+    kind: str = "cka",
+    clickable: bool = False,
+    interval: tuple[np.ndarray, np.ndarray] | None = None,
+) -> go.Figure:
     """A layer-by-layer matrix: linear CKA, debiased CKA or neighbourhood overlap.
 
     Args:
@@ -239,20 +342,40 @@ def cka_heatmap(names: Sequence[str], matrix: np.ndarray, *, kind: str = "cka", 
     if interval is not None:
         custom = np.stack(interval, axis=-1)
         hover += "<br>95 % interval %{customdata[0]:.3f}–%{customdata[1]:.3f}"
-    fig = go.Figure(go.Heatmap(
-        z=matrix, x=list(names), y=list(names), zmin=0, zmax=1, colorscale="Viridis", customdata=custom,
-        colorbar=dict(title=label), hovertemplate=hover + "<extra></extra>",
-        text=np.round(matrix, 2), texttemplate="%{text}" if len(names) <= 12 else None,
-    ))  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(names),
+            y=list(names),
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            customdata=custom,
+            colorbar=dict(title=label),
+            hovertemplate=hover + "<extra></extra>",
+            text=np.round(matrix, 2),
+            texttemplate="%{text}" if len(names) <= 12 else None,
+        )
+    )
     if clickable and len(names):
         rows, cols = np.indices(matrix.shape).reshape(2, -1)
-        said = [f"{short} {matrix[i, j]:.3f}" + (f"<br>95 % interval {interval[0][i, j]:.3f}–{interval[1][i, j]:.3f}"
-                                                  if interval is not None else "") for i, j in zip(rows, cols)]  # fmt: skip
-        fig.add_trace(go.Scatter(  # on top of the heatmap, so it carries the hover text too
-            x=[names[j] for j in cols], y=[names[i] for i in rows], mode="markers", showlegend=False, text=said,
-            marker=dict(size=max(8, min(40, 600 // max(1, len(names)))), symbol="square", color="rgba(0,0,0,0)"),
-            customdata=np.stack([rows, cols], axis=1), hovertemplate="%{y}<br>%{x}<br>%{text}<br>click to compare<extra></extra>",
-        ))  # fmt: skip
+        said = [
+            f"{short} {matrix[i, j]:.3f}"
+            + (f"<br>95 % interval {interval[0][i, j]:.3f}–{interval[1][i, j]:.3f}" if interval is not None else "")
+            for i, j in zip(rows, cols)
+        ]
+        fig.add_trace(
+            go.Scatter(  # on top of the heatmap, so it carries the hover text too
+                x=[names[j] for j in cols],
+                y=[names[i] for i in rows],
+                mode="markers",
+                showlegend=False,
+                text=said,
+                marker=dict(size=max(8, min(40, 600 // max(1, len(names)))), symbol="square", color="rgba(0,0,0,0)"),
+                customdata=np.stack([rows, cols], axis=1),
+                hovertemplate="%{y}<br>%{x}<br>%{text}<br>click to compare<extra></extra>",
+            )
+        )
         fig.update_layout(clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed")
     return styled(fig, title, height=max(420, 40 * len(names) + 160))
@@ -263,10 +386,19 @@ def emergence(curves: dict[str, tuple[Sequence[str], np.ndarray, np.ndarray]], t
     ({name: (layer names, accuracy, std)}), with its fold spread as error bars and chance at 0.5."""
     fig = go.Figure()
     for i, (name, (layers, acc, std)) in enumerate(curves.items()):
-        fig.add_trace(go.Scatter(x=list(layers), y=np.asarray(acc, float).tolist(),
-                                 error_y={"type": "data", "array": np.asarray(std, float).tolist(), "visible": True},
-                                 mode="lines+markers", name=name, line={"dash": "dash" if "random" in name or i > 1 else "solid"}))  # fmt: skip
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#888", annotation_text="chance", annotation_position="bottom right")
+        fig.add_trace(
+            go.Scatter(
+                x=list(layers),
+                y=np.asarray(acc, float).tolist(),
+                error_y={"type": "data", "array": np.asarray(std, float).tolist(), "visible": True},
+                mode="lines+markers",
+                name=name,
+                line={"dash": "dash" if "random" in name or i > 1 else "solid"},
+            )
+        )
+    fig.add_hline(
+        y=0.5, line_dash="dot", line_color="#888", annotation_text="chance", annotation_position="bottom right"
+    )
     fig.update_yaxes(title="accuracy (balanced)", range=[0.3, 1.02])
     fig.update_xaxes(title="layer")
     return styled(fig, title, height=380)
@@ -309,9 +441,13 @@ def projections(
     titles = titles or {}
     spec_type = "scene" if dim3 else "xy"
     fig = make_subplots(
-        rows=rows, cols=cols, subplot_titles=[titles.get(k, k) for k in keys],
-        specs=[[{"type": spec_type}] * cols for _ in range(rows)], horizontal_spacing=0.04, vertical_spacing=0.12 / rows,
-    )  # fmt: skip
+        rows=rows,
+        cols=cols,
+        subplot_titles=[titles.get(k, k) for k in keys],
+        specs=[[{"type": spec_type}] * cols for _ in range(rows)],
+        horizontal_spacing=0.04,
+        vertical_spacing=0.12 / rows,
+    )
     labs = np.asarray(labels if labels is not None else [UNLABELED] * len(names))
     colors = class_colors(sorted(set(labs.tolist())))
     idx = np.arange(len(names))
@@ -321,8 +457,18 @@ def projections(
     scatter = go.Scattergl if len(names) > WEBGL_ABOVE else go.Scatter
     if not dim3:  # the legend: one entry per class, drawn nowhere
         for cls, color in colors.items():
-            fig.add_trace(scatter(x=[None], y=[None], mode="markers", name=str(cls), legendgroup=str(cls),
-                                  marker=dict(size=6, color=color)), row=1, col=1)  # fmt: skip
+            fig.add_trace(
+                scatter(
+                    x=[None],
+                    y=[None],
+                    mode="markers",
+                    name=str(cls),
+                    legendgroup=str(cls),
+                    marker=dict(size=6, color=color),
+                ),
+                row=1,
+                col=1,
+            )
     order = drawing_order(len(names))
     classes = list(colors)
     codes = np.searchsorted(np.array(classes), labs) if len(classes) else np.zeros(len(labs), int)
@@ -335,27 +481,61 @@ def projections(
             # the last class over all the others where they overlap)
             # colours as class codes on a stepped colour scale: plotly validates a list of colour
             # strings one by one (4 s for 8 x 10,000 points, against 0.5 s for numbers)
-            fig.add_trace(scatter(x=xy[order, 0], y=xy[order, 1], mode="markers", showlegend=False,
-                                  customdata=np.stack([idx[order], name_arr[order], labs[order]], axis=1),
-                                  hovertemplate="%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
-                                  marker=dict(size=6, color=codes[order], colorscale=steps, cmin=-0.5, cmax=len(classes) - 0.5,
-                                              opacity=0.85)), row=r, col=c)  # fmt: skip
+            fig.add_trace(
+                scatter(
+                    x=xy[order, 0],
+                    y=xy[order, 1],
+                    mode="markers",
+                    showlegend=False,
+                    customdata=np.stack([idx[order], name_arr[order], labs[order]], axis=1),
+                    hovertemplate="%{customdata[1]}<br>%{customdata[2]}<extra></extra>",
+                    marker=dict(
+                        size=6, color=codes[order], colorscale=steps, cmin=-0.5, cmax=len(classes) - 0.5, opacity=0.85
+                    ),
+                ),
+                row=r,
+                col=c,
+            )
         for cls, color in colors.items() if dim3 else ():  # 3-D: a trace per class (plotly sorts by depth)
             m = labs == cls
-            fig.add_trace(go.Scatter3d(x=xy[m, 0], y=xy[m, 1], z=xy[m, 2], mode="markers", marker=dict(size=3, color=color),
-                                       name=str(cls), legendgroup=str(cls), showlegend=pi == 0,
-                                       customdata=np.stack([idx[m], name_arr[m]], axis=1),
-                                       hovertemplate="%{customdata[1]}<br>" + str(cls) + "<extra></extra>"), row=r, col=c)  # fmt: skip
+            fig.add_trace(
+                go.Scatter3d(
+                    x=xy[m, 0],
+                    y=xy[m, 1],
+                    z=xy[m, 2],
+                    mode="markers",
+                    marker=dict(size=3, color=color),
+                    name=str(cls),
+                    legendgroup=str(cls),
+                    showlegend=pi == 0,
+                    customdata=np.stack([idx[m], name_arr[m]], axis=1),
+                    hovertemplate="%{customdata[1]}<br>" + str(cls) + "<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
         if selected and not dim3:
             s = np.asarray(selected, dtype=int)
-            fig.add_trace(go.Scatter(x=xy[s, 0], y=xy[s, 1], mode="markers", showlegend=False, hoverinfo="skip",
-                                     marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(color="#212529", width=2))),
-                          row=r, col=c)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=xy[s, 0],
+                    y=xy[s, 1],
+                    mode="markers",
+                    showlegend=False,
+                    hoverinfo="skip",
+                    marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(color="#212529", width=2)),
+                ),
+                row=r,
+                col=c,
+            )
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
     fig.update_layout(dragmode="lasso" if not dim3 else "orbit", hovermode="closest")
     fig = styled(fig, "Projections by layer", height=max(400, 330 * rows + 120))
     # title at the very top, the class legend in its own row below it, then the panel titles
-    fig.update_layout(margin=dict(t=110), title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
-                      legend=dict(y=1.0 + 36 / fig.layout.height, yanchor="bottom", x=0, xanchor="left"))  # fmt: skip
+    fig.update_layout(
+        margin=dict(t=110),
+        title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
+        legend=dict(y=1.0 + 36 / fig.layout.height, yanchor="bottom", x=0, xanchor="left"),
+    )
     return fig

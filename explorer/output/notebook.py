@@ -11,7 +11,17 @@ from . import figures
 if TYPE_CHECKING:
     from ..comparison import Comparison
 
-SUMMARY_COLUMNS = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "silhouette", "eff_dim"]
+SUMMARY_COLUMNS = [
+    "model",
+    "layer",
+    "dim",
+    "probe_acc",
+    "probe_acc_low",
+    "probe_acc_high",
+    "knn_acc",
+    "silhouette",
+    "eff_dim",
+]
 _plotly_sent = False  # plotly.js goes into the first chart this kernel shows (the page keeps it for the others)
 
 
@@ -19,11 +29,15 @@ def summary_html(comp: Comparison) -> str:
     """The cell output of a Comparison: what it holds, the chart, the table; `comp.show()` for the view."""
     global _plotly_sent
     ds = comp.dataset
-    head = (f"<b>Comparison</b>: {len(comp.runs)} model{'s' if comp.multi else ''} "
-            f"({html.escape(', '.join(r.label for r in comp.runs))}), {len(comp.layer_keys())} layers, "
-            f"{len(ds):,} images" + (f" in {len(ds.classes)} classes" if ds.labels is not None else ", unlabelled")
-            + (f"; {len(ds.skipped)} skipped" if ds.skipped else "") + ". "
-            "<code>.metrics</code>, <code>.similarity()</code>, <code>.projection(layer)</code>, <code>.show()</code>.")  # fmt: skip
+    head = (
+        f"<b>Comparison</b>: {len(comp.runs)} model{'s' if comp.multi else ''} "
+        f"({html.escape(', '.join(r.label for r in comp.runs))}), {len(comp.layer_keys())} layers, "
+        f"{len(ds):,} images"
+        + (f" in {len(ds.classes)} classes" if ds.labels is not None else ", unlabelled")
+        + (f"; {len(ds.skipped)} skipped" if ds.skipped else "")
+        + ". "
+        "<code>.metrics</code>, <code>.similarity()</code>, <code>.projection(layer)</code>, <code>.show()</code>."
+    )
     chart = ""
     if ds.labels is not None:
         fig = figures.separability(comp.metrics, chance=comp.chance_accuracy)

@@ -71,12 +71,20 @@ def pack(
         raise ValueError("one row of predictions per panel")
     name_bytes = "\n".join(s.replace("\n", " ") for s in names).encode() if names is not None else b""
     head = {
-        "n": n, "cols": min(cols, 4), "panel_height": PANEL_HEIGHT, "aligned": aligned,
+        "n": n,
+        "cols": min(cols, 4),
+        "panel_height": PANEL_HEIGHT,
+        "aligned": aligned,
         "marker_size": 6 if n <= 2_000 else 4 if n <= 20_000 else 2,
-        "panels": [{"title": (titles or {}).get(k, k)} for k in panels], "legend": legend, "palette": palette,
-        "names_bytes": len(name_bytes), "codes_per_panel": codes.ndim == 2, "classes": classes,
-        "has_truth": truth is not None and classes is not None, "has_predicted": predicted is not None and classes is not None,
-    }  # fmt: skip
+        "panels": [{"title": (titles or {}).get(k, k)} for k in panels],
+        "legend": legend,
+        "palette": palette,
+        "names_bytes": len(name_bytes),
+        "codes_per_panel": codes.ndim == 2,
+        "classes": classes,
+        "has_truth": truth is not None and classes is not None,
+        "has_predicted": predicted is not None and classes is not None,
+    }
 
     def u16(a: np.ndarray) -> bytes:
         a = np.asarray(a, dtype=np.int64)
@@ -110,7 +118,9 @@ def _change_groups(comp: Comparison, keys: list[str]) -> tuple[np.ndarray, list[
     return codes, [*CHANGE_BINS, FIRST_PANEL], [*CHANGE_COLOURS, "#C8C8C8"]
 
 
-def colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "class") -> tuple[np.ndarray, list[str], list[str]]:
+def colour_groups(
+    comp: Comparison, keys: list[str] | None = None, by: str = "class"
+) -> tuple[np.ndarray, list[str], list[str]]:
     """(each image's group index, per panel when the groups are the layer's own; the groups' names;
     their colours): by class, by each layer's out-of-fold probe prediction, by whether it was right, or
     by a further column of labels.csv (`COLUMN` + its name)."""
@@ -121,14 +131,20 @@ def colour_groups(comp: Comparison, keys: list[str] | None = None, by: str = "cl
         return _change_groups(comp, keys)
     legend = ds.classes or ["all images"]
     colors = figures.class_colors(legend)
-    truth = np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
+    truth = (
+        np.searchsorted(np.array(legend), np.asarray(ds.labels)) if ds.labels is not None else np.zeros(len(ds), int)
+    )
     predicted = [comp.scores[k].predicted for k in keys or []]
     if by == "class" or not keys or any(p is None for p in predicted):
         return truth, legend, [colors[c] for c in legend]
     pred = np.stack([np.asarray(p, dtype=np.int64) for p in predicted])  # (panels, n); -1: not scored
     if by == "probe prediction":
         return np.where(pred < 0, len(legend), pred), [*legend, NOT_SCORED], [*(colors[c] for c in legend), "#C8C8C8"]
-    return np.where(pred < 0, 2, (pred != truth).astype(np.int64)), ["correct", "wrong", NOT_SCORED], ["#2CA02C", "#D62728", "#C8C8C8"]
+    return (
+        np.where(pred < 0, 2, (pred != truth).astype(np.int64)),
+        ["correct", "wrong", NOT_SCORED],
+        ["#2CA02C", "#D62728", "#C8C8C8"],
+    )
 
 
 def hover_fields(comp: Comparison, keys: list[str]) -> dict:
@@ -149,9 +165,23 @@ def panel_title(comp: Comparison, key: str) -> str:
     return f"{key} · {comp.scores[key].dim}-d"
 
 
-def comparison_points(comp: Comparison, panels: dict[str, np.ndarray], by: str = "class", *, titles: dict[str, str] | None = None,
-                      aligned: bool = False, cols: int = 4) -> tuple[dict, bytes]:  # fmt: skip
+def comparison_points(
+    comp: Comparison,
+    panels: dict[str, np.ndarray],
+    by: str = "class",
+    *,
+    titles: dict[str, str] | None = None,
+    aligned: bool = False,
+    cols: int = 4,
+) -> tuple[dict, bytes]:
     """`pack` for the comparison's panels coloured `by` (colour_groups), with the names and hover fields."""
     keys = list(panels)
-    return pack(panels, *colour_groups(comp, keys, by), comp.dataset.names, titles=titles, aligned=aligned, cols=cols,
-                **hover_fields(comp, keys))  # fmt: skip
+    return pack(
+        panels,
+        *colour_groups(comp, keys, by),
+        comp.dataset.names,
+        titles=titles,
+        aligned=aligned,
+        cols=cols,
+        **hover_fields(comp, keys),
+    )

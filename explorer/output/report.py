@@ -67,15 +67,32 @@ def _movers_html(comp: Comparison) -> str:
             if j > 0:
                 top, share = mv.ranked(mv.layers[j - 1], layer, comp.graphs, MOVERS_LISTED)
                 moved = ", ".join(f"{ds.names[i]} ({s:.0%})" for i, s in zip(top.tolist(), share.tolist()))
-            rows.append((run.label, layer, f"{mv.changed[:, j - 1].mean():.3f}" if j > 0 else "",
-                         int(firsts[j + 1]) if ds.labels is not None else "", moved))  # fmt: skip
+            rows.append(
+                (
+                    run.label,
+                    layer,
+                    f"{mv.changed[:, j - 1].mean():.3f}" if j > 0 else "",
+                    int(firsts[j + 1]) if ds.labels is not None else "",
+                    moved,
+                )
+            )
         if ds.labels is not None:
             rows.append((run.label, "never", "", int(firsts[0]), ""))
-    table = pd.DataFrame(rows, columns=["model", "layer", "mean share of neighbours changed from the layer before",
-                                        "images whose 5 nearest first agree with their class here",
-                                        f"the {MOVERS_LISTED} images that moved most"])  # fmt: skip
-    return ("<h2>Movers between layers</h2><div class=card>" + table.to_html(index=False, escape=True)
-            + "<p>movers.csv has each image's share of changed neighbours for every pair of consecutive layers.</p></div>")  # fmt: skip
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "layer",
+            "mean share of neighbours changed from the layer before",
+            "images whose 5 nearest first agree with their class here",
+            f"the {MOVERS_LISTED} images that moved most",
+        ],
+    )
+    return (
+        "<h2>Movers between layers</h2><div class=card>"
+        + table.to_html(index=False, escape=True)
+        + "<p>movers.csv has each image's share of changed neighbours for every pair of consecutive layers.</p></div>"
+    )
 
 
 def _class_pairs_html(comp: Comparison) -> str:
@@ -85,14 +102,25 @@ def _class_pairs_html(comp: Comparison) -> str:
         pairs, best = per_run.class_pairs(comp, run), comp.best_layer(run)
         if pairs is None or best is None or len(pairs.classes) < 2:
             continue
-        fig = class_figures.class_pairs_apart(pairs.first_apart, pairs.classes, [k.split(":")[-1] for k in pairs.layers],
-                                        pairs.threshold, f"First layer apart — {run.label}")  # fmt: skip
+        fig = class_figures.class_pairs_apart(
+            pairs.first_apart,
+            pairs.classes,
+            [k.split(":")[-1] for k in pairs.layers],
+            pairs.threshold,
+            f"First layer apart — {run.label}",
+        )
         hardest = pd.DataFrame(pairs.hardest(best, top=8), columns=["class", "class ", "confused"])
-        along = class_figures.confusions_along_depth([comp.scores[k].confusion for k in pairs.layers], pairs.classes,  # type: ignore[misc]
-                                               [k.split(":")[-1] for k in pairs.layers], f"The probe's confusion along depth — {run.label}")  # fmt: skip
-        parts.append(f"<div class=card>{_fig_html(fig)}<p>Hardest pairs at the best layer, {html.escape(best)}:</p>"
-                     + hardest.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True)
-                     + f"{_fig_html(along)}</div>")  # fmt: skip
+        along = class_figures.confusions_along_depth(
+            [comp.scores[k].confusion for k in pairs.layers],
+            pairs.classes,  # type: ignore[misc]
+            [k.split(":")[-1] for k in pairs.layers],
+            f"The probe's confusion along depth — {run.label}",
+        )
+        parts.append(
+            f"<div class=card>{_fig_html(fig)}<p>Hardest pairs at the best layer, {html.escape(best)}:</p>"
+            + hardest.to_html(index=False, float_format=lambda v: f"{v:.3f}", escape=True)
+            + f"{_fig_html(along)}</div>"
+        )
     return ("<h2>Where each pair of classes comes apart</h2>" + "".join(parts)) if parts else ""
 
 
@@ -101,7 +129,9 @@ def emergence_curves(comp: Comparison, run: ModelRun, results: dict[str, Emergen
     run and its random-init baseline) and the run's class probe, along the run's layers."""
     keys = comp.layer_keys(run)
     names = [k.split(":")[-1] for k in keys]
-    curves = {f"these images vs the rest — {label}": (names, got.accuracy, got.accuracy_std) for label, got in results.items()}
+    curves = {
+        f"these images vs the rest — {label}": (names, got.accuracy, got.accuracy_std) for label, got in results.items()
+    }
     scored = [comp.scores[k].probe_acc for k in keys]
     if all(v is not None for v in scored):
         stds = np.array([comp.scores[k].probe_acc_std or 0.0 for k in keys])
@@ -116,8 +146,12 @@ def _emergence_html(comp: Comparison, query: str, selected: list[int]) -> str:
         if run.spec.weights == "none" and any(comp.baseline_of(r) is run for r in comp.runs):
             continue  # drawn beside its pretrained model
         results = {r.label: per_run.emergence(comp, r, selected) for r in (run, comp.baseline_of(run)) if r is not None}
-        fig = figures.emergence(emergence_curves(comp, run, results), f"Where the selection ({query}) emerges — {run.label}")
-        parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(sentences.emergence_note(comp, results[run.label]))}</p></div>")
+        fig = figures.emergence(
+            emergence_curves(comp, run, results), f"Where the selection ({query}) emerges — {run.label}"
+        )
+        parts.append(
+            f"<div class=card>{_fig_html(fig)}<p>{html.escape(sentences.emergence_note(comp, results[run.label]))}</p></div>"
+        )
     return f"<h2>Where the selection emerges: {html.escape(query)}</h2>" + "".join(parts)
 
 
@@ -145,8 +179,10 @@ def _leaderboard_html(comp: Comparison) -> str:
     budgets = [{}, {"max_gflops": 1.0}, {"max_dim": 256}]
     answers = "".join(f"<li>{html.escape(sentences.budget_sentence(board, **b))}</li>" for b in budgets)
     table = board[LEADERBOARD_SHOWN].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", escape=True)
-    return (f"<h2>Choose a cut</h2><div class=card>{_fig_html(cut_figures.pareto(board))}<p>{html.escape(LEADERBOARD_NOTE)}</p>"
-            f"<ul>{answers}</ul>{table}</div>")  # fmt: skip
+    return (
+        f"<h2>Choose a cut</h2><div class=card>{_fig_html(cut_figures.pareto(board))}<p>{html.escape(LEADERBOARD_NOTE)}</p>"
+        f"<ul>{answers}</ul>{table}</div>"
+    )
 
 
 def compression_curves(comp: Comparison, run: ModelRun) -> dict:
@@ -184,8 +220,12 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
         parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
     noise = [f"<p><b>⚖️</b> {html.escape(s)}</p>" for r in comp.runs for s in sentences.noise_notes(comp, r)]
     scored = not comp.metrics["probe_acc"].isna().all()
-    parts.append(f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}"
-                 + (f"<p>{html.escape(INTERVALS_NOTE)}</p>" if scored else "") + "".join(noise) + "</div>")  # fmt: skip
+    parts.append(
+        f"<div class=card>{_fig_html(figures.separability(comp.metrics, chance=comp.chance_accuracy))}"
+        + (f"<p>{html.escape(INTERVALS_NOTE)}</p>" if scored else "")
+        + "".join(noise)
+        + "</div>"
+    )
     parts.append(_leaderboard_html(comp))
     parts.append(_compression_html(comp))
     names, sim = comp.cka_names, comp.layer_similarity
@@ -195,8 +235,11 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
         if kind == "cka":
             notes += [sentences.cka_interval_note(comp)] if interval is not None else []
             notes += [b] if (b := sentences.cka_bias_note(sim, len(ds))) else []
-        parts.append(f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind, interval=interval))}"
-                     + "".join(f"<p>{html.escape(n)}</p>" for n in notes) + "</div>")  # fmt: skip
+        parts.append(
+            f"<div class=card>{_fig_html(figures.cka_heatmap(names, matrix, kind=kind, interval=interval))}"
+            + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+            + "</div>"
+        )
     if comp.projections:
         panels = comp.panels(align=True)
         labels, names, shown = ds.labels, ds.names, ""
@@ -215,13 +258,21 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
     if selection is not None:
         parts.append(_emergence_html(comp, *selection))
     table = comp.metrics.copy()
-    parts.append("<h2>Metrics</h2><div class=card>" + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a") + "</div>")
+    parts.append(
+        "<h2>Metrics</h2><div class=card>"
+        + table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a")
+        + "</div>"
+    )
     notes = {s.note for s in comp.scores.values() if s.note}
     if notes:
-        parts.append("<div class=card>" + "<br>".join("Label metrics " + html.escape(n) for n in sorted(notes)) + "</div>")
+        parts.append(
+            "<div class=card>" + "<br>".join("Label metrics " + html.escape(n) for n in sorted(notes)) + "</div>"
+        )
     if ds.skipped:
         sk = pd.DataFrame([(s.file, s.reason) for s in ds.skipped], columns=["file", "reason"])
-        parts.append(f"<h2>Skipped files ({len(sk)})</h2><div class=card>" + sk.to_html(index=False, escape=True) + "</div>")
+        parts.append(
+            f"<h2>Skipped files ({len(sk)})</h2><div class=card>" + sk.to_html(index=False, escape=True) + "</div>"
+        )
     body = "\n".join(parts)
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>Bottleneck Explorer report</title>"

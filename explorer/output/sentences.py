@@ -34,11 +34,20 @@ def noise_notes(comp: Comparison, run: ModelRun) -> list[str]:
     labels, notes = comp.dataset.labels, []
     keys = comp.layer_keys(run)
     rows = comp.metrics[comp.metrics["model"] == run.label]  # the steps metrics_table computed, in layer order
-    steps = [None if pd.isna(d) else Step(d, lo, hi) for d, lo, hi in rows[["probe_step", "probe_step_low", "probe_step_high"]].itertuples(index=False)]
-    flat = [f"{a} → {b} ({signed_step(st)})" for (a, b), st in zip(pairwise(keys), steps[1:]) if st is not None and st.in_noise]
+    steps = [
+        None if pd.isna(d) else Step(d, lo, hi)
+        for d, lo, hi in rows[["probe_step", "probe_step_low", "probe_step_high"]].itertuples(index=False)
+    ]
+    flat = [
+        f"{a} → {b} ({signed_step(st)})"
+        for (a, b), st in zip(pairwise(keys), steps[1:])
+        if st is not None and st.in_noise
+    ]
     if flat:
-        notes.append(f"{run.label}: the probe's change is inside the noise (its 95 % bootstrap interval over the "
-                     f"images holds 0) from {'; '.join(flat)}.")  # fmt: skip
+        notes.append(
+            f"{run.label}: the probe's change is inside the noise (its 95 % bootstrap interval over the "
+            f"images holds 0) from {'; '.join(flat)}."
+        )
     best = comp.best_layer(run)
     if best is None or labels is None:
         return notes
@@ -49,12 +58,16 @@ def noise_notes(comp: Comparison, run: ModelRun) -> list[str]:
     for k in keys:
         pk = comp.scores[k].predicted
         if k != best and pk is not None:
-            st = step(pb[rows_scored] == y[rows_scored], pk[rows_scored] == y[rows_scored], random_state=comp.random_state)  # type: ignore[index]
+            st = step(
+                pb[rows_scored] == y[rows_scored], pk[rows_scored] == y[rows_scored], random_state=comp.random_state
+            )  # type: ignore[index]
             if st.in_noise:
                 ties.append(f"{k} ({signed_step(st)})")
     if ties:
-        notes.append(f"{run.label}: the best layer by probe accuracy, {best} ({comp.scores[best].probe_acc:.3f}), cannot be "
-                     f"told apart from {', '.join(ties)}: differences inside the noise.")  # fmt: skip
+        notes.append(
+            f"{run.label}: the best layer by probe accuracy, {best} ({comp.scores[best].probe_acc:.3f}), cannot be "
+            f"told apart from {', '.join(ties)}: differences inside the noise."
+        )
     return notes
 
 
@@ -71,8 +84,10 @@ def budget_sentence(board: pd.DataFrame, **budget: float | None) -> str:
     row = best_cut(board, **budget)  # type: ignore[arg-type]
     if row is None:
         return f"No scored cut fits{within}."
-    return (f"The most accurate cut{within}: {row['model']} at {row['layer']} (probe accuracy {row['probe_acc']:.3f}, "
-            f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions).")  # fmt: skip
+    return (
+        f"The most accurate cut{within}: {row['model']} at {row['layer']} (probe accuracy {row['probe_acc']:.3f}, "
+        f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions)."
+    )
 
 
 def keeps_sentence(layer: str, curve: CompressionCurve, keep: float = KEEP) -> str:
@@ -84,15 +99,24 @@ def keeps_sentence(layer: str, curve: CompressionCurve, keep: float = KEEP) -> s
     if k is None:  # cannot happen at full width; kept for a curve read back from elsewhere
         return f"{layer}: no number of components keeps {keep * 100:.0f} % of its probe accuracy ({full:.3f})."
     acc_k = float(curve.pca_acc[list(curve.ks).index(k)])
-    rnd = (f"a random projection needs {k_random}" if k_random is not None and k_random < width
-           else "a random projection needs all of them")  # fmt: skip
-    return (f"{layer}: the top {k} of its {width} principal components keep {keep * 100:.0f} % of its probe accuracy "
-            f"({acc_k:.3f} of {full:.3f}); {rnd}.")
+    rnd = (
+        f"a random projection needs {k_random}"
+        if k_random is not None and k_random < width
+        else "a random projection needs all of them"
+    )
+    return (
+        f"{layer}: the top {k} of its {width} principal components keep {keep * 100:.0f} % of its probe accuracy "
+        f"({acc_k:.3f} of {full:.3f}); {rnd}."
+    )
 
 
 def compression_sentences(comp: Comparison, run: ModelRun) -> list[str]:
     """One sentence per scored layer: the smallest k that keeps 95 % of its accuracy."""
-    return [keeps_sentence(layer, c) for layer in run.features if (c := comp.compression.get(run.key(layer, comp.multi))) is not None]
+    return [
+        keeps_sentence(layer, c)
+        for layer in run.features
+        if (c := comp.compression.get(run.key(layer, comp.multi))) is not None
+    ]
 
 
 def cka_bias_note(sim: Similarity, n: int) -> str:
@@ -103,24 +127,35 @@ def cka_bias_note(sim: Similarity, n: int) -> str:
     if gap.size == 0 or gap.max() <= BIAS_GAP:
         return ""
     i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
-    return (f"With {n:,} images, plain CKA is biased upward: it reads up to {gap[i, j]:.2f} above the debiased "
-            f"estimate ({sim.names[i]} and {sim.names[j]}: {sim.cka[i, j]:.2f} against "
-            f"{sim.cka_debiased[i, j]:.2f}). Compare layers with debiased CKA here, or use more images.")  # fmt: skip
+    return (
+        f"With {n:,} images, plain CKA is biased upward: it reads up to {gap[i, j]:.2f} above the debiased "
+        f"estimate ({sim.names[i]} and {sim.names[j]}: {sim.cka[i, j]:.2f} against "
+        f"{sim.cka_debiased[i, j]:.2f}). Compare layers with debiased CKA here, or use more images."
+    )
 
 
 def cka_interval_note(comp: Comparison) -> str:
     """How the CKA intervals were made, in one sentence."""
 
     m, n = comp.layer_similarity.boot_images, len(comp.dataset)
-    how = (f"the {n:,} images resampled {BOOT_DRAWS} times" if m >= n else
-           f"a random {m:,} of the {n:,} images resampled {BOOT_DRAWS} times, the spread scaled by √({m:,}/{n:,}) "
-           "(m-out-of-n bootstrap)")  # fmt: skip
+    how = (
+        f"the {n:,} images resampled {BOOT_DRAWS} times"
+        if m >= n
+        else f"a random {m:,} of the {n:,} images resampled {BOOT_DRAWS} times, the spread scaled by √({m:,}/{n:,}) "
+        "(m-out-of-n bootstrap)"
+    )
     return f"CKA intervals: 95 % bootstrap over the images ({how}); hover a cell. cka_intervals.csv has every pair."
 
 
 def emergence_note(comp: Comparison, got: Emergence) -> str:
     """What the emergence curve's probe saw, in a sentence or two."""
 
-    sample = (f" The probe saw {got.n_used:,} images: the selection and as many others, at random (at most "
-              f"{MAX_PER_SIDE:,} each).") if got.sampled or got.n_used < len(comp.dataset) else ""  # fmt: skip
+    sample = (
+        (
+            f" The probe saw {got.n_used:,} images: the selection and as many others, at random (at most "
+            f"{MAX_PER_SIDE:,} each)."
+        )
+        if got.sampled or got.n_used < len(comp.dataset)
+        else ""
+    )
     return f"{got.n_selected:,} images against the rest, balanced, so chance is 0.5; error bars: the spread over {FOLDS} folds.{sample}"

@@ -47,11 +47,19 @@ def similarity_pairs(comp: Comparison) -> pd.DataFrame:
     a, b = np.triu_indices(len(sim.names), k=1)
     low = sim.cka_low if sim.cka_low is not None else np.full_like(sim.cka, np.nan)
     high = sim.cka_high if sim.cka_high is not None else np.full_like(sim.cka, np.nan)
-    return pd.DataFrame({
-        "layer_a": [sim.names[i] for i in a], "layer_b": [sim.names[j] for j in b], "cka": sim.cka[a, b],
-        "cka_low": low[a, b], "cka_high": high[a, b], "cka_debiased": sim.cka_debiased[a, b],
-        "overlap": comp.overlap[a, b], "bootstrap_images": sim.boot_images, "images": len(comp.dataset),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "layer_a": [sim.names[i] for i in a],
+            "layer_b": [sim.names[j] for j in b],
+            "cka": sim.cka[a, b],
+            "cka_low": low[a, b],
+            "cka_high": high[a, b],
+            "cka_debiased": sim.cka_debiased[a, b],
+            "overlap": comp.overlap[a, b],
+            "bootstrap_images": sim.boot_images,
+            "images": len(comp.dataset),
+        }
+    )
 
 
 def _label_column(comp: Comparison) -> Sequence[str]:

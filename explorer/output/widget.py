@@ -51,8 +51,15 @@ class ComparisonWidget(anywidget.AnyWidget):
     clicked = traitlets.Int(None, allow_none=True).tag(sync=True)
     thumbnails = traitlets.Bool(True).tag(sync=True)
 
-    def __init__(self, comp: Comparison, *, layers: Sequence[str] | None = None, colour_by: str = "class",
-                 align: bool = True, cols: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self,
+        comp: Comparison,
+        *,
+        layers: Sequence[str] | None = None,
+        colour_by: str = "class",
+        align: bool = True,
+        cols: int = 4,
+    ) -> None:
         if not comp.projections:
             raise ValueError("this comparison has no projections (projection='none'): compare with pca, umap or tsne")
         keys = [comp.key_of(k) for k in layers] if layers is not None else list(comp.projections)
@@ -63,10 +70,14 @@ class ComparisonWidget(anywidget.AnyWidget):
         if by in comp.dataset.metadata:
             by = COLUMN + by
         elif by not in ("class", "probe prediction", "probe correct / wrong", NEIGHBOURS_CHANGED):
-            raise ValueError(f"colour_by={colour_by!r}: give class, probe prediction, probe correct / wrong, "
-                             f"{NEIGHBOURS_CHANGED} or a metadata column ({', '.join(comp.dataset.metadata) or 'none here'})")  # fmt: skip
+            raise ValueError(
+                f"colour_by={colour_by!r}: give class, probe prediction, probe correct / wrong, "
+                f"{NEIGHBOURS_CHANGED} or a metadata column ({', '.join(comp.dataset.metadata) or 'none here'})"
+            )
         panels = {k: v for k, v in comp.panels(align=align).items() if k in keys}
-        head, body = comparison_points(comp, panels, by, titles={k: panel_title(comp, k) for k in panels}, aligned=align, cols=cols)
+        head, body = comparison_points(
+            comp, panels, by, titles={k: panel_title(comp, k) for k in panels}, aligned=align, cols=cols
+        )
         has_images = any(it.path is not None or it.data is not None for it in comp.dataset.items[:1])
         super().__init__(points=frame({**head, "instance": f"widget-{id(self)}"}, body), thumbnails=has_images)
         self.comparison = comp
@@ -83,7 +94,9 @@ class ComparisonWidget(anywidget.AnyWidget):
         except (TypeError, ValueError):
             return
         items = self.comparison.dataset.items
-        data = thumbnail_bytes(items[i], max_pixels=self._max_pixels) if 0 <= i < len(items) and self.thumbnails else None
+        data = (
+            thumbnail_bytes(items[i], max_pixels=self._max_pixels) if 0 <= i < len(items) and self.thumbnails else None
+        )
         self.send({"type": "thumbnail", "index": i}, [data] if data else [])
 
     @traitlets.validate("selected")
@@ -106,8 +119,11 @@ class ComparisonWidget(anywidget.AnyWidget):
 
         ds = self.comparison.dataset
         rows = list(self.selected)
-        data: dict[str, Any] = {"index": rows, "path": [ds.names[i] for i in rows],
-                                "label": [ds.labels[i] for i in rows] if ds.labels is not None else [""] * len(rows)}  # fmt: skip
+        data: dict[str, Any] = {
+            "index": rows,
+            "path": [ds.names[i] for i in rows],
+            "label": [ds.labels[i] for i in rows] if ds.labels is not None else [""] * len(rows),
+        }
         for column, values in ds.metadata.items():
             data[column] = [values[i] for i in rows]
         return pd.DataFrame(data)

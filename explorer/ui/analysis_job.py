@@ -27,8 +27,12 @@ from . import budget
 @functools.lru_cache(maxsize=8)
 def shared_sample(source: str, max_images: int | None, limits: Any, file_checks_dir: str | None) -> ImageDataset:
     """Bundled samples never change: checked once per process, shared by every visitor of it."""
-    return load_dataset(DataSpec(source=source, max_images=max_images), limits=limits, thumbnails=False,
-                        file_checks_dir=Path(file_checks_dir) if file_checks_dir else None)  # fmt: skip
+    return load_dataset(
+        DataSpec(source=source, max_images=max_images),
+        limits=limits,
+        thumbnails=False,
+        file_checks_dir=Path(file_checks_dir) if file_checks_dir else None,
+    )
 
 
 _TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[^\s'\"),;]+")
@@ -73,11 +77,19 @@ class AnalysisJob:
         cache = self.cache if self.cache is not None else FeatureCache(self.cache_root, keep_partial=mode.keep_partial)
         job.progress("checking images", 0, 1)
         sample = self.request.data.startswith("sample:")
-        settings = RunSettings(limits=mode.limits, server_paths=mode.server_paths,  # a stranger's table names only its own files
-                               thumbnails=self.fresh_upload,  # an upload is deleted after the job: its thumbnails now
-                               remember_reads=not self.fresh_upload, keep_files=not self.fresh_upload,
-                               cache_max_bytes=mode.cache_max_bytes)  # fmt: skip
-        shared = shared_sample(self.request.data, self.request.max_images, mode.limits, str(cache.file_checks_dir)) if sample else None
+        settings = RunSettings(
+            limits=mode.limits,
+            server_paths=mode.server_paths,  # a stranger's table names only its own files
+            thumbnails=self.fresh_upload,  # an upload is deleted after the job: its thumbnails now
+            remember_reads=not self.fresh_upload,
+            keep_files=not self.fresh_upload,
+            cache_max_bytes=mode.cache_max_bytes,
+        )
+        shared = (
+            shared_sample(self.request.data, self.request.max_images, mode.limits, str(cache.file_checks_dir))
+            if sample
+            else None
+        )
         specs = self.specs
 
         def admit(ds: ImageDataset) -> int:
@@ -86,8 +98,15 @@ class AnalysisJob:
             return budget.cache_bytes(specs, len(ds), len(ds.classes)) if mode.cache_max_bytes else 0
 
         try:
-            return run_analysis(self.request, cache=cache, settings=settings, dataset=shared, progress=job.progress,
-                                should_stop=job.should_stop, admit=admit)  # fmt: skip
+            return run_analysis(
+                self.request,
+                cache=cache,
+                settings=settings,
+                dataset=shared,
+                progress=job.progress,
+                should_stop=job.should_stop,
+                admit=admit,
+            )
         except ValueError as exc:
             if not self.fresh_upload:
                 raise

@@ -55,16 +55,20 @@ def check(specs: Sequence[ExtractSpec], n_images: int, mode: AppMode, n_classes:
     """
     n_layers = sum(_layer_count(s) for s in specs)
     if n_layers > mode.max_layers:
-        raise ValueError(f"this demo extracts at most {mode.max_layers} layers per analysis, and this one asks for "
-                         f"{n_layers}; choose fewer layers")  # fmt: skip
+        raise ValueError(
+            f"this demo extracts at most {mode.max_layers} layers per analysis, and this one asks for "
+            f"{n_layers}; choose fewer layers"
+        )
     if mode.cache_max_bytes is not None and n_images >= 1:
         disk = cache_bytes(specs, n_images, n_classes)
         if disk > mode.cache_max_bytes:
             fixed = cache_bytes(specs, 0, n_classes)  # linear in the images: what is left over them, per image
             fits = max(0, (mode.cache_max_bytes - fixed) // (cache_bytes(specs, 1, n_classes) - fixed))
-            raise ValueError(f"{n_images:,} images would write about {disk / 1e6:,.1f} MB of features and results, more "
-                             f"than this server's cache holds ({mode.cache_max_bytes / 1e6:,.1f} MB); it fits with at "
-                             f"most {fits:,} images, or with fewer or narrower layers")  # fmt: skip
+            raise ValueError(
+                f"{n_images:,} images would write about {disk / 1e6:,.1f} MB of features and results, more "
+                f"than this server's cache holds ({mode.cache_max_bytes / 1e6:,.1f} MB); it fits with at "
+                f"most {fits:,} images, or with fewer or narrower layers"
+            )
     if mode.max_gflop is None or n_images < 1:
         return
     need = gflop(specs, n_images)

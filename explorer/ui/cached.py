@@ -52,7 +52,9 @@ def model_names(offline_weights_only: bool) -> list[str]:
     """The picker's models: every listed model, or with `offline_weights_only` (the demo) torchvision's
     (their random-init baseline needs no file) and the others' whose pretrained weights are here."""
     avail = availability()
-    return [n for n in avail if not offline_weights_only or avail[n] == "offline" or sources.source_name(n) == "torchvision"]
+    return [
+        n for n in avail if not offline_weights_only or avail[n] == "offline" or sources.source_name(n) == "torchvision"
+    ]
 
 
 @functools.lru_cache(maxsize=256)

@@ -45,9 +45,16 @@ def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, l
     analysis (read again from `source`, within `limits`; a stratified fifth held out to test)."""
 
     run = next(r for r in comp.runs if r.label == model)
-    spec = ExtractSpec(model=run.spec.model, weights=run.spec.weights, layers=(layer,), pooling=run.spec.pooling,
-                       token_pooling=run.spec.token_pooling, precision="fp32", device=run.spec.device,
-                       random_state=run.spec.random_state)  # fmt: skip
+    spec = ExtractSpec(
+        model=run.spec.model,
+        weights=run.spec.weights,
+        layers=(layer,),
+        pooling=run.spec.pooling,
+        token_pooling=run.spec.token_pooling,
+        precision="fp32",
+        device=run.spec.device,
+        random_state=run.spec.random_state,
+    )
     analysed = set(comp.dataset.names)
 
     def work(job: Any) -> CutExport:
@@ -56,10 +63,21 @@ def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, l
         ds = every.take([i for i, name in enumerate(every.names) if name in analysed])  # the images the analysis kept
         folder = Path(tempfile.mkdtemp(prefix="explorer-cut-"))
         try:
-            command = (f"python -m explorer cut --data {source} --model {spec.model} --weights {spec.weights} --layer {layer} "
-                       f"--pooling {spec.pooling} --tokens {spec.token_pooling} --test-split {TEST_SPLIT} --out cut/")  # fmt: skip
-            got = cutting.make_cut(ds, spec, folder, test_split=TEST_SPLIT, cache=cache, progress=job.progress,
-                                   max_pixels=limits.max_pixels, command=command, should_stop=job.should_stop)  # fmt: skip
+            command = (
+                f"python -m explorer cut --data {source} --model {spec.model} --weights {spec.weights} --layer {layer} "
+                f"--pooling {spec.pooling} --tokens {spec.token_pooling} --test-split {TEST_SPLIT} --out cut/"
+            )
+            got = cutting.make_cut(
+                ds,
+                spec,
+                folder,
+                test_split=TEST_SPLIT,
+                cache=cache,
+                progress=job.progress,
+                max_pixels=limits.max_pixels,
+                command=command,
+                should_stop=job.should_stop,
+            )
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for name in got.files:
@@ -75,13 +93,30 @@ def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, l
 
 def _budget_inputs() -> dict[str, Any]:
     a, b, c, d = st.columns(4)
-    gflops = a.number_input("Most GFLOPs per image", min_value=0.0, value=0.0, step=0.5, key="budget_gflops",
-                            help="0: no bound. The network up to the layer, for one image.")  # fmt: skip
-    latency = b.number_input("Most ms per image", min_value=0.0, value=0.0, step=1.0, key="budget_latency_ms",
-                             help="0: no bound. Measured here, up to the layer.")  # fmt: skip
+    gflops = a.number_input(
+        "Most GFLOPs per image",
+        min_value=0.0,
+        value=0.0,
+        step=0.5,
+        key="budget_gflops",
+        help="0: no bound. The network up to the layer, for one image.",
+    )
+    latency = b.number_input(
+        "Most ms per image",
+        min_value=0.0,
+        value=0.0,
+        step=1.0,
+        key="budget_latency_ms",
+        help="0: no bound. Measured here, up to the layer.",
+    )
     batch = c.radio("at batch", [1, 32], horizontal=True, key="budget_batch")
     dim = d.number_input("Most dimensions", min_value=0, value=0, step=64, key="budget_dim", help="0: no bound.")
-    return {"max_gflops": gflops or None, "max_latency_ms": latency or None, "max_dim": int(dim) or None, "batch": int(batch)}
+    return {
+        "max_gflops": gflops or None,
+        "max_latency_ms": latency or None,
+        "max_dim": int(dim) or None,
+        "batch": int(batch),
+    }
 
 
 def cut_tab(comp: Comparison, export_cut: Any) -> None:
@@ -91,7 +126,9 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
         st.info("This analysis has no leaderboard (it was run without one).")
         return
     if board["probe_acc"].isna().all():
-        st.info("The cuts are ranked by the linear probe's accuracy, which needs labels (class folders or a labels.csv).")
+        st.info(
+            "The cuts are ranked by the linear probe's accuracy, which needs labels (class folders or a labels.csv)."
+        )
     budget = _budget_inputs()
     within = filter_cuts(board, **budget)
     st.success(plain(budget_sentence(board, **budget)), icon="✂️")
@@ -99,27 +136,46 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
     st.plotly_chart(cut_figures.pareto(board, highlight=chosen, within=within), config=PLOT_CONFIG, key="pareto_chart")
     st.caption(report.LEADERBOARD_NOTE)
     number = st.column_config.NumberColumn
-    st.dataframe(within, hide_index=True, key="leaderboard_table", on_select="rerun", selection_mode="single-row",
-                 column_order=BOARD_ORDER, column_config={
-                     "pareto": st.column_config.CheckboxColumn("front", help="on the Pareto front of accuracy against GFLOPs"),
-                     "probe_acc": number("probe acc", format="%.3f"), "probe_acc_low": number("95 % low", format="%.3f"),
-                     "probe_acc_high": number("95 % high", format="%.3f"), "knn_acc": number("kNN acc", format="%.3f"),
-                     "logme": number("LogME", format="%.3f", help="You et al. 2021: training-free, higher is better"),
-                     "gflops": number("GFLOPs", format="%.3g"), "params": number("params", format="localized"),
-                     "latency_ms_b1": number("ms/img b1", format="%.2f"), "latency_ms_b32": number("ms/img b32", format="%.2f"),
-                     "feature_bytes": number("bytes/img"), "compression_k95": number("k for 95 %", help="compression curve"),
-                 })  # fmt: skip
+    st.dataframe(
+        within,
+        hide_index=True,
+        key="leaderboard_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_order=BOARD_ORDER,
+        column_config={
+            "pareto": st.column_config.CheckboxColumn("front", help="on the Pareto front of accuracy against GFLOPs"),
+            "probe_acc": number("probe acc", format="%.3f"),
+            "probe_acc_low": number("95 % low", format="%.3f"),
+            "probe_acc_high": number("95 % high", format="%.3f"),
+            "knn_acc": number("kNN acc", format="%.3f"),
+            "logme": number("LogME", format="%.3f", help="You et al. 2021: training-free, higher is better"),
+            "gflops": number("GFLOPs", format="%.3g"),
+            "params": number("params", format="localized"),
+            "latency_ms_b1": number("ms/img b1", format="%.2f"),
+            "latency_ms_b32": number("ms/img b32", format="%.2f"),
+            "feature_bytes": number("bytes/img"),
+            "compression_k95": number("k for 95 %", help="compression curve"),
+        },
+    )
     if chosen is None:
         return
     model, layer = chosen
     st.markdown(f"**Chosen:** {code(model)} at {code(layer)} — pick another row of the table to change it.")
     if export_cut is None:
-        st.caption("Exporting a cut needs the images again: from an upload (deleted after its analysis) use "
-                   "`python -m explorer cut` on your copy.")  # fmt: skip
+        st.caption(
+            "Exporting a cut needs the images again: from an upload (deleted after its analysis) use "
+            "`python -m explorer cut` on your copy."
+        )
     else:
-        st.button("Export this cut", key="export_cut", on_click=export_cut, args=(model, layer),
-                  help="Trains the head on 80 % of the images (C chosen there), exports the network up to this layer "
-                       "with it (torch.export), tests it on the other 20 %, and hands over the files as a zip.")  # fmt: skip
+        st.button(
+            "Export this cut",
+            key="export_cut",
+            on_click=export_cut,
+            args=(model, layer),
+            help="Trains the head on 80 % of the images (C chosen there), exports the network up to this layer "
+            "with it (torch.export), tests it on the other 20 %, and hands over the files as a zip.",
+        )
     _exported()
 
 
@@ -143,9 +199,15 @@ def _exported() -> None:
     if done is None:
         return
     m = done.metrics
-    st.markdown(f"**Exported:** {code(m['model'])} at {code(m['layer'])} — test accuracy **{m['test_accuracy']:.3f}** "
-                f"(95 % interval {m['test_accuracy_low']:.3f}–{m['test_accuracy_high']:.3f}) on {m['n_test']} images the "
-                f"head never saw; {m['gflops']:.3g} GFLOPs, {m['dim']} dimensions.")  # fmt: skip
-    st.download_button(f"Download {done.name}", done.data, done.name, "application/zip", key="dl_cut", on_click="ignore")
-    st.caption("The zip holds cut.pt2 (torch.export), preprocess.json, labels.json, metrics.json and model_card.md; "
-               "run it with torch alone (the card shows how) or `python -m explorer predict --model cut/ --data FOLDER`.")  # fmt: skip
+    st.markdown(
+        f"**Exported:** {code(m['model'])} at {code(m['layer'])} — test accuracy **{m['test_accuracy']:.3f}** "
+        f"(95 % interval {m['test_accuracy_low']:.3f}–{m['test_accuracy_high']:.3f}) on {m['n_test']} images the "
+        f"head never saw; {m['gflops']:.3g} GFLOPs, {m['dim']} dimensions."
+    )
+    st.download_button(
+        f"Download {done.name}", done.data, done.name, "application/zip", key="dl_cut", on_click="ignore"
+    )
+    st.caption(
+        "The zip holds cut.pt2 (torch.export), preprocess.json, labels.json, metrics.json and model_card.md; "
+        "run it with torch alone (the card shows how) or `python -m explorer predict --model cut/ --data FOLDER`."
+    )

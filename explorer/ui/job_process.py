@@ -199,7 +199,9 @@ def run(job: Any, fn: Callable[[Any], Any], max_bytes: int | None) -> Any:
             proc.join()
         ours.close()
     if outcome is None:
-        raise JobDied(f"its process ended with {'signal ' + str(-proc.exitcode) if (proc.exitcode or 0) < 0 else 'code ' + str(proc.exitcode)}")
+        raise JobDied(
+            f"its process ended with {'signal ' + str(-proc.exitcode) if (proc.exitcode or 0) < 0 else 'code ' + str(proc.exitcode)}"
+        )
     kind, payload = outcome
     if kind == "done":
         return payload

@@ -90,9 +90,16 @@ class JobQueue:
         max_pending: most jobs waiting (not running) at once.
     """
 
-    def __init__(self, workers: int = 1, max_pending: int = 8, threads_per_worker: int | None = None,
-                 ttl: float = 600.0, max_seconds: float | None = None, max_per_client: int | None = None,
-                 max_job_bytes: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workers: int = 1,
+        max_pending: int = 8,
+        threads_per_worker: int | None = None,
+        ttl: float = 600.0,
+        max_seconds: float | None = None,
+        max_per_client: int | None = None,
+        max_job_bytes: int | None = None,
+    ) -> None:
         self.max_pending = max_pending
         self.max_job_bytes = max_job_bytes  # an isolated job's memory beyond its process's start
         self.max_per_client = max_per_client
@@ -105,12 +112,21 @@ class JobQueue:
         self._lock = threading.Condition()
         self._ids = itertools.count(1)
         self._running = 0
-        self._threads = [threading.Thread(target=self._work, name=f"explorer-worker-{i}", daemon=True) for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"explorer-worker-{i}", daemon=True) for i in range(workers)
+        ]
         for t in self._threads:
             t.start()
 
-    def submit(self, session: str, fn: Callable[[Job], Any], cleanup: Callable[[], None] | None = None,
-               client: str | None = None, finish: Callable[[Any], Any] | None = None, isolated: bool = False) -> Job:  # fmt: skip
+    def submit(
+        self,
+        session: str,
+        fn: Callable[[Job], Any],
+        cleanup: Callable[[], None] | None = None,
+        client: str | None = None,
+        finish: Callable[[Any], Any] | None = None,
+        isolated: bool = False,
+    ) -> Job:
         """Queue `fn(job)` for a session; `cleanup()` runs when the job ends (done, failed, cancelled
         while waiting or running). When the job is refused, the caller keeps the cleanup. `client`
         (the visitor's key, ui/proxy.visitor_key) may have at most `max_per_client` jobs waiting or
@@ -130,8 +146,10 @@ class JobQueue:
             if client is not None and self.max_per_client is not None:
                 mine = sum(1 for j in self._by_session.values() if j.client == client and j.active)
                 if mine >= self.max_per_client:
-                    raise AlreadyRunning(f"{mine} analyses from your address are waiting or running, the most this "
-                                         "server takes from one visitor; wait for one to finish")  # fmt: skip
+                    raise AlreadyRunning(
+                        f"{mine} analyses from your address are waiting or running, the most this "
+                        "server takes from one visitor; wait for one to finish"
+                    )
             if len(self._pending) >= self.max_pending:
                 raise QueueFull("the server is busy; please try again in a minute")
             job = Job(next(self._ids), session, fn, cleanup=cleanup, client=client, finish=finish, isolated=isolated)
@@ -169,7 +187,13 @@ class JobQueue:
         for session, job in list(self._by_session.items()):
             if not job.active and job.finished is not None and job.finished < cutoff:
                 del self._by_session[session]
-                log.info("job %d (session %s): %s, not taken within %.0f s: forgotten", job.id, session[:8], job.state, self.ttl)
+                log.info(
+                    "job %d (session %s): %s, not taken within %.0f s: forgotten",
+                    job.id,
+                    session[:8],
+                    job.state,
+                    self.ttl,
+                )
 
     def position(self, job: Job) -> int:
         """1-based place among waiting jobs (0 when running or finished)."""
@@ -254,15 +278,19 @@ class JobQueue:
             log.info("job %d: stopped after %.0f s", job.id, self.max_seconds or 0)
             limit = self.max_seconds or 0
             said = f"{limit / 60:.0f} minutes" if limit >= 120 else f"{limit:.0f} seconds"
-            return "failed", (f"This analysis ran past this server's limit of {said} and was stopped; try fewer images, "
-                              "fewer layers or a smaller model")  # fmt: skip
+            return "failed", (
+                f"This analysis ran past this server's limit of {said} and was stopped; try fewer images, "
+                "fewer layers or a smaller model"
+            )
         if isinstance(exc, Cancelled):
             return "cancelled", "cancelled"
 
         if isinstance(exc, JobOutOfMemory):
             log.warning("job %d: out of its memory (%s)", job.id, exc)
-            return "failed", ("This analysis needed more memory than this server gives one analysis and was stopped; "
-                              "try fewer images, fewer layers or a smaller model")  # fmt: skip
+            return "failed", (
+                "This analysis needed more memory than this server gives one analysis and was stopped; "
+                "try fewer images, fewer layers or a smaller model"
+            )
         if isinstance(exc, JobDied):
             log.error("job %d: %s", job.id, exc)
             return "failed", f"This analysis stopped unexpectedly ({exc}); the details are in the server log"

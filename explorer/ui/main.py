@@ -47,7 +47,9 @@ def warm_up_umap() -> None:
     moment: started at once, it tripled the first page's time on a restart with everything cached.
     A UMAP job that comes first simply compiles for itself.
     """
-    if _warm.is_set() or runtime.current().mode.isolated_jobs:  # jobs in processes of their own load numba's cache there
+    if (
+        _warm.is_set() or runtime.current().mode.isolated_jobs
+    ):  # jobs in processes of their own load numba's cache there
         return
     _warm.set()
 
@@ -71,7 +73,9 @@ def _client() -> str:
     the host's EXPLORER_TRUSTED_PROXIES proxies added, else the connection's), an IPv6 one by its
     /64; every visitor whose address is unknown (Streamlit reports loopback as None) shares one key."""
     forwarded = ", ".join(st.context.headers.get_all("X-Forwarded-For"))  # every header line: a client may send its own
-    return proxy.visitor_key(proxy.client_address(forwarded, st.context.ip_address, runtime.current().mode.trusted_proxies))
+    return proxy.visitor_key(
+        proxy.client_address(forwarded, st.context.ip_address, runtime.current().mode.trusted_proxies)
+    )
 
 
 def _session_id() -> str:
@@ -91,8 +95,13 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool) -> Analysi
     """The analysis a worker runs for these inputs (`fresh_upload`: `source` was written for this
     job and is deleted after it, by the queue): its specs decided here, from the inputs."""
     rt = runtime.current()
-    return AnalysisJob(reproduce.request(inputs, source), rt.mode, str(rt.cache.root), fresh_upload,
-                       cache=None if rt.mode.isolated_jobs else rt.cache)  # fmt: skip
+    return AnalysisJob(
+        reproduce.request(inputs, source),
+        rt.mode,
+        str(rt.cache.root),
+        fresh_upload,
+        cache=None if rt.mode.isolated_jobs else rt.cache,
+    )
 
 
 def _shown(inputs: sidebar.Inputs) -> Callable[[Any], Result]:
@@ -141,8 +150,14 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
         if inputs.data.startswith("upload:"):
             source = sidebar.write_upload(inputs.upload, runtime.upload_root())
             cleanup = functools.partial(shutil.rmtree, sidebar.upload_folder(source), ignore_errors=True)
-        job = runtime.current().queue.submit(session, make_job(inputs, source, cleanup is not None), cleanup, client=client,
-                                             finish=_shown(inputs), isolated=runtime.current().mode.isolated_jobs)  # fmt: skip
+        job = runtime.current().queue.submit(
+            session,
+            make_job(inputs, source, cleanup is not None),
+            cleanup,
+            client=client,
+            finish=_shown(inputs),
+            isolated=runtime.current().mode.isolated_jobs,
+        )
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         if cleanup is not None:  # refused: the upload is ours to delete
             cleanup()
@@ -174,8 +189,12 @@ def _queue_for_this_session(make: Callable[[Result], Callable[[Job], Any]], forg
 def export_cut(model: str, layer: str) -> None:
     """The "Export this cut" button's callback: queue the export of the shown result's cut of
     `model` at `layer`."""
-    _queue_for_this_session(lambda r: cut_job(r.comparison, model, layer, r.inputs.data, runtime.current().cache, runtime.current().mode.limits),
-                            "cut_export")  # fmt: skip
+    _queue_for_this_session(
+        lambda r: cut_job(
+            r.comparison, model, layer, r.inputs.data, runtime.current().cache, runtime.current().mode.limits
+        ),
+        "cut_export",
+    )
 
 
 def ask_emergence(run_label: str, images: tuple[int, ...]) -> None:
@@ -194,7 +213,9 @@ def progress_panel() -> None:
     job = runtime.current().queue.job_of(_session_id())
     if job is not None and job.active:
         _job_status()
-    elif job is not None and _collect(job) or job is None and _outcome_not_shown():  # ended between this run's start and now
+    elif (
+        job is not None and _collect(job) or job is None and _outcome_not_shown()
+    ):  # ended between this run's start and now
         st.rerun(scope="app")
 
 
@@ -242,9 +263,15 @@ def _outcome_not_shown() -> bool:
     ss = st.session_state
     submitted = ss.get("submitted_job")
     if submitted is not None and ss.get("seen_job") != submitted:
-        state.write({"seen_job": submitted,
-                     "notice": ("Your analysis finished while this page was away, and its result was let go; press "
-                                "Run analysis to open it again (what it computed is cached).")})  # fmt: skip
+        state.write(
+            {
+                "seen_job": submitted,
+                "notice": (
+                    "Your analysis finished while this page was away, and its result was let go; press "
+                    "Run analysis to open it again (what it computed is cached)."
+                ),
+            }
+        )
         log.info("job %d: the session came back after its result was forgotten", submitted)
         return True
     if ss.get("seen_job") != ss.get("rendered_job"):
@@ -290,8 +317,13 @@ def _ask_to_load(models: tuple[tuple[str, str], ...]) -> None:
     st.warning(f"This link asks to load {what}. Load it only if you trust whoever sent the link.", icon="🔒")
     link_first = sidebar.link_first_model()
     first = link_first if link_first in names else None
-    st.button(f"Load {names[0][:60]}{' and the others' if len(names) > 1 else ''} and run", key="confirm_link_models",
-              type="primary", on_click=_confirm_and_run, args=(names, first, tuple(m for m in names if m != first)))  # fmt: skip
+    st.button(
+        f"Load {names[0][:60]}{' and the others' if len(names) > 1 else ''} and run",
+        key="confirm_link_models",
+        type="primary",
+        on_click=_confirm_and_run,
+        args=(names, first, tuple(m for m in names if m != first)),
+    )
 
 
 def _confirm_and_run(names: tuple[str, ...], first: str | None, others: tuple[str, ...]) -> None:
@@ -305,16 +337,28 @@ def render() -> None:
     st.markdown("## Bottleneck Explorer")
     st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
     inputs = sidebar.render()
-    st.sidebar.button("Run analysis", type="primary", key="run", width="stretch", on_click=_ask_for_analysis,
-                      help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.")  # fmt: skip
+    st.sidebar.button(
+        "Run analysis",
+        type="primary",
+        key="run",
+        width="stretch",
+        on_click=_ask_for_analysis,
+        help="Extracts every chosen layer in one forward pass (cached), then scores and projects them.",
+    )
     if state.fast_reruns_on():  # the server could not turn them off (state.keep_clicks)
-        st.sidebar.caption("This server reruns the page at every click: a click followed at once by another can be "
-                           "lost. If nothing starts after Run analysis, press it again.")  # fmt: skip
+        st.sidebar.caption(
+            "This server reruns the page at every click: a click followed at once by another can be "
+            "lost. If nothing starts after Run analysis, press it again."
+        )
     session, client = _session_id(), _client()
     if inputs.awaiting_confirmation:  # a link's model that runs code: nothing is built before the person says so
         _ask_to_load(inputs.awaiting_confirmation)
-    first_visit = ("result" not in st.session_state and runtime.current().queue.job_of(session) is None
-                   and not st.session_state.get("auto_done") and not inputs.awaiting_confirmation)  # fmt: skip
+    first_visit = (
+        "result" not in st.session_state
+        and runtime.current().queue.job_of(session) is None
+        and not st.session_state.get("auto_done")
+        and not inputs.awaiting_confirmation
+    )
     # the last access to the state before a job is queued: a rerun asked for by then stops the
     # script before the pop, and the click waits in the state for the next run
     clicked = st.session_state.pop(RUN_ASKED, False)
@@ -335,8 +379,11 @@ def render() -> None:
             st.caption("The first analysis is on its way; results are cached for everyone after it.")
         return
     if _changed(inputs, result.inputs):
-        st.info("The settings in the sidebar changed: press **Run analysis** to update. "
-                "Layers already extracted come from the cache.", icon="ℹ️")  # fmt: skip
+        st.info(
+            "The settings in the sidebar changed: press **Run analysis** to update. "
+            "Layers already extracted come from the cache.",
+            icon="ℹ️",
+        )
     st.query_params.from_dict(reproduce.share_params(result.inputs))
     t0 = time.perf_counter()
     can_export = not result.inputs.data.startswith("upload:")  # an upload is deleted after its analysis

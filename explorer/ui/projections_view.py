@@ -33,8 +33,11 @@ def _find(comp: Comparison, text: str) -> list[int]:
         return []
     labels = ds.labels or ()
     columns = list(ds.metadata.values())  # a labels.csv value, as a class
-    return [i for i, name in enumerate(ds.names)
-            if q in name.lower() or (labels and labels[i].lower() == q) or any(c[i].lower() == q for c in columns)]  # fmt: skip
+    return [
+        i
+        for i, name in enumerate(ds.names)
+        if q in name.lower() or (labels and labels[i].lower() == q) or any(c[i].lower() == q for c in columns)
+    ]
 
 
 def _colour_label(option: str) -> str:
@@ -92,7 +95,9 @@ def emergence_job(comp: Comparison, run_label: str, chosen: tuple[int, ...]) -> 
     return work
 
 
-def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None) -> None:
+def projections_tab(
+    comp: Comparison, align: bool, ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None
+) -> None:
     """The tab; `ask_emergence(run, images)` queues the job that finds where those images emerge
     (None: the question is not offered)."""
     ds = comp.dataset
@@ -102,8 +107,13 @@ def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str,
     run = comp.runs[0]
     if comp.multi:  # one model's layers at a time, side by side (a second model of any source, a baseline)
         labels = [r.label for r in comp.runs]
-        shown = st.radio("Model", labels, horizontal=True, key="proj_model",
-                         help="Whose layers the panels show; a selection carries over, by image.")  # fmt: skip
+        shown = st.radio(
+            "Model",
+            labels,
+            horizontal=True,
+            key="proj_model",
+            help="Whose layers the panels show; a selection carries over, by image.",
+        )
         run = comp.runs[labels.index(shown)] if shown in labels else run
     keys = [run.key(n, comp.multi) for n in run.features]
     for m in {p.message for p in comp.projections.values() if p.message}:
@@ -113,29 +123,45 @@ def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str,
         _projections_3d(comp, keys, align, method)
         return
     st.markdown(f"#### {method} of each layer{' (aligned)' if align else ''}")
-    find = st.text_input("Find images", key="find", placeholder="a file name, or part of one, or a class",
-                         help="Matches are highlighted in every panel; pick one to follow it across the layers.")  # fmt: skip
+    find = st.text_input(
+        "Find images",
+        key="find",
+        placeholder="a file name, or part of one, or a class",
+        help="Matches are highlighted in every panel; pick one to follow it across the layers.",
+    )
     matches = _find(comp, find) if find else None
     if matches is not None:
         if not matches:
             st.caption("No image matches.")
         else:
             shown = matches[:1000]
-            choice = st.selectbox(f"{len(matches):,} matches" + (" (the first 1,000 listed)" if len(matches) > 1000 else ""),
-                                  shown, index=None, key="find_pick", format_func=lambda i: ds.names[i],
-                                  placeholder="pick one to follow it")  # fmt: skip
+            choice = st.selectbox(
+                f"{len(matches):,} matches" + (" (the first 1,000 listed)" if len(matches) > 1000 else ""),
+                shown,
+                index=None,
+                key="find_pick",
+                format_func=lambda i: ds.names[i],
+                placeholder="pick one to follow it",
+            )
             if choice is not None and st.session_state.get("find_last") != choice:
                 st.session_state["find_last"] = choice
                 st.session_state["picked"] = choice
-    by = st.radio("Colour by", _colour_options(comp, keys), horizontal=True, key="colour_by", format_func=_colour_label,
-                  help="Class; or, in each panel, that layer's linear probe: its out-of-fold prediction, or whether it "
-                       "was right (grey: classes too small to score); or the share of an image's 10 nearest neighbours "
-                       "that are new since the panel before (bright: moved most); or the values of a further column of labels.csv "
-                       f"(up to {figures.MAX_COLOUR_GROUPS} values, numbers in {figures.NUMBER_BINS} ranges).")  # fmt: skip
+    by = st.radio(
+        "Colour by",
+        _colour_options(comp, keys),
+        horizontal=True,
+        key="colour_by",
+        format_func=_colour_label,
+        help="Class; or, in each panel, that layer's linear probe: its out-of-fold prediction, or whether it "
+        "was right (grey: classes too small to score); or the share of an image's 10 nearest neighbours "
+        "that are new since the panel before (bright: moved most); or the values of a further column of labels.csv "
+        f"(up to {figures.MAX_COLOUR_GROUPS} values, numbers in {figures.NUMBER_BINS} ranges).",
+    )
     chart, side = st.columns([5, 1])
     with chart:
-        selection, clicked = scatter.layer_scatter(_points(comp, keys, align, by or "class"), key="proj",
-                                                   thumb_token=thumb_token(comp))  # fmt: skip
+        selection, clicked = scatter.layer_scatter(
+            _points(comp, keys, align, by or "class"), key="proj", thumb_token=thumb_token(comp)
+        )
     if clicked is not None:
         st.session_state["picked"] = clicked
     picked = st.session_state.get("picked")
@@ -153,7 +179,9 @@ def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str,
     _movers_gallery(comp, run, keys)
     st.markdown("#### Nearest neighbours, layer by layer")
     if picked is None:
-        st.caption("Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space.")
+        st.caption(
+            "Click a point, or find an image above, to see its 6 closest images (cosine) in each layer's feature space."
+        )
         return
     st.caption(f"The 6 closest images to {code(ds.names[picked])} in each layer's original feature space (cosine).")
     for k in keys:
@@ -161,7 +189,9 @@ def projections_tab(comp: Comparison, align: bool, ask_emergence: Callable[[str,
         image_grid(comp, comp.neighbours(k, picked, 6).tolist(), cols=6)
 
 
-def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable[[str, tuple[int, ...]], None] | None) -> None:
+def _emergence(
+    comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable[[str, tuple[int, ...]], None] | None
+) -> None:
     """Where the selection (or the search's matches) emerges: the selection-vs-rest probe at every
     layer, beside the random-init baseline's and the class probe's curves. The probes are trained
     by a job on the queue (`ask`), whose answer the page keeps under "emergence"; without a queue
@@ -173,8 +203,10 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable
     images = tuple(sorted(chosen))
     tag = emergence_tag(comp, run.label, images)
     label = f"Where do these {len(chosen):,} images emerge?"
-    help_text = ("Trains the same linear probe as the class curve, at every layer, to tell these images from the rest: "
-                 "the layer where its accuracy rises is where the network starts to see them.")  # fmt: skip
+    help_text = (
+        "Trains the same linear probe as the class curve, at every layer, to tell these images from the rest: "
+        "the layer where its accuracy rises is where the network starts to see them."
+    )
     if ask is None:  # no queue to train the probes on: nothing is offered
         return
     st.button(label, key="emerge", help=help_text, on_click=ask, args=(run.label, images))
@@ -182,17 +214,23 @@ def _emergence(comp: Comparison, run: ModelRun, chosen: list[int], ask: Callable
     if stored is None or stored.tag != tag:
         return
     results = stored.results
-    st.plotly_chart(figures.emergence(report.emergence_curves(comp, run, results), "Where the selection emerges"),
-                    config=PLOT_CONFIG, key="emergence_chart")  # fmt: skip
+    st.plotly_chart(
+        figures.emergence(report.emergence_curves(comp, run, results), "Where the selection emerges"),
+        config=PLOT_CONFIG,
+        key="emergence_chart",
+    )
     st.caption(sentences.emergence_note(comp, next(iter(results.values()))))
 
 
 def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:
     """The images whose nearest neighbours change most between two layers, ranked, each with its
     neighbours before and after (analysis/movers.py)."""
-    if len(keys) < 2 or not st.toggle("Show the images that move most between two layers", key="movers_on",
-                                      help="Ranked by the share of an image's 10 nearest neighbours (cosine, in the "
-                                           "layers' own features) that are new in the second layer."):  # fmt: skip
+    if len(keys) < 2 or not st.toggle(
+        "Show the images that move most between two layers",
+        key="movers_on",
+        help="Ranked by the share of an image's 10 nearest neighbours (cosine, in the "
+        "layers' own features) that are new in the second layer.",
+    ):
         return
     mv = per_run.movers(comp, run)
     busiest = int(np.argmax(mv.changed.mean(0))) if mv.changed.size else 0
@@ -203,8 +241,10 @@ def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:
     if b not in later:
         return
     rows, share = mv.ranked(a, b, comp.graphs, top=MOVERS_SHOWN)
-    st.caption(f"On average {mv.pair(a, b, comp.graphs).mean():.0%} of an image's 10 nearest neighbours change between "
-               "these layers. Each row: the image, then its 5 nearest neighbours before and after.")  # fmt: skip
+    st.caption(
+        f"On average {mv.pair(a, b, comp.graphs).mean():.0%} of an image's 10 nearest neighbours change between "
+        "these layers. Each row: the image, then its 5 nearest neighbours before and after."
+    )
     ds = comp.dataset
     for r, sh in zip(rows.tolist(), share.tolist()):
         st.text(f"{ds.names[r]}: {sh:.0%} of its neighbours changed")  # as text: file names come from visitors
@@ -215,13 +255,20 @@ def _movers_gallery(comp: Comparison, run: ModelRun, keys: list[str]) -> None:
 def _projections_3d(comp: Comparison, keys: list[str], align: bool, method: str) -> None:
     ds = comp.dataset
     if len(ds) > MAX_3D_POINTS:
-        st.warning(f"3-D views are drawn up to {MAX_3D_POINTS:,} points; this dataset has {len(ds):,}. "
-                   "Choose 2-D in the sidebar to see every point.")  # fmt: skip
+        st.warning(
+            f"3-D views are drawn up to {MAX_3D_POINTS:,} points; this dataset has {len(ds):,}. "
+            "Choose 2-D in the sidebar to see every point."
+        )
         return
     shown = keys[:MAX_3D_PANELS]
     if len(keys) > MAX_3D_PANELS:
-        shown = st.multiselect(f"Layers to draw in 3-D (at most {MAX_3D_PANELS}: each 3-D panel needs a WebGL context of its own)",
-                               keys, default=keys[-MAX_3D_PANELS:], max_selections=MAX_3D_PANELS, key="panels_3d")  # fmt: skip
+        shown = st.multiselect(
+            f"Layers to draw in 3-D (at most {MAX_3D_PANELS}: each 3-D panel needs a WebGL context of its own)",
+            keys,
+            default=keys[-MAX_3D_PANELS:],
+            max_selections=MAX_3D_PANELS,
+            key="panels_3d",
+        )
     panels = {k: v for k, v in comp.panels(align=align).items() if k in shown}
     titles = {k: f"{k} · {comp.scores[k].dim}-d" for k in panels}
     fig = figures.projections(panels, ds.labels, ds.names, titles=titles, cols=2)

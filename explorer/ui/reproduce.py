@@ -24,12 +24,24 @@ def request(inputs: sidebar.Inputs, source: str | None = None) -> AnalysisReques
     models = [ex.model, *inputs.other_models]
     weights = [ex.weights, *(_other_model_weights(m) for m in inputs.other_models)]
     layers = ",".join(ex.layers) if not inputs.other_models else ",".join(f"{ex.model}:{n}" for n in ex.layers)
-    return AnalysisRequest(data=source or inputs.data, label_column=inputs.label_column, model=",".join(models),
-                           weights=weights[0] if len(set(weights)) == 1 else ",".join(weights), layers=layers or "auto",
-                           pooling=ex.pooling, tokens=ex.token_pooling, projection=pr.method, components=pr.n_components,
-                           n_neighbors=pr.n_neighbors, min_dist=pr.min_dist, perplexity=pr.perplexity,
-                           random_baseline=inputs.random_baseline and ex.weights != "none", max_images=inputs.max_images,
-                           precision=ex.precision, seed=pr.random_state)  # fmt: skip
+    return AnalysisRequest(
+        data=source or inputs.data,
+        label_column=inputs.label_column,
+        model=",".join(models),
+        weights=weights[0] if len(set(weights)) == 1 else ",".join(weights),
+        layers=layers or "auto",
+        pooling=ex.pooling,
+        tokens=ex.token_pooling,
+        projection=pr.method,
+        components=pr.n_components,
+        n_neighbors=pr.n_neighbors,
+        min_dist=pr.min_dist,
+        perplexity=pr.perplexity,
+        random_baseline=inputs.random_baseline and ex.weights != "none",
+        max_images=inputs.max_images,
+        precision=ex.precision,
+        seed=pr.random_state,
+    )
 
 
 def analysis(inputs: sidebar.Inputs, source: str) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:

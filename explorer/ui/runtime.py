@@ -89,18 +89,32 @@ def upload_root() -> Path:
 
 def _build(mode: AppMode, env: Settings) -> Runtime:
 
-    (log.warning if mode.name == "demo" or "other machines" in mode.why else log.info)("%s mode: %s", mode.name, mode.why)
+    (log.warning if mode.name == "demo" or "other machines" in mode.why else log.info)(
+        "%s mode: %s", mode.name, mode.why
+    )
     if not mode.downloads:
         weights.forbid_downloads()
     cache = FeatureCache(keep_partial=mode.keep_partial)
     _clean(cache, mode)
-    queue = JobQueue(workers=env.workers, max_pending=env.max_pending, threads_per_worker=max(1, (os.cpu_count() or 1) // env.workers),
-                     ttl=env.result_ttl, max_seconds=mode.max_job_seconds, max_per_client=mode.max_jobs_per_client,
-                     max_job_bytes=mode.max_job_bytes)  # fmt: skip
+    queue = JobQueue(
+        workers=env.workers,
+        max_pending=env.max_pending,
+        threads_per_worker=max(1, (os.cpu_count() or 1) // env.workers),
+        ttl=env.result_ttl,
+        max_seconds=mode.max_job_seconds,
+        max_per_client=mode.max_jobs_per_client,
+        max_job_bytes=mode.max_job_bytes,
+    )
     if mode.isolated_jobs:  # each analysis in a process of its own (job_process.py): its forkserver's imports now
         threading.Thread(target=job_process.start_forkserver, name="explorer-forkserver", daemon=True).start()
-    return Runtime(mode, env, cache, queue, ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-catalog"),
-                   ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-layer-lister"))  # fmt: skip
+    return Runtime(
+        mode,
+        env,
+        cache,
+        queue,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-catalog"),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="explorer-layer-lister"),
+    )
 
 
 def _clean(cache: FeatureCache, mode: AppMode) -> None:
@@ -108,8 +122,11 @@ def _clean(cache: FeatureCache, mode: AppMode) -> None:
     nobody will collect), and bring the cache under its limit."""
     removed = cache.clean_leftovers(partial=not mode.keep_partial)
     cutoff = time.time() - STALE_S
-    stale = [p for p in [*upload_root().glob("upload-*"), *Path(tempfile.gettempdir()).glob(UNPACKED)]
-             if p.is_dir() and p.stat().st_mtime < cutoff]  # fmt: skip
+    stale = [
+        p
+        for p in [*upload_root().glob("upload-*"), *Path(tempfile.gettempdir()).glob(UNPACKED)]
+        if p.is_dir() and p.stat().st_mtime < cutoff
+    ]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
     if mode.cache_max_bytes is not None:

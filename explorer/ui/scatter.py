@@ -47,13 +47,20 @@ def thumbnail_url(token: str | None) -> str | None:
     return f"{thumbs.PATH}/{token}" if token and thumbs.is_installed() else None
 
 
-def layer_scatter(points: tuple[dict, bytes], *, key: str, thumb_token: str | None = None) -> tuple[list[int], int | None]:
+def layer_scatter(
+    points: tuple[dict, bytes], *, key: str, thumb_token: str | None = None
+) -> tuple[list[int], int | None]:
     """Draw the panels of `points` (from `pack`); returns (the indices selected, in any panel; the
     index clicked in this run, or None)."""
     head, body = points
     extra = {"instance": key, "digest": hashlib.sha1(body).hexdigest(), "thumb_url": thumbnail_url(thumb_token)}
-    result = _SCATTER(key=key, data=frame({**head, **extra}, body), on_selection_change=lambda: None,
-                      on_clicked_change=lambda: None, height="content")  # fmt: skip
+    result = _SCATTER(
+        key=key,
+        data=frame({**head, **extra}, body),
+        on_selection_change=lambda: None,
+        on_clicked_change=lambda: None,
+        height="content",
+    )
     selection = getattr(result, "selection", None) or []
     clicked = getattr(result, "clicked", None)
     return [int(i) for i in selection], (int(clicked) if clicked is not None else None)

@@ -17,9 +17,16 @@ from ..request import AnalysisRequest, parse_layers
 from . import cached, runtime
 from .text import code
 
-SAMPLES = {"sample:clothing": "Clothing photos (bundled, 400 images)", "sample:digits": "Handwritten digits (scikit-learn)"}
+SAMPLES = {
+    "sample:clothing": "Clothing photos (bundled, 400 images)",
+    "sample:digits": "Handwritten digits (scikit-learn)",
+}
 UPLOAD_ZIP, UPLOAD_FILES, SERVER_PATH = "upload:zip", "upload:files", "path:"
-SOURCE_LABELS = {UPLOAD_ZIP: "Upload a zip, .tar shard or .parquet", UPLOAD_FILES: "Upload images", SERVER_PATH: "A folder or zip on this machine"}
+SOURCE_LABELS = {
+    UPLOAD_ZIP: "Upload a zip, .tar shard or .parquet",
+    UPLOAD_FILES: "Upload images",
+    SERVER_PATH: "A folder or zip on this machine",
+}
 MAX_UPLOAD_BYTES = 200 * 1024**2
 MAX_UPLOAD_FILES = 2000
 UPLOAD_SUFFIXES = (".zip", ".tar", ".parquet")  # what the one-file uploader takes
@@ -40,7 +47,9 @@ class Inputs:
     align: bool
     notices: tuple[str, ...] = ()  # what the sidebar had to change of the link's request, in one sentence each
     label_column: str | None = None  # a table's, metadata file's or shard json's label column (None: the usual names)
-    awaiting_confirmation: tuple[tuple[str, str], ...] = ()  # the link's models that run code: (name, what), not yet built
+    awaiting_confirmation: tuple[
+        tuple[str, str], ...
+    ] = ()  # the link's models that run code: (name, what), not yet built
 
 
 def _mode() -> AppMode:
@@ -66,15 +75,23 @@ def _clamp_float(v: float, lo: float, hi: float, default: float) -> float:
 
 def _upload_widgets(choice: str) -> tuple | None:
     if choice == UPLOAD_ZIP:
-        f = st.file_uploader("Zip of class folders, WebDataset .tar shard or .parquet", type=["zip", "tar", "parquet"],
-                             key="upload_zip", help="A zip: one folder per class (cats/…, dogs/…), or images with a "
-                             "labels.csv (filename,label). A .tar: WebDataset samples (key.jpg + key.cls or key.json). "
-                             "A .parquet: an image column and a label column, as the Hugging Face hub keeps them.")  # fmt: skip
+        f = st.file_uploader(
+            "Zip of class folders, WebDataset .tar shard or .parquet",
+            type=["zip", "tar", "parquet"],
+            key="upload_zip",
+            help="A zip: one folder per class (cats/…, dogs/…), or images with a "
+            "labels.csv (filename,label). A .tar: WebDataset samples (key.jpg + key.cls or key.json). "
+            "A .parquet: an image column and a label column, as the Hugging Face hub keeps them.",
+        )
         return ("zip", f) if f is not None else None
     if choice == UPLOAD_FILES:
-        files = st.file_uploader("Images (+ optional labels.csv)", accept_multiple_files=True, key="upload_files",
-                                 type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "csv"],
-                                 help="Add a labels.csv with rows filename,label to colour points by class.")  # fmt: skip
+        files = st.file_uploader(
+            "Images (+ optional labels.csv)",
+            accept_multiple_files=True,
+            key="upload_files",
+            type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "csv"],
+            help="Add a labels.csv with rows filename,label to colour points by class.",
+        )
         return ("files", tuple(files)) if files else None
     return None
 
@@ -114,8 +131,10 @@ def write_upload(upload: tuple, dest_root: Path) -> str:
         for f in files:
             name = _SAFE.sub("_", Path(f.name).name).lstrip(".") or f"file-{uuid.uuid4().hex[:8]}"
             if name in written:
-                raise ValueError(f"the uploaded files {written[name]!r} and {f.name!r} would both be saved as {name!r}; "
-                                 "rename one of them and upload again")  # fmt: skip
+                raise ValueError(
+                    f"the uploaded files {written[name]!r} and {f.name!r} would both be saved as {name!r}; "
+                    "rename one of them and upload again"
+                )
             written[name] = f.name
             write_new_file(folder / name, f.getvalue())
     except BaseException:
@@ -143,22 +162,30 @@ def _max_images_input(sb: object, notices: list[str], link: AnalysisRequest) -> 
     help_text = "A stratified subsample keeps class proportions; fewer images run faster."
     if _mode().name == "local":
         v = _clamp_int(link.max_images or 0, 0, _mode().max_images)
-        n = sb.number_input("Max images (0 = all)", 0, _mode().max_images, v, step=1000, key="max_images", help=help_text)  # type: ignore[attr-defined]
+        n = sb.number_input(
+            "Max images (0 = all)", 0, _mode().max_images, v, step=1000, key="max_images", help=help_text
+        )  # type: ignore[attr-defined]
         return int(n) or None
     cap = _mode().max_images
     asked = _clamp_int(link.max_images or 400, 50, 10**9)
     if asked > cap:
-        notices.append(f"This public demo analyses at most {cap:,} images per run, so {cap:,} of the {asked:,} "
-                       "asked for are used; run it on your own machine for more.")  # fmt: skip
+        notices.append(
+            f"This public demo analyses at most {cap:,} images per run, so {cap:,} of the {asked:,} "
+            "asked for are used; run it on your own machine for more."
+        )
     v = _clamp_int(asked, 50, cap, 50)
     return int(sb.slider("Max images", 50, cap, v, step=50, key="max_images", help=help_text))  # type: ignore[attr-defined]
 
 
-PICKER_HELP = ("Search by typing (dino, convnext, resnet). torchvision's zoo, timm:NAME.TAG, and hf:ORG/NAME for "
-               "Hugging Face; ✓ marks weights on this machine. Others download where the server may, or run with "
-               "random weights.")  # fmt: skip
-LOCAL_PICKER_HELP = (" You may also type any name: hf:ORG/NAME, hf:/a/save_pretrained/folder, /path/model.pt2 "
-                     "(torch.export) or package.module:builder (give its checkpoint below).")  # fmt: skip
+PICKER_HELP = (
+    "Search by typing (dino, convnext, resnet). torchvision's zoo, timm:NAME.TAG, and hf:ORG/NAME for "
+    "Hugging Face; ✓ marks weights on this machine. Others download where the server may, or run with "
+    "random weights."
+)
+LOCAL_PICKER_HELP = (
+    " You may also type any name: hf:ORG/NAME, hf:/a/save_pretrained/folder, /path/model.pt2 "
+    "(torch.export) or package.module:builder (give its checkpoint below)."
+)
 DEFAULT_MODEL = "mobilenet_v2"
 
 
@@ -211,14 +238,21 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
     q_model = canonical(link.models[0])
     if q_model not in names and not _may_name(q_model):
         if _mode().name != "local":
-            notices.append(f"This public demo serves only the models whose weights are on its server; {DEFAULT_MODEL} "
-                           "is shown instead.")  # fmt: skip
+            notices.append(
+                f"This public demo serves only the models whose weights are on its server; {DEFAULT_MODEL} "
+                "is shown instead."
+            )
         q_model = DEFAULT_MODEL  # locally: a model that runs code waits for the person's confirmation (main.py)
     options = names + ([q_model] if q_model not in names else [])
-    model = sb.selectbox("Network", options, index=options.index(q_model), key="model",  # type: ignore[attr-defined]
-                         accept_new_options=_mode().name == "local",
-                         format_func=lambda n: f"{n}  ✓ offline weights" if avail.get(n) == "offline" else n,
-                         help=PICKER_HELP + (LOCAL_PICKER_HELP if _mode().name == "local" else ""))  # fmt: skip
+    model = sb.selectbox(
+        "Network",
+        options,
+        index=options.index(q_model),
+        key="model",  # type: ignore[attr-defined]
+        accept_new_options=_mode().name == "local",
+        format_func=lambda n: f"{n}  ✓ offline weights" if avail.get(n) == "offline" else n,
+        help=PICKER_HELP + (LOCAL_PICKER_HELP if _mode().name == "local" else ""),
+    )
     model = canonical(model or DEFAULT_MODEL)
     try:  # first: a name that cannot be read stops here, before its weights are looked up
         profile = cached.profile(model)
@@ -231,19 +265,28 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
     checkpoint = ""
     q_weights = link.weights.split(",")[0].strip() if canonical(link.models[0]) == model else "auto"
     if _mode().name == "local":
-        checkpoint = sb.text_input("Checkpoint file (optional)", q_weights if q_weights not in ("auto", "none") else "", key="checkpoint",  # type: ignore[attr-defined]
-                                   placeholder="/path/to/weights.safetensors or .pth",
-                                   help="Your fine-tuned weights for this architecture, loaded without running code "
-                                        "from the file (weights_only). A package.module:builder model needs one.").strip()  # fmt: skip
+        checkpoint = sb.text_input(
+            "Checkpoint file (optional)",
+            q_weights if q_weights not in ("auto", "none") else "",
+            key="checkpoint",  # type: ignore[attr-defined]
+            placeholder="/path/to/weights.safetensors or .pth",
+            help="Your fine-tuned weights for this architecture, loaded without running code "
+            "from the file (weights_only). A package.module:builder model needs one.",
+        ).strip()
     pretrained_ok = cached.model_availability(model) == "offline" or not cached.offline_only()
     q_random = q_weights == "none"
     if checkpoint:
         weights = checkpoint
         sb.caption(f"Weights: {code(checkpoint[-80:])}")  # type: ignore[attr-defined]
     else:
-        choice = sb.radio("Weights", ["pretrained", "random init"], index=0 if pretrained_ok and not q_random else 1,  # type: ignore[attr-defined]
-                          key="weights", horizontal=True,
-                          help="Random initialisation is a baseline: what the architecture alone does.")  # fmt: skip
+        choice = sb.radio(
+            "Weights",
+            ["pretrained", "random init"],
+            index=0 if pretrained_ok and not q_random else 1,  # type: ignore[attr-defined]
+            key="weights",
+            horizontal=True,
+            help="Random initialisation is a baseline: what the architecture alone does.",
+        )
         weights = "auto" if choice == "pretrained" else "none"
     return model, weights, profile
 
@@ -261,8 +304,14 @@ def render() -> Inputs:
     sb = st.sidebar
     notices: list[str] = []
     link = _link()
-    sb.caption(f"Mode: **{_mode().name}** — " + ("your own machine: folders by path, no image cap." if _mode().name == "local"
-               else f"shared public demo: samples and uploads, up to {_mode().max_images:,} images."))  # fmt: skip
+    sb.caption(
+        f"Mode: **{_mode().name}** — "
+        + (
+            "your own machine: folders by path, no image cap."
+            if _mode().name == "local"
+            else f"shared public demo: samples and uploads, up to {_mode().max_images:,} images."
+        )
+    )
     sb.markdown("### Data")
     options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES] + ([SERVER_PATH] if _mode().server_paths else [])
     q_data = link.data
@@ -271,26 +320,45 @@ def render() -> Inputs:
         if _mode().server_paths:
             q_data, q_path = SERVER_PATH, q_data
         else:
-            notices.append("This public demo opens only its bundled samples and your uploads, not a path on the server; "
-                           "the clothing sample is shown instead.")  # fmt: skip
-    data = sb.selectbox("Dataset", options, index=options.index(q_data) if q_data in options else 0, key="data",
-                        format_func=lambda o: SAMPLES.get(o, SOURCE_LABELS.get(o, o)),
-                        help="The bundled sample, or your own images.")  # fmt: skip
+            notices.append(
+                "This public demo opens only its bundled samples and your uploads, not a path on the server; "
+                "the clothing sample is shown instead."
+            )
+    data = sb.selectbox(
+        "Dataset",
+        options,
+        index=options.index(q_data) if q_data in options else 0,
+        key="data",
+        format_func=lambda o: SAMPLES.get(o, SOURCE_LABELS.get(o, o)),
+        help="The bundled sample, or your own images.",
+    )
     with sb:
         upload = _upload_widgets(data)
     chosen = data
     if data == SERVER_PATH:
-        path = sb.text_input("Path", q_path, key="data_path", placeholder="/data/my-photos, /data/set.zip or /data/train.parquet",
-                             help="On the machine this app runs on: a folder of class folders (or images with a "
-                                  "labels.csv or metadata.jsonl), a zip of one, WebDataset .tar shards (a folder, or "
-                                  "shards-{000..009}.tar), a .parquet file or folder, a save_to_disk folder, or a CSV or "
-                                  "parquet table of paths (docs/datasets.md).").strip()  # fmt: skip
+        path = sb.text_input(
+            "Path",
+            q_path,
+            key="data_path",
+            placeholder="/data/my-photos, /data/set.zip or /data/train.parquet",
+            help="On the machine this app runs on: a folder of class folders (or images with a "
+            "labels.csv or metadata.jsonl), a zip of one, WebDataset .tar shards (a folder, or "
+            "shards-{000..009}.tar), a .parquet file or folder, a save_to_disk folder, or a CSV or "
+            "parquet table of paths (docs/datasets.md).",
+        ).strip()
         data = path or SERVER_PATH
     label_column = None
     if chosen in (SERVER_PATH, UPLOAD_ZIP):
-        label_column = sb.text_input("Label column (optional)", link.label_column or "", key="label_column",
-                                     help="For a table, a parquet file, metadata.csv/jsonl or a shard's .json: the column "
-                                          "that holds the label. Empty: label, labels, class, cls or target.").strip() or None  # fmt: skip
+        label_column = (
+            sb.text_input(
+                "Label column (optional)",
+                link.label_column or "",
+                key="label_column",
+                help="For a table, a parquet file, metadata.csv/jsonl or a shard's .json: the column "
+                "that holds the label. Empty: label, labels, class, cls or target.",
+            ).strip()
+            or None
+        )
     max_images = _max_images_input(sb, notices, link)
 
     sb.markdown("### Model")
@@ -302,51 +370,123 @@ def render() -> Inputs:
     unknown = [n for n, r in resolved.items() if r is None]
     if unknown:
         named = ", ".join(code(n[:80]) for n in unknown[:3])  # the link's words, shown as text
-        sb.warning(f"{model} has no layer {named}{' …' if len(unknown) > 3 else ''}; "
-                   "the link's other layers (or the defaults) are used.", icon="⚠️")  # fmt: skip
-    chosen = sb.multiselect("Layers", profile.nodes, default=default_layers, key=f"layers_{model}",
-                            format_func=lambda n: _layer_label(profile, n),
-                            help="FX nodes (torchvision) or modules (other sources). Pre-selected: a spread of block "
-                                 "outputs through the pooled features. ▼ marks bottlenecks (narrower than the layers "
-                                 "around them).")  # fmt: skip
+        sb.warning(
+            f"{model} has no layer {named}{' …' if len(unknown) > 3 else ''}; "
+            "the link's other layers (or the defaults) are used.",
+            icon="⚠️",
+        )
+    chosen = sb.multiselect(
+        "Layers",
+        profile.nodes,
+        default=default_layers,
+        key=f"layers_{model}",
+        format_func=lambda n: _layer_label(profile, n),
+        help="FX nodes (torchvision) or modules (other sources). Pre-selected: a spread of block "
+        "outputs through the pooled features. ▼ marks bottlenecks (narrower than the layers "
+        "around them).",
+    )
     with sb.expander("Options", expanded=False):
         poolings = ["avg", "max", "avgmax"]
         q_pool = link.pooling
-        pooling = st.selectbox("Pooling of feature maps", poolings, index=poolings.index(q_pool) if q_pool in poolings else 0, key="pooling",
-                               help="How a C×H×W map becomes one vector: average, max, or both concatenated.")  # fmt: skip
+        pooling = st.selectbox(
+            "Pooling of feature maps",
+            poolings,
+            index=poolings.index(q_pool) if q_pool in poolings else 0,
+            key="pooling",
+            help="How a C×H×W map becomes one vector: average, max, or both concatenated.",
+        )
         names = cached.model_names(offline_weights_only=not _mode().downloads)
         # the link's models after the first (older links: other_models=a,b or second_model=a)
         old = st.query_params.get("other_models", "") or st.query_params.get("second_model", "")
         q_other = [canonical(m) for m in [*link.models[1:], *old.split(",")] if m.strip()]
-        q_other = list(dict.fromkeys(m for m in q_other if m != "(none)" and m != model and (m in names or _may_name(m))))
-        others = st.multiselect("Compare with other models", names + [m for m in q_other if m not in names], default=q_other,
-                                key="other_models", accept_new_options=_mode().name == "local",
-                                help="Any number, from any source: a torchvision CNN against a timm ViT and a DINOv2, say. "
-                                     "Each adds its default layers; curves share one chart, CKA and neighbourhood "
-                                     "overlap span them all, and Choose a cut ranks every (model, layer).")  # fmt: skip
-        baseline = st.checkbox("Add a random-weights baseline", key="baseline", value=link.random_baseline,
-                               help="The same model with random weights, as a dashed curve.")  # fmt: skip
+        q_other = list(
+            dict.fromkeys(m for m in q_other if m != "(none)" and m != model and (m in names or _may_name(m)))
+        )
+        others = st.multiselect(
+            "Compare with other models",
+            names + [m for m in q_other if m not in names],
+            default=q_other,
+            key="other_models",
+            accept_new_options=_mode().name == "local",
+            help="Any number, from any source: a torchvision CNN against a timm ViT and a DINOv2, say. "
+            "Each adds its default layers; curves share one chart, CKA and neighbourhood "
+            "overlap span them all, and Choose a cut ranks every (model, layer).",
+        )
+        baseline = st.checkbox(
+            "Add a random-weights baseline",
+            key="baseline",
+            value=link.random_baseline,
+            help="The same model with random weights, as a dashed curve.",
+        )
 
     sb.markdown("### Projection")
     methods = ["umap", "pca", "tsne"]
     q_proj = link.projection
-    method = sb.radio("Method", methods, index=methods.index(q_proj) if q_proj in methods else 0, key="projection", horizontal=True,
-                      format_func=str.upper, help="PCA is instant and linear; UMAP and t-SNE show neighbourhoods.")  # fmt: skip
+    method = sb.radio(
+        "Method",
+        methods,
+        index=methods.index(q_proj) if q_proj in methods else 0,
+        key="projection",
+        horizontal=True,
+        format_func=str.upper,
+        help="PCA is instant and linear; UMAP and t-SNE show neighbourhoods.",
+    )
     dims = sb.radio("View", ["2-D", "3-D"], key="dims", horizontal=True, index=1 if link.components == 3 else 0)
     n_neighbors, min_dist, perplexity = 15, 0.1, 30.0
     if method == "umap":
-        n_neighbors = sb.slider("UMAP neighbours", 5, 100, _clamp_int(link.n_neighbors, 5, 100), key="n_neighbors",
-                                help="Larger: more global structure.")  # fmt: skip
-        min_dist = sb.slider("UMAP min distance", 0.0, 0.99, _clamp_float(link.min_dist, 0.0, 0.99, 0.1), key="min_dist",
-                             help="Smaller: tighter clusters.")  # fmt: skip
+        n_neighbors = sb.slider(
+            "UMAP neighbours",
+            5,
+            100,
+            _clamp_int(link.n_neighbors, 5, 100),
+            key="n_neighbors",
+            help="Larger: more global structure.",
+        )
+        min_dist = sb.slider(
+            "UMAP min distance",
+            0.0,
+            0.99,
+            _clamp_float(link.min_dist, 0.0, 0.99, 0.1),
+            key="min_dist",
+            help="Smaller: tighter clusters.",
+        )
     elif method == "tsne":
-        perplexity = float(sb.slider("t-SNE perplexity", 5, 50, int(_clamp_float(link.perplexity, 5, 50, 30.0)), key="perplexity"))
-    align = sb.checkbox("Align panels", value=st.query_params.get("align", "1") != "0", key="align",
-                        help="Rotate each panel onto the previous one (Procrustes) so a point keeps its place.")  # fmt: skip
-    extract = ExtractSpec(model=model, weights=weights, layers=tuple(chosen), pooling=pooling, token_pooling=link.tokens,
-                          precision=link.precision)  # not on the page: as the link says
-    projection = ProjectionSpec(method=method, n_components=3 if dims == "3-D" else 2, n_neighbors=n_neighbors,
-                                min_dist=min_dist, perplexity=perplexity, random_state=link.seed)  # fmt: skip
+        perplexity = float(
+            sb.slider("t-SNE perplexity", 5, 50, int(_clamp_float(link.perplexity, 5, 50, 30.0)), key="perplexity")
+        )
+    align = sb.checkbox(
+        "Align panels",
+        value=st.query_params.get("align", "1") != "0",
+        key="align",
+        help="Rotate each panel onto the previous one (Procrustes) so a point keeps its place.",
+    )
+    extract = ExtractSpec(
+        model=model,
+        weights=weights,
+        layers=tuple(chosen),
+        pooling=pooling,
+        token_pooling=link.tokens,
+        precision=link.precision,
+    )  # not on the page: as the link says
+    projection = ProjectionSpec(
+        method=method,
+        n_components=3 if dims == "3-D" else 2,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        perplexity=perplexity,
+        random_state=link.seed,
+    )
     other_models = tuple(dict.fromkeys(canonical(m) for m in others if canonical(m) != model))
-    return Inputs(data, upload, max_images, extract, projection, other_models, baseline, align, tuple(notices), label_column,
-                  _awaiting(link))  # fmt: skip
+    return Inputs(
+        data,
+        upload,
+        max_images,
+        extract,
+        projection,
+        other_models,
+        baseline,
+        align,
+        tuple(notices),
+        label_column,
+        _awaiting(link),
+    )

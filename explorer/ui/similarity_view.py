@@ -37,11 +37,17 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     if bias and kind == "cka":
         st.warning(plain(bias), icon="⚖️")
     sim = comp.layer_similarity
-    interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None and sim.cka_high is not None else None
+    interval = (
+        (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None and sim.cka_high is not None else None
+    )
     clickable = len(names) >= 2 and bool(comp.projections)
-    event = st.plotly_chart(figures.cka_heatmap(names, matrices[kind], kind=kind, clickable=clickable, interval=interval),
-                            config=PLOT_CONFIG, key="cka_chart", on_select="rerun" if clickable else "ignore",
-                            selection_mode="points")  # fmt: skip
+    event = st.plotly_chart(
+        figures.cka_heatmap(names, matrices[kind], kind=kind, clickable=clickable, interval=interval),
+        config=PLOT_CONFIG,
+        key="cka_chart",
+        on_select="rerun" if clickable else "ignore",
+        selection_mode="points",
+    )
     if interval is not None:
         st.caption(sentences.cka_interval_note(comp))
     if not clickable:
@@ -60,16 +66,25 @@ def similarity_tab(comp: Comparison, align: bool) -> None:
     a = c1.selectbox("Layer A (row)", names, key="cka_a")
     b = c2.selectbox("Layer B (column)", names, key="cka_b")
     i, j = names.index(a), names.index(b)
-    between = (f" (95 % interval {sim.cka_low[i, j]:.3f}–{sim.cka_high[i, j]:.3f})"
-               if sim.cka_low is not None and sim.cka_high is not None and i != j else "")  # fmt: skip
-    st.caption(f"Linear CKA between them: **{comp.cka[i, j]:.3f}**{between} (1 = the same geometry up to rotation and scale); "
-               f"debiased CKA **{matrices['cka_debiased'][i, j]:.3f}**; neighbourhood overlap **{comp.overlap[i, j]:.3f}**.")  # fmt: skip
+    between = (
+        f" (95 % interval {sim.cka_low[i, j]:.3f}–{sim.cka_high[i, j]:.3f})"
+        if sim.cka_low is not None and sim.cka_high is not None and i != j
+        else ""
+    )
+    st.caption(
+        f"Linear CKA between them: **{comp.cka[i, j]:.3f}**{between} (1 = the same geometry up to rotation and scale); "
+        f"debiased CKA **{matrices['cka_debiased'][i, j]:.3f}**; neighbourhood overlap **{comp.overlap[i, j]:.3f}**."
+    )
     panels = comp.panels(align=False)
     pair = {a: panels[a], b: panels[b]} if a != b else {a: panels[a]}
     if align and a != b and pair[a].shape[1] == 2:
         pair[b] = align_fn(pair[a], pair[b])
     if pair[a].shape[1] == 3:
-        st.plotly_chart(figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2), config=PLOT_CONFIG, key="cka_pair")
+        st.plotly_chart(
+            figures.projections(pair, comp.dataset.labels, comp.dataset.names, cols=2),
+            config=PLOT_CONFIG,
+            key="cka_pair",
+        )
         return
     points = comparison_points(comp, pair, "class", cols=2, aligned=align)
     scatter.layer_scatter(points, key="cka_pair", thumb_token=thumb_token(comp))

@@ -88,8 +88,10 @@ def apply_each_interaction_whole() -> None:
     if original is None:
         if not _warned:
             _warned.append(True)
-            log.warning("this Streamlit has no SafeSessionState.on_script_will_rerun: a Run click followed at "
-                        "once by another interaction can be lost (explorer/ui/state.py)")  # fmt: skip
+            log.warning(
+                "this Streamlit has no SafeSessionState.on_script_will_rerun: a Run click followed at "
+                "once by another interaction can be lost (explorer/ui/state.py)"
+            )
         return
     if getattr(original, "applies_interaction_whole", False):
         return
@@ -135,11 +137,15 @@ def keep_clicks() -> bool:
         from streamlit import config
 
         if config.get_option(FAST_RERUNS):
-            config.set_option(FAST_RERUNS, False, "explorer.ui.state.keep_clicks: clicks followed at once by another are kept")
+            config.set_option(
+                FAST_RERUNS, False, "explorer.ui.state.keep_clicks: clicks followed at once by another are kept"
+            )
             log.info("runner.fastReruns was on (the host's setting): turned off, so that no click is lost")
         return not config.get_option(FAST_RERUNS)
     except Exception:  # a Streamlit whose config differs: the page says what can be lost (fast_reruns_on)
-        log.warning("could not turn runner.fastReruns off; a click followed at once by another may be lost", exc_info=True)
+        log.warning(
+            "could not turn runner.fastReruns off; a click followed at once by another may be lost", exc_info=True
+        )
         return False
 
 
@@ -151,4 +157,3 @@ def fast_reruns_on() -> bool:
         return bool(config.get_option(FAST_RERUNS))
     except Exception:
         return False
-

@@ -22,7 +22,9 @@ def _hsic_unbiased(k, l):
     np.fill_diagonal(k, 0)
     np.fill_diagonal(l, 0)
     one = np.ones(n)
-    return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ l @ one) / (n * (n - 3))
+    return (
+        np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ l @ one
+    ) / (n * (n - 3))
 
 
 def _debiased_cka(x, y):

@@ -34,6 +34,8 @@ def test_first_apart_and_hardest_pairs_equal_a_direct_walk() -> None:
             assert pairs.first_apart[x, y] == want, (x, y)
     assert (pairs.first_apart == pairs.first_apart.T).all() and (pairs.first_apart > 0).any()
     top = pairs.hardest("l0", top=3)
-    direct = sorted(((pairs.confusion[0][x, y], x, y) for x in range(k) for y in range(x + 1, k)), key=lambda t: (-t[0], t[1], t[2]))[:3]
+    direct = sorted(
+        ((pairs.confusion[0][x, y], x, y) for x in range(k) for y in range(x + 1, k)), key=lambda t: (-t[0], t[1], t[2])
+    )[:3]
     assert [(a, b) for a, b, _ in top] == [("abcde"[x], "abcde"[y]) for _, x, y in direct]
     assert [v for *_, v in top] == [v for v, *_ in direct]

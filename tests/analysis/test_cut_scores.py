@@ -69,7 +69,10 @@ def test_top_components_beat_a_random_projection_where_the_signal_is_in_a_few_di
 def _front_by_brute_force(acc: np.ndarray, cost: np.ndarray) -> np.ndarray:
     out = []
     for i in range(len(acc)):
-        dominated = any((acc[j] >= acc[i] and cost[j] <= cost[i]) and (acc[j] > acc[i] or cost[j] < cost[i]) for j in range(len(acc)))
+        dominated = any(
+            (acc[j] >= acc[i] and cost[j] <= cost[i]) and (acc[j] > acc[i] or cost[j] < cost[i])
+            for j in range(len(acc))
+        )
         out.append(not dominated)
     return np.array(out)
 
@@ -83,11 +86,17 @@ def test_pareto_front_equals_a_brute_force_walk() -> None:
 
 
 def test_budget_answers_equal_a_direct_filter() -> None:
-    board = pd.DataFrame({
-        "model": ["a", "a", "b", "b"], "layer": ["l1", "l2", "l1", "l2"], "dim": [64, 1280, 256, 512],
-        "probe_acc": [0.5, 0.8, 0.7, 0.75], "gflops": [0.1, 0.3, 0.9, 1.8],
-        "latency_ms_b1": [1.0, 6.0, 4.0, 9.0], "latency_ms_b32": [0.5, 2.0, 3.0, 5.0],
-    })  # fmt: skip
+    board = pd.DataFrame(
+        {
+            "model": ["a", "a", "b", "b"],
+            "layer": ["l1", "l2", "l1", "l2"],
+            "dim": [64, 1280, 256, 512],
+            "probe_acc": [0.5, 0.8, 0.7, 0.75],
+            "gflops": [0.1, 0.3, 0.9, 1.8],
+            "latency_ms_b1": [1.0, 6.0, 4.0, 9.0],
+            "latency_ms_b32": [0.5, 2.0, 3.0, 5.0],
+        }
+    )
     assert best_cut(board)["layer"] == "l2" and best_cut(board)["model"] == "a"
     assert best_cut(board, max_dim=512)["model"] == "b" and best_cut(board, max_dim=512)["layer"] == "l2"
     assert best_cut(board, max_dim=256, max_gflops=0.5)["model"] == "a"

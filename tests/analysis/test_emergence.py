@@ -24,7 +24,10 @@ def test_a_selection_emerges_where_its_signal_appears() -> None:
     selected = np.flatnonzero(rng.random(n) < 0.2)
     signal = np.zeros((n, 8), np.float32)
     signal[selected, 0] = 3.0
-    feats = {"noise": rng.normal(size=(n, 8)).astype(np.float32), "signal": (rng.normal(size=(n, 8)) + signal).astype(np.float32)}
+    feats = {
+        "noise": rng.normal(size=(n, 8)).astype(np.float32),
+        "signal": (rng.normal(size=(n, 8)) + signal).astype(np.float32),
+    }
     out = em.emergence(feats, selected)
     assert out.layers == ("noise", "signal") and out.n_selected == len(selected) and out.n_used == 2 * len(selected)
     assert abs(out.accuracy[0] - 0.5) < 0.1 and out.accuracy[1] > 0.9
@@ -36,6 +39,10 @@ def test_a_selection_emerges_where_its_signal_appears() -> None:
 
     rows, y = em.balanced_rows(n, selected)
     folds = StratifiedKFold(em.FOLDS, shuffle=True, random_state=0)
-    best = max(cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)), feats["signal"][rows], y,
-                               cv=folds).mean() for c in (0.01, 0.1, 1.0, 10.0))  # fmt: skip
+    best = max(
+        cross_val_score(
+            make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)), feats["signal"][rows], y, cv=folds
+        ).mean()
+        for c in (0.01, 0.1, 1.0, 10.0)
+    )
     assert abs(out.accuracy[1] - best) < 0.03

@@ -21,7 +21,10 @@ def _layers(n: int = 150) -> tuple[dict[str, np.ndarray], np.ndarray]:
     labels = np.repeat(np.array(["a", "b", "c"]), n // 3)
     centre = {c: rng.normal(size=16) for c in "abc"}
     base = rng.normal(size=(n, 16))
-    feats = {f"l{j}": base * (1 - s) + s * 3 * np.stack([centre[c] for c in labels]) for j, s in enumerate((0.0, 0.3, 0.6, 0.9))}
+    feats = {
+        f"l{j}": base * (1 - s) + s * 3 * np.stack([centre[c] for c in labels])
+        for j, s in enumerate((0.0, 0.3, 0.6, 0.9))
+    }
     return {k: v.astype(np.float32) for k, v in feats.items()}, labels
 
 

@@ -79,7 +79,9 @@ def test_probe_control_is_sklearns_probe_on_the_permuted_labels():
     x, y = _blobs()
     rows = np.arange(len(y))
     got = control(x, y, 5, rows=rows, c=1.0, random_state=0)
-    shuffled = np.random.default_rng(0).permutation(y)  # the control's permutation (its seed; all rows: fewer than CONTROL_ROWS)
+    shuffled = np.random.default_rng(0).permutation(
+        y
+    )  # the control's permutation (its seed; all rows: fewer than CONTROL_ROWS)
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
     direct = cross_val_score(make_pipeline(StandardScaler(), LogisticRegression(C=1.0)), x, shuffled, cv=cv).mean()
     assert got.accuracy == pytest.approx(direct, abs=0.01)
@@ -114,7 +116,11 @@ def test_scores_carry_intervals_controls_and_selectivity():
 def _features(n=120, seed=5):
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(n, 6))
-    return {"a": a, "b": np.concatenate([a @ rng.normal(size=(6, 4)), rng.normal(size=(n, 30))], 1), "c": rng.normal(size=(n, 12)) ** 2}
+    return {
+        "a": a,
+        "b": np.concatenate([a @ rng.normal(size=(6, 4)), rng.normal(size=(n, 30))], 1),
+        "c": rng.normal(size=(n, 12)) ** 2,
+    }
 
 
 def test_weighted_hsic_is_cka_of_the_resampled_rows():
@@ -123,7 +129,11 @@ def test_weighted_hsic_is_cka_of_the_resampled_rows():
     idx = np.random.default_rng(6).integers(0, n, n)
     w = np.bincount(idx, minlength=n).astype(float)[None, :]
     grams = {k: (f - f.mean(0)) @ (f - f.mean(0)).T for k, f in feats.items()}
-    h = {(p, q): sim_mod._weighted_hsic(grams[p], grams[q], w @ grams[p], w @ grams[q], w)[0] for p in feats for q in feats}
+    h = {
+        (p, q): sim_mod._weighted_hsic(grams[p], grams[q], w @ grams[p], w @ grams[q], w)[0]
+        for p in feats
+        for q in feats
+    }
     resampled = layer_similarity({k: f[idx] for k, f in feats.items()})
     for i, p in enumerate(feats):
         for j, q in enumerate(feats):

@@ -158,8 +158,22 @@ def archives(draw: st.DrawFn) -> bytes:
             head[156:157] = draw(st.sampled_from([b"x", b"g", b"L", b"K", b"S", b"M", b"V", b"7", b"5", b"Z", b"\0"]))
             checksum(head)
         elif how == "pax":  # a pax record of any declared length, in the block after a header
-            record = draw(st.sampled_from([b"0 ", b"1 ", b"9 ", b"99999999 ", b"-5 ", b"30 path=", b"12 size=-9\n",
-                                           b"20 size=99999999\n", b"11 size=x\n", b"13 path=a/..\n"]))
+            record = draw(
+                st.sampled_from(
+                    [
+                        b"0 ",
+                        b"1 ",
+                        b"9 ",
+                        b"99999999 ",
+                        b"-5 ",
+                        b"30 path=",
+                        b"12 size=-9\n",
+                        b"20 size=99999999\n",
+                        b"11 size=x\n",
+                        b"13 path=a/..\n",
+                    ]
+                )
+            )
             record += draw(st.binary(max_size=30))
             body = block + 512
             raw[body : body + len(record)] = record

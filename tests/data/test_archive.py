@@ -70,8 +70,14 @@ def test_not_a_zip(tmp_path: Path) -> None:
 
 
 def test_junk_and_nested_archives_left_out(tmp_path: Path) -> None:
-    entries = {**GOOD, "__MACOSX/cats/._a.jpg": b"junk", "cats/._a.jpg": b"junk", ".hidden/x.jpg": b"x",
-               "cats/inner.zip": b"PK..", "cats/.DS_Store": b"x"}  # fmt: skip
+    entries = {
+        **GOOD,
+        "__MACOSX/cats/._a.jpg": b"junk",
+        "cats/._a.jpg": b"junk",
+        ".hidden/x.jpg": b"x",
+        "cats/inner.zip": b"PK..",
+        "cats/.DS_Store": b"x",
+    }
     report = safe_extract_zip(_zip(tmp_path / "a.zip", entries), tmp_path / "out", Limits())
     assert sorted(report.written) == ["cats/a.jpg", "dogs/b.jpg"]
     reasons = dict(report.ignored)

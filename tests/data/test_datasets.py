@@ -161,10 +161,15 @@ def test_reopening_a_folder_reads_only_the_files_that_changed(tmp_path: Path, mo
     (data / "blue" / "blue_1.jpg").write_bytes((data / "green" / "green_0.jpg").read_bytes())  # changed content
     third = load_dataset(DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index)
     assert reads == ["blue/blue_1.jpg"]
-    assert ("blue/blue_1.jpg", "green/green_0.jpg") in third.duplicates or ("green/green_0.jpg", "blue/blue_1.jpg") in third.duplicates
+    assert ("blue/blue_1.jpg", "green/green_0.jpg") in third.duplicates or (
+        "green/green_0.jpg",
+        "blue/blue_1.jpg",
+    ) in third.duplicates
     (index / next(index.iterdir()).name).write_text("{damaged")
     reads.clear()
-    fourth = load_dataset(DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index)  # a damaged index: read all
+    fourth = load_dataset(
+        DataSpec(source=str(data)), thumbnails=False, file_checks_dir=index
+    )  # a damaged index: read all
     assert len(reads) == 13 and fourth.hashes == third.hashes
 
 

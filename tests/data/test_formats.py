@@ -56,8 +56,13 @@ def files() -> list[Path]:
 
 def test_a_parquet_file_written_by_datasets(tmp_path: Path, files: list[Path]) -> None:
     datasets = pytest.importorskip("datasets")
-    ds = datasets.Dataset.from_dict({"image": [str(f) for f in files], "label": [f.parent.name for f in files],
-                                     "shade": [f"s{i % 3}" for i in range(len(files))]})  # fmt: skip
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [str(f) for f in files],
+            "label": [f.parent.name for f in files],
+            "shade": [f"s{i % 3}" for i in range(len(files))],
+        }
+    )
     ds.cast_column("image", datasets.Image()).class_encode_column("label").to_parquet(tmp_path / "train.parquet")
     got = _load(tmp_path / "train.parquet")
     _same_images(got, files)
@@ -69,7 +74,8 @@ def test_a_folder_of_parquet_shards_with_plain_bytes(tmp_path: Path, files: list
     half = len(files) // 2
     for i, part in enumerate((files[:half], files[half:])):
         pd.DataFrame({"img": [f.read_bytes() for f in part], "class": [f.parent.name for f in part]}).to_parquet(
-            tmp_path / "data" / f"train-{i:05d}-of-00002.parquet", row_group_size=7)
+            tmp_path / "data" / f"train-{i:05d}-of-00002.parquet", row_group_size=7
+        )
     _same_images(_load(tmp_path / "data"), files)
 
 
@@ -101,8 +107,14 @@ def test_webdataset_shards_written_by_its_shardwriter(tmp_path: Path, files: lis
     classes = sorted({f.parent.name for f in files})
     with wds.ShardWriter(str(tmp_path / "shards" / "train-%03d.tar"), maxcount=15) as sink:
         for i, f in enumerate(files):
-            sink.write({"__key__": f"s{i:04d}", "jpg": f.read_bytes(), "cls": classes.index(f.parent.name),
-                        "json": {"label": f.parent.name, "shade": i % 2}})  # fmt: skip
+            sink.write(
+                {
+                    "__key__": f"s{i:04d}",
+                    "jpg": f.read_bytes(),
+                    "cls": classes.index(f.parent.name),
+                    "json": {"label": f.parent.name, "shade": i % 2},
+                }
+            )
     shards = sorted((tmp_path / "shards").glob("*.tar"))
     assert len(shards) == 3
     by_field = _load(tmp_path / "shards", label_column="label")  # the folder: the json's field as the label
@@ -120,7 +132,9 @@ def test_a_table_of_paths(tmp_path: Path, files: list[Path]) -> None:
     for f in files:
         (root / f.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(f, root / f.parent.name / f.name)
-    rel = pd.DataFrame({"path": [f"photos/{f.parent.name}/{f.name}" for f in files], "label": [f.parent.name for f in files]})
+    rel = pd.DataFrame(
+        {"path": [f"photos/{f.parent.name}/{f.name}" for f in files], "label": [f.parent.name for f in files]}
+    )
     rel.to_csv(tmp_path / "table.csv", index=False)
     _same_images(_load(tmp_path / "table.csv"), files)
     absolute = rel.assign(path=[str(root / f.parent.name / f.name) for f in files])
@@ -138,15 +152,23 @@ def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Pat
     return path
 
 
-def _member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple[tarfile.TarInfo, bytes | None]:
+def _member(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
     info = tarfile.TarInfo(name)
     info.type, info.size, info.linkname = kind, len(data) if kind == tarfile.REGTYPE else 0, link
     return info, data if kind == tarfile.REGTYPE else None
 
 
-@pytest.mark.parametrize("bad", [_member("../evil.jpg", b"x"), _member("/etc/evil.jpg", b"x"),
-                                 _member("a.jpg", kind=tarfile.SYMTYPE, link="/etc/passwd"),
-                                 _member("b.jpg", kind=tarfile.CHRTYPE)])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        _member("../evil.jpg", b"x"),
+        _member("/etc/evil.jpg", b"x"),
+        _member("a.jpg", kind=tarfile.SYMTYPE, link="/etc/passwd"),
+        _member("b.jpg", kind=tarfile.CHRTYPE),
+    ],
+)
 def test_a_shard_with_an_unsafe_member_is_refused_whole(tmp_path: Path, files: list[Path], bad: tuple) -> None:
     good = _member("s0001.jpg", files[0].read_bytes())
     shard = _tar(tmp_path / "bad.tar", [good, bad])
@@ -155,14 +177,19 @@ def test_a_shard_with_an_unsafe_member_is_refused_whole(tmp_path: Path, files: l
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar"]  # nothing written
 
 
-def test_a_parquet_with_a_pixel_bomb_and_a_truncated_jpeg_skips_and_names_them(tmp_path: Path, files: list[Path]) -> None:
+def test_a_parquet_with_a_pixel_bomb_and_a_truncated_jpeg_skips_and_names_them(
+    tmp_path: Path, files: list[Path]
+) -> None:
     bomb = io.BytesIO()
     Image.new("L", (9000, 9000)).save(bomb, format="PNG")
     truncated = files[1].read_bytes()[:400]
     rows = [files[0].read_bytes(), bomb.getvalue(), truncated, files[2].read_bytes()]
-    pd.DataFrame({"image": [{"bytes": b, "path": f"{i}.jpg"} for i, b in enumerate(rows)],
-                  "label": ["a", "b", "c", "d"]}).to_parquet(tmp_path / "t.parquet")  # fmt: skip
-    got = load_dataset(DataSpec(source=str(tmp_path / "t.parquet")), limits=Limits(max_pixels=40_000_000), thumbnails=True)
+    pd.DataFrame(
+        {"image": [{"bytes": b, "path": f"{i}.jpg"} for i, b in enumerate(rows)], "label": ["a", "b", "c", "d"]}
+    ).to_parquet(tmp_path / "t.parquet")
+    got = load_dataset(
+        DataSpec(source=str(tmp_path / "t.parquet")), limits=Limits(max_pixels=40_000_000), thumbnails=True
+    )
     assert list(got.labels) == ["a", "d"]
     reasons = {s.file.rsplit("-", 1)[-1]: s.reason for s in got.skipped}
     assert "pixels" in reasons["1.jpg"] and reasons["2.jpg"]
@@ -192,14 +219,27 @@ def test_parquet_and_shards_give_the_folders_features(tmp_path: Path, files: lis
     for f in files:
         (root / f.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(f, root / f.parent.name / f.name)
-    pd.DataFrame({"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files],
-                  "label": [f.parent.name for f in files]}).to_parquet(tmp_path / "t.parquet")  # fmt: skip
-    shard = _tar(tmp_path / "s.tar", [m for i, f in enumerate(files)
-                                      for m in (_member(f"k{i:03d}.jpg", f.read_bytes()), _member(f"k{i:03d}.cls", f.parent.name.encode()))])  # fmt: skip
+    pd.DataFrame(
+        {"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "label": [f.parent.name for f in files]}
+    ).to_parquet(tmp_path / "t.parquet")
+    shard = _tar(
+        tmp_path / "s.tar",
+        [
+            m
+            for i, f in enumerate(files)
+            for m in (_member(f"k{i:03d}.jpg", f.read_bytes()), _member(f"k{i:03d}.cls", f.parent.name.encode()))
+        ],
+    )
 
     def features(source: Path, cache: str) -> dict[str, np.ndarray]:
-        comp = explorer.compare(str(source), layers=["features.14"], cache_dir=tmp_path / cache, progress=False,
-                                leaderboard=False, projection="none")  # fmt: skip
+        comp = explorer.compare(
+            str(source),
+            layers=["features.14"],
+            cache_dir=tmp_path / cache,
+            progress=False,
+            leaderboard=False,
+            projection="none",
+        )
         return dict(zip(comp.dataset.hashes, np.asarray(comp.features("features.14"))))
 
     folder = features(root, "c1")
@@ -212,7 +252,8 @@ def test_parquet_and_shards_give_the_folders_features(tmp_path: Path, files: lis
 def test_the_python_api_reads_the_same_sources_with_a_label_column(tmp_path: Path, files: list[Path]) -> None:
     import explorer
 
-    pd.DataFrame({"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files],
-                  "kind": [f.parent.name for f in files]}).to_parquet(tmp_path / "t.parquet")  # fmt: skip
+    pd.DataFrame(
+        {"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "kind": [f.parent.name for f in files]}
+    ).to_parquet(tmp_path / "t.parquet")
     got = explorer.load(str(tmp_path / "t.parquet"), label_column="kind", progress=False)
     _same_images(got, files)

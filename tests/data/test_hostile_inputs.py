@@ -28,12 +28,19 @@ def test_a_well_formed_seed_is_listed(tmp_path: Path, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", hostile.KINDS)
-def test_damaged_uploads_are_listed_or_refused_in_one_sentence(tmp_path_factory: pytest.TempPathFactory, kind: str) -> None:
+def test_damaged_uploads_are_listed_or_refused_in_one_sentence(
+    tmp_path_factory: pytest.TempPathFactory, kind: str
+) -> None:
     seed = hostile.seed(kind)
     start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(st.data())
     def one(data: st.DataObject) -> None:
         raw = data.draw(hostile.damaged(seed))

@@ -82,7 +82,9 @@ def test_what_it_does_not_read_is_tarfiles(tmp_path: Path) -> None:
     raw = path.read_bytes()
     for cut in (600, 2000, 2660, len(raw) - 1024):  # in a pax record, in a member's data, in a header, no zero blocks
         (tmp_path / "cut.tar").write_bytes(raw[:cut])
-        assert _outcome(tar_headers.members, tmp_path / "cut.tar") == _outcome(tar_headers._by_tarfile, tmp_path / "cut.tar")
+        assert _outcome(tar_headers.members, tmp_path / "cut.tar") == _outcome(
+            tar_headers._by_tarfile, tmp_path / "cut.tar"
+        )
 
 
 def _outcome(lister: object, path: Path) -> object:
@@ -93,7 +95,6 @@ def _outcome(lister: object, path: Path) -> object:
 
 
 # ---- hostile archives: the reader lists what tarfile lists, or refuses in one sentence, and never hangs ----
-
 
 
 @settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])

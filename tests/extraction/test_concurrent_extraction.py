@@ -47,8 +47,16 @@ def test_two_processes_on_one_key_wait_and_reuse(tmp_path: Path) -> None:
     procs = []
     for i, log in enumerate(logs):
         with open(log, "wb") as err:
-            procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(cache), str(tmp_path / f"out{i}.npz")], cwd=ROOT,
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER, str(cache), str(tmp_path / f"out{i}.npz")],
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    text=True,
+                )
+            )
     for p, log in zip(procs, logs):
         assert p.stdout.readline().strip() == "READY", log.read_text()
     for p in procs:
@@ -67,7 +75,9 @@ def test_two_processes_on_one_key_wait_and_reuse(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a[name], b[name])
     # the same as one process alone, in a fresh store
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=N), thumbnails=False)
-    spec = ExtractSpec(model="mobilenet_v2", weights="none", layers=("features.3", "features.10"), batch_size=8, precision="fp32")
+    spec = ExtractSpec(
+        model="mobilenet_v2", weights="none", layers=("features.3", "features.10"), batch_size=8, precision="fp32"
+    )
     alone = extract_features(ds, spec, cache=FeatureCache(tmp_path / "alone"))
     for name in ("features.3", "features.10"):
         np.testing.assert_allclose(a[name], alone.features[name], rtol=1e-5, atol=1e-5)
@@ -80,7 +90,9 @@ def test_blank_rows_are_nan_and_a_lost_record_is_rebuilt(tmp_path: Path) -> None
     (folder / "a").mkdir(parents=True)
     (folder / "b").mkdir()
     for i, item in enumerate(ds0.items[:20]):
-        (folder / ("a" if i % 2 else "b") / f"{i}.png").write_bytes(Path(item.path).read_bytes() if item.path else item.data)
+        (folder / ("a" if i % 2 else "b") / f"{i}.png").write_bytes(
+            Path(item.path).read_bytes() if item.path else item.data
+        )
     good = (folder / "a" / "1.png").read_bytes()
     (folder / "a" / "broken.png").write_bytes(good[: len(good) // 2])  # a valid header, a truncated body
     ds = load_dataset(DataSpec(source=str(folder)), thumbnails=False)

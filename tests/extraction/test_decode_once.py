@@ -25,7 +25,9 @@ def _truncate(path: Path) -> None:
     path.write_bytes(raw[: raw.index(b"\xff\xda") + 40])  # cut after the start of scan: the header is intact
 
 
-def test_an_image_is_decoded_once_and_a_broken_one_is_left_out_and_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_image_is_decoded_once_and_a_broken_one_is_left_out_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = make_class_folders(tmp_path / "data", per_class=6)
     _truncate(data / "blue" / "blue_3.jpg")
     decodes: list[int] = []
@@ -60,7 +62,9 @@ def test_an_image_is_decoded_once_and_a_broken_one_is_left_out_and_reported(tmp_
     np.testing.assert_array_equal(again.metrics["knn_acc"], comp.metrics["knn_acc"])
 
     clean = load_dataset(DataSpec(source=str(data)), thumbnails=False).without({ds.names.index("blue/blue_3.jpg"): "x"})
-    fresh = comparison.compare(clean, [spec], projection=ProjectionSpec(method="pca"), cache=FeatureCache(tmp_path / "f"))
+    fresh = comparison.compare(
+        clean, [spec], projection=ProjectionSpec(method="pca"), cache=FeatureCache(tmp_path / "f")
+    )
     for name in ("features.3", "flatten"):  # the rows kept are the rows of the images without the broken one
         np.testing.assert_allclose(comp.runs[0].features[name], fresh.runs[0].features[name], rtol=1e-5, atol=1e-6)
 
@@ -71,11 +75,17 @@ def test_a_dataset_of_only_undecodable_images_is_refused_with_a_reason(tmp_path:
         _truncate(p)
     ds = load_dataset(DataSpec(source=str(data)), thumbnails=False)
     with pytest.raises(ValueError, match="none of the .* could be decoded"):
-        comparison.compare(ds, [ExtractSpec(model="mobilenet_v2", layers=("features.3",))],
-                         projection=ProjectionSpec(method="none"), cache=FeatureCache(tmp_path / "c"))  # fmt: skip
+        comparison.compare(
+            ds,
+            [ExtractSpec(model="mobilenet_v2", layers=("features.3",))],
+            projection=ProjectionSpec(method="none"),
+            cache=FeatureCache(tmp_path / "c"),
+        )
 
 
-def test_a_sweep_of_models_decodes_each_image_once_and_gives_each_models_own_features(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sweep_of_models_decodes_each_image_once_and_gives_each_models_own_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Four models with three preprocessings (two torchvision models sharing theirs, a timm ViT at
     its own size, a timm CNN's bicubic resize): one decode per image for all of them, and each
     model's features equal to its extraction alone; a broken image is left out of every model."""
@@ -84,10 +94,15 @@ def test_a_sweep_of_models_decodes_each_image_once_and_gives_each_models_own_fea
     data = make_class_folders(tmp_path / "data", per_class=4)
     _truncate(data / "red" / "red_2.jpg")
     ds = load_dataset(DataSpec(source=str(data)), thumbnails=False)
-    specs = [ExtractSpec(model=m, weights="none", layers=layers, precision="fp32", device="cpu", batch_size=5)
-             for m, layers in (("mobilenet_v2", ("features.3", "flatten")), ("regnet_y_400mf", ("trunk_output",)),
-                               ("timm:test_vit", ("blocks.0",)),
-                               ("timm:resnet18", ("layer2",)))]  # fmt: skip
+    specs = [
+        ExtractSpec(model=m, weights="none", layers=layers, precision="fp32", device="cpu", batch_size=5)
+        for m, layers in (
+            ("mobilenet_v2", ("features.3", "flatten")),
+            ("regnet_y_400mf", ("trunk_output",)),
+            ("timm:test_vit", ("blocks.0",)),
+            ("timm:resnet18", ("layer2",)),
+        )
+    ]
     alone = [extract_features(ds, s, cache=FeatureCache(tmp_path / f"alone{i}")) for i, s in enumerate(specs)]
     decodes: list[int] = []
     real = preprocess.load_rgb
@@ -97,8 +112,9 @@ def test_a_sweep_of_models_decodes_each_image_once_and_gives_each_models_own_fea
         return real(data, max_pixels=max_pixels)
 
     monkeypatch.setattr(preprocess, "load_rgb", counting)
-    comp = comparison.compare(ds, specs, projection=ProjectionSpec(method="none"), cache=FeatureCache(tmp_path / "sweep"),
-                              leaderboard=False)  # fmt: skip
+    comp = comparison.compare(
+        ds, specs, projection=ProjectionSpec(method="none"), cache=FeatureCache(tmp_path / "sweep"), leaderboard=False
+    )
     assert len(decodes) == len(ds)  # once per image, not once per model
     assert all(r.computed == len(ds) for r in comp.runs)
     broken = ds.names.index("red/red_2.jpg")

@@ -27,7 +27,9 @@ def probe_by_layer(tmp_path_factory: pytest.TempPathFactory):
     def get(precision: str):
         if precision not in done:
             spec = ExtractSpec(model="mobilenet_v2", precision=precision, device="cpu")
-            comp = comparison.compare(ds, [spec], projection=ProjectionSpec(method="none"), metric=MetricSpec(probe_c=0.1), cache=cache)
+            comp = comparison.compare(
+                ds, [spec], projection=ProjectionSpec(method="none"), metric=MetricSpec(probe_c=0.1), cache=cache
+            )
             assert comp.runs[0].precision == precision
             done[precision] = comp.metrics.set_index("layer")
         return done[precision]

@@ -45,9 +45,16 @@ def _broken() -> bytes:
 
 def _parquet(root: Path) -> Path:
     datasets_lib = pytest.importorskip("datasets")
-    ds = datasets_lib.Dataset.from_dict({"image": [str(f) for f in FILES], "label": [f.parent.name for f in FILES],
-                                         "shade": [f"s{i % 3}" for i in range(len(FILES))]})  # fmt: skip
-    ds.cast_column("image", datasets_lib.Image()).class_encode_column("label").to_parquet(root / "train.parquet", batch_size=7)
+    ds = datasets_lib.Dataset.from_dict(
+        {
+            "image": [str(f) for f in FILES],
+            "label": [f.parent.name for f in FILES],
+            "shade": [f"s{i % 3}" for i in range(len(FILES))],
+        }
+    )
+    ds.cast_column("image", datasets_lib.Image()).class_encode_column("label").to_parquet(
+        root / "train.parquet", batch_size=7
+    )
     return root / "train.parquet"
 
 
@@ -57,7 +64,8 @@ def _parquet_shards(root: Path) -> Path:
     for i in range(3):
         part = FILES[i::3]
         pd.DataFrame({"img": [f.read_bytes() for f in part], "label": [f.parent.name for f in part]}).to_parquet(
-            root / "data" / f"train-{i:05d}-of-00003.parquet", row_group_size=3)
+            root / "data" / f"train-{i:05d}-of-00003.parquet", row_group_size=3
+        )
     return root
 
 
@@ -65,7 +73,10 @@ def _shards(root: Path) -> str:
     """Two shards by webdataset's own ShardWriter; a duplicate image and a broken one among them."""
     wds = pytest.importorskip("webdataset")
     (root / "shards").mkdir()
-    samples = [(f.read_bytes(), f.parent.name) for f in FILES] + [(FILES[3].read_bytes(), "copy"), (_broken(), "broken")]
+    samples = [(f.read_bytes(), f.parent.name) for f in FILES] + [
+        (FILES[3].read_bytes(), "copy"),
+        (_broken(), "broken"),
+    ]
     with wds.ShardWriter(str(root / "shards" / "part-%02d.tar"), maxcount=14) as sink:
         for i, (data, label) in enumerate(samples):
             sink.write({"__key__": f"s{i:04d}", "jpg": data, "json": {"label": label, "n": i}})
@@ -74,7 +85,9 @@ def _shards(root: Path) -> str:
 
 def _table(root: Path) -> Path:
     rows = [{"file": str(f), "class": f.parent.name, "note": f.stem} for f in FILES]
-    pd.DataFrame(rows + [{"file": str(root / "gone.jpg"), "class": "x", "note": "missing"}]).to_csv(root / "t.csv", index=False)
+    pd.DataFrame(rows + [{"file": str(root / "gone.jpg"), "class": "x", "note": "missing"}]).to_csv(
+        root / "t.csv", index=False
+    )
     return root / "t.csv"
 
 
@@ -90,8 +103,15 @@ def _refuse_image_reads_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "check_image_bytes", refuse)
 
 
-@pytest.mark.parametrize("build, kind, label_column", [(_parquet, "parquet", None), (_parquet_shards, "parquet", None),
-                                                       (_shards, "webdataset", "label"), (_table, "binary", "class")])  # fmt: skip
+@pytest.mark.parametrize(
+    "build, kind, label_column",
+    [
+        (_parquet, "parquet", None),
+        (_parquet_shards, "parquet", None),
+        (_shards, "webdataset", "label"),
+        (_table, "binary", "class"),
+    ],
+)
 def test_the_cluster_reads_lists_and_extracts_what_the_local_engine_does(
     tmp_path: Path, engine: object, build: object, kind: str, label_column: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,7 +122,12 @@ def test_the_cluster_reads_lists_and_extracts_what_the_local_engine_does(
     _refuse_image_reads_here(monkeypatch)
     on_ray = engine.load_dataset(spec)  # type: ignore[attr-defined]
     assert on_ray.files is not None and on_ray.files.kind == kind
-    assert (on_ray.names, on_ray.hashes, on_ray.labels, on_ray.metadata) == (local.names, local.hashes, local.labels, local.metadata)
+    assert (on_ray.names, on_ray.hashes, on_ray.labels, on_ray.metadata) == (
+        local.names,
+        local.hashes,
+        local.labels,
+        local.metadata,
+    )
     assert [s.file for s in on_ray.skipped] == [s.file for s in local.skipped]
     assert on_ray.content_hash == local.content_hash  # so the same cache keys
     run = comparison.extract_features(on_ray, SPEC, cache=FeatureCache(tmp_path / "ray"), backend=engine)
@@ -151,8 +176,15 @@ def test_the_python_api_runs_on_ray_too(tmp_path: Path, engine: object, monkeypa
     import explorer
 
     source = _parquet(tmp_path)
-    kw = {"models": "mobilenet_v2", "layers": ["features.6", "flatten"], "projection": "none", "progress": False,
-          "leaderboard": False, "precision": "fp32", "folds": 2}  # fmt: skip
+    kw = {
+        "models": "mobilenet_v2",
+        "layers": ["features.6", "flatten"],
+        "projection": "none",
+        "progress": False,
+        "leaderboard": False,
+        "precision": "fp32",
+        "folds": 2,
+    }
     _refuse_image_reads_here(monkeypatch)
     on_ray = explorer.compare(source, engine="ray", cache_dir=tmp_path / "ray", **kw)
     monkeypatch.undo()
@@ -163,7 +195,9 @@ def test_the_python_api_runs_on_ray_too(tmp_path: Path, engine: object, monkeypa
         explorer.compare(source, engine="spark", **kw)
 
 
-def test_a_resumed_run_on_ray_decodes_only_what_is_left(tmp_path: Path, engine: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resumed_run_on_ray_decodes_only_what_is_left(
+    tmp_path: Path, engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A local run stopped after its first chunk, resumed on Ray through the parquet reader: the
     finished chunk's images come through the reader but no row wants them (a batch with none left:
     no rows, each layer's width), and the features equal a fresh local run's."""

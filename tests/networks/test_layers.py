@@ -105,7 +105,9 @@ QUICK = {"mobilenet_v2", "resnet18", "vit_b_16", "swin_t", "convnext_tiny", "reg
          "inception_v3", "maxvit_t", "densenet121", "squeezenet1_0", "vgg11", "googlenet", "mnasnet0_5", "shufflenet_v2_x0_5"}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in registry.list_models()])
+@pytest.mark.parametrize(
+    "name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in registry.list_models()]
+)
 def test_every_zoo_model_extracts_default_layers(name: str) -> None:
     """Every model of the zoo (one of each family in the quick loop, `-m "not slow"`)."""
     prof = layers.profile(name)  # from one pass on the meta device, whatever the model's size

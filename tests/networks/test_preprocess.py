@@ -38,10 +38,19 @@ def _split_and_whole(tf: object) -> tuple[torch.Tensor, torch.Tensor, Preprocess
     return pre.batch([pre.image(im) for im in imgs]), torch.stack([tf(im) for im in imgs]), pre  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("tf", [
-    T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor()]),
-    T.Compose([T.Resize((40, 30), interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "tf",
+    [
+        T.Compose([T.Resize(32), T.CenterCrop(32), T.ToTensor()]),
+        T.Compose(
+            [
+                T.Resize((40, 30), interpolation=T.InterpolationMode.BICUBIC),
+                T.ToTensor(),
+                T.Normalize([0.5] * 3, [0.25] * 3),
+            ]
+        ),
+    ],
+)
 def test_a_compose_of_resize_crop_and_normalise_is_split(tf: object) -> None:
     got, want, pre = _split_and_whole(tf)
     assert pre.split
@@ -69,19 +78,28 @@ def _processors() -> list[object]:
     import transformers as tr
 
     return [
-        tr.BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}, do_center_crop=True,
-                             image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], resample=3),  # DINOv2
+        tr.BitImageProcessor(
+            size={"shortest_edge": 256},
+            crop_size={"height": 224, "width": 224},
+            do_center_crop=True,
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+            resample=3,
+        ),  # DINOv2
         tr.ViTImageProcessor(),  # ViT, Swin: a fixed 224 x 224
         tr.CLIPImageProcessor(),
         tr.ConvNextImageProcessor(),  # resize to 224 / 0.875 and crop
-    ]  # fmt: skip
+    ]
 
 
 def _smooth_images() -> list[Image.Image]:
     """Photo-like images: smooth, so that a crop one pixel to the side changes little."""
     rng = np.random.default_rng(1)
     sizes = [(168, 224), (224, 126), (301, 300), (640, 97)]
-    return [Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), "RGB").resize((w, h), Image.BICUBIC) for w, h in sizes]
+    return [
+        Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), "RGB").resize((w, h), Image.BICUBIC)
+        for w, h in sizes
+    ]
 
 
 @pytest.mark.parametrize("index", range(4))

@@ -45,24 +45,66 @@ def test_torchs_own_loader_runs_each_hostile_archive(tmp_path: Path, honest: Pat
 @pytest.fixture(scope="module")
 def cut_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cut") / "cut"
-    assert cli.main(["cut", "--data", "sample:clothing", "--model", "mobilenet_v2", "--layer",
-                     "features.4", "--out", str(out), "-q", "--cache-dir", str(out.parent / "cache")]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "cut",
+                "--data",
+                "sample:clothing",
+                "--model",
+                "mobilenet_v2",
+                "--layer",
+                "features.4",
+                "--out",
+                str(out),
+                "-q",
+                "--cache-dir",
+                str(out.parent / "cache"),
+            ]
+        )
+        == 0
+    )
     return out
 
 
 @pytest.mark.parametrize("route", hp.ROUTES)
-def test_layers_compare_and_predict_refuse_each_and_nothing_runs(tmp_path: Path, honest: Path, cut_folder: Path, route: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_layers_compare_and_predict_refuse_each_and_nothing_runs(
+    tmp_path: Path, honest: Path, cut_folder: Path, route: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     marker = tmp_path / "ran"
     path = hp.hostile(route, honest, tmp_path, marker)
     swapped = tmp_path / "swapped-cut"
     shutil.copytree(cut_folder, swapped)
     shutil.copyfile(path, swapped / "cut.pt2")
-    for argv in (["layers", "--model", str(path)],
-                 ["compare", "--data", "sample:clothing", "--max-images", "20", "--model", str(path), "--projection", "pca",
-                  "--out", str(tmp_path / "out"), "-q", "--cache-dir", str(tmp_path / "cache")],
-                 ["predict", "--model", str(swapped), "--data", str(hp.few_images(tmp_path)), "--out", str(tmp_path / "p.csv"),
-                  "-q"]):  # fmt: skip
+    for argv in (
+        ["layers", "--model", str(path)],
+        [
+            "compare",
+            "--data",
+            "sample:clothing",
+            "--max-images",
+            "20",
+            "--model",
+            str(path),
+            "--projection",
+            "pca",
+            "--out",
+            str(tmp_path / "out"),
+            "-q",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        [
+            "predict",
+            "--model",
+            str(swapped),
+            "--data",
+            str(hp.few_images(tmp_path)),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "-q",
+        ],
+    ):
         capsys.readouterr()
         assert cli.main(argv) == 2, argv[0]
         err = capsys.readouterr().err.strip()
@@ -70,13 +112,18 @@ def test_layers_compare_and_predict_refuse_each_and_nothing_runs(tmp_path: Path,
         assert not marker.exists(), f"{route}: {argv[0]} ran the archive's code"
 
 
-@pytest.mark.parametrize("change,why", [
-    ({"models/model.json": ("torch.ops.aten.relu.default", "torch.os.system")}, "not one of torch's operators"),
-    ({"models/model.json": ("Symbol('s", "__import__('os').system('true') or Symbol('s")}, "not plain arithmetic"),
-    ({"data/aotinductor/model/model.so": b"\x7fELF"}, "compiled code"),
-    ({"serialized_state_dict.pt": b"legacy"}, "compiled code"),
-])  # fmt: skip
-def test_operators_shape_expressions_and_compiled_code_are_refused(tmp_path: Path, honest: Path, change: dict, why: str) -> None:
+@pytest.mark.parametrize(
+    "change,why",
+    [
+        ({"models/model.json": ("torch.ops.aten.relu.default", "torch.os.system")}, "not one of torch's operators"),
+        ({"models/model.json": ("Symbol('s", "__import__('os').system('true') or Symbol('s")}, "not plain arithmetic"),
+        ({"data/aotinductor/model/model.so": b"\x7fELF"}, "compiled code"),
+        ({"serialized_state_dict.pt": b"legacy"}, "compiled code"),
+    ],
+)
+def test_operators_shape_expressions_and_compiled_code_are_refused(
+    tmp_path: Path, honest: Path, change: dict, why: str
+) -> None:
     name, value = next(iter(change.items()))
     if isinstance(value, tuple):
         text = hp.read(honest, name).decode()

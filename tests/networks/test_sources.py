@@ -48,7 +48,9 @@ def _direct(model: str, weights: str, nodes: list[str], ds: object, **pooling: s
     root = sources.hooked_layers_root(net)
     mods = dict(root.named_modules())
     # a copy of each output as its module returns it (a later in-place op may change the tensor)
-    hooks = [mods[n].register_forward_hook(lambda m, a, o, n=n: got.__setitem__(n, first_tensor(o).clone())) for n in nodes]
+    hooks = [
+        mods[n].register_forward_hook(lambda m, a, o, n=n: got.__setitem__(n, first_tensor(o).clone())) for n in nodes
+    ]
     with torch.no_grad():
         net(x)
     for h in hooks:
@@ -164,12 +166,16 @@ def test_hf_save_pretrained_round_trip_matches_forward_hooks(kind: str, dataset:
 
 def test_hf_layers_are_the_models_blocks(tmp_path: Path) -> None:
     prof = layers.profile(f"hf:{save_hf(tmp_path / 'd', 'dinov2')}")
-    assert [f"encoder.layer.{i}" for i in range(6)] == [n for n in prof.nodes if n.count(".") == 2 and n.startswith("encoder.layer.")]
+    assert [f"encoder.layer.{i}" for i in range(6)] == [
+        n for n in prof.nodes if n.count(".") == 2 and n.startswith("encoder.layer.")
+    ]
     assert set(prof.default) <= {f"encoder.layer.{i}" for i in range(6)} | {"layernorm"}
     assert prof["encoder.layer.0"].layout == "tokens" and prof["encoder.layer.0"].shape == (17, 32)
 
 
-def test_hf_repo_not_on_this_machine_offline_says_how_to_provide_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_hf_repo_not_on_this_machine_offline_says_how_to_provide_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     src = sources.source_of("hf:explorer-tests/no-such-model")
     with pytest.raises(WeightsUnavailableError, match=r"not on this machine.*run it once online.*hf:FOLDER"):
@@ -213,12 +219,18 @@ def own_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: object) 
     torch.export.save(program, str(tmp_path / "net.pt2"))
     fixed = torch.export.export(net, (x[:2],))
     torch.export.save(fixed, str(tmp_path / "fixed.pt2"))
-    return {"safetensors": tmp_path / "ckpt.safetensors", "pth": tmp_path / "ckpt.pth", "pt2": tmp_path / "net.pt2",
-            "fixed": tmp_path / "fixed.pt2"}  # fmt: skip
+    return {
+        "safetensors": tmp_path / "ckpt.safetensors",
+        "pth": tmp_path / "ckpt.pth",
+        "pt2": tmp_path / "net.pt2",
+        "fixed": tmp_path / "fixed.pt2",
+    }
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pth"])
-def test_own_builder_with_a_checkpoint_matches_forward_hooks(fmt: str, own_model: dict[str, Path], dataset: object, tmp_path: Path) -> None:
+def test_own_builder_with_a_checkpoint_matches_forward_hooks(
+    fmt: str, own_model: dict[str, Path], dataset: object, tmp_path: Path
+) -> None:
     model = "my_nets:build"
     prof = layers.profile(model)
     assert prof["3"].dim == 4 and prof["4"].is_bottleneck  # the narrow conv and its ReLU, named by their modules

@@ -40,7 +40,9 @@ def test_weights_dir_is_searched_first(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_missing_weights_offline_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXPLORER_OFFLINE", "1")
-    with pytest.raises(weights.WeightsUnavailableError, match=r"resnet18-.*\.pth.*EXPLORER_WEIGHTS_DIR.*--weights none"):
+    with pytest.raises(
+        weights.WeightsUnavailableError, match=r"resnet18-.*\.pth.*EXPLORER_WEIGHTS_DIR.*--weights none"
+    ):
         registry.resolve_weights("resnet18", "auto")
 
 

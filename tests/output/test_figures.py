@@ -75,4 +75,6 @@ def test_confusions_along_depth_are_each_layers_row_shares_four_to_a_row() -> No
         z = np.asarray(trace.z, dtype=float)
         rows = cm.sum(1) > 0
         assert np.allclose(z[rows].sum(1), 1.0) and np.isnan(z[~rows]).all()
-    assert (fig.data[4].xaxis, fig.data[4].yaxis) == ("x5", "y5") and fig.layout.yaxis5.domain[1] < fig.layout.yaxis.domain[0]
+    assert (fig.data[4].xaxis, fig.data[4].yaxis) == ("x5", "y5") and fig.layout.yaxis5.domain[
+        1
+    ] < fig.layout.yaxis.domain[0]

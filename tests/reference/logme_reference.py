@@ -19,7 +19,7 @@ def each_evidence(y_, f, fh, v, s, vh, N, D):
     alpha = 1.0
     beta = 1.0
     lam = alpha / beta
-    tmp = (vh @ (f @ np.ascontiguousarray(y_)))
+    tmp = vh @ (f @ np.ascontiguousarray(y_))
     for _ in range(11):
         # should converge after at most 10 steps
         # typically converge after two or three steps
@@ -35,19 +35,30 @@ def each_evidence(y_, f, fh, v, s, vh, N, D):
         if np.abs(new_lam - lam) / lam < 0.01:
             break
         lam = new_lam
-    evidence = D / 2.0 * np.log(alpha) \
-               + N / 2.0 * np.log(beta) \
-               - 0.5 * np.sum(np.log(alpha + beta * s)) \
-               - beta / 2.0 * (beta_de + epsilon) \
-               - alpha / 2.0 * (alpha_de + epsilon) \
-               - N / 2.0 * np.log(2 * np.pi)
+    evidence = (
+        D / 2.0 * np.log(alpha)
+        + N / 2.0 * np.log(beta)
+        - 0.5 * np.sum(np.log(alpha + beta * s))
+        - beta / 2.0 * (beta_de + epsilon)
+        - alpha / 2.0 * (alpha_de + epsilon)
+        - N / 2.0 * np.log(2 * np.pi)
+    )
     return evidence / N, alpha, beta, m
 
 
 # use pseudo data to compile the function
 # D = 20, N = 50
 f_tmp = np.random.randn(20, 50).astype(np.float64)
-each_evidence(np.random.randint(0, 2, 50).astype(np.float64), f_tmp, f_tmp.transpose(), np.eye(20, dtype=np.float64), np.ones(20, dtype=np.float64), np.eye(20, dtype=np.float64), 50, 20)
+each_evidence(
+    np.random.randint(0, 2, 50).astype(np.float64),
+    f_tmp,
+    f_tmp.transpose(),
+    np.eye(20, dtype=np.float64),
+    np.ones(20, dtype=np.float64),
+    np.eye(20, dtype=np.float64),
+    50,
+    20,
+)
 
 
 @njit
@@ -61,13 +72,15 @@ def truncated_svd(x):
     vh = vh[:k]
     u = u_times_sigma[:, :k] / s.reshape(1, -1)
     return u, s, vh
+
+
 truncated_svd(np.random.randn(20, 10).astype(np.float64))
 
 
 class LogME(object):
     def __init__(self, regression=False):
         """
-            :param regression: whether regression
+        :param regression: whether regression
         """
         self.regression = regression
         self.fitted = False
@@ -110,7 +123,7 @@ class LogME(object):
         at https://arxiv.org/abs/2110.10545
         """
         N, D = f.shape  # k = min(N, D)
-        if N > D: # direct SVD may be expensive
+        if N > D:  # direct SVD may be expensive
             u, s, vh = truncated_svd(f)
         else:
             u, s, vh = np.linalg.svd(f, full_matrices=False)
@@ -118,7 +131,7 @@ class LogME(object):
         # s.shape = k
         # vh.shape = k x D
         s = s.reshape(-1, 1)
-        sigma = (s ** 2)
+        sigma = s**2
 
         evidences = []
         self.num_dim = y.shape[1] if self.regression else int(y.max() + 1)
@@ -126,8 +139,8 @@ class LogME(object):
             y_ = y[:, i] if self.regression else (y == i).astype(np.float64)
             y_ = y_.reshape(-1, 1)
             x = u.T @ y_  # x has shape [k, 1], but actually x should have shape [N, 1]
-            x2 = x ** 2
-            res_x2 = (y_ ** 2).sum() - x2.sum()  # if k < N, we compute sum of xi for 0 singular values directly
+            x2 = x**2
+            res_x2 = (y_**2).sum() - x2.sum()  # if k < N, we compute sum of xi for 0 singular values directly
 
             alpha, beta = 1.0, 1.0
             for _ in range(11):
@@ -138,21 +151,25 @@ class LogME(object):
                 alpha = gamma / (m2 + 1e-5)
                 beta = (N - gamma) / (res2 + 1e-5)
                 t_ = alpha / beta
-                evidence = D / 2.0 * np.log(alpha) \
-                           + N / 2.0 * np.log(beta) \
-                           - 0.5 * np.sum(np.log(alpha + beta * sigma)) \
-                           - beta / 2.0 * res2 \
-                           - alpha / 2.0 * m2 \
-                           - N / 2.0 * np.log(2 * np.pi)
+                evidence = (
+                    D / 2.0 * np.log(alpha)
+                    + N / 2.0 * np.log(beta)
+                    - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                    - beta / 2.0 * res2
+                    - alpha / 2.0 * m2
+                    - N / 2.0 * np.log(2 * np.pi)
+                )
                 evidence /= N
                 if abs(t_ - t) / t <= 1e-3:  # abs(t_ - t) <= 1e-5 or abs(1 / t_ - 1 / t) <= 1e-5:
                     break
-            evidence = D / 2.0 * np.log(alpha) \
-                       + N / 2.0 * np.log(beta) \
-                       - 0.5 * np.sum(np.log(alpha + beta * sigma)) \
-                       - beta / 2.0 * res2 \
-                       - alpha / 2.0 * m2 \
-                       - N / 2.0 * np.log(2 * np.pi)
+            evidence = (
+                D / 2.0 * np.log(alpha)
+                + N / 2.0 * np.log(beta)
+                - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                - beta / 2.0 * res2
+                - alpha / 2.0 * m2
+                - N / 2.0 * np.log(2 * np.pi)
+            )
             evidence /= N
             m = 1.0 / (t + sigma) * s * x
             m = (vh.T @ m).reshape(-1)
@@ -175,7 +192,7 @@ class LogME(object):
         :return: LogME score (how well f can fit y directly)
         """
         if self.fitted:
-            warnings.warn('re-fitting for new data. old parameters cleared.')
+            warnings.warn("re-fitting for new data. old parameters cleared.")
             self.reset()
         else:
             self.fitted = True

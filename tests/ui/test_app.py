@@ -22,6 +22,7 @@ from tests import helpers  # noqa: E402
 
 pytestmark = pytest.mark.slow  # AppTests run the whole page on real models
 
+
 @pytest.fixture
 def app() -> AppTest:
     """A fresh page after its first visit's analysis (each test its own: a test may change it; the
@@ -48,8 +49,15 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     comp = result.comparison
     assert comp.dataset.source == "sample:clothing" and len(comp.dataset) == 400
     assert comp.runs[0].weights.kind == "pretrained"
-    assert [t.label for t in app.tabs] == ["Projections", "Separability", "Choose a cut", "Layer similarity", "Architecture",
-                                           "Dataset", "Export"]  # fmt: skip
+    assert [t.label for t in app.tabs] == [
+        "Projections",
+        "Separability",
+        "Choose a cut",
+        "Layer similarity",
+        "Architecture",
+        "Dataset",
+        "Export",
+    ]
     assert app.text_input(key="find") is not None  # the projections view is open first
     assert not _charts(app)  # ...and only it: the other views' plotly figures are not built
     _open_view(app, "Separability")
@@ -104,7 +112,9 @@ def _check_intervals_and_controls(app: AppTest, comp) -> None:  # type: ignore[n
     assert np.allclose(_array(probe["error_y"]["arrayminus"]), m["probe_acc"] - m["probe_acc_low"])
     assert np.allclose(_array(traces["probe control (labels permuted)"]["y"]), m["probe_control"])
     assert np.allclose(_array(traces["kNN control (labels permuted)"]["y"]), m["knn_control"])
-    assert (m["probe_acc"] - m["probe_control"]).iloc[-1] > 0.4  # pretrained on 8 clothing classes: far above its control
+    assert (m["probe_acc"] - m["probe_control"]).iloc[
+        -1
+    ] > 0.4  # pretrained on 8 clothing classes: far above its control
     assert any("bootstrap intervals over the images" in c.value for c in app.caption)
     from explorer.ui.text import plain
 
@@ -157,7 +167,10 @@ def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
     done = app.session_state["cut_export"]
     best = comp.leaderboard[comp.leaderboard["dim"] <= 128].iloc[0]
     assert (done.metrics["model"], done.metrics["layer"]) == (best["model"], best["layer"])
-    assert done.metrics["n_test"] == 80 and 0 <= done.metrics["test_accuracy_low"] <= done.metrics["test_accuracy_high"] <= 1
+    assert (
+        done.metrics["n_test"] == 80
+        and 0 <= done.metrics["test_accuracy_low"] <= done.metrics["test_accuracy_high"] <= 1
+    )
     assert app.get("download_button") and any("cut-" in str(b.proto) for b in app.get("download_button"))
     app.number_input(key="budget_dim").set_value(0)
     app.run()
@@ -209,15 +222,46 @@ def test_a_run_click_followed_at_once_by_another_request_is_honoured(app: AppTes
 
 def test_app_metrics_equal_cli(app: AppTest, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, "-m", "explorer", "compare", "--data", "sample:clothing", "--max-images", "400",
-                        "--model", "mobilenet_v2", "--projection", "umap", "--out", str(out), "-q"],
-                       cwd=helpers.ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=900)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "explorer",
+            "compare",
+            "--data",
+            "sample:clothing",
+            "--max-images",
+            "400",
+            "--model",
+            "mobilenet_v2",
+            "--projection",
+            "umap",
+            "--out",
+            str(out),
+            "-q",
+        ],
+        cwd=helpers.ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr
     cli = pd.read_csv(out / "metrics.csv")
     ui = app.session_state["result"].comparison.metrics
     assert list(cli["layer"]) == list(ui["layer"])
     assert list(cli["node"]) == list(ui["node"])
-    for col in ("dim", "probe_acc", "probe_acc_std", "probe_c", "probe_train", "knn_acc", "knn_recall", "silhouette", "eff_dim"):
+    for col in (
+        "dim",
+        "probe_acc",
+        "probe_acc_std",
+        "probe_c",
+        "probe_train",
+        "knn_acc",
+        "knn_recall",
+        "silhouette",
+        "eff_dim",
+    ):
         pd.testing.assert_series_equal(cli[col].astype(float), ui[col].astype(float), check_names=False, rtol=1e-5)
 
 
@@ -240,7 +284,12 @@ def test_random_baseline_and_other_models(app: AppTest) -> None:
     helpers.finish(app)
     comp = app.session_state["result"].comparison
     # resnet18's weights are not on this machine: it comes in with random weights
-    assert [r.label for r in comp.runs] == ["mobilenet_v2", "mobilenet_v2[random]", "resnet18[random]", "mnasnet0_5[random]"]
+    assert [r.label for r in comp.runs] == [
+        "mobilenet_v2",
+        "mobilenet_v2[random]",
+        "resnet18[random]",
+        "mnasnet0_5[random]",
+    ]
     assert comp.cka.shape[0] == sum(len(r.features) for r in comp.runs)
     assert set(comp.leaderboard["model"]) == {r.label for r in comp.runs}  # every (model, layer) ranked
 
@@ -265,11 +314,17 @@ def _varied_inputs():
     from explorer.ui import sidebar
 
     return sidebar.Inputs(
-        data="sample:digits", upload=None, max_images=60,
-        extract=ExtractSpec(model="mobilenet_v2", weights="auto", layers=("features.4.conv.3", "flatten"), pooling="max"),
+        data="sample:digits",
+        upload=None,
+        max_images=60,
+        extract=ExtractSpec(
+            model="mobilenet_v2", weights="auto", layers=("features.4.conv.3", "flatten"), pooling="max"
+        ),
         projection=ProjectionSpec(method="umap", n_components=3, n_neighbors=30, min_dist=0.25),
-        other_models=("resnet18",), random_baseline=True, align=False,
-    )  # fmt: skip
+        other_models=("resnet18",),
+        random_baseline=True,
+        align=False,
+    )
 
 
 def test_the_cli_snippet_means_the_same_analysis_as_the_page() -> None:
@@ -284,7 +339,11 @@ def test_the_cli_snippet_means_the_same_analysis_as_the_page() -> None:
     args = build_parser().parse_args(argv[3:])
     page = reproduce.analysis(inputs, inputs.data)
     assert analysis_from_args(args) == page
-    assert [s.weights for s in page[1]] == ["auto", "none", "none"]  # + random baseline; resnet18 has no offline weights
+    assert [s.weights for s in page[1]] == [
+        "auto",
+        "none",
+        "none",
+    ]  # + random baseline; resnet18 has no offline weights
 
 
 def test_the_share_link_reopens_the_same_inputs() -> None:
@@ -380,4 +439,3 @@ def test_a_visitor_asking_for_emergence_ten_times_at_once_gets_the_per_visitor_l
     for job in taken:
         assert job.state == "done", job.error
         assert queue.take(job).results[run.label].accuracy.tolist() == pytest.approx(want.tolist())
-

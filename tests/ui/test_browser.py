@@ -26,7 +26,10 @@ from ..conftest import make_class_folders, zip_folder
 ROOT = Path(__file__).resolve().parents[2]
 ART = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
+]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
@@ -59,7 +62,9 @@ def serve(mode: str, *, plain: bool = False, options: tuple[str, ...] = ()):
     where = ["--server.port", str(port), "--server.address", "127.0.0.1", *options]
     command = ["-m", "streamlit", "run", "app.py"] if plain else ["-m", "explorer.ui.serve", "--mode", mode]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, *command, *where], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *command, *where], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     t0 = time.time()
     while not _health(url):
         assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
@@ -185,7 +190,9 @@ def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, brows
     assert n == 400  # every point of the panel lies inside the lasso
     assert page.get_attribute(PLOT, "data-highlighted") == "400"
     assert _debug(page)["highlightedPerPanel"] == [400] * 8
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000)  # the grid
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stImage\"]').length >= 48", timeout=30_000
+    )  # the grid
     page.screenshot(path=str(ART / "lasso_selection.png"), full_page=True)
     page.get_by_role("tab", name="Layer similarity").click()  # ...and in the two-layer view
     page.wait_for_selector(f".st-key-cka_pair {PROJECTIONS}[data-highlighted='{n}']", timeout=60_000)
@@ -205,7 +212,9 @@ def test_box_select_picks_exactly_the_points_inside_the_box(server, browser) -> 
     inside = page.evaluate(
         """([x0, y0, x1, y1]) => { const st = window.__explorerScatter.get('proj').state; const out = [];
         for (let i = 0; i < st.n; i++) { const [x, y] = st.pointOnScreen(2, i);
-          if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i); } return out; }""", [x0, y0, x1, y1])  # fmt: skip
+          if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i); } return out; }""",
+        [x0, y0, x1, y1],
+    )
     assert 0 < len(inside) < 400
     _drag(page, [(x0, y0), ((x0 + x1) / 2, (y0 + y1) / 2), (x1, y1)])
     n = _selected_count(page)
@@ -224,14 +233,19 @@ def test_a_lasso_selects_exactly_the_points_inside_its_outline(server, browser) 
     page.wait_for_selector(DRAWN, timeout=120_000)
     box = _panel_box(page, 5)
     w, h = box["width"], box["height"]
-    outline = [(box["x"] + w * fx, box["y"] + h * fy) for fx, fy in ((0.15, 0.2), (0.85, 0.3), (0.6, 0.55), (0.8, 0.9), (0.2, 0.7))]
+    outline = [
+        (box["x"] + w * fx, box["y"] + h * fy)
+        for fx, fy in ((0.15, 0.2), (0.85, 0.3), (0.6, 0.55), (0.8, 0.9), (0.2, 0.7))
+    ]
     inside = page.evaluate(
         """(poly) => { const st = window.__explorerScatter.get('proj').state; const out = [];
         const inPoly = (x, y) => { let c = false; for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
           const [xa, ya] = poly[a], [xb, yb] = poly[b];
           if ((ya > y) !== (yb > y) && x < (xb - xa) * (y - ya) / (yb - ya) + xa) c = !c; } return c; };
         for (let i = 0; i < st.n; i++) { const [x, y] = st.pointOnScreen(5, i); if (inPoly(x, y)) out.push(i); }
-        return out; }""", [list(p) for p in outline])  # fmt: skip
+        return out; }""",
+        [list(p) for p in outline],
+    )
     assert 10 < len(inside) < 390
     _drag(page, [*outline, (outline[0][0], outline[0][1] + 1)])
     n = _selected_count(page)
@@ -245,8 +259,10 @@ def _hover_shows_a_thumbnail(page, shot: str) -> None:  # type: ignore[no-untype
     page.locator(PLOT).scroll_into_view_if_needed()
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 3)")
     page.mouse.move(x + 1, y + 1)
-    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=30_000,
+    )
     hovered = _debug(page)["hovered"]
     assert hovered is not None
     tip = page.inner_text(".explorer-tip")
@@ -319,8 +335,9 @@ def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -
     assert picked is not None  # ringed in every panel, its path drawn through the aligned panels
     name = page.evaluate(f"() => {STATE.format('proj')}.nameOf({picked})")
     assert name in page.inner_text("body")
-    page.wait_for_function("document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 8 * 6",
-                           timeout=30_000)  # fmt: skip  (+ 6 neighbours per layer)
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 8 * 6", timeout=30_000
+    )  # + 6 neighbours per layer
     side = page.locator('[data-testid="stColumn"]').filter(has=page.locator('[data-testid="stImage"]')).first
     assert side.locator('[data-testid="stImage"]').count() >= 1  # the image itself, beside the chart
     page.screenshot(path=str(ART / "clicked_point.png"), full_page=True)
@@ -344,8 +361,10 @@ def test_search_by_class_highlights_and_follows_an_image(server, browser) -> Non
     page.screenshot(path=str(ART / "search.png"), full_page=True)
     field.fill("")
     field.press("Enter")  # the search cleared: nothing highlighted
-    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); return e && !e.hasAttribute('data-highlighted'); }}",
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelector(\"{DRAWN}\"); return e && !e.hasAttribute('data-highlighted'); }}",
+        timeout=30_000,
+    )
     page.close()
 
 
@@ -358,10 +377,14 @@ def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> Non
     page.wait_for_selector(DRAWN, timeout=120_000)
     assert len(_colours(page)) == 10  # one per class
     page.get_by_text("probe correct / wrong").click()
-    page.wait_for_function("document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
-                           timeout=60_000)  # fmt: skip
+    page.wait_for_function(
+        "document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
+        timeout=60_000,
+    )
     page.wait_for_selector(DRAWN, timeout=60_000)
-    page.wait_for_function(f"() => {STATE.format('proj')}.debug().colours.length === 8", timeout=30_000)  # a row per panel
+    page.wait_for_function(
+        f"() => {STATE.format('proj')}.debug().colours.length === 8", timeout=30_000
+    )  # a row per panel
     assert _colours(page) <= {"#2CA02C", "#D62728", "#C8C8C8"}  # correct, wrong (and not scored)
     page.screenshot(path=str(ART / "colour_by_correct.png"), full_page=True)
     page.close()
@@ -381,10 +404,14 @@ def _run_on_a_path(page, path: Path) -> None:
     page.wait_for_function("/Images\\s*15\\s*Classes\\s*3/.test(document.body.innerText)", timeout=300_000)
 
 
-def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_column(server, browser, tmp_path: Path) -> None:
+def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_column(
+    server, browser, tmp_path: Path
+) -> None:
     data = make_class_folders(tmp_path / "mine", per_class=5)
-    rows = ["filename,label,shade"] + [f"{p.relative_to(data).as_posix()},{p.parent.name},{'light' if i % 3 else '[dark](https://example.com/x)'}"
-                                       for i, p in enumerate(sorted(data.rglob("*.jpg")))]  # fmt: skip
+    rows = ["filename,label,shade"] + [
+        f"{p.relative_to(data).as_posix()},{p.parent.name},{'light' if i % 3 else '[dark](https://example.com/x)'}"
+        for i, p in enumerate(sorted(data.rglob("*.jpg")))
+    ]
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
     page = _open(browser, server)
     _run_on_a_path(page, data)
@@ -407,8 +434,13 @@ def _parquet_of(folder: Path, dest: Path) -> Path:
     import pandas as pd
 
     files = sorted(folder.rglob("*.jpg"))
-    pd.DataFrame({"image": [{"bytes": f.read_bytes(), "path": f.name} for f in files], "label": [f.parent.name for f in files],
-                  "shade": ["light" if i % 2 else "dark" for i in range(len(files))]}).to_parquet(dest)  # fmt: skip
+    pd.DataFrame(
+        {
+            "image": [{"bytes": f.read_bytes(), "path": f.name} for f in files],
+            "label": [f.parent.name for f in files],
+            "shade": ["light" if i % 2 else "dark" for i in range(len(files))],
+        }
+    ).to_parquet(dest)
     return dest
 
 
@@ -419,8 +451,13 @@ def _shards_of(folder: Path, dest: Path) -> Path:
     dest.mkdir()
     with wds.ShardWriter(str(dest / "train-%03d.tar"), maxcount=20) as sink:
         for i, f in enumerate(sorted(folder.rglob("*.jpg"))):
-            sink.write({"__key__": f"s{i:04d}", "jpg": f.read_bytes(),
-                        "json": {"label": f.parent.name, "shade": "light" if i % 2 else "dark"}})  # fmt: skip
+            sink.write(
+                {
+                    "__key__": f"s{i:04d}",
+                    "jpg": f.read_bytes(),
+                    "json": {"label": f.parent.name, "shade": "light" if i % 2 else "dark"},
+                }
+            )
     return dest
 
 
@@ -428,8 +465,13 @@ def _saved_of(folder: Path, dest: Path) -> Path:
     """The images of class folders as a folder `datasets`' save_to_disk writes."""
     datasets = pytest.importorskip("datasets")
     files = sorted(folder.rglob("*.jpg"))
-    ds = datasets.Dataset.from_dict({"image": [str(f) for f in files], "label": [f.parent.name for f in files],
-                                     "shade": ["light" if i % 2 else "dark" for i in range(len(files))]})  # fmt: skip
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [str(f) for f in files],
+            "label": [f.parent.name for f in files],
+            "shade": ["light" if i % 2 else "dark" for i in range(len(files))],
+        }
+    )
     ds.cast_column("image", datasets.Image()).class_encode_column("label").save_to_disk(str(dest))
     return dest
 
@@ -438,7 +480,9 @@ def _parquet_file_of(folder: Path, dest: Path) -> Path:
     return _parquet_of(folder, dest.with_suffix(".parquet"))
 
 
-@pytest.mark.parametrize("build", [_parquet_file_of, _shards_of, _saved_of], ids=["parquet", "webdataset", "save_to_disk"])
+@pytest.mark.parametrize(
+    "build", [_parquet_file_of, _shards_of, _saved_of], ids=["parquet", "webdataset", "save_to_disk"]
+)
 def test_parquet_shards_and_a_saved_dataset_are_opened_by_their_path(server, browser, tmp_path: Path, build) -> None:  # type: ignore[no-untyped-def]
     data = build(make_class_folders(tmp_path / "mine", per_class=5), tmp_path / "data")
     page = _open(browser, server)
@@ -493,14 +537,21 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     # the page has every choice before Run: a rerun landing between two clicks can take one back
     chosen = "(document.querySelector('.st-key-other_models') || {innerText: ''}).innerText"
     page.wait_for_function(f"{chosen}.includes('resnet18')", timeout=30_000)
-    page.wait_for_function("document.querySelector('.st-key-weights input[type=radio]:checked')?.closest('label')"
-                           "?.innerText.includes('random init')", timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        "document.querySelector('.st-key-weights input[type=radio]:checked')?.closest('label')"
+        "?.innerText.includes('random init')",
+        timeout=30_000,
+    )
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Run analysis").click()
     proj = "(document.querySelector('.st-key-proj') || {innerText: ''}).innerText"
-    page.wait_for_function(f"{proj}.includes('timm:test_vit.r160_in1k[random]:blocks.0')", timeout=300_000)  # the new result
+    page.wait_for_function(
+        f"{proj}.includes('timm:test_vit.r160_in1k[random]:blocks.0')", timeout=300_000
+    )  # the new result
     page.wait_for_selector(DRAWN, timeout=120_000)
-    assert "has no layer" not in page.inner_text("[data-testid=stSidebar]")  # the first model's layers are not asked of this one
+    assert "has no layer" not in page.inner_text(
+        "[data-testid=stSidebar]"
+    )  # the first model's layers are not asked of this one
     page.locator(".st-key-proj_model").get_by_text("resnet18[random]").click()  # the other model's panels
     page.wait_for_function(f"{proj}.includes('resnet18[random]:layer')", timeout=60_000)
     page.wait_for_selector(DRAWN, timeout=120_000)
@@ -521,7 +572,9 @@ def test_movers_colour_and_gallery(server, browser) -> None:
     page = _open(browser, server)
     page.wait_for_selector(DRAWN, timeout=300_000)
     page.locator(".st-key-colour_by").get_by_text("neighbours changed").click()
-    page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('first layer')", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('.explorer-legend').innerText.includes('first layer')", timeout=60_000
+    )
     assert "80-100 %" in page.inner_text(".explorer-legend")
     page.get_by_text("Show the images that move most between two layers").click()
     # all six rows drawn (Streamlit draws the page's elements one after another)
@@ -530,7 +583,9 @@ def test_movers_colour_and_gallery(server, browser) -> None:
     assert len(lines) == 6, lines
     shares = [int(ln.rsplit(": ", 1)[1].split("%")[0]) for ln in lines]
     assert shares == sorted(shares, reverse=True) and shares[0] > 0  # ranked, most first
-    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 72", timeout=60_000)  # 6 x (1 + 5) x 2
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=stImage] img').length >= 72", timeout=60_000
+    )  # 6 x (1 + 5) x 2
     page.get_by_text("Show the images that move most between two layers").scroll_into_view_if_needed()
     page.screenshot(path=str(ART / "movers_gallery.png"), full_page=True)
     page.close()
@@ -547,7 +602,9 @@ def test_where_a_lasso_selection_emerges(server, browser, tmp_path: Path) -> Non
     assert 3 <= _selected_count(page) <= 397
     page.get_by_role("button", name=re.compile(r"Where do these .* images emerge\?")).click()
     page.locator(".st-key-emergence_chart .js-plotly-plot").wait_for(timeout=120_000)
-    traces = page.evaluate("() => document.querySelector('.st-key-emergence_chart .js-plotly-plot').data.map(t => [t.name, t.y.length])")
+    traces = page.evaluate(
+        "() => document.querySelector('.st-key-emergence_chart .js-plotly-plot').data.map(t => [t.name, t.y.length])"
+    )
     assert traces[0][0].startswith("these images vs the rest") and traces[-1][0].startswith("all classes")
     assert all(n == 8 for _, n in traces)  # every layer
     page.locator(".st-key-emergence_chart").scroll_into_view_if_needed()
@@ -579,8 +636,11 @@ def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(s
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 3)")
     page.mouse.click(x, y)
     page.wait_for_function("document.body.innerText.includes('closest images to')", timeout=60_000)
-    page.wait_for_function("document.body.innerText.includes('no longer readable') || "
-                           "document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 6", timeout=60_000)  # fmt: skip
+    page.wait_for_function(
+        "document.body.innerText.includes('no longer readable') || "
+        "document.querySelectorAll('[data-testid=\"stImage\"]').length >= 1 + 6",
+        timeout=60_000,
+    )
     page.wait_for_timeout(1000)  # the neighbours' row settled
     assert "no longer readable" not in page.inner_text("body")
     assert page.locator('[data-testid="stImage"]').count() >= 1 + 6  # the image and its neighbours, each readable
@@ -589,7 +649,9 @@ def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(s
 
 def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, browser) -> None:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
-    page.goto(demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)"))
+    page.goto(
+        demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)")
+    )
     page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
     body = page.inner_text("body")
     assert "has no layer [Sign in](https://example.com/x)" in body  # the link's words as text...
@@ -607,7 +669,7 @@ def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, 
 def test_demo_mode_refuses_a_costly_model_with_what_would_fit(demo_server, browser) -> None:
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(demo_server + "/?model=vit_h_14&weights=random")
-    page.wait_for_function("document.body.innerText.includes(\"over this demo's budget\")", timeout=300_000)
+    page.wait_for_function('document.body.innerText.includes("over this demo\'s budget")', timeout=300_000)
     body = page.inner_text("body")
     assert "400 images through vit_h_14 need about" in body and "at most 59 images" in body
     assert "Traceback" not in body
@@ -629,8 +691,9 @@ def test_clicking_a_cka_cell_shows_that_pair(server, browser) -> None:
     page.mouse.click(box["x"] + (col + 0.5) * box["width"] / n, box["y"] + (row + 0.5) * box["height"] / n)
     page.wait_for_function(
         "(want) => { const e = document.querySelector('.st-key-cka_a input'); return e && e.value === want; }",
-        arg=names[row], timeout=60_000,
-    )  # fmt: skip
+        arg=names[row],
+        timeout=60_000,
+    )
     assert page.locator(".st-key-cka_b input").input_value() == names[col]
     page.locator(".st-key-cka_pair .explorer-projections[data-drawn='1']").last.wait_for(timeout=60_000)
     page.screenshot(path=str(ART / "cka_cell.png"), full_page=True)
@@ -669,7 +732,9 @@ def test_choose_a_cut_draws_the_front_answers_a_budget_and_exports_the_cut(serve
     assert "GFLOPs" in hover and "ms/img at batch 1" in hover and "LogME" in hover  # every number on hover
     page.locator(".st-key-budget_dim input").fill("128")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.body.innerText.includes('The most accurate cut within 128 dimensions')", timeout=60_000)
+    page.wait_for_function(
+        "document.body.innerText.includes('The most accurate cut within 128 dimensions')", timeout=60_000
+    )
     page.wait_for_timeout(500)
     page.screenshot(path=str(ART / "choose_a_cut.png"), full_page=True)
     page.get_by_role("button", name="Export this cut").click()
@@ -681,7 +746,9 @@ def test_choose_a_cut_draws_the_front_answers_a_budget_and_exports_the_cut(serve
     zipped = tmp_path / "cut.zip"
     got.value.save_as(zipped)
     with zipfile.ZipFile(zipped) as zf:
-        assert sorted(zf.namelist()) == sorted(f"cut/{n}" for n in ("cut.pt2", "preprocess.json", "labels.json", "metrics.json", "model_card.md"))
+        assert sorted(zf.namelist()) == sorted(
+            f"cut/{n}" for n in ("cut.pt2", "preprocess.json", "labels.json", "metrics.json", "model_card.md")
+        )
         zf.extractall(tmp_path)
     metrics = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert metrics["dim"] <= 128 and metrics["n_test"] == 80
@@ -692,7 +759,9 @@ def test_choose_a_cut_draws_the_front_answers_a_budget_and_exports_the_cut(serve
 
 def test_cancel_stops_a_running_analysis(server, browser) -> None:
     page = browser.new_page(viewport={"width": 1300, "height": 900})
-    page.goto(server + "/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=1500&layers=features.9.conv.2")
+    page.goto(
+        server + "/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=1500&layers=features.9.conv.2"
+    )
     try:
         page.wait_for_function("document.body.innerText.includes('extracting')", timeout=300_000)
     except Exception as exc:  # a clean-clone CI run once waited here in vain: say what the page showed instead
@@ -703,8 +772,10 @@ def test_cancel_stops_a_running_analysis(server, browser) -> None:
     page.screenshot(path=str(ART / "cancelled.png"))
     assert "Traceback" not in page.inner_text("body")
     page.get_by_role("button", name="Run analysis").click()  # the session may start again
-    page.wait_for_function("document.body.innerText.includes('extracting') || document.querySelector('.explorer-projections')",
-                           timeout=300_000)  # fmt: skip
+    page.wait_for_function(
+        "document.body.innerText.includes('extracting') || document.querySelector('.explorer-projections')",
+        timeout=300_000,
+    )
     if page.get_by_role("button", name="Cancel").count():
         page.get_by_role("button", name="Cancel").click()  # leave the worker free for the next test
     page.close()
@@ -736,12 +807,17 @@ def test_upload_zip_runs_end_to_end(server, browser, tmp_path: Path) -> None:
 def _drawn_then_hover(page, n: int) -> None:  # type: ignore[no-untyped-def]
     """Wait for the projections of this analysis (n images) to be drawn, then hover an image and
     wait for its thumbnail in the hover card."""
-    page.wait_for_function(f"() => {{ const e = document.querySelector(\"{DRAWN}\"); const s = window.__explorerScatter && "
-                           f"window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === {n}; }}", timeout=300_000)  # fmt: skip
+    page.wait_for_function(
+        f'() => {{ const e = document.querySelector("{DRAWN}"); const s = window.__explorerScatter && '
+        f"window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === {n}; }}",
+        timeout=300_000,
+    )
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
     page.mouse.move(x, y)
-    page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.explorer-tip img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=30_000,
+    )
 
 
 def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, browser, tmp_path: Path) -> None:
@@ -789,6 +865,7 @@ def _shard_of(folder: Path, dest: Path) -> Path:
 
 def _pax_of_length_zero(dest: Path) -> Path:
     """The 3 KB shard that once stopped the demo: a pax record that declares a length of 0."""
+
     def block(name: bytes, size: int, kind: bytes) -> bytes:
         head = bytearray(512)
         head[: len(name)] = name
@@ -802,8 +879,13 @@ def _pax_of_length_zero(dest: Path) -> Path:
         return bytes(head)
 
     record = b"0 path=x.jpg\n"
-    dest.write_bytes(block(b"PaxHeader", len(record), b"x") + record.ljust(512, b"\0") + block(b"a.jpg", 4, b"0")
-                     + b"jpg!".ljust(512, b"\0") + bytes(1024))  # fmt: skip
+    dest.write_bytes(
+        block(b"PaxHeader", len(record), b"x")
+        + record.ljust(512, b"\0")
+        + block(b"a.jpg", 4, b"0")
+        + b"jpg!".ljust(512, b"\0")
+        + bytes(1024)
+    )
     return dest
 
 
@@ -868,7 +950,9 @@ def test_upload_images_with_labels_csv_and_a_broken_file(server, browser, tmp_pa
     page.get_by_role("button", name="Run analysis").click()
     page.get_by_role("tab", name="Dataset").click()
     # the Dataset tab's counters for this upload: 18 images in 3 classes, 1 file skipped
-    page.wait_for_function("/Images\\s*18\\s*Classes\\s*3\\s*Skipped files\\s*1/.test(document.body.innerText)", timeout=300_000)
+    page.wait_for_function(
+        "/Images\\s*18\\s*Classes\\s*3\\s*Skipped files\\s*1/.test(document.body.innerText)", timeout=300_000
+    )
     body = page.inner_text("body")
     assert "green" in body and "Traceback" not in body
     page.screenshot(path=str(ART / "upload_files_dataset.png"), full_page=True)
@@ -884,7 +968,9 @@ def test_unsafe_zip_shows_message_and_app_keeps_working(server, browser, tmp_pat
     _upload_and_run(page, bad)
     page.wait_for_function("document.body.innerText.includes('Archive refused')", timeout=120_000)
     body = page.inner_text("body")
-    assert "Traceback" not in body and "[Sign in](https:\u200b//evil.example/x).jpg" in body  # the entry's name as text...
+    assert (
+        "Traceback" not in body and "[Sign in](https:\u200b//evil.example/x).jpg" in body
+    )  # the entry's name as text...
     assert page.locator('a[href*="evil.example"]').count() == 0  # ...never a link
     page.screenshot(path=str(ART / "unsafe_zip.png"))
     assert _health(server)
@@ -917,15 +1003,19 @@ def test_four_sessions_at_once_stay_served(server, browser) -> None:
     for i in range(4):  # each asks for a fresh, uncached analysis (a different layer each)
         page = browser.new_page(viewport={"width": 1300, "height": 900})
         page.add_init_script(SAW_QUEUE_POSITION)
-        page.goto(server + f"/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=800&layers=features.{2 + i}.conv.2",
-                  wait_until="commit", timeout=180_000)  # fmt: skip
+        page.goto(
+            server
+            + f"/?data=sample:digits&model=mobilenet_v2&projection=pca&max_images=800&layers=features.{2 + i}.conv.2",
+            wait_until="commit",
+            timeout=180_000,
+        )
         pages.append(page)
     for i, page in enumerate(pages):
         page.wait_for_function(
             "document.body.innerText.includes('position') || document.querySelector('.explorer-projections') !== null "
             "|| document.body.innerText.includes('busy')",
             timeout=180_000,
-        )  # fmt: skip
+        )
         page.screenshot(path=str(ART / f"session_{i}.png"))
     waited = 0
     for i, page in enumerate(pages):

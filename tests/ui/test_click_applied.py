@@ -50,9 +50,14 @@ def unpatched(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SafeSessionState, "on_script_will_rerun", getattr(method, "__wrapped__", method))
 
 
-@pytest.mark.xfail(strict=True, reason="Streamlit 1.67 drops a click whose run a newer request replaced; when this "
-                   "passes, Streamlit fixed it and explorer.ui.state.apply_each_interaction_whole can go")
-def test_streamlit_alone_acts_on_the_click(unpatched: None, newer_request_after_a_click: NewerRequestAfterAClick) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason="Streamlit 1.67 drops a click whose run a newer request replaced; when this "
+    "passes, Streamlit fixed it and explorer.ui.state.apply_each_interaction_whole can go",
+)
+def test_streamlit_alone_acts_on_the_click(
+    unpatched: None, newer_request_after_a_click: NewerRequestAfterAClick
+) -> None:
     at = _click_with_a_newer_request(False, newer_request_after_a_click)
     assert at.session_state["asked"] == 1
 
@@ -71,7 +76,9 @@ def test_applying_twice_wraps_once(unpatched: None) -> None:
     assert SafeSessionState.on_script_will_rerun is patched
 
 
-def test_a_streamlit_without_it_is_left_alone(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_streamlit_without_it_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A Streamlit that moved these internals: the page still works, and the log says what is lost."""
     from explorer.ui import state
 

@@ -68,10 +68,17 @@ def test_the_disk_estimate_bounds_what_an_analysis_writes(tmp_path: Path) -> Non
     from explorer.ui import budget
 
     ds = load_dataset(DataSpec(source="sample:clothing", max_images=120))
-    specs = [ExtractSpec(model="mobilenet_v2", layers=("features.2.conv.2", "features.9.add", "flatten"), precision="fp32")]
+    specs = [
+        ExtractSpec(model="mobilenet_v2", layers=("features.2.conv.2", "features.9.add", "flatten"), precision="fp32")
+    ]
     cache = FeatureCache(tmp_path / "cache")
     comparison.compare(ds, specs, projection=ProjectionSpec(method="pca"), cache=cache)
-    written = sum(p.stat().st_size for sub in ("features", "results") for p in (tmp_path / "cache" / sub).rglob("*") if p.is_file())
+    written = sum(
+        p.stat().st_size
+        for sub in ("features", "results")
+        for p in (tmp_path / "cache" / sub).rglob("*")
+        if p.is_file()
+    )
     estimate = budget.cache_bytes(specs, len(ds), len(ds.classes))
     assert 0.8 * estimate <= written <= estimate
     small = DEMO.__class__(**{**DEMO.__dict__, "cache_max_bytes": written // 2})
@@ -124,12 +131,20 @@ def test_a_cancel_is_honoured_after_extraction(tmp_path: Path) -> None:
     comparison.extract_features(ds, spec, cache=cache)  # cached: the next run goes straight to scoring
     seen: list[str] = []
     with pytest.raises(Cancelled, match="stopped during"):
-        comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache,
-                         progress=lambda stage, d, t: seen.append(stage), should_stop=lambda: bool(seen))  # fmt: skip
+        comparison.compare(
+            ds,
+            [spec],
+            projection=ProjectionSpec(method="pca"),
+            cache=cache,
+            progress=lambda stage, d, t: seen.append(stage),
+            should_stop=lambda: bool(seen),
+        )
     assert len(seen) == 1  # stopped at the first report after the extraction
 
 
-def test_files_are_made_with_explicit_modes_without_touching_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_files_are_made_with_explicit_modes_without_touching_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_umask(mask: int) -> int:
         raise AssertionError("os.umask changes the mode of files other threads create meanwhile")
 
@@ -168,8 +183,13 @@ def test_the_demo_never_downloads_and_its_cache_limit_is_configurable(tmp_path: 
     allowed = "from explorer.networks import weights; print(weights.downloads_allowed())"
     core = subprocess.run([sys.executable, "-c", allowed], env=env, capture_output=True, text=True, check=True)
     assert core.stdout.strip() == "True"  # the command line and the API never obey the dashboard's mode
-    server = subprocess.run([sys.executable, "-c", "from explorer.ui import runtime; runtime.start(); " + allowed], env=env,
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    server = subprocess.run(
+        [sys.executable, "-c", "from explorer.ui import runtime; runtime.start(); " + allowed],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert server.stdout.strip() == "False"  # the demo server forbids downloads at its start
 
 
@@ -215,14 +235,32 @@ def test_kill_9_during_extraction_then_a_rerun_gives_the_uninterrupted_results(t
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "explorer", "compare", "--data", "sample:digits", "--max-images", "600", "--model",
-           "mobilenet_v2", "--layers", "features.2.conv.2,features.5.add", "--projection", "pca", "--batch-size", "8"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "explorer",
+        "compare",
+        "--data",
+        "sample:digits",
+        "--max-images",
+        "600",
+        "--model",
+        "mobilenet_v2",
+        "--layers",
+        "features.2.conv.2,features.5.add",
+        "--projection",
+        "pca",
+        "--batch-size",
+        "8",
+    ]
 
     def run(cache: Path, out: Path, kill_when_started: bool = False) -> str:
         env = {**os.environ, "EXPLORER_CACHE_DIR": str(cache)}
         err_log = out.parent / f"{out.name}.stderr"  # a file: a pipe read only at the end could fill and stall it
         with open(err_log, "wb") as err_out:
-            proc = subprocess.Popen([*cmd, "--out", str(out)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err_out)
+            proc = subprocess.Popen(
+                [*cmd, "--out", str(out)], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err_out
+            )
         if kill_when_started:
             t0 = time.time()
             while not list((cache / "partial").glob("*/done.json")) and time.time() - t0 < 300:
@@ -244,7 +282,9 @@ def test_kill_9_during_extraction_then_a_rerun_gives_the_uninterrupted_results(t
         assert np.isfinite(np.load(f, mmap_mode="r")).all()
 
 
-def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tempfile
 
     from explorer.store import FeatureCache
@@ -263,7 +303,9 @@ def test_stale_upload_folders_are_swept_at_start_and_fresh_ones_kept(tmp_path: P
     assert not stale.exists() and fresh.exists()  # a fresh one may belong to a running job
 
 
-@pytest.mark.parametrize("kind,name", [("zip", "d.zip"), ("zip", "shard.tar"), ("zip", "t.parquet"), ("files", "x.jpg")])
+@pytest.mark.parametrize(
+    "kind,name", [("zip", "d.zip"), ("zip", "shard.tar"), ("zip", "t.parquet"), ("files", "x.jpg")]
+)
 @pytest.mark.parametrize("outcome", ["done", "failed", "cancelled"])
 def test_every_upload_is_deleted_when_its_job_ends(tmp_path: Path, kind: str, name: str, outcome: str) -> None:
     """A zip, a .tar, a .parquet or loose files: the upload's folder goes when the job ends, however
@@ -326,7 +368,9 @@ def test_an_uploads_refusal_does_not_show_the_servers_folders(tmp_path: Path) ->
     upload = tmp_path / "upload-x"
     upload.mkdir()
     (upload / "notes.txt").write_text("no image here")
-    job = AnalysisJob(AnalysisRequest(data=str(upload), projection="pca"), DEMO, str(tmp_path / "cache"), fresh_upload=True)
+    job = AnalysisJob(
+        AnalysisRequest(data=str(upload), projection="pca"), DEMO, str(tmp_path / "cache"), fresh_upload=True
+    )
 
     class Quiet:
         def progress(self, *args: object) -> None:

@@ -102,7 +102,10 @@ def test_a_job_past_its_memory_fails_in_one_sentence(queue: JobQueue) -> None:
 def test_bad_input_in_the_process_is_one_sentence(queue: JobQueue) -> None:
     job = queue.submit("bad", _bad_input, isolated=True)
     _wait(job)
-    assert job.state == "failed" and job.error == "dataset.tar is not an uncompressed tar (a pax record at byte 0 declares 0 bytes)"
+    assert (
+        job.state == "failed"
+        and job.error == "dataset.tar is not an uncompressed tar (a pax record at byte 0 declares 0 bytes)"
+    )
 
 
 def test_the_demo_isolates_its_analyses_and_local_mode_does_not() -> None:

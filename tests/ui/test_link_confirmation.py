@@ -15,7 +15,7 @@ pytest.importorskip("streamlit")
 
 from tests import helpers  # noqa: E402
 
-MARKED_BUILDER = textwrap.dedent('''
+MARKED_BUILDER = textwrap.dedent("""
     import pathlib, os
     pathlib.Path(os.environ["EXPLORER_TEST_MARKER"]).write_text("imported")  # what a stranger's module could do
 
@@ -24,7 +24,7 @@ MARKED_BUILDER = textwrap.dedent('''
     def build():
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, stride=2, padding=1), nn.ReLU(),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-''')
+""")
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def test_a_link_to_os_abort_runs_nothing_and_says_what_it_asks() -> None:
     assert _queued(at) is None  # and no analysis started on a link's behalf
 
 
-def test_a_linked_builder_is_imported_only_after_the_click_and_the_click_runs_the_link(marked_builder: tuple[str, Path]) -> None:
+def test_a_linked_builder_is_imported_only_after_the_click_and_the_click_runs_the_link(
+    marked_builder: tuple[str, Path],
+) -> None:
     model, marker = marked_builder
     at = _page(model=model, weights="none")
     assert not marker.exists(), "the link's module was imported before the person confirmed it"

@@ -41,8 +41,13 @@ def _listening(port: int) -> list[str]:
 
 def _start(command: list[str], port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, *command, "--server.port", str(port)], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, *command, "--server.port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     t0 = time.time()
     while True:
         try:
@@ -56,7 +61,9 @@ def _start(command: list[str], port: int, log: Path, env: dict[str, str]) -> sub
         time.sleep(0.5)
 
 
-@pytest.mark.parametrize("command", [["-m", "explorer.ui.serve"], ["-m", "streamlit", "run", "app.py"]], ids=["run.sh", "streamlit-run"])
+@pytest.mark.parametrize(
+    "command", [["-m", "explorer.ui.serve"], ["-m", "streamlit", "run", "app.py"]], ids=["run.sh", "streamlit-run"]
+)
 def test_nothing_listens_on_a_wildcard_address_by_default(tmp_path: Path, command: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != "EXPLORER_MODE"}
     port = _port()

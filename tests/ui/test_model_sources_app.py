@@ -26,7 +26,9 @@ def _page(**query: str) -> AppTest:
 def test_the_picker_lists_every_source_and_reads_a_timm_models_layers() -> None:
     at = _page()
     options = at.selectbox(key="model").options
-    assert "mobilenet_v2  ✓ offline weights" in options and TIMM_VIT in options and "hf:facebook/dinov2-small" in options
+    assert (
+        "mobilenet_v2  ✓ offline weights" in options and TIMM_VIT in options and "hf:facebook/dinov2-small" in options
+    )
     at.selectbox(key="model").set_value(TIMM_VIT)
     at.run()
     assert not at.exception, at.exception
@@ -36,8 +38,13 @@ def test_the_picker_lists_every_source_and_reads_a_timm_models_layers() -> None:
     assert layers.value and all(v.startswith("blocks.") or v in ("fc_norm", "norm") for v in layers.value)
 
 
-@pytest.mark.parametrize("model, why", [("no_such_pkg.nets:build", "cannot import 'no_such_pkg.nets'"),
-                                        ("timm:no_such_net", "timm has no model 'no_such_net'")])  # fmt: skip
+@pytest.mark.parametrize(
+    "model, why",
+    [
+        ("no_such_pkg.nets:build", "cannot import 'no_such_pkg.nets'"),
+        ("timm:no_such_net", "timm has no model 'no_such_net'"),
+    ],
+)
 def test_a_model_that_cannot_be_read_says_why_and_the_page_goes_on(model: str, why: str) -> None:
     at = _page(model=model)
     if ":build" in model:  # code a link names is imported only once the person confirms it
@@ -75,12 +82,19 @@ def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path
     at = _page(model=TIMM_VIT, checkpoint=str(ckpt), second_model="resnet18", layers="blocks.0,fc_norm")
     assert at.text_input(key="checkpoint").value == str(ckpt)
     page_inputs = sidebar.Inputs(
-        data="sample:clothing", upload=None, max_images=60,
+        data="sample:clothing",
+        upload=None,
+        max_images=60,
         extract=ExtractSpec(model=TIMM_VIT, weights=str(ckpt), layers=("blocks.0", "fc_norm")),
-        projection=ProjectionSpec(method="pca"), other_models=("resnet18",), random_baseline=False, align=True,
-    )  # fmt: skip
+        projection=ProjectionSpec(method="pca"),
+        other_models=("resnet18",),
+        random_baseline=False,
+        align=True,
+    )
     params = reproduce.share_params(page_inputs)
-    assert params["model"] == f"{TIMM_VIT},resnet18" and params["weights"].split(",")[0] == str(ckpt)  # the flags' names
+    assert params["model"] == f"{TIMM_VIT},resnet18" and params["weights"].split(",")[0] == str(
+        ckpt
+    )  # the flags' names
     again = _page(**params)  # the new link reopens the same inputs
     assert again.text_input(key="checkpoint").value == str(ckpt)
     assert again.multiselect(key="other_models").value == ["resnet18"]
@@ -99,8 +113,14 @@ def test_a_checkpoint_and_the_source_travel_in_the_link_and_the_command(tmp_path
 def test_the_demo_lists_only_models_whose_weights_are_on_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer.ui import cached
 
-    avail = {"mobilenet_v2": "offline", "resnet18": "download", "timm:a.b": "download", "timm:c.d": "offline",
-             "hf:org/x": "download", "hf:org/y": "offline"}  # fmt: skip
+    avail = {
+        "mobilenet_v2": "offline",
+        "resnet18": "download",
+        "timm:a.b": "download",
+        "timm:c.d": "offline",
+        "hf:org/x": "download",
+        "hf:org/y": "offline",
+    }
     monkeypatch.setattr(cached, "availability", lambda: avail)
     assert cached.model_names(offline_weights_only=False) == list(avail)
     # torchvision's architectures stay: their random-init baseline needs no file and never downloads

@@ -29,8 +29,16 @@ def test_the_blob_holds_every_panel_the_hover_rows_and_the_names_in_order() -> N
     panels = {"a": rng.normal(size=(5, 2)), "b": rng.normal(size=(5, 2))}
     codes = np.array([0, 1, 1, 0, 2])
     predicted = [np.array([0, 1, -1, 0, 2]), np.array([1, 1, 1, 0, 2])]
-    head, body = points.pack(panels, codes, ["x", "y", "z"], ["#000000", "#111111", "#222222"], [f"f{i}\nx" for i in range(5)],
-                              classes=["x", "y", "z"], truth=codes, predicted=predicted)  # fmt: skip
+    head, body = points.pack(
+        panels,
+        codes,
+        ["x", "y", "z"],
+        ["#000000", "#111111", "#222222"],
+        [f"f{i}\nx" for i in range(5)],
+        classes=["x", "y", "z"],
+        truth=codes,
+        predicted=predicted,
+    )
     head, body = _read(points.frame(head, body))
     assert head["n"] == 5 and head["has_truth"] and head["has_predicted"] and not head["codes_per_panel"]
     at = 0
@@ -50,8 +58,16 @@ def test_the_blob_refuses_mismatched_rows() -> None:
     with pytest.raises(ValueError, match="one row per point"):
         points.pack({"a": np.zeros((4, 2)), "b": np.zeros((3, 2))}, np.zeros(4), ["c"], ["#000000"], None)
     with pytest.raises(ValueError, match="one row of predictions per panel"):
-        points.pack({"a": np.zeros((4, 2))}, np.zeros(4), ["c"], ["#000000"], None, classes=["c"], truth=np.zeros(4),
-                     predicted=[np.zeros(4), np.zeros(4)])  # fmt: skip
+        points.pack(
+            {"a": np.zeros((4, 2))},
+            np.zeros(4),
+            ["c"],
+            ["#000000"],
+            None,
+            classes=["c"],
+            truth=np.zeros(4),
+            predicted=[np.zeros(4), np.zeros(4)],
+        )
 
 
 class _Owner:
@@ -80,8 +96,13 @@ def test_the_route_serves_a_thumbnail_and_refuses_unknown_tokens() -> None:
     token = thumbs.publish(owner, lambda i: b"\xff\xd8jpeg" if i < 2 else None)
 
     def get(tok: str, index: int):
-        scope = {"type": "http", "method": "GET", "path": f"/{thumbs.PATH}/{tok}/{index}", "headers": [],
-                 "path_params": {"token": tok, "index": index}}  # fmt: skip
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": f"/{thumbs.PATH}/{tok}/{index}",
+            "headers": [],
+            "path_params": {"token": tok, "index": index},
+        }
         return asyncio.run(thumbs._handle(Request(scope)))
 
     ok = get(token, 1)

@@ -22,8 +22,14 @@ LAYERS = ["features.14", "flatten"]
 
 @pytest.fixture(scope="module")
 def comp(tmp_path_factory: pytest.TempPathFactory) -> explorer.Comparison:
-    return explorer.compare("sample:clothing", layers=LAYERS, max_images=60, cache_dir=tmp_path_factory.mktemp("cache"),
-                            progress=False, leaderboard=False)  # fmt: skip
+    return explorer.compare(
+        "sample:clothing",
+        layers=LAYERS,
+        max_images=60,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+        progress=False,
+        leaderboard=False,
+    )
 
 
 def _sent(widget: object) -> list[tuple[dict, list]]:
@@ -50,7 +56,9 @@ def test_the_kernel_side_of_the_widget(comp: explorer.Comparison) -> None:
         w.selected = [60]
     with pytest.raises(ValueError, match="colour_by='size'"):
         comp.show(colour_by="size")
-    features_only = explorer.compare_features({k: comp.features(k) for k in LAYERS}, labels=comp.dataset.labels, progress=False)
+    features_only = explorer.compare_features(
+        {k: comp.features(k) for k in LAYERS}, labels=comp.dataset.labels, progress=False
+    )
     assert not features_only.show().thumbnails  # no images to show
 
 
@@ -97,8 +105,14 @@ def test_the_widget_draws_selects_both_ways_and_shows_thumbnails(comp: explorer.
         return [reply, base64.b64encode(buffers[0]).decode() if buffers else None]
 
     page_file = tmp_path / "widget.html"
-    page_file.write_text(HARNESS % {"esm": json.dumps(w._esm), "css": json.dumps(w._css),
-                                    "points": json.dumps(base64.b64encode(w.points).decode())})  # fmt: skip
+    page_file.write_text(
+        HARNESS
+        % {
+            "esm": json.dumps(w._esm),
+            "css": json.dumps(w._css),
+            "points": json.dumps(base64.b64encode(w.points).decode()),
+        }
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1300, "height": 900})
@@ -125,10 +139,14 @@ def test_the_widget_draws_selects_both_ways_and_shows_thumbnails(comp: explorer.
         # hover: the nearest image's thumbnail, asked of the kernel once, shown beside the cursor
         x, y = page.evaluate("document.getElementById('w').explorerScatter.pointOnScreen(1, 7)")
         page.mouse.move(x + 1, y + 1)
-        page.wait_for_function("() => { const i = document.querySelector('.explorer-tip img');"
-                               " return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }", timeout=10_000)  # fmt: skip
-        assert comp.dataset.names[page.evaluate("document.getElementById('w').explorerScatter.hovered")] in \
-            page.inner_text(".explorer-tip")  # fmt: skip
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.explorer-tip img');"
+            " return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }",
+            timeout=10_000,
+        )
+        assert comp.dataset.names[
+            page.evaluate("document.getElementById('w').explorerScatter.hovered")
+        ] in page.inner_text(".explorer-tip")
         page.screenshot(path=str(tmp_path / "widget.png"))
         browser.close()
     assert errors == []
