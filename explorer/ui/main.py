@@ -47,9 +47,10 @@ def warm_up_umap() -> None:
     moment: started at once, it tripled the first page's time on a restart with everything cached.
     A UMAP job that comes first simply compiles for itself.
     """
-    if (
-        _warm.is_set() or runtime.current().mode.isolated_jobs
-    ):  # jobs in processes of their own load numba's cache there
+    if _warm.is_set():
+        return
+    rt = runtime.current()
+    if rt.mode.isolated_jobs:  # jobs in processes of their own load numba's cache there
         return
     _warm.set()
 
@@ -58,7 +59,7 @@ def warm_up_umap() -> None:
             quiet_since = time.monotonic()
             while time.monotonic() - quiet_since < 3.0:
                 time.sleep(0.5)
-                if not runtime.current().queue.idle():
+                if not rt.queue.idle():
                     quiet_since = time.monotonic()
             project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
             log.info("UMAP warm-up done")
@@ -124,13 +125,14 @@ def _shown(inputs: sidebar.Inputs) -> Callable[[Any], Result]:
 def _check_budget(inputs: sidebar.Inputs) -> None:
     """Refuse at once what is over the mode's budget for as many images as the request can hold
     (the job checks again with the exact number)."""
+    rt = runtime.current()
     if inputs.data.startswith("sample:"):
         n = len(_sample(inputs.data, inputs.max_images))
     elif inputs.upload is not None and inputs.upload[0] == "files":
-        n = min(len(inputs.upload[1]), inputs.max_images or runtime.current().mode.max_images)
+        n = min(len(inputs.upload[1]), inputs.max_images or rt.mode.max_images)
     else:  # a zip or a folder: counted when the job opens it
         return
-    budget.check(reproduce.analysis(inputs, inputs.data)[1], n, runtime.current().mode)
+    budget.check(reproduce.analysis(inputs, inputs.data)[1], n, rt.mode)
 
 
 def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict) -> None:
@@ -139,6 +141,7 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
     The session's state is written once, at the end (`state.write`): every access to it is where
     a rerun the visitor asked for meanwhile stops the script, and between a job queued and its id
     recorded that lost the job's outcome."""
+    rt = runtime.current()
     log.info("session %s: analysis asked for (%r)", session[:8], "an upload" if inputs.upload else inputs.data[:60])
     source, cleanup = inputs.data, None
     try:
@@ -150,13 +153,13 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
         if inputs.data.startswith("upload:"):
             source = sidebar.write_upload(inputs.upload, runtime.upload_root())
             cleanup = functools.partial(shutil.rmtree, sidebar.upload_folder(source), ignore_errors=True)
-        job = runtime.current().queue.submit(
+        job = rt.queue.submit(
             session,
             make_job(inputs, source, cleanup is not None),
             cleanup,
             client=client,
             finish=_shown(inputs),
-            isolated=runtime.current().mode.isolated_jobs,
+            isolated=rt.mode.isolated_jobs,
         )
     except (AlreadyRunning, QueueFull, ValueError) as exc:
         if cleanup is not None:  # refused: the upload is ours to delete
@@ -189,10 +192,9 @@ def _queue_for_this_session(make: Callable[[Result], Callable[[Job], Any]], forg
 def export_cut(model: str, layer: str) -> None:
     """The "Export this cut" button's callback: queue the export of the shown result's cut of
     `model` at `layer`."""
+    rt = runtime.current()
     _queue_for_this_session(
-        lambda r: cut_job(
-            r.comparison, model, layer, r.inputs.data, runtime.current().cache, runtime.current().mode.limits
-        ),
+        lambda r: cut_job(r.comparison, model, layer, r.inputs.data, rt.cache, rt.mode.limits),
         "cut_export",
     )
 
@@ -222,19 +224,20 @@ def progress_panel() -> None:
 @st.fragment(run_every=1.0)
 def _job_status() -> None:
     """Queue position or progress, polled; draws the page again when the job ends."""
-    job = runtime.current().queue.job_of(_session_id())
+    rt = runtime.current()
+    job = rt.queue.job_of(_session_id())
     if job is None:
         if _outcome_not_shown():
             st.rerun(scope="app")
         return
     if job.active:
-        pos = runtime.current().queue.position(job)
+        pos = rt.queue.position(job)
         if pos:
             st.info(f"Waiting in the queue: position {pos}. Your analysis starts when a worker is free.", icon="⏳")
         else:
             frac = job.done / job.total if job.total else 0.0
             st.progress(min(max(frac, 0.0), 1.0), text=f"{job.stage} — {job.done}/{job.total}")
-        st.button("Cancel", key="cancel", on_click=runtime.current().queue.cancel, args=(job,))
+        st.button("Cancel", key="cancel", on_click=rt.queue.cancel, args=(job,))
     elif _collect(job):
         st.rerun(scope="app")
 
@@ -282,12 +285,13 @@ def _outcome_not_shown() -> bool:
 
 def _wait_briefly(seconds: float = 4.0) -> None:
     """A cached analysis takes a fraction of a second: show it in this run instead of after a poll."""
-    job = runtime.current().queue.job_of(_session_id())
+    rt = runtime.current()
+    job = rt.queue.job_of(_session_id())
     deadline = time.monotonic() + seconds
     # only while it runs or is about to: a visitor behind others sees their queue position at once
     while job is not None and job.active and time.monotonic() < deadline:
-        pos = runtime.current().queue.position(job)
-        if pos > 1 or (pos == 1 and not runtime.current().queue.has_free_worker()):
+        pos = rt.queue.position(job)
+        if pos > 1 or (pos == 1 and not rt.queue.has_free_worker()):
             break
         time.sleep(0.05)
     if job is not None:
@@ -333,6 +337,7 @@ def _confirm_and_run(names: tuple[str, ...], first: str | None, others: tuple[st
 
 def render() -> None:
     """The whole page."""
+    rt = runtime.current()
     state.apply_each_interaction_whole()  # from the first run on: no click lost between two requests
     st.markdown("## Bottleneck Explorer")
     st.caption("Where in a network do your classes become separable, and what does a narrow layer keep or lose?")
@@ -355,7 +360,7 @@ def render() -> None:
         _ask_to_load(inputs.awaiting_confirmation)
     first_visit = (
         "result" not in st.session_state
-        and runtime.current().queue.job_of(session) is None
+        and rt.queue.job_of(session) is None
         and not st.session_state.get("auto_done")
         and not inputs.awaiting_confirmation
     )
@@ -374,7 +379,7 @@ def render() -> None:
     progress_panel()
     result: Result | None = st.session_state.get("result")
     if result is None:
-        job = runtime.current().queue.job_of(_session_id())
+        job = rt.queue.job_of(_session_id())
         if job is not None and job.active:
             st.caption("The first analysis is on its way; results are cached for everyone after it.")
         return
