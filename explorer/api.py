@@ -82,6 +82,9 @@ class Comparison(comparison.Comparison):
     def projection(self, layer: str) -> pd.DataFrame:
         """One layer's 2-D (or 3-D) projection: columns index, path, label, x, y (and z).
 
+        Args:
+            layer: a layer key (`features.7`, or `model:node` with several models).
+
         Raises:
             KeyError: the layer is unknown, or the comparison was made with projection `none`.
         """
@@ -117,11 +120,23 @@ class Comparison(comparison.Comparison):
         return tables.emergence_table(self, rows)
 
     def report(self, selection: str | None = None) -> str:
-        """The self-contained HTML report (report.html), plotly.js inlined."""
+        """The self-contained HTML report (report.html), plotly.js inlined.
+
+        Args:
+            selection: a class or `COLUMN=VALUE` whose emergence the report shows (None: none).
+        """
         return report.render(self, self._selection_pair(selection))
 
     def export(self, folder: str | Path, selection: str | None = None) -> dict[str, Path]:
-        """Write every file `compare --out` writes into `folder`; returns {file name: path}."""
+        """Write every file `compare --out` writes.
+
+        Args:
+            folder: where to write them (made if missing).
+            selection: a class or `COLUMN=VALUE`: also selection_emergence.csv.
+
+        Returns:
+            {file name: path}.
+        """
         return export.write_all(self, folder, self._selection_pair(selection))
 
     def _selection_pair(self, selection: str | None) -> tuple[str, list[int]] | None:
@@ -137,7 +152,12 @@ class Comparison(comparison.Comparison):
 
     def show(self, **options: Any) -> Any:
         """The notebook view: every layer's projection side by side, hover thumbnails, lasso and
-        box selection linked across panels (output/widget.py); `show().selected` is the selection."""
+        box selection linked across panels (output/widget.py); `show().selected` is the selection.
+
+        Args:
+            **options: layers (the layer keys to show; default all), colour_by (`class`, or a
+                metadata column), align (Procrustes-align the panels), cols (panels per row).
+        """
 
         from .output.widget import ComparisonWidget  # anywidget: optional
 
@@ -184,27 +204,14 @@ def _model_names(
     return names, labels
 
 
-def _layers_arg(
+def _layers_by_name(
     layers: str | Sequence[str] | Mapping[str, Sequence[str]], names: list[str], labels: list[str | None]
-) -> str:
-    """The command line's --layers for `layers`: `auto`, its own syntax, a list of the (one)
-    model's layers, or {model name or label: [layers]}."""
-    if isinstance(layers, str):
+) -> str | Sequence[str] | Mapping[str, Sequence[str]]:
+    """`layers` with each model named by its model name, where it was named by its label."""
+    if not isinstance(layers, Mapping):
         return layers
-    if isinstance(layers, Mapping):
-        by_label = {lab: n for lab, n in zip(labels, names) if lab is not None}
-        parts = []
-        for model, nodes in layers.items():
-            name = by_label.get(model, model)
-            if name not in names:
-                raise ValueError(
-                    f"layers names the model {model!r}, which is not compared; the models are {', '.join(names)}"
-                )
-            parts += [f"{name}:{n}" for n in nodes]
-        return ",".join(parts) or "auto"
-    if len(names) > 1:
-        raise ValueError("with several models give layers as {model: [layers]} (or 'auto')")
-    return ",".join(layers) or "auto"
+    by_label = {lab: n for lab, n in zip(labels, names) if lab is not None}
+    return {by_label.get(model, model): tuple(nodes) for model, nodes in layers.items()}
 
 
 def _cache(cache_dir: str | Path | None) -> FeatureCache:
@@ -323,8 +330,8 @@ def compare(
         data="python" if in_python else str(data),
         label_column=label_column,
         image_column=image_column,
-        model=",".join(names),
-        layers=_layers_arg(layers, names, run_labels),
+        model=tuple(names),
+        layers=_layers_by_name(layers, names, run_labels),
         projection=projection,
         **options,
     )
@@ -387,7 +394,7 @@ def compare_features(
     if len(n) != 1:
         raise ValueError(f"the models' features have different numbers of rows ({', '.join(map(str, sorted(n)))})")
     dataset = given_dataset(n.pop(), labels, names, metadata)
-    request = _request(data="features", model=",".join(per_model), projection=projection, **options)
+    request = _request(data="features", model=tuple(per_model), projection=projection, **options)
     bar = StageBar(enabled=progress, notebook=True)
     try:
         record = run_on_features(request, dataset, runs, cache=_cache(cache_dir), progress=bar)
@@ -419,7 +426,9 @@ def layers(model: ModelLike, *, transform: Any = None) -> pd.DataFrame:
     whether each is a default pick, a block output, a bottleneck.
 
     Args:
-        model: a model name of any source, or an nn.Module (with its `transform`).
+        model: a model name of any source, or an nn.Module.
+        transform: an nn.Module's preprocessing (a PIL image -> a (3, H, W) float tensor; default:
+            ImageNet's at 224 pixels).
     """
     (name,), _ = _model_names(model, transform)
     prof = layer_profiles.profile(name)

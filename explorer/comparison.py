@@ -161,8 +161,10 @@ class Comparison:
         return {r.key(n, self.multi): f for r in self.runs for n, f in r.features.items()}
 
     def run(self, model: str | None = None) -> ModelRun:
-        """The run of `model` (its label in the metrics table: `resnet18`, `resnet18[random]`); the
-        first run when None.
+        """One model's run.
+
+        Args:
+            model: its label in the metrics table (`resnet18`, `resnet18[random]`); None: the first.
 
         Raises:
             KeyError: no run has that label.

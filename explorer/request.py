@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -73,17 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--image-column", default=d.image_column, help="the image (or path) column of a parquet, Arrow or CSV table")
     a(
         "--model",
-        default=d.model,
+        default=_text(d.model),
         help="one or more models, comma-separated: resnet50 (torchvision), timm:NAME[.TAG], "
         "hf:ORG/NAME or hf:FOLDER, FILE.pt2 (torch.export), package.module:builder",
     )
     a(
         "--weights",
-        default=d.weights,
+        default=_text(d.weights),
         help="auto | none (random init) | a torchvision weights name | a file "
         "(.pth, .safetensors); one for every model, or one per model, comma-separated",
     )
-    a("--layers", default=d.layers, help="auto | node,node,... | model:node,... with several models")
+    a("--layers", default="auto", help="auto | node,node,... | model:node,... with several models")
     a("--pooling", default=d.pooling, choices=list(POOLINGS))
     a("--tokens", default=d.tokens, choices=list(TOKEN_POOLINGS), help="pooling of ViT token sequences")
     a("--projection", default=d.projection, choices=["umap", "pca", "tsne", "none"])
@@ -135,9 +136,12 @@ class AnalysisRequest:
         data: a folder, a .zip, `sample:NAME`, shards, parquet, a save_to_disk folder or a table of paths.
         label_column: the label column of a table, a metadata file or a shard's json.
         image_column: the image (or path) column of a table.
-        model: one or more models, comma-separated (networks/sources.py names them).
-        weights: auto, none, a torchvision weights name or a file; one, or one per model.
-        layers: auto, `node,node` (one model) or `model:node,...`.
+        model: the models (networks/sources.py names them), a tuple; given as text, `a,b` is split.
+        weights: auto, none, a torchvision weights name or a file; one for all, or one per model,
+            a tuple; given as text, `auto,none` is split.
+        layers: the layers asked for, ((model, (node, ...)), ...); empty, or a model left out: its
+            default spread. Given as text (`auto`, `node,node` for one model, `model:node,...`), a
+            list of one model's nodes or {model: [nodes]}, it is read into that form.
         pooling: avg, max or avgmax.
         tokens: cls or mean (token sequences).
         projection: umap, pca, tsne or none.
@@ -160,9 +164,9 @@ class AnalysisRequest:
     data: str = _DATA.source
     label_column: str | None = None
     image_column: str | None = None
-    model: str = _EXTRACT.model
-    weights: str = _EXTRACT.weights
-    layers: str = "auto"
+    model: tuple[str, ...] = (_EXTRACT.model,)
+    weights: tuple[str, ...] = (_EXTRACT.weights,)
+    layers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     pooling: str = _EXTRACT.pooling
     tokens: str = _EXTRACT.token_pooling
     projection: str = _PROJECTION.method
@@ -182,9 +186,13 @@ class AnalysisRequest:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not self.models:
+        settle = functools.partial(object.__setattr__, self)  # frozen: each given spelling read once, here
+        settle("model", _names(self.model))
+        settle("weights", _names(self.weights))
+        if not self.model:
             raise ValueError("model: give at least one model")
-        n_weights = len(self.weights.split(","))
+        settle("layers", _layer_table(self.model, self.layers))
+        n_weights = len(self.weights)
         if n_weights not in (1, len(self.models)):
             raise ValueError(
                 f"weights has {n_weights} values for {len(self.models)} models; give one, or one per model"
@@ -198,7 +206,7 @@ class AnalysisRequest:
 
     @property
     def models(self) -> list[str]:
-        return [m.strip() for m in self.model.split(",") if m.strip()]
+        return list(self.model)
 
     def replace(self, **changes: Any) -> AnalysisRequest:
         return dataclasses.replace(self, **changes)
@@ -206,14 +214,13 @@ class AnalysisRequest:
     def specs(self) -> tuple[DataSpec, list[ExtractSpec], ProjectionSpec, MetricSpec]:
         """(the data, one ExtractSpec per run, the projection, the metrics): what the engine runs."""
         names = self.models
-        per_model = parse_layers(names, self.layers)
-        weights = [w.strip() for w in self.weights.split(",")]
-        weights = weights * len(names) if len(weights) == 1 else weights
+        per_model = dict(self.layers)
+        weights = list(self.weights) * len(names) if len(self.weights) == 1 else list(self.weights)
         specs = [
             ExtractSpec(
                 model=m,
                 weights=w,
-                layers=per_model[m],
+                layers=per_model.get(m, ()),
                 pooling=self.pooling,
                 token_pooling=self.tokens,
                 precision=self.precision,
@@ -270,7 +277,7 @@ class AnalysisRequest:
             if isinstance(value, bool):
                 argv += [flag] if value else []
             else:
-                argv += [flag, _text(value)]
+                argv += [flag, _text(value, self.model)]
         return argv
 
     @classmethod
@@ -292,7 +299,7 @@ class AnalysisRequest:
         """The share link's parameters: the flags' names without dashes; data and model always,
         the others where they differ from the default (a switch that is on: `1`)."""
         return {
-            name.replace("_", "-"): ("1" if value else "0") if isinstance(value, bool) else _text(value)
+            name.replace("_", "-"): ("1" if value else "0") if isinstance(value, bool) else _text(value, self.model)
             for name, value in self._chosen(False)
         }
 
@@ -335,8 +342,44 @@ class AnalysisRequest:
         return cls(**kept)
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, models: Sequence[str] = ()) -> str:
+    """A field's value as the command line and the link spell it (the one printer); `models`, for
+    the layers: with one model its nodes alone, with several `model:node`."""
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):  # layers
+        return ",".join(n if len(models) == 1 else f"{m}:{n}" for m, nodes in value for n in nodes)
+    if isinstance(value, tuple):
+        return ",".join(value) or "auto"
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Models or weights in any spelling: `a,b`, or a sequence of names (the one parser)."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(v.strip() for v in items if v.strip())
+
+
+def _layer_table(
+    models: tuple[str, ...], value: str | Sequence[Any] | Mapping[str, Sequence[str]]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The layers asked for, ((model, nodes), ...) in the models' order, from any spelling: the
+    command line's text, a list of one model's nodes, {model: nodes}, or that form itself."""
+    if isinstance(value, str):
+        per_model = parse_layers(list(models), value)
+    elif isinstance(value, Mapping):
+        per_model = {m: tuple(str(n) for n in nodes) for m, nodes in value.items()}
+    elif all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], tuple) for v in value) and value:
+        per_model = dict(value)
+    else:
+        nodes = tuple(str(n) for n in value)
+        if nodes and len(models) > 1:
+            raise ValueError("with several models give layers as {model: [layers]} (or 'auto')")
+        per_model = {models[0]: nodes}
+    unknown = [m for m in per_model if m not in models]
+    if unknown:
+        raise ValueError(
+            f"layers names the model {unknown[0]!r}, which is not compared; the models are {', '.join(models)}"
+        )
+    return tuple((m, per_model[m]) for m in models if per_model.get(m))
 
 
 def _parse(f: dataclasses.Field, text: str) -> Any:

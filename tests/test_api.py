@@ -134,7 +134,7 @@ def test_an_unknown_option_is_named() -> None:
         explorer.compare("sample:clothing", neighbours=5)
 
 
-def test_an_in_memory_module_is_keyed_by_its_weights_and_code(cache: Path) -> None:
+def test_an_in_memory_module_is_keyed_by_its_weights_code_and_transform(cache: Path) -> None:
     from explorer.networks import memory_source
 
     net = Tiny().train()
@@ -144,6 +144,11 @@ def test_an_in_memory_module_is_keyed_by_its_weights_and_code(cache: Path) -> No
     assert memory_source.register(twin, tiny_transform()) == name  # the same class and weights: the same name
     other = Tiny()
     assert memory_source.register(other, tiny_transform()) != name  # other weights
+    from torchvision import transforms as T
+
+    normalised = T.Compose([T.Resize(48), T.CenterCrop(48), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)])
+    assert memory_source.register(net, normalised) != name  # another transform: its own name and features
+    assert memory_source.register(net, T.Compose([T.Resize(56), T.CenterCrop(56), T.ToTensor()])) != name
     comp = explorer.compare(
         "sample:clothing",
         models={"tiny": net},

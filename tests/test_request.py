@@ -62,8 +62,40 @@ def test_request_to_query_and_back() -> None:
 def test_every_field_is_a_compare_flag_with_the_same_default() -> None:
     """The request's fields and defaults are the command line's (and so the API's options)."""
     args = build_parser().parse_args(["compare", "--out", "x"])
+    read = AnalysisRequest.from_namespace(args)
     for f in dataclasses.fields(AnalysisRequest):
-        assert getattr(args, f.name) == f.default, f.name
+        assert hasattr(args, f.name), f.name
+        assert getattr(read, f.name) == f.default, f.name
+
+
+def test_fields_are_typed_whatever_the_spelling() -> None:
+    """Text exists only at the edges: every spelling of models, weights and layers is read into
+    tuples once, and the printers give the text back."""
+    as_text = AnalysisRequest(
+        model="resnet18, timm:vit_small_patch16_224",
+        weights="auto,none",
+        layers="resnet18:layer3,timm:vit_small_patch16_224:blocks.3",
+    )
+    as_python = AnalysisRequest(
+        model=["resnet18", "timm:vit_small_patch16_224"],
+        weights=("auto", "none"),
+        layers={"resnet18": ["layer3"], "timm:vit_small_patch16_224": ["blocks.3"]},
+    )
+    assert as_text == as_python
+    assert as_text.model == ("resnet18", "timm:vit_small_patch16_224") and as_text.weights == ("auto", "none")
+    assert as_text.layers == (("resnet18", ("layer3",)), ("timm:vit_small_patch16_224", ("blocks.3",)))
+    assert as_text.replace(layers=as_text.layers) == as_text  # the typed form is read as itself
+    one = AnalysisRequest(model="resnet18", layers=["layer2", "layer3"])
+    assert (
+        one.layers == (("resnet18", ("layer2", "layer3")),)
+        and AnalysisRequest(model="resnet18", layers="layer2,layer3") == one
+    )
+    assert one.to_argv()[one.to_argv().index("--layers") + 1] == "layer2,layer3"
+    assert AnalysisRequest(layers="auto").layers == () and AnalysisRequest(layers={}).layers == ()
+    with pytest.raises(ValueError, match="not compared"):
+        AnalysisRequest(model="resnet18", layers={"vgg11": ["features.3"]})
+    with pytest.raises(ValueError, match="several models"):
+        AnalysisRequest(model="resnet18,vgg11", layers=["layer3"])
 
 
 def test_links_written_with_the_old_names_keep_their_meaning() -> None:
@@ -87,8 +119,8 @@ def test_links_written_with_the_old_names_keep_their_meaning() -> None:
         got.min_dist,
         got.random_baseline,
         got.max_images,
-    ) == ("resnet18", "none", 3, 30, 0.25, True, None)
-    assert AnalysisRequest.from_query({"weights": "pretrained", "checkpoint": "/w/ft.pth"}).weights == "/w/ft.pth"
+    ) == (("resnet18",), ("none",), 3, 30, 0.25, True, None)
+    assert AnalysisRequest.from_query({"weights": "pretrained", "checkpoint": "/w/ft.pth"}).weights == ("/w/ft.pth",)
     assert AnalysisRequest.from_query({"dims": "2", "components": "3"}).components == 3  # the flag's name wins
     assert set(LINK_ALIASES.values()) <= {f.name.replace("_", "-") for f in dataclasses.fields(AnalysisRequest)}
 

@@ -6,8 +6,7 @@ to see this?"
 The two groups are balanced (every selected image, as many others drawn at random; both capped at
 MAX_PER_SIDE), so chance is 0.5 and accuracy is balanced accuracy. The probe's C is chosen as for
 the class curve, by an inner cross-validation, but in the first fold only and reused in the others
-(an answer within seconds: 5.8 s for 8 layers with a search in every fold, bench/bench_layer_answers.py).
-Memory and time grow with the sample, not with N.
+(an answer within seconds; docs/benchmarks.md). Memory and time grow with the sample, not with N.
 """
 
 from __future__ import annotations

@@ -25,10 +25,11 @@ import numpy as np
 from ..config import DataSpec, Limits
 from ..progress import Progress
 from .archive import is_ignored_name
-from .datasets import ImageDataset, check_image_bytes, container_listing, dataset_from_items, stratified_subsample
+from .datasets import ImageDataset, check_image_bytes, dataset_from_items, stratified_subsample
 from .items import ImageItem, ReadableFiles, describe, from_description
 from .listing import Skipped
-from .shards import SMALL_MEMBER_BYTES, ShardSample, check_shard, read_sample, shard_columns, shard_files
+from .shards import SMALL_MEMBER_BYTES, ShardSample, check_shard, read_sample, shard_columns
+from .source_table import RAY_HERE, RAY_WEBDATASET, Reading, recognise
 
 LISTING_BATCH = 256  # images a worker checks per batch
 
@@ -45,17 +46,16 @@ def list_on_cluster(
 
     limits = limits or Limits()
     source = spec.source
-    if source.startswith("sample:") or (not Path(source).expanduser().exists() and "{" not in source):
+    reading = Reading(limits, server_paths=True)
+    kind, matched = recognise(source, spec, reading)
+    if kind.on_ray == RAY_HERE:
         return None
-    shards = shard_files(source)
-    if shards:
-        pairs, checked, columns, extra, skipped = _webdataset(shards, spec, limits, progress)
-        files: ReadableFiles | None = ReadableFiles("webdataset", tuple(shards), spec.label_column)
-    else:
-        listed = container_listing(source, spec, limits, server_paths=True)
-        if listed is None:
-            return None
-        pairs, columns, extra, skipped, files = listed
+    if kind.on_ray == RAY_WEBDATASET:
+        pairs, checked, columns, extra, skipped = _webdataset(matched, spec, limits, progress)
+        files: ReadableFiles | None = ReadableFiles("webdataset", tuple(matched), spec.label_column)
+    else:  # RAY_CHECKED: listed here from headers and footers, each image checked on a worker
+        found = kind.list_here(matched, spec, reading)
+        pairs, columns, extra, skipped, files = found.pairs, found.columns, found.extra, found.skipped, found.files
         if spec.max_images is not None and (files is None or files.kind == "binary"):
             # the sample first (load_dataset's, so the same one): only its images are read. A parquet
             # file is read whole by its reader, and matched to its rows by position, so it is sampled after.

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import os
 import shutil
-import tempfile
 import weakref
 from collections import Counter
 from collections.abc import Sequence
@@ -20,21 +17,16 @@ import numpy as np
 
 from ..config import DataSpec, Limits
 from ..progress import Progress
-from . import containers, path_tables
-from .archive import safe_extract_zip
 from .file_checks import FileCheckCache
-from .images import IMAGE_SUFFIXES, ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
+from .images import ImageError, check_and_thumbnail, check_header, to_jpeg_bytes
 from .items import ImageItem, ReadableFiles
-from .listing import Candidates, Skipped, candidates
-from .shards import list_shards, shard_files
+from .listing import Skipped
+from .source_table import Reading, list_here
 
 if TYPE_CHECKING:
-    from . import containers
+    pass
 
 log = logging.getLogger(__name__)
-
-SAMPLES_DIR = Path(__file__).parents[1] / "samples"
-SAMPLES = ("clothing", "digits")
 
 
 @dataclass
@@ -158,20 +150,6 @@ def stratified_subsample(labels: list[str | None], max_images: int, random_state
     return np.sort(np.concatenate(chosen))
 
 
-def _digits_items() -> list[tuple[ImageItem, str]]:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    out = []
-    for i, (img, target) in enumerate(zip(digits.images, digits.target)):
-        arr = np.clip(255 - img * 16, 0, 255).astype(np.uint8)  # dark ink on white, like a scan
-        buf = io.BytesIO()
-        Image.fromarray(arr, "L").save(buf, format="PNG")
-        out.append((ImageItem(f"{target}/digit_{i:04d}.png", data=buf.getvalue()), str(target)))
-    return out
-
-
 def check_image_bytes(data: bytes, limits: Limits, thumbnails: bool = False) -> tuple[str, bytes] | str:
     """One image's bytes through the checks every dataset's images get: (sha256, thumbnail JPEG or
     b"") when they pass, else the reason they are left out. Without `thumbnails` only the header is
@@ -272,164 +250,30 @@ def load_dataset(
             usable image.
     """
     limits = limits or Limits()
-    source = spec.source
-    tempdir = None
+    found = list_here(spec.source, spec, Reading(limits, server_paths))
     index = None
-    files = None
-    found: Candidates | None = None
-    skipped: list[Skipped] = []
-    columns: tuple[str, ...] = ()
-    extra: dict[str, tuple[str, ...]] = {}
-    if source.startswith("sample:"):
-        name = source.split(":", 1)[1]
-        if name == "digits":
-            pairs = _digits_items()
-        elif name in SAMPLES:
-            found = candidates(SAMPLES_DIR / name)
-            base = os.fspath(found.root) + os.sep
-            pairs = [(ImageItem(rel, path=base + rel), lab) for rel, lab in found.images]
-            skipped = found.skipped
-        else:
-            raise ValueError(f"unknown sample {source!r}; choose one of {', '.join('sample:' + s for s in SAMPLES)}")
-    elif (listed := container_listing(source, spec, limits, server_paths)) is not None:
-        pairs, columns, extra, skipped, files = listed
-    else:
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise ValueError(
-                f"{source!r} does not exist; give a folder, a .zip, shards, a parquet file or sample:clothing"
-            )
-        if path.is_file():
-            if path.suffix.lower() != ".zip":
-                raise ValueError(
-                    f"{source!r} is a file but not a .zip, .tar, .parquet or .csv; give a folder, one of those "
-                    "or sample:clothing"
-                )
-            tempdir = tempfile.mkdtemp(prefix="explorer-upload-")
-            try:
-                report = safe_extract_zip(path, tempdir, limits)
-            except BaseException:
-                shutil.rmtree(tempdir, ignore_errors=True)
-                raise
-            skipped += [Skipped(f, r) for f, r in report.ignored]
-            path = Path(tempdir)
-        found = candidates(path, label_column=spec.label_column)
-        skipped += found.skipped
-        base = os.fspath(found.root) + os.sep
-        pairs = [(ImageItem(rel, path=base + rel), lab) for rel, lab in found.images]
-        if (
-            file_checks_dir is not None and tempdir is None and not thumbnails
-        ):  # a folder (a zip unpacks anew each time)
-            index = FileCheckCache(file_checks_dir, found.root, f"{limits.max_file_bytes}:{limits.max_pixels}")
-    if found is not None and found.columns:
-        columns, extra = found.columns, found.extra
+    if found.folder is not None and file_checks_dir is not None and found.tempdir is None and not thumbnails:
+        index = FileCheckCache(file_checks_dir, found.folder, f"{limits.max_file_bytes}:{limits.max_pixels}")
     try:
-        ds = _finish(source, pairs, skipped, spec, limits, progress, tempdir, thumbnails, index, files=files)
-        if columns:
-            ds.metadata = {c: tuple(extra[it.name][j] for it in ds.items) for j, c in enumerate(columns)}
+        ds = _finish(
+            spec.source,
+            found.pairs,
+            found.skipped,
+            spec,
+            limits,
+            progress,
+            found.tempdir,
+            thumbnails,
+            index,
+            files=found.files,
+        )
+        if found.columns:
+            ds.metadata = {c: tuple(found.extra[it.name][j] for it in ds.items) for j, c in enumerate(found.columns)}
         return ds
     except BaseException:
-        if tempdir:
-            shutil.rmtree(tempdir, ignore_errors=True)
+        if found.tempdir:
+            shutil.rmtree(found.tempdir, ignore_errors=True)
         raise
-
-
-Listing = tuple[
-    list[tuple[ImageItem, "str | None"]],
-    tuple[str, ...],
-    dict[str, tuple[str, ...]],
-    list[Skipped],
-    "ReadableFiles | None",
-]
-
-
-def container_listing(source: str, spec: DataSpec, limits: Limits, server_paths: bool) -> Listing | None:
-    """The images of a source that keeps them in container files or names them in a table (WebDataset
-    shards, parquet, a save_to_disk folder, a CSV or parquet table of paths), and the files a reader
-    of whole files reads them from; None for a folder or zip."""
-
-    path = Path(source).expanduser()
-    if not path.exists() and "{" not in source:
-        return None
-    shards = shard_files(source)
-    if shards:
-        listed = list_shards(shards, spec.label_column)
-        return _from_listed(listed, ReadableFiles("webdataset", tuple(shards), spec.label_column))
-    if (
-        path.is_dir() and (saved := containers.saved_dataset_files(path)) is not None
-    ):  # no Ray reader: read cell by cell
-        return _from_listed(
-            containers.list_tables(saved, "arrow", spec.label_column, spec.image_column, server_paths, limits), None
-        )
-    if path.is_file() and path.suffix.lower() == ".csv":
-        return _path_table(path, spec, server_paths)
-    files = containers.parquet_files(source)
-    if not files or (path.is_dir() and _has_images(path)):
-        return None
-    for f in files:
-        if os.path.getsize(f) > limits.max_total_bytes:
-            raise ValueError(
-                f"{Path(f).name} is {os.path.getsize(f):,} bytes, over the limit of {limits.max_total_bytes:,}"
-            )
-    if path.is_file() and _is_path_table(files[0], spec):
-        containers.check_parquet(
-            files[0], limits
-        )  # the footer, before pandas reads the table (list_tables checks its own)
-        return _path_table(path, spec, server_paths)
-    listed = containers.list_tables(files, "parquet", spec.label_column, spec.image_column, server_paths, limits)
-    column = listed.images[0][1].column if listed.images else spec.image_column
-    return _from_listed(listed, ReadableFiles("parquet", tuple(files), column))
-
-
-def _from_listed(listed: containers.Listed, files: ReadableFiles | None) -> Listing:
-    pairs = [(ImageItem(name, member=where), label) for name, where, label in listed.images]
-    skipped = [Skipped(f, r) for f, r in (listed.skipped or [])]
-    return pairs, listed.columns, listed.extra or {}, skipped, files
-
-
-def _has_images(folder: Path) -> bool:
-    """Whether a folder holds image files (then its parquet files, if any, are not its images)."""
-
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*") if p.is_file())
-
-
-def _is_path_table(path: str, spec: DataSpec) -> bool:
-    """Whether a parquet file names images by path rather than holding them (no binary column)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        schema = pq.ParquetFile(path).schema_arrow
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"{Path(path).name} is not a readable parquet file ({str(exc).splitlines()[0][:120]})"
-        ) from None
-    if spec.image_column is not None:
-        if spec.image_column not in schema.names:
-            raise ValueError(f"no image column {spec.image_column!r}; the columns are {', '.join(schema.names)}")
-        return not pa.types.is_nested(schema.field(spec.image_column).type) and not pa.types.is_binary(
-            schema.field(spec.image_column).type
-        )
-    return not any(
-        pa.types.is_binary(f.type)
-        or pa.types.is_large_binary(f.type)
-        or (pa.types.is_struct(f.type) and f.type.get_field_index("bytes") >= 0)
-        for f in schema
-    )
-
-
-def _path_table(path: Path, spec: DataSpec, server_paths: bool) -> Listing:
-
-    rows, columns, skipped = path_tables.table_rows(
-        path_tables.read_table(path),
-        label_column=spec.label_column,
-        path_column=spec.image_column,
-        root=path.parent,
-        inside_only=not server_paths,
-    )
-    pairs = [(item, label) for item, label, _ in rows]
-    files = ReadableFiles("binary", tuple(os.fspath(item.path) for item, _ in pairs))
-    return pairs, columns, {item.name: values for item, _, values in rows}, skipped, files
 
 
 def dataset_from_items(

@@ -3,7 +3,7 @@ source (networks/sources.py), read with forward hooks on its named modules, as o
 
 `register(module, transform)` names it `module:ClassName@HASH`, where HASH covers what decides its
 features: its state dict's values, its classes' source code and its printed structure (which holds
-the constructor's arguments). The feature cache keys on that name, so a module whose weights or code
+the constructor's arguments), and its transform (printed, and its output on a probe image). The feature cache keys on that name, so a module whose weights or code
 changed is extracted again, and the same module in a later session reads its features back. A class
 whose code cannot be read (defined with `exec`, or in `python -c`) is refused with a sentence rather
 than cached under a name that would not notice a change.
@@ -119,13 +119,17 @@ def _class_source(cls: type) -> str:
     ) from why
 
 
-def _input_size(transform: Any) -> int:
-    """The square size `transform` gives a 320 x 320 image (it must give a (3, H, W) tensor)."""
+def _transform_identity(transform: Any) -> tuple[int, str]:
+    """(the square size `transform` gives a 320 x 320 image, a hash of what it does): its printed
+    form and its output on a probe image, so two transforms that differ in size, crop or
+    normalisation give two names. It must give a (3, H, W) tensor."""
     import torch
     from PIL import Image
 
+    probe = Image.new("RGB", (320, 320), (128, 128, 128))
+    probe.paste((200, 40, 90), (40, 60, 200, 260))
     try:
-        out = transform(Image.new("RGB", (320, 320), (128, 128, 128)))
+        out = transform(probe)
     except Exception as exc:  # a user's callable: any error type
         raise ValueError(f"the transform fails on a 320 x 320 RGB PIL image: {exc}") from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 3 or out.shape[0] != 3:
@@ -133,7 +137,9 @@ def _input_size(transform: Any) -> int:
         raise ValueError(f"the transform must turn a PIL image into a (3, H, W) float tensor; it gave {got}")
     if out.shape[1] != out.shape[2]:
         raise ValueError(f"the transform gives {out.shape[1]}x{out.shape[2]} tensors; only square inputs are supported")
-    return int(out.shape[1])
+    h = hashlib.sha256(repr(transform).encode())
+    h.update(out.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return int(out.shape[1]), h.hexdigest()
 
 
 def register(module: Any, transform: Any = None) -> str:
@@ -157,8 +163,10 @@ def register(module: Any, transform: Any = None) -> str:
         raise TypeError(f"model must be a torch.nn.Module or a model name, not {type(module).__name__}")
     transform = transform if transform is not None else default_transform()
     weights_hash, code_hash = _state_hash(module), _code_hash(module)
-    name = f"{PREFIX}{type(module).__name__}@{hashlib.sha256((weights_hash + code_hash).encode()).hexdigest()[:12]}"
-    _REGISTERED[name] = _Registered(module, transform, weights_hash, code_hash, _input_size(transform))
+    size, transform_hash = _transform_identity(transform)
+    digest = hashlib.sha256((weights_hash + code_hash + transform_hash).encode()).hexdigest()[:12]
+    name = f"{PREFIX}{type(module).__name__}@{digest}"
+    _REGISTERED[name] = _Registered(module, transform, weights_hash, code_hash, size)
     return name
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from ..comparison import Comparison
 from ..config import AppMode, DataSpec, ExtractSpec
 from ..data.datasets import ImageDataset, load_dataset
+from ..data.source_table import kind_name
 from ..request import AnalysisRequest
 from ..run import RunSettings, run_analysis
 from ..store import FeatureCache
@@ -76,7 +77,7 @@ class AnalysisJob:
         mode = self.mode
         cache = self.cache if self.cache is not None else FeatureCache(self.cache_root, keep_partial=mode.keep_partial)
         job.progress("checking images", 0, 1)
-        sample = self.request.data.startswith("sample:")
+        sample = kind_name(self.request.data) == "sample"
         settings = RunSettings(
             limits=mode.limits,
             server_paths=mode.server_paths,  # a stranger's table names only its own files

@@ -20,6 +20,7 @@ from ..analysis import per_run
 from ..analysis.projection import project
 from ..config import ProjectionSpec
 from ..data.datasets import ImageDataset
+from ..data.source_table import kind_name
 from . import budget, proxy, reproduce, runtime, sidebar, state, views
 from .analysis_job import AnalysisJob, shared_sample
 from .cut_view import cut_job
@@ -41,11 +42,10 @@ class Result:
 
 
 def warm_up_umap() -> None:
-    """Pay numba's compilation once per server process, in the background (docs/design.md, "numba": 18-23 s).
+    """Pay numba's compilation once per server process, in the background (docs/design.md, "numba").
 
     Compiling holds the GIL most of the time, so it waits until the job queue has been idle for a
-    moment: started at once, it tripled the first page's time on a restart with everything cached.
-    A UMAP job that comes first simply compiles for itself.
+    moment; a UMAP job that comes first compiles for itself.
     """
     if _warm.is_set():
         return
@@ -107,9 +107,8 @@ def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool) -> Analysi
 
 def _shown(inputs: sidebar.Inputs) -> Callable[[Any], Result]:
     """What the worker makes of the analysis's Comparison, on the server's side: the result the
-    page shows (and, in the demo, the movers gallery's ranking: on the queue, not on a visitor's
-    page thread; locally it is made when the gallery opens, 0.5 s at 50,000 images that every first
-    view would pay)."""
+    page shows (and, in the demo, the movers gallery's ranking, so that it is made on the queue and
+    not on a visitor's page thread; locally it is made when the gallery opens)."""
     inputs = replace(inputs, upload=None)  # the bytes are on disk now: not kept with the job or its result
 
     def finish(comp: comparison.Comparison) -> Result:
@@ -126,7 +125,7 @@ def _check_budget(inputs: sidebar.Inputs) -> None:
     """Refuse at once what is over the mode's budget for as many images as the request can hold
     (the job checks again with the exact number)."""
     rt = runtime.current()
-    if inputs.data.startswith("sample:"):
+    if kind_name(inputs.data) == "sample":
         n = len(_sample(inputs.data, inputs.max_images))
     elif inputs.upload is not None and inputs.upload[0] == "files":
         n = min(len(inputs.upload[1]), inputs.max_images or rt.mode.max_images)
@@ -147,10 +146,10 @@ def submit(inputs: sidebar.Inputs, session: str, client: str | None, also: dict)
     try:
         if inputs.data == sidebar.SERVER_PATH:
             raise ValueError("type the path of a folder or zip on this machine first")
-        if inputs.data.startswith("upload:") and inputs.upload is None:
+        if kind_name(inputs.data) == "upload" and inputs.upload is None:
             raise ValueError("choose files to upload first")
         _check_budget(inputs)
-        if inputs.data.startswith("upload:"):
+        if kind_name(inputs.data) == "upload":
             source = sidebar.write_upload(inputs.upload, runtime.upload_root())
             cleanup = functools.partial(shutil.rmtree, sidebar.upload_folder(source), ignore_errors=True)
         job = rt.queue.submit(
@@ -301,7 +300,7 @@ def _wait_briefly(seconds: float = 4.0) -> None:
 def _changed(now: sidebar.Inputs, shown: sidebar.Inputs) -> bool:
     """Whether the sidebar asks for something other than the results on screen (uploads aside)."""
     fields = ("data", "max_images", "extract", "projection", "other_models", "random_baseline")
-    return any(getattr(now, f) != getattr(shown, f) for f in fields) and not now.data.startswith("upload:")
+    return any(getattr(now, f) != getattr(shown, f) for f in fields) and kind_name(now.data) != "upload"
 
 
 def _ask_for_analysis() -> None:
@@ -391,6 +390,6 @@ def render() -> None:
         )
     st.query_params.from_dict(reproduce.share_params(result.inputs))
     t0 = time.perf_counter()
-    can_export = not result.inputs.data.startswith("upload:")  # an upload is deleted after its analysis
+    can_export = kind_name(result.inputs.data) != "upload"  # an upload is deleted after its analysis
     views.render(result.comparison, result.inputs, export_cut if can_export else None, ask_emergence)
     log.debug("views rendered in %.2f s", time.perf_counter() - t0)

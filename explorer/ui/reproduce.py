@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 
 from ..config import DataSpec, ExtractSpec, MetricSpec, ProjectionSpec
+from ..data.source_table import kind_name
 from ..request import AnalysisRequest
 from . import cached, runtime, sidebar
 
@@ -23,13 +24,12 @@ def request(inputs: sidebar.Inputs, source: str | None = None) -> AnalysisReques
     ex, pr = inputs.extract, inputs.projection
     models = [ex.model, *inputs.other_models]
     weights = [ex.weights, *(_other_model_weights(m) for m in inputs.other_models)]
-    layers = ",".join(ex.layers) if not inputs.other_models else ",".join(f"{ex.model}:{n}" for n in ex.layers)
     return AnalysisRequest(
         data=source or inputs.data,
         label_column=inputs.label_column,
-        model=",".join(models),
-        weights=weights[0] if len(set(weights)) == 1 else ",".join(weights),
-        layers=layers or "auto",
+        model=tuple(models),
+        weights=weights[:1] if len(set(weights)) == 1 else tuple(weights),
+        layers={ex.model: tuple(ex.layers)},
         pooling=ex.pooling,
         tokens=ex.token_pooling,
         projection=pr.method,
@@ -52,7 +52,7 @@ def analysis(inputs: sidebar.Inputs, source: str) -> tuple[DataSpec, list[Extrac
 
 def cli_args(inputs: sidebar.Inputs) -> list[str]:
     """`python -m explorer compare` arguments for the same analysis (without --out)."""
-    data = UPLOAD_PLACEHOLDER if inputs.data.startswith("upload:") else inputs.data
+    data = UPLOAD_PLACEHOLDER if kind_name(inputs.data) == "upload" else inputs.data
     return request(inputs, data).to_argv()
 
 
@@ -65,13 +65,13 @@ def share_params(inputs: sidebar.Inputs) -> dict[str, str]:
     """The query parameters that reopen the page with these inputs (sidebar.render reads them with
     AnalysisRequest.from_query): the command line's flag names. An upload is never part of a link
     (the link shows the clothing sample); a server path, or a checkpoint file, is, in local mode only."""
-    local_path = runtime.current().mode.server_paths and not inputs.data.startswith(("sample:", "upload:"))
-    kept = inputs.data.startswith("sample:") or local_path
+    local_path = runtime.current().mode.server_paths and kind_name(inputs.data) == "path"
+    kept = kind_name(inputs.data) == "sample" or local_path
     req = request(inputs, inputs.data if kept else "sample:clothing")
     if not kept:  # the sample stands in for an upload: the upload's label column means nothing there
         req = req.replace(label_column=None)
     if not runtime.current().mode.server_paths:  # a checkpoint file is a path on the server
-        req = req.replace(weights=",".join(w if w in ("auto", "none") else "auto" for w in req.weights.split(",")))
+        req = req.replace(weights=tuple(w if w in ("auto", "none") else "auto" for w in req.weights))
     params = req.to_query()
     if not inputs.align:
         params["align"] = "0"

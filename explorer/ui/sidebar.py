@@ -11,9 +11,10 @@ from pathlib import Path
 import streamlit as st
 
 from ..config import AppMode, ExtractSpec, ProjectionSpec
+from ..data.source_table import kind_name
 from ..fsutil import write_new_file
 from ..networks.sources import canonical, what_loading_runs
-from ..request import AnalysisRequest, parse_layers
+from ..request import AnalysisRequest
 from . import cached, runtime
 from .text import code
 
@@ -223,7 +224,7 @@ def confirm_link_models(models: tuple[str, ...], first: str | None, others: tupl
     st.session_state[CONFIRMED] = tuple(dict.fromkeys([*st.session_state.get(CONFIRMED, ()), *models]))
     if first is not None:  # the picker, and the weights the link gives that model (drawn before for the default)
         st.session_state["model"] = first
-        weights = _link().weights.split(",")[0].strip()
+        weights = _link().weights[0]
         st.session_state["weights"] = "random init" if weights == "none" else "pretrained"
         st.session_state["checkpoint"] = weights if weights not in ("auto", "none") else ""
     if others:
@@ -263,7 +264,7 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
     if not cached.catalog_complete():
         sb.caption("Listing timm's and Hugging Face's models…")  # type: ignore[attr-defined]
     checkpoint = ""
-    q_weights = link.weights.split(",")[0].strip() if canonical(link.models[0]) == model else "auto"
+    q_weights = link.weights[0] if canonical(link.models[0]) == model else "auto"
     if _mode().name == "local":
         checkpoint = sb.text_input(
             "Checkpoint file (optional)",
@@ -293,10 +294,7 @@ def _model_inputs(sb: object, notices: list[str], link: AnalysisRequest) -> tupl
 
 def _link_layers(link: AnalysisRequest) -> tuple[str, ...]:
     """The layers the link names for its first model (`auto`: none named)."""
-    try:
-        return parse_layers(link.models, link.layers)[link.models[0]]
-    except ValueError:  # layers not named model:node with several models
-        return ()
+    return dict(link.layers).get(link.models[0], ())
 
 
 def render() -> Inputs:
@@ -316,7 +314,7 @@ def render() -> Inputs:
     options = list(SAMPLES) + [UPLOAD_ZIP, UPLOAD_FILES] + ([SERVER_PATH] if _mode().server_paths else [])
     q_data = link.data
     q_path = ""
-    if q_data not in options and not q_data.startswith("upload:"):  # a link that names a folder or zip
+    if q_data not in options and kind_name(q_data) != "upload":  # a link that names a folder or zip
         if _mode().server_paths:
             q_data, q_path = SERVER_PATH, q_data
         else:

@@ -1,18 +1,10 @@
 """Writes to a session's state that the visitor's next click cannot cut in half.
 
-Every `st.session_state` access is a point where Streamlit stops the running script when the
-browser has asked for another run meanwhile: it raises a RerunException before the access. Two
-writes that belong together (a job queued and its id recorded; a result taken from the queue and
-stored) were then cut after the first: a visitor who clicked Run and then a tab within a moment
-lost the analysis (seen in the server log, with its upload folder left behind), or would see the
-previous result with no word. `write` makes each of its writes happen, then lets the interruption
-stop the run.
-
-`apply_each_interaction_whole` closes the same gap one step earlier, inside Streamlit: a run that
-took a click's request could be stopped by the next request before it applied the click
-(see there). Both need `runner.fastReruns = false`, which `keep_clicks` sets at the server's start
-whatever the host chose (Community Cloud forces it on); `fast_reruns_on` tells the page if that
-did not hold.
+Every `st.session_state` access is a point where Streamlit may stop the script for a newer request.
+`write` makes writes that belong together (a job queued and its id recorded) all happen, then lets
+the interruption stop the run; `apply_each_interaction_whole` closes the same gap inside Streamlit.
+Both need `runner.fastReruns = false`, which `keep_clicks` sets at the server's start. Why:
+docs/design.md, "A click is not lost".
 """
 
 from __future__ import annotations
@@ -65,24 +57,10 @@ def write(values: dict[str, Any]) -> None:
 
 def apply_each_interaction_whole() -> None:
     """Make Streamlit apply a run's widget states, and call their callbacks, before a newer request
-    can stop that run. Idempotent; the app calls it on every run.
-
-    Streamlit (1.67) starts a run by taking the browser's request, then applies its widget states
-    and calls the changed widgets' callbacks (`SafeSessionState.on_script_will_rerun`). That step
-    begins with a yield point, and every session-state write in a callback is one too: a request
-    that arrived since the run began (a tab clicked just after Run) is raised there, before the
-    click's callback ran or before its write, and the run that replaces it carries only the newer
-    request's widget states. A click is a one-shot trigger the browser does not send again, so it
-    was lost: no callback, no analysis, nothing on the page. Seen in a trace of the server (each
-    run's start delayed 0.3 s, as `bench/bench_run_clicks.py --widen-ms 300` does): a run took the
-    upload's request; the click arrived; that run's first yield took the click; the tab arrived
-    0.4 s later; the click's run yielded to it before it had applied anything.
-
-    Here those yields are skipped while the states are applied; the yield Streamlit makes right
-    after this step raises the newer request, and the click's callback has run by then. With a
-    Streamlit whose internals differ, this logs a warning once and changes nothing.
-    tests/ui/test_click_applied.py shows the loss with Streamlit alone; when that test fails,
-    Streamlit no longer loses the click and this can go.
+    can stop that run, so a click followed at once by another is not lost. Idempotent; the app
+    calls it on every run. With a Streamlit whose internals differ it logs a warning once and
+    changes nothing. Why and how: docs/design.md, "A click is not lost";
+    tests/ui/test_click_applied.py shows the loss with Streamlit alone.
     """
     original = getattr(SafeSessionState, "on_script_will_rerun", None)
     if original is None:

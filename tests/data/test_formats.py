@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from explorer.config import DataSpec, Limits
-from explorer.data.datasets import SAMPLES_DIR, load_dataset
+from explorer.data.datasets import load_dataset
+from explorer.data.source_table import SAMPLES_DIR
 
 SAMPLE = SAMPLES_DIR / "clothing"
 N = 40  # images per built dataset: every class, a few each

@@ -17,7 +17,8 @@ import pytest
 from explorer import comparison
 from explorer.config import DataSpec, ExtractSpec
 from explorer.data import containers, datasets, items, shards
-from explorer.data.datasets import SAMPLES_DIR, load_dataset
+from explorer.data.datasets import load_dataset
+from explorer.data.source_table import SAMPLES_DIR
 from explorer.store import FeatureCache
 
 pytestmark = pytest.mark.slow  # a local Ray instance
