@@ -178,13 +178,13 @@ def _request(**fields: Any) -> AnalysisRequest:
 
 def _model_names(
     models: ModelLike | Sequence[ModelLike] | Mapping[str, ModelLike], transform: Any
-) -> tuple[list[str], list[str | None]]:
-    """(model names, run labels or None) for any spelling of the models: a name, `a,b`, an
-    nn.Module, a list of these, or {label: model}. Modules are registered (networks/memory_source.py)
-    with `transform`, one for all or {label: transform}."""
+) -> tuple[list[str], list[str | None], list[memory_source.InMemoryModel]]:
+    """(model names, run labels or None, the modules among them) for any spelling of the models: a
+    name, `a,b`, an nn.Module, a list of these, or {label: model}. Modules are named
+    (networks/memory_source.py) with `transform`, one for all or {label: transform}."""
     if isinstance(models, str):
         names = [m.strip() for m in models.split(",") if m.strip()]
-        return names, [None] * len(names)
+        return names, [None] * len(names), []
     if isinstance(models, Mapping):
         pairs = [(str(label), m) for label, m in models.items()]
     elif isinstance(models, (list, tuple)):
@@ -193,15 +193,17 @@ def _model_names(
         pairs = [(None, models)]
     names: list[str] = []
     labels: list[str | None] = []
+    modules: list[memory_source.InMemoryModel] = []
     for label, m in pairs:
         if isinstance(m, str):
             names.append(m.strip())
             labels.append(label)
             continue
         t = transform.get(label) if isinstance(transform, Mapping) else transform
-        names.append(memory_source.register(m, t))
+        modules.append(memory_source.name_model(m, t))
+        names.append(modules[-1].name)
         labels.append(label or type(m).__name__)
-    return names, labels
+    return names, labels, modules
 
 
 def _layers_by_name(
@@ -324,7 +326,7 @@ def compare(
         TypeError: an unknown option, or a model or data of a type that cannot be read.
         ValueError: anything else that cannot be done, said in one sentence.
     """
-    names, run_labels = _model_names(models, transform)
+    names, run_labels, modules = _model_names(models, transform)
     in_python = not isinstance(data, (str, os.PathLike))
     request = _request(
         data="python" if in_python else str(data),
@@ -346,6 +348,7 @@ def compare(
             settings=settings,
             data=data if in_python else None,
             labels=labels,
+            models=modules,
             run_labels=run_labels,
             progress=bar,
         )
@@ -430,8 +433,9 @@ def layers(model: ModelLike, *, transform: Any = None) -> pd.DataFrame:
         transform: an nn.Module's preprocessing (a PIL image -> a (3, H, W) float tensor; default:
             ImageNet's at 224 pixels).
     """
-    (name,), _ = _model_names(model, transform)
-    prof = layer_profiles.profile(name)
+    (name,), _, modules = _model_names(model, transform)
+    with memory_source.using(modules):
+        prof = layer_profiles.profile(name)
     default = set(prof.default)
     return pd.DataFrame(
         [

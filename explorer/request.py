@@ -365,8 +365,11 @@ def _layer_table(
     command line's text, a list of one model's nodes, {model: nodes}, or that form itself."""
     if isinstance(value, str):
         per_model = parse_layers(list(models), value)
-    elif isinstance(value, Mapping):
-        per_model = {m: tuple(str(n) for n in nodes) for m, nodes in value.items()}
+    elif isinstance(value, Mapping):  # a model's nodes: a list, or text (`auto`, `a,b`)
+        per_model = {
+            m: _names(nodes) if isinstance(nodes, str) else tuple(str(n) for n in nodes) for m, nodes in value.items()
+        }
+        per_model = {m: () if nodes == ("auto",) else nodes for m, nodes in per_model.items()}
     elif all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], tuple) for v in value) and value:
         per_model = dict(value)
     else:

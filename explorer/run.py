@@ -20,6 +20,8 @@ from .data import in_memory
 from .data.datasets import ImageDataset, load_dataset
 from .extraction.layer_features import ModelRun
 from .extraction.ray_backend import RayEngine
+from .networks import memory_source
+from .networks.memory_source import InMemoryModel
 from .progress import ShouldStop, StageProgress
 from .request import AnalysisRequest
 from .store import FeatureCache
@@ -150,6 +152,7 @@ def run_analysis(
     dataset: ImageDataset | None = None,
     data: Any = None,
     labels: Sequence[Any] | None = None,
+    models: Sequence[InMemoryModel] = (),
     run_labels: Sequence[str | None] | None = None,
     progress: StageProgress | None = None,
     should_stop: ShouldStop | None = None,
@@ -164,6 +167,8 @@ def run_analysis(
         dataset: images already read: the caller's, never closed here (a shared sample).
         data: images as a Python object (data/in_memory.py) instead of the request's source.
         labels: with `data`, one label per image.
+        models: the request's models given as Python objects (networks/memory_source.name_model),
+            readable by their names while this run lasts.
         run_labels: each run's name in the tables (None: from the model names).
         progress: told (stage, done, total) through every stage.
         should_stop: polled between batches and layers; the run stops with progress.Cancelled.
@@ -177,6 +182,7 @@ def run_analysis(
     cache = cache or FeatureCache()
     spec, specs, projection, metric = request.specs()
     with ExitStack() as cleanup:
+        cleanup.enter_context(memory_source.using(models))
         engine = start_engine(settings)
         if engine is not None:
             cleanup.callback(engine.stop)

@@ -138,17 +138,17 @@ def test_an_in_memory_module_is_keyed_by_its_weights_code_and_transform(cache: P
     from explorer.networks import memory_source
 
     net = Tiny().train()
-    name = memory_source.register(net, tiny_transform())
+    name = memory_source.name_model(net, tiny_transform()).name
     twin = Tiny()
     twin.load_state_dict(net.state_dict())
-    assert memory_source.register(twin, tiny_transform()) == name  # the same class and weights: the same name
+    assert memory_source.name_model(twin, tiny_transform()).name == name  # the same class and weights: the same name
     other = Tiny()
-    assert memory_source.register(other, tiny_transform()) != name  # other weights
+    assert memory_source.name_model(other, tiny_transform()).name != name  # other weights
     from torchvision import transforms as T
 
     normalised = T.Compose([T.Resize(48), T.CenterCrop(48), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)])
-    assert memory_source.register(net, normalised) != name  # another transform: its own name and features
-    assert memory_source.register(net, T.Compose([T.Resize(56), T.CenterCrop(56), T.ToTensor()])) != name
+    assert memory_source.name_model(net, normalised).name != name  # another transform: its own name and features
+    assert memory_source.name_model(net, T.Compose([T.Resize(56), T.CenterCrop(56), T.ToTensor()])).name != name
     comp = explorer.compare(
         "sample:clothing",
         models={"tiny": net},
@@ -173,6 +173,9 @@ def test_an_in_memory_module_is_keyed_by_its_weights_code_and_transform(cache: P
     )
     assert again.runs[0].computed == 0  # read back from the cache under the same name
     np.testing.assert_array_equal(again.features("pool"), comp.features("pool"))
+    assert memory_source.MEMORY.listed() == []  # no run holds the module now: nothing keeps it
+    with pytest.raises(ValueError, match="no running analysis holds"):
+        memory_source.MEMORY.check(name)
 
 
 def test_a_module_whose_code_cannot_be_read_is_refused() -> None:

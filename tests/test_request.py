@@ -92,6 +92,8 @@ def test_fields_are_typed_whatever_the_spelling() -> None:
     )
     assert one.to_argv()[one.to_argv().index("--layers") + 1] == "layer2,layer3"
     assert AnalysisRequest(layers="auto").layers == () and AnalysisRequest(layers={}).layers == ()
+    mixed = AnalysisRequest(model="resnet18,vgg11", layers={"resnet18": "layer2,layer3", "vgg11": "auto"})
+    assert mixed.layers == (("resnet18", ("layer2", "layer3")),)  # vgg11: its default spread
     with pytest.raises(ValueError, match="not compared"):
         AnalysisRequest(model="resnet18", layers={"vgg11": ["features.3"]})
     with pytest.raises(ValueError, match="several models"):

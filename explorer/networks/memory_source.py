@@ -1,7 +1,7 @@
 """A model already in this Python process (an `nn.Module` passed to `explorer.compare`) as a model
 source (networks/sources.py), read with forward hooks on its named modules, as own models are.
 
-`register(module, transform)` names it `module:ClassName@HASH`, where HASH covers what decides its
+`name_model(module, transform)` names it `module:ClassName@HASH`, where HASH covers what decides its
 features: its state dict's values, its classes' source code and its printed structure (which holds
 the constructor's arguments), and its transform (printed, and its output on a probe image). The feature cache keys on that name, so a module whose weights or code
 changed is extracted again, and the same module in a later session reads its features back. A class
@@ -9,14 +9,19 @@ whose code cannot be read (defined with `exec`, or in `python -c`) is refused wi
 than cached under a name that would not notice a change.
 
 The module itself is never changed: each use works on a copy (moved to the device, in eval mode).
-Registered modules live in this process only, so they run on the local engine, not on Ray.
+The model travels beside the request as an `InMemoryModel` (run.run_analysis's `models`), and is
+readable by its name only while a run uses it (`using`); nothing keeps it afterwards. It lives in
+this process only, so it runs on the local engine, not on Ray.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +33,48 @@ PREFIX = "module:"
 _LIBRARIES = ("torch", "torchvision", "timm", "transformers")
 
 
-@dataclass(frozen=True)
-class _Registered:
-    module: Any  # the user's nn.Module, never changed
-    transform: Any  # a PIL image -> a (3, H, W) float tensor
+@dataclass(frozen=True, eq=False)
+class InMemoryModel:
+    """An nn.Module given from Python, with its name and what the name was made from.
+
+    Attributes:
+        name: `module:ClassName@HASH`, the model's name in specs, cache keys and tables.
+        module: the user's nn.Module, never changed (each use works on a copy).
+        transform: a PIL image -> a (3, H, W) float tensor.
+    """
+
+    name: str
+    module: Any
+    transform: Any
     weights_hash: str
     code_hash: str
     input_size: int
 
 
-_REGISTERED: dict[str, _Registered] = {}
+# the in-memory models that running analyses use, by name, with how many runs use each: filled and
+# emptied by `using` (run.run_analysis, api.layers); a model no run uses is not kept
+_IN_USE: dict[str, tuple[InMemoryModel, int]] = {}
+_IN_USE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def using(models: Sequence[InMemoryModel]) -> Iterator[None]:
+    """Make `models` readable by their names (by extraction, layer listing, costing) while the
+    block runs."""
+    with _IN_USE_LOCK:
+        for m in models:
+            _, count = _IN_USE.get(m.name, (m, 0))
+            _IN_USE[m.name] = (m, count + 1)
+    try:
+        yield
+    finally:
+        with _IN_USE_LOCK:
+            for m in models:
+                held, count = _IN_USE[m.name]
+                if count > 1:
+                    _IN_USE[m.name] = (held, count - 1)
+                else:
+                    del _IN_USE[m.name]
 
 
 def default_transform(size: int = DEFAULT_SIZE) -> Any:
@@ -142,8 +179,8 @@ def _transform_identity(transform: Any) -> tuple[int, str]:
     return int(out.shape[1]), h.hexdigest()
 
 
-def register(module: Any, transform: Any = None) -> str:
-    """Name an in-memory model for this process's extractions.
+def name_model(module: Any, transform: Any = None) -> InMemoryModel:
+    """Name an in-memory model by what decides its features (its weights, code and transform).
 
     Args:
         module: a `torch.nn.Module` that takes an (N, 3, H, W) float batch.
@@ -151,7 +188,8 @@ def register(module: Any, transform: Any = None) -> str:
             at 224 pixels).
 
     Returns:
-        The model name to use as ExtractSpec.model: `module:ClassName@HASH`.
+        The model with its name, `module:ClassName@HASH` (ExtractSpec.model), to pass beside the
+        request (run.run_analysis's `models`).
 
     Raises:
         TypeError: `module` is not an nn.Module.
@@ -165,29 +203,29 @@ def register(module: Any, transform: Any = None) -> str:
     weights_hash, code_hash = _state_hash(module), _code_hash(module)
     size, transform_hash = _transform_identity(transform)
     digest = hashlib.sha256((weights_hash + code_hash + transform_hash).encode()).hexdigest()[:12]
-    name = f"{PREFIX}{type(module).__name__}@{digest}"
-    _REGISTERED[name] = _Registered(module, transform, weights_hash, code_hash, size)
-    return name
+    return InMemoryModel(f"{PREFIX}{type(module).__name__}@{digest}", module, transform, weights_hash, code_hash, size)
 
 
-def _entry(model: str) -> _Registered:
-    try:
-        return _REGISTERED[model]
-    except KeyError:
+def _entry(model: str) -> InMemoryModel:
+    with _IN_USE_LOCK:
+        held = _IN_USE.get(model)
+    if held is None:
         raise ValueError(
-            f"{model} is an in-memory model this process has not registered; pass the nn.Module itself "
+            f"{model} is an in-memory model no running analysis holds; pass the nn.Module itself "
             "to explorer.compare (in-memory models run on the local engine only, not on Ray)"
-        ) from None
+        )
+    return held[0]
 
 
 class MemorySource:
-    """Models registered in this process."""
+    """Models given from Python, while a run uses them."""
 
     name = "module"
     traced = False
 
     def listed(self) -> list[str]:
-        return list(_REGISTERED)
+        with _IN_USE_LOCK:
+            return list(_IN_USE)
 
     def check(self, model: str) -> None:
         _entry(model)
