@@ -261,3 +261,31 @@ def test_the_code_is_formatted_one_way() -> None:
             f"{path}:{i}" for i, line in enumerate(lines, 1) if line.rstrip().endswith(marker) and i not in tables
         ]
     assert skips == []
+
+
+def test_one_run_path() -> None:
+    """Only run.py reads a dataset or runs an analysis: the command line, the Python API and the
+    dashboard call run.py (docs/design.md, "One request, three doors"), none wires its own."""
+    wired = {"load_dataset", "load", "compare", "analyse", "list_on_cluster"}
+    owners = {
+        "load_dataset": "explorer.data",
+        "load": "explorer.data.in_memory",
+        "compare": "explorer.comparison",
+        "analyse": "explorer.comparison",
+        "list_on_cluster": "explorer.data",
+    }
+    found = []
+    for module, path, tree in _modules():
+        if module in ("explorer.run", "explorer.extraction.ray_backend") or module.startswith(
+            ("explorer.data.", "explorer.comparison")
+        ):
+            continue  # the run path itself, the engine's listing on Ray, and what they call
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                base = ast.unparse(node.func.value) if isinstance(node.func, ast.Attribute) else ""
+                if name in wired and (
+                    name not in ("compare", "analyse", "load") or base in ("comparison", "in_memory")
+                ):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)} ({owners[name]})")
+    assert found == []

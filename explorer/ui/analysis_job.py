@@ -17,23 +17,18 @@ from typing import Any
 
 from ..comparison import Comparison
 from ..config import AppMode, DataSpec, ExtractSpec
-from ..data.datasets import ImageDataset, load_dataset
+from ..data.datasets import ImageDataset
 from ..data.source_table import kind_name
 from ..request import AnalysisRequest
-from ..run import RunSettings, run_analysis
+from ..run import RunSettings, read_data, run_analysis
 from ..store import FeatureCache
 from . import budget
 
 
 @functools.lru_cache(maxsize=8)
-def shared_sample(source: str, max_images: int | None, limits: Any, file_checks_dir: str | None) -> ImageDataset:
+def shared_sample(source: str, max_images: int | None, limits: Any) -> ImageDataset:
     """Bundled samples never change: checked once per process, shared by every visitor of it."""
-    return load_dataset(
-        DataSpec(source=source, max_images=max_images),
-        limits=limits,
-        thumbnails=False,
-        file_checks_dir=Path(file_checks_dir) if file_checks_dir else None,
-    )
+    return read_data(DataSpec(source=source, max_images=max_images), settings=RunSettings(limits=limits))
 
 
 _TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[^\s'\"),;]+")
@@ -86,11 +81,7 @@ class AnalysisJob:
             keep_files=not self.fresh_upload,
             cache_max_bytes=mode.cache_max_bytes,
         )
-        shared = (
-            shared_sample(self.request.data, self.request.max_images, mode.limits, str(cache.file_checks_dir))
-            if sample
-            else None
-        )
+        shared = shared_sample(self.request.data, self.request.max_images, mode.limits) if sample else None
         specs = self.specs
 
         def admit(ds: ImageDataset) -> int:

@@ -19,9 +19,9 @@ from .. import cutting
 from ..analysis.leaderboard import best_cut, filter_cuts
 from ..comparison import Comparison
 from ..config import DataSpec, ExtractSpec
-from ..data.datasets import load_dataset
 from ..output import cut_figures, report
 from ..output.sentences import budget_sentence
+from ..run import RunSettings, read_data
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -59,7 +59,7 @@ def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, l
 
     def work(job: Any) -> CutExport:
         job.progress("checking images", 0, 1)
-        every = load_dataset(DataSpec(source=source), limits=limits, thumbnails=False)
+        every = read_data(DataSpec(source=source), settings=RunSettings(limits=limits))
         ds = every.take([i for i, name in enumerate(every.names) if name in analysed])  # the images the analysis kept
         folder = Path(tempfile.mkdtemp(prefix="explorer-cut-"))
         try:

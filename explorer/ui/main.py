@@ -88,8 +88,7 @@ def _session_id() -> str:
 def _sample(source: str, max_images: int | None) -> ImageDataset:
     """Bundled samples never change: checked once per server process, shared by every visitor (and
     by the jobs that run on the server's thread)."""
-    rt = runtime.current()
-    return shared_sample(source, max_images, rt.mode.limits, str(rt.cache.file_checks_dir))
+    return shared_sample(source, max_images, runtime.current().mode.limits)
 
 
 def make_job(inputs: sidebar.Inputs, source: str, fresh_upload: bool) -> AnalysisJob:

@@ -65,12 +65,13 @@ def share_params(inputs: sidebar.Inputs) -> dict[str, str]:
     """The query parameters that reopen the page with these inputs (sidebar.render reads them with
     AnalysisRequest.from_query): the command line's flag names. An upload is never part of a link
     (the link shows the clothing sample); a server path, or a checkpoint file, is, in local mode only."""
-    local_path = runtime.current().mode.server_paths and kind_name(inputs.data) == "path"
+    rt = runtime.current()
+    local_path = rt.mode.server_paths and kind_name(inputs.data) == "path"
     kept = kind_name(inputs.data) == "sample" or local_path
     req = request(inputs, inputs.data if kept else "sample:clothing")
     if not kept:  # the sample stands in for an upload: the upload's label column means nothing there
         req = req.replace(label_column=None)
-    if not runtime.current().mode.server_paths:  # a checkpoint file is a path on the server
+    if not rt.mode.server_paths:  # a checkpoint file is a path on the server
         req = req.replace(weights=tuple(w if w in ("auto", "none") else "auto" for w in req.weights))
     params = req.to_query()
     if not inputs.align:
