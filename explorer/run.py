@@ -108,7 +108,7 @@ def read_data(
     def told(stage: str) -> Callable[[int, int], None] | None:
         return None if progress is None else lambda done, total: progress(stage, done, total)
 
-    if data is not None:
+    if data is not None:  # the table's in-memory entry: objects, read by data/in_memory.py
         if not in_memory.is_in_memory(data):
             raise TypeError(
                 f"data of type {type(data).__name__} cannot be read: give a path, or images in memory "

@@ -29,6 +29,7 @@ from .shards import list_shards, shard_files
 
 SAMPLES_DIR = Path(__file__).parents[1] / "samples"
 SAMPLES = ("clothing", "digits")
+IN_MEMORY = "python"  # a request's data when its images are given as Python objects beside it
 
 # how a Ray cluster lists a kind of source (cluster_listing.py)
 RAY_WEBDATASET = "webdataset"  # Ray Data's WebDataset reader: every shard's members checked on a worker
@@ -76,14 +77,16 @@ class DataSource:
         match: (source, spec, reading) -> what the lister needs, or None when the source is not of
             this kind (it may refuse the source: a missing path, a file over the limits).
         list_here: (what match returned, spec, reading) -> Found, in this process; None for a kind
-            that is not read from its name (an upload before it is written).
+            that is not read from its name (an upload before it is written, images in memory).
         on_ray: RAY_WEBDATASET, RAY_CHECKED or RAY_HERE.
+        read_elsewhere: for a kind without `list_here`, where its images are read, in one sentence.
     """
 
     name: str
     match: Callable[[str, DataSpec, Reading], Any]
     list_here: Callable[[Any, DataSpec, Reading], Found] | None
     on_ray: str
+    read_elsewhere: str = ""
 
 
 # ---- recognising
@@ -100,6 +103,10 @@ def _named_files(source: str) -> bool:
 
 def _upload(source: str, spec: DataSpec, reading: Reading) -> Any:
     return source if source.startswith("upload:") else None
+
+
+def _in_memory(source: str, spec: DataSpec, reading: Reading) -> Any:
+    return source if source == IN_MEMORY and not _path(source).exists() else None
 
 
 def _sample(source: str, spec: DataSpec, reading: Reading) -> Any:
@@ -292,7 +299,12 @@ def _from_tables(listed: containers.Listed, files: ReadableFiles | None) -> Foun
 # ---- the table
 
 SOURCES: tuple[DataSource, ...] = (
-    DataSource("upload", _upload, None, RAY_HERE),  # the dashboard writes it as a folder or zip, then reads that
+    DataSource(
+        "upload", _upload, None, RAY_HERE, "an upload the dashboard has not written yet; choose files to upload first"
+    ),
+    DataSource(
+        "in-memory", _in_memory, None, RAY_HERE, "images held in Python: give them to explorer.compare(data=...)"
+    ),
     DataSource("sample", _sample, _list_sample, RAY_HERE),
     DataSource("webdataset", _shards, _list_shards, RAY_WEBDATASET),
     DataSource("save_to_disk", _saved_dataset, _list_saved_dataset, RAY_CHECKED),
@@ -301,7 +313,7 @@ SOURCES: tuple[DataSource, ...] = (
     DataSource("parquet", _parquet, _list_parquet, RAY_CHECKED),
     DataSource("zip", _zip, _list_zip, RAY_HERE),
     DataSource("folder", _folder, _list_folder, RAY_HERE),
-)  # images held in Python are not named by text: data/in_memory.py reads them (run.read_data)
+)  # the objects of "in-memory" are read by data/in_memory.py (run.read_data), on the local engine
 
 
 def recognise(source: str, spec: DataSpec, reading: Reading) -> tuple[DataSource, Any]:
@@ -322,9 +334,10 @@ def kind_name(source: str) -> str:
     return "upload" if source.startswith("upload:") else "sample" if source.startswith("sample:") else "path"
 
 
+
 def list_here(source: str, spec: DataSpec, reading: Reading) -> Found:
     """The images `source` names, listed in this process."""
     kind, matched = recognise(source, spec, reading)
     if kind.list_here is None:
-        raise ValueError(f"{source!r} is an upload the dashboard has not written yet; choose files to upload first")
+        raise ValueError(f"{source!r}: {kind.read_elsewhere}")
     return kind.list_here(matched, spec, reading)

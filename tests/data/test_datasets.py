@@ -193,3 +193,52 @@ def test_a_zips_files_stay_while_their_owner_lives(tmp_path: Path) -> None:
     del owner
     gc.collect()
     assert not Path(ds.items[0].path).exists()
+
+
+def test_one_table_recognises_every_kind_of_source(tmp_path: Path) -> None:
+    """Each kind of source is one row of data/source_table.SOURCES, found by its first match, the
+    same for load_dataset and the Ray listing; a row without a lister says where its images are read."""
+    import io
+    import tarfile
+
+    import pandas as pd
+
+    from explorer.config import Limits
+    from explorer.data.source_table import SOURCES, Reading, list_here, recognise
+
+    folder = make_class_folders(tmp_path / "photos", per_class=2)
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for key, data in (("a", jpeg_bytes((200, 30, 30))), ("b", jpeg_bytes((30, 30, 200)))):
+            for suffix, payload in ((".jpg", data), (".cls", b"1")):
+                info = tarfile.TarInfo(key + suffix)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    files = sorted(str(p.relative_to(tmp_path)) for p in folder.rglob("*.jpg"))
+    pd.DataFrame({"path": files, "label": ["x"] * len(files)}).to_csv(tmp_path / "paths.csv", index=False)
+    pd.DataFrame({"path": files, "label": ["x"] * len(files)}).to_parquet(tmp_path / "paths.parquet")
+    images = [{"bytes": jpeg_bytes((10 * i, 90, 90)), "path": f"{i}.jpg"} for i in range(3)]
+    pd.DataFrame({"image": images, "label": ["y"] * 3}).to_parquet(tmp_path / "images.parquet")
+    examples = {
+        "upload": "upload:zip",
+        "in-memory": "python",
+        "sample": "sample:clothing",
+        "webdataset": str(shard),
+        "csv table of paths": str(tmp_path / "paths.csv"),
+        "parquet table of paths": str(tmp_path / "paths.parquet"),
+        "parquet": str(tmp_path / "images.parquet"),
+        "zip": str(zip_folder(folder, tmp_path / "photos.zip")),
+        "folder": str(folder),
+    }
+    reading = Reading(Limits())
+    for name, source in examples.items():
+        kind, _ = recognise(source, DataSpec(source=source), reading)
+        assert kind.name == name, source
+    assert {k.name for k in SOURCES} - set(examples) == {"save_to_disk"}  # tests/data/test_formats.py reads one
+    for name in ("upload", "in-memory"):
+        with pytest.raises(ValueError, match="upload|explorer.compare"):
+            list_here(examples[name], DataSpec(source=examples[name]), reading)
+    assert len(load_dataset(DataSpec(source=examples["webdataset"]))) == 2
+    assert len(load_dataset(DataSpec(source=examples["parquet"]))) == 3
+    with pytest.raises(ValueError, match="does not exist"):
+        recognise(str(tmp_path / "nowhere"), DataSpec(source=str(tmp_path / "nowhere")), reading)
