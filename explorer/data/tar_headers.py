@@ -1,19 +1,14 @@
 """The members of an uncompressed tar (a WebDataset shard) from its headers alone: name, type, where
 the data starts and its size, one 512-byte read per member.
 
-Python's `tarfile` builds a full `TarInfo` per header (every field parsed, pax records decoded into
-objects): listing 100,000 samples (200,000 members, a pax header each from webdataset's writer)
-took 8 s more than a folder of the same images. This reads only the fields
-a shard's listing needs (POSIX ustar, GNU long names, pax `path`/`size` records, global pax headers).
-
-A shard may come from a stranger, so every extended header is checked here, whatever reads the
-archive next: a pax record's length must cover its own digits, key, '=' and newline and end inside
-its header (a declared length of 0 made an older version loop forever), an extended header holds
-at most 1 MiB, no size is negative, sparse members are refused. What it refuses raises
-`MalformedTar` in one sentence. Only a damaged end (a truncated file, a header whose checksum or
-numbers are not a tar's) goes to `tarfile`, which stays the reference and there reads no header
-this reader has not checked: the same members either way, or a refusal (tests/data/test_tar_headers.py
-fuzzes both with hypothesis).
+It reads only the fields a shard's listing needs (POSIX ustar, GNU long names, pax `path`/`size`
+records, global pax headers), which makes listing far cheaper than `tarfile`'s full `TarInfo`s
+(docs/benchmarks.md). A shard may come from a stranger, so every extended header is checked: a pax
+record's length must cover its own digits, key, '=' and newline and end inside its header, an
+extended header holds at most 1 MiB, no size is negative, sparse members are refused; a refusal
+raises `MalformedTar` in one sentence. Only a damaged end (a truncated file, a header whose
+checksum or numbers are not a tar's) goes to `tarfile`, which reads no header this reader has not
+checked (tests/data/test_tar_headers.py fuzzes both with hypothesis).
 """
 
 from __future__ import annotations
