@@ -334,7 +334,6 @@ def kind_name(source: str) -> str:
     return "upload" if source.startswith("upload:") else "sample" if source.startswith("sample:") else "path"
 
 
-
 def list_here(source: str, spec: DataSpec, reading: Reading) -> Found:
     """The images `source` names, listed in this process."""
     kind, matched = recognise(source, spec, reading)
