@@ -151,8 +151,10 @@ def _parquet(source: str, spec: DataSpec, reading: Reading) -> Any:
 
 def _parquet_paths(source: str, spec: DataSpec, reading: Reading) -> Any:
     """One parquet file that names images by path rather than holding them."""
+    if not _path(source).is_file():  # a folder is not a table of paths: not listed twice
+        return None
     files = _parquet(source, spec, reading)
-    if files is None or not _path(source).is_file() or not _is_path_table(files[0], spec):
+    if files is None or not _is_path_table(files[0], spec):
         return None
     return files
 
