@@ -93,6 +93,26 @@ class Comparison(comparison.Comparison):
             raise KeyError(f"layer {layer!r} was not projected (projection='none')")
         return tables.projection_frame(self, key)
 
+    @property
+    def retrieval(self) -> pd.DataFrame:
+        """One row per (model, layer): how well cosine similarity on the layer retrieves a class's
+        other images (precision_at_1, map_at_r with its 95 % interval, r_precision) and verifies
+        pairs (verification_auc, tar_at_far_0.01), as retrieval.csv (docs/metrics.md)."""
+        return tables.retrieval_table(self)
+
+    @property
+    def few_shot(self) -> pd.DataFrame:
+        """One row per (model, layer, shots, method): accuracy on classes known from `shots` labelled
+        images (1, 2, 5, 10, 20, all) by the nearest class mean (`prototype`) or a trained linear
+        probe (`probe`), with its 95 % interval over the episodes, as few_shot.csv."""
+        return tables.few_shot_table(self)
+
+    @property
+    def unseen_compression(self) -> pd.DataFrame:
+        """One row per (model, layer, projection, k): retrieval on classes a PCA or LDA projection
+        to k dimensions never saw, as unseen_compression.csv."""
+        return tables.unseen_table(self)
+
     def movers(self) -> pd.DataFrame:
         """One row per image: the share of its 10 nearest neighbours that changed between each pair
         of consecutive layers of each model, and the first layer where most of its 5 nearest

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 from . import __version__, cutting
@@ -15,7 +16,7 @@ from .config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
 from .fsutil import atomic_write_bytes
 from .networks import catalog, layers
-from .output import export
+from .output import embedder_files, export
 from .output.sentences import budget_sentence
 from .process_setup import configure
 from .progress import Cancelled, StageBar
@@ -140,6 +141,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
+    if (args.reduce or args.dims) and not args.embedding:
+        raise ValueError("--reduce and --dims shape an embedder: add --embedding")
+    if args.embedding and args.test_data:
+        raise ValueError("--test-data is for a cut with a head; an embedder is tested on classes held out of --data")
     bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
@@ -156,6 +161,8 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         random_state=args.seed,
     )
     command = "python -m explorer " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    if args.embedding:
+        return _cut_embedder(args, dataset, spec, cache, bar, command)
     try:
         got = cutting.make_cut(
             dataset,
@@ -186,7 +193,55 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cut_embedder(
+    args: argparse.Namespace,
+    dataset: Any,
+    spec: ExtractSpec,
+    cache: FeatureCache,
+    bar: StageBar,
+    command: str,
+) -> int:
+    """`cut --embedding`: the network up to the layer, no head (cutting.make_embedder)."""
+    try:
+        if test is not None:
+            raise ValueError(
+                "--test-data is for a cut with a head; an embedder is tested on classes held out of --data"
+            )
+        got = cutting.make_embedder(
+            dataset,
+            spec,
+            args.out,
+            reduce=args.reduce,
+            dims=args.dims,
+            cache=cache,
+            progress=bar,
+            max_pixels=args.max_pixels,
+            command=command,
+        )
+    finally:
+        bar.close()
+        dataset.close()
+    m = got.metrics
+    if not args.quiet:
+        print(
+            f"{m['model']} embedder at {m['layer']}: {m['dim']} dimensions"
+            f"{'' if m['reduce'] == 'none' else ' (' + m['reduce'].upper() + ' of ' + str(m['layer_dim']) + ')'}, "
+            f"{m['gflops']:.3g} GFLOPs"
+        )
+        if "test_map_at_r" in m:
+            print(
+                f"on {m['test_images']} images of {len(m['test_classes'])} held-out classes: MAP@R {m['test_map_at_r']:.3f}, "
+                f"precision@1 {m['test_precision_at_1']:.3f}, verification AUC {m['test_verification_auc']:.3f}"
+            )
+        print(f"wrote {', '.join(got.files)} to {args.out}")
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.gallery or embedder_files.is_embedder(args.model):
+        return _predict_gallery(args)
+    if args.save_gallery:
+        raise ValueError("--save-gallery needs an embedder (`cut --embedding`) and --gallery")
     bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     dataset = _load(args.data, args, bar, cache)
@@ -214,6 +269,67 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 f"accuracy {accuracy[0]:.3f} (95 % interval {accuracy[1]:.3f}-{accuracy[2]:.3f}) against the folders' labels"
             )
         print(table["predicted"][table["error"] == ""].value_counts().to_string())
+    return 0
+
+
+def _predict_gallery(args: argparse.Namespace) -> int:
+    """`predict --gallery`: enrol (or read) a gallery with an embedder and recognise each query
+    as its nearest class or `unknown` (cutting.enrol_gallery, cutting.recognise_images)."""
+    from .analysis.open_set import UNKNOWN
+
+    if not embedder_files.is_embedder(args.model):
+        raise ValueError(f"--gallery needs an embedder folder (`cut --embedding`); {args.model!r} is not one")
+    if not args.gallery:
+        raise ValueError(
+            "an embedder recognises by similarity: give --gallery FOLDER (one folder per class) or gallery.npz"
+        )
+    bar = StageBar(enabled=not args.quiet)
+    cache = _cache(args)
+    try:
+        if Path(args.gallery).suffix == ".npz" and Path(args.gallery).is_file():
+            identity = embedder_files.file_identity(Path(args.model) / embedder_files.PROGRAM)
+            gallery = embedder_files.load_gallery(args.gallery, identity)
+        else:
+            enrolled = _load(args.gallery, args, bar, cache)
+            try:
+                gallery, identity = cutting.enrol_gallery(
+                    args.model,
+                    enrolled,
+                    far=args.far,
+                    max_pixels=args.max_pixels,
+                    progress=lambda d, t: bar("enrolling the gallery", d, t),
+                )
+            finally:
+                enrolled.close()
+            if args.save_gallery:
+                embedder_files.save_gallery(args.save_gallery, gallery, identity)
+        dataset = _load(args.data, args, bar, cache)
+        try:
+            table = cutting.recognise_images(
+                args.model, gallery, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("recognising", d, t)
+            )
+        finally:
+            dataset.close()
+    finally:
+        bar.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, table.to_csv(index=False, float_format="%.6g").encode())
+    if not args.quiet:
+        counts = ", ".join(f"{n} images" for n in sorted(set(gallery.counts.tolist())))
+        print(
+            f"gallery: {len(gallery.classes)} classes ({counts} each), threshold {gallery.threshold:.3f} "
+            f"for a false-accept rate of {gallery.far:g}"
+            + (
+                f" (the gallery can tell rates down to {gallery.far_floor:.3g} only: the threshold is its highest impostor)"
+                if gallery.far < gallery.far_floor
+                else ""
+            )
+        )
+        unknown = int((table["prediction"] == UNKNOWN).sum())
+        print(f"{len(table)} images, {unknown} answered {UNKNOWN}; wrote {out}")
+        if args.save_gallery:
+            print(f"saved the gallery to {args.save_gallery}")
     return 0
 
 
@@ -306,6 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--test-split", type=float, default=0.2, help="without --test-data: the share of each class held out to test"
     )
+    k.add_argument(
+        "--embedding",
+        action="store_true",
+        help="no head: export the network up to the layer as an embedder (pooled, L2-normalised features) that "
+        "recognises new classes by similarity (`predict --gallery`); writes embedder.pt2, preprocess.json, "
+        "metrics.json, model_card.md",
+    )
+    k.add_argument(
+        "--reduce",
+        default=None,
+        choices=["pca", "lda"],
+        help="with --embedding: a learned projection to --dims dimensions (fitted on half the classes, tested on the other)",
+    )
+    k.add_argument("--dims", type=int, default=None, help="with --reduce: dimensions kept (default: all it gives)")
     k.add_argument("--pooling", default="avg", choices=["avg", "max", "avgmax"])
     k.add_argument("--tokens", default="cls", choices=["cls", "mean"], help="pooling of ViT token sequences")
     k.add_argument(
@@ -324,8 +454,23 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "predict", help="run an exported cut on new images: predictions.csv (file, predicted, probability)"
     )
-    r.add_argument("--model", required=True, help="a folder written by `cut`")
+    r.add_argument("--model", required=True, help="a folder written by `cut` (or `cut --embedding`, with --gallery)")
     r.add_argument("--data", required=True, help="images: folder, .zip, or sample:NAME (labels are not needed)")
+    r.add_argument(
+        "--gallery",
+        default=None,
+        help="with an embedder: one folder of images per class to enrol (a handful each), or a gallery.npz saved before; "
+        "predictions.csv is then path, prediction (a class or `unknown`), similarity",
+    )
+    r.add_argument(
+        "--far",
+        type=float,
+        default=0.01,
+        help="with --gallery: the false-accept rate the `unknown` threshold is set for, estimated on the gallery",
+    )
+    r.add_argument(
+        "--save-gallery", default=None, help="with --gallery FOLDER: save the enrolled gallery (.npz, no pickle)"
+    )
     r.add_argument("--out", default="predictions.csv", help="the CSV to write")
     r.add_argument("--cache-dir", default=None, help="where reading a folder's files is remembered (as compare)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")

@@ -58,6 +58,22 @@ STAGES: dict[str, tuple[str, ...]] = {
     "similarity": ("explorer.analysis.similarity", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "logme": ("explorer.analysis.logme", "explorer.analysis.chunked"),
     "compression": ("explorer.analysis.compression", "explorer.analysis.probe", "explorer.analysis.chunked"),
+    # recognising new classes (retrieval, few-shot episodes, the unseen-class compression curve)
+    "retrieval": (
+        "explorer.analysis.retrieval",
+        "explorer.analysis.probe",
+        "explorer.analysis.uncertainty",
+        "explorer.analysis.chunked",
+    ),
+    "few_shot": ("explorer.analysis.few_shot", "explorer.analysis.probe", "explorer.analysis.chunked"),
+    "unseen": (
+        "explorer.analysis.unseen",
+        "explorer.analysis.retrieval",
+        "explorer.analysis.compression",
+        "explorer.analysis.probe",
+        "explorer.analysis.uncertainty",
+        "explorer.analysis.chunked",
+    ),
     # the timed passes (the model as built for extraction is the "extract" stage's)
     "latency": ("explorer.extraction.latency",),
 }

@@ -17,19 +17,25 @@ from .analysis import projection as projection_mod
 from .analysis.cached_runs import (
     compression_run,
     cost_run,
+    few_shot_run,
     graph_run,
     logme_run,
     project_run,
+    retrieval_run,
     score_run,
     similarity_run,
+    unseen_run,
 )
 from .analysis.compression import CompressionCurve
+from .analysis.few_shot import FewShot
 from .analysis.leaderboard import LayerCost, leaderboard_table
 from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection, align_chain
+from .analysis.retrieval import Retrieval
 from .analysis.scores import LayerScores
 from .analysis.similarity import Similarity
 from .analysis.uncertainty import Step, step
+from .analysis.unseen import UnseenCurve
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
 from .extraction.layer_features import ModelRun, extract_features, extract_sweep, unreadable_images
@@ -81,6 +87,10 @@ class Comparison:
     logme: dict[str, float | None] = field(default_factory=dict)  # by layer key
     compression: dict[str, CompressionCurve | None] = field(default_factory=dict)  # by layer key
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
+    # new classes, by layer key (None: no labels, too few classes): retrieval.py, few_shot.py, unseen.py
+    retrieval_scores: dict[str, Retrieval | None] = field(default_factory=dict)
+    few_shot_curves: dict[str, FewShot | None] = field(default_factory=dict)
+    unseen_curves: dict[str, UnseenCurve | None] = field(default_factory=dict)
     random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
     request: AnalysisRequest | None = None  # what was asked for, where the command line, a link or the Python API asked
     answers: dict[tuple, Any] = field(
@@ -427,6 +437,14 @@ def analyse(
             projections |= {
                 r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()
             }
+    retrievals: dict[str, Retrieval | None] = {}
+    few_shots: dict[str, FewShot | None] = {}
+    unseens: dict[str, UnseenCurve | None] = {}
+    for r in runs:  # recognising classes known from a few images, or never seen
+        own = {n: scores[r.key(n, multi)] for n in r.features}
+        retrievals |= {r.key(n, multi): v for n, v in retrieval_run(dataset, r, metric, cache, progress).items()}
+        few_shots |= {r.key(n, multi): v for n, v in few_shot_run(dataset, r, metric, cache, own, progress).items()}
+        unseens |= {r.key(n, multi): v for n, v in unseen_run(dataset, r, metric, cache, progress).items()}
     similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
     metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
     logmes: dict[str, float | None] = {}
@@ -449,6 +467,14 @@ def analyse(
                 for n in r.features
             },
             {r.label: r.weights.name for r in runs},
+            {
+                (r.label, n): (
+                    (v.map_at_r if (v := retrievals[r.key(n, multi)]) else None),
+                    (f.at(5, "prototype") if (f := few_shots[r.key(n, multi)]) else None),
+                )
+                for r in runs
+                for n in r.features
+            },
         )
     return Comparison(
         dataset,
@@ -463,6 +489,9 @@ def analyse(
         logme=logmes,
         compression=curves,
         leaderboard=table,
+        retrieval_scores=retrievals,
+        few_shot_curves=few_shots,
+        unseen_curves=unseens,
         random_state=metric.random_state,
         request=request,
     )

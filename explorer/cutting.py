@@ -72,6 +72,39 @@ def split_rows(
     return np.sort(train), np.sort(test)
 
 
+def program_outputs(
+    module: Any,
+    transform: Any,
+    dataset: ImageDataset,
+    *,
+    max_pixels: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """An exported program's output for every image of `dataset`: one decode each (the one image
+    loader, its limits), the preprocessing, batches of PREDICT_BATCH. Returns the (N, K) float32
+    outputs (zeros for an image that could not be decoded) and each image's reason ("" if read)."""
+    import torch
+
+    pre = Preprocess(transform)
+    items = dataset.items
+    outputs: np.ndarray | None = None
+    errors: list[str] = []
+    for start in range(0, len(items), PREDICT_BATCH):
+        part = items[start : start + PREDICT_BATCH]
+        decoded = [pre.decode(it.read_bytes, max_pixels) for it in part]
+        good = [i for i, (t, _) in enumerate(decoded) if t is not None]
+        if good:
+            with torch.no_grad():
+                out = module(pre.batch(decoded[i][0] for i in good)).float().numpy()
+            if outputs is None:
+                outputs = np.zeros((len(items), out.shape[1]), dtype=np.float32)
+            outputs[[start + i for i in good]] = out
+        errors += [why or "" for _, why in decoded]
+        if progress:
+            progress(min(start + PREDICT_BATCH, len(items)), len(items))
+    return (outputs if outputs is not None else np.zeros((len(items), 0), np.float32)), errors
+
+
 def run_program(
     module: Any,
     transform: Any,
@@ -81,36 +114,27 @@ def run_program(
     max_pixels: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """The exported program's predictions for every image of `dataset`: one decode each (the one
-    image loader, its limits), the preprocessing, batches of PREDICT_BATCH. An image that cannot
-    be decoded gets an empty prediction and its reason."""
+    """A cut's predictions for every image of `dataset` (program_outputs, then softmax): file,
+    predicted, probability, error (an image that cannot be decoded gets no prediction and its reason)."""
     import torch
 
-    pre = Preprocess(transform)
-    rows: list[dict[str, Any]] = []
-    items = dataset.items
-    for start in range(0, len(items), PREDICT_BATCH):
-        part = items[start : start + PREDICT_BATCH]
-        decoded = [pre.decode(it.read_bytes, max_pixels) for it in part]
-        good = [i for i, (t, _) in enumerate(decoded) if t is not None]
-        probs = np.zeros((len(part), len(classes)), dtype=np.float32)
-        if good:
-            with torch.no_grad():
-                logits = module(pre.batch(decoded[i][0] for i in good))
-            probs[good] = torch.softmax(logits.float(), dim=1).numpy()
-        for i, it in enumerate(part):
-            why = decoded[i][1]
-            top = int(probs[i].argmax())
-            rows.append(
-                {
-                    "file": it.name,
-                    "predicted": "" if why else classes[top],
-                    "probability": np.nan if why else float(probs[i, top]),
-                    "error": why or "",
-                }
-            )
-        if progress:
-            progress(min(start + PREDICT_BATCH, len(items)), len(items))
+    logits, errors = program_outputs(module, transform, dataset, max_pixels=max_pixels, progress=progress)
+    probs = (
+        torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        if logits.shape[1]
+        else np.zeros((len(errors), len(classes)), np.float32)
+    )
+    rows = []
+    for i, (it, why) in enumerate(zip(dataset.items, errors)):
+        top = int(probs[i].argmax()) if probs.shape[1] else 0
+        rows.append(
+            {
+                "file": it.name,
+                "predicted": "" if why else classes[top],
+                "probability": np.nan if why else float(probs[i, top]),
+                "error": why,
+            }
+        )
     return pd.DataFrame(rows, columns=["file", "predicted", "probability", "error"])
 
 
@@ -132,6 +156,26 @@ def predict(
         max_pixels=max_pixels,
         progress=progress,
     )
+
+
+def _network_up_to(spec: ExtractSpec, run: Any) -> tuple[dict[str, Any], Callable[[], Any]]:
+    """(preprocess.json, a builder of the network up to the run's one layer, pooled) for a cut or
+    an embedder; the preprocessing is checked first, before minutes of export."""
+    src = source_of(spec.model)
+    weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
+    pre = cut_files.preprocess_json(src.transform(spec.model, weights))  # a preprocessing it cannot say stops here
+
+    def build() -> Any:
+        return truncated(
+            spec.model,
+            src.build(spec.model, weights),
+            run.nodes[spec.layers[0]],
+            input_size=run.profile.input_size,
+            pooling=spec.pooling,
+            token_pooling=run.spec.token_pooling,
+        )
+
+    return pre, build
 
 
 def make_cut(
@@ -205,23 +249,12 @@ def make_cut(
     unseen = sorted(set(test_ds.labels or ()) - set(head.classes))
     if unseen:
         raise ValueError(f"the test images have classes the training images lack: {', '.join(unseen[:5])}")
-    src = source_of(spec.model)
-    weights = src.resolve_weights(spec.model, spec.weights, random_state=spec.random_state)
-    transform = src.transform(spec.model, weights)
-    pre = cut_files.preprocess_json(transform)  # before minutes of export: a preprocessing it cannot say stops here
+    pre, build_features = _network_up_to(spec, run)
     node = run.nodes[layer]
     if progress:
         progress("exporting the cut", 0, 1)
     with torch.device("cpu"):
-        features = truncated(
-            spec.model,
-            src.build(spec.model, weights),
-            node,
-            input_size=run.profile.input_size,
-            pooling=spec.pooling,
-            token_pooling=run.spec.token_pooling,
-        )
-        program = cut_files.export_program(features, head.weight, head.bias, run.profile.input_size)
+        program = cut_files.export_program(build_features(), head.weight, head.bias, run.profile.input_size)
     _check(should_stop)
     predictions = run_program(
         program.module(),
@@ -268,3 +301,214 @@ def make_cut(
         "cut %s at %s: test accuracy %.3f on %d images", spec.model, layer, metrics["test_accuracy"], metrics["n_test"]
     )
     return CutResult(files, metrics, predictions, head, test_ds)
+
+
+@dataclass(frozen=True)
+class EmbedderResult:
+    """What `make_embedder` wrote: the folder's files and the numbers of metrics.json."""
+
+    files: dict[str, Path]
+    metrics: dict[str, Any]
+
+
+EMBEDDER_TEST_IMAGES = 2_000  # images of the held-out classes the exported program embeds to test itself, at most
+
+
+def make_embedder(
+    dataset: ImageDataset,
+    spec: ExtractSpec,
+    out: str | Path,
+    *,
+    reduce: str | None = None,
+    dims: int | None = None,
+    cache: FeatureCache | None = None,
+    progress: StageProgress | None = None,
+    max_pixels: int = 64_000_000,
+    command: str = "",
+    should_stop: ShouldStop | None = None,
+) -> EmbedderResult:
+    """Export the network up to one layer with no head: images -> pooled, L2-normalised features,
+    optionally through a learned projection to `dims` dimensions, to recognise classes by
+    similarity (`predict --gallery`).
+
+    With labels of at least four classes (two images each), the classes are halved by the seed
+    (analysis/unseen.split_classes): the projection is fitted on the first half only, and the
+    exported program embeds images of the second half, classes it never saw, to measure its
+    retrieval (MAP@R, precision@1, verification AUC) for the model card. Otherwise a PCA is fitted
+    on every image and nothing is measured.
+
+    Args:
+        dataset: the images (labels optional, except for `reduce="lda"`).
+        spec: the model, its weights and exactly one layer.
+        out: the folder to write into.
+        reduce: None, `pca` or `lda`.
+        dims: dimensions kept by the projection (default: all it gives).
+        cache, progress, max_pixels, command, should_stop: as make_cut's.
+
+    Raises:
+        ValueError: not exactly one layer, `lda` without enough labelled classes, `dims` below 1,
+            a preprocessing that preprocess.json cannot say.
+    """
+    import torch
+
+    from .analysis.retrieval import retrieval_scores
+    from .analysis.unseen import PROJECTIONS, fit_projection, split_classes
+    from .output import embedder_files
+
+    if len(spec.layers) != 1:
+        raise ValueError(
+            f"an embedder is cut at one layer; got {len(spec.layers)} ({', '.join(spec.layers) or 'none'}): give --layer NODE"
+        )
+    if reduce is not None and reduce not in PROJECTIONS:
+        raise ValueError(f"--reduce {reduce!r}: use one of {', '.join(PROJECTIONS)}")
+    if dims is not None and dims < 1:
+        raise ValueError(f"--dims {dims} must be at least 1")
+    cache = cache or FeatureCache()
+    spec = spec.replace(model=canonical(spec.model))
+    run = extract_features(
+        dataset, spec, cache=cache, progress=progress, max_pixels=max_pixels, should_stop=should_stop
+    )
+    _check(should_stop)
+    layer = spec.layers[0]
+    feats = run.features[layer]
+    readable = np.array([i for i in range(len(dataset)) if i not in run.unreadable], dtype=np.int64)
+    labels = np.asarray(dataset.labels, dtype=str)[readable] if dataset.labels is not None else None
+    y = np.unique(labels, return_inverse=True)[1] if labels is not None else None
+    seen, unseen = split_classes(y, spec.random_state) if y is not None else (np.array([]), np.array([]))
+    held_out = len(seen) >= 2 and len(unseen) >= 2
+    if reduce == "lda" and not held_out:
+        raise ValueError("--reduce lda needs labels of at least 4 classes with 2 images each (class folders)")
+    fit_rows = readable[np.isin(y, seen)] if held_out else readable
+    projection = None
+    if reduce is not None:
+        if progress:
+            progress(f"fitting the {reduce.upper()} projection", 0, 1)
+        fit_y = y[np.isin(y, seen)] if held_out else None
+        projector = fit_projection(np.asarray(feats[fit_rows]), fit_y, reduce, dims)
+        projection = (projector.mean, projector.weights)
+    pre, build_features = _network_up_to(spec, run)
+    if progress:
+        progress("exporting the embedder", 0, 1)
+    with torch.device("cpu"):
+        program = embedder_files.export_embedder(build_features(), projection, run.profile.input_size)
+    _check(should_stop)
+    out_dim = int(projection[1].shape[1]) if projection is not None else int(feats.shape[1])
+    test: dict[str, Any] = {}
+    if held_out:
+        from .analysis.probe import _stratified_sample
+
+        test_rows = readable[np.isin(y, unseen)]
+        test_rows = test_rows[_stratified_sample(y[np.isin(y, unseen)], EMBEDDER_TEST_IMAGES, spec.random_state)]
+        test_ds = dataset.take(test_rows)
+        emb, errors = program_outputs(
+            program.module(),
+            cut_files.transform_from(pre),
+            test_ds,
+            max_pixels=max_pixels,
+            progress=(lambda d, t: progress("testing the embedder", d, t)) if progress else None,
+        )
+        ok = np.array([not e for e in errors])
+        test_y = np.unique(np.asarray(test_ds.labels)[ok], return_inverse=True)[1]
+        scored = retrieval_scores(emb[ok], test_y, random_state=spec.random_state)
+        if scored is not None:
+            test = {
+                "test_images": int(ok.sum()),
+                "test_classes": [str(c) for c in np.unique(labels)[unseen]],
+                "test_map_at_r": scored.map_at_r,
+                "test_map_at_r_low": scored.map_at_r_low,
+                "test_map_at_r_high": scored.map_at_r_high,
+                "test_precision_at_1": scored.precision_at_1,
+                "test_verification_auc": scored.verification_auc,
+            }
+    cost = cut_costs(spec.model, [run.nodes[layer]])[run.nodes[layer]]
+    metrics = {
+        "kind": "embedder",
+        "model": spec.model,
+        "layer": layer,
+        "node": run.nodes[layer],
+        "weights": run.weights.name,
+        "layer_dim": int(feats.shape[1]),
+        "dim": out_dim,
+        "reduce": reduce or "none",
+        "fit_images": int(len(fit_rows)) if reduce else 0,
+        "fit_classes": [str(c) for c in np.unique(labels)[seen]] if (reduce and held_out) else [],
+        "pooling": spec.pooling,
+        "input_size": run.profile.input_size,
+        "params": cost.params,
+        "gflops": cost.gflops,
+        "preprocess": pre,
+        "random_state": spec.random_state,
+        **test,
+    }
+    card = embedder_files.model_card(metrics, command)
+    files = embedder_files.write_embedder(Path(out), program, pre, metrics, card)
+    log.info("embedder %s at %s: %d dimensions", spec.model, layer, out_dim)
+    return EmbedderResult(files, metrics)
+
+
+def embed(
+    folder: str | Path,
+    dataset: ImageDataset,
+    *,
+    max_pixels: int = 64_000_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, list[str], str]:
+    """An exported embedder's unit-length embeddings of every image of `dataset`, each image's
+    reason where it could not be decoded (""), and the embedder's identity."""
+    from .output import embedder_files
+
+    emb = embedder_files.load_embedder(folder)
+    out, errors = program_outputs(
+        emb.module, cut_files.transform_from(emb.preprocess), dataset, max_pixels=max_pixels, progress=progress
+    )
+    return out, errors, emb.identity
+
+
+def enrol_gallery(
+    folder: str | Path,
+    gallery: ImageDataset,
+    *,
+    far: float = 0.01,
+    max_pixels: int = 64_000_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Any, str]:
+    """(the enrolled open_set.Gallery, the embedder's identity): each class folder of `gallery`
+    embedded and averaged, and the threshold for `far` estimated on it.
+
+    Raises:
+        ValueError: a gallery without class labels, or of fewer than two classes.
+    """
+    from .analysis.open_set import enrol
+
+    if gallery.labels is None:
+        raise ValueError(f"the gallery {gallery.source!r} has no classes: give one folder of images per class")
+    emb, errors, identity = embed(folder, gallery, max_pixels=max_pixels, progress=progress)
+    ok = np.array([not e for e in errors])
+    return enrol(emb[ok], np.asarray(gallery.labels)[ok], far), identity
+
+
+def recognise_images(
+    folder: str | Path,
+    gallery: Any,
+    dataset: ImageDataset,
+    *,
+    max_pixels: int = 64_000_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """predictions.csv for an embedder and an enrolled gallery: path, prediction (a gallery class
+    or `unknown`), similarity (cosine to the nearest prototype). An image that cannot be decoded
+    gets the prediction `unreadable` and no similarity."""
+    from .analysis.open_set import recognise
+
+    emb, errors, _ = embed(folder, dataset, max_pixels=max_pixels, progress=progress)
+    prediction, similarity, _ = recognise(gallery, emb)
+    bad = np.array([bool(e) for e in errors], dtype=bool)
+    prediction = np.where(bad, "unreadable", prediction)
+    similarity = np.where(bad, np.nan, similarity)
+    for it, why in zip(dataset.items, errors):
+        if why:
+            log.warning("%s could not be decoded: %s", it.name, why)
+    return pd.DataFrame(
+        {"path": [it.name for it in dataset.items], "prediction": prediction, "similarity": similarity},
+        columns=["path", "prediction", "similarity"],
+    )

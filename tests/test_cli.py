@@ -108,6 +108,39 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     ).all()  # each curve ends at the layer's width
     assert "Choose a cut" in html and "The most accurate cut" in html and "The compression curve" in html
     assert "principal components keep 95 %" in html
+    # new classes: retrieval.csv and few_shot.csv, and the leaderboard's columns from them
+    retrieval = pd.read_csv(out / "retrieval.csv")
+    assert list(retrieval.columns[:9]) == [
+        "model",
+        "layer",
+        "precision_at_1",
+        "map_at_r",
+        "r_precision",
+        "map_at_r_low",
+        "map_at_r_high",
+        "verification_auc",
+        "tar_at_far_0.01",
+    ]
+    assert len(retrieval) == 8 and retrieval.iloc[:, 2:9].notna().all().all()
+    assert (retrieval["map_at_r_low"] <= retrieval["map_at_r"]).all() and (retrieval["verification_auc"] > 0.5).any()
+    shots = pd.read_csv(out / "few_shot.csv", dtype={"shots": str})
+    assert list(shots.columns) == [
+        "model",
+        "layer",
+        "shots",
+        "method",
+        "accuracy",
+        "accuracy_low",
+        "accuracy_high",
+        "episodes",
+    ]
+    assert set(shots["method"]) == {"prototype", "probe"} and {"1", "2", "5", "all"} <= set(shots["shots"])
+    assert (shots["accuracy_low"] <= shots["accuracy"] + 1e-9).all() and (shots["episodes"] >= 1).all()
+    assert np.allclose(
+        board.set_index("layer")["map_at_r"].loc[list(retrieval["layer"])], retrieval["map_at_r"], atol=1e-5
+    )
+    five = shots[(shots["shots"] == "5") & (shots["method"] == "prototype")].set_index("layer")["accuracy"]
+    assert np.allclose(board.set_index("layer")["few_shot_5_prototype"].loc[five.index], five, atol=1e-5)
     pairs = pd.read_csv(out / "class_pairs.csv")
     assert len(pairs) == 45 and list(pairs.columns[:2]) == ["class_a", "class_b"]  # 10 digits: 45 pairs
     first = pairs["first apart (mobilenet_v2)"]

@@ -15,7 +15,19 @@ from explorer.code_identity import NOT_NUMERIC, STAGES, identity_of, module_sour
 # the stages whose identities a stage's keys also carry (a layer's key holds decoding and
 # extraction; every derived result holds its layer's key)
 CARRIED = {"decode": (), "extract": ("decode",)} | {
-    s: ("decode", "extract") for s in ("graph", "scores", "projection", "similarity", "logme", "compression", "latency")
+    s: ("decode", "extract")
+    for s in (
+        "graph",
+        "scores",
+        "projection",
+        "similarity",
+        "logme",
+        "compression",
+        "latency",
+        "retrieval",
+        "few_shot",
+        "unseen",
+    )
 }
 
 

@@ -20,12 +20,16 @@ from ..networks.sources import source_of
 from ..progress import StageProgress
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
 from .compression import CompressionCurve, compression_curve
+from .few_shot import FewShot, few_shot_curve
 from .leaderboard import LayerCost
 from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
+from .probe import FALLBACK_C
 from .projection import Projection, project
+from .retrieval import Retrieval, retrieval_scores
 from .scores import LayerScores, label_plan, score_layer
 from .similarity import Similarity, cka_interval, layer_similarity
+from .unseen import UnseenCurve, unseen_curve
 
 
 def analysis_settings(stage: str) -> dict[str, Any]:
@@ -223,6 +227,121 @@ def logme_run(
     return {n: v.value for n, v in got.items()}
 
 
+class _Absent:
+    """A stored "not applicable" (no labels, too few classes), so it is not computed again."""
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"absent": np.array(True)}
+
+
+def _new_class_run(
+    dataset: ImageDataset,
+    run: ModelRun,
+    spec: MetricSpec,
+    cache: FeatureCache,
+    stage: str,
+    compute: Callable[[np.ndarray, np.ndarray], _Stored | None],
+    load: Callable[[dict[str, np.ndarray]], Any],
+    progress: StageProgress | None,
+    title: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A new-class measure of every layer of a run, on every labelled image (None where it does
+    not apply: no labels, too few classes); `extra`: what else its key holds."""
+    if dataset.labels is None:
+        return {n: None for n in run.features}
+    y = np.unique(np.asarray(dataset.labels), return_inverse=True)[1]
+    got = _per_layer(
+        run,
+        cache,
+        stage,
+        {**_labels_part(dataset, spec), **(extra or {})},
+        lambda node, feats: compute(feats, y) or _Absent(),
+        lambda a: None if "absent" in a else load(a),
+        progress,
+        title,
+    )
+    return {n: (None if isinstance(v, _Absent) else v) for n, v in got.items()}
+
+
+def retrieval_run(
+    dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
+) -> dict[str, Retrieval | None]:
+    """Retrieval and verification of every layer of a run (retrieval.py)."""
+    return _new_class_run(
+        dataset,
+        run,
+        spec,
+        cache,
+        "retrieval",
+        lambda x, y: retrieval_scores(x, y, random_state=spec.random_state),
+        Retrieval.from_arrays,
+        progress,
+        f"retrieval {run.label}",
+    )
+
+
+def few_shot_run(
+    dataset: ImageDataset,
+    run: ModelRun,
+    spec: MetricSpec,
+    cache: FeatureCache,
+    scores: dict[str, LayerScores],
+    progress: StageProgress | None = None,
+) -> dict[str, FewShot | None]:
+    """The few-shot curve of every layer of a run (few_shot.py), the probe at each layer's C."""
+    c = {n: scores[n].probe_c or FALLBACK_C for n in run.features}
+    out: dict[str, FewShot | None] = {}
+    for node in run.features:  # one layer at a time: each has its own C in its key
+        out |= _new_class_run(
+            dataset,
+            _some_layers(run, [node]),
+            spec,
+            cache,
+            "few_shot",
+            lambda x, y, node=node: few_shot_curve(x, y, c=c[node], random_state=spec.random_state),
+            FewShot.from_arrays,
+            None,
+            "",
+            {"c": c[node]},
+        )
+        if progress:
+            progress(f"few-shot curves {run.label}", len(out), len(run.features))
+    return out
+
+
+def unseen_run(
+    dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
+) -> dict[str, UnseenCurve | None]:
+    """The unseen-class compression curve of every layer of a run (unseen.py)."""
+    return _new_class_run(
+        dataset,
+        run,
+        spec,
+        cache,
+        "unseen",
+        lambda x, y: unseen_curve(x, y, random_state=spec.random_state),
+        UnseenCurve.from_arrays,
+        progress,
+        f"unseen-class compression {run.label}",
+    )
+
+
+def _some_layers(run: ModelRun, nodes: list[str]) -> ModelRun:
+    """The run with only these layers' features."""
+    return ModelRun(
+        run.label,
+        run.spec,
+        run.weights,
+        run.profile,
+        run.device,
+        run.precision,
+        run.store_keys,
+        run.nodes,
+        {n: run.features[n] for n in nodes},
+    )
+
+
 def compression_run(
     dataset: ImageDataset,
     run: ModelRun,
@@ -249,17 +368,7 @@ def compression_run(
             random_state=spec.random_state,
         )
 
-    sub = ModelRun(
-        run.label,
-        run.spec,
-        run.weights,
-        run.profile,
-        run.device,
-        run.precision,
-        run.store_keys,
-        run.nodes,
-        {n: run.features[n] for n in scored},
-    )
+    sub = _some_layers(run, scored)
     parts = {**_labels_part(dataset, spec), "c": {n: scores[n].probe_c for n in scored}}
     return out | _per_layer(
         sub,

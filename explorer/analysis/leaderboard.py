@@ -9,9 +9,16 @@ import numpy as np
 import pandas as pd
 
 LEADERBOARD_COLUMNS = [
-    "model", "layer", "node", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
-    "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto", "compression_k95", "weights",
+    "model", "layer", "node", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "map_at_r",
+    "few_shot_5_prototype", "logme", "params", "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto",
+    "compression_k95", "weights",
 ]  # fmt: skip
+RANK_COLUMNS = {  # the accuracy columns a cut can be ranked by, and what each says
+    "probe_acc": "linear probe accuracy (classes known from many images)",
+    "knn_acc": "kNN accuracy",
+    "map_at_r": "MAP@R (retrieval of a class's other images, no training)",
+    "few_shot_5_prototype": "5-shot accuracy by the nearest class mean (no training)",
+}
 FEATURE_BYTES_PER_VALUE = 4  # a pooled feature is float32
 
 
@@ -55,6 +62,7 @@ def leaderboard_table(
     logme: dict[tuple[str, str], float],
     k95: dict[tuple[str, str], int | None],
     weights: dict[str, str],
+    new_classes: dict[tuple[str, str], tuple[float | None, float | None]] | None = None,
 ) -> pd.DataFrame:
     """One row per (model, layer) of `metrics` (metrics.csv's columns), most accurate first.
 
@@ -64,6 +72,7 @@ def leaderboard_table(
         logme: {(model, layer): LogME score}.
         k95: {(model, layer): the smallest k of the compression curve that keeps 95 % of the accuracy}.
         weights: {model: the weights it ran with}.
+        new_classes: {(model, layer): (MAP@R, 5-shot prototype accuracy)}, None where not measured.
 
     Returns:
         A DataFrame with LEADERBOARD_COLUMNS; `pareto` marks the front of probe accuracy against GFLOPs.
@@ -72,6 +81,7 @@ def leaderboard_table(
     for m in metrics.itertuples(index=False):
         key = (m.model, m.layer)
         c = costs.get(key)
+        map_at_r, five_shot = (new_classes or {}).get(key, (None, None))
         rows.append(
             {
                 "model": m.model,
@@ -82,6 +92,8 @@ def leaderboard_table(
                 "probe_acc_low": m.probe_acc_low,
                 "probe_acc_high": m.probe_acc_high,
                 "knn_acc": m.knn_acc,
+                "map_at_r": map_at_r,
+                "few_shot_5_prototype": five_shot,
                 "logme": logme.get(key),
                 "params": c.params if c else None,
                 "gflops": c.gflops if c else None,
@@ -106,6 +118,7 @@ def best_cut(
     max_latency_ms: float | None = None,
     max_dim: int | None = None,
     batch: int = 1,
+    rank_by: str = "probe_acc",
 ) -> pd.Series | None:
     """The most accurate cut within the budgets (the cheapest of equals), or None when none fits.
 
@@ -115,12 +128,15 @@ def best_cut(
         max_latency_ms: most measured milliseconds per image, at `batch` (1 or 32).
         max_dim: most feature dimensions.
         batch: which latency `max_latency_ms` reads.
+        rank_by: the accuracy column to rank by (one of RANK_COLUMNS).
     """
+    if rank_by not in RANK_COLUMNS:
+        raise ValueError(f"rank_by={rank_by!r}: rank by one of {', '.join(RANK_COLUMNS)}")
     keep = filter_cuts(board, max_gflops=max_gflops, max_latency_ms=max_latency_ms, max_dim=max_dim, batch=batch)
-    keep = keep[keep["probe_acc"].notna()]
+    keep = keep[keep[rank_by].notna()]
     if keep.empty:
         return None
-    return keep.sort_values(["probe_acc", "gflops"], ascending=[False, True], kind="stable").iloc[0]
+    return keep.sort_values([rank_by, "gflops"], ascending=[False, True], kind="stable").iloc[0]
 
 
 def filter_cuts(

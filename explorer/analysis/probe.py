@@ -109,6 +109,16 @@ def _predict(x: np.ndarray, wb: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return (x @ wb[0] + wb[1]).argmax(1)
 
 
+def fit_predict(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, n_classes: int, c: float) -> np.ndarray:
+    """The project's probe on one split: standardise with the training rows' statistics, turn to
+    their principal axes, fit at `c` and predict the test rows' classes (float32 arrays, copied)."""
+    mean, std = _moments(xtr)
+    xtr = (xtr - mean) / std
+    eig, vec = _principal_axes(xtr)
+    wb = fit_logistic(xtr @ vec, ytr, n_classes, c, eigvals=eig)
+    return _predict(((xte - mean) / std) @ vec, wb)
+
+
 def outer_folds(y: np.ndarray, folds: int, random_state: int = 0) -> np.ndarray:
     """(N,) the outer fold of each row, as probe() splits them (stratified, shuffled)."""
     from sklearn.model_selection import StratifiedKFold

@@ -42,6 +42,22 @@ def accuracy_interval(correct: np.ndarray, *, draws: int = DRAWS, random_state: 
     return _quantiles(rng.binomial(n, float(np.mean(correct)), size=draws) / n)
 
 
+def mean_interval(values: np.ndarray, *, draws: int = DRAWS, random_state: int = 0) -> tuple[float, float]:
+    """The 95 % percentile-bootstrap interval of the mean of `values` (one per query, episode...),
+    resampling them; (nan, nan) for none. Memory is O(draws + n), one resample at a time in blocks."""
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(random_state)
+    means = np.empty(draws)
+    block = max(1, 4_000_000 // n)
+    for a in range(0, draws, block):
+        m = min(block, draws - a)
+        means[a : a + m] = v[rng.integers(0, n, (m, n))].mean(1)
+    return _quantiles(means)
+
+
 @dataclass(frozen=True)
 class Step:
     """The paired difference in accuracy between two layers scored on the same images.

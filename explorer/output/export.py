@@ -29,6 +29,22 @@ def compression_csv(comp: Comparison) -> bytes:
     return tables.compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
 
 
+def retrieval_csv(comp: Comparison) -> bytes:
+    """retrieval.csv: one row per (model, layer): precision_at_1, map_at_r, r_precision, map_at_r_low,
+    map_at_r_high, verification_auc, tar_at_far_0.01, and the queries, images and pairs scored."""
+    return tables.retrieval_table(comp).to_csv(index=False, float_format="%.6g").encode()
+
+
+def few_shot_csv(comp: Comparison) -> bytes:
+    """few_shot.csv: model, layer, shots, method, accuracy, accuracy_low, accuracy_high, episodes."""
+    return tables.few_shot_table(comp).to_csv(index=False, float_format="%.6g").encode()
+
+
+def unseen_compression_csv(comp: Comparison) -> bytes:
+    """unseen_compression.csv: retrieval on classes a projection to k dimensions never saw."""
+    return tables.unseen_table(comp).to_csv(index=False, float_format="%.6g").encode()
+
+
 def metrics_csv(comp: Comparison) -> bytes:
     """metrics.csv: one row per (model, layer)."""
     return comp.metrics.to_csv(index=False, float_format="%.6g").encode()
@@ -139,6 +155,9 @@ def write_all(comp: Comparison, out_dir: str | Path, selection: tuple[str, list[
             if not comp.leaderboard.empty
             else {}
         ),
+        "retrieval.csv": lambda: retrieval_csv(comp),
+        "few_shot.csv": lambda: few_shot_csv(comp),
+        "unseen_compression.csv": lambda: unseen_compression_csv(comp),
         "cka.csv": lambda: cka_csv(comp),
         "cka_debiased.csv": lambda: cka_debiased_csv(comp),
         "cka_intervals.csv": lambda: cka_intervals_csv(comp),

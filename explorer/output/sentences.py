@@ -5,14 +5,14 @@ components keep a layer's accuracy, CKA's bias and intervals, what the emergence
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..analysis.compression import KEEP, CompressionCurve
 from ..analysis.emergence import FOLDS, MAX_PER_SIDE
-from ..analysis.leaderboard import best_cut
+from ..analysis.leaderboard import RANK_COLUMNS, best_cut
 from ..analysis.similarity import BIAS_GAP, BOOT_DRAWS, Similarity
 from ..analysis.uncertainty import Step, step
 
@@ -71,8 +71,9 @@ def noise_notes(comp: Comparison, run: ModelRun) -> list[str]:
     return notes
 
 
-def budget_sentence(board: pd.DataFrame, **budget: float | None) -> str:
-    """'The most accurate cut under 1 GFLOP and 256 dimensions: mobilenet_v2 at features.14 (0.712, 0.23 GFLOPs).'"""
+def budget_sentence(board: pd.DataFrame, **budget: Any) -> str:
+    """'The most accurate cut under 1 GFLOP and 256 dimensions: mobilenet_v2 at features.14 (0.712, 0.23 GFLOPs).'
+    (`rank_by` among the budget: the accuracy column it ranks by, leaderboard.RANK_COLUMNS.)"""
     parts = []
     if budget.get("max_gflops") is not None:
         parts.append(f"{budget['max_gflops']:g} GFLOPs")
@@ -81,11 +82,14 @@ def budget_sentence(board: pd.DataFrame, **budget: float | None) -> str:
     if budget.get("max_dim") is not None:
         parts.append(f"{budget['max_dim']:g} dimensions")
     within = f" within {' and '.join(parts)}" if parts else ""
-    row = best_cut(board, **budget)  # type: ignore[arg-type]
+    rank_by = budget.get("rank_by") or "probe_acc"
+    row = best_cut(board, **budget)
     if row is None:
         return f"No scored cut fits{within}."
+    by = "" if rank_by == "probe_acc" else f" by {RANK_COLUMNS[rank_by].split(' (')[0]}"
     return (
-        f"The most accurate cut{within}: {row['model']} at {row['layer']} (probe accuracy {row['probe_acc']:.3f}, "
+        f"The most accurate cut{by}{within}: {row['model']} at {row['layer']} "
+        f"({RANK_COLUMNS[rank_by].split(' (')[0]} {row[rank_by]:.3f}, "
         f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions)."
     )
 

@@ -31,6 +31,105 @@ def compression_table(comp: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "layer", "k", "probe_acc", "random_projection_acc", "n_images"])
 
 
+RETRIEVAL_COLUMNS = [
+    "model", "layer", "precision_at_1", "map_at_r", "r_precision", "map_at_r_low", "map_at_r_high",
+    "verification_auc", "tar_at_far_0.01", "queries", "images", "pairs", "sampled",
+]  # fmt: skip
+FEW_SHOT_COLUMNS = ["model", "layer", "shots", "method", "accuracy", "accuracy_low", "accuracy_high", "episodes"]
+UNSEEN_COLUMNS = [
+    "model", "layer", "projection", "k", "map_at_r", "map_at_r_low", "map_at_r_high", "precision_at_1",
+    "seen_classes", "unseen_classes", "queries", "images",
+]  # fmt: skip
+
+
+def _layers(comp: Comparison):  # type: ignore[no-untyped-def]
+    """(model label, layer, layer key) of every layer, in order."""
+    return ((run.label, layer, run.key(layer, comp.multi)) for run in comp.runs for layer in run.features)
+
+
+def retrieval_table(comp: Comparison) -> pd.DataFrame:
+    """One row per (model, layer): retrieval (precision@1, MAP@R with its interval, R-precision)
+    and verification (ROC AUC, TAR at FAR 0.01) by cosine on the pooled features, with the queries,
+    images and pairs scored and whether they were sampled (analysis/retrieval.py)."""
+    rows = []
+    for model, layer, key in _layers(comp):
+        r = comp.retrieval_scores.get(key)
+        if r is not None:
+            rows.append(
+                (
+                    model,
+                    layer,
+                    r.precision_at_1,
+                    r.map_at_r,
+                    r.r_precision,
+                    r.map_at_r_low,
+                    r.map_at_r_high,
+                    r.verification_auc,
+                    r.tar_at_far,
+                    r.queries,
+                    r.images,
+                    r.pairs,
+                    r.sampled,
+                )
+            )
+    return pd.DataFrame(rows, columns=RETRIEVAL_COLUMNS)
+
+
+def few_shot_table(comp: Comparison) -> pd.DataFrame:
+    """One row per (model, layer, shots, method): the mean accuracy over the episodes with its 95 %
+    interval (analysis/few_shot.py); `shots` is 1, 2, 5, 10, 20 or all."""
+    from ..analysis.few_shot import shots_name
+
+    rows = []
+    for model, layer, key in _layers(comp):
+        f = comp.few_shot_curves.get(key)
+        if f is None:
+            continue
+        for i in range(len(f.shots)):
+            rows.append(
+                (
+                    model,
+                    layer,
+                    shots_name(int(f.shots[i])),
+                    str(f.method[i]),
+                    f.accuracy[i],
+                    f.low[i],
+                    f.high[i],
+                    int(f.episodes[i]),
+                )
+            )
+    return pd.DataFrame(rows, columns=FEW_SHOT_COLUMNS)
+
+
+def unseen_table(comp: Comparison) -> pd.DataFrame:
+    """One row per (model, layer, projection, k): retrieval on the half of the classes the
+    projection never saw (analysis/unseen.py); projection `none` is the layer unprojected."""
+    rows = []
+    for model, layer, key in _layers(comp):
+        u = comp.unseen_curves.get(key)
+        if u is None:
+            continue
+        seen, unseen = len(u.seen), len(u.unseen)
+        for i in range(len(u.k)):
+            rows.append(
+                (
+                    model,
+                    layer,
+                    str(u.method[i]),
+                    int(u.k[i]),
+                    u.map_at_r[i],
+                    u.map_at_r_low[i],
+                    u.map_at_r_high[i],
+                    u.precision_at_1[i],
+                    seen,
+                    unseen,
+                    u.queries,
+                    u.images,
+                )
+            )
+    return pd.DataFrame(rows, columns=UNSEEN_COLUMNS)
+
+
 def layer_matrix(comp: Comparison, kind: str = "cka") -> pd.DataFrame:
     """The square matrix of `kind` (cka, cka_debiased or overlap) between every pair of layer keys."""
     if kind not in SIMILARITY_KINDS:
