@@ -203,10 +203,6 @@ def _cut_embedder(
 ) -> int:
     """`cut --embedding`: the network up to the layer, no head (cutting.make_embedder)."""
     try:
-        if test is not None:
-            raise ValueError(
-                "--test-data is for a cut with a head; an embedder is tested on classes held out of --data"
-            )
         got = cutting.make_embedder(
             dataset,
             spec,
