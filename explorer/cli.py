@@ -7,8 +7,8 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from . import __version__, cutting
 from .analysis.uncertainty import accuracy_interval

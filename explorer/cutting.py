@@ -430,7 +430,7 @@ def make_embedder(
         "layer_dim": int(feats.shape[1]),
         "dim": out_dim,
         "reduce": reduce or "none",
-        "fit_images": int(len(fit_rows)) if reduce else 0,
+        "fit_images": len(fit_rows) if reduce else 0,
         "fit_classes": [str(c) for c in np.unique(labels)[seen]] if (reduce and held_out) else [],
         "pooling": spec.pooling,
         "input_size": run.profile.input_size,

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-
 _HOMES: list[str] = []
 
 

@@ -14,9 +14,9 @@ from explorer.analysis import cached_runs
 from explorer.config import DataSpec, ExtractSpec, ProjectionSpec
 from explorer.data.datasets import load_dataset
 from explorer.extraction import layer_features
+from explorer.networks import registry
 from explorer.progress import Cancelled
 from explorer.request import parse_layers
-from explorer.networks import registry
 from explorer.store import FeatureCache, make_key
 
 from .conftest import make_class_folders

@@ -12,9 +12,9 @@ import pytest
 from explorer.analysis import chunked
 from explorer.analysis.compression import compression_curve, widths
 from explorer.analysis.leaderboard import best_cut, filter_cuts, pareto_front
-from explorer.output.sentences import budget_sentence
 from explorer.analysis.logme import logme
 from explorer.analysis.probe import probe
+from explorer.output.sentences import budget_sentence
 
 
 def _blobs(n: int, d: int, k: int, spread: float = 2.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from explorer.extraction.extractor import FeatureExtractor
-from explorer.networks.pooling import pool
 from explorer.networks import layers, registry
+from explorer.networks.pooling import pool
 
 from ..helpers import Tiny
 

@@ -14,9 +14,9 @@ import torch
 from explorer.config import DataSpec, ExtractSpec
 from explorer.data.datasets import load_dataset
 from explorer.extraction.layer_features import extract_features
-from explorer.networks.pooling import pool_auto
 from explorer.networks import catalog, layers, sources
 from explorer.networks.module_layers import first_tensor
+from explorer.networks.pooling import pool_auto
 from explorer.networks.preprocess import Preprocess
 from explorer.networks.weights import WeightsUnavailableError, file_sha256
 from explorer.store import FeatureCache

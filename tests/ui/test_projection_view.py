@@ -4,8 +4,8 @@ route (tokens, lookups, what is served)."""
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
