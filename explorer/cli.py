@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, cutting
+from .analysis.leaderboard import RANK_COLUMNS
 from .analysis.uncertainty import accuracy_interval
 from .config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
 from .fsutil import atomic_write_bytes
 from .networks import catalog, layers
 from .output import embedder_files, export
-from .output.sentences import budget_sentence
+from .output.sentences import budget_sentence, new_class_sentences
 from .process_setup import configure
 from .progress import Cancelled, StageBar
 from .request import AnalysisRequest
@@ -131,8 +132,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     index=False, float_format=lambda v: f"{v:.3g}"
                 )
             )
-            budget = {"max_gflops": args.max_gflops, "max_latency_ms": args.max_latency_ms, "max_dim": args.max_dim}
+            budget = {
+                "max_gflops": args.max_gflops,
+                "max_latency_ms": args.max_latency_ms,
+                "max_dim": args.max_dim,
+                "rank_by": args.rank_by,
+            }
             print(budget_sentence(comp.leaderboard, **budget))
+        said = [s for r in comp.runs for s in new_class_sentences(comp, r)]
+        if said:
+            print("\nNew classes (retrieval.csv, few_shot.csv, unseen_compression.csv):")
+            print("\n".join(f"- {s}" for s in said))
         print(
             f"\n{len(comp.dataset)} images, {len(comp.dataset.skipped)} skipped; "
             f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}"
@@ -386,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-latency-ms", type=float, default=None, help="... under this many ms per image at batch 1 here"
     )
     c.add_argument("--max-dim", type=int, default=None, help="... with at most this many feature dimensions")
+    c.add_argument(
+        "--rank-by",
+        default="probe_acc",
+        choices=list(RANK_COLUMNS),
+        help="the accuracy column that names the best cut: probe_acc, knn_acc, map_at_r (retrieval, no training) or "
+        "few_shot_5_prototype (5 images per class, no training)",
+    )
     c.add_argument(
         "--engine", default="local", choices=["local", "ray"], help="where extraction runs: here, or on Ray (Ray Data)"
     )

@@ -12,7 +12,8 @@ from .. import __version__
 from ..analysis import per_run
 from ..analysis.compression import CURVE_ROWS
 from ..analysis.emergence import Emergence
-from . import class_figures, cut_figures, figures, sentences
+from ..analysis.retrieval import MAX_PAIRS, MAX_QUERIES
+from . import class_figures, cut_figures, figures, new_class_figures, sentences, tables
 
 if TYPE_CHECKING:
     from ..comparison import Comparison
@@ -167,6 +168,25 @@ COMPRESSION_NOTE = (
     "fold's training images), against a random projection to k dimensions as a control; the dotted line is 95 % of the "
     f"layer's accuracy. Scored on at most {CURVE_ROWS:,} images (a stratified sample), at the layer's own C; compression.csv has every point."
 )
+RETRIEVAL_NOTE = (
+    "No training: each image is a query and every other image is ranked by cosine similarity on the layer's pooled "
+    "features. Precision@1 is the share whose nearest image has its class; MAP@R (Musgrave et al. 2020) averages the "
+    "precision at each same-class image among the first R results, R the number of other images of the class (error "
+    "bars: 95 % bootstrap over the queries); verification AUC tells same-class pairs from different-class pairs by "
+    f"their similarity. Beyond {MAX_QUERIES:,} queries or {MAX_PAIRS:,} pairs, a stratified sample (retrieval.csv says)."
+)
+FEW_SHOT_NOTE = (
+    "Each point: the mean accuracy over seeded episodes in which every class is known from that many labelled images "
+    "and up to 15 others are recognised; solid, the nearest class mean by cosine (no training); dotted, the linear "
+    "probe trained on those images. Error bars: mean ± 1.96 standard errors over the episodes. Every layer and both "
+    "methods see the same episodes; few_shot.csv has every point."
+)
+UNSEEN_NOTE = (
+    "The classes are halved by the seed; a PCA (or LDA, on their labels) is fitted on the first half's images only, and "
+    "the second half's images are retrieved among themselves after projecting to k dimensions. The dotted line is the "
+    "layer itself on the same images: where a curve meets it, k dimensions keep what the layer knows about classes "
+    "the projection never saw. unseen_compression.csv has every point."
+)
 LEADERBOARD_SHOWN = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
                      "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "compression_k95", "pareto"]  # fmt: skip
 
@@ -206,6 +226,25 @@ def _compression_html(comp: Comparison) -> str:
     return ("<h2>The compression curve</h2>" + "".join(parts)) if parts else ""
 
 
+def _new_classes_html(comp: Comparison) -> str:
+    """Recognising new classes: the sentences, retrieval along depth, and each run's few-shot curves."""
+    retrieval = tables.retrieval_table(comp)
+    if retrieval.empty:
+        return ""
+    said = "".join(f"<li>{html.escape(s)}</li>" for r in comp.runs for s in sentences.new_class_sentences(comp, r))
+    parts = [
+        f"<div class=card><ul>{said}</ul>{_fig_html(new_class_figures.retrieval_along_depth(retrieval))}"
+        f"<p>{html.escape(RETRIEVAL_NOTE)}</p></div>"
+    ]
+    shots = tables.few_shot_table(comp)
+    for run in comp.runs:
+        rows = shots[shots["model"] == run.label]
+        if not rows.empty:
+            fig = new_class_figures.few_shot_curves(rows, f"Accuracy against labelled images per class — {run.label}")
+            parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(FEW_SHOT_NOTE)}</p></div>")
+    return "<h2>Recognising new classes</h2>" + "".join(parts)
+
+
 def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> str:
     """The report as one HTML string; with `selection` (its query and rows), where it emerges."""
     from plotly.offline import get_plotlyjs
@@ -228,6 +267,7 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
     )
     parts.append(_leaderboard_html(comp))
     parts.append(_compression_html(comp))
+    parts.append(_new_classes_html(comp))
     names, sim = comp.cka_names, comp.layer_similarity
     for kind, matrix in (("cka", comp.cka), ("cka_debiased", sim.cka_debiased), ("overlap", comp.overlap)):
         interval = (sim.cka_low, sim.cka_high) if kind == "cka" and sim.cka_low is not None else None

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..analysis.compression import KEEP, CompressionCurve
 from ..analysis.emergence import FOLDS, MAX_PER_SIDE
+from ..analysis.few_shot import ALL
 from ..analysis.leaderboard import RANK_COLUMNS, best_cut
 from ..analysis.similarity import BIAS_GAP, BOOT_DRAWS, Similarity
 from ..analysis.uncertainty import Step, step
@@ -92,6 +93,72 @@ def budget_sentence(board: pd.DataFrame, **budget: Any) -> str:
         f"({RANK_COLUMNS[rank_by].split(' (')[0]} {row[rank_by]:.3f}, "
         f"{row['gflops']:.3g} GFLOPs, {int(row['dim'])} dimensions)."
     )
+
+
+def new_class_sentences(comp: Comparison, run: ModelRun) -> list[str]:
+    """What recognising new classes says for one run: the best layer at 1 labelled image per class
+    and with all of them, where a trained head starts to pay, the best layer for retrieval, and
+    how far a projection learned on other classes squeezes it."""
+    keys = comp.layer_keys(run)
+    curves = {k.split(":")[-1]: c for k in keys if (c := comp.few_shot_curves.get(k)) is not None}
+    out: list[str] = []
+
+    def best(shots: int) -> tuple[str, str, float] | None:
+        found = [
+            (float(c.accuracy[i]), layer, str(c.method[i]))
+            for layer, c in curves.items()
+            for i in np.flatnonzero(c.shots == shots)
+        ]
+        if not found:
+            return None
+        acc, layer, method = max(found)
+        return layer, method, acc
+
+    one, every = best(1), best(ALL)
+    how = {"prototype": "the nearest class mean", "probe": "a trained linear probe"}
+    if one is not None:
+        out.append(
+            f"With 1 labelled image per class, {one[0]} is the best layer ({how[one[1]]}, accuracy {one[2]:.3f})."
+        )
+    if every is not None:
+        same = " too" if one is not None and one[0] == every[0] else ""
+        out.append(
+            f"With every labelled image, {every[0]} is the best layer{same} ({how[every[1]]}, accuracy {every[2]:.3f})."
+        )
+        curve = curves[every[0]]
+        pays = curve.probe_pays_from()
+        if pays is None:
+            out.append(
+                f"At {every[0]} a trained probe never beats the nearest class mean beyond its interval: "
+                "similarity alone, with no training, does as well at every label budget measured."
+            )
+        else:
+            label = "every labelled image" if pays == ALL else f"{pays} labelled images per class"
+            out.append(
+                f"At {every[0]} a trained probe first beats the nearest class mean at {label}: "
+                "below that, recognise by similarity; from there, training a head pays."
+            )
+    scored = [(r.map_at_r, k.split(":")[-1], r) for k in keys if (r := comp.retrieval_scores.get(k)) is not None]
+    if scored:
+        m, layer, r = max(scored, key=lambda t: t[0])
+        sample = f" ({r.queries:,} of {r.images:,} images as queries)" if r.sampled else ""
+        out.append(
+            f"Retrieval is best at {layer}: MAP@R {m:.3f} (95 % interval {r.map_at_r_low:.3f}–{r.map_at_r_high:.3f}), "
+            f"precision@1 {r.precision_at_1:.3f}, verification AUC {r.verification_auc:.3f}{sample}."
+        )
+        unseen = comp.unseen_curves.get(run.key(layer, comp.multi))
+        if unseen is not None:
+            width = int(unseen.k[unseen.method == "none"][0])
+            parts = []
+            for method in ("pca", "lda"):
+                k = unseen.smallest_k(method)
+                parts.append(
+                    f"{method.upper()} keeps 95 % of it with {k} of {width} dimensions"
+                    if k is not None
+                    else f"no {method.upper()} width keeps 95 % of it"
+                )
+            out.append(f"On classes a projection never saw, at {layer}: {'; '.join(parts)}.")
+    return out
 
 
 def keeps_sentence(layer: str, curve: CompressionCurve, keep: float = KEEP) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import per_run
+from ..analysis.few_shot import shots_name
 
 if TYPE_CHECKING:
     from ..comparison import Comparison
@@ -78,8 +79,6 @@ def retrieval_table(comp: Comparison) -> pd.DataFrame:
 def few_shot_table(comp: Comparison) -> pd.DataFrame:
     """One row per (model, layer, shots, method): the mean accuracy over the episodes with its 95 %
     interval (analysis/few_shot.py); `shots` is 1, 2, 5, 10, 20 or all."""
-    from ..analysis.few_shot import shots_name
-
     rows = []
     for model, layer, key in _layers(comp):
         f = comp.few_shot_curves.get(key)

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from .. import cutting
-from ..analysis.leaderboard import best_cut, filter_cuts
+from ..analysis.leaderboard import RANK_COLUMNS, best_cut, filter_cuts
 from ..comparison import Comparison
 from ..config import DataSpec, ExtractSpec
 from ..output import cut_figures, report
@@ -26,8 +26,9 @@ from .plots import PLOT_CONFIG
 from .text import code, plain
 
 TEST_SPLIT = 0.2
-BOARD_ORDER = ("pareto", "model", "layer", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "gflops",
-               "params", "latency_ms_b1", "latency_ms_b32", "dim", "feature_bytes", "compression_k95", "weights", "node")  # fmt: skip
+BOARD_ORDER = ("pareto", "model", "layer", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "map_at_r",
+               "few_shot_5_prototype", "logme", "gflops", "params", "latency_ms_b1", "latency_ms_b32", "dim",
+               "feature_bytes", "compression_k95", "weights", "node")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,12 @@ class CutExport:
     metrics: dict[str, Any]
 
 
-def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, limits: Any) -> Any:
+def cut_job(
+    comp: Comparison, model: str, layer: str, source: str, cache: Any, limits: Any, embedding: bool = False
+) -> Any:
     """The function a worker runs to export the cut of run `model` at `layer`, on the images of the
-    analysis (read again from `source`, within `limits`; a stratified fifth held out to test)."""
+    analysis (read again from `source`, within `limits`): with a head (a stratified fifth held out
+    to test), or, `embedding`, as an embedder with no head (tested on half the classes)."""
 
     run = next(r for r in comp.runs if r.label == model)
     spec = ExtractSpec(
@@ -63,27 +67,38 @@ def cut_job(comp: Comparison, model: str, layer: str, source: str, cache: Any, l
         ds = every.take([i for i, name in enumerate(every.names) if name in analysed])  # the images the analysis kept
         folder = Path(tempfile.mkdtemp(prefix="explorer-cut-"))
         try:
-            command = (
-                f"python -m explorer cut --data {source} --model {spec.model} --weights {spec.weights} --layer {layer} "
-                f"--pooling {spec.pooling} --tokens {spec.token_pooling} --test-split {TEST_SPLIT} --out cut/"
-            )
-            got = cutting.make_cut(
-                ds,
-                spec,
-                folder,
-                test_split=TEST_SPLIT,
-                cache=cache,
-                progress=job.progress,
-                max_pixels=limits.max_pixels,
-                command=command,
-                should_stop=job.should_stop,
-            )
+            flags = f"--model {spec.model} --weights {spec.weights} --layer {layer} --pooling {spec.pooling} --tokens {spec.token_pooling}"
+            made: Any
+            if embedding:
+                made = cutting.make_embedder(
+                    ds,
+                    spec,
+                    folder,
+                    cache=cache,
+                    progress=job.progress,
+                    max_pixels=limits.max_pixels,
+                    command=f"python -m explorer cut --embedding --data {source} {flags} --out embedder/",
+                    should_stop=job.should_stop,
+                )
+            else:
+                made = cutting.make_cut(
+                    ds,
+                    spec,
+                    folder,
+                    test_split=TEST_SPLIT,
+                    cache=cache,
+                    progress=job.progress,
+                    max_pixels=limits.max_pixels,
+                    command=f"python -m explorer cut --data {source} {flags} --test-split {TEST_SPLIT} --out cut/",
+                    should_stop=job.should_stop,
+                )
+            kind = "embedder" if embedding else "cut"
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name in got.files:
-                    zf.write(folder / name, f"cut/{name}")
+                for name in made.files:
+                    zf.write(folder / name, f"{kind}/{name}")
             safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in f"{run.spec.model}-{layer}")[-80:]
-            return CutExport(f"cut-{safe}.zip", buf.getvalue(), got.metrics)
+            return CutExport(f"{kind}-{safe}.zip", buf.getvalue(), made.metrics)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
             every.close()
@@ -130,7 +145,16 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
             "The cuts are ranked by the linear probe's accuracy, which needs labels (class folders or a labels.csv)."
         )
     budget = _budget_inputs()
-    within = filter_cuts(board, **budget)
+    ranked = [c for c in RANK_COLUMNS if c in board and board[c].notna().any()] or ["probe_acc"]
+    budget["rank_by"] = st.selectbox(
+        "Rank by",
+        ranked,
+        format_func=lambda c: RANK_COLUMNS[c],
+        key="rank_by",
+        help="The accuracy that chooses the cut: a trained probe's, kNN's, or recognising classes known from few "
+        "images with no training (MAP@R, 5-shot nearest class mean: the New classes tab).",
+    )
+    within = filter_cuts(board, **{k: v for k, v in budget.items() if k != "rank_by"})
     st.success(plain(budget_sentence(board, **budget)), icon="✂️")
     chosen = _chosen(board, within, budget)
     st.plotly_chart(cut_figures.pareto(board, highlight=chosen, within=within), config=PLOT_CONFIG, key="pareto_chart")
@@ -149,6 +173,10 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
             "probe_acc_low": number("95 % low", format="%.3f"),
             "probe_acc_high": number("95 % high", format="%.3f"),
             "knn_acc": number("kNN acc", format="%.3f"),
+            "map_at_r": number("MAP@R", format="%.3f", help="retrieval of a class's other images (New classes)"),
+            "few_shot_5_prototype": number(
+                "5-shot", format="%.3f", help="accuracy by the nearest class mean of 5 images per class"
+            ),
             "logme": number("LogME", format="%.3f", help="You et al. 2021: training-free, higher is better"),
             "gflops": number("GFLOPs", format="%.3g"),
             "params": number("params", format="localized"),
@@ -176,6 +204,15 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
             help="Trains the head on 80 % of the images (C chosen there), exports the network up to this layer "
             "with it (torch.export), tests it on the other 20 %, and hands over the files as a zip.",
         )
+        st.button(
+            "Export as an embedder",
+            key="export_embedder",
+            on_click=export_cut,
+            args=(model, layer, True),
+            help="No head: the network up to this layer, its pooled features L2-normalised (torch.export), to recognise "
+            "classes it never saw by similarity to a few images each (`python -m explorer predict --gallery`). "
+            "Tested on half the classes, held out.",
+        )
     _exported()
 
 
@@ -199,15 +236,35 @@ def _exported() -> None:
     if done is None:
         return
     m = done.metrics
-    st.markdown(
-        f"**Exported:** {code(m['model'])} at {code(m['layer'])} — test accuracy **{m['test_accuracy']:.3f}** "
-        f"(95 % interval {m['test_accuracy_low']:.3f}–{m['test_accuracy_high']:.3f}) on {m['n_test']} images the "
-        f"head never saw; {m['gflops']:.3g} GFLOPs, {m['dim']} dimensions."
-    )
+    if m.get("kind") == "embedder":
+        tested = (
+            f" — on {m['test_images']} images of {len(m['test_classes'])} held-out classes, MAP@R "
+            f"**{m['test_map_at_r']:.3f}**, precision@1 {m['test_precision_at_1']:.3f}, verification AUC "
+            f"{m['test_verification_auc']:.3f}"
+            if "test_map_at_r" in m
+            else ""
+        )
+        st.markdown(
+            f"**Exported an embedder:** {code(m['model'])} at {code(m['layer'])}, {m['dim']} dimensions{tested}; "
+            f"{m['gflops']:.3g} GFLOPs."
+        )
+    else:
+        st.markdown(
+            f"**Exported:** {code(m['model'])} at {code(m['layer'])} — test accuracy **{m['test_accuracy']:.3f}** "
+            f"(95 % interval {m['test_accuracy_low']:.3f}–{m['test_accuracy_high']:.3f}) on {m['n_test']} images the "
+            f"head never saw; {m['gflops']:.3g} GFLOPs, {m['dim']} dimensions."
+        )
     st.download_button(
         f"Download {done.name}", done.data, done.name, "application/zip", key="dl_cut", on_click="ignore"
     )
-    st.caption(
-        "The zip holds cut.pt2 (torch.export), preprocess.json, labels.json, metrics.json and model_card.md; "
-        "run it with torch alone (the card shows how) or `python -m explorer predict --model cut/ --data FOLDER`."
-    )
+    if m.get("kind") == "embedder":
+        st.caption(
+            "The zip holds embedder.pt2 (torch.export), preprocess.json, metrics.json and model_card.md. Recognise new "
+            "classes with `python -m explorer predict --model embedder/ --gallery GALLERY --data FOLDER`: GALLERY holds "
+            "one folder of a few images per class; a query below the threshold for --far is answered `unknown`."
+        )
+    else:
+        st.caption(
+            "The zip holds cut.pt2 (torch.export), preprocess.json, labels.json, metrics.json and model_card.md; "
+            "run it with torch alone (the card shows how) or `python -m explorer predict --model cut/ --data FOLDER`."
+        )

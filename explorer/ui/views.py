@@ -1,5 +1,5 @@
 """The result tabs and the small ones: dataset, architecture, export (projections_view.py,
-separability_view.py and similarity_view.py hold the others)."""
+separability_view.py, new_classes_view.py, cut_view.py and similarity_view.py hold the others)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..output import export, figures
 from . import reproduce, sidebar
 from .cut_view import cut_tab
 from .images import image_grid
+from .new_classes_view import new_classes_tab
 from .plots import PLOT_CONFIG
 from .projections_view import projections_tab
 from .separability_view import separability_tab
@@ -84,6 +85,9 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
         ("metrics.csv", export.metrics_csv, "text/csv"),
         ("leaderboard.csv", export.leaderboard_csv, "text/csv"),
         ("compression.csv", export.compression_csv, "text/csv"),
+        ("retrieval.csv", export.retrieval_csv, "text/csv"),
+        ("few_shot.csv", export.few_shot_csv, "text/csv"),
+        ("unseen_compression.csv", export.unseen_compression_csv, "text/csv"),
         ("cka.csv", export.cka_csv, "text/csv"),
         ("cka_debiased.csv", export.cka_debiased_csv, "text/csv"),
         ("cka_intervals.csv", export.cka_intervals_csv, "text/csv"),
@@ -116,7 +120,16 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     st.code(reproduce.cli_command(inputs), language="bash")
 
 
-VIEWS = ("Projections", "Separability", "Choose a cut", "Layer similarity", "Architecture", "Dataset", "Export")
+VIEWS = (
+    "Projections",
+    "Separability",
+    "New classes",
+    "Choose a cut",
+    "Layer similarity",
+    "Architecture",
+    "Dataset",
+    "Export",
+)
 
 
 def render(
@@ -133,6 +146,7 @@ def render(
     draw = {
         "Projections": lambda: projections_tab(comp, align, ask_emergence),
         "Separability": lambda: separability_tab(comp),
+        "New classes": lambda: new_classes_tab(comp),
         "Choose a cut": lambda: cut_tab(comp, export_cut),
         "Layer similarity": lambda: similarity_tab(comp, align),
         "Architecture": lambda: architecture_tab(comp),

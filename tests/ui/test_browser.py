@@ -757,6 +757,67 @@ def test_choose_a_cut_draws_the_front_answers_a_budget_and_exports_the_cut(serve
     page.close()
 
 
+def test_new_classes_answers_which_layer_recognises_few_shot_and_exports_an_embedder(
+    server, browser, tmp_path: Path
+) -> None:
+    import json
+
+    page = _open(browser, server)
+    page.get_by_role("tab", name="New classes").click()
+    page.wait_for_selector(".st-key-retrieval_chart .main-svg", timeout=120_000)
+    chart = page.inner_text(".st-key-retrieval_chart")
+    assert "MAP@R" in chart and "precision@1" in chart and "verification AUC" in chart
+    assert page.locator(".st-key-retrieval_chart g.errorbar").count() >= 8  # MAP@R's interval at each layer
+    page.wait_for_selector(".st-key-few_shot_chart .main-svg", timeout=60_000)
+    shots = page.inner_text(".st-key-few_shot_chart")
+    assert "labelled images per class" in shots and "(class mean)" in shots and "(probe)" in shots
+    page.wait_for_selector(".st-key-unseen_chart .main-svg", timeout=60_000)
+    assert "the layer, unprojected" in page.inner_text(".st-key-unseen_chart")
+    answers = page.inner_text(".st-key-new_classes_answers").replace("\u200b", "")  # plain() breaks "@" links
+    assert "With 1 labelled image per class" in answers and "With every labelled image" in answers
+    assert "trained probe" in answers and "MAP@R" in answers
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ART / "new_classes.png"), full_page=True)
+    # the leaderboard ranks by MAP@R, and the chosen cut is exported as an embedder
+    page.get_by_role("tab", name="Choose a cut").click()
+    page.wait_for_selector(".st-key-pareto_chart .main-svg", timeout=60_000)
+    page.locator(".st-key-rank_by").click()
+    page.get_by_role("option", name=re.compile("MAP@R")).click()
+    page.wait_for_function(
+        "document.body.innerText.replaceAll('\\u200b', '').includes('The most accurate cut by MAP@R')", timeout=60_000
+    )
+    page.get_by_role("button", name="Export as an embedder").click()
+    page.wait_for_selector(".st-key-dl_cut button", timeout=300_000)
+    assert "Exported an embedder" in page.inner_text("body")
+    with page.expect_download(timeout=60_000) as got:
+        page.locator(".st-key-dl_cut button").click()
+    zipped = tmp_path / "embedder.zip"
+    got.value.save_as(zipped)
+    with zipfile.ZipFile(zipped) as zf:
+        assert sorted(zf.namelist()) == sorted(
+            f"embedder/{n}" for n in ("embedder.pt2", "preprocess.json", "metrics.json", "model_card.md")
+        )
+        zf.extractall(tmp_path)
+    metrics = json.loads((tmp_path / "embedder" / "metrics.json").read_text())
+    assert metrics["kind"] == "embedder" and len(metrics["test_classes"]) == 5 and 0 < metrics["test_map_at_r"] <= 1
+    # the exported embedder enrols a gallery of classes it never saw (digits) and recognises them
+    from tests.test_embedder import digit_folders
+
+    digit_folders(tmp_path / "digits", known=range(3), unknown=range(3, 6), gallery_per_class=5, queries_per_class=6)
+    out = tmp_path / "predictions.csv"
+    digits = tmp_path / "digits"
+    command = ["predict", "--model", str(tmp_path / "embedder"), "--gallery", str(digits / "gallery")]
+    command += ["--data", str(digits / "queries"), "--out", str(out), "-q"]
+    got = subprocess.run(
+        [sys.executable, "-m", "explorer", *command], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert got.returncode == 0, got.stderr
+    table = pd.read_csv(out, dtype={"prediction": str})
+    assert len(table) == 36 and set(table["prediction"]) <= {"0", "1", "2", "unknown"}
+    page.screenshot(path=str(ART / "exported_embedder.png"), full_page=True)
+    page.close()
+
+
 def test_cancel_stops_a_running_analysis(server, browser) -> None:
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(
