@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,3 +133,23 @@ def save_hf(folder: Path, kind: str) -> Path:
     model.save_pretrained(folder)
     proc.save_pretrained(folder)
     return folder
+
+
+def digit_folders(root: Path, known: range, unknown: range, gallery_per_class: int, queries_per_class: int) -> None:
+    """scikit-learn's digits as PNG folders (ImageNet has no digit class): root/gallery/D for the
+    known digits, root/queries/D for known and unknown ones, disjoint images."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    rng = np.random.default_rng(0)
+    for digit in [*known, *unknown]:
+        rows = rng.permutation(np.flatnonzero(d.target == digit))
+        parts = [("queries", rows[gallery_per_class : gallery_per_class + queries_per_class])]
+        if digit in known:
+            parts.append(("gallery", rows[:gallery_per_class]))
+        for part, idx in parts:
+            folder = root / part / str(digit)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in idx:
+                img = Image.fromarray(np.clip(255 - d.images[i] * 16, 0, 255).astype(np.uint8), "L")
+                img.save(folder / f"digit_{i:04d}.png")

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from ..conftest import make_class_folders, zip_folder
+from ..helpers import digit_folders
 
 ROOT = Path(__file__).resolve().parents[2]
 ART = ROOT / "artifacts"
@@ -801,8 +802,6 @@ def test_new_classes_answers_which_layer_recognises_few_shot_and_exports_an_embe
     metrics = json.loads((tmp_path / "embedder" / "metrics.json").read_text())
     assert metrics["kind"] == "embedder" and len(metrics["test_classes"]) == 5 and 0 < metrics["test_map_at_r"] <= 1
     # the exported embedder enrols a gallery of classes it never saw (digits) and recognises them
-    from tests.test_embedder import digit_folders
-
     digit_folders(tmp_path / "digits", known=range(3), unknown=range(3, 6), gallery_per_class=5, queries_per_class=6)
     out = tmp_path / "predictions.csv"
     digits = tmp_path / "digits"
