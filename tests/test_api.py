@@ -94,6 +94,15 @@ def test_tidy_results_of_a_comparison(sample: explorer.Comparison, tmp_path: Pat
     html = comp._repr_html_()
     assert "probe_acc" in html and "features.14" in html
     assert comp.request is not None and comp.request.max_images == 60
+    # new classes: the same tables as retrieval.csv, few_shot.csv and unseen_compression.csv
+    assert list(comp.retrieval["layer"]) == LAYERS and comp.retrieval["map_at_r"].between(0, 1).all()
+    shots = comp.few_shot
+    assert set(shots["method"]) == {"prototype", "probe"} and set(shots["layer"]) == set(LAYERS)
+    assert {"1", "all"} <= set(shots["shots"]) and (shots["accuracy_low"] <= shots["accuracy_high"]).all()
+    assert set(comp.unseen_compression["projection"]) == {"none", "pca", "lda"}
+    written_shots = pd.read_csv(written["few_shot.csv"], dtype={"shots": str})
+    assert np.allclose(written_shots["accuracy"], shots["accuracy"], atol=1e-5)
+    assert np.allclose(pd.read_csv(written["retrieval.csv"])["map_at_r"], comp.retrieval["map_at_r"], atol=1e-5)
 
 
 def test_same_results_as_the_command_line(sample: explorer.Comparison, cache: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunked import row_chunks
-from .probe import MAX_TRAIN, _stratified_sample, fit_predict
+from .probe import _stratified_sample, fit_predict
 
 ALL = 0  # the `shots` value of "every image of the class but the queries"
 SHOTS = (1, 2, 5, 10, 20, ALL)
@@ -32,9 +32,9 @@ METHODS = ("prototype", "probe")
 QUERIES_PER_CLASS = 15  # the field's usual query count per class and episode
 POOL_PER_CLASS = 100  # images per class the numbered shots draw from (all of a smaller class)
 MAX_WAYS = 100  # classes taking part; beyond, a seeded choice of this many, the same for every layer
-EPISODES = {"prototype": 100, "probe": 10}  # per shots value; `all`: ALL_EPISODES
-ALL_EPISODES = 5
-ALL_PROBE_ROWS = MAX_TRAIN  # the probe's training rows at `all`, at most (the cross-validated probe's cap)
+EPISODES = {"prototype": 100, "probe": 5}  # per shots value; `all`: ALL_EPISODES
+ALL_EPISODES = 3
+ALL_PROBE_ROWS = 5_000  # the probe's training rows at `all`, at most (a stratified sample)
 Z95 = 1.96
 
 
@@ -145,9 +145,8 @@ class _Rows:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, classes: _Classes) -> None:
         self.x = x
-        pool_rows = np.sort(np.concatenate([r[p] for r, p in zip(classes.rows, classes.pool)]))
-        self.pos = {int(r): i for i, r in enumerate(pool_rows)}
-        self.pool = np.asarray(x[pool_rows], dtype=np.float32)
+        self.pool_rows = np.sort(np.concatenate([r[p] for r, p in zip(classes.rows, classes.pool)]))
+        self.pool = np.asarray(x[self.pool_rows], dtype=np.float32)
         which = np.full(len(y), -1)
         which[np.concatenate(classes.rows)] = np.repeat(np.arange(len(classes.rows)), [len(r) for r in classes.rows])
         self.unit_sums = np.zeros((len(classes.rows), x.shape[1]))
@@ -158,7 +157,8 @@ class _Rows:
                 np.add.at(self.unit_sums, k[keep], _unit(np.asarray(x[part][keep], dtype=np.float64)))
 
     def pooled(self, rows: np.ndarray) -> np.ndarray:
-        return self.pool[[self.pos[int(r)] for r in rows]]
+        """The features of these rows of the layer, each in the pool."""
+        return self.pool[np.searchsorted(self.pool_rows, rows)]
 
 
 def _accuracy(

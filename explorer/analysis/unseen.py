@@ -8,8 +8,8 @@ axes of the first half's labels), then the second half's images are retrieved am
 `none` is the layer itself, unprojected, on the same images and queries.
 
 Cost: the projection is fitted on at most FIT_ROWS images; the second half is retrieved among
-at most TEST_ROWS of its images (a stratified sample) with at most retrieval.MAX_QUERIES queries,
-so it does not grow with N. With a sample, R is counted within the sample."""
+at most TEST_ROWS of its images (a stratified sample) with at most QUERIES queries, so it does not
+grow with N. With a sample, R is counted within the sample."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ import numpy as np
 from .chunked import unit_rows
 from .compression import widths
 from .probe import _stratified_sample
-from .retrieval import MAX_QUERIES, query_sample, query_scores
+from .retrieval import query_sample, query_scores
 from .uncertainty import mean_interval
 
-FIT_ROWS = 20_000  # images of the seen classes a projection is fitted on, at most
-TEST_ROWS = 10_000  # images of the unseen classes retrieved among themselves, at most
+FIT_ROWS = 5_000  # images of the seen classes a projection is fitted on, at most (LDA's shrinkage is O(n D^2))
+TEST_ROWS = 5_000  # images of the unseen classes retrieved among themselves, at most
+QUERIES = 1_000  # of them queries, at most (a stratified sample): each width is one retrieval
 PROJECTIONS = ("pca", "lda")
 
 
@@ -66,7 +67,7 @@ def fit_projection(x: np.ndarray, y: np.ndarray, method: str, k: int | None = No
             + f" gives at most {most} dimensions; {k} were asked for"
         )
     if method == "pca":
-        pca = PCA(n_components=min(k or most, most), svd_solver="full").fit(x)
+        pca = PCA(n_components=min(k or most, most), svd_solver="covariance_eigh").fit(x)
         return Projector("pca", pca.mean_.astype(np.float32), pca.components_.T.astype(np.float32))
     if method == "lda":
         lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(x, y)
@@ -141,7 +142,7 @@ def unseen_curve(
     test_rows = test_rows[_stratified_sample(y[test_rows], TEST_ROWS, random_state)]
     x_fit, y_fit = np.asarray(x[fit_rows], dtype=np.float32), y[fit_rows]
     x_test, y_test = np.asarray(x[test_rows], dtype=np.float32), y[test_rows]
-    queries = query_sample(y_test, MAX_QUERIES, random_state)
+    queries = query_sample(y_test, QUERIES, random_state)
     out: dict[str, list] = {
         k: [] for k in ("method", "k", "map_at_r", "map_at_r_low", "map_at_r_high", "precision_at_1")
     }

@@ -13,6 +13,17 @@ from .figures import ACCENT, MUTED, styled
 SHOT_ORDER = ["1", "2", "5", "10", "20", "all"]
 
 
+def _bars(rows: pd.DataFrame, value: str, low: str, high: str) -> dict:
+    """Plotly's asymmetric error bars from a value's interval columns."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": (rows[high] - rows[value]).to_numpy(),
+        "arrayminus": (rows[value] - rows[low]).to_numpy(),
+        "thickness": 1,
+    }
+
+
 def retrieval_along_depth(table: pd.DataFrame, title: str = "Retrieval and verification along depth") -> go.Figure:
     """MAP@R with its 95 % interval, precision@1 and verification ROC AUC at each layer, a colour
     per model (MAP@R solid, precision@1 dashed, AUC dotted)."""
@@ -28,13 +39,7 @@ def retrieval_along_depth(table: pd.DataFrame, title: str = "Retrieval and verif
                 mode="lines+markers",
                 name="MAP@R" + suffix,
                 line={"color": color, "width": 2.5},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (rows["map_at_r_high"] - rows["map_at_r"]).to_numpy(),
-                    "arrayminus": (rows["map_at_r"] - rows["map_at_r_low"]).to_numpy(),
-                    "thickness": 1,
-                },
+                error_y=_bars(rows, "map_at_r", "map_at_r_low", "map_at_r_high"),
                 hovertemplate="%{x}<br>MAP@R %{y:.3f}<extra>" + str(model) + "</extra>",
             )
         )
@@ -77,14 +82,7 @@ def few_shot_curves(table: pd.DataFrame, title: str) -> go.Figure:
                     name=f"{layer} ({'class mean' if method == 'prototype' else 'probe'})",
                     legendgroup=layer,
                     line={"color": color, "dash": dash, "width": 2 if method == "prototype" else 1.5},
-                    error_y={
-                        "type": "data",
-                        "symmetric": False,
-                        "array": (rows["accuracy_high"] - rows["accuracy"]).to_numpy(),
-                        "arrayminus": (rows["accuracy"] - rows["accuracy_low"]).to_numpy(),
-                        "thickness": 1,
-                        "width": 2,
-                    },
+                    error_y=_bars(rows, "accuracy", "accuracy_low", "accuracy_high") | {"width": 2},
                     hovertemplate=f"{layer}, {method}<br>" + "%{x} shots: %{y:.3f}<extra></extra>",
                 )
             )
@@ -112,13 +110,7 @@ def unseen_compression(table: pd.DataFrame, title: str) -> go.Figure:
                 mode="lines+markers",
                 name=method.upper() + " fitted on the other classes",
                 line={"color": color},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (rows["map_at_r_high"] - rows["map_at_r"]).to_numpy(),
-                    "arrayminus": (rows["map_at_r"] - rows["map_at_r_low"]).to_numpy(),
-                    "thickness": 1,
-                },
+                error_y=_bars(rows, "map_at_r", "map_at_r_low", "map_at_r_high"),
                 hovertemplate="k=%{x}: MAP@R %{y:.3f}<extra>" + method.upper() + "</extra>",
             )
         )

@@ -52,6 +52,7 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert [t.label for t in app.tabs] == [
         "Projections",
         "Separability",
+        "New classes",
         "Choose a cut",
         "Layer similarity",
         "Architecture",
@@ -77,6 +78,7 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     for trace, k in zip(along, keys):
         cm = comp.scores[k].confusion.astype(float)
         assert np.allclose(_array(trace["z"]).reshape(cm.shape), cm / cm.sum(1, keepdims=True))
+    _check_new_classes(app, comp)
     _open_view(app, "Layer similarity")
     assert app.selectbox(key="cka_a").value and len(_charts(app)) == 1  # the heatmap (the pair is drawn by scatter.js)
     heat = json.loads(_charts(app)[0].proto.spec)["data"]
@@ -88,6 +90,34 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert len(_charts(app)) == 1
     _open_view(app, "Projections")
     assert not app.warning  # no notice: nothing refused or failed
+
+
+def _check_new_classes(app: AppTest, comp) -> None:  # type: ignore[no-untyped-def]
+    """The New classes view: its sentences, and charts that draw retrieval.csv's and few_shot.csv's numbers."""
+    from explorer.output import tables
+    from explorer.ui.text import plain
+
+    _open_view(app, "New classes")
+    charts = {json.loads(e.proto.spec)["layout"]["title"]["text"].split(" —")[0]: e for e in _charts(app)}
+    assert set(charts) == {
+        "Retrieval and verification along depth",
+        "Accuracy against labelled images per class",
+        "Compressed for classes it never saw",
+    }
+    said = [m.value for m in app.markdown]
+    assert all(f"- {plain(s)}" in said for s in sentences.new_class_sentences(comp, comp.runs[0]))
+    retrieval = tables.retrieval_table(comp)
+    traces = {t["name"]: t for t in json.loads(charts["Retrieval and verification along depth"].proto.spec)["data"]}
+    assert np.allclose(_array(traces["MAP@R"]["y"]), retrieval["map_at_r"])
+    assert np.allclose(
+        _array(traces["MAP@R"]["error_y"]["arrayminus"]), retrieval["map_at_r"] - retrieval["map_at_r_low"]
+    )
+    shots = tables.few_shot_table(comp)
+    curves = json.loads(charts["Accuracy against labelled images per class"].proto.spec)["data"]
+    assert len(curves) == 2 * len(comp.runs[0].features)  # a layer's class-mean and probe curves
+    last = shots[(shots["layer"] == "flatten") & (shots["method"] == "prototype")]
+    drawn = next(t for t in curves if t["name"] == "flatten (class mean)")
+    assert list(drawn["x"]) == list(last["shots"]) and np.allclose(_array(drawn["y"]), last["accuracy"])
 
 
 def _array(value: object) -> np.ndarray:
