@@ -65,7 +65,14 @@ STAGES: dict[str, tuple[str, ...]] = {
         "explorer.analysis.uncertainty",
         "explorer.analysis.chunked",
     ),
-    "few_shot": ("explorer.analysis.few_shot", "explorer.analysis.probe", "explorer.analysis.chunked"),
+    "few_shot": (
+        "explorer.analysis.few_shot",
+        "explorer.analysis.probe",
+        "explorer.analysis.scores",  # the probe's out-of-fold predictions, read at `all`
+        "explorer.analysis.neighbors",
+        "explorer.analysis.uncertainty",
+        "explorer.analysis.chunked",
+    ),
     "unseen": (
         "explorer.analysis.unseen",
         "explorer.analysis.retrieval",

@@ -289,7 +289,8 @@ def few_shot_run(
     scores: dict[str, LayerScores],
     progress: StageProgress | None = None,
 ) -> dict[str, FewShot | None]:
-    """The few-shot curve of every layer of a run (few_shot.py), the probe at each layer's C."""
+    """The few-shot curve of every layer of a run (few_shot.py): the probe at each layer's C, and
+    at `all` the layer's cross-validated probe's out-of-fold predictions."""
     c = {n: scores[n].probe_c or FALLBACK_C for n in run.features}
     out: dict[str, FewShot | None] = {}
     for node in run.features:  # one layer at a time: each has its own C in its key
@@ -299,7 +300,9 @@ def few_shot_run(
             spec,
             cache,
             "few_shot",
-            lambda x, y, node=node: few_shot_curve(x, y, c=c[node], random_state=spec.random_state),
+            lambda x, y, node=node: few_shot_curve(
+                x, y, c=c[node], held_out=scores[node].predicted, random_state=spec.random_state
+            ),
             FewShot.from_arrays,
             None,
             "",

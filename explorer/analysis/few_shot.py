@@ -14,8 +14,9 @@ report it.
 
 Cost does not grow with N for the numbered shots: episodes draw from a pool of at most
 POOL_PER_CLASS images of at most MAX_WAYS classes, read once per layer. `all` reads each class's
-unit-length sum in one pass over the layer, and the probe there trains on at most ALL_PROBE_ROWS
-images (a stratified sample)."""
+unit-length sum in one pass over the layer, and the probe there is the layer's cross-validated
+probe, read off its out-of-fold predictions (trained on the other folds); given none, it trains on
+at most ALL_PROBE_ROWS images (a stratified sample)."""
 
 from __future__ import annotations
 
@@ -145,6 +146,7 @@ class _Rows:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, classes: _Classes) -> None:
         self.x = x
+        self.class_ids = classes.ids
         self.pool_rows = np.sort(np.concatenate([r[p] for r, p in zip(classes.rows, classes.pool)]))
         self.pool = np.asarray(x[self.pool_rows], dtype=np.float32)
         which = np.full(len(y), -1)
@@ -162,12 +164,23 @@ class _Rows:
 
 
 def _accuracy(
-    method: str, data: _Rows, shots: int, episode: tuple[list, list, np.ndarray], c: float, random_state: int
+    method: str,
+    data: _Rows,
+    shots: int,
+    episode: tuple[list, list, np.ndarray],
+    c: float,
+    random_state: int,
+    held_out: np.ndarray | None,
 ) -> float:
     """One episode's accuracy by `method`: the share of its queries given their own class."""
     support, queries, part = episode
     ways = len(queries)
     qy = np.repeat(np.arange(ways), [len(q) for q in queries])
+    if method == "probe" and shots == ALL and held_out is not None:  # the cross-validated probe's own answers
+        rows = np.concatenate(queries)
+        truth = data.class_ids[part][qy]
+        scored = held_out[rows] >= 0
+        return float(np.mean(held_out[rows][scored] == truth[scored])) if scored.any() else float("nan")
     xq = data.pooled(np.concatenate(queries))
     if method == "prototype" and shots == ALL:  # the class sums less the queries: no pass over the support
         means = data.unit_sums[part] - np.stack([_unit(data.pooled(q).astype(np.float64)).sum(0) for q in queries])
@@ -198,6 +211,7 @@ def few_shot_curve(
     methods: tuple[str, ...] = METHODS,
     episodes: dict[str, int] | None = None,
     all_episodes: int = ALL_EPISODES,
+    held_out: np.ndarray | None = None,
     random_state: int = 0,
 ) -> FewShot | None:
     """One layer's few-shot curve (None: fewer than two classes have two images).
@@ -210,6 +224,9 @@ def few_shot_curve(
             least two classes have an image more than it.
         methods: `prototype`, `probe`.
         episodes: episodes per method (default EPISODES); all_episodes: at `all`.
+        held_out: (N,) the layer's cross-validated probe's out-of-fold predictions (class indices
+            of `y`, -1 where it did not score an image): the probe at `all` is then read off them
+            on the episode's queries, trained on the other folds, instead of trained again.
         random_state: seed of every draw: the same seed, the same episodes.
     """
     from threadpoolctl import threadpool_limits
@@ -232,7 +249,7 @@ def few_shot_curve(
                     if len(episode[2]) < 2:
                         break
                     ways = len(episode[2])
-                    accs.append(_accuracy(method, data, s, episode, c, random_state + e))
+                    accs.append(_accuracy(method, data, s, episode, c, random_state + e, held_out))
                 if not accs:
                     continue
                 mean = float(np.mean(accs))

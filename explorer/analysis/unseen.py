@@ -24,8 +24,9 @@ from .retrieval import query_sample, query_scores
 from .uncertainty import mean_interval
 
 FIT_ROWS = 5_000  # images of the seen classes a projection is fitted on, at most (LDA's shrinkage is O(n D^2))
-TEST_ROWS = 5_000  # images of the unseen classes retrieved among themselves, at most
-QUERIES = 1_000  # of them queries, at most (a stratified sample): each width is one retrieval
+TEST_ROWS = 3_000  # images of the unseen classes retrieved among themselves, at most
+QUERIES = 600  # of them queries, at most (a stratified sample): each width is one retrieval
+DRAWS = 1_000  # bootstrap resamples of each width's MAP@R interval
 PROJECTIONS = ("pca", "lda")
 
 
@@ -149,7 +150,7 @@ def unseen_curve(
 
     def measure(method: str, k: int, z: np.ndarray) -> None:
         p1, ap, _ = query_scores(unit_rows(z), y_test, queries)
-        low, high = mean_interval(ap, random_state=random_state)
+        low, high = mean_interval(ap, draws=DRAWS, random_state=random_state)
         for key, v in zip(out, (method, k, float(ap.mean()), low, high, float(p1.mean()))):
             out[key].append(v)
 
