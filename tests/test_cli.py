@@ -139,6 +139,7 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     assert np.allclose(
         board.set_index("layer")["map_at_r"].loc[list(retrieval["layer"])], retrieval["map_at_r"], atol=1e-5
     )
+    assert "Recognising new classes" in html and "With 1 labelled image per class" in html
     five = shots[(shots["shots"] == "5") & (shots["method"] == "prototype")].set_index("layer")["accuracy"]
     assert np.allclose(board.set_index("layer")["few_shot_5_prototype"].loc[five.index], five, atol=1e-5)
     pairs = pd.read_csv(out / "class_pairs.csv")

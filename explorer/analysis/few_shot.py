@@ -226,7 +226,9 @@ def few_shot_curve(
         episodes: episodes per method (default EPISODES); all_episodes: at `all`.
         held_out: (N,) the layer's cross-validated probe's out-of-fold predictions (class indices
             of `y`, -1 where it did not score an image): the probe at `all` is then read off them
-            on the episode's queries, trained on the other folds, instead of trained again.
+            on the episode's queries, trained on the other folds, instead of trained again (a
+            query of a class the probe left out, too small for its folds, is not counted there).
+            Not used when more than MAX_WAYS classes make the episodes choose among them.
         random_state: seed of every draw: the same seed, the same episodes.
     """
     from threadpoolctl import threadpool_limits
@@ -236,6 +238,8 @@ def few_shot_curve(
     classes = _classes(y, random_state)
     if len(classes.ids) < 2:
         return None
+    if held_out is not None and len(classes.ids) < np.sum(np.bincount(y) >= 2):
+        held_out = None  # the probe answers among every class; with a choice of classes, train it on theirs
     data = _Rows(x, y, classes)
     out: dict[str, list] = {k: [] for k in FewShot.__dataclass_fields__}
     with threadpool_limits(limits=1, user_api="blas"):

@@ -185,3 +185,12 @@ def test_leaderboard_ranks_by_any_accuracy_column() -> None:
     assert best_cut(board, rank_by="few_shot_5_prototype")["layer"] == "b"
     with pytest.raises(ValueError, match="rank by one of"):
         best_cut(board, rank_by="gflops")
+
+
+def test_the_probe_at_all_is_read_off_the_cross_validated_probes_answers() -> None:
+    x, y = clustered(300, 10, 5, spread=0.5)
+    kw = dict(c=0.1, shots=(ALL,), methods=("probe",), all_episodes=3)
+    assert few_shot_curve(x, y, held_out=y, **kw).accuracy[0] == 1.0  # its answers, not a new fit
+    assert few_shot_curve(x, y, held_out=(y + 1) % 5, **kw).accuracy[0] == 0.0
+    trained = few_shot_curve(x, y, **kw).accuracy[0]
+    assert 0.2 < trained < 1.0  # without them, a probe trained on the support
