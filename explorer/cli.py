@@ -289,17 +289,17 @@ def _predict_gallery(args: argparse.Namespace) -> int:
         raise ValueError(
             "an embedder recognises by similarity: give --gallery FOLDER (one folder per class) or gallery.npz"
         )
+    embedder = embedder_files.load_embedder(args.model)  # checked before any image is read
     bar = StageBar(enabled=not args.quiet)
     cache = _cache(args)
     try:
         if Path(args.gallery).suffix == ".npz" and Path(args.gallery).is_file():
-            identity = embedder_files.file_identity(Path(args.model) / embedder_files.PROGRAM)
-            gallery = embedder_files.load_gallery(args.gallery, identity)
+            gallery = embedder_files.load_gallery(args.gallery, embedder.identity)
         else:
             enrolled = _load(args.gallery, args, bar, cache)
             try:
-                gallery, identity = cutting.enrol_gallery(
-                    args.model,
+                gallery = cutting.enrol_gallery(
+                    embedder,
                     enrolled,
                     far=args.far,
                     max_pixels=args.max_pixels,
@@ -308,11 +308,11 @@ def _predict_gallery(args: argparse.Namespace) -> int:
             finally:
                 enrolled.close()
             if args.save_gallery:
-                embedder_files.save_gallery(args.save_gallery, gallery, identity)
+                embedder_files.save_gallery(args.save_gallery, gallery, embedder.identity)
         dataset = _load(args.data, args, bar, cache)
         try:
             table = cutting.recognise_images(
-                args.model, gallery, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("recognising", d, t)
+                embedder, gallery, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("recognising", d, t)
             )
         finally:
             dataset.close()

@@ -447,33 +447,36 @@ def make_embedder(
 
 
 def embed(
-    folder: str | Path,
+    embedder: Any,
     dataset: ImageDataset,
     *,
     max_pixels: int = 64_000_000,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[np.ndarray, list[str], str]:
-    """An exported embedder's unit-length embeddings of every image of `dataset`, each image's
-    reason where it could not be decoded (""), and the embedder's identity."""
+) -> tuple[np.ndarray, list[str]]:
+    """An exported embedder's unit-length embeddings of every image of `dataset`, and each image's
+    reason where it could not be decoded ("").
+
+    Args:
+        embedder: an embedder folder, or one read already (output/embedder_files.LoadedEmbedder).
+    """
     from .output import embedder_files
 
-    emb = embedder_files.load_embedder(folder)
-    out, errors = program_outputs(
+    emb = embedder if isinstance(embedder, embedder_files.LoadedEmbedder) else embedder_files.load_embedder(embedder)
+    return program_outputs(
         emb.module, cut_files.transform_from(emb.preprocess), dataset, max_pixels=max_pixels, progress=progress
     )
-    return out, errors, emb.identity
 
 
 def enrol_gallery(
-    folder: str | Path,
+    embedder: Any,
     gallery: ImageDataset,
     *,
     far: float = 0.01,
     max_pixels: int = 64_000_000,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[Any, str]:
-    """(the enrolled open_set.Gallery, the embedder's identity): each class folder of `gallery`
-    embedded and averaged, and the threshold for `far` estimated on it.
+) -> Any:
+    """The enrolled open_set.Gallery: each class folder of `gallery` embedded by `embedder` (a
+    folder or a LoadedEmbedder) and averaged, and the threshold for `far` estimated on it.
 
     Raises:
         ValueError: a gallery without class labels, or of fewer than two classes.
@@ -482,25 +485,25 @@ def enrol_gallery(
 
     if gallery.labels is None:
         raise ValueError(f"the gallery {gallery.source!r} has no classes: give one folder of images per class")
-    emb, errors, identity = embed(folder, gallery, max_pixels=max_pixels, progress=progress)
+    emb, errors = embed(embedder, gallery, max_pixels=max_pixels, progress=progress)
     ok = np.array([not e for e in errors])
-    return enrol(emb[ok], np.asarray(gallery.labels)[ok], far), identity
+    return enrol(emb[ok], np.asarray(gallery.labels)[ok], far)
 
 
 def recognise_images(
-    folder: str | Path,
+    embedder: Any,
     gallery: Any,
     dataset: ImageDataset,
     *,
     max_pixels: int = 64_000_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """predictions.csv for an embedder and an enrolled gallery: path, prediction (a gallery class
-    or `unknown`), similarity (cosine to the nearest prototype). An image that cannot be decoded
-    gets the prediction `unreadable` and no similarity."""
+    """predictions.csv for an embedder (a folder or a LoadedEmbedder) and an enrolled gallery:
+    path, prediction (a gallery class or `unknown`), similarity (cosine to the nearest prototype).
+    An image that cannot be decoded gets the prediction `unreadable` and no similarity."""
     from .analysis.open_set import recognise
 
-    emb, errors, _ = embed(folder, dataset, max_pixels=max_pixels, progress=progress)
+    emb, errors = embed(embedder, dataset, max_pixels=max_pixels, progress=progress)
     prediction, similarity, _ = recognise(gallery, emb)
     bad = np.array([bool(e) for e in errors], dtype=bool)
     prediction = np.where(bad, "unreadable", prediction)

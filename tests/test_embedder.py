@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_the_program_gives_the_layers_features_projected_and_normalised(tmp_path
     m = got.metrics
     assert set(got.files) == set(embedder_files.FILES) and m["kind"] == "embedder"
     assert m["dim"] == (dims or 160) and m["layer_dim"] == 160
-    emb, errors, _ = cutting.embed(tmp_path / "emb", dataset)
+    emb, errors = cutting.embed(tmp_path / "emb", dataset)
     assert not any(errors) and emb.shape == (len(dataset), m["dim"])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     feats = np.asarray(extract_features(dataset, spec, cache=cache).features[LAYER])
@@ -173,6 +174,10 @@ def test_predict_gallery_recognises_new_classes_and_refuses_strangers(
 def test_embedder_mistakes_get_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_class_folders(tmp_path / "data", per_class=4)
     base = ["cut", "--data", str(root), "--model", "mobilenet_v2", "--weights", "none", "--layer", LAYER]
+    forged = tmp_path / "forged"  # an embedder folder whose program is a pickle, not an exported program
+    forged.mkdir()
+    (forged / "embedder.pt2").write_bytes(pickle.dumps(print))
+    (forged / "preprocess.json").write_text("{}")
     cases = [
         ([*base, "--reduce", "pca", "--out", str(tmp_path / "x")], "add --embedding"),
         ([*base, "--embedding", "--reduce", "lda", "--out", str(tmp_path / "x")], "needs labels of at least 4 classes"),
@@ -181,6 +186,10 @@ def test_embedder_mistakes_get_one_sentence(tmp_path: Path, capsys: pytest.Captu
         (
             ["predict", "--model", str(tmp_path), "--gallery", str(root), "--data", str(root)],
             "needs an embedder folder",
+        ),
+        (
+            ["predict", "--model", str(forged), "--gallery", str(root), "--data", str(root)],
+            "is not a program saved by torch.export.save",
         ),
     ]
     for argv, words in cases:
