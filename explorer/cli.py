@@ -12,6 +12,7 @@ from typing import Any
 
 from . import __version__, cutting
 from .analysis.leaderboard import RANK_COLUMNS
+from .analysis.open_set import UNKNOWN
 from .analysis.uncertainty import accuracy_interval
 from .config import DataSpec, ExtractSpec, Limits, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
@@ -281,8 +282,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _predict_gallery(args: argparse.Namespace) -> int:
     """`predict --gallery`: enrol (or read) a gallery with an embedder and recognise each query
     as its nearest class or `unknown` (cutting.enrol_gallery, cutting.recognise_images)."""
-    from .analysis.open_set import UNKNOWN
-
     if not embedder_files.is_embedder(args.model):
         raise ValueError(f"--gallery needs an embedder folder (`cut --embedding`); {args.model!r} is not one")
     if not args.gallery:

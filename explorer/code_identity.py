@@ -67,6 +67,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     ),
     "few_shot": (
         "explorer.analysis.few_shot",
+        "explorer.analysis.retrieval",
         "explorer.analysis.probe",
         "explorer.analysis.scores",  # the probe's out-of-fold predictions, read at `all`
         "explorer.analysis.neighbors",

@@ -14,7 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .analysis.head import Head, train_head
+from .analysis.open_set import enrol, recognise
+from .analysis.retrieval import retrieval_scores, stratified_rows
 from .analysis.uncertainty import accuracy_interval
+from .analysis.unseen import PROJECTIONS, fit_projection, split_classes
 from .config import ExtractSpec
 from .data.datasets import ImageDataset
 from .extraction.layer_features import extract_features
@@ -22,7 +25,7 @@ from .networks.cost import cut_costs
 from .networks.preprocess import Preprocess
 from .networks.sources import canonical, source_of
 from .networks.truncate import truncated
-from .output import cut_files
+from .output import cut_files, embedder_files
 from .progress import Cancelled, ShouldStop, StageProgress
 from .store import FeatureCache
 
@@ -351,10 +354,6 @@ def make_embedder(
     """
     import torch
 
-    from .analysis.retrieval import retrieval_scores
-    from .analysis.unseen import PROJECTIONS, fit_projection, split_classes
-    from .output import embedder_files
-
     if len(spec.layers) != 1:
         raise ValueError(
             f"an embedder is cut at one layer; got {len(spec.layers)} ({', '.join(spec.layers) or 'none'}): give --layer NODE"
@@ -395,10 +394,8 @@ def make_embedder(
     out_dim = int(projection[1].shape[1]) if projection is not None else int(feats.shape[1])
     test: dict[str, Any] = {}
     if held_out:
-        from .analysis.probe import _stratified_sample
-
         test_rows = readable[np.isin(y, unseen)]
-        test_rows = test_rows[_stratified_sample(y[np.isin(y, unseen)], EMBEDDER_TEST_IMAGES, spec.random_state)]
+        test_rows = test_rows[stratified_rows(y[np.isin(y, unseen)], EMBEDDER_TEST_IMAGES, spec.random_state)]
         test_ds = dataset.take(test_rows)
         emb, errors = program_outputs(
             program.module(),
@@ -459,7 +456,6 @@ def embed(
     Args:
         embedder: an embedder folder, or one read already (output/embedder_files.LoadedEmbedder).
     """
-    from .output import embedder_files
 
     emb = embedder if isinstance(embedder, embedder_files.LoadedEmbedder) else embedder_files.load_embedder(embedder)
     return program_outputs(
@@ -481,8 +477,6 @@ def enrol_gallery(
     Raises:
         ValueError: a gallery without class labels, or of fewer than two classes.
     """
-    from .analysis.open_set import enrol
-
     if gallery.labels is None:
         raise ValueError(f"the gallery {gallery.source!r} has no classes: give one folder of images per class")
     emb, errors = embed(embedder, gallery, max_pixels=max_pixels, progress=progress)
@@ -501,8 +495,6 @@ def recognise_images(
     """predictions.csv for an embedder (a folder or a LoadedEmbedder) and an enrolled gallery:
     path, prediction (a gallery class or `unknown`), similarity (cosine to the nearest prototype).
     An image that cannot be decoded gets the prediction `unreadable` and no similarity."""
-    from .analysis.open_set import recognise
-
     emb, errors = embed(embedder, dataset, max_pixels=max_pixels, progress=progress)
     prediction, similarity, _ = recognise(gallery, emb)
     bad = np.array([bool(e) for e in errors], dtype=bool)

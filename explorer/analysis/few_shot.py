@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunked import row_chunks
-from .probe import _stratified_sample, fit_predict
+from .probe import fit_predict
+from .retrieval import stratified_rows
 
 ALL = 0  # the `shots` value of "every image of the class but the queries"
 SHOTS = (1, 2, 5, 10, 20, ALL)
@@ -189,7 +190,7 @@ def _accuracy(
     sy = np.repeat(np.arange(ways), [len(s) for s in support])
     rows = np.concatenate(support)
     if shots == ALL:
-        keep = _stratified_sample(sy, ALL_PROBE_ROWS, random_state)
+        keep = stratified_rows(sy, ALL_PROBE_ROWS, random_state)
         rows, sy = rows[keep], sy[keep]
         order = np.argsort(rows)
         xs = np.asarray(data.x[rows[order]], dtype=np.float32)[np.argsort(order)]

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunked import row_chunks, unit_rows
-from .probe import _stratified_sample
 from .uncertainty import mean_interval
 
 MAX_QUERIES = 2_000  # queries scored against all N images: 2,000 x 100k x 1,280 is about 10 s on 2 cores
@@ -66,6 +65,28 @@ class Retrieval:
         return cls(**{k: kinds.get(k, float)(a[k]) for k in cls.__dataclass_fields__})
 
 
+def stratified_rows(y: np.ndarray, size: int, random_state: int = 0) -> np.ndarray:
+    """Sorted positions of a random sample of `size` of the labels `y` (all when fewer), each class
+    in proportion to its size (largest remainders rounded up). Unlike scikit-learn's stratified
+    splits it takes any number of classes, more than `size` (thousands of identities) included:
+    a class too small for its share may then be left out."""
+    y = np.asarray(y)
+    if len(y) <= size:
+        return np.arange(len(y))
+    rng = np.random.default_rng([random_state, 4])
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    exact = counts * size / len(y)
+    take = np.floor(exact).astype(np.int64)
+    short = size - int(take.sum())
+    take[np.argsort(-(exact - take), kind="stable")[:short]] += 1
+    order = np.argsort(inverse, kind="stable")
+    start = np.concatenate([[0], np.cumsum(counts)])
+    picked = [
+        rng.choice(order[start[c] : start[c + 1]], take[c], replace=False) for c in range(len(classes)) if take[c]
+    ]
+    return np.sort(np.concatenate(picked))
+
+
 def query_sample(y: np.ndarray, max_queries: int = MAX_QUERIES, random_state: int = 0) -> np.ndarray:
     """Sorted rows that are queries: every row whose class has another image, or a sample of
     `max_queries` of them stratified by class (each class in proportion to its size)."""
@@ -73,7 +94,7 @@ def query_sample(y: np.ndarray, max_queries: int = MAX_QUERIES, random_state: in
     able = np.flatnonzero(counts[y] >= 2)
     if len(able) <= max_queries:
         return able
-    return able[_stratified_sample(y[able], max_queries, random_state)]
+    return able[stratified_rows(y[able], max_queries, random_state)]
 
 
 def query_scores(xn: np.ndarray, y: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,8 +19,7 @@ import numpy as np
 
 from .chunked import unit_rows
 from .compression import widths
-from .probe import _stratified_sample
-from .retrieval import query_sample, query_scores
+from .retrieval import query_sample, query_scores, stratified_rows
 from .uncertainty import mean_interval
 
 FIT_ROWS = 5_000  # images of the seen classes a projection is fitted on, at most (LDA's shrinkage is O(n D^2))
@@ -138,9 +137,9 @@ def unseen_curve(
     if len(seen) < 2 or len(unseen) < 2:
         return None
     fit_rows = np.flatnonzero(np.isin(y, seen))
-    fit_rows = fit_rows[_stratified_sample(y[fit_rows], FIT_ROWS, random_state)]
+    fit_rows = fit_rows[stratified_rows(y[fit_rows], FIT_ROWS, random_state)]
     test_rows = np.flatnonzero(np.isin(y, unseen))
-    test_rows = test_rows[_stratified_sample(y[test_rows], TEST_ROWS, random_state)]
+    test_rows = test_rows[stratified_rows(y[test_rows], TEST_ROWS, random_state)]
     x_fit, y_fit = np.asarray(x[fit_rows], dtype=np.float32), y[fit_rows]
     x_test, y_test = np.asarray(x[test_rows], dtype=np.float32), y[test_rows]
     queries = query_sample(y_test, QUERIES, random_state)

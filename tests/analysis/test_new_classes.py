@@ -194,3 +194,15 @@ def test_the_probe_at_all_is_read_off_the_cross_validated_probes_answers() -> No
     assert few_shot_curve(x, y, held_out=(y + 1) % 5, **kw).accuracy[0] == 0.0
     trained = few_shot_curve(x, y, **kw).accuracy[0]
     assert 0.2 < trained < 1.0  # without them, a probe trained on the support
+
+
+def test_thousands_of_classes_are_sampled_and_scored() -> None:
+    """FaceNet's case: many identities of a few images each, more classes than the queries sampled."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3000), 3)
+    x = (rng.standard_normal((3000, 16))[y] + 0.5 * rng.standard_normal((9000, 16))).astype(np.float32)
+    got = retrieval_scores(x, y, max_queries=2000, max_pairs=5000)
+    assert got.sampled and got.queries == 2000 and got.precision_at_1 > 0.5
+    curve = few_shot_curve(x, y, c=0.1, shots=(1, ALL), episodes={"prototype": 3, "probe": 2}, all_episodes=2)
+    assert curve is not None and set(curve.ways.tolist()) == {100}  # a seeded choice of 100 classes
+    assert unseen_mod.unseen_curve(x, y) is not None
