@@ -14,6 +14,7 @@ from ..analysis.compression import KEEP, CompressionCurve
 from ..analysis.emergence import FOLDS, MAX_PER_SIDE
 from ..analysis.few_shot import ALL
 from ..analysis.leaderboard import RANK_COLUMNS, best_cut
+from ..analysis.retrieval import MAX_QUERIES
 from ..analysis.similarity import BIAS_GAP, BOOT_DRAWS, Similarity
 from ..analysis.uncertainty import Step, step
 
@@ -103,27 +104,37 @@ def new_class_sentences(comp: Comparison, run: ModelRun) -> list[str]:
     curves = {k.split(":")[-1]: c for k in keys if (c := comp.few_shot_curves.get(k)) is not None}
     out: list[str] = []
 
-    def best(shots: int) -> tuple[str, str, float] | None:
+    def best(shots: int) -> tuple[str, str, float, list[str]] | None:
+        """(layer, method, accuracy, the other layers whose interval reaches its low end) at `shots`."""
         found = [
-            (float(c.accuracy[i]), layer, str(c.method[i]))
+            (float(c.accuracy[i]), layer, str(c.method[i]), float(c.low[i]), float(c.high[i]))
             for layer, c in curves.items()
             for i in np.flatnonzero(c.shots == shots)
         ]
         if not found:
             return None
-        acc, layer, method = max(found)
-        return layer, method, acc
+        acc, layer, method, low, _ = max(found)
+        close = sorted({other for _, other, _, _, high in found if other != layer and high >= low})
+        return layer, method, acc, close
+
+    def tied(close: list[str]) -> str:
+        if not close:
+            return ""
+        named = ", ".join(close[:3]) + (f" and {len(close) - 3} more" if len(close) > 3 else "")
+        return f"; {named} cannot be told apart from it (the intervals overlap)"
 
     one, every = best(1), best(ALL)
     how = {"prototype": "the nearest class mean", "probe": "a trained linear probe"}
     if one is not None:
         out.append(
-            f"With 1 labelled image per class, {one[0]} is the best layer ({how[one[1]]}, accuracy {one[2]:.3f})."
+            f"With 1 labelled image per class, {one[0]} is the best layer ({how[one[1]]}, accuracy {one[2]:.3f})"
+            f"{tied(one[3])}."
         )
     if every is not None:
         same = " too" if one is not None and one[0] == every[0] else ""
         out.append(
-            f"With every labelled image, {every[0]} is the best layer{same} ({how[every[1]]}, accuracy {every[2]:.3f})."
+            f"With every labelled image, {every[0]} is the best layer{same} ({how[every[1]]}, accuracy {every[2]:.3f})"
+            f"{tied(every[3])}."
         )
         curve = curves[every[0]]
         pays = curve.probe_pays_from()
@@ -141,7 +152,11 @@ def new_class_sentences(comp: Comparison, run: ModelRun) -> list[str]:
     scored = [(r.map_at_r, k.split(":")[-1], r) for k in keys if (r := comp.retrieval_scores.get(k)) is not None]
     if scored:
         m, layer, r = max(scored, key=lambda t: t[0])
-        sample = f" ({r.queries:,} of {r.images:,} images as queries)" if r.sampled else ""
+        sample = (
+            f" ({r.queries:,} of {r.images:,} images as queries, a stratified sample)"
+            if r.sampled and r.queries == MAX_QUERIES
+            else ""
+        )
         out.append(
             f"Retrieval is best at {layer}: MAP@R {m:.3f} (95 % interval {r.map_at_r_low:.3f}–{r.map_at_r_high:.3f}), "
             f"precision@1 {r.precision_at_1:.3f}, verification AUC {r.verification_auc:.3f}{sample}."
