@@ -187,8 +187,9 @@ UNSEEN_NOTE = (
     "layer itself on the same images: where a curve meets it, k dimensions keep what the layer knows about classes "
     "the projection never saw. unseen_compression.csv has every point."
 )
-LEADERBOARD_SHOWN = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "logme", "params",
-                     "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "compression_k95", "pareto"]  # fmt: skip
+LEADERBOARD_SHOWN = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "map_at_r",
+                     "few_shot_5_prototype", "logme", "params", "gflops", "latency_ms_b1", "latency_ms_b32",
+                     "feature_bytes", "compression_k95", "pareto"]  # fmt: skip
 
 
 def _leaderboard_html(comp: Comparison) -> str:
