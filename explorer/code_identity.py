@@ -59,12 +59,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "logme": ("explorer.analysis.logme", "explorer.analysis.chunked"),
     "compression": ("explorer.analysis.compression", "explorer.analysis.probe", "explorer.analysis.chunked"),
     # recognising new classes (retrieval, few-shot episodes, the unseen-class compression curve)
-    "retrieval": (
-        "explorer.analysis.retrieval",
-        "explorer.analysis.probe",
-        "explorer.analysis.uncertainty",
-        "explorer.analysis.chunked",
-    ),
+    "retrieval": ("explorer.analysis.retrieval", "explorer.analysis.uncertainty", "explorer.analysis.chunked"),
     "few_shot": (
         "explorer.analysis.few_shot",
         "explorer.analysis.retrieval",

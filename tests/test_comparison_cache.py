@@ -131,12 +131,14 @@ def test_a_damaged_result_file_is_recomputed(tmp_path: Path) -> None:
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",))
     first = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     results = sorted((tmp_path / "c" / "results").rglob("*.npz"))
-    # graph, scores, projection, similarity, the (empty) record of undecodable images; LogME, the compression curve, the latency
-    assert len(results) == 8
+    # graph, scores, projection, similarity, the (empty) record of undecodable images; LogME, the compression curve,
+    # the latency; retrieval, the few-shot curve, the unseen-class curve
+    assert len(results) == 11
     for p in results:
         p.write_bytes(b"PK\x03\x04 not really a zip")  # BadZipFile on reading
     again = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     pd.testing.assert_frame_equal(first.metrics, again.metrics)
+    assert first.retrieval_scores == again.retrieval_scores
     np.testing.assert_allclose(first.panels()["features.3"], again.panels()["features.3"], atol=1e-5)
     same = ["model", "layer", "logme", "params", "gflops", "compression_k95"]  # the latency is timed again: not equal
     pd.testing.assert_frame_equal(first.leaderboard[same], again.leaderboard[same])
@@ -230,13 +232,15 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
         return len(list((tmp_path / "c" / "results").rglob("*.npz")))
 
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert (
-        results() == 8
-    )  # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency
+    # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency,
+    # retrieval, few-shot, unseen-class curve
+    assert results() == 11
     change_code(monkeypatch, request, "explorer.analysis.probe")  # as an upgrade that changes the probe would
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 10  # new scores and compression curve only: the rest does not depend on the probe
+    # new scores, compression curve, few-shot curve (the probe's) and unseen-class curve (compression's
+    # widths): the rest does not depend on the probe
+    assert results() == 15
     real = cached_runs.analysis_versions
     monkeypatch.setattr(cached_runs, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 16  # a library upgrade recomputes everything derived from the features (the latency is torch's)
+    assert results() == 24  # a library upgrade recomputes everything derived from the features (the latency is torch's)

@@ -49,7 +49,8 @@ def fit_projection(x: np.ndarray, y: np.ndarray, method: str, k: int | None = No
         x: (n, D) float32 features of the images to fit on.
         y: (n,) their class indices (LDA only).
         method: `pca` (scikit-learn's PCA) or `lda` (LinearDiscriminantAnalysis, eigen solver with
-            Ledoit-Wolf shrinkage, which copes with D above n).
+            Ledoit-Wolf shrinkage, which copes with D above n; its SVD solver where the shrunk
+            within-class covariance is still singular).
         k: dimensions kept (default: all the method gives: min(n, D) for PCA, classes - 1 for LDA).
 
     Raises:
@@ -70,7 +71,13 @@ def fit_projection(x: np.ndarray, y: np.ndarray, method: str, k: int | None = No
         pca = PCA(n_components=min(k or most, most), svd_solver="covariance_eigh").fit(x)
         return Projector("pca", pca.mean_.astype(np.float32), pca.components_.T.astype(np.float32))
     if method == "lda":
-        lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(x, y)
+        try:
+            lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(x, y)
+        except np.linalg.LinAlgError:  # a within-class covariance the shrinkage left singular (dead ReLU units)
+            lda = LinearDiscriminantAnalysis(solver="svd").fit(x, y)  # rank-aware: at most its rank
+            most = min(most, lda.scalings_.shape[1])
+            if k is not None and k > most:
+                raise ValueError(f"LDA on these images gives at most {most} dimensions; {k} were asked for") from None
         return Projector("lda", x.mean(0), lda.scalings_[:, : min(k or most, most)].astype(np.float32))
     raise ValueError(f"projection {method!r}: use one of {', '.join(PROJECTIONS)}")
 

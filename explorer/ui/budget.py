@@ -19,6 +19,7 @@ SMALL_MODEL = "mobilenet_v2"  # what a refusal suggests instead
 # float32 distances), a projection (at most 3 float32) and the probe's prediction (int16), rounded up.
 RESULT_BYTES_PER_ROW = GRAPH_K * 8 + 3 * 4 + 8
 FILE_OVERHEAD = 8 * 1024  # a layer's files' headers (npy, npz), rounded up; also the per-analysis files
+NEW_CLASS_BYTES = 4 * 1024  # the few-shot and unseen-class curves' arrays (about 50 rows of a few numbers each)
 
 
 def _layer_count(spec: ExtractSpec) -> int:
@@ -34,10 +35,15 @@ def _layer_dims(spec: ExtractSpec) -> list[int]:
 
 def cache_bytes(specs: Sequence[ExtractSpec], n_images: int, n_classes: int = 0) -> int:
     """An upper bound of the bytes one analysis writes to the feature cache: per layer its float32
-    features and its derived results (graph, projection, scores with an int64 confusion matrix),
-    plus the layer-similarity matrices."""
+    features and its derived results (graph, projection, scores with an int64 confusion matrix, the
+    new-class results), plus the layer-similarity matrices."""
     dims = [d for s in specs for d in _layer_dims(s)]
-    per_layer = sum(n_images * (4 * d + RESULT_BYTES_PER_ROW) + 8 * n_classes**2 + FILE_OVERHEAD for d in dims)
+    # the new-class results (retrieval, few-shot, unseen-class curve): three small files, the curve
+    # naming the classes of each half
+    new_classes = 3 * FILE_OVERHEAD + NEW_CLASS_BYTES + 16 * n_classes
+    per_layer = sum(
+        n_images * (4 * d + RESULT_BYTES_PER_ROW) + 8 * n_classes**2 + FILE_OVERHEAD + new_classes for d in dims
+    )
     return per_layer + 3 * 8 * len(dims) ** 2 + 2 * FILE_OVERHEAD
 
 

@@ -206,3 +206,20 @@ def test_thousands_of_classes_are_sampled_and_scored() -> None:
     curve = few_shot_curve(x, y, c=0.1, shots=(1, ALL), episodes={"prototype": 3, "probe": 2}, all_episodes=2)
     assert curve is not None and set(curve.ways.tolist()) == {100}  # a seeded choice of 100 classes
     assert unseen_mod.unseen_curve(x, y) is not None
+
+
+def test_lda_falls_back_to_svd_where_the_shrunk_covariance_is_singular(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clean clone met it on a small sample: scipy's eigh refused the shrunk within-class covariance."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise np.linalg.LinAlgError("The leading minor of order 6 of B is not positive definite.")
+
+    monkeypatch.setattr(LinearDiscriminantAnalysis, "_solve_eigen", refuse)
+    x, y = clustered(300, 12, 6, spread=0.8)
+    p = unseen_mod.fit_projection(x, y, "lda")
+    assert p.weights.shape == (12, 5)
+    z = p(x)  # the discriminant axes separate the classes: nearest class mean right far above chance
+    means = np.stack([z[y == c].mean(0) for c in range(6)])
+    assert np.mean(np.argmin(((z[:, None] - means) ** 2).sum(-1), 1) == y) > 0.5
+    assert unseen_mod.unseen_curve(x, y) is not None
