@@ -94,6 +94,12 @@ class Comparison(comparison.Comparison):
         return tables.projection_frame(self, key)
 
     @property
+    def dimension(self) -> pd.DataFrame:
+        """One row per (model, layer): width, effective dimension, intrinsic dimension by TwoNN with
+        its 95 % interval, RankMe, and the model's TwoNN minimum, as dimension.csv (docs/metrics.md)."""
+        return tables.dimension_table(self)
+
+    @property
     def retrieval(self) -> pd.DataFrame:
         """One row per (model, layer): how well cosine similarity on the layer retrieves a class's
         other images (precision_at_1, map_at_r with its 95 % interval, r_precision) and verifies

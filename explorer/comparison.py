@@ -19,6 +19,7 @@ from .analysis.cached_runs import (
     cost_run,
     few_shot_run,
     graph_run,
+    intrinsic_run,
     logme_run,
     project_run,
     retrieval_run,
@@ -28,6 +29,7 @@ from .analysis.cached_runs import (
 )
 from .analysis.compression import CompressionCurve
 from .analysis.few_shot import FewShot
+from .analysis.intrinsic import IntrinsicDimension
 from .analysis.leaderboard import LayerCost, leaderboard_table
 from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection, align_chain
@@ -91,6 +93,7 @@ class Comparison:
     retrieval_scores: dict[str, Retrieval | None] = field(default_factory=dict)
     few_shot_curves: dict[str, FewShot | None] = field(default_factory=dict)
     unseen_curves: dict[str, UnseenCurve | None] = field(default_factory=dict)
+    intrinsic: dict[str, IntrinsicDimension] = field(default_factory=dict)  # by layer key: TwoNN and RankMe
     random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
     request: AnalysisRequest | None = None  # what was asked for, where the command line, a link or the Python API asked
     answers: dict[tuple, Any] = field(
@@ -440,6 +443,10 @@ def analyse(
     retrievals: dict[str, Retrieval | None] = {}
     few_shots: dict[str, FewShot | None] = {}
     unseens: dict[str, UnseenCurve | None] = {}
+    intrinsic: dict[str, IntrinsicDimension] = {}
+    for r in runs:
+        got = intrinsic_run(r, cache, metric.random_state, progress)
+        intrinsic |= {r.key(n, multi): v for n, v in got.items()}
     for r in runs:  # recognising classes known from a few images, or never seen
         own = {n: scores[r.key(n, multi)] for n in r.features}
         retrievals |= {r.key(n, multi): v for n, v in retrieval_run(dataset, r, metric, cache, progress).items()}
@@ -492,6 +499,7 @@ def analyse(
         retrieval_scores=retrievals,
         few_shot_curves=few_shots,
         unseen_curves=unseens,
+        intrinsic=intrinsic,
         random_state=metric.random_state,
         request=request,
     )

@@ -100,6 +100,7 @@ def test_tidy_results_of_a_comparison(sample: explorer.Comparison, tmp_path: Pat
     assert set(shots["method"]) == {"prototype", "probe"} and set(shots["layer"]) == set(LAYERS)
     assert {"1", "all"} <= set(shots["shots"]) and (shots["accuracy_low"] <= shots["accuracy_high"]).all()
     assert set(comp.unseen_compression["projection"]) == {"none", "pca", "lda"}
+    assert list(comp.dimension["layer"]) == LAYERS and comp.dimension["twonn_id"].notna().all()
     written_shots = pd.read_csv(written["few_shot.csv"], dtype={"shots": str})
     assert np.allclose(written_shots["accuracy"], shots["accuracy"], atol=1e-5)
     assert np.allclose(pd.read_csv(written["retrieval.csv"])["map_at_r"], comp.retrieval["map_at_r"], atol=1e-5)

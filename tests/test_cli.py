@@ -140,6 +140,20 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
         board.set_index("layer")["map_at_r"].loc[list(retrieval["layer"])], retrieval["map_at_r"], atol=1e-5
     )
     assert "Recognising new classes" in html and "With 1 labelled image per class" in html
+    dimension = pd.read_csv(out / "dimension.csv")
+    assert list(dimension.columns[:9]) == [
+        "model",
+        "layer",
+        "node",
+        "dim",
+        "eff_dim",
+        "twonn_id",
+        "twonn_low",
+        "twonn_high",
+        "rankme",
+    ]
+    assert len(dimension) == 8 and dimension["minimum"].sum() == 1 and (dimension["twonn_id"] > 0).all()
+    assert (dimension["rankme"] <= dimension["dim"] + 1e-6).all()
     five = shots[(shots["shots"] == "5") & (shots["method"] == "prototype")].set_index("layer")["accuracy"]
     assert np.allclose(board.set_index("layer")["few_shot_5_prototype"].loc[five.index], five, atol=1e-5)
     pairs = pd.read_csv(out / "class_pairs.csv")

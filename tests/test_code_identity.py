@@ -27,6 +27,7 @@ CARRIED = {"decode": (), "extract": ("decode",)} | {
         "retrieval",
         "few_shot",
         "unseen",
+        "intrinsic",
     )
 }
 

@@ -132,8 +132,8 @@ def test_a_damaged_result_file_is_recomputed(tmp_path: Path) -> None:
     first = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     results = sorted((tmp_path / "c" / "results").rglob("*.npz"))
     # graph, scores, projection, similarity, the (empty) record of undecodable images; LogME, the compression curve,
-    # the latency; retrieval, the few-shot curve, the unseen-class curve
-    assert len(results) == 11
+    # the latency; retrieval, the few-shot curve, the unseen-class curve; the intrinsic dimension
+    assert len(results) == 12
     for p in results:
         p.write_bytes(b"PK\x03\x04 not really a zip")  # BadZipFile on reading
     again = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
@@ -233,14 +233,14 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
 
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency,
-    # retrieval, few-shot, unseen-class curve
-    assert results() == 11
+    # retrieval, few-shot, unseen-class curve, intrinsic dimension
+    assert results() == 12
     change_code(monkeypatch, request, "explorer.analysis.probe")  # as an upgrade that changes the probe would
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     # new scores, compression curve, few-shot curve (the probe's) and unseen-class curve (compression's
     # widths): the rest does not depend on the probe
-    assert results() == 15
+    assert results() == 16
     real = cached_runs.analysis_versions
     monkeypatch.setattr(cached_runs, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 24  # a library upgrade recomputes everything derived from the features (the latency is torch's)
+    assert results() == 26  # a library upgrade recomputes everything derived from the features (the latency is torch's)

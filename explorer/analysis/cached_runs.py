@@ -21,6 +21,7 @@ from ..progress import StageProgress
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
 from .compression import CompressionCurve, compression_curve
 from .few_shot import FewShot, few_shot_curve
+from .intrinsic import IntrinsicDimension, intrinsic_dimension
 from .leaderboard import LayerCost
 from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
@@ -84,6 +85,22 @@ def graph_run(run: ModelRun, cache: FeatureCache, progress: StageProgress | None
         KnnGraph.from_arrays,
         progress,
         f"neighbour graphs {run.label}",
+    )
+
+
+def intrinsic_run(
+    run: ModelRun, cache: FeatureCache, random_state: int = 0, progress: StageProgress | None = None
+) -> dict[str, IntrinsicDimension]:
+    """The intrinsic dimension (TwoNN, with its interval) and RankMe of every layer of a run (intrinsic.py)."""
+    return _per_layer(
+        run,
+        cache,
+        "intrinsic",
+        {"random_state": random_state},
+        lambda node, feats: intrinsic_dimension(feats, random_state=random_state),
+        IntrinsicDimension.from_arrays,
+        progress,
+        f"intrinsic dimension {run.label}",
     )
 
 

@@ -29,6 +29,11 @@ def compression_csv(comp: Comparison) -> bytes:
     return tables.compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
 
 
+def dimension_csv(comp: Comparison) -> bytes:
+    """dimension.csv: model, layer, dim, eff_dim, twonn_id (low, high, sample), rankme, minimum."""
+    return tables.dimension_table(comp).to_csv(index=False, float_format="%.6g").encode()
+
+
 def retrieval_csv(comp: Comparison) -> bytes:
     """retrieval.csv: one row per (model, layer): precision_at_1, map_at_r, r_precision, map_at_r_low,
     map_at_r_high, verification_auc, tar_at_far_0.01, and the queries, images and pairs scored."""
@@ -155,6 +160,7 @@ def write_all(comp: Comparison, out_dir: str | Path, selection: tuple[str, list[
             if not comp.leaderboard.empty
             else {}
         ),
+        "dimension.csv": lambda: dimension_csv(comp),
         "retrieval.csv": lambda: retrieval_csv(comp),
         "few_shot.csv": lambda: few_shot_csv(comp),
         "unseen_compression.csv": lambda: unseen_compression_csv(comp),

@@ -117,12 +117,14 @@ def styled(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     return fig
 
 
-def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
-    """Pooled dimension and full C x H x W size of every layer across depth (log scale).
+def dimension_profile(profile: object, chosen: Sequence[str] = (), intrinsic: pd.DataFrame | None = None) -> go.Figure:
+    """Pooled dimension and full C x H x W size of every layer across depth (log scale), and for
+    the analysed layers their intrinsic dimension and RankMe.
 
     Args:
         profile: a layers.LayerProfile.
         chosen: node names to highlight.
+        intrinsic: rows of tables.dimension_table for this model, with a `node` column (None: not drawn).
     """
     layers = list(profile.layers)  # type: ignore[attr-defined]
     x = [i.index for i in layers]
@@ -180,6 +182,52 @@ def dimension_profile(profile: object, chosen: Sequence[str] = ()) -> go.Figure:
                 hovertemplate="%{text}<br>dim %{y:,}<extra></extra>",
             )
         )
+    if intrinsic is not None and not intrinsic.empty:
+        where = {i.node: i.index for i in layers}
+        rows = intrinsic[intrinsic["node"].isin(where) & intrinsic["twonn_id"].notna()]
+        xs = [where[n] for n in rows["node"]]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=rows["twonn_id"],
+                name="intrinsic dimension (TwoNN)",
+                mode="lines+markers",
+                line={"color": "#E8590C", "width": 2},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": (rows["twonn_high"] - rows["twonn_id"]).to_numpy(),
+                    "arrayminus": (rows["twonn_id"] - rows["twonn_low"]).to_numpy(),
+                    "thickness": 1,
+                },
+                text=rows["layer"],
+                hovertemplate="%{text}<br>TwoNN %{y:.1f}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=rows["rankme"],
+                name="RankMe (effective rank)",
+                mode="lines+markers",
+                line={"color": "#2B8A3E", "width": 1.5, "dash": "dot"},
+                text=rows["layer"],
+                hovertemplate="%{text}<br>RankMe %{y:.1f}<extra></extra>",
+            )
+        )
+        low = rows[rows["minimum"]]
+        if not low.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=[where[n] for n in low["node"]],
+                    y=low["twonn_id"],
+                    name="intrinsic dimension's minimum",
+                    mode="markers",
+                    marker={"symbol": "star", "size": 16, "color": "#E8590C"},
+                    text=low["layer"],
+                    hovertemplate="the minimum: %{text}<br>TwoNN %{y:.1f}<extra></extra>",
+                )
+            )
     fig.update_yaxes(type="log", title="values per image (log)")
     fig.update_xaxes(title="layer (execution order)")
     return styled(fig, f"Dimension profile — {profile.model}")  # type: ignore[attr-defined]

@@ -168,6 +168,11 @@ COMPRESSION_NOTE = (
     "fold's training images), against a random projection to k dimensions as a control; the dotted line is 95 % of the "
     f"layer's accuracy. Scored on at most {CURVE_ROWS:,} images (a stratified sample), at the layer's own C; compression.csv has every point."
 )
+DIMENSION_NOTE = (
+    "The analysed layers' intrinsic dimension by TwoNN (Facco et al. 2017: the ratio of each image's second to "
+    "first nearest-neighbour distance, on a sample of at most 2,000 images, with a 95 % bootstrap interval; the star "
+    "marks its minimum) and RankMe, the effective rank of the features (Garrido et al. 2023). dimension.csv has every number."
+)
 RETRIEVAL_NOTE = (
     "No training: each image is a query and every other image is ranked by cosine similarity on the layer's pooled "
     "features. Precision@1 is the share whose nearest image has its class; MAP@R (Musgrave et al. 2020) averages the "
@@ -256,8 +261,10 @@ def render(comp: Comparison, selection: tuple[str, list[int]] | None = None) -> 
         f"<h1>Bottleneck Explorer report</h1><div class=sub>{html.escape(ds.source)} · {len(ds)} images · "
         f"{len(ds.classes)} classes · {html.escape(runs)} · explorer {__version__}</div>",
     ]
+    dimension = tables.dimension_table(comp)
     for r in comp.runs:
-        parts.append(f"<div class=card>{_fig_html(figures.dimension_profile(r.profile, list(r.nodes.values())))}</div>")
+        fig = figures.dimension_profile(r.profile, list(r.nodes.values()), dimension[dimension["model"] == r.label])
+        parts.append(f"<div class=card>{_fig_html(fig)}<p>{html.escape(DIMENSION_NOTE)}</p></div>")
     noise = [f"<p><b>⚖️</b> {html.escape(s)}</p>" for r in comp.runs for s in sentences.noise_notes(comp, r)]
     scored = not comp.metrics["probe_acc"].isna().all()
     parts.append(

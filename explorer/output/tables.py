@@ -48,6 +48,41 @@ def _layers(comp: Comparison):  # type: ignore[no-untyped-def]
     return ((run.label, layer, run.key(layer, comp.multi)) for run in comp.runs for layer in run.features)
 
 
+DIMENSION_COLUMNS = [
+    "model", "layer", "node", "dim", "eff_dim", "twonn_id", "twonn_low", "twonn_high", "rankme", "twonn_sample",
+    "minimum",
+]  # fmt: skip
+
+
+def dimension_table(comp: Comparison) -> pd.DataFrame:
+    """One row per (model, layer): its width, effective dimension (participation ratio), intrinsic
+    dimension by TwoNN with its 95 % interval and sample, RankMe, and whether the layer is its
+    model's TwoNN minimum (analysis/intrinsic.py)."""
+    rows = []
+    for run in comp.runs:
+        keys = [(layer, run.key(layer, comp.multi)) for layer in run.features]
+        ids = [comp.intrinsic[k].twonn if k in comp.intrinsic else np.nan for _, k in keys]
+        lowest = int(np.nanargmin(ids)) if not np.all(np.isnan(ids)) else -1
+        for i, (layer, key) in enumerate(keys):
+            s, d = comp.scores[key], comp.intrinsic.get(key)
+            rows.append(
+                (
+                    run.label,
+                    layer,
+                    run.nodes[layer],
+                    s.dim,
+                    s.eff_dim,
+                    d and d.twonn,
+                    d and d.twonn_low,
+                    d and d.twonn_high,
+                    d and d.rankme,
+                    d and d.sample,
+                    i == lowest,
+                )
+            )
+    return pd.DataFrame(rows, columns=DIMENSION_COLUMNS)
+
+
 def retrieval_table(comp: Comparison) -> pd.DataFrame:
     """One row per (model, layer): retrieval (precision@1, MAP@R with its interval, R-precision)
     and verification (ROC AUC, TAR at FAR 0.01) by cosine on the pooled features, with the queries,

@@ -38,9 +38,9 @@ def cache_bytes(specs: Sequence[ExtractSpec], n_images: int, n_classes: int = 0)
     features and its derived results (graph, projection, scores with an int64 confusion matrix, the
     new-class results), plus the layer-similarity matrices."""
     dims = [d for s in specs for d in _layer_dims(s)]
-    # the new-class results (retrieval, few-shot, unseen-class curve): three small files, the curve
-    # naming the classes of each half
-    new_classes = 3 * FILE_OVERHEAD + NEW_CLASS_BYTES + 16 * n_classes
+    # the small results (retrieval, few-shot, unseen-class curve, intrinsic dimension): four files,
+    # the unseen-class curve naming the classes of each half
+    new_classes = 4 * FILE_OVERHEAD + NEW_CLASS_BYTES + 16 * n_classes
     per_layer = sum(
         n_images * (4 * d + RESULT_BYTES_PER_ROW) + 8 * n_classes**2 + FILE_OVERHEAD + new_classes for d in dims
     )

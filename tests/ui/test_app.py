@@ -88,6 +88,10 @@ def test_first_visit_shows_every_view(app: AppTest) -> None:
     assert any("CKA intervals: 95 % bootstrap" in c.value for c in app.caption)
     _open_view(app, "Architecture")
     assert len(_charts(app)) == 1
+    profile = {t["name"]: t for t in json.loads(_charts(app)[0].proto.spec)["data"]}
+    dimension = app.session_state["result"].comparison.intrinsic
+    assert np.allclose(_array(profile["intrinsic dimension (TwoNN)"]["y"]), [d.twonn for d in dimension.values()])
+    assert "intrinsic dimension's minimum" in profile and "RankMe (effective rank)" in profile
     _open_view(app, "Projections")
     assert not app.warning  # no notice: nothing refused or failed
 
