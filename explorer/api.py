@@ -94,6 +94,13 @@ class Comparison(comparison.Comparison):
         return tables.projection_frame(self, key)
 
     @property
+    def similarity_nulls(self) -> pd.DataFrame:
+        """One row per (pair of layers, measure): the score, its permutation null's mean and 95th
+        percentile, and the calibrated score, as similarity.csv (empty unless compare(...,
+        similarity_nulls=True))."""
+        return tables.alignment_table(self)
+
+    @property
     def dimension(self) -> pd.DataFrame:
         """One row per (model, layer): width, effective dimension, intrinsic dimension by TwoNN with
         its 95 % interval, RankMe, and the model's TwoNN minimum, as dimension.csv (docs/metrics.md)."""
@@ -307,6 +314,7 @@ def compare(
     progress: bool = True,
     leaderboard: bool = True,
     latency: bool = True,
+    similarity_nulls: bool = False,
     engine: str = "local",
     ray_address: str | None = None,
     **options: Any,
@@ -336,6 +344,8 @@ def compare(
         progress: show a progress bar per stage.
         leaderboard: also score the cuts (LogME, compression curves, parameters, GFLOPs).
         latency: with `leaderboard`, time the network up to each layer on this machine.
+        similarity_nulls: also CKA, CKNNA, mutual kNN and RSA of every pair of layers against
+            their permutation nulls (`comp.similarity_nulls`, similarity.csv).
         engine: where extraction runs: `local` (this process) or `ray` (a Ray cluster, whose
             workers also read and hash shards, parquet and tables of paths: docs/datasets.md).
         ray_address: with `ray`, the cluster (`HOST:6379`, `ray://HOST:10001`, `auto`); None
@@ -365,7 +375,13 @@ def compare(
     )
     if request.random_baseline and request.specs()[1][0].weights != "none":
         run_labels.insert(1, f"{run_labels[0]}[random]" if run_labels[0] else None)
-    settings = RunSettings(engine=engine, ray_address=ray_address, leaderboard=leaderboard, latency=latency)
+    settings = RunSettings(
+        engine=engine,
+        ray_address=ray_address,
+        leaderboard=leaderboard,
+        latency=latency,
+        similarity_nulls=similarity_nulls,
+    )
     bar = StageBar(enabled=progress, notebook=True)
     try:
         record = run_analysis(

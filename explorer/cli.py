@@ -108,6 +108,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         ray_actors=args.ray_actors,
         leaderboard=not args.no_leaderboard,
         latency=not args.no_latency,
+        similarity_nulls=args.similarity_nulls,
         keep_files=False,
     )
     bar = StageBar(enabled=not args.quiet)
@@ -387,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--no-latency", action="store_true", help="leave the measured latency out of the leaderboard (no timed passes)"
+    )
+    c.add_argument(
+        "--similarity-nulls",
+        action="store_true",
+        help="also CKA, CKNNA, mutual kNN and RSA of every pair of layers on a sample of 500 images, each against "
+        "its permutation null (similarity.csv; about 0.5 s a pair of layers)",
     )
     c.add_argument(
         "--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image"

@@ -59,6 +59,12 @@ STAGES: dict[str, tuple[str, ...]] = {
     "logme": ("explorer.analysis.logme", "explorer.analysis.chunked"),
     "compression": ("explorer.analysis.compression", "explorer.analysis.probe", "explorer.analysis.chunked"),
     "intrinsic": ("explorer.analysis.intrinsic", "explorer.analysis.chunked"),
+    "alignment": (
+        "explorer.analysis.alignment",
+        "explorer.analysis.retrieval",
+        "explorer.analysis.uncertainty",
+        "explorer.analysis.chunked",
+    ),
     # recognising new classes (retrieval, few-shot episodes, the unseen-class compression curve)
     "retrieval": ("explorer.analysis.retrieval", "explorer.analysis.uncertainty", "explorer.analysis.chunked"),
     "few_shot": (

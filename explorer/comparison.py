@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from .analysis import projection as projection_mod
+from .analysis.alignment import PairScores
 from .analysis.cached_runs import (
+    alignment_run,
     compression_run,
     cost_run,
     few_shot_run,
@@ -94,6 +96,8 @@ class Comparison:
     few_shot_curves: dict[str, FewShot | None] = field(default_factory=dict)
     unseen_curves: dict[str, UnseenCurve | None] = field(default_factory=dict)
     intrinsic: dict[str, IntrinsicDimension] = field(default_factory=dict)  # by layer key: TwoNN and RankMe
+    # (layer key, layer key): CKA, CKNNA, mutual kNN and RSA with their permutation nulls (empty: not asked for)
+    alignment: dict[tuple[str, str], PairScores] = field(default_factory=dict)
     random_state: int = 0  # seed of the steps after extraction: the steps' bootstraps, CKA's interval, emergence
     request: AnalysisRequest | None = None  # what was asked for, where the command line, a link or the Python API asked
     answers: dict[tuple, Any] = field(
@@ -348,6 +352,7 @@ def compare(
     latency: bool = True,
     labels: Sequence[str | None] | None = None,
     request: AnalysisRequest | None = None,
+    similarity_nulls: bool = False,
 ) -> Comparison:
     """The whole analysis: extract, score, CKA and project every chosen layer of every model.
 
@@ -368,6 +373,8 @@ def compare(
             random batch at batch 1 and 32, cached per model build and machine).
         labels: each run's name in the tables (None, or a None in it: run_labels' name).
         request: what was asked for, kept in the Comparison.
+        similarity_nulls: also CKA, CKNNA, mutual kNN and RSA of every pair of layers against their
+            permutation nulls (analysis/alignment.py; Comparison.alignment, similarity.csv).
 
     Returns:
         A Comparison.
@@ -406,6 +413,7 @@ def compare(
         leaderboard=leaderboard,
         latency=latency,
         request=request,
+        similarity_nulls=similarity_nulls,
     )
 
 
@@ -421,6 +429,7 @@ def analyse(
     leaderboard: bool = True,
     latency: bool = True,
     request: AnalysisRequest | None = None,
+    similarity_nulls: bool = False,
 ) -> Comparison:
     """Everything after extraction: the neighbour graphs, scores and projections of every layer,
     the similarity between layers and, with `leaderboard`, what cutting at each layer costs and
@@ -453,6 +462,18 @@ def analyse(
         few_shots |= {r.key(n, multi): v for n, v in few_shot_run(dataset, r, metric, cache, own, progress).items()}
         unseens |= {r.key(n, multi): v for n, v in unseen_run(dataset, r, metric, cache, progress).items()}
     similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
+    alignment = (
+        alignment_run(
+            list(runs),
+            multi,
+            None if dataset.labels is None else np.asarray(dataset.labels),
+            cache,
+            progress,
+            random_state=metric.random_state,
+        )
+        if similarity_nulls
+        else {}
+    )
     metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
     logmes: dict[str, float | None] = {}
     curves: dict[str, CompressionCurve | None] = {}
@@ -500,6 +521,7 @@ def analyse(
         few_shot_curves=few_shots,
         unseen_curves=unseens,
         intrinsic=intrinsic,
+        alignment=alignment,
         random_state=metric.random_state,
         request=request,
     )

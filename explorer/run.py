@@ -58,6 +58,7 @@ class RunSettings:
     ray_address: str | None = None
     ray_actors: int | None = None
     leaderboard: bool = True
+    similarity_nulls: bool = False  # CKA, CKNNA, mutual kNN and RSA against permutation nulls (similarity.csv)
     latency: bool = True
     server_paths: bool = True
     remember_reads: bool = True
@@ -211,6 +212,7 @@ def run_analysis(
                 latency=settings.latency,
                 labels=run_labels,
                 request=request,
+                similarity_nulls=settings.similarity_nulls,
             )
         if owned and settings.keep_files:  # a zip's images: read by the views for as long as the result is shown
             dataset.keep_files_while(comp.dataset)

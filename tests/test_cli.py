@@ -473,3 +473,22 @@ def test_pretrained_weights_come_from_the_hugging_face_cache_offline(tmp_path: P
     assert r.returncode == 0, r.stderr
     m = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert set(m["model"]) == {"timm:test_vit.r160_in1k", "hf:explorer-tests/tiny-dinov2"}  # pretrained: no [random]
+
+
+def test_similarity_nulls_write_the_long_table(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["compare", "--data", "sample:digits", "--max-images", "80", "--projection", "pca", "--no-leaderboard"]
+    layers = "mobilenet_v2:features.4.conv.3,mobilenet_v2:flatten"  # of both runs: pretrained and random init
+    more = ["--model", "mobilenet_v2,mobilenet_v2", "--weights", "auto,none", "--layers", layers, "--similarity-nulls"]
+    r = cli(*args, *more, "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out / "similarity.csv")
+    contract = ["model_a", "layer_a", "model_b", "layer_b", "measure", "score", "null_mean", "null_p95", "calibrated"]
+    assert list(table.columns[:11]) == [*contract, "low", "high"]
+    pairs = table[table["layer_b"] != "*"]
+    assert len(pairs) == 6 * 4 and set(pairs["measure"]) == {"cka", "cknna", "mutual_knn", "rsa"}
+    assert (pairs["null_mean"] <= pairs["null_p95"]).all()
+    assert np.allclose(pairs["calibrated"], (pairs["score"] - pairs["null_mean"]) / (1 - pairs["null_mean"]))
+    most = table[table["layer_b"] == "*"]  # each layer's most similar layer of the other model, against the max's null
+    assert len(most) == 4 * 4 and set(most["model_b"]) == {"mobilenet_v2", "mobilenet_v2[random]"}
+    assert (table["inside_null"] == (table["score"] <= table["null_p95"])).all()

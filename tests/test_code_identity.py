@@ -28,6 +28,7 @@ CARRIED = {"decode": (), "extract": ("decode",)} | {
         "few_shot",
         "unseen",
         "intrinsic",
+        "alignment",
     )
 }
 

@@ -19,6 +19,7 @@ from ..networks.cost import cut_costs
 from ..networks.sources import source_of
 from ..progress import StageProgress
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
+from .alignment import MEASURES, PairScores, pair_scores, permutations, prepare, sample_rows
 from .compression import CompressionCurve, compression_curve
 from .few_shot import FewShot, few_shot_curve
 from .intrinsic import IntrinsicDimension, intrinsic_dimension
@@ -209,6 +210,65 @@ def similarity_run(
         },
     )
     return similarity, overlap
+
+
+def alignment_run(
+    runs: list[ModelRun],
+    multi: bool,
+    labels: np.ndarray | None,
+    cache: FeatureCache,
+    progress: StageProgress | None,
+    *,
+    random_state: int = 0,
+) -> dict[tuple[str, str], PairScores]:
+    """CKA, CKNNA, mutual kNN and RSA of every pair of layers on one sample, each with its
+    permutation null (alignment.py), cached under the layers' keys, the labels and the seed."""
+    feats = {r.key(n, multi): f for r in runs for n, f in r.features.items()}
+    names = list(feats)
+    key = make_key(
+        "alignment",
+        {
+            "layers": [r.store_keys[n] for r in runs for n in r.features],
+            "names": names,
+            "labels": make_key("labels", {"labels": [] if labels is None else labels.tolist()}),
+            "settings": analysis_settings("alignment"),
+            "random_state": random_state,
+        },
+    )
+    got = cache.get_result(key)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if got is not None and list(got["names"]) == names:
+        return {
+            pair: PairScores(
+                {m: float(got["score"][j, k]) for k, m in enumerate(MEASURES)},
+                {m: got["null"][j, k] for k, m in enumerate(MEASURES)},
+            )
+            for j, pair in enumerate(pairs)
+        }
+    rows = sample_rows(len(next(iter(feats.values()))) if feats else 0, labels, random_state=random_state)
+    prepared = {}
+    for i, name in enumerate(names):
+        if progress:
+            progress("similarity measures", i, len(names) + len(pairs))
+        prepared[name] = prepare(np.asarray(feats[name][rows], dtype=np.float32))
+    perms = permutations(len(rows), random_state=random_state)
+    out = {}
+    for j, (a, b) in enumerate(pairs):
+        if progress:
+            progress("similarity measures", len(names) + j, len(names) + len(pairs))
+        out[(a, b)] = pair_scores(prepared[a], prepared[b], perms)
+    cache.put_result(
+        key,
+        {
+            "names": np.array(names, dtype=str),
+            "score": np.array([[out[p].score[m] for m in MEASURES] for p in pairs]).reshape(len(pairs), len(MEASURES)),
+            "null": np.array([[out[p].null[m] for m in MEASURES] for p in pairs]).reshape(
+                len(pairs), len(MEASURES), len(perms)
+            ),
+            "sample": np.array(len(rows)),
+        },
+    )
+    return out
 
 
 class _Value:

@@ -29,6 +29,12 @@ def compression_csv(comp: Comparison) -> bytes:
     return tables.compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
 
 
+def similarity_csv(comp: Comparison) -> bytes:
+    """similarity.csv: model_a, layer_a, model_b, layer_b, measure, score, null_mean, null_p95,
+    calibrated, low, high, inside_null (written with `--similarity-nulls`)."""
+    return tables.alignment_table(comp).to_csv(index=False, float_format="%.6g").encode()
+
+
 def dimension_csv(comp: Comparison) -> bytes:
     """dimension.csv: model, layer, dim, eff_dim, twonn_id (low, high, sample), rankme, minimum."""
     return tables.dimension_table(comp).to_csv(index=False, float_format="%.6g").encode()
@@ -161,6 +167,7 @@ def write_all(comp: Comparison, out_dir: str | Path, selection: tuple[str, list[
             else {}
         ),
         "dimension.csv": lambda: dimension_csv(comp),
+        **({"similarity.csv": lambda: similarity_csv(comp)} if comp.alignment else {}),
         "retrieval.csv": lambda: retrieval_csv(comp),
         "few_shot.csv": lambda: few_shot_csv(comp),
         "unseen_compression.csv": lambda: unseen_compression_csv(comp),

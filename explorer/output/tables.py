@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import per_run
+from ..analysis.alignment import MEASURES, max_null
 from ..analysis.few_shot import shots_name
 
 if TYPE_CHECKING:
@@ -46,6 +47,40 @@ UNSEEN_COLUMNS = [
 def _layers(comp: Comparison):  # type: ignore[no-untyped-def]
     """(model label, layer, layer key) of every layer, in order."""
     return ((run.label, layer, run.key(layer, comp.multi)) for run in comp.runs for layer in run.features)
+
+
+ALIGNMENT_COLUMNS = [
+    "model_a", "layer_a", "model_b", "layer_b", "measure", "score", "null_mean", "null_p95", "calibrated", "low",
+    "high", "inside_null",
+]  # fmt: skip
+
+
+def alignment_table(comp: Comparison) -> pd.DataFrame:
+    """similarity.csv: one row per pair of layers and measure (analysis/alignment.py): the score on
+    the sample, its permutation null's mean and 95th percentile, the calibrated score, whether it is
+    inside the null; `low`/`high` (a bootstrap interval) are not computed yet. Across models, a row
+    with `layer_b` = `*` is layer_a's most similar layer of model_b, against the null of the maximum."""
+    owner = {r.key(n, comp.multi): (r.label, n) for r in comp.runs for n in r.features}
+    rows = []
+    for (a, b), pair in comp.alignment.items():
+        for m in MEASURES:
+            score, mean, p95, calibrated = pair.row(m)
+            rows.append((*owner[a], *owner[b], m, score, mean, p95, calibrated, np.nan, np.nan, score <= p95))
+    if comp.multi:
+        for ka, (model_a, layer_a) in owner.items():
+            for run in comp.runs:
+                if run.label == model_a:
+                    continue
+                pairs = [comp.alignment.get((ka, kb)) or comp.alignment.get((kb, ka)) for kb in comp.layer_keys(run)]
+                pairs = [p for p in pairs if p is not None]
+                if not pairs:
+                    continue
+                for m in MEASURES:
+                    best, p95, mean = max_null(pairs, m)
+                    calibrated = (best - mean) / (1 - mean) if mean < 1 else np.nan
+                    row = (model_a, layer_a, run.label, "*", m, best, mean, p95, calibrated, np.nan, np.nan)
+                    rows.append((*row, best <= p95))
+    return pd.DataFrame(rows, columns=ALIGNMENT_COLUMNS)
 
 
 DIMENSION_COLUMNS = [

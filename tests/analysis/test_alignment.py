@@ -1,0 +1,130 @@
+"""Similarity measures against their nulls: each measure against an independent computation of its
+definition on the same sample (CKNNA and mutual kNN as Huh et al. 2024 define them, RSA with
+scipy, CKA with the project's own linear CKA), the permutation null (unrelated layers inside it,
+a rotated and rescaled copy at the maximum), and the null of the maximum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import pdist
+from scipy.stats import spearmanr
+
+from explorer.analysis.alignment import MEASURES, max_null, measures, pair_scores, permutations, prepare
+from explorer.analysis.similarity import layer_similarity
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def related(s: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((s, 24))
+    b = np.tanh(a @ rng.standard_normal((24, 40))) + 0.7 * rng.standard_normal((s, 40))
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def knn_sets(x: np.ndarray, k: int) -> list[set[int]]:
+    g = unit(x.astype(np.float64))
+    g = g @ g.T
+    return [set(np.argsort(-np.where(np.arange(len(g)) == i, -np.inf, row))[:k].tolist()) for i, row in enumerate(g)]
+
+
+def hsic_unbiased_by_definition(k: np.ndarray, l: np.ndarray) -> float:
+    """Song et al. 2012, eq. 5, term by term with the zero-diagonal matrices."""
+    m = len(k)
+    kt, lt = k.copy(), l.copy()
+    np.fill_diagonal(kt, 0)
+    np.fill_diagonal(lt, 0)
+    one = np.ones(m)
+    return float(
+        (
+            np.trace(kt @ lt)
+            + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
+            - 2 / (m - 2) * one @ kt @ lt @ one
+        )
+        / (m * (m - 3))
+    )
+
+
+def cknna_by_definition(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    ua, ub = unit(a.astype(np.float64)), unit(b.astype(np.float64))
+    ka, kb = ua @ ua.T, ub @ ub.T
+    na, nb = knn_sets(a, k), knn_sets(b, k)
+
+    def masked(sa: list[set[int]], sb: list[set[int]]) -> np.ndarray:
+        mask = np.zeros_like(ka, dtype=bool)
+        for i, (x, y) in enumerate(zip(sa, sb)):
+            mask[i, sorted(x & y)] = True
+        return mask
+
+    def sim(k1: np.ndarray, k2: np.ndarray, s1: list[set[int]], s2: list[set[int]]) -> float:
+        mask = masked(s1, s2)
+        return hsic_unbiased_by_definition(mask * k1, mask * k2)
+
+    return sim(ka, kb, na, nb) / (np.sqrt(sim(ka, ka, na, na) * sim(kb, kb, nb, nb)) + 1e-6)
+
+
+def test_each_measure_equals_its_definition() -> None:
+    a, b = related(120)
+    got = measures(prepare(a), prepare(b))
+    sa, sb = knn_sets(a, 10), knn_sets(b, 10)
+    assert got["mutual_knn"] == pytest.approx(np.mean([len(x & y) / 10 for x, y in zip(sa, sb)]), abs=1e-12)
+    assert got["cknna"] == pytest.approx(cknna_by_definition(a, b, 10), rel=1e-6)
+    rho = spearmanr(pdist(unit(a.astype(np.float64)), "correlation"), pdist(unit(b.astype(np.float64)), "correlation"))
+    assert got["rsa"] == pytest.approx(rho.statistic, abs=1e-9)
+    own = layer_similarity({"a": unit(a.astype(np.float64)), "b": unit(b.astype(np.float64))})
+    assert got["cka"] == pytest.approx(own.cka[0, 1], abs=1e-6)
+
+
+def test_unrelated_layers_score_inside_their_null() -> None:
+    inside = {m: 0 for m in MEASURES}
+    seeds = 100
+    for seed in range(seeds):
+        rng = np.random.default_rng(1000 + seed)
+        a = prepare(rng.standard_normal((150, 32)).astype(np.float32))
+        b = prepare(rng.standard_normal((150, 48)).astype(np.float32))
+        got = pair_scores(a, b, permutations(150, 50, random_state=seed))
+        for m in MEASURES:
+            inside[m] += got.row(m)[0] <= got.row(m)[2]
+    # a 95th-percentile test: unrelated pairs fall inside it about 95 times in 100
+    assert all(v >= 88 for v in inside.values()), inside
+    # ...and raw CKA between unrelated 32- and 48-wide layers is far from 0, the null's mean with it
+    assert got.row("cka")[1] > 0.1 and abs(got.row("cka")[3]) < 0.1
+
+
+def test_a_rotated_rescaled_copy_scores_the_maximum() -> None:
+    a, _ = related(200, seed=3)
+    q, _ = np.linalg.qr(np.random.default_rng(4).standard_normal((24, 24)))
+    copies = {"rotated and rescaled": (3.7 * a @ q).astype(np.float32), "rescaled": (3.7 * a).astype(np.float32)}
+    for name, copy in copies.items():
+        got = pair_scores(prepare(a), prepare(copy), permutations(200, 20))
+        # RSA's correlation distance centres each image's vector across the units, which a rotation
+        # of the units changes: it is at the maximum for the rescaled copy only (0.95 rotated here)
+        for m in MEASURES if name == "rescaled" else ("cka", "cknna", "mutual_knn"):
+            score, mean, p95, calibrated = got.row(m)
+            # 1 up to float32 features and CKNNA's 1e-6 guard
+            assert score == pytest.approx(1.0, abs=1e-3) and calibrated == pytest.approx(1.0, abs=1e-3), (name, m)
+            assert score > p95
+
+
+def test_the_maximum_over_layers_has_its_own_null() -> None:
+    a, b = related(150, seed=5)
+    rng = np.random.default_rng(6)
+    layers = [prepare(b), *(prepare(rng.standard_normal((150, 30)).astype(np.float32)) for _ in range(4))]
+    perms = permutations(150, 50)
+    pairs = [pair_scores(prepare(a), other, perms) for other in layers]
+    best, p95, mean = max_null(pairs, "cka")
+    assert best == pairs[0].score["cka"] and best > p95
+    assert p95 >= max(np.quantile(p.null["cka"], 0.95) for p in pairs) - 1e-12  # the maximum's null is wider
+    assert mean > np.mean([np.mean(p.null["cka"]) for p in pairs])
+
+
+def test_the_seed_decides_every_permutation() -> None:
+    a, b = related(100)
+    pa, pb = prepare(a), prepare(b)
+    one, two = pair_scores(pa, pb, permutations(100, 10, 1)), pair_scores(pa, pb, permutations(100, 10, 1))
+    other = pair_scores(pa, pb, permutations(100, 10, 2))
+    assert all(np.array_equal(one.null[m], two.null[m]) for m in MEASURES)
+    assert not np.array_equal(one.null["cka"], other.null["cka"])
