@@ -1,5 +1,6 @@
 """What recognising new classes adds to an analysis at scale (not a test): retrieval and
-verification, the few-shot curves and the unseen-class compression curve, against the rest of
+verification, the few-shot curves and the unseen-class compression curve (and issue 38's
+intrinsic dimension, timed with them), against the rest of
 the analysis after extraction (neighbour graphs, scores, PCA projections, CKA and overlap, LogME,
 compression curves), in the same child process, at each N.
 
@@ -76,6 +77,7 @@ def child(n: int, classes: int) -> dict:
         got = timed("retrieval and verification", lambda: cr.retrieval_run(dataset, run, spec, cache))
         timed("few-shot curves", lambda: cr.few_shot_run(dataset, run, spec, cache, scores))
         timed("unseen-class compression", lambda: cr.unseen_run(dataset, run, spec, cache))
+        timed("intrinsic dimension", lambda: cr.intrinsic_run(run, cache))
         new_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     last = got["l7"]
     return {
@@ -89,7 +91,7 @@ def child(n: int, classes: int) -> dict:
     }
 
 
-NEW = ("retrieval and verification", "few-shot curves", "unseen-class compression")
+NEW = ("retrieval and verification", "few-shot curves", "unseen-class compression", "intrinsic dimension")
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ most SAMPLE images (exact neighbours, faiss), so its cost does not grow with N; 
 dimension estimates depend on the sample's density, so compare layers at one sample size.
 The interval resamples the images' ratios (BOOT draws).
 
-RankMe: with s the singular values of the (N x D) feature matrix, p = s / sum(s), RankMe =
-exp(-sum p log p): between 1 and min(N, D), label-free, from the D x D Gram matrix in row chunks."""
+RankMe: with s the singular values of the (S x D) matrix of the same sample's features,
+p = s / sum(s), RankMe = exp(-sum p log p): between 1 and min(S, D), label-free."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def rankme(x: np.ndarray, eps: float = 1e-7) -> float:
 
 
 def intrinsic_dimension(x: np.ndarray, *, sample: int = SAMPLE, random_state: int = 0) -> IntrinsicDimension:
-    """TwoNN on a random sample of at most `sample` rows, with a bootstrap interval, and RankMe on all.
+    """TwoNN on a random sample of at most `sample` rows, with a bootstrap interval, and RankMe on
+    the same rows (its D x D Gram over all N rows cost 8 s of a 1,280-wide layer at 100,000 images).
 
     Args:
         x: (N, D) features (array or memory map; not modified).
@@ -101,11 +102,12 @@ def intrinsic_dimension(x: np.ndarray, *, sample: int = SAMPLE, random_state: in
     n = x.shape[0]
     rng = np.random.default_rng([random_state, 5])
     rows = np.sort(rng.choice(n, min(n, sample), replace=False))
-    mu = neighbour_ratios(np.asarray(x[rows], dtype=np.float32))
+    xs = np.asarray(x[rows], dtype=np.float32)
+    mu = neighbour_ratios(xs)
     estimate = twonn_slope(mu)
     if len(mu) >= 10:
         draws = [twonn_slope(mu[rng.integers(0, len(mu), len(mu))]) for _ in range(BOOT)]
         low, high = (float(v) for v in np.nanquantile(draws, [0.025, 0.975]))
     else:
         low = high = float("nan")
-    return IntrinsicDimension(estimate, low, high, rankme(x), len(rows))
+    return IntrinsicDimension(estimate, low, high, rankme(xs), len(rows))
