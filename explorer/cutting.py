@@ -338,7 +338,8 @@ def make_embedder(
     (analysis/unseen.split_classes): the projection is fitted on the first half only, and the
     exported program embeds images of the second half, classes it never saw, to measure its
     retrieval (MAP@R, precision@1, verification AUC) for the model card. Otherwise a PCA is fitted
-    on every image and nothing is measured.
+    on every image and nothing is measured. Each image is decoded once: the projection's images by
+    extraction, the held-out ones by the exported program.
 
     Args:
         dataset: the images (labels optional, except for `reduce="lda"`).
@@ -364,26 +365,27 @@ def make_embedder(
         raise ValueError(f"--dims {dims} must be at least 1")
     cache = cache or FeatureCache()
     spec = spec.replace(model=canonical(spec.model))
-    run = extract_features(
-        dataset, spec, cache=cache, progress=progress, max_pixels=max_pixels, should_stop=should_stop
-    )
-    _check(should_stop)
     layer = spec.layers[0]
-    feats = run.features[layer]
-    readable = np.array([i for i in range(len(dataset)) if i not in run.unreadable], dtype=np.int64)
-    labels = np.asarray(dataset.labels, dtype=str)[readable] if dataset.labels is not None else None
+    labels = np.asarray(dataset.labels, dtype=str) if dataset.labels is not None else None
     y = np.unique(labels, return_inverse=True)[1] if labels is not None else None
     seen, unseen = split_classes(y, spec.random_state) if y is not None else (np.array([]), np.array([]))
     held_out = len(seen) >= 2 and len(unseen) >= 2
     if reduce == "lda" and not held_out:
         raise ValueError("--reduce lda needs labels of at least 4 classes with 2 images each (class folders)")
-    fit_rows = readable[np.isin(y, seen)] if held_out else readable
+    fit_rows = np.flatnonzero(np.isin(y, seen)) if held_out else np.arange(len(dataset))
+    # each image decoded once: the projection's images by extraction, the held-out classes' by the
+    # exported program; with no projection, one image resolves the layer and its input size
+    fit_ds = dataset.take(fit_rows if reduce is not None else fit_rows[:1])
+    run = extract_features(fit_ds, spec, cache=cache, progress=progress, max_pixels=max_pixels, should_stop=should_stop)
+    _check(should_stop)
+    feats = run.features[layer]
+    readable = np.array([i for i in range(len(fit_ds)) if i not in run.unreadable], dtype=np.int64)
     projection = None
     if reduce is not None:
         if progress:
             progress(f"fitting the {reduce.upper()} projection", 0, 1)
-        fit_y = y[np.isin(y, seen)] if held_out else None
-        projector = fit_projection(np.asarray(feats[fit_rows]), fit_y, reduce, dims)
+        fit_y = y[fit_rows][readable] if held_out else None
+        projector = fit_projection(np.asarray(feats[readable]), fit_y, reduce, dims)
         projection = (projector.mean, projector.weights)
     pre, build_features = _network_up_to(spec, run)
     if progress:
@@ -394,8 +396,8 @@ def make_embedder(
     out_dim = int(projection[1].shape[1]) if projection is not None else int(feats.shape[1])
     test: dict[str, Any] = {}
     if held_out:
-        test_rows = readable[np.isin(y, unseen)]
-        test_rows = test_rows[stratified_rows(y[np.isin(y, unseen)], EMBEDDER_TEST_IMAGES, spec.random_state)]
+        test_rows = np.flatnonzero(np.isin(y, unseen))
+        test_rows = test_rows[stratified_rows(y[test_rows], EMBEDDER_TEST_IMAGES, spec.random_state)]
         test_ds = dataset.take(test_rows)
         emb, errors = program_outputs(
             program.module(),
@@ -427,7 +429,7 @@ def make_embedder(
         "layer_dim": int(feats.shape[1]),
         "dim": out_dim,
         "reduce": reduce or "none",
-        "fit_images": len(fit_rows) if reduce else 0,
+        "fit_images": len(readable) if reduce else 0,
         "fit_classes": [str(c) for c in np.unique(labels)[seen]] if (reduce and held_out) else [],
         "pooling": spec.pooling,
         "input_size": run.profile.input_size,

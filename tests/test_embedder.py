@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from explorer import cutting
@@ -74,6 +76,26 @@ def test_a_gallery_file_round_trips_without_pickle_and_refuses_strangers(tmp_pat
     (tmp_path / "junk.npz").write_bytes(b"\x00" * 300)
     with pytest.raises(ValueError, match="not a gallery"):
         embedder_files.load_gallery(tmp_path / "junk.npz", "abc")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=4096), cut=st.integers(0, 4096), flip=st.integers(0, 255))
+def test_any_bytes_as_a_gallery_are_a_gallery_or_one_sentence(tmp_path: Path, data: bytes, cut: int, flip: int) -> None:
+    """A stranger's gallery.npz: random bytes, and a real gallery cut short or with a byte changed."""
+    g = enrol(np.random.default_rng(2).standard_normal((12, 4)), np.repeat(["a", "b", "c"], 4), far=0.1)
+    real = embedder_files.save_gallery(tmp_path / "real.npz", g, "abc").read_bytes()
+    damaged = bytearray(real[: max(cut, 1)])
+    damaged[min(cut, len(damaged) - 1)] ^= flip
+    for i, body in enumerate((data, bytes(damaged))):
+        path = tmp_path / f"fuzz{i}.npz"
+        path.write_bytes(body)
+        try:
+            back = embedder_files.load_gallery(path, "abc")
+        except ValueError as e:
+            assert "\n" not in str(e)
+        else:
+            assert back.prototypes.ndim == 2 and len(back.classes) == len(back.prototypes)
+            assert np.isfinite(back.prototypes).all()
 
 
 @pytest.mark.slow

@@ -146,22 +146,21 @@ def load_gallery(path: str | Path, embedder: str) -> Gallery:
     try:
         with np.load(path, allow_pickle=False) as z:
             got = {k: z[k] for k in ("classes", "prototypes", "counts", "threshold", "far", "impostors", "embedder")}
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise ValueError(f"{str(path)!r} is not a gallery saved by `predict --save-gallery` ({e})") from None
-    if str(got["embedder"]) != embedder:
+        name = str(got["embedder"])
+        prototypes = np.asarray(got["prototypes"], dtype=np.float32)
+        classes = np.asarray(got["classes"], dtype=str)
+        counts, threshold = np.asarray(got["counts"], dtype=np.int64), float(got["threshold"])
+        far, impostors = float(got["far"]), int(got["impostors"])
+    except Exception as e:  # noqa: BLE001 (a stranger's bytes: zip, zlib, npy header, shape and dtype errors alike)
+        raise ValueError(
+            f"{str(path)!r} is not a gallery saved by `predict --save-gallery` ({type(e).__name__})"
+        ) from None
+    if name != embedder:
         raise ValueError(f"{str(path)!r} was enrolled with another embedder: enrol the gallery folder again")
-    prototypes = np.asarray(got["prototypes"], dtype=np.float32)
-    classes = np.asarray(got["classes"], dtype=str)
-    if prototypes.ndim != 2 or len(classes) != len(prototypes) or not np.isfinite(prototypes).all():
+    consistent = prototypes.ndim == 2 and classes.ndim == 1 and len(classes) == len(prototypes)
+    if not consistent or not np.isfinite(prototypes).all() or not np.isfinite(threshold):
         raise ValueError(f"{str(path)!r} is not a consistent gallery (classes and prototypes disagree)")
-    return Gallery(
-        classes,
-        prototypes,
-        np.asarray(got["counts"]),
-        float(got["threshold"]),
-        float(got["far"]),
-        int(got["impostors"]),
-    )
+    return Gallery(classes, prototypes, counts, threshold, far, impostors)
 
 
 def model_card(m: dict[str, Any], command: str) -> str:
