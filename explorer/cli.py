@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, cutting
+from . import __version__, cutting, embedding
 from .analysis.leaderboard import RANK_COLUMNS
 from .analysis.open_set import UNKNOWN
 from .analysis.uncertainty import accuracy_interval
@@ -213,9 +213,9 @@ def _cut_embedder(
     bar: StageBar,
     command: str,
 ) -> int:
-    """`cut --embedding`: the network up to the layer, no head (cutting.make_embedder)."""
+    """`cut --embedding`: the network up to the layer, no head (embedding.make_embedder)."""
     try:
-        got = cutting.make_embedder(
+        got = embedding.make_embedder(
             dataset,
             spec,
             args.out,
@@ -282,7 +282,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_gallery(args: argparse.Namespace) -> int:
     """`predict --gallery`: enrol (or read) a gallery with an embedder and recognise each query
-    as its nearest class or `unknown` (cutting.enrol_gallery, cutting.recognise_images)."""
+    as its nearest class or `unknown` (embedding.enrol_gallery, embedding.recognise_images)."""
     if not embedder_files.is_embedder(args.model):
         raise ValueError(f"--gallery needs an embedder folder (`cut --embedding`); {args.model!r} is not one")
     if not args.gallery:
@@ -298,7 +298,7 @@ def _predict_gallery(args: argparse.Namespace) -> int:
         else:
             enrolled = _load(args.gallery, args, bar, cache)
             try:
-                gallery = cutting.enrol_gallery(
+                gallery = embedding.enrol_gallery(
                     embedder,
                     enrolled,
                     far=args.far,
@@ -311,7 +311,7 @@ def _predict_gallery(args: argparse.Namespace) -> int:
                 embedder_files.save_gallery(args.save_gallery, gallery, embedder.identity)
         dataset = _load(args.data, args, bar, cache)
         try:
-            table = cutting.recognise_images(
+            table = embedding.recognise_images(
                 embedder, gallery, dataset, max_pixels=args.max_pixels, progress=lambda d, t: bar("recognising", d, t)
             )
         finally:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from explorer import cutting
+from explorer import embedding
 from explorer.analysis.open_set import UNKNOWN, enrol, recognise
 from explorer.analysis.unseen import split_classes
 from explorer.cli import main
@@ -111,11 +111,11 @@ def test_the_program_gives_the_layers_features_projected_and_normalised(tmp_path
     spec = ExtractSpec(model="mobilenet_v2", weights="none", layers=(LAYER,))
     cache = FeatureCache(tmp_path / "c")
     dims = {None: None, "pca": 3, "lda": 1}[reduce]  # LDA on the 2 classes of the fitted half: 1 dimension
-    got = cutting.make_embedder(dataset, spec, tmp_path / "emb", reduce=reduce, dims=dims, cache=cache)
+    got = embedding.make_embedder(dataset, spec, tmp_path / "emb", reduce=reduce, dims=dims, cache=cache)
     m = got.metrics
     assert set(got.files) == set(embedder_files.FILES) and m["kind"] == "embedder"
     assert m["dim"] == (dims or 160) and m["layer_dim"] == 160
-    emb, errors = cutting.embed(tmp_path / "emb", dataset)
+    emb, errors = embedding.embed(tmp_path / "emb", dataset)
     assert not any(errors) and emb.shape == (len(dataset), m["dim"])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     feats = np.asarray(extract_features(dataset, spec, cache=cache).features[LAYER])

@@ -37,7 +37,10 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("analysis", ("explorer.analysis",)),
     ("comparison", ("explorer.comparison", "explorer.request", "explorer.run")),
     ("output", ("explorer.output",)),
-    ("entry points", ("explorer.api", "explorer.cli", "explorer.__main__", "explorer.cutting", "explorer.ui")),
+    (
+        "entry points",
+        ("explorer.api", "explorer.cli", "explorer.__main__", "explorer.cutting", "explorer.embedding", "explorer.ui"),
+    ),
 ]
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import streamlit as st
 
-from .. import cutting
+from .. import cutting, embedding
 from ..analysis.leaderboard import RANK_COLUMNS, best_cut, filter_cuts
 from ..comparison import Comparison
 from ..config import DataSpec, ExtractSpec
@@ -42,11 +42,11 @@ class CutExport:
 
 
 def cut_job(
-    comp: Comparison, model: str, layer: str, source: str, cache: Any, limits: Any, embedding: bool = False
+    comp: Comparison, model: str, layer: str, source: str, cache: Any, limits: Any, as_embedder: bool = False
 ) -> Any:
     """The function a worker runs to export the cut of run `model` at `layer`, on the images of the
     analysis (read again from `source`, within `limits`): with a head (a stratified fifth held out
-    to test), or, `embedding`, as an embedder with no head (tested on half the classes)."""
+    to test), or, `as_embedder`, as an embedder with no head (tested on half the classes)."""
 
     run = next(r for r in comp.runs if r.label == model)
     spec = ExtractSpec(
@@ -69,8 +69,8 @@ def cut_job(
         try:
             flags = f"--model {spec.model} --weights {spec.weights} --layer {layer} --pooling {spec.pooling} --tokens {spec.token_pooling}"
             made: Any
-            if embedding:
-                made = cutting.make_embedder(
+            if as_embedder:
+                made = embedding.make_embedder(
                     ds,
                     spec,
                     folder,
@@ -92,7 +92,7 @@ def cut_job(
                     command=f"python -m explorer cut --data {source} {flags} --test-split {TEST_SPLIT} --out cut/",
                     should_stop=job.should_stop,
                 )
-            kind = "embedder" if embedding else "cut"
+            kind = "embedder" if as_embedder else "cut"
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
                 for name in made.files:

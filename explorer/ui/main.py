@@ -187,12 +187,12 @@ def _queue_for_this_session(make: Callable[[Result], Callable[[Job], Any]], forg
     st.session_state.pop(forget, None)
 
 
-def export_cut(model: str, layer: str, embedding: bool = False) -> None:
+def export_cut(model: str, layer: str, as_embedder: bool = False) -> None:
     """The "Export this cut" (and "Export as an embedder") button's callback: queue the export of
     the shown result's cut of `model` at `layer`."""
     rt = runtime.current()
     _queue_for_this_session(
-        lambda r: cut_job(r.comparison, model, layer, r.inputs.data, rt.cache, rt.mode.limits, embedding),
+        lambda r: cut_job(r.comparison, model, layer, r.inputs.data, rt.cache, rt.mode.limits, as_embedder),
         "cut_export",
     )
 
