@@ -485,10 +485,17 @@ def test_similarity_nulls_write_the_long_table(tmp_path: Path) -> None:
     table = pd.read_csv(out / "similarity.csv")
     contract = ["model_a", "layer_a", "model_b", "layer_b", "measure", "score", "null_mean", "null_p95", "calibrated"]
     assert list(table.columns[:11]) == [*contract, "low", "high"]
+    measures = {"cka", "cknna", "mutual_knn", "rsa", "procrustes"}
     pairs = table[table["layer_b"] != "*"]
-    assert len(pairs) == 6 * 4 and set(pairs["measure"]) == {"cka", "cknna", "mutual_knn", "rsa"}
-    assert (pairs["null_mean"] <= pairs["null_p95"]).all()
-    assert np.allclose(pairs["calibrated"], (pairs["score"] - pairs["null_mean"]) / (1 - pairs["null_mean"]))
+    assert len(pairs) == 6 * 5 and set(pairs["measure"]) == measures and (pairs["sample"] == 80).all()
+    similar, distance = pairs[pairs["measure"] != "procrustes"], pairs[pairs["measure"] == "procrustes"]
+    assert (similar["null_mean"] <= similar["null_p95"]).all() and (distance["null_p95"] <= distance["null_mean"]).all()
+    assert np.allclose(similar["calibrated"], (similar["score"] - similar["null_mean"]) / (1 - similar["null_mean"]))
+    assert np.allclose(distance["calibrated"], 1 - distance["score"] / distance["null_mean"])
+    assert (pairs["low"] <= pairs["score"]).all() and (pairs["score"] <= pairs["high"]).all()
     most = table[table["layer_b"] == "*"]  # each layer's most similar layer of the other model, against the max's null
-    assert len(most) == 4 * 4 and set(most["model_b"]) == {"mobilenet_v2", "mobilenet_v2[random]"}
-    assert (table["inside_null"] == (table["score"] <= table["null_p95"])).all()
+    assert len(most) == 4 * 5 and set(most["model_b"]) == {"mobilenet_v2", "mobilenet_v2[random]"}
+    assert most["low"].isna().all()
+    is_distance = table["measure"] == "procrustes"
+    inside = (table["score"] <= table["null_p95"]).where(~is_distance, table["score"] >= table["null_p95"])
+    assert (table["inside_null"] == inside).all()

@@ -10,14 +10,25 @@ Huh et al. 2024 (platonic-rep's metrics):
 - `cknna`: CKA restricted to mutual k-nearest neighbours, with the unbiased HSIC (Huh et al. 2024);
 - `mutual_knn`: the mean share of an image's k nearest neighbours the two layers have in common;
 - `rsa`: the Spearman correlation of the two layers' correlation-distance dissimilarity matrices
-  (their upper triangles).
+  (their upper triangles);
+- `procrustes`: the angular orthogonal-Procrustes shape distance of Williams et al. 2021, on the raw
+  pooled features, each centred and scaled to unit Frobenius norm: arccos of the nuclear norm of
+  XᵀY, 0 for the same shape up to rotation, reflection and scale, π/2 at most. It is a distance:
+  lower is more similar.
 
 The null: PERMUTATIONS seeded permutations of the second layer's images; each measure recomputed
 from the permuted matrices (O(S^2) each: the Gram, neighbour and rank matrices are permuted, not
 recomputed). `calibrated` = (score - null mean) / (1 - null mean): 0 is what unrelated layers
-score, 1 identical ones; a score at or below the null's 95th percentile is inside the null. For a
-layer of one model against every layer of another, the null of the maximum over those layers
-(the same permutations) tests "the most similar layer"."""
+score, 1 identical ones; a score at or below the null's 95th percentile is inside the null. For the
+distance, calibrated = 1 - distance / null mean (again 0 at the null, 1 identical), and the null's
+edge is its 5th percentile: a distance at or above it is inside the null. For a layer of one model
+against every layer of another, the null of the maximum (of the minimum distance) over those
+layers, under the same permutations, tests "the most similar layer".
+
+The interval: BOOTSTRAPS seeded resamples of the sample's images, the same rows for both layers,
+each measure recomputed from the resampled matrices (neighbourhoods as found on the whole sample;
+pairs of an image with its own copy left out of RSA); low and high are the 2.5th and 97.5th
+percentiles, taken relative to the resamples' median and placed at the score."""
 
 from __future__ import annotations
 
@@ -28,19 +39,22 @@ import numpy as np
 from .chunked import unit_rows
 from .retrieval import stratified_rows
 
-SAMPLE = 500  # images every S x S matrix is built on, at most
+SAMPLE = 300  # images every S x S matrix is built on, at most (a pair costs about 0.5 s: 100 evaluations)
 KNN = 10  # neighbours of cknna and mutual_knn (platonic-rep's usual k)
 PERMUTATIONS = 50  # of the null, per pair of layers
-MEASURES = ("cka", "cknna", "mutual_knn", "rsa")
+BOOTSTRAPS = 50  # resamples of the interval, per pair of layers
+MEASURES = ("cka", "cknna", "mutual_knn", "rsa", "procrustes")
+DISTANCES = frozenset({"procrustes"})  # lower is more similar
 
 
 @dataclass
 class Prepared:
-    """One layer on the sample: its Gram matrix (unit rows), neighbour mask and RDM ranks."""
+    """One layer on the sample: its Gram matrix (unit rows), neighbour mask, RDM ranks and shape."""
 
     gram: np.ndarray  # (S, S) float64
     knn: np.ndarray  # (S, S) bool: row i's k nearest others
     ranks: np.ndarray  # (S, S) float64: ranks of the correlation distances (upper triangle used)
+    shape: np.ndarray  # (S, r) float64: the raw features centred, unit Frobenius norm, rotated to r <= S columns
 
 
 def sample_rows(n: int, labels: np.ndarray | None, size: int = SAMPLE, random_state: int = 0) -> np.ndarray:
@@ -72,16 +86,44 @@ def prepare(x: np.ndarray, k: int = KNN) -> Prepared:
     ranks = np.zeros((s, s))
     ranks[iu] = rankdata(rdm[iu])
     ranks = ranks + ranks.T
-    return Prepared(gram, knn, ranks)
+    return Prepared(gram, knn, ranks, _shape(np.asarray(x, dtype=np.float64)))
+
+
+def _shape(x: np.ndarray) -> np.ndarray:
+    """x centred and scaled to unit Frobenius norm; wider than tall, rotated onto its S left
+    singular directions (U Σ: the same shape, fewer columns)."""
+    c = x - x.mean(0)
+    norm = np.linalg.norm(c)
+    c = c / norm if norm > 0 else c
+    if c.shape[1] > c.shape[0]:
+        u, sv, _ = np.linalg.svd(c, full_matrices=False)
+        c = u * sv
+    return c
+
+
+def nuclear_norm(m: np.ndarray) -> float:
+    """The sum of m's singular values, from the eigenvalues of the smaller of m mᵀ and mᵀ m."""
+    small = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(small), 0, None)).sum())
+
+
+def procrustes_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Williams et al.'s angular shape distance of two centred, unit-norm (S, r) matrices."""
+    return float(np.arccos(np.clip(nuclear_norm(a.T @ b), 0.0, 1.0)))
 
 
 def hsic_unbiased(k: np.ndarray, l: np.ndarray) -> float:
     """Song et al. 2012's unbiased HSIC, in O(S^2) (the matrix product's sum from row sums)."""
-    m = k.shape[0]
     kt, lt = k.copy(), l.copy()
     np.fill_diagonal(kt, 0)
     np.fill_diagonal(lt, 0)
-    value = np.sum(kt * lt.T) + kt.sum() * lt.sum() / ((m - 1) * (m - 2)) - 2 * kt.sum(0) @ lt.sum(1) / (m - 2)
+    return _hsic_hollow(kt, lt)
+
+
+def _hsic_hollow(kt: np.ndarray, lt: np.ndarray) -> float:
+    """hsic_unbiased of two matrices whose diagonals are already zero."""
+    m = kt.shape[0]
+    value = np.vdot(kt, lt.T) + kt.sum() * lt.sum() / ((m - 1) * (m - 2)) - 2 * kt.sum(0) @ lt.sum(1) / (m - 2)
     return float(value / (m * (m - 3)))
 
 
@@ -90,32 +132,77 @@ def _centred(k: np.ndarray) -> np.ndarray:
 
 
 def _cknna_part(ka: np.ndarray, kb: np.ndarray, ma: np.ndarray, mb: np.ndarray) -> float:
+    """The unbiased HSIC of the two Grams kept where both layers call j a neighbour of i (a
+    neighbour mask has no diagonal, so neither has the masked matrix)."""
     mask = ma & mb
-    return hsic_unbiased(np.where(mask, ka, 0.0), np.where(mask, kb, 0.0))
+    return _hsic_hollow(np.where(mask, ka, 0.0), np.where(mask, kb, 0.0))
+
+
+def _rows(m: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    return m if rows is None else m[rows][:, rows]
+
+
+def _standard(v: np.ndarray) -> np.ndarray:
+    return (v - v.mean()) / max(float(v.std()), 1e-300)
+
+
+def _self_terms(a: Prepared, b: Prepared) -> dict:
+    """What a permutation of b's images leaves unchanged: a's centred Gram, both Grams' norms,
+    each layer's CKNNA with itself, a's standardised distance ranks and b's (a permutation
+    only reorders b's ranks, so their mean and spread stay)."""
+    s = len(a.gram)
+    iu = np.triu_indices(s, 1)
+    ca = _centred(a.gram)
+    zb = np.zeros((s, s))
+    zb[iu] = _standard(b.ranks[iu])
+    return {
+        "iu": iu,
+        "ca": ca,
+        "norms": np.sqrt(np.sum(ca**2) * np.sum(_centred(b.gram) ** 2)),
+        "aa": _cknna_part(a.gram, a.gram, a.knn, a.knn),
+        "bb": _cknna_part(b.gram, b.gram, b.knn, b.knn),
+        "za": _standard(a.ranks[iu]),
+        "zb": zb + zb.T,
+        "k": max(int(a.knn[0].sum()), 1),
+    }
 
 
 def measures(a: Prepared, b: Prepared, perm: np.ndarray | None = None, self_terms: dict | None = None) -> dict:
     """Every measure of (a, b), b's images permuted by `perm` (None: as they are). `self_terms`
-    caches what depends on one layer alone (its centred Gram's norm, its CKNNA self-similarity)."""
-    if perm is None:
-        gb, mb, rb = b.gram, b.knn, b.ranks
-    else:
-        gb, mb, rb = b.gram[np.ix_(perm, perm)], b.knn[np.ix_(perm, perm)], b.ranks[np.ix_(perm, perm)]
+    caches what a permutation leaves unchanged (_self_terms), across the calls of one pair."""
     terms = self_terms if self_terms is not None else {}
-    if "ca" not in terms:
-        terms["ca"] = _centred(a.gram)
-        terms["cb"] = _centred(b.gram)  # a permutation leaves its norm and self-similarity unchanged
-        terms["aa"] = _cknna_part(a.gram, a.gram, a.knn, a.knn)
-        terms["bb"] = _cknna_part(b.gram, b.gram, b.knn, b.knn)
-        terms["norms"] = np.sqrt(np.sum(terms["ca"] ** 2) * np.sum(terms["cb"] ** 2))
-    cka = float(np.sum(terms["ca"] * _centred(gb)) / terms["norms"]) if terms["norms"] > 0 else float("nan")
+    if not terms:
+        terms.update(_self_terms(a, b))
+    gb, mb = _rows(b.gram, perm), _rows(b.knn, perm)
+    # <H Ka H, Kb> = <H Ka H, H Kb H>: b's permuted Gram needs no centring
+    cka = float(np.vdot(terms["ca"], gb) / terms["norms"]) if terms["norms"] > 0 else float("nan")
     denominator = np.sqrt(terms["aa"] * terms["bb"]) + 1e-6  # platonic-rep's guard
     cknna = _cknna_part(a.gram, gb, a.knn, mb) / denominator
+    mutual = float(np.count_nonzero(a.knn & mb) / (len(mb) * terms["k"]))
+    i, j = terms["iu"]
+    zb = terms["zb"][i, j] if perm is None else terms["zb"][perm[i], perm[j]]
+    rsa = float(np.dot(terms["za"], zb) / len(zb))  # Pearson's r of the ranks: Spearman's
+    procrustes = procrustes_angle(a.shape, b.shape if perm is None else b.shape[perm])
+    return {"cka": cka, "cknna": float(cknna), "mutual_knn": mutual, "rsa": rsa, "procrustes": procrustes}
+
+
+def resampled(a: Prepared, b: Prepared, rows: np.ndarray) -> dict:
+    """Every measure of (a, b) on the images `rows` (a bootstrap resample: repeats allowed), the
+    same rows for both layers; neighbourhoods and distance ranks as found on the whole sample."""
+    ga, gb = _rows(a.gram, rows), _rows(b.gram, rows)
+    ma, mb = _rows(a.knn, rows), _rows(b.knn, rows)
+    ca = _centred(ga)
+    norms = np.sqrt(np.sum(ca**2) * np.sum(_centred(gb) ** 2))
+    cka = float(np.vdot(ca, gb) / norms) if norms > 0 else float("nan")
+    cknna = _cknna_part(ga, gb, ma, mb) / (np.sqrt(_cknna_part(ga, ga, ma, ma) * _cknna_part(gb, gb, mb, mb)) + 1e-6)
     k = max(int(a.knn[0].sum()), 1)
-    mutual = float(np.mean((a.knn & mb).sum(1) / k))
-    iu = np.triu_indices(len(a.gram), 1)
-    rsa = float(np.corrcoef(a.ranks[iu], rb[iu])[0, 1])
-    return {"cka": cka, "cknna": float(cknna), "mutual_knn": mutual, "rsa": rsa}
+    mutual = float(np.count_nonzero(a.knn[rows] & b.knn[rows]) / (len(rows) * k))  # each drawn image's own overlap
+    i, j = np.triu_indices(len(rows), 1)
+    distinct = rows[i] != rows[j]  # an image and its own copy are no pair
+    i, j = rows[i[distinct]], rows[j[distinct]]
+    rsa = float(np.corrcoef(a.ranks[i, j], b.ranks[i, j])[0, 1])
+    procrustes = procrustes_angle(_shape(a.shape[rows]), _shape(b.shape[rows]))
+    return {"cka": cka, "cknna": float(cknna), "mutual_knn": mutual, "rsa": rsa, "procrustes": procrustes}
 
 
 @dataclass(frozen=True)
@@ -124,13 +211,42 @@ class PairScores:
 
     score: dict[str, float]
     null: dict[str, np.ndarray]  # (PERMUTATIONS,) per measure
+    boot: dict[str, np.ndarray]  # (BOOTSTRAPS,) per measure
+    sample: int  # images the measures were computed on
 
     def row(self, measure: str) -> tuple[float, float, float, float]:
-        """(score, null mean, null 95th percentile, calibrated)."""
-        s, draws = self.score[measure], self.null[measure]
-        mean, p95 = float(np.mean(draws)), float(np.quantile(draws, 0.95))
-        calibrated = (s - mean) / (1 - mean) if mean < 1 else float("nan")
-        return s, mean, p95, calibrated
+        """(score, null mean, the null's edge, calibrated): the edge is the 95th percentile of a
+        similarity, the 5th of a distance."""
+        return calibrate(measure, self.score[measure], self.null[measure])
+
+    def interval(self, measure: str) -> tuple[float, float]:
+        """The bootstrap's 95 % interval (NaN, NaN without resamples): the resamples' 2.5th and
+        97.5th percentiles relative to their median, placed at the score (repeated images inflate
+        CKA-like scores, so the resamples sit above the score; as similarity.cka_interval)."""
+        draws = self.boot[measure]
+        if not len(draws):
+            return float("nan"), float("nan")
+        low, mid, high = np.quantile(draws, [0.025, 0.5, 0.975])
+        return float(self.score[measure] + low - mid), float(self.score[measure] + high - mid)
+
+
+def calibrate(measure: str, score: float, draws: np.ndarray) -> tuple[float, float, float, float]:
+    """(score, null mean, the null's edge on the similar side, calibrated score)."""
+    mean = float(np.mean(draws))
+    edge = float(np.quantile(draws, 0.05 if measure in DISTANCES else 0.95))
+    return score, mean, edge, calibrated(measure, score, mean)
+
+
+def calibrated(measure: str, score: float, null_mean: float) -> float:
+    """0 at the null's mean, 1 for identical layers: (s - m) / (1 - m), or 1 - d / m for a distance."""
+    if measure in DISTANCES:
+        return 1 - score / null_mean if null_mean > 0 else float("nan")
+    return (score - null_mean) / (1 - null_mean) if null_mean < 1 else float("nan")
+
+
+def inside_null(measure: str, score: float, edge: float) -> bool:
+    """Whether a score is no better than the null's edge (row's third value)."""
+    return bool(score >= edge) if measure in DISTANCES else bool(score <= edge)
 
 
 def permutations(s: int, count: int = PERMUTATIONS, random_state: int = 0) -> list[np.ndarray]:
@@ -140,17 +256,71 @@ def permutations(s: int, count: int = PERMUTATIONS, random_state: int = 0) -> li
     return [rng.permutation(s) for _ in range(count)]
 
 
-def pair_scores(a: Prepared, b: Prepared, perms: list[np.ndarray]) -> PairScores:
-    """Scores of (a, b) and their permutation null."""
+def resamples(s: int, count: int = BOOTSTRAPS, random_state: int = 0) -> list[np.ndarray]:
+    """The interval's bootstrap resamples of the sample: the same for every pair."""
+    rng = np.random.default_rng([random_state, 8])
+    return [np.sort(rng.integers(0, s, s)) for _ in range(count)]
+
+
+def pair_scores(a: Prepared, b: Prepared, perms: list[np.ndarray], boots: list[np.ndarray] | None = None) -> PairScores:
+    """Scores of (a, b), their permutation null and (with `boots`) their bootstrap draws."""
     terms: dict = {}
     score = measures(a, b, None, terms)
     draws = [measures(a, b, p, terms) for p in perms]
-    return PairScores(score, {m: np.array([d[m] for d in draws]) for m in MEASURES})
+    again = [resampled(a, b, rows) for rows in boots or []]
+    return PairScores(
+        score,
+        {m: np.array([d[m] for d in draws]) for m in MEASURES},
+        {m: np.array([d[m] for d in again]) for m in MEASURES},
+        len(a.gram),
+    )
 
 
 def max_null(pairs: list[PairScores], measure: str) -> tuple[float, float, float]:
-    """For one layer against several: (the best score, the null's 95th percentile of the maximum
-    over those layers under the same permutations, its mean)."""
-    best = max(p.score[measure] for p in pairs)
-    draws = np.max(np.stack([p.null[measure] for p in pairs]), axis=0)
-    return best, float(np.quantile(draws, 0.95)), float(np.mean(draws))
+    """For one layer against several: (the best score, the null's edge for the best over those
+    layers under the same permutations, that null's mean). Best is the maximum of a similarity,
+    the minimum of a distance; the edge the 95th percentile of the null's maxima, or the 5th of
+    its minima."""
+    pick = np.min if measure in DISTANCES else np.max
+    best = float(pick([p.score[measure] for p in pairs]))
+    draws = pick(np.stack([p.null[measure] for p in pairs]), axis=0)
+    _, mean, edge, _ = calibrate(measure, best, draws)
+    return best, edge, mean
+
+
+@dataclass(frozen=True)
+class MeasureMatrices:
+    """One measure over every pair of layers, (L, L) each, symmetric; the diagonal is a layer with
+    itself (the best score, calibrated 1, never inside the null)."""
+
+    score: np.ndarray
+    null_mean: np.ndarray
+    edge: np.ndarray  # the null's 95th percentile (5th for a distance)
+    calibrated: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    inside: np.ndarray  # bool: the score is inside the null
+    sample: int
+
+
+def measure_matrices(pairs: dict[tuple[str, str], PairScores], names: list[str], measure: str) -> MeasureMatrices:
+    """`measure` of every pair of `names` (layer keys, as alignment_run keys its pairs) as matrices."""
+    size = len(names)
+    best = 0.0 if measure in DISTANCES else 1.0
+    out = {f: np.full((size, size), np.nan) for f in ("score", "null_mean", "edge", "calibrated", "low", "high")}
+    inside = np.zeros((size, size), dtype=bool)
+    np.fill_diagonal(out["score"], best)
+    np.fill_diagonal(out["calibrated"], 1.0)
+    sample = 0
+    index = {n: i for i, n in enumerate(names)}
+    for (a, b), pair in pairs.items():
+        if a not in index or b not in index:
+            continue
+        i, j = index[a], index[b]
+        values = dict(zip(("score", "null_mean", "edge", "calibrated"), pair.row(measure)))
+        values["low"], values["high"] = pair.interval(measure)
+        for f, v in values.items():
+            out[f][i, j] = out[f][j, i] = v
+        inside[i, j] = inside[j, i] = inside_null(measure, values["score"], values["edge"])
+        sample = pair.sample
+    return MeasureMatrices(**out, inside=inside, sample=sample)

@@ -19,7 +19,7 @@ from ..networks.cost import cut_costs
 from ..networks.sources import source_of
 from ..progress import StageProgress
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
-from .alignment import MEASURES, PairScores, pair_scores, permutations, prepare, sample_rows
+from .alignment import MEASURES, PairScores, pair_scores, permutations, prepare, resamples, sample_rows
 from .compression import CompressionCurve, compression_curve
 from .few_shot import FewShot, few_shot_curve
 from .intrinsic import IntrinsicDimension, intrinsic_dimension
@@ -242,6 +242,8 @@ def alignment_run(
             pair: PairScores(
                 {m: float(got["score"][j, k]) for k, m in enumerate(MEASURES)},
                 {m: got["null"][j, k] for k, m in enumerate(MEASURES)},
+                {m: got["boot"][j, k] for k, m in enumerate(MEASURES)},
+                int(got["sample"]),
             )
             for j, pair in enumerate(pairs)
         }
@@ -252,11 +254,12 @@ def alignment_run(
             progress("similarity measures", i, len(names) + len(pairs))
         prepared[name] = prepare(np.asarray(feats[name][rows], dtype=np.float32))
     perms = permutations(len(rows), random_state=random_state)
+    boots = resamples(len(rows), random_state=random_state)
     out = {}
     for j, (a, b) in enumerate(pairs):
         if progress:
             progress("similarity measures", len(names) + j, len(names) + len(pairs))
-        out[(a, b)] = pair_scores(prepared[a], prepared[b], perms)
+        out[(a, b)] = pair_scores(prepared[a], prepared[b], perms, boots)
     cache.put_result(
         key,
         {
@@ -264,6 +267,9 @@ def alignment_run(
             "score": np.array([[out[p].score[m] for m in MEASURES] for p in pairs]).reshape(len(pairs), len(MEASURES)),
             "null": np.array([[out[p].null[m] for m in MEASURES] for p in pairs]).reshape(
                 len(pairs), len(MEASURES), len(perms)
+            ),
+            "boot": np.array([[out[p].boot[m] for m in MEASURES] for p in pairs]).reshape(
+                len(pairs), len(MEASURES), len(boots)
             ),
             "sample": np.array(len(rows)),
         },

@@ -362,6 +362,19 @@ LAYER_MATRICES = {
     "cka": ("Layer similarity (linear CKA)", "CKA"),
     "cka_debiased": ("Layer similarity (debiased linear CKA)", "debiased<br>CKA"),
     "overlap": ("Neighbourhood overlap (share of the 10 nearest neighbours kept)", "overlap"),
+    **{
+        f"calibrated_{m}": (
+            f"{name} above its permutation null (0 = what unrelated layers score, 1 = identical)",
+            label,
+        )
+        for m, name, label in (
+            ("cka", "Linear CKA", "calibrated<br>CKA"),
+            ("cknna", "CKNNA", "calibrated<br>CKNNA"),
+            ("mutual_knn", "Mutual k-NN alignment", "calibrated<br>mutual k-NN"),
+            ("rsa", "RSA", "calibrated<br>RSA"),
+            ("procrustes", "Procrustes shape distance", "calibrated<br>Procrustes"),
+        )
+    },
 }
 
 
@@ -372,8 +385,11 @@ def cka_heatmap(
     kind: str = "cka",
     clickable: bool = False,
     interval: tuple[np.ndarray, np.ndarray] | None = None,
+    inside: np.ndarray | None = None,
+    details: np.ndarray | None = None,
 ) -> go.Figure:
-    """A layer-by-layer matrix: linear CKA, debiased CKA or neighbourhood overlap.
+    """A layer-by-layer matrix: linear CKA, debiased CKA, neighbourhood overlap, or a measure
+    calibrated against its permutation null.
 
     Args:
         names: layer keys (rows and columns).
@@ -382,6 +398,9 @@ def cka_heatmap(
         clickable: overlay one invisible marker per cell carrying `customdata` = (row, column), so a
             click selects the cell (plotly heatmaps themselves emit no selection events).
         interval: (low, high) (L, L) 95 % intervals, shown on hover.
+        inside: (L, L) bool, the cells whose score is inside its null: marked with a grey cross, a
+            legend entry "inside the null".
+        details: (L, L) text, one more hover line per cell (the raw score and its null).
     """
     title, label = LAYER_MATRICES[kind]
     short = label.replace("<br>", " ")
@@ -390,6 +409,8 @@ def cka_heatmap(
     if interval is not None:
         custom = np.stack(interval, axis=-1)
         hover += "<br>95 % interval %{customdata[0]:.3f}–%{customdata[1]:.3f}"
+    if details is not None:
+        hover += "<br>%{text}"
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -401,15 +422,31 @@ def cka_heatmap(
             customdata=custom,
             colorbar=dict(title=label),
             hovertemplate=hover + "<extra></extra>",
-            text=np.round(matrix, 2),
-            texttemplate="%{text}" if len(names) <= 12 else None,
+            text=details if details is not None else np.round(matrix, 2),
+            texttemplate=("%{z:.2f}" if details is not None else "%{text}") if len(names) <= 12 else None,
         )
     )
+    if inside is not None and inside.any():
+        rows, cols = np.nonzero(inside)
+        fig.add_trace(
+            go.Scatter(
+                x=[names[j] for j in cols],
+                y=[names[i] for i in rows],
+                mode="markers",
+                name="inside the null",
+                showlegend=True,
+                marker=dict(symbol="x-thin-open", size=max(10, min(36, 500 // max(1, len(names)))), color="#9e9e9e"),
+                marker_line_width=2,
+                hoverinfo="skip",
+            )
+        )
+        fig.update_layout(legend=dict(orientation="h", y=-0.15))
     if clickable and len(names):
         rows, cols = np.indices(matrix.shape).reshape(2, -1)
         said = [
             f"{short} {matrix[i, j]:.3f}"
             + (f"<br>95 % interval {interval[0][i, j]:.3f}–{interval[1][i, j]:.3f}" if interval is not None else "")
+            + (f"<br>{details[i, j]}" if details is not None else "")
             for i, j in zip(rows, cols)
         ]
         fig.add_trace(

@@ -45,6 +45,27 @@ MATRIX_NOTES = {
     "layers whatever the number of images; can be slightly negative.",
     "overlap": "Neighbourhood overlap: the mean share of an image's 10 nearest neighbours (cosine) that two layers have "
     "in common; how much of a layer's local structure survives to the other.",
+    **{
+        f"calibrated_{m}": f"{what} Each cell is calibrated against its permutation null (the same pair with the "
+        "images' order shuffled): 0 is what unrelated layers score, 1 identical ones; a crossed cell is inside the "
+        "null (not above what a shuffle gives, at 95 %). Hover a cell for the raw score, its bootstrap interval and "
+        "the null (similarity.csv)."
+        for m, what in (
+            ("cka", "Linear CKA on a sample: raw CKA is inflated by width and depth (Gröger et al. 2026)."),
+            ("cknna", "CKNNA (Huh et al. 2024): CKA kept to pairs of images that are mutual nearest neighbours."),
+            (
+                "mutual_knn",
+                "Mutual k-NN alignment (Huh et al. 2024): the share of an image's 10 nearest neighbours "
+                "both layers agree on.",
+            ),
+            ("rsa", "RSA: the Spearman correlation of the two layers' correlation-distance matrices."),
+            (
+                "procrustes",
+                "Orthogonal Procrustes angular distance (Williams et al. 2021): 0 = the same shape up to "
+                "rotation and scale; lower is more similar, and calibrated as 1 − distance / null mean.",
+            ),
+        )
+    },
 }
 
 

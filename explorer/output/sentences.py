@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.alignment import BOOTSTRAPS, PERMUTATIONS, MeasureMatrices
 from ..analysis.compression import KEEP, CompressionCurve
 from ..analysis.emergence import FOLDS, MAX_PER_SIDE
 from ..analysis.few_shot import ALL
@@ -231,6 +232,18 @@ def cka_interval_note(comp: Comparison) -> str:
         "(m-out-of-n bootstrap)"
     )
     return f"CKA intervals: 95 % bootstrap over the images ({how}); hover a cell. cka_intervals.csv has every pair."
+
+
+def null_note(m: MeasureMatrices, measure: str, layers: int) -> str:
+    """How many pairs of layers are above their null for one measure, and on what sample."""
+    pairs = layers * (layers - 1) // 2
+    inside = int(np.triu(m.inside, 1).sum())
+    above = pairs - inside
+    return (
+        f"{above} of {pairs} pairs of layers score above their permutation null ({inside} inside it, crossed), "
+        f"on a sample of {m.sample:,} images, the null from {PERMUTATIONS} shuffles and the interval from "
+        f"{BOOTSTRAPS} resamples."
+    )
 
 
 def emergence_note(comp: Comparison, got: Emergence) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import per_run
-from ..analysis.alignment import MEASURES, max_null
+from ..analysis.alignment import MEASURES, calibrated, inside_null, max_null
 from ..analysis.few_shot import shots_name
 
 if TYPE_CHECKING:
@@ -51,21 +51,25 @@ def _layers(comp: Comparison):  # type: ignore[no-untyped-def]
 
 ALIGNMENT_COLUMNS = [
     "model_a", "layer_a", "model_b", "layer_b", "measure", "score", "null_mean", "null_p95", "calibrated", "low",
-    "high", "inside_null",
+    "high", "inside_null", "sample",
 ]  # fmt: skip
 
 
 def alignment_table(comp: Comparison) -> pd.DataFrame:
     """similarity.csv: one row per pair of layers and measure (analysis/alignment.py): the score on
-    the sample, its permutation null's mean and 95th percentile, the calibrated score, whether it is
-    inside the null; `low`/`high` (a bootstrap interval) are not computed yet. Across models, a row
-    with `layer_b` = `*` is layer_a's most similar layer of model_b, against the null of the maximum."""
+    the sample, its permutation null's mean and edge (`null_p95`: the 95th percentile of a
+    similarity, the 5th of the distance `procrustes`), the calibrated score, the bootstrap interval
+    (`low`, `high`), whether it is inside the null and the sample's size. Across models, a row with
+    `layer_b` = `*` is layer_a's most similar layer of model_b, against the null of the best over
+    model_b's layers (no interval)."""
     owner = {r.key(n, comp.multi): (r.label, n) for r in comp.runs for n in r.features}
     rows = []
     for (a, b), pair in comp.alignment.items():
         for m in MEASURES:
-            score, mean, p95, calibrated = pair.row(m)
-            rows.append((*owner[a], *owner[b], m, score, mean, p95, calibrated, np.nan, np.nan, score <= p95))
+            score, mean, edge, calibrated_score = pair.row(m)
+            low, high = pair.interval(m)
+            rows.append((*owner[a], *owner[b], m, score, mean, edge, calibrated_score, low, high))
+            rows[-1] += (inside_null(m, score, edge), pair.sample)
     if comp.multi:
         for ka, (model_a, layer_a) in owner.items():
             for run in comp.runs:
@@ -76,10 +80,21 @@ def alignment_table(comp: Comparison) -> pd.DataFrame:
                 if not pairs:
                     continue
                 for m in MEASURES:
-                    best, p95, mean = max_null(pairs, m)
-                    calibrated = (best - mean) / (1 - mean) if mean < 1 else np.nan
-                    row = (model_a, layer_a, run.label, "*", m, best, mean, p95, calibrated, np.nan, np.nan)
-                    rows.append((*row, best <= p95))
+                    best, edge, mean = max_null(pairs, m)
+                    row = (
+                        model_a,
+                        layer_a,
+                        run.label,
+                        "*",
+                        m,
+                        best,
+                        mean,
+                        edge,
+                        calibrated(m, best, mean),
+                        np.nan,
+                        np.nan,
+                    )
+                    rows.append((*row, inside_null(m, best, edge), pairs[0].sample))
     return pd.DataFrame(rows, columns=ALIGNMENT_COLUMNS)
 
 

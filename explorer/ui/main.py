@@ -26,6 +26,7 @@ from .analysis_job import AnalysisJob, shared_sample
 from .cut_view import cut_job
 from .jobs import AlreadyRunning, Job, QueueFull
 from .projections_view import emergence_job
+from .similarity_view import nulls_job
 from .text import code, plain
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,13 @@ def ask_emergence(run_label: str, images: tuple[int, ...]) -> None:
     """The "Where do these images emerge?" button's callback: queue the training of the
     selection's probes for the shown result (not on the page's thread)."""
     _queue_for_this_session(lambda r: emergence_job(r.comparison, run_label, images), "emergence")
+
+
+def ask_nulls() -> None:
+    """The "Test every pair against its null" button's callback: queue the similarity measures
+    against their permutation nulls for the shown result."""
+    rt = runtime.current()
+    _queue_for_this_session(lambda r: nulls_job(r.comparison, rt.cache), "similarity_nulls")
 
 
 def progress_panel() -> None:
@@ -390,5 +398,5 @@ def render() -> None:
     st.query_params.from_dict(reproduce.share_params(result.inputs))
     t0 = time.perf_counter()
     can_export = kind_name(result.inputs.data) != "upload"  # an upload is deleted after its analysis
-    views.render(result.comparison, result.inputs, export_cut if can_export else None, ask_emergence)
+    views.render(result.comparison, result.inputs, export_cut if can_export else None, ask_emergence, ask_nulls)
     log.debug("views rendered in %.2f s", time.perf_counter() - t0)

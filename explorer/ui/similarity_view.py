@@ -1,14 +1,24 @@
 """The Layer similarity tab: CKA (plain, with its bootstrap interval, and debiased) and
-neighbourhood overlap between layers, and any two layers' projections side by side."""
+neighbourhood overlap between layers; CKA, CKNNA, mutual k-NN, RSA and Procrustes calibrated
+against their permutation nulls (analysis/alignment.py: computed in the run with
+`similarity_nulls`, or here on request, on the queue); and any two layers' projections side by side."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
 import streamlit as st
 
+from ..analysis.alignment import DISTANCES, PairScores, measure_matrices
+from ..analysis.cached_runs import alignment_run
 from ..analysis.projection import align as align_fn
 from ..comparison import Comparison
 from ..output import figures, report, sentences
 from ..output.points import comparison_points
+from ..store import FeatureCache
 from . import scatter
 from .images import thumb_token
 from .plots import PLOT_CONFIG, customdata
@@ -24,15 +34,101 @@ def _clicked_cell(event: object) -> tuple[int, int] | None:
     return None
 
 
-SIMILARITY_KINDS = {"Linear CKA": "cka", "Debiased CKA": "cka_debiased", "Neighbourhood overlap": "overlap"}
+NULL_MEASURES = {
+    "CKA vs null": "cka",
+    "CKNNA": "cknna",
+    "Mutual k-NN": "mutual_knn",
+    "RSA": "rsa",
+    "Procrustes": "procrustes",
+}
+SIMILARITY_KINDS = {
+    "Linear CKA": "cka",
+    "Debiased CKA": "cka_debiased",
+    "Neighbourhood overlap": "overlap",
+    **{label: f"calibrated_{m}" for label, m in NULL_MEASURES.items()},
+}
 
 
-def similarity_tab(comp: Comparison, align: bool) -> None:
+@dataclass
+class NullsAnswer:
+    """A finished "test against the nulls" job: the comparison it was asked for (`tag`) and every
+    pair of layers' PairScores."""
+
+    SESSION_KEY: ClassVar[str] = "similarity_nulls"  # where the page keeps it (main._collect)
+    tag: int
+    alignment: dict[tuple[str, str], PairScores]
+
+
+def nulls_job(comp: Comparison, cache: FeatureCache) -> Callable[[Any], NullsAnswer]:
+    """The function a worker runs to compute every measure of every pair of layers with its null
+    (cached like the run's own steps: asked again, it is read back)."""
+
+    def work(job: Any) -> NullsAnswer:
+        labels = None if comp.dataset.labels is None else np.asarray(comp.dataset.labels)
+        got = alignment_run(list(comp.runs), comp.multi, labels, cache, job.progress, random_state=comp.random_state)
+        return NullsAnswer(id(comp), got)
+
+    return work
+
+
+def shown_alignment(comp: Comparison) -> dict[tuple[str, str], PairScores]:
+    """The measures against their nulls for this comparison: the run's own, or the answer of a job
+    asked for from this tab."""
+    answer = st.session_state.get(NullsAnswer.SESSION_KEY)
+    if comp.alignment:
+        return comp.alignment
+    return answer.alignment if isinstance(answer, NullsAnswer) and answer.tag == id(comp) else {}
+
+
+def _calibrated_view(comp: Comparison, measure: str, ask_nulls: Callable[[], None] | None) -> bool:
+    """The calibrated heatmap of `measure`; False (and the offer to compute it) when not computed."""
+    pairs = shown_alignment(comp)
+    names = comp.cka_names
+    if not pairs:
+        pairs_count = len(names) * (len(names) - 1) // 2
+        st.info(
+            plain(
+                f"These measures are tested against a permutation null: each of the {pairs_count} pairs of layers "
+                "again with the images' order shuffled 50 times, and resampled 50 times for an interval "
+                "(about half a second a pair). They were not computed in this run."
+            ),
+            icon="🎲",
+        )
+        if ask_nulls is not None:
+            st.button("Test every pair against its null", key="ask_nulls", on_click=ask_nulls, type="primary")
+        return False
+    m = measure_matrices(pairs, names, measure)
+    direction = "distance (lower is more similar)" if measure in DISTANCES else "score"
+    details = np.empty(m.score.shape, dtype=object)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if i == j:
+                details[i, j] = "the layer itself"
+                continue
+            details[i, j] = (
+                f"raw {direction} {m.score[i, j]:.3f} (95 % {m.low[i, j]:.3f}–{m.high[i, j]:.3f})<br>"
+                f"null mean {m.null_mean[i, j]:.3f}, edge {m.edge[i, j]:.3f}"
+                + ("<br><b>inside the null</b>" if m.inside[i, j] else "")
+            )
+    st.plotly_chart(
+        figures.cka_heatmap(names, m.calibrated, kind=f"calibrated_{measure}", inside=m.inside, details=details),
+        config=PLOT_CONFIG,
+        key="calibrated_chart",
+    )
+    st.caption(sentences.null_note(m, measure, len(names)))
+    return True
+
+
+def similarity_tab(comp: Comparison, align: bool, ask_nulls: Callable[[], None] | None = None) -> None:
+    """The tab; `ask_nulls()` queues the job that tests every pair against its null (None: not offered)."""
     names = comp.cka_names
     matrices = {"cka": comp.cka, "cka_debiased": comp.layer_similarity.cka_debiased, "overlap": comp.overlap}
     shown = st.radio("Measure", list(SIMILARITY_KINDS), horizontal=True, key="similarity_kind")
     kind = SIMILARITY_KINDS[shown or "Linear CKA"]
     st.caption(report.MATRIX_NOTES[kind])
+    if kind.startswith("calibrated_"):
+        _calibrated_view(comp, kind.removeprefix("calibrated_"), ask_nulls)
+        return
     bias = sentences.cka_bias_note(comp.layer_similarity, len(comp.dataset))
     if bias and kind == "cka":
         st.warning(plain(bias), icon="⚖️")

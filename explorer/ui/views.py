@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from urllib.parse import urlencode
 
 import numpy as np
@@ -21,7 +22,7 @@ from .new_classes_view import new_classes_tab
 from .plots import PLOT_CONFIG
 from .projections_view import projections_tab
 from .separability_view import separability_tab
-from .similarity_view import similarity_tab
+from .similarity_view import shown_alignment, similarity_tab
 from .text import code
 
 
@@ -105,6 +106,9 @@ def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
         ("report.html", functools.partial(export.report.render, selection=selection), "text/html"),
         ("skipped.csv", export.skipped_csv, "text/csv"),
     ]
+    alignment = shown_alignment(comp)
+    if alignment:  # the measures against their nulls, from the run or asked for in Layer similarity
+        files.append(("similarity.csv", lambda c: export.similarity_csv(replace(c, alignment=alignment)), "text/csv"))
     if selection is not None:  # where the selection asked about in Projections emerges
         files.append(
             ("selection_emergence.csv", functools.partial(export.emergence_csv, selected=selection[1]), "text/csv")
@@ -143,10 +147,12 @@ def render(
     inputs: sidebar.Inputs,
     export_cut: Callable[[str, str], None] | None = None,
     ask_emergence: Callable[[str, tuple[int, ...]], None] | None = None,
+    ask_nulls: Callable[[], None] | None = None,
 ) -> None:
     """The result views; only the open tab's figures are built (lazy tabs: a rerun builds one view).
     `export_cut(model, layer)` queues a cut's export (None: not offered); `ask_emergence(run,
-    images)` queues the job that finds where those images emerge (None: not offered)."""
+    images)` queues the job that finds where those images emerge; `ask_nulls()` the one that tests
+    every pair of layers against its null (None: not offered)."""
     align = bool(getattr(inputs, "align", True))
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     draw = {
@@ -154,7 +160,7 @@ def render(
         "Separability": lambda: separability_tab(comp),
         "New classes": lambda: new_classes_tab(comp),
         "Choose a cut": lambda: cut_tab(comp, export_cut),
-        "Layer similarity": lambda: similarity_tab(comp, align),
+        "Layer similarity": lambda: similarity_tab(comp, align, ask_nulls),
         "Architecture": lambda: architecture_tab(comp),
         "Dataset": lambda: dataset_tab(comp),
         "Export": lambda: export_tab(comp, inputs),

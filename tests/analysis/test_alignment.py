@@ -1,16 +1,31 @@
 """Similarity measures against their nulls: each measure against an independent computation of its
 definition on the same sample (CKNNA and mutual kNN as Huh et al. 2024 define them, RSA with
-scipy, CKA with the project's own linear CKA), the permutation null (unrelated layers inside it,
-a rotated and rescaled copy at the maximum), and the null of the maximum."""
+scipy, CKA with the project's own linear CKA, Procrustes with scipy.linalg.orthogonal_procrustes),
+the permutation null (unrelated layers inside it, a rotated and rescaled copy at the maximum), the
+null of the maximum and the bootstrap interval."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
-from explorer.analysis.alignment import MEASURES, max_null, measures, pair_scores, permutations, prepare
+from explorer.analysis.alignment import (
+    DISTANCES,
+    MEASURES,
+    inside_null,
+    max_null,
+    measures,
+    pair_scores,
+    permutations,
+    prepare,
+    resamples,
+)
 from explorer.analysis.similarity import layer_similarity
 
 
@@ -76,6 +91,36 @@ def test_each_measure_equals_its_definition() -> None:
     assert got["rsa"] == pytest.approx(rho.statistic, abs=1e-9)
     own = layer_similarity({"a": unit(a.astype(np.float64)), "b": unit(b.astype(np.float64))})
     assert got["cka"] == pytest.approx(own.cka[0, 1], abs=1e-6)
+    assert got["procrustes"] == pytest.approx(procrustes_by_scipy(a, b), abs=1e-9)
+
+
+def test_cknna_and_mutual_knn_equal_platonic_reps_own_numbers() -> None:
+    """The authors' metrics.py, run on these features (tests/reference/platonic_rep_values.json says how)."""
+    cases = json.loads((Path(__file__).parents[1] / "reference" / "platonic_rep_values.json").read_text())["cases"]
+    assert len(cases) == 3
+    for case in cases:
+        a, b = related(case["images"], seed=case["seed"])
+        got = measures(prepare(a, k=case["k"]), prepare(b, k=case["k"]))
+        assert got["cknna"] == pytest.approx(case["cknna"], abs=1e-9), case
+        assert got["mutual_knn"] == pytest.approx(case["mutual_knn"], abs=1e-6), case  # theirs is float32
+
+
+def procrustes_by_scipy(a: np.ndarray, b: np.ndarray) -> float:
+    """Williams et al. 2021's angular distance: centre, unit Frobenius norm, pad to one width, then
+    arccos of <X R, Y> for scipy's optimal rotation R."""
+    x, y = (v.astype(np.float64) - v.astype(np.float64).mean(0) for v in (a, b))
+    x, y = x / np.linalg.norm(x), y / np.linalg.norm(y)
+    width = max(x.shape[1], y.shape[1])
+    x, y = (np.pad(v, ((0, 0), (0, width - v.shape[1]))) for v in (x, y))
+    r, _ = orthogonal_procrustes(x, y)
+    return float(np.arccos(np.clip(np.sum((x @ r) * y), 0, 1)))
+
+
+def test_procrustes_on_a_layer_wider_than_the_sample() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((60, 300)).astype(np.float32)  # the shape is rotated to 60 columns
+    b = (a[:, :80] + 0.5 * rng.standard_normal((60, 80))).astype(np.float32)
+    assert measures(prepare(a), prepare(b))["procrustes"] == pytest.approx(procrustes_by_scipy(a, b), abs=1e-9)
 
 
 def test_unrelated_layers_score_inside_their_null() -> None:
@@ -87,7 +132,7 @@ def test_unrelated_layers_score_inside_their_null() -> None:
         b = prepare(rng.standard_normal((150, 48)).astype(np.float32))
         got = pair_scores(a, b, permutations(150, 50, random_state=seed))
         for m in MEASURES:
-            inside[m] += got.row(m)[0] <= got.row(m)[2]
+            inside[m] += inside_null(m, got.row(m)[0], got.row(m)[2])
     # a 95th-percentile test: unrelated pairs fall inside it about 95 times in 100
     assert all(v >= 88 for v in inside.values()), inside
     # ...and raw CKA between unrelated 32- and 48-wide layers is far from 0, the null's mean with it
@@ -102,11 +147,12 @@ def test_a_rotated_rescaled_copy_scores_the_maximum() -> None:
         got = pair_scores(prepare(a), prepare(copy), permutations(200, 20))
         # RSA's correlation distance centres each image's vector across the units, which a rotation
         # of the units changes: it is at the maximum for the rescaled copy only (0.95 rotated here)
-        for m in MEASURES if name == "rescaled" else ("cka", "cknna", "mutual_knn"):
-            score, mean, p95, calibrated = got.row(m)
-            # 1 up to float32 features and CKNNA's 1e-6 guard
-            assert score == pytest.approx(1.0, abs=1e-3) and calibrated == pytest.approx(1.0, abs=1e-3), (name, m)
-            assert score > p95
+        for m in MEASURES if name == "rescaled" else ("cka", "cknna", "mutual_knn", "procrustes"):
+            score, mean, edge, calibrated = got.row(m)
+            # 1 (a distance of 0) up to float32 features and CKNNA's 1e-6 guard
+            best = 0.0 if m in DISTANCES else 1.0
+            assert score == pytest.approx(best, abs=2e-3) and calibrated == pytest.approx(1.0, abs=1e-3), (name, m)
+            assert not inside_null(m, score, edge)
 
 
 def test_the_maximum_over_layers_has_its_own_null() -> None:
@@ -128,3 +174,25 @@ def test_the_seed_decides_every_permutation() -> None:
     other = pair_scores(pa, pb, permutations(100, 10, 2))
     assert all(np.array_equal(one.null[m], two.null[m]) for m in MEASURES)
     assert not np.array_equal(one.null["cka"], other.null["cka"])
+
+
+def test_the_maximum_of_a_distance_is_its_minimum() -> None:
+    a, b = related(150, seed=5)
+    rng = np.random.default_rng(6)
+    layers = [prepare(b), *(prepare(rng.standard_normal((150, 30)).astype(np.float32)) for _ in range(4))]
+    pairs = [pair_scores(prepare(a), other, permutations(150, 50)) for other in layers]
+    best, edge, mean = max_null(pairs, "procrustes")
+    assert best == pairs[0].score["procrustes"] and best < edge < mean
+    assert edge <= min(np.quantile(p.null["procrustes"], 0.05) for p in pairs) + 1e-12
+
+
+def test_the_bootstrap_interval_covers_the_score_and_narrows_with_the_sample() -> None:
+    widths = {}
+    for s in (80, 320):
+        a, b = related(s, seed=9)
+        got = pair_scores(prepare(a), prepare(b), permutations(s, 5), resamples(s, 40))
+        for m in MEASURES:
+            low, high = got.interval(m)
+            assert low < got.score[m] < high, (s, m, low, got.score[m], high)
+        widths[s] = {m: np.subtract(*got.interval(m)[::-1]) for m in MEASURES}
+    assert all(widths[320][m] < widths[80][m] for m in MEASURES), widths

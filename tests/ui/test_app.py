@@ -177,6 +177,37 @@ def _check_compression(app: AppTest, comp) -> None:  # type: ignore[no-untyped-d
     assert all(any(plain(t) in m for m in said) for t in said_per_layer)
 
 
+def test_layer_similarity_tests_each_measure_against_its_null(app: AppTest) -> None:
+    """Picking a calibrated measure offers the nulls; asked for, they come back from the queue and
+    the heatmap draws each pair's calibrated score, crossing the cells inside the null."""
+    from explorer.analysis.alignment import measure_matrices
+    from explorer.ui.similarity_view import NullsAnswer
+
+    _open_view(app, "Layer similarity")
+    app.radio(key="similarity_kind").set_value("CKNNA")
+    app.run()
+    assert any("permutation null" in i.value for i in app.info)
+    app.button(key="ask_nulls").click()
+    app.run()
+    helpers.finish(app)
+    answer = app.session_state[NullsAnswer.SESSION_KEY]
+    comp = app.session_state["result"].comparison
+    names = comp.cka_names
+    assert len(answer.alignment) == len(names) * (len(names) - 1) // 2
+    for measure, label in (("cknna", "CKNNA"), ("procrustes", "Procrustes")):
+        app.radio(key="similarity_kind").set_value(label)
+        app.run()
+        assert not app.exception
+        heat = json.loads(next(e for e in _charts(app) if "permutation null" in str(e.proto.spec)).proto.spec)["data"]
+        want = measure_matrices(answer.alignment, names, measure)
+        assert np.allclose(_array(heat[0]["z"]).reshape(want.calibrated.shape), want.calibrated)
+        crossed = [t for t in heat if t.get("name") == "inside the null"]
+        assert len(crossed) == int(want.inside.any())
+        if crossed:
+            assert len(crossed[0]["x"]) == int(want.inside.sum())
+        assert any("pairs of layers score above their permutation null" in c.value for c in app.caption)
+
+
 def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
     from explorer.ui.text import plain
 
