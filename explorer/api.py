@@ -101,6 +101,13 @@ class Comparison(comparison.Comparison):
         return tables.alignment_table(self)
 
     @property
+    def scorer_agreement(self) -> pd.DataFrame:
+        """One row per training-free scorer (logme, h_score, transrate) and the size prior
+        (params): weighted Kendall τ with the probe across the leaderboard's rows and its 95 %
+        bootstrap interval, as scorer_agreement.csv (docs/metrics.md). Empty without a leaderboard."""
+        return self.agreement
+
+    @property
     def dimension(self) -> pd.DataFrame:
         """One row per (model, layer): width, effective dimension, intrinsic dimension by TwoNN with
         its 95 % interval, RankMe, and the model's TwoNN minimum, as dimension.csv (docs/metrics.md)."""

@@ -19,7 +19,7 @@ from .data.datasets import ImageDataset
 from .fsutil import atomic_write_bytes
 from .networks import catalog, layers
 from .output import embedder_files, export
-from .output.sentences import budget_sentence, new_class_sentences
+from .output.sentences import budget_sentence, new_class_sentences, scorer_trust_sentence
 from .process_setup import configure
 from .progress import Cancelled, StageBar
 from .request import AnalysisRequest
@@ -141,6 +141,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 "rank_by": args.rank_by,
             }
             print(budget_sentence(comp.leaderboard, **budget))
+            print(scorer_trust_sentence(comp.agreement), "(scorer_agreement.csv)")
         said = [s for r in comp.runs for s in new_class_sentences(comp, r)]
         if said:
             print("\nNew classes (retrieval.csv, few_shot.csv, unseen_compression.csv):")

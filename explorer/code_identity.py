@@ -57,6 +57,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "projection": ("explorer.analysis.projection", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "similarity": ("explorer.analysis.similarity", "explorer.analysis.neighbors", "explorer.analysis.chunked"),
     "logme": ("explorer.analysis.logme", "explorer.analysis.chunked"),
+    "scorers": ("explorer.analysis.scorers", "explorer.analysis.chunked"),
     "compression": ("explorer.analysis.compression", "explorer.analysis.probe", "explorer.analysis.chunked"),
     "intrinsic": ("explorer.analysis.intrinsic", "explorer.analysis.chunked"),
     "alignment": (

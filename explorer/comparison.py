@@ -26,13 +26,14 @@ from .analysis.cached_runs import (
     project_run,
     retrieval_run,
     score_run,
+    scorers_run,
     similarity_run,
     unseen_run,
 )
 from .analysis.compression import CompressionCurve
 from .analysis.few_shot import FewShot
 from .analysis.intrinsic import IntrinsicDimension
-from .analysis.leaderboard import LayerCost, leaderboard_table
+from .analysis.leaderboard import LayerCost, agreement_table, leaderboard_table
 from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection, align_chain
 from .analysis.retrieval import Retrieval
@@ -91,6 +92,8 @@ class Comparison:
     logme: dict[str, float | None] = field(default_factory=dict)  # by layer key
     compression: dict[str, CompressionCurve | None] = field(default_factory=dict)  # by layer key
     leaderboard: pd.DataFrame = field(default_factory=pd.DataFrame)  # leaderboard.csv: one row per (model, layer)
+    # scorer_agreement.csv: each training-free scorer's and the size prior's weighted τ with the probe
+    agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     # new classes, by layer key (None: no labels, too few classes): retrieval.py, few_shot.py, unseen.py
     retrieval_scores: dict[str, Retrieval | None] = field(default_factory=dict)
     few_shot_curves: dict[str, FewShot | None] = field(default_factory=dict)
@@ -476,6 +479,7 @@ def analyse(
     )
     metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
     logmes: dict[str, float | None] = {}
+    others: dict[str, dict[str, float] | None] = {}  # the scorers beside LogME
     curves: dict[str, CompressionCurve | None] = {}
     costs: dict[str, LayerCost] = {}
     table = pd.DataFrame()
@@ -483,12 +487,17 @@ def analyse(
         for r in runs:
             own = {n: scores[r.key(n, multi)] for n in r.features}
             logmes |= {r.key(n, multi): v for n, v in logme_run(dataset, r, metric, cache, progress).items()}
+            others |= {r.key(n, multi): v for n, v in scorers_run(dataset, r, metric, cache, progress).items()}
             curves |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
             costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
         table = leaderboard_table(
             metrics,
             {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
-            {(r.label, n): logmes[r.key(n, multi)] for r in runs for n in r.features},
+            {
+                (r.label, n): {"logme": logmes[r.key(n, multi)], **(others[r.key(n, multi)] or {})}
+                for r in runs
+                for n in r.features
+            },
             {
                 (r.label, n): (c.smallest_k() if (c := curves[r.key(n, multi)]) else None)
                 for r in runs
@@ -517,6 +526,7 @@ def analyse(
         logme=logmes,
         compression=curves,
         leaderboard=table,
+        agreement=agreement_table(table, metric.random_state) if leaderboard else pd.DataFrame(),
         retrieval_scores=retrievals,
         few_shot_curves=few_shots,
         unseen_curves=unseens,

@@ -91,6 +91,13 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     ]
     assert set(contract) <= set(board.columns) and len(board) == 8 and board[contract].notna().all().all()
     assert board["pareto"].dtype == bool and board["pareto"].any()
+    assert board[["h_score", "transrate"]].notna().all().all()
+    agreement = pd.read_csv(out / "scorer_agreement.csv")
+    assert list(agreement.columns) == ["scorer", "weighted_tau", "tau_low", "tau_high", "rows", "what"]
+    assert list(agreement["scorer"]) == ["logme", "h_score", "transrate", "params"] and (agreement["rows"] == 8).all()
+    assert (
+        (agreement["tau_low"] <= agreement["weighted_tau"]) & (agreement["weighted_tau"] <= agreement["tau_high"])
+    ).all()
     assert (board["feature_bytes"] == 4 * board["dim"]).all() and board["probe_acc"].is_monotonic_decreasing
     merged = board.merge(metrics, on=["model", "layer"], suffixes=("", "_m"))
     assert np.allclose(merged["probe_acc"], merged["probe_acc_m"]) and np.allclose(

@@ -22,6 +22,7 @@ CARRIED = {"decode": (), "extract": ("decode",)} | {
         "projection",
         "similarity",
         "logme",
+        "scorers",
         "compression",
         "latency",
         "retrieval",

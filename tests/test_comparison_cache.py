@@ -131,9 +131,10 @@ def test_a_damaged_result_file_is_recomputed(tmp_path: Path) -> None:
     spec = ExtractSpec(model="mobilenet_v2", layers=("features.3",))
     first = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     results = sorted((tmp_path / "c" / "results").rglob("*.npz"))
-    # graph, scores, projection, similarity, the (empty) record of undecodable images; LogME, the compression curve,
+    # graph, scores, projection, similarity, the (empty) record of undecodable images; LogME, the other scorers, the
+    # compression curve,
     # the latency; retrieval, the few-shot curve, the unseen-class curve; the intrinsic dimension
-    assert len(results) == 12
+    assert len(results) == 13
     for p in results:
         p.write_bytes(b"PK\x03\x04 not really a zip")  # BadZipFile on reading
     again = comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
@@ -232,15 +233,15 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
         return len(list((tmp_path / "c" / "results").rglob("*.npz")))
 
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    # graph, scores, projection, similarity, the record of undecodable images, LogME, compression, latency,
-    # retrieval, few-shot, unseen-class curve, intrinsic dimension
-    assert results() == 12
+    # graph, scores, projection, similarity, the record of undecodable images, LogME, the other scorers,
+    # compression, latency, retrieval, few-shot, unseen-class curve, intrinsic dimension
+    assert results() == 13
     change_code(monkeypatch, request, "explorer.analysis.probe")  # as an upgrade that changes the probe would
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     # new scores, compression curve, few-shot curve (the probe's) and unseen-class curve (compression's
     # widths): the rest does not depend on the probe
-    assert results() == 16
+    assert results() == 17
     real = cached_runs.analysis_versions
     monkeypatch.setattr(cached_runs, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
-    assert results() == 26  # a library upgrade recomputes everything derived from the features (the latency is torch's)
+    assert results() == 28  # a library upgrade recomputes everything derived from the features (the latency is torch's)

@@ -29,6 +29,7 @@ from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .probe import FALLBACK_C
 from .projection import Projection, project
 from .retrieval import Retrieval, retrieval_scores
+from .scorers import scorer_values
 from .scores import LayerScores, label_plan, score_layer
 from .similarity import Similarity, cka_interval, layer_similarity
 from .unseen import UnseenCurve, unseen_curve
@@ -308,6 +309,49 @@ def logme_run(
         run, cache, "logme", _labels_part(dataset, spec), compute, _Value.from_arrays, progress, f"LogME {run.label}"
     )
     return {n: v.value for n, v in got.items()}
+
+
+class _Scores:
+    """A layer's training-free scores (scorers.py) as a stored result; NaN where not applicable."""
+
+    NAMES = ("h_score", "transrate")
+
+    def __init__(self, values: dict[str, float] | None) -> None:
+        self.values = values
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {n: np.array(np.nan if self.values is None else self.values[n]) for n in self.NAMES}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> _Scores:
+        values = {n: float(a[n]) for n in cls.NAMES}
+        return cls(None if all(np.isnan(v) for v in values.values()) else values)
+
+
+def scorers_run(
+    dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
+) -> dict[str, dict[str, float] | None]:
+    """The regularised H-score and TransRate of every layer of a run (scorers.py) for the classes
+    the probe scores; None without labels."""
+    plan = label_plan(labels_array(dataset), spec.folds)
+
+    def compute(node: str, feats: np.ndarray) -> _Scores:
+        if plan.note:
+            return _Scores(None)
+        x = feats if len(plan.rows) == feats.shape[0] else feats[plan.rows]  # a copy only when classes are left out
+        return _Scores(scorer_values(x, plan.y))
+
+    got = _per_layer(
+        run,
+        cache,
+        "scorers",
+        _labels_part(dataset, spec),
+        compute,
+        _Scores.from_arrays,
+        progress,
+        f"scorers {run.label}",
+    )
+    return {n: v.values for n, v in got.items()}
 
 
 class _Absent:

@@ -10,7 +10,7 @@ import pandas as pd
 
 LEADERBOARD_COLUMNS = [
     "model", "layer", "node", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "map_at_r",
-    "few_shot_5_prototype", "logme", "params", "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto",
+    "few_shot_5_prototype", "logme", "h_score", "transrate", "params", "gflops", "latency_ms_b1", "latency_ms_b32", "feature_bytes", "pareto",
     "compression_k95", "weights",
 ]  # fmt: skip
 RANK_COLUMNS = {  # the accuracy columns a cut can be ranked by, and what each says
@@ -20,6 +20,13 @@ RANK_COLUMNS = {  # the accuracy columns a cut can be ranked by, and what each s
     "few_shot_5_prototype": "5-shot accuracy by the nearest class mean (no training)",
 }
 FEATURE_BYTES_PER_VALUE = 4  # a pooled feature is float32
+SCORERS = {  # the training-free second opinions beside the probe, and the size prior they should beat
+    "logme": "LogME (You et al. 2021)",
+    "h_score": "regularised H-score (Ibrahim et al. 2022)",
+    "transrate": "TransRate (Huang et al. 2022)",
+    "params": "size prior (parameters up to the layer, more first)",
+}
+AGREEMENT_COLUMNS = ["scorer", "weighted_tau", "tau_low", "tau_high", "rows", "what"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def pareto_front(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
 def leaderboard_table(
     metrics: pd.DataFrame,
     costs: dict[tuple[str, str], LayerCost],
-    logme: dict[tuple[str, str], float],
+    scorers: dict[tuple[str, str], dict[str, float | None]],
     k95: dict[tuple[str, str], int | None],
     weights: dict[str, str],
     new_classes: dict[tuple[str, str], tuple[float | None, float | None]] | None = None,
@@ -69,7 +76,7 @@ def leaderboard_table(
     Args:
         metrics: the comparison's metrics table.
         costs: {(model, layer): LayerCost}.
-        logme: {(model, layer): LogME score}.
+        scorers: {(model, layer): {"logme"|"h_score"|"transrate": score}}, a missing one None.
         k95: {(model, layer): the smallest k of the compression curve that keeps 95 % of the accuracy}.
         weights: {model: the weights it ran with}.
         new_classes: {(model, layer): (MAP@R, 5-shot prototype accuracy)}, None where not measured.
@@ -94,7 +101,7 @@ def leaderboard_table(
                 "knn_acc": m.knn_acc,
                 "map_at_r": map_at_r,
                 "few_shot_5_prototype": five_shot,
-                "logme": logme.get(key),
+                **{name: scorers.get(key, {}).get(name) for name in ("logme", "h_score", "transrate")},
                 "params": c.params if c else None,
                 "gflops": c.gflops if c else None,
                 "latency_ms_b1": c.latency_ms_b1 if c else None,
@@ -158,3 +165,18 @@ def filter_cuts(
     if max_dim is not None:
         keep &= board["dim"] <= max_dim
     return board[keep]
+
+
+def agreement_table(board: pd.DataFrame, random_state: int = 0) -> pd.DataFrame:
+    """How far each training-free scorer, and the size prior, ranks the leaderboard's rows as the
+    measured probe does (scorers.agreement: weighted Kendall τ with a bootstrap interval over the
+    rows). The probe is the answer; these are second opinions."""
+    from .scorers import agreement
+
+    rows = []
+    if not board.empty and board["probe_acc"].notna().sum() >= 3:
+        truth = board["probe_acc"].to_numpy(dtype=float)
+        for name, what in SCORERS.items():
+            got = agreement(pd.to_numeric(board[name], errors="coerce").to_numpy(dtype=float), truth, random_state)
+            rows.append((name, got.tau, got.low, got.high, got.rows, what))
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)

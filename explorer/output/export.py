@@ -24,6 +24,13 @@ def leaderboard_csv(comp: Comparison) -> bytes:
     return comp.leaderboard.to_csv(index=False, float_format="%.6g").encode()
 
 
+def scorer_agreement_csv(comp: Comparison) -> bytes:
+    """scorer_agreement.csv: how far each training-free scorer (LogME, H-score, TransRate) and the
+    size prior rank the leaderboard's rows as the probe does: weighted Kendall τ with its 95 %
+    bootstrap interval over the rows (analysis/scorers.py)."""
+    return comp.agreement.to_csv(index=False, float_format="%.6g").encode()
+
+
 def compression_csv(comp: Comparison) -> bytes:
     """compression.csv: model, layer, k, probe_acc, random_projection_acc (and the images scored)."""
     return tables.compression_table(comp).to_csv(index=False, float_format="%.6g").encode()
@@ -162,7 +169,11 @@ def write_all(comp: Comparison, out_dir: str | Path, selection: tuple[str, list[
     files: dict[str, Callable[[], bytes]] = {
         "metrics.csv": lambda: metrics_csv(comp),
         **(
-            {"leaderboard.csv": lambda: leaderboard_csv(comp), "compression.csv": lambda: compression_csv(comp)}
+            {
+                "leaderboard.csv": lambda: leaderboard_csv(comp),
+                "scorer_agreement.csv": lambda: scorer_agreement_csv(comp),
+                "compression.csv": lambda: compression_csv(comp),
+            }
             if not comp.leaderboard.empty
             else {}
         ),

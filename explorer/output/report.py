@@ -181,8 +181,15 @@ LEADERBOARD_NOTE = (
     "Each point is a cut: the network up to that layer of that model. Its cost is the parameters and GFLOPs (multiply-adds) "
     "of that network for one image, and its latency here, measured up to the layer at batch 1 and 32; its accuracy is the "
     "linear probe's, with the 95 % bootstrap interval. A cut is on the Pareto front when no other cut is at least as "
-    "accurate for fewer GFLOPs. LogME (You et al. 2021) is a training-free second opinion: the evidence of a linear model "
-    "from the layer to the labels, per image; higher is better. leaderboard.csv has every number."
+    "accurate for fewer GFLOPs. The measured probe is the answer. LogME (You et al. 2021), the regularised H-score "
+    "(Ibrahim et al. 2022) and TransRate (Huang et al. 2022) are training-free second opinions; higher is better. "
+    "leaderboard.csv has every number."
+)
+AGREEMENT_NOTE = (
+    "Weighted Kendall τ (scipy's weightedtau: the top of either ranking counts most) between each scorer's ranking of "
+    "the cuts above and the probe's: 1 = the same order, 0 = unrelated. The interval resamples the cuts 1,000 times. "
+    "The size prior ranks cuts by their parameters, more first: a scorer worth reading beats it. "
+    "scorer_agreement.csv has these rows."
 )
 COMPRESSION_NOTE = (
     "The probe refitted on only the top k principal components of each layer's standardised features (found on each "
@@ -214,7 +221,7 @@ UNSEEN_NOTE = (
     "the projection never saw. unseen_compression.csv has every point."
 )
 LEADERBOARD_SHOWN = ["model", "layer", "dim", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "map_at_r",
-                     "few_shot_5_prototype", "logme", "params", "gflops", "latency_ms_b1", "latency_ms_b32",
+                     "few_shot_5_prototype", "logme", "h_score", "transrate", "params", "gflops", "latency_ms_b1", "latency_ms_b32",
                      "feature_bytes", "compression_k95", "pareto"]  # fmt: skip
 
 
@@ -226,9 +233,17 @@ def _leaderboard_html(comp: Comparison) -> str:
     budgets = [{}, {"max_gflops": 1.0}, {"max_dim": 256}]
     answers = "".join(f"<li>{html.escape(sentences.budget_sentence(board, **b))}</li>" for b in budgets)
     table = board[LEADERBOARD_SHOWN].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", escape=True)
+    trust = html.escape(sentences.scorer_trust_sentence(comp.agreement))
+    agreement = (
+        comp.agreement.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="n/a", escape=True)
+        if not comp.agreement.empty
+        else ""
+    )
     return (
         f"<h2>Choose a cut</h2><div class=card>{_fig_html(cut_figures.pareto(board))}<p>{html.escape(LEADERBOARD_NOTE)}</p>"
         f"<ul>{answers}</ul>{table}</div>"
+        f"<h3>Second opinions: the training-free scorers</h3><div class=card><p>{trust}</p>{agreement}"
+        f"<p>{html.escape(AGREEMENT_NOTE)}</p></div>"
     )
 
 

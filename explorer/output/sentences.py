@@ -234,6 +234,40 @@ def cka_interval_note(comp: Comparison) -> str:
     return f"CKA intervals: 95 % bootstrap over the images ({how}); hover a cell. cka_intervals.csv has every pair."
 
 
+def scorer_trust_sentence(agreement: pd.DataFrame) -> str:
+    """Whether the training-free scorers can be trusted on this data, in one sentence: the best
+    scorer's weighted τ with the probe against the size prior's, each with its interval."""
+    if agreement.empty or agreement["weighted_tau"].isna().all():
+        return "Too few cuts with a probe accuracy to check the training-free scorers against it."
+    rows = agreement.set_index("scorer")
+    prior = rows.loc["params"] if "params" in rows.index else None
+    scored = rows.drop(index="params", errors="ignore").dropna(subset=["weighted_tau"])
+    if scored.empty:
+        return "No training-free scorer could be computed here: the measured probe is the only answer."
+    name = str(scored["weighted_tau"].idxmax())
+    best = scored.loc[name]
+    label = SCORER_NAMES.get(name, name)
+    said = f"{label} (weighted τ {best.weighted_tau:.2f}, 95 % {best.tau_low:.2f} to {best.tau_high:.2f})"
+    n = int(best.rows)
+    if not best.tau_low > 0:
+        return (
+            f"On these {n} cuts no training-free scorer reliably ranks them as the probe does (the best, {said}, "
+            "may be chance): trust the measured probe, not the scorers."
+        )
+    if prior is not None and np.isfinite(prior.weighted_tau) and not best.weighted_tau > prior.tau_high:
+        return (
+            f"On these {n} cuts the best scorer, {said}, agrees with the probe no better than the size prior "
+            f"(τ {prior.weighted_tau:.2f}): the probe is the answer and the scorers add little."
+        )
+    return (
+        f"On these {n} cuts {said} ranks them much as the probe does, better than the size prior: a fair second "
+        "opinion where no probe can be trained, but the probe is the answer."
+    )
+
+
+SCORER_NAMES = {"logme": "LogME", "h_score": "the regularised H-score", "transrate": "TransRate", "params": "size"}
+
+
 def null_note(m: MeasureMatrices, measure: str, layers: int) -> str:
     """How many pairs of layers are above their null for one measure, and on what sample."""
     pairs = layers * (layers - 1) // 2

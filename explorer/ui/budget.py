@@ -20,6 +20,8 @@ SMALL_MODEL = "mobilenet_v2"  # what a refusal suggests instead
 RESULT_BYTES_PER_ROW = GRAPH_K * 8 + 3 * 4 + 8
 FILE_OVERHEAD = 8 * 1024  # a layer's files' headers (npy, npz), rounded up; also the per-analysis files
 NEW_CLASS_BYTES = 4 * 1024  # the few-shot and unseen-class curves' arrays (about 50 rows of a few numbers each)
+# a pair of layers' similarity measures against their nulls: 5 measures x (1 + 50 permutations + 50 resamples) float64
+ALIGNMENT_BYTES_PER_PAIR = 5 * 101 * 8
 
 
 def _layer_count(spec: ExtractSpec) -> int:
@@ -36,15 +38,17 @@ def _layer_dims(spec: ExtractSpec) -> list[int]:
 def cache_bytes(specs: Sequence[ExtractSpec], n_images: int, n_classes: int = 0) -> int:
     """An upper bound of the bytes one analysis writes to the feature cache: per layer its float32
     features and its derived results (graph, projection, scores with an int64 confusion matrix, the
-    new-class results), plus the layer-similarity matrices."""
+    new-class results, the scorers), plus the layer-similarity matrices and the measures against
+    their nulls (which the dashboard computes on request)."""
     dims = [d for s in specs for d in _layer_dims(s)]
-    # the small results (retrieval, few-shot, unseen-class curve, intrinsic dimension): four files,
-    # the unseen-class curve naming the classes of each half
-    new_classes = 4 * FILE_OVERHEAD + NEW_CLASS_BYTES + 16 * n_classes
+    # the small results (retrieval, few-shot, unseen-class curve, intrinsic dimension, the H-score and
+    # TransRate): five files, the unseen-class curve naming the classes of each half
+    new_classes = 5 * FILE_OVERHEAD + NEW_CLASS_BYTES + 16 * n_classes
     per_layer = sum(
         n_images * (4 * d + RESULT_BYTES_PER_ROW) + 8 * n_classes**2 + FILE_OVERHEAD + new_classes for d in dims
     )
-    return per_layer + 3 * 8 * len(dims) ** 2 + 2 * FILE_OVERHEAD
+    pairs = len(dims) * (len(dims) - 1) // 2
+    return per_layer + 3 * 8 * len(dims) ** 2 + ALIGNMENT_BYTES_PER_PAIR * pairs + 3 * FILE_OVERHEAD
 
 
 def gflop(specs: Sequence[ExtractSpec], n_images: int) -> float:

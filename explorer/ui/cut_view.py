@@ -19,7 +19,7 @@ from .. import cutting, embedding
 from ..analysis.leaderboard import RANK_COLUMNS, best_cut, filter_cuts
 from ..comparison import Comparison
 from ..config import DataSpec, ExtractSpec
-from ..output import cut_figures, report
+from ..output import cut_figures, report, sentences
 from ..output.sentences import budget_sentence
 from ..run import RunSettings, read_data
 from .plots import PLOT_CONFIG
@@ -27,7 +27,7 @@ from .text import code, plain
 
 TEST_SPLIT = 0.2
 BOARD_ORDER = ("pareto", "model", "layer", "probe_acc", "probe_acc_low", "probe_acc_high", "knn_acc", "map_at_r",
-               "few_shot_5_prototype", "logme", "gflops", "params", "latency_ms_b1", "latency_ms_b32", "dim",
+               "few_shot_5_prototype", "logme", "h_score", "transrate", "gflops", "params", "latency_ms_b1", "latency_ms_b32", "dim",
                "feature_bytes", "compression_k95", "weights", "node")  # fmt: skip
 
 
@@ -134,6 +134,30 @@ def _budget_inputs() -> dict[str, Any]:
     }
 
 
+def _scorers(comp: Comparison) -> None:
+    """The training-free scorers as a second opinion: one sentence on whether to trust them here,
+    and each one's weighted τ with the probe beside the size prior's."""
+    st.markdown("#### Second opinions: the training-free scorers")
+    st.info(plain(sentences.scorer_trust_sentence(comp.agreement)), icon="🧭")
+    if comp.agreement.empty:
+        return
+    number = st.column_config.NumberColumn
+    st.dataframe(
+        comp.agreement,
+        hide_index=True,
+        key="agreement_table",
+        column_order=("what", "weighted_tau", "tau_low", "tau_high", "rows"),
+        column_config={
+            "what": st.column_config.TextColumn("scorer"),
+            "weighted_tau": number("weighted τ with the probe", format="%.2f"),
+            "tau_low": number("95 % low", format="%.2f"),
+            "tau_high": number("95 % high", format="%.2f"),
+            "rows": number("cuts"),
+        },
+    )
+    st.caption(report.AGREEMENT_NOTE)
+
+
 def cut_tab(comp: Comparison, export_cut: Any) -> None:
     """The tab; `export_cut(model, layer)` queues the export of that cut (None where it cannot be offered)."""
     board = comp.leaderboard
@@ -178,6 +202,8 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
                 "5-shot", format="%.3f", help="accuracy by the nearest class mean of 5 images per class"
             ),
             "logme": number("LogME", format="%.3f", help="You et al. 2021: training-free, higher is better"),
+            "h_score": number("H-score", format="%.3g", help="regularised H-score, Ibrahim et al. 2022: training-free"),
+            "transrate": number("TransRate", format="%.4g", help="Huang et al. 2022: training-free, higher is better"),
             "gflops": number("GFLOPs", format="%.3g"),
             "params": number("params", format="localized"),
             "latency_ms_b1": number("ms/img b1", format="%.2f"),
@@ -186,6 +212,7 @@ def cut_tab(comp: Comparison, export_cut: Any) -> None:
             "compression_k95": number("k for 95 %", help="compression curve"),
         },
     )
+    _scorers(comp)
     if chosen is None:
         return
     model, layer = chosen

@@ -217,6 +217,11 @@ def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
     assert len(board) == len(comp.leaderboard) == len(comp.metrics)
     assert board["probe_acc"].is_monotonic_decreasing  # the most accurate cut first
     assert (board["gflops"] > 0).all() and board["latency_ms_b1"].notna().all() and board["logme"].notna().all()
+    assert board["h_score"].notna().all() and board["transrate"].notna().all()
+    agreement = next(d.value for d in app.dataframe if "weighted_tau" in d.value.columns)
+    assert list(agreement["scorer"]) == ["logme", "h_score", "transrate", "params"]
+    assert agreement.equals(comp.agreement)
+    assert any(plain(sentences.scorer_trust_sentence(comp.agreement)) in i.value for i in app.info)
     pareto = json.loads(next(e for e in _charts(app) if "Accuracy against cost" in str(e.proto.spec)).proto.spec)
     assert pareto["layout"]["xaxis"]["type"] == "log"
     assert any(t["name"] == "Pareto front" for t in pareto["data"])
