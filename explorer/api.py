@@ -95,9 +95,9 @@ class Comparison(comparison.Comparison):
 
     @property
     def similarity_nulls(self) -> pd.DataFrame:
-        """One row per (pair of layers, measure): the score, its permutation null's mean and 95th
-        percentile, and the calibrated score, as similarity.csv (empty unless compare(...,
-        similarity_nulls=True))."""
+        """One row per (pair of layers, measure): the score with its bootstrap interval, its
+        permutation null's mean and edge, the calibrated score and whether it is inside the null,
+        as similarity.csv (empty with compare(..., similarity_nulls=False))."""
         return tables.alignment_table(self)
 
     @property
@@ -321,7 +321,7 @@ def compare(
     progress: bool = True,
     leaderboard: bool = True,
     latency: bool = True,
-    similarity_nulls: bool = False,
+    similarity_nulls: bool = True,
     engine: str = "local",
     ray_address: str | None = None,
     **options: Any,
@@ -351,8 +351,8 @@ def compare(
         progress: show a progress bar per stage.
         leaderboard: also score the cuts (LogME, compression curves, parameters, GFLOPs).
         latency: with `leaderboard`, time the network up to each layer on this machine.
-        similarity_nulls: also CKA, CKNNA, mutual kNN and RSA of every pair of layers against
-            their permutation nulls (`comp.similarity_nulls`, similarity.csv).
+        similarity_nulls: CKA, CKNNA, mutual kNN, RSA and Procrustes of every pair of layers
+            against their permutation nulls (`comp.similarity_nulls`, similarity.csv); False skips it.
         engine: where extraction runs: `local` (this process) or `ray` (a Ray cluster, whose
             workers also read and hash shards, parquet and tables of paths: docs/datasets.md).
         ray_address: with `ray`, the cluster (`HOST:6379`, `ray://HOST:10001`, `auto`); None

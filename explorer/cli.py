@@ -392,9 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--similarity-nulls",
-        action="store_true",
-        help="also CKA, CKNNA, mutual kNN and RSA of every pair of layers on a sample of 500 images, each against "
-        "its permutation null (similarity.csv; about 0.5 s a pair of layers)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="CKA, CKNNA, mutual kNN, RSA and Procrustes of every pair of layers on a sample of 300 images, each "
+        "against its permutation null and with a bootstrap interval (similarity.csv; about 0.3 s a pair of layers; "
+        "on by default, --no-similarity-nulls skips it)",
     )
     c.add_argument(
         "--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image"

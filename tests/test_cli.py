@@ -59,6 +59,8 @@ def test_compare_writes_every_output(tmp_path: Path) -> None:
     proj = pd.read_csv(out / "projections.csv")
     assert len(proj) == 8 * 60 and {"layer", "index", "x", "y", "label"} <= set(proj.columns)
     assert list(pd.read_csv(out / "skipped.csv").columns) == ["file", "reason"]
+    similar = pd.read_csv(out / "similarity.csv")  # the measures against their nulls: on by default
+    assert len(similar) == 28 * 5 and (similar["sample"] == 60).all()
     movers = pd.read_csv(out / "movers.csv")
     changed = [c for c in movers.columns if c.startswith("changed ")]
     assert len(movers) == 60 and len(changed) == 7 and changed[0] == "changed features.1.conv.2 -> features.4.conv.3"
@@ -210,11 +212,13 @@ def test_compare_writes_where_a_selection_emerges(tmp_path: Path) -> None:
         "none",
         "--select",
         "shoes",
+        "--no-similarity-nulls",
         "--out",
         str(tmp_path),
         "-q",
     )
     assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "similarity.csv").exists()  # skipped, as asked
     em = pd.read_csv(tmp_path / "selection_emergence.csv")
     assert list(em["model"].unique()) == ["mobilenet_v2", "mobilenet_v2[random]"] and (em["n_selected"] == 10).all()
     pretrained = em[em["model"] == "mobilenet_v2"]["accuracy"].to_numpy()

@@ -1088,3 +1088,29 @@ def test_four_sessions_at_once_stay_served(server, browser) -> None:
     t.join()
     assert waited >= 1, "with one worker, at least one of four fresh sessions waits in the queue"
     assert alive["fail"] == 0 and alive["ok"] > 0, alive
+
+
+def test_layer_similarity_tests_each_measure_against_its_null_and_the_scorers_get_a_verdict(server, browser) -> None:
+    page = _open(browser, server)
+    page.get_by_role("tab", name="Layer similarity").click()
+    page.wait_for_selector(".st-key-cka_chart .main-svg", timeout=120_000)
+    page.locator(".st-key-similarity_kind").get_by_text("CKNNA", exact=True).click()
+    page.get_by_role("button", name="Test every pair against its null").click()
+    page.wait_for_selector(".st-key-calibrated_chart .main-svg", timeout=300_000)
+    chart = page.inner_text(".st-key-calibrated_chart")
+    assert "CKNNA above its permutation null" in chart and "calibrated" in chart
+    body = page.inner_text("body")
+    assert re.search(r"\d+ of 28 pairs of layers score above their permutation null", body)
+    page.locator(".st-key-similarity_kind").get_by_text("Procrustes", exact=True).click()
+    page.wait_for_function(
+        "document.querySelector('.st-key-calibrated_chart')?.innerText.includes('Procrustes shape distance')",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ART / "similarity_nulls.png"), full_page=True)
+    page.get_by_role("tab", name="Choose a cut").click()
+    page.wait_for_function(
+        "document.body.innerText.includes('Second opinions: the training-free scorers')", timeout=60_000
+    )
+    verdict = page.inner_text("body").replace("\u200b", "")
+    assert "Second opinions: the training-free scorers" in verdict and "On these 8 cuts" in verdict
