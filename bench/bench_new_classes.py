@@ -22,13 +22,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-DIMS = (16, 32, 64, 64, 96, 160, 320, 1280)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_layers import make_layers, rest_of_analysis, timer  # noqa: E402
 
 
 def child(n: int, classes: int) -> dict:
@@ -36,7 +36,7 @@ def child(n: int, classes: int) -> dict:
 
     configure()
     from explorer.analysis import cached_runs as cr
-    from explorer.config import MetricSpec, ProjectionSpec
+    from explorer.config import MetricSpec
     from explorer.extraction.given_features import given_dataset, given_run
     from explorer.store import FeatureCache
 
@@ -44,35 +44,13 @@ def child(n: int, classes: int) -> dict:
     labels = rng.integers(0, classes, n)
     names = [f"c{v}" for v in labels]
     with tempfile.TemporaryDirectory() as tmp:
-        layers = {}
-        for j, d in enumerate(DIMS):
-            path = Path(tmp) / f"l{j}.npy"
-            centres = np.random.default_rng(j).normal(size=(classes, d)).astype(np.float32)
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
-            for a in range(0, n, 16384):
-                b = min(a + 16384, n)
-                out[a:b] = rng.normal(size=(b - a, d)).astype(np.float32) + (j + 1) / 8 * 1.5 * centres[labels[a:b]]
-            out.flush()
-            del out
-            layers[f"l{j}"] = np.load(path, mmap_mode="r")
-        run = given_run("synthetic", layers)
+        run = given_run("synthetic", make_layers(Path(tmp), n, classes, labels, rng))
         dataset = given_dataset(n, names, None)
         cache = FeatureCache(Path(tmp) / "cache")
         spec = MetricSpec()
         times: dict[str, float] = {}
-
-        def timed(name: str, fn):  # type: ignore[no-untyped-def]
-            t = time.perf_counter()
-            got = fn()
-            times[name] = time.perf_counter() - t
-            return got
-
-        graphs = timed("neighbour graphs", lambda: cr.graph_run(run, cache))
-        scores = timed("scores", lambda: cr.score_run(dataset, run, spec, cache, graphs))
-        timed("projections (PCA)", lambda: cr.project_run(run, ProjectionSpec(method="pca"), cache, graphs))
-        timed("CKA and overlap", lambda: cr.similarity_run([run], False, graphs, cache, None))
-        timed("LogME", lambda: cr.logme_run(dataset, run, spec, cache))
-        timed("compression curves", lambda: cr.compression_run(dataset, run, spec, cache, scores))
+        timed = timer(times)
+        scores = rest_of_analysis(dataset, run, spec, cache, timed)
         rest_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         got = timed("retrieval and verification", lambda: cr.retrieval_run(dataset, run, spec, cache))
         timed("few-shot curves", lambda: cr.few_shot_run(dataset, run, spec, cache, scores))
