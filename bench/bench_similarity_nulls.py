@@ -37,6 +37,7 @@ def child(n: int, classes: int) -> dict:
 
     configure()
     from explorer.analysis import cached_runs as cr
+    from explorer.analysis.alignment import inside_null
     from explorer.config import MetricSpec
     from explorer.extraction.given_features import given_dataset, given_run
     from explorer.store import FeatureCache
@@ -57,7 +58,7 @@ def child(n: int, classes: int) -> dict:
             "similarity against nulls", lambda: cr.alignment_run([run], False, np.asarray(labels), cache, None)
         )
         new_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    inside = sum(p.row("cka")[0] <= p.row("cka")[2] for p in pairs.values())
+    inside = sum(inside_null("cka", p.score["cka"], p.null["cka"]) for p in pairs.values())
     return {
         "n": n,
         "classes": classes,

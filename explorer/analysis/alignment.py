@@ -19,9 +19,9 @@ Huh et al. 2024 (platonic-rep's metrics):
 The null: PERMUTATIONS seeded permutations of the second layer's images; each measure recomputed
 from the permuted matrices (O(S^2) each: the Gram, neighbour and rank matrices are permuted, not
 recomputed). `calibrated` = (score - null mean) / (1 - null mean): 0 is what unrelated layers
-score, 1 identical ones; a score at or below the null's 95th percentile is inside the null. For the
-distance, calibrated = 1 - distance / null mean (again 0 at the null, 1 identical), and the null's
-edge is its 5th percentile: a distance at or above it is inside the null. For a layer of one model
+score, 1 identical ones; for the distance, calibrated = 1 - distance / null mean. The null's edge
+is its 95th percentile (the 5th of a distance). A score is inside the null when its permutation
+p-value, (1 + draws at least as similar) / (1 + draws), is above ALPHA. For a layer of one model
 against every layer of another, the null of the maximum (of the minimum distance) over those
 layers, under the same permutations, tests "the most similar layer".
 
@@ -45,6 +45,7 @@ PERMUTATIONS = 50  # of the null, per pair of layers
 BOOTSTRAPS = 50  # resamples of the interval, per pair of layers
 MEASURES = ("cka", "cknna", "mutual_knn", "rsa", "procrustes")
 DISTANCES = frozenset({"procrustes"})  # lower is more similar
+ALPHA = 0.05  # a score whose permutation p-value is above this is inside its null
 
 
 @dataclass
@@ -244,9 +245,18 @@ def calibrated(measure: str, score: float, null_mean: float) -> float:
     return (score - null_mean) / (1 - null_mean) if null_mean < 1 else float("nan")
 
 
-def inside_null(measure: str, score: float, edge: float) -> bool:
-    """Whether a score is no better than the null's edge (row's third value)."""
-    return bool(score >= edge) if measure in DISTANCES else bool(score <= edge)
+def p_value(measure: str, score: float, draws: np.ndarray) -> float:
+    """The permutation test's p-value: (1 + the draws at least as similar as the score) / (1 +
+    the draws) (Phipson & Smyth 2010: never 0, exact under exchangeability; ties count against
+    the score)."""
+    at_least = np.sum(draws <= score) if measure in DISTANCES else np.sum(draws >= score)
+    return float((1 + at_least) / (1 + len(draws)))
+
+
+def inside_null(measure: str, score: float, draws: np.ndarray) -> bool:
+    """Whether the score is no evidence of more similarity than shuffled images give: its
+    permutation p-value is above ALPHA."""
+    return p_value(measure, score, draws) > ALPHA
 
 
 def permutations(s: int, count: int = PERMUTATIONS, random_state: int = 0) -> list[np.ndarray]:
@@ -276,16 +286,12 @@ def pair_scores(a: Prepared, b: Prepared, perms: list[np.ndarray], boots: list[n
     )
 
 
-def max_null(pairs: list[PairScores], measure: str) -> tuple[float, float, float]:
-    """For one layer against several: (the best score, the null's edge for the best over those
-    layers under the same permutations, that null's mean). Best is the maximum of a similarity,
-    the minimum of a distance; the edge the 95th percentile of the null's maxima, or the 5th of
-    its minima."""
+def max_null(pairs: list[PairScores], measure: str) -> tuple[float, np.ndarray]:
+    """For one layer against several: (the best score, the null of the best over those layers
+    under the same permutations). Best is the maximum of a similarity, the minimum of a distance."""
     pick = np.min if measure in DISTANCES else np.max
     best = float(pick([p.score[measure] for p in pairs]))
-    draws = pick(np.stack([p.null[measure] for p in pairs]), axis=0)
-    _, mean, edge, _ = calibrate(measure, best, draws)
-    return best, edge, mean
+    return best, pick(np.stack([p.null[measure] for p in pairs]), axis=0)
 
 
 @dataclass(frozen=True)
@@ -321,6 +327,6 @@ def measure_matrices(pairs: dict[tuple[str, str], PairScores], names: list[str],
         values["low"], values["high"] = pair.interval(measure)
         for f, v in values.items():
             out[f][i, j] = out[f][j, i] = v
-        inside[i, j] = inside[j, i] = inside_null(measure, values["score"], values["edge"])
+        inside[i, j] = inside[j, i] = inside_null(measure, values["score"], pair.null[measure])
         sample = pair.sample
     return MeasureMatrices(**out, inside=inside, sample=sample)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import per_run
-from ..analysis.alignment import MEASURES, calibrated, inside_null, max_null
+from ..analysis.alignment import ALPHA, MEASURES, calibrate, max_null, p_value
 from ..analysis.few_shot import shots_name
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _layers(comp: Comparison):  # type: ignore[no-untyped-def]
 
 ALIGNMENT_COLUMNS = [
     "model_a", "layer_a", "model_b", "layer_b", "measure", "score", "null_mean", "null_p95", "calibrated", "low",
-    "high", "inside_null", "sample",
+    "high", "inside_null", "sample", "p_value",
 ]  # fmt: skip
 
 
@@ -59,17 +59,20 @@ def alignment_table(comp: Comparison) -> pd.DataFrame:
     """similarity.csv: one row per pair of layers and measure (analysis/alignment.py): the score on
     the sample, its permutation null's mean and edge (`null_p95`: the 95th percentile of a
     similarity, the 5th of the distance `procrustes`), the calibrated score, the bootstrap interval
-    (`low`, `high`), whether it is inside the null and the sample's size. Across models, a row with
-    `layer_b` = `*` is layer_a's most similar layer of model_b, against the null of the best over
-    model_b's layers (no interval)."""
+    (`low`, `high`), whether it is inside the null (its permutation `p_value` above 0.05) and the
+    sample's size. Across models, a row with `layer_b` = `*` is layer_a's most similar layer of
+    model_b, against the null of the best over model_b's layers (no interval)."""
     owner = {r.key(n, comp.multi): (r.label, n) for r in comp.runs for n in r.features}
     rows = []
+
+    def add(names: tuple, measure: str, score: float, draws: np.ndarray, interval: tuple, sample: int) -> None:
+        _, mean, edge, calibrated_score = calibrate(measure, score, draws)
+        p = p_value(measure, score, draws)
+        rows.append((*names, measure, score, mean, edge, calibrated_score, *interval, p > ALPHA, sample, p))
+
     for (a, b), pair in comp.alignment.items():
         for m in MEASURES:
-            score, mean, edge, calibrated_score = pair.row(m)
-            low, high = pair.interval(m)
-            rows.append((*owner[a], *owner[b], m, score, mean, edge, calibrated_score, low, high))
-            rows[-1] += (inside_null(m, score, edge), pair.sample)
+            add((*owner[a], *owner[b]), m, pair.score[m], pair.null[m], pair.interval(m), pair.sample)
     if comp.multi:
         for ka, (model_a, layer_a) in owner.items():
             for run in comp.runs:
@@ -77,24 +80,9 @@ def alignment_table(comp: Comparison) -> pd.DataFrame:
                     continue
                 pairs = [comp.alignment.get((ka, kb)) or comp.alignment.get((kb, ka)) for kb in comp.layer_keys(run)]
                 pairs = [p for p in pairs if p is not None]
-                if not pairs:
-                    continue
-                for m in MEASURES:
-                    best, edge, mean = max_null(pairs, m)
-                    row = (
-                        model_a,
-                        layer_a,
-                        run.label,
-                        "*",
-                        m,
-                        best,
-                        mean,
-                        edge,
-                        calibrated(m, best, mean),
-                        np.nan,
-                        np.nan,
-                    )
-                    rows.append((*row, inside_null(m, best, edge), pairs[0].sample))
+                for m in MEASURES if pairs else ():
+                    best, draws = max_null(pairs, m)
+                    add((model_a, layer_a, run.label, "*"), m, best, draws, (np.nan, np.nan), pairs[0].sample)
     return pd.DataFrame(rows, columns=ALIGNMENT_COLUMNS)
 
 

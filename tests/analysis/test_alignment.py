@@ -21,6 +21,7 @@ from explorer.analysis.alignment import (
     inside_null,
     max_null,
     measures,
+    p_value,
     pair_scores,
     permutations,
     prepare,
@@ -132,9 +133,10 @@ def test_unrelated_layers_score_inside_their_null() -> None:
         b = prepare(rng.standard_normal((150, 48)).astype(np.float32))
         got = pair_scores(a, b, permutations(150, 50, random_state=seed))
         for m in MEASURES:
-            inside[m] += inside_null(m, got.row(m)[0], got.row(m)[2])
-    # a 95th-percentile test: unrelated pairs fall inside it about 95 times in 100
-    assert all(v >= 88 for v in inside.values()), inside
+            inside[m] += inside_null(m, got.score[m], got.null[m])
+    # a permutation test at 5 % with 50 draws: unrelated pairs fall inside it with probability
+    # 1 - 2/51 (96 %) under exchangeability; the issue asks at least 95 of 100 seeds
+    assert all(v >= 95 for v in inside.values()), inside
     # ...and raw CKA between unrelated 32- and 48-wide layers is far from 0, the null's mean with it
     assert got.row("cka")[1] > 0.1 and abs(got.row("cka")[3]) < 0.1
 
@@ -152,7 +154,7 @@ def test_a_rotated_rescaled_copy_scores_the_maximum() -> None:
             # 1 (a distance of 0) up to float32 features and CKNNA's 1e-6 guard
             best = 0.0 if m in DISTANCES else 1.0
             assert score == pytest.approx(best, abs=2e-3) and calibrated == pytest.approx(1.0, abs=1e-3), (name, m)
-            assert not inside_null(m, score, edge)
+            assert not inside_null(m, score, got.null[m]) and p_value(m, score, got.null[m]) == pytest.approx(1 / 21)
 
 
 def test_the_maximum_over_layers_has_its_own_null() -> None:
@@ -161,7 +163,8 @@ def test_the_maximum_over_layers_has_its_own_null() -> None:
     layers = [prepare(b), *(prepare(rng.standard_normal((150, 30)).astype(np.float32)) for _ in range(4))]
     perms = permutations(150, 50)
     pairs = [pair_scores(prepare(a), other, perms) for other in layers]
-    best, p95, mean = max_null(pairs, "cka")
+    best, draws = max_null(pairs, "cka")
+    p95, mean = np.quantile(draws, 0.95), np.mean(draws)
     assert best == pairs[0].score["cka"] and best > p95
     assert p95 >= max(np.quantile(p.null["cka"], 0.95) for p in pairs) - 1e-12  # the maximum's null is wider
     assert mean > np.mean([np.mean(p.null["cka"]) for p in pairs])
@@ -181,7 +184,8 @@ def test_the_maximum_of_a_distance_is_its_minimum() -> None:
     rng = np.random.default_rng(6)
     layers = [prepare(b), *(prepare(rng.standard_normal((150, 30)).astype(np.float32)) for _ in range(4))]
     pairs = [pair_scores(prepare(a), other, permutations(150, 50)) for other in layers]
-    best, edge, mean = max_null(pairs, "procrustes")
+    best, draws = max_null(pairs, "procrustes")
+    edge, mean = np.quantile(draws, 0.05), np.mean(draws)
     assert best == pairs[0].score["procrustes"] and best < edge < mean
     assert edge <= min(np.quantile(p.null["procrustes"], 0.05) for p in pairs) + 1e-12
 
