@@ -14,11 +14,7 @@ Usage: .venv/bin/python bench/bench_similarity_nulls.py --sizes 10000,50000,1000
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_layers import make_layers, rest_of_analysis, timer  # noqa: E402
+from synthetic_layers import bench_main, make_layers, rest_of_analysis, timer  # noqa: E402
 
 NEW = ("H-score and TransRate", "similarity against nulls")
 
@@ -71,44 +67,19 @@ def child(n: int, classes: int) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="10000,50000,100000")
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--out", default=None, help="a JSON file for the results")
-    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.classes)))
-        return
-    results = []
-    for n in [int(s) for s in args.sizes.split(",")]:
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--child", str(n), "--classes", str(args.classes)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        out = proc.stdout.read()  # type: ignore[union-attr]
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status:
-            raise SystemExit(f"the child for {n} failed ({status})")
-        r = json.loads(out.strip().splitlines()[-1])
-        r["peak_rss_gb"] = usage.ru_maxrss / 1024**2
-        results.append(r)
-        rest = sum(v for k, v in r["times"].items() if k not in NEW)
-        print(
-            f"N={n:,} classes={args.classes}: rest of the analysis {rest:.1f} s; "
-            + ", ".join(f"{k} {r['times'][k]:.1f} s (+{100 * r['times'][k] / rest:.0f} %)" for k in NEW)
-            + "; stages: "
-            + ", ".join(f"{k} {v:.1f} s" for k, v in r["times"].items() if k not in NEW)
-            + f"; peak RSS {r['rss_after_rest_gb']:.2f} GB after the rest, {r['rss_after_new_gb']:.2f} GB after "
-            f"the new stages (whole child {r['peak_rss_gb']:.2f} GB); {r['pairs']} pairs, "
-            f"{r['cka_pairs_inside_null']} with CKA inside its null",
-            flush=True,
-        )
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+def describe(r: dict, classes: int) -> str:
+    n = r["n"]
+    rest = sum(v for k, v in r["times"].items() if k not in NEW)
+    return (
+        f"N={n:,} classes={classes}: rest of the analysis {rest:.1f} s; "
+        + ", ".join(f"{k} {r['times'][k]:.1f} s (+{100 * r['times'][k] / rest:.0f} %)" for k in NEW)
+        + "; stages: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in r["times"].items() if k not in NEW)
+        + f"; peak RSS {r['rss_after_rest_gb']:.2f} GB after the rest, {r['rss_after_new_gb']:.2f} GB after "
+        f"the new stages (whole child {r['peak_rss_gb']:.2f} GB); {r['pairs']} pairs, "
+        f"{r['cka_pairs_inside_null']} with CKA inside its null"
+    )
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__file__, __doc__ or "", child, describe)

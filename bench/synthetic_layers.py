@@ -5,8 +5,13 @@ the stages every analysis runs after extraction, timed one by one."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +61,39 @@ def rest_of_analysis(dataset: Any, run: Any, spec: Any, cache: Any, timed: Calla
     timed("LogME", lambda: cr.logme_run(dataset, run, spec, cache))
     timed("compression curves", lambda: cr.compression_run(dataset, run, spec, cache, scores))
     return scores
+
+
+def run_children(script: str, sizes: list[int], classes: int) -> Iterator[dict]:
+    """Run `script --child N --classes C` for each N in a fresh process; yield the JSON its last
+    line prints, with the child's peak RSS from wait4 (`peak_rss_gb`)."""
+    for n in sizes:
+        proc = subprocess.Popen(
+            [sys.executable, script, "--child", str(n), "--classes", str(classes)], stdout=subprocess.PIPE, text=True
+        )
+        out = proc.stdout.read()  # type: ignore[union-attr]
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status:
+            raise SystemExit(f"the child for {n} failed ({status})")
+        r = json.loads(out.strip().splitlines()[-1])
+        r["peak_rss_gb"] = usage.ru_maxrss / 1024**2
+        yield r
+
+
+def bench_main(script: str, doc: str, child: Callable[[int, int], dict], describe: Callable[[dict, int], str]) -> None:
+    """The command line of an analysis benchmark: --sizes, --classes, --out; each N in a child
+    process (`child(n, classes)`), a line per N (`describe(result, classes)`)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,50000,100000")
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--out", default=None, help="a JSON file for the results")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.classes)))
+        return
+    results = []
+    for r in run_children(script, [int(s) for s in args.sizes.split(",")], args.classes):
+        results.append(r)
+        print(describe(r, args.classes), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))

@@ -293,21 +293,35 @@ class _Value:
         return cls(None if np.isnan(v) else v)
 
 
+def _scored_classes_run(
+    dataset: ImageDataset,
+    run: ModelRun,
+    spec: MetricSpec,
+    cache: FeatureCache,
+    stage: str,
+    score: Callable[[np.ndarray, np.ndarray], Any],
+    stored: type,
+    progress: StageProgress | None,
+    title: str,
+) -> dict[str, Any]:
+    """`stored(score(x, y))` of every layer of a run for the classes the probe scores (x those
+    images' features, y their classes), `stored(None)` without labels; cached per layer."""
+    plan = label_plan(labels_array(dataset), spec.folds)
+
+    def compute(node: str, feats: np.ndarray) -> Any:
+        if plan.note:
+            return stored(None)
+        x = feats if len(plan.rows) == feats.shape[0] else feats[plan.rows]  # a copy only when classes are left out
+        return stored(score(x, plan.y))
+
+    return _per_layer(run, cache, stage, _labels_part(dataset, spec), compute, stored.from_arrays, progress, title)
+
+
 def logme_run(
     dataset: ImageDataset, run: ModelRun, spec: MetricSpec, cache: FeatureCache, progress: StageProgress | None = None
 ) -> dict[str, float | None]:
     """LogME of every layer of a run (logme.py) for the classes the probe scores; None without labels."""
-    plan = label_plan(labels_array(dataset), spec.folds)
-
-    def compute(node: str, feats: np.ndarray) -> _Value:
-        if plan.note:
-            return _Value(None)
-        x = feats if len(plan.rows) == feats.shape[0] else feats[plan.rows]  # a copy only when classes are left out
-        return _Value(logme(x, plan.y))
-
-    got = _per_layer(
-        run, cache, "logme", _labels_part(dataset, spec), compute, _Value.from_arrays, progress, f"LogME {run.label}"
-    )
+    got = _scored_classes_run(dataset, run, spec, cache, "logme", logme, _Value, progress, f"LogME {run.label}")
     return {n: v.value for n, v in got.items()}
 
 
@@ -333,23 +347,8 @@ def scorers_run(
 ) -> dict[str, dict[str, float] | None]:
     """The regularised H-score and TransRate of every layer of a run (scorers.py) for the classes
     the probe scores; None without labels."""
-    plan = label_plan(labels_array(dataset), spec.folds)
-
-    def compute(node: str, feats: np.ndarray) -> _Scores:
-        if plan.note:
-            return _Scores(None)
-        x = feats if len(plan.rows) == feats.shape[0] else feats[plan.rows]  # a copy only when classes are left out
-        return _Scores(scorer_values(x, plan.y))
-
-    got = _per_layer(
-        run,
-        cache,
-        "scorers",
-        _labels_part(dataset, spec),
-        compute,
-        _Scores.from_arrays,
-        progress,
-        f"scorers {run.label}",
+    got = _scored_classes_run(
+        dataset, run, spec, cache, "scorers", scorer_values, _Scores, progress, f"scorers {run.label}"
     )
     return {n: v.values for n, v in got.items()}
 
