@@ -28,6 +28,7 @@ from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .probe import FALLBACK_C
 from .projection import Projection, project
+from .projection_lanes import project_layers
 from .retrieval import Retrieval, retrieval_scores
 from .scorers import scorer_values
 from .scores import LayerScores, label_plan, score_layer
@@ -46,6 +47,12 @@ class _Stored(Protocol):
     def to_arrays(self) -> dict[str, np.ndarray]: ...
 
 
+def _layer_key(run: ModelRun, node: str, stage: str, parts: dict[str, Any]) -> str:
+    """The store key of one layer's result of `stage`: its layer's key, `parts` and the stage's
+    settings (versions, code)."""
+    return make_key(stage, {"layer": run.store_keys[node], **parts, "settings": analysis_settings(stage)})
+
+
 def _per_layer(
     run: ModelRun,
     cache: FeatureCache,
@@ -58,12 +65,11 @@ def _per_layer(
 ) -> dict[str, Any]:
     """One result per layer of a run, each read from the store under its layer's key, `parts`
     and the stage's settings (versions, code), or computed by `compute(node, features)` and stored."""
-    settings = analysis_settings(stage)
     out: dict[str, Any] = {}
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
             progress(title, i, len(run.features))
-        key = make_key(stage, {"layer": run.store_keys[node], **parts, "settings": settings})
+        key = _layer_key(run, node, stage, parts)
         got = cache.get_result(key)
         if got is None:
             result = compute(node, feats)
@@ -145,16 +151,34 @@ def project_run(
     progress: StageProgress | None = None,
 ) -> dict[str, Projection]:
     """Projections of every layer of a run (UMAP from the layer's kNN graph), keyed also by the
-    projection settings."""
+    projection settings. The layers not stored yet are projected first, side by side on both
+    cores where that pays (projection_lanes.py), and stored."""
+    parts = {"spec": spec.__dict__}
+    title = f"projecting {run.label} ({spec.method.upper()})"
+    keys = {node: _layer_key(run, node, "projection", parts) for node in run.features}
+    missing = {
+        node: (run.features[node], (graphs or {}).get(node)) for node in keys if cache.get_result(keys[node]) is None
+    }
+    if len(missing) > 1:
+        finished = 0
+
+        def store(node: str, got: Projection) -> None:
+            nonlocal finished
+            cache.put_result(keys[node], got.to_arrays())
+            finished += 1
+            if progress:
+                progress(title, finished, len(missing))
+
+        project_layers(missing, spec, store)
     return _per_layer(
         run,
         cache,
         "projection",
-        {"spec": spec.__dict__},
+        parts,
         lambda node, feats: project(feats, spec, graph=(graphs or {}).get(node)),
         Projection.from_arrays,
         progress,
-        f"projecting {run.label} ({spec.method.upper()})",
+        title,
     )
 
 

@@ -1,0 +1,59 @@
+"""UMAP of several layers side by side (projection_lanes.py): the layouts a worker process makes
+are the ones the same seeded fits make one after another, to the last bit; a cached layer reaches
+the worker as its file, not as a copy; a worker's error is the run's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.analysis import projection_lanes
+from explorer.analysis.neighbors import knn_graph
+from explorer.analysis.projection import project
+from explorer.config import ProjectionSpec
+
+
+def layers(n: int = 400) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(n, 3)) + 3 * rng.normal(size=(4, 3))[rng.integers(0, 4, n)]
+    return {f"l{d}": np.tanh(z @ rng.normal(size=(3, d))).astype(np.float32) for d in (8, 16, 24)}
+
+
+def test_layers_projected_side_by_side_equal_the_same_fits_one_after_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(projection_lanes, "LANES_MIN_POINTS", 0)  # lanes even for 400 images
+    if projection_lanes.lanes() < 2:
+        pytest.skip("one core: the lanes are not used")
+    spec = ProjectionSpec(method="umap", random_state=3)
+    feats = layers()
+    graphs = {name: knn_graph(x, 15) for name, x in feats.items()}
+    seen: list[str] = []
+    got = projection_lanes.project_layers(
+        {name: (x, graphs[name]) for name, x in feats.items()}, spec, lambda name, _: seen.append(name)
+    )
+    assert list(got) == list(feats) and sorted(seen) == sorted(feats)
+    for name, x in feats.items():
+        alone = project(x, spec, graph=graphs[name])
+        assert np.array_equal(got[name].coords, alone.coords), name
+
+
+def test_a_memory_mapped_layer_reaches_the_worker_as_its_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    np.save(tmp_path / "l.npy", x)
+    mapped = np.load(tmp_path / "l.npy", mmap_mode="r")
+    source = projection_lanes._portable(mapped)
+    assert source[0] == "map" and source[1] == str(tmp_path / "l.npy")
+    assert np.array_equal(projection_lanes._opened(source), x)
+    assert projection_lanes._portable(x)[0] == "array"  # an array in memory is sent as it is
+
+
+def test_a_workers_error_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(projection_lanes, "LANES_MIN_POINTS", 0)
+    if projection_lanes.lanes() < 2:
+        pytest.skip("one core: the lanes are not used")
+    feats = layers(60)
+    bad = {name: (x, None) for name, x in feats.items()}
+    bad["l16"] = (np.full((60, 16), np.nan, dtype=np.float32), None)
+    with pytest.raises(ValueError):
+        projection_lanes.project_layers(bad, ProjectionSpec(method="umap"))
