@@ -30,8 +30,17 @@ sys.path.insert(0, str(ROOT))
 from serving import cpu_model  # noqa: E402  (bench/serving.py; bench/ is on the path of a script run from it)
 
 
-def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str | None = None) -> dict:
-    """One `compare` run in this (fresh) process; returns seconds per stage."""
+def child_compare(
+    data: str,
+    n: int,
+    projection: str,
+    out: Path,
+    cache_dir: str | None = None,
+    models: tuple[str, ...] = ("mobilenet_v2",),
+    weights: str = "auto",
+) -> dict:
+    """One `compare` run in this (fresh) process, every model with its default layers; returns
+    seconds per stage (a stage's progress title without its model's name: all models together)."""
     from explorer.process_setup import configure
 
     configure()
@@ -44,8 +53,12 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
     marks: list[tuple[str, float]] = []
     t0 = time.perf_counter()
 
+    labels = sorted(models, key=len, reverse=True)
+
     def progress(stage: str, done: int, total: int) -> None:
-        name = stage.split(" mobilenet_v2")[0].split(" (")[0]
+        name = stage.split(" (")[0]
+        for label in labels:  # "LogME resnet18[random]" -> "LogME"
+            name = name.split(f" {label}")[0]
         if not marks or marks[-1][0] != name:
             marks.append((name, time.perf_counter()))
 
@@ -54,7 +67,7 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
     with tempfile.TemporaryDirectory(dir=out) as fresh:
         comp = comparison.compare(
             ds,
-            [ExtractSpec(model="mobilenet_v2")],
+            [ExtractSpec(model=m, weights=weights) for m in models],
             projection=ProjectionSpec(method=projection),
             metric=MetricSpec(),
             cache=FeatureCache(cache_dir or fresh),
@@ -73,12 +86,16 @@ def child_compare(data: str, n: int, projection: str, out: Path, cache_dir: str 
         "stages": stages,
         "graph_recall": recall,
         "precision": comp.runs[0].precision,
+        "layers": sum(len(r.features) for r in comp.runs),
         "probe_train": int(comp.metrics["probe_train"].max()),
     }
 
 
-def child_floor(data: str, n: int, batch: int = 32) -> dict:
-    """Decode + preprocess, then a plain forward pass of MobileNetV2, over n images of the dataset."""
+def child_floor(
+    data: str, n: int, batch: int = 32, models: tuple[str, ...] = ("mobilenet_v2",), weights: str = "auto"
+) -> dict:
+    """Decode + preprocess once, then a plain forward pass of each model, over n images of the
+    dataset (the models share one preprocessing here, as the sweep's do: 224-pixel crops)."""
     from explorer.process_setup import configure
 
     configure()
@@ -95,9 +112,12 @@ def child_floor(data: str, n: int, batch: int = 32) -> dict:
     from explorer.networks import registry
 
     ds = load_dataset(DataSpec(source=data, max_images=n), limits=Limits(), thumbnails=False)
-    w = registry.resolve_weights("mobilenet_v2", "auto")
-    tf = registry.transforms("mobilenet_v2", w.tv_weights)
-    model = registry.build_model("mobilenet_v2", w).eval().to(memory_format=torch.channels_last)
+    built = []
+    for name in models:
+        w = registry.resolve_weights(name, weights)
+        built.append(registry.build_model(name, w).eval().to(memory_format=torch.channels_last))
+        if len(built) == 1:
+            tf = registry.transforms(name, w.tv_weights)
     precision = resolve_precision("auto", "cpu")
     decode = forward = 0.0
     for s in range(0, len(ds), batch):
@@ -105,7 +125,8 @@ def child_floor(data: str, n: int, batch: int = 32) -> dict:
         x = torch.stack([tf(load_rgb(it.read_bytes(), max_pixels=10**8)) for it in ds.items[s : s + batch]])
         t2 = time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            model(x.contiguous(memory_format=torch.channels_last))
+            for model in built:
+                model(x.contiguous(memory_format=torch.channels_last))
         decode += t2 - t
         forward += time.perf_counter() - t2
     return {"n": len(ds), "decode_s": decode, "forward_s": forward, "precision": precision}
@@ -165,21 +186,25 @@ def main() -> None:
         "--cache-dir", default=None, help="keep the cache here (default: a fresh one per size, removed after)"
     )
     p.add_argument("--skip-floor", action="store_true", help="no floor pass (e.g. for a projection-only rerun)")
+    p.add_argument("--models", default="mobilenet_v2", help="models compared in one run (each with its default layers)")
+    p.add_argument("--weights", default="auto", help="the weights of every model (none: random init, as the sweep)")
     p.add_argument("--child", choices=["compare", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.child == "compare":
-        print(json.dumps(child_compare(args.data, args.n, args.projection, out, args.cache_dir)))
+        models = tuple(args.models.split(","))
+        print(json.dumps(child_compare(args.data, args.n, args.projection, out, args.cache_dir, models, args.weights)))
         return
     if args.child == "floor":
-        print(json.dumps(child_floor(args.data, args.n)))
+        print(json.dumps(child_floor(args.data, args.n, models=tuple(args.models.split(",")), weights=args.weights)))
         return
     if args.skip_floor:
         floor = {"n": 1, "decode_s": float("nan"), "forward_s": float("nan"), "precision": "not measured"}
     else:
-        floor, _ = run_child([args.data, "--child", "floor", "--n", str(args.floor_images)])
+        which = ["--models", args.models, "--weights", args.weights]
+        floor, _ = run_child([args.data, "--child", "floor", "--n", str(args.floor_images), *which])
     floor_rate = floor["n"] / (floor["decode_s"] + floor["forward_s"])
     print(
         f"floor over {floor['n']} images: decode {floor['decode_s']:.1f}s + forward {floor['forward_s']:.1f}s "
@@ -191,6 +216,7 @@ def main() -> None:
         extra = ["--cache-dir", args.cache_dir] if args.cache_dir else []
         r, rss = run_child(
             [args.data, "--child", "compare", "--n", str(n), "--projection", args.projection, "--out", str(out), *extra]
+            + ["--models", args.models, "--weights", args.weights]
         )
         r["peak_rss_gb"] = rss
         r["projection"] = args.projection
@@ -213,7 +239,8 @@ def main() -> None:
         key=lambda k: min(list(r["stages"]).index(k) for r in results if k in r["stages"]),
     )
     lines = [
-        f"{meta['cpu']}, {meta['cores']} cores, {meta['date']}, projection {args.projection}, {results[0]['precision']}",
+        f"{meta['cpu']}, {meta['cores']} cores, {meta['date']}, projection {args.projection}, {results[0]['precision']}, "
+        f"models {args.models} ({args.weights} weights), {results[0]['layers']} layers",
         "",
         "| images | "
         + " | ".join(stages)
@@ -229,6 +256,9 @@ def main() -> None:
             + " | ".join(f"{r['stages'].get(k, 0):.1f}" for k in stages)
             + f" | {r['total_s']:.1f} | {r['after_extraction_s'] / ext:.0%} | {r['floor_s']:.1f} | "
             f"{r['total_s'] / r['floor_s']:.2f}x | {r['peak_rss_gb']:.2f} GB |"
+        )
+        lines.append(  # each stage's share of the whole run
+            "| share | " + " | ".join(f"{100 * r['stages'].get(k, 0) / r['total_s']:.0f} %" for k in stages) + " |" * 6
         )
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
