@@ -206,6 +206,8 @@ def test_layer_similarity_tests_each_measure_against_its_null(app: AppTest) -> N
         if crossed:
             assert len(crossed[0]["x"]) == int(want.inside.sum())
         assert any("pairs of layers score above their permutation null" in c.value for c in app.caption)
+    _open_view(app, "Export")  # the answer's similarity.csv is offered with the run's files
+    assert any("similarity.csv" in str(b.proto) for b in app.get("download_button"))
 
 
 def test_choose_a_cut_ranks_every_cut_and_exports_one(app: AppTest) -> None:
