@@ -7,8 +7,8 @@ a worker process projects the next, each with the same seeded fit it would get o
 (`project`), so the layouts are identical to the sequential ones (a test). The worker is spawned
 (never forked: numba's threads), opens a cached layer's features from its file instead of
 receiving a copy, and compiles UMAP's numba code once (about 10 s): below LANES_MIN_POINTS images,
-or with one layer to project, one core, or inside a daemonic process (a job's), the layers are
-projected here one after another."""
+or with one layer to project, one core, or in a child process (a demo job's: its memory and CPU
+are bounded), the layers are projected here one after another."""
 
 from __future__ import annotations
 
@@ -33,13 +33,14 @@ LANES = 2  # this process and one worker: UMAP's seeded optimisation is single-t
 
 
 def lanes() -> int:
-    """How many layers can be projected at once here: 1, or LANES with two cores to spare and a
-    process that may start children."""
+    """How many layers can be projected at once here: LANES in a program's own process with two
+    cores, else 1. A child process (a demo job's, bounded in memory and CPU; a lane's worker)
+    starts no worker of its own."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return LANES if cpus >= 2 and not multiprocessing.current_process().daemon else 1
+    return LANES if cpus >= 2 and multiprocessing.parent_process() is None else 1
 
 
 def _portable(x: np.ndarray) -> tuple:

@@ -57,3 +57,15 @@ def test_a_workers_error_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None
     bad["l16"] = (np.full((60, 16), np.nan, dtype=np.float32), None)
     with pytest.raises(ValueError):
         projection_lanes.project_layers(bad, ProjectionSpec(method="umap"))
+
+
+def _lanes_here() -> int:
+    return projection_lanes.lanes()
+
+
+def test_a_child_process_starts_no_worker_of_its_own() -> None:
+    """A demo job runs in a child process bounded in memory and CPU: its UMAP stays in one lane."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_lanes_here) == 1
