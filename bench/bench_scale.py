@@ -72,6 +72,7 @@ def child_compare(
             metric=MetricSpec(),
             cache=FeatureCache(cache_dir or fresh),
             progress=progress,
+            similarity_nulls=None,  # as the command line: every pair against its null up to 16 layers
         )
         progress("writing files", 0, 1)
         export.write_all(comp, out / f"out{n}")

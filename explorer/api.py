@@ -321,7 +321,7 @@ def compare(
     progress: bool = True,
     leaderboard: bool = True,
     latency: bool = True,
-    similarity_nulls: bool = True,
+    similarity_nulls: bool | None = None,
     engine: str = "local",
     ray_address: str | None = None,
     **options: Any,
@@ -352,7 +352,8 @@ def compare(
         leaderboard: also score the cuts (LogME, compression curves, parameters, GFLOPs).
         latency: with `leaderboard`, time the network up to each layer on this machine.
         similarity_nulls: CKA, CKNNA, mutual kNN, RSA and Procrustes of every pair of layers
-            against their permutation nulls (`comp.similarity_nulls`, similarity.csv); False skips it.
+            against their permutation nulls (`comp.similarity_nulls`, similarity.csv): True, False,
+            or None (the default) for up to 16 layers (120 pairs, about 30 s).
         engine: where extraction runs: `local` (this process) or `ray` (a Ray cluster, whose
             workers also read and hash shards, parquet and tables of paths: docs/datasets.md).
         ray_address: with `ray`, the cluster (`HOST:6379`, `ray://HOST:10001`, `auto`); None

@@ -142,6 +142,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             }
             print(budget_sentence(comp.leaderboard, **budget))
             print(scorer_trust_sentence(comp.agreement), "(scorer_agreement.csv)")
+        layers = sum(len(r.features) for r in comp.runs)
+        if not comp.alignment and args.similarity_nulls is None and layers > 1:
+            print(
+                f"similarity.csv not written: {layers} layers make {layers * (layers - 1) // 2} pairs to test against "
+                "their nulls (about 0.25 s each); --similarity-nulls computes them."
+            )
         said = [s for r in comp.runs for s in new_class_sentences(comp, r)]
         if said:
             print("\nNew classes (retrieval.csv, few_shot.csv, unseen_compression.csv):")
@@ -393,10 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--similarity-nulls",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="CKA, CKNNA, mutual kNN, RSA and Procrustes of every pair of layers on a sample of 300 images, each "
-        "against its permutation null and with a bootstrap interval (similarity.csv; about 0.3 s a pair of layers; "
-        "on by default, --no-similarity-nulls skips it)",
+        "against its permutation null and with a bootstrap interval (similarity.csv; about 0.25 s a pair of layers). "
+        "Given neither flag: up to 16 layers (120 pairs); --similarity-nulls forces it, --no-similarity-nulls skips it",
     )
     c.add_argument(
         "--max-gflops", type=float, default=None, help="name the most accurate cut under this many GFLOPs per image"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import projection as projection_mod
-from .analysis.alignment import PairScores
+from .analysis.alignment import PairScores, nulls_wanted
 from .analysis.cached_runs import (
     alignment_run,
     compression_run,
@@ -355,7 +355,7 @@ def compare(
     latency: bool = True,
     labels: Sequence[str | None] | None = None,
     request: AnalysisRequest | None = None,
-    similarity_nulls: bool = False,
+    similarity_nulls: bool | None = False,
 ) -> Comparison:
     """The whole analysis: extract, score, CKA and project every chosen layer of every model.
 
@@ -376,8 +376,9 @@ def compare(
             random batch at batch 1 and 32, cached per model build and machine).
         labels: each run's name in the tables (None, or a None in it: run_labels' name).
         request: what was asked for, kept in the Comparison.
-        similarity_nulls: also CKA, CKNNA, mutual kNN and RSA of every pair of layers against their
-            permutation nulls (analysis/alignment.py; Comparison.alignment, similarity.csv).
+        similarity_nulls: also CKA, CKNNA, mutual kNN, RSA and Procrustes of every pair of layers against their
+            permutation nulls (analysis/alignment.py; Comparison.alignment, similarity.csv); None:
+            up to alignment.AUTO_MAX_LAYERS layers.
 
     Returns:
         A Comparison.
@@ -432,7 +433,7 @@ def analyse(
     leaderboard: bool = True,
     latency: bool = True,
     request: AnalysisRequest | None = None,
-    similarity_nulls: bool = False,
+    similarity_nulls: bool | None = False,
 ) -> Comparison:
     """Everything after extraction: the neighbour graphs, scores and projections of every layer,
     the similarity between layers and, with `leaderboard`, what cutting at each layer costs and
@@ -474,7 +475,7 @@ def analyse(
             progress,
             random_state=metric.random_state,
         )
-        if similarity_nulls
+        if nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
         else {}
     )
     metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)

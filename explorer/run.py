@@ -58,7 +58,9 @@ class RunSettings:
     ray_address: str | None = None
     ray_actors: int | None = None
     leaderboard: bool = True
-    similarity_nulls: bool = False  # CKA, CKNNA, mutual kNN and RSA against permutation nulls (similarity.csv)
+    # CKA, CKNNA, mutual kNN, RSA and Procrustes against permutation nulls (similarity.csv): True, False,
+    # or None for "auto" (up to alignment.AUTO_MAX_LAYERS layers; the command line's and the API's default)
+    similarity_nulls: bool | None = False
     latency: bool = True
     server_paths: bool = True
     remember_reads: bool = True

@@ -46,6 +46,13 @@ BOOTSTRAPS = 50  # resamples of the interval, per pair of layers
 MEASURES = ("cka", "cknna", "mutual_knn", "rsa", "procrustes")
 DISTANCES = frozenset({"procrustes"})  # lower is more similar
 ALPHA = 0.05  # a score whose permutation p-value is above this is inside its null
+AUTO_MAX_LAYERS = 16  # "auto" tests every pair against its null up to this many layers (120 pairs, about 30 s)
+
+
+def nulls_wanted(asked: bool | None, layers: int) -> bool:
+    """Whether to test the pairs of `layers` layers against their nulls: as asked, or, asked
+    nothing (None), up to AUTO_MAX_LAYERS layers (the pairs grow with the square of the layers)."""
+    return asked if asked is not None else layers <= AUTO_MAX_LAYERS
 
 
 @dataclass

@@ -34,6 +34,7 @@ def _clicked_cell(event: object) -> tuple[int, int] | None:
     return None
 
 
+PAIR_SECONDS = 0.25  # one pair of layers against its nulls, on 2 cores (docs/benchmarks.md)
 NULL_MEASURES = {
     "CKA vs null": "cka",
     "CKNNA": "cknna",
@@ -90,7 +91,7 @@ def _calibrated_view(comp: Comparison, measure: str, ask_nulls: Callable[[], Non
             plain(
                 f"These measures are tested against a permutation null: each of the {pairs_count} pairs of layers "
                 "again with the images' order shuffled 50 times, and resampled 50 times for an interval "
-                "(about half a second a pair). They were not computed in this run."
+                f"(about {max(1, round(pairs_count * PAIR_SECONDS))} s here). They were not computed in this run."
             ),
             icon="🎲",
         )

@@ -21,6 +21,7 @@ from explorer.analysis.alignment import (
     inside_null,
     max_null,
     measures,
+    nulls_wanted,
     p_value,
     pair_scores,
     permutations,
@@ -200,3 +201,8 @@ def test_the_bootstrap_interval_covers_the_score_and_narrows_with_the_sample() -
             assert low < got.score[m] < high, (s, m, low, got.score[m], high)
         widths[s] = {m: np.subtract(*got.interval(m)[::-1]) for m in MEASURES}
     assert all(widths[320][m] < widths[80][m] for m in MEASURES), widths
+
+
+def test_auto_tests_the_pairs_of_up_to_sixteen_layers() -> None:
+    assert nulls_wanted(None, 16) and not nulls_wanted(None, 17)  # 120 pairs, about 30 s; 136 are left to a flag
+    assert nulls_wanted(True, 48) and not nulls_wanted(False, 2)
