@@ -23,7 +23,7 @@ from .analysis.cached_runs import (
     graph_run,
     intrinsic_run,
     logme_run,
-    project_run,
+    project_runs,
     retrieval_run,
     score_run,
     scorers_run,
@@ -445,14 +445,16 @@ def analyse(
     scores: dict[str, LayerScores] = {}
     projections: dict[str, Projection] = {}
     graphs: dict[str, KnnGraph] = {}
+    graphs_of: dict[str, dict[str, KnnGraph]] = {}
     for r in runs:
-        run_graphs = graph_run(r, cache, progress)
-        graphs |= {r.key(n, multi): g for n, g in run_graphs.items()}
-        scores |= {r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, run_graphs, progress).items()}
-        if projection.method != "none":
-            projections |= {
-                r.key(n, multi): p for n, p in project_run(r, projection, cache, run_graphs, progress).items()
-            }
+        graphs_of[r.label] = graph_run(r, cache, progress)
+        graphs |= {r.key(n, multi): g for n, g in graphs_of[r.label].items()}
+        scores |= {
+            r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, graphs_of[r.label], progress).items()
+        }
+    if projection.method != "none":  # every model's layers together: side by side where that pays
+        by_run = project_runs(list(runs), projection, cache, graphs_of, progress)
+        projections = {r.key(n, multi): p for r in runs for n, p in by_run[r.label].items()}
     retrievals: dict[str, Retrieval | None] = {}
     few_shots: dict[str, FewShot | None] = {}
     unseens: dict[str, UnseenCurve | None] = {}

@@ -151,35 +151,52 @@ def project_run(
     progress: StageProgress | None = None,
 ) -> dict[str, Projection]:
     """Projections of every layer of a run (UMAP from the layer's kNN graph), keyed also by the
-    projection settings. The layers not stored yet are projected first, side by side on both
-    cores where that pays (projection_lanes.py), and stored."""
+    projection settings (project_runs for one run)."""
+    return project_runs([run], spec, cache, {run.label: graphs or {}}, progress)[run.label]
+
+
+def project_runs(
+    runs: list[ModelRun],
+    spec: ProjectionSpec,
+    cache: FeatureCache,
+    graphs: dict[str, dict[str, KnnGraph]],
+    progress: StageProgress | None = None,
+) -> dict[str, dict[str, Projection]]:
+    """{run label: {layer: projection}} of every layer of every run ({run label: its layers'
+    graphs}). The layers not stored yet, of all the runs together, are projected first, side by
+    side on both cores where that pays (projection_lanes.py), and stored; then each run's are read."""
     parts = {"spec": spec.__dict__}
-    title = f"projecting {run.label} ({spec.method.upper()})"
-    keys = {node: _layer_key(run, node, "projection", parts) for node in run.features}
-    missing = {
-        node: (run.features[node], (graphs or {}).get(node)) for node in keys if cache.get_result(keys[node]) is None
-    }
+    title = f"projecting ({spec.method.upper()})"
+    missing: dict[str, tuple[np.ndarray, KnnGraph | None]] = {}
+    for r in runs:
+        for node, feats in r.features.items():
+            key = _layer_key(r, node, "projection", parts)
+            if cache.get_result(key) is None:
+                missing[key] = (feats, graphs.get(r.label, {}).get(node))
     if len(missing) > 1:
         finished = 0
 
-        def store(node: str, got: Projection) -> None:
+        def store(key: str, got: Projection) -> None:
             nonlocal finished
-            cache.put_result(keys[node], got.to_arrays())
+            cache.put_result(key, got.to_arrays())
             finished += 1
             if progress:
                 progress(title, finished, len(missing))
 
         project_layers(missing, spec, store)
-    return _per_layer(
-        run,
-        cache,
-        "projection",
-        parts,
-        lambda node, feats: project(feats, spec, graph=(graphs or {}).get(node)),
-        Projection.from_arrays,
-        progress,
-        title,
-    )
+    return {
+        r.label: _per_layer(
+            r,
+            cache,
+            "projection",
+            parts,
+            lambda node, feats, r=r: project(feats, spec, graph=graphs.get(r.label, {}).get(node)),
+            Projection.from_arrays,
+            progress,
+            f"projecting {r.label} ({spec.method.upper()})",
+        )
+        for r in runs
+    }
 
 
 def similarity_run(

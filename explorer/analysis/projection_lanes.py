@@ -6,8 +6,8 @@ nothing. So a second *process* takes a share of the layers: this process project
 a worker process projects the next, each with the same seeded fit it would get one after another
 (`project`), so the layouts are identical to the sequential ones (a test). The worker is spawned
 (never forked: numba's threads), opens a cached layer's features from its file instead of
-receiving a copy, and compiles UMAP's numba code once (about 10 s): below LANES_MIN_POINTS images,
-or with one layer to project, one core, or in a child process (a demo job's: its memory and CPU
+receiving a copy, and compiles UMAP's numba code once (about 10 s): below LANES_MIN_WORK images x
+layers, or with one layer to project, one core, or in a child process (a demo job's: its memory and CPU
 are bounded), the layers are projected here one after another."""
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from .neighbors import KnnGraph
 from .projection import Projection, project
 
 log = logging.getLogger(__name__)
-LANES_MIN_POINTS = 10_000  # below, the worker's start and compile cost more than its share saves
+# images x layers below which the worker's start and UMAP compile (about 10 s) cost more than its
+# share saves: a layer's UMAP takes about 0.6 ms an image at 2,000-10,000 images on 2 cores (less
+# beyond), so 40,000 image-layers are about 25 s of fits, of which a lane saves half
+LANES_MIN_WORK = 40_000
 LANES = 2  # this process and one worker: UMAP's seeded optimisation is single-threaded
 
 
@@ -85,7 +88,7 @@ def project_layers(
         if done:
             done(name, out[name])
 
-    if spec.method != "umap" or len(names) < 2 or n < LANES_MIN_POINTS or lanes() < 2:
+    if spec.method != "umap" or len(names) < 2 or n * len(names) < LANES_MIN_WORK or lanes() < 2:
         for name in names:
             here(name)
         return out
@@ -117,9 +120,15 @@ def project_layers(
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         helper = threading.Thread(target=worker_lane, args=(pool,), name="umap-lane", daemon=True)
         helper.start()
-        while not failed and (name := take()) is not None:
-            here(name)
-        helper.join()
+        try:
+            while not failed and (name := take()) is not None:
+                here(name)
+        except BaseException:  # stopped or failed here: the worker finishes its layer and takes no other
+            with lock:
+                queue.clear()
+            raise
+        finally:
+            helper.join()
     if failed:
         raise failed[0]
     for name in names:  # the worker's, reported once this thread is free

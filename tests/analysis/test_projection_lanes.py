@@ -22,7 +22,7 @@ def layers(n: int = 400) -> dict[str, np.ndarray]:
 def test_layers_projected_side_by_side_equal_the_same_fits_one_after_another(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(projection_lanes, "LANES_MIN_POINTS", 0)  # lanes even for 400 images
+    monkeypatch.setattr(projection_lanes, "LANES_MIN_WORK", 0)  # lanes even for 400 images
     if projection_lanes.lanes() < 2:
         pytest.skip("one core: the lanes are not used")
     spec = ProjectionSpec(method="umap", random_state=3)
@@ -49,7 +49,7 @@ def test_a_memory_mapped_layer_reaches_the_worker_as_its_file(tmp_path) -> None:
 
 
 def test_a_workers_error_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(projection_lanes, "LANES_MIN_POINTS", 0)
+    monkeypatch.setattr(projection_lanes, "LANES_MIN_WORK", 0)
     if projection_lanes.lanes() < 2:
         pytest.skip("one core: the lanes are not used")
     feats = layers(60)
@@ -69,3 +69,30 @@ def test_a_child_process_starts_no_worker_of_its_own() -> None:
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.apply(_lanes_here) == 1
+
+
+def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A sweep's layers go to the lanes as one batch (each model's eight alone would not pay)."""
+    from explorer.analysis import cached_runs
+    from explorer.extraction.given_features import given_run
+    from explorer.store import FeatureCache
+
+    feats = layers(120)
+    runs = [given_run("a", feats), given_run("b", {k: v[:, ::-1].copy() for k, v in feats.items()})]
+    batches: list[int] = []
+    real = cached_runs.project_layers
+
+    def spy(missing, spec, done):  # type: ignore[no-untyped-def]
+        batches.append(len(missing))
+        return real(missing, spec, done)
+
+    monkeypatch.setattr(cached_runs, "project_layers", spy)
+    spec = ProjectionSpec(method="pca")
+    cache = FeatureCache(tmp_path / "c")
+    got = cached_runs.project_runs(runs, spec, cache, {})
+    assert batches == [6] and set(got) == {"a", "b"}
+    for r in runs:
+        for node, x in r.features.items():
+            assert np.array_equal(got[r.label][node].coords, project(x, spec).coords)
+    again = cached_runs.project_runs(runs, spec, cache, {})  # stored: nothing projected again
+    assert batches == [6] and all(np.array_equal(again["b"][n].coords, got["b"][n].coords) for n in feats)
