@@ -129,6 +129,8 @@ def project_layers(
             raise
         finally:
             helper.join()
+        while not failed and (name := take()) is not None:  # a layer the worker gave back when it stopped
+            here(name)
     if failed:
         raise failed[0]
     for name in names:  # the worker's, reported once this thread is free

@@ -96,3 +96,46 @@ def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_p
             assert np.array_equal(got[r.label][node].coords, project(x, spec).coords)
     again = cached_runs.project_runs(runs, spec, cache, {})  # stored: nothing projected again
     assert batches == [6] and all(np.array_equal(again["b"][n].coords, got["b"][n].coords) for n in feats)
+
+
+def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed (out of memory, say) after this process has run out of layers of its own
+    leaves its layer to this process: every layer is projected."""
+    import threading
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending: list[Future] = []
+
+    class DeadPool:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> "DeadPool":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def submit(self, *args: object) -> Future:
+            pending.append(Future())
+            return pending[-1]
+
+    here = []
+
+    def project_here(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        here.append(1)
+        if len(here) == 2:  # this process's last layer of its own: the worker dies just after
+            threading.Timer(0.5, lambda: pending[0].set_exception(BrokenProcessPool("killed"))).start()
+        return project(*args, **kwargs)
+
+    monkeypatch.setattr(projection_lanes, "ProcessPoolExecutor", DeadPool)
+    monkeypatch.setattr(projection_lanes, "project", project_here)
+    monkeypatch.setattr(projection_lanes, "LANES_MIN_WORK", 0)
+    monkeypatch.setattr(projection_lanes, "lanes", lambda: 2)
+    spec = ProjectionSpec(method="umap")
+    feats = layers(60)
+    got = projection_lanes.project_layers({name: (x, None) for name, x in feats.items()}, spec)
+    assert list(got) == list(feats) and len(here) == 3  # the given-back layer projected here
+    for name, x in feats.items():
+        assert np.array_equal(got[name].coords, project(x, spec).coords)
