@@ -27,7 +27,7 @@ from .leaderboard import LayerCost
 from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .probe import FALLBACK_C
-from .projection import Projection, project
+from .projection import Projection
 from .projection_lanes import project_layers
 from .retrieval import Retrieval, retrieval_scores
 from .scorers import scorer_values
@@ -167,36 +167,31 @@ def project_runs(
     side on both cores where that pays (projection_lanes.py), and stored; then each run's are read."""
     parts = {"spec": spec.__dict__}
     title = f"projecting ({spec.method.upper()})"
+    out: dict[str, dict[str, Projection]] = {r.label: {} for r in runs}
     missing: dict[str, tuple[np.ndarray, KnnGraph | None]] = {}
+    where: dict[str, tuple[str, str]] = {}
     for r in runs:
         for node, feats in r.features.items():
             key = _layer_key(r, node, "projection", parts)
-            if cache.get_result(key) is None:
+            got = cache.get_result(key)  # read once: a stored projection is used as read here
+            if got is not None:
+                out[r.label][node] = Projection.from_arrays(got)
+            else:
                 missing[key] = (feats, graphs.get(r.label, {}).get(node))
-    if len(missing) > 1:
-        finished = 0
+                where[key] = (r.label, node)
+    finished = 0
 
-        def store(key: str, got: Projection) -> None:
-            nonlocal finished
-            cache.put_result(key, got.to_arrays())
-            finished += 1
-            if progress:
-                progress(title, finished, len(missing))
+    def store(key: str, got: Projection) -> None:
+        nonlocal finished
+        cache.put_result(key, got.to_arrays())
+        out[where[key][0]][where[key][1]] = got
+        finished += 1
+        if progress:
+            progress(title, finished, len(missing))
 
+    if missing:
         project_layers(missing, spec, store)
-    return {
-        r.label: _per_layer(
-            r,
-            cache,
-            "projection",
-            parts,
-            lambda node, feats, r=r: project(feats, spec, graph=graphs.get(r.label, {}).get(node)),
-            Projection.from_arrays,
-            progress,
-            f"projecting {r.label} ({spec.method.upper()})",
-        )
-        for r in runs
-    }
+    return {r.label: {node: out[r.label][node] for node in r.features} for r in runs}
 
 
 def similarity_run(
