@@ -28,7 +28,7 @@ from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .probe import FALLBACK_C
 from .projection import Projection
-from .projection_lanes import project_layers
+from .projection_lanes import ProjectionLanes
 from .retrieval import Retrieval, retrieval_scores
 from .scorers import scorer_values
 from .scores import LayerScores, label_plan, score_layer
@@ -165,33 +165,63 @@ def project_runs(
     """{run label: {layer: projection}} of every layer of every run ({run label: its layers'
     graphs}). The layers not stored yet, of all the runs together, are projected first, side by
     side on both cores where that pays (projection_lanes.py), and stored; then each run's are read."""
-    parts = {"spec": spec.__dict__}
-    title = f"projecting ({spec.method.upper()})"
-    out: dict[str, dict[str, Projection]] = {r.label: {} for r in runs}
-    missing: dict[str, tuple[np.ndarray, KnnGraph | None]] = {}
-    where: dict[str, tuple[str, str]] = {}
-    for r in runs:
-        for node, feats in r.features.items():
-            key = _layer_key(r, node, "projection", parts)
-            got = cache.get_result(key)  # read once: a stored projection is used as read here
-            if got is not None:
-                out[r.label][node] = Projection.from_arrays(got)
-            else:
-                missing[key] = (feats, graphs.get(r.label, {}).get(node))
-                where[key] = (r.label, node)
-    finished = 0
+    return RunProjections(runs, spec, cache, graphs).finish(progress)
 
-    def store(key: str, got: Projection) -> None:
-        nonlocal finished
-        cache.put_result(key, got.to_arrays())
-        out[where[key][0]][where[key][1]] = got
-        finished += 1
-        if progress:
-            progress(title, finished, len(missing))
 
-    if missing:
-        project_layers(missing, spec, store)
-    return {r.label: {node: out[r.label][node] for node in r.features} for r in runs}
+class RunProjections:
+    """project_runs begun now and finished later: with `background`, the layers not stored yet go
+    to a worker process at once (projection_lanes.ProjectionLanes), which projects them while this
+    process does the rest of the analysis; `finish()` projects what is left beside it, stores each
+    and returns them all. A `with` block left on an error stops the worker after its layer."""
+
+    def __init__(
+        self,
+        runs: list[ModelRun],
+        spec: ProjectionSpec,
+        cache: FeatureCache,
+        graphs: dict[str, dict[str, KnnGraph]],
+        *,
+        background: bool = False,
+    ) -> None:
+        self._runs, self._cache = runs, cache
+        self._title = f"projecting ({spec.method.upper()})"
+        self._out: dict[str, dict[str, Projection]] = {r.label: {} for r in runs}
+        self._where: dict[str, tuple[str, str]] = {}
+        self._progress: StageProgress | None = None
+        self._finished = 0
+        missing: dict[str, tuple[np.ndarray, KnnGraph | None]] = {}
+        parts = {"spec": spec.__dict__}
+        for r in runs:
+            for node, feats in r.features.items():
+                key = _layer_key(r, node, "projection", parts)
+                got = cache.get_result(key)  # read once: a stored projection is used as read here
+                if got is not None:
+                    self._out[r.label][node] = Projection.from_arrays(got)
+                else:
+                    missing[key] = (feats, graphs.get(r.label, {}).get(node))
+                    self._where[key] = (r.label, node)
+        self._lanes = ProjectionLanes(missing, spec, self._store, background=background)
+
+    def __enter__(self) -> RunProjections:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is not None:
+            self._lanes.stop()
+
+    def _store(self, key: str, got: Projection) -> None:
+        self._cache.put_result(key, got.to_arrays())
+        self._out[self._where[key][0]][self._where[key][1]] = got
+        self._finished += 1
+        if self._progress:
+            self._progress(self._title, self._finished, len(self._where))
+
+    def finish(self, progress: StageProgress | None = None) -> dict[str, dict[str, Projection]]:
+        """{run label: {layer: projection}}, every layer of every run."""
+        self._progress = progress
+        if self._where:
+            self._lanes.finish()
+        return {r.label: {node: self._out[r.label][node] for node in r.features} for r in self._runs}
 
 
 def similarity_run(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -75,12 +77,39 @@ def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
     return out
 
 
-def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> np.ndarray:
+@functools.cache
+def umap_module() -> ModuleType:
+    """umap-learn, its kernels compiled once per machine instead of once per process.
+
+    umap-learn caches only some of its numba functions on disk: the fuzzy simplicial set's and the
+    layout optimiser's kernels were compiled afresh in every process, 6.6 s of a 2,000-image fit's
+    10.6 s here (docs/benchmarks.md). Turning numba's cache on for them (Dispatcher.enable_caching,
+    into NUMBA_CACHE_DIR; process_setup.configure) keeps the machine code of the first compile, keyed
+    by numba on the source file, the argument types and the CPU; a kernel numba cannot cache, or a
+    cache folder it cannot write, leaves that kernel compiled per process, as before.
+    """
     try:
-        import numba
         import umap
+        import umap.layouts
+        import umap.umap_
+        from numba.core.caching import NullCache
+        from numba.core.registry import CPUDispatcher
     except ImportError as exc:  # pragma: no cover - umap-learn is a requirement
         raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
+    for module in (umap.umap_, umap.layouts):
+        for kernel in vars(module).values():
+            if isinstance(kernel, CPUDispatcher) and isinstance(kernel._cache, NullCache):
+                try:
+                    kernel.enable_caching()
+                except RuntimeError as exc:  # no writable cache folder: compiled in this process only
+                    log.debug("numba cannot cache %s: %s", kernel.py_func.__name__, exc)
+    return umap
+
+
+def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> np.ndarray:
+    import numba
+
+    umap = umap_module()
     # pynndescent swaps numba's `omp` layer for `workqueue` when TBB is missing, and workqueue aborts
     # the process when two threads run UMAP at once (docs/design.md, "numba"); omp is thread-safe and we never fork.
 

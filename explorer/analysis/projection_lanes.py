@@ -6,9 +6,11 @@ nothing. So a second *process* takes a share of the layers: this process project
 a worker process projects the next, each with the same seeded fit it would get one after another
 (`project`), so the layouts are identical to the sequential ones (a test). The worker is spawned
 (never forked: numba's threads), opens a cached layer's features from its file instead of
-receiving a copy, and compiles UMAP's numba code once (about 10 s): below LANES_MIN_WORK images x
-layers, or with one layer to project, one core, or in a child process (a demo job's: its memory and CPU
-are bounded), the layers are projected here one after another."""
+receiving a copy, and imports UMAP (its numba code from the machine's cache, projection.umap_module:
+2-3 s). Started in the background (ProjectionLanes), it projects while this process does the rest
+of the analysis, which leaves the second core mostly idle. Below LANES_MIN_WORK images x layers
+(BACKGROUND_MIN_WORK in the background), or with one lane (one core, or a child process: a demo
+job's, bounded in memory and CPU), the layers are projected here one after another."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 # share saves: a layer's UMAP takes about 0.6 ms an image at 2,000-10,000 images on 2 cores (less
 # beyond), so 40,000 image-layers are about 25 s of fits, of which a lane saves half
 LANES_MIN_WORK = 40_000
+# ... and in the background (ProjectionLanes(background=True)), where the worker's start overlaps this
+# process's other analysis: from about 5 s of fits (a 2,000-image run's 8 layers are about 12 s)
+BACKGROUND_MIN_WORK = 8_000
 LANES = 2  # this process and one worker: UMAP's seeded optimisation is single-threaded
 
 
@@ -70,6 +75,116 @@ def _project_there(source: tuple, spec: ProjectionSpec, graph: dict[str, np.ndar
     return project(_opened(source), spec, graph=knn).to_arrays()
 
 
+class ProjectionLanes:
+    """The projections of several layers, on both cores where that pays, begun now and finished
+    later: with `background`, the worker starts at once and projects layers while this process does
+    other work (its start and UMAP's import then cost nothing on the wall clock: the rest of the
+    analysis leaves the second core mostly idle), and `finish()` has this process take the layers
+    still waiting, beside the worker, as project_layers does. `stop()` (or leaving a `with` block on
+    an error) lets the worker finish its layer and take no other.
+
+    Layers go to the worker from BACKGROUND_MIN_WORK images x layers in the background, from
+    LANES_MIN_WORK otherwise (module doc); below, or with one lane, `finish()` projects them all here.
+    """
+
+    def __init__(
+        self,
+        layers: dict[str, tuple[np.ndarray, KnnGraph | None]],
+        spec: ProjectionSpec,
+        done: Callable[[str, Projection], None] | None = None,
+        *,
+        background: bool = False,
+    ) -> None:
+        self._layers, self._spec, self._done = layers, spec, done
+        self._queue = collections.deque(layers)
+        self._lock = threading.Lock()
+        self._theirs: dict[str, Projection] = {}
+        self._failed: list[BaseException] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._helper: threading.Thread | None = None
+        n = min((len(f) for f, _ in layers.values()), default=0)
+        least = BACKGROUND_MIN_WORK if background else LANES_MIN_WORK
+        enough = len(layers) >= (1 if background else 2) and n * len(layers) >= least
+        if spec.method == "umap" and enough and lanes() >= 2:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._helper = threading.Thread(target=self._worker_lane, name="umap-lane", daemon=True)
+            self._helper.start()
+
+    def __enter__(self) -> ProjectionLanes:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is not None:
+            self.stop()
+
+    def _take(self) -> str | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _worker_lane(self) -> None:
+        assert self._pool is not None
+        while not self._failed and (name := self._take()) is not None:
+            features, graph = self._layers[name]
+            try:
+                got = self._pool.submit(
+                    _project_there, _portable(features), self._spec, graph.to_arrays() if graph else None
+                )
+                self._theirs[name] = Projection.from_arrays(got.result())
+            except BrokenProcessPool as exc:  # the worker died (memory): this process takes its layer back
+                log.warning("the UMAP worker process stopped (%s); projecting its layers here", exc)
+                with self._lock:
+                    self._queue.appendleft(name)
+                return
+            except BaseException as exc:  # its error is the run's: raised on this process's thread
+                self._failed.append(exc)
+                return
+
+    def stop(self) -> None:
+        """Take no more layers: the worker finishes the one it has (its result is dropped) and exits."""
+        with self._lock:
+            self._queue.clear()
+        self._close()
+
+    def _close(self) -> None:
+        if self._helper is not None:
+            self._helper.join()
+            self._helper = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def finish(self) -> dict[str, Projection]:
+        """{name: its projection} of every layer, in the order given; `done(name, projection)` is
+        called here, on this thread, as each is ready (the worker's once this thread is free).
+
+        Raises:
+            the worker's error, or this process's (the worker then takes no other layer).
+        """
+        out: dict[str, Projection] = {}
+        try:
+            while not self._failed and (name := self._take()) is not None:
+                features, graph = self._layers[name]
+                out[name] = project(features, self._spec, graph=graph)
+                if self._done:
+                    self._done(name, out[name])
+        except BaseException:  # stopped or failed here: the worker finishes its layer and takes no other
+            self.stop()
+            raise
+        self._close()
+        while not self._failed and (name := self._take()) is not None:  # a layer the worker gave back when it stopped
+            features, graph = self._layers[name]
+            out[name] = project(features, self._spec, graph=graph)
+            if self._done:
+                self._done(name, out[name])
+        if self._failed:
+            raise self._failed[0]
+        for name, got in self._theirs.items():
+            out[name] = got
+            if self._done:
+                self._done(name, got)
+        return {name: out[name] for name in self._layers}
+
+
 def project_layers(
     layers: dict[str, tuple[np.ndarray, KnnGraph | None]],
     spec: ProjectionSpec,
@@ -78,64 +193,4 @@ def project_layers(
     """{name: its projection} of every layer ({name: (features, its kNN graph or None)}), in lanes
     when that pays (module doc), else one after another; `done(name, projection)` is called here,
     on this thread, as each is ready."""
-    names = list(layers)
-    n = min((len(f) for f, _ in layers.values()), default=0)
-    out: dict[str, Projection] = {}
-
-    def here(name: str) -> None:
-        features, graph = layers[name]
-        out[name] = project(features, spec, graph=graph)
-        if done:
-            done(name, out[name])
-
-    if spec.method != "umap" or len(names) < 2 or n * len(names) < LANES_MIN_WORK or lanes() < 2:
-        for name in names:
-            here(name)
-        return out
-    queue = collections.deque(names)
-    lock = threading.Lock()
-    theirs: dict[str, Projection] = {}
-    failed: list[BaseException] = []
-
-    def take() -> str | None:
-        with lock:
-            return queue.popleft() if queue else None
-
-    def worker_lane(pool: ProcessPoolExecutor) -> None:
-        while not failed and (name := take()) is not None:
-            features, graph = layers[name]
-            try:
-                got = pool.submit(_project_there, _portable(features), spec, graph.to_arrays() if graph else None)
-                theirs[name] = Projection.from_arrays(got.result())
-            except BrokenProcessPool as exc:  # the worker died (memory): this process takes its layer back
-                log.warning("the UMAP worker process stopped (%s); projecting its layers here", exc)
-                with lock:
-                    queue.appendleft(name)
-                return
-            except BaseException as exc:  # its error is the run's: raised on this process's thread
-                failed.append(exc)
-                return
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        helper = threading.Thread(target=worker_lane, args=(pool,), name="umap-lane", daemon=True)
-        helper.start()
-        try:
-            while not failed and (name := take()) is not None:
-                here(name)
-        except BaseException:  # stopped or failed here: the worker finishes its layer and takes no other
-            with lock:
-                queue.clear()
-            raise
-        finally:
-            helper.join()
-        while not failed and (name := take()) is not None:  # a layer the worker gave back when it stopped
-            here(name)
-    if failed:
-        raise failed[0]
-    for name in names:  # the worker's, reported once this thread is free
-        if name in theirs:
-            out[name] = theirs[name]
-            if done:
-                done(name, out[name])
-    return {name: out[name] for name in names}
+    return ProjectionLanes(layers, spec, done).finish()

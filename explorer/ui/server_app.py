@@ -37,13 +37,15 @@ def preload() -> float:
     import plotly.graph_objects  # noqa: F401
     import sklearn.linear_model  # noqa: F401
     import torchvision.models.feature_extraction  # noqa: F401
-    import umap  # noqa: F401  (its import compiles numba functions: here, in one thread, not first in a worker beside
 
-    # other threads; in a clean-clone CI run a first import in the warm-up thread failed with numba's "No definition
-    # for lowering", and every UMAP job of that process after it; ~2 s with numba's cache warm)
     from .. import comparison  # noqa: F401
+    from ..analysis.projection import umap_module
     from ..networks import registry
 
+    # umap's import compiles numba functions: here, in one thread, not first in a worker beside other threads (in a
+    # clean-clone CI run a first import in the warm-up thread failed with numba's "No definition for lowering", and
+    # every UMAP job of that process after it); ~2 s with numba's cache warm
+    umap_module()
     registry.list_models()
     return time.perf_counter() - t
 

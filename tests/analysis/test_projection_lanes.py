@@ -80,13 +80,13 @@ def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_p
     feats = layers(120)
     runs = [given_run("a", feats), given_run("b", {k: v[:, ::-1].copy() for k, v in feats.items()})]
     batches: list[int] = []
-    real = cached_runs.project_layers
+    real = cached_runs.ProjectionLanes
 
-    def spy(missing, spec, done):  # type: ignore[no-untyped-def]
+    def spy(missing, spec, done, **kwargs):  # type: ignore[no-untyped-def]
         batches.append(len(missing))
-        return real(missing, spec, done)
+        return real(missing, spec, done, **kwargs)
 
-    monkeypatch.setattr(cached_runs, "project_layers", spy)
+    monkeypatch.setattr(cached_runs, "ProjectionLanes", spy)
     spec = ProjectionSpec(method="pca")
     cache = FeatureCache(tmp_path / "c")
     got = cached_runs.project_runs(runs, spec, cache, {})
@@ -95,7 +95,7 @@ def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_p
         for node, x in r.features.items():
             assert np.array_equal(got[r.label][node].coords, project(x, spec).coords)
     again = cached_runs.project_runs(runs, spec, cache, {})  # stored: nothing projected again
-    assert batches == [6] and all(np.array_equal(again["b"][n].coords, got["b"][n].coords) for n in feats)
+    assert batches == [6, 0] and all(np.array_equal(again["b"][n].coords, got["b"][n].coords) for n in feats)
 
 
 def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,6 +115,9 @@ def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatc
             return self
 
         def __exit__(self, *exc: object) -> None:
+            return None
+
+        def shutdown(self) -> None:
             return None
 
         def submit(self, *args: object) -> Future:
@@ -139,3 +142,50 @@ def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatc
     assert list(got) == list(feats) and len(here) == 3  # the given-back layer projected here
     for name, x in feats.items():
         assert np.array_equal(got[name].coords, project(x, spec).coords)
+
+
+def test_layers_projected_in_the_background_while_this_process_works_equal_the_same_fits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Begun in the background, the worker projects while this process is busy elsewhere (here: it
+    waits until the worker has taken every layer); finish() then returns the same layouts as the
+    same seeded fits one after another, each reported once."""
+    import time
+
+    monkeypatch.setattr(projection_lanes, "BACKGROUND_MIN_WORK", 0)
+    if projection_lanes.lanes() < 2:
+        pytest.skip("one core: the lanes are not used")
+    spec = ProjectionSpec(method="umap", random_state=5)
+    feats = layers(300)
+    graphs = {name: knn_graph(x, 15) for name, x in feats.items()}
+    seen: list[str] = []
+    with projection_lanes.ProjectionLanes(
+        {name: (x, graphs[name]) for name, x in feats.items()},
+        spec,
+        lambda name, _: seen.append(name),
+        background=True,
+    ) as underway:
+        deadline = time.monotonic() + 120
+        while underway._queue and time.monotonic() < deadline:  # the other work this process would do
+            time.sleep(0.2)
+        assert not underway._queue, "the worker took no layer in two minutes"
+        assert seen == []  # nothing is reported before finish(), on this thread
+        got = underway.finish()
+    assert list(got) == list(feats) and sorted(seen) == sorted(feats)
+    for name, x in feats.items():
+        assert np.array_equal(got[name].coords, project(x, spec, graph=graphs[name]).coords), name
+
+
+def test_an_error_here_stops_the_background_worker_after_its_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis fails (or is stopped) while the worker projects: leaving the block lets the
+    worker finish the layer it has, takes it no other, and the error is the one raised here."""
+    monkeypatch.setattr(projection_lanes, "BACKGROUND_MIN_WORK", 0)
+    if projection_lanes.lanes() < 2:
+        pytest.skip("one core: the lanes are not used")
+    feats = layers(300)
+    underway = projection_lanes.ProjectionLanes(
+        {name: (x, None) for name, x in feats.items()}, ProjectionSpec(method="umap"), background=True
+    )
+    with pytest.raises(KeyError), underway:
+        raise KeyError("the analysis failed")
+    assert not underway._queue and underway._pool is None and underway._helper is None
