@@ -16,7 +16,6 @@ import pandas as pd
 from .analysis import projection as projection_mod
 from .analysis.alignment import PairScores, nulls_wanted
 from .analysis.cached_runs import (
-    RunProjections,
     alignment_run,
     compression_run,
     cost_run,
@@ -24,6 +23,7 @@ from .analysis.cached_runs import (
     graph_run,
     intrinsic_run,
     logme_run,
+    project_runs,
     retrieval_run,
     score_run,
     scorers_run,
@@ -33,6 +33,7 @@ from .analysis.cached_runs import (
 from .analysis.compression import CompressionCurve
 from .analysis.few_shot import FewShot
 from .analysis.intrinsic import IntrinsicDimension
+from .analysis.layer_lanes import each_layer
 from .analysis.leaderboard import LayerCost, agreement_table, leaderboard_table
 from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection, align_chain
@@ -446,86 +447,88 @@ def analyse(
     projections: dict[str, Projection] = {}
     graphs: dict[str, KnnGraph] = {}
     graphs_of: dict[str, dict[str, KnnGraph]] = {}
+    nulls = nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
+    # each layer's own results computed on both cores and stored, where that pays; read back below
+    each_layer(
+        dataset,
+        list(runs),
+        metric=metric,
+        projection=projection,
+        cache=cache,
+        leaderboard=leaderboard,
+        nulls=nulls,
+        progress=progress,
+    )
     for r in runs:
         graphs_of[r.label] = graph_run(r, cache, progress)
         graphs |= {r.key(n, multi): g for n, g in graphs_of[r.label].items()}
-    # every model's layers together, projected by a worker process while this one does the rest
-    # (projection_lanes.py); what is left when the rest is done is projected here, beside it
-    projected = list(runs) if projection.method != "none" else []
-    with RunProjections(projected, projection, cache, graphs_of, background=True) as projecting:
+        scores |= {
+            r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, graphs_of[r.label], progress).items()
+        }
+    if projection.method != "none":  # every model's layers together: side by side where that pays
+        by_run = project_runs(list(runs), projection, cache, graphs_of, progress)
+        projections = {r.key(n, multi): p for r in runs for n, p in by_run[r.label].items()}
+    retrievals: dict[str, Retrieval | None] = {}
+    few_shots: dict[str, FewShot | None] = {}
+    unseens: dict[str, UnseenCurve | None] = {}
+    intrinsic: dict[str, IntrinsicDimension] = {}
+    for r in runs:
+        got = intrinsic_run(r, cache, metric.random_state, progress)
+        intrinsic |= {r.key(n, multi): v for n, v in got.items()}
+    for r in runs:  # recognising classes known from a few images, or never seen
+        own = {n: scores[r.key(n, multi)] for n in r.features}
+        retrievals |= {r.key(n, multi): v for n, v in retrieval_run(dataset, r, metric, cache, progress).items()}
+        few_shots |= {r.key(n, multi): v for n, v in few_shot_run(dataset, r, metric, cache, own, progress).items()}
+        unseens |= {r.key(n, multi): v for n, v in unseen_run(dataset, r, metric, cache, progress).items()}
+    similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
+    alignment = (
+        alignment_run(
+            list(runs),
+            multi,
+            None if dataset.labels is None else np.asarray(dataset.labels),
+            cache,
+            progress,
+            random_state=metric.random_state,
+        )
+        if nulls
+        else {}
+    )
+    metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
+    logmes: dict[str, float | None] = {}
+    others: dict[str, dict[str, float] | None] = {}  # the scorers beside LogME
+    curves: dict[str, CompressionCurve | None] = {}
+    costs: dict[str, LayerCost] = {}
+    table = pd.DataFrame()
+    if leaderboard:
         for r in runs:
-            scores |= {
-                r.key(n, multi): s
-                for n, s in score_run(dataset, r, metric, cache, graphs_of[r.label], progress).items()
-            }
-        retrievals: dict[str, Retrieval | None] = {}
-        few_shots: dict[str, FewShot | None] = {}
-        unseens: dict[str, UnseenCurve | None] = {}
-        intrinsic: dict[str, IntrinsicDimension] = {}
-        for r in runs:
-            got = intrinsic_run(r, cache, metric.random_state, progress)
-            intrinsic |= {r.key(n, multi): v for n, v in got.items()}
-        for r in runs:  # recognising classes known from a few images, or never seen
             own = {n: scores[r.key(n, multi)] for n in r.features}
-            retrievals |= {r.key(n, multi): v for n, v in retrieval_run(dataset, r, metric, cache, progress).items()}
-            few_shots |= {r.key(n, multi): v for n, v in few_shot_run(dataset, r, metric, cache, own, progress).items()}
-            unseens |= {r.key(n, multi): v for n, v in unseen_run(dataset, r, metric, cache, progress).items()}
-        similarity, overlap = similarity_run(
-            list(runs), multi, graphs, cache, progress, random_state=metric.random_state
+            logmes |= {r.key(n, multi): v for n, v in logme_run(dataset, r, metric, cache, progress).items()}
+            others |= {r.key(n, multi): v for n, v in scorers_run(dataset, r, metric, cache, progress).items()}
+            curves |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
+            costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
+        table = leaderboard_table(
+            metrics,
+            {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
+            {
+                (r.label, n): {"logme": logmes[r.key(n, multi)], **(others[r.key(n, multi)] or {})}
+                for r in runs
+                for n in r.features
+            },
+            {
+                (r.label, n): (c.smallest_k() if (c := curves[r.key(n, multi)]) else None)
+                for r in runs
+                for n in r.features
+            },
+            {r.label: r.weights.name for r in runs},
+            {
+                (r.label, n): (
+                    (v.map_at_r if (v := retrievals[r.key(n, multi)]) else None),
+                    (f.at(5, "prototype") if (f := few_shots[r.key(n, multi)]) else None),
+                )
+                for r in runs
+                for n in r.features
+            },
         )
-        alignment = (
-            alignment_run(
-                list(runs),
-                multi,
-                None if dataset.labels is None else np.asarray(dataset.labels),
-                cache,
-                progress,
-                random_state=metric.random_state,
-            )
-            if nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
-            else {}
-        )
-        metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
-        logmes: dict[str, float | None] = {}
-        others: dict[str, dict[str, float] | None] = {}  # the scorers beside LogME
-        curves: dict[str, CompressionCurve | None] = {}
-        costs: dict[str, LayerCost] = {}
-        table = pd.DataFrame()
-        if leaderboard:
-            for r in runs:
-                own = {n: scores[r.key(n, multi)] for n in r.features}
-                logmes |= {r.key(n, multi): v for n, v in logme_run(dataset, r, metric, cache, progress).items()}
-                others |= {r.key(n, multi): v for n, v in scorers_run(dataset, r, metric, cache, progress).items()}
-                curves |= {
-                    r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()
-                }
-                costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
-            table = leaderboard_table(
-                metrics,
-                {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
-                {
-                    (r.label, n): {"logme": logmes[r.key(n, multi)], **(others[r.key(n, multi)] or {})}
-                    for r in runs
-                    for n in r.features
-                },
-                {
-                    (r.label, n): (c.smallest_k() if (c := curves[r.key(n, multi)]) else None)
-                    for r in runs
-                    for n in r.features
-                },
-                {r.label: r.weights.name for r in runs},
-                {
-                    (r.label, n): (
-                        (v.map_at_r if (v := retrievals[r.key(n, multi)]) else None),
-                        (f.at(5, "prototype") if (f := few_shots[r.key(n, multi)]) else None),
-                    )
-                    for r in runs
-                    for n in r.features
-                },
-            )
-        if projection.method != "none":
-            by_run = projecting.finish(progress)
-            projections = {r.key(n, multi): p for r in runs for n, p in by_run[r.label].items()}
     return Comparison(
         dataset,
         runs,

@@ -239,6 +239,8 @@ class Settings:
         max_pending: EXPLORER_MAX_PENDING, analyses that may wait in the dashboard's queue.
         result_ttl: EXPLORER_RESULT_TTL, seconds a finished analysis waits for its visitor.
         malloc_tune: EXPLORER_MALLOC_TUNE (default on): glibc malloc settings (process_setup.py).
+        lanes: EXPLORER_LANES (default on): a program's analysis uses a worker process beside its
+            own on two or more cores (analysis/lanes.py); 0: one process, each stage in turn.
     """
 
     cache_dir: str | None = None
@@ -251,6 +253,7 @@ class Settings:
     max_pending: int = 8
     result_ttl: float = 600.0
     malloc_tune: bool = True
+    lanes: bool = True
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
@@ -281,6 +284,7 @@ def settings(environ: Mapping[str, str] = os.environ) -> Settings:
         max_pending=max(0, _number(environ, "EXPLORER_MAX_PENDING", 8)),
         result_ttl=_number(environ, "EXPLORER_RESULT_TTL", 600.0, float),
         malloc_tune=environ.get("EXPLORER_MALLOC_TUNE", "1").strip() != "0",
+        lanes=environ.get("EXPLORER_LANES", "1").strip() != "0",
     )
 
 

@@ -23,12 +23,13 @@ from .alignment import MEASURES, PairScores, pair_scores, permutations, prepare,
 from .compression import CompressionCurve, compression_curve
 from .few_shot import FewShot, few_shot_curve
 from .intrinsic import IntrinsicDimension, intrinsic_dimension
+from .lanes import one_thread
 from .leaderboard import LayerCost
 from .logme import logme
 from .neighbors import GRAPH_K, KnnGraph, knn_graph, overlap_matrix
 from .probe import FALLBACK_C
 from .projection import Projection
-from .projection_lanes import ProjectionLanes
+from .projection_lanes import project_layers
 from .retrieval import Retrieval, retrieval_scores
 from .scorers import scorer_values
 from .scores import LayerScores, label_plan, score_layer
@@ -64,7 +65,8 @@ def _per_layer(
     title: str,
 ) -> dict[str, Any]:
     """One result per layer of a run, each read from the store under its layer's key, `parts`
-    and the stage's settings (versions, code), or computed by `compute(node, features)` and stored."""
+    and the stage's settings (versions, code), or computed by `compute(node, features)` on one
+    thread (one_thread) and stored."""
     out: dict[str, Any] = {}
     for i, (node, feats) in enumerate(run.features.items()):
         if progress:
@@ -72,7 +74,8 @@ def _per_layer(
         key = _layer_key(run, node, stage, parts)
         got = cache.get_result(key)
         if got is None:
-            result = compute(node, feats)
+            with one_thread():
+                result = compute(node, feats)
             cache.put_result(key, result.to_arrays())
         else:
             result = load(got)
@@ -165,63 +168,33 @@ def project_runs(
     """{run label: {layer: projection}} of every layer of every run ({run label: its layers'
     graphs}). The layers not stored yet, of all the runs together, are projected first, side by
     side on both cores where that pays (projection_lanes.py), and stored; then each run's are read."""
-    return RunProjections(runs, spec, cache, graphs).finish(progress)
+    parts = {"spec": spec.__dict__}
+    title = f"projecting ({spec.method.upper()})"
+    out: dict[str, dict[str, Projection]] = {r.label: {} for r in runs}
+    missing: dict[str, tuple[np.ndarray, KnnGraph | None]] = {}
+    where: dict[str, tuple[str, str]] = {}
+    for r in runs:
+        for node, feats in r.features.items():
+            key = _layer_key(r, node, "projection", parts)
+            got = cache.get_result(key)  # read once: a stored projection is used as read here
+            if got is not None:
+                out[r.label][node] = Projection.from_arrays(got)
+            else:
+                missing[key] = (feats, graphs.get(r.label, {}).get(node))
+                where[key] = (r.label, node)
+    finished = 0
 
+    def store(key: str, got: Projection) -> None:
+        nonlocal finished
+        cache.put_result(key, got.to_arrays())
+        out[where[key][0]][where[key][1]] = got
+        finished += 1
+        if progress:
+            progress(title, finished, len(missing))
 
-class RunProjections:
-    """project_runs begun now and finished later: with `background`, the layers not stored yet go
-    to a worker process at once (projection_lanes.ProjectionLanes), which projects them while this
-    process does the rest of the analysis; `finish()` projects what is left beside it, stores each
-    and returns them all. A `with` block left on an error stops the worker after its layer."""
-
-    def __init__(
-        self,
-        runs: list[ModelRun],
-        spec: ProjectionSpec,
-        cache: FeatureCache,
-        graphs: dict[str, dict[str, KnnGraph]],
-        *,
-        background: bool = False,
-    ) -> None:
-        self._runs, self._cache = runs, cache
-        self._title = f"projecting ({spec.method.upper()})"
-        self._out: dict[str, dict[str, Projection]] = {r.label: {} for r in runs}
-        self._where: dict[str, tuple[str, str]] = {}
-        self._progress: StageProgress | None = None
-        self._finished = 0
-        missing: dict[str, tuple[np.ndarray, KnnGraph | None]] = {}
-        parts = {"spec": spec.__dict__}
-        for r in runs:
-            for node, feats in r.features.items():
-                key = _layer_key(r, node, "projection", parts)
-                got = cache.get_result(key)  # read once: a stored projection is used as read here
-                if got is not None:
-                    self._out[r.label][node] = Projection.from_arrays(got)
-                else:
-                    missing[key] = (feats, graphs.get(r.label, {}).get(node))
-                    self._where[key] = (r.label, node)
-        self._lanes = ProjectionLanes(missing, spec, self._store, background=background)
-
-    def __enter__(self) -> RunProjections:
-        return self
-
-    def __exit__(self, kind: object, *exc: object) -> None:
-        if kind is not None:
-            self._lanes.stop()
-
-    def _store(self, key: str, got: Projection) -> None:
-        self._cache.put_result(key, got.to_arrays())
-        self._out[self._where[key][0]][self._where[key][1]] = got
-        self._finished += 1
-        if self._progress:
-            self._progress(self._title, self._finished, len(self._where))
-
-    def finish(self, progress: StageProgress | None = None) -> dict[str, dict[str, Projection]]:
-        """{run label: {layer: projection}}, every layer of every run."""
-        self._progress = progress
-        if self._where:
-            self._lanes.finish()
-        return {r.label: {node: self._out[r.label][node] for node in r.features} for r in self._runs}
+    if missing:
+        project_layers(missing, spec, store)
+    return {r.label: {node: out[r.label][node] for node in r.features} for r in runs}
 
 
 def similarity_run(
@@ -319,14 +292,16 @@ def alignment_run(
     for i, name in enumerate(names):
         if progress:
             progress("similarity measures", i, len(names) + len(pairs))
-        prepared[name] = prepare(np.asarray(feats[name][rows], dtype=np.float32))
+        with one_thread():
+            prepared[name] = prepare(np.asarray(feats[name][rows], dtype=np.float32))
     perms = permutations(len(rows), random_state=random_state)
     boots = resamples(len(rows), random_state=random_state)
     out = {}
     for j, (a, b) in enumerate(pairs):
         if progress:
             progress("similarity measures", len(names) + j, len(names) + len(pairs))
-        out[(a, b)] = pair_scores(prepared[a], prepared[b], perms, boots)
+        with one_thread():  # computed here or by a lane's worker (layer_lanes.py): the same numbers
+            out[(a, b)] = pair_scores(prepared[a], prepared[b], perms, boots)
     cache.put_result(
         key,
         {
@@ -563,18 +538,16 @@ def compression_run(
             random_state=spec.random_state,
         )
 
-    sub = _some_layers(run, scored)
-    parts = {**_labels_part(dataset, spec), "c": {n: scores[n].probe_c for n in scored}}
-    return out | _per_layer(
-        sub,
-        cache,
-        "compression",
-        parts,
-        compute,
-        CompressionCurve.from_arrays,
-        progress,
-        f"compression curves {run.label}",
-    )
+    for i, node in enumerate(scored):  # one layer at a time: each has its own C in its key
+        if progress:
+            progress(f"compression curves {run.label}", i, len(scored))
+        parts = {**_labels_part(dataset, spec), "c": scores[node].probe_c}
+        out |= _per_layer(
+            _some_layers(run, [node]), cache, "compression", parts, compute, CompressionCurve.from_arrays, None, ""
+        )
+    if progress:
+        progress(f"compression curves {run.label}", len(scored), len(scored))
+    return out
 
 
 def _device_here(device: str) -> bool:

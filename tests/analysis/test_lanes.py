@@ -1,13 +1,15 @@
-"""UMAP of several layers side by side (projection_lanes.py): the layouts a worker process makes
-are the ones the same seeded fits make one after another, to the last bit; a cached layer reaches
-the worker as its file, not as a copy; a worker's error is the run's."""
+"""Work on both cores (lanes.py): UMAP of several layers side by side (projection_lanes.py) gives
+the layouts the same seeded fits make one after another, to the last bit; every layer's results
+computed in lanes before the analysis (layer_lanes.py) give the same files as the analysis alone;
+a cached layer reaches the worker as its file, not as a copy; a worker's error is the run's, a
+worker that dies gives its work back, and an error here stops the worker."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from explorer.analysis import projection_lanes
+from explorer.analysis import lanes, projection_lanes
 from explorer.analysis.neighbors import knn_graph
 from explorer.analysis.projection import project
 from explorer.config import ProjectionSpec
@@ -23,7 +25,7 @@ def test_layers_projected_side_by_side_equal_the_same_fits_one_after_another(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(projection_lanes, "LANES_MIN_WORK", 0)  # lanes even for 400 images
-    if projection_lanes.lanes() < 2:
+    if lanes.lanes() < 2:
         pytest.skip("one core: the lanes are not used")
     spec = ProjectionSpec(method="umap", random_state=3)
     feats = layers()
@@ -42,15 +44,15 @@ def test_a_memory_mapped_layer_reaches_the_worker_as_its_file(tmp_path) -> None:
     x = np.arange(60, dtype=np.float32).reshape(20, 3)
     np.save(tmp_path / "l.npy", x)
     mapped = np.load(tmp_path / "l.npy", mmap_mode="r")
-    source = projection_lanes._portable(mapped)
+    source = lanes.portable(mapped)
     assert source[0] == "map" and source[1] == str(tmp_path / "l.npy")
-    assert np.array_equal(projection_lanes._opened(source), x)
-    assert projection_lanes._portable(x)[0] == "array"  # an array in memory is sent as it is
+    assert np.array_equal(lanes.opened(source), x)
+    assert lanes.portable(x)[0] == "array"  # an array in memory is sent as it is
 
 
 def test_a_workers_error_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(projection_lanes, "LANES_MIN_WORK", 0)
-    if projection_lanes.lanes() < 2:
+    if lanes.lanes() < 2:
         pytest.skip("one core: the lanes are not used")
     feats = layers(60)
     bad = {name: (x, None) for name, x in feats.items()}
@@ -60,7 +62,7 @@ def test_a_workers_error_is_raised_here(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def _lanes_here() -> int:
-    return projection_lanes.lanes()
+    return lanes.lanes()
 
 
 def test_a_child_process_starts_no_worker_of_its_own() -> None:
@@ -80,13 +82,13 @@ def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_p
     feats = layers(120)
     runs = [given_run("a", feats), given_run("b", {k: v[:, ::-1].copy() for k, v in feats.items()})]
     batches: list[int] = []
-    real = cached_runs.ProjectionLanes
+    real = cached_runs.project_layers
 
-    def spy(missing, spec, done, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(missing, spec, done):  # type: ignore[no-untyped-def]
         batches.append(len(missing))
-        return real(missing, spec, done, **kwargs)
+        return real(missing, spec, done)
 
-    monkeypatch.setattr(cached_runs, "ProjectionLanes", spy)
+    monkeypatch.setattr(cached_runs, "project_layers", spy)
     spec = ProjectionSpec(method="pca")
     cache = FeatureCache(tmp_path / "c")
     got = cached_runs.project_runs(runs, spec, cache, {})
@@ -95,7 +97,7 @@ def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_p
         for node, x in r.features.items():
             assert np.array_equal(got[r.label][node].coords, project(x, spec).coords)
     again = cached_runs.project_runs(runs, spec, cache, {})  # stored: nothing projected again
-    assert batches == [6, 0] and all(np.array_equal(again["b"][n].coords, got["b"][n].coords) for n in feats)
+    assert batches == [6] and all(np.array_equal(again["b"][n].coords, got["b"][n].coords) for n in feats)
 
 
 def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,10 +134,10 @@ def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatc
             threading.Timer(0.5, lambda: pending[0].set_exception(BrokenProcessPool("killed"))).start()
         return project(*args, **kwargs)
 
-    monkeypatch.setattr(projection_lanes, "ProcessPoolExecutor", DeadPool)
+    monkeypatch.setattr(lanes, "ProcessPoolExecutor", DeadPool)
     monkeypatch.setattr(projection_lanes, "project", project_here)
     monkeypatch.setattr(projection_lanes, "LANES_MIN_WORK", 0)
-    monkeypatch.setattr(projection_lanes, "lanes", lambda: 2)
+    monkeypatch.setattr(lanes, "lanes", lambda: 2)
     spec = ProjectionSpec(method="umap")
     feats = layers(60)
     got = projection_lanes.project_layers({name: (x, None) for name, x in feats.items()}, spec)
@@ -144,48 +146,55 @@ def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatc
         assert np.array_equal(got[name].coords, project(x, spec).coords)
 
 
-def test_layers_projected_in_the_background_while_this_process_works_equal_the_same_fits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Begun in the background, the worker projects while this process is busy elsewhere (here: it
-    waits until the worker has taken every layer); finish() then returns the same layouts as the
-    same seeded fits one after another, each reported once."""
-    import time
-
-    monkeypatch.setattr(projection_lanes, "BACKGROUND_MIN_WORK", 0)
-    if projection_lanes.lanes() < 2:
-        pytest.skip("one core: the lanes are not used")
-    spec = ProjectionSpec(method="umap", random_state=5)
+def test_an_error_here_stops_the_worker_after_its_unit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The analysis fails (or is stopped) while the worker works: leaving the block lets the worker
+    finish the unit it has and takes it no other; the error is the one raised here."""
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
     feats = layers(300)
-    graphs = {name: knn_graph(x, 15) for name, x in feats.items()}
-    seen: list[str] = []
-    with projection_lanes.ProjectionLanes(
-        {name: (x, graphs[name]) for name, x in feats.items()},
-        spec,
-        lambda name, _: seen.append(name),
-        background=True,
-    ) as underway:
-        deadline = time.monotonic() + 120
-        while underway._queue and time.monotonic() < deadline:  # the other work this process would do
-            time.sleep(0.2)
-        assert not underway._queue, "the worker took no layer in two minutes"
-        assert seen == []  # nothing is reported before finish(), on this thread
-        got = underway.finish()
-    assert list(got) == list(feats) and sorted(seen) == sorted(feats)
-    for name, x in feats.items():
-        assert np.array_equal(got[name].coords, project(x, spec, graph=graphs[name]).coords), name
-
-
-def test_an_error_here_stops_the_background_worker_after_its_layer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The analysis fails (or is stopped) while the worker projects: leaving the block lets the
-    worker finish the layer it has, takes it no other, and the error is the one raised here."""
-    monkeypatch.setattr(projection_lanes, "BACKGROUND_MIN_WORK", 0)
-    if projection_lanes.lanes() < 2:
-        pytest.skip("one core: the lanes are not used")
-    feats = layers(300)
-    underway = projection_lanes.ProjectionLanes(
-        {name: (x, None) for name, x in feats.items()}, ProjectionSpec(method="umap"), background=True
-    )
-    with pytest.raises(KeyError), underway:
+    units = {
+        name: (projection_lanes._project_there, (lanes.portable(x), ProjectionSpec(method="umap"), None))
+        for name, x in feats.items()
+    }
+    both = lanes.Lanes(units, worker=True)
+    assert both.in_background
+    with pytest.raises(KeyError), both:
         raise KeyError("the analysis failed")
-    assert not underway._queue and underway._pool is None and underway._helper is None
+    assert not both._queue and not both.in_background and both._helper is None
+
+
+def test_explorer_lanes_0_keeps_everything_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPLORER_LANES", "0")
+    assert lanes.lanes() == 1
+    assert not lanes.Lanes({"a": (int, ("3",))}, worker=True).in_background
+
+
+def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same `compare` with each layer's results computed on both cores first (layer_lanes.py,
+    the worker taking some) and with one process, stage by stage: every file it writes is the same,
+    byte for byte (latency, a measured time, is left out)."""
+    from explorer import api
+    from explorer.analysis import layer_lanes
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    theirs: list[int] = []
+
+    class Counted(lanes.Lanes):
+        def finish(self):  # type: ignore[no-untyped-def]
+            got = super().finish()
+            theirs.append(len(self._theirs))
+            return got
+
+    monkeypatch.setattr(layer_lanes, "LAYER_LANES_MIN_WORK", 0)
+    monkeypatch.setattr(layer_lanes, "Lanes", Counted)
+    kwargs = {"max_images": 80, "projection": "umap", "progress": False, "latency": False, "similarity_nulls": True}
+    api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs).export(tmp_path / "both")
+    assert theirs and theirs[0] >= 1, "the worker computed no layer"
+    monkeypatch.setenv("EXPLORER_LANES", "0")
+    api.compare("sample:clothing", cache_dir=tmp_path / "b", **kwargs).export(tmp_path / "one")
+    assert len(theirs) == 1  # one process: no lanes
+    written = sorted(p.name for p in (tmp_path / "one").iterdir() if p.suffix in (".csv", ".npz"))
+    assert "similarity.csv" in written and "compression.csv" in written and "projections.csv" in written
+    for name in written:
+        assert (tmp_path / "both" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name

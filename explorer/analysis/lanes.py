@@ -1,0 +1,192 @@
+"""Units of work run on both cores: this process and one worker process take them from one queue.
+
+Much of the analysis runs on one thread: seeded UMAP (umap-learn forces one thread so that the seed
+decides the picture, and holds the GIL), the probe's L-BFGS loop and the many small matrix
+products of a 2,000-image layer. A second thread gains nothing, so a second *process* does: a
+worker, spawned (never forked: numba's threads), takes a unit while this process takes the next,
+each unit the same function call it would be here, so the results are the same wherever a unit
+ran (the tests check it to the last bit). A unit's arguments reach the worker pickled: a memory
+map goes as its file, offset and shape (`portable`), opened there, not copied through the pipe.
+
+One lane only (`lanes()`): one core, or a child process (a demo job's, bounded in memory and CPU;
+a lane's worker), where everything runs here one unit after another.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..config import settings
+
+log = logging.getLogger(__name__)
+LANES = 2  # this process and one worker
+
+Unit = tuple[Callable[..., Any], tuple]  # a module-level function (picklable) and its arguments
+
+
+def lanes() -> int:
+    """How many units can run at once here: LANES in a program's own process with two cores
+    (unless EXPLORER_LANES=0), else 1. A child process (a demo job's, bounded in memory and CPU; a
+    lane's worker) starts no worker of its own."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    own = multiprocessing.parent_process() is None
+    return LANES if cpus >= 2 and own and settings().lanes else 1
+
+
+def portable(x: np.ndarray) -> tuple:
+    """How a worker gets an array: a memory map's file, offset and shape (opened there, not copied
+    through the pipe), or the array itself."""
+    if isinstance(x, np.memmap) and x.filename and x.base is not None and x.flags.c_contiguous:
+        return ("map", str(x.filename), int(x.offset), tuple(x.shape), x.dtype.str)
+    return ("array", np.asarray(x))
+
+
+def opened(source: tuple) -> np.ndarray:
+    """The array `portable` describes (a read-only memory map, or the array sent)."""
+    if source[0] == "map":
+        _, filename, offset, shape, dtype = source
+        return np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+    return source[1]
+
+
+def one_thread() -> threadpool_limits:
+    """One thread for BLAS and OpenMP (faiss) while a layer's own results are computed, in
+    whichever process computes them: the number of threads changes a sum's rounding, and a layer's
+    numbers must not depend on whether the worker of lanes.py computed it (layer_lanes.py) or this
+    process did (two lanes keep both cores busy instead)."""
+    return threadpool_limits(limits=1)
+
+
+def _in_worker(function: Callable[..., Any], args: tuple) -> Any:
+    """A unit, in the worker: the process set up as a program's (malloc, numba), on one thread
+    (the other core is this process's)."""
+    from ..process_setup import configure
+
+    configure()
+    with one_thread():
+        return function(*args)
+
+
+class Lanes:
+    """Units of work ({name: (function, args)}) run here and, with `worker`, in a worker process
+    started at once: it takes units from the front of the queue while this process does other
+    work, and `finish()` has this process take the units still waiting, beside it. `stop()` (or
+    leaving a `with` block on an error) lets the worker finish its unit and take no other.
+
+    A worker that dies (out of memory, say) gives its unit back, and this process runs it. The
+    worker's error is raised here, by finish().
+    """
+
+    def __init__(
+        self,
+        units: dict[str, Unit],
+        *,
+        worker: bool,
+        done: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self._units, self._done = units, done
+        self._queue = collections.deque(units)
+        self._lock = threading.Lock()
+        self._theirs: dict[str, Any] = {}
+        self._failed: list[BaseException] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._helper: threading.Thread | None = None
+        if worker and units and lanes() >= 2:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._helper = threading.Thread(target=self._worker_lane, name="explorer-lane", daemon=True)
+            self._helper.start()
+
+    @property
+    def in_background(self) -> bool:
+        """Whether a worker process is running units beside this one."""
+        return self._pool is not None
+
+    def __enter__(self) -> Lanes:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if kind is not None:
+            self.stop()
+
+    def _take(self) -> str | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _worker_lane(self) -> None:
+        assert self._pool is not None
+        while not self._failed and (name := self._take()) is not None:
+            function, args = self._units[name]
+            try:
+                self._theirs[name] = self._pool.submit(_in_worker, function, args).result()
+            except BrokenProcessPool as exc:  # the worker died (memory): this process takes its unit back
+                log.warning("the worker process stopped (%s); running its units here", exc)
+                with self._lock:
+                    self._queue.appendleft(name)
+                return
+            except BaseException as exc:  # its error is the run's: raised on this process's thread
+                self._failed.append(exc)
+                return
+
+    def stop(self) -> None:
+        """Take no more units: the worker finishes the one it has (its result is dropped) and exits."""
+        with self._lock:
+            self._queue.clear()
+        self._close()
+
+    def _close(self) -> None:
+        if self._helper is not None:
+            self._helper.join()
+            self._helper = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _here(self, name: str, out: dict[str, Any]) -> None:
+        function, args = self._units[name]
+        out[name] = function(*args)
+        if self._done:
+            self._done(name, out[name])
+        self._report_theirs(out)
+
+    def _report_theirs(self, out: dict[str, Any]) -> None:
+        """The worker's results that came in since, reported on this thread."""
+        for name in [n for n in list(self._theirs) if n not in out]:
+            out[name] = self._theirs[name]
+            if self._done:
+                self._done(name, out[name])
+
+    def finish(self) -> dict[str, Any]:
+        """{name: its result} of every unit, in the order given; `done(name, result)` is called
+        here, on this thread, as each is ready (the worker's when this thread is next free).
+
+        Raises:
+            the worker's error, or this process's (the worker then takes no other unit).
+        """
+        out: dict[str, Any] = {}
+        try:
+            while not self._failed and (name := self._take()) is not None:
+                self._here(name, out)
+        except BaseException:  # stopped or failed here: the worker finishes its unit and takes no other
+            self.stop()
+            raise
+        self._close()
+        while not self._failed and (name := self._take()) is not None:  # a unit the worker gave back when it stopped
+            self._here(name, out)
+        if self._failed:
+            raise self._failed[0]
+        self._report_theirs(out)
+        return {name: out[name] for name in self._units}

@@ -1,0 +1,155 @@
+"""Every layer's own results on both cores, before the analysis reads them (lanes.py).
+
+Most of the analysis after extraction is per layer and runs on one thread: the neighbour graph,
+the scores (cross-validated probe, kNN, controls, bootstraps), the intrinsic dimension, retrieval,
+the few-shot and unseen-class curves, LogME and the scorers, the compression curve and the
+projection. Each layer gives three units of lanes.Lanes (its own results; its projection; its
+compression curve, which needs its probe's C): this process and a worker process take them from one
+queue, widest layers first, and compute them with the same cached stage functions the analysis
+calls (cached_runs.py), which store them. The analysis then runs as it always does, stage by stage,
+and reads them back: one road, the same numbers wherever a layer was computed (a test compares
+the written files). The similarity measures against their nulls, which read every layer at once,
+are one more unit.
+
+Only where a worker pays (two lanes, and at least LAYER_LANES_MIN_WORK images x layers: its start
+costs 2-3 s of the other core); otherwise nothing happens here and the analysis computes each
+stage in turn."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..config import MetricSpec, ProjectionSpec
+from ..data.datasets import ImageDataset
+from ..extraction.layer_features import ModelRun
+from ..progress import StageProgress
+from ..store import FeatureCache
+from . import cached_runs
+from .lanes import Lanes, lanes, one_thread, opened, portable
+
+LAYER_LANES_MIN_WORK = (
+    8_000  # images x layers: about 5 s of analysis at 2,000 images, enough to hide the worker's start
+)
+ALIGNMENT = "similarity measures"  # the unit name of the nulls (a layer's is its run's label and its name)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Labels:
+    """What the per-layer stages read of a dataset: its labels (all a worker is sent)."""
+
+    labels: list | None
+
+
+def _portable_run(run: ModelRun, nodes: list[str]) -> ModelRun:
+    """The run with only these layers, each as lanes.portable describes it (for the pipe)."""
+    return dataclasses.replace(run, features={n: portable(run.features[n]) for n in nodes})  # type: ignore[misc]
+
+
+def _opened_run(run: ModelRun) -> ModelRun:
+    return dataclasses.replace(run, features={n: opened(s) for n, s in run.features.items()})  # type: ignore[arg-type]
+
+
+def _own_results(
+    labels: _Labels, sent: ModelRun, metric: MetricSpec, leaderboard: bool, store: tuple[str, bool]
+) -> None:
+    """A layer's graph, scores, intrinsic dimension, new-class measures, LogME and scorers,
+    computed and stored as the analysis would (a unit, here or in the worker)."""
+    dataset: Any = labels  # the stages read only `labels`
+    run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
+    graphs = cached_runs.graph_run(run, cache)
+    scores = cached_runs.score_run(dataset, run, metric, cache, graphs)
+    cached_runs.intrinsic_run(run, cache, metric.random_state)
+    cached_runs.retrieval_run(dataset, run, metric, cache)
+    cached_runs.few_shot_run(dataset, run, metric, cache, scores)
+    cached_runs.unseen_run(dataset, run, metric, cache)
+    if leaderboard:
+        cached_runs.logme_run(dataset, run, metric, cache)
+        cached_runs.scorers_run(dataset, run, metric, cache)
+
+
+def _compression_results(labels: _Labels, sent: ModelRun, metric: MetricSpec, store: tuple[str, bool]) -> None:
+    """A layer's compression curve, at its probe's C (read from the store: its own unit came first
+    in the queue; computed again, to the same numbers, if that unit is still running)."""
+    dataset: Any = labels
+    run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
+    scores = cached_runs.score_run(dataset, run, metric, cache, cached_runs.graph_run(run, cache))
+    cached_runs.compression_run(dataset, run, metric, cache, scores)
+
+
+def _projection_results(sent: ModelRun, projection: ProjectionSpec, store: tuple[str, bool]) -> None:
+    """A layer's projection, from its graph (read from the store, or computed)."""
+    run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
+    cached_runs.project_runs([run], projection, cache, {run.label: cached_runs.graph_run(run, cache)})
+
+
+def _alignment_results(
+    labels: np.ndarray | None, sent: list[ModelRun], multi: bool, store: tuple[str, bool], random_state: int
+) -> None:
+    """The similarity measures against their nulls, computed and stored (a unit)."""
+    cache = FeatureCache(store[0], keep_partial=store[1])
+    cached_runs.alignment_run([_opened_run(r) for r in sent], multi, labels, cache, None, random_state=random_state)
+
+
+def each_layer(
+    dataset: ImageDataset,
+    runs: list[ModelRun],
+    *,
+    metric: MetricSpec,
+    projection: ProjectionSpec,
+    cache: FeatureCache,
+    leaderboard: bool,
+    nulls: bool,
+    progress: StageProgress | None = None,
+) -> bool:
+    """Compute and store every layer's own results (and, with `nulls`, the similarity measures) on
+    both cores, where that pays (module doc).
+
+    Returns:
+        Whether it did (False: nothing was computed; the analysis computes each stage in turn).
+    """
+    n = len(dataset)
+    layers = sum(len(r.features) for r in runs)
+    if lanes() < 2 or layers < 2 or n * layers < LAYER_LANES_MIN_WORK:
+        return False
+    if not all(portable(x)[0] == "map" for r in runs for x in r.features.values()):
+        return False  # features in memory (given ones, rows left out) would be copied through the pipe
+    store = (str(cache.root), cache.keep_partial)
+    labels = _Labels(None if dataset.labels is None else list(dataset.labels))
+    units: dict[str, Any] = {}
+    if nulls:  # the largest unit first, as each kind's widest layers: the last units are the small ones
+        y = None if dataset.labels is None else np.asarray(dataset.labels)
+        sent = [_portable_run(r, list(r.features)) for r in runs]
+        units[ALIGNMENT] = (_alignment_results, (y, sent, len(runs) > 1, store, metric.random_state))
+    widest = sorted(((r, node) for r in runs for node in r.features), key=lambda rn: -rn[0].features[rn[1]].shape[1])
+    for r, node in widest:
+        units[f"{r.label}: {node}"] = (_own_results, (labels, _portable_run(r, [node]), metric, leaderboard, store))
+    if projection.method != "none":
+        for r, node in widest:
+            units[f"{r.label}: {node} (projection)"] = (
+                _projection_results,
+                (_portable_run(r, [node]), projection, store),
+            )
+    if leaderboard and dataset.labels is not None:
+        for r, node in widest:
+            units[f"{r.label}: {node} (compression)"] = (
+                _compression_results,
+                (labels, _portable_run(r, [node]), metric, store),
+            )
+    finished = 0
+
+    def done(name: str, _: None) -> None:
+        nonlocal finished
+        finished += 1
+        if progress:
+            progress("analysing each layer on both cores", finished, len(units))
+
+    # one BLAS thread here too: the worker has the other core (and a unit's numbers do not depend on
+    # where it ran)
+    with Lanes(units, worker=True, done=done) as both, one_thread():
+        if progress:
+            progress("analysing each layer on both cores", 0, len(units))
+        both.finish()
+    return True
