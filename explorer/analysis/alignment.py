@@ -32,6 +32,7 @@ percentiles, taken relative to the resamples' median and placed at the score."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,23 +195,48 @@ def measures(a: Prepared, b: Prepared, perm: np.ndarray | None = None, self_term
     return {"cka": cka, "cknna": float(cknna), "mutual_knn": mutual, "rsa": rsa, "procrustes": procrustes}
 
 
+@dataclass(frozen=True)
+class _Resample:
+    """What one layer brings to every pair on one bootstrap resample (built once per layer)."""
+
+    gram: np.ndarray  # the resampled Gram
+    knn: np.ndarray  # the resampled neighbour mask (rows and columns)
+    centred: np.ndarray  # the resampled Gram, centred
+    square: float  # the centred Gram's squared norm
+    itself: float  # its CKNNA term with itself
+    knn_rows: np.ndarray  # the drawn images' own neighbour rows
+    shape: np.ndarray  # the drawn rows of its shape, centred and scaled again
+
+
+def _resample(a: Prepared, rows: np.ndarray) -> _Resample:
+    ga, ma = _rows(a.gram, rows), _rows(a.knn, rows)
+    ca = _centred(ga)
+    return _Resample(ga, ma, ca, np.sum(ca**2), _cknna_part(ga, ga, ma, ma), a.knn[rows], _shape(a.shape[rows]))
+
+
+def _pair_resampled(a: _Resample, b: _Resample, ranks: tuple[np.ndarray, np.ndarray], k: int) -> dict:
+    norms = np.sqrt(a.square * b.square)
+    cka = float(np.vdot(a.centred, b.gram) / norms) if norms > 0 else float("nan")
+    cknna = _cknna_part(a.gram, b.gram, a.knn, b.knn) / (np.sqrt(a.itself * b.itself) + 1e-6)
+    mutual = float(np.count_nonzero(a.knn_rows & b.knn_rows) / (len(a.knn_rows) * k))  # each drawn image's own
+    rsa = float(np.corrcoef(*ranks)[0, 1])
+    procrustes = procrustes_angle(a.shape, b.shape)
+    return {"cka": cka, "cknna": float(cknna), "mutual_knn": mutual, "rsa": rsa, "procrustes": procrustes}
+
+
+def _drawn_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (i, j) images of a resample's distinct pairs: an image and its own copy are no pair."""
+    i, j = np.triu_indices(len(rows), 1)
+    distinct = rows[i] != rows[j]
+    return rows[i[distinct]], rows[j[distinct]]
+
+
 def resampled(a: Prepared, b: Prepared, rows: np.ndarray) -> dict:
     """Every measure of (a, b) on the images `rows` (a bootstrap resample: repeats allowed), the
     same rows for both layers; neighbourhoods and distance ranks as found on the whole sample."""
-    ga, gb = _rows(a.gram, rows), _rows(b.gram, rows)
-    ma, mb = _rows(a.knn, rows), _rows(b.knn, rows)
-    ca = _centred(ga)
-    norms = np.sqrt(np.sum(ca**2) * np.sum(_centred(gb) ** 2))
-    cka = float(np.vdot(ca, gb) / norms) if norms > 0 else float("nan")
-    cknna = _cknna_part(ga, gb, ma, mb) / (np.sqrt(_cknna_part(ga, ga, ma, ma) * _cknna_part(gb, gb, mb, mb)) + 1e-6)
+    i, j = _drawn_pairs(rows)
     k = max(int(a.knn[0].sum()), 1)
-    mutual = float(np.count_nonzero(a.knn[rows] & b.knn[rows]) / (len(rows) * k))  # each drawn image's own overlap
-    i, j = np.triu_indices(len(rows), 1)
-    distinct = rows[i] != rows[j]  # an image and its own copy are no pair
-    i, j = rows[i[distinct]], rows[j[distinct]]
-    rsa = float(np.corrcoef(a.ranks[i, j], b.ranks[i, j])[0, 1])
-    procrustes = procrustes_angle(_shape(a.shape[rows]), _shape(b.shape[rows]))
-    return {"cka": cka, "cknna": float(cknna), "mutual_knn": mutual, "rsa": rsa, "procrustes": procrustes}
+    return _pair_resampled(_resample(a, rows), _resample(b, rows), (a.ranks[i, j], b.ranks[i, j]), k)
 
 
 @dataclass(frozen=True)
@@ -281,16 +307,48 @@ def resamples(s: int, count: int = BOOTSTRAPS, random_state: int = 0) -> list[np
 
 def pair_scores(a: Prepared, b: Prepared, perms: list[np.ndarray], boots: list[np.ndarray] | None = None) -> PairScores:
     """Scores of (a, b), their permutation null and (with `boots`) their bootstrap draws."""
-    terms: dict = {}
-    score = measures(a, b, None, terms)
-    draws = [measures(a, b, p, terms) for p in perms]
-    again = [resampled(a, b, rows) for rows in boots or []]
-    return PairScores(
-        score,
-        {m: np.array([d[m] for d in draws]) for m in MEASURES},
-        {m: np.array([d[m] for d in again]) for m in MEASURES},
-        len(a.gram),
-    )
+    return every_pair({"a": a, "b": b}, [("a", "b")], perms, boots)[("a", "b")]
+
+
+def every_pair(
+    prepared: dict[str, Prepared],
+    pairs: list[tuple[str, str]],
+    perms: list[np.ndarray],
+    boots: list[np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[tuple[str, str], PairScores]:
+    """pair_scores of every pair of prepared layers. Each resample of the interval resamples each
+    layer once for all its pairs (the same numbers as pair by pair, a fraction of the work).
+    `progress(done, total)` after each pair's null and each resample."""
+    boots = boots or []
+    total = len(pairs) + len(boots)
+    scores, nulls = {}, {}
+    for n, (a, b) in enumerate(pairs):
+        terms: dict = {}
+        scores[(a, b)] = measures(prepared[a], prepared[b], None, terms)
+        nulls[(a, b)] = [measures(prepared[a], prepared[b], p, terms) for p in perms]
+        if progress:
+            progress(n + 1, total)
+    again: dict[tuple[str, str], list[dict]] = {pair: [] for pair in pairs}
+    used = sorted({name for pair in pairs for name in pair}, key=list(prepared).index)
+    for n, rows in enumerate(boots):
+        drawn = {name: _resample(prepared[name], rows) for name in used}
+        i, j = _drawn_pairs(rows)
+        ranks = {name: prepared[name].ranks[i, j] for name in used}
+        for a, b in pairs:
+            k = max(int(prepared[a].knn[0].sum()), 1)
+            again[(a, b)].append(_pair_resampled(drawn[a], drawn[b], (ranks[a], ranks[b]), k))
+        if progress:
+            progress(len(pairs) + n + 1, total)
+    return {
+        pair: PairScores(
+            scores[pair],
+            {m: np.array([d[m] for d in nulls[pair]]) for m in MEASURES},
+            {m: np.array([d[m] for d in again[pair]]) for m in MEASURES},
+            len(prepared[pair[0]].gram),
+        )
+        for pair in pairs
+    }
 
 
 def max_null(pairs: list[PairScores], measure: str) -> tuple[float, np.ndarray]:

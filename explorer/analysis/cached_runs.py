@@ -19,7 +19,7 @@ from ..networks.cost import cut_costs
 from ..networks.sources import source_of
 from ..progress import StageProgress
 from ..store import FeatureCache, analysis_versions, library_versions, make_key
-from .alignment import MEASURES, PairScores, pair_scores, permutations, prepare, resamples, sample_rows
+from .alignment import MEASURES, PairScores, every_pair, permutations, prepare, resamples, sample_rows
 from .compression import CompressionCurve, compression_curve
 from .few_shot import FewShot, few_shot_curve
 from .intrinsic import IntrinsicDimension, intrinsic_dimension
@@ -288,20 +288,23 @@ def alignment_run(
             for j, pair in enumerate(pairs)
         }
     rows = sample_rows(len(next(iter(feats.values()))) if feats else 0, labels, random_state=random_state)
+    perms = permutations(len(rows), random_state=random_state)
+    boots = resamples(len(rows), random_state=random_state)
     prepared = {}
     for i, name in enumerate(names):
         if progress:
-            progress("similarity measures", i, len(names) + len(pairs))
+            progress("similarity measures", i, len(names) + len(pairs) + len(boots))
         with one_thread():
             prepared[name] = prepare(np.asarray(feats[name][rows], dtype=np.float32))
-    perms = permutations(len(rows), random_state=random_state)
-    boots = resamples(len(rows), random_state=random_state)
-    out = {}
-    for j, (a, b) in enumerate(pairs):
-        if progress:
-            progress("similarity measures", len(names) + j, len(names) + len(pairs))
-        with one_thread():  # computed here or by a lane's worker (layer_lanes.py): the same numbers
-            out[(a, b)] = pair_scores(prepared[a], prepared[b], perms, boots)
+    steps = len(names) + len(pairs) + len(boots)
+    with one_thread():  # computed here or by a lane's worker (layer_lanes.py): the same numbers
+        out = every_pair(
+            prepared,
+            pairs,
+            perms,
+            boots,
+            (lambda done, _: progress("similarity measures", len(names) + done, steps)) if progress else None,
+        )
     cache.put_result(
         key,
         {
