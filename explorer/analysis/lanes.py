@@ -36,15 +36,17 @@ Unit = tuple[Callable[..., Any], tuple]  # a module-level function (picklable) a
 
 
 def lanes() -> int:
-    """How many units can run at once here: LANES in a program's own process with two cores
-    (unless EXPLORER_LANES=0), else 1. A child process (a demo job's, bounded in memory and CPU; a
-    lane's worker) starts no worker of its own."""
+    """How many units can run at once here: LANES in a program's own process with two cores per
+    analysis (EXPLORER_WORKERS analyses at once share them), unless EXPLORER_LANES=0; else 1. A
+    child process (a demo job's, bounded in memory and CPU; a lane's worker) starts no worker of
+    its own."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
+    given = settings()
     own = multiprocessing.parent_process() is None
-    return LANES if cpus >= 2 and own and settings().lanes else 1
+    return LANES if cpus // given.workers >= 2 and own and given.lanes else 1
 
 
 def portable(x: np.ndarray) -> tuple:
