@@ -3,9 +3,8 @@
 Most of the analysis after extraction is per layer and runs on one thread: the neighbour graph,
 the scores (cross-validated probe, kNN, controls, bootstraps), the intrinsic dimension, retrieval,
 the few-shot and unseen-class curves, LogME and the scorers, the compression curve and the
-projection. Each layer gives three units of lanes.Lanes (its own results; its projection; its
-compression curve, which needs its probe's C): this process and a worker process take them from one
-queue, widest layers first, and compute them with the same cached stage functions the analysis
+projection. Each layer gives two units of lanes.Lanes (its own results; its projection): this
+process and a worker process take them from one queue, widest layers first, and compute them with the same cached stage functions the analysis
 calls (cached_runs.py), which store them. The analysis then runs as it always does, stage by stage,
 and reads them back: one road, the same numbers wherever a layer was computed (a test compares
 the written files). The similarity measures against their nulls, which read every layer at once,
@@ -55,8 +54,8 @@ def _opened_run(run: ModelRun) -> ModelRun:
 def _own_results(
     labels: _Labels, sent: ModelRun, metric: MetricSpec, leaderboard: bool, store: tuple[str, bool]
 ) -> None:
-    """A layer's graph, scores, intrinsic dimension, new-class measures, LogME and scorers,
-    computed and stored as the analysis would (a unit, here or in the worker)."""
+    """A layer's graph, scores, intrinsic dimension, new-class measures, LogME, scorers and
+    compression curve, computed and stored as the analysis would (a unit, here or in the worker)."""
     dataset: Any = labels  # the stages read only `labels`
     run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
     graphs = cached_runs.graph_run(run, cache)
@@ -68,15 +67,9 @@ def _own_results(
     if leaderboard:
         cached_runs.logme_run(dataset, run, metric, cache)
         cached_runs.scorers_run(dataset, run, metric, cache)
-
-
-def _compression_results(labels: _Labels, sent: ModelRun, metric: MetricSpec, store: tuple[str, bool]) -> None:
-    """A layer's compression curve, at its probe's C (read from the store: its own unit came first
-    in the queue; computed again, to the same numbers, if that unit is still running)."""
-    dataset: Any = labels
-    run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
-    scores = cached_runs.score_run(dataset, run, metric, cache, cached_runs.graph_run(run, cache))
-    cached_runs.compression_run(dataset, run, metric, cache, scores)
+        # after the probe, in the same process: up to CURVE_ROWS images it decomposes the probe's
+        # folds again, and finds their axes kept (probe._principal_axes)
+        cached_runs.compression_run(dataset, run, metric, cache, scores)
 
 
 def _projection_results(sent: ModelRun, projection: ProjectionSpec, store: tuple[str, bool]) -> None:
@@ -131,12 +124,6 @@ def each_layer(
             units[f"{r.label}: {node} (projection)"] = (
                 _projection_results,
                 (_portable_run(r, [node]), projection, store),
-            )
-    if leaderboard and dataset.labels is not None:
-        for r, node in widest:
-            units[f"{r.label}: {node} (compression)"] = (
-                _compression_results,
-                (labels, _portable_run(r, [node]), metric, store),
             )
     finished = 0
 

@@ -53,6 +53,30 @@ def test_compression_curve_at_full_width_is_the_layers_probe() -> None:
     assert all(a < 0.95 * curve.pca_acc[-1] for a in smaller)
 
 
+def test_a_curve_after_its_layers_probe_reuses_its_axes_and_gives_the_same_numbers() -> None:
+    """The probe's folds' principal axes are kept (probe._principal_axes): the compression curve
+    that follows finds them, and its numbers are those of a curve that decomposed every fold itself."""
+    from explorer.analysis import probe as probe_mod
+
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(4), 50)
+    x = (rng.normal(size=(200, 40)) + 0.8 * np.eye(40)[y * 3]).astype(np.float32)
+    probe_mod._axes_kept.clear()
+    alone = compression_curve(x, y, 5, rows=np.arange(200), c=1.0)
+    probe_mod._axes_kept.clear()
+    decompositions = []
+    real = probe_mod._decomposed
+    probe(x, y, 5, c=1.0)
+    kept = len(probe_mod._axes_kept)
+    probe_mod._decomposed = lambda xtr: decompositions.append(1) or real(xtr)  # type: ignore[assignment]
+    try:
+        after = compression_curve(x, y, 5, rows=np.arange(200), c=1.0)
+    finally:
+        probe_mod._decomposed = real  # type: ignore[assignment]
+    assert kept == 5 and decompositions == []  # the five folds' axes found kept
+    assert np.array_equal(alone.pca_acc, after.pca_acc) and np.array_equal(alone.random_acc, after.random_acc)
+
+
 def test_top_components_beat_a_random_projection_where_the_signal_is_in_a_few_directions() -> None:
     rng = np.random.default_rng(0)
     n, d = 400, 64
