@@ -1,5 +1,5 @@
 """UMAP of 8 layers at scale, features and neighbour graphs ready (not a test): the project's
-path (projection_lanes.project_layers: PCA to 50 dimensions for wide layers, UMAP from the
+path (projection_lanes.project_layers, on analysis/lanes.py: PCA to 50 dimensions for wide layers, UMAP from the
 layer's kNN graph, a worker process taking every other layer) against plain seeded umap-learn on
 the same 50-dimensional input, one layer after another, in the same run. Reports seconds and the
 neighbourhood preservation of each layout: the mean share of an image's 15 nearest neighbours in
@@ -56,9 +56,10 @@ def main() -> None:
     configure()
     import umap
 
+    from explorer.analysis.lanes import lanes
     from explorer.analysis.neighbors import knn_graph
     from explorer.analysis.projection import UMAP_PCA_DIMS, _pca, _umap_init
-    from explorer.analysis.projection_lanes import lanes, project_layers
+    from explorer.analysis.projection_lanes import project_layers
     from explorer.config import ProjectionSpec
 
     feats = manifold_layers(args.images)

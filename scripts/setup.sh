@@ -50,4 +50,7 @@ if [ -n "$dev" ]; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
   fi
 fi
+# UMAP's numba code compiled into the machine's cache now, not in the first analysis (18-23 s;
+# explorer/analysis/projection.py: compile_umap)
+.venv/bin/python -m explorer.analysis.projection || echo "setup.sh: UMAP not compiled ahead (the first analysis will)" >&2
 echo "$want" > "$stamp"

@@ -225,18 +225,21 @@ def similarity_run(
         return Similarity(
             list(feats), got["cka"], got["cka_debiased"], got["cka_low"], got["cka_high"], int(got["boot_images"])
         ), got["overlap"]
-    if progress:
-        progress("layer similarity (CKA)", 0, 1)
-    similarity = layer_similarity(feats)
-    if progress:
-        progress("CKA intervals", 0, 1)
-    low, high, m = (
-        cka_interval(feats, similarity.cka, random_state=random_state) if feats else (similarity.cka, similarity.cka, 0)
-    )
-    similarity = Similarity(similarity.names, similarity.cka, similarity.cka_debiased, low, high, m)
-    if progress:
-        progress("neighbourhood overlap", 0, 1)
-    overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
+    with one_thread():  # computed here or by a lane's worker (layer_lanes.py): the same numbers
+        if progress:
+            progress("layer similarity (CKA)", 0, 1)
+        similarity = layer_similarity(feats)
+        if progress:
+            progress("CKA intervals", 0, 1)
+        low, high, m = (
+            cka_interval(feats, similarity.cka, random_state=random_state)
+            if feats
+            else (similarity.cka, similarity.cka, 0)
+        )
+        similarity = Similarity(similarity.names, similarity.cka, similarity.cka_debiased, low, high, m)
+        if progress:
+            progress("neighbourhood overlap", 0, 1)
+        overlap = overlap_matrix({k: graphs[k] for k in similarity.names})
     cache.put_result(
         key,
         {

@@ -7,8 +7,9 @@ projection. Each layer gives two units of lanes.Lanes (its own results; its proj
 process and a worker process take them from one queue, widest layers first, and compute them with the same cached stage functions the analysis
 calls (cached_runs.py), which store them. The analysis then runs as it always does, stage by stage,
 and reads them back: one road, the same numbers wherever a layer was computed (a test compares
-the written files). The similarity measures against their nulls, which read every layer at once,
-are one more unit.
+the written files). The similarity measures against their nulls, and CKA with the neighbourhood
+overlap, which read every layer at once, are two more units (the first at the front of the queue;
+the second after the layers' own, whose graphs it reads).
 
 Only where a worker pays (two lanes, and at least LAYER_LANES_MIN_WORK images x layers: its start
 costs 2-3 s of the other core); otherwise nothing happens here and the analysis computes each
@@ -33,6 +34,7 @@ LAYER_LANES_MIN_WORK = (
     8_000  # images x layers: about 5 s of analysis at 2,000 images, enough to hide the worker's start
 )
 ALIGNMENT = "similarity measures"  # the unit name of the nulls (a layer's is its run's label and its name)
+SIMILARITY = "CKA and neighbourhood overlap"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,15 @@ def _alignment_results(
     cached_runs.alignment_run([_opened_run(r) for r in sent], multi, labels, cache, None, random_state=random_state)
 
 
+def _similarity_results(sent: list[ModelRun], multi: bool, store: tuple[str, bool], random_state: int) -> None:
+    """CKA with its interval and the neighbourhood overlap of every pair of layers, computed and
+    stored (a unit after every layer's own: their graphs are read from the store)."""
+    cache = FeatureCache(store[0], keep_partial=store[1])
+    runs = [_opened_run(r) for r in sent]
+    graphs = {r.key(n, multi): g for r in runs for n, g in cached_runs.graph_run(r, cache).items()}
+    cached_runs.similarity_run(runs, multi, graphs, cache, None, random_state=random_state)
+
+
 def each_layer(
     dataset: ImageDataset,
     runs: list[ModelRun],
@@ -112,13 +123,14 @@ def each_layer(
     store = (str(cache.root), cache.keep_partial)
     labels = _Labels(None if dataset.labels is None else list(dataset.labels))
     units: dict[str, Any] = {}
+    everything = [_portable_run(r, list(r.features)) for r in runs]
     if nulls:  # the largest unit first, as each kind's widest layers: the last units are the small ones
         y = None if dataset.labels is None else np.asarray(dataset.labels)
-        sent = [_portable_run(r, list(r.features)) for r in runs]
-        units[ALIGNMENT] = (_alignment_results, (y, sent, len(runs) > 1, store, metric.random_state))
+        units[ALIGNMENT] = (_alignment_results, (y, everything, len(runs) > 1, store, metric.random_state))
     widest = sorted(((r, node) for r in runs for node in r.features), key=lambda rn: -rn[0].features[rn[1]].shape[1])
     for r, node in widest:
         units[f"{r.label}: {node}"] = (_own_results, (labels, _portable_run(r, [node]), metric, leaderboard, store))
+    units[SIMILARITY] = (_similarity_results, (everything, len(runs) > 1, store, metric.random_state))
     if projection.method != "none":
         for r, node in widest:
             units[f"{r.label}: {node} (projection)"] = (

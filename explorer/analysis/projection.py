@@ -106,6 +106,13 @@ def umap_module() -> ModuleType:
     return umap
 
 
+def compile_umap() -> None:
+    """Compile UMAP's numba code now (a tiny seeded fit): into numba's cache, once per machine
+    (umap_module), and into this process. scripts/setup.sh calls it after installing, so that the
+    first analysis does not pay the 18-23 s; the dashboard calls it in the background."""
+    project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
+
+
 def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> np.ndarray:
     import numba
 
@@ -228,3 +235,10 @@ def align_chain(panels: list[np.ndarray]) -> list[np.ndarray]:
     for c in panels:
         out.append(c.copy() if not out else align(out[-1], c))
     return out
+
+
+if __name__ == "__main__":  # scripts/setup.sh: python -m explorer.analysis.projection
+    from ..process_setup import configure
+
+    configure()
+    compile_umap()

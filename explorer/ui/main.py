@@ -12,13 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
 from .. import comparison
 from ..analysis import per_run
-from ..analysis.projection import project
-from ..config import ProjectionSpec
+from ..analysis.projection import compile_umap
 from ..data.datasets import ImageDataset
 from ..data.source_table import kind_name
 from . import budget, proxy, reproduce, runtime, sidebar, state, views
@@ -62,7 +60,7 @@ def warm_up_umap() -> None:
                 time.sleep(0.5)
                 if not rt.queue.idle():
                     quiet_since = time.monotonic()
-            project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
+            compile_umap()
             log.info("UMAP warm-up done")
         except Exception:  # warm-up is an optimisation only
             log.exception("UMAP warm-up failed")
