@@ -254,6 +254,10 @@ class FeatureCache:
         self._used(path)
         return _load_npz(path)
 
+    def has_result(self, key: str) -> bool:
+        """Whether a derived result is stored (nothing is read)."""
+        return self._result_path(key).is_file()
+
     def put_result(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         """Store a derived result (atomically)."""
         _save_npz(self._result_path(key), arrays)

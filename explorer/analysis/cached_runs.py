@@ -124,6 +124,17 @@ def _labels_part(dataset: ImageDataset, spec: MetricSpec) -> dict[str, Any]:
     return {"labels": make_key("labels", {"labels": list(dataset.labels or [])}), "spec": spec.__dict__}
 
 
+def layer_stored(
+    dataset: ImageDataset, run: ModelRun, node: str, spec: MetricSpec, projection: ProjectionSpec, cache: FeatureCache
+) -> bool:
+    """Whether a layer's scores and (unless `none`) its projection are stored: a layer analysed
+    before (a file check each, nothing read)."""
+    keys = [_layer_key(run, node, "scores", _labels_part(dataset, spec))]
+    if projection.method != "none":
+        keys.append(_layer_key(run, node, "projection", {"spec": projection.__dict__}))
+    return all(cache.has_result(k) for k in keys)
+
+
 def score_run(
     dataset: ImageDataset,
     run: ModelRun,

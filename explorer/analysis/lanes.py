@@ -85,8 +85,10 @@ def _in_worker(function: Callable[..., Any], args: tuple) -> Any:
 
 class Lanes:
     """Units of work ({name: (function, args)}) run here and, with `worker`, in a worker process
-    started at once: it takes units from the front of the queue while this process does other
-    work, and `finish()` has this process take the units still waiting, beside it. `stop()` (or
+    started at once, or with `start_after` once a unit run here has taken longer than that many
+    seconds (so that units whose results are already stored, read back in a moment, start no
+    process): it takes units from the front of the queue while this process does other work, and
+    `finish()` has this process take the units still waiting, beside it. `stop()` (or
     leaving a `with` block on an error) lets the worker finish its unit and take no other.
 
     A worker that dies (out of memory, say) gives its unit back, and this process runs it. The
@@ -99,15 +101,25 @@ class Lanes:
         *,
         worker: bool,
         done: Callable[[str, Any], None] | None = None,
+        start_after: float = 0.0,
     ) -> None:
         self._units, self._done = units, done
+        self._may_start = worker and bool(units) and lanes() >= 2
+        self._start_after = start_after
         self._queue = collections.deque(units)
         self._lock = threading.Lock()
         self._theirs: dict[str, Any] = {}
         self._failed: list[BaseException] = []
         self._pool: ProcessPoolExecutor | None = None
         self._helper: threading.Thread | None = None
-        if worker and units and lanes() >= 2:
+        if self._may_start and start_after <= 0:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if not self._may_start or not self._queue:
+                return
+            self._may_start = False
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self._helper = threading.Thread(target=self._worker_lane, name="explorer-lane", daemon=True)
             self._helper.start()
@@ -147,6 +159,7 @@ class Lanes:
         """Take no more units: the worker finishes the one it has (its result is dropped) and exits."""
         with self._lock:
             self._queue.clear()
+            self._may_start = False
         self._close()
 
     def _close(self) -> None:
@@ -159,7 +172,17 @@ class Lanes:
 
     def _here(self, name: str, out: dict[str, Any]) -> None:
         function, args = self._units[name]
-        out[name] = function(*args)
+        # a unit still running after start_after is real work, not a stored result read back
+        timer = threading.Timer(self._start_after, self._start_worker) if self._may_start else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            out[name] = function(*args)
+        finally:
+            if timer is not None:
+                timer.cancel()
+                timer.join()
         if self._done:
             self._done(name, out[name])
         self._report_theirs(out)

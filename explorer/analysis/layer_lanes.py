@@ -30,9 +30,12 @@ from ..store import FeatureCache
 from . import cached_runs
 from .lanes import Lanes, lanes, one_thread, opened, portable
 
-LAYER_LANES_MIN_WORK = (
-    8_000  # images x layers: about 5 s of analysis at 2,000 images, enough to hide the worker's start
-)
+# images x layers from which a worker pays its start (2-3 s of the other core): the bundled sample's
+# 400 images x 8 layers took 20.0 s with it, 25.4 s without (`compare`, docs/benchmarks.md)
+LAYER_LANES_MIN_WORK = 2_000
+# the worker starts once a unit here took longer than this: a run whose results are stored reads
+# them back in a moment and starts none (a cached dashboard visit was 8.4 s instead of 2.2 s)
+WORKER_AFTER_S = 0.5
 ALIGNMENT = "similarity measures"  # the unit name of the nulls (a layer's is its run's label and its name)
 SIMILARITY = "CKA and neighbourhood overlap"
 
@@ -120,6 +123,14 @@ def each_layer(
         return False
     if not all(portable(x)[0] == "map" for r in runs for x in r.features.values()):
         return False  # features in memory (given ones, rows left out) would be copied through the pipe
+    todo = [
+        (r, node)
+        for r in runs
+        for node in r.features
+        if not cached_runs.layer_stored(dataset, r, node, metric, projection, cache)
+    ]
+    if not todo:  # analysed before: the analysis reads it all back in a moment
+        return False
     store = (str(cache.root), cache.keep_partial)
     labels = _Labels(None if dataset.labels is None else list(dataset.labels))
     units: dict[str, Any] = {}
@@ -127,7 +138,7 @@ def each_layer(
     if nulls:  # the largest unit first, as each kind's widest layers: the last units are the small ones
         y = None if dataset.labels is None else np.asarray(dataset.labels)
         units[ALIGNMENT] = (_alignment_results, (y, everything, len(runs) > 1, store, metric.random_state))
-    widest = sorted(((r, node) for r in runs for node in r.features), key=lambda rn: -rn[0].features[rn[1]].shape[1])
+    widest = sorted(todo, key=lambda rn: -rn[0].features[rn[1]].shape[1])
     for r, node in widest:
         units[f"{r.label}: {node}"] = (_own_results, (labels, _portable_run(r, [node]), metric, leaderboard, store))
     units[SIMILARITY] = (_similarity_results, (everything, len(runs) > 1, store, metric.random_state))
@@ -147,7 +158,7 @@ def each_layer(
 
     # one BLAS thread here too: the worker has the other core (and a unit's numbers do not depend on
     # where it ran)
-    with Lanes(units, worker=True, done=done) as both, one_thread():
+    with Lanes(units, worker=True, done=done, start_after=WORKER_AFTER_S) as both, one_thread():
         if progress:
             progress("analysing each layer on both cores", 0, len(units))
         both.finish()

@@ -172,7 +172,8 @@ def test_explorer_lanes_0_keeps_everything_in_one_process(monkeypatch: pytest.Mo
 def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The same `compare` with each layer's results computed on both cores first (layer_lanes.py,
     the worker taking some) and with one process, stage by stage: every file it writes is the same,
-    byte for byte (latency, a measured time, is left out)."""
+    byte for byte (latency, a measured time, is left out). Run again on its stored results, it
+    starts no lanes."""
     from explorer import api
     from explorer.analysis import layer_lanes
 
@@ -191,6 +192,8 @@ def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes
     kwargs = {"max_images": 80, "projection": "umap", "progress": False, "latency": False, "similarity_nulls": True}
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs).export(tmp_path / "both")
     assert theirs and theirs[0] >= 1, "the worker computed no layer"
+    api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs)  # analysed before: no lanes
+    assert len(theirs) == 1
     monkeypatch.setenv("EXPLORER_LANES", "0")
     api.compare("sample:clothing", cache_dir=tmp_path / "b", **kwargs).export(tmp_path / "one")
     assert len(theirs) == 1  # one process: no lanes
@@ -198,3 +201,21 @@ def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes
     assert "similarity.csv" in written and "compression.csv" in written and "projections.csv" in written
     for name in written:
         assert (tmp_path / "both" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+def test_the_worker_starts_only_once_a_unit_here_does_real_work() -> None:
+    """With `start_after`, units that are over in a moment (stored results read back) start no
+    process; a unit still running after it does, and the worker takes the units left."""
+    import time
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    quick = lanes.Lanes({str(i): (time.sleep, (0.0,)) for i in range(6)}, worker=True, start_after=0.5)
+    assert list(quick.finish()) == [str(i) for i in range(6)]
+    assert quick._may_start and quick._theirs == {}  # never started
+    slow = lanes.Lanes(
+        {str(i): (time.sleep, (2.0 if i == 0 else 0.5,)) for i in range(12)}, worker=True, start_after=0.5
+    )
+    assert not slow.in_background
+    assert list(slow.finish()) == [str(i) for i in range(12)]
+    assert not slow._may_start and slow._theirs  # started during the first unit, and it took some
