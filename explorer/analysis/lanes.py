@@ -87,9 +87,11 @@ class Lanes:
     """Units of work ({name: (function, args)}) run here and, with `worker`, in a worker process
     started at once, or with `start_after` once a unit run here has taken longer than that many
     seconds (so that units whose results are already stored, read back in a moment, start no
-    process): it takes units from the front of the queue while this process does other work, and
-    `finish()` has this process take the units still waiting, beside it. `stop()` (or
-    leaving a `with` block on an error) lets the worker finish its unit and take no other.
+    process). The worker takes units from the front of the queue while this process does other
+    work, and `finish()` has this process take the units still waiting, beside it. Units run here
+    get the keyword arguments `here` besides their own (a progress reporter that hears a Stop, say,
+    which cannot go to another process). `stop()` (or leaving a `with` block on an error) lets the
+    worker finish its unit and take no other.
 
     A worker that dies (out of memory, say) gives its unit back, and this process runs it. The
     worker's error is raised here, by finish().
@@ -102,8 +104,9 @@ class Lanes:
         worker: bool,
         done: Callable[[str, Any], None] | None = None,
         start_after: float = 0.0,
+        here: dict[str, Any] | None = None,
     ) -> None:
-        self._units, self._done = units, done
+        self._units, self._done, self._here_kwargs = units, done, here or {}
         self._may_start = worker and bool(units) and lanes() >= 2
         self._start_after = start_after
         self._queue = collections.deque(units)
@@ -178,7 +181,7 @@ class Lanes:
             timer.daemon = True
             timer.start()
         try:
-            out[name] = function(*args)
+            out[name] = function(*args, **self._here_kwargs)
         finally:
             if timer is not None:
                 timer.cancel()

@@ -57,47 +57,68 @@ def _opened_run(run: ModelRun) -> ModelRun:
 
 
 def _own_results(
-    labels: _Labels, sent: ModelRun, metric: MetricSpec, leaderboard: bool, store: tuple[str, bool]
+    labels: _Labels,
+    sent: ModelRun,
+    metric: MetricSpec,
+    leaderboard: bool,
+    store: tuple[str, bool],
+    progress: StageProgress | None = None,
 ) -> None:
     """A layer's graph, scores, intrinsic dimension, new-class measures, LogME, scorers and
-    compression curve, computed and stored as the analysis would (a unit, here or in the worker)."""
+    compression curve, computed and stored as the analysis would (a unit, here or in the worker;
+    here, `progress` between stages: where a Stop is heard)."""
     dataset: Any = labels  # the stages read only `labels`
     run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
-    graphs = cached_runs.graph_run(run, cache)
-    scores = cached_runs.score_run(dataset, run, metric, cache, graphs)
-    cached_runs.intrinsic_run(run, cache, metric.random_state)
-    cached_runs.retrieval_run(dataset, run, metric, cache)
-    cached_runs.few_shot_run(dataset, run, metric, cache, scores)
-    cached_runs.unseen_run(dataset, run, metric, cache)
+    graphs = cached_runs.graph_run(run, cache, progress)
+    scores = cached_runs.score_run(dataset, run, metric, cache, graphs, progress)
+    cached_runs.intrinsic_run(run, cache, metric.random_state, progress)
+    cached_runs.retrieval_run(dataset, run, metric, cache, progress)
+    cached_runs.few_shot_run(dataset, run, metric, cache, scores, progress)
+    cached_runs.unseen_run(dataset, run, metric, cache, progress)
     if leaderboard:
-        cached_runs.logme_run(dataset, run, metric, cache)
-        cached_runs.scorers_run(dataset, run, metric, cache)
+        cached_runs.logme_run(dataset, run, metric, cache, progress)
+        cached_runs.scorers_run(dataset, run, metric, cache, progress)
         # after the probe, in the same process: up to CURVE_ROWS images it decomposes the probe's
         # folds again, and finds their axes kept (probe._principal_axes)
-        cached_runs.compression_run(dataset, run, metric, cache, scores)
+        cached_runs.compression_run(dataset, run, metric, cache, scores, progress)
 
 
-def _projection_results(sent: ModelRun, projection: ProjectionSpec, store: tuple[str, bool]) -> None:
+def _projection_results(
+    sent: ModelRun, projection: ProjectionSpec, store: tuple[str, bool], progress: StageProgress | None = None
+) -> None:
     """A layer's projection, from its graph (read from the store, or computed)."""
     run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
-    cached_runs.project_runs([run], projection, cache, {run.label: cached_runs.graph_run(run, cache)})
+    graphs = cached_runs.graph_run(run, cache, progress)
+    cached_runs.project_runs([run], projection, cache, {run.label: graphs}, progress)
 
 
 def _alignment_results(
-    labels: np.ndarray | None, sent: list[ModelRun], multi: bool, store: tuple[str, bool], random_state: int
+    labels: np.ndarray | None,
+    sent: list[ModelRun],
+    multi: bool,
+    store: tuple[str, bool],
+    random_state: int,
+    progress: StageProgress | None = None,
 ) -> None:
     """The similarity measures against their nulls, computed and stored (a unit)."""
     cache = FeatureCache(store[0], keep_partial=store[1])
-    cached_runs.alignment_run([_opened_run(r) for r in sent], multi, labels, cache, None, random_state=random_state)
+    runs = [_opened_run(r) for r in sent]
+    cached_runs.alignment_run(runs, multi, labels, cache, progress, random_state=random_state)
 
 
-def _similarity_results(sent: list[ModelRun], multi: bool, store: tuple[str, bool], random_state: int) -> None:
+def _similarity_results(
+    sent: list[ModelRun],
+    multi: bool,
+    store: tuple[str, bool],
+    random_state: int,
+    progress: StageProgress | None = None,
+) -> None:
     """CKA with its interval and the neighbourhood overlap of every pair of layers, computed and
     stored (a unit after every layer's own: their graphs are read from the store)."""
     cache = FeatureCache(store[0], keep_partial=store[1])
     runs = [_opened_run(r) for r in sent]
-    graphs = {r.key(n, multi): g for r in runs for n, g in cached_runs.graph_run(r, cache).items()}
-    cached_runs.similarity_run(runs, multi, graphs, cache, None, random_state=random_state)
+    graphs = {r.key(n, multi): g for r in runs for n, g in cached_runs.graph_run(r, cache, progress).items()}
+    cached_runs.similarity_run(runs, multi, graphs, cache, progress, random_state=random_state)
 
 
 def each_layer(
@@ -158,7 +179,13 @@ def each_layer(
 
     # one BLAS thread here too: the worker has the other core (and a unit's numbers do not depend on
     # where it ran)
-    with Lanes(units, worker=True, done=done, start_after=WORKER_AFTER_S) as both, one_thread():
+    def between_stages(stage: str, done: int, total: int) -> None:
+        """A unit's stages here report to the lanes' bar (whose reporter hears a Stop)."""
+        if progress:
+            progress("analysing each layer on both cores", finished, len(units))
+
+    here = {"progress": between_stages} if progress else {}
+    with Lanes(units, worker=True, done=done, start_after=WORKER_AFTER_S, here=here) as both, one_thread():
         if progress:
             progress("analysing each layer on both cores", 0, len(units))
         both.finish()

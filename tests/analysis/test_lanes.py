@@ -219,3 +219,31 @@ def test_the_worker_starts_only_once_a_unit_here_does_real_work() -> None:
     assert not slow.in_background
     assert list(slow.finish()) == [str(i) for i in range(12)]
     assert not slow._may_start and slow._theirs  # started during the first unit, and it took some
+
+
+def test_a_stop_heard_between_a_units_stages_here_ends_the_lanes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Units run here report between their stages through `here` (the worker gets none): a Stop
+    raised there ends finish() before the queue is done, and the worker takes no other unit."""
+    from explorer.progress import Cancelled
+
+    calls: list[str] = []
+
+    def stop_now(stage: str, done: int, total: int) -> None:
+        calls.append(stage)
+        raise Cancelled("stopped")
+
+    both = lanes.Lanes(
+        {str(i): (_stage_then_sleep, (0.2,)) for i in range(8)}, worker=False, here={"progress": stop_now}
+    )
+    with pytest.raises(Cancelled):
+        both.finish()
+    assert calls == ["a stage"] and not both._queue
+
+
+def _stage_then_sleep(seconds: float, progress=None) -> float:  # type: ignore[no-untyped-def]
+    import time
+
+    if progress:
+        progress("a stage", 0, 1)
+    time.sleep(seconds)
+    return seconds
