@@ -124,7 +124,9 @@ class Lanes:
                 return
             self._may_start = False
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._helper = threading.Thread(target=self._worker_lane, name="explorer-lane", daemon=True)
+            self._helper = threading.Thread(
+                target=self._worker_lane, args=(self._pool,), name="explorer-lane", daemon=True
+            )
             self._helper.start()
 
     @property
@@ -143,12 +145,11 @@ class Lanes:
         with self._lock:
             return self._queue.popleft() if self._queue else None
 
-    def _worker_lane(self) -> None:
-        assert self._pool is not None
+    def _worker_lane(self, pool: ProcessPoolExecutor) -> None:
         while not self._failed and (name := self._take()) is not None:
             function, args = self._units[name]
             try:
-                self._theirs[name] = self._pool.submit(_in_worker, function, args).result()
+                self._theirs[name] = pool.submit(_in_worker, function, args).result()
             except BrokenProcessPool as exc:  # the worker died (memory): this process takes its unit back
                 log.warning("the worker process stopped (%s); running its units here", exc)
                 with self._lock:

@@ -52,6 +52,11 @@ def _portable_run(run: ModelRun, nodes: list[str]) -> ModelRun:
     return dataclasses.replace(run, features={n: portable(run.features[n]) for n in nodes})  # type: ignore[misc]
 
 
+def _cache(store: tuple[str, bool]) -> FeatureCache:
+    """The feature store a unit writes to: (its folder, keep_partial), as sent."""
+    return FeatureCache(store[0], keep_partial=store[1])
+
+
 def _opened_run(run: ModelRun) -> ModelRun:
     return dataclasses.replace(run, features={n: opened(s) for n, s in run.features.items()})  # type: ignore[arg-type]
 
@@ -68,7 +73,7 @@ def _own_results(
     compression curve, computed and stored as the analysis would (a unit, here or in the worker;
     here, `progress` between stages: where a Stop is heard)."""
     dataset: Any = labels  # the stages read only `labels`
-    run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
+    run, cache = _opened_run(sent), _cache(store)
     graphs = cached_runs.graph_run(run, cache, progress)
     scores = cached_runs.score_run(dataset, run, metric, cache, graphs, progress)
     cached_runs.intrinsic_run(run, cache, metric.random_state, progress)
@@ -87,7 +92,7 @@ def _projection_results(
     sent: ModelRun, projection: ProjectionSpec, store: tuple[str, bool], progress: StageProgress | None = None
 ) -> None:
     """A layer's projection, from its graph (read from the store, or computed)."""
-    run, cache = _opened_run(sent), FeatureCache(store[0], keep_partial=store[1])
+    run, cache = _opened_run(sent), _cache(store)
     graphs = cached_runs.graph_run(run, cache, progress)
     cached_runs.project_runs([run], projection, cache, {run.label: graphs}, progress)
 
@@ -101,7 +106,7 @@ def _alignment_results(
     progress: StageProgress | None = None,
 ) -> None:
     """The similarity measures against their nulls, computed and stored (a unit)."""
-    cache = FeatureCache(store[0], keep_partial=store[1])
+    cache = _cache(store)
     runs = [_opened_run(r) for r in sent]
     cached_runs.alignment_run(runs, multi, labels, cache, progress, random_state=random_state)
 
@@ -115,7 +120,7 @@ def _similarity_results(
 ) -> None:
     """CKA with its interval and the neighbourhood overlap of every pair of layers, computed and
     stored (a unit after every layer's own: their graphs are read from the store)."""
-    cache = FeatureCache(store[0], keep_partial=store[1])
+    cache = _cache(store)
     runs = [_opened_run(r) for r in sent]
     graphs = {r.key(n, multi): g for r in runs for n, g in cached_runs.graph_run(r, cache, progress).items()}
     cached_runs.similarity_run(runs, multi, graphs, cache, progress, random_state=random_state)
