@@ -5,10 +5,13 @@ they are imported; what the environment asks of this project is read by config.s
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import logging
 import os
+import threading
+from collections.abc import Iterator
 
 from .config import settings
 from .fsutil import default_cache_root
@@ -30,6 +33,7 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 NUMBA_THREADING_LAYER = "omp"  # thread-safe; `workqueue` aborted the process when two threads ran UMAP at once
 SERVER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _configured = False
+_start_lock = threading.Lock()  # one process started at a time (without_main)
 
 
 def tune_malloc() -> bool:
@@ -86,6 +90,31 @@ def configure(*, malloc: bool = True) -> None:
     if malloc and settings().malloc_tune:
         ok = tune_malloc()
         log.debug("malloc tuning %s", "applied" if ok else "not available")
+
+
+@contextlib.contextmanager
+def without_main() -> Iterator[None]:
+    """Start processes that do not import this process's `__main__`: multiprocessing re-imports it
+    in every spawned child, and under Streamlit `__main__` is the page script (app.py), which would
+    start a second server runtime in the child (a dashboard job's process; the analysis lanes'
+    worker, where it broke the first analysis of a server). A child needs only what its pickled
+    function names. One process is started at a time."""
+    from multiprocessing import spawn
+
+    with _start_lock:
+        original = spawn.get_preparation_data
+
+        def prepared(name: str) -> dict:
+            data = original(name)
+            data.pop("init_main_from_name", None)
+            data.pop("init_main_from_path", None)
+            return data
+
+        spawn.get_preparation_data = prepared
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
 
 
 def configured() -> bool:

@@ -28,6 +28,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..config import settings
+from ..process_setup import without_main
 
 log = logging.getLogger(__name__)
 LANES = 2  # this process and one worker
@@ -146,10 +147,23 @@ class Lanes:
             return self._queue.popleft() if self._queue else None
 
     def _worker_lane(self, pool: ProcessPoolExecutor) -> None:
+        first = True
         while not self._failed and (name := self._take()) is not None:
             function, args = self._units[name]
             try:
-                self._theirs[name] = pool.submit(_in_worker, function, args).result()
+                if first:  # the worker is spawned now: without this process's __main__ (a Streamlit page)
+                    with without_main():
+                        future = pool.submit(_in_worker, function, args)
+                    first = False
+                else:
+                    future = pool.submit(_in_worker, function, args)
+            except Exception as exc:  # noqa: BLE001 - no worker: this process runs every unit itself
+                log.warning("no worker process could start (%s); running every unit here", exc)
+                with self._lock:
+                    self._queue.appendleft(name)
+                return
+            try:
+                self._theirs[name] = future.result()
             except BrokenProcessPool as exc:  # the worker died (memory): this process takes its unit back
                 log.warning("the worker process stopped (%s); running its units here", exc)
                 with self._lock:

@@ -21,14 +21,14 @@ OpenMP: GNU libgomp is not fork-safe once its threads started).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from ..process_setup import without_main
 from ..progress import Cancelled
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often the waiting thread looks at cancel and the deadline
 PRELOAD = ["explorer.comparison", "explorer.data.datasets", "explorer.extraction.layer_features", "explorer.ui.job_process",
            "torchvision", "sklearn.linear_model", "umap", "pynndescent", "faiss", "PIL.Image", "pyarrow.parquet"]  # fmt: skip
-_start_lock = threading.Lock()  # one process started at a time (_without_main)
 _context_lock = threading.Lock()
 _context: Any = None
 
@@ -60,36 +59,13 @@ def context() -> Any:
         return _context
 
 
-@contextlib.contextmanager
-def _without_main() -> Iterator[None]:
-    """Start processes that do not import this process's `__main__`: multiprocessing re-imports it
-    in every child, and under Streamlit `__main__` is the page script (app.py), which would start a
-    second server runtime in the job's process. The job needs only what its pickled function names."""
-    from multiprocessing import spawn
-
-    with _start_lock:
-        original = spawn.get_preparation_data
-
-        def prepared(name: str) -> dict:
-            data = original(name)
-            data.pop("init_main_from_name", None)
-            data.pop("init_main_from_path", None)
-            return data
-
-        spawn.get_preparation_data = prepared
-        try:
-            yield
-        finally:
-            spawn.get_preparation_data = original
-
-
 def start_forkserver() -> None:
     """Start the forkserver now (its imports take seconds), so the first job does not wait for them."""
     from multiprocessing import forkserver
 
     ctx = context()
     t0 = time.perf_counter()
-    with _without_main():
+    with without_main():
         forkserver.ensure_running()
         first = ctx.Process(target=_ready, name="explorer-job-warmup")  # joins once the forkserver has imported PRELOAD
         first.start()
@@ -171,7 +147,7 @@ def run(job: Any, fn: Callable[[Any], Any], max_bytes: int | None) -> Any:
     ctx = context()
     ours, theirs = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(theirs, fn, max_bytes), name=f"explorer-job-{getattr(job, 'id', '?')}")
-    with _without_main():
+    with without_main():
         proc.start()
     theirs.close()
     outcome: tuple | None = None
