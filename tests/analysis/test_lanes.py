@@ -247,3 +247,40 @@ def _stage_then_sleep(seconds: float, progress=None) -> float:  # type: ignore[n
         progress("a stage", 0, 1)
     time.sleep(seconds)
     return seconds
+
+
+MAIN_THAT_MUST_NOT_BE_IMPORTED_AGAIN = """
+import sys, time
+if __name__ != "__main__":  # a spawned child importing the page script, as under Streamlit
+    raise SystemExit("the parent's __main__ was imported again")
+from explorer.analysis import lanes
+both = lanes.Lanes({str(i): (time.sleep, (0.3,)) for i in range(10)}, worker=True)
+both.finish()
+print("worker ran", len(both._theirs))
+"""
+
+
+def test_the_worker_starts_without_importing_the_parents_main(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Under Streamlit `__main__` is the page script; a spawned child re-imports it unless told not
+    to. The lanes' worker is started without it (the dashboard's first analysis failed before)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    script = tmp_path / "page.py"
+    script.write_text(MAIN_THAT_MUST_NOT_BE_IMPORTED_AGAIN)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    ran = int(out.stdout.split("worker ran")[1])
+    assert ran >= 1, out.stdout + out.stderr[-2000:]
