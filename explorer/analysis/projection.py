@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import ProjectionSpec
 from ..process_setup import NUMBA_THREADING_LAYER, configured
-from .neighbors import KnnGraph
+from .neighbors import KnnGraph, knn_graph
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,12 @@ MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}
 UMAP_SPECTRAL_MAX = (
     20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (docs/benchmarks.md)
 )
+# from this many images UMAP's layout optimiser runs UMAP_LARGE_EPOCHS instead of umap-learn's 200 (500
+# below 10,000): at 50,000 images 170 epochs kept every one of 8 layers' neighbourhood preservation
+# within 0.01 of plain 200-epoch umap-learn (150 did not), for 15 % less of the fit's time, nearly all
+# of it the optimiser's (docs/benchmarks.md, "UMAP of 8 layers at 50,000 images")
+UMAP_LARGE_N = 40_000
+UMAP_LARGE_EPOCHS = 170
 TSNE_MAX_POINTS = 10_000  # t-SNE (Barnes-Hut, scikit-learn) beyond this takes many minutes per layer on a small machine
 
 
@@ -109,8 +115,13 @@ def umap_module() -> ModuleType:
 def compile_umap() -> None:
     """Compile UMAP's numba code now (a tiny seeded fit): into numba's cache, once per machine
     (umap_module), and into this process. scripts/setup.sh calls it after installing, so that the
-    first analysis does not pay the 18-23 s; the dashboard calls it in the background."""
-    project(np.random.default_rng(0).normal(size=(60, 8)), ProjectionSpec(method="umap"))
+    first analysis does not pay the 18-23 s; the dashboard calls it in the background.
+
+    The fit goes the analysis's way, from a neighbour graph (neighbors.knn_graph): numba compiles a
+    kernel once per argument types, and UMAP's own neighbour search hands its kernels other types
+    (a first analysis compiled the fuzzy simplicial set's again, 1.9 s)."""
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    project(x, ProjectionSpec(method="umap"), knn_graph(x))
 
 
 def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) -> np.ndarray:
@@ -132,6 +143,7 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
         min_dist=spec.min_dist,
         random_state=spec.random_state,
         init=_umap_init(x.shape[0], spec.n_components),
+        n_epochs=UMAP_LARGE_EPOCHS if x.shape[0] >= UMAP_LARGE_N else None,  # None: umap-learn's own
         metric="cosine",
         precomputed_knn=knn,
     )

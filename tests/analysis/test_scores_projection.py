@@ -112,6 +112,42 @@ def test_umap_reuses_the_layer_graph() -> None:
     assert trustworthiness(x, q.coords, n_neighbors=5, metric="cosine") < 0.7
 
 
+def test_umap_runs_fewer_epochs_only_from_large_n(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From UMAP_LARGE_N images the layout is umap-learn's with UMAP_LARGE_EPOCHS epochs, the same
+    fit otherwise; below it, umap-learn's own schedule (the threshold lowered so a test can cross it)."""
+    import warnings
+
+    from explorer.analysis import projection
+
+    x, _ = _blobs(n_per=30, d=40)  # narrower than UMAP_PCA_DIMS: umap-learn sees the features themselves
+    graph = knn_graph(x, 15)
+    spec = ProjectionSpec(method="umap")
+    small = project(x, spec, graph=graph).coords
+
+    def umap_learn(n_epochs: int | None) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return (
+                projection.umap_module()
+                .UMAP(
+                    n_neighbors=15,
+                    min_dist=spec.min_dist,
+                    random_state=spec.random_state,
+                    init="spectral",
+                    n_epochs=n_epochs,
+                    metric="cosine",
+                    precomputed_knn=projection._umap_knn(graph, 15),
+                )
+                .fit_transform(x)
+            )
+
+    np.testing.assert_array_equal(small, umap_learn(None))
+    monkeypatch.setattr(projection, "UMAP_LARGE_N", len(x))
+    large = project(x, spec, graph=graph).coords
+    np.testing.assert_array_equal(large, umap_learn(projection.UMAP_LARGE_EPOCHS))
+    assert not np.allclose(large, small)
+
+
 def test_tsne_refuses_beyond_its_size_and_names_the_alternatives() -> None:
     x = np.zeros((TSNE_MAX_POINTS + 1, 2), np.float32)
     with pytest.raises(ValueError, match="umap.*pca"):
