@@ -32,6 +32,7 @@ from ..process_setup import without_main
 
 log = logging.getLogger(__name__)
 LANES = 2  # this process and one worker
+WORKER_WAITING = 1  # units queued in the worker beyond the one it runs (_worker_lane)
 
 Unit = tuple[Callable[..., Any], tuple]  # a module-level function (picklable) and its arguments
 
@@ -89,12 +90,13 @@ class Lanes:
     started at once, or with `start_after` once a unit run here has taken longer than that many
     seconds (so that units whose results are already stored, read back in a moment, start no
     process). The worker takes units from the front of the queue while this process does other
-    work, and `finish()` has this process take the units still waiting, beside it. Units run here
-    get the keyword arguments `here` besides their own (a progress reporter that hears a Stop, say,
-    which cannot go to another process). `stop()` (or leaving a `with` block on an error) lets the
-    worker finish its unit and take no other.
+    work (one more waiting in its own queue, WORKER_WAITING), and `finish()` has this process take
+    the units still waiting, beside it. Units run here get the keyword arguments `here` besides
+    their own (a progress reporter that hears a Stop, say, which cannot go to another process).
+    `stop()` (or leaving a `with` block on an error) lets the worker finish the units it has and
+    take no other.
 
-    A worker that dies (out of memory, say) gives its unit back, and this process runs it. The
+    A worker that dies (out of memory, say) gives its units back, and this process runs them. The
     worker's error is raised here, by finish().
     """
 
@@ -147,34 +149,46 @@ class Lanes:
             return self._queue.popleft() if self._queue else None
 
     def _worker_lane(self, pool: ProcessPoolExecutor) -> None:
+        """Feed the worker: WORKER_WAITING units beyond the one it runs wait in its queue, so that it
+        starts the next at once (handing it over here needs this process's GIL, which a numba loop
+        here, UMAP's optimiser, holds for an epoch at a time: 0.7-0.9 s between a worker's layers at
+        50,000 images)."""
+        sent: collections.deque[tuple[str, Any]] = collections.deque()  # (name, its future), oldest first
         first = True
-        while not self._failed and (name := self._take()) is not None:
-            function, args = self._units[name]
-            try:
-                if first:  # the worker is spawned now: without this process's __main__ (a Streamlit page)
-                    with without_main():
-                        future = pool.submit(_in_worker, function, args)
-                    first = False
-                else:
-                    future = pool.submit(_in_worker, function, args)
-            except Exception as exc:  # noqa: BLE001 - no worker: this process runs every unit itself
-                log.warning("no worker process could start (%s); running every unit here", exc)
-                with self._lock:
-                    self._queue.appendleft(name)
+        while True:
+            while len(sent) <= WORKER_WAITING and not self._failed and (name := self._take()) is not None:
+                function, args = self._units[name]
+                try:
+                    if first:  # the worker is spawned now: without this process's __main__ (a Streamlit page)
+                        with without_main():
+                            sent.append((name, pool.submit(_in_worker, function, args)))
+                        first = False
+                    else:
+                        sent.append((name, pool.submit(_in_worker, function, args)))
+                except Exception as exc:  # noqa: BLE001 - no worker: this process runs the units itself
+                    log.warning("no worker process could start (%s); running its units here", exc)
+                    self._give_back([name, *(n for n, _ in sent)])
+                    return
+            if not sent:
                 return
+            name, future = sent.popleft()
             try:
                 self._theirs[name] = future.result()
-            except BrokenProcessPool as exc:  # the worker died (memory): this process takes its unit back
+            except BrokenProcessPool as exc:  # the worker died (memory): this process takes its units back
                 log.warning("the worker process stopped (%s); running its units here", exc)
-                with self._lock:
-                    self._queue.appendleft(name)
+                self._give_back([name, *(n for n, _ in sent)])
                 return
             except BaseException as exc:  # its error is the run's: raised on this process's thread
                 self._failed.append(exc)
                 return
 
+    def _give_back(self, names: list[str]) -> None:
+        """Units the worker will not finish, back to the front of the queue, in their order."""
+        with self._lock:
+            self._queue.extendleft(reversed(names))
+
     def stop(self) -> None:
-        """Take no more units: the worker finishes the one it has (its result is dropped) and exits."""
+        """Take no more units: the worker finishes the ones it has (their results are dropped) and exits."""
         with self._lock:
             self._queue.clear()
             self._may_start = False
@@ -223,7 +237,7 @@ class Lanes:
         try:
             while not self._failed and (name := self._take()) is not None:
                 self._here(name, out)
-        except BaseException:  # stopped or failed here: the worker finishes its unit and takes no other
+        except BaseException:  # stopped or failed here: the worker finishes its units and takes no other
             self.stop()
             raise
         self._close()

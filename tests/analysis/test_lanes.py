@@ -101,8 +101,9 @@ def test_every_models_missing_layers_are_projected_together_then_read_back(tmp_p
 
 
 def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker killed (out of memory, say) after this process has run out of layers of its own
-    leaves its layer to this process: every layer is projected."""
+    """A worker killed (out of memory, say), likely after this process has run out of layers of its
+    own, leaves its layers (the one it ran and the one waiting in its queue) to this process: every
+    layer is projected, here."""
     import threading
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
@@ -130,7 +131,7 @@ def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatc
 
     def project_here(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         here.append(1)
-        if len(here) == 2:  # this process's last layer of its own: the worker dies just after
+        if len(here) == 1:  # the worker dies while it holds its layers, whoever took which
             threading.Timer(0.5, lambda: pending[0].set_exception(BrokenProcessPool("killed"))).start()
         return project(*args, **kwargs)
 
@@ -141,7 +142,8 @@ def test_a_worker_that_dies_gives_its_layers_back(monkeypatch: pytest.MonkeyPatc
     spec = ProjectionSpec(method="umap")
     feats = layers(60)
     got = projection_lanes.project_layers({name: (x, None) for name, x in feats.items()}, spec)
-    assert list(got) == list(feats) and len(here) == 3  # the given-back layer projected here
+    assert list(got) == list(feats) and len(here) == 3  # the given-back layers projected here
+    assert len(pending) in (1, 2)  # the worker held one layer, or one and one waiting
     for name, x in feats.items():
         assert np.array_equal(got[name].coords, project(x, spec).coords)
 
