@@ -3,9 +3,10 @@
 Most of the analysis after extraction is per layer and runs on one thread: the neighbour graph,
 the scores (cross-validated probe, kNN, controls, bootstraps), the intrinsic dimension, retrieval,
 the few-shot and unseen-class curves, LogME and the scorers, the compression curve and the
-projection. Each layer gives two units of lanes.Lanes (its own results; its projection): this
-process and a worker process take them from one queue, widest layers first, and compute them with the same cached stage functions the analysis
-calls (cached_runs.py), which store them. The analysis then runs as it always does, stage by stage,
+projection. Each layer gives three units of lanes.Lanes (its scored results: graph, scores and
+what reads them; its other measures; its projection): this process and a worker process take them
+from one queue, widest layers first, and compute them with the same cached stage functions the
+analysis calls (cached_runs.py), which store them. The analysis then runs as it always does, stage by stage,
 and reads them back: one road, the same numbers wherever a layer was computed (a test compares
 the written files). The similarity measures against their nulls, and CKA with the neighbourhood
 overlap, which read every layer at once, are two more units (the first at the front of the queue;
@@ -48,8 +49,15 @@ class _Labels:
 
 
 def _portable_run(run: ModelRun, nodes: list[str]) -> ModelRun:
-    """The run with only these layers, each as lanes.portable describes it (for the pipe)."""
-    return dataclasses.replace(run, features={n: portable(run.features[n]) for n in nodes})  # type: ignore[misc]
+    """The run with only these layers, each as lanes.portable describes it (for the pipe), and its
+    weights without their torchvision enum member (no unit reads it, and unpickling it imported
+    torch and torchvision into the worker before its first unit: 3.4 s of a 2,000-image analysis's
+    critical path)."""
+    return dataclasses.replace(
+        run,
+        weights=dataclasses.replace(run.weights, tv_weights=None),
+        features={n: portable(run.features[n]) for n in nodes},  # type: ignore[misc]
+    )
 
 
 def _cache(store: tuple[str, bool]) -> FeatureCache:
@@ -61,7 +69,7 @@ def _opened_run(run: ModelRun) -> ModelRun:
     return dataclasses.replace(run, features={n: opened(s) for n, s in run.features.items()})  # type: ignore[arg-type]
 
 
-def _own_results(
+def _scored_results(
     labels: _Labels,
     sent: ModelRun,
     metric: MetricSpec,
@@ -69,23 +77,39 @@ def _own_results(
     store: tuple[str, bool],
     progress: StageProgress | None = None,
 ) -> None:
-    """A layer's graph, scores, intrinsic dimension, new-class measures, LogME, scorers and
-    compression curve, computed and stored as the analysis would (a unit, here or in the worker;
-    here, `progress` between stages: where a Stop is heard)."""
+    """A layer's graph, scores, intrinsic dimension, few-shot curve and compression curve (the
+    stages that read its scores), computed and stored as the analysis would (a unit, here or in the
+    worker; here, `progress` between stages: where a Stop is heard)."""
     dataset: Any = labels  # the stages read only `labels`
     run, cache = _opened_run(sent), _cache(store)
     graphs = cached_runs.graph_run(run, cache, progress)
     scores = cached_runs.score_run(dataset, run, metric, cache, graphs, progress)
     cached_runs.intrinsic_run(run, cache, metric.random_state, progress)
-    cached_runs.retrieval_run(dataset, run, metric, cache, progress)
     cached_runs.few_shot_run(dataset, run, metric, cache, scores, progress)
+    if leaderboard:
+        # after the probe, in the same process: up to CURVE_ROWS images it decomposes the probe's
+        # folds again, and finds their axes kept (probe._principal_axes)
+        cached_runs.compression_run(dataset, run, metric, cache, scores, progress)
+
+
+def _other_results(
+    labels: _Labels,
+    sent: ModelRun,
+    metric: MetricSpec,
+    leaderboard: bool,
+    store: tuple[str, bool],
+    progress: StageProgress | None = None,
+) -> None:
+    """A layer's measures that read neither its graph nor its scores: retrieval, the unseen-class
+    curve, LogME and the scorers (a unit of its own, so that the widest layer's work is shared
+    between the lanes: at 2,000 images its scored results take 10 s, these 3 s)."""
+    dataset: Any = labels
+    run, cache = _opened_run(sent), _cache(store)
+    cached_runs.retrieval_run(dataset, run, metric, cache, progress)
     cached_runs.unseen_run(dataset, run, metric, cache, progress)
     if leaderboard:
         cached_runs.logme_run(dataset, run, metric, cache, progress)
         cached_runs.scorers_run(dataset, run, metric, cache, progress)
-        # after the probe, in the same process: up to CURVE_ROWS images it decomposes the probe's
-        # folds again, and finds their axes kept (probe._principal_axes)
-        cached_runs.compression_run(dataset, run, metric, cache, scores, progress)
 
 
 def _projection_results(
@@ -165,8 +189,10 @@ def each_layer(
         y = None if dataset.labels is None else np.asarray(dataset.labels)
         units[ALIGNMENT] = (_alignment_results, (y, everything, len(runs) > 1, store, metric.random_state))
     widest = sorted(todo, key=lambda rn: -rn[0].features[rn[1]].shape[1])
-    for r, node in widest:
-        units[f"{r.label}: {node}"] = (_own_results, (labels, _portable_run(r, [node]), metric, leaderboard, store))
+    for part, results in (("", _scored_results), (" (other measures)", _other_results)):
+        for r, node in widest:
+            sent = (labels, _portable_run(r, [node]), metric, leaderboard, store)
+            units[f"{r.label}: {node}{part}"] = (results, sent)
     units[SIMILARITY] = (_similarity_results, (everything, len(runs) > 1, store, metric.random_state))
     if projection.method != "none":
         for r, node in widest:

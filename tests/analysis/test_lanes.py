@@ -286,3 +286,28 @@ def test_the_worker_starts_without_importing_the_parents_main(tmp_path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     ran = int(out.stdout.split("worker ran")[1])
     assert ran >= 1, out.stdout + out.stderr[-2000:]
+
+
+def test_a_layers_unit_reaches_the_worker_without_torch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A run's weights hold torchvision's enum member (for preprocessing); unpickling it imported
+    torch and torchvision into the worker before its first unit (3.4 s of a 2,000-image analysis's
+    critical path). What a layer's unit is sent unpickles in a fresh process without either."""
+    import dataclasses
+    import pickle
+    import subprocess
+    import sys
+
+    from torchvision.models import MobileNet_V2_Weights
+
+    from explorer.analysis import layer_lanes
+    from explorer.extraction.given_features import given_run
+
+    np.save(tmp_path / "l.npy", layers(20)["l8"])
+    run = given_run("m", {"l8": np.load(tmp_path / "l.npy", mmap_mode="r")})
+    run = dataclasses.replace(run, weights=dataclasses.replace(run.weights, tv_weights=MobileNet_V2_Weights.DEFAULT))
+    sent = pickle.dumps(layer_lanes._portable_run(run, ["l8"]))
+    check = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print(sorted({'torch', 'torchvision'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", check], input=sent, capture_output=True, check=True)
+    assert out.stdout.decode().strip() == "[]"
+    whole = subprocess.run([sys.executable, "-c", check], input=pickle.dumps(run), capture_output=True, check=True)
+    assert "torch" in whole.stdout.decode()  # the run itself would have imported them
