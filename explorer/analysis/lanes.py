@@ -75,9 +75,21 @@ def one_thread() -> threadpool_limits:
     return threadpool_limits(limits=1)
 
 
+_stopped: Any = None  # in the worker: the Event its Lanes sets on stop() (_worker_started)
+
+
+def _worker_started(stopped: Any) -> None:
+    """The worker's initializer: keep the Event that says its Lanes stopped."""
+    global _stopped
+    _stopped = stopped
+
+
 def _in_worker(function: Callable[..., Any], args: tuple) -> Any:
     """A unit, in the worker: the process set up as a program's (malloc, numba), on one thread
-    (the other core is this process's)."""
+    (the other core is this process's); nothing once its Lanes stopped (a unit that was waiting in
+    the worker's queue: its result would be dropped)."""
+    if _stopped is not None and _stopped.is_set():
+        return None
     from ..process_setup import configure
 
     configure()
@@ -93,8 +105,8 @@ class Lanes:
     work (one more waiting in its own queue, WORKER_WAITING), and `finish()` has this process take
     the units still waiting, beside it. Units run here get the keyword arguments `here` besides
     their own (a progress reporter that hears a Stop, say, which cannot go to another process).
-    `stop()` (or leaving a `with` block on an error) lets the worker finish the units it has and
-    take no other.
+    `stop()` (or leaving a `with` block on an error) lets the worker finish the unit it runs, skip
+    the one waiting and take no other.
 
     A worker that dies (out of memory, say) gives its units back, and this process runs them. The
     worker's error is raised here, by finish().
@@ -117,6 +129,7 @@ class Lanes:
         self._theirs: dict[str, Any] = {}
         self._failed: list[BaseException] = []
         self._pool: ProcessPoolExecutor | None = None
+        self._stopped: Any = None  # set on stop(): the worker skips a unit waiting in its queue
         self._helper: threading.Thread | None = None
         if self._may_start and start_after <= 0:
             self._start_worker()
@@ -126,7 +139,11 @@ class Lanes:
             if not self._may_start or not self._queue:
                 return
             self._may_start = False
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            spawn = multiprocessing.get_context("spawn")
+            self._stopped = spawn.Event()
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(self._stopped,)
+            )
             self._helper = threading.Thread(
                 target=self._worker_lane, args=(self._pool,), name="explorer-lane", daemon=True
             )
@@ -188,10 +205,13 @@ class Lanes:
             self._queue.extendleft(reversed(names))
 
     def stop(self) -> None:
-        """Take no more units: the worker finishes the ones it has (their results are dropped) and exits."""
+        """Take no more units: the worker finishes the one it runs (its result is dropped), skips
+        the one waiting, and exits."""
         with self._lock:
             self._queue.clear()
             self._may_start = False
+        if self._stopped is not None:
+            self._stopped.set()
         self._close()
 
     def _close(self) -> None:
@@ -237,7 +257,7 @@ class Lanes:
         try:
             while not self._failed and (name := self._take()) is not None:
                 self._here(name, out)
-        except BaseException:  # stopped or failed here: the worker finishes its units and takes no other
+        except BaseException:  # stopped or failed here: the worker finishes its unit and takes no other
             self.stop()
             raise
         self._close()

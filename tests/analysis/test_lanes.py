@@ -205,6 +205,30 @@ def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes
         assert (tmp_path / "both" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
 
 
+def test_a_stop_skips_the_unit_waiting_in_the_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The worker holds the unit it runs and one waiting (lanes.WORKER_WAITING): a stop lets it
+    finish the first and skips the second, so stopping waits for one unit, not two."""
+    import time
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    units = {str(i): (_touch_then_sleep, (str(tmp_path / str(i)), 3.0)) for i in range(4)}
+    both = lanes.Lanes(units, worker=True)
+    time.sleep(2.0)  # the worker started, runs unit 0 and has unit 1 waiting; this process takes none
+    with pytest.raises(KeyError), both:
+        raise KeyError("stopped")
+    started = sorted(p.name for p in tmp_path.iterdir())
+    assert set(started) <= {"0"} and not both.in_background, started  # unit 1 was skipped
+
+
+def _touch_then_sleep(path: str, seconds: float) -> None:
+    import time
+    from pathlib import Path
+
+    Path(path).touch()
+    time.sleep(seconds)
+
+
 def test_the_worker_starts_only_once_a_unit_here_does_real_work() -> None:
     """With `start_after`, units that are over in a moment (stored results read back) start no
     process; a unit still running after it does, and the worker takes the units left."""
