@@ -1,10 +1,13 @@
 """The N x N-free metrics (similarity.py, neighbors.py, probe.py) against direct implementations."""
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis.extra.numpy import arrays
 
 from explorer.analysis.neighbors import knn_accuracy, knn_graph, neighbourhood_overlap
-from explorer.analysis.probe import probe
+from explorer.analysis.probe import _row_max, probe
 from explorer.analysis.similarity import JOINT_ROW_CHUNK, layer_similarity
 
 
@@ -113,3 +116,63 @@ def test_probe_matches_sklearn_at_the_same_c_and_tuning_helps_where_c_matters():
     tuned = probe(x, y, 5)
     assert tuned.accuracy >= fixed + 0.02
     assert tuned.c >= 0.01
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 40), st.integers(1, 80)),
+        elements=st.floats(width=32) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0]),
+    )
+)
+def test_row_max_is_numpys_row_max(a):
+    assert np.array_equal(_row_max(a), a.max(1, keepdims=True), equal_nan=True)
+
+
+def _replaced_loss_grad(x, y, n_classes, lam, scale):
+    """fit_logistic's loss and gradient as they were written before issue 39's third round."""
+    n, d = x.shape
+    onehot = np.zeros((n, n_classes), dtype=np.float32)
+    onehot[np.arange(n), y] = 1.0
+
+    def loss_grad(theta):
+        w = theta[: d * n_classes].reshape(d, n_classes) * scale[:, None]
+        logits = x @ w.astype(np.float32) + theta[d * n_classes :].astype(np.float32)
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        z = p.sum(1, keepdims=True)
+        p /= z
+        loss = float(np.mean(np.log(z[:, 0]) - logits[onehot.astype(bool)])) + lam * float((w * w).sum())
+        p -= onehot
+        gw = (x.T @ p).astype(np.float64) / n + 2 * lam * w
+        return loss, np.concatenate([(gw * scale[:, None]).ravel(), p.sum(0, dtype=np.float64) / n])
+
+    return loss_grad
+
+
+@pytest.mark.parametrize("n_classes,d", [(2, 3), (10, 40), (90, 12)])
+def test_the_probes_fit_is_the_replaced_fit_bit_for_bit(n_classes, d, monkeypatch):
+    """The loss and gradient, rewritten for speed, give the same fit to the last bit."""
+    from scipy import optimize
+
+    from explorer.analysis import probe as probe_module
+
+    rng = np.random.default_rng(n_classes)
+    n, c = 30 * n_classes, 0.5
+    y = np.arange(n) % n_classes
+    x = (rng.normal(size=(n, d)) + rng.normal(size=(n_classes, d))[y]).astype(np.float32)
+    eig = np.linspace(0.1, 3, d).astype(np.float32)
+    ours = probe_module.fit_logistic(x, y, n_classes, c, eigvals=eig)
+    lam = 1.0 / (2.0 * c * n)
+    scale = 1.0 / np.sqrt(np.clip(eig, 0, None) / 10 + 2 * lam)
+    minimize, calls = optimize.minimize, []
+
+    def with_the_replaced_loss(f, *a, **k):
+        calls.append(f)
+        return minimize(_replaced_loss_grad(x, y, n_classes, lam, scale), *a, **k)
+
+    monkeypatch.setattr(optimize, "minimize", with_the_replaced_loss)
+    replaced = probe_module.fit_logistic(x, y, n_classes, c, eigvals=eig)
+    assert len(calls) == 1
+    assert np.array_equal(ours[0], replaced[0]) and np.array_equal(ours[1], replaced[1])
