@@ -5,7 +5,7 @@ module runs them in order and gathers a Comparison."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,9 @@ __all__ = ["METRIC_COLUMNS", "Comparison", "ModelRun", "analyse", "compare", "ex
 
 log = logging.getLogger(__name__)
 
+# what a first view leaves for later (Comparison.pending): the stages no first panel reads
+LEADERBOARD, NEW_CLASSES, NULLS = "leaderboard", "new classes", "similarity nulls"
+
 METRIC_COLUMNS = [
     "model", "layer", "node", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
     "probe_acc_low", "probe_acc_high", "probe_control", "probe_control_std", "probe_selectivity",
@@ -107,6 +110,8 @@ class Comparison:
     answers: dict[tuple, Any] = field(
         default_factory=dict, repr=False, compare=False
     )  # analysis/per_run.py's, kept while this lives
+    # what a first view does not hold yet (analyse's `first_view`): LEADERBOARD, NEW_CLASSES, NULLS
+    pending: tuple[str, ...] = ()
 
     @property
     def multi(self) -> bool:
@@ -357,6 +362,7 @@ def compare(
     labels: Sequence[str | None] | None = None,
     request: AnalysisRequest | None = None,
     similarity_nulls: bool | None = False,
+    first_view: Callable[[Comparison], None] | None = None,
 ) -> Comparison:
     """The whole analysis: extract, score, CKA and project every chosen layer of every model.
 
@@ -380,6 +386,7 @@ def compare(
         similarity_nulls: also CKA, CKNNA, mutual kNN, RSA and Procrustes of every pair of layers against their
             permutation nulls (analysis/alignment.py; Comparison.alignment, similarity.csv); None:
             up to alignment.AUTO_MAX_LAYERS layers.
+        first_view: called once with what the first panels read, before the rest (analyse).
 
     Returns:
         A Comparison.
@@ -419,7 +426,78 @@ def compare(
         latency=latency,
         request=request,
         similarity_nulls=similarity_nulls,
+        first_view=first_view,
     )
+
+
+@dataclass(frozen=True)
+class _FirstResults:
+    """What the first panels read, by layer key: analyse's first stages."""
+
+    graphs: dict[str, KnnGraph]
+    scores: dict[str, LayerScores]
+    projections: dict[str, Projection]
+    intrinsic: dict[str, IntrinsicDimension]
+    similarity: Similarity
+    overlap: np.ndarray
+    metrics: pd.DataFrame
+
+    def comparison(
+        self,
+        dataset: ImageDataset,
+        runs: tuple[ModelRun, ...],
+        metric: MetricSpec,
+        request: AnalysisRequest | None,
+        pending: tuple[str, ...],
+    ) -> Comparison:
+        """A Comparison of these results alone: a first view, `pending` what it lacks."""
+        return Comparison(
+            dataset,
+            runs,
+            self.metrics,
+            self.scores,
+            self.similarity,
+            self.overlap,
+            self.graphs,
+            self.projections,
+            intrinsic=self.intrinsic,
+            random_state=metric.random_state,
+            request=request,
+            pending=pending,
+        )
+
+
+def _first_results(
+    dataset: ImageDataset,
+    runs: tuple[ModelRun, ...],
+    projection: ProjectionSpec,
+    metric: MetricSpec,
+    cache: FeatureCache,
+    progress: StageProgress | None,
+) -> _FirstResults:
+    """The graphs, scores, projections, intrinsic dimension, CKA and overlap of every layer
+    (computed, or read back where stored), and the metrics table."""
+    multi = len(runs) > 1
+    graphs_of: dict[str, dict[str, KnnGraph]] = {}
+    graphs: dict[str, KnnGraph] = {}
+    scores: dict[str, LayerScores] = {}
+    projections: dict[str, Projection] = {}
+    intrinsic: dict[str, IntrinsicDimension] = {}
+    for r in runs:
+        graphs_of[r.label] = graph_run(r, cache, progress)
+        graphs |= {r.key(n, multi): g for n, g in graphs_of[r.label].items()}
+        scores |= {
+            r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, graphs_of[r.label], progress).items()
+        }
+    if projection.method != "none":  # every model's layers together: side by side where that pays
+        by_run = project_runs(list(runs), projection, cache, graphs_of, progress)
+        projections = {r.key(n, multi): p for r in runs for n, p in by_run[r.label].items()}
+    for r in runs:
+        got = intrinsic_run(r, cache, metric.random_state, progress)
+        intrinsic |= {r.key(n, multi): v for n, v in got.items()}
+    similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
+    metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
+    return _FirstResults(graphs, scores, projections, intrinsic, similarity, overlap, metrics)
 
 
 def analyse(
@@ -435,52 +513,40 @@ def analyse(
     latency: bool = True,
     request: AnalysisRequest | None = None,
     similarity_nulls: bool | None = False,
+    first_view: Callable[[Comparison], None] | None = None,
 ) -> Comparison:
     """Everything after extraction: the neighbour graphs, scores and projections of every layer,
     the similarity between layers and, with `leaderboard`, what cutting at each layer costs and
     keeps (LogME, compression curves, parameters, GFLOPs and latency). Arguments as compare's;
-    `runs` hold their features (one row per image of `dataset`)."""
+    `runs` hold their features (one row per image of `dataset`).
+
+    `first_view(comparison)`, when given, is called once, on this thread, with what the first
+    panels read (graphs, scores, projections, intrinsic dimension, CKA and overlap) before the rest
+    is computed: a Comparison whose `pending` names what it does not hold yet (the leaderboard,
+    the new-class measures, the nulls asked for). The returned Comparison holds everything, with
+    the same numbers as without `first_view` (each stage is stored, and read back)."""
     runs = tuple(runs)
     progress = _stoppable(progress, should_stop)  # scoring and projecting stop between layers too
     multi = len(runs) > 1
-    scores: dict[str, LayerScores] = {}
-    projections: dict[str, Projection] = {}
-    graphs: dict[str, KnnGraph] = {}
-    graphs_of: dict[str, dict[str, KnnGraph]] = {}
     nulls = nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
+    lanes_args = dict(metric=metric, projection=projection, cache=cache, leaderboard=leaderboard, progress=progress)
+    if first_view is not None:
+        each_layer(dataset, list(runs), nulls=False, first_only=True, **lanes_args)  # type: ignore[arg-type]
+        first = _first_results(dataset, runs, projection, metric, cache, progress)
+        pending = (LEADERBOARD,) * leaderboard + (NEW_CLASSES,) + (NULLS,) * nulls
+        first_view(first.comparison(dataset, runs, metric, request, pending))
     # each layer's own results computed on both cores and stored, where that pays; read back below
-    each_layer(
-        dataset,
-        list(runs),
-        metric=metric,
-        projection=projection,
-        cache=cache,
-        leaderboard=leaderboard,
-        nulls=nulls,
-        progress=progress,
-    )
-    for r in runs:
-        graphs_of[r.label] = graph_run(r, cache, progress)
-        graphs |= {r.key(n, multi): g for n, g in graphs_of[r.label].items()}
-        scores |= {
-            r.key(n, multi): s for n, s in score_run(dataset, r, metric, cache, graphs_of[r.label], progress).items()
-        }
-    if projection.method != "none":  # every model's layers together: side by side where that pays
-        by_run = project_runs(list(runs), projection, cache, graphs_of, progress)
-        projections = {r.key(n, multi): p for r in runs for n, p in by_run[r.label].items()}
+    each_layer(dataset, list(runs), nulls=nulls, **lanes_args)  # type: ignore[arg-type]
+    first = _first_results(dataset, runs, projection, metric, cache, progress)
+    graphs, scores = first.graphs, first.scores
     retrievals: dict[str, Retrieval | None] = {}
     few_shots: dict[str, FewShot | None] = {}
     unseens: dict[str, UnseenCurve | None] = {}
-    intrinsic: dict[str, IntrinsicDimension] = {}
-    for r in runs:
-        got = intrinsic_run(r, cache, metric.random_state, progress)
-        intrinsic |= {r.key(n, multi): v for n, v in got.items()}
     for r in runs:  # recognising classes known from a few images, or never seen
         own = {n: scores[r.key(n, multi)] for n in r.features}
         retrievals |= {r.key(n, multi): v for n, v in retrieval_run(dataset, r, metric, cache, progress).items()}
         few_shots |= {r.key(n, multi): v for n, v in few_shot_run(dataset, r, metric, cache, own, progress).items()}
         unseens |= {r.key(n, multi): v for n, v in unseen_run(dataset, r, metric, cache, progress).items()}
-    similarity, overlap = similarity_run(list(runs), multi, graphs, cache, progress, random_state=metric.random_state)
     alignment = (
         alignment_run(
             list(runs),
@@ -493,7 +559,7 @@ def analyse(
         if nulls
         else {}
     )
-    metrics = metrics_table(list(runs), scores, multi, dataset.labels, random_state=metric.random_state)
+    metrics = first.metrics
     logmes: dict[str, float | None] = {}
     others: dict[str, dict[str, float] | None] = {}  # the scorers beside LogME
     curves: dict[str, CompressionCurve | None] = {}
@@ -534,10 +600,10 @@ def analyse(
         runs,
         metrics,
         scores,
-        similarity,
-        overlap,
+        first.similarity,
+        first.overlap,
         graphs,
-        projections,
+        first.projections,
         costs=costs,
         logme=logmes,
         compression=curves,
@@ -546,7 +612,7 @@ def analyse(
         retrieval_scores=retrievals,
         few_shot_curves=few_shots,
         unseen_curves=unseens,
-        intrinsic=intrinsic,
+        intrinsic=first.intrinsic,
         alignment=alignment,
         random_state=metric.random_state,
         request=request,

@@ -160,6 +160,7 @@ def run_analysis(
     progress: StageProgress | None = None,
     should_stop: ShouldStop | None = None,
     admit: Callable[[ImageDataset], int] | None = None,
+    first_view: Callable[[comparison.Comparison], None] | None = None,
 ) -> comparison.Comparison:
     """Run the analysis `request` names and return what it found.
 
@@ -177,6 +178,9 @@ def run_analysis(
         should_stop: polled between batches and layers; the run stops with progress.Cancelled.
         admit: called with the dataset read, before extraction: raises ValueError to refuse it
             (a budget), else returns the cache bytes to reserve for the run.
+        first_view: called once, on this thread, with what the first panels read (graphs, scores,
+            projections, CKA) before the rest is computed: a Comparison whose `pending` names what
+            it lacks (comparison.analyse; the dashboard shows it while the rest runs).
 
     Returns:
         A Comparison.
@@ -215,6 +219,7 @@ def run_analysis(
                 labels=run_labels,
                 request=request,
                 similarity_nulls=settings.similarity_nulls,
+                first_view=first_view,
             )
         if owned and settings.keep_files:  # a zip's images: read by the views for as long as the result is shown
             dataset.keep_files_while(comp.dataset)

@@ -125,13 +125,28 @@ def _labels_part(dataset: ImageDataset, spec: MetricSpec) -> dict[str, Any]:
 
 
 def layer_stored(
-    dataset: ImageDataset, run: ModelRun, node: str, spec: MetricSpec, projection: ProjectionSpec, cache: FeatureCache
+    dataset: ImageDataset,
+    run: ModelRun,
+    node: str,
+    spec: MetricSpec,
+    projection: ProjectionSpec,
+    cache: FeatureCache,
+    *,
+    leaderboard: bool = True,
+    first_only: bool = False,
 ) -> bool:
-    """Whether a layer's scores and (unless `none`) its projection are stored: a layer analysed
-    before (a file check each, nothing read)."""
-    keys = [_layer_key(run, node, "scores", _labels_part(dataset, spec))]
+    """Whether a layer was analysed before (a file check each, nothing read): its scores, its
+    projection (unless `none`) and, unless `first_only` (what a first view reads), the last of its
+    other measures (the scorers with the leaderboard, else the unseen-class curve where there
+    are labels), which a first view's run leaves to the next."""
+    labels = _labels_part(dataset, spec)
+    keys = [_layer_key(run, node, "scores", labels)]
     if projection.method != "none":
         keys.append(_layer_key(run, node, "projection", {"spec": projection.__dict__}))
+    if not first_only and leaderboard:
+        keys.append(_layer_key(run, node, "scorers", labels))
+    elif not first_only and dataset.labels is not None:
+        keys.append(_layer_key(run, node, "unseen", labels))
     return all(cache.has_result(k) for k in keys)
 
 

@@ -75,16 +75,20 @@ def _scored_results(
     metric: MetricSpec,
     leaderboard: bool,
     store: tuple[str, bool],
+    first_only: bool = False,
     progress: StageProgress | None = None,
 ) -> None:
     """A layer's graph, scores, intrinsic dimension, few-shot curve and compression curve (the
     stages that read its scores), computed and stored as the analysis would (a unit, here or in the
-    worker; here, `progress` between stages: where a Stop is heard)."""
+    worker; here, `progress` between stages: where a Stop is heard). `first_only`: the first
+    three (what a first view reads)."""
     dataset: Any = labels  # the stages read only `labels`
     run, cache = _opened_run(sent), _cache(store)
     graphs = cached_runs.graph_run(run, cache, progress)
     scores = cached_runs.score_run(dataset, run, metric, cache, graphs, progress)
     cached_runs.intrinsic_run(run, cache, metric.random_state, progress)
+    if first_only:
+        return
     cached_runs.few_shot_run(dataset, run, metric, cache, scores, progress)
     if leaderboard:
         # after the probe, in the same process: up to CURVE_ROWS images it decomposes the probe's
@@ -160,9 +164,11 @@ def each_layer(
     leaderboard: bool,
     nulls: bool,
     progress: StageProgress | None = None,
+    first_only: bool = False,
 ) -> bool:
     """Compute and store every layer's own results (and, with `nulls`, the similarity measures) on
-    both cores, where that pays (module doc).
+    both cores, where that pays (module doc). `first_only`: only what a first view reads (each
+    layer's graph, scores and intrinsic dimension, its projection, CKA and overlap).
 
     Returns:
         Whether it did (False: nothing was computed; the analysis computes each stage in turn).
@@ -177,7 +183,9 @@ def each_layer(
         (r, node)
         for r in runs
         for node in r.features
-        if not cached_runs.layer_stored(dataset, r, node, metric, projection, cache)
+        if not cached_runs.layer_stored(
+            dataset, r, node, metric, projection, cache, leaderboard=leaderboard, first_only=first_only
+        )
     ]
     if not todo:  # analysed before: the analysis reads it all back in a moment
         return False
@@ -185,14 +193,17 @@ def each_layer(
     labels = _Labels(None if dataset.labels is None else list(dataset.labels))
     units: dict[str, Any] = {}
     everything = [_portable_run(r, list(r.features)) for r in runs]
-    if nulls:  # the largest unit first, as each kind's widest layers: the last units are the small ones
+    # the largest unit first, as each kind's widest layers: the last units are the small ones
+    if nulls and not first_only:
         y = None if dataset.labels is None else np.asarray(dataset.labels)
         units[ALIGNMENT] = (_alignment_results, (y, everything, len(runs) > 1, store, metric.random_state))
     widest = sorted(todo, key=lambda rn: -rn[0].features[rn[1]].shape[1])
     for part, results in (("", _scored_results), (" (other measures)", _other_results)):
         for r, node in widest:
+            if first_only and results is _other_results:
+                continue
             sent = (labels, _portable_run(r, [node]), metric, leaderboard, store)
-            units[f"{r.label}: {node}{part}"] = (results, sent)
+            units[f"{r.label}: {node}{part}"] = (results, sent + (True,) if first_only else sent)
     units[SIMILARITY] = (_similarity_results, (everything, len(runs) > 1, store, metric.random_state))
     if projection.method != "none":
         for r, node in widest:

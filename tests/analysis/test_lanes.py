@@ -335,3 +335,52 @@ def test_a_layers_unit_reaches_the_worker_without_torch(tmp_path) -> None:  # ty
     assert out.stdout.decode().strip() == "[]"
     whole = subprocess.run([sys.executable, "-c", check], input=pickle.dumps(run), capture_output=True, check=True)
     assert "torch" in whole.stdout.decode()  # the run itself would have imported them
+
+
+@pytest.mark.parametrize("lanes_on", ["1", "0"])
+def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tmp_path, monkeypatch, lanes_on) -> None:  # type: ignore[no-untyped-def]
+    """run_analysis's `first_view` (the dashboard's): called once, before the leaderboard, the
+    new-class measures and the nulls are computed, with the graphs, scores, projections and CKA
+    those read; the whole result then writes the files a run without a first view writes, byte
+    for byte (in lanes and in one process)."""
+    from explorer.analysis import layer_lanes
+    from explorer.analysis.cached_runs import layer_stored
+    from explorer.comparison import LEADERBOARD, NEW_CLASSES, NULLS
+    from explorer.output import export
+    from explorer.request import AnalysisRequest
+    from explorer.run import RunSettings, run_analysis
+    from explorer.store import FeatureCache
+
+    monkeypatch.setenv("EXPLORER_LANES", lanes_on)
+    monkeypatch.setattr(layer_lanes, "LAYER_LANES_MIN_WORK", 0)
+    request = AnalysisRequest(data="sample:clothing", max_images=80, projection="umap")
+    settings = RunSettings(latency=False, similarity_nulls=True)
+    _, _, projection, metric = request.specs()
+    firsts = []
+
+    def first_view(comp) -> None:  # type: ignore[no-untyped-def]
+        stored = [
+            [layer_stored(comp.dataset, r, n, metric, projection, cache, first_only=only) for only in (True, False)]
+            for r in comp.runs
+            for n in r.features
+        ]
+        assert all(first and not whole for first, whole in stored)  # called before the rest was computed
+        firsts.append(comp)
+
+    cache = FeatureCache(tmp_path / "a")
+    whole = run_analysis(request, cache=cache, settings=settings, first_view=first_view)
+    assert len(firsts) == 1
+    first = firsts[0]
+    assert first.pending == (LEADERBOARD, NEW_CLASSES, NULLS) and whole.pending == ()
+    assert first.leaderboard.empty and not first.retrieval_scores and not first.compression and not first.alignment
+    assert not whole.leaderboard.empty and whole.retrieval_scores and whole.compression and whole.alignment
+    assert list(first.projections) == list(whole.projections) and first.metrics.equals(whole.metrics)
+    for key in whole.projections:
+        assert np.array_equal(first.projections[key].coords, whole.projections[key].coords)
+    export.write_all(whole, tmp_path / "first")
+    alone = run_analysis(request, cache=FeatureCache(tmp_path / "b"), settings=settings)
+    export.write_all(alone, tmp_path / "alone")
+    written = sorted(p.name for p in (tmp_path / "alone").iterdir() if p.suffix in (".csv", ".npz"))
+    assert {"similarity.csv", "compression.csv", "retrieval.csv", "few_shot.csv"} <= set(written)
+    for name in written:
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
