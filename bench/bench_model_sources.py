@@ -101,7 +101,7 @@ def measure(model: str, ds: object, precision: str, batch_size: int, cache_dir: 
         t1 = time.perf_counter()
         hooked(b)
         plain_s, hooked_s = plain_s + t1 - t, hooked_s + time.perf_counter() - t1
-    del x, plain_model, hooked
+    del x, hooked  # the plain model goes with its closure, at the return
     spec = ExtractSpec(model=model, weights="none", precision=precision, device="cpu", batch_size=batch_size)
     t = time.perf_counter()
     extract_features(ds, spec, cache=FeatureCache(cache_dir / model.replace("/", "_").replace(":", "_")))  # type: ignore[arg-type]

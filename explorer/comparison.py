@@ -22,6 +22,7 @@ from .analysis.cached_runs import (
     few_shot_run,
     graph_run,
     intrinsic_run,
+    layer_stored,
     logme_run,
     project_runs,
     retrieval_run,
@@ -520,9 +521,9 @@ def analyse(
     keeps (LogME, compression curves, parameters, GFLOPs and latency). Arguments as compare's;
     `runs` hold their features (one row per image of `dataset`).
 
-    `first_view(comparison)`, when given, is called once, on this thread, with what the first
-    panels read (graphs, scores, projections, intrinsic dimension, CKA and overlap) before the rest
-    is computed: a Comparison whose `pending` names what it does not hold yet (the leaderboard,
+    `first_view(comparison)`, when given, is called once (unless every layer was analysed before),
+    on this thread, with what the first panels read (graphs, scores, projections, intrinsic
+    dimension, CKA and overlap) before the rest is computed: a Comparison whose `pending` names what it does not hold yet (the leaderboard,
     the new-class measures, the nulls asked for). The returned Comparison holds everything, with
     the same numbers as without `first_view` (each stage is stored, and read back)."""
     runs = tuple(runs)
@@ -530,7 +531,12 @@ def analyse(
     multi = len(runs) > 1
     nulls = nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
     lanes_args = dict(metric=metric, projection=projection, cache=cache, leaderboard=leaderboard, progress=progress)
-    if first_view is not None:
+    stored = all(  # analysed before: the whole result is read back in a moment, no first view needed
+        layer_stored(dataset, r, n, metric, projection, cache, leaderboard=leaderboard)
+        for r in runs
+        for n in r.features
+    )
+    if first_view is not None and not stored:
         each_layer(dataset, list(runs), nulls=False, first_only=True, **lanes_args)  # type: ignore[arg-type]
         first = _first_results(dataset, runs, projection, metric, cache, progress)
         pending = (LEADERBOARD,) * leaderboard + (NEW_CLASSES,) + (NULLS,) * nulls

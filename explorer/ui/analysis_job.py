@@ -98,6 +98,9 @@ class AnalysisJob:
                 progress=job.progress,
                 should_stop=job.should_stop,
                 admit=admit,
+                # the first panels as soon as they are ready, where the job can show them (on the
+                # server's thread; a job in a process of its own returns its whole result only)
+                first_view=getattr(job, "show_early", None),
             )
         except ValueError as exc:
             if not self.fresh_upload:

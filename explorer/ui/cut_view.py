@@ -17,11 +17,12 @@ import streamlit as st
 
 from .. import cutting, embedding
 from ..analysis.leaderboard import RANK_COLUMNS, best_cut, filter_cuts
-from ..comparison import Comparison
+from ..comparison import LEADERBOARD, Comparison
 from ..config import DataSpec, ExtractSpec
 from ..output import cut_figures, report, sentences
 from ..output.sentences import budget_sentence
 from ..run import RunSettings, read_data
+from . import pending
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -161,6 +162,8 @@ def _scorers(comp: Comparison) -> None:
 def cut_tab(comp: Comparison, export_cut: Any) -> None:
     """The tab; `export_cut(model, layer)` queues the export of that cut (None where it cannot be offered)."""
     board = comp.leaderboard
+    if pending.says_pending(comp, LEADERBOARD):
+        return
     if board.empty:
         st.info("This analysis has no leaderboard (it was run without one).")
         return

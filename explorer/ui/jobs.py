@@ -57,6 +57,12 @@ class Job:
     timed_out: bool = False
     finish: Callable[[Any], Any] | None = None  # what the worker makes of fn's result, on the server's side
     isolated: bool = False  # fn runs in a process of its own (job_process.py)
+    early: Any = None  # a first result to show while the job goes on (show_early), until its session takes it
+
+    def show_early(self, value: Any) -> None:
+        """Offer `value`, made into what the page shows as the result will be (`finish`), to the
+        session while the job goes on: an analysis's first view (run.run_analysis's `first_view`)."""
+        self.early = self.finish(value) if self.finish is not None else value
 
     def release(self) -> None:
         """Run the cleanup (delete the job's upload, say), once; a failure is logged, not raised."""
@@ -166,6 +172,15 @@ class JobQueue:
                 self._sweep()
             return self._by_session.get(session)
 
+    def take_early(self, job: Job) -> Any:
+        """A running job's first result (Job.show_early), handed to its session once; None when
+        there is none, or the job has ended (its whole result is then the one to take)."""
+        with self._lock:
+            if not job.active:
+                return None
+            early, job.early = job.early, None
+            return early
+
     def take(self, job: Job) -> Any:
         """A finished job's result, handed to its session and forgotten here."""
         with self._lock:
@@ -262,7 +277,7 @@ class JobQueue:
         except BaseException as exc:  # noqa: BLE001  every failure reaches the visitor as one sentence
             state, error = self._failure(job, exc)
         finally:
-            job.fn = job.finish = None  # the closure holds the request: not past the job
+            job.fn = job.finish = job.early = None  # the closure holds the request: not past the job
             job.release()
         finished = time.time()
         with self._lock:

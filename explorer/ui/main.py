@@ -218,6 +218,7 @@ def progress_panel() -> None:
     uploads lost to frequent fragment reruns, issue #9079)."""
     job = runtime.current().queue.job_of(_session_id())
     if job is not None and job.active:
+        _take_first_view(job)  # drawn by this run, below
         _job_status()
     elif (
         job is not None and _collect(job) or job is None and _outcome_not_shown()
@@ -234,6 +235,8 @@ def _job_status() -> None:
         if _outcome_not_shown():
             st.rerun(scope="app")
         return
+    if job.active and _take_first_view(job):
+        st.rerun(scope="app")  # the first panels, while the rest is computed
     if job.active:
         pos = rt.queue.position(job)
         if pos:
@@ -244,6 +247,16 @@ def _job_status() -> None:
         st.button("Cancel", key="cancel", on_click=rt.queue.cancel, args=(job,))
     elif _collect(job):
         st.rerun(scope="app")
+
+
+def _take_first_view(job: Job) -> bool:
+    """Move a running analysis's first view (Job.show_early: its first panels, the rest still being
+    computed) into the session as its result, once; True when it did."""
+    early = runtime.current().queue.take_early(job)
+    if early is None:
+        return False
+    state.write({"result": early})
+    return True
 
 
 def _collect(job: Job) -> bool:
@@ -293,7 +306,7 @@ def _wait_briefly(seconds: float = 4.0) -> None:
     job = rt.queue.job_of(_session_id())
     deadline = time.monotonic() + seconds
     # only while it runs or is about to: a visitor behind others sees their queue position at once
-    while job is not None and job.active and time.monotonic() < deadline:
+    while job is not None and job.active and job.early is None and time.monotonic() < deadline:
         pos = rt.queue.position(job)
         if pos > 1 or (pos == 1 and not rt.queue.has_free_worker()):
             break

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..comparison import Comparison
+from ..comparison import NEW_CLASSES, Comparison
 from ..output import new_class_figures, report, sentences, tables
+from . import pending
 from .plots import PLOT_CONFIG
 from .text import plain
 
 
 def new_classes_tab(comp: Comparison) -> None:
+    if pending.says_pending(comp, NEW_CLASSES):
+        return
     retrieval = tables.retrieval_table(comp)
     if retrieval.empty:
         st.info(

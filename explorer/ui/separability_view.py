@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import per_run
-from ..comparison import Comparison
+from ..comparison import LEADERBOARD, Comparison
 from ..output import class_figures, cut_figures, figures, report, sentences
+from . import pending
 from .plots import PLOT_CONFIG
 from .text import code, plain
 
@@ -87,6 +88,10 @@ def separability_tab(comp: Comparison) -> None:
 
 def _compression(comp: Comparison) -> None:
     """The compression curve of each layer of one model, and the smallest k that keeps 95 % of it."""
+    if LEADERBOARD in comp.pending:
+        st.markdown("#### What survives compression")
+        pending.says_pending(comp, LEADERBOARD)
+        return
     scored = {r.label: r for r in comp.runs if report.compression_curves(comp, r)}
     if not scored:
         return

@@ -15,7 +15,7 @@ import streamlit as st
 
 from ..comparison import Comparison
 from ..output import export, figures, tables
-from . import reproduce, sidebar
+from . import pending, reproduce, sidebar
 from .cut_view import cut_tab
 from .images import image_grid
 from .new_classes_view import new_classes_tab
@@ -86,6 +86,8 @@ def _asked_selection(comp: Comparison) -> tuple[str, list[int]] | None:
 
 def export_tab(comp: Comparison, inputs: sidebar.Inputs) -> None:
     # Files are made when clicked (callables), not on every rerun, and not kept in session memory.
+    if pending.says_files_pending(comp):
+        return
     selection = _asked_selection(comp)
     files = [
         ("metrics.csv", export.metrics_csv, "text/csv"),
@@ -154,6 +156,7 @@ def render(
     images)` queues the job that finds where those images emerge; `ask_nulls()` the one that tests
     every pair of layers against its null (None: not offered)."""
     align = bool(getattr(inputs, "align", True))
+    pending.banner(comp)
     tabs = st.tabs(list(VIEWS), key="view", on_change="rerun")
     draw = {
         "Projections": lambda: projections_tab(comp, align, ask_emergence),

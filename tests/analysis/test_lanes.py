@@ -342,7 +342,7 @@ def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tm
     """run_analysis's `first_view` (the dashboard's): called once, before the leaderboard, the
     new-class measures and the nulls are computed, with the graphs, scores, projections and CKA
     those read; the whole result then writes the files a run without a first view writes, byte
-    for byte (in lanes and in one process)."""
+    for byte (in lanes and in one process). A run analysed before has no first view."""
     from explorer.analysis import layer_lanes
     from explorer.analysis.cached_runs import layer_stored
     from explorer.comparison import LEADERBOARD, NEW_CLASSES, NULLS
@@ -378,6 +378,8 @@ def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tm
     for key in whole.projections:
         assert np.array_equal(first.projections[key].coords, whole.projections[key].coords)
     export.write_all(whole, tmp_path / "first")
+    run_analysis(request, cache=cache, settings=settings, first_view=first_view)  # analysed before: no first view
+    assert len(firsts) == 1
     alone = run_analysis(request, cache=FeatureCache(tmp_path / "b"), settings=settings)
     export.write_all(alone, tmp_path / "alone")
     written = sorted(p.name for p in (tmp_path / "alone").iterdir() if p.suffix in (".csv", ".npz"))

@@ -511,3 +511,42 @@ def test_a_visitor_asking_for_emergence_ten_times_at_once_gets_the_per_visitor_l
     for job in taken:
         assert job.state == "done", job.error
         assert queue.take(job).results[run.label].accuracy.tolist() == pytest.approx(want.tolist())
+
+
+def test_the_first_panels_come_before_the_rest_of_the_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page shows an analysis's first view (projections, scores) while the rest is computed, says
+    in each view what is still coming, then shows the whole result: the rest is held here until the
+    first view has been drawn and its views opened."""
+    import threading
+
+    from explorer.comparison import LEADERBOARD, NEW_CLASSES
+    from explorer.ui.jobs import Job
+
+    shown, gate = threading.Event(), threading.Event()
+    offer = Job.show_early
+
+    def held(self: Job, value: object) -> None:
+        offer(self, value)
+        shown.set()
+        gate.wait(300)
+
+    monkeypatch.setattr(Job, "show_early", held)
+    try:
+        at = helpers.run_page(projection="umap", seed="7")  # a seed no other test asks for: not analysed before
+        assert shown.wait(300), "no first view was offered"
+        at.run()
+        comp = at.session_state["result"].comparison
+        assert comp.pending[:2] == (LEADERBOARD, NEW_CLASSES) and comp.projections and comp.leaderboard.empty
+        assert any("Still computing the leaderboard" in c.value for c in at.caption)
+        for view, says in (("Choose a cut", "leaderboard"), ("New classes", "new-class measures"), ("Export", "files")):
+            _open_view(at, view)
+            assert any(says in i.value for i in at.info), view
+        _open_view(at, "Projections")
+    finally:
+        gate.set()
+    helpers.finish(at)
+    whole = at.session_state["result"].comparison
+    assert whole.pending == () and not whole.leaderboard.empty and whole.retrieval_scores
+    assert not any("Still computing" in c.value for c in at.caption)
+    for key, projection in comp.projections.items():
+        assert np.array_equal(projection.coords, whole.projections[key].coords)

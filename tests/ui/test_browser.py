@@ -112,10 +112,20 @@ def browser():
 PROJECTIONS = ".explorer-projections"
 
 
+FIRST_VIEW = ".st-key-first_view_pending"  # the banner of a first view: the rest is being computed
+
+
+def _whole(page, selector: str, timeout: int) -> None:  # type: ignore[no-untyped-def]
+    """Wait for `selector`, then for the analysis to be whole: a first view's panels come before the
+    rest of the analysis, and the page is drawn again when it is done."""
+    page.wait_for_selector(selector, timeout=timeout)
+    page.wait_for_selector(FIRST_VIEW, state="detached", timeout=timeout)
+
+
 def _open(browser, url: str):
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(url)
-    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _whole(page, PROJECTIONS + ", .js-plotly-plot", 600_000)
     return page
 
 
@@ -171,7 +181,7 @@ def _selected_count(page) -> int:
 
 def test_the_panels_sit_in_rows_of_four_with_the_first_layer_top_left(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     children = page.evaluate(f"() => [...document.querySelector('{PLOT}').children].map(c => c.className)")
     assert children == ["explorer-panel"] * 8  # the panels and nothing else
     boxes = [page.locator(PLOT + f" .explorer-panel[data-panel='{k}']").bounding_box() for k in range(8)]
@@ -184,7 +194,7 @@ def test_the_panels_sit_in_rows_of_four_with_the_first_layer_top_left(server, br
 
 def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     _lasso_first_panel(page)
     page.wait_for_selector(PLOT + "[data-highlighted]", timeout=10_000)  # in the browser, before Python answers
     n = _selected_count(page)
@@ -203,7 +213,7 @@ def test_lasso_in_one_panel_selects_the_same_images_in_every_panel(server, brows
 
 def test_box_select_picks_exactly_the_points_inside_the_box(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.locator(".st-key-proj button[data-mode='box']").click()
     assert _debug(page)["mode"] == "box"
     box = _panel_box(page, 2)
@@ -231,7 +241,7 @@ def test_box_select_picks_exactly_the_points_inside_the_box(server, browser) -> 
 def test_a_lasso_selects_exactly_the_points_inside_its_outline(server, browser) -> None:
     """The view's grid index against a plain point-in-polygon test of every point where it is drawn."""
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     box = _panel_box(page, 5)
     w, h = box["width"], box["height"]
     outline = [
@@ -256,7 +266,7 @@ def test_a_lasso_selects_exactly_the_points_inside_its_outline(server, browser) 
 
 
 def _hover_shows_a_thumbnail(page, shot: str) -> None:  # type: ignore[no-untyped-def]
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 3)")
     page.mouse.move(x + 1, y + 1)
@@ -294,7 +304,7 @@ def test_run_then_a_tab_at_once_runs_the_analysis_with_fast_reruns(cloud_server,
     """With `runner.fastReruns = true` (forced on Community Cloud), a Run click followed at once by
     a tab click still runs the analysis: the result shown becomes the sidebar's."""
     page = _open(browser, cloud_server + "/?projection=pca")
-    page.wait_for_selector(DRAWN, timeout=300_000)
+    _whole(page, DRAWN, 300_000)
     changed = "document.body.innerText.includes('The settings in the sidebar changed')"
     for i, dims in enumerate(("3-D", "2-D", "3-D")):  # three rounds: each a new analysis
         page.locator(".st-key-dims").get_by_text(dims, exact=True).click()
@@ -309,7 +319,7 @@ def test_run_then_a_tab_at_once_runs_the_analysis_with_fast_reruns(cloud_server,
 
 def test_pan_and_zoom_are_linked_across_panels(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.locator(".st-key-proj button[data-mode='pan']").click()
     box = _panel_box(page, 1)
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -327,7 +337,7 @@ def test_pan_and_zoom_are_linked_across_panels(server, browser) -> None:
 
 def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(7, 0)")  # a point of the last panel
     page.mouse.click(x, y)
@@ -347,7 +357,7 @@ def test_clicking_a_point_shows_its_image_neighbours_and_path(server, browser) -
 
 def test_search_by_class_highlights_and_follows_an_image(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     cls = page.evaluate("() => document.querySelector('.explorer-legend').innerText.split('\\n')[0].trim()")
     field = page.locator(".st-key-find input")
     field.fill(cls)
@@ -375,14 +385,14 @@ def _colours(page) -> set[str]:
 
 def test_colour_by_switches_every_panel_to_its_own_probe(server, browser) -> None:
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     assert len(_colours(page)) == 10  # one per class
     page.get_by_text("probe correct / wrong").click()
     page.wait_for_function(
         "document.querySelector('.explorer-legend') && document.querySelector('.explorer-legend').innerText.includes('wrong')",
         timeout=60_000,
     )
-    page.wait_for_selector(DRAWN, timeout=60_000)
+    _whole(page, DRAWN, 60_000)
     page.wait_for_function(
         f"() => {STATE.format('proj')}.debug().colours.length === 8", timeout=30_000
     )  # a row per panel
@@ -419,7 +429,7 @@ def test_a_local_folder_is_opened_by_its_path_and_coloured_by_a_labels_csv_colum
     assert "Mode: local" in page.inner_text("body")
     page.screenshot(path=str(ART / "local_folder.png"), full_page=True)
     page.get_by_role("tab", name="Projections").click()
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.get_by_text("column: shade").click()  # labels.csv's column after the label
     page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
     page.wait_for_function(f"() => new Set({STATE.format('proj')}.debug().colours.flat()).size === 2", timeout=30_000)
@@ -489,7 +499,7 @@ def test_parquet_shards_and_a_saved_dataset_are_opened_by_their_path(server, bro
     page = _open(browser, server)
     _run_on_a_path(page, data)
     page.get_by_role("tab", name="Projections").click()
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.get_by_text("column: shade").click()  # the table's or the json's further column
     page.wait_for_function("document.querySelector('.explorer-legend').innerText.includes('light')", timeout=60_000)
     page.screenshot(path=str(ART / f"local_{build.__name__.strip('_')}.png"), full_page=True)
@@ -525,7 +535,7 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     of another source as the second model, run: every layer of both is drawn, and the layer
     similarity spans both models."""
     page = _open(browser, server + "/?max_images=60&projection=pca")
-    page.wait_for_selector(DRAWN, timeout=300_000)
+    _whole(page, DRAWN, 300_000)
     picker = page.locator(".st-key-model")
     picker.click()
     page.keyboard.type("timm:test_vit.r160_in1k")
@@ -549,13 +559,13 @@ def test_a_timm_vit_typed_in_the_picker_is_compared_with_a_torchvision_cnn(serve
     page.wait_for_function(
         f"{proj}.includes('timm:test_vit.r160_in1k[random]:blocks.0')", timeout=300_000
     )  # the new result
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     assert "has no layer" not in page.inner_text(
         "[data-testid=stSidebar]"
     )  # the first model's layers are not asked of this one
     page.locator(".st-key-proj_model").get_by_text("resnet18[random]").click()  # the other model's panels
     page.wait_for_function(f"{proj}.includes('resnet18[random]:layer')", timeout=60_000)
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.screenshot(path=str(ART / "timm_vs_torchvision.png"), full_page=True)
     page.get_by_role("tab", name="Layer similarity").click()
     page.locator(".st-key-cka_chart .js-plotly-plot").wait_for(timeout=60_000)
@@ -571,7 +581,7 @@ def test_movers_colour_and_gallery(server, browser) -> None:
     before, then open the gallery of the images that move most, each with its neighbours before
     and after."""
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=300_000)
+    _whole(page, DRAWN, 300_000)
     page.locator(".st-key-colour_by").get_by_text("neighbours changed").click()
     page.wait_for_function(
         "document.querySelector('.explorer-legend').innerText.includes('first layer')", timeout=60_000
@@ -596,7 +606,7 @@ def test_where_a_lasso_selection_emerges(server, browser, tmp_path: Path) -> Non
     """Lasso a group of points in the last panel, ask where they emerge: a curve along depth, with
     the class probe's beside it."""
     page = _open(browser, server)
-    page.wait_for_selector(DRAWN, timeout=300_000)
+    _whole(page, DRAWN, 300_000)
     box = _panel_box(page, 7)  # the last layer's panel: a lasso around its left half
     x0, y0, x1, y1 = box["x"] + 3, box["y"] + 3, box["x"] + box["width"] / 2, box["y"] + box["height"] - 3
     _drag(page, [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0 + 5)])
@@ -632,7 +642,7 @@ def test_a_zip_opened_by_its_path_keeps_its_previews_while_its_result_is_shown(s
     page = _open(browser, server)
     _run_on_a_path(page, archive)
     page.get_by_role("tab", name="Projections").click()
-    page.wait_for_selector(DRAWN, timeout=120_000)
+    _whole(page, DRAWN, 120_000)
     page.locator(PLOT).scroll_into_view_if_needed()
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 3)")
     page.mouse.click(x, y)
