@@ -523,27 +523,29 @@ def analyse(
 
     `first_view(comparison)`, when given, is called once (unless every layer was analysed before),
     on this thread, with what the first panels read (graphs, scores, projections, intrinsic
-    dimension, CKA and overlap) before the rest is computed: a Comparison whose `pending` names what it does not hold yet (the leaderboard,
-    the new-class measures, the nulls asked for). The returned Comparison holds everything, with
-    the same numbers as without `first_view` (each stage is stored, and read back)."""
+    dimension, CKA and overlap) before the rest is computed: a Comparison whose `pending` names
+    what it does not hold yet (the leaderboard, the new-class measures, the nulls asked for). The
+    returned Comparison holds everything, with the same numbers as without `first_view` (each
+    stage is stored; the rest reads what it needs back)."""
     runs = tuple(runs)
     progress = _stoppable(progress, should_stop)  # scoring and projecting stop between layers too
     multi = len(runs) > 1
     nulls = nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
     lanes_args = dict(metric=metric, projection=projection, cache=cache, leaderboard=leaderboard, progress=progress)
-    stored = all(  # analysed before: the whole result is read back in a moment, no first view needed
+    first: _FirstResults | None = None
+    if first_view is not None and not all(  # analysed before: the whole result is read back in a moment
         layer_stored(dataset, r, n, metric, projection, cache, leaderboard=leaderboard)
         for r in runs
         for n in r.features
-    )
-    if first_view is not None and not stored:
+    ):
         each_layer(dataset, list(runs), nulls=False, first_only=True, **lanes_args)  # type: ignore[arg-type]
         first = _first_results(dataset, runs, projection, metric, cache, progress)
         pending = (LEADERBOARD,) * leaderboard + (NEW_CLASSES,) + (NULLS,) * nulls
         first_view(first.comparison(dataset, runs, metric, request, pending))
     # each layer's own results computed on both cores and stored, where that pays; read back below
     each_layer(dataset, list(runs), nulls=nulls, **lanes_args)  # type: ignore[arg-type]
-    first = _first_results(dataset, runs, projection, metric, cache, progress)
+    if first is None:  # a first view's results are the same after the rest: not read back twice
+        first = _first_results(dataset, runs, projection, metric, cache, progress)
     graphs, scores = first.graphs, first.scores
     retrievals: dict[str, Retrieval | None] = {}
     few_shots: dict[str, FewShot | None] = {}
