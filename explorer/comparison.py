@@ -533,17 +533,24 @@ def analyse(
     nulls = nulls_wanted(similarity_nulls, sum(len(r.features) for r in runs))
     lanes_args = dict(metric=metric, projection=projection, cache=cache, leaderboard=leaderboard, progress=progress)
     first: _FirstResults | None = None
-    if first_view is not None and not all(  # analysed before: the whole result is read back in a moment
+
+    def show_first() -> None:
+        nonlocal first
+        first = _first_results(dataset, runs, projection, metric, cache, progress)
+        pending = (LEADERBOARD,) * leaderboard + (NEW_CLASSES,) + (NULLS,) * nulls
+        first_view(first.comparison(dataset, runs, metric, request, pending))  # type: ignore[misc]
+
+    shown = first_view is not None and not all(  # analysed before: the whole result is read back in a moment
         layer_stored(dataset, r, n, metric, projection, cache, leaderboard=leaderboard)
         for r in runs
         for n in r.features
-    ):
-        each_layer(dataset, list(runs), nulls=False, first_only=True, **lanes_args)  # type: ignore[arg-type]
-        first = _first_results(dataset, runs, projection, metric, cache, progress)
-        pending = (LEADERBOARD,) * leaderboard + (NEW_CLASSES,) + (NULLS,) * nulls
-        first_view(first.comparison(dataset, runs, metric, request, pending))
-    # each layer's own results computed on both cores and stored, where that pays; read back below
-    each_layer(dataset, list(runs), nulls=nulls, **lanes_args)  # type: ignore[arg-type]
+    )
+    # each layer's own results computed on both cores and stored, where that pays (the first view
+    # shown once its part is), read back below
+    between = show_first if shown else None
+    in_lanes = each_layer(dataset, list(runs), nulls=nulls, between=between, **lanes_args)  # type: ignore[arg-type]
+    if shown and not in_lanes:
+        show_first()  # one process: the first view's stages, then the rest's, one after another
     if first is None:  # a first view's results are the same after the rest: not read back twice
         first = _first_results(dataset, runs, projection, metric, cache, progress)
     graphs, scores = first.graphs, first.scores

@@ -108,6 +108,13 @@ class Lanes:
     `stop()` (or leaving a `with` block on an error) lets the worker finish the unit it runs, skip
     the one waiting and take no other.
 
+    `after` ({unit: the unit it waits for}) holds a unit back until another is done (one that reads
+    what the other stores), and `finish(names)` returns once those units are done while the worker
+    goes on with the queue: a first view's units, say, whose later units the worker starts while
+    this process shows it; `finish()` then does the rest. While the worker runs the last of
+    `names`, this process takes units from the back of the queue (the smallest, as units are
+    queued largest first).
+
     A worker that dies (out of memory, say) gives its units back, and this process runs them. The
     worker's error is raised here, by finish().
     """
@@ -120,12 +127,19 @@ class Lanes:
         done: Callable[[str, Any], None] | None = None,
         start_after: float = 0.0,
         here: dict[str, Any] | None = None,
+        after: dict[str, str] | None = None,
     ) -> None:
         self._units, self._done, self._here_kwargs = units, done, here or {}
+        self._after = after or {}
+        if not set(self._after.values()) <= set(units):
+            raise ValueError(f"units wait for units not given: {set(self._after.values()) - set(units)}")
         self._may_start = worker and bool(units) and lanes() >= 2
         self._start_after = start_after
         self._queue = collections.deque(units)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a unit done, given back or failed; the queue cleared
+        self._finished: set[str] = set()
+        self._out: dict[str, Any] = {}  # every unit's result, reported (finish)
         self._theirs: dict[str, Any] = {}
         self._failed: list[BaseException] = []
         self._pool: ProcessPoolExecutor | None = None
@@ -161,9 +175,31 @@ class Lanes:
         if kind is not None:
             self.stop()
 
-    def _take(self) -> str | None:
+    def _take(self, among: set[str] | None = None, last: bool = False) -> str | None:
+        """The first unit in the queue (of `among`; `last`: the last) not waiting for one still to be
+        done."""
         with self._lock:
-            return self._queue.popleft() if self._queue else None
+            return self._pick(among, last)
+
+    def _pick(self, among: set[str] | None, last: bool) -> str | None:
+        """_take, under the lock."""
+        order = range(len(self._queue) - 1, -1, -1) if last else range(len(self._queue))
+        for i in order:
+            name = self._queue[i]
+            waits_for = self._after.get(name)
+            if (among is None or name in among) and (waits_for is None or waits_for in self._finished):
+                del self._queue[i]
+                return name
+        return None
+
+    def _mark(self, name: str | None = None, failed: BaseException | None = None) -> None:
+        """A unit done (or the worker failed): wake whoever waits for it."""
+        with self._changed:
+            if name is not None:
+                self._finished.add(name)
+            if failed is not None:
+                self._failed.append(failed)
+            self._changed.notify_all()
 
     def _worker_lane(self, pool: ProcessPoolExecutor) -> None:
         """Feed the worker: WORKER_WAITING units beyond the one it runs wait in its queue, so that it
@@ -187,29 +223,36 @@ class Lanes:
                     self._give_back([name, *(n for n, _ in sent)])
                     return
             if not sent:
-                return
+                with self._changed:
+                    if not self._queue or self._failed:
+                        return
+                    self._changed.wait(1.0)  # the units left wait for units this process runs
+                continue
             name, future = sent.popleft()
             try:
                 self._theirs[name] = future.result()
+                self._mark(name)
             except BrokenProcessPool as exc:  # the worker died (memory): this process takes its units back
                 log.warning("the worker process stopped (%s); running its units here", exc)
                 self._give_back([name, *(n for n, _ in sent)])
                 return
             except BaseException as exc:  # its error is the run's: raised on this process's thread
-                self._failed.append(exc)
+                self._mark(failed=exc)
                 return
 
     def _give_back(self, names: list[str]) -> None:
         """Units the worker will not finish, back to the front of the queue, in their order."""
-        with self._lock:
+        with self._changed:
             self._queue.extendleft(reversed(names))
+            self._changed.notify_all()
 
     def stop(self) -> None:
         """Take no more units: the worker finishes the one it runs (its result is dropped), skips
         the one waiting, and exits."""
-        with self._lock:
+        with self._changed:
             self._queue.clear()
             self._may_start = False
+            self._changed.notify_all()
         if self._stopped is not None:
             self._stopped.set()
         self._close()
@@ -235,6 +278,7 @@ class Lanes:
             if timer is not None:
                 timer.cancel()
                 timer.join()
+        self._mark(name)
         if self._done:
             self._done(name, out[name])
         self._report_theirs(out)
@@ -246,24 +290,48 @@ class Lanes:
             if self._done:
                 self._done(name, out[name])
 
-    def finish(self) -> dict[str, Any]:
-        """{name: its result} of every unit, in the order given; `done(name, result)` is called
-        here, on this thread, as each is ready (the worker's when this thread is next free).
+    def finish(self, names: list[str] | None = None) -> dict[str, Any]:
+        """{name: its result} of every unit (or of `names`, and the units they wait for), in the
+        order given; `done(name, result)` is called here, on this thread, as each is ready (the
+        worker's when this thread is next free). With `names` it returns once they are done, the
+        worker going on with the units left; a later finish() does those.
 
         Raises:
             the worker's error, or this process's (the worker then takes no other unit).
         """
-        out: dict[str, Any] = {}
+        wanted = list(self._units) if names is None else list(names)
+        out = self._out
         try:
-            while not self._failed and (name := self._take()) is not None:
-                self._here(name, out)
+            self._run_here(set(wanted), out, until_done=names is not None)
         except BaseException:  # stopped or failed here: the worker finishes its unit and takes no other
             self.stop()
             raise
-        self._close()
-        while not self._failed and (name := self._take()) is not None:  # a unit the worker gave back when it stopped
-            self._here(name, out)
+        if names is None:
+            self._close()
+            # a unit the worker gave back when it stopped
+            while not self._failed and (name := self._take()) is not None:
+                self._here(name, out)
         if self._failed:
             raise self._failed[0]
         self._report_theirs(out)
-        return {name: out[name] for name in self._units}
+        return {name: out[name] for name in wanted}
+
+    def _run_here(self, wanted: set[str], out: dict[str, Any], until_done: bool) -> None:
+        """Take the wanted units from the queue until none is left there (`until_done`: and the
+        worker's are done too; meanwhile this process takes the other units from the back of the
+        queue, the smallest, so that the wanted ones' end is put off by a small unit at most);
+        wait while those left wait for units the worker runs."""
+        while True:
+            while not self._failed and (name := self._take(wanted)) is not None:
+                self._here(name, out)
+            with self._changed:
+                if self._failed:
+                    return
+                left = any(n in wanted for n in self._queue)
+                if not left and (not until_done or wanted <= self._finished):
+                    return
+                smallest = None if left else self._pick(None, last=True)
+                if smallest is None:
+                    self._changed.wait(1.0)
+                    continue
+            self._here(smallest, out)

@@ -19,6 +19,7 @@ stage in turn."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -164,14 +165,17 @@ def each_layer(
     leaderboard: bool,
     nulls: bool,
     progress: StageProgress | None = None,
-    first_only: bool = False,
+    between: Callable[[], None] | None = None,
 ) -> bool:
     """Compute and store every layer's own results (and, with `nulls`, the similarity measures) on
-    both cores, where that pays (module doc). `first_only`: only what a first view reads (each
-    layer's graph, scores and intrinsic dimension, its projection, CKA and overlap).
+    both cores, where that pays (module doc). `between`, when given, is called on this thread once
+    what a first view reads is stored (each layer's graph, scores and intrinsic dimension, its
+    projection, CKA and overlap) while the worker goes on with the rest: a layer's few-shot and
+    compression curves wait for its scores, its other measures and the nulls for nothing.
 
     Returns:
-        Whether it did (False: nothing was computed; the analysis computes each stage in turn).
+        Whether it did (False: nothing was computed, `between` was not called; the analysis
+        computes each stage in turn).
     """
     n = len(dataset)
     layers = sum(len(r.features) for r in runs)
@@ -183,27 +187,35 @@ def each_layer(
         (r, node)
         for r in runs
         for node in r.features
-        if not cached_runs.layer_stored(
-            dataset, r, node, metric, projection, cache, leaderboard=leaderboard, first_only=first_only
-        )
+        if not cached_runs.layer_stored(dataset, r, node, metric, projection, cache, leaderboard=leaderboard)
     ]
     if not todo:  # analysed before: the analysis reads it all back in a moment
         return False
     store = (str(cache.root), cache.keep_partial)
     labels = _Labels(None if dataset.labels is None else list(dataset.labels))
-    units: dict[str, Any] = {}
     everything = [_portable_run(r, list(r.features)) for r in runs]
-    # the largest unit first, as each kind's widest layers: the last units are the small ones
-    if nulls and not first_only:
-        y = None if dataset.labels is None else np.asarray(dataset.labels)
-        units[ALIGNMENT] = (_alignment_results, (y, everything, len(runs) > 1, store, metric.random_state))
     widest = sorted(todo, key=lambda rn: -rn[0].features[rn[1]].shape[1])
-    for part, results in (("", _scored_results), (" (other measures)", _other_results)):
+    sent = {(r.label, node): (labels, _portable_run(r, [node]), metric, leaderboard, store) for r, node in widest}
+    nulls_unit = (
+        _alignment_results,
+        (
+            None if dataset.labels is None else np.asarray(dataset.labels),
+            everything,
+            len(runs) > 1,
+            store,
+            metric.random_state,
+        ),
+    )
+    units: dict[str, Any] = {}
+    after: dict[str, str] = {}
+    # the largest unit first, as each kind's widest layers: the last units are the small ones
+    if nulls and between is None:
+        units[ALIGNMENT] = nulls_unit
+    for r, node in widest:  # with `between`: its first three stages only (what a first view reads)
+        units[f"{r.label}: {node}"] = (_scored_results, sent[r.label, node] + (between is not None,))
+    if between is None:
         for r, node in widest:
-            if first_only and results is _other_results:
-                continue
-            sent = (labels, _portable_run(r, [node]), metric, leaderboard, store)
-            units[f"{r.label}: {node}{part}"] = (results, sent + (True,) if first_only else sent)
+            units[f"{r.label}: {node} (other measures)"] = (_other_results, sent[r.label, node])
     units[SIMILARITY] = (_similarity_results, (everything, len(runs) > 1, store, metric.random_state))
     if projection.method != "none":
         for r, node in widest:
@@ -211,6 +223,15 @@ def each_layer(
                 _projection_results,
                 (_portable_run(r, [node]), projection, store),
             )
+    first = list(units)
+    if between is not None:  # the rest, for the worker to start while this process shows the first view
+        if nulls:
+            units[ALIGNMENT] = nulls_unit
+        for r, node in widest:
+            units[f"{r.label}: {node} (other measures)"] = (_other_results, sent[r.label, node])
+        for r, node in widest:  # its graph and scores read back from the store
+            units[f"{r.label}: {node} (few-shot, compression)"] = (_scored_results, sent[r.label, node])
+            after[f"{r.label}: {node} (few-shot, compression)"] = f"{r.label}: {node}"
     finished = 0
 
     def done(name: str, _: None) -> None:
@@ -219,16 +240,21 @@ def each_layer(
         if progress:
             progress("analysing each layer on both cores", finished, len(units))
 
-    # one BLAS thread here too: the worker has the other core (and a unit's numbers do not depend on
-    # where it ran)
     def between_stages(stage: str, done: int, total: int) -> None:
         """A unit's stages here report to the lanes' bar (whose reporter hears a Stop)."""
         if progress:
             progress("analysing each layer on both cores", finished, len(units))
 
     here = {"progress": between_stages} if progress else {}
-    with Lanes(units, worker=True, done=done, start_after=WORKER_AFTER_S, here=here) as both, one_thread():
+    # one BLAS thread here too: the worker has the other core (and a unit's numbers do not depend on
+    # where it ran)
+    with Lanes(units, worker=True, done=done, start_after=WORKER_AFTER_S, here=here, after=after) as both:
         if progress:
             progress("analysing each layer on both cores", 0, len(units))
-        both.finish()
+        if between is not None:
+            with one_thread():
+                both.finish(first)
+            between()
+        with one_thread():
+            both.finish()
     return True

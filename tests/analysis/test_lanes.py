@@ -6,6 +6,8 @@ worker that dies gives its work back, and an error here stops the worker."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -229,6 +231,37 @@ def _touch_then_sleep(path: str, seconds: float) -> None:
     time.sleep(seconds)
 
 
+def test_a_unit_waits_for_the_one_it_reads_and_a_first_finish_leaves_the_worker_going_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`after` holds a unit back until the unit it reads is done (a layer's compression curve reads
+    its stored scores), the worker taking a unit behind it meanwhile; `finish(names)` returns once
+    those are done while the worker goes on (a first view shown while the rest is computed), and
+    `finish()` then gives every result."""
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    with pytest.raises(ValueError, match="not given"):
+        lanes.Lanes({"a": (int, ("1",))}, worker=False, after={"a": "b"})
+    first, quick, free = (str(tmp_path / name) for name in ("first", "quick", "free"))
+    units = {
+        "first": (_sleep_then_touch, (first, 5.0)),
+        "quick": (_sleep_then_touch, (quick, 0.1)),
+        "reads first": (os.path.exists, (first,)),
+        "free": (_touch_then_sleep, (free, 3.0)),
+    }
+    both = lanes.Lanes(units, worker=True, after={"reads first": "first"})
+    assert list(both.finish(["first", "quick"])) == ["first", "quick"]
+    assert os.path.exists(quick) and os.path.exists(free)  # the worker took "free" past "reads first"
+    got = both.finish()
+    assert list(got) == list(units) and got["reads first"] is True and both._theirs
+
+
+def _sleep_then_touch(path: str, seconds: float) -> None:
+    import time
+    from pathlib import Path
+
+    time.sleep(seconds)
+    Path(path).touch()
+
+
 def test_the_worker_starts_only_once_a_unit_here_does_real_work() -> None:
     """With `start_after`, units that are over in a moment (stored results read back) start no
     process; a unit still running after it does, and the worker takes the units left."""
@@ -340,8 +373,8 @@ def test_a_layers_unit_reaches_the_worker_without_torch(tmp_path) -> None:  # ty
 @pytest.mark.parametrize("lanes_on", ["1", "0"])
 def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tmp_path, monkeypatch, lanes_on) -> None:  # type: ignore[no-untyped-def]
     """run_analysis's `first_view` (the dashboard's): called once, before the leaderboard, the
-    new-class measures and the nulls are computed, with the graphs, scores, projections and CKA
-    those read; the whole result then writes the files a run without a first view writes, byte
+    new-class measures and the nulls are read (in lanes the worker may have begun them), with the
+    graphs, scores, projections and CKA those read; the whole result then writes the files a run without a first view writes, byte
     for byte (in lanes and in one process). A run analysed before has no first view."""
     from explorer.analysis import layer_lanes
     from explorer.analysis.cached_runs import layer_stored
@@ -364,7 +397,9 @@ def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tm
             for r in comp.runs
             for n in r.features
         ]
-        assert all(first and not whole for first, whole in stored)  # called before the rest was computed
+        assert all(first for first, _ in stored)  # what it reads is stored
+        if lanes_on == "0":  # one process: the rest comes after (in lanes the worker may have begun it)
+            assert not any(whole for _, whole in stored)
         firsts.append(comp)
 
     cache = FeatureCache(tmp_path / "a")
