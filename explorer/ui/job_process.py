@@ -9,7 +9,9 @@ the libraries an analysis uses imported: a job's process starts in a fraction of
 no thread, lock or OpenMP pool with the server (a child forked from the server itself could hang in
 OpenMP: GNU libgomp is not fork-safe once its threads started).
 
-- Progress goes back over the pipe; the result comes back pickled once the job ends.
+- Progress goes back over the pipe, and a first result to show while the job goes on (an
+  analysis's first view: `show_early`, as a job on the server's thread offers it); the result
+  comes back pickled once the job ends.
 - Cancel and deadline: the worker thread sees them within `POLL_S` and kills the process (SIGKILL).
   Finished chunks of an extraction are in the store already; a demo's partial files are deleted at
   its next start (store.clean_leftovers).
@@ -78,8 +80,8 @@ def _ready() -> None:
 
 
 class _ChildJob:
-    """What a job's function sees of its job inside the process: progress goes to the pipe; it is
-    never asked to stop (the server kills the process instead)."""
+    """What a job's function sees of its job inside the process: progress and a first result go to
+    the pipe; it is never asked to stop (the server kills the process instead)."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -93,6 +95,14 @@ class _ChildJob:
 
     def should_stop(self) -> bool:
         return False
+
+    def show_early(self, value: Any) -> None:
+        """A first result for the page while the job goes on (Job.show_early on the server's side);
+        one that cannot be sent is left out (the whole result still comes)."""
+        try:
+            self._conn.send(("early", value))
+        except Exception:  # noqa: BLE001  (MemoryError, or a value that cannot be pickled)
+            log.exception("job process: the first result could not be sent; the whole result will be")
 
 
 def _limit_memory(max_bytes: int | None) -> None:
@@ -162,6 +172,9 @@ def run(job: Any, fn: Callable[[Any], Any], max_bytes: int | None) -> Any:
                     break
                 if message[0] == "progress":
                     job.progress(*message[1:])
+                elif message[0] == "early":
+                    if hasattr(job, "show_early"):
+                        job.show_early(message[1])
                 else:
                     outcome = message
             elif not proc.is_alive() and not ours.poll():

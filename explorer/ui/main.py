@@ -29,6 +29,7 @@ from .text import code, plain
 
 log = logging.getLogger(__name__)
 RUN_ASKED = "run_asked"  # session key: a Run click not yet acted on
+LINK_NOTICES = "link_notices"  # session key: what the sidebar changed of the link's request, shown until a Run click
 _warm = threading.Event()
 
 
@@ -385,10 +386,14 @@ def render() -> None:
     # script before the pop, and the click waits in the state for the next run
     clicked = st.session_state.pop(RUN_ASKED, False)
     if clicked or first_visit:
-        submit(inputs, session, client, also={"auto_done": True})
+        # a click also ends the link's notices (shown until then: drawing a result rewrites the link)
+        forget = {LINK_NOTICES: state.DELETE, sidebar.LAYER_NOTICE: state.DELETE} if clicked else {}
+        submit(inputs, session, client, also={"auto_done": True, **forget})
         _wait_briefly()
     warm_up_umap()  # after the first job is queued, so that it waits for it
-    for text in inputs.notices:
+    if inputs.notices:  # kept until a Run click: drawing a result rewrites the link, and the next run reads no notice
+        st.session_state[LINK_NOTICES] = inputs.notices
+    for text in inputs.notices or st.session_state.get(LINK_NOTICES, ()):
         st.warning(plain(text), icon="⚠️")
     if st.session_state.get("notice"):  # a job's error may quote a visitor's file name
         st.warning(plain(st.session_state["notice"]), icon="⚠️")

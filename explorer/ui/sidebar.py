@@ -31,6 +31,7 @@ SOURCE_LABELS = {
 MAX_UPLOAD_BYTES = 200 * 1024**2
 MAX_UPLOAD_FILES = 2000
 UPLOAD_SUFFIXES = (".zip", ".tar", ".parquet")  # what the one-file uploader takes
+LAYER_NOTICE = "link_layer_notice"  # session key: the link's layers the model lacks, said until a Run click
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -366,13 +367,14 @@ def render() -> Inputs:
     resolved = {n: _resolve(profile, n) for n in q_layers}  # a module name (features.14) means its output node
     default_layers = list(dict.fromkeys(r for r in resolved.values() if r)) or list(profile.default)
     unknown = [n for n, r in resolved.items() if r is None]
-    if unknown:
+    if unknown:  # kept until a Run click (main.py): drawing a result rewrites the link
         named = ", ".join(code(n[:80]) for n in unknown[:3])  # the link's words, shown as text
-        sb.warning(
+        st.session_state[LAYER_NOTICE] = (
             f"{model} has no layer {named}{' …' if len(unknown) > 3 else ''}; "
-            "the link's other layers (or the defaults) are used.",
-            icon="⚠️",
+            "the link's other layers (or the defaults) are used."
         )
+    if st.session_state.get(LAYER_NOTICE):
+        sb.warning(st.session_state[LAYER_NOTICE], icon="⚠️")
     chosen = sb.multiselect(
         "Layers",
         profile.nodes,

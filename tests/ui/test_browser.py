@@ -663,7 +663,7 @@ def test_demo_mode_refuses_a_server_path_and_an_over_limit_request(demo_server, 
     page.goto(
         demo_server + "/?data=/etc&max_images=50000&layers=" + urllib.parse.quote("[Sign in](https://example.com/x)")
     )
-    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _whole(page, PROJECTIONS + ", .js-plotly-plot", 600_000)
     body = page.inner_text("body")
     assert "has no layer [Sign in](https://example.com/x)" in body  # the link's words as text...
     assert page.locator('a[href^="https://example.com"]').count() == 0  # ...never a link on the page
@@ -882,6 +882,7 @@ def _drawn_then_hover(page, n: int) -> None:  # type: ignore[no-untyped-def]
         f"window.__explorerScatter.get('proj'); return e && s && s.state && s.state.n === {n}; }}",
         timeout=300_000,
     )
+    page.wait_for_selector(FIRST_VIEW, state="detached", timeout=300_000)  # the whole result, drawn again
     x, y = page.evaluate(f"() => {STATE.format('proj')}.pointOnScreen(0, 4)")
     page.mouse.move(x, y)
     page.wait_for_function(
@@ -897,7 +898,7 @@ def test_an_upload_in_demo_mode_is_explored_with_hover_thumbnails(demo_server, b
     archive = zip_folder(data, tmp_path / "mine.zip", prefix="mine/")
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(demo_server)
-    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _whole(page, PROJECTIONS + ", .js-plotly-plot", 600_000)
     _upload_and_run(page, archive)
     _drawn_then_hover(page, 30)
     assert "class: " in page.inner_text(".explorer-tip")
@@ -912,7 +913,7 @@ def test_a_parquet_upload_in_demo_mode_is_analysed(demo_server, browser, tmp_pat
     data = _parquet_of(make_class_folders(tmp_path / "mine", per_class=10), tmp_path / "train.parquet")
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     page.goto(demo_server)
-    page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+    _whole(page, PROJECTIONS + ", .js-plotly-plot", 600_000)
     _upload_and_run(page, data)
     _drawn_then_hover(page, 30)
     page.screenshot(path=str(ART / "demo_parquet_upload.png"), full_page=True)
@@ -981,7 +982,7 @@ def test_the_demo_under_attack_serves_the_next_visitors(demo_server, browser, tm
     try:
         page = browser.new_page(viewport={"width": 1500, "height": 1000})  # the stranger
         page.goto(demo_server)
-        page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+        _whole(page, PROJECTIONS + ", .js-plotly-plot", 600_000)
         _upload_and_run(page, _pax_of_length_zero(tmp_path / "evil.tar"))
         page.wait_for_function("document.body.innerText.includes('declares a length of 0')", timeout=120_000)
         assert "Traceback" not in page.inner_text("body")
@@ -990,7 +991,7 @@ def test_the_demo_under_attack_serves_the_next_visitors(demo_server, browser, tm
         for upload in (_shard_of(data, tmp_path / "shard.tar"), _parquet_of(data, tmp_path / "train.parquet")):
             page = browser.new_page(viewport={"width": 1500, "height": 1000})  # the next visitors
             page.goto(demo_server)
-            page.wait_for_selector(PROJECTIONS + ", .js-plotly-plot", timeout=600_000)
+            _whole(page, PROJECTIONS + ", .js-plotly-plot", 600_000)
             _upload_and_run(page, upload)
             _drawn_then_hover(page, 30)
             page.close()

@@ -79,6 +79,30 @@ def test_a_result_and_its_progress_come_back_from_the_process(roomy: JobQueue) -
     assert job.result["pid"] != os.getpid() and job.stage == "extracting" and job.done == 3
 
 
+def _first_then_whole(job: Any) -> dict:
+    import time
+
+    job.show_early({"part": "first"})
+    job.show_early(lambda: None)  # cannot be pickled: left out, and the job goes on
+    time.sleep(3.0)
+    return {"part": "whole"}
+
+
+def test_a_first_result_comes_back_from_the_process_while_the_job_goes_on(roomy: JobQueue) -> None:
+    """An analysis's first view (Job.show_early) comes over the pipe as on the server's thread, made
+    into what the page shows (`finish`), while the job is still running; one that cannot be sent
+    is left out, and the whole result still comes."""
+    job = roomy.submit("early", _first_then_whole, isolated=True, finish=lambda r: {**r, "finished": True})
+    t0 = time.time()
+    while (early := roomy.take_early(job)) is None and (job.state == "queued" or job.active) and time.time() - t0 < 120:
+        time.sleep(0.05)
+    assert early == {"part": "first", "finished": True}
+    assert job.active and roomy.take_early(job) is None  # handed over once; the job goes on
+    _wait(job)
+    assert job.state == "done", job.error
+    assert job.result == {"part": "whole", "finished": True}
+
+
 @pytest.mark.parametrize("fn", [_loops_forever, _blocks_in_native_code], ids=["python-loop", "native-call"])
 def test_a_job_that_never_returns_is_killed_at_its_deadline_and_the_server_stays_free(queue: JobQueue, fn: Any) -> None:
     job = queue.submit(fn.__name__, fn, isolated=True)
