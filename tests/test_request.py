@@ -142,3 +142,31 @@ def test_a_hostile_link_falls_back_to_defaults(params: dict[str, str]) -> None:
     assert AnalysisRequest.from_query({**params, "model": "resnet18"}) == AnalysisRequest(model="resnet18")
     with pytest.raises(ValueError):
         AnalysisRequest.from_query(params, strict=True)
+
+
+def test_any_link_gives_a_request_and_only_a_strict_reading_refuses_it() -> None:
+    """Fuzz: a stranger's link, any parameters (the real names, their old aliases, others) with any
+    text, gives a valid request (fields that do not parse fall back to their defaults); read
+    strictly it is accepted or refused with a ValueError, never another error."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    names = [f.name.replace("_", "-") for f in dataclasses.fields(AnalysisRequest)] + list(LINK_ALIASES)
+    texts = st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["nan", "inf", "-1", "0", "1e309", "../../etc", "[x](https://e.com)", "a,b,,c", "true"]),
+    )
+    params = st.dictionaries(st.one_of(st.sampled_from(names), st.text(max_size=8)), texts, max_size=8)
+
+    @settings(max_examples=300, deadline=None)
+    @given(params)
+    def check(query: dict[str, str]) -> None:
+        got = AnalysisRequest.from_query(query)
+        assert isinstance(got, AnalysisRequest)
+        assert dataclasses.replace(got) == got  # its fields pass the request's own checks
+        try:
+            AnalysisRequest.from_query(query, strict=True)
+        except ValueError:
+            pass
+
+    check()
