@@ -21,12 +21,17 @@ MIN_POINTS = {"pca": 2, "umap": 10, "tsne": 6}
 UMAP_SPECTRAL_MAX = (
     20_000  # above, UMAP starts from PCA: spectral init took 95 s of a 130 s fit at 100k (docs/benchmarks.md)
 )
-# from this many images UMAP's layout optimiser runs UMAP_LARGE_EPOCHS instead of umap-learn's 200 (500
-# below 10,000): at 50,000 images 170 epochs kept every one of 8 layers' neighbourhood preservation
-# within 0.01 of plain 200-epoch umap-learn (150 did not), for 15 % less of the fit's time, nearly all
-# of it the optimiser's (docs/benchmarks.md, "UMAP of 8 layers at 50,000 images")
-UMAP_LARGE_N = 40_000
-UMAP_LARGE_EPOCHS = 170
+# the layout optimiser's epochs: umap-learn's own schedule is 500 up to 10,000 images and 200 beyond,
+# so a 10,000-image layer cost 2.5 times a 10,001-image one. From UMAP_MID_N up to UMAP_LEARN_500_MAX
+# images it runs UMAP_MID_EPOCHS instead of 500, from UMAP_LARGE_N UMAP_LARGE_EPOCHS instead of 200.
+# Each kept every layer's neighbourhood preservation within 0.01 of plain umap-learn's on the mean of
+# three seeds: 400 at 10,000 images of MobileNetV2's layers lost at most 0.004 against the project's
+# 500 (300 lost 0.008: too near the edge), 170 at 50,000 images within 0.01 of umap-learn's 200 (150
+# was not); the fit is nearly all the optimiser's epochs (docs/benchmarks.md, "UMAP of 8 layers at
+# 50,000 images" and "Fifth round")
+UMAP_LEARN_500_MAX = 10_000  # umap-learn runs 500 epochs up to this many images, 200 beyond
+UMAP_MID_N, UMAP_MID_EPOCHS = 5_000, 400
+UMAP_LARGE_N, UMAP_LARGE_EPOCHS = 40_000, 170
 TSNE_MAX_POINTS = 10_000  # t-SNE (Barnes-Hut, scikit-learn) beyond this takes many minutes per layer on a small machine
 
 
@@ -143,7 +148,7 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
         min_dist=spec.min_dist,
         random_state=spec.random_state,
         init=_umap_init(x.shape[0], spec.n_components),
-        n_epochs=UMAP_LARGE_EPOCHS if x.shape[0] >= UMAP_LARGE_N else None,  # None: umap-learn's own
+        n_epochs=umap_epochs(x.shape[0]),
         metric="cosine",
         precomputed_knn=knn,
     )
@@ -153,6 +158,15 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
             "ignore", message=r"precomputed_knn\[2\]", category=UserWarning
         )  # no transform() needed
         return reducer.fit_transform(x)
+
+
+def umap_epochs(n: int) -> int | None:
+    """The layout optimiser's epochs for `n` images (see UMAP_MID_N): None is umap-learn's own."""
+    if n >= UMAP_LARGE_N:
+        return UMAP_LARGE_EPOCHS
+    if UMAP_MID_N <= n <= UMAP_LEARN_500_MAX:
+        return UMAP_MID_EPOCHS
+    return None
 
 
 def _umap_init(n: int, n_components: int) -> str:

@@ -112,9 +112,10 @@ def test_umap_reuses_the_layer_graph() -> None:
     assert trustworthiness(x, q.coords, n_neighbors=5, metric="cosine") < 0.7
 
 
-def test_umap_runs_fewer_epochs_only_from_large_n(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From UMAP_LARGE_N images the layout is umap-learn's with UMAP_LARGE_EPOCHS epochs, the same
-    fit otherwise; below it, umap-learn's own schedule (the threshold lowered so a test can cross it)."""
+def test_umap_runs_fewer_epochs_where_its_schedule_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From UMAP_MID_N images up to umap-learn's 500-epoch limit the layout is umap-learn's with
+    UMAP_MID_EPOCHS epochs, from UMAP_LARGE_N with UMAP_LARGE_EPOCHS, the same fit otherwise; elsewhere
+    umap-learn's own schedule (the thresholds moved so a test's small dataset crosses them)."""
     import warnings
 
     from explorer.analysis import projection
@@ -122,6 +123,7 @@ def test_umap_runs_fewer_epochs_only_from_large_n(monkeypatch: pytest.MonkeyPatc
     x, _ = _blobs(n_per=30, d=40)  # narrower than UMAP_PCA_DIMS: umap-learn sees the features themselves
     graph = knn_graph(x, 15)
     spec = ProjectionSpec(method="umap")
+    assert len(x) < projection.UMAP_MID_N
     small = project(x, spec, graph=graph).coords
 
     def umap_learn(n_epochs: int | None) -> np.ndarray:
@@ -142,10 +144,17 @@ def test_umap_runs_fewer_epochs_only_from_large_n(monkeypatch: pytest.MonkeyPatc
             )
 
     np.testing.assert_array_equal(small, umap_learn(None))
+    monkeypatch.setattr(projection, "UMAP_MID_N", len(x))
+    mid = project(x, spec, graph=graph).coords
+    np.testing.assert_array_equal(mid, umap_learn(projection.UMAP_MID_EPOCHS))
+    assert not np.allclose(mid, small)
+    monkeypatch.setattr(projection, "UMAP_LEARN_500_MAX", len(x) - 1)  # beyond it: umap-learn's own schedule
+    np.testing.assert_array_equal(project(x, spec, graph=graph).coords, umap_learn(None))
     monkeypatch.setattr(projection, "UMAP_LARGE_N", len(x))
     large = project(x, spec, graph=graph).coords
     np.testing.assert_array_equal(large, umap_learn(projection.UMAP_LARGE_EPOCHS))
-    assert not np.allclose(large, small)
+    assert not np.allclose(large, small) and not np.allclose(large, mid)
+    assert projection.UMAP_MID_EPOCHS < 500 and projection.UMAP_LARGE_EPOCHS < 200
 
 
 def test_tsne_refuses_beyond_its_size_and_names_the_alternatives() -> None:
