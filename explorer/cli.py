@@ -152,9 +152,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if said:
             print("\nNew classes (retrieval.csv, few_shot.csv, unseen_compression.csv):")
             print("\n".join(f"- {s}" for s in said))
+        longest = bar.where_the_time_went()
         print(
             f"\n{len(comp.dataset)} images, {len(comp.dataset.skipped)} skipped; "
-            f"{time.perf_counter() - t0:.1f}s; wrote {', '.join(files)} to {args.out}"
+            f"{time.perf_counter() - t0:.1f}s{f' (longest: {longest})' if longest else ''}; "
+            f"wrote {', '.join(files)} to {args.out}"
         )
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -308,9 +309,10 @@ def test_compare_two_models(tmp_path: Path) -> None:
         "none",
         "--out",
         str(tmp_path),
-        "-q",
     )
     assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]  # the summary says where the time went
+    assert last.startswith("30 images, 0 skipped;") and re.search(r"\(longest: [a-z].* \d+\.\d s\);", last), last
     m = pd.read_csv(tmp_path / "metrics.csv")
     assert list(m["model"]) == ["mobilenet_v2[random]"] * 2 + ["resnet18[random]"] * 2
     cka = pd.read_csv(tmp_path / "cka.csv", index_col=0)
