@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 # what a first view leaves for later (Comparison.pending): the stages no first panel reads
 LEADERBOARD, NEW_CLASSES, NULLS = "leaderboard", "new classes", "similarity nulls"
+RANKING = "ranking the cuts"  # the stage title of the leaderboard's table and its scorers' agreement
 
 METRIC_COLUMNS = [
     "model", "layer", "node", "depth", "dim", "full_size", "bottleneck", "probe_acc", "probe_acc_std",
@@ -579,7 +580,7 @@ def analyse(
     others: dict[str, dict[str, float] | None] = {}  # the scorers beside LogME
     curves: dict[str, CompressionCurve | None] = {}
     costs: dict[str, LayerCost] = {}
-    table = pd.DataFrame()
+    table = agreement = pd.DataFrame()
     if leaderboard:
         for r in runs:
             own = {n: scores[r.key(n, multi)] for n in r.features}
@@ -587,6 +588,8 @@ def analyse(
             others |= {r.key(n, multi): v for n, v in scorers_run(dataset, r, metric, cache, progress).items()}
             curves |= {r.key(n, multi): v for n, v in compression_run(dataset, r, metric, cache, own, progress).items()}
             costs |= {r.key(n, multi): v for n, v in cost_run(r, cache, latency=latency, progress=progress).items()}
+        if progress:  # its own stage: the agreement's bootstrap is not counted in the stage before
+            progress(RANKING, 0, 1)
         table = leaderboard_table(
             metrics,
             {(r.label, n): costs[r.key(n, multi)] for r in runs for n in r.features},
@@ -610,6 +613,9 @@ def analyse(
                 for n in r.features
             },
         )
+        agreement = agreement_table(table, metric.random_state)
+        if progress:
+            progress(RANKING, 1, 1)
     return Comparison(
         dataset,
         runs,
@@ -623,7 +629,7 @@ def analyse(
         logme=logmes,
         compression=curves,
         leaderboard=table,
-        agreement=agreement_table(table, metric.random_state) if leaderboard else pd.DataFrame(),
+        agreement=agreement,
         retrieval_scores=retrievals,
         few_shot_curves=few_shots,
         unseen_curves=unseens,

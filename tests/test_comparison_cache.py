@@ -245,3 +245,29 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
     monkeypatch.setattr(cached_runs, "analysis_versions", lambda: {**real(), "scikit-learn": "99.0"})
     comparison.compare(ds, [spec], projection=ProjectionSpec(method="pca"), cache=cache)
     assert results() == 28  # a library upgrade recomputes everything derived from the features (the latency is torch's)
+
+
+def test_the_cuts_are_ranked_in_a_stage_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leaderboard's table and its scorers' agreement (a bootstrap) report a stage of their own,
+    so that where the time went (progress.StageBar) does not count them in the stage before."""
+    ds = load_dataset(DataSpec(source="sample:digits", max_images=40))
+    seen: list[tuple[str, int, int]] = []
+    during: list[tuple[str, int, int]] = []
+    agreement_table = comparison.agreement_table
+
+    def agreement(*args, **kwargs):  # type: ignore[no-untyped-def]
+        during.append(seen[-1])
+        return agreement_table(*args, **kwargs)
+
+    monkeypatch.setattr(comparison, "agreement_table", agreement)
+    got = comparison.compare(
+        ds,
+        [ExtractSpec(model="mobilenet_v2", layers=("features.3", "features.10", "flatten"))],
+        projection=ProjectionSpec(method="none"),
+        cache=FeatureCache(tmp_path / "c"),
+        latency=False,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    assert during == [(comparison.RANKING, 0, 1)]
+    assert seen[-1] == (comparison.RANKING, 1, 1)
+    assert len(got.agreement) == 4  # each scorer's agreement, computed in that stage
