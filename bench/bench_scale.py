@@ -222,7 +222,9 @@ def main() -> None:
         r["peak_rss_gb"] = rss
         r["projection"] = args.projection
         r["after_extraction_s"] = sum(
-            v for k, v in r["stages"].items() if k not in ("reading images", "checking images", "loading", "extracting")
+            v
+            for k, v in r["stages"].items()
+            if k not in ("reading images", "checking images", "preparing", "loading", "extracting")
         )
         r["floor_s"] = r["n"] / floor_rate
         results.append(r)

@@ -247,9 +247,13 @@ def test_derived_results_are_keyed_by_library_versions_and_code(
     assert results() == 28  # a library upgrade recomputes everything derived from the features (the latency is torch's)
 
 
-def test_the_cuts_are_ranked_in_a_stage_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The leaderboard's table and its scorers' agreement (a bootstrap) report a stage of their own,
-    so that where the time went (progress.StageBar) does not count them in the stage before."""
+def test_preparing_a_model_and_ranking_the_cuts_are_stages_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing a model (its library imported, its graph traced: seconds, the first time) and the
+    leaderboard's table with its scorers' agreement (a bootstrap) report stages of their own, so
+    that where the time went (progress.StageBar) does not count them in the stage before (reading
+    the images; the compression curves)."""
     ds = load_dataset(DataSpec(source="sample:digits", max_images=40))
     seen: list[tuple[str, int, int]] = []
     during: list[tuple[str, int, int]] = []
@@ -268,6 +272,8 @@ def test_the_cuts_are_ranked_in_a_stage_of_their_own(tmp_path: Path, monkeypatch
         latency=False,
         progress=lambda stage, done, total: seen.append((stage, done, total)),
     )
+    assert seen[0] == ("preparing mobilenet_v2", 0, 1)
+    assert seen[1][0] == "loading mobilenet_v2"
     assert during == [(comparison.RANKING, 0, 1)]
     assert seen[-1] == (comparison.RANKING, 1, 1)
     assert len(got.agreement) == 4  # each scorer's agreement, computed in that stage

@@ -94,8 +94,15 @@ class _Prepared:
 
 
 def _prepare(
-    dataset: ImageDataset, spec: ExtractSpec, cache: FeatureCache, label: str | None, backend: ExtractionBackend
+    dataset: ImageDataset,
+    spec: ExtractSpec,
+    cache: FeatureCache,
+    label: str | None,
+    backend: ExtractionBackend,
+    progress: StageProgress | None = None,
 ) -> _Prepared:
+    if progress:  # a stage of its own: the model's library imported, its graph traced (seconds, the first time)
+        progress(f"preparing {label or spec.model}", 0, 1)
     spec = spec.replace(model=canonical(spec.model))
     profile = layers_mod.profile(spec.model)
     names = resolve_names(profile, spec.layers or profile.default)
@@ -162,7 +169,7 @@ def extract_features(
         A ModelRun with features for every chosen layer.
     """
     backend = backend if backend is not None else LocalBackend()
-    p = _prepare(dataset, spec, cache, label, backend)
+    p = _prepare(dataset, spec, cache, label, backend, progress)
     run = p.run
     if p.missing():
         with cache.lock(make_key("extraction", p.ctx), waiting=_waiting(run, progress, should_stop)):
@@ -227,7 +234,7 @@ def extract_sweep(
             )
             for s, lab in zip(specs, labels)
         ]
-    prepared = [_prepare(dataset, s, cache, lab, backend) for s, lab in zip(specs, labels)]
+    prepared = [_prepare(dataset, s, cache, lab, backend, progress) for s, lab in zip(specs, labels)]
     pending = [p for p in prepared if p.missing()]
     with contextlib.ExitStack() as locks:
         for p in sorted(pending, key=lambda p: make_key("extraction", p.ctx)):  # one order: no two sweeps deadlock
