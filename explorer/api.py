@@ -24,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 
-from . import comparison
 from .config import DataSpec, Limits
 from .data.datasets import ImageDataset
 from .extraction.given_features import given_dataset, given_run
@@ -32,6 +31,7 @@ from .networks import catalog, memory_source, sources
 from .networks import layers as layer_profiles
 from .output import export, notebook, report, tables
 from .progress import StageBar
+from .record import Comparison as Record
 from .request import AnalysisRequest
 from .run import RunSettings, read_data, run_analysis, run_on_features
 from .store import FeatureCache
@@ -50,8 +50,8 @@ _RUN_OPTIONS = (
 _FEATURE_OPTIONS = ("components", "n_neighbors", "min_dist", "perplexity", "folds", "knn_k", "probe_c", "seed")
 
 
-class Comparison(comparison.Comparison):
-    """What one analysis found (comparison.Comparison, the record), with the Python API's methods:
+class Comparison(Record):
+    """What one analysis found (record.Comparison, the record), with the Python API's methods:
     each returns a DataFrame, HTML, the files written or the notebook view (docs/python.md).
 
     Layer keys name a layer in every table: the node (`features.7`) with one run, `run:node`
@@ -59,7 +59,7 @@ class Comparison(comparison.Comparison):
     """
 
     @classmethod
-    def of(cls, record: comparison.Comparison) -> Comparison:
+    def of(cls, record: Record) -> Comparison:
         """The API's view of a record: the same fields, shared, not copied."""
         return cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
 

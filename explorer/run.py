@@ -23,6 +23,7 @@ from .extraction.ray_backend import RayEngine
 from .networks import memory_source
 from .networks.memory_source import InMemoryModel
 from .progress import ShouldStop, StageProgress
+from .record import Comparison
 from .request import AnalysisRequest
 from .store import FeatureCache
 
@@ -160,8 +161,8 @@ def run_analysis(
     progress: StageProgress | None = None,
     should_stop: ShouldStop | None = None,
     admit: Callable[[ImageDataset], int] | None = None,
-    first_view: Callable[[comparison.Comparison], None] | None = None,
-) -> comparison.Comparison:
+    first_view: Callable[[Comparison], None] | None = None,
+) -> Comparison:
     """Run the analysis `request` names and return what it found.
 
     Args:
@@ -233,7 +234,7 @@ def run_on_features(
     *,
     cache: FeatureCache | None = None,
     progress: StageProgress | None = None,
-) -> comparison.Comparison:
+) -> Comparison:
     """The analysis of features computed elsewhere (extraction/given_features.py): nothing to read or
     extract, and no network to cost, so no leaderboard."""
     _, _, projection, metric = request.specs()

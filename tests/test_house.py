@@ -35,7 +35,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("networks", ("explorer.networks",)),
     ("extraction", ("explorer.extraction",)),
     ("analysis", ("explorer.analysis",)),
-    ("comparison", ("explorer.comparison", "explorer.request", "explorer.run")),
+    ("comparison", ("explorer.comparison", "explorer.record", "explorer.request", "explorer.run")),
     ("output", ("explorer.output",)),
     (
         "entry points",

@@ -15,8 +15,8 @@ from . import emergence as emergence_mod
 from . import movers as movers_mod
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
     from ..extraction.layer_features import ModelRun
+    from ..record import Comparison
 
 T = TypeVar("T")
 EMERGENCE_KEPT = 4  # selections whose answers are kept per comparison (the CSV and the report ask for the same one)

@@ -14,7 +14,7 @@ from ..fsutil import atomic_write, atomic_write_bytes
 from . import report, tables
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
+    from ..record import Comparison
 
 
 def leaderboard_csv(comp: Comparison) -> bytes:

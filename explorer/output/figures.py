@@ -258,7 +258,7 @@ def separability(metrics: pd.DataFrame, *, show_dim: bool = True, chance: float 
     controls, silhouette, across depth; layer dimension on a second axis.
 
     Args:
-        metrics: the metrics table (columns of comparison.METRIC_COLUMNS).
+        metrics: the metrics table (columns of record.METRIC_COLUMNS).
         show_dim: draw the dimension on the right axis.
         chance: the accuracy of always answering the most frequent class, drawn as a line.
     """

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from . import figures
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
+    from ..record import Comparison
 
 SUMMARY_COLUMNS = [
     "model",

@@ -14,7 +14,7 @@ from ..analysis.movers import neighbours_changed
 from . import figures
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
+    from ..record import Comparison
 
 ASSETS = Path(__file__).with_name("scatter")  # scatter.js and its parts, scatter.css: the view both draw with
 PANEL_HEIGHT = 260

@@ -16,8 +16,8 @@ from ..analysis.retrieval import MAX_PAIRS, MAX_QUERIES
 from . import class_figures, cut_figures, figures, new_class_figures, sentences, tables
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
     from ..extraction.layer_features import ModelRun
+    from ..record import Comparison
 
 _CSS = """
 body{font-family:Inter,system-ui,sans-serif;margin:0;background:#f8f9fa;color:#212529}

@@ -21,8 +21,8 @@ from ..analysis.uncertainty import Step, step
 
 if TYPE_CHECKING:
     from ..analysis.emergence import Emergence
-    from ..comparison import Comparison
     from ..extraction.layer_features import ModelRun
+    from ..record import Comparison
 
 
 def signed_step(st: Step) -> str:

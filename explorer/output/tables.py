@@ -14,7 +14,7 @@ from ..analysis.alignment import ALPHA, MEASURES, calibrate, max_null, p_value
 from ..analysis.few_shot import shots_name
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
+    from ..record import Comparison
 
 SIMILARITY_KINDS = ("cka", "cka_debiased", "overlap")
 

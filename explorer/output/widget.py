@@ -22,7 +22,7 @@ from .points import ASSETS, COLUMN, NEIGHBOURS_CHANGED, comparison_points, frame
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..comparison import Comparison
+    from ..record import Comparison
 
 JS_FILES = ("scatter_points.js", "scatter_index.js", "scatter.js", "scatter_widget.js")  # one module, in this order
 

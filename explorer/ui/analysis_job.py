@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..comparison import Comparison
 from ..config import AppMode, DataSpec, ExtractSpec
 from ..data.datasets import ImageDataset
 from ..data.source_table import kind_name
+from ..record import Comparison
 from ..request import AnalysisRequest
 from ..run import RunSettings, read_data, run_analysis
 from ..store import FeatureCache

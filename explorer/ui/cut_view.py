@@ -17,10 +17,10 @@ import streamlit as st
 
 from .. import cutting, embedding
 from ..analysis.leaderboard import RANK_COLUMNS, best_cut, filter_cuts
-from ..comparison import LEADERBOARD, Comparison
 from ..config import DataSpec, ExtractSpec
 from ..output import cut_figures, report, sentences
 from ..output.sentences import budget_sentence
+from ..record import LEADERBOARD, Comparison
 from ..run import RunSettings, read_data
 from . import pending
 from .plots import PLOT_CONFIG

@@ -9,8 +9,8 @@ import weakref
 
 import streamlit as st
 
-from ..comparison import Comparison
 from ..data.datasets import ImageItem, thumbnail_bytes
+from ..record import Comparison
 from . import runtime, thumbs
 from .text import plain
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from .. import comparison
+from .. import record
 from ..analysis import per_run
 from ..analysis.projection import compile_umap
 from ..data.datasets import ImageDataset
@@ -37,7 +37,7 @@ _warm = threading.Event()
 class Result:
     """A finished analysis as the views need it."""
 
-    comparison: comparison.Comparison
+    comparison: record.Comparison
     inputs: sidebar.Inputs
 
 
@@ -110,7 +110,7 @@ def _shown(inputs: sidebar.Inputs) -> Callable[[Any], Result]:
     not on a visitor's page thread; locally it is made when the gallery opens)."""
     inputs = replace(inputs, upload=None)  # the bytes are on disk now: not kept with the job or its result
 
-    def finish(comp: comparison.Comparison) -> Result:
+    def finish(comp: record.Comparison) -> Result:
         if runtime.current().mode.name == "demo":
             for run in comp.runs:
                 if len(run.features) > 1:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..comparison import NEW_CLASSES, Comparison
 from ..output import new_class_figures, report, sentences, tables
+from ..record import NEW_CLASSES, Comparison
 from . import pending
 from .plots import PLOT_CONFIG
 from .text import plain

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..comparison import LEADERBOARD, NEW_CLASSES, NULLS, Comparison
+from ..record import LEADERBOARD, NEW_CLASSES, NULLS, Comparison
 
 WHAT = {
     LEADERBOARD: "the leaderboard (LogME, the compression curves, the cost of each cut)",

@@ -12,10 +12,11 @@ import streamlit as st
 
 from ..analysis import per_run
 from ..analysis.emergence import MIN_PER_SIDE
-from ..comparison import Comparison, ModelRun
+from ..extraction.layer_features import ModelRun
 from ..output import figures, points, report, sentences
 from ..output.points import COLOUR_BY, COLUMN, NEIGHBOURS_CHANGED
 from ..progress import Cancelled
+from ..record import Comparison
 from . import scatter
 from .images import image_grid, picked_image, thumb_token
 from .plots import PLOT_CONFIG

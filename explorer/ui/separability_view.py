@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import per_run
-from ..comparison import LEADERBOARD, Comparison
 from ..output import class_figures, cut_figures, figures, report, sentences
+from ..record import LEADERBOARD, Comparison
 from . import pending
 from .plots import PLOT_CONFIG
 from .text import code, plain

@@ -15,9 +15,9 @@ import streamlit as st
 from ..analysis.alignment import DISTANCES, PairScores, measure_matrices
 from ..analysis.cached_runs import alignment_run
 from ..analysis.projection import align as align_fn
-from ..comparison import Comparison
 from ..output import figures, report, sentences
 from ..output.points import comparison_points
+from ..record import Comparison
 from ..store import FeatureCache
 from . import scatter
 from .images import thumb_token

@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..comparison import Comparison
 from ..output import export, figures, tables
+from ..record import Comparison
 from . import pending, reproduce, sidebar
 from .cut_view import cut_tab
 from .images import image_grid

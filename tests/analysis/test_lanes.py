@@ -378,8 +378,8 @@ def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tm
     for byte (in lanes and in one process). A run analysed before has no first view."""
     from explorer.analysis import layer_lanes
     from explorer.analysis.cached_runs import layer_stored
-    from explorer.comparison import LEADERBOARD, NEW_CLASSES, NULLS
     from explorer.output import export
+    from explorer.record import LEADERBOARD, NEW_CLASSES, NULLS
     from explorer.request import AnalysisRequest
     from explorer.run import RunSettings, run_analysis
     from explorer.store import FeatureCache

@@ -519,7 +519,7 @@ def test_the_first_panels_come_before_the_rest_of_the_analysis(monkeypatch: pyte
     first view has been drawn and its views opened."""
     import threading
 
-    from explorer.comparison import LEADERBOARD, NEW_CLASSES
+    from explorer.record import LEADERBOARD, NEW_CLASSES
     from explorer.ui.jobs import Job
 
     shown, gate = threading.Event(), threading.Event()
