@@ -15,11 +15,13 @@ a lane's worker), where everything runs here one unit after another.
 from __future__ import annotations
 
 import collections
+import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -67,11 +69,23 @@ def opened(source: tuple) -> np.ndarray:
     return source[1]
 
 
+# the libraries whose thread pools a layer's results use besides numpy's BLAS: scipy's own OpenBLAS
+# (its linear algebra, scikit-learn's PCA), faiss's OpenMP and OpenBLAS (the neighbour graphs)
+THREAD_POOL_MODULES = ("scipy.linalg", "faiss")
+
+
 def one_thread() -> threadpool_limits:
     """One thread for BLAS and OpenMP (faiss) while a layer's own results are computed, in
     whichever process computes them: the number of threads changes a sum's rounding, and a layer's
     numbers must not depend on whether the worker of lanes.py computed it (layer_lanes.py) or this
-    process did (two lanes keep both cores busy instead)."""
+    process did (two lanes keep both cores busy instead).
+
+    threadpoolctl limits the libraries loaded when it is called: one first loaded inside the limit
+    (a fresh process's first graph imports faiss) ran on every core, so a process's first layer got
+    other rounding than the next. THREAD_POOL_MODULES are imported first (a look-up once they are)."""
+    for name in THREAD_POOL_MODULES:
+        with contextlib.suppress(ImportError):  # an optional library: the unit that needs it says so
+            importlib.import_module(name)
     return threadpool_limits(limits=1)
 
 
@@ -95,6 +109,109 @@ def _in_worker(function: Callable[..., Any], args: tuple) -> Any:
     configure()
     with one_thread():
         return function(*args)
+
+
+# the modules a worker's units import on first use (2-3 s in a fresh process: scipy, scikit-learn,
+# faiss; umap-learn and numba another 2 s), imported by a standby worker before its first unit
+WARM_MODULES = (
+    "explorer.analysis.cached_runs",
+    "scipy.optimize",
+    "scipy.stats",
+    "scipy.linalg",
+    "sklearn.model_selection",
+    "sklearn.decomposition",
+    "sklearn.metrics",
+    "sklearn.discriminant_analysis",
+    "faiss",
+)
+WARM_NICE = 19  # the standby's imports take only a core nothing else wants (extraction may run beside them)
+
+
+def _warm_up(umap: bool) -> None:
+    """The standby worker's first task: set the process up as a program's and import what the units
+    will (WARM_MODULES; umap-learn's compiled kernels with `umap`) in a thread of the lowest
+    priority, so that while this process's parent extracts on both cores the imports fill idle
+    gaps instead of slowing it. The task returns at once: a unit that comes meanwhile runs at the
+    normal priority (an import it shares waits for the thread's)."""
+    from ..process_setup import configure
+
+    configure()
+
+    def imports() -> None:
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_NICE)
+        for name in WARM_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:  # an optional library: the unit that needs it says so
+                log.debug("standby worker: %s not imported (%s)", name, exc)
+        if umap:
+            from .projection import umap_module
+
+            umap_module()
+
+    threading.Thread(target=imports, name="explorer-warm-up").start()  # not a daemon: exit waits for it
+
+
+_standby: tuple[ProcessPoolExecutor, Any] | None = None  # (the pool, its stop Event), not taken yet
+_standby_lock = threading.Lock()
+
+
+def start_standby(umap: bool = False) -> bool:
+    """Start the worker now, before the Lanes that will want it: its start and first imports (2-3 s
+    of the other core, 3-5 s with umap-learn) then happen while this process prepares and
+    extracts instead of while a layer's unit waits for it. The next Lanes to start a worker takes
+    it (Lanes._start_worker); drop_standby() ends one that none took. Only where lanes() >= 2.
+
+    Returns:
+        Whether a standby worker is ready (started now or before).
+    """
+    global _standby
+    if lanes() < 2:
+        return False
+    with _standby_lock:
+        if _standby is None:
+            spawn = multiprocessing.get_context("spawn")
+            stopped = spawn.Event()
+            pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(stopped,)
+            )
+            try:
+                with without_main():  # the process starts now (Streamlit's __main__ left out)
+                    pool.submit(_warm_up, umap)
+            except Exception as exc:  # noqa: BLE001 - no standby: a Lanes starts its worker as before
+                log.warning("no standby worker could start (%s)", exc)
+                pool.shutdown(wait=False, cancel_futures=True)
+                return False
+            _standby = (pool, stopped)
+    return True
+
+
+def _take_standby() -> tuple[ProcessPoolExecutor, Any] | None:
+    global _standby
+    with _standby_lock:
+        taken, _standby = _standby, None
+    return taken
+
+
+def drop_standby() -> None:
+    """End a standby worker that no Lanes took (it exits once its imports are done; nothing waits)."""
+    taken = _take_standby()
+    if taken is not None:
+        taken[0].shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def standby(wanted: bool, umap: bool = False) -> Iterator[None]:
+    """start_standby() when `wanted`, and drop_standby() on leaving: a run's worker ready for its
+    analysis, and none left behind when the run needed none (its results were stored, say)."""
+    if wanted:
+        start_standby(umap)
+    try:
+        yield
+    finally:
+        if wanted:
+            drop_standby()
 
 
 class Lanes:
@@ -153,11 +270,16 @@ class Lanes:
             if not self._may_start or not self._queue:
                 return
             self._may_start = False
-            spawn = multiprocessing.get_context("spawn")
-            self._stopped = spawn.Event()
-            self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(self._stopped,)
-            )
+            ready = _take_standby()  # started ahead (start_standby): its imports done or under way
+            if ready is not None:
+                log.debug("the lanes take the standby worker")
+                self._pool, self._stopped = ready
+            else:
+                spawn = multiprocessing.get_context("spawn")
+                self._stopped = spawn.Event()
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(self._stopped,)
+                )
             self._helper = threading.Thread(
                 target=self._worker_lane, args=(self._pool,), name="explorer-lane", daemon=True
             )
@@ -175,10 +297,15 @@ class Lanes:
         if kind is not None:
             self.stop()
 
-    def _take(self, among: set[str] | None = None, last: bool = False) -> str | None:
+    def _take(self, among: set[str] | None = None, last: bool = False, spare: bool = False) -> str | None:
         """The first unit in the queue (of `among`; `last`: the last) not waiting for one still to be
-        done."""
+        done; with `spare` (a unit to wait in the worker's queue) only while another is left for
+        this process: the queue's last unit waiting behind the worker's while this process has
+        none made a run of equal units end one unit late (8 UMAP layers of 50,000 images: 5 went
+        to the worker, 81 s instead of 61)."""
         with self._lock:
+            if spare and len(self._queue) < 2:
+                return None
             return self._pick(among, last)
 
     def _pick(self, among: set[str] | None, last: bool) -> str | None:
@@ -209,7 +336,9 @@ class Lanes:
         sent: collections.deque[tuple[str, Any]] = collections.deque()  # (name, its future), oldest first
         first = True
         while True:
-            while len(sent) <= WORKER_WAITING and not self._failed and (name := self._take()) is not None:
+            while (
+                len(sent) <= WORKER_WAITING and not self._failed and (name := self._take(spare=bool(sent))) is not None
+            ):
                 function, args = self._units[name]
                 try:
                     if first:  # the worker is spawned now: without this process's __main__ (a Streamlit page)

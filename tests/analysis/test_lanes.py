@@ -191,13 +191,25 @@ def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes
             theirs.append(len(self._theirs))
             return got
 
+    taken: list[bool] = []
+    take = lanes._take_standby
+
+    def spied() -> object:
+        got = take()
+        taken.append(got is not None)
+        return got
+
     monkeypatch.setattr(layer_lanes, "LAYER_LANES_MIN_WORK", 0)
     monkeypatch.setattr(layer_lanes, "Lanes", Counted)
+    monkeypatch.setattr(lanes, "_take_standby", spied)
     kwargs = {"max_images": 80, "projection": "umap", "progress": False, "latency": False, "similarity_nulls": True}
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs).export(tmp_path / "both")
     assert theirs and theirs[0] >= 1, "the worker computed no layer"
+    assert taken[0], "the lanes started a worker of their own instead of the run's standby"
+    assert lanes._standby is None
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs)  # analysed before: no lanes
     assert len(theirs) == 1
+    assert lanes._standby is None  # the standby it started, dropped
     monkeypatch.setenv("EXPLORER_LANES", "0")
     api.compare("sample:clothing", cache_dir=tmp_path / "b", **kwargs).export(tmp_path / "one")
     assert len(theirs) == 1  # one process: no lanes
@@ -421,3 +433,100 @@ def test_a_first_view_comes_before_the_rest_and_the_whole_result_is_unchanged(tm
     assert {"similarity.csv", "compression.csv", "retrieval.csv", "few_shot.csv"} <= set(written)
     for name in written:
         assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
+
+
+def _imported_then_sleep(name: str, seconds: float) -> bool:
+    import sys
+    import time
+
+    there = name in sys.modules
+    time.sleep(seconds)
+    return there
+
+
+def test_a_standby_worker_is_taken_by_the_next_lanes_with_its_imports_done() -> None:
+    """start_standby() starts the worker ahead (while a run prepares and extracts): the next Lanes
+    takes it, and its units find the modules they use imported; a worker the Lanes start
+    themselves imports them in its first unit."""
+    import time
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    units = {str(i): (_imported_then_sleep, ("sklearn.model_selection", 0.3)) for i in range(8)}
+    cold = lanes.Lanes(units, worker=True)
+    cold.finish()
+    assert cold._theirs and not all(cold._theirs.values())  # its first unit: not imported yet
+    assert lanes.start_standby()
+    time.sleep(6.0)  # its imports, done meanwhile (2-3 s here)
+    warm = lanes.Lanes(units, worker=True)
+    assert lanes._standby is None and warm.in_background
+    warm.finish()
+    assert warm._theirs and all(warm._theirs.values()), warm._theirs
+
+
+def test_a_standby_worker_no_lanes_took_ends() -> None:
+    """A run that needed no worker (its results stored) leaves no process behind: standby() ends
+    the one it started, without waiting for its imports."""
+    import multiprocessing
+    import time
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    before = set(multiprocessing.active_children())
+    t = time.perf_counter()
+    with lanes.standby(True):
+        started = set(multiprocessing.active_children()) - before
+        assert len(started) == 1 and lanes._standby is not None
+    assert lanes._standby is None and time.perf_counter() - t < 2.0
+    (process,) = started
+    process.join(timeout=60)
+    assert not process.is_alive()
+    with lanes.standby(False):
+        assert lanes._standby is None
+
+
+def test_one_thread_holds_for_the_libraries_a_fresh_process_loads_inside_it() -> None:
+    """threadpoolctl limits the libraries loaded when it is called: in a fresh process (a worker's
+    first unit) faiss and scipy, first imported inside one_thread(), ran on every core, so that
+    process's first layer was rounded otherwise than its next. They are loaded before the limit."""
+    import json
+    import subprocess
+    import sys
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: every library runs on one thread anyway")
+    check = (
+        "import json; from explorer.analysis.lanes import one_thread\n"
+        "from threadpoolctl import threadpool_info\n"
+        "with one_thread():\n"
+        "    import faiss, scipy.linalg\n"
+        "    print(json.dumps([(i['filepath'], i['num_threads']) for i in threadpool_info()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True, timeout=120)
+    pools = json.loads(out.stdout)
+    assert any("faiss" in path or "gomp" in path for path, _ in pools), pools  # faiss's OpenMP among them
+    assert {threads for _, threads in pools} == {1}, pools
+
+
+def test_the_worker_keeps_no_unit_waiting_that_this_process_would_take_sooner() -> None:
+    """The worker keeps a unit waiting behind the one it runs only while another is left for this
+    process: the last unit goes to whichever lane is free first. (It used to wait behind the
+    worker's while this process had none: 8 equal UMAP layers of 50,000 images went 5 to 3.)"""
+    import time
+
+    if lanes.lanes() < 2:
+        pytest.skip("one core: no worker")
+    assert lanes.start_standby()
+    time.sleep(4.0)  # the worker ready, as when a run started it ahead
+    units = {
+        "long": (time.sleep, (3.0,)),
+        "a": (time.sleep, (2.0,)),
+        "b": (time.sleep, (2.0,)),
+        "c": (time.sleep, (2.0,)),
+    }
+    both = lanes.Lanes(units, worker=True, start_after=0.2)  # this process takes "long" first
+    t = time.perf_counter()
+    both.finish()
+    # here "long" then "c" (free at 3 s); the worker "a" and "b": 5 s, not 6 with "c" behind "b"
+    assert set(both._theirs) == {"a", "b"}, both._theirs
+    assert time.perf_counter() - t < 5.8
