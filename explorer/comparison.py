@@ -154,10 +154,10 @@ def compare(
     cache = cache or FeatureCache()
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = _labels(specs, labels)
-    # the analysis's worker process started now, its imports done while the models are prepared
-    # (one thread) and extracted: 2-3 s it used to take from the analysis's first seconds
+    # the analysis's worker process started as extraction starts (only then is the analysis known
+    # to be new), its imports done in extraction's idle gaps: 2-3 s it took from the analysis's start
     layers = sum(len(s.layers) or MAX_DEFAULT_BLOCKS + 1 for s in specs)
-    with standby(worker_pays(len(dataset), layers), umap=projection.method == "umap"):
+    with standby(worker_pays(len(dataset), layers), umap=projection.method == "umap") as start_worker:
         # every image decoded once for all the models (extract_sweep), each resized for its model
         runs = extract_sweep(
             dataset,
@@ -168,6 +168,7 @@ def compare(
             should_stop=should_stop,
             max_pixels=max_pixels,
             backend=backend,
+            before_extracting=start_worker,
         )
         # the dataset's record, read by each run
         unreadable = {row: why for r in runs for row, why in r.unreadable.items()}

@@ -148,7 +148,10 @@ def _warm_up(umap: bool) -> None:
         if umap:
             from .projection import umap_module
 
-            umap_module()
+            try:
+                umap_module()
+            except Exception as exc:  # noqa: BLE001 - a unit that needs it calls it again, and says why
+                log.debug("standby worker: umap-learn not prepared (%s)", exc)
 
     threading.Thread(target=imports, name="explorer-warm-up").start()  # not a daemon: exit waits for it
 
@@ -202,15 +205,24 @@ def drop_standby() -> None:
 
 
 @contextlib.contextmanager
-def standby(wanted: bool, umap: bool = False) -> Iterator[None]:
-    """start_standby() when `wanted`, and drop_standby() on leaving: a run's worker ready for its
-    analysis, and none left behind when the run needed none (its results were stored, say)."""
-    if wanted:
-        start_standby(umap)
+def standby(wanted: bool, umap: bool = False) -> Iterator[Callable[[], bool]]:
+    """A `start()` that starts the standby worker (start_standby) when `wanted`, and drop_standby()
+    on leaving, if it started one: a run starts its analysis's worker once it knows it has work to
+    do (extraction), and leaves none behind when the worker had none (one was started on every
+    cached dashboard visit, whose page then came 0.8 s later: a process's start and imports beside
+    the browser)."""
+    started = False
+
+    def start() -> bool:
+        nonlocal started
+        if wanted and not started:
+            started = start_standby(umap)
+        return started
+
     try:
-        yield
+        yield start
     finally:
-        if wanted:
+        if started:
             drop_standby()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
@@ -89,6 +90,9 @@ def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
     return out
 
 
+_umap_lock = threading.Lock()  # umap_module's first call, once (a standby worker's warm-up thread and a unit)
+
+
 @functools.cache
 def umap_module() -> ModuleType:
     """umap-learn, its kernels compiled once per machine instead of once per process.
@@ -100,21 +104,22 @@ def umap_module() -> ModuleType:
     by numba on the source file, the argument types and the CPU; a kernel numba cannot cache, or a
     cache folder it cannot write, leaves that kernel compiled per process, as before.
     """
-    try:
-        import umap
-        import umap.layouts
-        import umap.umap_
-        from numba.core.caching import NullCache
-        from numba.core.registry import CPUDispatcher
-    except ImportError as exc:  # pragma: no cover - umap-learn is a requirement
-        raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
-    for module in (umap.umap_, umap.layouts):
-        for kernel in vars(module).values():
-            if isinstance(kernel, CPUDispatcher) and isinstance(kernel._cache, NullCache):
-                try:
-                    kernel.enable_caching()
-                except RuntimeError as exc:  # no writable cache folder: compiled in this process only
-                    log.debug("numba cannot cache %s: %s", kernel.py_func.__name__, exc)
+    with _umap_lock:
+        try:
+            import umap
+            import umap.layouts
+            import umap.umap_
+            from numba.core.caching import NullCache
+            from numba.core.registry import CPUDispatcher
+        except ImportError as exc:  # pragma: no cover - umap-learn is a requirement
+            raise ValueError("UMAP needs umap-learn: pip install umap-learn") from exc
+        for module in (umap.umap_, umap.layouts):
+            for kernel in list(vars(module).values()):
+                if isinstance(kernel, CPUDispatcher) and isinstance(kernel._cache, NullCache):
+                    try:
+                        kernel.enable_caching()
+                    except RuntimeError as exc:  # no writable cache folder: compiled in this process only
+                        log.debug("numba cannot cache %s: %s", kernel.py_func.__name__, exc)
     return umap
 
 

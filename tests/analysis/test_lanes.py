@@ -191,25 +191,32 @@ def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes
             theirs.append(len(self._theirs))
             return got
 
-    taken: list[bool] = []
-    take = lanes._take_standby
+    taken: list[bool] = []  # what each look for a standby found (the lanes', then the run's drop)
+    starts: list[bool] = []
+    take, start = lanes._take_standby, lanes.start_standby
 
     def spied() -> object:
         got = take()
         taken.append(got is not None)
         return got
 
+    def started(umap: bool = False) -> bool:
+        starts.append(umap)
+        return start(umap)
+
     monkeypatch.setattr(layer_lanes, "LAYER_LANES_MIN_WORK", 0)
     monkeypatch.setattr(layer_lanes, "Lanes", Counted)
     monkeypatch.setattr(lanes, "_take_standby", spied)
+    monkeypatch.setattr(lanes, "start_standby", started)
     kwargs = {"max_images": 80, "projection": "umap", "progress": False, "latency": False, "similarity_nulls": True}
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs).export(tmp_path / "both")
     assert theirs and theirs[0] >= 1, "the worker computed no layer"
-    assert taken[0], "the lanes started a worker of their own instead of the run's standby"
+    # started as extraction started, then taken by the lanes (not a worker of their own)
+    assert starts == [True] and taken[0], (starts, taken)
     assert lanes._standby is None
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs)  # analysed before: no lanes
     assert len(theirs) == 1
-    assert lanes._standby is None  # the standby it started, dropped
+    assert starts == [True] and lanes._standby is None  # nothing to extract: no standby started
     monkeypatch.setenv("EXPLORER_LANES", "0")
     api.compare("sample:clothing", cache_dir=tmp_path / "b", **kwargs).export(tmp_path / "one")
     assert len(theirs) == 1  # one process: no lanes
@@ -465,8 +472,9 @@ def test_a_standby_worker_is_taken_by_the_next_lanes_with_its_imports_done() -> 
 
 
 def test_a_standby_worker_no_lanes_took_ends() -> None:
-    """A run that needed no worker (its results stored) leaves no process behind: standby() ends
-    the one it started, without waiting for its imports."""
+    """standby() starts a worker only when its start() is called (a run's extraction starts), and
+    leaves no process behind: it ends the one it started that no lanes took, without waiting for
+    its imports."""
     import multiprocessing
     import time
 
@@ -474,15 +482,17 @@ def test_a_standby_worker_no_lanes_took_ends() -> None:
         pytest.skip("one core: no worker")
     before = set(multiprocessing.active_children())
     t = time.perf_counter()
-    with lanes.standby(True):
+    with lanes.standby(True) as start:
+        assert not set(multiprocessing.active_children()) - before  # none until start()
+        assert start() and start()  # once
         started = set(multiprocessing.active_children()) - before
         assert len(started) == 1 and lanes._standby is not None
     assert lanes._standby is None and time.perf_counter() - t < 2.0
     (process,) = started
     process.join(timeout=60)
     assert not process.is_alive()
-    with lanes.standby(False):
-        assert lanes._standby is None
+    with lanes.standby(False) as start:
+        assert not start() and lanes._standby is None
 
 
 def test_one_thread_holds_for_the_libraries_a_fresh_process_loads_inside_it() -> None:
