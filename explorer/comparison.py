@@ -154,10 +154,10 @@ def compare(
     cache = cache or FeatureCache()
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = _labels(specs, labels)
-    # the analysis's worker process started as extraction starts (only then is the analysis known
-    # to be new), its imports done in extraction's idle gaps: 2-3 s it took from the analysis's start
+    # the analysis's worker process started ahead where preparing and extracting take a while, its
+    # imports done meanwhile: 2-3 s it took from the analysis's start (lanes.standby)
     layers = sum(len(s.layers) or MAX_DEFAULT_BLOCKS + 1 for s in specs)
-    with standby(worker_pays(len(dataset), layers), umap=projection.method == "umap") as start_worker:
+    with standby(worker_pays(len(dataset), layers), umap=projection.method == "umap") as settled:
         # every image decoded once for all the models (extract_sweep), each resized for its model
         runs = extract_sweep(
             dataset,
@@ -168,8 +168,8 @@ def compare(
             should_stop=should_stop,
             max_pixels=max_pixels,
             backend=backend,
-            before_extracting=start_worker,
         )
+        settled()  # no worker started from here on (a cached run: its results are read back in a moment)
         # the dataset's record, read by each run
         unreadable = {row: why for r in runs for row, why in r.unreadable.items()}
         if unreadable:  # found by the one full decode, extraction's: leave them out and say so

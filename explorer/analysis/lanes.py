@@ -124,6 +124,9 @@ WARM_MODULES = (
     "sklearn.discriminant_analysis",
     "faiss",
 )
+# a run's worker starts this far into its preparation and extraction (lanes.standby): a cached visit's
+# takes a fraction of it on a running server
+STANDBY_AFTER_S = 1.0
 WARM_NICE = 19  # the standby's imports take only a core nothing else wants (extraction may run beside them)
 
 
@@ -205,24 +208,31 @@ def drop_standby() -> None:
 
 
 @contextlib.contextmanager
-def standby(wanted: bool, umap: bool = False) -> Iterator[Callable[[], bool]]:
-    """A `start()` that starts the standby worker (start_standby) when `wanted`, and drop_standby()
-    on leaving, if it started one: a run starts its analysis's worker once it knows it has work to
-    do (extraction), and leaves none behind when the worker had none (one was started on every
-    cached dashboard visit, whose page then came 0.8 s later: a process's start and imports beside
-    the browser)."""
-    started = False
+def standby(wanted: bool, umap: bool = False, after: float | None = None) -> Iterator[Callable[[], None]]:
+    """Start the standby worker (start_standby) `after` seconds (STANDBY_AFTER_S) into the block, when `wanted`,
+    unless the `settled()` it yields was called by then; drop_standby() on leaving.
 
-    def start() -> bool:
-        nonlocal started
-        if wanted and not started:
-            started = start_standby(umap)
-        return started
+    A run calls `settled()` once its models are prepared and its features read or extracted: the
+    worker then starts only where that took a while, a fresh process importing torch and tracing
+    the models on one thread (the CLI: 2.6 s, the other core idle) or an extraction (its imports
+    then at the lowest priority), and not on a cached dashboard visit, whose page came 0.8 s later
+    with a worker started and dropped beside the browser (2.7 against 1.9 s)."""
+    after = STANDBY_AFTER_S if after is None else after
+    timer = threading.Timer(after, start_standby, kwargs={"umap": umap}) if wanted and lanes() >= 2 else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+
+    def settled() -> None:
+        if timer is not None:
+            timer.cancel()
 
     try:
-        yield start
+        yield settled
     finally:
-        if started:
+        settled()
+        if timer is not None:
+            timer.join()
             drop_standby()
 
 

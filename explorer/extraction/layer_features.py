@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +148,6 @@ def extract_features(
     should_stop: ShouldStop | None = None,
     max_pixels: int = 64_000_000,
     backend: ExtractionBackend | None = None,
-    before_extracting: Callable[[], Any] | None = None,
 ) -> ModelRun:
     """Features of every chosen layer, from the cache where possible, else in one pass.
 
@@ -165,8 +164,6 @@ def extract_features(
         max_pixels: pixel-bomb limit for decoding.
         backend: where the forward passes run (default: this process, local_backend.py; a Ray
             cluster: ray_backend.RayEngine); the features go to the same store under the same keys.
-        before_extracting: called once the model is prepared, when some layer is not cached
-            (the analysis's worker process is started then: comparison.compare).
 
     Returns:
         A ModelRun with features for every chosen layer.
@@ -175,8 +172,6 @@ def extract_features(
     p = _prepare(dataset, spec, cache, label, backend, progress)
     run = p.run
     if p.missing():
-        if before_extracting is not None:
-            before_extracting()
         with cache.lock(make_key("extraction", p.ctx), waiting=_waiting(run, progress, should_stop)):
             _read_cached(run, cache, len(dataset))  # what an extraction that held the lock meanwhile stored
             missing = p.missing()
@@ -208,7 +203,6 @@ def extract_sweep(
     should_stop: ShouldStop | None = None,
     max_pixels: int = 64_000_000,
     backend: ExtractionBackend | None = None,
-    before_extracting: Callable[[], Any] | None = None,
 ) -> list[ModelRun]:
     """Several models' features of one dataset, as extract_features gives each, with every image
     decoded once for all of them: the models whose layers are missing over the same chunks run in
@@ -219,7 +213,7 @@ def extract_sweep(
         dataset: the images.
         specs: one ExtractSpec per run.
         labels: the runs' names.
-        cache, progress, should_stop, max_pixels, backend, before_extracting: as extract_features.
+        cache, progress, should_stop, max_pixels, backend: as extract_features.
 
     Returns:
         One ModelRun per spec, in order.
@@ -237,14 +231,11 @@ def extract_sweep(
                 should_stop=should_stop,
                 max_pixels=max_pixels,
                 backend=backend,
-                before_extracting=before_extracting,
             )
             for s, lab in zip(specs, labels)
         ]
     prepared = [_prepare(dataset, s, cache, lab, backend, progress) for s, lab in zip(specs, labels)]
     pending = [p for p in prepared if p.missing()]
-    if pending and before_extracting is not None:
-        before_extracting()
     with contextlib.ExitStack() as locks:
         for p in sorted(pending, key=lambda p: make_key("extraction", p.ctx)):  # one order: no two sweeps deadlock
             locks.enter_context(

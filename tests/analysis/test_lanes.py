@@ -206,17 +206,17 @@ def test_every_layer_computed_in_lanes_gives_the_files_the_analysis_alone_writes
 
     monkeypatch.setattr(layer_lanes, "LAYER_LANES_MIN_WORK", 0)
     monkeypatch.setattr(layer_lanes, "Lanes", Counted)
+    monkeypatch.setattr(lanes, "STANDBY_AFTER_S", 0.0)  # as a run whose preparation takes a while
     monkeypatch.setattr(lanes, "_take_standby", spied)
     monkeypatch.setattr(lanes, "start_standby", started)
     kwargs = {"max_images": 80, "projection": "umap", "progress": False, "latency": False, "similarity_nulls": True}
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs).export(tmp_path / "both")
     assert theirs and theirs[0] >= 1, "the worker computed no layer"
-    # started as extraction started, then taken by the lanes (not a worker of their own)
+    # started ahead, then taken by the lanes (not a worker of their own)
     assert starts == [True] and taken[0], (starts, taken)
     assert lanes._standby is None
     api.compare("sample:clothing", cache_dir=tmp_path / "a", **kwargs)  # analysed before: no lanes
-    assert len(theirs) == 1
-    assert starts == [True] and lanes._standby is None  # nothing to extract: no standby started
+    assert len(theirs) == 1 and lanes._standby is None  # the one it started (at once, here), ended
     monkeypatch.setenv("EXPLORER_LANES", "0")
     api.compare("sample:clothing", cache_dir=tmp_path / "b", **kwargs).export(tmp_path / "one")
     assert len(theirs) == 1  # one process: no lanes
@@ -471,28 +471,33 @@ def test_a_standby_worker_is_taken_by_the_next_lanes_with_its_imports_done() -> 
     assert warm._theirs and all(warm._theirs.values()), warm._theirs
 
 
-def test_a_standby_worker_no_lanes_took_ends() -> None:
-    """standby() starts a worker only when its start() is called (a run's extraction starts), and
-    leaves no process behind: it ends the one it started that no lanes took, without waiting for
-    its imports."""
+def test_a_standby_worker_starts_only_after_a_while_and_none_is_left_behind() -> None:
+    """standby() starts a worker only where the block's first part (a run's preparation and
+    extraction) is still going on after `after` seconds, and leaves no process behind: it ends
+    the one it started that no lanes took, without waiting for its imports."""
     import multiprocessing
     import time
 
     if lanes.lanes() < 2:
         pytest.skip("one core: no worker")
     before = set(multiprocessing.active_children())
+    with lanes.standby(True, after=0.5) as settled:
+        settled()  # over at once (a cached run)
+        time.sleep(1.0)
+        assert lanes._standby is None and not set(multiprocessing.active_children()) - before
     t = time.perf_counter()
-    with lanes.standby(True) as start:
-        assert not set(multiprocessing.active_children()) - before  # none until start()
-        assert start() and start()  # once
+    with lanes.standby(True, after=0.5) as settled:
+        time.sleep(1.0)  # still preparing
         started = set(multiprocessing.active_children()) - before
         assert len(started) == 1 and lanes._standby is not None
-    assert lanes._standby is None and time.perf_counter() - t < 2.0
+        settled()
+    assert lanes._standby is None and time.perf_counter() - t < 2.5
     (process,) = started
     process.join(timeout=60)
     assert not process.is_alive()
-    with lanes.standby(False) as start:
-        assert not start() and lanes._standby is None
+    with lanes.standby(False, after=0.0):
+        time.sleep(0.3)
+        assert lanes._standby is None
 
 
 def test_one_thread_holds_for_the_libraries_a_fresh_process_loads_inside_it() -> None:
