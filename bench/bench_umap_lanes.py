@@ -5,10 +5,6 @@ the same 50-dimensional input, one layer after another, in the same run. Reports
 neighbourhood preservation of each layout: the mean share of an image's 15 nearest neighbours in
 the layer (cosine) that are among its 15 nearest in the layout, over 2,000 seeded images.
 
-The project's path runs twice, with the same layouts: its worker started before the graphs are
-built, as `compare` starts it before preparing the models (lanes.standby), and the lanes starting
-their worker themselves, as a projection alone does.
-
 The features are synthetic but shaped like real ones: each layer a smooth function (tanh of a
 random map) of a 3-dimensional latent with 10 clusters, plus noise, at MobileNetV2's widths, so
 that a layout can keep their neighbourhoods (isotropic noise has none to keep); each is memory-mapped
@@ -69,7 +65,7 @@ def main() -> None:
     configure()
     import umap
 
-    from explorer.analysis.lanes import lanes, start_standby
+    from explorer.analysis.lanes import lanes
     from explorer.analysis.neighbors import knn_graph
     from explorer.analysis.projection import UMAP_PCA_DIMS, _pca, _umap_init
     from explorer.analysis.projection_lanes import project_layers
@@ -81,19 +77,12 @@ def main() -> None:
     for name, x in manifold_layers(args.images).items():
         np.save(folder / f"{name}.npy", x)
         feats[name] = np.load(folder / f"{name}.npy", mmap_mode="r")
-    # the worker started before the graphs are built, as `compare` starts it before it prepares the
-    # models (lanes.standby): its imports done by the time the layouts start
-    start_standby(umap=True)
     graphs = {name: knn_graph(x, 15) for name, x in feats.items()}
     spec = ProjectionSpec(method="umap", random_state=0)
     project_layers({"warm": (feats["l0"][:2000], None)}, spec)  # this process's numba code compiled, as a run has it
     t = time.perf_counter()
     ours = project_layers({name: (x, graphs[name]) for name, x in feats.items()}, spec)
     ours_s = time.perf_counter() - t
-    t = time.perf_counter()  # again, the lanes starting their worker themselves (a projection alone)
-    cold = project_layers({name: (x, graphs[name]) for name, x in feats.items()}, spec)
-    cold_s = time.perf_counter() - t
-    assert all(np.array_equal(cold[n].coords, ours[n].coords) for n in feats)  # the same layouts
     x50s = {name: _pca(x, UMAP_PCA_DIMS, 0) if x.shape[1] > UMAP_PCA_DIMS else x for name, x in feats.items()}
 
     def plain(name: str, seed: int) -> np.ndarray:
@@ -111,8 +100,7 @@ def main() -> None:
         kept[name][1].append(preservation(graphs[name], layout))
     print(
         f"N={args.images:,}, 8 layers, lanes={lanes()}, cores={len(os.sched_getaffinity(0))}: "
-        f"ours {ours_s:.1f} s (worker started ahead; {cold_s:.1f} s with the lanes starting it), "
-        f"plain seeded umap-learn {plain_s:.1f} s (x{plain_s / ours_s:.2f}); "
+        f"ours {ours_s:.1f} s, plain seeded umap-learn {plain_s:.1f} s (x{plain_s / ours_s:.2f}); "
         "neighbourhood preservation ours/plain, seed 0: "
         + ", ".join(f"{n} {a[0]:.3f}/{b[0]:.3f}" for n, (a, b) in kept.items())
         + f"; largest gap {max(abs(a[0] - b[0]) for a, b in kept.values()):.3f}",
@@ -137,9 +125,7 @@ def main() -> None:
         )
     shutil.rmtree(folder, ignore_errors=True)
     if args.out:
-        Path(args.out).write_text(
-            json.dumps({"n": args.images, "ours_s": ours_s, "cold_s": cold_s, "plain_s": plain_s, "kept": kept})
-        )
+        Path(args.out).write_text(json.dumps({"n": args.images, "ours_s": ours_s, "plain_s": plain_s, "kept": kept}))
 
 
 if __name__ == "__main__":

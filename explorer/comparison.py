@@ -33,8 +33,7 @@ from .analysis.cached_runs import (
 from .analysis.compression import CompressionCurve
 from .analysis.few_shot import FewShot
 from .analysis.intrinsic import IntrinsicDimension
-from .analysis.lanes import standby
-from .analysis.layer_lanes import each_layer, worker_pays
+from .analysis.layer_lanes import each_layer
 from .analysis.leaderboard import LayerCost, agreement_table, leaderboard_table
 from .analysis.neighbors import KnnGraph
 from .analysis.projection import Projection
@@ -45,7 +44,6 @@ from .analysis.unseen import UnseenCurve
 from .config import ExtractSpec, MetricSpec, ProjectionSpec
 from .data.datasets import ImageDataset
 from .extraction.layer_features import ModelRun, extract_features, extract_sweep, unreadable_images
-from .networks.layers import MAX_DEFAULT_BLOCKS
 from .progress import Cancelled, ShouldStop, StageProgress
 from .record import LEADERBOARD, NEW_CLASSES, NULLS, Comparison, metrics_table
 from .store import FeatureCache
@@ -154,43 +152,37 @@ def compare(
     cache = cache or FeatureCache()
     projection_mod.check_size(projection.method, len(dataset))  # before minutes of extraction
     labels = _labels(specs, labels)
-    # the analysis's worker process started ahead where preparing and extracting take a while, its
-    # imports done meanwhile: 2-3 s it took from the analysis's start (lanes.standby)
-    layers = sum(len(s.layers) or MAX_DEFAULT_BLOCKS + 1 for s in specs)
-    with standby(worker_pays(len(dataset), layers), umap=projection.method == "umap") as settled:
-        # every image decoded once for all the models (extract_sweep), each resized for its model
-        runs = extract_sweep(
-            dataset,
-            specs,
-            labels,
-            cache=cache,
-            progress=progress,
-            should_stop=should_stop,
-            max_pixels=max_pixels,
-            backend=backend,
-        )
-        settled()  # no worker started from here on (a cached run: its results are read back in a moment)
-        # the dataset's record, read by each run
-        unreadable = {row: why for r in runs for row, why in r.unreadable.items()}
-        if unreadable:  # found by the one full decode, extraction's: leave them out and say so
-            log.warning("%d images could not be decoded and are left out", len(unreadable))
-            dataset = dataset.without(unreadable)
-            for r in runs:
-                r.without_rows(list(unreadable))
-        return analyse(
-            dataset,
-            runs,
-            projection=projection,
-            metric=metric,
-            cache=cache,
-            progress=progress,
-            should_stop=should_stop,
-            leaderboard=leaderboard,
-            latency=latency,
-            request=request,
-            similarity_nulls=similarity_nulls,
-            first_view=first_view,
-        )
+    # every image decoded once for all the models (extract_sweep), each resized for its model
+    runs = extract_sweep(
+        dataset,
+        specs,
+        labels,
+        cache=cache,
+        progress=progress,
+        should_stop=should_stop,
+        max_pixels=max_pixels,
+        backend=backend,
+    )
+    unreadable = {row: why for r in runs for row, why in r.unreadable.items()}  # the dataset's record, read by each run
+    if unreadable:  # found by the one full decode, extraction's: leave them out and say so
+        log.warning("%d images could not be decoded and are left out", len(unreadable))
+        dataset = dataset.without(unreadable)
+        for r in runs:
+            r.without_rows(list(unreadable))
+    return analyse(
+        dataset,
+        runs,
+        projection=projection,
+        metric=metric,
+        cache=cache,
+        progress=progress,
+        should_stop=should_stop,
+        leaderboard=leaderboard,
+        latency=latency,
+        request=request,
+        similarity_nulls=similarity_nulls,
+        first_view=first_view,
+    )
 
 
 @dataclass(frozen=True)

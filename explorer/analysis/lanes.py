@@ -21,7 +21,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -111,131 +111,6 @@ def _in_worker(function: Callable[..., Any], args: tuple) -> Any:
         return function(*args)
 
 
-# the modules a worker's units import on first use (2-3 s in a fresh process: scipy, scikit-learn,
-# faiss; umap-learn and numba another 2 s), imported by a standby worker before its first unit
-WARM_MODULES = (
-    "explorer.analysis.cached_runs",
-    "scipy.optimize",
-    "scipy.stats",
-    "scipy.linalg",
-    "sklearn.model_selection",
-    "sklearn.decomposition",
-    "sklearn.metrics",
-    "sklearn.discriminant_analysis",
-    "faiss",
-)
-# a run's worker starts this far into its preparation and extraction (lanes.standby): a cached visit's
-# takes a fraction of it on a running server
-STANDBY_AFTER_S = 1.0
-WARM_NICE = 19  # the standby's imports take only a core nothing else wants (extraction may run beside them)
-
-
-def _warm_up(umap: bool) -> None:
-    """The standby worker's first task: set the process up as a program's and import what the units
-    will (WARM_MODULES; umap-learn's compiled kernels with `umap`) in a thread of the lowest
-    priority, so that while this process's parent extracts on both cores the imports fill idle
-    gaps instead of slowing it. The task returns at once: a unit that comes meanwhile runs at the
-    normal priority (an import it shares waits for the thread's)."""
-    from ..process_setup import configure
-
-    configure()
-
-    def imports() -> None:
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_NICE)
-        for name in WARM_MODULES:
-            try:
-                importlib.import_module(name)
-            except ImportError as exc:  # an optional library: the unit that needs it says so
-                log.debug("standby worker: %s not imported (%s)", name, exc)
-        if umap:
-            from .projection import umap_module
-
-            try:
-                umap_module()
-            except Exception as exc:  # noqa: BLE001 - a unit that needs it calls it again, and says why
-                log.debug("standby worker: umap-learn not prepared (%s)", exc)
-
-    threading.Thread(target=imports, name="explorer-warm-up").start()  # not a daemon: exit waits for it
-
-
-_standby: tuple[ProcessPoolExecutor, Any] | None = None  # (the pool, its stop Event), not taken yet
-_standby_lock = threading.Lock()
-
-
-def start_standby(umap: bool = False) -> bool:
-    """Start the worker now, before the Lanes that will want it: its start and first imports (2-3 s
-    of the other core, 3-5 s with umap-learn) then happen while this process prepares and
-    extracts instead of while a layer's unit waits for it. The next Lanes to start a worker takes
-    it (Lanes._start_worker); drop_standby() ends one that none took. Only where lanes() >= 2.
-
-    Returns:
-        Whether a standby worker is ready (started now or before).
-    """
-    global _standby
-    if lanes() < 2:
-        return False
-    with _standby_lock:
-        if _standby is None:
-            spawn = multiprocessing.get_context("spawn")
-            stopped = spawn.Event()
-            pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(stopped,)
-            )
-            try:
-                with without_main():  # the process starts now (Streamlit's __main__ left out)
-                    pool.submit(_warm_up, umap)
-            except Exception as exc:  # noqa: BLE001 - no standby: a Lanes starts its worker as before
-                log.warning("no standby worker could start (%s)", exc)
-                pool.shutdown(wait=False, cancel_futures=True)
-                return False
-            _standby = (pool, stopped)
-    return True
-
-
-def _take_standby() -> tuple[ProcessPoolExecutor, Any] | None:
-    global _standby
-    with _standby_lock:
-        taken, _standby = _standby, None
-    return taken
-
-
-def drop_standby() -> None:
-    """End a standby worker that no Lanes took (it exits once its imports are done; nothing waits)."""
-    taken = _take_standby()
-    if taken is not None:
-        taken[0].shutdown(wait=False, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def standby(wanted: bool, umap: bool = False, after: float | None = None) -> Iterator[Callable[[], None]]:
-    """Start the standby worker (start_standby) `after` seconds (STANDBY_AFTER_S) into the block, when `wanted`,
-    unless the `settled()` it yields was called by then; drop_standby() on leaving.
-
-    A run calls `settled()` once its models are prepared and its features read or extracted: the
-    worker then starts only where that took a while, a fresh process importing torch and tracing
-    the models on one thread (the CLI: 2.6 s, the other core idle) or an extraction (its imports
-    then at the lowest priority), and not on a cached dashboard visit, whose page came 0.8 s later
-    with a worker started and dropped beside the browser (2.7 against 1.9 s)."""
-    after = STANDBY_AFTER_S if after is None else after
-    timer = threading.Timer(after, start_standby, kwargs={"umap": umap}) if wanted and lanes() >= 2 else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-
-    def settled() -> None:
-        if timer is not None:
-            timer.cancel()
-
-    try:
-        yield settled
-    finally:
-        settled()
-        if timer is not None:
-            timer.join()
-            drop_standby()
-
-
 class Lanes:
     """Units of work ({name: (function, args)}) run here and, with `worker`, in a worker process
     started at once, or with `start_after` once a unit run here has taken longer than that many
@@ -292,16 +167,11 @@ class Lanes:
             if not self._may_start or not self._queue:
                 return
             self._may_start = False
-            ready = _take_standby()  # started ahead (start_standby): its imports done or under way
-            if ready is not None:
-                log.debug("the lanes take the standby worker")
-                self._pool, self._stopped = ready
-            else:
-                spawn = multiprocessing.get_context("spawn")
-                self._stopped = spawn.Event()
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(self._stopped,)
-                )
+            spawn = multiprocessing.get_context("spawn")
+            self._stopped = spawn.Event()
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=spawn, initializer=_worker_started, initargs=(self._stopped,)
+            )
             self._helper = threading.Thread(
                 target=self._worker_lane, args=(self._pool,), name="explorer-lane", daemon=True
             )
@@ -322,9 +192,9 @@ class Lanes:
     def _take(self, among: set[str] | None = None, last: bool = False, spare: bool = False) -> str | None:
         """The first unit in the queue (of `among`; `last`: the last) not waiting for one still to be
         done; with `spare` (a unit to wait in the worker's queue) only while another is left for
-        this process: the queue's last unit waiting behind the worker's while this process has
-        none made a run of equal units end one unit late (8 UMAP layers of 50,000 images: 5 went
-        to the worker, 81 s instead of 61)."""
+        this process: the queue's last unit waiting behind the worker's while this process had
+        none made a run of equal units end a unit late (a worker ready at once took 5 of 8 UMAP
+        layers of 50,000 images: 81 s instead of 65)."""
         with self._lock:
             if spare and len(self._queue) < 2:
                 return None

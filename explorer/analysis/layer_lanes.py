@@ -42,11 +42,6 @@ ALIGNMENT = "similarity measures"  # the unit name of the nulls (a layer's is it
 SIMILARITY = "CKA and neighbourhood overlap"
 
 
-def worker_pays(n: int, layers: int) -> bool:
-    """Whether each_layer starts a worker for n images x layers (module doc)."""
-    return lanes() >= 2 and layers >= 2 and n * layers >= LAYER_LANES_MIN_WORK
-
-
 @dataclasses.dataclass(frozen=True)
 class _Labels:
     """What the per-layer stages read of a dataset: its labels (all a worker is sent)."""
@@ -184,7 +179,7 @@ def each_layer(
     """
     n = len(dataset)
     layers = sum(len(r.features) for r in runs)
-    if not worker_pays(n, layers):
+    if lanes() < 2 or layers < 2 or n * layers < LAYER_LANES_MIN_WORK:
         return False
     if not all(portable(x)[0] == "map" for r in runs for x in r.features.values()):
         return False  # features in memory (given ones, rows left out) would be copied through the pipe

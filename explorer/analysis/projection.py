@@ -90,7 +90,9 @@ def _pca(x: np.ndarray, k: int, random_state: int) -> np.ndarray:
     return out
 
 
-_umap_lock = threading.Lock()  # umap_module's first call, once (a standby worker's warm-up thread and a unit)
+# umap_module's first call, once: two threads at once (the dashboard's background compile beside a UMAP
+# job) iterated umap's module while the other imported into it ('dictionary changed size during iteration')
+_umap_lock = threading.Lock()
 
 
 @functools.cache
