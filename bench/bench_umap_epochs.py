@@ -1,7 +1,8 @@
 """How many UMAP epochs a layout needs (not a test): the neighbourhood preservation of seeded layouts
 at several epoch counts, the project's way (from the layer's exact kNN graph, PCA to 50 dimensions
-for wide layers), against plain seeded umap-learn with its own schedule (500 epochs up to 10,000
-images, 200 beyond) on the same 50-dimensional input, each over several seeds.
+for wide layers, a and b as float32 unless `--curve float64`), against plain seeded umap-learn with
+its own schedule (500 epochs up to 10,000 images, 200 beyond) on the same 50-dimensional input,
+each over several seeds.
 
 The features are real: MobileNetV2's default layers over N images of a dataset folder (extracted once
 into `--cache`), or, with `--synthetic`, bench_umap_lanes.py's manifold layers. Preservation is the
@@ -49,19 +50,27 @@ def main() -> None:
     ap.add_argument("--layers", default="", help="indices of the layers to try (default: all)")
     ap.add_argument("--synthetic", action="store_true", help="bench_umap_lanes.py's manifold layers")
     ap.add_argument("--cache", default="/tmp/bench_umap_epochs_cache")
+    ap.add_argument(
+        "--curve",
+        choices=("float32", "float64"),
+        default="float32",
+        help="the project's fits with a and b as float32 (projection.umap_curve, as the project runs) or float64",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     from explorer.process_setup import configure
 
     configure()
     from explorer.analysis.neighbors import knn_graph
-    from explorer.analysis.projection import UMAP_PCA_DIMS, _pca, _umap_init, _umap_knn, umap_module
+    from explorer.analysis.projection import UMAP_PCA_DIMS, _pca, _umap_init, _umap_knn, umap_curve, umap_module
 
     umap = umap_module()
     layers = manifold_layers(args.images) if args.synthetic else real_layers(args.data, args.images, args.cache)
     names = list(layers)
     if args.layers:
         names = [names[int(i)] for i in args.layers.split(",")]
+    a, b = umap_curve(0.1)
+    curve = {"a": a, "b": b} if args.curve == "float32" else {}
     report = {}
     for name in names:
         x = layers[name]
@@ -69,7 +78,9 @@ def main() -> None:
         x50 = _pca(x, UMAP_PCA_DIMS, 0) if x.shape[1] > UMAP_PCA_DIMS else x
         fits: dict[str, list[tuple[float, float]]] = {}
         for config in ["plain"] + args.epochs.split(","):
-            given = {} if config == "plain" else {"n_epochs": int(config), "precomputed_knn": _umap_knn(graph, 15)}
+            given = (
+                {} if config == "plain" else {"n_epochs": int(config), "precomputed_knn": _umap_knn(graph, 15), **curve}
+            )
             for seed in range(args.seeds):
                 t = time.perf_counter()
                 with warnings.catch_warnings():

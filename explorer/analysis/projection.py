@@ -150,10 +150,13 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
     knn = _umap_knn(graph, n_neighbors)
     if x.shape[1] > UMAP_PCA_DIMS and x.shape[0] > UMAP_PCA_DIMS:
         x = _pca(x, UMAP_PCA_DIMS, spec.random_state)
+    a, b = umap_curve(spec.min_dist)
     reducer = umap.UMAP(
         n_components=spec.n_components,
         n_neighbors=n_neighbors,
         min_dist=spec.min_dist,
+        a=a,
+        b=b,
         random_state=spec.random_state,
         init=_umap_init(x.shape[0], spec.n_components),
         n_epochs=umap_epochs(x.shape[0]),
@@ -166,6 +169,20 @@ def _umap(x: np.ndarray, spec: ProjectionSpec, graph: KnnGraph | None = None) ->
             "ignore", message=r"precomputed_knn\[2\]", category=UserWarning
         )  # no transform() needed
         return reducer.fit_transform(x)
+
+
+@functools.cache
+def umap_curve(min_dist: float, spread: float = 1.0) -> tuple[np.float32, np.float32]:
+    """The a and b of UMAP's low-dimensional similarity 1 / (1 + a d^(2b)): umap-learn's own fit for
+    `min_dist` (what UMAP(min_dist=...) would find), as float32.
+
+    umap-learn passes them on as float64, and its numba optimiser then computes every attraction and
+    repulsion with a double-precision pow on float32 distances; given float32, numba compiles the
+    same loop with single-precision pow: 21 % less of a 50,000-image layer's fit (12.9 s against
+    16.3 s for 170 epochs), with the neighbourhood preservation unchanged (docs/benchmarks.md,
+    "Eighth round")."""
+    a, b = umap_module().umap_.find_ab_params(spread, min_dist)
+    return np.float32(a), np.float32(b)
 
 
 def umap_epochs(n: int) -> int | None:

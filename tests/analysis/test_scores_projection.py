@@ -115,7 +115,8 @@ def test_umap_reuses_the_layer_graph() -> None:
 def test_umap_runs_fewer_epochs_where_its_schedule_says(monkeypatch: pytest.MonkeyPatch) -> None:
     """From UMAP_MID_N images up to umap-learn's 500-epoch limit the layout is umap-learn's with
     UMAP_MID_EPOCHS epochs, from UMAP_LARGE_N with UMAP_LARGE_EPOCHS, the same fit otherwise; elsewhere
-    umap-learn's own schedule (the thresholds moved so a test's small dataset crosses them)."""
+    umap-learn's own schedule (the thresholds moved so a test's small dataset crosses them). Always
+    with umap-learn's own a and b for min_dist, as float32 (projection.umap_curve)."""
     import warnings
 
     from explorer.analysis import projection
@@ -126,22 +127,23 @@ def test_umap_runs_fewer_epochs_where_its_schedule_says(monkeypatch: pytest.Monk
     assert len(x) < projection.UMAP_MID_N
     small = project(x, spec, graph=graph).coords
 
+    umap = projection.umap_module()
+    a, b = (np.float32(v) for v in umap.umap_.find_ab_params(1.0, spec.min_dist))
+
     def umap_learn(n_epochs: int | None) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return (
-                projection.umap_module()
-                .UMAP(
-                    n_neighbors=15,
-                    min_dist=spec.min_dist,
-                    random_state=spec.random_state,
-                    init="spectral",
-                    n_epochs=n_epochs,
-                    metric="cosine",
-                    precomputed_knn=projection._umap_knn(graph, 15),
-                )
-                .fit_transform(x)
-            )
+            return umap.UMAP(
+                n_neighbors=15,
+                min_dist=spec.min_dist,
+                a=a,
+                b=b,
+                random_state=spec.random_state,
+                init="spectral",
+                n_epochs=n_epochs,
+                metric="cosine",
+                precomputed_knn=projection._umap_knn(graph, 15),
+            ).fit_transform(x)
 
     np.testing.assert_array_equal(small, umap_learn(None))
     monkeypatch.setattr(projection, "UMAP_MID_N", len(x))
